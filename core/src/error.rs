@@ -1,0 +1,454 @@
+//! One error type for every failure, with a stable kind and numeric code shared by
+//! all hosts (the C status enum and the Python exception classes map 1:1 onto it).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// The result type of every fallible authcore call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kind of an [`Error`], with a stable numeric code.
+///
+/// Codes are never reused: a retired kind keeps its number forever. `0` is reserved for
+/// success in the C API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum ErrorKind {
+    /// The client was configured wrongly (bad URL, plain HTTP to a remote host, …).
+    Config = 1,
+    /// The connection failed: refused, reset, DNS, TLS.
+    Transport = 2,
+    /// A deadline passed: connect, whole request, or waiting for another thread's renewal.
+    Timeout = 3,
+    /// The token endpoint answered with an OAuth 2.0 error (RFC 6749 §5.2).
+    OAuth = 4,
+    /// The endpoint answered with an API problem body (RFC 9457 or a vendor envelope).
+    ApiProblem = 5,
+    /// The endpoint refused because of rate limiting (HTTP 429).
+    RateLimited = 6,
+    /// The response could not be understood (HTML page, missing `access_token`, …).
+    InvalidResponse = 7,
+    /// The `state` in an authorization callback did not match the one sent.
+    StateMismatch = 8,
+    /// The refresh token was refused and no other credential can obtain a new one.
+    ReauthenticationRequired = 9,
+}
+
+impl ErrorKind {
+    /// The stable numeric code of this kind.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// A short, stable, snake_case name of this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::OAuth => "oauth",
+            ErrorKind::ApiProblem => "api_problem",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::StateMismatch => "state_mismatch",
+            ErrorKind::ReauthenticationRequired => "reauthentication_required",
+        }
+    }
+
+    /// Every kind, in code order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Config,
+        ErrorKind::Transport,
+        ErrorKind::Timeout,
+        ErrorKind::OAuth,
+        ErrorKind::ApiProblem,
+        ErrorKind::RateLimited,
+        ErrorKind::InvalidResponse,
+        ErrorKind::StateMismatch,
+        ErrorKind::ReauthenticationRequired,
+    ];
+}
+
+/// An OAuth 2.0 error response (RFC 6749 §5.2), or an `error=` authorization callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    /// The `error` code, e.g. `invalid_client`.
+    pub error: String,
+    /// `error_description` (or a vendor's `message`/`hint`), scrubbed of token-like text.
+    pub description: Option<String>,
+    /// `error_uri`.
+    pub uri: Option<String>,
+    /// The HTTP status, or `None` for an authorization callback.
+    pub status: Option<u16>,
+}
+
+/// An API problem body: RFC 9457, api.video's problem body or Vibe's `{"error": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The HTTP status of the response.
+    pub status: u16,
+    /// `type` (a URI, or Vibe's short type such as `insufficient_scope`).
+    pub problem_type: Option<String>,
+    /// `title` (or a vendor's `message`).
+    pub title: Option<String>,
+    /// `detail`, or `name` for api.video; JSON objects are rendered compactly.
+    pub detail: Option<String>,
+}
+
+/// Every authcore failure. Messages never contain secrets.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The client was configured wrongly.
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+    /// The connection failed.
+    Transport {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        source: Option<Arc<dyn StdError + Send + Sync>>,
+    },
+    /// A deadline passed.
+    Timeout {
+        /// Which deadline.
+        message: String,
+    },
+    /// An OAuth 2.0 error response.
+    OAuth(OAuthError),
+    /// An API problem body.
+    ApiProblem(Problem),
+    /// HTTP 429, with the delay the server asked for.
+    RateLimited {
+        /// From `Retry-After` or `X-RateLimit-Retry-After`.
+        retry_after: Option<Duration>,
+        /// The problem body, if the server sent one.
+        problem: Option<Problem>,
+    },
+    /// A response that could not be understood.
+    InvalidResponse {
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong with it.
+        message: String,
+        /// A short, secret-free excerpt of the body.
+        snippet: String,
+    },
+    /// The `state` of an authorization callback did not match.
+    StateMismatch,
+    /// A refresh token was refused and nothing else can obtain a token.
+    ReauthenticationRequired {
+        /// Why the refresh token was refused.
+        cause: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config { .. } => ErrorKind::Config,
+            Error::Transport { .. } => ErrorKind::Transport,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::OAuth(_) => ErrorKind::OAuth,
+            Error::ApiProblem(_) => ErrorKind::ApiProblem,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            Error::StateMismatch => ErrorKind::StateMismatch,
+            Error::ReauthenticationRequired { .. } => ErrorKind::ReauthenticationRequired,
+        }
+    }
+
+    /// The OAuth error, if this is one (directly or as the cause of a required
+    /// reauthentication).
+    pub fn oauth(&self) -> Option<&OAuthError> {
+        match self {
+            Error::OAuth(e) => Some(e),
+            Error::ReauthenticationRequired { cause } => cause.oauth(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the response that caused this error, if there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::OAuth(e) => e.status,
+            Error::ApiProblem(p) => Some(p.status),
+            Error::RateLimited { .. } => Some(429),
+            Error::InvalidResponse { status, .. } => Some(*status),
+            Error::ReauthenticationRequired { cause } => cause.http_status(),
+            _ => None,
+        }
+    }
+
+    /// The delay the server asked for before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid(status: u16, message: impl Into<String>, body: &[u8]) -> Self {
+        Error::InvalidResponse {
+            status,
+            message: message.into(),
+            snippet: snippet(body),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { message } => write!(f, "configuration error: {message}"),
+            Error::Transport { message, .. } => write!(f, "transport error: {message}"),
+            Error::Timeout { message } => write!(f, "timed out: {message}"),
+            Error::OAuth(e) => {
+                write!(f, "OAuth error {}", e.error)?;
+                if let Some(s) = e.status {
+                    write!(f, " (HTTP {s})")?;
+                }
+                if let Some(d) = &e.description {
+                    write!(f, ": {d}")?;
+                }
+                Ok(())
+            }
+            Error::ApiProblem(p) => {
+                write!(f, "API problem (HTTP {})", p.status)?;
+                for part in [&p.problem_type, &p.title, &p.detail].into_iter().flatten() {
+                    write!(f, ": {part}")?;
+                }
+                Ok(())
+            }
+            Error::RateLimited { retry_after, .. } => {
+                write!(f, "rate limited (HTTP 429)")?;
+                if let Some(d) = retry_after {
+                    write!(f, "; retry after {:.3} s", d.as_secs_f64())?;
+                }
+                Ok(())
+            }
+            Error::InvalidResponse {
+                status,
+                message,
+                snippet,
+            } => write!(
+                f,
+                "invalid response (HTTP {status}): {message}; body: {snippet}"
+            ),
+            Error::StateMismatch => {
+                write!(f, "authorization callback state does not match the request")
+            }
+            Error::ReauthenticationRequired { cause } => {
+                write!(f, "reauthentication required: {cause}")
+            }
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Transport {
+                source: Some(s), ..
+            } => Some(s.as_ref()),
+            Error::ReauthenticationRequired { cause } => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+const SNIPPET_CHARS: usize = 160;
+/// Runs of token-like characters at least this long are redacted from server text.
+const TOKEN_LIKE_RUN: usize = 20;
+
+/// Replaces every run of token-like characters (JWTs, opaque tokens, keys) with
+/// `[redacted]`, so that server-provided text is safe to put in a message.
+pub(crate) fn scrub(text: &str) -> String {
+    fn token_char(c: char) -> bool {
+        c.is_ascii_alphanumeric() || "-._~+/=".contains(c)
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let has_digit = run.chars().any(|c| c.is_ascii_digit());
+        let has_alpha = run.chars().any(|c| c.is_ascii_alphabetic());
+        if run.chars().count() >= TOKEN_LIKE_RUN && has_digit && has_alpha {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if token_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(if c.is_control() { ' ' } else { c });
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// A short, secret-free description of a response body for error messages.
+///
+/// JSON objects are described by their keys only (values may be tokens); other text is
+/// cut short and scrubbed of token-like runs.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "(empty)".to_owned();
+    }
+    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+        let keys: Vec<&str> = map.keys().map(String::as_str).take(12).collect();
+        return scrub(&format!("JSON object with keys [{}]", keys.join(", ")));
+    }
+    let text = String::from_utf8_lossy(body);
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = collapsed.chars().take(SNIPPET_CHARS).collect();
+    if collapsed.chars().count() > SNIPPET_CHARS {
+        cut.push('…');
+    }
+    scrub(&cut)
+}
+
+fn str_field(map: &Map<String, Value>, key: &str) -> Option<String> {
+    match map.get(key)? {
+        Value::String(s) => Some(scrub(s)),
+        Value::Null => None,
+        other => Some(scrub(&other.to_string())),
+    }
+}
+
+/// Reads an OAuth error (`{"error": "…"}`) out of a JSON object.
+pub(crate) fn oauth_error(map: &Map<String, Value>, status: Option<u16>) -> Option<OAuthError> {
+    let error = match map.get("error")? {
+        Value::String(s) if !s.is_empty() => scrub(s),
+        _ => return None,
+    };
+    let description = str_field(map, "error_description")
+        .or_else(|| str_field(map, "message"))
+        .or_else(|| str_field(map, "hint"));
+    Some(OAuthError {
+        error,
+        description,
+        uri: str_field(map, "error_uri"),
+        status,
+    })
+}
+
+/// Reads an API problem (RFC 9457, api.video, Vibe envelope) out of a JSON object.
+pub(crate) fn problem(map: &Map<String, Value>, status: u16) -> Option<Problem> {
+    if let Some(Value::Object(inner)) = map.get("error") {
+        return Some(Problem {
+            status,
+            problem_type: str_field(inner, "type"),
+            title: str_field(inner, "title").or_else(|| str_field(inner, "message")),
+            detail: str_field(inner, "detail"),
+        });
+    }
+    let is_problem = ["type", "title", "detail", "message"]
+        .iter()
+        .any(|k| map.contains_key(*k));
+    is_problem.then(|| Problem {
+        status,
+        problem_type: str_field(map, "type"),
+        title: str_field(map, "title").or_else(|| str_field(map, "message")),
+        detail: str_field(map, "detail").or_else(|| str_field(map, "name")),
+    })
+}
+
+/// Turns an unsuccessful response into the most specific error its body allows.
+pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Error {
+    let map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    if status == 429 {
+        return Error::RateLimited {
+            retry_after,
+            problem: map.as_ref().and_then(|m| problem(m, status)),
+        };
+    }
+    if let Some(map) = &map {
+        if let Some(e) = oauth_error(map, Some(status)) {
+            return Error::OAuth(e);
+        }
+        if let Some(p) = problem(map, status) {
+            return Error::ApiProblem(p);
+        }
+    }
+    Error::invalid(status, format!("unexpected HTTP status {status}"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_redacts_token_like_runs_only() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl";
+        let s = scrub(&format!("token {jwt} was refused"));
+        assert_eq!(s, "token [redacted] was refused");
+        assert_eq!(
+            scrub("Client authentication failed."),
+            "Client authentication failed."
+        );
+    }
+
+    #[test]
+    fn snippet_of_json_lists_keys_not_values() {
+        let s = snippet(br#"{"access_token": "abc", "weird": 1}"#);
+        assert_eq!(s, "JSON object with keys [access_token, weird]");
+    }
+
+    #[test]
+    fn snippet_of_html_is_short() {
+        let body = format!("<html><body>{}</body></html>", "x ".repeat(500));
+        let s = snippet(body.as_bytes());
+        assert!(s.chars().count() <= SNIPPET_CHARS + 1, "{s}");
+        assert!(s.starts_with("<html><body>"));
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        let codes: Vec<u32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes, (1..=9).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn vibe_envelope_is_a_problem_and_token_error_is_oauth() {
+        let e = from_response(
+            403,
+            None,
+            br#"{"error":{"type":"insufficient_scope","title":"Forbidden","status":403,"detail":{"required":"x"}}}"#,
+        );
+        match e {
+            Error::ApiProblem(p) => {
+                assert_eq!(p.problem_type.as_deref(), Some("insufficient_scope"));
+                assert_eq!(p.detail.as_deref(), Some(r#"{"required":"x"}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = from_response(
+            401,
+            None,
+            br#"{"error":"invalid_client","error_description":"bad"}"#,
+        );
+        assert_eq!(e.oauth().map(|o| o.error.as_str()), Some("invalid_client"));
+    }
+}

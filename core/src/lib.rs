@@ -1,0 +1,39 @@
+//! authcore: the access-token lifecycle done once, correctly.
+//!
+//! A [`Client`] obtains a token through a [`grant`], caches it, renews it ahead of
+//! expiry with exactly one request however many threads ask, recovers once from a
+//! 401, and never prints a secret.
+//!
+//! ```no_run
+//! use authcore::{grant::ClientCredentials, Client, Options};
+//!
+//! let grant = ClientCredentials::vibe("my-client-id", "my-client-secret")
+//!     .scopes(["campaigns:read", "reporting:read"]);
+//! let client = Client::new(grant, Options::default())?;
+//! let response = client.get("https://api.vibe.co/rest/advertisers")?;
+//! println!("{}", response.status);
+//! # Ok::<(), authcore::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cache;
+mod client;
+mod error;
+pub mod grant;
+mod http;
+mod options;
+pub mod provider;
+mod random;
+mod secret;
+mod store;
+mod token;
+
+pub use client::Client;
+pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
+pub use grant::AuthMethod;
+pub use http::{BodyFormat, Response, USER_AGENT};
+pub use options::{Options, RefreshTokenHook};
+pub use secret::Secret;
+pub use store::{MemoryStore, TokenStore};
+pub use token::{parse_token_response, Freshness, Token};

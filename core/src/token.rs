@@ -1,0 +1,369 @@
+//! [`Token`] and tolerant parsing of token endpoint responses.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::error::{self, Error, Result};
+use crate::secret::Secret;
+
+/// Lifetimes longer than this are treated as this (keeps `Instant` arithmetic sane).
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Upper bound of the renew-ahead window.
+const MAX_RENEW_AHEAD: Duration = Duration::from_secs(300);
+/// Upper bound of the safety margin before expiry.
+const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+/// Where a token stands in its life at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Usable, and not yet due for renewal.
+    Fresh,
+    /// Usable, but inside the renew-ahead window: one caller should renew it.
+    Stale,
+    /// Not to be sent any more.
+    Expired,
+}
+
+/// An access token with what is known about its life.
+///
+/// Expiry is measured on the monotonic clock from the moment the token request was
+/// sent, so network latency can only make authcore renew early, never late.
+///
+/// Renewal rule: a token with lifetime `L` is renewed ahead from `L/5` (at most 5 min)
+/// before its expiry and is no longer sent from `L/20` (at most 30 s) before it. The
+/// window scales with `L` so that a 1 s token renews 200 ms early while a 15-day token
+/// is not renewed days ahead; the margin covers the request's own travel time.
+#[derive(Clone)]
+pub struct Token {
+    access_token: Secret,
+    header: Secret,
+    token_type: String,
+    refresh_token: Option<Secret>,
+    scope: Option<String>,
+    lifetime: Option<Duration>,
+    issued_at: Instant,
+    renew_at: Option<Instant>,
+    expire_at: Option<Instant>,
+}
+
+impl Token {
+    /// A token with an optional lifetime, counted from `issued_at`.
+    pub fn new(
+        access_token: impl Into<Secret>,
+        token_type: Option<&str>,
+        lifetime: Option<Duration>,
+        issued_at: Instant,
+    ) -> Self {
+        let access_token = access_token.into();
+        let token_type = match token_type {
+            None => "Bearer".to_owned(),
+            Some(t) if t.eq_ignore_ascii_case("bearer") || t.is_empty() => "Bearer".to_owned(),
+            Some(t) => t.to_owned(),
+        };
+        let header = Secret::new(format!("{token_type} {}", access_token.expose_secret()));
+        let lifetime = lifetime.map(|l| l.min(MAX_LIFETIME));
+        let (renew_at, expire_at) = match lifetime {
+            Some(l) => {
+                let ahead = (l / 5).min(MAX_RENEW_AHEAD);
+                let margin = (l / 20).min(MAX_EXPIRY_MARGIN);
+                (
+                    issued_at.checked_add(l - ahead),
+                    issued_at.checked_add(l - margin),
+                )
+            }
+            None => (None, None),
+        };
+        Token {
+            access_token,
+            header,
+            token_type,
+            refresh_token: None,
+            scope: None,
+            lifetime,
+            issued_at,
+            renew_at,
+            expire_at,
+        }
+    }
+
+    /// A token that never expires (personal access tokens, static bearer tokens).
+    pub fn never_expiring(access_token: impl Into<Secret>) -> Self {
+        Token::new(access_token, None, None, Instant::now())
+    }
+
+    /// Attaches a refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: Option<Secret>) -> Self {
+        self.refresh_token = refresh_token;
+        self
+    }
+
+    /// The access token.
+    pub fn access_token(&self) -> &Secret {
+        &self.access_token
+    }
+
+    /// The full `Authorization` header value, e.g. `Bearer abc…`.
+    pub fn authorization_header(&self) -> &Secret {
+        &self.header
+    }
+
+    /// The token type, normalised so that any spelling of bearer reads `Bearer`.
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// The refresh token that came with this token, if any.
+    pub fn refresh_token(&self) -> Option<&Secret> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The granted scope, if the server said.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The lifetime granted, if known.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.lifetime
+    }
+
+    /// When the token request was sent.
+    pub fn issued_at(&self) -> Instant {
+        self.issued_at
+    }
+
+    /// From when the token is no longer sent (expiry less the safety margin).
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expire_at
+    }
+
+    /// From when the token is due for renewal ahead of expiry.
+    pub fn renew_at(&self) -> Option<Instant> {
+        self.renew_at
+    }
+
+    /// Where the token stands at `now`.
+    #[inline]
+    pub fn freshness(&self, now: Instant) -> Freshness {
+        if self.expire_at.is_some_and(|e| now >= e) {
+            Freshness::Expired
+        } else if self.renew_at.is_some_and(|r| now >= r) {
+            Freshness::Stale
+        } else {
+            Freshness::Fresh
+        }
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("refresh_token", &self.refresh_token)
+            .field("scope", &self.scope)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+fn string_field(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| match map.get(*k) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// `expires_in` as integer, float or string; zero, negative or junk mean "unknown".
+fn expires_in(map: &Map<String, Value>) -> Option<Duration> {
+    let secs = match map.get("expires_in").or_else(|| map.get("expiresIn"))? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(MAX_LIFETIME.as_secs_f64())))
+}
+
+/// The remaining lifetime from a JWT's `exp` claim, if the token is a JWT.
+fn jwt_lifetime(token: &str) -> Option<Duration> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    let left = exp - now;
+    (left.is_finite() && left > 0.0)
+        .then(|| Duration::from_secs_f64(left.min(MAX_LIFETIME.as_secs_f64())))
+}
+
+/// Parses a 2xx token response body.
+///
+/// Tolerates every quirk in the provider notes: string or float `expires_in`, zero or
+/// missing lifetime (then the JWT `exp` claim, then `default_lifetime`), missing or
+/// lowercase `token_type`, camelCase keys, unknown fields. A 2xx carrying an OAuth
+/// error is an OAuth error; one without `access_token` is an invalid response.
+pub fn parse_token_response(
+    status: u16,
+    body: &[u8],
+    sent_at: Instant,
+    default_lifetime: Option<Duration>,
+) -> Result<Token> {
+    let map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(Error::invalid(
+                status,
+                "token response is not a JSON object",
+                body,
+            ))
+        }
+    };
+    if let Some(e) = error::oauth_error(&map, Some(status)) {
+        return Err(Error::OAuth(e));
+    }
+    let Some(access) = string_field(&map, &["access_token", "accessToken", "token"]) else {
+        return Err(Error::invalid(
+            status,
+            "token response has no access_token",
+            body,
+        ));
+    };
+    let token_type = string_field(&map, &["token_type", "tokenType"]);
+    let lifetime = expires_in(&map)
+        .or_else(|| jwt_lifetime(&access))
+        .or(default_lifetime);
+    let mut token = Token::new(access, token_type.as_deref(), lifetime, sent_at);
+    token.refresh_token = string_field(&map, &["refresh_token", "refreshToken"]).map(Secret::new);
+    token.scope = string_field(&map, &["scope"]);
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Token> {
+        parse_token_response(200, body.as_bytes(), Instant::now(), None)
+    }
+
+    #[test]
+    fn expires_in_integer_string_float() {
+        for body in [
+            r#"{"access_token":"a","expires_in":3600}"#,
+            r#"{"access_token":"a","expires_in":"3600"}"#,
+            r#"{"access_token":"a","expires_in":3600.0}"#,
+        ] {
+            assert_eq!(
+                parse(body).unwrap().lifetime(),
+                Some(Duration::from_secs(3600)),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_negative_or_missing_expiry_is_unknown() {
+        for body in [
+            r#"{"access_token":"a","expires_in":0}"#,
+            r#"{"access_token":"a","expires_in":-5}"#,
+            r#"{"access_token":"a","expires_in":"soon"}"#,
+            r#"{"access_token":"a"}"#,
+        ] {
+            let t = parse(body).unwrap();
+            assert_eq!(t.lifetime(), None, "{body}");
+            assert_eq!(t.freshness(Instant::now() + MAX_LIFETIME), Freshness::Fresh);
+        }
+    }
+
+    #[test]
+    fn default_lifetime_applies_when_unknown() {
+        let t = parse_token_response(
+            200,
+            br#"{"access_token":"a"}"#,
+            Instant::now(),
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+        assert_eq!(t.lifetime(), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn jwt_exp_is_used_when_expires_in_is_missing() {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1000;
+        let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"none"}"#.into()),
+            b64(format!(r#"{{"sub":"x","exp":{exp}}}"#))
+        );
+        let t = parse(&format!(r#"{{"access_token":"{jwt}"}}"#)).unwrap();
+        let l = t.lifetime().unwrap().as_secs_f64();
+        assert!((990.0..=1000.0).contains(&l), "{l}");
+    }
+
+    #[test]
+    fn token_type_is_normalised() {
+        assert_eq!(
+            parse(r#"{"access_token":"a","token_type":"bearer"}"#)
+                .unwrap()
+                .token_type(),
+            "Bearer"
+        );
+        let t = parse(r#"{"access_token":"a"}"#).unwrap();
+        assert_eq!(t.authorization_header().expose_secret(), "Bearer a");
+    }
+
+    #[test]
+    fn ok_status_with_error_body_is_oauth_error() {
+        let e = parse(r#"{"error":"invalid_grant","error_description":"nope"}"#).unwrap_err();
+        assert_eq!(e.oauth().unwrap().error, "invalid_grant");
+        assert_eq!(e.oauth().unwrap().status, Some(200));
+    }
+
+    #[test]
+    fn missing_access_token_or_non_json_is_invalid_response() {
+        for body in [
+            r#"{"token_type":"Bearer"}"#,
+            "<html>oops</html>",
+            "",
+            "[1,2]",
+            r#"{"access_token":""}"#,
+        ] {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
+        }
+    }
+
+    #[test]
+    fn renewal_window_scales_with_lifetime() {
+        let now = Instant::now();
+        let t = Token::new("a", None, Some(Duration::from_secs(1)), now);
+        assert_eq!(t.renew_at(), Some(now + Duration::from_millis(800)));
+        assert_eq!(t.expires_at(), Some(now + Duration::from_millis(950)));
+        let t = Token::new("a", None, Some(Duration::from_secs(3600)), now);
+        assert_eq!(t.renew_at(), Some(now + Duration::from_secs(3300)));
+        assert_eq!(t.expires_at(), Some(now + Duration::from_secs(3570)));
+        assert_eq!(t.freshness(now), Freshness::Fresh);
+        assert_eq!(
+            t.freshness(now + Duration::from_secs(3400)),
+            Freshness::Stale
+        );
+        assert_eq!(
+            t.freshness(now + Duration::from_secs(3580)),
+            Freshness::Expired
+        );
+    }
+}
