@@ -1,1 +1,287 @@
-fn main() {}
+//! Benchmarks of the token lifecycle. Prints numbers; asserts nothing.
+//!
+//! Run: `cargo bench -p authcore --bench cache` (results are kept in `core/BENCHMARKS.md`).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use authcore::grant::ClientCredentials;
+use authcore::{Client, Options};
+
+fn client_for(provider: &Provider) -> Client {
+    Client::new(
+        ClientCredentials::new(format!("{}/token", provider.url), "bench", "bench-secret"),
+        Options::default(),
+    )
+    .expect("client")
+}
+
+/// A loopback provider (tiny_http, 4 workers) whose tokens carry a lifetime and whose
+/// `/api` counts requests made with tokens past their server-side expiry.
+struct Provider {
+    url: String,
+    token_requests: Arc<AtomicUsize>,
+    expired_seen: Arc<AtomicUsize>,
+    api_requests: Arc<AtomicUsize>,
+}
+
+fn provider(lifetime_secs: u64, latency: Duration) -> Provider {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+    let url = format!("http://{}", server.server_addr().to_ip().expect("ip"));
+    let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let expired_seen = Arc::new(AtomicUsize::new(0));
+    let api_requests = Arc::new(AtomicUsize::new(0));
+    for _ in 0..4 {
+        let (server, issued) = (server.clone(), issued.clone());
+        let (tokens, expired, api) = (
+            token_requests.clone(),
+            expired_seen.clone(),
+            api_requests.clone(),
+        );
+        thread::spawn(move || {
+            for mut req in server.incoming_requests() {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(req.as_reader(), &mut sink);
+                if req.url() == "/token" {
+                    let n = tokens.fetch_add(1, Relaxed) + 1;
+                    thread::sleep(latency);
+                    let token = format!("tok-{n}");
+                    issued.lock().unwrap().insert(token.clone(), Instant::now());
+                    let body = format!(
+                        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{lifetime_secs}}}"#
+                    );
+                    let _ = req.respond(tiny_http::Response::from_string(body));
+                    continue;
+                }
+                api.fetch_add(1, Relaxed);
+                let token = req
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("authorization"))
+                    .map(|h| h.value.as_str().trim_start_matches("Bearer ").to_owned())
+                    .unwrap_or_default();
+                let valid = issued
+                    .lock()
+                    .unwrap()
+                    .get(&token)
+                    .is_some_and(|at| at.elapsed() < Duration::from_secs(lifetime_secs));
+                if !valid {
+                    expired.fetch_add(1, Relaxed);
+                }
+                let _ = req.respond(tiny_http::Response::from_string("ok"));
+            }
+        });
+    }
+    Provider {
+        url,
+        token_requests,
+        expired_seen,
+        api_requests,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn cached_fetch() {
+    let p = provider(3600, Duration::ZERO);
+    let client = client_for(&p);
+    client.token().expect("warm");
+    const BATCH: u32 = 1000;
+    let mut samples = Vec::new();
+    for _ in 0..2000 {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            black_box(client.token().expect("token"));
+        }
+        samples.push(start.elapsed().as_nanos() as f64 / f64::from(BATCH));
+    }
+    println!(
+        "cached token fetch, 1 thread: median {:.1} ns/call (2000 batches of {BATCH})",
+        median(samples)
+    );
+    for threads in [2usize, 4, 8] {
+        let calls = Arc::new(AtomicU64::new(0));
+        let barrier = Arc::new(Barrier::new(threads + 1));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (client, calls, barrier, stop) =
+                    (client.clone(), calls.clone(), barrier.clone(), stop.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    let mut n = 0u64;
+                    while !stop.load(Relaxed) {
+                        for _ in 0..1000 {
+                            black_box(client.token().expect("token"));
+                        }
+                        n += 1000;
+                    }
+                    calls.fetch_add(n, Relaxed);
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        thread::sleep(Duration::from_secs(1));
+        stop.store(true, Relaxed);
+        for h in handles {
+            h.join().unwrap();
+        }
+        let total = calls.load(Relaxed) as f64;
+        let per_thread_ns = start.elapsed().as_nanos() as f64 * threads as f64 / total;
+        println!(
+            "cached token fetch, {threads} threads: {:.1} ns/call per thread, {:.1} M calls/s total",
+            per_thread_ns,
+            total / start.elapsed().as_secs_f64() / 1e6
+        );
+    }
+}
+
+fn herd() {
+    let p = provider(3600, Duration::from_millis(50));
+    let client = client_for(&p);
+    let barrier = Arc::new(Barrier::new(32));
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                client.token().is_ok()
+            })
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    println!(
+        "herd: 32 threads, cold cache -> {} token request(s), {ok}/32 callers got a token",
+        p.token_requests.load(Relaxed)
+    );
+}
+
+fn churn() {
+    let p = provider(1, Duration::ZERO);
+    let client = client_for(&p);
+    let url = format!("{}/api", p.url);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, errors) = (client.clone(), url.clone(), errors.clone());
+            thread::spawn(move || {
+                while Instant::now() < deadline {
+                    match client.get(&url) {
+                        Ok(r) if r.status == 200 => {}
+                        _ => {
+                            errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    println!(
+        "churn: 1 s tokens, 8 threads, 6 s -> {} requests, {} sent with an expired token, {} caller errors, {} token requests",
+        p.api_requests.load(Relaxed),
+        p.expired_seen.load(Relaxed),
+        errors.load(Relaxed),
+        p.token_requests.load(Relaxed)
+    );
+}
+
+fn throughput() {
+    let p = provider(3600, Duration::ZERO);
+    let client = client_for(&p);
+    let url = format!("{}/api", p.url);
+    let token = client.token().expect("token");
+    let header = token.authorization_header().expose_secret().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let timed: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let run = |f: &dyn Fn()| {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_millis(1500) {
+            f();
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let plain = || {
+        let mut r = agent
+            .get(&url)
+            .header("authorization", &header)
+            .call()
+            .expect("plain");
+        black_box(r.body_mut().read_to_vec().expect("body"));
+    };
+    let plain_timed = || {
+        let mut r = timed
+            .get(&url)
+            .header("authorization", &header)
+            .call()
+            .expect("timed");
+        black_box(r.body_mut().read_to_vec().expect("body"));
+    };
+    let authed = || {
+        black_box(client.get(&url).expect("authcore"));
+    };
+    run(&plain);
+    run(&authed);
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        a.push(run(&plain));
+        c.push(run(&plain_timed));
+        b.push(run(&authed));
+    }
+    let (pa, pb, pc) = (median(a), median(b), median(c));
+    println!(
+        "throughput, 1 thread (median of 5 interleaved 1.5 s runs): plain ureq {pa:.0} req/s, \
+         plain ureq with authcore's timeouts {pc:.0} req/s, authcore {pb:.0} req/s; \
+         ratio to plain {:.3}, to timed plain {:.3}",
+        pb / pa,
+        pb / pc
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary with `--bench` absent: keep that quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmarks run with `cargo bench`");
+        return;
+    }
+    let only = std::env::var("AUTHCORE_BENCH").unwrap_or_default();
+    let all = only.is_empty();
+    if all || only == "cached" {
+        cached_fetch();
+    }
+    if all || only == "herd" {
+        herd();
+    }
+    if all || only == "churn" {
+        churn();
+    }
+    if all || only == "throughput" {
+        throughput();
+    }
+}

@@ -451,4 +451,22 @@ mod tests {
         );
         assert_eq!(e.oauth().map(|o| o.error.as_str()), Some("invalid_client"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn error_parsing_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), status in 100u16..600) {
+            let e = from_response(status, None, &body);
+            let _ = e.to_string();
+            let _ = snippet(&body);
+        }
+
+        #[test]
+        fn scrub_leaves_no_token_like_run(text in "[a-zA-Z0-9 ._~+/=-]{0,200}") {
+            let out = scrub(&text);
+            for word in out.split(|c: char| !(c.is_ascii_alphanumeric() || "-._~+/=".contains(c))) {
+                let mixed = word.chars().any(|c| c.is_ascii_digit()) && word.chars().any(|c| c.is_ascii_alphabetic());
+                proptest::prop_assert!(!(mixed && word.len() >= TOKEN_LIKE_RUN), "{word}");
+            }
+        }
+    }
 }

@@ -58,19 +58,22 @@ pub(crate) struct TokenRequest<'a> {
 pub struct Response {
     /// The HTTP status code.
     pub status: u16,
-    /// Response headers in order, names lowercase.
-    pub headers: Vec<(String, String)>,
+    headers: http::HeaderMap,
     /// The body (capped at the configured maximum).
     pub body: Vec<u8>,
 }
 
 impl Response {
-    /// The first header with this name (case-insensitive).
+    /// The first header with this name (case-insensitive), if its value is text.
     pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// All headers in order, names lowercase; values that are not text are skipped.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
     }
 
     /// The body as text (invalid UTF-8 replaced).
@@ -110,8 +113,13 @@ impl Http {
     }
 
     /// Refuses URLs that would send credentials in clear text to another machine.
-    pub(crate) fn check_url(&self, url: &str) -> Result<Url> {
-        check_url(url, self.options.danger_allow_insecure_http)
+    pub(crate) fn check_url(&self, url: &str) -> Result<()> {
+        // The common case, checked without parsing: this runs on every API request.
+        let https = url.len() > 8 && url.as_bytes()[..8].eq_ignore_ascii_case(b"https://");
+        if https {
+            return Ok(());
+        }
+        check_url(url, self.options.danger_allow_insecure_http).map(|_| ())
     }
 
     /// Sends a token request with bounded, jittered retries and parses the token.
@@ -191,6 +199,7 @@ impl Http {
     }
 
     /// Sends an API request as given (no retries; the client decides about 401s).
+    /// The caller has checked the URL with [`Http::check_url`].
     pub(crate) fn send(
         &self,
         method: &str,
@@ -199,7 +208,6 @@ impl Http {
         authorization: &Secret,
         body: &[u8],
     ) -> Result<Response> {
-        self.check_url(url)?;
         let mut builder = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             if !k.eq_ignore_ascii_case("authorization") {
@@ -232,16 +240,7 @@ impl Http {
         };
         let response = result?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = response.headers().clone();
         let body = read_body(response, self.options.max_body_bytes)?;
         Ok(Response {
             status,
@@ -362,6 +361,9 @@ fn transport_error(e: ureq::Error, host: String) -> Error {
         format!(" to {host}")
     };
     match e {
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            Error::config(format!("invalid request{to}: bad URL, method or header"))
+        }
         ureq::Error::Timeout(t) => Error::Timeout {
             message: format!("request{to} exceeded its {t} timeout"),
         },

@@ -37,3 +37,8 @@ pub use options::{Options, RefreshTokenHook};
 pub use secret::Secret;
 pub use store::{MemoryStore, TokenStore};
 pub use token::{parse_token_response, Freshness, Token};
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

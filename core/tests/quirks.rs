@@ -1,0 +1,365 @@
+//! Odd token responses and every error shape, through a real client.
+
+mod common;
+
+use std::time::Duration;
+
+use authcore::grant::{ApiKey, ClientCredentials};
+use authcore::{Client, Error, ErrorKind};
+use common::{err, opts};
+
+fn cc(server: &mockito::ServerGuard) -> Client {
+    Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "client",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().max_retries(0),
+    )
+    .unwrap()
+}
+
+fn serve(status: usize, content_type: &str, body: &str) -> (mockito::ServerGuard, mockito::Mock) {
+    let mut server = mockito::Server::new();
+    let m = server
+        .mock("POST", "/token")
+        .with_status(status)
+        .with_header("content-type", content_type)
+        .with_body(body)
+        .create();
+    (server, m)
+}
+
+#[test]
+fn tolerated_token_quirks() {
+    let cases = [
+        (
+            r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":"3600","token_type":"bearer"}"#,
+            Some(3600),
+        ),
+        (
+            r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3599.5}"#,
+            Some(3599),
+        ),
+        (
+            r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":0}"#,
+            None,
+        ),
+        (
+            r#"{"access_token":"at-one-1a2b3c4d5e","unknown":{"nested":[1,2]},"scope":"a b"}"#,
+            None,
+        ),
+    ];
+    for (body, secs) in cases {
+        let (server, _m) = serve(200, "application/json", body);
+        let t = cc(&server).token().unwrap();
+        assert_eq!(t.lifetime().map(|d| d.as_secs()), secs, "{body}");
+        assert_eq!(t.token_type(), "Bearer");
+        assert_eq!(
+            t.authorization_header().expose_secret(),
+            "Bearer at-one-1a2b3c4d5e"
+        );
+    }
+}
+
+#[test]
+fn ok_status_with_error_body_is_an_oauth_error() {
+    let (server, _m) = serve(
+        200,
+        "application/json",
+        r#"{"error":"invalid_grant","error_description":"expired"}"#,
+    );
+    let e = err(cc(&server).token());
+    assert_eq!(e.kind(), ErrorKind::OAuth);
+    assert_eq!(e.oauth().unwrap().description.as_deref(), Some("expired"));
+}
+
+#[test]
+fn ok_status_without_access_token_is_invalid_response() {
+    let (server, _m) = serve(
+        200,
+        "application/json",
+        r#"{"refresh_token":"rt-first-5c4b3a29","expires_in":3600}"#,
+    );
+    let e = err(cc(&server).token());
+    assert_eq!(e.kind(), ErrorKind::InvalidResponse);
+    assert!(e.to_string().contains("no access_token"), "{e}");
+}
+
+#[test]
+fn html_page_labelled_json_is_invalid_response_with_snippet() {
+    let (server, _m) = serve(
+        502,
+        "application/json",
+        "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+    );
+    let e = err(cc(&server).token());
+    match &e {
+        Error::InvalidResponse {
+            status, snippet, ..
+        } => {
+            assert_eq!(*status, 502);
+            assert!(snippet.contains("502 Bad Gateway"), "{snippet}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn oauth_error_body_keeps_code_description_uri_and_status() {
+    let (server, _m) = serve(
+        401,
+        "application/json",
+        r#"{"error":"invalid_client","error_description":"Client authentication failed.","error_uri":"https://docs/x"}"#,
+    );
+    let e = err(cc(&server).token());
+    let o = e.oauth().unwrap();
+    assert_eq!(o.error, "invalid_client");
+    assert_eq!(
+        o.description.as_deref(),
+        Some("Client authentication failed.")
+    );
+    assert_eq!(o.uri.as_deref(), Some("https://docs/x"));
+    assert_eq!(o.status, Some(401));
+    assert_eq!(e.kind().code(), 4);
+}
+
+#[test]
+fn api_video_problem_body_is_an_api_problem() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/auth/api-key")
+        .with_status(400)
+        .with_body(r#"{"type":"https://docs.api.video/reference/authentication-invalid-api-key","title":"The API key is invalid.","name":"apiKey","status":400}"#)
+        .create();
+    let client = Client::new(
+        ApiKey::with_base_url(server.url(), "sk_live_apikey_0123456789"),
+        opts(),
+    )
+    .unwrap();
+    match err(client.token()) {
+        Error::ApiProblem(p) => {
+            assert_eq!(p.status, 400);
+            assert_eq!(p.title.as_deref(), Some("The API key is invalid."));
+            assert_eq!(p.detail.as_deref(), Some("apiKey"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn vibe_error_envelope_is_an_api_problem() {
+    let (server, _m) = serve(
+        403,
+        "application/json",
+        r#"{"error":{"type":"insufficient_scope","title":"Missing scope","status":403,"detail":{"required":["reporting:read"]}}}"#,
+    );
+    match err(cc(&server).token()) {
+        Error::ApiProblem(p) => assert_eq!(p.problem_type.as_deref(), Some("insufficient_scope")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rate_limit_reports_vendor_retry_after() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_status(429)
+        .with_header("x-ratelimit-retry-after", "42")
+        .with_body(r#"{"type":"https://docs.api.video/reference/too-many-requests","title":"Too many requests.","status":429}"#)
+        .create();
+    let e = err(cc(&server).token());
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(42)));
+}
+
+#[test]
+fn transient_failures_are_retried_then_succeed() {
+    let mut server = mockito::Server::new();
+    let fail = server
+        .mock("POST", "/token")
+        .with_status(503)
+        .with_header("retry-after", "0")
+        .expect(2)
+        .create();
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "c",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().max_retries(2),
+    )
+    .unwrap();
+    // mockito serves the first matching mock until its expected hits are used up.
+    let ok = server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#)
+        .expect(1)
+        .create();
+    let r = client.token();
+    fail.assert();
+    ok.assert();
+    assert_eq!(
+        r.unwrap().access_token().expose_secret(),
+        "at-one-1a2b3c4d5e"
+    );
+}
+
+#[test]
+fn connection_refused_is_a_transport_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("http://127.0.0.1:{port}/token"),
+            "c",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().max_retries(1),
+    )
+    .unwrap();
+    let e = err(client.token());
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+}
+
+#[test]
+fn slow_endpoint_is_a_timeout() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_body_from_request(|_| {
+            std::thread::sleep(Duration::from_millis(1500));
+            b"{}".to_vec()
+        })
+        .create();
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "c",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().timeout(Duration::from_millis(300)).max_retries(0),
+    )
+    .unwrap();
+    assert_eq!(err(client.token()).kind(), ErrorKind::Timeout);
+}
+
+#[test]
+fn oversized_body_is_rejected() {
+    let big = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(10_000));
+    let (server, _m) = serve(200, "application/json", &big);
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "c",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().max_body_bytes(1024),
+    )
+    .unwrap();
+    let e = err(client.token());
+    assert_eq!(e.kind(), ErrorKind::InvalidResponse);
+    assert!(e.to_string().contains("1024-byte limit"), "{e}");
+}
+
+#[test]
+fn request_retries_once_after_401_and_not_after_insufficient_scope() {
+    let mut server = mockito::Server::new();
+    let tokens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t2 = tokens.clone();
+    server
+        .mock("POST", "/token")
+        .with_body_from_request(move |_| {
+            let n = t2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let access = [
+                "at-one-1a2b3c4d5e",
+                "at-two-6f7a8b9c0d",
+                "at-three-0e1f2a3b4c",
+            ][n.min(2)];
+            format!(r#"{{"access_token":"{access}","expires_in":3600}}"#).into_bytes()
+        })
+        .create();
+    let revoked = server
+        .mock("GET", "/api/me")
+        .match_header("authorization", "Bearer at-one-1a2b3c4d5e")
+        .with_status(401)
+        .with_header("www-authenticate", r#"Bearer error="invalid_token""#)
+        .expect(1)
+        .create();
+    let ok = server
+        .mock("GET", "/api/me")
+        .match_header("authorization", "Bearer at-two-6f7a8b9c0d")
+        .with_body("hello")
+        .create();
+    let forbidden = server
+        .mock("GET", "/api/admin")
+        .with_status(403)
+        .with_header("www-authenticate", r#"Bearer error="insufficient_scope""#)
+        .expect(1)
+        .create();
+    let client = cc(&server);
+    let r = client
+        .request(
+            "GET",
+            &format!("{}/api/me", server.url()),
+            &[("Authorization", "Bearer forged")],
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    assert_eq!(tokens.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let r = client.get(&format!("{}/api/admin", server.url())).unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        tokens.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "403 must not renew"
+    );
+    revoked.assert();
+    ok.assert();
+    forbidden.assert();
+}
+
+#[test]
+fn request_gives_up_after_one_retry() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#)
+        .expect(2)
+        .create();
+    let api = server
+        .mock("GET", "/api")
+        .with_status(401)
+        .expect(2)
+        .create();
+    let r = cc(&server).get(&format!("{}/api", server.url())).unwrap();
+    assert_eq!(r.status, 401);
+    api.assert();
+}
+
+#[test]
+fn static_token_is_never_renewed() {
+    let mut server = mockito::Server::new();
+    let api = server
+        .mock("GET", "/api")
+        .match_header("authorization", "Bearer pat-0f1e2d3c4b5a")
+        .with_status(401)
+        .expect(1)
+        .create();
+    let client = Client::personal_access_token("pat-0f1e2d3c4b5a");
+    assert_eq!(
+        client.get(&format!("{}/api", server.url())).unwrap().status,
+        401
+    );
+    api.assert();
+    let t = client.token().unwrap();
+    assert!(!client.invalidate(&t));
+    assert_eq!(t.lifetime(), None);
+    common::assert_clean(&format!("{client:?} {t:?}"));
+}
