@@ -1,0 +1,749 @@
+//! A local token provider that speaks every dialect authcore supports, with
+//! in-memory state, a protected resource, and a control surface for tests.
+//!
+//! Dialects: api.video (`/auth/api-key`, `/auth/refresh`), viewneo (`/oauth/authorize`,
+//! `/oauth/token` with JSON bodies), standard OAuth 2.0 / Vibe (`/oauth2/authorize`,
+//! `/oauth2/token` with form bodies). Protected resource: `/api/...` (`/api/admin`
+//! needs the `admin` scope). Control: `/_control/...` (loopback only).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const MAX_REQUEST_BODY: u64 = 64 * 1024;
+const WORKERS: usize = 8;
+
+/// The credentials the provider accepts.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// api.video API key.
+    pub api_key: String,
+    /// OAuth client id (viewneo, Vibe, standard OAuth 2.0).
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// Scopes a client may be granted.
+    pub scopes: Vec<String>,
+    /// A personal access token (viewneo style) that never expires.
+    pub personal_access_token: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            api_key: "dev-api-key".into(),
+            client_id: "dev-client".into(),
+            client_secret: "dev-secret".into(),
+            scopes: [
+                "campaigns:read",
+                "reporting:read",
+                "campaigns:write",
+                "admin",
+            ]
+            .map(String::from)
+            .to_vec(),
+            personal_access_token: "dev-personal-access-token".into(),
+        }
+    }
+}
+
+/// What the provider has seen, as served by `GET /_control/counters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    /// Token requests received, all endpoints.
+    pub token_requests: u64,
+    /// Token requests by `dialect/grant`, e.g. `apivideo/refresh`.
+    pub token_requests_by_grant: BTreeMap<String, u64>,
+    /// Access tokens issued.
+    pub tokens_issued: u64,
+    /// Resource requests accepted.
+    pub resource_accepted: u64,
+    /// Resource requests refused because the token had expired.
+    pub resource_rejected_expired: u64,
+    /// Resource requests refused because the token was unknown, revoked or missing.
+    pub resource_rejected_invalid: u64,
+    /// Token requests answered with an injected fault (status or malformed body).
+    pub faults_injected: u64,
+}
+
+/// Switches that change how the provider behaves (`POST /_control/config`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Behaviour {
+    /// Lifetime of issued access tokens, in seconds.
+    pub lifetime_secs: u64,
+    /// Added latency on every token request, in milliseconds.
+    pub latency_ms: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            lifetime_secs: 3600,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// Fail the next `count` token requests with `status` (`POST /_control/fail`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    /// How many token requests fail.
+    pub count: u32,
+    /// The HTTP status they get.
+    pub status: u16,
+    /// A `Retry-After` header value in seconds, if any.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+struct Issued {
+    expires: Instant,
+    revoked: bool,
+    scope: String,
+}
+
+struct Refresh {
+    used: bool,
+    scope: String,
+}
+
+struct Code {
+    redirect_uri: String,
+    challenge: Option<String>,
+    scope: String,
+}
+
+#[derive(Default)]
+struct State {
+    behaviour: Behaviour,
+    fault: Option<Fault>,
+    malformed: u32,
+    access: HashMap<String, Issued>,
+    refresh: HashMap<String, Refresh>,
+    codes: HashMap<String, Code>,
+    counters: Counters,
+    serial: u64,
+}
+
+struct Shared {
+    creds: Credentials,
+    state: Mutex<State>,
+}
+
+/// A running provider. Dropping it stops the server.
+pub struct DevServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl DevServer {
+    /// Starts on `addr` (port 0 picks a free port). Only loopback addresses are accepted.
+    pub fn start(addr: SocketAddr, creds: Credentials) -> io::Result<DevServer> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the development provider listens on loopback addresses only",
+            ));
+        }
+        let server = Arc::new(tiny_http::Server::http(addr).map_err(io::Error::other)?);
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("not an IP listener"))?;
+        let shared = Arc::new(Shared {
+            creds,
+            state: Mutex::new(State::default()),
+        });
+        let workers = (0..WORKERS)
+            .map(|_| {
+                let (server, shared) = (server.clone(), shared.clone());
+                thread::spawn(move || {
+                    while let Ok(req) = server.recv() {
+                        handle(&shared, req);
+                    }
+                })
+            })
+            .collect();
+        Ok(DevServer {
+            addr,
+            server,
+            shared,
+            workers,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The credentials it accepts.
+    pub fn credentials(&self) -> &Credentials {
+        &self.shared.creds
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.state.lock().counters.clone()
+    }
+
+    /// Changes lifetime and latency.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        self.shared.state.lock().behaviour = behaviour;
+    }
+
+    /// Fails the next token requests.
+    pub fn fail_next(&self, fault: Fault) {
+        self.shared.state.lock().fault = Some(fault);
+    }
+
+    /// Answers the next `count` token requests with a malformed body.
+    pub fn malformed_next(&self, count: u32) {
+        self.shared.state.lock().malformed = count;
+    }
+
+    /// Revokes every access token, and every refresh token too if `refresh`.
+    pub fn revoke_all(&self, refresh: bool) {
+        revoke(&mut self.shared.state.lock(), refresh);
+    }
+
+    /// Forgets all tokens, counters, faults and behaviour changes.
+    pub fn reset(&self) {
+        *self.shared.state.lock() = State::default();
+    }
+
+    /// Serves until the process ends.
+    pub fn wait(mut self) {
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        for _ in 0..self.workers.len() {
+            self.server.unblock();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn revoke(st: &mut State, refresh: bool) {
+    for t in st.access.values_mut() {
+        t.revoked = true;
+    }
+    if refresh {
+        for r in st.refresh.values_mut() {
+            r.used = true;
+        }
+    }
+}
+
+/// A reply under construction.
+struct Reply {
+    status: u16,
+    body: String,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body: body.to_string(),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({"error": error, "error_description": description}),
+    )
+}
+
+fn problem(status: u16, slug: &str, title: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({"type": format!("https://docs.api.video/reference/{slug}"), "title": title, "status": status}),
+    )
+}
+
+fn handle(shared: &Shared, mut req: tiny_http::Request) {
+    let mut body = Vec::new();
+    let _ = req
+        .as_reader()
+        .take(MAX_REQUEST_BODY)
+        .read_to_end(&mut body);
+    let url = req.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let method = req.method().as_str().to_owned();
+    let authorization = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("authorization"))
+        .map(|h| h.value.as_str().to_owned());
+    let loopback = req.remote_addr().is_some_and(|a| a.ip().is_loopback());
+    let reply = match (method.as_str(), path) {
+        ("POST", "/auth/api-key") => {
+            token_endpoint(shared, "apivideo/api_key", Dialect::ApiVideo, |st| {
+                api_video_key(shared, st, &body)
+            })
+        }
+        ("POST", "/auth/refresh") => {
+            token_endpoint(shared, "apivideo/refresh", Dialect::ApiVideo, |st| {
+                api_video_refresh(st, &body)
+            })
+        }
+        ("GET", "/oauth/authorize") | ("GET", "/oauth2/authorize") => authorize(shared, query),
+        ("POST", "/oauth/token") => {
+            let params = json_params(&body);
+            let grant = params.get("grant_type").cloned().unwrap_or_default();
+            token_endpoint(shared, &format!("viewneo/{grant}"), Dialect::OAuth, |st| {
+                oauth_token(shared, st, &params, None)
+            })
+        }
+        ("POST", "/oauth2/token") => {
+            let params: HashMap<String, String> =
+                url::form_urlencoded::parse(&body).into_owned().collect();
+            let grant = params.get("grant_type").cloned().unwrap_or_default();
+            token_endpoint(shared, &format!("oauth2/{grant}"), Dialect::OAuth, |st| {
+                oauth_token(shared, st, &params, authorization.as_deref())
+            })
+        }
+        (_, p) if p.starts_with("/_control/") => {
+            if loopback {
+                control(shared, &method, p, &body)
+            } else {
+                oauth_error(403, "forbidden", "control is loopback only")
+            }
+        }
+        (_, p) if p == "/api" || p.starts_with("/api/") => {
+            resource(shared, p, authorization.as_deref())
+        }
+        _ => Reply::json(404, json!({"title": "Not Found", "status": 404})),
+    };
+    let mut response = tiny_http::Response::from_string(reply.body)
+        .with_status_code(reply.status)
+        .with_header(
+            tiny_http::Header::from_bytes("content-type", reply.content_type)
+                .expect("static header"),
+        );
+    for (k, v) in reply.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k, v.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    let _ = req.respond(response);
+}
+
+#[derive(Clone, Copy)]
+enum Dialect {
+    ApiVideo,
+    OAuth,
+}
+
+/// Counting, latency and fault injection shared by every token endpoint.
+fn token_endpoint(
+    shared: &Shared,
+    key: &str,
+    dialect: Dialect,
+    grant: impl FnOnce(&mut State) -> Reply,
+) -> Reply {
+    let latency = {
+        let mut st = shared.state.lock();
+        st.counters.token_requests += 1;
+        *st.counters
+            .token_requests_by_grant
+            .entry(key.to_owned())
+            .or_default() += 1;
+        Duration::from_millis(st.behaviour.latency_ms)
+    };
+    if !latency.is_zero() {
+        thread::sleep(latency);
+    }
+    let mut st = shared.state.lock();
+    if let Some(fault) = st.fault.as_mut() {
+        if fault.count > 0 {
+            fault.count -= 1;
+            let (status, retry_after) = (fault.status, fault.retry_after);
+            st.counters.faults_injected += 1;
+            let mut reply = match dialect {
+                Dialect::ApiVideo if status == 429 => {
+                    problem(429, "too-many-requests", "Too many requests.")
+                }
+                Dialect::ApiVideo => problem(status, "server-error", "The server is unavailable."),
+                Dialect::OAuth => oauth_error(status, "temporarily_unavailable", "Injected fault."),
+            };
+            if let Some(secs) = retry_after {
+                let name = match dialect {
+                    Dialect::ApiVideo => "x-ratelimit-retry-after",
+                    Dialect::OAuth => "retry-after",
+                };
+                reply = reply.header(name, secs.to_string());
+            }
+            return reply;
+        }
+    }
+    if st.malformed > 0 {
+        st.malformed -= 1;
+        st.counters.faults_injected += 1;
+        return Reply {
+            status: 200,
+            body: "<html><body>Service temporarily unavailable</body></html>".into(),
+            content_type: "application/json",
+            headers: Vec::new(),
+        };
+    }
+    grant(&mut st)
+}
+
+fn random_token(prefix: &str, serial: u64) -> String {
+    let mut buf = [0u8; 18];
+    getrandom::fill(&mut buf).expect("OS random source");
+    format!(
+        "{prefix}{serial}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    )
+}
+
+/// Issues an access token, and a refresh token when `with_refresh`.
+fn issue(st: &mut State, scope: &str, with_refresh: bool) -> Value {
+    st.serial += 1;
+    let serial = st.serial;
+    let access = random_token("dev-at-", serial);
+    let lifetime = st.behaviour.lifetime_secs;
+    st.access.insert(
+        access.clone(),
+        Issued {
+            expires: Instant::now() + Duration::from_secs(lifetime),
+            revoked: false,
+            scope: scope.to_owned(),
+        },
+    );
+    st.counters.tokens_issued += 1;
+    let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": access});
+    if with_refresh {
+        let refresh = random_token("dev-rt-", serial);
+        st.refresh.insert(
+            refresh.clone(),
+            Refresh {
+                used: false,
+                scope: scope.to_owned(),
+            },
+        );
+        body["refresh_token"] = Value::String(refresh);
+    }
+    if !scope.is_empty() {
+        body["scope"] = Value::String(scope.to_owned());
+    }
+    body
+}
+
+fn json_params(body: &[u8]) -> HashMap<String, String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+fn api_video_key(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
+    let params = json_params(body);
+    match params.get("apiKey") {
+        Some(k) if *k == shared.creds.api_key => Reply::json(200, issue(st, "", true)),
+        _ => problem(
+            401,
+            "authentication-invalid-api-key",
+            "The API key is invalid.",
+        ),
+    }
+}
+
+/// Takes a refresh token: valid once, then rotated away.
+fn take_refresh(st: &mut State, token: Option<&String>) -> Option<String> {
+    let entry = st.refresh.get_mut(token?)?;
+    if entry.used {
+        return None;
+    }
+    entry.used = true;
+    Some(entry.scope.clone())
+}
+
+fn api_video_refresh(st: &mut State, body: &[u8]) -> Reply {
+    let params = json_params(body);
+    match take_refresh(st, params.get("refreshToken")) {
+        Some(scope) => Reply::json(200, issue(st, &scope, true)),
+        None => problem(
+            400,
+            "authentication-invalid-refresh-token",
+            "The refresh token is invalid.",
+        ),
+    }
+}
+
+fn authorize(shared: &Shared, query: &str) -> Reply {
+    let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if q.get("client_id") != Some(&shared.creds.client_id)
+        || q.get("response_type").map(String::as_str) != Some("code")
+    {
+        return oauth_error(400, "invalid_request", "unknown client_id or response_type");
+    }
+    let Some(redirect) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else {
+        return oauth_error(400, "invalid_request", "redirect_uri is required");
+    };
+    let mut st = shared.state.lock();
+    st.serial += 1;
+    let code = random_token("dev-code-", st.serial);
+    if q.get("code_challenge").is_some()
+        && q.get("code_challenge_method").map(String::as_str) != Some("S256")
+    {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "only S256 code challenges are supported",
+        );
+    }
+    st.codes.insert(
+        code.clone(),
+        Code {
+            redirect_uri: redirect.to_string(),
+            challenge: q.get("code_challenge").cloned(),
+            scope: q.get("scope").cloned().unwrap_or_default(),
+        },
+    );
+    let mut location = redirect;
+    {
+        let mut pairs = location.query_pairs_mut();
+        pairs.append_pair("code", &code);
+        if let Some(state) = q.get("state") {
+            pairs.append_pair("state", state);
+        }
+    }
+    Reply {
+        status: 302,
+        body: String::new(),
+        content_type: "text/plain",
+        headers: vec![("location", location.to_string())],
+    }
+}
+
+/// Client authentication: Basic (form-encoded per RFC 6749 §2.3.1, or raw) or body.
+fn client_authenticated(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> bool {
+    let (id, secret) = (&shared.creds.client_id, &shared.creds.client_secret);
+    if let Some(b64) = authorization.and_then(|h| h.strip_prefix("Basic ")) {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+            return false;
+        };
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let decode = |s: &str| -> String {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let encoded_ok = raw
+            .split_once(':')
+            .is_some_and(|(u, p)| decode(u) == *id && decode(p) == *secret);
+        return encoded_ok || raw == format!("{id}:{secret}");
+    }
+    params.get("client_id") == Some(id) && params.get("client_secret") == Some(secret)
+}
+
+fn oauth_token(
+    shared: &Shared,
+    st: &mut State,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> Reply {
+    if !client_authenticated(shared, params, authorization) {
+        return oauth_error(401, "invalid_client", "Client authentication failed.")
+            .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
+    }
+    match params.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {
+            let requested = params.get("scope").cloned().unwrap_or_default();
+            let unknown = requested
+                .split_whitespace()
+                .find(|s| !shared.creds.scopes.iter().any(|a| a == s));
+            if let Some(s) = unknown {
+                return oauth_error(
+                    400,
+                    "invalid_scope",
+                    &format!("scope {s} is not permitted for this client"),
+                );
+            }
+            let scope = if requested.is_empty() {
+                shared.creds.scopes.join(" ")
+            } else {
+                requested
+            };
+            Reply::json(200, issue(st, &scope, false))
+        }
+        Some("authorization_code") => {
+            let Some(code) = params.get("code").and_then(|c| st.codes.remove(c)) else {
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    "The authorization code is invalid or was already used.",
+                );
+            };
+            if params.get("redirect_uri") != Some(&code.redirect_uri) {
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request.",
+                );
+            }
+            if let Some(challenge) = &code.challenge {
+                let verifier = params.get("code_verifier").cloned().unwrap_or_default();
+                let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(Sha256::digest(verifier.as_bytes()));
+                if computed != *challenge {
+                    return oauth_error(400, "invalid_grant", "PKCE verification failed.");
+                }
+            }
+            Reply::json(200, issue(st, &code.scope, true))
+        }
+        Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
+            Some(scope) => Reply::json(200, issue(st, &scope, true)),
+            None => oauth_error(
+                400,
+                "invalid_grant",
+                "The refresh token is invalid, expired or was already used.",
+            ),
+        },
+        _ => oauth_error(
+            400,
+            "unsupported_grant_type",
+            "The grant type is not supported.",
+        ),
+    }
+}
+
+fn resource(shared: &Shared, path: &str, authorization: Option<&str>) -> Reply {
+    let challenge = |error: &str, description: &str| {
+        Reply::json(401, json!({"error": error, "error_description": description})).header(
+            "www-authenticate",
+            format!(r#"Bearer realm="authcore-devserver", error="{error}", error_description="{description}""#),
+        )
+    };
+    let mut st = shared.state.lock();
+    let token = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token == shared.creds.personal_access_token {
+        st.counters.resource_accepted += 1;
+        return Reply::json(200, json!({"ok": true, "path": path, "scope": "personal"}));
+    }
+    let verdict = st
+        .access
+        .get(token)
+        .map(|t| (t.revoked, t.expires <= Instant::now(), t.scope.clone()));
+    match verdict {
+        None | Some((true, _, _)) => {
+            st.counters.resource_rejected_invalid += 1;
+            challenge("invalid_token", "The access token is unknown or revoked")
+        }
+        Some((false, true, _)) => {
+            st.counters.resource_rejected_expired += 1;
+            challenge("invalid_token", "The access token expired")
+        }
+        Some((false, false, scope)) => {
+            if path.starts_with("/api/admin") && !scope.split_whitespace().any(|s| s == "admin") {
+                return Reply::json(
+                    403,
+                    json!({"error": {"type": "insufficient_scope", "title": "Forbidden", "status": 403, "detail": {"required": "admin"}}}),
+                )
+                .header("www-authenticate", r#"Bearer error="insufficient_scope", scope="admin""#);
+            }
+            st.counters.resource_accepted += 1;
+            Reply::json(200, json!({"ok": true, "path": path, "scope": scope}))
+        }
+    }
+}
+
+fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
+    let mut st = shared.state.lock();
+    let parsed = || serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body });
+    let bad = |e: serde_json::Error| {
+        Reply::json(
+            400,
+            json!({"title": format!("bad control body: {e}"), "status": 400}),
+        )
+    };
+    match (method, path) {
+        ("GET", "/_control/counters") => {
+            Reply::json(200, serde_json::to_value(&st.counters).unwrap_or_default())
+        }
+        ("POST", "/_control/config") => {
+            match parsed().and_then(serde_json::from_value::<Behaviour>) {
+                Ok(b) => {
+                    st.behaviour = b;
+                    Reply::json(200, serde_json::to_value(&st.behaviour).unwrap_or_default())
+                }
+                Err(e) => bad(e),
+            }
+        }
+        ("POST", "/_control/fail") => match parsed().and_then(serde_json::from_value::<Fault>) {
+            Ok(f) => {
+                st.fault = Some(f);
+                Reply::json(200, json!({"ok": true}))
+            }
+            Err(e) => bad(e),
+        },
+        ("POST", "/_control/malformed") => match parsed() {
+            Ok(v) => {
+                st.malformed = v.get("count").and_then(Value::as_u64).unwrap_or(1) as u32;
+                Reply::json(200, json!({"ok": true}))
+            }
+            Err(e) => bad(e),
+        },
+        ("POST", "/_control/revoke") => match parsed() {
+            Ok(v) => {
+                revoke(
+                    &mut st,
+                    v.get("refresh").and_then(Value::as_bool).unwrap_or(false),
+                );
+                Reply::json(200, json!({"ok": true}))
+            }
+            Err(e) => bad(e),
+        },
+        ("POST", "/_control/reset") => {
+            *st = State::default();
+            Reply::json(200, json!({"ok": true}))
+        }
+        _ => Reply::json(404, json!({"title": "unknown control", "status": 404})),
+    }
+}

@@ -1,0 +1,8 @@
+//! The library behind the `authcore` command: the local development provider, the
+//! shared scenario runner and the demo.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod demo;
+pub mod devserver;
+pub mod scenario;
