@@ -522,7 +522,7 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
     let mut st = shared.state.lock();
     st.serial += 1;
     let code = random_token("dev-code-", st.serial);
-    if q.get("code_challenge").is_some()
+    if q.contains_key("code_challenge")
         && q.get("code_challenge_method").map(String::as_str) != Some("S256")
     {
         return oauth_error(

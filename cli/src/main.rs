@@ -1,1 +1,321 @@
-fn main() {}
+//! The `authcore` command.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
+use authcore::{AuthMethod, Client, Error, ErrorKind, Options, Secret};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
+
+/// Fresh access tokens for shell scripts, a local development provider, and a demo.
+#[derive(Parser)]
+#[command(name = "authcore", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local development provider (every supported dialect) until stopped.
+    Devserver {
+        /// Loopback address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// Port; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Lifetime of issued access tokens, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        lifetime: u64,
+    },
+    /// Show the token lifecycle against an in-process provider, in a few seconds.
+    Demo,
+    /// Print a fresh access token, e.g. `curl -H "Authorization: Bearer $(authcore token …)"`.
+    ///
+    /// Secrets come from environment variables or files, never the command line:
+    /// AUTHCORE_API_KEY, AUTHCORE_CLIENT_SECRET, AUTHCORE_REFRESH_TOKEN, AUTHCORE_TOKEN,
+    /// or the matching --*-file options.
+    Token(TokenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Provider {
+    /// api.video production (`https://ws.api.video`, or --base-url).
+    ApiVideo,
+    /// api.video sandbox.
+    ApiVideoSandbox,
+    /// Vibe client credentials.
+    Vibe,
+    /// Any OAuth 2.0 token endpoint, client credentials (--token-url).
+    ClientCredentials,
+    /// Any OAuth 2.0 token endpoint, refresh token grant (--token-url).
+    RefreshToken,
+    /// A personal access token (printed as given).
+    PersonalAccessToken,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Method {
+    /// HTTP Basic, form-encoded (RFC 6749 §2.3.1).
+    Basic,
+    /// HTTP Basic, raw.
+    BasicRaw,
+    /// Credentials in the body.
+    Post,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Which provider or grant.
+    #[arg(long, value_enum)]
+    provider: Provider,
+    /// api.video base URL (overrides the preset).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// OAuth 2.0 token endpoint (client-credentials, refresh-token; overrides Vibe's).
+    #[arg(long)]
+    token_url: Option<String>,
+    /// OAuth 2.0 client id.
+    #[arg(long, env = "AUTHCORE_CLIENT_ID")]
+    client_id: Option<String>,
+    /// Scopes to request (repeat, or space-separated).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// How the client authenticates at the token endpoint.
+    #[arg(long, value_enum, default_value = "basic")]
+    auth_method: Method,
+    /// Send refresh requests as JSON (viewneo).
+    #[arg(long)]
+    json_body: bool,
+    /// File holding the api.video API key (instead of AUTHCORE_API_KEY).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// File holding the client secret (instead of AUTHCORE_CLIENT_SECRET).
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// File holding the refresh token; rewritten when the token rotates.
+    #[arg(long)]
+    refresh_token_file: Option<PathBuf>,
+    /// File holding the personal access token (instead of AUTHCORE_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Seconds allowed per request.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// Exit codes of `authcore token`.
+mod exit {
+    pub const CONFIG: u8 = 2;
+    pub const REJECTED: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+    pub const BAD_RESPONSE: u8 = 5;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Devserver {
+            host,
+            port,
+            lifetime,
+        } => devserver(host, port, lifetime),
+        Command::Demo => match authcore_cli::demo::run() {
+            Ok(0) => {
+                println!("demo: every scenario behaved");
+                ExitCode::SUCCESS
+            }
+            Ok(n) => {
+                eprintln!("demo: {n} check(s) misbehaved");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Token(args) => match token(&args) {
+            Ok(t) => {
+                println!("{}", t.expose_secret());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("authcore: {e}");
+                ExitCode::from(exit_code(&e))
+            }
+        },
+    }
+}
+
+fn devserver(host: IpAddr, port: u16, lifetime: u64) -> ExitCode {
+    let creds = Credentials::default();
+    let server = match DevServer::start(SocketAddr::new(host, port), creds.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("authcore devserver: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    server.set_behaviour(Behaviour {
+        lifetime_secs: lifetime,
+        latency_ms: 0,
+    });
+    println!("authcore development provider (test credentials, loopback only)");
+    println!(
+        "  api.video  POST {0}/auth/api-key  api key: {1}",
+        server.url(),
+        creds.api_key
+    );
+    println!(
+        "  viewneo    {0}/oauth/authorize, POST {0}/oauth/token (JSON)",
+        server.url()
+    );
+    println!(
+        "  OAuth 2.0  {0}/oauth2/authorize, POST {0}/oauth2/token (form)",
+        server.url()
+    );
+    println!(
+        "             client id: {}  client secret: {}",
+        creds.client_id, creds.client_secret
+    );
+    println!("             scopes: {}", creds.scopes.join(" "));
+    println!("  personal access token: {}", creds.personal_access_token);
+    println!(
+        "  resource   {0}/api/...   control {0}/_control/...",
+        server.url()
+    );
+    println!("AUTHCORE_DEVSERVER_URL={}", server.url());
+    let _ = std::io::stdout().flush();
+    server.wait();
+    ExitCode::SUCCESS
+}
+
+fn read_secret(file: &Option<PathBuf>, var: &str, what: &str) -> Result<Secret, Error> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            message: format!("cannot read {what} from {}: {e}", path.display()),
+        })?;
+        return Ok(Secret::new(text.trim().to_owned()));
+    }
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim().to_owned())),
+        _ => Err(Error::Config {
+            message: format!("no {what}: set {var} or pass the matching --*-file option"),
+        }),
+    }
+}
+
+fn required(value: &Option<String>, flag: &str) -> Result<String, Error> {
+    value.clone().ok_or_else(|| Error::Config {
+        message: format!("{flag} is required for this provider"),
+    })
+}
+
+fn token(a: &TokenArgs) -> Result<Secret, Error> {
+    let options = Options::default()
+        .timeout(Duration::from_secs(a.timeout))
+        .max_retries(2);
+    let scopes: Vec<String> = a
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace().map(str::to_owned))
+        .collect();
+    let method = match a.auth_method {
+        Method::Basic => AuthMethod::ClientSecretBasic,
+        Method::BasicRaw => AuthMethod::ClientSecretBasicRaw,
+        Method::Post => AuthMethod::ClientSecretPost,
+    };
+    let client = match a.provider {
+        Provider::PersonalAccessToken => {
+            return read_secret(&a.token_file, "AUTHCORE_TOKEN", "personal access token");
+        }
+        Provider::ApiVideo | Provider::ApiVideoSandbox => {
+            let key = read_secret(&a.api_key_file, "AUTHCORE_API_KEY", "api.video API key")?;
+            let grant = match (&a.base_url, a.provider) {
+                (Some(url), _) => ApiKey::with_base_url(url.clone(), key),
+                (None, Provider::ApiVideoSandbox) => ApiKey::sandbox(key),
+                (None, _) => ApiKey::production(key),
+            };
+            Client::new(grant, options)?
+        }
+        Provider::Vibe | Provider::ClientCredentials => {
+            let url = match (a.provider, &a.token_url) {
+                (_, Some(u)) => u.clone(),
+                (Provider::Vibe, None) => authcore::provider::VIBE_TOKEN_URL.to_owned(),
+                _ => required(&a.token_url, "--token-url")?,
+            };
+            let secret = read_secret(
+                &a.client_secret_file,
+                "AUTHCORE_CLIENT_SECRET",
+                "client secret",
+            )?;
+            let grant = ClientCredentials::new(url, required(&a.client_id, "--client-id")?, secret)
+                .scopes(scopes)
+                .auth_method(method);
+            Client::new(grant, options)?
+        }
+        Provider::RefreshToken => {
+            let secret = read_secret(
+                &a.client_secret_file,
+                "AUTHCORE_CLIENT_SECRET",
+                "client secret",
+            )?;
+            let rt = read_secret(
+                &a.refresh_token_file,
+                "AUTHCORE_REFRESH_TOKEN",
+                "refresh token",
+            )?;
+            let mut grant = RefreshToken::new(
+                required(&a.token_url, "--token-url")?,
+                required(&a.client_id, "--client-id")?,
+                secret,
+                rt,
+            )
+            .auth_method(method);
+            if a.json_body {
+                grant = grant.json_body();
+            }
+            let file = a.refresh_token_file.clone();
+            let options =
+                options.on_refresh_token(move |new| persist_refresh_token(file.as_ref(), new));
+            Client::new(grant, options)?
+        }
+    };
+    Ok(client.token()?.access_token().clone())
+}
+
+/// Keeps a rotated refresh token: rewrites the file it came from (atomically), or
+/// warns that it cannot be kept when it came from the environment.
+fn persist_refresh_token(file: Option<&PathBuf>, token: &Secret) {
+    let Some(path) = file else {
+        eprintln!("authcore: warning: the refresh token rotated; pass --refresh-token-file to keep the new one");
+        return;
+    };
+    let tmp = path.with_extension("authcore-tmp");
+    let written = std::fs::write(&tmp, format!("{}\n", token.expose_secret()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        eprintln!(
+            "authcore: warning: could not save the rotated refresh token to {}: {e}",
+            path.display()
+        );
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e.kind() {
+        ErrorKind::Config => exit::CONFIG,
+        ErrorKind::OAuth
+        | ErrorKind::ApiProblem
+        | ErrorKind::ReauthenticationRequired
+        | ErrorKind::StateMismatch => exit::REJECTED,
+        ErrorKind::Transport | ErrorKind::Timeout => exit::UNREACHABLE,
+        _ => exit::BAD_RESPONSE,
+    }
+}

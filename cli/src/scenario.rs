@@ -385,3 +385,39 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
         Err(problems)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(expect: &str) -> Scenario {
+        serde_json::from_str(&format!(
+            r#"{{"name":"t","dialect":"vibe","steps":[{{"token":{{"threads":1}}}}],"expect":{expect}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn check_reports_every_mismatch() {
+        let s = scenario(
+            r#"{"token_requests": 1, "errors": {}, "expired_sent": 0, "oauth_error": "invalid_client"}"#,
+        );
+        let mut o = Observed::default();
+        o.counters.token_requests = 2;
+        o.counters.resource_rejected_expired = 3;
+        o.errors.insert("oauth".into(), 1);
+        o.oauth_errors.push("invalid_scope".into());
+        let problems = check(&s, &o).unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn check_accepts_a_match_and_unknown_fields_are_rejected() {
+        let s = scenario(r#"{"token_requests": 1, "errors": {}}"#);
+        let mut o = Observed::default();
+        o.counters.token_requests = 1;
+        assert!(check(&s, &o).is_ok());
+        let bad = r#"{"name":"t","dialect":"vibe","steps":[],"expect":{"tokens":1}}"#;
+        assert!(serde_json::from_str::<Scenario>(bad).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The `authcore` binary: token command exit codes and output, devserver start-up
+//! line, and the demo.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authcore::grant::{AuthorizationCode, AuthorizationCodeFlow};
+use authcore::Options;
+use authcore_cli::devserver::{Credentials, DevServer};
+use authcore_cli::scenario::follow_authorize;
+
+fn server() -> DevServer {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    DevServer::start(addr, Credentials::default()).unwrap()
+}
+
+fn authcore() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
+    for var in [
+        "AUTHCORE_API_KEY",
+        "AUTHCORE_CLIENT_SECRET",
+        "AUTHCORE_REFRESH_TOKEN",
+        "AUTHCORE_TOKEN",
+        "AUTHCORE_CLIENT_ID",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn resource_status(server: &DevServer, token: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .get(format!("{}/api/check", server.url()))
+        .header("authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn token_prints_a_token_the_provider_accepts() {
+    let s = server();
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "dev-client",
+            "--scope",
+            "campaigns:read",
+        ])
+        .args(["--token-url", &format!("{}/oauth2/token", s.url())])
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(resource_status(&s, &token), 200);
+}
+
+#[test]
+fn token_for_api_video_at_a_base_url() {
+    let s = server();
+    let out = authcore()
+        .args(["token", "--provider", "api-video", "--base-url", &s.url()])
+        .env("AUTHCORE_API_KEY", "dev-api-key")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(resource_status(&s, &token), 200);
+}
+
+#[test]
+fn rejected_credentials_exit_3_without_echoing_the_secret() {
+    let s = server();
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &format!("{}/oauth2/token", s.url())])
+        .env("AUTHCORE_CLIENT_SECRET", "wrong-secret-5d4c3b2a1f")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret-5d4c3b2a1f"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unreachable_endpoint_exits_4() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "c",
+        ])
+        .args(["--token-url", &format!("http://127.0.0.1:{port}/token")])
+        .env("AUTHCORE_CLIENT_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_secret_or_plain_http_remote_is_a_config_error_exit_2() {
+    let out = authcore()
+        .args(["token", "--provider", "vibe", "--client-id", "c"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTHCORE_CLIENT_SECRET"));
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "c",
+            "--token-url",
+            "http://example.com/t",
+        ])
+        .env("AUTHCORE_CLIENT_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn rotated_refresh_token_is_written_back_to_its_file() {
+    let s = server();
+    let base = s.url();
+    let seen: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen2 = seen.clone();
+    let flow = AuthorizationCodeFlow::new(
+        AuthorizationCode::new(
+            format!("{base}/oauth2/authorize"),
+            format!("{base}/oauth2/token"),
+            "dev-client",
+            "dev-secret",
+            "http://127.0.0.1/cb",
+        ),
+        Options::default().on_refresh_token(move |rt| {
+            *seen2.lock().unwrap() = Some(rt.expose_secret().to_owned())
+        }),
+    )
+    .unwrap();
+    let req = flow.authorization_url().unwrap();
+    flow.finish(&follow_authorize(&req.url).unwrap()).unwrap();
+    let first_rt = seen.lock().unwrap().clone().unwrap();
+    let dir = std::env::temp_dir().join(format!("authcore-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("refresh_token");
+    std::fs::write(&file, &first_rt).unwrap();
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "refresh-token",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &format!("{base}/oauth2/token")])
+        .arg("--refresh-token-file")
+        .arg(&file)
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_ne!(rotated, first_rt);
+    assert!(rotated.starts_with("dev-rt-"));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(resource_status(&s, &token), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn devserver_prints_its_address_on_one_line_and_serves() {
+    let mut child = authcore()
+        .args(["devserver", "--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(u) = line.strip_prefix("AUTHCORE_DEVSERVER_URL=") {
+            url = Some(u.to_owned());
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    let url = url.expect("address line");
+    let counters: serde_json::Value = ureq::get(format!("{url}/_control/counters"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(counters["token_requests"], 0);
+}
+
+#[test]
+fn demo_runs_every_seed_scenario_and_exits_zero() {
+    let out = authcore().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("MISBEHAVED"), "{stdout}");
+    for who in ["api.video", "viewneo", "Vibe", "revoked", "backoff"] {
+        assert!(stdout.contains(who), "{who} missing from:\n{stdout}");
+    }
+}

@@ -1,0 +1,151 @@
+//! The development provider's HTTP control surface and protected resource.
+
+use std::net::SocketAddr;
+
+use authcore_cli::devserver::{Credentials, DevServer};
+use serde_json::{json, Value};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn post(url: &str, body: Value) -> (u16, Value) {
+    let mut r = agent().post(url).send_json(body).unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+fn token(base: &str) -> (u16, Value) {
+    let mut r = agent()
+        .post(format!("{base}/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret")
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn get_api(base: &str, token: &str, path: &str) -> (u16, String) {
+    let r = agent()
+        .get(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (r.status().as_u16(), challenge)
+}
+
+#[test]
+fn control_surface_drives_faults_revocation_and_counters() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let s = DevServer::start(addr, Credentials::default()).unwrap();
+    let base = s.url();
+
+    let (status, body) = post(
+        &format!("{base}/_control/config"),
+        json!({"lifetime_secs": 7}),
+    );
+    assert_eq!((status, body["lifetime_secs"].as_u64()), (200, Some(7)));
+    let (_, t) = token(&base);
+    assert_eq!(t["expires_in"], 7);
+    assert!(t.get("refresh_token").is_none());
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(get_api(&base, &access, "/api/x").0, 200);
+    assert_eq!(
+        get_api(&base, &access, "/api/admin").0,
+        200,
+        "default scopes include admin"
+    );
+
+    post(
+        &format!("{base}/_control/fail"),
+        json!({"count": 1, "status": 503, "retry_after": 2}),
+    );
+    let r = agent()
+        .post(format!("{base}/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret")
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers().get("retry-after").unwrap(), "2");
+
+    post(&format!("{base}/_control/malformed"), json!({"count": 1}));
+    let mut r = agent()
+        .post(format!("{base}/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret")
+        .unwrap();
+    assert!(r.body_mut().read_to_string().unwrap().starts_with("<html>"));
+
+    post(&format!("{base}/_control/revoke"), json!({}));
+    let (status, challenge) = get_api(&base, &access, "/api/x");
+    assert_eq!(status, 401);
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+
+    let counters: Value = agent()
+        .get(format!("{base}/_control/counters"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(counters["token_requests"], 3);
+    assert_eq!(counters["faults_injected"], 2);
+    assert_eq!(counters["tokens_issued"], 1);
+    assert_eq!(counters["resource_accepted"], 2);
+    assert_eq!(counters["resource_rejected_invalid"], 1);
+    assert_eq!(
+        counters["token_requests_by_grant"]["oauth2/client_credentials"],
+        3
+    );
+
+    post(&format!("{base}/_control/reset"), json!({}));
+    assert_eq!(s.counters().token_requests, 0);
+    let (status, body) = post(&format!("{base}/_control/fail"), json!({"status": "x"}));
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn expired_tokens_and_scopes_are_enforced() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let s = DevServer::start(addr, Credentials::default()).unwrap();
+    let base = s.url();
+    post(
+        &format!("{base}/_control/config"),
+        json!({"lifetime_secs": 1}),
+    );
+    let r = agent()
+        .post(format!("{base}/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret&scope=campaigns%3Aread")
+        .unwrap();
+    let t: Value = {
+        let mut r = r;
+        r.body_mut().read_json().unwrap()
+    };
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let (status, challenge) = get_api(&base, &access, "/api/admin");
+    assert_eq!(status, 403);
+    assert!(challenge.contains("insufficient_scope"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(get_api(&base, &access, "/api/x").0, 401);
+    assert_eq!(s.counters().resource_rejected_expired, 1);
+}
+
+#[test]
+fn non_loopback_addresses_are_refused() {
+    let addr: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    assert!(DevServer::start(addr, Credentials::default()).is_err());
+}
