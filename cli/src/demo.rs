@@ -48,6 +48,24 @@ fn until_renewal(token: &Token) -> Duration {
         .unwrap_or_default()
 }
 
+/// Client credentials at the provider's standard OAuth 2.0 endpoint.
+fn dev_client_credentials(server: &DevServer) -> ClientCredentials {
+    let creds = server.credentials();
+    ClientCredentials::new(
+        format!("{}/oauth2/token", server.url()),
+        &creds.client_id,
+        creds.client_secret.clone(),
+    )
+}
+
+/// Sets the lifetime of the tokens the provider issues.
+fn short_lifetime(server: &DevServer, secs: u64) {
+    server.set_behaviour(Behaviour {
+        lifetime_secs: secs,
+        latency_ms: 0,
+    });
+}
+
 fn options() -> Options {
     Options::default().timeout(Duration::from_secs(5))
 }
@@ -92,10 +110,7 @@ pub fn run() -> Result<usize, Box<dyn std::error::Error>> {
 
 fn api_video(server: &DevServer, t: &mut Timeline) -> DemoResult {
     const WHO: &str = "api.video";
-    server.set_behaviour(Behaviour {
-        lifetime_secs: 2,
-        latency_ms: 0,
-    });
+    short_lifetime(server, 2);
     let rotations = Arc::new(AtomicUsize::new(0));
     let r = rotations.clone();
     let opts = options().on_refresh_token(move |_| {
@@ -158,10 +173,7 @@ fn viewneo_pat(server: &DevServer, t: &mut Timeline) -> DemoResult {
 
 fn viewneo_code(server: &DevServer, t: &mut Timeline) -> DemoResult {
     const WHO: &str = "viewneo";
-    server.set_behaviour(Behaviour {
-        lifetime_secs: 2,
-        latency_ms: 0,
-    });
+    short_lifetime(server, 2);
     let creds = server.credentials();
     let config = AuthorizationCode::viewneo_at(
         &server.url(),
@@ -204,17 +216,8 @@ fn viewneo_code(server: &DevServer, t: &mut Timeline) -> DemoResult {
 
 fn vibe(server: &DevServer, t: &mut Timeline) -> DemoResult {
     const WHO: &str = "Vibe";
-    server.set_behaviour(Behaviour {
-        lifetime_secs: 2,
-        latency_ms: 0,
-    });
-    let creds = server.credentials();
-    let grant = ClientCredentials::new(
-        format!("{}/oauth2/token", server.url()),
-        &creds.client_id,
-        creds.client_secret.clone(),
-    )
-    .scopes(["campaigns:read", "reporting:read"]);
+    short_lifetime(server, 2);
+    let grant = dev_client_credentials(server).scopes(["campaigns:read", "reporting:read"]);
     let client = Client::new(grant, options())?;
     let first = client.token()?;
     t.check(
@@ -234,12 +237,7 @@ fn vibe(server: &DevServer, t: &mut Timeline) -> DemoResult {
 
 fn revoked(server: &DevServer, t: &mut Timeline) -> DemoResult {
     const WHO: &str = "revoked";
-    let creds = server.credentials();
-    let grant = ClientCredentials::new(
-        format!("{}/oauth2/token", server.url()),
-        &creds.client_id,
-        creds.client_secret.clone(),
-    );
+    let grant = dev_client_credentials(server);
     let client = Client::new(grant, options())?;
     let url = format!("{}/api/campaigns", server.url());
     client.get(&url)?;
@@ -262,12 +260,7 @@ fn backoff(server: &DevServer, t: &mut Timeline) -> DemoResult {
         status: 503,
         retry_after: None,
     });
-    let creds = server.credentials();
-    let grant = ClientCredentials::new(
-        format!("{}/oauth2/token", server.url()),
-        &creds.client_id,
-        creds.client_secret.clone(),
-    );
+    let grant = dev_client_credentials(server);
     let opts = options()
         .max_retries(0)
         .failure_backoff(Duration::from_millis(500), Duration::from_secs(5));

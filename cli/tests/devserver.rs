@@ -20,12 +20,19 @@ fn post(url: &str, body: Value) -> (u16, Value) {
     )
 }
 
-fn token(base: &str) -> (u16, Value) {
-    let mut r = agent()
+/// A client credentials request with the credentials in the body.
+fn token_response(base: &str, extra: &str) -> ureq::http::Response<ureq::Body> {
+    agent()
         .post(format!("{base}/oauth2/token"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret")
-        .unwrap();
+        .send(format!(
+            "grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret{extra}"
+        ))
+        .unwrap()
+}
+
+fn token(base: &str) -> (u16, Value) {
+    let mut r = token_response(base, "");
     let status = r.status().as_u16();
     (status, r.body_mut().read_json().unwrap_or(Value::Null))
 }
@@ -70,20 +77,12 @@ fn control_surface_drives_faults_revocation_and_counters() {
         &format!("{base}/_control/fail"),
         json!({"count": 1, "status": 503, "retry_after": 2}),
     );
-    let r = agent()
-        .post(format!("{base}/oauth2/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret")
-        .unwrap();
+    let r = token_response(&base, "");
     assert_eq!(r.status().as_u16(), 503);
     assert_eq!(r.headers().get("retry-after").unwrap(), "2");
 
     post(&format!("{base}/_control/malformed"), json!({"count": 1}));
-    let mut r = agent()
-        .post(format!("{base}/oauth2/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret")
-        .unwrap();
+    let mut r = token_response(&base, "");
     assert!(r.body_mut().read_to_string().unwrap().starts_with("<html>"));
 
     post(&format!("{base}/_control/revoke"), json!({}));
@@ -126,15 +125,10 @@ fn expired_tokens_and_scopes_are_enforced() {
         &format!("{base}/_control/config"),
         json!({"lifetime_secs": 1}),
     );
-    let r = agent()
-        .post(format!("{base}/oauth2/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send("grant_type=client_credentials&client_id=dev-client&client_secret=dev-secret&scope=campaigns%3Aread")
+    let t: Value = token_response(&base, "&scope=campaigns%3Aread")
+        .body_mut()
+        .read_json()
         .unwrap();
-    let t: Value = {
-        let mut r = r;
-        r.body_mut().read_json().unwrap()
-    };
     let access = t["access_token"].as_str().unwrap().to_owned();
     let (status, challenge) = get_api(&base, &access, "/api/admin");
     assert_eq!(status, 403);

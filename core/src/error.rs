@@ -134,7 +134,8 @@ pub enum Error {
     },
     /// A response that could not be understood.
     InvalidResponse {
-        /// The HTTP status.
+        /// The HTTP status (0 when the input was not an HTTP response, such as an
+        /// authorization callback URL).
         status: u16,
         /// What was wrong with it.
         message: String,

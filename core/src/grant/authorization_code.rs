@@ -286,14 +286,7 @@ impl AuthorizationCodeFlow {
         }
         self.config.client.apply(&mut req);
         let token = self.http.token(&req)?;
-        if let Some(rt) = token.refresh_token() {
-            if let Some(store) = &self.options.store {
-                store.save(&token);
-            }
-            if let Some(hook) = &self.options.on_refresh_token {
-                hook(rt);
-            }
-        }
+        crate::client::announce(&self.options, &token, None);
         let grant = RefreshToken {
             token_url: self.config.token_url.clone(),
             client: self.config.client.clone(),
