@@ -399,6 +399,20 @@ fn api_video_falls_back_to_the_api_key_when_refresh_is_refused() {
     refresh.assert();
 }
 
+/// A refresh-token client that would retry up to 3 times if retrying were allowed.
+fn refresh_client(server: &mockito::ServerGuard) -> Client {
+    Client::new(
+        RefreshToken::new(
+            format!("{}/token", server.url()),
+            "c",
+            "cs+/=:secret-9f8e7d",
+            "rt-first-5c4b3a29",
+        ),
+        opts().max_retries(3),
+    )
+    .unwrap()
+}
+
 #[test]
 fn refused_refresh_token_requires_reauthentication() {
     let mut server = mockito::Server::new();
@@ -408,16 +422,7 @@ fn refused_refresh_token_requires_reauthentication() {
         .with_body(r#"{"error":"invalid_grant","error_description":"refresh token revoked"}"#)
         .expect(1)
         .create();
-    let client = Client::new(
-        RefreshToken::new(
-            format!("{}/token", server.url()),
-            "c",
-            "cs+/=:secret-9f8e7d",
-            "rt-first-5c4b3a29",
-        ),
-        opts().max_retries(3),
-    )
-    .unwrap();
+    let client = refresh_client(&server);
     let e = err(client.token());
     assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired);
     assert_eq!(e.oauth().unwrap().error, "invalid_grant");
@@ -432,16 +437,7 @@ fn rotating_refresh_token_is_not_resent_after_a_server_error() {
         .with_status(503)
         .expect(1)
         .create();
-    let client = Client::new(
-        RefreshToken::new(
-            format!("{}/token", server.url()),
-            "c",
-            "cs+/=:secret-9f8e7d",
-            "rt-first-5c4b3a29",
-        ),
-        opts().max_retries(3),
-    )
-    .unwrap();
+    let client = refresh_client(&server);
     assert_eq!(err(client.token()).http_status(), Some(503));
     m.assert();
 }
