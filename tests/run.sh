@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit/integration/property tests, doc tests.
+# The whole test suite: formatting, lints, Rust tests (unit, integration, property, doc),
+# and the C suite (tests/c/run.sh).
 # Usage: bash tests/run.sh   (from anywhere inside the checkout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +15,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests (unit, integration, property, doc)"
 cargo test --workspace --locked
+
+step "C: header, install, C tests under ASan+UBSan and valgrind"
+bash tests/c/run.sh

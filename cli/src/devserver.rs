@@ -352,6 +352,12 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
             tiny_http::Header::from_bytes("content-type", reply.content_type)
                 .expect("static header"),
         );
+    // One request per connection. tiny_http serves each connection on a pooled thread
+    // for as long as it stays open, and a burst of new connections can leave some of
+    // them queued behind idle keep-alive ones (requests then wait until the client
+    // times out). Closing after every response bounds that wait to one request.
+    response
+        .add_header(tiny_http::Header::from_bytes("connection", "close").expect("static header"));
     for (k, v) in reply.headers {
         if let Ok(h) = tiny_http::Header::from_bytes(k, v.as_bytes()) {
             response.add_header(h);

@@ -122,6 +122,12 @@ impl Options {
         self
     }
 
+    /// Removes the hook set by [`on_refresh_token`](Self::on_refresh_token).
+    pub fn clear_refresh_token_hook(mut self) -> Self {
+        self.on_refresh_token = None;
+        self
+    }
+
     /// A header sent with every token request (e.g. api.video's `AV-Origin-App`).
     pub fn token_request_header(
         mut self,

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds libauthcore and installs it under a prefix:
+#   PREFIX/lib/libauthcore.so, PREFIX/lib/libauthcore.a, PREFIX/include/authcore.h,
+#   PREFIX/lib/pkgconfig/authcore.pc
+# Usage: bash ffi-c/install.sh [PREFIX]   (default /usr/local)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+prefix="${1:-/usr/local}"
+mkdir -p "$prefix"
+prefix="$(cd "$prefix" && pwd)"
+cargo build --release --locked -p authcore-ffi --manifest-path "$root/Cargo.toml"
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
+
+install -d "$prefix/lib/pkgconfig" "$prefix/include"
+install -m 0755 "$target/libauthcore.so" "$prefix/lib/libauthcore.so"
+install -m 0644 "$target/libauthcore.a" "$prefix/lib/libauthcore.a"
+install -m 0644 "$root/include/authcore.h" "$prefix/include/authcore.h"
+cat > "$prefix/lib/pkgconfig/authcore.pc" <<PC
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: authcore
+Description: Access-token lifecycle: acquire, cache, renew ahead of expiry, recover from revocation
+Version: $version
+Libs: -L\${libdir} -lauthcore
+Libs.private: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+Cflags: -I\${includedir}
+PC
+echo "installed libauthcore $version under $prefix"

@@ -1,0 +1,612 @@
+//! `authcore_client` and `authcore_response`: constructors for every grant, tokens,
+//! invalidation and authenticated requests.
+
+use std::ffi::{c_char, CString};
+
+use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
+use authcore::{AuthMethod, Client, Options};
+use zeroize::Zeroize;
+
+use crate::{
+    arg_str, authcore_options, authcore_status, boundary, boundary_or, check_null, opt_str,
+    owned_c_string, write_opt, Failure,
+};
+
+/// A token client: caches its token, renews it ahead of expiry with one request however
+/// many threads ask, and recovers once from a 401. Safe to use from many threads.
+pub struct authcore_client {
+    pub(crate) inner: Client,
+}
+
+/// How a client authenticates itself at the token endpoint (RFC 6749 §2.3.1).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum authcore_auth_method {
+    /// HTTP Basic with id and secret form-encoded first, as RFC 6749 specifies.
+    ClientSecretBasic = 0,
+    /// HTTP Basic with the raw id and secret, as some servers expect.
+    ClientSecretBasicRaw = 1,
+    /// `client_id` and `client_secret` in the request body.
+    ClientSecretPost = 2,
+}
+
+pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
+    match value {
+        0 => Ok(AuthMethod::ClientSecretBasic),
+        1 => Ok(AuthMethod::ClientSecretBasicRaw),
+        2 => Ok(AuthMethod::ClientSecretPost),
+        other => Err(Failure::invalid(format!(
+            "auth_method {other} is not an authcore_auth_method"
+        ))),
+    }
+}
+
+/// The settings behind an optional options pointer (NULL = defaults).
+///
+/// # Safety
+/// `options` is NULL or a live handle.
+pub(crate) unsafe fn options_or_default(options: *const authcore_options) -> Options {
+    if options.is_null() {
+        Options::default()
+    } else {
+        // SAFETY: non-NULL live handle, only read.
+        unsafe { (*options).inner.clone() }
+    }
+}
+
+/// Space-separated scopes, or none for NULL.
+pub(crate) fn split_scopes(scopes: Option<&str>) -> Vec<String> {
+    scopes
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Boxes a client into `out`.
+///
+/// # Safety
+/// `out` is non-NULL and writable.
+pub(crate) unsafe fn hand_out(out: *mut *mut authcore_client, client: Client) {
+    let handle = Box::into_raw(Box::new(authcore_client { inner: client }));
+    // SAFETY: the caller checked `out` and promises it is writable.
+    unsafe { out.write(handle) };
+}
+
+/// Borrows a live client handle.
+///
+/// # Safety
+/// `client` is non-NULL and live for `'a`.
+unsafe fn client_ref<'a>(client: *const authcore_client) -> &'a Client {
+    // SAFETY: forwarded from the caller.
+    unsafe { &(*client).inner }
+}
+
+/// A client that always sends one fixed token (a personal access token, e.g.
+/// viewneo's). It never renews.
+///
+/// # Safety
+/// `token` is a NUL-terminated string; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_new_personal_access_token(
+    token: *const c_char,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises a NUL-terminated string.
+        let token = unsafe { arg_str(token, "token")? };
+        // SAFETY: checked above.
+        unsafe { hand_out(out, Client::personal_access_token(token)) };
+        Ok(())
+    })
+}
+
+/// An api.video client: exchanges the API key for an access token and a rotating
+/// refresh token at production (`sandbox` false) or the sandbox (`sandbox` true).
+///
+/// # Safety
+/// `api_key` is a NUL-terminated string; `options` is NULL (defaults) or a live
+/// handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_new_api_video(
+    api_key: *const c_char,
+    sandbox: bool,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises a NUL-terminated string.
+        let key = unsafe { arg_str(api_key, "api_key")? };
+        let grant = if sandbox {
+            ApiKey::sandbox(key)
+        } else {
+            ApiKey::production(key)
+        };
+        // SAFETY: the caller promises a live handle or NULL.
+        let client = Client::new(grant, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// An api.video client against another base URL (a staging or local server).
+///
+/// # Safety
+/// `base_url` and `api_key` are NUL-terminated strings; `options` is NULL or a live
+/// handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_new_api_video_at(
+    base_url: *const c_char,
+    api_key: *const c_char,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (base, key) = unsafe { (arg_str(base_url, "base_url")?, arg_str(api_key, "api_key")?) };
+        // SAFETY: the caller promises a live handle or NULL.
+        let options = unsafe { options_or_default(options) };
+        let client = Client::new(ApiKey::with_base_url(base, key), options)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// An OAuth 2.0 client credentials client. `scopes` is space-separated or NULL;
+/// `auth_method` is an `authcore_auth_method`.
+///
+/// # Safety
+/// String arguments are NUL-terminated (`scopes` may be NULL); `options` is NULL or a
+/// live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_new_client_credentials(
+    token_url: *const c_char,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    auth_method: u32,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (url, id, secret, scopes) = unsafe {
+            (
+                arg_str(token_url, "token_url")?,
+                arg_str(client_id, "client_id")?,
+                arg_str(client_secret, "client_secret")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        let grant = ClientCredentials::new(url, id, secret)
+            .scopes(split_scopes(scopes))
+            .auth_method(self::auth_method(auth_method)?);
+        // SAFETY: the caller promises a live handle or NULL.
+        let client = Client::new(grant, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// A Vibe client: client credentials at Vibe's token endpoint with HTTP Basic.
+/// `scopes` is space-separated or NULL.
+///
+/// # Safety
+/// String arguments are NUL-terminated (`scopes` may be NULL); `options` is NULL or a
+/// live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_new_vibe(
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (id, secret, scopes) = unsafe {
+            (
+                arg_str(client_id, "client_id")?,
+                arg_str(client_secret, "client_secret")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        let grant = ClientCredentials::vibe(id, secret).scopes(split_scopes(scopes));
+        // SAFETY: the caller promises a live handle or NULL.
+        let client = Client::new(grant, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// A client that starts from a refresh token (e.g. one saved by the refresh-token
+/// callback). `json_body` sends JSON token requests with the client credentials in the
+/// body (viewneo); otherwise a form body with `auth_method`.
+///
+/// # Safety
+/// String arguments are NUL-terminated; `options` is NULL or a live handle; `out` is
+/// writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn authcore_client_new_refresh_token(
+    token_url: *const c_char,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    refresh_token: *const c_char,
+    json_body: bool,
+    auth_method: u32,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (url, id, secret, refresh) = unsafe {
+            (
+                arg_str(token_url, "token_url")?,
+                arg_str(client_id, "client_id")?,
+                arg_str(client_secret, "client_secret")?,
+                arg_str(refresh_token, "refresh_token")?,
+            )
+        };
+        let mut grant = RefreshToken::new(url, id, secret, refresh)
+            .auth_method(self::auth_method(auth_method)?);
+        if json_body {
+            grant = grant.json_body();
+        }
+        // SAFETY: the caller promises a live handle or NULL.
+        let client = Client::new(grant, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// Releases a client. NULL does nothing. No other thread may be using it.
+///
+/// # Safety
+/// `client` is NULL or a handle from an `authcore_client_new_*` function (or
+/// `authcore_code_flow_finish`) not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_free(client: *mut authcore_client) {
+    boundary_or((), || {
+        if !client.is_null() {
+            // SAFETY: the handle came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(client) });
+        }
+    })
+}
+
+/// A valid access token as an owned string (free it with `authcore_string_free`).
+/// Blocks only when the cached token is missing or too close to expiry.
+///
+/// # Safety
+/// `client` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_token(
+    client: *const authcore_client,
+    out: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let token = unsafe { client_ref(client) }.token()?;
+        let s = owned_c_string(token.access_token().expose_secret())?;
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+/// Writes a valid access token and its terminating NUL into `buf`.
+///
+/// `*needed` (if `needed` is not NULL) receives the size required including the NUL,
+/// on success and on `AUTHCORE_STATUS_BUFFER_TOO_SMALL`; nothing else is written to
+/// `buf` in that case. `buf` may be NULL when `buf_len` is 0, to ask for the size.
+///
+/// # Safety
+/// `client` is a live handle; `buf` is valid for `buf_len` bytes; `needed` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_token_into(
+    client: *const authcore_client,
+    buf: *mut c_char,
+    buf_len: usize,
+    needed: *mut usize,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client);
+        if buf.is_null() && buf_len > 0 {
+            return Err(Failure::null("buf"));
+        }
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let token = unsafe { client_ref(client) }.token()?;
+        let bytes = token.access_token().expose_secret().as_bytes();
+        if bytes.contains(&0) {
+            return Err(Failure::new(
+                authcore_status::InvalidResponse,
+                "the token contains a NUL byte and cannot be returned as a C string",
+            ));
+        }
+        let size = bytes.len() + 1;
+        // SAFETY: NULL or writable, as the caller promises.
+        unsafe { write_opt(needed, size) };
+        if buf_len < size {
+            return Err(Failure::new(
+                authcore_status::BufferTooSmall,
+                format!("the token needs {size} bytes; the buffer has {buf_len}"),
+            ));
+        }
+        // SAFETY: `buf` is valid for `buf_len >= size` bytes and does not overlap the
+        // token, which authcore owns.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
+            buf.add(bytes.len()).write(0);
+        }
+        Ok(())
+    })
+}
+
+/// The `Authorization` header value for a valid token (e.g. "Bearer abc"), as an owned
+/// string (free it with `authcore_string_free`).
+///
+/// # Safety
+/// `client` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_authorization_header(
+    client: *const authcore_client,
+    out: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let header = unsafe { client_ref(client) }.authorization_header()?;
+        let s = owned_c_string(header.expose_secret())?;
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+/// Tells the client that `access_token` was refused (e.g. a 401 from your own HTTP
+/// code): if it is still the cached token, the next call renews it. Only the first of
+/// many threads reporting the same token causes a renewal. `*invalidated` (if not
+/// NULL) is set to whether the cached token was dropped.
+///
+/// # Safety
+/// `client` is a live handle; `access_token` is NUL-terminated; `invalidated` is NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_invalidate(
+    client: *const authcore_client,
+    access_token: *const c_char,
+    invalidated: *mut bool,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client);
+        // SAFETY: the caller promises a NUL-terminated string.
+        let token = unsafe { arg_str(access_token, "access_token")? };
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let dropped = unsafe { client_ref(client) }.invalidate_access_token(token);
+        // SAFETY: NULL or writable, as the caller promises.
+        unsafe { write_opt(invalidated, dropped) };
+        Ok(())
+    })
+}
+
+/// One request header: two NUL-terminated strings.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct authcore_header {
+    /// Header name, e.g. "Accept".
+    pub name: *const c_char,
+    /// Header value.
+    pub value: *const c_char,
+}
+
+/// The response to an authenticated request. Read it with the `authcore_response_*`
+/// accessors; release it with `authcore_response_free`.
+pub struct authcore_response {
+    status: u16,
+    headers: Vec<(CString, CString)>,
+    body: Vec<u8>,
+}
+
+/// Sends `method url` with the client's token. On a 401 (other than an
+/// `insufficient_scope` challenge) the token is renewed and the request sent once more.
+/// Any `Authorization` header in `headers` is replaced. `headers` may be NULL when
+/// `header_count` is 0; `body` may be NULL when `body_len` is 0. A response of any HTTP
+/// status is a success of this call; check `authcore_response_status`.
+///
+/// # Safety
+/// `client` is a live handle; `method` and `url` are NUL-terminated; `headers` points to
+/// `header_count` headers of NUL-terminated strings; `body` is valid for `body_len`
+/// bytes; `out` is writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn authcore_client_request(
+    client: *const authcore_client,
+    method: *const c_char,
+    url: *const c_char,
+    headers: *const authcore_header,
+    header_count: usize,
+    body: *const u8,
+    body_len: usize,
+    out: *mut *mut authcore_response,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (method, url) = unsafe { (arg_str(method, "method")?, arg_str(url, "url")?) };
+        if headers.is_null() && header_count > 0 {
+            return Err(Failure::null("headers"));
+        }
+        if body.is_null() && body_len > 0 {
+            return Err(Failure::null("body"));
+        }
+        let raw_headers: &[authcore_header] = if header_count == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL and valid for `header_count` items, as promised.
+            unsafe { std::slice::from_raw_parts(headers, header_count) }
+        };
+        let mut pairs = Vec::with_capacity(raw_headers.len());
+        for h in raw_headers {
+            // SAFETY: the caller promises NUL-terminated strings.
+            pairs.push(unsafe {
+                (
+                    arg_str(h.name, "header name")?,
+                    arg_str(h.value, "header value")?,
+                )
+            });
+        }
+        let body: &[u8] = if body_len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL and valid for `body_len` bytes, as promised.
+            unsafe { std::slice::from_raw_parts(body, body_len) }
+        };
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let response = unsafe { client_ref(client) }.request(method, url, &pairs, body)?;
+        let headers = response
+            .headers()
+            .filter_map(|(n, v)| Some((CString::new(n).ok()?, CString::new(v).ok()?)))
+            .collect();
+        let handle = Box::new(authcore_response {
+            status: response.status,
+            headers,
+            body: response.body,
+        });
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// The HTTP status code, or 0 for NULL.
+///
+/// # Safety
+/// `response` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_response_status(response: *const authcore_response) -> u16 {
+    boundary_or(0, || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { response.as_ref() }.map_or(0, |r| r.status)
+    })
+}
+
+/// The body: `*data` receives a pointer borrowed from `response` (valid until it is
+/// freed; not NUL-terminated) and `*len` its length.
+///
+/// # Safety
+/// `response` is a live handle; `data` and `len` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_response_body(
+    response: *const authcore_response,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(response, data, len);
+        // SAFETY: checked non-NULL; live and writable as promised.
+        unsafe {
+            let r = &*response;
+            data.write(r.body.as_ptr());
+            len.write(r.body.len());
+        }
+        Ok(())
+    })
+}
+
+/// The value of the first header called `name` (case-insensitive), borrowed from
+/// `response`, or NULL if there is none (or an argument is NULL).
+///
+/// # Safety
+/// `response` is NULL or a live handle; `name` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_response_header(
+    response: *const authcore_response,
+    name: *const c_char,
+) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        let Some(r) = (unsafe { response.as_ref() }) else {
+            return std::ptr::null();
+        };
+        // SAFETY: NULL or NUL-terminated, as promised.
+        let Ok(Some(name)) = (unsafe { opt_str(name, "name") }) else {
+            return std::ptr::null();
+        };
+        r.headers
+            .iter()
+            .find(|(n, _)| n.to_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .map_or(std::ptr::null(), |(_, v)| v.as_ptr())
+    })
+}
+
+/// The number of response headers, or 0 for NULL.
+///
+/// # Safety
+/// `response` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_response_header_count(
+    response: *const authcore_response,
+) -> usize {
+    boundary_or(0, || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { response.as_ref() }.map_or(0, |r| r.headers.len())
+    })
+}
+
+/// Header number `index`: `*name` and `*value` receive pointers borrowed from
+/// `response`. `AUTHCORE_STATUS_INVALID_ARGUMENT` if `index` is out of range.
+///
+/// # Safety
+/// `response` is a live handle; `name` and `value` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_response_header_at(
+    response: *const authcore_response,
+    index: usize,
+    name: *mut *const c_char,
+    value: *mut *const c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(response, name, value);
+        // SAFETY: checked non-NULL; live as promised.
+        let r = unsafe { &*response };
+        let (n, v) = r.headers.get(index).ok_or_else(|| {
+            Failure::invalid(format!(
+                "header index {index} is out of range ({} headers)",
+                r.headers.len()
+            ))
+        })?;
+        // SAFETY: checked non-NULL; writable as promised.
+        unsafe {
+            name.write(n.as_ptr());
+            value.write(v.as_ptr());
+        }
+        Ok(())
+    })
+}
+
+/// Releases a response. NULL does nothing.
+///
+/// # Safety
+/// `response` is NULL or a handle from `authcore_client_request` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_response_free(response: *mut authcore_response) {
+    boundary_or((), || {
+        if !response.is_null() {
+            // SAFETY: the handle came from `Box::into_raw` and is freed once.
+            let mut r = unsafe { Box::from_raw(response) };
+            r.body.zeroize();
+        }
+    })
+}

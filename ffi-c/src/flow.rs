@@ -1,0 +1,227 @@
+//! `authcore_code_flow`: the authorization code grant (PKCE, one-time `state`), ending in
+//! an `authcore_client` that renews with the refresh token.
+
+use std::ffi::c_char;
+
+use authcore::grant::{AuthorizationCode, AuthorizationCodeFlow};
+
+use crate::client::{auth_method, hand_out, options_or_default, split_scopes};
+use crate::{
+    arg_str, authcore_client, authcore_options, authcore_status, boundary, boundary_or, check_null,
+    opt_str, owned_c_string,
+};
+
+/// A running authorization code flow. Make the URL with
+/// `authcore_code_flow_authorization_url`, send the user there, then hand the callback
+/// URL to `authcore_code_flow_finish`. Safe to use from many threads.
+pub struct authcore_code_flow {
+    inner: AuthorizationCodeFlow,
+}
+
+/// Boxes a flow into `out`.
+///
+/// # Safety
+/// `out` is non-NULL and writable.
+unsafe fn hand_out_flow(out: *mut *mut authcore_code_flow, flow: AuthorizationCodeFlow) {
+    // SAFETY: the caller checked `out` and promises it is writable.
+    unsafe { out.write(Box::into_raw(Box::new(authcore_code_flow { inner: flow }))) };
+}
+
+/// An authorization code flow at any OAuth 2.0 server. `scopes` is space-separated or
+/// NULL; `json_body` sends JSON token requests with the credentials in the body,
+/// otherwise form bodies with `auth_method`; `pkce` adds an S256 challenge (recommended).
+///
+/// # Safety
+/// String arguments are NUL-terminated (`scopes` may be NULL); `options` is NULL or a
+/// live handle; `out` is writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn authcore_code_flow_new(
+    authorize_url: *const c_char,
+    token_url: *const c_char,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    redirect_uri: *const c_char,
+    scopes: *const c_char,
+    json_body: bool,
+    auth_method: u32,
+    pkce: bool,
+    options: *const authcore_options,
+    out: *mut *mut authcore_code_flow,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (authorize, token, id, secret, redirect, scopes) = unsafe {
+            (
+                arg_str(authorize_url, "authorize_url")?,
+                arg_str(token_url, "token_url")?,
+                arg_str(client_id, "client_id")?,
+                arg_str(client_secret, "client_secret")?,
+                arg_str(redirect_uri, "redirect_uri")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        let mut config = AuthorizationCode::new(authorize, token, id, secret, redirect)
+            .scopes(split_scopes(scopes))
+            .auth_method(self::auth_method(auth_method)?)
+            .pkce(pkce);
+        if json_body {
+            config = config.json_body();
+        }
+        // SAFETY: the caller promises a live handle or NULL.
+        let flow = AuthorizationCodeFlow::new(config, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out_flow(out, flow) };
+        Ok(())
+    })
+}
+
+/// A viewneo authorization code flow (JSON token requests). `base_url` NULL means
+/// `https://cloud.viewneo.com`; `scopes` is space-separated or NULL.
+///
+/// # Safety
+/// String arguments are NUL-terminated (`base_url` and `scopes` may be NULL);
+/// `options` is NULL or a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_new_viewneo(
+    base_url: *const c_char,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    redirect_uri: *const c_char,
+    scopes: *const c_char,
+    options: *const authcore_options,
+    out: *mut *mut authcore_code_flow,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (base, id, secret, redirect, scopes) = unsafe {
+            (
+                opt_str(base_url, "base_url")?,
+                arg_str(client_id, "client_id")?,
+                arg_str(client_secret, "client_secret")?,
+                arg_str(redirect_uri, "redirect_uri")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        let config = match base {
+            Some(base) => AuthorizationCode::viewneo_at(base, id, secret, redirect),
+            None => AuthorizationCode::viewneo(id, secret, redirect),
+        }
+        .scopes(split_scopes(scopes));
+        // SAFETY: the caller promises a live handle or NULL.
+        let flow = AuthorizationCodeFlow::new(config, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out_flow(out, flow) };
+        Ok(())
+    })
+}
+
+/// Makes the URL to send the user to, with a fresh `state` and PKCE verifier from the
+/// OS random source; it replaces any earlier pending request. `*url` receives an owned
+/// string; `*state` (if `state` is not NULL) the `state` sent. Free both with
+/// `authcore_string_free`.
+///
+/// # Safety
+/// `flow` is a live handle; `url` is writable; `state` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_authorization_url(
+    flow: *const authcore_code_flow,
+    url: *mut *mut c_char,
+    state: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow, url);
+        // SAFETY: checked non-NULL; live as promised.
+        let request = unsafe { &(*flow).inner }.authorization_url()?;
+        let url_s = owned_c_string(&request.url)?;
+        let state_s = if state.is_null() {
+            std::ptr::null_mut()
+        } else {
+            match owned_c_string(&request.state) {
+                Ok(s) => s,
+                Err(e) => {
+                    // SAFETY: `url_s` was just made by `owned_c_string` and not handed out.
+                    unsafe { crate::authcore_string_free(url_s) };
+                    return Err(e);
+                }
+            }
+        };
+        // SAFETY: checked non-NULL (or skipped when NULL); writable as promised.
+        unsafe {
+            url.write(url_s);
+            if !state.is_null() {
+                state.write(state_s);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Finishes the flow from the URL the provider redirected the user to: checks `state`
+/// (once), exchanges the code, and hands back a client that renews with the refresh
+/// token. An `error=` callback gives `AUTHCORE_STATUS_OAUTH`; a wrong `state`
+/// `AUTHCORE_STATUS_STATE_MISMATCH`.
+///
+/// # Safety
+/// `flow` is a live handle; `callback_url` is NUL-terminated; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_finish(
+    flow: *const authcore_code_flow,
+    callback_url: *const c_char,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow, out);
+        // SAFETY: the caller promises a NUL-terminated string.
+        let callback = unsafe { arg_str(callback_url, "callback_url")? };
+        // SAFETY: checked non-NULL; live as promised.
+        let client = unsafe { &(*flow).inner }.finish(callback)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// Releases a flow. NULL does nothing. Clients it made are unaffected.
+///
+/// # Safety
+/// `flow` is NULL or a handle from `authcore_code_flow_new*` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_free(flow: *mut authcore_code_flow) {
+    boundary_or((), || {
+        if !flow.is_null() {
+            // SAFETY: the handle came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(flow) });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_auth_method_is_an_invalid_argument() {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: valid strings and out pointer.
+        let status = unsafe {
+            authcore_code_flow_new(
+                c"https://a.example/authorize".as_ptr(),
+                c"https://a.example/token".as_ptr(),
+                c"id".as_ptr(),
+                c"secret".as_ptr(),
+                c"http://127.0.0.1/cb".as_ptr(),
+                std::ptr::null(),
+                false,
+                7,
+                true,
+                std::ptr::null(),
+                &mut out,
+            )
+        };
+        assert_eq!(status, authcore_status::InvalidArgument);
+        assert!(out.is_null(), "out-parameters are written only on success");
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The C face of authcore, tested as a C programmer uses it:
+#   1. the committed header matches what cbindgen generates from ffi-c/src;
+#   2. the header compiles as C11 (-Wall -Wextra -Wpedantic -Werror) and as C++;
+#   3. `ffi-c/install.sh` installs it and the README's C example builds with pkg-config
+#      and runs against the development provider;
+#   4. the C tests (API, 32 threads, the shared scenarios) pass under AddressSanitizer +
+#      UBSan and under valgrind with leak checking.
+# Needs: cbindgen (pinned), gcc/g++, pkg-config, valgrind, libcjson-dev.
+# `bash tests/c/run.sh bench` runs the C benchmark instead of the tests.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+work="$(mktemp -d)"
+devserver_pid=""
+cleanup() {
+    if [ -n "$devserver_pid" ]; then kill "$devserver_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+
+cargo build --release --locked -p authcore-ffi -p authcore-cli
+lib="$root/target/release"
+CFLAGS_COMMON=(-std=c11 -Wall -Wextra -Wpedantic -Werror -D_POSIX_C_SOURCE=200809L -g -I"$root/include")
+LINK=(-L"$lib" -lauthcore -Wl,-rpath,"$lib" -pthread)
+
+# The development provider, on a free loopback port.
+start_devserver() {
+    "$lib/authcore" devserver --host 127.0.0.1 --port 0 > "$work/devserver.out" 2>&1 &
+    devserver_pid=$!
+    for _ in $(seq 1 100); do
+        url=$(sed -n 's/^AUTHCORE_DEVSERVER_URL=//p' "$work/devserver.out")
+        if [ -n "$url" ]; then
+            export AUTHCORE_DEVSERVER_URL="$url"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the devserver did not start:" >&2
+    cat "$work/devserver.out" >&2
+    exit 1
+}
+start_devserver
+
+if [ "${1:-}" = "bench" ]; then
+    gcc "${CFLAGS_COMMON[@]}" -O2 tests/c/bench.c -o "$work/bench" "${LINK[@]}" -lcjson
+    "$work/bench"
+    exit 0
+fi
+
+step "header is up to date (cbindgen --verify)"
+bash ffi-c/gen-header.sh --verify
+
+step "header compiles as C11 and as C++"
+printf '#include "authcore.h"\nint main(void) { return authcore_status_str(AUTHCORE_STATUS_OK) == 0; }\n' > "$work/h.c"
+gcc "${CFLAGS_COMMON[@]}" -c "$work/h.c" -o "$work/h.o"
+g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I"$root/include" -x c++ -c "$work/h.c" -o "$work/hpp.o"
+
+step "install under a prefix; the README example builds with pkg-config and runs"
+bash ffi-c/install.sh "$work/prefix" > /dev/null
+awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$work/example.c"
+test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
+(
+    cd "$work"
+    export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+    # shellcheck disable=SC2046
+    cc example.c $(pkg-config --cflags --libs authcore) -o example
+    LD_LIBRARY_PATH="$work/prefix/lib" ./example | tee example.out
+    grep -q "HTTP 200" example.out
+)
+# The static library links too.
+(
+    cd "$work"
+    export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+    # shellcheck disable=SC2046
+    cc example.c -o example-static "$work/prefix/lib/libauthcore.a" \
+        $(pkg-config --cflags --libs-only-other --static authcore) -lpthread -ldl -lm
+    ./example-static > /dev/null
+)
+
+TESTS=(test_api test_threads scenarios)
+args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
+
+step "C tests under AddressSanitizer + UBSan"
+for t in "${TESTS[@]}"; do
+    gcc "${CFLAGS_COMMON[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+        -fno-sanitize-recover=all "tests/c/$t.c" -o "$work/$t.asan" "${LINK[@]}" -lcjson
+    # Prove the sanitizers are really in the binary, not silently dropped.
+    ldd "$work/$t.asan" | grep libasan >/dev/null || { echo "$t: libasan not linked" >&2; exit 1; }
+    ldd "$work/$t.asan" | grep libubsan >/dev/null || { echo "$t: libubsan not linked" >&2; exit 1; }
+    nm "$work/$t.asan" | grep '__asan_report_load' >/dev/null || { echo "$t: not instrumented" >&2; exit 1; }
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        "$work/$t.asan" $(args_for "$t")
+done
+
+step "C tests under valgrind (memcheck, leak checking)"
+for t in "${TESTS[@]}"; do
+    gcc "${CFLAGS_COMMON[@]}" -O1 "tests/c/$t.c" -o "$work/$t" "${LINK[@]}" -lcjson
+    valgrind --quiet --error-exitcode=99 --leak-check=full \
+        --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+        "$work/$t" $(args_for "$t")
+done
+
+step "C face: all passed"

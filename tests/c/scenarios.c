@@ -1,0 +1,355 @@
+/*
+ * The C runner over the shared scenarios (the JSON files in tests/scenarios): the same provider
+ * set-up, client, steps and expectations as the Rust runner, through libauthcore.
+ * Usage: scenarios DIR  (AUTHCORE_DEVSERVER_URL names the provider).
+ */
+#include <dirent.h>
+#include <pthread.h>
+
+#include "harness.h"
+
+#define MAX_THREADS 64
+#define MAX_KINDS 128
+
+/* What callers saw: errors by status, and every OAuth error code. */
+typedef struct {
+    pthread_mutex_t lock;
+    long errors[MAX_KINDS];
+    int oauth_total;
+    int oauth_mismatched;
+    int printed;
+    const char *oauth_expected;
+} observed;
+
+static void record(observed *o, authcore_status s) {
+    if (s == AUTHCORE_STATUS_OK) {
+        return;
+    }
+    const char *oauth = authcore_last_error_oauth_error();
+    pthread_mutex_lock(&o->lock);
+    if (o->printed < 3) {
+        o->printed++;
+        fprintf(stderr, "    %s: %s\n", authcore_status_name(s), authcore_last_error_message());
+    }
+    o->errors[s < MAX_KINDS ? s : MAX_KINDS - 1]++;
+    if (oauth != NULL) {
+        o->oauth_total++;
+        if (o->oauth_expected == NULL || strcmp(oauth, o->oauth_expected) != 0) {
+            o->oauth_mismatched++;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+}
+
+typedef enum { STEP_TOKEN, STEP_REQUEST, STEP_CHURN } step_kind;
+
+typedef struct {
+    const authcore_client *client;
+    observed *obs;
+    pthread_barrier_t *barrier;
+    step_kind kind;
+    long count;
+    double until;
+    char url[512];
+} job;
+
+static authcore_status request_once(const authcore_client *c, const char *url) {
+    authcore_response *r = NULL;
+    authcore_status s = authcore_client_request(c, "GET", url, NULL, 0, NULL, 0, &r);
+    authcore_response_free(r);
+    return s;
+}
+
+static void *run_job(void *arg) {
+    job *j = (job *)arg;
+    pthread_barrier_wait(j->barrier);
+    if (j->kind == STEP_TOKEN) {
+        char *t = NULL;
+        record(j->obs, authcore_client_token(j->client, &t));
+        authcore_string_free(t);
+    } else if (j->kind == STEP_REQUEST) {
+        for (long i = 0; i < j->count; i++) {
+            record(j->obs, request_once(j->client, j->url));
+        }
+    } else {
+        while (now_seconds() < j->until) {
+            record(j->obs, request_once(j->client, j->url));
+        }
+    }
+    return NULL;
+}
+
+static void in_threads(const authcore_client *c, observed *o, step_kind kind, long threads,
+                       long count, double seconds, const char *path) {
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (count > 100000) count = 100000;
+    if (seconds > 60) seconds = 60;
+    pthread_t ids[MAX_THREADS];
+    static job jobs[MAX_THREADS];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+    double until = now_seconds() + seconds;
+    for (long i = 0; i < threads; i++) {
+        jobs[i] = (job){c, o, &barrier, kind, count, until, ""};
+        snprintf(jobs[i].url, sizeof jobs[i].url, "%s%s", devserver_url(), path);
+        if (pthread_create(&ids[i], NULL, run_job, &jobs[i]) != 0) {
+            fprintf(stderr, "pthread_create failed\n");
+            exit(2);
+        }
+    }
+    for (long i = 0; i < threads; i++) {
+        pthread_join(ids[i], NULL);
+    }
+    pthread_barrier_destroy(&barrier);
+}
+
+static const char *str_field(const cJSON *obj, const char *name, const char *fallback) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : fallback;
+}
+
+static double num_field(const cJSON *obj, const char *name, double fallback) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : fallback;
+}
+
+/* Space-joined scopes from the scenario's client.scopes, or NULL. */
+static char *scopes_of(const cJSON *client) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(client, "scopes");
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
+        return NULL;
+    }
+    char *out = calloc(1, 1024);
+    const cJSON *s;
+    cJSON_ArrayForEach(s, list) {
+        if (cJSON_IsString(s) && strlen(out) + strlen(s->valuestring) + 2 < 1024) {
+            if (out[0] != '\0') strcat(out, " ");
+            strcat(out, s->valuestring);
+        }
+    }
+    return out;
+}
+
+static authcore_status build_client(const cJSON *scenario, authcore_client **out) {
+    const char *dialect = str_field(scenario, "dialect", "");
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(scenario, "client");
+    const char *secret = str_field(client, "secret", NULL);
+    char *scopes = scopes_of(client);
+    const char *base = devserver_url();
+    char token_url[512], authorize_url[512];
+    authcore_options *o = NULL;
+    authcore_status s = authcore_options_new(&o);
+    if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_failure_backoff_ms(o, 50, 500);
+    if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_timeout_ms(o, 10000);
+    if (s != AUTHCORE_STATUS_OK) {
+        free(scopes);
+        authcore_options_free(o);
+        return s;
+    }
+    if (strcmp(dialect, "apivideo") == 0) {
+        s = authcore_client_new_api_video_at(base, secret ? secret : "dev-api-key", o, out);
+    } else if (strcmp(dialect, "vibe") == 0 || strcmp(dialect, "oauth2_post") == 0) {
+        snprintf(token_url, sizeof token_url, "%s/oauth2/token", base);
+        uint32_t method = strcmp(dialect, "vibe") == 0 ? AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC
+                                                       : AUTHCORE_AUTH_METHOD_CLIENT_SECRET_POST;
+        s = authcore_client_new_client_credentials(token_url, "dev-client",
+                                                   secret ? secret : "dev-secret", scopes, method,
+                                                   o, out);
+    } else if (strcmp(dialect, "viewneo_pat") == 0) {
+        s = authcore_client_new_personal_access_token("dev-personal-access-token", out);
+    } else if (strcmp(dialect, "oauth2_code") == 0 || strcmp(dialect, "viewneo_code") == 0) {
+        authcore_code_flow *flow = NULL;
+        const char *redirect = "http://127.0.0.1/callback";
+        const char *sec = secret ? secret : "dev-secret";
+        if (strcmp(dialect, "viewneo_code") == 0) {
+            s = authcore_code_flow_new_viewneo(base, "dev-client", sec, redirect, scopes, o, &flow);
+        } else {
+            snprintf(authorize_url, sizeof authorize_url, "%s/oauth2/authorize", base);
+            snprintf(token_url, sizeof token_url, "%s/oauth2/token", base);
+            s = authcore_code_flow_new(authorize_url, token_url, "dev-client", sec, redirect,
+                                       scopes, false, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                       true, o, &flow);
+        }
+        char *url = NULL;
+        if (s == AUTHCORE_STATUS_OK) s = authcore_code_flow_authorization_url(flow, &url, NULL);
+        if (s == AUTHCORE_STATUS_OK) {
+            char *callback = follow_authorize(url);
+            s = callback ? authcore_code_flow_finish(flow, callback, out) : AUTHCORE_STATUS_CONFIG;
+            free(callback);
+        }
+        authcore_string_free(url);
+        authcore_code_flow_free(flow);
+    } else {
+        fprintf(stderr, "unknown dialect %s\n", dialect);
+        s = AUTHCORE_STATUS_CONFIG;
+    }
+    free(scopes);
+    authcore_options_free(o);
+    return s;
+}
+
+/* Runs one scenario; returns the number of mismatches. */
+static int run_scenario(const cJSON *sc) {
+    const char *name = str_field(sc, "name", "?");
+    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(sc, "expect");
+    observed obs;
+    memset(&obs, 0, sizeof obs);
+    pthread_mutex_init(&obs.lock, NULL);
+    obs.oauth_expected = str_field(expect, "oauth_error", NULL);
+
+    devserver_reset();
+    const cJSON *provider = cJSON_GetObjectItemCaseSensitive(sc, "provider");
+    if (provider != NULL) {
+        char *body = cJSON_PrintUnformatted(provider);
+        control_post("/_control/config", body);
+        free(body);
+    }
+    authcore_client *client = NULL;
+    double started = now_seconds();
+    record(&obs, build_client(sc, &client));
+    const cJSON *step;
+    const cJSON *steps = client != NULL ? cJSON_GetObjectItemCaseSensitive(sc, "steps") : NULL;
+    cJSON_ArrayForEach(step, steps) {
+        const cJSON *arg = step->child;
+        const char *kind = arg ? arg->string : "";
+        if (strcmp(kind, "token") == 0) {
+            in_threads(client, &obs, STEP_TOKEN, (long)num_field(arg, "threads", 1), 1, 0, "");
+        } else if (strcmp(kind, "request") == 0) {
+            in_threads(client, &obs, STEP_REQUEST, (long)num_field(arg, "threads", 1),
+                       (long)num_field(arg, "count", 1), 0,
+                       str_field(arg, "path", "/api/resource"));
+        } else if (strcmp(kind, "churn") == 0) {
+            in_threads(client, &obs, STEP_CHURN, (long)num_field(arg, "threads", 1), 0,
+                       num_field(arg, "seconds", 1), "/api/resource");
+        } else if (strcmp(kind, "revoke") == 0) {
+            const cJSON *refresh = cJSON_GetObjectItemCaseSensitive(arg, "refresh");
+            control_post("/_control/revoke",
+                         cJSON_IsTrue(refresh) ? "{\"refresh\": true}" : "{\"refresh\": false}");
+        } else if (strcmp(kind, "fail") == 0 || strcmp(kind, "malformed") == 0) {
+            char *body = cJSON_PrintUnformatted(arg);
+            control_post(strcmp(kind, "fail") == 0 ? "/_control/fail" : "/_control/malformed",
+                         body);
+            free(body);
+        } else if (strcmp(kind, "sleep_ms") == 0) {
+            double ms = cJSON_IsNumber(arg) ? arg->valuedouble : 0;
+            sleep_ms((long)(ms > 60000 ? 60000 : ms));
+        } else {
+            fprintf(stderr, "%s: unknown step %s\n", name, kind);
+            obs.errors[MAX_KINDS - 1]++;
+        }
+    }
+    authcore_client_free(client);
+
+    /* Compare with the expectations. */
+    cJSON *counters = control("GET", "/_control/counters", NULL);
+    int problems = 0;
+    struct {
+        const char *expect_key, *counter_key;
+    } exact[] = {{"token_requests", "token_requests"},
+                 {"expired_sent", "resource_rejected_expired"},
+                 {"resource_rejected_invalid", "resource_rejected_invalid"}};
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(expect, exact[i].expect_key);
+        if (cJSON_IsNumber(want)) {
+            double got = num_field(counters, exact[i].counter_key, -1);
+            if (got != want->valuedouble) {
+                fprintf(stderr, "  %s: %s expected %g, observed %g\n", name, exact[i].expect_key,
+                        want->valuedouble, got);
+                problems++;
+            }
+        }
+    }
+    const cJSON *min = cJSON_GetObjectItemCaseSensitive(expect, "resource_accepted_min");
+    if (cJSON_IsNumber(min) && num_field(counters, "resource_accepted", 0) < min->valuedouble) {
+        fprintf(stderr, "  %s: accepted expected at least %g, observed %g\n", name,
+                min->valuedouble, num_field(counters, "resource_accepted", 0));
+        problems++;
+    }
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(expect, "token_requests_by_grant");
+    const cJSON *by_got = cJSON_GetObjectItemCaseSensitive(counters, "token_requests_by_grant");
+    const cJSON *g;
+    cJSON_ArrayForEach(g, by) {
+        double got = num_field(by_got, g->string, 0);
+        if (got != g->valuedouble) {
+            fprintf(stderr, "  %s: token requests for %s expected %g, observed %g\n", name,
+                    g->string, g->valuedouble, got);
+            problems++;
+        }
+    }
+    const cJSON *errors = cJSON_GetObjectItemCaseSensitive(expect, "errors");
+    for (unsigned k = 1; k < MAX_KINDS; k++) {
+        const char *kname = k == MAX_KINDS - 1 ? "runner" : authcore_status_name(k);
+        double want = num_field(errors, kname, 0);
+        if ((double)obs.errors[k] != want) {
+            fprintf(stderr, "  %s: %s errors expected %g, observed %ld\n", name, kname, want,
+                    obs.errors[k]);
+            problems++;
+        }
+    }
+    if (obs.oauth_expected != NULL && (obs.oauth_total == 0 || obs.oauth_mismatched > 0)) {
+        fprintf(stderr, "  %s: OAuth errors expected all %s, observed %d (%d other)\n", name,
+                obs.oauth_expected, obs.oauth_total, obs.oauth_mismatched);
+        problems++;
+    }
+    cJSON_Delete(counters);
+    pthread_mutex_destroy(&obs.lock);
+    printf("%-32s %s (%.2f s)\n", name, problems == 0 ? "ok" : "FAILED", now_seconds() - started);
+    return problems;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s SCENARIO_DIR\n", argv[0]);
+        return 2;
+    }
+    DIR *dir = opendir(argv[1]);
+    if (dir == NULL) {
+        perror(argv[1]);
+        return 2;
+    }
+    char *names[256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL && n < 256) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".json") == 0) {
+            names[n++] = strdup(e->d_name);
+        }
+    }
+    closedir(dir);
+    qsort(names, (size_t)n, sizeof names[0], by_name);
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", argv[1], names[i]);
+        FILE *f = fopen(path, "rb");
+        char *text = NULL;
+        long size = 0;
+        if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 &&
+            fseek(f, 0, SEEK_SET) == 0) {
+            text = calloc(1, (size_t)size + 1);
+            if (fread(text, 1, (size_t)size, f) != (size_t)size) {
+                free(text);
+                text = NULL;
+            }
+        }
+        if (f != NULL) fclose(f);
+        cJSON *sc = text ? cJSON_Parse(text) : NULL;
+        if (sc == NULL) {
+            fprintf(stderr, "%s: cannot read or parse\n", path);
+            failed++;
+        } else if (run_scenario(sc) != 0) {
+            failed++;
+        }
+        cJSON_Delete(sc);
+        free(text);
+        free(names[i]);
+    }
+    printf("scenarios: %d run, %d failed\n", n, failed);
+    return failed == 0 && n > 0 ? 0 : 1;
+}

@@ -1,0 +1,476 @@
+/*
+ * libauthcore against the development provider: every grant and preset, the error
+ * statuses with their details, ownership rules, and NULL for every pointer argument.
+ */
+#include "harness.h"
+
+#define SECRET "dev-secret"
+#define CLIENT_ID "dev-client"
+
+/* Refresh tokens seen by the rotation callback (copied, as the contract requires). */
+typedef struct {
+    int calls;
+    char last[256];
+} rotation_log;
+
+static void on_rotation(void *userdata, const char *refresh_token) {
+    rotation_log *log = (rotation_log *)userdata;
+    log->calls++;
+    snprintf(log->last, sizeof log->last, "%s", refresh_token);
+}
+
+static authcore_options *quick_options(void) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_max_retries(o, 0));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 5000));
+    CHECK_OK(authcore_options_set_failure_backoff_ms(o, 10, 50));
+    return o;
+}
+
+static void test_status_strings(void) {
+    CHECK(strcmp(authcore_version(), "0.1.0") == 0, "version %s", authcore_version());
+    unsigned codes[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 99, 100, 101, 102, 103};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *s = authcore_status_str(codes[i]);
+        CHECK(s != NULL && strlen(s) > 0 && strcmp(s, "unknown status") != 0, "code %u", codes[i]);
+    }
+    CHECK(strcmp(authcore_status_str(12345), "unknown status") == 0, "unknown code");
+    CHECK(strcmp(authcore_status_str(AUTHCORE_STATUS_OAUTH),
+                 "OAuth error from the token endpoint") == 0, "oauth text");
+}
+
+static void test_personal_access_token(void) {
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_personal_access_token("dev-personal-access-token", &c));
+    char *token = NULL;
+    CHECK_OK(authcore_client_token(c, &token));
+    CHECK(token && strcmp(token, "dev-personal-access-token") == 0, "pat token");
+    authcore_string_free(token);
+
+    /* Caller buffer: ask the size, too small, exact. */
+    size_t needed = 0;
+    CHECK_STATUS(authcore_client_token_into(c, NULL, 0, &needed), AUTHCORE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(needed == strlen("dev-personal-access-token") + 1, "needed %zu", needed);
+    char small[4] = {'x', 'x', 'x', 'x'};
+    CHECK_STATUS(authcore_client_token_into(c, small, sizeof small, &needed),
+                 AUTHCORE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(small[0] == 'x', "a too-small buffer is left untouched");
+    char *exact = malloc(needed);
+    CHECK_OK(authcore_client_token_into(c, exact, needed, NULL));
+    CHECK(strcmp(exact, "dev-personal-access-token") == 0, "token_into %s", exact);
+    free(exact);
+
+    char *header = NULL;
+    CHECK_OK(authcore_client_authorization_header(c, &header));
+    CHECK(header && strcmp(header, "Bearer dev-personal-access-token") == 0, "header");
+    authcore_string_free(header);
+
+    CHECK(get_status(c, "/api/resource") == 200, "pat accepted by the provider");
+    authcore_client_free(c);
+}
+
+static void test_api_video(void) {
+    devserver_reset();
+    rotation_log log = {0, ""};
+    authcore_options *o = quick_options();
+    CHECK_OK(authcore_options_set_refresh_token_callback(o, on_rotation, &log));
+    CHECK_OK(authcore_options_add_token_request_header(o, "AV-Origin-App", "authcore-c-test:1.0"));
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &c));
+    authcore_options_free(o); /* the client keeps its own copy */
+
+    char *first = NULL;
+    CHECK_OK(authcore_client_token(c, &first));
+    CHECK(get_status(c, "/api/resource") == 200, "api.video token accepted");
+    CHECK(counter("token_requests_by_grant", "apivideo/api_key") == 1, "one api-key exchange");
+    CHECK(log.calls == 1 && strlen(log.last) > 0, "callback saw the refresh token (%d)", log.calls);
+    char first_refresh[256];
+    snprintf(first_refresh, sizeof first_refresh, "%s", log.last);
+
+    bool dropped = false;
+    CHECK_OK(authcore_client_invalidate(c, first, &dropped));
+    CHECK(dropped, "the cached token was dropped");
+    CHECK_OK(authcore_client_invalidate(c, first, &dropped));
+    CHECK(!dropped, "a second report of the same token drops nothing");
+    char *second = NULL;
+    CHECK_OK(authcore_client_token(c, &second));
+    CHECK(second && first && strcmp(first, second) != 0, "a new token after invalidation");
+    CHECK(counter("token_requests_by_grant", "apivideo/refresh") == 1, "renewed by refresh");
+    CHECK(log.calls == 2 && strcmp(log.last, first_refresh) != 0, "rotated refresh token seen");
+    authcore_string_free(first);
+    authcore_string_free(second);
+    authcore_client_free(c);
+
+    /* The presets construct without touching the network. */
+    authcore_client *prod = NULL, *sandbox = NULL;
+    CHECK_OK(authcore_client_new_api_video("key", false, NULL, &prod));
+    CHECK_OK(authcore_client_new_api_video("key", true, NULL, &sandbox));
+    CHECK(prod != NULL && sandbox != NULL, "presets");
+    authcore_client_free(prod);
+    authcore_client_free(sandbox);
+}
+
+static void test_client_credentials(void) {
+    devserver_reset();
+    const uint32_t methods[] = {AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC_RAW,
+                                AUTHCORE_AUTH_METHOD_CLIENT_SECRET_POST};
+    for (size_t i = 0; i < 3; i++) {
+        authcore_client *c = NULL;
+        CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                        "campaigns:read reporting:read",
+                                                        methods[i], NULL, &c));
+        CHECK(get_status(c, "/api/resource") == 200, "method %u accepted", methods[i]);
+        CHECK(get_status(c, "/api/admin") == 403, "method %u: admin needs the admin scope",
+              methods[i]);
+        authcore_client_free(c);
+    }
+    CHECK(counter("token_requests_by_grant", "oauth2/client_credentials") == 3,
+          "one token per client (a 403 for scope is not a reason to renew)");
+
+    authcore_client *vibe = NULL;
+    CHECK_OK(authcore_client_new_vibe("id", "secret", "campaigns:read", NULL, &vibe));
+    CHECK(vibe != NULL, "vibe preset");
+    authcore_client_free(vibe);
+}
+
+/* Runs a code flow to a client; fills `log` through the rotation callback. */
+static authcore_client *code_flow_client(bool viewneo, rotation_log *log) {
+    authcore_options *o = quick_options();
+    CHECK_OK(authcore_options_set_refresh_token_callback(o, on_rotation, log));
+    authcore_code_flow *flow = NULL;
+    if (viewneo) {
+        CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
+                                                "http://127.0.0.1/callback", NULL, o, &flow));
+    } else {
+        char authorize[512];
+        snprintf(authorize, sizeof authorize, "%s/oauth2/authorize", devserver_url());
+        CHECK_OK(authcore_code_flow_new(authorize, url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                        "http://127.0.0.1/callback", "campaigns:read", false,
+                                        AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, true, o, &flow));
+    }
+    authcore_options_free(o);
+    char *url = NULL, *state = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
+    CHECK(url && state && strstr(url, state) != NULL, "the URL carries the state");
+    CHECK(viewneo || strstr(url, "code_challenge_method=S256") != NULL, "PKCE S256");
+    char *callback = url ? follow_authorize(url) : NULL;
+    CHECK(callback != NULL, "the provider redirected back");
+    authcore_client *client = NULL;
+    if (callback != NULL) {
+        CHECK_OK(authcore_code_flow_finish(flow, callback, &client));
+        /* The state is accepted once. */
+        authcore_client *again = NULL;
+        CHECK_STATUS(authcore_code_flow_finish(flow, callback, &again),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK(again == NULL, "no client on failure");
+    }
+    free(callback);
+    authcore_string_free(url);
+    authcore_string_free(state);
+    authcore_code_flow_free(flow);
+    return client;
+}
+
+static void test_authorization_code_and_refresh(void) {
+    for (int viewneo = 0; viewneo <= 1; viewneo++) {
+        devserver_reset();
+        rotation_log log = {0, ""};
+        authcore_client *c = code_flow_client(viewneo != 0, &log);
+        CHECK(c != NULL, "code flow gave a client (viewneo=%d)", viewneo);
+        if (c == NULL) {
+            continue;
+        }
+        CHECK(get_status(c, "/api/resource") == 200, "code token accepted");
+        CHECK(log.calls == 1, "refresh token announced (%d)", log.calls);
+        authcore_client_free(c);
+
+        /* A new client from the saved refresh token (what a restarted program does). */
+        authcore_client *r = NULL;
+        const char *token_path = viewneo ? "/oauth/token" : "/oauth2/token";
+        CHECK_OK(authcore_client_new_refresh_token(url_of(token_path), CLIENT_ID, SECRET, log.last,
+                                                   viewneo != 0,
+                                                   AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, NULL,
+                                                   &r));
+        CHECK(get_status(r, "/api/resource") == 200, "refreshed token accepted");
+        const char *grant = viewneo ? "viewneo/refresh_token" : "oauth2/refresh_token";
+        CHECK(counter("token_requests_by_grant", grant) == 1, "%s once", grant);
+        authcore_client_free(r);
+    }
+
+    /* A callback with the wrong state, and one carrying an OAuth error. */
+    authcore_code_flow *flow = NULL;
+    CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
+                                            "http://127.0.0.1/callback", NULL, NULL, &flow));
+    char *url = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, NULL));
+    authcore_client *c = NULL;
+    CHECK_STATUS(authcore_code_flow_finish(flow, "http://127.0.0.1/callback?code=x&state=forged", &c),
+                 AUTHCORE_STATUS_STATE_MISMATCH);
+    authcore_string_free(url);
+    char *state = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
+    char denied[512];
+    snprintf(denied, sizeof denied,
+             "http://127.0.0.1/callback?error=access_denied&error_description=no&state=%s", state);
+    CHECK_STATUS(authcore_code_flow_finish(flow, denied, &c), AUTHCORE_STATUS_OAUTH);
+    authcore_string_free(state);
+    CHECK(authcore_last_error_oauth_error() &&
+              strcmp(authcore_last_error_oauth_error(), "access_denied") == 0,
+          "access_denied reachable");
+    CHECK(c == NULL, "no client");
+    authcore_string_free(url);
+    authcore_code_flow_free(flow);
+}
+
+static void test_errors(void) {
+    devserver_reset();
+    authcore_options *o = quick_options();
+    authcore_client *c = NULL;
+
+    /* Wrong secret: the provider's OAuth error, not retried, secret not echoed. */
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID,
+                                                    "wrong-secret-4242", NULL,
+                                                    AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o, &c));
+    char *token = NULL;
+    CHECK_STATUS(authcore_client_token(c, &token), AUTHCORE_STATUS_OAUTH);
+    CHECK(token == NULL, "out-parameter untouched on failure");
+    CHECK(authcore_last_error_status() == AUTHCORE_STATUS_OAUTH, "last status");
+    const char *err = authcore_last_error_oauth_error();
+    const char *desc = authcore_last_error_oauth_description();
+    CHECK(err && strcmp(err, "invalid_client") == 0, "error code %s", err ? err : "(null)");
+    CHECK(desc && strlen(desc) > 0, "description present");
+    CHECK(authcore_last_error_http_status() == 401, "http status %u",
+          (unsigned)authcore_last_error_http_status());
+    CHECK(strstr(authcore_last_error_message(), "invalid_client") != NULL, "message names it");
+    CHECK(strstr(authcore_last_error_message(), "wrong-secret-4242") == NULL, "no secret");
+    CHECK(token_requests() == 1, "an OAuth refusal is not retried");
+    /* Success clears the thread's last error. */
+    CHECK_OK(authcore_options_set_max_retries(o, 0));
+    CHECK(strlen(authcore_last_error_message()) == 0 && authcore_last_error_oauth_error() == NULL,
+          "cleared");
+    authcore_client_free(c);
+
+    /* Connection refused. */
+    CHECK_OK(authcore_client_new_client_credentials("http://127.0.0.1:1/token", CLIENT_ID, SECRET,
+                                                    NULL, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                                    o, &c));
+    CHECK_STATUS(authcore_client_token(c, &token), AUTHCORE_STATUS_TRANSPORT);
+    authcore_client_free(c);
+
+    /* Malformed token response. */
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                    NULL, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                                    o, &c));
+    control_post("/_control/malformed", "{\"count\": 1}");
+    CHECK_STATUS(authcore_client_token(c, &token), AUTHCORE_STATUS_INVALID_RESPONSE);
+    authcore_client_free(c);
+
+    /* A provider slower than the timeout. */
+    control_post("/_control/config", "{\"latency_ms\": 1500}");
+    CHECK_OK(authcore_options_set_timeout_ms(o, 300));
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                    NULL, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                                    o, &c));
+    CHECK_STATUS(authcore_client_token(c, &token), AUTHCORE_STATUS_TIMEOUT);
+    authcore_client_free(c);
+    devserver_reset();
+
+    /* A 429 with Retry-After, retries off: the server's delay is reported. */
+    control_post("/_control/fail", "{\"count\": 1, \"status\": 429, \"retry_after\": 7}");
+    CHECK_OK(authcore_options_set_timeout_ms(o, 5000));
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                    NULL, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                                    o, &c));
+    CHECK_STATUS(authcore_client_token(c, &token), AUTHCORE_STATUS_RATE_LIMITED);
+    CHECK(authcore_last_error_http_status() == 429, "429 reported");
+    CHECK(authcore_last_error_retry_after_ms() == 7000, "retry after %llu",
+          (unsigned long long)authcore_last_error_retry_after_ms());
+    authcore_client_free(c);
+
+    /* Revoked token: request() renews once and retries. */
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                    NULL, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                                    o, &c));
+    CHECK(get_status(c, "/api/resource") == 200, "before revocation");
+    control_post("/_control/revoke", "{\"refresh\": false}");
+    long before = token_requests();
+    CHECK(get_status(c, "/api/resource") == 200, "recovered after revocation");
+    CHECK(token_requests() == before + 1, "exactly one renewal");
+    CHECK(counter("resource_rejected_invalid", NULL) == 1, "one refused request");
+    authcore_client_free(c);
+
+    /* Configuration errors. */
+    c = NULL;
+    CHECK_STATUS(authcore_client_new_client_credentials("http://auth.example.com/token", CLIENT_ID,
+                                                        SECRET, NULL, 0, o, &c),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK(c == NULL, "no client");
+    CHECK(strstr(authcore_last_error_message(), "https") != NULL, "says why: %s",
+          authcore_last_error_message());
+    CHECK_STATUS(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                        NULL, 9, o, &c),
+                 AUTHCORE_STATUS_INVALID_ARGUMENT);
+    const char bad_utf8[] = {'a', (char)0xff, 'b', 0};
+    CHECK_STATUS(authcore_client_new_personal_access_token(bad_utf8, &c),
+                 AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_timeout_ms(o, 0), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_failure_backoff_ms(o, 100, 10),
+                 AUTHCORE_STATUS_INVALID_ARGUMENT);
+    authcore_options_free(o);
+}
+
+static void test_response_handle(void) {
+    devserver_reset();
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                    NULL, 0, NULL, &c));
+    authcore_header headers[] = {{"Accept", "application/json"},
+                                 {"Authorization", "Bearer replaced"}};
+    const char *body = "{\"hello\": 1}";
+    authcore_response *r = NULL;
+    CHECK_OK(authcore_client_request(c, "POST", url_of("/api/resource"), headers, 2,
+                                     (const uint8_t *)body, strlen(body), &r));
+    CHECK(authcore_response_status(r) == 200, "status %u", (unsigned)authcore_response_status(r));
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    CHECK_OK(authcore_response_body(r, &data, &len));
+    CHECK(len > 0 && data != NULL, "body");
+    size_t n = authcore_response_header_count(r);
+    CHECK(n > 0, "headers");
+    bool saw_content_type = false;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = NULL, *value = NULL;
+        CHECK_OK(authcore_response_header_at(r, i, &name, &value));
+        if (name && strcmp(name, "content-type") == 0) {
+            saw_content_type = true;
+            CHECK(value && strstr(value, "json"), "content type");
+        }
+    }
+    CHECK(saw_content_type, "content-type listed");
+    CHECK(authcore_response_header(r, "Content-Type") != NULL, "case-insensitive lookup");
+    CHECK(authcore_response_header(r, "x-missing") == NULL, "missing header");
+    const char *name = NULL, *value = NULL;
+    CHECK_STATUS(authcore_response_header_at(r, n, &name, &value), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    authcore_response_free(r);
+    authcore_client_free(c);
+}
+
+static void test_null_arguments(void) {
+    authcore_client *c = NULL;
+    authcore_options *o = NULL;
+    authcore_code_flow *f = NULL;
+    authcore_response *r = NULL;
+    char *s = NULL;
+    const char *cs = NULL;
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    const unsigned NUL = AUTHCORE_STATUS_NULL_ARGUMENT;
+
+    CHECK_OK(authcore_client_new_personal_access_token("t", &c));
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_code_flow_new_viewneo(NULL, "id", "s", "http://127.0.0.1/cb", NULL, NULL, &f));
+
+    CHECK_STATUS(authcore_options_new(NULL), NUL);
+    CHECK_STATUS(authcore_options_set_connect_timeout_ms(NULL, 1), NUL);
+    CHECK_STATUS(authcore_options_set_timeout_ms(NULL, 1), NUL);
+    CHECK_STATUS(authcore_options_set_wait_timeout_ms(NULL, 1), NUL);
+    CHECK_STATUS(authcore_options_set_max_retries(NULL, 1), NUL);
+    CHECK_STATUS(authcore_options_set_max_body_bytes(NULL, 1), NUL);
+    CHECK_STATUS(authcore_options_set_default_lifetime_secs(NULL, 1), NUL);
+    CHECK_STATUS(authcore_options_set_failure_backoff_ms(NULL, 1, 2), NUL);
+    CHECK_STATUS(authcore_options_set_danger_allow_insecure_http(NULL, true), NUL);
+    CHECK_STATUS(authcore_options_add_token_request_header(NULL, "a", "b"), NUL);
+    CHECK_STATUS(authcore_options_add_token_request_header(o, NULL, "b"), NUL);
+    CHECK_STATUS(authcore_options_add_token_request_header(o, "a", NULL), NUL);
+    CHECK_STATUS(authcore_options_set_refresh_token_callback(NULL, on_rotation, NULL), NUL);
+    CHECK_OK(authcore_options_set_refresh_token_callback(o, NULL, NULL)); /* removes it */
+
+    CHECK_STATUS(authcore_client_new_personal_access_token(NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_personal_access_token("t", NULL), NUL);
+    CHECK_STATUS(authcore_client_new_api_video(NULL, false, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_api_video("k", false, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_client_new_api_video_at(NULL, "k", NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_api_video_at("https://a.example", NULL, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_api_video_at("https://a.example", "k", NULL, NULL), NUL);
+    const char *u = "https://a.example/token";
+    CHECK_STATUS(authcore_client_new_client_credentials(NULL, "i", "s", NULL, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_client_credentials(u, NULL, "s", NULL, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_client_credentials(u, "i", NULL, NULL, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_client_credentials(u, "i", "s", NULL, 0, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_client_new_vibe(NULL, "s", NULL, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_vibe("i", NULL, NULL, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_vibe("i", "s", NULL, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_client_new_refresh_token(NULL, "i", "s", "r", false, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_refresh_token(u, NULL, "s", "r", false, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_refresh_token(u, "i", NULL, "r", false, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_refresh_token(u, "i", "s", NULL, false, 0, NULL, &c), NUL);
+    CHECK_STATUS(authcore_client_new_refresh_token(u, "i", "s", "r", false, 0, NULL, NULL), NUL);
+
+    CHECK_STATUS(authcore_client_token(NULL, &s), NUL);
+    CHECK_STATUS(authcore_client_token(c, NULL), NUL);
+    CHECK_STATUS(authcore_client_token_into(NULL, NULL, 0, &len), NUL);
+    CHECK_STATUS(authcore_client_token_into(c, NULL, 8, &len), NUL);
+    CHECK_STATUS(authcore_client_authorization_header(NULL, &s), NUL);
+    CHECK_STATUS(authcore_client_authorization_header(c, NULL), NUL);
+    CHECK_STATUS(authcore_client_invalidate(NULL, "t", NULL), NUL);
+    CHECK_STATUS(authcore_client_invalidate(c, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_client_request(NULL, "GET", u, NULL, 0, NULL, 0, &r), NUL);
+    CHECK_STATUS(authcore_client_request(c, NULL, u, NULL, 0, NULL, 0, &r), NUL);
+    CHECK_STATUS(authcore_client_request(c, "GET", NULL, NULL, 0, NULL, 0, &r), NUL);
+    CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 1, NULL, 0, &r), NUL);
+    CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 0, NULL, 1, &r), NUL);
+    CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 0, NULL, 0, NULL), NUL);
+    authcore_header bad_header = {NULL, "v"};
+    CHECK_STATUS(authcore_client_request(c, "GET", u, &bad_header, 1, NULL, 0, &r), NUL);
+
+    CHECK(authcore_response_status(NULL) == 0, "status of NULL");
+    CHECK_STATUS(authcore_response_body(NULL, &data, &len), NUL);
+    CHECK(authcore_response_header(NULL, "a") == NULL, "header of NULL");
+    CHECK(authcore_response_header_count(NULL) == 0, "count of NULL");
+    CHECK_STATUS(authcore_response_header_at(NULL, 0, &cs, &cs), NUL);
+
+    const char *cb = "http://127.0.0.1/cb";
+    CHECK_STATUS(authcore_code_flow_new(NULL, u, "i", "s", cb, NULL, false, 0, true, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new(u, NULL, "i", "s", cb, NULL, false, 0, true, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new(u, u, NULL, "s", cb, NULL, false, 0, true, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new(u, u, "i", NULL, cb, NULL, false, 0, true, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new(u, u, "i", "s", NULL, NULL, false, 0, true, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new(u, u, "i", "s", cb, NULL, false, 0, true, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_code_flow_new_viewneo(NULL, NULL, "s", cb, NULL, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new_viewneo(NULL, "i", NULL, cb, NULL, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new_viewneo(NULL, "i", "s", NULL, NULL, NULL, &f), NUL);
+    CHECK_STATUS(authcore_code_flow_new_viewneo(NULL, "i", "s", cb, NULL, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_code_flow_authorization_url(NULL, &s, NULL), NUL);
+    CHECK_STATUS(authcore_code_flow_authorization_url(f, NULL, NULL), NUL);
+    CHECK_STATUS(authcore_code_flow_finish(NULL, cb, &c), NUL);
+    CHECK_STATUS(authcore_code_flow_finish(f, NULL, &c), NUL);
+    CHECK_STATUS(authcore_code_flow_finish(f, cb, NULL), NUL);
+    CHECK(strstr(authcore_last_error_message(), "out") != NULL, "names the argument: %s",
+          authcore_last_error_message());
+
+    /* Freeing NULL does nothing. */
+    authcore_client_free(NULL);
+    authcore_options_free(NULL);
+    authcore_code_flow_free(NULL);
+    authcore_response_free(NULL);
+    authcore_string_free(NULL);
+
+    CHECK(s == NULL && r == NULL, "no out-parameter written on failure");
+    authcore_code_flow_free(f);
+    authcore_options_free(o);
+    authcore_client_free(c);
+}
+
+int main(void) {
+    test_status_strings();
+    test_personal_access_token();
+    test_api_video();
+    test_client_credentials();
+    test_authorization_code_and_refresh();
+    test_errors();
+    test_response_handle();
+    test_null_arguments();
+    return harness_finish("test_api");
+}
