@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cache::{Cache, Policy};
 use crate::error::Result;
@@ -119,17 +120,45 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response> {
+        self.request_with_timeout(method, url, headers, body, None)
+    }
+
+    /// [`request`](Self::request) with its own overall deadline for each send, instead
+    /// of [`Options::timeout`](crate::Options::timeout). Token renewal keeps the
+    /// client's settings.
+    pub fn request_with_timeout(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Response> {
         let http = &self.inner.http;
         http.check_url(url)?;
         let token = self.token()?;
-        let response = http.send(method, url, headers, token.authorization_header(), body)?;
+        let response = http.send(
+            method,
+            url,
+            headers,
+            token.authorization_header(),
+            body,
+            timeout,
+        )?;
         if response.status != 401 || !self.inner.grant.renewable() || insufficient_scope(&response)
         {
             return Ok(response);
         }
         self.invalidate(&token);
         let token = self.token()?;
-        http.send(method, url, headers, token.authorization_header(), body)
+        http.send(
+            method,
+            url,
+            headers,
+            token.authorization_header(),
+            body,
+            timeout,
+        )
     }
 
     /// `GET url` with the token attached (see [`request`](Self::request)).

@@ -207,6 +207,7 @@ impl Http {
         headers: &[(&str, &str)],
         authorization: &Secret,
         body: &[u8],
+        timeout: Option<Duration>,
     ) -> Result<Response> {
         let mut builder = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -215,28 +216,17 @@ impl Http {
             }
         }
         builder = builder.header("authorization", authorization.expose_secret());
+        let bad = |_| Error::config("request could not be built (bad method, URL or header)");
         let result = if body.is_empty() {
             builder
                 .body(())
-                .map_err(|_| {
-                    Error::config("request could not be built (bad method, URL or header)")
-                })
-                .and_then(|r| {
-                    self.agent
-                        .run(r)
-                        .map_err(|e| transport_error(e, host_of(url)))
-                })
+                .map_err(bad)
+                .and_then(|r| self.run(r, timeout, url))
         } else {
             builder
                 .body(body)
-                .map_err(|_| {
-                    Error::config("request could not be built (bad method, URL or header)")
-                })
-                .and_then(|r| {
-                    self.agent
-                        .run(r)
-                        .map_err(|e| transport_error(e, host_of(url)))
-                })
+                .map_err(bad)
+                .and_then(|r| self.run(r, timeout, url))
         };
         let response = result?;
         let status = response.status().as_u16();
@@ -247,6 +237,28 @@ impl Http {
             headers,
             body,
         })
+    }
+}
+
+impl Http {
+    /// Runs a request, with its own overall deadline when `timeout` is given.
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        request: http::Request<S>,
+        timeout: Option<Duration>,
+        url: &str,
+    ) -> Result<http::Response<ureq::Body>> {
+        let request = match timeout {
+            Some(t) => self
+                .agent
+                .configure_request(request)
+                .timeout_global(Some(t))
+                .build(),
+            None => request,
+        };
+        self.agent
+            .run(request)
+            .map_err(|e| transport_error(e, host_of(url)))
     }
 }
 

@@ -363,3 +363,35 @@ fn static_token_is_never_renewed() {
     assert_eq!(t.lifetime(), None);
     common::assert_clean(&format!("{client:?} {t:?}"));
 }
+
+#[test]
+fn a_request_timeout_applies_to_that_request_only() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"tok-timeout-1","expires_in":3600}"#)
+        .create();
+    server
+        .mock("GET", "/slow")
+        .with_body_from_request(|_| {
+            std::thread::sleep(Duration::from_millis(800));
+            b"late".to_vec()
+        })
+        .create();
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "c",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let url = format!("{}/slow", server.url());
+    let e =
+        err(client.request_with_timeout("GET", &url, &[], &[], Some(Duration::from_millis(200))));
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    // The client's own deadline (10 s) still governs plain requests.
+    let ok = client.get(&url).unwrap();
+    assert_eq!(ok.body, b"late");
+}
