@@ -1,0 +1,49 @@
+"""authcore: access tokens done once, correctly.
+
+A :class:`Client` obtains a token through one grant, caches it, renews it ahead of
+expiry with exactly one request however many threads ask, recovers once from a 401,
+and never prints a secret. The engine is the Rust crate ``authcore``; this package is
+its Python face.
+
+>>> client = Client.vibe("my-client-id", "my-client-secret", scopes="campaigns:read")
+>>> response = client.get("https://api.vibe.co/rest/advertisers")  # doctest: +SKIP
+"""
+
+from ._authcore import (
+    ApiProblemError,
+    AuthcoreError,
+    AuthorizationCodeFlow,
+    AuthorizationRequest,
+    Client,
+    ConfigError,
+    InvalidResponseError,
+    OAuthError,
+    RateLimitedError,
+    ReauthenticationRequired,
+    Response,
+    StateMismatchError,
+    TimeoutError,
+    TransportError,
+    __version__,
+)
+from .adapters import HttpxAuth, RequestsAuth
+
+__all__ = [
+    "ApiProblemError",
+    "AuthcoreError",
+    "AuthorizationCodeFlow",
+    "AuthorizationRequest",
+    "Client",
+    "ConfigError",
+    "HttpxAuth",
+    "InvalidResponseError",
+    "OAuthError",
+    "RateLimitedError",
+    "ReauthenticationRequired",
+    "RequestsAuth",
+    "Response",
+    "StateMismatchError",
+    "TimeoutError",
+    "TransportError",
+    "__version__",
+]

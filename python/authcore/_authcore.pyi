@@ -1,0 +1,184 @@
+"""Type stubs for the compiled module ``authcore._authcore``."""
+
+from typing import Any, Callable, Iterable, Mapping, Optional, Tuple, Union, final
+
+from typing_extensions import TypedDict, Unpack
+
+__version__: str
+__all__ = [
+    "__version__",
+    "Client",
+    "Response",
+    "AuthorizationCodeFlow",
+    "AuthorizationRequest",
+    "AuthcoreError",
+    "ConfigError",
+    "TransportError",
+    "TimeoutError",
+    "OAuthError",
+    "ApiProblemError",
+    "RateLimitedError",
+    "InvalidResponseError",
+    "StateMismatchError",
+    "ReauthenticationRequired",
+]
+
+_Scopes = Union[str, Iterable[str], None]
+
+class _ClientOptions(TypedDict, total=False):
+    """Keyword options accepted by every client and flow constructor."""
+
+    connect_timeout: Optional[float]
+    timeout: Optional[float]
+    wait_timeout: Optional[float]
+    max_retries: Optional[int]
+    max_body_bytes: Optional[int]
+    default_lifetime: Optional[float]
+    failure_backoff: Tuple[float, float]
+    danger_allow_insecure_http: bool
+    on_refresh_token: Optional[Callable[[str], object]]
+    token_request_headers: Mapping[str, str]
+
+class AuthcoreError(Exception):
+    kind: str
+    code: int
+    http_status: Optional[int]
+    retry_after: Optional[float]
+    error: Optional[str]
+    description: Optional[str]
+    uri: Optional[str]
+    status: Optional[int]
+    problem_type: Optional[str]
+    title: Optional[str]
+    detail: Optional[str]
+
+class ConfigError(AuthcoreError): ...
+class TransportError(AuthcoreError): ...
+class TimeoutError(AuthcoreError): ...
+class OAuthError(AuthcoreError): ...
+class ApiProblemError(AuthcoreError): ...
+class RateLimitedError(AuthcoreError): ...
+class InvalidResponseError(AuthcoreError): ...
+class StateMismatchError(AuthcoreError): ...
+class ReauthenticationRequired(AuthcoreError): ...
+
+@final
+class Response:
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    def json(self) -> Any: ...
+
+@final
+class Client:
+    @staticmethod
+    def personal_access_token(token: str) -> Client: ...
+    @staticmethod
+    def api_video(
+        api_key: str,
+        *,
+        sandbox: bool = False,
+        base_url: Optional[str] = None,
+        **options: Unpack[_ClientOptions],
+    ) -> Client: ...
+    @staticmethod
+    def client_credentials(
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: _Scopes = None,
+        auth_method: str = "basic",
+        **options: Unpack[_ClientOptions],
+    ) -> Client: ...
+    @staticmethod
+    def vibe(
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: _Scopes = None,
+        **options: Unpack[_ClientOptions],
+    ) -> Client: ...
+    @staticmethod
+    def refresh_token(
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        json_body: bool = False,
+        auth_method: str = "basic",
+        **options: Unpack[_ClientOptions],
+    ) -> Client: ...
+    def token(self) -> str: ...
+    def authorization_header(self) -> str: ...
+    def invalidate(self, token: str) -> bool: ...
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Union[bytes, str, None] = None,
+        json: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Response: ...
+    def get(
+        self,
+        url: str,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+    ) -> Response: ...
+    def post(
+        self,
+        url: str,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Union[bytes, str, None] = None,
+        json: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Response: ...
+
+@final
+class AuthorizationRequest:
+    @property
+    def url(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+
+@final
+class AuthorizationCodeFlow:
+    def __new__(
+        cls,
+        authorize_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        *,
+        scopes: _Scopes = None,
+        json_body: bool = False,
+        auth_method: str = "basic",
+        pkce: bool = True,
+        **options: Unpack[_ClientOptions],
+    ) -> AuthorizationCodeFlow: ...
+    @staticmethod
+    def viewneo(
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        *,
+        base_url: Optional[str] = None,
+        scopes: _Scopes = None,
+        **options: Unpack[_ClientOptions],
+    ) -> AuthorizationCodeFlow: ...
+    def authorization_url(self) -> AuthorizationRequest: ...
+    def finish(self, callback_url: str) -> Client: ...

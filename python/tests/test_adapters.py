@@ -1,0 +1,65 @@
+"""The requests and httpx adapters: token attached, one renewal and one resend after a
+401, nothing resent after a 403."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import requests
+
+import authcore
+from conftest import DevServer
+
+
+def test_requests_adapter_recovers_from_revocation(dev: DevServer, cc_client: authcore.Client) -> None:
+    auth = authcore.RequestsAuth(cc_client)
+    with requests.Session() as s:
+        assert s.get(dev.url + "/api/resource", auth=auth, timeout=10).status_code == 200
+        dev.control("POST", "revoke", {"refresh": False})
+        before = dev.token_requests()
+        r = s.get(dev.url + "/api/resource", auth=auth, timeout=10)
+        assert r.status_code == 200
+        assert [h.status_code for h in r.history] == [401]
+        assert dev.token_requests() == before + 1
+        # A scope refusal is final: no renewal, no resend.
+        r = s.get(dev.url + "/api/admin", auth=auth, timeout=10)
+        assert r.status_code == 403 and dev.token_requests() == before + 1
+
+
+def test_requests_adapter_sends_bodies_again(dev: DevServer, cc_client: authcore.Client) -> None:
+    auth = authcore.RequestsAuth(cc_client)
+    cc_client.token()
+    dev.control("POST", "revoke", {"refresh": False})
+    r = requests.post(dev.url + "/api/resource", json={"a": 1}, auth=auth, timeout=10)
+    assert r.status_code == 200
+
+
+def test_httpx_adapter_recovers_from_revocation(dev: DevServer, cc_client: authcore.Client) -> None:
+    auth = authcore.HttpxAuth(cc_client)
+    assert isinstance(auth, httpx.Auth)
+    with httpx.Client(auth=auth, timeout=10) as h:
+        assert h.get(dev.url + "/api/resource").status_code == 200
+        dev.control("POST", "revoke", {"refresh": False})
+        before = dev.token_requests()
+        r = h.post(dev.url + "/api/resource", json={"a": 1})
+        assert r.status_code == 200
+        assert dev.token_requests() == before + 1
+        assert h.get(dev.url + "/api/admin").status_code == 403
+        assert dev.token_requests() == before + 1
+
+
+def test_httpx_async_adapter(dev: DevServer, cc_client: authcore.Client) -> None:
+    auth = authcore.HttpxAuth(cc_client)
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as h:
+            first = (await h.get(dev.url + "/api/resource")).status_code
+            dev.control("POST", "revoke", {"refresh": False})
+            results = await asyncio.gather(*(h.get(dev.url + "/api/resource") for _ in range(8)))
+            return [first] + [r.status_code for r in results]
+
+    before = dev.token_requests()
+    statuses = asyncio.run(main())
+    assert statuses == [200] * 9
+    assert dev.token_requests() - before == 2, "the first token, then one renewal for all 8"

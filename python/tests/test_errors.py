@@ -1,0 +1,144 @@
+"""Failures become typed exceptions with details, never secrets; wrong arguments are
+TypeError/ValueError with a clear message."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import authcore
+from conftest import CLIENT_ID, CLIENT_SECRET, DevServer
+
+SECRET = "wrong-secret-4242"
+
+
+def test_bad_secret_is_an_oauth_error_with_the_providers_words(dev: DevServer) -> None:
+    client = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, SECRET)
+    with pytest.raises(authcore.OAuthError) as info:
+        client.token()
+    e = info.value
+    assert isinstance(e, authcore.AuthcoreError)
+    assert (e.kind, e.code, e.error, e.status, e.http_status) == ("oauth", 4, "invalid_client", 401, 401)
+    assert e.description
+    assert "invalid_client" in str(e)
+    assert SECRET not in str(e) and SECRET not in repr(e)
+    assert dev.token_requests() == 1, "an OAuth refusal is not retried"
+
+
+def test_connection_refused_is_a_transport_error() -> None:
+    client = authcore.Client.client_credentials(
+        "http://127.0.0.1:1/token", CLIENT_ID, CLIENT_SECRET, max_retries=0
+    )
+    with pytest.raises(authcore.TransportError) as info:
+        client.token()
+    assert info.value.kind == "transport" and info.value.code == 2
+
+
+def test_malformed_token_response(dev: DevServer) -> None:
+    dev.control("POST", "malformed", {"count": 1})
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, max_retries=0,
+        failure_backoff=(0.05, 0.1),
+    )
+    with pytest.raises(authcore.InvalidResponseError) as info:
+        client.token()
+    assert "Service temporarily unavailable" in str(info.value), "a short snippet says why"
+    time.sleep(0.1)  # past the failure backoff
+    assert client.token(), "the next request succeeds"
+
+
+def test_slow_provider_is_a_timeout(dev: DevServer) -> None:
+    dev.config(latency_ms=1500)
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, timeout=0.3, max_retries=0
+    )
+    with pytest.raises(authcore.TimeoutError):
+        client.token()
+
+
+def test_rate_limit_reports_the_delay(dev: DevServer) -> None:
+    dev.control("POST", "fail", {"count": 1, "status": 429, "retry_after": 7})
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, max_retries=0
+    )
+    with pytest.raises(authcore.RateLimitedError) as info:
+        client.token()
+    assert info.value.retry_after == 7.0 and info.value.http_status == 429
+
+
+def test_refused_refresh_token_requires_reauthentication(dev: DevServer) -> None:
+    client = authcore.Client.refresh_token(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, "not-a-refresh-token"
+    )
+    with pytest.raises(authcore.ReauthenticationRequired) as info:
+        client.token()
+    assert info.value.error == "invalid_grant"
+    assert "not-a-refresh-token" not in str(info.value)
+
+
+def test_plain_http_to_a_remote_host_is_refused() -> None:
+    with pytest.raises(authcore.ConfigError, match="https"):
+        authcore.Client.client_credentials("http://auth.example.com/token", "id", "secret")
+    client = authcore.Client.client_credentials(
+        "http://auth.example.com/token", "id", "secret", danger_allow_insecure_http=True
+    )
+    assert client is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"timeout": "10"}, TypeError, "timeout"),
+        ({"timeout": True}, TypeError, "timeout"),
+        ({"timeout": -1}, ValueError, "positive"),
+        ({"max_retries": -1}, ValueError, "negative"),
+        ({"max_retries": 1.5}, TypeError, "int"),
+        ({"on_refresh_token": 3}, TypeError, "callable"),
+        ({"danger_allow_insecure_http": 1}, TypeError, "bool"),
+        ({"failure_backoff": (2, 1)}, ValueError, "below"),
+        ({"token_request_headers": {"a": 1}}, TypeError, "strings"),
+        ({"tiemout": 3}, TypeError, "unexpected option 'tiemout'"),
+        ({"scopes": 42}, TypeError, "scopes"),
+        ({"scopes": ["a", 1]}, TypeError, "scope"),
+        ({"auth_method": "digest"}, ValueError, "auth_method"),
+    ],
+)
+def test_wrong_arguments_are_clear_errors(kwargs: dict, exc: type, words: str) -> None:
+    with pytest.raises(exc, match=words):
+        authcore.Client.client_credentials("https://a.example/token", "id", "secret", **kwargs)
+
+
+def test_wrong_positional_types() -> None:
+    with pytest.raises(TypeError):
+        authcore.Client.personal_access_token(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        authcore.Client.client_credentials(b"https://a.example/token", "id", "secret")  # type: ignore[arg-type]
+    client = authcore.Client.personal_access_token("t")
+    with pytest.raises(TypeError, match="body"):
+        client.request("POST", "https://a.example/", body=123)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        client.request("POST", "https://a.example/", body=b"x", json={})
+    with pytest.raises(TypeError, match="headers"):
+        client.request("GET", "https://a.example/", headers=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        client.get("https://a.example/", timeout=0)
+
+
+def test_no_repr_shows_a_secret(dev: DevServer) -> None:
+    secret = "sk-live-abcdef0123456789"
+    objects: list[object] = [
+        authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, secret),
+        authcore.Client.vibe(CLIENT_ID, secret),
+        authcore.Client.api_video(secret),
+        authcore.Client.personal_access_token(secret),
+        authcore.Client.refresh_token(dev.url + "/oauth2/token", CLIENT_ID, secret, secret),
+        authcore.AuthorizationCodeFlow.viewneo(CLIENT_ID, secret, "http://127.0.0.1/cb"),
+    ]
+    for obj in objects:
+        assert secret not in repr(obj) and secret not in str(obj), repr(obj)
+    flow = objects[-1]
+    assert isinstance(flow, authcore.AuthorizationCodeFlow)
+    request = flow.authorization_url()
+    assert secret not in repr(request) and request.url in repr(request)
+    assert secret not in repr(authcore.RequestsAuth(objects[0]))  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+"""Every grant and preset against the development provider."""
+
+from __future__ import annotations
+
+import pytest
+
+import authcore
+from conftest import CLIENT_ID, CLIENT_SECRET, DevServer
+
+
+def test_personal_access_token(dev: DevServer) -> None:
+    client = authcore.Client.personal_access_token("dev-personal-access-token")
+    assert client.token() == "dev-personal-access-token"
+    assert client.authorization_header() == "Bearer dev-personal-access-token"
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert dev.token_requests() == 0
+
+
+def test_api_video_exchanges_the_key_and_rotates_the_refresh_token(dev: DevServer) -> None:
+    seen: list[str] = []
+    client = authcore.Client.api_video(
+        "dev-api-key",
+        base_url=dev.url,
+        on_refresh_token=seen.append,
+        token_request_headers={"AV-Origin-App": "authcore-tests:1.0"},
+    )
+    first = client.token()
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert dev.token_requests("apivideo/api_key") == 1
+    assert len(seen) == 1
+
+    assert client.invalidate(first) is True
+    assert client.invalidate(first) is False, "a second report drops nothing"
+    second = client.token()
+    assert second != first
+    assert dev.token_requests("apivideo/refresh") == 1
+    assert len(seen) == 2 and seen[0] != seen[1], "the rotated refresh token was announced"
+
+
+def test_api_video_presets_construct_without_network() -> None:
+    assert "ws.api.video" in repr(authcore.Client.api_video("key"))
+    assert "sandbox.api.video" in repr(authcore.Client.api_video("key", sandbox=True))
+    with pytest.raises(ValueError):
+        authcore.Client.api_video("key", sandbox=True, base_url="https://x.example")
+
+
+@pytest.mark.parametrize("method", ["basic", "basic_raw", "post"])
+@pytest.mark.parametrize("scopes", ["campaigns:read reporting:read", ["campaigns:read", "reporting:read"]])
+def test_client_credentials(dev: DevServer, method: str, scopes: object) -> None:
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, scopes=scopes, auth_method=method
+    )
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert client.get(dev.url + "/api/admin").status == 403, "admin needs the admin scope"
+    assert dev.token_requests("oauth2/client_credentials") == 1, "a 403 is not a reason to renew"
+
+
+def test_vibe_preset() -> None:
+    client = authcore.Client.vibe("id", "vibe-secret-value", scopes=["campaigns:read"])
+    assert "vibe" in repr(client)
+    assert "vibe-secret-value" not in repr(client)
+
+
+def _code_flow(dev: DevServer, viewneo: bool, seen: list[str]) -> authcore.Client:
+    if viewneo:
+        flow = authcore.AuthorizationCodeFlow.viewneo(
+            CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1/callback", base_url=dev.url,
+            on_refresh_token=seen.append,
+        )
+    else:
+        flow = authcore.AuthorizationCodeFlow(
+            dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET,
+            "http://127.0.0.1/callback", scopes="campaigns:read", on_refresh_token=seen.append,
+        )
+    request = flow.authorization_url()
+    assert request.state in request.url
+    assert viewneo or "code_challenge_method=S256" in request.url
+    callback = dev.follow_authorize(request.url)
+    client = flow.finish(callback)
+    with pytest.raises(authcore.StateMismatchError):
+        flow.finish(callback)  # each state is accepted once
+    return client
+
+
+@pytest.mark.parametrize("viewneo", [False, True], ids=["oauth2", "viewneo"])
+def test_authorization_code_then_refresh_token(dev: DevServer, viewneo: bool) -> None:
+    seen: list[str] = []
+    client = _code_flow(dev, viewneo, seen)
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert len(seen) == 1
+
+    # A restarted program continues from the saved refresh token.
+    restarted = authcore.Client.refresh_token(
+        dev.url + ("/oauth/token" if viewneo else "/oauth2/token"),
+        CLIENT_ID, CLIENT_SECRET, seen[0], json_body=viewneo,
+    )
+    assert restarted.get(dev.url + "/api/resource").status == 200
+    grant = "viewneo/refresh_token" if viewneo else "oauth2/refresh_token"
+    assert dev.token_requests(grant) == 1
+
+
+def test_authorization_callback_errors(dev: DevServer) -> None:
+    flow = authcore.AuthorizationCodeFlow.viewneo(
+        CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1/callback", base_url=dev.url
+    )
+    flow.authorization_url()
+    with pytest.raises(authcore.StateMismatchError):
+        flow.finish("http://127.0.0.1/callback?code=x&state=forged")
+    state = flow.authorization_url().state
+    with pytest.raises(authcore.OAuthError) as info:
+        flow.finish(f"http://127.0.0.1/callback?error=access_denied&error_description=no&state={state}")
+    assert info.value.error == "access_denied"
+    assert info.value.kind == "oauth"

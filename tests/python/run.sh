@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The Python face of authcore, tested as a Python user gets it:
+#   1. maturin builds the abi3 wheel from python/;
+#   2. a fresh virtual environment installs that wheel (not the source tree);
+#   3. mypy's stubtest checks _authcore.pyi against the compiled module;
+#   4. pytest (warnings are errors) runs python/tests against a real devserver process.
+# `bash tests/python/run.sh bench` runs the comparison benchmark instead.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+python="${PYTHON:-python3}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "build the devserver and the wheel"
+cargo build --release --locked -p authcore-cli
+"$python" -m venv "$work/build"
+"$work/build/bin/pip" install --quiet "maturin==1.16.0"
+(cd python && "$work/build/bin/maturin" build --release --locked --out "$work/wheels" --interpreter "$python")
+wheel=$(ls "$work"/wheels/authcore-*.whl)
+echo "built $(basename "$wheel")"
+
+step "install the wheel into a fresh virtual environment"
+"$python" -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet "$wheel" -r python/requirements-test.txt
+if [ "${1:-}" = "bench" ]; then
+    "$work/venv/bin/pip" install --quiet -r python/requirements-bench.txt
+fi
+
+# Everything below runs from outside the checkout, so `import authcore` is the wheel.
+cd "$work"
+export AUTHCORE_BIN="$root/target/release/authcore"
+
+if [ "${1:-}" = "bench" ]; then
+    "$work/venv/bin/python" "$root/python/bench/compare.py"
+    exit 0
+fi
+
+step "stubs match the compiled module (mypy stubtest)"
+"$work/venv/bin/python" -m mypy.stubtest authcore
+
+step "pytest against the installed wheel and a devserver process"
+"$work/venv/bin/python" -m pytest -q -W error -p no:cacheprovider \
+    --rootdir "$root/python/tests" "$root/python/tests"
+
+step "Python face: all passed"
