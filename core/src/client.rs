@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cache::{Cache, Policy};
 use crate::error::Result;
@@ -11,7 +11,7 @@ use crate::grant::{Grant, StaticToken};
 use crate::http::{Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
-use crate::token::Token;
+use crate::token::{Freshness, Token};
 
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
 /// (and its clones) should serve every thread of a process.
@@ -108,6 +108,16 @@ impl Client {
     /// The cached token, if any, without renewing or waiting.
     pub fn cached_token(&self) -> Option<Arc<Token>> {
         self.inner.cache.peek()
+    }
+
+    /// The cached token if it needs no renewal yet ([`Freshness::Fresh`]), else `None`.
+    /// Never does I/O and never waits for a renewal: hosts use it as a fast path
+    /// before a [`token`](Self::token) call that may block.
+    pub fn fresh_token(&self) -> Option<Arc<Token>> {
+        self.inner
+            .cache
+            .peek()
+            .filter(|t| t.freshness(Instant::now()) == Freshness::Fresh)
     }
 
     /// Sends a request with the token attached. On a 401 (other than an

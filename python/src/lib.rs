@@ -448,6 +448,18 @@ fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>>
 }
 
 impl Client {
+    /// A valid token. The fast path (a cached token that needs no renewal) keeps the
+    /// GIL: it only takes the core's cache mutex, which is never held across I/O or a
+    /// callback, so the wait is bounded and cannot deadlock, and releasing the GIL
+    /// would cost more than the whole lookup. Anything that may block runs detached.
+    fn valid_token(&self, py: Python<'_>) -> PyResult<std::sync::Arc<authcore::Token>> {
+        if let Some(token) = self.inner.fresh_token() {
+            return Ok(token);
+        }
+        let inner = &self.inner;
+        py.detach(|| inner.token()).map_err(|e| to_py_err(py, e))
+    }
+
     // The arguments mirror the Python keyword arguments of `request`.
     #[allow(clippy::too_many_arguments)]
     fn send(
@@ -595,19 +607,18 @@ impl Client {
 
     /// A valid access token. Blocks (without holding the GIL) only when the cached
     /// token is missing or too close to expiry.
-    fn token(&self, py: Python<'_>) -> PyResult<String> {
-        let inner = &self.inner;
-        py.detach(|| inner.token())
-            .map(|t| t.access_token().expose_secret().to_owned())
-            .map_err(|e| to_py_err(py, e))
+    fn token<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let token = self.valid_token(py)?;
+        Ok(PyString::new(py, token.access_token().expose_secret()))
     }
 
     /// The `Authorization` header value for a valid token, e.g. "Bearer abc".
-    fn authorization_header(&self, py: Python<'_>) -> PyResult<String> {
-        let inner = &self.inner;
-        py.detach(|| inner.authorization_header())
-            .map(|h| h.expose_secret().to_owned())
-            .map_err(|e| to_py_err(py, e))
+    fn authorization_header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let token = self.valid_token(py)?;
+        Ok(PyString::new(
+            py,
+            token.authorization_header().expose_secret(),
+        ))
     }
 
     /// Reports that `token` was refused: if it is still the cached token, the next call

@@ -1,0 +1,286 @@
+"""authcore against the Python token libraries people use today, in one process and
+one run, against the same local provider (`authcore devserver`):
+
+* cached token cost: getting the Authorization value for the next request when a
+  valid token is cached (median of 7 rounds, ns per call);
+* herd: 32 threads with a cold cache and a 200 ms token endpoint (token requests);
+* churn: 1 s token lifetimes, 8 threads for 3 s of GET requests (requests sent with
+  an expired token, token requests, errors);
+* authenticated GET throughput with 1 and 4 threads (requests per second, 2 s each).
+
+Each library is used the way its documentation shows for OAuth 2.0 client
+credentials, with its default settings: authlib's OAuth2Session (re-fetches itself
+when `grant_type` is client_credentials), requests-oauthlib's OAuth2Session with a
+BackendApplicationClient (the caller fetches again on TokenExpiredError), and
+httpx-auth's OAuth2ClientCredentials (a process-wide token cache).
+
+Usage: AUTHCORE_BIN=target/release/authcore python compare.py  (prints Markdown)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any, Callable, Dict, List, Tuple
+
+import httpx
+import httpx_auth
+import requests
+from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
+from oauthlib.oauth2 import BackendApplicationClient, TokenExpiredError
+from requests_oauthlib import OAuth2Session as RoSession
+
+import authcore
+
+CLIENT_ID, CLIENT_SECRET = "dev-client", "dev-secret"
+# oauthlib refuses http:// unless told; the provider is on loopback.
+os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+class Provider:
+    def __init__(self) -> None:
+        binary = os.environ.get("AUTHCORE_BIN", "target/release/authcore")
+        self.proc = subprocess.Popen(
+            [binary, "devserver", "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert self.proc.stdout is not None
+        for _ in range(50):
+            line = self.proc.stdout.readline()
+            if line.startswith("AUTHCORE_DEVSERVER_URL="):
+                self.url = line.strip().split("=", 1)[1]
+                break
+        else:
+            raise RuntimeError("devserver did not start")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.token_url = self.url + "/oauth2/token"
+        self.api = self.url + "/api/resource"
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/_control/" + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback)
+            return json.loads(r.read())
+
+    def reset(self, **behaviour: Any) -> None:
+        self.control("POST", "reset", {})
+        if behaviour:
+            self.control("POST", "config", behaviour)
+
+    def counters(self) -> Dict[str, Any]:
+        return dict(self.control("GET", "counters"))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# Each library: a factory returning (header(), get(url)) bound to a fresh client.
+Lib = Tuple[Callable[[], str], Callable[[str], int]]
+
+
+def make_authcore(p: Provider) -> Lib:
+    c = authcore.Client.client_credentials(p.token_url, CLIENT_ID, CLIENT_SECRET)
+    return c.authorization_header, lambda url: c.get(url).status
+
+
+def make_authlib(p: Provider) -> Lib:
+    s = AuthlibSession(CLIENT_ID, CLIENT_SECRET, token_endpoint=p.token_url,
+                       grant_type="client_credentials")
+
+    def header() -> str:
+        if not s.token:
+            s.fetch_token()
+        s.ensure_active_token(s.token)
+        return "Bearer " + s.token["access_token"]
+
+    def get(url: str) -> int:
+        if not s.token:
+            s.fetch_token()
+        return int(s.get(url, timeout=30).status_code)
+
+    return header, get
+
+
+def make_requests_oauthlib(p: Provider) -> Lib:
+    s = RoSession(client=BackendApplicationClient(client_id=CLIENT_ID))
+
+    def fetch() -> None:
+        s.fetch_token(token_url=p.token_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+
+    def header() -> str:
+        if not s.token:
+            fetch()
+        try:
+            _, headers, _ = s._client.add_token("https://api.example/", headers={})
+        except TokenExpiredError:
+            fetch()
+            _, headers, _ = s._client.add_token("https://api.example/", headers={})
+        return str(headers["Authorization"])
+
+    def get(url: str) -> int:
+        if not s.token:
+            fetch()
+        try:
+            return int(s.get(url, timeout=30).status_code)
+        except TokenExpiredError:
+            fetch()
+            return int(s.get(url, timeout=30).status_code)
+
+    return header, get
+
+
+def make_httpx_auth(p: Provider) -> Lib:
+    httpx_auth.OAuth2.token_cache.clear()
+    auth = httpx_auth.OAuth2ClientCredentials(p.token_url, CLIENT_ID, CLIENT_SECRET)
+    client = httpx.Client(auth=auth, timeout=30)
+    req = httpx.Request("GET", p.api)
+
+    def header() -> str:
+        flow = auth.auth_flow(req)
+        return str(next(flow).headers["Authorization"])
+
+    return header, lambda url: client.get(url).status_code
+
+
+LIBS: Dict[str, Callable[[Provider], Lib]] = {
+    "authcore": make_authcore,
+    "authlib": make_authlib,
+    "requests-oauthlib": make_requests_oauthlib,
+    "httpx-auth": make_httpx_auth,
+}
+
+
+def run_threads(n: int, work: Callable[[], None]) -> None:
+    barrier = threading.Barrier(n, timeout=60)
+
+    def body() -> None:
+        barrier.wait()
+        work()
+
+    threads = [threading.Thread(target=body) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+
+def cached_cost(p: Provider, make: Callable[[Provider], Lib]) -> float:
+    p.reset()
+    header, _ = make(p)
+    header()  # warm: one token fetched and cached
+    calls, rounds = 20_000, []
+    for _ in range(7):
+        start = time.perf_counter()
+        for _ in range(calls):
+            header()
+        rounds.append((time.perf_counter() - start) / calls * 1e9)
+    return statistics.median(rounds)
+
+
+def herd(p: Provider, make: Callable[[Provider], Lib]) -> Tuple[int, int]:
+    p.reset(latency_ms=200)
+    header, _ = make(p)
+    errors = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            header()
+        except Exception:
+            with lock:
+                errors[0] += 1
+
+    run_threads(32, work)
+    return int(p.counters()["token_requests"]), errors[0]
+
+
+def churn(p: Provider, make: Callable[[Provider], Lib]) -> Dict[str, int]:
+    p.reset(lifetime_secs=1)
+    _, get = make(p)
+    until = time.monotonic() + 3.0
+    stats = {"requests": 0, "errors": 0}
+    lock = threading.Lock()
+
+    def work() -> None:
+        n = e = 0
+        while time.monotonic() < until:
+            try:
+                if get(p.api) != 200:
+                    e += 1
+            except Exception:
+                e += 1
+            n += 1
+        with lock:
+            stats["requests"] += n
+            stats["errors"] += e
+
+    run_threads(8, work)
+    c = p.counters()
+    stats["expired_sent"] = int(c["resource_rejected_expired"])
+    stats["token_requests"] = int(c["token_requests"])
+    return stats
+
+
+def throughput(p: Provider, make: Callable[[Provider], Lib], threads: int) -> float:
+    p.reset()
+    _, get = make(p)
+    get(p.api)
+    until = time.monotonic() + 2.0
+    counts: List[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        n = 0
+        while time.monotonic() < until:
+            get(p.api)
+            n += 1
+        with lock:
+            counts.append(n)
+
+    start = time.monotonic()
+    run_threads(threads, work)
+    return sum(counts) / (time.monotonic() - start)
+
+
+def main() -> None:
+    p = Provider()
+    try:
+        results: Dict[str, Dict[str, Any]] = {}
+        for name, make in LIBS.items():
+            r: Dict[str, Any] = {}
+            r["cached_ns"] = cached_cost(p, make)
+            r["herd"] = herd(p, make)
+            r["churn"] = churn(p, make)
+            r["rps1"] = throughput(p, make, 1)
+            r["rps4"] = throughput(p, make, 4)
+            results[name] = r
+            print(f"measured {name}", file=sys.stderr)
+    finally:
+        p.close()
+
+    best_other = min(r["cached_ns"] for n, r in results.items() if n != "authcore")
+    print(f"Python {sys.version.split()[0]}, authcore {authcore.__version__}; "
+          f"{os.cpu_count()} CPUs\n")
+    print("| library | cached token (ns/call) | herd: token requests (errors) | "
+          "churn 1 s tokens: expired sent / token requests / errors / requests | "
+          "GET/s, 1 thread | GET/s, 4 threads |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        c = r["churn"]
+        print(f"| {name} | {r['cached_ns']:.0f} | {r['herd'][0]} ({r['herd'][1]}) | "
+              f"{c['expired_sent']} / {c['token_requests']} / {c['errors']} / {c['requests']} | "
+              f"{r['rps1']:.0f} | {r['rps4']:.0f} |")
+    print(f"\nauthcore cached token: {best_other / results['authcore']['cached_ns']:.1f}x cheaper "
+          "than the best of the others")
+
+
+if __name__ == "__main__":
+    main()
