@@ -1,0 +1,45 @@
+"""What `pip install` gives: the compiled module is private, the package is typed, and
+the adapters import without requests or httpx installed."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import authcore
+
+
+def test_the_package_is_typed_and_re_exports_the_module() -> None:
+    package = pathlib.Path(authcore.__file__).parent
+    assert (package / "py.typed").exists()
+    assert (package / "_authcore.pyi").exists()
+    assert authcore.Client.__module__ == "authcore._authcore"
+    assert set(authcore.__all__) >= {"Client", "AuthorizationCodeFlow", "RequestsAuth", "HttpxAuth"}
+    assert authcore.__version__ == "0.1.0"
+
+
+def test_exception_hierarchy() -> None:
+    kinds = [
+        authcore.ConfigError, authcore.TransportError, authcore.TimeoutError, authcore.OAuthError,
+        authcore.ApiProblemError, authcore.RateLimitedError, authcore.InvalidResponseError,
+        authcore.StateMismatchError, authcore.ReauthenticationRequired,
+    ]
+    assert len(set(kinds)) == 9
+    for k in kinds:
+        assert issubclass(k, authcore.AuthcoreError) and issubclass(k, Exception)
+
+
+def test_adapters_import_without_requests_or_httpx() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['requests'] = None\n"
+        "sys.modules['httpx'] = None\n"
+        "import authcore\n"
+        "c = authcore.Client.personal_access_token('t')\n"
+        "print(type(authcore.RequestsAuth(c)).__mro__[1].__name__, "
+        "type(authcore.HttpxAuth(c)).__mro__[1].__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["object", "object"]
