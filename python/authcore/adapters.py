@@ -12,17 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._authcore import Client
-
-try:  # pragma: no cover - depends on the environment
-    from requests.auth import AuthBase as _RequestsBase
-except ImportError:  # pragma: no cover
-    _RequestsBase = object  # type: ignore[assignment,misc]
-
-try:  # pragma: no cover - depends on the environment
     from httpx import Auth as _HttpxBase
-except ImportError:  # pragma: no cover
-    _HttpxBase = object  # type: ignore[assignment,misc]
+    from requests.auth import AuthBase as _RequestsBase
+
+    from ._authcore import Client
+else:
+    try:  # subclass the library's base only when the library is installed
+        from requests.auth import AuthBase as _RequestsBase
+    except ImportError:  # pragma: no cover
+        _RequestsBase = object
+    try:
+        from httpx import Auth as _HttpxBase
+    except ImportError:  # pragma: no cover
+        _HttpxBase = object
 
 __all__ = ["HttpxAuth", "RequestsAuth"]
 
@@ -36,7 +38,7 @@ def _should_retry(status: int, www_authenticate: str | None) -> bool:
     return status == 401 and "insufficient_scope" not in (www_authenticate or "")
 
 
-class RequestsAuth(_RequestsBase):  # type: ignore[misc,valid-type]
+class RequestsAuth(_RequestsBase):
     """``requests`` auth: ``requests.get(url, auth=RequestsAuth(client))``.
 
     A request whose body is a one-shot stream cannot be sent again; its 401 is returned
@@ -76,7 +78,7 @@ class RequestsAuth(_RequestsBase):  # type: ignore[misc,valid-type]
         return f"RequestsAuth({self.client!r})"
 
 
-class HttpxAuth(_HttpxBase):  # type: ignore[misc,valid-type]
+class HttpxAuth(_HttpxBase):
     """``httpx`` auth for ``httpx.Client`` and ``httpx.AsyncClient``:
     ``httpx.Client(auth=HttpxAuth(client))``.
 

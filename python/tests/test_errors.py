@@ -4,6 +4,7 @@ TypeError/ValueError with a clear message."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_plain_http_to_a_remote_host_is_refused() -> None:
         ({"auth_method": "digest"}, ValueError, "auth_method"),
     ],
 )
-def test_wrong_arguments_are_clear_errors(kwargs: dict, exc: type, words: str) -> None:
+def test_wrong_arguments_are_clear_errors(kwargs: dict[str, Any], exc: type[Exception], words: str) -> None:
     with pytest.raises(exc, match=words):
         authcore.Client.client_credentials("https://a.example/token", "id", "secret", **kwargs)
 

@@ -46,7 +46,7 @@ def test_api_video_presets_construct_without_network() -> None:
 
 @pytest.mark.parametrize("method", ["basic", "basic_raw", "post"])
 @pytest.mark.parametrize("scopes", ["campaigns:read reporting:read", ["campaigns:read", "reporting:read"]])
-def test_client_credentials(dev: DevServer, method: str, scopes: object) -> None:
+def test_client_credentials(dev: DevServer, method: str, scopes: str | list[str]) -> None:
     client = authcore.Client.client_credentials(
         dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, scopes=scopes, auth_method=method
     )
@@ -111,3 +111,17 @@ def test_authorization_callback_errors(dev: DevServer) -> None:
         flow.finish(f"http://127.0.0.1/callback?error=access_denied&error_description=no&state={state}")
     assert info.value.error == "access_denied"
     assert info.value.kind == "oauth"
+
+
+def test_a_failing_rotation_callback_is_reported_not_fatal(
+    dev: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: reported.append(u.exc_value))
+
+    def boom(refresh_token: str) -> None:
+        raise RuntimeError("storage is down")
+
+    client = authcore.Client.api_video("dev-api-key", base_url=dev.url, on_refresh_token=boom)
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert len(reported) == 1 and isinstance(reported[0], RuntimeError)

@@ -93,7 +93,11 @@ def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str]]:
         elif kind == "request":
             url = dev.url + arg.get("path", "/api/resource")
             count = min(arg["count"], 100_000)
-            in_threads(arg["threads"], lambda: [record(lambda: c.get(url)) for _ in range(count)] and None)
+            def requests_() -> None:
+                for _ in range(count):
+                    record(lambda: c.get(url))
+
+            in_threads(arg["threads"], requests_)
         elif kind == "churn":
             url = dev.url + "/api/resource"
             until = time.monotonic() + min(arg["seconds"], 60)

@@ -303,6 +303,7 @@ static int by_name(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep results and error lines in order */
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCENARIO_DIR\n", argv[0]);
         return 2;

@@ -2,7 +2,8 @@
 # The Python face of authcore, tested as a Python user gets it:
 #   1. maturin builds the abi3 wheel from python/;
 #   2. a fresh virtual environment installs that wheel (not the source tree);
-#   3. mypy's stubtest checks _authcore.pyi against the compiled module;
+#   3. mypy's stubtest checks _authcore.pyi against the compiled module, and mypy --strict
+#      checks the package and the tests against those stubs;
 #   4. pytest (warnings are errors) runs python/tests against a real devserver process.
 # `bash tests/python/run.sh bench` runs the comparison benchmark instead.
 set -euo pipefail
@@ -15,16 +16,24 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 step() { printf '\n== %s\n' "$*"; }
 
+# A fresh virtual environment; falls back to virtualenv where the venv module is absent.
+mkvenv() {
+    "$python" -m venv "$1" 2>/dev/null || {
+        "$python" -m pip install --quiet --user virtualenv
+        "$python" -m virtualenv --quiet "$1"
+    }
+}
+
 step "build the devserver and the wheel"
 cargo build --release --locked -p authcore-cli
-"$python" -m venv "$work/build"
+mkvenv "$work/build"
 "$work/build/bin/pip" install --quiet "maturin==1.16.0"
 (cd python && "$work/build/bin/maturin" build --release --locked --out "$work/wheels" --interpreter "$python")
 wheel=$(ls "$work"/wheels/authcore-*.whl)
 echo "built $(basename "$wheel")"
 
 step "install the wheel into a fresh virtual environment"
-"$python" -m venv "$work/venv"
+mkvenv "$work/venv"
 "$work/venv/bin/pip" install --quiet "$wheel" -r python/requirements-test.txt
 if [ "${1:-}" = "bench" ]; then
     "$work/venv/bin/pip" install --quiet -r python/requirements-bench.txt
@@ -41,6 +50,10 @@ fi
 
 step "stubs match the compiled module (mypy stubtest)"
 "$work/venv/bin/python" -m mypy.stubtest authcore
+
+step "the package and the tests type-check against the stubs (mypy --strict)"
+"$work/venv/bin/python" -m mypy --strict --no-incremental -p authcore
+"$work/venv/bin/python" -m mypy --strict --no-incremental "$root/python/tests"
 
 step "pytest against the installed wheel and a devserver process"
 "$work/venv/bin/python" -m pytest -q -W error -p no:cacheprovider \
