@@ -7,7 +7,8 @@
 //! needs the `admin` scope). Control: `/_control/...` (loopback only).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read};
+use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -19,8 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const MAX_REQUEST_BODY: u64 = 64 * 1024;
-const WORKERS: usize = 8;
+const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// The credentials the provider accepts.
 #[derive(Debug, Clone)]
@@ -141,11 +141,14 @@ struct Shared {
 }
 
 /// A running provider. Dropping it stops the server.
+///
+/// HTTP/1.1 with keep-alive, served by hyper on a small tokio runtime of its own; each
+/// request's handler runs on a blocking thread (it may sleep to simulate latency).
 pub struct DevServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl DevServer {
@@ -157,30 +160,31 @@ impl DevServer {
                 "the development provider listens on loopback addresses only",
             ));
         }
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(io::Error::other)?);
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("not an IP listener"))?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("authcore-devserver")
+            .enable_all()
+            .build()?;
         let shared = Arc::new(Shared {
             creds,
             state: Mutex::new(State::default()),
         });
-        let workers = (0..WORKERS)
-            .map(|_| {
-                let (server, shared) = (server.clone(), shared.clone());
-                thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        handle(&shared, req);
-                    }
-                })
-            })
-            .collect();
+        let (shutdown, stop) = tokio::sync::oneshot::channel();
+        let serving = shared.clone();
+        let thread = thread::Builder::new()
+            .name("authcore-devserver".into())
+            .spawn(move || {
+                runtime.block_on(accept_loop(listener, serving, stop));
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })?;
         Ok(DevServer {
             addr,
-            server,
             shared,
-            workers,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
         })
     }
 
@@ -226,21 +230,114 @@ impl DevServer {
 
     /// Serves until the process ends.
     pub fn wait(mut self) {
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
 impl Drop for DevServer {
     fn drop(&mut self) {
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
+}
+
+/// Accepts connections until told to stop; each connection is served by hyper with
+/// keep-alive, concurrently with all others.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    // Out of descriptors or similar: back off briefly, keep serving.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| serve(shared.clone(), peer, req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// One request: read the body (capped), route it on a blocking thread, answer.
+async fn serve(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, Infallible> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let reply = match http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            let method = parts.method.as_str().to_owned();
+            let url = parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+            let authorization = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let loopback = peer.ip().is_loopback();
+            tokio::task::spawn_blocking(move || {
+                route(
+                    &shared,
+                    &method,
+                    &url,
+                    authorization.as_deref(),
+                    loopback,
+                    &body,
+                )
+            })
+            .await
+            .unwrap_or_else(|_| Reply::json(500, json!({"title": "handler failed", "status": 500})))
+        }
+        Err(_) => Reply::json(
+            413,
+            json!({"title": "request body too large", "status": 413}),
+        ),
+    };
+    let mut response =
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(reply.body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(reply.content_type),
+    );
+    for (k, v) in reply.headers {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+            headers.append(k, v);
+        }
+    }
+    Ok(response)
 }
 
 fn revoke(st: &mut State, refresh: bool) {
@@ -292,21 +389,19 @@ fn problem(status: u16, slug: &str, title: &str) -> Reply {
     )
 }
 
-fn handle(shared: &Shared, mut req: tiny_http::Request) {
-    let mut body = Vec::new();
-    let _ = req
-        .as_reader()
-        .take(MAX_REQUEST_BODY)
-        .read_to_end(&mut body);
-    let url = req.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let method = req.method().as_str().to_owned();
-    let authorization = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("authorization"))
-        .map(|h| h.value.as_str().to_owned());
-    let loopback = req.remote_addr().is_some_and(|a| a.ip().is_loopback());
+/// Routes one request to its dialect's handler.
+fn route(
+    shared: &Shared,
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    loopback: bool,
+    body: &[u8],
+) -> Reply {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let body = body.to_vec();
+    let authorization = authorization.map(str::to_owned);
+    let method = method.to_owned();
     let reply = match (method.as_str(), path) {
         ("POST", "/auth/api-key") => {
             token_endpoint(shared, "apivideo/api_key", Dialect::ApiVideo, |st| {
@@ -346,24 +441,7 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
         }
         _ => Reply::json(404, json!({"title": "Not Found", "status": 404})),
     };
-    let mut response = tiny_http::Response::from_string(reply.body)
-        .with_status_code(reply.status)
-        .with_header(
-            tiny_http::Header::from_bytes("content-type", reply.content_type)
-                .expect("static header"),
-        );
-    // One request per connection. tiny_http serves each connection on a pooled thread
-    // for as long as it stays open, and a burst of new connections can leave some of
-    // them queued behind idle keep-alive ones (requests then wait until the client
-    // times out). Closing after every response bounds that wait to one request.
-    response
-        .add_header(tiny_http::Header::from_bytes("connection", "close").expect("static header"));
-    for (k, v) in reply.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k, v.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    let _ = req.respond(response);
+    reply
 }
 
 #[derive(Clone, Copy)]
