@@ -155,6 +155,13 @@ typedef struct authcore_options authcore_options;
 typedef struct authcore_response authcore_response;
 
 /**
+ * A snapshot of a valid token with its details, made by `authcore_client_token_info`.
+ * Its strings are borrowed from it and live until `authcore_token_free`, which zeroes
+ * the access token.
+ */
+typedef struct authcore_token authcore_token;
+
+/**
  * One request header: two NUL-terminated strings.
  */
 typedef struct {
@@ -384,6 +391,58 @@ authcore_status authcore_client_authorization_header(const authcore_client *clie
 authcore_status authcore_client_invalidate(const authcore_client *client,
                                            const char *access_token,
                                            bool *invalidated);
+
+/**
+ * A valid token with its type, scope and remaining lifetime, as a handle (free it with
+ * `authcore_token_free`). Blocks only when the cached token is missing or too close
+ * to expiry.
+ *
+ * # Safety
+ * `client` is a live handle; `out` is writable.
+ */
+authcore_status authcore_client_token_info(const authcore_client *client, authcore_token **out);
+
+/**
+ * The access token, borrowed from `token` (NULL for NULL).
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+const char *authcore_token_access_token(const authcore_token *token);
+
+/**
+ * The token type, e.g. "Bearer", borrowed from `token` (NULL for NULL).
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+const char *authcore_token_type(const authcore_token *token);
+
+/**
+ * The granted scope as the provider sent it, borrowed from `token`; NULL if the
+ * provider sent none (or for NULL).
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+const char *authcore_token_scope(const authcore_token *token);
+
+/**
+ * Milliseconds until the token expires (0 once it has), or -1 if it never expires or
+ * for NULL. Measured on the monotonic clock from when the token was requested.
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+int64_t authcore_token_expires_in_ms(const authcore_token *token);
+
+/**
+ * Releases a token handle, zeroing its access token first. NULL does nothing.
+ *
+ * # Safety
+ * `token` is NULL or a handle from `authcore_client_token_info` not yet freed.
+ */
+void authcore_token_free(authcore_token *token);
 
 /**
  * Sends `method url` with the client's token. On a 401 (other than an

@@ -401,6 +401,131 @@ pub unsafe extern "C" fn authcore_client_invalidate(
     })
 }
 
+/// A snapshot of a valid token with its details, made by `authcore_client_token_info`.
+/// Its strings are borrowed from it and live until `authcore_token_free`, which zeroes
+/// the access token.
+pub struct authcore_token {
+    token: std::sync::Arc<authcore::Token>,
+    access_token: CString,
+    token_type: CString,
+    scope: Option<CString>,
+}
+
+impl Drop for authcore_token {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.access_token)
+            .into_bytes_with_nul()
+            .zeroize();
+    }
+}
+
+/// A valid token with its type, scope and remaining lifetime, as a handle (free it with
+/// `authcore_token_free`). Blocks only when the cached token is missing or too close
+/// to expiry.
+///
+/// # Safety
+/// `client` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_token_info(
+    client: *const authcore_client,
+    out: *mut *mut authcore_token,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let token = unsafe { client_ref(client) }.token()?;
+        let nul = |_| {
+            Failure::new(
+                authcore_status::InvalidResponse,
+                "the token contains a NUL byte and cannot be returned as a C string",
+            )
+        };
+        let handle = authcore_token {
+            access_token: CString::new(token.access_token().expose_secret()).map_err(nul)?,
+            token_type: CString::new(token.token_type()).map_err(nul)?,
+            scope: token.scope().map(CString::new).transpose().map_err(nul)?,
+            token,
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(Box::into_raw(Box::new(handle))) };
+        Ok(())
+    })
+}
+
+/// The access token, borrowed from `token` (NULL for NULL).
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_access_token(
+    token: *const authcore_token,
+) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }.map_or(std::ptr::null(), |t| t.access_token.as_ptr())
+    })
+}
+
+/// The token type, e.g. "Bearer", borrowed from `token` (NULL for NULL).
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_type(token: *const authcore_token) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }.map_or(std::ptr::null(), |t| t.token_type.as_ptr())
+    })
+}
+
+/// The granted scope as the provider sent it, borrowed from `token`; NULL if the
+/// provider sent none (or for NULL).
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_scope(token: *const authcore_token) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }
+            .and_then(|t| t.scope.as_ref())
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// Milliseconds until the token expires (0 once it has), or -1 if it never expires or
+/// for NULL. Measured on the monotonic clock from when the token was requested.
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_expires_in_ms(token: *const authcore_token) -> i64 {
+    boundary_or(-1, || {
+        // SAFETY: NULL or live, as promised.
+        let Some(t) = (unsafe { token.as_ref() }) else {
+            return -1;
+        };
+        t.token.expires_at().map_or(-1, |at| {
+            let left = at.saturating_duration_since(std::time::Instant::now());
+            i64::try_from(left.as_millis()).unwrap_or(i64::MAX)
+        })
+    })
+}
+
+/// Releases a token handle, zeroing its access token first. NULL does nothing.
+///
+/// # Safety
+/// `token` is NULL or a handle from `authcore_client_token_info` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_free(token: *mut authcore_token) {
+    boundary_or((), || {
+        if !token.is_null() {
+            // SAFETY: the handle came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(token) });
+        }
+    })
+}
+
 /// One request header: two NUL-terminated strings.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -23,6 +23,7 @@ from ._authcore import (
     Response,
     StateMismatchError,
     TimeoutError,
+    Token,
     TransportError,
     __version__,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Response",
     "StateMismatchError",
     "TimeoutError",
+    "Token",
     "TransportError",
     "__version__",
 ]

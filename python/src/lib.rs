@@ -621,6 +621,14 @@ impl Client {
         ))
     }
 
+    /// A valid token with its details (`Token`): access token, type, scope and the
+    /// seconds left.
+    fn token_info(&self, py: Python<'_>) -> PyResult<Token> {
+        Ok(Token {
+            inner: self.valid_token(py)?,
+        })
+    }
+
     /// Reports that `token` was refused: if it is still the cached token, the next call
     /// renews it. Returns whether the cached token was dropped.
     fn invalidate(&self, py: Python<'_>, token: &str) -> bool {
@@ -720,6 +728,53 @@ impl Response {
 
     fn __repr__(&self) -> String {
         format!("<authcore.Response [{}]>", self.status)
+    }
+}
+
+/// A token and its details, from `Client.token_info()`. Its `repr` hides the token.
+#[pyclass(frozen, module = "authcore._authcore", name = "Token")]
+struct Token {
+    inner: std::sync::Arc<authcore::Token>,
+}
+
+#[pymethods]
+impl Token {
+    /// The access token.
+    #[getter]
+    fn access_token(&self) -> &str {
+        self.inner.access_token().expose_secret()
+    }
+
+    /// The token type, e.g. "Bearer".
+    #[getter]
+    fn token_type(&self) -> &str {
+        self.inner.token_type()
+    }
+
+    /// The scope the provider granted, if it said.
+    #[getter]
+    fn scope(&self) -> Option<&str> {
+        self.inner.scope()
+    }
+
+    /// Seconds until expiry (0.0 once expired), or None if the token never expires.
+    #[getter]
+    fn expires_in(&self) -> Option<f64> {
+        self.inner.expires_at().map(|at| {
+            at.saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let expires = self
+            .expires_in()
+            .map_or_else(|| "None".to_owned(), |s| format!("{s:.1}"));
+        format!(
+            "<authcore.Token type={:?} scope={:?} expires_in={expires}>",
+            self.inner.token_type(),
+            self.inner.scope().unwrap_or("")
+        )
     }
 }
 
@@ -865,6 +920,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Client>()?;
     m.add_class::<Response>()?;
+    m.add_class::<Token>()?;
     m.add_class::<AuthorizationCodeFlow>()?;
     m.add_class::<AuthorizationRequest>()?;
     m.add("AuthcoreError", py.get_type::<AuthcoreError>())?;

@@ -14,6 +14,8 @@ def test_personal_access_token(dev: DevServer) -> None:
     assert client.authorization_header() == "Bearer dev-personal-access-token"
     assert client.get(dev.url + "/api/resource").status == 200
     assert dev.token_requests() == 0
+    info = client.token_info()
+    assert info.expires_in is None and info.scope is None
 
 
 def test_api_video_exchanges_the_key_and_rotates_the_refresh_token(dev: DevServer) -> None:
@@ -52,6 +54,11 @@ def test_client_credentials(dev: DevServer, method: str, scopes: str | list[str]
     )
     assert client.get(dev.url + "/api/resource").status == 200
     assert client.get(dev.url + "/api/admin").status == 403, "admin needs the admin scope"
+    info = client.token_info()
+    assert info.token_type == "Bearer" and info.access_token == client.token()
+    assert info.scope is not None and set(info.scope.split()) == {"campaigns:read", "reporting:read"}
+    assert info.expires_in is not None and 3500 < info.expires_in <= 3600
+    assert info.access_token not in repr(info)
     assert dev.token_requests("oauth2/client_credentials") == 1, "a 403 is not a reason to renew"
 
 

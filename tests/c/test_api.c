@@ -67,6 +67,12 @@ static void test_personal_access_token(void) {
     authcore_string_free(header);
 
     CHECK(get_status(c, "/api/resource") == 200, "pat accepted by the provider");
+    authcore_token *info = NULL;
+    CHECK_OK(authcore_client_token_info(c, &info));
+    CHECK(authcore_token_expires_in_ms(info) == -1, "a personal access token never expires");
+    CHECK(authcore_token_scope(info) == NULL, "no scope");
+    CHECK(strcmp(authcore_token_access_token(info), "dev-personal-access-token") == 0, "value");
+    authcore_token_free(info);
     authcore_client_free(c);
 }
 
@@ -124,6 +130,16 @@ static void test_client_credentials(void) {
         CHECK(get_status(c, "/api/resource") == 200, "method %u accepted", methods[i]);
         CHECK(get_status(c, "/api/admin") == 403, "method %u: admin needs the admin scope",
               methods[i]);
+        authcore_token *info = NULL;
+        CHECK_OK(authcore_client_token_info(c, &info));
+        const char *scope = authcore_token_scope(info);
+        int64_t left = authcore_token_expires_in_ms(info);
+        CHECK(scope && strstr(scope, "campaigns:read") && strstr(scope, "reporting:read"),
+              "granted scope %s", scope ? scope : "(null)");
+        CHECK(strcmp(authcore_token_type(info), "Bearer") == 0, "type");
+        CHECK(left > 3500 * 1000 && left <= 3600 * 1000, "expires in %lld ms", (long long)left);
+        CHECK(strlen(authcore_token_access_token(info)) > 0, "access token");
+        authcore_token_free(info);
         authcore_client_free(c);
     }
     CHECK(counter("token_requests_by_grant", "oauth2/client_credentials") == 3,
@@ -424,6 +440,15 @@ static void test_null_arguments(void) {
     CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 0, NULL, 0, NULL), NUL);
     authcore_header bad_header = {NULL, "v"};
     CHECK_STATUS(authcore_client_request(c, "GET", u, &bad_header, 1, NULL, 0, &r), NUL);
+
+    authcore_token *t = NULL;
+    CHECK_STATUS(authcore_client_token_info(NULL, &t), NUL);
+    CHECK_STATUS(authcore_client_token_info(c, NULL), NUL);
+    CHECK(authcore_token_access_token(NULL) == NULL && authcore_token_type(NULL) == NULL &&
+              authcore_token_scope(NULL) == NULL && authcore_token_expires_in_ms(NULL) == -1,
+          "token accessors of NULL");
+    authcore_token_free(NULL);
+    CHECK(t == NULL, "no token handle written");
 
     CHECK(authcore_response_status(NULL) == 0, "status of NULL");
     CHECK_STATUS(authcore_response_body(NULL, &data, &len), NUL);
