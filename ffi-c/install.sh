@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libauthcore and installs it under a prefix:
-#   PREFIX/lib/libauthcore.so, PREFIX/lib/libauthcore.a, PREFIX/include/authcore.h,
+#   PREFIX/lib/libauthcore.so.VERSION (+ .so.0 and .so links), PREFIX/lib/libauthcore.a,
+#   PREFIX/include/authcore.h,
 #   PREFIX/lib/pkgconfig/authcore.pc
 # Usage: bash ffi-c/install.sh [PREFIX]   (default /usr/local)
 set -euo pipefail
@@ -13,7 +14,10 @@ target="${CARGO_TARGET_DIR:-$root/target}/release"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 
 install -d "$prefix/lib/pkgconfig" "$prefix/include"
-install -m 0755 "$target/libauthcore.so" "$prefix/lib/libauthcore.so"
+# Versioned shared library: the real file, the soname link, the link-time name.
+install -m 0755 "$target/libauthcore.so" "$prefix/lib/libauthcore.so.$version"
+ln -sf "libauthcore.so.$version" "$prefix/lib/libauthcore.so.0"
+ln -sf "libauthcore.so.0" "$prefix/lib/libauthcore.so"
 install -m 0644 "$target/libauthcore.a" "$prefix/lib/libauthcore.a"
 install -m 0644 "$root/include/authcore.h" "$prefix/include/authcore.h"
 cat > "$prefix/lib/pkgconfig/authcore.pc" <<PC

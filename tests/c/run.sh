@@ -21,14 +21,16 @@ trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
-cargo build --release --locked -p authcore-ffi -p authcore-cli
-lib="$root/target/release"
-CFLAGS_COMMON=(-std=c11 -Wall -Wextra -Wpedantic -Werror -D_POSIX_C_SOURCE=200809L -g -I"$root/include")
-LINK=(-L"$lib" -lauthcore -Wl,-rpath,"$lib" -pthread)
+cargo build --release --locked -p authcore-cli
+# Every C program here links the library as installed, exactly as users get it.
+bash ffi-c/install.sh "$work/prefix" > /dev/null
+prefix="$work/prefix"
+CFLAGS_COMMON=(-std=c11 -Wall -Wextra -Wpedantic -Werror -D_POSIX_C_SOURCE=200809L -g -I"$prefix/include")
+LINK=(-L"$prefix/lib" -lauthcore -Wl,-rpath,"$prefix/lib" -pthread)
 
 # The development provider, on a free loopback port.
 start_devserver() {
-    "$lib/authcore" devserver --host 127.0.0.1 --port 0 > "$work/devserver.out" 2>&1 &
+    "$root/target/release/authcore" devserver --host 127.0.0.1 --port 0 > "$work/devserver.out" 2>&1 &
     devserver_pid=$!
     for _ in $(seq 1 100); do
         url=$(sed -n 's/^AUTHCORE_DEVSERVER_URL=//p' "$work/devserver.out")
@@ -56,10 +58,11 @@ bash ffi-c/gen-header.sh --verify
 step "header compiles as C11 and as C++"
 printf '#include "authcore.h"\nint main(void) { return authcore_status_str(AUTHCORE_STATUS_OK) == 0; }\n' > "$work/h.c"
 gcc "${CFLAGS_COMMON[@]}" -c "$work/h.c" -o "$work/h.o"
-g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I"$root/include" -x c++ -c "$work/h.c" -o "$work/hpp.o"
+g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I"$prefix/include" -x c++ -c "$work/h.c" -o "$work/hpp.o"
 
-step "install under a prefix; the README example builds with pkg-config and runs"
-bash ffi-c/install.sh "$work/prefix" > /dev/null
+step "installed under a prefix; the README example builds with pkg-config and runs"
+readelf -d "$prefix/lib/libauthcore.so.0" | grep 'SONAME.*libauthcore.so.0' > /dev/null || {
+    echo "libauthcore.so has no soname libauthcore.so.0" >&2; exit 1; }
 awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$work/example.c"
 test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
 (
