@@ -181,7 +181,8 @@ typedef struct {
  *
  * `refresh_token` is NUL-terminated and valid only during the call (it is zeroed
  * afterwards); copy it to keep it. The callback runs on whichever thread performed the
- * renewal and must not call `authcore_client_free` on the client being renewed.
+ * renewal and must not call back into the client being renewed (a token call would
+ * wait for the renewal it is part of; freeing it is undefined).
  */
 typedef void (*authcore_refresh_token_callback)(void *userdata, const char *refresh_token);
 
