@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python face of authcore, tested as a Python user gets it:
-#   1. maturin builds the abi3 wheel from python/;
+#   1. maturin builds the abi3 manylinux2014 wheel from python/;
 #   2. a fresh virtual environment installs that wheel (not the source tree);
 #   3. mypy's stubtest checks _authcore.pyi against the compiled module, and mypy --strict
 #      checks the package and the tests against those stubs;
@@ -27,8 +27,14 @@ mkvenv() {
 step "build the devserver and the wheel"
 cargo build --release --locked -p authcore-cli
 mkvenv "$work/build"
-"$work/build/bin/pip" install --quiet "maturin==1.16.0"
-(cd python && "$work/build/bin/maturin" build --release --locked --out "$work/wheels" --interpreter "$python")
+"$work/build/bin/pip" install --quiet "maturin==1.16.0" "ziglang==0.17.0"
+# Linked by zig against an old glibc, so that the wheel is manylinux2014 (glibc 2.17+),
+# the one a user would install, rather than tied to this machine's glibc.
+(
+    cd python
+    PATH="$work/build/bin:$PATH" "$work/build/bin/maturin" build --release --locked \
+        --zig --compatibility manylinux2014 --out "$work/wheels" --interpreter "$python"
+)
 wheel=$(ls "$work"/wheels/authcore-*.whl)
 echo "built $(basename "$wheel")"
 
