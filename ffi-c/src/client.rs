@@ -3,13 +3,13 @@
 
 use std::ffi::{c_char, CString};
 
-use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
+use authcore::grant::{ApiKey, ClientCredentials, Grant, RefreshToken};
 use authcore::{AuthMethod, Client, Options};
 use zeroize::Zeroize;
 
 use crate::{
-    arg_str, authcore_options, authcore_status, boundary, boundary_or, check_null, opt_str,
-    owned_c_string, write_opt, Failure,
+    arg_str, authcore_options, authcore_status, boundary, boundary_or, c_string, check_null,
+    opt_str, owned_c_string, write_opt, Failure,
 };
 
 /// A token client: caches its token, renews it ahead of expiry with one request however
@@ -71,6 +71,22 @@ pub(crate) unsafe fn hand_out(out: *mut *mut authcore_client, client: Client) {
     unsafe { out.write(handle) };
 }
 
+/// Builds a client for `grant` with the caller's options and hands it out.
+///
+/// # Safety
+/// `options` is NULL or a live handle; `out` is non-NULL and writable.
+unsafe fn new_client_into(
+    grant: impl Grant,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> Result<(), Failure> {
+    // SAFETY: forwarded from the caller.
+    let client = Client::new(grant, unsafe { options_or_default(options) })?;
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(out, client) };
+    Ok(())
+}
+
 /// Borrows a live client handle.
 ///
 /// # Safety
@@ -122,11 +138,8 @@ pub unsafe extern "C" fn authcore_client_new_api_video(
         } else {
             ApiKey::production(key)
         };
-        // SAFETY: the caller promises a live handle or NULL.
-        let client = Client::new(grant, unsafe { options_or_default(options) })?;
-        // SAFETY: checked above.
-        unsafe { hand_out(out, client) };
-        Ok(())
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
     })
 }
 
@@ -146,12 +159,8 @@ pub unsafe extern "C" fn authcore_client_new_api_video_at(
         check_null!(out);
         // SAFETY: the caller promises NUL-terminated strings.
         let (base, key) = unsafe { (arg_str(base_url, "base_url")?, arg_str(api_key, "api_key")?) };
-        // SAFETY: the caller promises a live handle or NULL.
-        let options = unsafe { options_or_default(options) };
-        let client = Client::new(ApiKey::with_base_url(base, key), options)?;
-        // SAFETY: checked above.
-        unsafe { hand_out(out, client) };
-        Ok(())
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(ApiKey::with_base_url(base, key), options, out) }
     })
 }
 
@@ -185,11 +194,8 @@ pub unsafe extern "C" fn authcore_client_new_client_credentials(
         let grant = ClientCredentials::new(url, id, secret)
             .scopes(split_scopes(scopes))
             .auth_method(self::auth_method(auth_method)?);
-        // SAFETY: the caller promises a live handle or NULL.
-        let client = Client::new(grant, unsafe { options_or_default(options) })?;
-        // SAFETY: checked above.
-        unsafe { hand_out(out, client) };
-        Ok(())
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
     })
 }
 
@@ -218,11 +224,8 @@ pub unsafe extern "C" fn authcore_client_new_vibe(
             )
         };
         let grant = ClientCredentials::vibe(id, secret).scopes(split_scopes(scopes));
-        // SAFETY: the caller promises a live handle or NULL.
-        let client = Client::new(grant, unsafe { options_or_default(options) })?;
-        // SAFETY: checked above.
-        unsafe { hand_out(out, client) };
-        Ok(())
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
     })
 }
 
@@ -261,11 +264,8 @@ pub unsafe extern "C" fn authcore_client_new_refresh_token(
         if json_body {
             grant = grant.json_body();
         }
-        // SAFETY: the caller promises a live handle or NULL.
-        let client = Client::new(grant, unsafe { options_or_default(options) })?;
-        // SAFETY: checked above.
-        unsafe { hand_out(out, client) };
-        Ok(())
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
     })
 }
 
@@ -330,10 +330,7 @@ pub unsafe extern "C" fn authcore_client_token_into(
         let token = unsafe { client_ref(client) }.token()?;
         let bytes = token.access_token().expose_secret().as_bytes();
         if bytes.contains(&0) {
-            return Err(Failure::new(
-                authcore_status::InvalidResponse,
-                "the token contains a NUL byte and cannot be returned as a C string",
-            ));
+            return Err(Failure::nul_byte());
         }
         let size = bytes.len() + 1;
         // SAFETY: NULL or writable, as the caller promises.
@@ -434,16 +431,10 @@ pub unsafe extern "C" fn authcore_client_token_info(
         check_null!(client, out);
         // SAFETY: checked non-NULL; the caller promises it is live.
         let token = unsafe { client_ref(client) }.token()?;
-        let nul = |_| {
-            Failure::new(
-                authcore_status::InvalidResponse,
-                "the token contains a NUL byte and cannot be returned as a C string",
-            )
-        };
         let handle = authcore_token {
-            access_token: CString::new(token.access_token().expose_secret()).map_err(nul)?,
-            token_type: CString::new(token.token_type()).map_err(nul)?,
-            scope: token.scope().map(CString::new).transpose().map_err(nul)?,
+            access_token: c_string(token.access_token().expose_secret())?,
+            token_type: c_string(token.token_type())?,
+            scope: token.scope().map(c_string).transpose()?,
             token,
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.

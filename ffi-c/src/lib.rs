@@ -135,6 +135,13 @@ impl Failure {
         )
     }
 
+    pub(crate) fn nul_byte() -> Self {
+        Self::new(
+            authcore_status::InvalidResponse,
+            "the value contains a NUL byte and cannot be returned as a C string",
+        )
+    }
+
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(authcore_status::InvalidArgument, message)
     }
@@ -252,12 +259,12 @@ pub(crate) unsafe fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<
 
 /// Hands a string to C as an owned `char *` (free with `authcore_string_free`).
 pub(crate) fn owned_c_string(s: &str) -> Result<*mut c_char, Failure> {
-    CString::new(s).map(CString::into_raw).map_err(|_| {
-        Failure::new(
-            authcore_status::InvalidResponse,
-            "the value contains a NUL byte and cannot be returned as a C string",
-        )
-    })
+    c_string(s).map(CString::into_raw)
+}
+
+/// A value as a C string; a value with a NUL byte inside cannot be one.
+pub(crate) fn c_string(s: &str) -> Result<CString, Failure> {
+    CString::new(s).map_err(|_| Failure::nul_byte())
 }
 
 /// Writes `value` to `out` when `out` is not NULL.

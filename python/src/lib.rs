@@ -249,16 +249,20 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
     };
     for (key, v) in options.iter() {
         let key: String = key.extract()?;
-        if v.is_none() {
-            if key == "default_lifetime" || key == "on_refresh_token" {
-                continue;
-            }
-            if matches!(
+        // None means "the default" for every option that has one.
+        if v.is_none()
+            && matches!(
                 key.as_str(),
-                "connect_timeout" | "timeout" | "wait_timeout" | "max_retries" | "max_body_bytes"
-            ) {
-                continue; // None means "the default"
-            }
+                "connect_timeout"
+                    | "timeout"
+                    | "wait_timeout"
+                    | "max_retries"
+                    | "max_body_bytes"
+                    | "default_lifetime"
+                    | "on_refresh_token"
+            )
+        {
+            continue;
         }
         o = match key.as_str() {
             "connect_timeout" => o.connect_timeout(seconds(&key, &v)?),
@@ -325,8 +329,7 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
                     )
                 })?;
                 for (name, value) in headers.iter() {
-                    let (name, value): (String, String) =
-                        (name.extract(), value.extract()).pipe_strings()?;
+                    let (name, value) = header_pair(&name, &value)?;
                     o = o.token_request_header(name, value);
                 }
                 o
@@ -341,19 +344,13 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
     Ok(o)
 }
 
-/// Turns a pair of extraction results into one, with a clear message.
-trait PipeStrings {
-    fn pipe_strings(self) -> PyResult<(String, String)>;
-}
-
-impl PipeStrings for (PyResult<String>, PyResult<String>) {
-    fn pipe_strings(self) -> PyResult<(String, String)> {
-        match self {
-            (Ok(a), Ok(b)) => Ok((a, b)),
-            _ => Err(PyTypeError::new_err(
-                "header names and values must be strings",
-            )),
-        }
+/// A header name and value, both of which must be strings.
+fn header_pair(name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
+    match (name.extract(), value.extract()) {
+        (Ok(n), Ok(v)) => Ok((n, v)),
+        _ => Err(PyTypeError::new_err(
+            "header names and values must be strings",
+        )),
     }
 }
 
@@ -435,7 +432,7 @@ fn headers_arg(headers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Stri
     let mut out = Vec::new();
     for item in items.try_iter()? {
         let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
-        out.push((k.extract(), v.extract()).pipe_strings()?);
+        out.push(header_pair(&k, &v)?);
     }
     Ok(out)
 }
