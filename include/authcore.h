@@ -446,6 +446,19 @@ int64_t authcore_token_expires_in_ms(const authcore_token *token);
 void authcore_token_free(authcore_token *token);
 
 /**
+ * Whether a response from your own HTTP code is worth `authcore_client_invalidate`
+ * and one resend: a 401 whose `WWW-Authenticate` challenge (`www_authenticate`, may be
+ * NULL) is not `insufficient_scope`, for a client whose token can be renewed. The rule
+ * `authcore_client_request` follows. False for a NULL client.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `www_authenticate` is NULL or NUL-terminated.
+ */
+bool authcore_client_renewal_helps(const authcore_client *client,
+                                   uint16_t status,
+                                   const char *www_authenticate);
+
+/**
  * Sends `method url` with the client's token. On a 401 (other than an
  * `insufficient_scope` challenge) the token is renewed and the request sent once more.
  * Any `Authorization` header in `headers` is replaced. `headers` may be NULL when

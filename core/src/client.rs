@@ -155,8 +155,7 @@ impl Client {
             body,
             timeout,
         )?;
-        if response.status != 401 || !self.inner.grant.renewable() || insufficient_scope(&response)
-        {
+        if !self.renewal_helps(response.status, response.header("www-authenticate")) {
             return Ok(response);
         }
         self.invalidate(&token);
@@ -169,6 +168,16 @@ impl Client {
             body,
             timeout,
         )
+    }
+
+    /// Whether a response is worth renewing the token and sending once more: a 401
+    /// whose `WWW-Authenticate` challenge is not `insufficient_scope`, for a client whose
+    /// token can be renewed. [`request`](Self::request) follows this rule; adapters for
+    /// other HTTP clients ask it instead of repeating it.
+    pub fn renewal_helps(&self, status: u16, www_authenticate: Option<&str>) -> bool {
+        status == 401
+            && self.inner.grant.renewable()
+            && !www_authenticate.is_some_and(|v| v.contains("insufficient_scope"))
     }
 
     /// `GET url` with the token attached (see [`request`](Self::request)).
@@ -188,10 +197,4 @@ pub(crate) fn announce(options: &Options, token: &Token, previous: Option<&Secre
             hook(rt);
         }
     }
-}
-
-fn insufficient_scope(response: &Response) -> bool {
-    response
-        .header("www-authenticate")
-        .is_some_and(|v| v.contains("insufficient_scope"))
 }

@@ -395,3 +395,22 @@ fn a_request_timeout_applies_to_that_request_only() {
     let ok = client.get(&url).unwrap();
     assert_eq!(ok.body, b"late");
 }
+
+#[test]
+fn renewal_helps_only_after_a_401_that_a_new_token_can_fix() {
+    let renewable = Client::new(
+        ClientCredentials::new("https://auth.example.com/token", "c", "cs+/=:secret-9f8e7d"),
+        opts(),
+    )
+    .unwrap();
+    assert!(renewable.renewal_helps(401, None));
+    assert!(renewable.renewal_helps(401, Some(r#"Bearer error="invalid_token""#)));
+    assert!(!renewable.renewal_helps(401, Some(r#"Bearer error="insufficient_scope""#)));
+    assert!(!renewable.renewal_helps(403, None));
+    assert!(!renewable.renewal_helps(200, None));
+    let fixed = Client::personal_access_token("pat-value-123");
+    assert!(
+        !fixed.renewal_helps(401, None),
+        "a static token cannot be renewed"
+    );
+}

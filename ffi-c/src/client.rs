@@ -517,6 +517,32 @@ pub unsafe extern "C" fn authcore_token_free(token: *mut authcore_token) {
     })
 }
 
+/// Whether a response from your own HTTP code is worth `authcore_client_invalidate`
+/// and one resend: a 401 whose `WWW-Authenticate` challenge (`www_authenticate`, may be
+/// NULL) is not `insufficient_scope`, for a client whose token can be renewed. The rule
+/// `authcore_client_request` follows. False for a NULL client.
+///
+/// # Safety
+/// `client` is NULL or a live handle; `www_authenticate` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_renewal_helps(
+    client: *const authcore_client,
+    status: u16,
+    www_authenticate: *const c_char,
+) -> bool {
+    boundary_or(false, || {
+        // SAFETY: NULL or live, as promised.
+        let Some(c) = (unsafe { client.as_ref() }) else {
+            return false;
+        };
+        // SAFETY: NULL or NUL-terminated, as promised.
+        let challenge = unsafe { opt_str(www_authenticate, "www_authenticate") }
+            .ok()
+            .flatten();
+        c.inner.renewal_helps(status, challenge)
+    })
+}
+
 /// One request header: two NUL-terminated strings.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,9 @@
 """Auth adapters that plug a :class:`authcore.Client` into ``requests`` and ``httpx``.
 
-Both attach the client's token and, when the server answers 401 (other than an
-``insufficient_scope`` challenge), report that token as refused and send the request
-once more with a renewed one, as ``Client.request`` does. This module imports neither
+Both attach the client's token and, when ``Client.renewal_helps`` says a response is
+worth it (a 401 other than an ``insufficient_scope`` challenge, for a renewable
+token), report that token as refused and send the request once more with a renewed
+one, as ``Client.request`` does. This module imports neither
 library: each adapter subclasses the library's auth base class only when that library
 is installed.
 """
@@ -34,10 +35,6 @@ def _token_of(header: str) -> str:
     return header.split(" ", 1)[1] if " " in header else header
 
 
-def _should_retry(status: int, www_authenticate: str | None) -> bool:
-    return status == 401 and "insufficient_scope" not in (www_authenticate or "")
-
-
 class RequestsAuth(_RequestsBase):
     """``requests`` auth: ``requests.get(url, auth=RequestsAuth(client))``.
 
@@ -56,7 +53,7 @@ class RequestsAuth(_RequestsBase):
 
     def _on_response(self, response: Any, **kwargs: Any) -> Any:
         request = response.request
-        if getattr(request, "_authcore_retried", False) or not _should_retry(
+        if getattr(request, "_authcore_retried", False) or not self.client.renewal_helps(
             response.status_code, response.headers.get("WWW-Authenticate")
         ):
             return response
@@ -95,7 +92,7 @@ class HttpxAuth(_HttpxBase):
         header = self.client.authorization_header()
         request.headers["Authorization"] = header
         response = yield request
-        if _should_retry(response.status_code, response.headers.get("WWW-Authenticate")):
+        if self.client.renewal_helps(response.status_code, response.headers.get("WWW-Authenticate")):
             self.client.invalidate(_token_of(header))
             request.headers["Authorization"] = self.client.authorization_header()
             yield request
@@ -107,7 +104,7 @@ class HttpxAuth(_HttpxBase):
         header = await anyio.to_thread.run_sync(self.client.authorization_header)
         request.headers["Authorization"] = header
         response = yield request
-        if _should_retry(response.status_code, response.headers.get("WWW-Authenticate")):
+        if self.client.renewal_helps(response.status_code, response.headers.get("WWW-Authenticate")):
             await anyio.to_thread.run_sync(self.client.invalidate, _token_of(header))
             header = await anyio.to_thread.run_sync(self.client.authorization_header)
             request.headers["Authorization"] = header

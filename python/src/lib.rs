@@ -626,6 +626,14 @@ impl Client {
         })
     }
 
+    /// Whether a response is worth `invalidate` and one resend: a 401 whose
+    /// `WWW-Authenticate` challenge is not `insufficient_scope`, for a client whose token
+    /// can be renewed (the rule `request` follows).
+    #[pyo3(signature = (status, www_authenticate = None))]
+    fn renewal_helps(&self, status: u16, www_authenticate: Option<&str>) -> bool {
+        self.inner.renewal_helps(status, www_authenticate)
+    }
+
     /// Reports that `token` was refused: if it is still the cached token, the next call
     /// renews it. Returns whether the cached token was dropped.
     fn invalidate(&self, py: Python<'_>, token: &str) -> bool {

@@ -63,3 +63,14 @@ def test_httpx_async_adapter(dev: DevServer, cc_client: authcore.Client) -> None
     statuses = asyncio.run(main())
     assert statuses == [200] * 9
     assert dev.token_requests() - before == 2, "the first token, then one renewal for all 8"
+
+
+def test_adapters_do_not_resend_a_fixed_token(dev: DevServer) -> None:
+    """A personal access token cannot be renewed: its 401 is final, as in Client.request."""
+    client = authcore.Client.personal_access_token("not-a-valid-token")
+    assert not client.renewal_helps(401)
+    r = requests.get(dev.url + "/api/resource", auth=authcore.RequestsAuth(client), timeout=10)
+    assert r.status_code == 401 and r.history == []
+    with httpx.Client(auth=authcore.HttpxAuth(client), timeout=10) as h:
+        assert h.get(dev.url + "/api/resource").status_code == 401
+    assert dev.counters()["resource_rejected_invalid"] == 2, "one request each, no resend"

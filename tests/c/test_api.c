@@ -67,6 +67,7 @@ static void test_personal_access_token(void) {
     authcore_string_free(header);
 
     CHECK(get_status(c, "/api/resource") == 200, "pat accepted by the provider");
+    CHECK(!authcore_client_renewal_helps(c, 401, NULL), "a fixed token cannot be renewed");
     authcore_token *info = NULL;
     CHECK_OK(authcore_client_token_info(c, &info));
     CHECK(authcore_token_expires_in_ms(info) == -1, "a personal access token never expires");
@@ -128,6 +129,11 @@ static void test_client_credentials(void) {
                                                         "campaigns:read reporting:read",
                                                         methods[i], NULL, &c));
         CHECK(get_status(c, "/api/resource") == 200, "method %u accepted", methods[i]);
+        CHECK(authcore_client_renewal_helps(c, 401, "Bearer error=\"invalid_token\""),
+              "a 401 is worth a renewal");
+        CHECK(!authcore_client_renewal_helps(c, 401, "Bearer error=\"insufficient_scope\""),
+              "a scope challenge is not");
+        CHECK(!authcore_client_renewal_helps(c, 403, NULL), "nor a 403");
         CHECK(get_status(c, "/api/admin") == 403, "method %u: admin needs the admin scope",
               methods[i]);
         authcore_token *info = NULL;
@@ -450,6 +456,7 @@ static void test_null_arguments(void) {
     authcore_token_free(NULL);
     CHECK(t == NULL, "no token handle written");
 
+    CHECK(!authcore_client_renewal_helps(NULL, 401, NULL), "renewal_helps of NULL");
     CHECK(authcore_response_status(NULL) == 0, "status of NULL");
     CHECK_STATUS(authcore_response_body(NULL, &data, &len), NUL);
     CHECK(authcore_response_header(NULL, "a") == NULL, "header of NULL");
