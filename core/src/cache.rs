@@ -1,58 +1,157 @@
 //! The token cache: one mutex over the state, single-flight renewal, renew-ahead,
-//! backoff after failure, and invalidation by identity. No I/O happens under the lock.
+//! backoff after failure, invalidation by identity, and a lock-free published copy of
+//! the current token for readers. No I/O happens under the lock.
+//!
+//! Fork safety: the state lives in a [`Core`] stamped with the process id. A child
+//! process that finds its parent's core (a renewal "in flight" whose leader does not
+//! exist in the child, or a lock held by a parent thread at the moment of the fork)
+//! starts a new core from the published token and refresh token.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::http::Deadline;
+use crate::options::MAX_DURATION;
 use crate::secret::Secret;
 use crate::token::{Freshness, Token};
+
+/// How long past its leader's deadline a waiter still waits for the leader's outcome:
+/// the leader needs a moment to hand it over after its last attempt ends.
+const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
 /// Backoff and waiting policy.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
     pub backoff: Duration,
     pub max_backoff: Duration,
-    pub wait_timeout: Duration,
+    pub wait_timeout: Option<Duration>,
+}
+
+impl Policy {
+    /// The pause after the `n`th consecutive failure (n ≥ 1) of some kind: none after
+    /// the first, then `backoff`, doubling up to `max_backoff`.
+    fn pause_after(&self, n: u32) -> Option<Duration> {
+        let doublings = n.checked_sub(2)?;
+        Some(
+            self.backoff
+                .saturating_mul(1u32 << doublings.min(20))
+                .min(self.max_backoff),
+        )
+    }
+}
+
+/// A renewal in progress.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    seq: u64,
+    /// The leader gives up by then; waiters wait no longer than that (plus a margin).
+    deadline: Instant,
 }
 
 struct State {
     current: Option<Arc<Token>>,
     refresh_token: Option<Secret>,
-    /// Sequence number of the renewal in flight, if any.
-    flight: Option<u64>,
+    flight: Option<Flight>,
     next_seq: u64,
     /// Sequence number and outcome of the last renewal that finished.
     last: Option<(u64, Result<Arc<Token>>)>,
     backoff_until: Option<Instant>,
     failures: u32,
+    /// The next renewal replaces a token an API rejected.
+    renewing_after_rejection: bool,
+    /// The current token replaced a token an API rejected…
+    current_after_rejection: bool,
+    /// …and has been rejected itself (counted in `rejections`).
+    current_rejected: bool,
+    /// Consecutive rejections of tokens obtained after a rejection.
+    rejections: u32,
+    reject_until: Option<Instant>,
 }
 
 impl State {
+    fn new(current: Option<Arc<Token>>, refresh_token: Option<Secret>) -> Self {
+        State {
+            current,
+            refresh_token,
+            flight: None,
+            next_seq: 1,
+            last: None,
+            backoff_until: None,
+            failures: 0,
+            renewing_after_rejection: false,
+            current_after_rejection: false,
+            current_rejected: false,
+            rejections: 0,
+            reject_until: None,
+        }
+    }
+
     fn in_backoff(&self, now: Instant) -> bool {
         self.backoff_until.is_some_and(|until| now < until)
     }
 
-    fn begin_flight(&mut self) -> u64 {
+    fn begin_flight(&mut self, deadline: Deadline) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.flight = Some(seq);
+        self.flight = Some(Flight {
+            seq,
+            deadline: deadline.instant(),
+        });
         seq
     }
 }
 
-/// The token cache.
-pub(crate) struct Cache {
+/// The mutable state of one process.
+struct Core {
+    pid: u32,
     state: Mutex<State>,
     done: Condvar,
+}
+
+impl Core {
+    fn new(state: State) -> Self {
+        Core {
+            pid: std::process::id(),
+            state: Mutex::new(state),
+            done: Condvar::new(),
+        }
+    }
+}
+
+/// What readers see without taking the lock; replaced under the lock on every change.
+#[derive(Default)]
+struct Published {
+    token: Option<Arc<Token>>,
+    refresh_token: Option<Secret>,
+}
+
+/// What [`Cache::reject`] did with a token an API refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// It was the cached token and is gone: the next call renews.
+    Dropped,
+    /// The cache already holds another token (or none): sending again may help.
+    AlreadyReplaced,
+    /// Kept: it replaced a token that was rejected too, so a new one would not help
+    /// before the backoff ends.
+    Kept,
+}
+
+/// The token cache.
+pub(crate) struct Cache {
+    published: ArcSwap<Published>,
+    core: ArcSwap<Core>,
     policy: Policy,
 }
 
 /// Completes its flight with an error if the renewal unwinds, so waiters never hang.
 struct FlightGuard<'a> {
     cache: &'a Cache,
+    core: &'a Core,
     seq: u64,
     armed: bool,
 }
@@ -61,6 +160,7 @@ impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.cache.complete(
+                self.core,
                 self.seq,
                 Err(Error::Transport {
                     message: "token renewal was aborted by a panic".into(),
@@ -81,30 +181,70 @@ impl Cache {
             .as_ref()
             .and_then(|t| t.refresh_token().cloned())
             .or(refresh_token);
+        let current = initial.map(Arc::new);
         Cache {
-            state: Mutex::new(State {
-                current: initial.map(Arc::new),
-                refresh_token,
-                flight: None,
-                next_seq: 1,
-                last: None,
-                backoff_until: None,
-                failures: 0,
+            published: ArcSwap::from_pointee(Published {
+                token: current.clone(),
+                refresh_token: refresh_token.clone(),
             }),
-            done: Condvar::new(),
+            core: ArcSwap::from_pointee(Core::new(State::new(current, refresh_token))),
             policy,
         }
     }
 
+    /// The cached token if it needs no renewal yet. Takes no lock.
+    #[inline]
+    pub(crate) fn fresh(&self) -> Option<Arc<Token>> {
+        let published = self.published.load();
+        let token = published.token.as_ref()?;
+        (token.freshness(Instant::now()) == Freshness::Fresh).then(|| Arc::clone(token))
+    }
+
+    /// The cached token, whatever its state, without renewing. Takes no lock.
+    pub(crate) fn peek(&self) -> Option<Arc<Token>> {
+        self.published.load().token.clone()
+    }
+
+    /// This process's core; a new one, started from the published token, in a child
+    /// after `fork()`.
+    fn core(&self) -> Arc<Core> {
+        let core = self.core.load_full();
+        if core.pid == std::process::id() {
+            return core;
+        }
+        let published = self.published.load();
+        let fresh = Arc::new(Core::new(State::new(
+            published.token.clone(),
+            published.refresh_token.clone(),
+        )));
+        let previous = self.core.compare_and_swap(&core, Arc::clone(&fresh));
+        if Arc::ptr_eq(&previous, &core) {
+            fresh
+        } else {
+            self.core.load_full()
+        }
+    }
+
+    fn publish(&self, st: &State) {
+        self.published.store(Arc::new(Published {
+            token: st.current.clone(),
+            refresh_token: st.refresh_token.clone(),
+        }));
+    }
+
     /// A usable token: the cached one while it is fresh, else the result of exactly one
-    /// renewal shared by every caller that needs it.
+    /// renewal shared by every caller that needs it, all within `deadline`.
     ///
     /// `renew` is called without the lock held, with the newest refresh token known.
-    pub(crate) fn get<F>(&self, renew: F) -> Result<Arc<Token>>
+    /// When it succeeds, the new refresh token is recorded in the cache first, then
+    /// `announce` runs (user code: stores and hooks), then the token is published.
+    pub(crate) fn get<R, A>(&self, deadline: Deadline, renew: R, announce: A) -> Result<Arc<Token>>
     where
-        F: FnOnce(Option<&Secret>) -> Result<Token>,
+        R: FnOnce(Option<&Secret>, Deadline) -> Result<Token>,
+        A: FnOnce(&Token, Option<&Secret>),
     {
-        let st = self.state.lock();
+        let core = self.core();
+        let st = core.state.lock();
         let now = Instant::now();
         if let Some(token) = &st.current {
             match token.freshness(now) {
@@ -114,7 +254,7 @@ impl Cache {
                         return Ok(Arc::clone(token));
                     }
                     let still_valid = Arc::clone(token);
-                    let outcome = self.lead(st, renew);
+                    let outcome = self.lead(&core, st, deadline, renew, announce);
                     // An early renewal that fails must not take away a token that works.
                     return outcome.or_else(|e| {
                         if still_valid.freshness(Instant::now()) == Freshness::Expired {
@@ -127,38 +267,57 @@ impl Cache {
                 Freshness::Expired => {}
             }
         }
-        if let Some(seq) = st.flight {
-            return self.wait(st, seq);
+        if let Some(flight) = st.flight {
+            return self.wait(&core, st, flight, deadline);
         }
         if st.in_backoff(now) {
             if let Some((_, Err(e))) = &st.last {
                 return Err(e.clone());
             }
         }
-        self.lead(st, renew)
+        self.lead(&core, st, deadline, renew, announce)
     }
 
     /// Runs one renewal as the leader of a new flight.
-    fn lead<F>(&self, mut st: MutexGuard<'_, State>, renew: F) -> Result<Arc<Token>>
+    fn lead<R, A>(
+        &self,
+        core: &Core,
+        mut st: MutexGuard<'_, State>,
+        deadline: Deadline,
+        renew: R,
+        announce: A,
+    ) -> Result<Arc<Token>>
     where
-        F: FnOnce(Option<&Secret>) -> Result<Token>,
+        R: FnOnce(Option<&Secret>, Deadline) -> Result<Token>,
+        A: FnOnce(&Token, Option<&Secret>),
     {
-        let seq = st.begin_flight();
+        let seq = st.begin_flight(deadline);
         let refresh_token = st.refresh_token.clone();
         drop(st);
         let mut guard = FlightGuard {
             cache: self,
+            core,
             seq,
             armed: true,
         };
-        let outcome = renew(refresh_token.as_ref()).map(Arc::new);
+        let outcome = renew(refresh_token.as_ref(), deadline).map(Arc::new);
+        if let Ok(token) = &outcome {
+            if let Some(rt) = token.refresh_token() {
+                // Recorded before any user code runs: nothing a hook does can lose it.
+                let mut st = core.state.lock();
+                st.refresh_token = Some(rt.clone());
+                self.publish(&st);
+            }
+            announce(token, refresh_token.as_ref());
+        }
         guard.armed = false;
-        self.complete(seq, outcome.clone());
+        self.complete(core, seq, outcome.clone());
         outcome
     }
 
-    fn complete(&self, seq: u64, outcome: Result<Arc<Token>>) {
-        let mut st = self.state.lock();
+    fn complete(&self, core: &Core, seq: u64, outcome: Result<Arc<Token>>) {
+        let mut st = core.state.lock();
+        let now = Instant::now();
         match &outcome {
             Ok(token) => {
                 if let Some(rt) = token.refresh_token() {
@@ -167,78 +326,141 @@ impl Cache {
                 st.current = Some(Arc::clone(token));
                 st.failures = 0;
                 st.backoff_until = None;
+                st.current_after_rejection = std::mem::take(&mut st.renewing_after_rejection);
+                st.current_rejected = false;
+                if !st.current_after_rejection {
+                    st.rejections = 0;
+                    st.reject_until = None;
+                }
             }
             Err(e) => {
                 st.failures = st.failures.saturating_add(1);
-                let exp = self
-                    .policy
-                    .backoff
-                    .saturating_mul(1u32 << (st.failures - 1).min(16))
-                    .min(self.policy.max_backoff);
-                let pause = e.retry_after().map_or(exp, |ra| ra.max(exp));
-                st.backoff_until = Instant::now().checked_add(pause);
+                // The server's delay always wins; otherwise the first failure costs no
+                // pause, and the exponential backoff starts with the second.
+                let pause = e
+                    .retry_after()
+                    .or_else(|| self.policy.pause_after(st.failures));
+                st.backoff_until = pause.map(|p| later(now, p));
             }
         }
         st.last = Some((seq, outcome));
-        if st.flight == Some(seq) {
+        if st.flight.is_some_and(|f| f.seq == seq) {
             st.flight = None;
         }
+        self.publish(&st);
         drop(st);
-        self.done.notify_all();
+        core.done.notify_all();
     }
 
-    /// Waits, up to the deadline, for flight `seq` to finish and shares its outcome.
-    fn wait(&self, mut st: MutexGuard<'_, State>, seq: u64) -> Result<Arc<Token>> {
-        let deadline = Instant::now() + self.policy.wait_timeout;
+    /// Waits for `flight` to finish and shares its outcome: at most until the leader's
+    /// deadline (plus a margin), and never past the caller's own deadline.
+    fn wait(
+        &self,
+        core: &Core,
+        mut st: MutexGuard<'_, State>,
+        flight: Flight,
+        deadline: Deadline,
+    ) -> Result<Arc<Token>> {
+        let started = Instant::now();
+        let mut until = deadline.instant().min(later(flight.deadline, WAIT_MARGIN));
+        if let Some(w) = self.policy.wait_timeout {
+            until = until.min(later(started, w));
+        }
         loop {
             if let Some((done_seq, outcome)) = &st.last {
-                if *done_seq >= seq {
+                if *done_seq >= flight.seq {
                     return outcome.clone();
                 }
             }
-            if self.done.wait_until(&mut st, deadline).timed_out() {
+            if Instant::now() >= until || core.done.wait_until(&mut st, until).timed_out() {
+                if let Some((done_seq, outcome)) = &st.last {
+                    if *done_seq >= flight.seq {
+                        return outcome.clone();
+                    }
+                }
                 return Err(Error::Timeout {
                     message: format!(
-                        "waited {:.1} s for another thread's token renewal",
-                        self.policy.wait_timeout.as_secs_f64()
+                        "waited {:.1} s for another caller's token renewal",
+                        started.elapsed().as_secs_f64()
                     ),
                 });
             }
         }
     }
 
-    /// Drops the cached token if it is this very token; returns whether it was.
-    ///
-    /// A token already replaced by a renewal is left alone, so that many requests
-    /// rejected with the same token cause one renewal, not one each.
-    pub(crate) fn invalidate(&self, token: &Token) -> bool {
-        let mut st = self.state.lock();
-        let same = st
-            .current
-            .as_ref()
-            .is_some_and(|c| std::ptr::eq(c.as_ref(), token));
-        if same {
-            st.current = None;
-        }
-        same
+    /// An API rejected `token` (a 401 that a renewal may fix). Drops it if it is the
+    /// cached token — unless it was itself obtained because its predecessor was
+    /// rejected: then the API refuses for reasons a new token does not fix, and the
+    /// token is kept until the failure backoff allows another renewal. Many rejections
+    /// of one token cause one renewal, not one each.
+    pub(crate) fn reject(&self, token: &Token) -> Rejection {
+        self.reject_where(|c| std::ptr::eq(c, token))
     }
 
-    /// Drops the cached token if its access token equals `access_token`.
-    pub(crate) fn invalidate_value(&self, access_token: &str) -> bool {
+    /// [`reject`](Self::reject) by access token value (for hosts that hold the string).
+    pub(crate) fn reject_value(&self, access_token: &str) -> Rejection {
         let probe = Secret::new(access_token);
-        let mut st = self.state.lock();
-        let same = st
-            .current
-            .as_ref()
-            .is_some_and(|c| *c.access_token() == probe);
-        if same {
-            st.current = None;
-        }
-        same
+        self.reject_where(|c| *c.access_token() == probe)
     }
 
-    /// The cached token, whatever its state, without renewing.
-    pub(crate) fn peek(&self) -> Option<Arc<Token>> {
-        self.state.lock().current.clone()
+    fn reject_where(&self, is_it: impl Fn(&Token) -> bool) -> Rejection {
+        let core = self.core();
+        let mut st = core.state.lock();
+        if !st.current.as_deref().is_some_and(is_it) {
+            return Rejection::AlreadyReplaced;
+        }
+        let now = Instant::now();
+        if st.current_after_rejection {
+            if !st.current_rejected {
+                st.current_rejected = true;
+                st.rejections = st.rejections.saturating_add(1);
+                let pause = self
+                    .policy
+                    .pause_after(st.rejections.saturating_add(1))
+                    .unwrap_or(self.policy.backoff);
+                st.reject_until = Some(later(now, pause));
+                return Rejection::Kept;
+            }
+            if st.reject_until.is_some_and(|until| now < until) {
+                return Rejection::Kept;
+            }
+        }
+        st.current = None;
+        st.renewing_after_rejection = true;
+        self.publish(&st);
+        Rejection::Dropped
+    }
+}
+
+/// `at + d`, saturating far in the future instead of overflowing.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(MAX_DURATION)).unwrap_or(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_with_the_second_failure_and_is_capped() {
+        let p = Policy {
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            wait_timeout: None,
+        };
+        assert_eq!(p.pause_after(1), None);
+        assert_eq!(p.pause_after(2), Some(Duration::from_secs(1)));
+        assert_eq!(p.pause_after(3), Some(Duration::from_secs(2)));
+        assert_eq!(p.pause_after(7), Some(Duration::from_secs(30)));
+        assert_eq!(p.pause_after(u32::MAX), Some(Duration::from_secs(30)));
+        let huge = Policy {
+            backoff: Duration::MAX,
+            max_backoff: Duration::MAX,
+            wait_timeout: None,
+        };
+        let now = Instant::now();
+        // Never a panic, never a disabled backoff: a far-future instant.
+        let until = later(now, huge.pause_after(5).unwrap());
+        assert!(until > now + Duration::from_secs(3600));
     }
 }

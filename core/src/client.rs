@@ -2,16 +2,17 @@
 //! recovers once from a 401.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cache::{Cache, Policy};
+use crate::cache::{Cache, Policy, Rejection};
 use crate::error::Result;
 use crate::grant::{Grant, StaticToken};
-use crate::http::{Http, Response};
+use crate::http::{Deadline, Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
-use crate::token::{Freshness, Token};
+use crate::token::Token;
 
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
 /// (and its clones) should serve every thread of a process.
@@ -44,7 +45,7 @@ impl Client {
     /// A client for a grant. Fails only on configuration errors (e.g. a plain-HTTP
     /// token endpoint on a remote host); no request is made until a token is needed.
     pub fn new(grant: impl Grant, options: Options) -> Result<Client> {
-        let http = Http::new(Arc::new(options));
+        let http = Http::new(Arc::new(options))?;
         for url in grant.endpoints() {
             http.check_url(url)?;
         }
@@ -52,7 +53,7 @@ impl Client {
         let policy = Policy {
             backoff: options.failure_backoff,
             max_backoff: options.max_failure_backoff,
-            wait_timeout: options.effective_wait_timeout(),
+            wait_timeout: options.wait_timeout,
         };
         let refresh_token = options
             .store
@@ -76,15 +77,23 @@ impl Client {
     }
 
     /// A valid access token: the cached one, or a new one obtained by exactly one
-    /// caller while the others wait for it (or keep using a still-valid token).
+    /// caller while the others wait for it (or keep using a still-valid token), all
+    /// within [`Options::timeout`](crate::Options::timeout).
     #[inline]
     pub fn token(&self) -> Result<Arc<Token>> {
+        if let Some(token) = self.inner.cache.fresh() {
+            return Ok(token);
+        }
+        self.token_until(Deadline::after(self.inner.http.options().timeout))
+    }
+
+    fn token_until(&self, deadline: Deadline) -> Result<Arc<Token>> {
         let inner = &*self.inner;
-        inner.cache.get(|refresh_token| {
-            let token = inner.grant.fetch(&inner.http, refresh_token)?;
-            announce(inner.http.options(), &token, refresh_token);
-            Ok(token)
-        })
+        inner.cache.get(
+            deadline,
+            |refresh_token, deadline| inner.grant.fetch(&inner.http, refresh_token, deadline),
+            |token, previous| announce(inner.http.options(), token, previous),
+        )
     }
 
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.
@@ -93,16 +102,19 @@ impl Client {
     }
 
     /// Reports that a server rejected `token`. The cache drops it only if it still
-    /// holds that very token, so many rejections of one token cause one renewal.
-    /// Returns whether the cached token was dropped.
+    /// holds that very token, so many rejections of one token cause one renewal — and
+    /// not if it replaced a token that was rejected too, until the failure backoff
+    /// allows another renewal (an API that refuses every token does not turn each call
+    /// into a token request). Returns whether the cached token was dropped.
     pub fn invalidate(&self, token: &Token) -> bool {
-        self.inner.grant.renewable() && self.inner.cache.invalidate(token)
+        self.inner.grant.renewable() && self.inner.cache.reject(token) == Rejection::Dropped
     }
 
     /// Like [`invalidate`](Self::invalidate), by access token value (for hosts that
     /// only hold the string).
     pub fn invalidate_access_token(&self, access_token: &str) -> bool {
-        self.inner.grant.renewable() && self.inner.cache.invalidate_value(access_token)
+        self.inner.grant.renewable()
+            && self.inner.cache.reject_value(access_token) == Rejection::Dropped
     }
 
     /// The cached token, if any, without renewing or waiting.
@@ -111,18 +123,22 @@ impl Client {
     }
 
     /// The cached token if it needs no renewal yet ([`Freshness::Fresh`]), else `None`.
-    /// Never does I/O and never waits for a renewal: hosts use it as a fast path
+    /// Never does I/O, never waits and takes no lock: hosts use it as a fast path
     /// before a [`token`](Self::token) call that may block.
+    ///
+    /// [`Freshness::Fresh`]: crate::Freshness::Fresh
     pub fn fresh_token(&self) -> Option<Arc<Token>> {
-        self.inner
-            .cache
-            .peek()
-            .filter(|t| t.freshness(Instant::now()) == Freshness::Fresh)
+        self.inner.cache.fresh()
     }
 
     /// Sends a request with the token attached. On a 401 (other than an
     /// `insufficient_scope` challenge) the token is invalidated, renewed, and the
-    /// request sent once more. Any `Authorization` header in `headers` is replaced.
+    /// request sent once more; a 401 to a token that was just renewed that way is
+    /// returned as it is. Any `Authorization` header in `headers` is replaced.
+    ///
+    /// Every HTTP status comes back as `Ok(Response)`; `Err` means no usable answer
+    /// (no token, transport failure, deadline). The whole call — first send, renewal
+    /// and resend — ends within [`Options::timeout`](crate::Options::timeout).
     pub fn request(
         &self,
         method: &str,
@@ -133,9 +149,8 @@ impl Client {
         self.request_with_timeout(method, url, headers, body, None)
     }
 
-    /// [`request`](Self::request) with its own overall deadline for each send, instead
-    /// of [`Options::timeout`](crate::Options::timeout). Token renewal keeps the
-    /// client's settings.
+    /// [`request`](Self::request) with its own deadline for the whole call (first
+    /// send, renewal and resend) instead of [`Options::timeout`](crate::Options::timeout).
     pub fn request_with_timeout(
         &self,
         method: &str,
@@ -146,28 +161,35 @@ impl Client {
     ) -> Result<Response> {
         let http = &self.inner.http;
         http.check_url(url)?;
-        let token = self.token()?;
-        let response = http.send(
-            method,
-            url,
-            headers,
-            token.authorization_header(),
-            body,
-            timeout,
-        )?;
+        let deadline = Deadline::after(timeout.unwrap_or(http.options().timeout));
+        let send = |token: &Token| {
+            http.send(
+                method,
+                url,
+                headers,
+                token.authorization_header(),
+                body,
+                deadline,
+            )
+        };
+        let token = match self.inner.cache.fresh() {
+            Some(token) => token,
+            None => self.token_until(deadline)?,
+        };
+        let response = send(&token)?;
         if !self.renewal_helps(response.status, response.header("www-authenticate")) {
             return Ok(response);
         }
-        self.invalidate(&token);
-        let token = self.token()?;
-        http.send(
-            method,
-            url,
-            headers,
-            token.authorization_header(),
-            body,
-            timeout,
-        )
+        if self.inner.cache.reject(&token) == Rejection::Kept {
+            return Ok(response);
+        }
+        let token = self.token_until(deadline)?;
+        let response = send(&token)?;
+        if self.renewal_helps(response.status, response.header("www-authenticate")) {
+            // Counted, so that the next call does not renew again before the backoff.
+            self.inner.cache.reject(&token);
+        }
+        Ok(response)
     }
 
     /// Whether a response is worth renewing the token and sending once more: a 401
@@ -187,14 +209,32 @@ impl Client {
 }
 
 /// Hands a new token to the store and, when its refresh token is new, to the hook —
-/// before any caller can use the access token that came with it.
+/// before any caller can use the access token that came with it. User code runs inside
+/// a panic boundary: a store or hook that fails or panics is logged (error level,
+/// target `authcore`) and costs nothing else; the token is kept and used.
 pub(crate) fn announce(options: &Options, token: &Token, previous: Option<&Secret>) {
     if let Some(store) = &options.store {
-        store.save(token);
+        if catch_unwind(AssertUnwindSafe(|| store.save(token))).is_err() {
+            log::error!(
+                target: "authcore",
+                "the token store panicked while saving a new token; the token is kept and used"
+            );
+        }
     }
     if let (Some(hook), Some(rt)) = (&options.on_refresh_token, token.refresh_token()) {
         if previous != Some(rt) {
-            hook(rt);
+            match catch_unwind(AssertUnwindSafe(|| hook(rt))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::error!(
+                    target: "authcore",
+                    "the refresh-token hook failed: {}; the new refresh token is kept in memory and used",
+                    crate::error::scrub(&e.to_string())
+                ),
+                Err(_) => log::error!(
+                    target: "authcore",
+                    "the refresh-token hook panicked; the new refresh token is kept in memory and used"
+                ),
+            }
         }
     }
 }

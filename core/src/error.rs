@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use zeroize::Zeroize;
 
 /// The result type of every fallible authcore call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -273,25 +274,47 @@ impl StdError for Error {
 }
 
 const SNIPPET_CHARS: usize = 160;
-/// Runs of token-like characters at least this long are redacted from server text.
+/// Runs of token-like characters at least this long are redacted from server text…
 const TOKEN_LIKE_RUN: usize = 20;
+/// …unless they read like words: separator-free pieces shorter than this, no digits.
+const WORD_PIECE: usize = 16;
 
 /// Replaces every run of token-like characters (JWTs, opaque tokens, keys) with
 /// `[redacted]`, so that server-provided text is safe to put in a message.
+///
+/// A run of 20 or more token characters is redacted when it mixes letters and digits
+/// or has a separator-free piece of 16 or more characters (an all-letter or all-digit
+/// secret), so that words, hyphenated codes and URLs stay readable. A run right after
+/// `Bearer` or `Basic` is redacted whatever its length.
 pub(crate) fn scrub(text: &str) -> String {
     fn token_char(c: char) -> bool {
         c.is_ascii_alphanumeric() || "-._~+/=".contains(c)
     }
+    fn secret_like(run: &str) -> bool {
+        if run.len() < TOKEN_LIKE_RUN {
+            return false;
+        }
+        let mixed =
+            run.bytes().any(|b| b.is_ascii_digit()) && run.bytes().any(|b| b.is_ascii_alphabetic());
+        let long_piece = run
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|piece| piece.len() >= WORD_PIECE);
+        mixed || long_piece
+    }
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        let has_digit = run.chars().any(|c| c.is_ascii_digit());
-        let has_alpha = run.chars().any(|c| c.is_ascii_alphabetic());
-        if run.chars().count() >= TOKEN_LIKE_RUN && has_digit && has_alpha {
+    let mut after_scheme = false;
+    let mut flush = |run: &mut String, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        if after_scheme || secret_like(run) {
             out.push_str("[redacted]");
         } else {
             out.push_str(run);
         }
+        after_scheme = run.eq_ignore_ascii_case("bearer") || run.eq_ignore_ascii_case("basic");
+        run.zeroize();
         run.clear();
     };
     for c in text.chars() {
@@ -309,22 +332,27 @@ pub(crate) fn scrub(text: &str) -> String {
 /// A short, secret-free description of a response body for error messages.
 ///
 /// JSON objects are described by their keys only (values may be tokens); other text is
-/// cut short and scrubbed of token-like runs.
+/// scrubbed of token-like runs first and cut short afterwards, so that a cut can never
+/// leave half a secret behind.
 pub(crate) fn snippet(body: &[u8]) -> String {
     if body.is_empty() {
         return "(empty)".to_owned();
     }
-    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
-        let keys: Vec<&str> = map.keys().map(String::as_str).take(12).collect();
-        return scrub(&format!("JSON object with keys [{}]", keys.join(", ")));
+    if let Ok(parsed) = serde_json::from_slice::<Value>(body) {
+        let parsed = crate::token::WipedJson(parsed);
+        if let Value::Object(map) = &parsed.0 {
+            let keys: Vec<&str> = map.keys().map(String::as_str).take(12).collect();
+            return scrub(&format!("JSON object with keys [{}]", keys.join(", ")));
+        }
     }
-    let text = String::from_utf8_lossy(body);
-    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut cut: String = collapsed.chars().take(SNIPPET_CHARS).collect();
-    if collapsed.chars().count() > SNIPPET_CHARS {
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(body).into_owned());
+    let collapsed = zeroize::Zeroizing::new(text.split_whitespace().collect::<Vec<_>>().join(" "));
+    let scrubbed = scrub(&collapsed);
+    let mut cut: String = scrubbed.chars().take(SNIPPET_CHARS).collect();
+    if scrubbed.chars().count() > SNIPPET_CHARS {
         cut.push('…');
     }
-    scrub(&cut)
+    cut
 }
 
 fn str_field(map: &Map<String, Value>, key: &str) -> Option<String> {
@@ -375,17 +403,18 @@ pub(crate) fn problem(map: &Map<String, Value>, status: u16) -> Option<Problem> 
 
 /// Turns an unsuccessful response into the most specific error its body allows.
 pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Error {
-    let map = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Some(map),
+    let parsed = crate::token::WipedJson(serde_json::from_slice(body).unwrap_or(Value::Null));
+    let map = match &parsed.0 {
+        Value::Object(map) => Some(map),
         _ => None,
     };
     if status == 429 {
         return Error::RateLimited {
             retry_after,
-            problem: map.as_ref().and_then(|m| problem(m, status)),
+            problem: map.and_then(|m| problem(m, status)),
         };
     }
-    if let Some(map) = &map {
+    if let Some(map) = map {
         if let Some(e) = oauth_error(map, Some(status)) {
             return Error::OAuth(e);
         }
@@ -453,7 +482,52 @@ mod tests {
         assert_eq!(e.oauth().map(|o| o.error.as_str()), Some("invalid_client"));
     }
 
+    #[test]
+    fn scrub_catches_secrets_of_any_mix_and_keeps_words() {
+        for secret in [
+            "abcdefghijklmnopqrstuvwxyzabcdef",
+            "12345678901234567890123",
+            "ABCDEFGHIJKLMNOPQRSTUV",
+            "aB3-xY9_qq.ZZ-k2-ppp-Q7",
+        ] {
+            let s = scrub(&format!("refresh token {secret} is unknown"));
+            assert_eq!(s, "refresh token [redacted] is unknown", "{secret}");
+        }
+        assert_eq!(scrub("Bearer abc"), "Bearer [redacted]");
+        for kept in [
+            "https://docs.api.video/reference/authentication-invalid-api-key",
+            "The refresh token is invalid, expired or was already used.",
+        ] {
+            assert_eq!(scrub(kept), kept);
+        }
+    }
+
+    #[test]
+    fn snippet_scrubs_before_cutting() {
+        // A secret straddling the cut: its first half must not survive the truncation.
+        let secret = "s3cr3tT0k3nValue9876543210abcdefXYZ";
+        let pad = "x ".repeat((SNIPPET_CHARS - 10) / 2);
+        let body = format!("<html>{pad}{secret} tail</html>");
+        let s = snippet(body.as_bytes());
+        assert!(!s.contains("s3cr3t"), "{s}");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn snippet_never_keeps_a_piece_of_a_secret(
+            prefix in "[ a-z<>]{0,300}",
+            secret in "[a-zA-Z0-9_-]{24,64}",
+            suffix in "[ a-z<>]{0,50}",
+        ) {
+            proptest::prop_assume!(secret.bytes().any(|b| b.is_ascii_digit()));
+            let body = format!("{prefix} {secret} {suffix}");
+            let s = snippet(body.as_bytes());
+            for w in secret.as_bytes().windows(12) {
+                let piece = std::str::from_utf8(w).unwrap();
+                proptest::prop_assert!(!s.contains(piece), "{s} keeps {piece}");
+            }
+        }
+
         #[test]
         fn error_parsing_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), status in 100u16..600) {
             let e = from_response(status, None, &body);

@@ -1,16 +1,17 @@
 //! The HTTP layer: one `ureq::Agent` per client with timeouts, a body cap, no
 //! redirects, HTTPS-only outside loopback, and bounded retries for token requests.
 
-use std::net::IpAddr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use ureq::http;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::error::{self, Error, Result};
-use crate::options::Options;
+use crate::error::{self, Error, ErrorKind, Result};
+use crate::options::{Options, Proxy, MAX_DURATION};
 use crate::secret::Secret;
 use crate::token::{self, Token};
 
@@ -21,13 +22,44 @@ const MAX_INLINE_RETRY_WAIT: Duration = Duration::from_secs(10);
 /// Longest delay honoured from `Retry-After` at all.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// The moment by which a whole call (a token acquisition, or a request with its
+/// renewal and resend) must be over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// `d` from now (clamped, so that it never overflows).
+    pub(crate) fn after(d: Duration) -> Self {
+        let now = Instant::now();
+        Deadline(now.checked_add(d.min(MAX_DURATION)).unwrap_or(now))
+    }
+
+    /// The instant itself.
+    pub(crate) fn instant(self) -> Instant {
+        self.0
+    }
+
+    /// Time left, or `None` once it has passed.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        let left = self.0.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// The error of a call that ran out of time.
+    pub(crate) fn expired(what: &str) -> Error {
+        Error::Timeout {
+            message: format!("{what} did not finish within the call's deadline"),
+        }
+    }
+}
+
 /// May a token request be sent again after a failure?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Replay {
     /// Yes, on any transient failure (API key exchange, client credentials).
     Safe,
     /// Only when the server provably did not process it (connection not made, 429):
-    /// the request carries a rotating refresh token that must never be used twice.
+    /// the request carries a refresh token that may rotate and must never be used twice.
     Rotating,
     /// Never (authorization code exchange: codes are single use).
     Never,
@@ -89,27 +121,67 @@ struct Raw {
     body: Zeroizing<Vec<u8>>,
 }
 
+/// The agents of one process: rebuilt in a child after `fork()`, so that a child never
+/// shares a pooled connection (or a pool lock) with its parent.
+struct Agents {
+    pid: u32,
+    agent: ureq::Agent,
+}
+
 /// The HTTP layer of one client.
 pub struct Http {
-    agent: ureq::Agent,
+    agents: ArcSwap<Agents>,
+    /// The proxy for non-loopback hosts (loopback is always reached directly).
+    proxy: Option<ureq::Proxy>,
     options: Arc<Options>,
 }
 
 impl Http {
-    pub(crate) fn new(options: Arc<Options>) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(options.connect_timeout))
-            .timeout_global(Some(options.timeout))
-            .user_agent(USER_AGENT)
-            .build()
-            .into();
-        Http { agent, options }
+    /// The HTTP layer for these options; fails on settings it cannot work with.
+    pub(crate) fn new(options: Arc<Options>) -> Result<Self> {
+        options.validate()?;
+        let proxy = match &options.proxy {
+            Proxy::Environment => ureq::Proxy::try_from_env(),
+            Proxy::None => None,
+            Proxy::Url(u) => {
+                Some(ureq::Proxy::new(u).map_err(|_| Error::config("the proxy URL is not valid"))?)
+            }
+        };
+        let agents = ArcSwap::from_pointee(Agents {
+            pid: std::process::id(),
+            agent: build_agent(&options, proxy.clone()),
+        });
+        Ok(Http {
+            agents,
+            proxy,
+            options,
+        })
     }
 
     pub(crate) fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// This process's agent: a fresh one after a fork. The parent's agent is leaked in
+    /// the child rather than dropped: its pooled connections belong to the parent.
+    fn agent(&self) -> ureq::Agent {
+        let current = self.agents.load();
+        let pid = std::process::id();
+        if current.pid == pid {
+            return current.agent.clone();
+        }
+        let fresh = Arc::new(Agents {
+            pid,
+            agent: build_agent(&self.options, self.proxy.clone()),
+        });
+        let previous = self.agents.compare_and_swap(&*current, Arc::clone(&fresh));
+        if Arc::ptr_eq(&previous, &current) {
+            std::mem::forget(Arc::clone(&previous));
+            fresh.agent.clone()
+        } else {
+            // Another thread of the child replaced it first.
+            self.agents.load().agent.clone()
+        }
     }
 
     /// Refuses URLs that would send credentials in clear text to another machine.
@@ -122,8 +194,14 @@ impl Http {
         check_url(url, self.options.danger_allow_insecure_http).map(|_| ())
     }
 
-    /// Sends a token request with bounded, jittered retries and parses the token.
-    pub(crate) fn token(&self, req: &TokenRequest<'_>) -> Result<Token> {
+    /// Sends a token request with bounded, jittered retries within `deadline`, and
+    /// parses the token.
+    ///
+    /// Retried when that is safe for `req.replay`: transient statuses, connection
+    /// failures and, for [`Replay::Safe`], a 2xx whose body is not a usable token
+    /// response (an HTML page, no `access_token`). A pause that would not end before the
+    /// deadline is not taken: the last failure is returned instead.
+    pub(crate) fn token(&self, req: &TokenRequest<'_>, deadline: Deadline) -> Result<Token> {
         self.check_url(req.url)?;
         let max_retries = if req.replay == Replay::Never {
             0
@@ -132,32 +210,40 @@ impl Http {
         };
         let mut attempt = 0;
         loop {
+            let Some(remaining) = deadline.remaining() else {
+                return Err(Deadline::expired("the token request"));
+            };
             let sent_at = Instant::now();
-            let outcome = self.token_attempt(req);
-            let retry = match &outcome {
+            let (error, retry, server_delay) = match self.token_attempt(req, remaining) {
                 Ok(raw) if (200..300).contains(&raw.status) => {
-                    return token::parse_token_response(
+                    match token::parse_token_response(
                         raw.status,
                         &raw.body,
                         sent_at,
                         self.options.default_lifetime,
-                    );
+                    ) {
+                        Ok(token) => return Ok(token),
+                        Err(e) => {
+                            let unusable = e.kind() == ErrorKind::InvalidResponse;
+                            (e, unusable && req.replay == Replay::Safe, None)
+                        }
+                    }
                 }
-                Ok(raw) => retryable_status(raw, req.replay),
-                Err((_, sent)) => {
-                    req.replay == Replay::Safe || (!sent && req.replay != Replay::Never)
+                Ok(raw) => (
+                    error::from_response(raw.status, raw.retry_after, &raw.body),
+                    retryable_status(&raw, req.replay),
+                    raw.retry_after,
+                ),
+                Err((e, sent)) => {
+                    let retry =
+                        req.replay == Replay::Safe || (!sent && req.replay != Replay::Never);
+                    (e, retry, None)
                 }
             };
-            let delay = match &outcome {
-                Ok(raw) => raw.retry_after,
-                Err(_) => None,
-            }
-            .unwrap_or_else(|| backoff_delay(attempt));
-            if !retry || attempt >= max_retries || delay > MAX_INLINE_RETRY_WAIT {
-                return Err(match outcome {
-                    Ok(raw) => error::from_response(raw.status, raw.retry_after, &raw.body),
-                    Err((e, _)) => e,
-                });
+            let delay = server_delay.unwrap_or_else(|| backoff_delay(attempt));
+            let fits = deadline.remaining().is_some_and(|left| delay < left);
+            if !retry || attempt >= max_retries || delay > MAX_INLINE_RETRY_WAIT || !fits {
+                return Err(error);
             }
             std::thread::sleep(delay);
             attempt += 1;
@@ -166,13 +252,18 @@ impl Http {
 
     /// One token request attempt. On error, also says whether the request may have
     /// reached the server.
-    fn token_attempt(&self, req: &TokenRequest<'_>) -> std::result::Result<Raw, (Error, bool)> {
+    fn token_attempt(
+        &self,
+        req: &TokenRequest<'_>,
+        remaining: Duration,
+    ) -> std::result::Result<Raw, (Error, bool)> {
         let (content_type, body) = encode(req);
         let mut builder = http::Request::post(req.url)
             .header("content-type", content_type)
             .header("accept", "application/json");
         if let Some(basic) = &req.basic {
-            builder = builder.header("authorization", format!("Basic {}", basic.expose_secret()));
+            let value = Zeroizing::new(format!("Basic {}", basic.expose_secret()));
+            builder = builder.header("authorization", value.as_str());
         }
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
@@ -183,7 +274,7 @@ impl Http {
                 false,
             )
         })?;
-        let response = self.agent.run(request).map_err(|e| {
+        let response = self.run(request, remaining).map_err(|e| {
             let sent = !matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
                 && !is_refused(&e);
             (transport_error(e, host_of(req.url)), sent)
@@ -198,8 +289,8 @@ impl Http {
         })
     }
 
-    /// Sends an API request as given (no retries; the client decides about 401s).
-    /// The caller has checked the URL with [`Http::check_url`].
+    /// Sends an API request as given (no retries; the client decides about 401s),
+    /// within `deadline`. The caller has checked the URL with [`Http::check_url`].
     pub(crate) fn send(
         &self,
         method: &str,
@@ -207,8 +298,11 @@ impl Http {
         headers: &[(&str, &str)],
         authorization: &Secret,
         body: &[u8],
-        timeout: Option<Duration>,
+        deadline: Deadline,
     ) -> Result<Response> {
+        let Some(remaining) = deadline.remaining() else {
+            return Err(Deadline::expired("the request"));
+        };
         let mut builder = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             if !k.eq_ignore_ascii_case("authorization") {
@@ -217,16 +311,17 @@ impl Http {
         }
         builder = builder.header("authorization", authorization.expose_secret());
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
+        let transport = |e| transport_error(e, host_of(url));
         let result = if body.is_empty() {
             builder
                 .body(())
                 .map_err(bad)
-                .and_then(|r| self.run(r, timeout, url))
+                .and_then(|r| self.run(r, remaining).map_err(transport))
         } else {
             builder
                 .body(body)
                 .map_err(bad)
-                .and_then(|r| self.run(r, timeout, url))
+                .and_then(|r| self.run(r, remaining).map_err(transport))
         };
         let response = result?;
         let status = response.status().as_u16();
@@ -241,31 +336,49 @@ impl Http {
 }
 
 impl Http {
-    /// Runs a request, with its own overall deadline when `timeout` is given.
+    /// Runs a request that must be over within `remaining`: connect, send and the whole
+    /// response, body included. Loopback hosts are never reached through a proxy.
     fn run<S: ureq::AsSendBody>(
         &self,
         request: http::Request<S>,
-        timeout: Option<Duration>,
-        url: &str,
-    ) -> Result<http::Response<ureq::Body>> {
-        let request = match timeout {
-            Some(t) => self
-                .agent
-                .configure_request(request)
-                .timeout_global(Some(t))
-                .build(),
-            None => request,
-        };
-        self.agent
-            .run(request)
-            .map_err(|e| transport_error(e, host_of(url)))
+        remaining: Duration,
+    ) -> std::result::Result<http::Response<ureq::Body>, ureq::Error> {
+        let loopback = request.uri().host().is_some_and(is_loopback_host);
+        let agent = self.agent();
+        let mut config = agent
+            .configure_request(request)
+            .timeout_global(Some(remaining))
+            .timeout_connect(Some(self.options.connect_timeout.min(remaining)));
+        if loopback && self.proxy.is_some() {
+            config = config.proxy(None);
+        }
+        agent.run(config.build())
     }
 }
 
+fn build_agent(options: &Options, proxy: Option<ureq::Proxy>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(proxy)
+        .user_agent(USER_AGENT)
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_global(Some(options.timeout))
+        .build()
+        .into()
+}
+
 fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {
+    // Sized up front so that no reallocation leaves an unwiped copy behind.
+    let capacity = req
+        .params
+        .iter()
+        .map(|(k, v)| 3 * (k.len() + v.expose_secret().len()) + 8)
+        .sum::<usize>()
+        + 2;
     match req.format {
         BodyFormat::Form => {
-            let mut s = url::form_urlencoded::Serializer::new(String::new());
+            let mut s = url::form_urlencoded::Serializer::new(String::with_capacity(capacity));
             for (k, v) in &req.params {
                 s.append_pair(k, v.expose_secret());
             }
@@ -275,18 +388,17 @@ fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {
             )
         }
         BodyFormat::Json => {
-            let map: serde_json::Map<String, serde_json::Value> = req
+            // Borrowed values: the secrets are not copied into a JSON value first.
+            let map: std::collections::BTreeMap<&str, &str> = req
                 .params
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        serde_json::Value::String(v.expose_secret().to_owned()),
-                    )
-                })
+                .map(|(k, v)| (*k, v.expose_secret()))
                 .collect();
-            let body = serde_json::Value::Object(map).to_string();
-            ("application/json", Zeroizing::new(body))
+            let mut buf = Zeroizing::new(Vec::with_capacity(2 * capacity));
+            serde_json::to_writer(&mut *buf, &map).expect("a map of strings serialises");
+            let body =
+                Zeroizing::new(String::from_utf8(std::mem::take(&mut *buf)).unwrap_or_default());
+            ("application/json", body)
         }
     }
 }
@@ -399,26 +511,41 @@ fn transport_error(e: ureq::Error, host: String) -> Error {
 }
 
 /// HTTPS everywhere; plain HTTP only to loopback hosts, or with the explicit opt-out.
+///
+/// Loopback is judged on the host exactly as written in the URL, which is what the
+/// connection is made to: a strict IPv4 or IPv6 loopback literal, or `localhost`.
+/// `127.0.0.1.`, `localhost.`, `127.1` and names that merely start with a loopback
+/// literal are not loopback.
 pub(crate) fn check_url(url: &str, allow_insecure: bool) -> Result<Url> {
     let parsed = Url::parse(url).map_err(|e| Error::config(format!("invalid URL: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(parsed),
-        "http" if allow_insecure || is_loopback(&parsed) => Ok(parsed),
-        "http" => Err(Error::config(format!(
-            "refusing plain HTTP to non-loopback host {}; use https, or danger_allow_insecure_http",
-            parsed.host_str().unwrap_or("")
-        ))),
+        "http" if allow_insecure => Ok(parsed),
+        "http" => {
+            let raw_host = url
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_owned));
+            if raw_host.as_deref().is_some_and(is_loopback_host) {
+                Ok(parsed)
+            } else {
+                Err(Error::config(format!(
+                    "refusing plain HTTP to non-loopback host {}; use https, or danger_allow_insecure_http",
+                    parsed.host_str().unwrap_or("")
+                )))
+            }
+        }
         other => Err(Error::config(format!("unsupported URL scheme {other:?}"))),
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+/// A host, as written in a URL, that is certainly this machine.
+fn is_loopback_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
     }
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -435,6 +562,18 @@ mod tests {
             "http://127.5.6.7/",
         ] {
             assert!(check_url(ok, false).is_ok(), "{ok}");
+        }
+        for not_loopback in [
+            "http://127.0.0.1./x",
+            "http://localhost./x",
+            "http://127.0.0.1.evil.example/x",
+            "http://localhost.evil.example/x",
+            "http://127.1/x",
+            "http://0x7f000001/x",
+            "http://[::ffff:127.0.0.1]/x",
+        ] {
+            let e = check_url(not_loopback, false).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{not_loopback}");
         }
         let e = check_url("http://api.vibe.co/oauth2/token", false).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Config);

@@ -4,12 +4,75 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::store::TokenStore;
 
+/// The error a refresh-token hook reports when it could not keep a token.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A function called with every new refresh token before the access token that came
-/// with it is used.
-pub type RefreshTokenHook = Arc<dyn Fn(&Secret) + Send + Sync>;
+/// with it is used. An `Err` (or a panic) is reported, never fatal: the token is kept
+/// and used regardless (see [`Options::on_refresh_token`]).
+pub type RefreshTokenHook = Arc<dyn Fn(&Secret) -> Result<(), HookError> + Send + Sync>;
+
+/// What a refresh-token hook may return: nothing (it cannot fail), or a `Result`
+/// whose error is reported.
+pub trait HookOutcome {
+    /// The outcome as a `Result`.
+    fn into_result(self) -> Result<(), HookError>;
+}
+
+impl HookOutcome for () {
+    fn into_result(self) -> Result<(), HookError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<HookError>> HookOutcome for Result<(), E> {
+    fn into_result(self) -> Result<(), HookError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Longest duration any timeout, deadline or backoff setting takes; longer values are
+/// clamped to it so that no instant arithmetic can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Which proxy requests to non-loopback hosts go through. Loopback hosts are always
+/// reached directly, whatever this says.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Proxy {
+    /// From the environment, as curl reads it: `ALL_PROXY`, then `HTTPS_PROXY`, then
+    /// `HTTP_PROXY` (or their lowercase forms), skipping hosts listed in `NO_PROXY`.
+    #[default]
+    Environment,
+    /// Never a proxy, whatever the environment says.
+    None,
+    /// This proxy (`http://`, `https://`; user and password in the URL allowed). The
+    /// environment is ignored.
+    Url(String),
+}
+
+impl fmt::Debug for Proxy {
+    /// Shows the proxy's scheme, host and port only: never its user or password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proxy::Environment => f.write_str("Environment"),
+            Proxy::None => f.write_str("None"),
+            Proxy::Url(u) => match url::Url::parse(u) {
+                Ok(p) => write!(
+                    f,
+                    "Url({}://{}{})",
+                    p.scheme(),
+                    p.host_str().unwrap_or(""),
+                    p.port().map(|p| format!(":{p}")).unwrap_or_default()
+                ),
+                Err(_) => f.write_str("Url([unparsable])"),
+            },
+        }
+    }
+}
 
 /// Client configuration, built with chained setters:
 ///
@@ -20,6 +83,9 @@ pub type RefreshTokenHook = Arc<dyn Fn(&Secret) + Send + Sync>;
 ///     .max_retries(1);
 /// # let _ = options;
 /// ```
+///
+/// Durations longer than [`MAX_DURATION`] are clamped to it; a zero timeout or body
+/// cap is a [`Config`](crate::ErrorKind::Config) error when the client is built.
 #[derive(Clone)]
 pub struct Options {
     pub(crate) connect_timeout: Duration,
@@ -34,6 +100,7 @@ pub struct Options {
     pub(crate) store: Option<Arc<dyn TokenStore>>,
     pub(crate) on_refresh_token: Option<RefreshTokenHook>,
     pub(crate) extra_headers: Vec<(String, String)>,
+    pub(crate) proxy: Proxy,
 }
 
 impl Default for Options {
@@ -51,20 +118,26 @@ impl Default for Options {
             store: None,
             on_refresh_token: None,
             extra_headers: Vec::new(),
+            proxy: Proxy::Environment,
         }
     }
 }
 
 impl Options {
-    /// Time allowed to open a connection (TCP and TLS). Default 5 s.
+    /// Time allowed to open a connection (TCP and TLS), within the call's deadline.
+    /// Default 5 s.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
+        self.connect_timeout = d.min(MAX_DURATION);
         self
     }
 
-    /// Time allowed for one whole request, body included. Default 30 s.
+    /// The deadline of one whole call. For a token acquisition it covers every attempt,
+    /// every pause between attempts (`Retry-After` included) and every body read; for
+    /// [`Client::request`](crate::Client::request) it covers the first send, the
+    /// renewal and the resend. A call that reaches it fails with
+    /// [`Timeout`](crate::ErrorKind::Timeout) and its connection is dropped. Default 30 s.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+        self.timeout = d.min(MAX_DURATION);
         self
     }
 
@@ -74,7 +147,8 @@ impl Options {
         self
     }
 
-    /// Retries of a token request after transient failures. Default 2.
+    /// Retries of a token request after transient failures, within the deadline.
+    /// Default 2.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self
@@ -94,18 +168,20 @@ impl Options {
         self
     }
 
-    /// First pause after a failed renewal, doubled after each further failure up to
-    /// `max` (a server's `Retry-After` wins when longer). Defaults 1 s and 30 s.
+    /// The pause after the second consecutive failed renewal, doubled after each
+    /// further failure up to `max`. The first failure costs no pause: the next call
+    /// tries again at once. A server's `Retry-After` always wins. Defaults 1 s and 30 s.
     pub fn failure_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.failure_backoff = first;
-        self.max_failure_backoff = max.max(first);
+        self.failure_backoff = first.min(MAX_DURATION);
+        self.max_failure_backoff = max.min(MAX_DURATION).max(self.failure_backoff);
         self
     }
 
-    /// Longest time a caller waits for another thread's renewal. Default: enough for
-    /// the renewal's own timeouts and retries.
+    /// An extra bound on how long a caller waits for another caller's renewal. By
+    /// default a waiter waits as long as the renewal's own deadline allows (and never
+    /// past its own deadline), so it never gives up before the renewal does.
     pub fn wait_timeout(mut self, d: Duration) -> Self {
-        self.wait_timeout = Some(d);
+        self.wait_timeout = Some(d.min(MAX_DURATION));
         self
     }
 
@@ -116,9 +192,23 @@ impl Options {
     }
 
     /// Called with each new refresh token before the access token that came with it
-    /// is used, so that it can be persisted first.
-    pub fn on_refresh_token(mut self, hook: impl Fn(&Secret) + Send + Sync + 'static) -> Self {
-        self.on_refresh_token = Some(Arc::new(hook));
+    /// is used, so that it can be persisted first. The hook returns `()` or a `Result`.
+    /// The token is already recorded in the client when the hook runs: a hook that returns an error or panics loses nothing
+    /// (the token is still kept and used) and its failure is logged at error level
+    /// through the [`log`] facade (target `authcore`).
+    ///
+    /// ```
+    /// let options = authcore::Options::default().on_refresh_token(|rt| {
+    ///     std::fs::write("/tmp/refresh-token", rt.expose_secret())
+    /// });
+    /// # let _ = options;
+    /// ```
+    pub fn on_refresh_token<F, R>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Secret) -> R + Send + Sync + 'static,
+        R: HookOutcome,
+    {
+        self.on_refresh_token = Some(Arc::new(move |rt: &Secret| hook(rt).into_result()));
         self
     }
 
@@ -138,11 +228,40 @@ impl Options {
         self
     }
 
-    pub(crate) fn effective_wait_timeout(&self) -> Duration {
-        self.wait_timeout.unwrap_or_else(|| {
-            let attempts = self.max_retries.saturating_add(1);
-            (self.timeout + Duration::from_secs(2)) * attempts + Duration::from_secs(5)
-        })
+    /// The proxy for non-loopback hosts. Default [`Proxy::Environment`].
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// Checks the settings a client cannot work with.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::config(format!("{what} must be greater than zero")));
+        if self.timeout.is_zero() {
+            return bad("timeout");
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect timeout");
+        }
+        if self.max_body_bytes == 0 {
+            return bad("max body bytes");
+        }
+        if self.wait_timeout.is_some_and(|d| d.is_zero()) {
+            return bad("wait timeout");
+        }
+        for (name, value) in &self.extra_headers {
+            let ok = ureq::http::HeaderName::try_from(name.as_str()).is_ok()
+                && ureq::http::HeaderValue::try_from(value.as_str()).is_ok();
+            if !ok {
+                return Err(Error::config(format!(
+                    "token request header {name:?} is not a valid HTTP header"
+                )));
+            }
+        }
+        if let Proxy::Url(u) = &self.proxy {
+            ureq::Proxy::new(u).map_err(|_| Error::config("the proxy URL is not valid"))?;
+        }
+        Ok(())
     }
 }
 
@@ -159,8 +278,19 @@ impl fmt::Debug for Options {
             )
             .field("default_lifetime", &self.default_lifetime)
             .field("failure_backoff", &self.failure_backoff)
+            .field("max_failure_backoff", &self.max_failure_backoff)
+            .field("wait_timeout", &self.wait_timeout)
             .field("store", &self.store.is_some())
             .field("on_refresh_token", &self.on_refresh_token.is_some())
-            .finish_non_exhaustive()
+            .field(
+                "token_request_headers",
+                &self
+                    .extra_headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("proxy", &self.proxy)
+            .finish()
     }
 }

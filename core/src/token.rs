@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::{Map, Value};
+use zeroize::Zeroize;
 
 use crate::error::{self, Error, Result};
 use crate::secret::Secret;
@@ -29,8 +30,11 @@ pub enum Freshness {
 
 /// An access token with what is known about its life.
 ///
-/// Expiry is measured on the monotonic clock from the moment the token request was
-/// sent, so network latency can only make authcore renew early, never late.
+/// Expiry is measured from the moment the token request was sent, so network latency
+/// can only make authcore renew early, never late — on both the monotonic clock and the
+/// wall clock: a token is as stale as the further advanced of the two says. (Linux's
+/// monotonic clock stops during suspend; the wall clock does not, so a laptop waking up
+/// does not send a token that expired while it slept.)
 ///
 /// Renewal rule: a token with lifetime `L` is renewed ahead from `L/5` (at most 5 min)
 /// before its expiry and is no longer sent from `L/20` (at most 30 s) before it. The
@@ -47,6 +51,9 @@ pub struct Token {
     issued_at: Instant,
     renew_at: Option<Instant>,
     expire_at: Option<Instant>,
+    /// The same two moments on the wall clock.
+    renew_wall: Option<SystemTime>,
+    expire_wall: Option<SystemTime>,
 }
 
 impl Token {
@@ -65,18 +72,11 @@ impl Token {
         };
         let header = Secret::new(format!("{token_type} {}", access_token.expose_secret()));
         let lifetime = lifetime.map(|l| l.min(MAX_LIFETIME));
-        let (renew_at, expire_at) = match lifetime {
-            Some(l) => {
-                let ahead = (l / 5).min(MAX_RENEW_AHEAD);
-                let margin = (l / 20).min(MAX_EXPIRY_MARGIN);
-                (
-                    issued_at.checked_add(l - ahead),
-                    issued_at.checked_add(l - margin),
-                )
-            }
-            None => (None, None),
-        };
-        Token {
+        // The wall-clock time at which the request was sent.
+        let issued_wall = SystemTime::now()
+            .checked_sub(Instant::now().saturating_duration_since(issued_at))
+            .unwrap_or(UNIX_EPOCH);
+        let mut token = Token {
             access_token,
             header,
             token_type,
@@ -84,8 +84,34 @@ impl Token {
             scope: None,
             lifetime,
             issued_at,
-            renew_at,
-            expire_at,
+            renew_at: None,
+            expire_at: None,
+            renew_wall: None,
+            expire_wall: None,
+        };
+        token.set_wall_issue(issued_wall);
+        if let Some((ahead, margin)) = token.windows() {
+            let l = lifetime.unwrap_or_default();
+            token.renew_at = issued_at.checked_add(l - ahead);
+            token.expire_at = issued_at.checked_add(l - margin);
+        }
+        token
+    }
+
+    /// The renew-ahead window and the expiry margin, for a token with a lifetime.
+    fn windows(&self) -> Option<(Duration, Duration)> {
+        let l = self.lifetime?;
+        Some((
+            (l / 5).min(MAX_RENEW_AHEAD),
+            (l / 20).min(MAX_EXPIRY_MARGIN),
+        ))
+    }
+
+    /// Sets the wall-clock moments from the wall-clock time the request was sent.
+    fn set_wall_issue(&mut self, issued_wall: SystemTime) {
+        if let (Some((ahead, margin)), Some(l)) = (self.windows(), self.lifetime) {
+            self.renew_wall = issued_wall.checked_add(l - ahead);
+            self.expire_wall = issued_wall.checked_add(l - margin);
         }
     }
 
@@ -145,12 +171,24 @@ impl Token {
         self.renew_at
     }
 
-    /// Where the token stands at `now`.
+    /// Where the token stands at monotonic instant `now` and at the current wall-clock
+    /// time: the worse of what the two clocks say.
     #[inline]
     pub fn freshness(&self, now: Instant) -> Freshness {
-        if self.expire_at.is_some_and(|e| now >= e) {
+        if self.expire_at.is_none() {
+            return Freshness::Fresh;
+        }
+        self.freshness_at(now, SystemTime::now())
+    }
+
+    /// Where the token stands at monotonic instant `now` and wall-clock time `wall`.
+    pub fn freshness_at(&self, now: Instant, wall: SystemTime) -> Freshness {
+        let past = |i: Option<Instant>, w: Option<SystemTime>| {
+            i.is_some_and(|i| now >= i) || w.is_some_and(|w| wall >= w)
+        };
+        if past(self.expire_at, self.expire_wall) {
             Freshness::Expired
-        } else if self.renew_at.is_some_and(|r| now >= r) {
+        } else if past(self.renew_at, self.renew_wall) {
             Freshness::Stale
         } else {
             Freshness::Fresh
@@ -205,20 +243,59 @@ fn jwt_lifetime(token: &str) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(left.min(MAX_LIFETIME.as_secs_f64())))
 }
 
+/// RFC 6750 `b64token` characters: what may follow `Bearer ` in a header.
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// RFC 9110 `token` characters: an authentication scheme name.
+fn is_scheme_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Wipes every string in a parsed JSON value (the response may hold tokens).
+fn zeroize_value(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(zeroize_value),
+        Value::Object(m) => m.values_mut().for_each(zeroize_value),
+        _ => {}
+    }
+}
+
+/// A parsed JSON body that is wiped when dropped.
+pub(crate) struct WipedJson(pub Value);
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        zeroize_value(&mut self.0);
+    }
+}
+
 /// Parses a 2xx token response body.
 ///
 /// Tolerates every quirk in the provider notes: string or float `expires_in`, zero or
 /// missing lifetime (then the JWT `exp` claim, then `default_lifetime`), missing or
 /// lowercase `token_type`, camelCase keys, unknown fields. A 2xx carrying an OAuth
-/// error is an OAuth error; one without `access_token` is an invalid response.
+/// error is an OAuth error; one without `access_token` is an invalid response, and so is
+/// an access token that is not an RFC 6750 `b64token` or a token type that is not an
+/// RFC 9110 token (CR, LF, NUL, spaces …), so that no host can paste them into a header.
+/// The parsed copy of the body is wiped before returning.
 pub fn parse_token_response(
     status: u16,
     body: &[u8],
     sent_at: Instant,
     default_lifetime: Option<Duration>,
 ) -> Result<Token> {
-    let map = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => map,
+    let parsed = WipedJson(serde_json::from_slice::<Value>(body).unwrap_or(Value::Null));
+    let map = match &parsed.0 {
+        Value::Object(map) => map,
         _ => {
             return Err(Error::invalid(
                 status,
@@ -227,23 +304,38 @@ pub fn parse_token_response(
             ))
         }
     };
-    if let Some(e) = error::oauth_error(&map, Some(status)) {
+    if let Some(e) = error::oauth_error(map, Some(status)) {
         return Err(Error::OAuth(e));
     }
-    let Some(access) = string_field(&map, &["access_token", "accessToken", "token"]) else {
+    let Some(access) = string_field(map, &["access_token", "accessToken", "token"]) else {
         return Err(Error::invalid(
             status,
             "token response has no access_token",
             body,
         ));
     };
-    let token_type = string_field(&map, &["token_type", "tokenType"]);
-    let lifetime = expires_in(&map)
-        .or_else(|| jwt_lifetime(&access))
+    let access = Secret::new(access);
+    if !is_b64token(access.expose_secret()) {
+        return Err(Error::invalid(
+            status,
+            "the access token has characters a bearer token may not have (RFC 6750 b64token)",
+            body,
+        ));
+    }
+    let token_type = string_field(map, &["token_type", "tokenType"]);
+    if token_type.as_deref().is_some_and(|t| !is_scheme_token(t)) {
+        return Err(Error::invalid(
+            status,
+            "the token type is not a valid authentication scheme name",
+            body,
+        ));
+    }
+    let lifetime = expires_in(map)
+        .or_else(|| jwt_lifetime(access.expose_secret()))
         .or(default_lifetime);
     let mut token = Token::new(access, token_type.as_deref(), lifetime, sent_at);
-    token.refresh_token = string_field(&map, &["refresh_token", "refreshToken"]).map(Secret::new);
-    token.scope = string_field(&map, &["scope"]);
+    token.refresh_token = string_field(map, &["refresh_token", "refreshToken"]).map(Secret::new);
+    token.scope = string_field(map, &["scope"]);
     Ok(token)
 }
 
@@ -345,6 +437,47 @@ mod tests {
             let e = parse(body).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
         }
+    }
+
+    #[test]
+    fn header_breaking_tokens_are_invalid_responses() {
+        for body in [
+            r#"{"access_token":"abc\r\nX-Evil: 1"}"#,
+            r#"{"access_token":"abc def"}"#,
+            r#"{"access_token":"abc\u0000def"}"#,
+            r#"{"access_token":"ab\ncd"}"#,
+            r#"{"access_token":"é-token"}"#,
+            r#"{"access_token":"=="}"#,
+            r#"{"access_token":"abc","token_type":"Bearer\r\nX: y"}"#,
+            r#"{"access_token":"abc","token_type":"Bear er"}"#,
+        ] {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
+        }
+        for ok in [
+            r#"{"access_token":"a-b.c_d~e+f/g=="}"#,
+            r#"{"access_token":"abc","token_type":"DPoP"}"#,
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn wall_clock_running_ahead_expires_the_token() {
+        // A laptop that slept for two hours: the monotonic clock did not move, the wall
+        // clock did. The token was issued "two hours ago" by the wall clock.
+        let now = Instant::now();
+        let mut t = Token::new("a", None, Some(Duration::from_secs(3600)), now);
+        assert_eq!(t.freshness(now), Freshness::Fresh);
+        t.set_wall_issue(SystemTime::now() - Duration::from_secs(7200));
+        assert_eq!(t.freshness(now), Freshness::Expired);
+        // And a wall clock set back (NTP) does not revive a monotonically expired token.
+        let t = Token::new("a", None, Some(Duration::from_secs(10)), now);
+        let past = SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(
+            t.freshness_at(now + Duration::from_secs(20), past),
+            Freshness::Expired
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn failed_early_renewal_still_serves_the_valid_token() {
     let failing = server
         .mock("POST", "/token")
         .with_status(500)
-        .expect(1)
+        .expect(2)
         .create();
     let client = cc_client(&server, opts().max_retries(0));
     let t = client.token().unwrap();
@@ -170,7 +170,10 @@ fn failed_early_renewal_still_serves_the_valid_token() {
         Arc::ptr_eq(&served, &t),
         "the still-valid token is served after a failed renewal"
     );
-    // Inside the backoff, the still-valid token keeps being served without requests.
+    // The first failure costs no pause: the next call tries again (and fails again)…
+    assert!(Arc::ptr_eq(&client.token().unwrap(), &t));
+    // …and inside the backoff that follows the second, the still-valid token keeps
+    // being served without requests.
     assert!(Arc::ptr_eq(&client.token().unwrap(), &t));
     first.assert();
     failing.assert();
@@ -277,12 +280,12 @@ fn failed_renewal_backs_off_instead_of_hammering() {
     assert!(calls > 10);
     assert_eq!(
         count.load(SeqCst),
-        1,
-        "{calls} calls inside the backoff made one request"
+        2,
+        "{calls} calls: the first failure is retried at once, then the backoff holds"
     );
     thread::sleep(backoff);
     err(client.token());
-    assert_eq!(count.load(SeqCst), 2, "after the backoff, one new attempt");
+    assert_eq!(count.load(SeqCst), 3, "after the backoff, one new attempt");
 }
 
 #[test]

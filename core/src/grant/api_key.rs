@@ -3,7 +3,7 @@
 use super::sealed::Fetch;
 use super::{extra_headers, is_refusal};
 use crate::error::Result;
-use crate::http::{BodyFormat, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
 use crate::token::Token;
@@ -70,7 +70,12 @@ impl ApiKey {
 }
 
 impl Fetch for ApiKey {
-    fn fetch(&self, http: &Http, refresh_token: Option<&Secret>) -> Result<Token> {
+    fn fetch(
+        &self,
+        http: &Http,
+        refresh_token: Option<&Secret>,
+        deadline: Deadline,
+    ) -> Result<Token> {
         if let Some(rt) = refresh_token {
             let req = self.request(
                 http,
@@ -78,10 +83,11 @@ impl Fetch for ApiKey {
                 ("refreshToken", rt.clone()),
                 Replay::Rotating,
             );
-            match http.token(&req) {
+            match http.token(&req, deadline) {
                 Ok(token) => return Ok(token),
                 // The refresh token is dead (rotated away or expired); the key is not.
                 Err(e) if is_refusal(&e) => {}
+                // Anything else is transient: the refresh token is kept for next time.
                 Err(e) => return Err(e),
             }
         }
@@ -91,7 +97,7 @@ impl Fetch for ApiKey {
             ("apiKey", self.api_key.clone()),
             Replay::Safe,
         );
-        http.token(&req)
+        http.token(&req, deadline)
     }
 
     fn endpoints(&self) -> Vec<&str> {

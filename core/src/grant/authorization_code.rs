@@ -8,11 +8,11 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::refresh::RefreshToken;
+use super::refresh::{RefreshToken, Rotation};
 use super::{extra_headers, AuthMethod, ClientAuth};
 use crate::client::Client;
 use crate::error::{Error, OAuthError, Result};
-use crate::http::{BodyFormat, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::options::Options;
 use crate::provider;
 use crate::random;
@@ -194,7 +194,7 @@ impl fmt::Debug for AuthorizationCodeFlow {
 impl AuthorizationCodeFlow {
     /// A flow with these client options (used for the code exchange and the client).
     pub fn new(config: AuthorizationCode, options: Options) -> Result<Self> {
-        let http = Http::new(Arc::new(options.clone()));
+        let http = Http::new(Arc::new(options.clone()))?;
         http.check_url(&config.authorize_url)?;
         http.check_url(&config.token_url)?;
         Ok(AuthorizationCodeFlow {
@@ -285,7 +285,9 @@ impl AuthorizationCodeFlow {
             req.params.push(("code_verifier", p.verifier().clone()));
         }
         self.config.client.apply(&mut req);
-        let token = self.http.token(&req)?;
+        let token = self
+            .http
+            .token(&req, Deadline::after(self.options.timeout))?;
         crate::client::announce(&self.options, &token, None);
         let grant = RefreshToken {
             token_url: self.config.token_url.clone(),
@@ -293,6 +295,7 @@ impl AuthorizationCodeFlow {
             refresh_token: token.refresh_token().cloned(),
             format: self.config.format,
             initial: Some(token),
+            rotation: Rotation::default(),
         };
         Client::new(grant, self.options.clone())
     }

@@ -3,7 +3,7 @@
 use super::sealed::Fetch;
 use super::{extra_headers, AuthMethod, ClientAuth};
 use crate::error::Result;
-use crate::http::{BodyFormat, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
 use crate::token::Token;
@@ -58,7 +58,7 @@ impl ClientCredentials {
 }
 
 impl Fetch for ClientCredentials {
-    fn fetch(&self, http: &Http, _refresh_token: Option<&Secret>) -> Result<Token> {
+    fn fetch(&self, http: &Http, _rt: Option<&Secret>, deadline: Deadline) -> Result<Token> {
         let mut req = TokenRequest {
             url: &self.token_url,
             format: BodyFormat::Form,
@@ -72,7 +72,7 @@ impl Fetch for ClientCredentials {
                 .push(("scope", Secret::new(self.scopes.join(" "))));
         }
         self.client.apply(&mut req);
-        http.token(&req)
+        http.token(&req, deadline)
     }
 
     fn endpoints(&self) -> Vec<&str> {

@@ -17,7 +17,7 @@ pub use static_token::StaticToken;
 use base64::Engine;
 
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Http, TokenRequest};
+use crate::http::{BodyFormat, Deadline, Http, TokenRequest};
 use crate::secret::Secret;
 use crate::token::Token;
 
@@ -26,8 +26,14 @@ pub(crate) mod sealed {
 
     /// What the client needs from a grant. Sealed: grants are authcore's own.
     pub trait Fetch: Send + Sync + 'static {
-        /// Obtains a new token. `refresh_token` is the newest one the cache knows.
-        fn fetch(&self, http: &Http, refresh_token: Option<&Secret>) -> Result<Token>;
+        /// Obtains a new token within `deadline`. `refresh_token` is the newest one the
+        /// cache knows.
+        fn fetch(
+            &self,
+            http: &Http,
+            refresh_token: Option<&Secret>,
+            deadline: Deadline,
+        ) -> Result<Token>;
         /// Whether fetching again can yield a different token (false for static ones).
         fn renewable(&self) -> bool {
             true
@@ -77,6 +83,7 @@ impl ClientAuth {
             let joined = Secret::new(format!("{id}:{secret}"));
             Secret::new(base64::engine::general_purpose::STANDARD.encode(joined.expose_secret()))
         };
+        // Percent-encoded copies are secrets too: wiped when dropped.
         // A JSON body has no Basic convention among the providers that use it.
         let method = match req.format {
             BodyFormat::Json => AuthMethod::ClientSecretPost,
@@ -88,7 +95,8 @@ impl ClientAuth {
                     url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
                 };
                 let secret = Secret::new(enc(self.secret.expose_secret()));
-                req.basic = Some(basic(&enc(&self.id), secret.expose_secret()));
+                let id = Secret::new(enc(&self.id));
+                req.basic = Some(basic(id.expose_secret(), secret.expose_secret()));
             }
             AuthMethod::ClientSecretBasicRaw => {
                 req.basic = Some(basic(&self.id, self.secret.expose_secret()));
@@ -106,11 +114,80 @@ pub(crate) fn extra_headers(http: &Http) -> Vec<(String, String)> {
     http.options().extra_headers.clone()
 }
 
-/// True when a refresh attempt was refused by the server (as opposed to not reaching it).
+/// True only when the server really refused the refresh token or the client: an OAuth
+/// `invalid_grant`, `invalid_client` or `unauthorized_client`, or api.video's problem
+/// about the refresh token, at HTTP 400 or 401 (or a 200 carrying such an error).
+/// Everything else — a 5xx with any body, 429, `temporarily_unavailable`,
+/// `server_error`, an HTML page, a 404 — is transient: the refresh token is kept and the
+/// next call tries again.
 pub(crate) fn is_refusal(e: &Error) -> bool {
+    let refusing_status = |s: Option<u16>| matches!(s, Some(200 | 400 | 401));
     match e {
-        Error::OAuth(_) | Error::ApiProblem(_) => true,
-        Error::InvalidResponse { status, .. } => (400..500).contains(status) && *status != 429,
+        Error::OAuth(o) => {
+            refusing_status(o.status)
+                && matches!(
+                    o.error.as_str(),
+                    "invalid_grant" | "invalid_client" | "unauthorized_client"
+                )
+        }
+        Error::ApiProblem(p) => {
+            matches!(p.status, 400 | 401)
+                && [&p.problem_type, &p.title, &p.detail]
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t.to_ascii_lowercase().contains("refresh"))
+        }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{OAuthError, Problem};
+
+    fn oauth(error: &str, status: u16) -> Error {
+        Error::OAuth(OAuthError {
+            error: error.into(),
+            description: None,
+            uri: None,
+            status: Some(status),
+        })
+    }
+
+    #[test]
+    fn only_real_refusals_count() {
+        for (e, refused) in [
+            (oauth("invalid_grant", 400), true),
+            (oauth("invalid_client", 401), true),
+            (oauth("unauthorized_client", 400), true),
+            (oauth("invalid_grant", 503), false),
+            (oauth("temporarily_unavailable", 400), false),
+            (oauth("server_error", 500), false),
+            (oauth("invalid_request", 400), false),
+        ] {
+            assert_eq!(is_refusal(&e), refused, "{e}");
+        }
+        let problem = |status, t: &str| {
+            Error::ApiProblem(Problem {
+                status,
+                problem_type: Some(t.into()),
+                title: None,
+                detail: None,
+            })
+        };
+        let rt = "https://docs.api.video/reference/authentication-invalid-refresh-token";
+        assert!(is_refusal(&problem(400, rt)));
+        assert!(!is_refusal(&problem(503, rt)));
+        assert!(!is_refusal(&problem(
+            400,
+            "https://docs.api.video/reference/server-error"
+        )));
+        let html = Error::invalid(404, "unexpected HTTP status 404", b"<html>");
+        assert!(!is_refusal(&html));
+        assert!(!is_refusal(&Error::RateLimited {
+            retry_after: None,
+            problem: None
+        }));
     }
 }

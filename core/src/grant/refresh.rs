@@ -1,14 +1,56 @@
 //! The refresh token grant (RFC 6749 §6), starting from a stored refresh token.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use super::sealed::Fetch;
 use super::{extra_headers, is_refusal, AuthMethod, ClientAuth};
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::secret::Secret;
 use crate::token::Token;
 
+/// What the server has shown about its refresh tokens (0: nothing yet).
+#[derive(Debug, Default)]
+pub(crate) struct Rotation(AtomicU8);
+
+impl Rotation {
+    const ROTATES: u8 = 1;
+    const KEEPS: u8 = 2;
+
+    /// Resending a refresh request is safe only once the server has shown that it
+    /// keeps refresh tokens (answers without a new one, or with the same one).
+    fn replay(&self) -> Replay {
+        if self.0.load(Ordering::Relaxed) == Self::KEEPS {
+            Replay::Safe
+        } else {
+            Replay::Rotating
+        }
+    }
+
+    fn learn(&self, sent: &Secret, token: &Token) {
+        let seen = match token.refresh_token() {
+            Some(new) if new != sent => Self::ROTATES,
+            _ => Self::KEEPS,
+        };
+        // Once seen to rotate, always treated as rotating.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v != Self::ROTATES).then_some(seen)
+            });
+    }
+}
+
+impl Clone for Rotation {
+    fn clone(&self) -> Self {
+        Rotation(AtomicU8::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
 /// Obtains access tokens from a refresh token. A response without a new refresh
 /// token keeps the old one; a refused refresh token means the user must sign in again.
+/// A failure that is not a refusal (a 5xx, a rate limit, an HTML page) keeps the
+/// refresh token for the next call.
 #[derive(Debug, Clone)]
 pub struct RefreshToken {
     pub(crate) token_url: String,
@@ -16,6 +58,7 @@ pub struct RefreshToken {
     pub(crate) refresh_token: Option<Secret>,
     pub(crate) format: BodyFormat,
     pub(crate) initial: Option<Token>,
+    pub(crate) rotation: Rotation,
 }
 
 impl RefreshToken {
@@ -36,6 +79,7 @@ impl RefreshToken {
             refresh_token: Some(refresh_token.into()),
             format: BodyFormat::Form,
             initial: None,
+            rotation: Rotation::default(),
         }
     }
 
@@ -53,7 +97,12 @@ impl RefreshToken {
 }
 
 impl Fetch for RefreshToken {
-    fn fetch(&self, http: &Http, refresh_token: Option<&Secret>) -> Result<Token> {
+    fn fetch(
+        &self,
+        http: &Http,
+        refresh_token: Option<&Secret>,
+        deadline: Deadline,
+    ) -> Result<Token> {
         let Some(rt) = refresh_token else {
             return Err(Error::ReauthenticationRequired {
                 cause: Box::new(Error::config("no refresh token is available")),
@@ -68,16 +117,17 @@ impl Fetch for RefreshToken {
             ],
             basic: None,
             headers: extra_headers(http),
-            replay: Replay::Rotating,
+            replay: self.rotation.replay(),
         };
         self.client.apply(&mut req);
-        http.token(&req).map_err(|e| {
-            if is_refusal(&e) {
-                Error::ReauthenticationRequired { cause: Box::new(e) }
-            } else {
-                e
+        match http.token(&req, deadline) {
+            Ok(token) => {
+                self.rotation.learn(rt, &token);
+                Ok(token)
             }
-        })
+            Err(e) if is_refusal(&e) => Err(Error::ReauthenticationRequired { cause: Box::new(e) }),
+            Err(e) => Err(e),
+        }
     }
 
     fn initial_token(&self) -> Option<Token> {

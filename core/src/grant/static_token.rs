@@ -2,7 +2,7 @@
 
 use super::sealed::Fetch;
 use crate::error::Result;
-use crate::http::Http;
+use crate::http::{Deadline, Http};
 use crate::secret::Secret;
 use crate::token::Token;
 
@@ -22,7 +22,7 @@ impl StaticToken {
 }
 
 impl Fetch for StaticToken {
-    fn fetch(&self, _http: &Http, _refresh_token: Option<&Secret>) -> Result<Token> {
+    fn fetch(&self, _http: &Http, _rt: Option<&Secret>, _deadline: Deadline) -> Result<Token> {
         Ok(Token::never_expiring(self.token.clone()))
     }
 
