@@ -4,7 +4,16 @@
 //! Dialects: api.video (`/auth/api-key`, `/auth/refresh`), viewneo (`/oauth/authorize`,
 //! `/oauth/token` with JSON bodies), standard OAuth 2.0 / Vibe (`/oauth2/authorize`,
 //! `/oauth2/token` with form bodies). Protected resource: `/api/...` (`/api/admin`
-//! needs the `admin` scope). Control: `/_control/...` (loopback only).
+//! needs the `admin` scope; `/api/reject` refuses every token). Control: `/_control/...`
+//! (loopback peers only, and only with a loopback `Host` and `Origin`, so that a web
+//! page in a browser cannot drive it).
+//!
+//! As strict as the real providers: JSON bodies where api.video and viewneo want JSON,
+//! form bodies where RFC 6749 wants them (415 otherwise); api.video problems carry
+//! `name`; reusing a rotated refresh token revokes its whole token family (RFC 9700
+//! §4.14); in Vibe mode (`{"vibe": true}` in the config) client credentials are
+//! accepted only through Basic auth, and the API wants `X-Vibe-Revision` and answers
+//! errors in Vibe's `{"error": {…}}` envelope.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -21,6 +30,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// Longest token lifetime the provider issues (ten years).
+pub const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Longest added latency it accepts (ten minutes).
+pub const MAX_LATENCY_MS: u64 = 600_000;
 
 /// The credentials the provider accepts.
 #[derive(Debug, Clone)]
@@ -83,6 +96,9 @@ pub struct Behaviour {
     pub lifetime_secs: u64,
     /// Added latency on every token request, in milliseconds.
     pub latency_ms: u64,
+    /// Vibe mode: Basic client auth only; the API wants `X-Vibe-Revision` and answers
+    /// errors in Vibe's envelope.
+    pub vibe: bool,
 }
 
 impl Default for Behaviour {
@@ -90,7 +106,23 @@ impl Default for Behaviour {
         Behaviour {
             lifetime_secs: 3600,
             latency_ms: 0,
+            vibe: false,
         }
+    }
+}
+
+impl Behaviour {
+    /// Refuses settings the provider cannot honour (instead of overflowing on them).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.lifetime_secs == 0 || self.lifetime_secs > MAX_LIFETIME_SECS {
+            return Err(format!(
+                "lifetime_secs must be between 1 and {MAX_LIFETIME_SECS}"
+            ));
+        }
+        if self.latency_ms > MAX_LATENCY_MS {
+            return Err(format!("latency_ms must be at most {MAX_LATENCY_MS}"));
+        }
+        Ok(())
     }
 }
 
@@ -110,11 +142,15 @@ struct Issued {
     expires: Instant,
     revoked: bool,
     scope: String,
+    family: u64,
 }
 
 struct Refresh {
     used: bool,
+    revoked: bool,
     scope: String,
+    /// Every token descended from one grant shares its family (RFC 9700 §4.14).
+    family: u64,
 }
 
 struct Code {
@@ -203,9 +239,11 @@ impl DevServer {
         self.shared.state.lock().counters.clone()
     }
 
-    /// Changes lifetime and latency.
-    pub fn set_behaviour(&self, behaviour: Behaviour) {
+    /// Changes lifetime, latency and mode; refuses values it cannot honour.
+    pub fn set_behaviour(&self, behaviour: Behaviour) -> Result<(), String> {
+        behaviour.validate()?;
         self.shared.state.lock().behaviour = behaviour;
+        Ok(())
     }
 
     /// Fails the next token requests.
@@ -299,22 +337,27 @@ async fn serve(
                 .uri
                 .path_and_query()
                 .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-            let authorization = parts
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let loopback = peer.ip().is_loopback();
-            tokio::task::spawn_blocking(move || {
-                route(
-                    &shared,
-                    &method,
-                    &url,
-                    authorization.as_deref(),
-                    loopback,
-                    &body,
-                )
-            })
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let head = Head {
+                authorization: header("authorization"),
+                content_type: header("content-type"),
+                vibe_revision: header("x-vibe-revision"),
+                loopback: peer.ip().is_loopback()
+                    && header("host").is_some_and(|h| is_loopback_authority(&h))
+                    && header("origin").is_none_or(|o| {
+                        url::Url::parse(&o)
+                            .ok()
+                            .and_then(|u| u.host_str().map(str::to_owned))
+                            .is_some_and(|h| is_loopback_authority(&h))
+                    }),
+            };
+            tokio::task::spawn_blocking(move || route(&shared, &method, &url, &head, &body))
             .await
             .unwrap_or_else(|_| Reply::json(500, json!({"title": "handler failed", "status": 500})))
         }
@@ -340,6 +383,36 @@ async fn serve(
     Ok(response)
 }
 
+/// What the router needs from a request's head.
+struct Head {
+    authorization: Option<String>,
+    content_type: Option<String>,
+    vibe_revision: Option<String>,
+    /// Loopback peer, loopback `Host`, and no `Origin` or a loopback one.
+    loopback: bool,
+}
+
+impl Head {
+    fn content_type_is(&self, wanted: &str) -> bool {
+        self.content_type
+            .as_deref()
+            .and_then(|c| c.split(';').next())
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case(wanted))
+    }
+}
+
+/// `127.0.0.1:8080`, `[::1]:80`, `localhost` and the like.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn revoke(st: &mut State, refresh: bool) {
     for t in st.access.values_mut() {
         t.revoked = true;
@@ -348,6 +421,17 @@ fn revoke(st: &mut State, refresh: bool) {
         for r in st.refresh.values_mut() {
             r.used = true;
         }
+    }
+}
+
+/// Revokes every access and refresh token of a family: a rotated refresh token was
+/// presented again, so one of its holders is not who it should be.
+fn revoke_family(st: &mut State, family: u64) {
+    for t in st.access.values_mut().filter(|t| t.family == family) {
+        t.revoked = true;
+    }
+    for r in st.refresh.values_mut().filter(|r| r.family == family) {
+        r.revoked = true;
     }
 }
 
@@ -382,40 +466,51 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
     )
 }
 
+/// An api.video problem body, with the `name` its API adds.
 fn problem(status: u16, slug: &str, title: &str) -> Reply {
     Reply::json(
         status,
-        json!({"type": format!("https://docs.api.video/reference/{slug}"), "title": title, "status": status}),
+        json!({"type": format!("https://docs.api.video/reference/{slug}"), "title": title, "name": slug, "status": status}),
     )
 }
 
+fn unsupported_media(dialect: Dialect, wanted: &str) -> Reply {
+    let title = format!("the request body must be {wanted}");
+    match dialect {
+        Dialect::ApiVideo => problem(415, "unsupported-media-type", &title),
+        Dialect::OAuth => oauth_error(415, "invalid_request", &title),
+    }
+}
+
 /// Routes one request to its dialect's handler.
-fn route(
-    shared: &Shared,
-    method: &str,
-    url: &str,
-    authorization: Option<&str>,
-    loopback: bool,
-    body: &[u8],
-) -> Reply {
+fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let body = body.to_vec();
-    let authorization = authorization.map(str::to_owned);
-    let method = method.to_owned();
-    let reply = match (method.as_str(), path) {
+    let authorization = head.authorization.as_deref();
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    match (method, path) {
+        ("POST", "/auth/api-key" | "/auth/refresh") if !head.content_type_is(json) => {
+            unsupported_media(Dialect::ApiVideo, json)
+        }
+        ("POST", "/oauth/token") if !head.content_type_is(json) => {
+            unsupported_media(Dialect::OAuth, json)
+        }
+        ("POST", "/oauth2/token") if !head.content_type_is(form) => {
+            unsupported_media(Dialect::OAuth, form)
+        }
         ("POST", "/auth/api-key") => {
             token_endpoint(shared, "apivideo/api_key", Dialect::ApiVideo, |st| {
-                api_video_key(shared, st, &body)
+                api_video_key(shared, st, body)
             })
         }
         ("POST", "/auth/refresh") => {
             token_endpoint(shared, "apivideo/refresh", Dialect::ApiVideo, |st| {
-                api_video_refresh(st, &body)
+                api_video_refresh(st, body)
             })
         }
         ("GET", "/oauth/authorize") | ("GET", "/oauth2/authorize") => authorize(shared, query),
         ("POST", "/oauth/token") => {
-            let params = json_params(&body);
+            let params = json_params(body);
             let grant = params.get("grant_type").cloned().unwrap_or_default();
             token_endpoint(shared, &format!("viewneo/{grant}"), Dialect::OAuth, |st| {
                 oauth_token(shared, st, &params, None)
@@ -423,25 +518,30 @@ fn route(
         }
         ("POST", "/oauth2/token") => {
             let params: HashMap<String, String> =
-                url::form_urlencoded::parse(&body).into_owned().collect();
+                url::form_urlencoded::parse(body).into_owned().collect();
             let grant = params.get("grant_type").cloned().unwrap_or_default();
             token_endpoint(shared, &format!("oauth2/{grant}"), Dialect::OAuth, |st| {
-                oauth_token(shared, st, &params, authorization.as_deref())
+                if st.behaviour.vibe && authorization.is_none() {
+                    return oauth_error(
+                        401,
+                        "invalid_client",
+                        "Client authentication is only accepted through HTTP Basic.",
+                    )
+                    .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
+                }
+                oauth_token(shared, st, &params, authorization)
             })
         }
         (_, p) if p.starts_with("/_control/") => {
-            if loopback {
-                control(shared, &method, p, &body)
+            if head.loopback {
+                control(shared, method, p, body)
             } else {
-                oauth_error(403, "forbidden", "control is loopback only")
+                oauth_error(403, "forbidden", "control is for loopback callers only")
             }
         }
-        (_, p) if p == "/api" || p.starts_with("/api/") => {
-            resource(shared, p, authorization.as_deref())
-        }
+        (_, p) if p == "/api" || p.starts_with("/api/") => resource(shared, p, head),
         _ => Reply::json(404, json!({"title": "Not Found", "status": 404})),
-    };
-    reply
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -514,18 +614,21 @@ fn random_token(prefix: &str, serial: u64) -> String {
     )
 }
 
-/// Issues an access token, and a refresh token when `with_refresh`.
-fn issue(st: &mut State, scope: &str, with_refresh: bool) -> Value {
+/// Issues an access token, and a refresh token when `with_refresh`, in token family
+/// `family` (a new one when `None`).
+fn issue(st: &mut State, scope: &str, with_refresh: bool, family: Option<u64>) -> Value {
     st.serial += 1;
     let serial = st.serial;
+    let family = family.unwrap_or(serial);
     let access = random_token("dev-at-", serial);
     let lifetime = st.behaviour.lifetime_secs;
     st.access.insert(
         access.clone(),
         Issued {
-            expires: Instant::now() + Duration::from_secs(lifetime),
+            expires: Instant::now() + Duration::from_secs(lifetime.min(MAX_LIFETIME_SECS)),
             revoked: false,
             scope: scope.to_owned(),
+            family,
         },
     );
     st.counters.tokens_issued += 1;
@@ -536,7 +639,9 @@ fn issue(st: &mut State, scope: &str, with_refresh: bool) -> Value {
             refresh.clone(),
             Refresh {
                 used: false,
+                revoked: false,
                 scope: scope.to_owned(),
+                family,
             },
         );
         body["refresh_token"] = Value::String(refresh);
@@ -560,7 +665,7 @@ fn json_params(body: &[u8]) -> HashMap<String, String> {
 fn api_video_key(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
     match params.get("apiKey") {
-        Some(k) if *k == shared.creds.api_key => Reply::json(200, issue(st, "", true)),
+        Some(k) if *k == shared.creds.api_key => Reply::json(200, issue(st, "", true, None)),
         _ => problem(
             401,
             "authentication-invalid-api-key",
@@ -569,20 +674,26 @@ fn api_video_key(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     }
 }
 
-/// Takes a refresh token: valid once, then rotated away.
-fn take_refresh(st: &mut State, token: Option<&String>) -> Option<String> {
+/// Takes a refresh token: valid once, then rotated away. Presenting a used one again
+/// revokes its whole family. Returns the scope and family.
+fn take_refresh(st: &mut State, token: Option<&String>) -> Option<(String, u64)> {
     let entry = st.refresh.get_mut(token?)?;
+    if entry.revoked {
+        return None;
+    }
     if entry.used {
+        let family = entry.family;
+        revoke_family(st, family);
         return None;
     }
     entry.used = true;
-    Some(entry.scope.clone())
+    Some((entry.scope.clone(), entry.family))
 }
 
 fn api_video_refresh(st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
     match take_refresh(st, params.get("refreshToken")) {
-        Some(scope) => Reply::json(200, issue(st, &scope, true)),
+        Some((scope, family)) => Reply::json(200, issue(st, &scope, true, Some(family))),
         None => problem(
             400,
             "authentication-invalid-refresh-token",
@@ -693,7 +804,7 @@ fn oauth_token(
             } else {
                 requested
             };
-            Reply::json(200, issue(st, &scope, false))
+            Reply::json(200, issue(st, &scope, false, None))
         }
         Some("authorization_code") => {
             let Some(code) = params.get("code").and_then(|c| st.codes.remove(c)) else {
@@ -718,10 +829,10 @@ fn oauth_token(
                     return oauth_error(400, "invalid_grant", "PKCE verification failed.");
                 }
             }
-            Reply::json(200, issue(st, &code.scope, true))
+            Reply::json(200, issue(st, &code.scope, true, None))
         }
         Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
-            Some(scope) => Reply::json(200, issue(st, &scope, true)),
+            Some((scope, family)) => Reply::json(200, issue(st, &scope, true, Some(family))),
             None => oauth_error(
                 400,
                 "invalid_grant",
@@ -736,17 +847,38 @@ fn oauth_token(
     }
 }
 
-fn resource(shared: &Shared, path: &str, authorization: Option<&str>) -> Reply {
-    let challenge = |error: &str, description: &str| {
-        Reply::json(401, json!({"error": error, "error_description": description})).header(
+fn resource(shared: &Shared, path: &str, head: &Head) -> Reply {
+    let vibe = shared.state.lock().behaviour.vibe;
+    // Vibe's API answers errors in its own envelope.
+    let error = |status: u16, kind: &str, title: &str| {
+        if vibe {
+            Reply::json(
+                status,
+                json!({"error": {"type": kind, "title": title, "status": status}}),
+            )
+        } else {
+            Reply::json(status, json!({"error": kind, "error_description": title}))
+        }
+    };
+    let challenge = |error_code: &str, description: &str| {
+        error(401, error_code, description).header(
             "www-authenticate",
-            format!(r#"Bearer realm="authcore-devserver", error="{error}", error_description="{description}""#),
+            format!(r#"Bearer realm="authcore-devserver", error="{error_code}", error_description="{description}""#),
         )
     };
+    if vibe && head.vibe_revision.is_none() {
+        return error(400, "invalid_request", "the X-Vibe-Revision header is required");
+    }
     let mut st = shared.state.lock();
-    let token = authorization
+    let token = head
+        .authorization
+        .as_deref()
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("");
+    if path == "/api/reject" {
+        st.counters.resource_rejected_invalid += 1;
+        return challenge("invalid_token", "This API refuses every token");
+    }
     if token == shared.creds.personal_access_token {
         st.counters.resource_accepted += 1;
         return Reply::json(200, json!({"ok": true, "path": path, "scope": "personal"}));
@@ -793,10 +925,13 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
         }
         ("POST", "/_control/config") => {
             match parsed().and_then(serde_json::from_value::<Behaviour>) {
-                Ok(b) => {
-                    st.behaviour = b;
-                    Reply::json(200, serde_json::to_value(&st.behaviour).unwrap_or_default())
-                }
+                Ok(b) => match b.validate() {
+                    Ok(()) => {
+                        st.behaviour = b;
+                        Reply::json(200, serde_json::to_value(&st.behaviour).unwrap_or_default())
+                    }
+                    Err(message) => Reply::json(400, json!({"title": message, "status": 400})),
+                },
                 Err(e) => bad(e),
             }
         }

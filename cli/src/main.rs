@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
-use authcore::{AuthMethod, Client, Error, ErrorKind, Options, Secret};
+use authcore::{AuthMethod, Client, Error, ErrorKind, Options, Proxy, Secret};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
@@ -30,8 +30,9 @@ enum Command {
         /// Port; 0 picks a free one.
         #[arg(long, default_value_t = 0)]
         port: u16,
-        /// Lifetime of issued access tokens, in seconds.
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime of issued access tokens, in seconds (at most ten years).
+        #[arg(long, default_value_t = 3600,
+              value_parser = clap::value_parser!(u64).range(1..=authcore_cli::devserver::MAX_LIFETIME_SECS))]
         lifetime: u64,
     },
     /// Show the token lifecycle against an in-process provider, in a few seconds.
@@ -105,9 +106,13 @@ struct TokenArgs {
     /// File holding the personal access token (instead of AUTHCORE_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Seconds allowed per request.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds allowed for the whole call (every attempt and pause), at most a day.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// Proxy for non-loopback hosts (`http://host:port`); "" for none. Default: from the
+    /// environment (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY, honouring NO_PROXY).
+    #[arg(long)]
+    proxy: Option<String>,
 }
 
 /// Exit codes of `authcore token`.
@@ -162,10 +167,13 @@ fn devserver(host: IpAddr, port: u16, lifetime: u64) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
-    server.set_behaviour(Behaviour {
+    if let Err(e) = server.set_behaviour(Behaviour {
         lifetime_secs: lifetime,
-        latency_ms: 0,
-    });
+        ..Behaviour::default()
+    }) {
+        eprintln!("authcore devserver: {e}");
+        return ExitCode::from(exit::CONFIG);
+    }
     println!("authcore development provider (test credentials, loopback only)");
     println!(
         "  api.video  POST {0}/auth/api-key  api key: {1}",
@@ -218,9 +226,15 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, Error> {
 }
 
 fn token(a: &TokenArgs) -> Result<Secret, Error> {
+    let proxy = match a.proxy.as_deref() {
+        None => Proxy::Environment,
+        Some("") => Proxy::None,
+        Some(url) => Proxy::Url(url.to_owned()),
+    };
     let options = Options::default()
         .timeout(Duration::from_secs(a.timeout))
-        .max_retries(2);
+        .max_retries(2)
+        .proxy(proxy);
     let scopes: Vec<String> = a
         .scopes
         .iter()
@@ -292,20 +306,47 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
 
 /// Keeps a rotated refresh token: rewrites the file it came from (atomically), or
 /// warns that it cannot be kept when it came from the environment.
-fn persist_refresh_token(file: Option<&PathBuf>, token: &Secret) {
+fn persist_refresh_token(file: Option<&PathBuf>, token: &Secret) -> std::io::Result<()> {
     let Some(path) = file else {
         eprintln!("authcore: warning: the refresh token rotated; pass --refresh-token-file to keep the new one");
-        return;
+        return Ok(());
     };
-    let tmp = path.with_extension("authcore-tmp");
-    let written = std::fs::write(&tmp, format!("{}\n", token.expose_secret()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
+    replace_file(path, token.expose_secret().as_bytes()).inspect_err(|e| {
         eprintln!(
             "authcore: warning: could not save the rotated refresh token to {}: {e}",
             path.display()
         );
+    })
+}
+
+/// Replaces `path` with `contents` so that a crash leaves either the old file or the
+/// new one: a temporary file created exclusively in the same directory, with mode 0600
+/// (never wider than the original's), written and fsynced, renamed over `path`, and
+/// the directory fsynced.
+fn replace_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".authcore-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let original = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode());
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(original & 0o600))?;
     }
+    tmp.write_all(contents)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
 }
 
 fn exit_code(e: &Error) -> u8 {

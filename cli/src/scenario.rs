@@ -119,6 +119,8 @@ fn default_path() -> String {
 pub struct Expect {
     /// Token requests the provider received.
     pub token_requests: Option<u64>,
+    /// Token requests the provider received, at most.
+    pub token_requests_max: Option<u64>,
     /// Token requests by `dialect/grant`.
     pub token_requests_by_grant: Option<BTreeMap<String, u64>>,
     /// Errors seen by callers, by kind name; kinds not listed must not occur.
@@ -274,7 +276,9 @@ fn in_threads(threads: usize, work: impl Fn() + Send + Sync + 'static) {
 /// Runs a scenario against a fresh provider state and returns what was observed.
 pub fn run(s: &Scenario, server: &DevServer) -> Observed {
     server.reset();
-    server.set_behaviour(s.provider.clone());
+    if let Err(e) = server.set_behaviour(s.provider.clone()) {
+        panic!("scenario {}: provider settings: {e}", s.name);
+    }
     let observed = Arc::new(parking_lot::Mutex::new(Observed::default()));
     let client = match build_client(s, server) {
         Ok(c) => Some(c),
@@ -347,6 +351,14 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
         e.resource_rejected_invalid,
         c.resource_rejected_invalid,
     );
+    if let Some(max) = e.token_requests_max {
+        if c.token_requests > max {
+            problems.push(format!(
+                "token requests: expected at most {max}, observed {}",
+                c.token_requests
+            ));
+        }
+    }
     if let Some(min) = e.resource_accepted_min {
         if c.resource_accepted < min {
             problems.push(format!(

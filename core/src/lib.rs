@@ -33,7 +33,10 @@ pub use client::Client;
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
 pub use grant::AuthMethod;
 pub use http::{BodyFormat, Response, USER_AGENT};
-pub use options::{HookError, HookOutcome, Options, Proxy, RefreshTokenHook, MAX_DURATION};
+pub use options::{
+    is_valid_header, is_valid_proxy_url, HookError, HookOutcome, Options, Proxy, RefreshTokenHook,
+    MAX_DURATION,
+};
 pub use secret::Secret;
 pub use store::{MemoryStore, TokenStore};
 pub use token::{parse_token_response, Freshness, Token};

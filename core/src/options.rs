@@ -250,19 +250,31 @@ impl Options {
             return bad("wait timeout");
         }
         for (name, value) in &self.extra_headers {
-            let ok = ureq::http::HeaderName::try_from(name.as_str()).is_ok()
-                && ureq::http::HeaderValue::try_from(value.as_str()).is_ok();
-            if !ok {
+            if !is_valid_header(name, value) {
                 return Err(Error::config(format!(
                     "token request header {name:?} is not a valid HTTP header"
                 )));
             }
         }
         if let Proxy::Url(u) = &self.proxy {
-            ureq::Proxy::new(u).map_err(|_| Error::config("the proxy URL is not valid"))?;
+            if !is_valid_proxy_url(u) {
+                return Err(Error::config("the proxy URL is not valid"));
+            }
         }
         Ok(())
     }
+}
+
+/// Whether `name: value` is a header [`Options::token_request_header`] can send (a
+/// client with any other is a configuration error).
+pub fn is_valid_header(name: &str, value: &str) -> bool {
+    ureq::http::HeaderName::try_from(name).is_ok()
+        && ureq::http::HeaderValue::try_from(value).is_ok()
+}
+
+/// Whether `url` is a proxy URL [`Proxy::Url`] can use.
+pub fn is_valid_proxy_url(url: &str) -> bool {
+    ureq::Proxy::new(url).is_ok()
 }
 
 impl fmt::Debug for Options {

@@ -1,12 +1,12 @@
 //! `authcore_options`: client settings as a handle with setters, so that new settings
 //! never change the size of anything the caller allocates.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use zeroize::Zeroize;
 
-use crate::{arg_str, authcore_status, boundary, boundary_or, check_null, Failure};
+use crate::{arg_str, authcore_status, boundary, boundary_or, check_null, opt_str, Failure};
 
 /// Client settings. Made by `authcore_options_new`, changed by the setters, passed
 /// to constructors (which copy it), released by `authcore_options_free`.
@@ -15,14 +15,26 @@ pub struct authcore_options {
 }
 
 /// Called with the new refresh token each time the provider rotates it, before the
-/// new access token is handed out, so that it can be persisted.
+/// new access token is handed out, so that it can be persisted. Return 0 when it was
+/// kept, anything else when it could not be.
 ///
-/// `refresh_token` is NUL-terminated and valid only during the call (it is zeroed
-/// afterwards); copy it to keep it. The callback runs on whichever thread performed the
-/// renewal and must not call back into the client being renewed (a token call would
-/// wait for the renewal it is part of; freeing it is undefined).
-pub type authcore_refresh_token_callback =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, refresh_token: *const c_char)>;
+/// - `refresh_token` points to `len` bytes followed by a NUL. `len` is the whole token:
+///   a token containing a NUL byte is still handed over in full. It is valid only
+///   during the call (zeroed afterwards); copy it to keep it.
+/// - The new refresh token is already recorded in the client when the callback runs.
+///   A non-zero return loses nothing: the token is kept in memory and used, and the
+///   failure is logged. Persist it again on the next rotation.
+/// - Concurrency: for one client the callback never runs twice at once (renewals are
+///   single flight). Every client built from the same options handle shares the
+///   callback and `userdata`, and different clients renew independently, so the
+///   callback may run concurrently for different clients and must be thread-safe then.
+/// - It runs on whichever thread performed the renewal, and must not call back into the
+///   client being renewed (a token call would wait for the renewal it is part of;
+///   freeing the client is undefined).
+/// - It must not unwind: a C++ exception or `longjmp` out of it is undefined behaviour.
+pub type authcore_refresh_token_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, refresh_token: *const c_char, len: usize) -> i32,
+>;
 
 /// The caller's `userdata` pointer, which the caller promises may be used from any
 /// thread for as long as the client lives.
@@ -66,7 +78,8 @@ pub unsafe extern "C" fn authcore_options_free(options: *mut authcore_options) {
     })
 }
 
-/// Applies one builder step to a handle.
+/// Applies one builder step to a copy of a handle's settings and keeps the copy only
+/// if the step succeeds: a rejected setting leaves every earlier one as it was.
 ///
 /// # Safety
 /// `options` is NULL or a live handle not used by another thread during the call.
@@ -78,14 +91,22 @@ unsafe fn update(
         check_null!(options);
         // SAFETY: non-NULL live handle, exclusively ours for the call.
         let o = unsafe { &mut *options };
-        o.inner = step(std::mem::take(&mut o.inner))?;
+        o.inner = step(o.inner.clone())?;
         Ok(())
     })
 }
 
+/// A duration in milliseconds: at least 1 ms, and at most `authcore::MAX_DURATION`.
 fn positive_ms(ms: u64, what: &str) -> Result<Duration, Failure> {
-    if ms == 0 {
-        return Err(Failure::invalid(format!("{what} must be at least 1 ms")));
+    bounded_ms(ms, what, 1)
+}
+
+fn bounded_ms(ms: u64, what: &str, min: u64) -> Result<Duration, Failure> {
+    let max = u64::try_from(authcore::MAX_DURATION.as_millis()).unwrap_or(u64::MAX);
+    if ms < min || ms > max {
+        return Err(Failure::invalid(format!(
+            "{what} must be between {min} and {max} ms"
+        )));
     }
     Ok(Duration::from_millis(ms))
 }
@@ -107,7 +128,9 @@ pub unsafe extern "C" fn authcore_options_set_connect_timeout_ms(
     }
 }
 
-/// Sets the time allowed for a whole request, in milliseconds (> 0).
+/// Sets the deadline of one whole call, in milliseconds (> 0): a token acquisition
+/// (every attempt, pause and body read) or an `authcore_client_request` (first send,
+/// renewal and resend). Default 30 000.
 ///
 /// # Safety
 /// `options` is a live handle not used by another thread during the call.
@@ -120,7 +143,8 @@ pub unsafe extern "C" fn authcore_options_set_timeout_ms(
     unsafe { update(options, |o| Ok(o.timeout(positive_ms(ms, "timeout")?))) }
 }
 
-/// Sets how long a caller waits for another thread's renewal, in milliseconds (> 0).
+/// Bounds how long a caller waits for another thread's renewal, in milliseconds (> 0).
+/// By default a waiter waits as long as the renewal's own deadline allows.
 ///
 /// # Safety
 /// `options` is a live handle not used by another thread during the call.
@@ -183,6 +207,9 @@ pub unsafe extern "C" fn authcore_options_set_default_lifetime_secs(
     // SAFETY: forwarded from the caller.
     unsafe {
         update(options, |o| {
+            if secs > authcore::MAX_DURATION.as_secs() * 3650 {
+                return Err(Failure::invalid("default lifetime must be at most ten years"));
+            }
             Ok(o.default_lifetime((secs > 0).then(|| Duration::from_secs(secs))))
         })
     }
@@ -204,10 +231,9 @@ pub unsafe extern "C" fn authcore_options_set_failure_backoff_ms(
             if max_ms < first_ms {
                 return Err(Failure::invalid("backoff maximum is below its first step"));
             }
-            Ok(o.failure_backoff(
-                Duration::from_millis(first_ms),
-                Duration::from_millis(max_ms),
-            ))
+            let first = bounded_ms(first_ms, "backoff first step", 0)?;
+            let max = bounded_ms(max_ms, "backoff maximum", 0)?;
+            Ok(o.failure_backoff(first, max))
         })
     }
 }
@@ -240,6 +266,10 @@ pub unsafe extern "C" fn authcore_options_add_token_request_header(
     let step = |o: authcore::Options| {
         // SAFETY: the caller promises NUL-terminated strings.
         let (name, value) = unsafe { (arg_str(name, "name")?, arg_str(value, "value")?) };
+        let valid = authcore::is_valid_header(name, value);
+        if !valid {
+            return Err(Failure::invalid(format!("{name:?} is not a valid HTTP header")));
+        }
         Ok(o.token_request_header(name, value))
     };
     // SAFETY: forwarded from the caller.
@@ -267,15 +297,113 @@ pub unsafe extern "C" fn authcore_options_set_refresh_token_callback(
         };
         Ok(o.on_refresh_token(move |secret| {
             let userdata = userdata;
-            let Ok(c) = CString::new(secret.expose_secret()) else {
-                return;
-            };
-            // SAFETY: the caller promised `callback` follows the contract; the string
+            // The token's bytes and a NUL, whatever the token holds.
+            let mut bytes = Vec::with_capacity(secret.expose_secret().len() + 1);
+            bytes.extend_from_slice(secret.expose_secret().as_bytes());
+            bytes.push(0);
+            let len = bytes.len() - 1;
+            // SAFETY: the caller promised `callback` follows the contract; the buffer
             // lives until after the call.
-            unsafe { callback(userdata.0, c.as_ptr()) };
-            c.into_bytes_with_nul().zeroize();
+            let rc = unsafe { callback(userdata.0, bytes.as_ptr().cast::<c_char>(), len) };
+            bytes.zeroize();
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(format!("the refresh-token callback returned {rc}"))
+            }
         }))
     };
     // SAFETY: forwarded from the caller.
     unsafe { update(options, step) }
+}
+
+/// Sets the proxy for requests to non-loopback hosts (loopback hosts are always reached
+/// directly). `url` NULL: from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`,
+/// honouring `NO_PROXY`; the default). `url` "": never a proxy. Otherwise the proxy URL
+/// (`http://[user:password@]host:port`), used whatever the environment says; its
+/// credentials are never printed.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `url` is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_proxy(
+    options: *mut authcore_options,
+    url: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises NULL or a NUL-terminated string.
+        let proxy = match unsafe { opt_str(url, "url")? } {
+            None => authcore::Proxy::Environment,
+            Some("") => authcore::Proxy::None,
+            Some(u) => {
+                if !authcore::is_valid_proxy_url(u) {
+                    return Err(Failure::invalid("the proxy URL is not valid"));
+                }
+                authcore::Proxy::Url(u.to_owned())
+            }
+        };
+        Ok(o.proxy(proxy))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn keep(_: *mut c_void, _: *const c_char, _: usize) -> i32 {
+        0
+    }
+
+    /// Every setter that rejects its input leaves every earlier setting as it was,
+    /// the rotation callback included.
+    #[test]
+    fn a_rejected_setting_changes_nothing() {
+        let mut o: *mut authcore_options = std::ptr::null_mut();
+        // SAFETY: valid out-pointer; the handle is used by this thread only and freed.
+        unsafe {
+            assert_eq!(authcore_options_new(&mut o), authcore_status::Ok);
+            let ok = [
+                authcore_options_set_connect_timeout_ms(o, 1234),
+                authcore_options_set_timeout_ms(o, 4321),
+                authcore_options_set_wait_timeout_ms(o, 999),
+                authcore_options_set_max_retries(o, 7),
+                authcore_options_set_max_body_bytes(o, 4096),
+                authcore_options_set_default_lifetime_secs(o, 60),
+                authcore_options_set_failure_backoff_ms(o, 5, 50),
+                authcore_options_set_danger_allow_insecure_http(o, true),
+                authcore_options_add_token_request_header(o, c"AV-Origin-App".as_ptr(), c"x:1".as_ptr()),
+                authcore_options_set_refresh_token_callback(o, Some(keep), std::ptr::null_mut()),
+                authcore_options_set_proxy(o, c"http://127.0.0.1:3128".as_ptr()),
+            ];
+            assert!(ok.iter().all(|s| *s == authcore_status::Ok), "{ok:?}");
+            let before = format!("{:?}", (*o).inner);
+            let bad = b"\xff\xfe\0";
+            let rejected = [
+                authcore_options_set_connect_timeout_ms(o, 0),
+                authcore_options_set_timeout_ms(o, 0),
+                authcore_options_set_timeout_ms(o, u64::MAX),
+                authcore_options_set_wait_timeout_ms(o, 0),
+                authcore_options_set_max_body_bytes(o, 0),
+                authcore_options_set_default_lifetime_secs(o, u64::MAX),
+                authcore_options_set_failure_backoff_ms(o, 100, 10),
+                authcore_options_set_failure_backoff_ms(o, 1, u64::MAX),
+                authcore_options_add_token_request_header(o, std::ptr::null(), c"v".as_ptr()),
+                authcore_options_add_token_request_header(o, c"n".as_ptr(), std::ptr::null()),
+                authcore_options_add_token_request_header(o, bad.as_ptr().cast(), c"v".as_ptr()),
+                authcore_options_add_token_request_header(o, c"bad name".as_ptr(), c"v".as_ptr()),
+                authcore_options_add_token_request_header(o, c"n".as_ptr(), c"a\rb".as_ptr()),
+                authcore_options_set_proxy(o, c"::not a url::".as_ptr()),
+                authcore_options_set_proxy(o, bad.as_ptr().cast()),
+            ];
+            for (i, s) in rejected.iter().enumerate() {
+                assert_ne!(*s, authcore_status::Ok, "rejected call {i} succeeded");
+            }
+            assert_eq!(format!("{:?}", (*o).inner), before);
+            assert!(before.contains("on_refresh_token: true"), "{before}");
+            authcore_options_free(o);
+        }
+    }
 }

@@ -131,6 +131,8 @@ def test_scenario(path: Any, dev: DevServer) -> None:
                          ("resource_rejected_invalid", "resource_rejected_invalid")]:
         if key in e and e[key] != c[counter]:
             problems.append(f"{key}: expected {e[key]}, observed {c[counter]}")
+    if "token_requests_max" in e and c["token_requests"] > e["token_requests_max"]:
+        problems.append(f"token requests: expected at most {e['token_requests_max']}, observed {c['token_requests']}")
     if "resource_accepted_min" in e and c["resource_accepted"] < e["resource_accepted_min"]:
         problems.append(f"accepted: expected at least {e['resource_accepted_min']}, observed {c['resource_accepted']}")
     for grant, want in e.get("token_requests_by_grant", {}).items():

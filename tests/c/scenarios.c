@@ -260,6 +260,12 @@ static int run_scenario(const cJSON *sc) {
             }
         }
     }
+    const cJSON *max = cJSON_GetObjectItemCaseSensitive(expect, "token_requests_max");
+    if (cJSON_IsNumber(max) && num_field(counters, "token_requests", 0) > max->valuedouble) {
+        fprintf(stderr, "  %s: token requests expected at most %g, observed %g\n", name,
+                max->valuedouble, num_field(counters, "token_requests", 0));
+        problems++;
+    }
     const cJSON *min = cJSON_GetObjectItemCaseSensitive(expect, "resource_accepted_min");
     if (cJSON_IsNumber(min) && num_field(counters, "resource_accepted", 0) < min->valuedouble) {
         fprintf(stderr, "  %s: accepted expected at least %g, observed %g\n", name,

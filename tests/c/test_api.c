@@ -13,10 +13,19 @@ typedef struct {
     char last[256];
 } rotation_log;
 
-static void on_rotation(void *userdata, const char *refresh_token) {
+static int on_rotation(void *userdata, const char *refresh_token, size_t len) {
     rotation_log *log = (rotation_log *)userdata;
     log->calls++;
-    snprintf(log->last, sizeof log->last, "%s", refresh_token);
+    snprintf(log->last, sizeof log->last, "%.*s", (int)len, refresh_token);
+    return 0;
+}
+
+/* A callback that cannot keep the token (a full disk): it reports failure. */
+static int on_rotation_fails(void *userdata, const char *refresh_token, size_t len) {
+    (void)refresh_token;
+    (void)len;
+    ((rotation_log *)userdata)->calls++;
+    return 1;
 }
 
 static authcore_options *quick_options(void) {
@@ -495,6 +504,42 @@ static void test_null_arguments(void) {
     authcore_client_free(c);
 }
 
+/* A failing rotation callback loses nothing, and rejected setters leave it in place. */
+static void test_failing_callback_and_rejected_setters(void) {
+    devserver_reset();
+    rotation_log log = {0, ""};
+    authcore_options *o = quick_options();
+    CHECK_OK(authcore_options_set_refresh_token_callback(o, on_rotation_fails, &log));
+    /* Every one of these is rejected, and none may reset the callback or the rest. */
+    CHECK_STATUS(authcore_options_set_timeout_ms(o, 0), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_connect_timeout_ms(o, 0), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_wait_timeout_ms(o, 0), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_max_body_bytes(o, 0), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_failure_backoff_ms(o, 100, 10), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_default_lifetime_secs(o, UINT64_MAX), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_add_token_request_header(o, "bad name", "v"), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_add_token_request_header(o, "\xff", "v"), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_proxy(o, "::not a url::"), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &c));
+    authcore_options_free(o);
+    char *first = NULL;
+    CHECK_OK(authcore_client_token(c, &first));
+    CHECK(log.calls == 1, "the callback survived the rejected setters (%d calls)", log.calls);
+    /* The callback failed, yet the refresh token it was given is the one used next. */
+    bool dropped = false;
+    CHECK_OK(authcore_client_invalidate(c, first, &dropped));
+    CHECK(dropped, "dropped");
+    char *second = NULL;
+    CHECK_OK(authcore_client_token(c, &second));
+    CHECK(counter("token_requests_by_grant", "apivideo/refresh") == 1, "renewed by refresh token");
+    CHECK(counter("token_requests_by_grant", "apivideo/api_key") == 1, "not back to the API key");
+    CHECK(log.calls == 2, "each rotation offered (%d)", log.calls);
+    authcore_string_free(first);
+    authcore_string_free(second);
+    authcore_client_free(c);
+}
+
 int main(void) {
     test_status_strings();
     test_personal_access_token();
@@ -504,5 +549,6 @@ int main(void) {
     test_errors();
     test_response_handle();
     test_null_arguments();
+    test_failing_callback_and_rejected_setters();
     return harness_finish("test_api");
 }

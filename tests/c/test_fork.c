@@ -1,0 +1,117 @@
+/*
+ * A client used in a child after fork(): no renewal "in flight" inherited from the
+ * parent, no lock held across the fork, no pooled connection shared with the parent.
+ * Every child is bounded by alarm() so that a hang fails the test instead of blocking it.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static authcore_client *client;
+
+static void *renew_in_background(void *arg) {
+    (void)arg;
+    char *token = NULL;
+    authcore_status s = authcore_client_token(client, &token);
+    authcore_string_free(token);
+    return (void *)(uintptr_t)s;
+}
+
+static atomic_bool stop_hammer;
+
+static void *hammer(void *arg) {
+    (void)arg;
+    char buf[512];
+    size_t needed = 0;
+    /* Takes the cache again and again while the main thread forks. */
+    for (long i = 0; i < 50000000 && !atomic_load(&stop_hammer); i++) {
+        (void)authcore_client_token_into(client, buf, sizeof buf, &needed);
+        bool dropped = false;
+        if (i % 64 == 0) (void)authcore_client_invalidate(client, "not-the-token", &dropped);
+    }
+    return NULL;
+}
+
+/* In the child: a request through the inherited client must succeed promptly. */
+static int child_uses_client(double budget_seconds) {
+    alarm(10);
+    double start = now_seconds();
+    int status = get_status(client, "/api/resource");
+    double took = now_seconds() - start;
+    if (status != 200) {
+        fprintf(stderr, "child: HTTP %d (%s)\n", status, authcore_last_error_message());
+        return 1;
+    }
+    if (took > budget_seconds) {
+        fprintf(stderr, "child: took %.2f s\n", took);
+        return 2;
+    }
+    return 0;
+}
+
+static int wait_child(pid_t pid) {
+    int wstatus = 0;
+    if (waitpid(pid, &wstatus, 0) != pid) return -1;
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    return 100 + (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0);
+}
+
+static void test_fork_during_renewal(void) {
+    devserver_reset();
+    /* Token requests take 1.5 s: the parent's renewal is in flight across the fork. */
+    control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 1500}");
+    pthread_t t;
+    pthread_create(&t, NULL, renew_in_background, NULL);
+    sleep_ms(300);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The child renews on its own (1.5 s) instead of waiting for a leader that does
+         * not exist here, which used to take the whole wait deadline. */
+        _exit(child_uses_client(4.0));
+    }
+    void *parent_status = NULL;
+    pthread_join(t, &parent_status);
+    CHECK((uintptr_t)parent_status == AUTHCORE_STATUS_OK, "the parent's renewal finished");
+    CHECK(wait_child(pid) == 0, "the child got its own token and used it");
+    CHECK(get_status(client, "/api/resource") == 200, "the parent still works");
+    control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 0}");
+}
+
+static void test_forks_while_another_thread_holds_the_cache(void) {
+    devserver_reset();
+    CHECK(get_status(client, "/api/resource") == 200, "warm");
+    atomic_store(&stop_hammer, false);
+    pthread_t t;
+    pthread_create(&t, NULL, hammer, NULL);
+    int failures = 0;
+    for (int i = 0; i < 20; i++) {
+        pid_t pid = fork();
+        if (pid == 0) _exit(child_uses_client(5.0));
+        if (wait_child(pid) != 0) failures++;
+    }
+    atomic_store(&stop_hammer, true);
+    pthread_join(t, NULL);
+    CHECK(failures == 0, "%d of 20 children failed", failures);
+    CHECK(get_status(client, "/api/resource") == 200, "the parent still works");
+}
+
+int main(void) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 8000));
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
+                                                    "campaigns:read",
+                                                    AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o,
+                                                    &client));
+    authcore_options_free(o);
+    test_fork_during_renewal();
+    test_forks_while_another_thread_holds_the_cache();
+    authcore_client_free(client);
+    return harness_finish("test_fork");
+}
