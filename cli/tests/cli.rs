@@ -1,7 +1,7 @@
 //! The `authcore` binary: token command exit codes and output, devserver start-up
 //! line, and the demo.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -187,6 +187,8 @@ fn rotated_refresh_token_is_written_back_to_its_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("refresh_token");
     std::fs::write(&file, &first_rt).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
     let out = authcore()
         .args([
             "token",
@@ -209,6 +211,14 @@ fn rotated_refresh_token_is_written_back_to_its_file() {
     let rotated = std::fs::read_to_string(&file).unwrap().trim().to_owned();
     assert_ne!(rotated, first_rt);
     assert!(rotated.starts_with("dev-rt-"));
+    // Replaced atomically: mode 0600 (never wider than the original), no temp file left.
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("refresh_token")]);
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(resource_status(&s, &token), 200);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -259,4 +269,80 @@ fn demo_runs_every_seed_scenario_and_exits_zero() {
     for who in ["api.video", "viewneo", "Vibe", "revoked", "backoff"] {
         assert!(stdout.contains(who), "{who} missing from:\n{stdout}");
     }
+}
+
+/// A loopback listener that records the first line of each connection (a proxy's view).
+fn proxy_listener() -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let end = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < end && lines.is_empty() {
+            if let Ok((stream, _)) = listener.accept() {
+                stream.set_nonblocking(false).unwrap();
+                let mut line = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut line);
+                lines.push(line.trim().to_owned());
+                let _ = (&stream).write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+            } else {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        lines
+    });
+    (addr, handle)
+}
+
+fn client_credentials_token(url: &str) -> Command {
+    let mut c = authcore();
+    c.args(["token", "--provider", "client-credentials", "--client-id", "dev-client"])
+        .args(["--token-url", url, "--timeout", "5"])
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
+    for var in ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+#[test]
+fn environment_proxies_are_used_for_https_and_never_for_loopback() {
+    let s = server();
+    // A dead proxy in every variable: loopback is reached directly anyway.
+    let dead = "http://127.0.0.1:9";
+    let out = client_credentials_token(&format!("{}/oauth2/token", s.url()))
+        .env("ALL_PROXY", dead)
+        .env("HTTPS_PROXY", dead)
+        .env("HTTP_PROXY", dead)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // HTTPS to a remote name goes through the environment's proxy (a CONNECT to it).
+    let (proxy, seen) = proxy_listener();
+    let out = client_credentials_token("https://auth.invalid/oauth2/token")
+        .env("HTTPS_PROXY", &proxy)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(seen.join().unwrap(), vec!["CONNECT auth.invalid:443 HTTP/1.1".to_owned()]);
+
+    // And through an explicit --proxy, with nothing in the environment.
+    let (proxy, seen) = proxy_listener();
+    let out = client_credentials_token("https://auth.invalid/oauth2/token")
+        .args(["--proxy", &proxy])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(seen.join().unwrap(), vec!["CONNECT auth.invalid:443 HTTP/1.1".to_owned()]);
+}
+
+#[test]
+fn devserver_refuses_a_lifetime_it_cannot_honour() {
+    let out = authcore()
+        .args(["devserver", "--port", "0", "--lifetime", "18446744073709551615"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
