@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CBINDGEN_VERSION=0.29.4
+export PATH="$PWD/.tools/bin:$PATH"  # where tests/provision.sh installs it
 have=$(cbindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$CBINDGEN_VERSION" ]; then
     echo "cbindgen $CBINDGEN_VERSION is required (found: ${have:-none});" \

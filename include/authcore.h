@@ -177,14 +177,27 @@ typedef struct {
 
 /**
  * Called with the new refresh token each time the provider rotates it, before the
- * new access token is handed out, so that it can be persisted.
+ * new access token is handed out, so that it can be persisted. Return 0 when it was
+ * kept, anything else when it could not be.
  *
- * `refresh_token` is NUL-terminated and valid only during the call (it is zeroed
- * afterwards); copy it to keep it. The callback runs on whichever thread performed the
- * renewal and must not call back into the client being renewed (a token call would
- * wait for the renewal it is part of; freeing it is undefined).
+ * - `refresh_token` points to `len` bytes followed by a NUL. `len` is the whole token:
+ *   a token containing a NUL byte is still handed over in full. It is valid only
+ *   during the call (zeroed afterwards); copy it to keep it.
+ * - The new refresh token is already recorded in the client when the callback runs.
+ *   A non-zero return loses nothing: the token is kept in memory and used, and the
+ *   failure is logged. Persist it again on the next rotation.
+ * - Concurrency: for one client the callback never runs twice at once (renewals are
+ *   single flight). Every client built from the same options handle shares the
+ *   callback and `userdata`, and different clients renew independently, so the
+ *   callback may run concurrently for different clients and must be thread-safe then.
+ * - It runs on whichever thread performed the renewal, and must not call back into the
+ *   client being renewed (a token call would wait for the renewal it is part of;
+ *   freeing the client is undefined).
+ * - It must not unwind: a C++ exception or `longjmp` out of it is undefined behaviour.
  */
-typedef void (*authcore_refresh_token_callback)(void *userdata, const char *refresh_token);
+typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
+                                                   const char *refresh_token,
+                                                   size_t len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -632,7 +645,9 @@ void authcore_options_free(authcore_options *options);
 authcore_status authcore_options_set_connect_timeout_ms(authcore_options *options, uint64_t ms);
 
 /**
- * Sets the time allowed for a whole request, in milliseconds (> 0).
+ * Sets the deadline of one whole call, in milliseconds (> 0): a token acquisition
+ * (every attempt, pause and body read) or an `authcore_client_request` (first send,
+ * renewal and resend). Default 30 000.
  *
  * # Safety
  * `options` is a live handle not used by another thread during the call.
@@ -640,7 +655,8 @@ authcore_status authcore_options_set_connect_timeout_ms(authcore_options *option
 authcore_status authcore_options_set_timeout_ms(authcore_options *options, uint64_t ms);
 
 /**
- * Sets how long a caller waits for another thread's renewal, in milliseconds (> 0).
+ * Bounds how long a caller waits for another thread's renewal, in milliseconds (> 0).
+ * By default a waiter waits as long as the renewal's own deadline allows.
  *
  * # Safety
  * `options` is a live handle not used by another thread during the call.
@@ -717,6 +733,19 @@ authcore_status authcore_options_add_token_request_header(authcore_options *opti
 authcore_status authcore_options_set_refresh_token_callback(authcore_options *options,
                                                             authcore_refresh_token_callback callback,
                                                             void *userdata);
+
+/**
+ * Sets the proxy for requests to non-loopback hosts (loopback hosts are always reached
+ * directly). `url` NULL: from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`,
+ * honouring `NO_PROXY`; the default). `url` "": never a proxy. Otherwise the proxy URL
+ * (`http://[user:password@]host:port`), used whatever the environment says; its
+ * credentials are never printed.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `url` is NULL
+ * or a NUL-terminated string.
+ */
+authcore_status authcore_options_set_proxy(authcore_options *options, const char *url);
 
 #ifdef __cplusplus
 }  // extern "C"

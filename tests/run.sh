@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust tests (unit, integration, property, doc),
 # the C suite (tests/c/run.sh) and the Python suite (tests/python/run.sh).
-# Usage: bash tests/run.sh   (from anywhere inside the checkout)
+# Usage: bash tests/run.sh   (from anywhere inside the checkout, on a fresh machine too:
+# tests/provision.sh installs what is missing first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "provision (cbindgen into .tools/, system packages for the C suite)"
+# shellcheck source=tests/provision.sh
+. tests/provision.sh
 
 step "format check"
 cargo fmt --all -- --check

@@ -131,6 +131,9 @@ struct Agents {
 /// The HTTP layer of one client.
 pub struct Http {
     agents: ArcSwap<Agents>,
+    /// Agents inherited from parent processes: kept, never used and never dropped here,
+    /// since their pooled connections belong to the parent.
+    inherited: parking_lot::Mutex<Vec<Arc<Agents>>>,
     /// The proxy for non-loopback hosts (loopback is always reached directly).
     proxy: Option<ureq::Proxy>,
     options: Arc<Options>,
@@ -153,6 +156,7 @@ impl Http {
         });
         Ok(Http {
             agents,
+            inherited: parking_lot::Mutex::new(Vec::new()),
             proxy,
             options,
         })
@@ -162,8 +166,8 @@ impl Http {
         &self.options
     }
 
-    /// This process's agent: a fresh one after a fork. The parent's agent is leaked in
-    /// the child rather than dropped: its pooled connections belong to the parent.
+    /// This process's agent: a fresh one after a fork. The parent's agent is kept aside
+    /// in the child rather than dropped: its pooled connections belong to the parent.
     fn agent(&self) -> ureq::Agent {
         let current = self.agents.load();
         let pid = std::process::id();
@@ -176,7 +180,7 @@ impl Http {
         });
         let previous = self.agents.compare_and_swap(&*current, Arc::clone(&fresh));
         if Arc::ptr_eq(&previous, &current) {
-            std::mem::forget(Arc::clone(&previous));
+            self.inherited.lock().push(Arc::clone(&previous));
             fresh.agent.clone()
         } else {
             // Another thread of the child replaced it first.

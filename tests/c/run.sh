@@ -84,10 +84,15 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
 )
 
 TESTS=(test_api test_threads test_fork scenarios)
+# test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
+# allocator locks fork-safe, so a child forked while another thread is inside malloc can
+# hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
+# builds).
+ASAN_TESTS=(test_api test_threads scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"
-for t in "${TESTS[@]}"; do
+for t in "${ASAN_TESTS[@]}"; do
     gcc "${CFLAGS_COMMON[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
         -fno-sanitize-recover=all "tests/c/$t.c" -o "$work/$t.asan" "${LINK[@]}" -lcjson
     # Prove the sanitizers are really in the binary, not silently dropped.
@@ -102,7 +107,13 @@ done
 step "C tests under valgrind (memcheck, leak checking)"
 for t in "${TESTS[@]}"; do
     gcc "${CFLAGS_COMMON[@]}" -O1 "tests/c/$t.c" -o "$work/$t" "${LINK[@]}" -lcjson
-    valgrind --quiet --error-exitcode=99 --leak-check=full \
+    # A forked child inherits the memory of threads that do not exist in it (their
+    # thread-locals, an in-flight request's buffers); valgrind would count those as the
+    # child's leaks. test_fork is checked for memory errors only; every other program
+    # (which covers the same code in one process) is leak-checked.
+    leaks=full
+    if [ "$t" = test_fork ]; then leaks=no; fi
+    valgrind --quiet --error-exitcode=99 --leak-check=$leaks \
         --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
         "$work/$t" $(args_for "$t")
 done

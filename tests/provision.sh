@@ -1,0 +1,51 @@
+# Sourced by tests/run.sh: makes sure everything the suite needs is here, on a machine
+# that has only the Rust toolchain, Python 3 and a C compiler.
+#   - rustfmt and clippy (rustup components);
+#   - cbindgen, pinned, installed into .tools/ inside the checkout (no root needed);
+#   - valgrind, pkg-config, g++ and cJSON, which only the system's packages provide:
+#     installed with apt-get as root (or with sudo when it needs no password), else the
+#     script says exactly what to install and stops.
+# Python packages (maturin, pytest, mypy, ...) are installed by tests/python/run.sh into
+# throwaway virtual environments.
+
+CBINDGEN_VERSION=0.29.4
+provision_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+export PATH="$provision_root/.tools/bin:$PATH"
+if [ "$(cbindgen --version 2>/dev/null | awk '{print $2}')" != "$CBINDGEN_VERSION" ]; then
+    echo "provision: installing cbindgen $CBINDGEN_VERSION into .tools/"
+    cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --quiet \
+        --root "$provision_root/.tools"
+fi
+
+provision_missing=()
+command -v valgrind >/dev/null 2>&1 || provision_missing+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || provision_missing+=(pkg-config)
+command -v g++ >/dev/null 2>&1 || provision_missing+=(g++)
+[ -f /usr/include/cjson/cJSON.h ] || provision_missing+=(libcjson-dev)
+if [ ${#provision_missing[@]} -gt 0 ]; then
+    provision_sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            provision_sudo="sudo -n"
+        else
+            echo "provision: the C suite needs system packages: ${provision_missing[*]}" >&2
+            echo "provision: install them as root, e.g.: apt-get install ${provision_missing[*]}" >&2
+            exit 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "provision: no apt-get here; install these with your package manager: ${provision_missing[*]}" >&2
+        exit 1
+    fi
+    echo "provision: installing ${provision_missing[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    $provision_sudo apt-get install -y --no-install-recommends "${provision_missing[@]}" >/dev/null 2>&1 || {
+        $provision_sudo apt-get update >/dev/null
+        $provision_sudo apt-get install -y --no-install-recommends "${provision_missing[@]}" >/dev/null
+    }
+fi
