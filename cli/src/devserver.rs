@@ -358,8 +358,10 @@ async fn serve(
                     }),
             };
             tokio::task::spawn_blocking(move || route(&shared, &method, &url, &head, &body))
-            .await
-            .unwrap_or_else(|_| Reply::json(500, json!({"title": "handler failed", "status": 500})))
+                .await
+                .unwrap_or_else(|_| {
+                    Reply::json(500, json!({"title": "handler failed", "status": 500}))
+                })
         }
         Err(_) => Reply::json(
             413,
@@ -867,7 +869,11 @@ fn resource(shared: &Shared, path: &str, head: &Head) -> Reply {
         )
     };
     if vibe && head.vibe_revision.is_none() {
-        return error(400, "invalid_request", "the X-Vibe-Revision header is required");
+        return error(
+            400,
+            "invalid_request",
+            "the X-Vibe-Revision header is required",
+        );
     }
     let mut st = shared.state.lock();
     let token = head

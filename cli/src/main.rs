@@ -42,7 +42,7 @@ enum Command {
     /// Secrets come from environment variables or files, never the command line:
     /// AUTHCORE_API_KEY, AUTHCORE_CLIENT_SECRET, AUTHCORE_REFRESH_TOKEN, AUTHCORE_TOKEN,
     /// or the matching --*-file options.
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]

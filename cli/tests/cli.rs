@@ -297,10 +297,25 @@ fn proxy_listener() -> (String, std::thread::JoinHandle<Vec<String>>) {
 
 fn client_credentials_token(url: &str) -> Command {
     let mut c = authcore();
-    c.args(["token", "--provider", "client-credentials", "--client-id", "dev-client"])
-        .args(["--token-url", url, "--timeout", "5"])
-        .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
-    for var in ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"] {
+    c.args([
+        "token",
+        "--provider",
+        "client-credentials",
+        "--client-id",
+        "dev-client",
+    ])
+    .args(["--token-url", url, "--timeout", "5"])
+    .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
+    for var in [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
         c.env_remove(var);
     }
     c
@@ -317,7 +332,11 @@ fn environment_proxies_are_used_for_https_and_never_for_loopback() {
         .env("HTTP_PROXY", dead)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // HTTPS to a remote name goes through the environment's proxy (a CONNECT to it).
     let (proxy, seen) = proxy_listener();
@@ -326,7 +345,10 @@ fn environment_proxies_are_used_for_https_and_never_for_loopback() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert_eq!(seen.join().unwrap(), vec!["CONNECT auth.invalid:443 HTTP/1.1".to_owned()]);
+    assert_eq!(
+        seen.join().unwrap(),
+        vec!["CONNECT auth.invalid:443 HTTP/1.1".to_owned()]
+    );
 
     // And through an explicit --proxy, with nothing in the environment.
     let (proxy, seen) = proxy_listener();
@@ -335,13 +357,22 @@ fn environment_proxies_are_used_for_https_and_never_for_loopback() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert_eq!(seen.join().unwrap(), vec!["CONNECT auth.invalid:443 HTTP/1.1".to_owned()]);
+    assert_eq!(
+        seen.join().unwrap(),
+        vec!["CONNECT auth.invalid:443 HTTP/1.1".to_owned()]
+    );
 }
 
 #[test]
 fn devserver_refuses_a_lifetime_it_cannot_honour() {
     let out = authcore()
-        .args(["devserver", "--port", "0", "--lifetime", "18446744073709551615"])
+        .args([
+            "devserver",
+            "--port",
+            "0",
+            "--lifetime",
+            "18446744073709551615",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

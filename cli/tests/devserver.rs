@@ -161,9 +161,17 @@ fn token_endpoints_insist_on_their_content_types() {
     let server = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
     let base = server.url();
     let form = "application/x-www-form-urlencoded";
-    let (status, body) = post_raw(&format!("{base}/auth/api-key"), form, "apiKey=dev-api-key", &[]);
+    let (status, body) = post_raw(
+        &format!("{base}/auth/api-key"),
+        form,
+        "apiKey=dev-api-key",
+        &[],
+    );
     assert_eq!(status, 415);
-    assert_eq!(body["name"], "unsupported-media-type", "api.video problems carry name");
+    assert_eq!(
+        body["name"], "unsupported-media-type",
+        "api.video problems carry name"
+    );
     let (status, _) = post_raw(
         &format!("{base}/oauth/token"),
         form,
@@ -177,11 +185,11 @@ fn token_endpoints_insist_on_their_content_types() {
         r#"{"grant_type":"client_credentials"}"#,
         &[],
     );
-    assert_eq!((status, body["error"].as_str()), (415, Some("invalid_request")));
-    let (status, body) = post(
-        &format!("{base}/auth/api-key"),
-        json!({"apiKey": "wrong"}),
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (415, Some("invalid_request"))
     );
+    let (status, body) = post(&format!("{base}/auth/api-key"), json!({"apiKey": "wrong"}));
     assert_eq!(status, 401);
     assert_eq!(body["name"], "authentication-invalid-api-key");
 }
@@ -194,10 +202,16 @@ fn vibe_mode_wants_basic_auth_and_the_revision_header_and_answers_in_its_envelop
     assert_eq!(status, 200);
     // Credentials in the body are refused in Vibe mode.
     let (status, body) = token(&base);
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     let basic = format!(
         "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "dev-client:dev-secret")
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "dev-client:dev-secret"
+        )
     );
     let (status, body) = post_raw(
         &format!("{base}/oauth2/token"),
@@ -222,7 +236,10 @@ fn vibe_mode_wants_basic_auth_and_the_revision_header_and_answers_in_its_envelop
     };
     let (status, body) = call(None);
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["type"], "invalid_request", "Vibe's envelope: {body}");
+    assert_eq!(
+        body["error"]["type"], "invalid_request",
+        "Vibe's envelope: {body}"
+    );
     assert_eq!(call(Some("2025-01")).0, 200);
 }
 
@@ -230,19 +247,38 @@ fn vibe_mode_wants_basic_auth_and_the_revision_header_and_answers_in_its_envelop
 fn reusing_a_rotated_refresh_token_revokes_its_whole_family() {
     let server = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
     let base = server.url();
-    let (_, first) = post(&format!("{base}/auth/api-key"), json!({"apiKey": "dev-api-key"}));
+    let (_, first) = post(
+        &format!("{base}/auth/api-key"),
+        json!({"apiKey": "dev-api-key"}),
+    );
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
-    let (status, second) = post(&format!("{base}/auth/refresh"), json!({"refreshToken": rt1}));
+    let (status, second) = post(
+        &format!("{base}/auth/refresh"),
+        json!({"refreshToken": rt1}),
+    );
     assert_eq!(status, 200);
     let at2 = second["access_token"].as_str().unwrap().to_owned();
     let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(get_api(&base, &at2, "/api/resource").0, 200);
     // The rotated-away token comes back: someone holds a copy it should not have.
-    let (status, _) = post(&format!("{base}/auth/refresh"), json!({"refreshToken": rt1}));
+    let (status, _) = post(
+        &format!("{base}/auth/refresh"),
+        json!({"refreshToken": rt1}),
+    );
     assert_eq!(status, 400);
-    assert_eq!(get_api(&base, &at2, "/api/resource").0, 401, "family revoked");
-    let (status, _) = post(&format!("{base}/auth/refresh"), json!({"refreshToken": rt2}));
-    assert_eq!(status, 400, "the newest refresh token of the family is revoked too");
+    assert_eq!(
+        get_api(&base, &at2, "/api/resource").0,
+        401,
+        "family revoked"
+    );
+    let (status, _) = post(
+        &format!("{base}/auth/refresh"),
+        json!({"refreshToken": rt2}),
+    );
+    assert_eq!(
+        status, 400,
+        "the newest refresh token of the family is revoked too"
+    );
 }
 
 #[test]
@@ -267,8 +303,15 @@ fn control_refuses_foreign_hosts_and_origins_and_settings_out_of_range() {
         json!({"lifetime_secs": u64::MAX}),
     );
     assert_eq!(status, 400);
-    let (status, _) = post(&format!("{base}/_control/config"), json!({"latency_ms": u64::MAX}));
+    let (status, _) = post(
+        &format!("{base}/_control/config"),
+        json!({"latency_ms": u64::MAX}),
+    );
     assert_eq!(status, 400);
     let (status, body) = token(&base);
-    assert_eq!((status, body["expires_in"].as_u64()), (200, Some(3600)), "unchanged");
+    assert_eq!(
+        (status, body["expires_in"].as_u64()),
+        (200, Some(3600)),
+        "unchanged"
+    );
 }

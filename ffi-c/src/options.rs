@@ -208,7 +208,9 @@ pub unsafe extern "C" fn authcore_options_set_default_lifetime_secs(
     unsafe {
         update(options, |o| {
             if secs > authcore::MAX_DURATION.as_secs() * 3650 {
-                return Err(Failure::invalid("default lifetime must be at most ten years"));
+                return Err(Failure::invalid(
+                    "default lifetime must be at most ten years",
+                ));
             }
             Ok(o.default_lifetime((secs > 0).then(|| Duration::from_secs(secs))))
         })
@@ -268,7 +270,9 @@ pub unsafe extern "C" fn authcore_options_add_token_request_header(
         let (name, value) = unsafe { (arg_str(name, "name")?, arg_str(value, "value")?) };
         let valid = authcore::is_valid_header(name, value);
         if !valid {
-            return Err(Failure::invalid(format!("{name:?} is not a valid HTTP header")));
+            return Err(Failure::invalid(format!(
+                "{name:?} is not a valid HTTP header"
+            )));
         }
         Ok(o.token_request_header(name, value))
     };
@@ -374,7 +378,11 @@ mod tests {
                 authcore_options_set_default_lifetime_secs(o, 60),
                 authcore_options_set_failure_backoff_ms(o, 5, 50),
                 authcore_options_set_danger_allow_insecure_http(o, true),
-                authcore_options_add_token_request_header(o, c"AV-Origin-App".as_ptr(), c"x:1".as_ptr()),
+                authcore_options_add_token_request_header(
+                    o,
+                    c"AV-Origin-App".as_ptr(),
+                    c"x:1".as_ptr(),
+                ),
                 authcore_options_set_refresh_token_callback(o, Some(keep), std::ptr::null_mut()),
                 authcore_options_set_proxy(o, c"http://127.0.0.1:3128".as_ptr()),
             ];

@@ -39,6 +39,7 @@ class _ClientOptions(TypedDict, total=False):
     danger_allow_insecure_http: bool
     on_refresh_token: Optional[Callable[[str], object]]
     token_request_headers: Mapping[str, str]
+    proxy: Optional[str]
 
 class AuthcoreError(Exception):
     kind: str

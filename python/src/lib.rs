@@ -239,7 +239,7 @@ fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
 
 const OPTION_NAMES: &str = "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, failure_backoff, danger_allow_insecure_http, on_refresh_token, \
-    token_request_headers";
+    token_request_headers, proxy";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
 fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
@@ -260,6 +260,7 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
                     | "max_body_bytes"
                     | "default_lifetime"
                     | "on_refresh_token"
+                    | "proxy"
             )
         {
             continue;
@@ -321,6 +322,24 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
                         }
                     })
                 })
+            }
+            "proxy" => {
+                let url: String = v.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "option 'proxy' must be a str or None, not {}",
+                        type_name(&v)
+                    ))
+                })?;
+                let proxy = if url.is_empty() {
+                    authcore::Proxy::None
+                } else if authcore::is_valid_proxy_url(&url) {
+                    authcore::Proxy::Url(url)
+                } else {
+                    return Err(PyValueError::new_err(
+                        "option 'proxy' is not a valid proxy URL",
+                    ));
+                };
+                o.proxy(proxy)
             }
             "token_request_headers" => {
                 let headers = v.cast::<PyDict>().map_err(|_| {

@@ -1,0 +1,68 @@
+"""A client used in a child after fork (gunicorn --preload, multiprocessing): no renewal
+"in flight" inherited from the parent, no lock held across the fork, no pooled
+connection shared with the parent."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from typing import Optional
+
+import pytest
+
+import authcore
+from conftest import CLIENT_ID, CLIENT_SECRET, DevServer
+
+_CLIENT: Optional[authcore.Client] = None
+_URL = ""
+
+
+def _child_request(_: int) -> tuple[int, float]:
+    """Runs in a forked child: one request through the inherited client."""
+    assert _CLIENT is not None
+    start = time.monotonic()
+    status = _CLIENT.get(_URL).status
+    return status, time.monotonic() - start
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_forked_children_renew_on_their_own_while_the_parent_renews_and_contends(
+    dev: DevServer,
+) -> None:
+    global _CLIENT, _URL
+    _URL = dev.url + "/api/resource"
+    _CLIENT = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, timeout=10.0
+    )
+    client = _CLIENT
+    # Token requests take 1.5 s: the parent's first renewal is in flight at the fork.
+    dev.config(lifetime_secs=3600, latency_ms=1500)
+    leader = threading.Thread(target=client.token)
+    leader.start()
+    time.sleep(0.3)
+    # Another thread takes the cache again and again while the pool forks.
+    stop = threading.Event()
+
+    def contend() -> None:
+        for _ in range(1_000_000):
+            if stop.is_set():
+                return
+            client.invalidate("not-the-token")
+
+    hammer = threading.Thread(target=contend)
+    hammer.start()
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(4) as pool:
+            results = pool.map_async(_child_request, range(8)).get(timeout=60)
+    finally:
+        stop.set()
+        hammer.join(timeout=30)
+        leader.join(timeout=30)
+    assert [status for status, _ in results] == [200] * 8
+    # Each child renewed by itself (1.5 s) instead of waiting for the parent's leader,
+    # which does not exist in the child.
+    assert max(took for _, took in results) < 6.0, results
+    assert client.get(_URL).status == 200, "the parent still works"
+    dev.config(lifetime_secs=3600, latency_ms=0)
