@@ -126,6 +126,17 @@ impl Behaviour {
     }
 }
 
+/// What a malformed token response looks like (`POST /_control/malformed`, `kind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Malformed {
+    /// An HTML error page labelled JSON, status 200.
+    #[default]
+    Html,
+    /// A JSON token response whose access token would inject a header (CR LF).
+    HeaderInjection,
+}
+
 /// Fail the next `count` token requests with `status` (`POST /_control/fail`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fault {
@@ -163,7 +174,7 @@ struct Code {
 struct State {
     behaviour: Behaviour,
     fault: Option<Fault>,
-    malformed: u32,
+    malformed: (u32, Malformed),
     access: HashMap<String, Issued>,
     refresh: HashMap<String, Refresh>,
     codes: HashMap<String, Code>,
@@ -251,9 +262,9 @@ impl DevServer {
         self.shared.state.lock().fault = Some(fault);
     }
 
-    /// Answers the next `count` token requests with a malformed body.
-    pub fn malformed_next(&self, count: u32) {
-        self.shared.state.lock().malformed = count;
+    /// Answers the next `count` token requests with a malformed body of this kind.
+    pub fn malformed_next(&self, count: u32, kind: Malformed) {
+        self.shared.state.lock().malformed = (count, kind);
     }
 
     /// Revokes every access token, and every refresh token too if `refresh`.
@@ -594,12 +605,21 @@ fn token_endpoint(
             return reply;
         }
     }
-    if st.malformed > 0 {
-        st.malformed -= 1;
+    if st.malformed.0 > 0 {
+        st.malformed.0 -= 1;
         st.counters.faults_injected += 1;
+        let body = match st.malformed.1 {
+            Malformed::Html => "<html><body>Service temporarily unavailable</body></html>".into(),
+            Malformed::HeaderInjection => json!({
+                "access_token": "dev-at-injected\r\nX-Injected: yes",
+                "token_type": "Bearer",
+                "expires_in": 3600
+            })
+            .to_string(),
+        };
         return Reply {
             status: 200,
-            body: "<html><body>Service temporarily unavailable</body></html>".into(),
+            body,
             content_type: "application/json",
             headers: Vec::new(),
         };
@@ -948,13 +968,19 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
             }
             Err(e) => bad(e),
         },
-        ("POST", "/_control/malformed") => match parsed() {
-            Ok(v) => {
-                st.malformed = v.get("count").and_then(Value::as_u64).unwrap_or(1) as u32;
-                Reply::json(200, json!({"ok": true}))
+        ("POST", "/_control/malformed") => {
+            let kind = parsed().and_then(|v| {
+                serde_json::from_value::<Malformed>(v.get("kind").cloned().unwrap_or(json!("html")))
+            });
+            match (parsed(), kind) {
+                (Ok(v), Ok(kind)) => {
+                    let count = v.get("count").and_then(Value::as_u64).unwrap_or(1);
+                    st.malformed = (u32::try_from(count).unwrap_or(u32::MAX), kind);
+                    Reply::json(200, json!({"ok": true}))
+                }
+                (Err(e), _) | (_, Err(e)) => bad(e),
             }
-            Err(e) => bad(e),
-        },
+        }
         ("POST", "/_control/revoke") => match parsed() {
             Ok(v) => {
                 revoke(

@@ -12,7 +12,7 @@ use authcore::grant::{ApiKey, AuthorizationCode, AuthorizationCodeFlow, ClientCr
 use authcore::{AuthMethod, Client, Error, Options};
 use serde::Deserialize;
 
-use crate::devserver::{Behaviour, Counters, DevServer, Fault};
+use crate::devserver::{Behaviour, Counters, DevServer, Fault, Malformed};
 
 /// One scenario file.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +104,9 @@ pub enum Step {
     Malformed {
         /// How many.
         count: u32,
+        /// What kind (`html`, the default, or `header_injection`).
+        #[serde(default)]
+        kind: Malformed,
     },
     /// Wait.
     SleepMs(u64),
@@ -318,7 +321,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                 }
                 Step::Revoke { refresh } => server.revoke_all(*refresh),
                 Step::Fail(f) => server.fail_next(f.clone()),
-                Step::Malformed { count } => server.malformed_next(*count),
+                Step::Malformed { count, kind } => server.malformed_next(*count, *kind),
                 Step::SleepMs(ms) => thread::sleep(Duration::from_millis((*ms).min(60_000))),
             }
         }

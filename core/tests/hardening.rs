@@ -559,3 +559,48 @@ fn a_failing_or_panicking_hook_loses_no_refresh_token() {
         assert_eq!(calls.load(SeqCst), 2, "{mode}");
     }
 }
+
+#[test]
+fn an_unusable_200_is_retried_once_the_server_is_seen_not_to_rotate() {
+    let mut server = mockito::Server::new();
+    // The first refresh answer carries no new refresh token: the server keeps them.
+    let first = server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-1","expires_in":3600}"#)
+        .expect(1)
+        .create();
+    let client = Client::new(
+        RefreshToken::new(
+            format!("{}/token", server.url()),
+            "id",
+            "secret",
+            "rt-first-5c4b3a29",
+        ),
+        opts().max_retries(2),
+    )
+    .unwrap();
+    let t1 = client.token().unwrap();
+    first.assert();
+    first.remove();
+    let html = server
+        .mock("POST", "/token")
+        .with_body("<html>oops</html>")
+        .expect(1)
+        .create();
+    let good = server
+        .mock("POST", "/token")
+        .match_body(mockito::Matcher::Regex(
+            "refresh_token=rt-first-5c4b3a29".into(),
+        ))
+        .with_body(r#"{"access_token":"at-2","expires_in":3600}"#)
+        .expect(1)
+        .create();
+    assert!(client.invalidate(&t1));
+    assert_eq!(
+        client.token().unwrap().access_token().expose_secret(),
+        "at-2",
+        "the HTML page was retried inside the call"
+    );
+    html.assert();
+    good.assert();
+}
