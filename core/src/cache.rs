@@ -197,7 +197,7 @@ impl Cache {
     pub(crate) fn fresh(&self) -> Option<Arc<Token>> {
         let published = self.published.load();
         let token = published.token.as_ref()?;
-        (token.freshness(Instant::now()) == Freshness::Fresh).then(|| Arc::clone(token))
+        token.fresh_now().then(|| Arc::clone(token))
     }
 
     /// The cached token, whatever its state, without renewing. Takes no lock.

@@ -19,6 +19,7 @@
 
 mod cache;
 mod client;
+mod clock;
 mod error;
 pub mod grant;
 mod http;

@@ -7,6 +7,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
+use crate::clock;
 use crate::error::{self, Error, Result};
 use crate::secret::Secret;
 
@@ -54,6 +55,8 @@ pub struct Token {
     /// The same two moments on the wall clock.
     renew_wall: Option<SystemTime>,
     expire_wall: Option<SystemTime>,
+    /// The renewal moment on the cheap clocks, for the cached-token path.
+    fresh_until: clock::Deadline2,
 }
 
 impl Token {
@@ -88,6 +91,7 @@ impl Token {
             expire_at: None,
             renew_wall: None,
             expire_wall: None,
+            fresh_until: clock::Deadline2::NEVER,
         };
         token.set_wall_issue(issued_wall);
         if let Some((ahead, margin)) = token.windows() {
@@ -95,6 +99,7 @@ impl Token {
             token.renew_at = issued_at.checked_add(l - ahead);
             token.expire_at = issued_at.checked_add(l - margin);
         }
+        token.fresh_until = clock::Deadline2::new(token.renew_at, token.renew_wall);
         token
     }
 
@@ -112,7 +117,15 @@ impl Token {
         if let (Some((ahead, margin)), Some(l)) = (self.windows(), self.lifetime) {
             self.renew_wall = issued_wall.checked_add(l - ahead);
             self.expire_wall = issued_wall.checked_add(l - margin);
+            self.fresh_until = clock::Deadline2::new(self.renew_at, self.renew_wall);
         }
+    }
+
+    /// Whether the token needs no renewal yet, on the cheap clocks: `true` only when
+    /// [`freshness`](Self::freshness) would say [`Freshness::Fresh`] a moment earlier.
+    #[inline]
+    pub(crate) fn fresh_now(&self) -> bool {
+        self.fresh_until.is_after(clock::now())
     }
 
     /// A token that never expires (personal access tokens, static bearer tokens).

@@ -1,0 +1,121 @@
+//! Cheap clock readings for the cached-token path.
+//!
+//! Deciding whether the cached token is still fresh needs two clocks (monotonic and
+//! wall, see [`Token`](crate::Token)) on every call. On Linux the coarse clocks give
+//! both from the vDSO without a system call in a few nanoseconds, at the resolution of
+//! the kernel tick (at most a few milliseconds); elsewhere the standard clocks are used.
+//! Deadlines compared with them are moved [`GUARD`] earlier, so that the coarse reading
+//! lagging behind the precise one can only make a token look stale sooner.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How much earlier a deadline is checked than it falls, to cover the coarse clocks'
+/// resolution.
+const GUARD: Duration = Duration::from_millis(10);
+
+/// Nanoseconds on the monotonic clock and since the Unix epoch on the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reading {
+    pub mono: u64,
+    pub wall: u64,
+}
+
+/// A moment on both clocks; `u64::MAX` on both means never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline2 {
+    mono: u64,
+    wall: u64,
+}
+
+impl Deadline2 {
+    pub(crate) const NEVER: Deadline2 = Deadline2 {
+        mono: u64::MAX,
+        wall: u64::MAX,
+    };
+
+    /// The moment `at` (monotonic) / `wall`, moved [`GUARD`] earlier.
+    pub(crate) fn new(at: Option<Instant>, wall: Option<SystemTime>) -> Deadline2 {
+        let now = now();
+        let precise_now = Instant::now();
+        let mono = at.map_or(u64::MAX, |at| {
+            let ahead = at
+                .saturating_duration_since(precise_now)
+                .saturating_sub(GUARD);
+            now.mono.saturating_add(nanos(ahead))
+        });
+        let wall = wall.map_or(u64::MAX, |w| {
+            let since = w.duration_since(UNIX_EPOCH).unwrap_or_default();
+            nanos(since.saturating_sub(GUARD))
+        });
+        Deadline2 { mono, wall }
+    }
+
+    /// Whether `reading` is before this moment on both clocks.
+    #[inline]
+    pub(crate) fn is_after(self, reading: Reading) -> bool {
+        reading.mono < self.mono && reading.wall < self.wall
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Both clocks, now.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+pub(crate) fn now() -> Reading {
+    use rustix::time::{clock_gettime, ClockId};
+    let ns = |t: rustix::time::Timespec| {
+        u64::try_from(t.tv_sec)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+    };
+    Reading {
+        mono: ns(clock_gettime(ClockId::MonotonicCoarse)),
+        wall: ns(clock_gettime(ClockId::RealtimeCoarse)),
+    }
+}
+
+/// Both clocks, now.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[inline]
+pub(crate) fn now() -> Reading {
+    use std::sync::OnceLock;
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    Reading {
+        mono: nanos(Instant::now().saturating_duration_since(base)),
+        wall: nanos(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_compare_on_both_clocks() {
+        let soon = Deadline2::new(
+            Some(Instant::now() + Duration::from_secs(60)),
+            Some(SystemTime::now() + Duration::from_secs(60)),
+        );
+        assert!(soon.is_after(now()));
+        let wall_passed = Deadline2::new(
+            Some(Instant::now() + Duration::from_secs(60)),
+            Some(SystemTime::now() - Duration::from_secs(1)),
+        );
+        assert!(!wall_passed.is_after(now()));
+        let mono_passed = Deadline2::new(
+            Some(Instant::now()),
+            Some(SystemTime::now() + Duration::from_secs(60)),
+        );
+        assert!(!mono_passed.is_after(now()));
+        assert!(Deadline2::NEVER.is_after(now()));
+    }
+}
