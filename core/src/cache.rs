@@ -2,7 +2,8 @@
 //! backoff after failure, invalidation by identity, and a lock-free published copy of
 //! the current token for readers. No I/O happens under the lock.
 //!
-//! Fork safety: the state lives in a [`Core`] stamped with the process id. A child
+//! Fork safety: the state lives in a [`Core`] stamped with the process id and fork
+//! generation. A child
 //! process that finds its parent's core (a renewal "in flight" whose leader does not
 //! exist in the child, or a lock held by a parent thread at the moment of the fork)
 //! starts a new core from the published token and refresh token.
@@ -14,6 +15,7 @@ use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::fork::Stamp;
 use crate::http::Deadline;
 use crate::options::MAX_DURATION;
 use crate::secret::Secret;
@@ -107,7 +109,7 @@ impl State {
 
 /// The mutable state of one process.
 struct Core {
-    pid: u32,
+    stamp: Stamp,
     state: Mutex<State>,
     done: Condvar,
 }
@@ -115,7 +117,7 @@ struct Core {
 impl Core {
     fn new(state: State) -> Self {
         Core {
-            pid: std::process::id(),
+            stamp: Stamp::current(),
             state: Mutex::new(state),
             done: Condvar::new(),
         }
@@ -209,7 +211,7 @@ impl Cache {
     /// after `fork()`.
     fn core(&self) -> Arc<Core> {
         let core = self.core.load_full();
-        if core.pid == std::process::id() {
+        if core.stamp == Stamp::current() {
             return core;
         }
         let published = self.published.load();

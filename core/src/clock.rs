@@ -4,6 +4,8 @@
 //! wall, see [`Token`](crate::Token)) on every call. On Linux the coarse clocks give
 //! both from the vDSO without a system call in a few nanoseconds, at the resolution of
 //! the kernel tick (at most a few milliseconds); elsewhere the standard clocks are used.
+//! rustix goes through the C library's `clock_gettime` (`use-libc`): its own vDSO
+//! lookup crashes programs run under valgrind, which hides the vDSO.
 //! Deadlines compared with them are moved [`GUARD`] earlier, so that the coarse reading
 //! lagging behind the precise one can only make a token look stale sooner.
 

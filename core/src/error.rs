@@ -278,14 +278,16 @@ const SNIPPET_CHARS: usize = 160;
 const TOKEN_LIKE_RUN: usize = 20;
 /// …unless they read like words: separator-free pieces shorter than this, no digits.
 const WORD_PIECE: usize = 16;
+/// Runs this long right after `Bearer`/`Basic` are credentials, whatever they look like.
+const AFTER_SCHEME_RUN: usize = 8;
 
 /// Replaces every run of token-like characters (JWTs, opaque tokens, keys) with
 /// `[redacted]`, so that server-provided text is safe to put in a message.
 ///
 /// A run of 20 or more token characters is redacted when it mixes letters and digits
 /// or has a separator-free piece of 16 or more characters (an all-letter or all-digit
-/// secret), so that words, hyphenated codes and URLs stay readable. A run right after
-/// `Bearer` or `Basic` is redacted whatever its length.
+/// secret), so that words, hyphenated codes and URLs stay readable. A run of 8 or more
+/// right after `Bearer` or `Basic` is redacted too (but not `Bearer realm=…`).
 pub(crate) fn scrub(text: &str) -> String {
     fn token_char(c: char) -> bool {
         c.is_ascii_alphanumeric() || "-._~+/=".contains(c)
@@ -308,7 +310,7 @@ pub(crate) fn scrub(text: &str) -> String {
         if run.is_empty() {
             return;
         }
-        if after_scheme || secret_like(run) {
+        if (after_scheme && run.len() >= AFTER_SCHEME_RUN) || secret_like(run) {
             out.push_str("[redacted]");
         } else {
             out.push_str(run);
@@ -493,7 +495,12 @@ mod tests {
             let s = scrub(&format!("refresh token {secret} is unknown"));
             assert_eq!(s, "refresh token [redacted] is unknown", "{secret}");
         }
-        assert_eq!(scrub("Bearer abc"), "Bearer [redacted]");
+        assert_eq!(scrub("Bearer abcdefgh"), "Bearer [redacted]");
+        assert_eq!(scrub("basic dXNlcjpwYXNz"), "basic [redacted]");
+        assert_eq!(
+            scrub(r#"Bearer realm="api", error="invalid_token""#),
+            r#"Bearer realm="api", error="invalid_token""#
+        );
         for kept in [
             "https://docs.api.video/reference/authentication-invalid-api-key",
             "The refresh token is invalid, expired or was already used.",

@@ -11,6 +11,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::error::{self, Error, ErrorKind, Result};
+use crate::fork::Stamp;
 use crate::options::{Options, Proxy, MAX_DURATION};
 use crate::secret::Secret;
 use crate::token::{self, Token};
@@ -124,7 +125,7 @@ struct Raw {
 /// The agents of one process: rebuilt in a child after `fork()`, so that a child never
 /// shares a pooled connection (or a pool lock) with its parent.
 struct Agents {
-    pid: u32,
+    stamp: Stamp,
     agent: ureq::Agent,
 }
 
@@ -151,7 +152,7 @@ impl Http {
             }
         };
         let agents = ArcSwap::from_pointee(Agents {
-            pid: std::process::id(),
+            stamp: Stamp::current(),
             agent: build_agent(&options, proxy.clone()),
         });
         Ok(Http {
@@ -170,12 +171,12 @@ impl Http {
     /// in the child rather than dropped: its pooled connections belong to the parent.
     fn agent(&self) -> ureq::Agent {
         let current = self.agents.load();
-        let pid = std::process::id();
-        if current.pid == pid {
+        let stamp = Stamp::current();
+        if current.stamp == stamp {
             return current.agent.clone();
         }
         let fresh = Arc::new(Agents {
-            pid,
+            stamp,
             agent: build_agent(&self.options, self.proxy.clone()),
         });
         let previous = self.agents.compare_and_swap(&*current, Arc::clone(&fresh));

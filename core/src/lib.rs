@@ -21,6 +21,7 @@ mod cache;
 mod client;
 mod clock;
 mod error;
+mod fork;
 pub mod grant;
 mod http;
 mod options;
@@ -32,6 +33,7 @@ mod token;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
+pub use fork::after_fork_in_child;
 pub use grant::AuthMethod;
 pub use http::{BodyFormat, Response, USER_AGENT};
 pub use options::{

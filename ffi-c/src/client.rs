@@ -46,12 +46,28 @@ pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
 /// # Safety
 /// `options` is NULL or a live handle.
 pub(crate) unsafe fn options_or_default(options: *const authcore_options) -> Options {
+    register_fork_handler();
     if options.is_null() {
         Options::default()
     } else {
         // SAFETY: non-NULL live handle, only read.
         unsafe { (*options).inner.clone() }
     }
+}
+
+/// Tells the core about every `fork()` from the first client or flow on: a child then
+/// starts its per-process state afresh even if it got an old process id.
+fn register_fork_handler() {
+    extern "C" fn child() {
+        authcore::after_fork_in_child();
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `child` only increments an atomic counter, which is async-signal-safe
+        // as a child handler must be; the prepare and parent handlers are none.
+        // A failure (ENOMEM) leaves the process-id check, which covers almost every case.
+        let _ = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    });
 }
 
 /// Space-separated scopes, or none for NULL.

@@ -9,6 +9,8 @@ its Python face.
 >>> response = client.get("https://api.vibe.co/rest/advertisers")  # doctest: +SKIP
 """
 
+import os as _os
+
 from ._authcore import (
     ApiProblemError,
     AuthcoreError,
@@ -27,7 +29,13 @@ from ._authcore import (
     TransportError,
     __version__,
 )
+from ._authcore import _after_fork_in_child
 from .adapters import HttpxAuth, RequestsAuth
+
+# The core notices a child's new process id by itself; this also covers a grandchild
+# that happens to get its grandparent's old process id.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = [
     "ApiProblemError",

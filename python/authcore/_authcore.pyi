@@ -22,6 +22,7 @@ __all__ = [
     "InvalidResponseError",
     "StateMismatchError",
     "ReauthenticationRequired",
+    "_after_fork_in_child",
 ]
 
 _Scopes = Union[str, Iterable[str], None]
@@ -197,3 +198,5 @@ class AuthorizationCodeFlow:
     ) -> AuthorizationCodeFlow: ...
     def authorization_url(self) -> AuthorizationRequest: ...
     def finish(self, callback_url: str) -> Client: ...
+
+def _after_fork_in_child() -> None: ...

@@ -938,9 +938,17 @@ impl AuthorizationCodeFlow {
 }
 
 /// The compiled module, re-exported by the `authcore` package.
+/// Called in a child process right after `fork()` (registered with
+/// `os.register_at_fork` by the package): per-process state starts afresh.
+#[pyfunction]
+fn _after_fork_in_child() {
+    authcore::after_fork_in_child();
+}
+
 #[pymodule]
 fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Client>()?;
     m.add_class::<Response>()?;
