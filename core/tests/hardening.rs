@@ -327,10 +327,10 @@ fn one_unusable_200_is_retried_inside_the_call_for_client_credentials() {
     good.assert();
 }
 
-fn refresh_client(url: &str, rt: &str) -> Client {
+fn refresh_client(url: &str, rt: &str, retries: u32) -> Client {
     Client::new(
         RefreshToken::new(format!("{url}/token"), "id", "secret", rt.to_owned()),
-        opts().max_retries(0),
+        opts().max_retries(retries),
     )
     .unwrap()
 }
@@ -346,16 +346,7 @@ fn an_unusable_200_is_not_retried_for_a_refresh_token_that_may_rotate() {
         .with_body("<html>oops</html>")
         .expect(1)
         .create();
-    let client = Client::new(
-        RefreshToken::new(
-            format!("{}/token", server.url()),
-            "id",
-            "secret",
-            "rt-first-5c4b3a29",
-        ),
-        opts().max_retries(3),
-    )
-    .unwrap();
+    let client = refresh_client(&server.url(), "rt-first-5c4b3a29", 3);
     assert_eq!(err(client.token()).kind(), ErrorKind::InvalidResponse);
     html.assert();
 }
@@ -385,7 +376,7 @@ fn transient_refresh_failures_keep_the_refresh_token() {
             .with_body(body)
             .expect(1)
             .create();
-        let client = refresh_client(&server.url(), "rt-first-5c4b3a29");
+        let client = refresh_client(&server.url(), "rt-first-5c4b3a29", 0);
         let e = err(client.token());
         assert_eq!(e.kind(), kind, "{status} {body}: {e}");
         failing.assert();
@@ -417,7 +408,7 @@ fn real_refusals_require_reauthentication() {
             .with_status(400)
             .with_body(body)
             .create();
-        let client = refresh_client(&server.url(), "rt-first-5c4b3a29");
+        let client = refresh_client(&server.url(), "rt-first-5c4b3a29", 0);
         assert_eq!(
             err(client.token()).kind(),
             ErrorKind::ReauthenticationRequired,
@@ -569,16 +560,7 @@ fn an_unusable_200_is_retried_once_the_server_is_seen_not_to_rotate() {
         .with_body(r#"{"access_token":"at-1","expires_in":3600}"#)
         .expect(1)
         .create();
-    let client = Client::new(
-        RefreshToken::new(
-            format!("{}/token", server.url()),
-            "id",
-            "secret",
-            "rt-first-5c4b3a29",
-        ),
-        opts().max_retries(2),
-    )
-    .unwrap();
+    let client = refresh_client(&server.url(), "rt-first-5c4b3a29", 2);
     let t1 = client.token().unwrap();
     first.assert();
     first.remove();
