@@ -12,6 +12,7 @@ use crate::grant::{Grant, StaticToken};
 use crate::http::{Deadline, Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
+use crate::store::{self, StoreKey};
 use crate::token::Token;
 
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
@@ -31,6 +32,8 @@ struct Inner {
     http: Http,
     cache: Cache,
     grant: Box<dyn Grant>,
+    /// The credential's key in the configured store, if there is one.
+    store_key: Option<StoreKey>,
 }
 
 impl fmt::Debug for Client {
@@ -55,17 +58,14 @@ impl Client {
             max_backoff: options.max_failure_backoff,
             wait_timeout: options.wait_timeout,
         };
-        let refresh_token = options
-            .store
-            .as_ref()
-            .and_then(|s| s.load())
-            .or_else(|| grant.initial_refresh_token());
-        let cache = Cache::new(policy, grant.initial_token(), refresh_token);
+        let store_key = options.store.as_ref().and_then(|_| grant.store_key());
+        let cache = Cache::new(policy, grant.initial_token(), grant.initial_refresh_token());
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 cache,
                 grant: Box::new(grant),
+                store_key,
             }),
         })
     }
@@ -89,10 +89,18 @@ impl Client {
 
     fn token_until(&self, deadline: Deadline) -> Result<Arc<Token>> {
         let inner = &*self.inner;
+        let options = inner.http.options();
         inner.cache.get(
             deadline,
-            |refresh_token, deadline| inner.grant.fetch(&inner.http, refresh_token, deadline),
-            |token, previous| announce(inner.http.options(), token, previous),
+            |refresh_token, deadline| match (&options.store, &inner.store_key) {
+                (Some(store), Some(key)) => {
+                    store::renew_shared(&**store, key, refresh_token, deadline, |rt| {
+                        inner.grant.fetch(&inner.http, rt, deadline)
+                    })
+                }
+                _ => inner.grant.fetch(&inner.http, refresh_token, deadline),
+            },
+            |token, previous| announce(options, token, previous),
         )
     }
 
@@ -208,19 +216,11 @@ impl Client {
     }
 }
 
-/// Hands a new token to the store and, when its refresh token is new, to the hook —
-/// before any caller can use the access token that came with it. User code runs inside
-/// a panic boundary: a store or hook that fails or panics is logged (error level,
-/// target `authcore`) and costs nothing else; the token is kept and used.
+/// Hands a new refresh token to the hook before any caller can use the access token
+/// that came with it. The hook runs inside a panic boundary: a hook that fails or
+/// panics is logged (error level, target `authcore`) and costs nothing else; the token
+/// is kept and used.
 pub(crate) fn announce(options: &Options, token: &Token, previous: Option<&Secret>) {
-    if let Some(store) = &options.store {
-        if catch_unwind(AssertUnwindSafe(|| store.save(token))).is_err() {
-            log::error!(
-                target: "authcore",
-                "the token store panicked while saving a new token; the token is kept and used"
-            );
-        }
-    }
     if let (Some(hook), Some(rt)) = (&options.on_refresh_token, token.refresh_token()) {
         if previous != Some(rt) {
             match catch_unwind(AssertUnwindSafe(|| hook(rt))) {

@@ -139,6 +139,12 @@ impl Token {
         self
     }
 
+    /// Attaches the granted scope.
+    pub fn with_scope(mut self, scope: Option<String>) -> Self {
+        self.scope = scope;
+        self
+    }
+
     /// The access token.
     pub fn access_token(&self) -> &Secret {
         &self.access_token

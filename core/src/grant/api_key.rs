@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
+use crate::store::StoreKey;
 use crate::token::Token;
 
 /// api.video authentication: `POST {base}/auth/api-key`, renewed through
@@ -102,5 +103,10 @@ impl Fetch for ApiKey {
 
     fn endpoints(&self) -> Vec<&str> {
         vec![&self.api_key_url, &self.refresh_url]
+    }
+
+    fn store_key(&self) -> Option<StoreKey> {
+        let key = format!("key-{}", StoreKey::secret_tag(&self.api_key));
+        Some(StoreKey::new("api_key", &self.base_url, &key, &[]))
     }
 }

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::refresh::{RefreshToken, Rotation};
+use super::refresh::{refresh_store_key, RefreshToken, Rotation};
 use super::{extra_headers, AuthMethod, ClientAuth};
 use crate::client::Client;
 use crate::error::{Error, OAuthError, Result};
@@ -285,10 +285,13 @@ impl AuthorizationCodeFlow {
             req.params.push(("code_verifier", p.verifier().clone()));
         }
         self.config.client.apply(&mut req);
-        let token = self
-            .http
-            .token(&req, Deadline::after(self.options.timeout))?;
+        let deadline = Deadline::after(self.options.timeout);
+        let token = self.http.token(&req, deadline)?;
         crate::client::announce(&self.options, &token, None);
+        if let Some(store) = &self.options.store {
+            let key = refresh_store_key(&self.config.token_url, &self.config.client.id);
+            crate::store::save_shared(&**store, &key, &token, deadline);
+        }
         let grant = RefreshToken {
             token_url: self.config.token_url.clone(),
             client: self.config.client.clone(),

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
+use crate::store::StoreKey;
 use crate::token::Token;
 
 /// The client credentials grant: the client authenticates as itself, no user involved.
@@ -77,5 +78,14 @@ impl Fetch for ClientCredentials {
 
     fn endpoints(&self) -> Vec<&str> {
         vec![&self.token_url]
+    }
+
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(StoreKey::new(
+            "client_credentials",
+            &self.token_url,
+            &self.client.id,
+            &self.scopes,
+        ))
     }
 }

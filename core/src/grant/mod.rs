@@ -19,6 +19,7 @@ use base64::Engine;
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, TokenRequest};
 use crate::secret::Secret;
+use crate::store::StoreKey;
 use crate::token::Token;
 
 pub(crate) mod sealed {
@@ -48,6 +49,10 @@ pub(crate) mod sealed {
         }
         /// Every URL this grant sends credentials to, checked when the client is built.
         fn endpoints(&self) -> Vec<&str>;
+        /// What identifies this credential in a shared store (`None`: not shared).
+        fn store_key(&self) -> Option<StoreKey> {
+            None
+        }
     }
 }
 

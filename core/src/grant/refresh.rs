@@ -7,7 +7,14 @@ use super::{extra_headers, is_refusal, AuthMethod, ClientAuth};
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::secret::Secret;
+use crate::store::StoreKey;
 use crate::token::Token;
+
+/// The store key of a refresh-token session at `token_url` for `client_id` (shared by
+/// the code flow that starts it).
+pub(crate) fn refresh_store_key(token_url: &str, client_id: &str) -> StoreKey {
+    StoreKey::new("refresh_token", token_url, client_id, &[])
+}
 
 /// What the server has shown about its refresh tokens (0: nothing yet).
 #[derive(Debug, Default)]
@@ -140,5 +147,9 @@ impl Fetch for RefreshToken {
 
     fn endpoints(&self) -> Vec<&str> {
         vec![&self.token_url]
+    }
+
+    fn store_key(&self) -> Option<StoreKey> {
+        Some(refresh_store_key(&self.token_url, &self.client.id))
     }
 }

@@ -1,0 +1,121 @@
+//! Real processes sharing one token through `authcore token --store DIR`.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
+
+fn authcore(store: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
+    c.arg("token").arg("--store").arg(store);
+    for var in [
+        "AUTHCORE_API_KEY",
+        "AUTHCORE_CLIENT_SECRET",
+        "AUTHCORE_REFRESH_TOKEN",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("authcore-cli-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn fifty_invocations_make_one_token_request() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = DevServer::start(addr, Credentials::default()).unwrap();
+    let dir = temp_dir("fifty");
+    let mut tokens = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let out = authcore(&dir)
+            .args([
+                "--provider",
+                "client-credentials",
+                "--client-id",
+                "dev-client",
+            ])
+            .args(["--token-url", &format!("{}/oauth2/token", server.url())])
+            .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokens.insert(String::from_utf8(out.stdout).unwrap());
+    }
+    assert_eq!(server.counters().token_requests, 1);
+    assert_eq!(tokens.len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn eight_processes_share_one_rotating_refresh_token() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = DevServer::start(addr, Credentials::default()).unwrap();
+    server
+        .set_behaviour(Behaviour {
+            lifetime_secs: 2,
+            ..Behaviour::default()
+        })
+        .unwrap();
+    let dir = temp_dir("rotate");
+    let url = server.url();
+    let run_for = Duration::from_secs(6);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (dir, url) = (dir.clone(), url.clone());
+            std::thread::spawn(move || {
+                let end = Instant::now() + run_for;
+                let (mut ok, mut failed) = (0, Vec::new());
+                while Instant::now() < end && ok + failed.len() < 2000 {
+                    let out = authcore(&dir)
+                        .args(["--provider", "api-video", "--base-url", &url])
+                        .env("AUTHCORE_API_KEY", "dev-api-key")
+                        .output()
+                        .unwrap();
+                    if out.status.success() {
+                        ok += 1;
+                    } else {
+                        failed.push(String::from_utf8_lossy(&out.stderr).into_owned());
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut calls = 0;
+    for w in workers {
+        let (ok, failed) = w.join().unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        calls += ok;
+    }
+    let c = server.counters();
+    let key = c
+        .token_requests_by_grant
+        .get("apivideo/api_key")
+        .copied()
+        .unwrap_or(0);
+    let refresh = c
+        .token_requests_by_grant
+        .get("apivideo/refresh")
+        .copied()
+        .unwrap_or(0);
+    eprintln!("8 processes, 6 s, 2 s tokens: {calls} token calls, {key} key exchange(s), {refresh} refreshes");
+    // One key exchange in all: a reused (rotated-away) refresh token would have been
+    // refused, revoking the family and sending a process back to the API key.
+    assert_eq!(key, 1, "{c:?}");
+    // About one refresh per renew-ahead period (1.6 s of a 2 s token) over 6 s.
+    assert!(
+        (2..=6).contains(&refresh),
+        "{refresh} refreshes for {calls} calls: {c:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

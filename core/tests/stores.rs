@@ -1,0 +1,249 @@
+//! The shared-store tier: clients that share a store share one token and one rotating
+//! refresh token. (Real processes share a `FileStore` in `cli/tests/stores.rs`.)
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authcore::grant::{ApiKey, ClientCredentials};
+use authcore::{Client, ErrorKind, FileStore, StoredToken, TokenStore};
+use common::{err, opts};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "authcore-store-{name}-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn counting_token_endpoint(
+    server: &mut mockito::Server,
+    path: &str,
+    body: &'static str,
+) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    server
+        .mock("POST", path)
+        .with_body_from_request(move |_| {
+            c.fetch_add(1, SeqCst);
+            body.as_bytes().to_vec()
+        })
+        .create();
+    count
+}
+
+#[test]
+fn clients_sharing_a_file_store_share_one_token() {
+    let mut server = mockito::Server::new();
+    let count = counting_token_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
+    );
+    let dir = temp_dir("cc");
+    let store = Arc::new(FileStore::new(&dir).unwrap());
+    let client = |scopes: &[&str]| {
+        Client::new(
+            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret")
+                .scopes(scopes.iter().copied()),
+            opts().store(store.clone()),
+        )
+        .unwrap()
+    };
+    let (a, b) = (client(&["x", "y"]), client(&["y", "x"]));
+    assert_eq!(
+        a.token().unwrap().access_token().expose_secret(),
+        "at-one-1a2b3c4d5e"
+    );
+    assert_eq!(
+        b.token().unwrap().access_token().expose_secret(),
+        "at-one-1a2b3c4d5e"
+    );
+    assert_eq!(
+        count.load(SeqCst),
+        1,
+        "the second client adopted the stored token"
+    );
+    // Another scope is another credential.
+    client(&["z"]).token().unwrap();
+    assert_eq!(count.load(SeqCst), 2);
+    // What is on disk: one token file per credential, mode 0600, no secret in its name.
+    use std::os::unix::fs::PermissionsExt;
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 2);
+    for f in &files {
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_rotated_refresh_token_is_shared_and_never_reused() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/auth/api-key")
+        .with_body(r#"{"access_token":"at-one-1a2b3c4d5e","refresh_token":"rt-first-5c4b3a29","expires_in":1}"#)
+        .expect(1)
+        .create();
+    let refresh = server
+        .mock("POST", "/auth/refresh")
+        .match_body(mockito::Matcher::Json(
+            serde_json::json!({"refreshToken": "rt-first-5c4b3a29"}),
+        ))
+        .with_body(r#"{"access_token":"at-two-6f7a8b9c0d","refresh_token":"rt-second-8d7c6b5a","expires_in":3600}"#)
+        .expect(1)
+        .create();
+    let dir = temp_dir("rotate");
+    let store = Arc::new(FileStore::new(&dir).unwrap());
+    let client = || {
+        Client::new(
+            ApiKey::with_base_url(server.url(), "sk_live_apikey_0123456789"),
+            opts().store(store.clone()),
+        )
+        .unwrap()
+    };
+    let (a, b) = (client(), client());
+    a.token().unwrap();
+    b.token().unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    // Both need a renewal now; the first refreshes, the second adopts its result.
+    assert_eq!(
+        a.token().unwrap().access_token().expose_secret(),
+        "at-two-6f7a8b9c0d"
+    );
+    assert_eq!(
+        b.token().unwrap().access_token().expose_secret(),
+        "at-two-6f7a8b9c0d"
+    );
+    refresh.assert();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_held_store_lock_bounds_the_wait_by_the_deadline() {
+    let mut server = mockito::Server::new();
+    counting_token_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-1","expires_in":3600}"#,
+    );
+    let dir = temp_dir("lock");
+    let store = Arc::new(FileStore::new(&dir).unwrap());
+    let client = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+        opts()
+            .store(store.clone())
+            .timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    // Another holder of every lock file in the directory: take the client's own.
+    let other = FileStore::new(&dir).unwrap();
+    let probe = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+        opts().store(Arc::new(other.clone())),
+    )
+    .unwrap();
+    probe.token().unwrap();
+    let lock_file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "lock"))
+        .unwrap();
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_file)
+        .unwrap();
+    held.lock().unwrap();
+    // The stored token is fresh, but a renewal-free read never needs the lock: force one.
+    std::fs::remove_file(lock_file.with_extension("json")).unwrap();
+    let start = Instant::now();
+    let e = err(client.token());
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    held.unlock().unwrap();
+    client.token().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_corrupt_file_reads_as_empty_and_an_unusable_directory_is_a_config_error() {
+    let dir = temp_dir("corrupt");
+    let store = FileStore::new(&dir).unwrap();
+    let mut server = mockito::Server::new();
+    let count = counting_token_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-1","expires_in":3600}"#,
+    );
+    let client = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+        opts().store(Arc::new(store.clone())),
+    )
+    .unwrap();
+    client.token().unwrap();
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, &text[..text.len() / 2]).unwrap();
+    let again = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+        opts().store(Arc::new(store)),
+    )
+    .unwrap();
+    again.token().unwrap();
+    assert_eq!(
+        count.load(SeqCst),
+        2,
+        "a truncated file is empty, not a crash"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        StoredToken::from_json(text.as_bytes()).is_some(),
+        "rewritten whole"
+    );
+
+    let not_a_dir = dir.join("a-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let e = FileStore::new(not_a_dir.join("sub")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_store_trait_can_be_implemented_outside_the_crate() {
+    // A user's own store: the MemoryStore's behaviour through the public trait.
+    let store = authcore::MemoryStore::new();
+    let deadline = Instant::now() + Duration::from_millis(100);
+    let key = authcore::StoreKey::custom("k");
+    let lock = store.lock(&key, deadline).unwrap();
+    assert_eq!(
+        store
+            .lock(&key, Instant::now() + Duration::from_millis(50))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+    drop(lock);
+    store.lock(&key, deadline).unwrap();
+    assert!(store.load(&key).unwrap().is_none());
+}
