@@ -199,6 +199,49 @@ typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
                                                    const char *refresh_token,
                                                    size_t len);
 
+/**
+ * A store of your own, as callbacks. Every callback gets `userdata` and the
+ * credential's key (a NUL-terminated text naming grant, endpoint, client id and
+ * scopes, never a secret). The stored value is authcore's JSON form of a token (it
+ * holds secrets: keep it as you would keep a password).
+ *
+ * - `load`: copy the stored value for `key` into `buf` (`cap` bytes) and set `*len`
+ *   to its length; return 0 when copied, 1 when there is none, 2 when `cap` is too
+ *   small (with `*len` set to the size needed: authcore calls again), another value
+ *   on failure.
+ * - `save`: keep `len` bytes of `value` for `key`, durably (they are valid during the
+ *   call only); return 0 when kept.
+ * - `lock`: take your lock for `key`, shared with every other process, waiting at most
+ *   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
+ *   failure. `unlock` releases it; authcore calls it exactly once for each successful
+ *   `lock`, on the same thread.
+ *
+ * Callbacks may be called from any thread, concurrently for different keys, and must
+ * not unwind or call back into the client.
+ */
+typedef struct {
+  /**
+   * Passed back to every callback.
+   */
+  void *userdata;
+  /**
+   * Reads the stored value.
+   */
+  int32_t (*load)(void *userdata, const char *key, char *buf, size_t cap, size_t *len);
+  /**
+   * Writes the value, durably.
+   */
+  int32_t (*save)(void *userdata, const char *key, const char *value, size_t len);
+  /**
+   * Takes the lock for `key`.
+   */
+  int32_t (*lock)(void *userdata, const char *key, uint64_t timeout_ms);
+  /**
+   * Releases the lock for `key`.
+   */
+  void (*unlock)(void *userdata, const char *key);
+} authcore_store_callbacks;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -746,6 +789,31 @@ authcore_status authcore_options_set_refresh_token_callback(authcore_options *op
  * or a NUL-terminated string.
  */
 authcore_status authcore_options_set_proxy(authcore_options *options, const char *url);
+
+/**
+ * Shares tokens with every other process on this machine that uses the same
+ * credential, through files under `dir` (created with mode 0700 if missing; each
+ * credential's file is mode 0600 and replaced atomically). A directory that cannot be
+ * used is `AUTHCORE_STATUS_CONFIG`, and the options are left as they were.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `dir` is a
+ * NUL-terminated path.
+ */
+authcore_status authcore_options_set_file_store(authcore_options *options, const char *dir);
+
+/**
+ * Uses a store made of `callbacks` (copied; `callbacks->userdata` must stay valid, and
+ * usable from any thread, for as long as any client made with these options lives).
+ * `load` and `save` are required; `lock` and `unlock` go together (both or neither:
+ * without them, processes are not excluded from renewing at once).
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `callbacks`
+ * points to a valid `authcore_store_callbacks` whose functions follow its contract.
+ */
+authcore_status authcore_options_set_store_callbacks(authcore_options *options,
+                                                     const authcore_store_callbacks *callbacks);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -25,10 +25,12 @@ use zeroize::Zeroize;
 mod client;
 mod flow;
 mod options;
+mod store;
 
 pub use client::*;
 pub use flow::*;
 pub use options::*;
+pub use store::*;
 
 /// The result of every fallible authcore function.
 ///

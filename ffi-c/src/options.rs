@@ -83,7 +83,7 @@ pub unsafe extern "C" fn authcore_options_free(options: *mut authcore_options) {
 ///
 /// # Safety
 /// `options` is NULL or a live handle not used by another thread during the call.
-unsafe fn update(
+pub(crate) unsafe fn update(
     options: *mut authcore_options,
     step: impl FnOnce(authcore::Options) -> Result<authcore::Options, Failure>,
 ) -> authcore_status {

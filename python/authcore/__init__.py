@@ -18,6 +18,7 @@ from ._authcore import (
     AuthorizationRequest,
     Client,
     ConfigError,
+    FileStore,
     InvalidResponseError,
     OAuthError,
     RateLimitedError,
@@ -31,6 +32,7 @@ from ._authcore import (
 )
 from ._authcore import _after_fork_in_child
 from .adapters import HttpxAuth, RequestsAuth
+from .stores import TokenStore
 
 # The core notices a child's new process id by itself; this also covers a grandchild
 # that happens to get its grandparent's old process id.
@@ -44,6 +46,7 @@ __all__ = [
     "AuthorizationRequest",
     "Client",
     "ConfigError",
+    "FileStore",
     "HttpxAuth",
     "InvalidResponseError",
     "OAuthError",
@@ -54,6 +57,7 @@ __all__ = [
     "StateMismatchError",
     "TimeoutError",
     "Token",
+    "TokenStore",
     "TransportError",
     "__version__",
 ]

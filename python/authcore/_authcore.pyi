@@ -1,8 +1,11 @@
 """Type stubs for the compiled module ``authcore._authcore``."""
 
+import os
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple, Union, final
 
 from typing_extensions import TypedDict, Unpack
+
+from .stores import TokenStore
 
 __version__: str
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "InvalidResponseError",
     "StateMismatchError",
     "ReauthenticationRequired",
+    "FileStore",
     "_after_fork_in_child",
 ]
 
@@ -41,6 +45,7 @@ class _ClientOptions(TypedDict, total=False):
     on_refresh_token: Optional[Callable[[str], object]]
     token_request_headers: Mapping[str, str]
     proxy: Optional[str]
+    store: Optional[Union[FileStore, TokenStore]]
 
 class AuthcoreError(Exception):
     kind: str
@@ -78,6 +83,12 @@ class Response:
     @property
     def ok(self) -> bool: ...
     def json(self) -> Any: ...
+
+@final
+class FileStore:
+    def __new__(cls, directory: Union[str, "os.PathLike[str]"]) -> FileStore: ...
+    @property
+    def directory(self) -> str: ...
 
 @final
 class Token:

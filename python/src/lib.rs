@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+mod store;
+
 use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, RefreshToken};
 use authcore::{AuthMethod, ErrorKind, Options};
 use pyo3::create_exception;
@@ -78,7 +80,7 @@ create_exception!(
 
 /// Turns a core error into the Python exception of its kind, with its details as
 /// attributes. The one place where core errors become Python errors.
-fn to_py_err(py: Python<'_>, e: authcore::Error) -> PyErr {
+pub(crate) fn to_py_err(py: Python<'_>, e: authcore::Error) -> PyErr {
     let message = e.to_string();
     let err = match e.kind() {
         ErrorKind::Config => ConfigError::new_err(message),
@@ -239,7 +241,7 @@ fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
 
 const OPTION_NAMES: &str = "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, failure_backoff, danger_allow_insecure_http, on_refresh_token, \
-    token_request_headers, proxy";
+    token_request_headers, proxy, store";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
 fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
@@ -261,6 +263,7 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
                     | "default_lifetime"
                     | "on_refresh_token"
                     | "proxy"
+                    | "store"
             )
         {
             continue;
@@ -323,6 +326,7 @@ fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
                     })
                 })
             }
+            "store" => o.store(store::store_arg(&v)?),
             "proxy" => {
                 let url: String = v.extract().map_err(|_| {
                     PyTypeError::new_err(format!(
@@ -951,6 +955,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Client>()?;
+    m.add_class::<store::FileStore>()?;
     m.add_class::<Response>()?;
     m.add_class::<Token>()?;
     m.add_class::<AuthorizationCodeFlow>()?;

@@ -83,12 +83,12 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
     ./example-static > /dev/null
 )
 
-TESTS=(test_api test_threads test_fork scenarios)
+TESTS=(test_api test_threads test_fork test_store scenarios)
 # test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
 # allocator locks fork-safe, so a child forked while another thread is inside malloc can
 # hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
 # builds).
-ASAN_TESTS=(test_api test_threads scenarios)
+ASAN_TESTS=(test_api test_threads test_store scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"

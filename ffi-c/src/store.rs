@@ -1,0 +1,245 @@
+//! Token stores for C: the file store, and a store made of the caller's callbacks for
+//! programs that keep tokens elsewhere.
+
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+use std::time::Instant;
+
+use authcore::{Error, StoreKey, StoreLock, StoredToken, TokenStore};
+use zeroize::Zeroize;
+
+use crate::options::{authcore_options, update};
+use crate::{arg_str, authcore_status, check_null, Failure};
+
+/// Shares tokens with every other process on this machine that uses the same
+/// credential, through files under `dir` (created with mode 0700 if missing; each
+/// credential's file is mode 0600 and replaced atomically). A directory that cannot be
+/// used is `AUTHCORE_STATUS_CONFIG`, and the options are left as they were.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `dir` is a
+/// NUL-terminated path.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_file_store(
+    options: *mut authcore_options,
+    dir: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let dir = unsafe { arg_str(dir, "dir")? };
+        let store = authcore::FileStore::new(dir)?;
+        Ok(o.store(Arc::new(store)))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
+/// A store of your own, as callbacks. Every callback gets `userdata` and the
+/// credential's key (a NUL-terminated text naming grant, endpoint, client id and
+/// scopes, never a secret). The stored value is authcore's JSON form of a token (it
+/// holds secrets: keep it as you would keep a password).
+///
+/// - `load`: copy the stored value for `key` into `buf` (`cap` bytes) and set `*len`
+///   to its length; return 0 when copied, 1 when there is none, 2 when `cap` is too
+///   small (with `*len` set to the size needed: authcore calls again), another value
+///   on failure.
+/// - `save`: keep `len` bytes of `value` for `key`, durably (they are valid during the
+///   call only); return 0 when kept.
+/// - `lock`: take your lock for `key`, shared with every other process, waiting at most
+///   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
+///   failure. `unlock` releases it; authcore calls it exactly once for each successful
+///   `lock`, on the same thread.
+///
+/// Callbacks may be called from any thread, concurrently for different keys, and must
+/// not unwind or call back into the client.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct authcore_store_callbacks {
+    /// Passed back to every callback.
+    pub userdata: *mut c_void,
+    /// Reads the stored value.
+    pub load: Option<
+        unsafe extern "C" fn(
+            userdata: *mut c_void,
+            key: *const c_char,
+            buf: *mut c_char,
+            cap: usize,
+            len: *mut usize,
+        ) -> i32,
+    >,
+    /// Writes the value, durably.
+    pub save: Option<
+        unsafe extern "C" fn(
+            userdata: *mut c_void,
+            key: *const c_char,
+            value: *const c_char,
+            len: usize,
+        ) -> i32,
+    >,
+    /// Takes the lock for `key`.
+    pub lock: Option<
+        unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char, timeout_ms: u64) -> i32,
+    >,
+    /// Releases the lock for `key`.
+    pub unlock: Option<unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char)>,
+}
+
+/// The callbacks, which the caller promises may be used from any thread for as long
+/// as any client made with them lives.
+struct CallbackStore(authcore_store_callbacks);
+// SAFETY: the documented contract of `authcore_options_set_store_callbacks`.
+unsafe impl Send for CallbackStore {}
+// SAFETY: as above.
+unsafe impl Sync for CallbackStore {}
+
+fn store_failure(what: &str, rc: i32) -> Error {
+    Error::Transport {
+        message: format!("token store callback `{what}` failed ({rc})"),
+        source: None,
+    }
+}
+
+fn key_c(key: &StoreKey) -> CString {
+    CString::new(key.as_str().replace('\0', "?")).unwrap_or_default()
+}
+
+impl TokenStore for CallbackStore {
+    fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
+        let Some(load) = self.0.load else {
+            return Ok(None);
+        };
+        let key = key_c(key);
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..4 {
+            let mut len = 0usize;
+            // SAFETY: the caller promised `load` follows its contract; `buf` has `cap`
+            // writable bytes and `len` is a valid out-pointer for the call.
+            let rc = unsafe {
+                load(
+                    self.0.userdata,
+                    key.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut len,
+                )
+            };
+            match rc {
+                0 => {
+                    let stored = StoredToken::from_json(&buf[..len.min(buf.len())]);
+                    buf.zeroize();
+                    if stored.is_none() {
+                        log::warn!(target: "authcore", "the store callback returned a corrupt token; treated as empty");
+                    }
+                    return Ok(stored);
+                }
+                1 => return Ok(None),
+                2 if len > buf.len() && len <= 1 << 20 => {
+                    buf.zeroize();
+                    buf = vec![0u8; len];
+                }
+                rc => {
+                    buf.zeroize();
+                    return Err(store_failure("load", rc));
+                }
+            }
+        }
+        Err(store_failure("load", 2))
+    }
+
+    fn lock(&self, key: &StoreKey, deadline: Instant) -> authcore::Result<StoreLock> {
+        let (Some(lock), Some(unlock)) = (self.0.lock, self.0.unlock) else {
+            return Ok(StoreLock::none());
+        };
+        let key = key_c(key);
+        let ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        // SAFETY: the caller promised `lock` follows its contract.
+        let rc = unsafe {
+            lock(
+                self.0.userdata,
+                key.as_ptr(),
+                u64::try_from(ms).unwrap_or(u64::MAX),
+            )
+        };
+        match rc {
+            0 => Ok(StoreLock::new(Held {
+                callbacks: CallbackStore(self.0),
+                unlock,
+                key,
+            })),
+            1 => Err(Error::Timeout {
+                message: "waited for another process's renewal (store callback lock)".into(),
+            }),
+            rc => Err(store_failure("lock", rc)),
+        }
+    }
+
+    fn save(&self, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
+        let Some(save) = self.0.save else {
+            return Ok(());
+        };
+        let key = key_c(key);
+        let mut json = token.to_json();
+        // SAFETY: the caller promised `save` follows its contract; `json` outlives it.
+        let rc = unsafe {
+            save(
+                self.0.userdata,
+                key.as_ptr(),
+                json.as_ptr().cast(),
+                json.len(),
+            )
+        };
+        json.zeroize();
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(store_failure("save", rc))
+        }
+    }
+}
+
+/// A lock taken through the callbacks, released by `unlock` when dropped.
+struct Held {
+    callbacks: CallbackStore,
+    unlock: unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char),
+    key: CString,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: the caller promised `unlock` follows its contract.
+        unsafe { (self.unlock)(self.callbacks.0.userdata, self.key.as_ptr()) };
+    }
+}
+
+/// Uses a store made of `callbacks` (copied; `callbacks->userdata` must stay valid, and
+/// usable from any thread, for as long as any client made with these options lives).
+/// `load` and `save` are required; `lock` and `unlock` go together (both or neither:
+/// without them, processes are not excluded from renewing at once).
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `callbacks`
+/// points to a valid `authcore_store_callbacks` whose functions follow its contract.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_store_callbacks(
+    options: *mut authcore_options,
+    callbacks: *const authcore_store_callbacks,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        check_null!(callbacks);
+        // SAFETY: non-NULL; the caller promises a valid struct.
+        let c = unsafe { *callbacks };
+        if c.load.is_none() || c.save.is_none() {
+            return Err(Failure::invalid(
+                "the store callbacks need `load` and `save`",
+            ));
+        }
+        if c.lock.is_some() != c.unlock.is_some() {
+            return Err(Failure::invalid("`lock` and `unlock` go together"));
+        }
+        Ok(o.store(Arc::new(CallbackStore(c))))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}

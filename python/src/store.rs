@@ -1,0 +1,150 @@
+//! Token stores for Python: `FileStore`, and any Python object that follows the store
+//! protocol (`load`, `save`, `lock`, `unlock`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use authcore::{Error, StoreKey, StoreLock, StoredToken, TokenStore};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::to_py_err;
+
+/// Shares tokens with every other process on this machine that uses the same
+/// credential, through files under a directory (created with mode 0700 if missing).
+#[pyclass(frozen, module = "authcore._authcore", name = "FileStore")]
+pub(crate) struct FileStore {
+    inner: Arc<authcore::FileStore>,
+}
+
+#[pymethods]
+impl FileStore {
+    /// A store in `directory`; `ConfigError` if it cannot be created or written.
+    #[new]
+    fn new(py: Python<'_>, directory: std::path::PathBuf) -> PyResult<Self> {
+        let inner = authcore::FileStore::new(directory).map_err(|e| to_py_err(py, e))?;
+        Ok(FileStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The directory.
+    #[getter]
+    fn directory(&self) -> String {
+        self.inner.dir().display().to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("FileStore({:?})", self.inner.dir())
+    }
+}
+
+/// A Python object following the store protocol.
+struct ObjectStore(Py<PyAny>);
+
+fn failed(method: &str, e: &PyErr) -> Error {
+    Error::Transport {
+        message: format!(
+            "the token store's {method}() raised {}",
+            Python::attach(|py| e
+                .get_type(py)
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default())
+        ),
+        source: None,
+    }
+}
+
+impl TokenStore for ObjectStore {
+    fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
+        Python::attach(|py| {
+            let value = self
+                .0
+                .call_method1(py, "load", (key.as_str(),))
+                .map_err(|e| failed("load", &e))?;
+            if value.is_none(py) {
+                return Ok(None);
+            }
+            let bytes = value
+                .cast_bound::<PyBytes>(py)
+                .map_err(|_| Error::Transport {
+                    message: "the token store's load() must return bytes or None".into(),
+                    source: None,
+                })?;
+            let stored = StoredToken::from_json(bytes.as_bytes());
+            if stored.is_none() {
+                log::warn!(target: "authcore", "the token store's load() returned a corrupt value; treated as empty");
+            }
+            Ok(stored)
+        })
+    }
+
+    fn lock(&self, key: &StoreKey, deadline: Instant) -> authcore::Result<StoreLock> {
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
+        Python::attach(|py| {
+            let taken = self
+                .0
+                .call_method1(py, "lock", (key.as_str(), timeout))
+                .and_then(|v| v.is_truthy(py))
+                .map_err(|e| failed("lock", &e))?;
+            if !taken {
+                return Err(Error::Timeout {
+                    message: "waited for another process's renewal (the token store's lock)".into(),
+                });
+            }
+            Ok(StoreLock::new(Unlock {
+                store: self.0.clone_ref(py),
+                key: key.as_str().to_owned(),
+            }))
+        })
+    }
+
+    fn save(&self, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
+        let json = zeroize::Zeroizing::new(token.to_json());
+        Python::attach(|py| {
+            let value = PyBytes::new(py, &json);
+            self.0
+                .call_method1(py, "save", (key.as_str(), value))
+                .map(|_| ())
+                .map_err(|e| failed("save", &e))
+        })
+    }
+}
+
+/// Calls the store's `unlock(key)` when dropped; an exception there is reported
+/// through `sys.unraisablehook`.
+struct Unlock {
+    store: Py<PyAny>,
+    key: String,
+}
+
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            if let Err(e) = self.store.call_method1(py, "unlock", (self.key.as_str(),)) {
+                e.write_unraisable(py, Some(self.store.bind(py)));
+            }
+        });
+    }
+}
+
+/// The `store=` option: a `FileStore`, or an object with `load`, `save`, `lock` and
+/// `unlock` methods.
+pub(crate) fn store_arg(v: &Bound<'_, PyAny>) -> PyResult<Arc<dyn TokenStore>> {
+    if let Ok(file) = v.cast::<FileStore>() {
+        return Ok(file.get().inner.clone());
+    }
+    let follows = ["load", "save", "lock", "unlock"]
+        .iter()
+        .all(|m| v.getattr(*m).is_ok_and(|a| a.is_callable()));
+    if !follows {
+        return Err(PyTypeError::new_err(
+            "option 'store' must be a FileStore or an object with load, save, lock and unlock methods",
+        ));
+    }
+    Ok(Arc::new(ObjectStore(v.clone().unbind())))
+}

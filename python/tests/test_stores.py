@@ -1,0 +1,137 @@
+"""Token stores from Python: FileStore shared by processes, and an object store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pathlib
+import threading
+import time
+from typing import Optional
+
+import pytest
+
+import authcore
+from conftest import CLIENT_ID, CLIENT_SECRET, DevServer
+
+
+def _cc(dev: DevServer, store: object) -> authcore.Client:
+    return authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, scopes="campaigns:read",
+        store=store,  # type: ignore[arg-type]
+    )
+
+
+def test_clients_sharing_a_file_store_share_one_token(dev: DevServer, tmp_path: pathlib.Path) -> None:
+    store = authcore.FileStore(tmp_path / "tokens")
+    assert store.directory.endswith("tokens")
+    assert "FileStore(" in repr(store)
+    a, b = _cc(dev, store), _cc(dev, store)
+    assert a.token() == b.token()
+    assert dev.token_requests() == 1
+
+
+def test_an_unusable_directory_is_a_config_error(tmp_path: pathlib.Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(authcore.ConfigError, match="cannot be used"):
+        authcore.FileStore(blocker / "sub")
+
+
+def test_a_store_of_the_wrong_type_is_a_type_error(dev: DevServer) -> None:
+    with pytest.raises(TypeError, match="option 'store'"):
+        _cc(dev, "not a store")
+
+
+class DictStore:
+    """The store protocol over a dict and a lock, as a user would write it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.mutex = threading.Lock()
+        self.calls: list[str] = []
+        self.fail_save = False
+
+    def load(self, key: str) -> Optional[bytes]:
+        self.calls.append("load")
+        return self.values.get(key)
+
+    def save(self, key: str, value: bytes) -> None:
+        self.calls.append("save")
+        if self.fail_save:
+            raise OSError("disk full")
+        self.values[key] = value
+
+    def lock(self, key: str, timeout: float) -> bool:
+        self.calls.append("lock")
+        return self.mutex.acquire(timeout=timeout)
+
+    def unlock(self, key: str) -> None:
+        self.calls.append("unlock")
+        self.mutex.release()
+
+
+def test_an_object_following_the_store_protocol(dev: DevServer) -> None:
+    store: authcore.TokenStore = DictStore()
+    assert isinstance(store, DictStore)
+    a, b = _cc(dev, store), _cc(dev, store)
+    assert a.token() == b.token()
+    assert dev.token_requests() == 1
+    assert store.calls == ["lock", "load", "save", "unlock", "lock", "load", "unlock"]
+    (key,) = store.values
+    assert "client_credentials" in key and CLIENT_SECRET not in key
+    assert CLIENT_SECRET not in repr(store.values)
+
+
+def test_a_failing_save_is_logged_and_the_token_still_used(dev: DevServer) -> None:
+    store = DictStore()
+    store.fail_save = True
+    client = _cc(dev, store)
+    token = client.token()
+    assert token
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert store.mutex.acquire(timeout=1), "the lock was released"
+
+
+def test_a_lock_that_times_out_is_a_timeout_error(dev: DevServer) -> None:
+    store = DictStore()
+    store.mutex.acquire()
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, store=store, timeout=0.3
+    )
+    start = time.monotonic()
+    with pytest.raises(authcore.TimeoutError):
+        client.token()
+    assert time.monotonic() - start < 2.0
+
+
+def _process_loop(directory: str, base: str, seconds: float) -> int:
+    """A separate process: its own client on the shared store, token calls for a while."""
+    client = authcore.Client.api_video("dev-api-key", base_url=base, store=authcore.FileStore(directory))
+    end = time.monotonic() + seconds
+    failures = 0
+    for _ in range(100_000):
+        if time.monotonic() >= end:
+            break
+        try:
+            client.token()
+        except authcore.AuthcoreError:
+            failures += 1
+        time.sleep(0.005)
+    return failures
+
+
+def test_eight_processes_share_one_rotating_refresh_token(dev: DevServer, tmp_path: pathlib.Path) -> None:
+    dev.config(lifetime_secs=2)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(8) as pool:
+        failures = pool.starmap_async(
+            _process_loop, [(str(tmp_path / "tokens"), dev.url, 6.0)] * 8
+        ).get(timeout=120)
+    assert failures == [0] * 8
+    key = dev.token_requests("apivideo/api_key")
+    refresh = dev.token_requests("apivideo/refresh")
+    # One key exchange in all: a reused refresh token would be refused (its family
+    # revoked) and send a process back to the API key.
+    assert key == 1, (key, refresh)
+    assert 2 <= refresh <= 6, (key, refresh)
+    dev.config(lifetime_secs=3600)

@@ -1,0 +1,181 @@
+/*
+ * Token stores from C: processes sharing one rotating refresh token through the file
+ * store, and a store made of the program's own callbacks.
+ */
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Child: its own client on the shared store, token calls for `seconds`. */
+static int child_loop(const char *dir, double seconds) {
+    alarm((unsigned)seconds + 20);
+    authcore_options *o = NULL;
+    if (authcore_options_new(&o) != AUTHCORE_STATUS_OK) return 10;
+    if (authcore_options_set_file_store(o, dir) != AUTHCORE_STATUS_OK) return 11;
+    authcore_client *c = NULL;
+    if (authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &c) != AUTHCORE_STATUS_OK)
+        return 12;
+    authcore_options_free(o);
+    double end = now_seconds() + seconds;
+    int failures = 0;
+    char buf[512];
+    size_t needed = 0;
+    for (long i = 0; i < 1000000 && now_seconds() < end; i++) {
+        if (authcore_client_token_into(c, buf, sizeof buf, &needed) != AUTHCORE_STATUS_OK) {
+            fprintf(stderr, "child: %s\n", authcore_last_error_message());
+            failures++;
+        }
+        sleep_ms(5);
+    }
+    authcore_client_free(c);
+    return failures == 0 ? 0 : 1;
+}
+
+static void test_processes_share_a_rotating_refresh_token(const char *dir) {
+    devserver_reset();
+    control_post("/_control/config", "{\"lifetime_secs\": 2}");
+    enum { N = 8 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) _exit(child_loop(dir, 6.0));
+    }
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        int st = 0;
+        waitpid(pids[i], &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failed++;
+    }
+    CHECK(failed == 0, "%d of %d processes saw errors", failed, N);
+    long key = counter("token_requests_by_grant", "apivideo/api_key");
+    long refresh = counter("token_requests_by_grant", "apivideo/refresh");
+    printf("test_store: %d processes, 6 s, 2 s tokens: %ld key exchange(s), %ld refreshes\n", N,
+           key, refresh);
+    CHECK(key == 1, "one key exchange in all (a reused refresh token would force more): %ld", key);
+    CHECK(refresh >= 2 && refresh <= 6, "about one refresh per 1.6 s: %ld", refresh);
+    control_post("/_control/config", "{\"lifetime_secs\": 3600}");
+}
+
+static void test_unusable_directory_leaves_options_unchanged(const char *dir) {
+    char file[512], sub[600];
+    snprintf(file, sizeof file, "%s/not-a-dir", dir);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL, "made a file");
+    if (f) fclose(f);
+    snprintf(sub, sizeof sub, "%s/sub", file);
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 4321));
+    CHECK_STATUS(authcore_options_set_file_store(o, sub), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "cannot be used") != NULL, "says why: %s",
+          authcore_last_error_message());
+    CHECK_STATUS(authcore_options_set_file_store(o, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_file_store(NULL, dir), AUTHCORE_STATUS_NULL_ARGUMENT);
+    authcore_options_free(o);
+    remove(file);
+}
+
+/* A store of the program's own: one value, one mutex. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_mutex_t lock;
+    char value[4096];
+    size_t len;
+    int loads, saves, locks, unlocks;
+} my_store;
+
+static int my_load(void *ud, const char *key, char *buf, size_t cap, size_t *len) {
+    (void)key;
+    my_store *s = ud;
+    pthread_mutex_lock(&s->mu);
+    s->loads++;
+    int rc = 0;
+    if (s->len == 0) {
+        rc = 1;
+    } else if (s->len > cap) {
+        *len = s->len;
+        rc = 2;
+    } else {
+        memcpy(buf, s->value, s->len);
+        *len = s->len;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int my_save(void *ud, const char *key, const char *value, size_t len) {
+    (void)key;
+    my_store *s = ud;
+    if (len > sizeof s->value) return 1;
+    pthread_mutex_lock(&s->mu);
+    memcpy(s->value, value, len);
+    s->len = len;
+    s->saves++;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static int my_lock(void *ud, const char *key, uint64_t timeout_ms) {
+    (void)key;
+    (void)timeout_ms;
+    my_store *s = ud;
+    pthread_mutex_lock(&s->lock);
+    s->locks++;
+    return 0;
+}
+
+static void my_unlock(void *ud, const char *key) {
+    (void)key;
+    my_store *s = ud;
+    s->unlocks++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void test_callback_store(void) {
+    devserver_reset();
+    my_store s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_mutex_init(&s.lock, NULL);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock};
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    authcore_store_callbacks half = {&s, my_load, my_save, my_lock, NULL};
+    CHECK_STATUS(authcore_options_set_store_callbacks(o, &half), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_store_callbacks(o, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    authcore_client *a = NULL, *b = NULL;
+    CHECK_OK(authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &a));
+    CHECK_OK(authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &b));
+    authcore_options_free(o);
+    char *ta = NULL, *tb = NULL;
+    CHECK_OK(authcore_client_token(a, &ta));
+    CHECK_OK(authcore_client_token(b, &tb));
+    CHECK(ta && tb && strcmp(ta, tb) == 0, "the second client adopted the stored token");
+    CHECK(token_requests() == 1, "one token request for two clients: %ld", token_requests());
+    CHECK(s.saves == 1 && s.locks == 2 && s.unlocks == 2, "saves %d locks %d unlocks %d", s.saves,
+          s.locks, s.unlocks);
+    CHECK(s.len > 0 && memchr(s.value, '{', s.len) == s.value, "a JSON value was stored");
+    authcore_string_free(ta);
+    authcore_string_free(tb);
+    authcore_client_free(a);
+    authcore_client_free(b);
+    pthread_mutex_destroy(&s.mu);
+    pthread_mutex_destroy(&s.lock);
+}
+
+int main(void) {
+    char dir[] = "/tmp/authcore-c-store-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    test_processes_share_a_rotating_refresh_token(dir);
+    test_unusable_directory_leaves_options_unchanged(dir);
+    test_callback_store();
+    /* Remove the store's files and the directory. */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cleaned up");
+    return harness_finish("test_store");
+}
