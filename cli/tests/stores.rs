@@ -119,3 +119,52 @@ fn eight_processes_share_one_rotating_refresh_token() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_process_killed_while_holding_the_lock_blocks_nobody() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = DevServer::start(addr, Credentials::default()).unwrap();
+    // Token requests take 3 s: the first process holds the store's lock that long.
+    server
+        .set_behaviour(Behaviour {
+            latency_ms: 3000,
+            ..Behaviour::default()
+        })
+        .unwrap();
+    let dir = temp_dir("killed");
+    let token_cmd = || {
+        let mut c = authcore(&dir);
+        c.args([
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &format!("{}/oauth2/token", server.url())])
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
+        c
+    };
+    let mut holder = token_cmd().spawn().unwrap();
+    // Wait until its request reached the provider (it holds the lock by then).
+    let start = Instant::now();
+    while server.counters().token_requests == 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.counters().token_requests, 1);
+    holder.kill().unwrap(); // SIGKILL: no chance to release anything itself
+    holder.wait().unwrap();
+    server.set_behaviour(Behaviour::default()).unwrap();
+    let start = Instant::now();
+    let out = token_cmd().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the lock died with its holder: {:?}",
+        start.elapsed()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,6 +1,7 @@
 //! Benchmarks of the token lifecycle. Prints numbers; asserts nothing.
 //!
 //! Run: `cargo bench -p authcore --bench cache` (results are kept in `core/BENCHMARKS.md`).
+//! One section: `AUTHCORE_BENCH=cached|store|herd|churn|throughput`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -145,6 +146,72 @@ fn cached_fetch() {
     }
 }
 
+/// The single-thread cached read with and without a store (a store is never touched
+/// on that path), and the cost of a renewal through a `FileStore` (lock, read, request,
+/// write with fsync) next to a plain one.
+fn store_costs() {
+    let p = provider(3600, Duration::ZERO);
+    let dir = std::env::temp_dir().join(format!("authcore-bench-store-{}", std::process::id()));
+    let store = Arc::new(authcore::FileStore::new(&dir).expect("store"));
+    let plain = client_for(&p);
+    let stored = Client::new(
+        ClientCredentials::new(format!("{}/token", p.url), "bench", "bench-secret"),
+        Options::default().store(store),
+    )
+    .expect("client");
+    let read = |client: &Client| {
+        client.token().expect("warm");
+        let mut samples = Vec::new();
+        for _ in 0..2000 {
+            let start = Instant::now();
+            for _ in 0..1000 {
+                black_box(client.token().expect("token"));
+            }
+            samples.push(start.elapsed().as_nanos() as f64 / 1000.0);
+        }
+        median(samples)
+    };
+    // Interleaved, so that both see the same machine.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        a.push(read(&plain));
+        b.push(read(&stored));
+    }
+    println!(
+        "cached token fetch, 1 thread: no store {:.1} ns/call, FileStore {:.1} ns/call (median of 5 interleaved runs)",
+        median(a),
+        median(b)
+    );
+    // A new client each time: its first token() is a renewal.
+    let renew = |options: &dyn Fn() -> Options| {
+        let mut samples = Vec::new();
+        for _ in 0..200 {
+            let client = Client::new(
+                ClientCredentials::new(format!("{}/token", p.url), "bench", "bench-secret"),
+                options(),
+            )
+            .expect("client");
+            // Another process's token would be adopted: make the stored one unusable.
+            for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+                if e.path().extension().is_some_and(|x| x == "json") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            let start = Instant::now();
+            black_box(client.token().expect("token"));
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        median(samples)
+    };
+    let file_store = Arc::new(authcore::FileStore::new(&dir).expect("store"));
+    println!(
+        "renewal, 1 thread (median of 200): plain {:.0} µs, through a FileStore {:.0} µs (lock, read, request, write + fsync, rename, directory fsync)",
+        renew(&Options::default),
+        renew(&|| Options::default().store(file_store.clone()))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn herd() {
     let p = provider(3600, Duration::from_millis(50));
     let client = client_for(&p);
@@ -274,6 +341,9 @@ fn main() {
     let all = only.is_empty();
     if all || only == "cached" {
         cached_fetch();
+    }
+    if all || only == "store" {
+        store_costs();
     }
     if all || only == "herd" {
         herd();

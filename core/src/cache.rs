@@ -67,6 +67,8 @@ struct State {
     renewing_after_rejection: bool,
     /// The current token replaced a token an API rejected…
     current_after_rejection: bool,
+    /// …when it was obtained…
+    current_since: Instant,
     /// …and has been rejected itself (counted in `rejections`).
     current_rejected: bool,
     /// Consecutive rejections of tokens obtained after a rejection.
@@ -86,6 +88,7 @@ impl State {
             failures: 0,
             renewing_after_rejection: false,
             current_after_rejection: false,
+            current_since: Instant::now(),
             current_rejected: false,
             rejections: 0,
             reject_until: None,
@@ -329,6 +332,7 @@ impl Cache {
                 st.failures = 0;
                 st.backoff_until = None;
                 st.current_after_rejection = std::mem::take(&mut st.renewing_after_rejection);
+                st.current_since = now;
                 st.current_rejected = false;
                 if !st.current_after_rejection {
                     st.rejections = 0;
@@ -412,7 +416,10 @@ impl Cache {
             return Rejection::AlreadyReplaced;
         }
         let now = Instant::now();
-        if st.current_after_rejection {
+        // A rejection soon after the renewal that replaced a rejected token means the API
+        // refuses for other reasons; much later it is an ordinary revocation.
+        let soon = now.saturating_duration_since(st.current_since) < self.policy.max_backoff;
+        if st.current_after_rejection && soon {
             if !st.current_rejected {
                 st.current_rejected = true;
                 st.rejections = st.rejections.saturating_add(1);
@@ -426,6 +433,10 @@ impl Cache {
             if st.reject_until.is_some_and(|until| now < until) {
                 return Rejection::Kept;
             }
+        }
+        if !soon {
+            st.rejections = 0;
+            st.reject_until = None;
         }
         st.current = None;
         st.renewing_after_rejection = true;

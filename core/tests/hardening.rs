@@ -586,3 +586,32 @@ fn an_unusable_200_is_retried_once_the_server_is_seen_not_to_rotate() {
     html.assert();
     good.assert();
 }
+
+#[test]
+fn a_revocation_long_after_a_recovery_renews_at_once() {
+    let mut server = mockito::Server::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    server
+        .mock("POST", "/token")
+        .with_body_from_request(move |_| {
+            let n = c.fetch_add(1, SeqCst) + 1;
+            format!(r#"{{"access_token":"at-{n}","expires_in":3600}}"#).into_bytes()
+        })
+        .create();
+    let client = cc(
+        &server.url(),
+        opts().failure_backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    );
+    let first = client.token().unwrap();
+    assert!(client.invalidate(&first), "a first rejection renews");
+    let second = client.token().unwrap();
+    // The replacement works for a while (longer than the longest backoff)…
+    thread::sleep(Duration::from_millis(150));
+    // …then is revoked: an ordinary revocation, renewed at once, not held back as if
+    // the API refused every token.
+    assert!(client.invalidate(&second));
+    assert_eq!(count.load(SeqCst), 2);
+    client.token().unwrap();
+    assert_eq!(count.load(SeqCst), 3);
+}
