@@ -2,7 +2,8 @@
 # that has only the Rust toolchain, Python 3 and a C compiler.
 #   - rustfmt and clippy (rustup components);
 #   - cbindgen, pinned, installed into .tools/ inside the checkout (no root needed);
-#   - valgrind, pkg-config, g++ and cJSON, which only the system's packages provide:
+#   - valgrind, pkg-config, g++, cJSON and redis-server (the Redis store's tests start
+#     their own on a free loopback port), which only the system's packages provide:
 #     installed with apt-get as root (or with sudo when it needs no password), else the
 #     script says exactly what to install and stops.
 # Python packages (maturin, pytest, mypy, ...) are installed by tests/python/run.sh into
@@ -27,13 +28,14 @@ command -v valgrind >/dev/null 2>&1 || provision_missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || provision_missing+=(pkg-config)
 command -v g++ >/dev/null 2>&1 || provision_missing+=(g++)
 [ -f /usr/include/cjson/cJSON.h ] || provision_missing+=(libcjson-dev)
+command -v redis-server >/dev/null 2>&1 || provision_missing+=(redis-server)
 if [ ${#provision_missing[@]} -gt 0 ]; then
     provision_sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             provision_sudo="sudo -n"
         else
-            echo "provision: the C suite needs system packages: ${provision_missing[*]}" >&2
+            echo "provision: the suite needs system packages: ${provision_missing[*]}" >&2
             echo "provision: install them as root, e.g.: apt-get install ${provision_missing[*]}" >&2
             exit 1
         fi

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
-use authcore::{AuthMethod, Client, Error, ErrorKind, FileStore, Options, Proxy, Secret};
+use authcore::{
+    AuthMethod, Client, Error, ErrorKind, FileStore, Options, Proxy, RedisStore, Secret,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
@@ -109,11 +111,12 @@ struct TokenArgs {
     /// Seconds allowed for the whole call (every attempt and pause), at most a day.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
-    /// Directory of a token store shared with every other process on this machine that
-    /// uses the same credential (created if missing): a fresh token is reused instead of
-    /// requested again, and a rotating refresh token is shared safely.
-    #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
+    /// A token store shared with every other process that uses the same credential: a
+    /// directory (this machine; created if missing) or a `redis://` URL (a fleet). A fresh
+    /// token is reused instead of requested again, and a rotating refresh token is shared
+    /// safely.
+    #[arg(long, value_name = "DIR|redis://…")]
+    store: Option<String>,
     /// Proxy for non-loopback hosts (`http://host:port`); "" for none. Default: from the
     /// environment (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY, honouring NO_PROXY).
     #[arg(long)]
@@ -240,8 +243,12 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
         .timeout(Duration::from_secs(a.timeout))
         .max_retries(2)
         .proxy(proxy);
-    if let Some(dir) = &a.store {
-        options = options.store(std::sync::Arc::new(FileStore::new(dir)?));
+    if let Some(store) = &a.store {
+        options = if store.starts_with("redis://") || store.starts_with("rediss://") {
+            options.store(std::sync::Arc::new(RedisStore::new(store)?))
+        } else {
+            options.store(std::sync::Arc::new(FileStore::new(store)?))
+        };
     }
     let scopes: Vec<String> = a
         .scopes

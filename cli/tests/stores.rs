@@ -168,3 +168,55 @@ fn a_process_killed_while_holding_the_lock_blocks_nobody() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn invocations_share_one_token_through_redis() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("redis");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (tests/provision.sh installs it)");
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = DevServer::start(addr, Credentials::default()).unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut failures = Vec::new();
+    for _ in 0..20 {
+        let out = Command::new(env!("CARGO_BIN_EXE_authcore"))
+            .args(["token", "--store", &url, "--provider", "client-credentials"])
+            .args(["--client-id", "dev-client", "--token-url"])
+            .arg(format!("{}/oauth2/token", server.url()))
+            .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(server.counters().token_requests, 1);
+}

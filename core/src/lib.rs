@@ -41,7 +41,7 @@ pub use options::{
     MAX_DURATION,
 };
 pub use secret::Secret;
-pub use store::{FileStore, MemoryStore, StoreKey, StoreLock, StoredToken, TokenStore};
+pub use store::{FileStore, MemoryStore, RedisStore, StoreKey, StoreLock, StoredToken, TokenStore};
 pub use token::{parse_token_response, Freshness, Token};
 
 /// The README's examples, compiled as doc tests so that they stay true.

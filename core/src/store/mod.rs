@@ -23,7 +23,9 @@ use crate::secret::Secret;
 use crate::token::Token;
 
 mod file;
+mod redis;
 
+pub use self::redis::RedisStore;
 pub use file::FileStore;
 
 /// Identifies one credential in a store: grant, token endpoint (or base URL), client
