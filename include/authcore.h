@@ -803,6 +803,18 @@ authcore_status authcore_options_set_proxy(authcore_options *options, const char
 authcore_status authcore_options_set_file_store(authcore_options *options, const char *dir);
 
 /**
+ * Shares tokens with every process on every host that reaches the Redis at `url`
+ * (`redis://[user:password@]host:port[/db]`; credentials are never printed). An invalid
+ * URL is `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no
+ * connection is made until a renewal needs one.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `url` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_set_redis_store(authcore_options *options, const char *url);
+
+/**
  * Uses a store made of `callbacks` (copied; `callbacks->userdata` must stay valid, and
  * usable from any thread, for as long as any client made with these options lives).
  * `load` and `save` are required; `lock` and `unlock` go together (both or neither:

@@ -34,6 +34,29 @@ pub unsafe extern "C" fn authcore_options_set_file_store(
     unsafe { update(options, step) }
 }
 
+/// Shares tokens with every process on every host that reaches the Redis at `url`
+/// (`redis://[user:password@]host:port[/db]`; credentials are never printed). An invalid
+/// URL is `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no
+/// connection is made until a renewal needs one.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `url` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_redis_store(
+    options: *mut authcore_options,
+    url: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let url = unsafe { arg_str(url, "url")? };
+        let store = authcore::RedisStore::new(url)?;
+        Ok(o.store(Arc::new(store)))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
 /// A store of your own, as callbacks. Every callback gets `userdata` and the
 /// credential's key (a NUL-terminated text naming grant, endpoint, client id and
 /// scopes, never a secret). The stored value is authcore's JSON form of a token (it

@@ -26,6 +26,7 @@ __all__ = [
     "StateMismatchError",
     "ReauthenticationRequired",
     "FileStore",
+    "RedisStore",
     "_after_fork_in_child",
 ]
 
@@ -45,7 +46,7 @@ class _ClientOptions(TypedDict, total=False):
     on_refresh_token: Optional[Callable[[str], object]]
     token_request_headers: Mapping[str, str]
     proxy: Optional[str]
-    store: Optional[Union[FileStore, TokenStore]]
+    store: Optional[Union[FileStore, RedisStore, TokenStore]]
 
 class AuthcoreError(Exception):
     kind: str
@@ -89,6 +90,10 @@ class FileStore:
     def __new__(cls, directory: Union[str, "os.PathLike[str]"]) -> FileStore: ...
     @property
     def directory(self) -> str: ...
+
+@final
+class RedisStore:
+    def __new__(cls, url: str) -> RedisStore: ...
 
 @final
 class Token:

@@ -956,6 +956,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Client>()?;
     m.add_class::<store::FileStore>()?;
+    m.add_class::<store::RedisStore>()?;
     m.add_class::<Response>()?;
     m.add_class::<Token>()?;
     m.add_class::<AuthorizationCodeFlow>()?;

@@ -40,6 +40,29 @@ impl FileStore {
     }
 }
 
+/// Shares tokens with every process on every host that reaches one Redis.
+#[pyclass(frozen, module = "authcore._authcore", name = "RedisStore")]
+pub(crate) struct RedisStore {
+    inner: Arc<authcore::RedisStore>,
+}
+
+#[pymethods]
+impl RedisStore {
+    /// A store at `url` (`redis://[user:password@]host:port[/db]`); `ConfigError` if the
+    /// URL is not valid. No connection is made until a renewal needs one.
+    #[new]
+    fn new(py: Python<'_>, url: &str) -> PyResult<Self> {
+        let inner = authcore::RedisStore::new(url).map_err(|e| to_py_err(py, e))?;
+        Ok(RedisStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
 /// A Python object following the store protocol.
 struct ObjectStore(Py<PyAny>);
 
@@ -138,12 +161,15 @@ pub(crate) fn store_arg(v: &Bound<'_, PyAny>) -> PyResult<Arc<dyn TokenStore>> {
     if let Ok(file) = v.cast::<FileStore>() {
         return Ok(file.get().inner.clone());
     }
+    if let Ok(redis) = v.cast::<RedisStore>() {
+        return Ok(redis.get().inner.clone());
+    }
     let follows = ["load", "save", "lock", "unlock"]
         .iter()
         .all(|m| v.getattr(*m).is_ok_and(|a| a.is_callable()));
     if !follows {
         return Err(PyTypeError::new_err(
-            "option 'store' must be a FileStore or an object with load, save, lock and unlock methods",
+            "option 'store' must be a FileStore, a RedisStore or an object with load, save, lock and unlock methods",
         ));
     }
     Ok(Arc::new(ObjectStore(v.clone().unbind())))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import pathlib
+import socket
+import subprocess
 import threading
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 import pytest
 
@@ -135,3 +137,45 @@ def test_eight_processes_share_one_rotating_refresh_token(dev: DevServer, tmp_pa
     assert key == 1, (key, refresh)
     assert 2 <= refresh <= 6, (key, refresh)
     dev.config(lifetime_secs=3600)
+
+
+@pytest.fixture()
+def redis_url(tmp_path: pathlib.Path) -> Iterator[str]:
+    """A redis-server of this test's own on a free loopback port, stopped at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_clients_sharing_redis_share_one_token(dev: DevServer, redis_url: str) -> None:
+    a = _cc(dev, authcore.RedisStore(redis_url))
+    b = _cc(dev, authcore.RedisStore(redis_url))
+    assert a.token() == b.token()
+    assert dev.token_requests() == 1
+
+
+def test_redis_store_urls(redis_url: str) -> None:
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore("not a url")
+    with pytest.raises(authcore.ConfigError, match="rediss"):
+        authcore.RedisStore("rediss://127.0.0.1:6379")
+    store = authcore.RedisStore("redis://user:hunter2-password@127.0.0.1:6379/0")
+    assert "hunter2" not in repr(store)

@@ -13,8 +13,10 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 work="$(mktemp -d)"
 devserver_pid=""
+redis_pid=""
 cleanup() {
     if [ -n "$devserver_pid" ]; then kill "$devserver_pid" 2>/dev/null || true; fi
+    if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,6 +47,27 @@ start_devserver() {
     exit 1
 }
 start_devserver
+
+# A Redis of the suite's own on a free loopback port, for the Redis store tests.
+start_redis() {
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$work/redis"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/redis" \
+        > "$work/redis.out" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            export AUTHCORE_REDIS_URL="redis://127.0.0.1:$port"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "redis-server did not start:" >&2
+    cat "$work/redis.out" >&2
+    exit 1
+}
+start_redis
 
 if [ "${1:-}" = "bench" ]; then
     gcc "${CFLAGS_COMMON[@]}" -O2 tests/c/bench.c -o "$work/bench" "${LINK[@]}" -lcjson

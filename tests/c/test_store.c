@@ -2,7 +2,10 @@
  * Token stores from C: processes sharing one rotating refresh token through the file
  * store, and a store made of the program's own callbacks.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -167,12 +170,62 @@ static void test_callback_store(void) {
     pthread_mutex_destroy(&s.lock);
 }
 
+/* Empties the suite's Redis (an earlier run of this program stored a token there). */
+static void redis_flush(const char *url) {
+    unsigned port = 0;
+    if (sscanf(url, "redis://127.0.0.1:%u", &port) != 1) return;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char reply[64];
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        write(fd, "FLUSHALL\r\n", 10) == 10) {
+        CHECK(read(fd, reply, sizeof reply) > 0, "Redis answered FLUSHALL");
+    }
+    if (fd >= 0) close(fd);
+}
+
+/* Two clients through the suite's Redis share one token; a bad URL is a config error. */
+static void test_redis_store(void) {
+    const char *url = getenv("AUTHCORE_REDIS_URL");
+    CHECK(url != NULL, "AUTHCORE_REDIS_URL is set by tests/c/run.sh");
+    if (!url) return;
+    devserver_reset();
+    redis_flush(url);
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_STATUS(authcore_options_set_redis_store(o, "not a url"), AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_options_set_redis_store(o, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(authcore_options_set_redis_store(o, url));
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    authcore_client *a = NULL, *b = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
+                                                    "reporting:read", 0, o, &a));
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
+                                                    "reporting:read", 0, o, &b));
+    authcore_options_free(o);
+    char *ta = NULL, *tb = NULL;
+    CHECK_OK(authcore_client_token(a, &ta));
+    CHECK_OK(authcore_client_token(b, &tb));
+    CHECK(ta && tb && strcmp(ta, tb) == 0, "the second client adopted the token from Redis");
+    CHECK(token_requests() == 1, "one token request: %ld", token_requests());
+    authcore_string_free(ta);
+    authcore_string_free(tb);
+    authcore_client_free(a);
+    authcore_client_free(b);
+}
+
 int main(void) {
     char dir[] = "/tmp/authcore-c-store-XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "temp dir");
     test_processes_share_a_rotating_refresh_token(dir);
     test_unusable_directory_leaves_options_unchanged(dir);
     test_callback_store();
+    test_redis_store();
     /* Remove the store's files and the directory. */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
