@@ -178,7 +178,7 @@ fn invocations_share_one_token_through_redis() {
         .port();
     let dir = temp_dir("redis");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut redis = Command::new("redis-server")
+    let redis = Command::new("redis-server")
         .args([
             "--port",
             &port.to_string(),
@@ -194,6 +194,15 @@ fn invocations_share_one_token_through_redis() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server must be installed (tests/provision.sh installs it)");
+    // Stopped when the test ends, also when it fails.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let redis = Stop(redis);
     let end = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
@@ -214,8 +223,7 @@ fn invocations_share_one_token_through_redis() {
             failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
         }
     }
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(server.counters().token_requests, 1);

@@ -6,13 +6,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authcore::grant::{ApiKey, ClientCredentials};
 use authcore::{Client, ErrorKind, RedisStore, StoreKey, StoredToken, Token, TokenStore};
-use common::{check_error, opts};
+use common::{check_error, counting_endpoint, opts};
 
 /// A `redis-server` process of this test's own.
 struct Redis {
@@ -78,25 +78,13 @@ impl Drop for Redis {
     }
 }
 
-fn counting(server: &mut mockito::Server, body: &'static str) -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    server
-        .mock("POST", "/token")
-        .with_body_from_request(move |_| {
-            c.fetch_add(1, SeqCst);
-            body.as_bytes().to_vec()
-        })
-        .create();
-    count
-}
-
 #[test]
 fn clients_sharing_redis_share_one_token() {
     let redis = Redis::start(&[]);
     let mut server = mockito::Server::new();
-    let count = counting(
+    let count = counting_endpoint(
         &mut server,
+        "/token",
         r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
     );
     let client = || {
@@ -204,7 +192,11 @@ fn a_renewal_that_lost_its_lock_cannot_overwrite_a_newer_token() {
 fn a_wrong_password_or_no_redis_is_a_clear_error_without_secrets() {
     let redis = Redis::start(&["--requirepass", "right-password-9f8e7d"]);
     let mut server = mockito::Server::new();
-    counting(&mut server, r#"{"access_token":"at-1","expires_in":3600}"#);
+    counting_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-1","expires_in":3600}"#,
+    );
     let url = format!(
         "redis://:cs+%2F%3D%3Asecret-9f8e7d@127.0.0.1:{}",
         redis.port

@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authcore::grant::{ApiKey, ClientCredentials};
 use authcore::{Client, ErrorKind, FileStore, StoredToken, TokenStore};
-use common::{err, opts};
+use common::{counting_endpoint, err, opts};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -21,27 +21,10 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-fn counting_token_endpoint(
-    server: &mut mockito::Server,
-    path: &str,
-    body: &'static str,
-) -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    server
-        .mock("POST", path)
-        .with_body_from_request(move |_| {
-            c.fetch_add(1, SeqCst);
-            body.as_bytes().to_vec()
-        })
-        .create();
-    count
-}
-
 #[test]
 fn clients_sharing_a_file_store_share_one_token() {
     let mut server = mockito::Server::new();
-    let count = counting_token_endpoint(
+    let count = counting_endpoint(
         &mut server,
         "/token",
         r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
@@ -135,7 +118,7 @@ fn a_rotated_refresh_token_is_shared_and_never_reused() {
 #[test]
 fn a_held_store_lock_bounds_the_wait_by_the_deadline() {
     let mut server = mockito::Server::new();
-    counting_token_endpoint(
+    counting_endpoint(
         &mut server,
         "/token",
         r#"{"access_token":"at-1","expires_in":3600}"#,
@@ -187,7 +170,7 @@ fn a_corrupt_file_reads_as_empty_and_an_unusable_directory_is_a_config_error() {
     let dir = temp_dir("corrupt");
     let store = FileStore::new(&dir).unwrap();
     let mut server = mockito::Server::new();
-    let count = counting_token_endpoint(
+    let count = counting_endpoint(
         &mut server,
         "/token",
         r#"{"access_token":"at-1","expires_in":3600}"#,

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::fmt::Debug;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authcore::{Error, Options};
@@ -55,4 +56,22 @@ pub fn opts() -> Options {
     Options::default()
         .failure_backoff(Duration::from_millis(20), Duration::from_millis(200))
         .timeout(Duration::from_secs(5))
+}
+
+/// A token endpoint at `path` that always answers `body` and counts the requests.
+pub fn counting_endpoint(
+    server: &mut mockito::Server,
+    path: &str,
+    body: &'static str,
+) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    server
+        .mock("POST", path)
+        .with_body_from_request(move |_| {
+            c.fetch_add(1, SeqCst);
+            body.as_bytes().to_vec()
+        })
+        .create();
+    count
 }
