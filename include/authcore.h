@@ -72,6 +72,11 @@ enum authcore_status
    */
   AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED = 9,
   /**
+   * The shared token store could not be used (unreachable, refused the credentials,
+   * lost its lock) and renewing without it could cost a rotated refresh token.
+   */
+  AUTHCORE_STATUS_STORE = 10,
+  /**
    * A core error of a kind this library version does not know.
    */
   AUTHCORE_STATUS_OTHER = 99,

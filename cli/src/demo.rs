@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, AuthorizationCode, AuthorizationCodeFlow, ClientCredentials};
+use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials};
+use authcore::AuthorizationCodeFlow;
 use authcore::{Client, Options, Token};
 
 use crate::devserver::{Behaviour, Credentials, DevServer, Fault};

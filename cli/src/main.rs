@@ -371,7 +371,7 @@ fn exit_code(e: &Error) -> u8 {
         | ErrorKind::ApiProblem
         | ErrorKind::ReauthenticationRequired
         | ErrorKind::StateMismatch => exit::REJECTED,
-        ErrorKind::Transport | ErrorKind::Timeout => exit::UNREACHABLE,
+        ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Store => exit::UNREACHABLE,
         _ => exit::BAD_RESPONSE,
     }
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, AuthorizationCode, AuthorizationCodeFlow, ClientCredentials};
+use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials};
+use authcore::AuthorizationCodeFlow;
 use authcore::{AuthMethod, Client, Error, Options};
 use serde::Deserialize;
 

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authcore::grant::{AuthorizationCode, AuthorizationCodeFlow};
+use authcore::grant::AuthorizationCode;
+use authcore::AuthorizationCodeFlow;
 use authcore::Options;
 use authcore_cli::devserver::{Credentials, DevServer};
 use authcore_cli::scenario::follow_authorize;

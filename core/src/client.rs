@@ -2,7 +2,6 @@
 //! recovers once from a 401.
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use crate::grant::{Grant, StaticToken};
 use crate::http::{Deadline, Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
-use crate::store::{self, StoreKey};
+use crate::store::Tier;
 use crate::token::Token;
 
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
@@ -32,8 +31,8 @@ struct Inner {
     http: Http,
     cache: Cache,
     grant: Box<dyn Grant>,
-    /// The credential's key in the configured store, if there is one.
-    store_key: Option<StoreKey>,
+    /// Where new tokens are handed over: the shared store, the refresh-token hook.
+    tier: Tier,
 }
 
 impl fmt::Debug for Client {
@@ -59,13 +58,14 @@ impl Client {
             wait_timeout: options.wait_timeout,
         };
         let store_key = options.store.as_ref().and_then(|_| grant.store_key());
+        let tier = Tier::new(http.shared_options(), store_key);
         let cache = Cache::new(policy, grant.initial_token(), grant.initial_refresh_token());
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 cache,
                 grant: Box::new(grant),
-                store_key,
+                tier,
             }),
         })
     }
@@ -89,18 +89,17 @@ impl Client {
 
     fn token_until(&self, deadline: Deadline) -> Result<Arc<Token>> {
         let inner = &*self.inner;
-        let options = inner.http.options();
         inner.cache.get(
             deadline,
-            |refresh_token, deadline| match (&options.store, &inner.store_key) {
-                (Some(store), Some(key)) => {
-                    store::renew_shared(&**store, key, refresh_token, deadline, |rt| {
+            |refresh_token, deadline| {
+                let without_store = inner.grant.without_store();
+                inner
+                    .tier
+                    .renew(refresh_token, deadline, without_store, |rt| {
                         inner.grant.fetch(&inner.http, rt, deadline)
                     })
-                }
-                _ => inner.grant.fetch(&inner.http, refresh_token, deadline),
             },
-            |token, previous| announce(options, token, previous),
+            |token, previous| inner.tier.announce(token, previous),
         )
     }
 
@@ -213,28 +212,5 @@ impl Client {
     /// `GET url` with the token attached (see [`request`](Self::request)).
     pub fn get(&self, url: &str) -> Result<Response> {
         self.request("GET", url, &[], &[])
-    }
-}
-
-/// Hands a new refresh token to the hook before any caller can use the access token
-/// that came with it. The hook runs inside a panic boundary: a hook that fails or
-/// panics is logged (error level, target `authcore`) and costs nothing else; the token
-/// is kept and used.
-pub(crate) fn announce(options: &Options, token: &Token, previous: Option<&Secret>) {
-    if let (Some(hook), Some(rt)) = (&options.on_refresh_token, token.refresh_token()) {
-        if previous != Some(rt) {
-            match catch_unwind(AssertUnwindSafe(|| hook(rt))) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::error!(
-                    target: "authcore",
-                    "the refresh-token hook failed: {}; the new refresh token is kept in memory and used",
-                    crate::error::scrub(&e.to_string())
-                ),
-                Err(_) => log::error!(
-                    target: "authcore",
-                    "the refresh-token hook panicked; the new refresh token is kept in memory and used"
-                ),
-            }
-        }
     }
 }

@@ -38,6 +38,9 @@ pub enum ErrorKind {
     StateMismatch = 8,
     /// The refresh token was refused and no other credential can obtain a new one.
     ReauthenticationRequired = 9,
+    /// The shared token store could not be used (unreachable, refused the credentials,
+    /// lost its lock) and renewing without it could cost a rotated refresh token.
+    Store = 10,
 }
 
 impl ErrorKind {
@@ -58,11 +61,12 @@ impl ErrorKind {
             ErrorKind::InvalidResponse => "invalid_response",
             ErrorKind::StateMismatch => "state_mismatch",
             ErrorKind::ReauthenticationRequired => "reauthentication_required",
+            ErrorKind::Store => "store",
         }
     }
 
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Config,
         ErrorKind::Transport,
         ErrorKind::Timeout,
@@ -72,6 +76,7 @@ impl ErrorKind {
         ErrorKind::InvalidResponse,
         ErrorKind::StateMismatch,
         ErrorKind::ReauthenticationRequired,
+        ErrorKind::Store,
     ];
 }
 
@@ -150,6 +155,11 @@ pub enum Error {
         /// Why the refresh token was refused.
         cause: Box<Error>,
     },
+    /// The shared token store could not be used.
+    Store {
+        /// What failed (never the store's credentials).
+        message: String,
+    },
 }
 
 impl Error {
@@ -165,6 +175,7 @@ impl Error {
             Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
             Error::StateMismatch => ErrorKind::StateMismatch,
             Error::ReauthenticationRequired { .. } => ErrorKind::ReauthenticationRequired,
+            Error::Store { .. } => ErrorKind::Store,
         }
     }
 
@@ -200,6 +211,12 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Error::Config {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn store(message: impl Into<String>) -> Self {
+        Error::Store {
             message: message.into(),
         }
     }
@@ -257,6 +274,7 @@ impl fmt::Display for Error {
             Error::ReauthenticationRequired { cause } => {
                 write!(f, "reauthentication required: {cause}")
             }
+            Error::Store { message } => write!(f, "token store: {message}"),
         }
     }
 }
@@ -459,7 +477,7 @@ mod tests {
     #[test]
     fn codes_are_stable() {
         let codes: Vec<u32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=9).collect::<Vec<_>>());
+        assert_eq!(codes, (1..=10).collect::<Vec<_>>());
     }
 
     #[test]

@@ -163,6 +163,11 @@ impl Http {
         })
     }
 
+    /// The options, shared.
+    pub(crate) fn shared_options(&self) -> Arc<Options> {
+        Arc::clone(&self.options)
+    }
+
     pub(crate) fn options(&self) -> &Options {
         &self.options
     }

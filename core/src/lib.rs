@@ -21,6 +21,7 @@ mod cache;
 mod client;
 mod clock;
 mod error;
+mod flow;
 mod fork;
 pub mod grant;
 mod http;
@@ -33,6 +34,7 @@ mod token;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
+pub use flow::{AuthorizationCodeFlow, AuthorizationRequest};
 pub use fork::after_fork_in_child;
 pub use grant::AuthMethod;
 pub use http::{BodyFormat, Response, USER_AGENT};

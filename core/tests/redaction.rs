@@ -2,10 +2,8 @@
 
 mod common;
 
-use authcore::grant::{
-    ApiKey, AuthorizationCode, AuthorizationCodeFlow, ClientCredentials, RefreshToken, StaticToken,
-};
-use authcore::{Client, Secret, Token};
+use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, RefreshToken, StaticToken};
+use authcore::{AuthorizationCodeFlow, Client, Secret, Token};
 use common::{assert_clean, opts};
 
 #[test]

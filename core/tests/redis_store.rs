@@ -3,79 +3,48 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, ClientCredentials};
+use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
 use authcore::{Client, ErrorKind, RedisStore, StoreKey, StoredToken, Token, TokenStore};
+use common::redis::Redis;
 use common::{check_error, counting_endpoint, opts};
 
-/// A `redis-server` process of this test's own.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
+/// Every log line authcore writes during this test binary.
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-impl Redis {
-    fn start(extra: &[&str]) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("authcore-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (tests/provision.sh installs it)");
-        let redis = Redis { child, port, dir };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let _ = s.write_all(b"PING\r\n");
-                let mut buf = [0u8; 64];
-                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-                if s.read(&mut buf).is_ok_and(|n| n > 0) {
-                    return redis;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == "authcore"
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            LOG.lock()
+                .unwrap()
+                .push(format!("{} {}", r.level(), r.args()));
         }
-        panic!("redis-server did not start on port {port}");
     }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
+    fn flush(&self) {}
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Takes the log lines written so far that contain every one of `needles` (tests run
+/// in parallel: each looks for lines naming its own Redis port).
+fn logged(needles: &[&str]) -> Vec<String> {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    let mut log = LOG.lock().unwrap();
+    let (taken, kept) = std::mem::take(&mut *log)
+        .into_iter()
+        .partition(|l| needles.iter().all(|n| l.contains(n)));
+    *log = kept;
+    taken
 }
 
 #[test]
@@ -171,10 +140,7 @@ fn a_renewal_that_lost_its_lock_cannot_overwrite_a_newer_token() {
         ErrorKind::Timeout
     );
     // A's lock expires (simulated: its key removed), B renews and saves.
-    let mut raw = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    raw.write_all(b"FLUSHALL\r\n").unwrap();
-    let mut buf = [0u8; 16];
-    let _ = raw.read(&mut buf);
+    assert!(redis.raw("FLUSHALL").starts_with("+OK"));
     let b_lock = other
         .lock(&key, Instant::now() + Duration::from_secs(2))
         .unwrap();
@@ -188,41 +154,166 @@ fn a_renewal_that_lost_its_lock_cannot_overwrite_a_newer_token() {
     assert_eq!(kept.access_token.expose_secret(), "at-newer-0000000000");
 }
 
+/// The rules when Redis cannot be used: client credentials (and API keys) renew
+/// without it and say so once; a rotating refresh token fails with a `Store` error
+/// rather than risk a double use; nothing waits past its deadline; no secret printed.
 #[test]
-fn a_wrong_password_or_no_redis_is_a_clear_error_without_secrets() {
-    let redis = Redis::start(&["--requirepass", "right-password-9f8e7d"]);
+fn a_wrong_password_or_no_redis_follows_the_rules_without_secrets() {
+    let mut redis = Redis::start(&["--requirepass", "right-password-9f8e7d"]);
     let mut server = mockito::Server::new();
-    counting_endpoint(
+    let count = counting_endpoint(
         &mut server,
         "/token",
-        r#"{"access_token":"at-1","expires_in":3600}"#,
+        r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":1}"#,
     );
     let url = format!(
         "redis://:cs+%2F%3D%3Asecret-9f8e7d@127.0.0.1:{}",
         redis.port
     );
-    let store = RedisStore::new(&url).unwrap();
+    let store = Arc::new(RedisStore::new(&url).unwrap());
     assert!(!format!("{store:?}").contains("secret"), "{store:?}");
+    let at = format!("127.0.0.1:{}", redis.port);
+    logged(&[&at]);
+
+    // Client credentials: served, renewed directly, the failure said once.
     let client = Client::new(
         ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
-        opts().store(Arc::new(store)),
+        opts().store(store.clone()),
     )
     .unwrap();
-    let e = client.token().unwrap_err();
-    check_error(&e);
-    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
-    assert!(e.to_string().contains("Redis at 127.0.0.1"), "{e}");
-    drop(redis);
-    let start = Instant::now();
-    let e = client.token().unwrap_err();
-    check_error(&e);
+    client.token().unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    client.token().unwrap();
+    assert_eq!(count.load(SeqCst), 2);
+    let warnings = logged(&[&at]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        warnings[0].contains("credentials were refused") && warnings[0].contains("127.0.0.1"),
+        "{warnings:?}"
+    );
+    assert!(!warnings[0].contains("9f8e7d"), "{warnings:?}");
+
+    // A refresh token that may rotate: a clear store error, no token request.
+    let refresh = server
+        .mock("POST", "/refresh")
+        .with_body(r#"{"access_token":"at-two-6f7a8b9c0d","refresh_token":"rt-second-8d7c6b5a"}"#)
+        .expect(0)
+        .create();
+    let rotating = Client::new(
+        RefreshToken::new(
+            format!("{}/refresh", server.url()),
+            "id",
+            "secret",
+            "rt-first-5c4b3a29",
+        ),
+        opts().store(store.clone()),
+    )
+    .unwrap();
+    let e = rotating.token().unwrap_err();
+    check_error(&e);
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    assert!(e.to_string().contains("Redis at 127.0.0.1"), "{e}");
+
+    // Redis gone: the same, at once (a refused connection), within the deadline.
+    redis.stop();
+    std::thread::sleep(Duration::from_millis(1100));
+    let start = Instant::now();
+    client.token().unwrap();
+    let e = rotating.token().unwrap_err();
+    check_error(&e);
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
         "{:?}",
         start.elapsed()
     );
+    refresh.assert();
     assert_eq!(
         RedisStore::new("not a url").unwrap_err().kind(),
+        ErrorKind::Config
+    );
+}
+
+/// Redis restarted (empty) under running clients: they keep being served, and share
+/// again once it is back — which the log says once each way.
+#[test]
+fn a_restarted_redis_is_used_again() {
+    let mut redis = Redis::start(&[]);
+    let mut server = mockito::Server::new();
+    let count = counting_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":1}"#,
+    );
+    let client = || {
+        Client::new(
+            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+            opts().store(Arc::new(RedisStore::new(&redis.url()).unwrap())),
+        )
+        .unwrap()
+    };
+    let (a, b) = (client(), client());
+    let at = format!("127.0.0.1:{}", redis.port);
+    a.token().unwrap();
+    b.token().unwrap();
+    assert_eq!(count.load(SeqCst), 1);
+    redis.stop();
+    std::thread::sleep(Duration::from_millis(1100));
+    a.token().unwrap();
+    b.token().unwrap();
+    assert_eq!(count.load(SeqCst), 3, "each renewed by itself");
+    redis.restart();
+    std::thread::sleep(Duration::from_millis(1100));
+    a.token().unwrap();
+    b.token().unwrap();
+    assert_eq!(count.load(SeqCst), 4, "shared again");
+    let warnings = logged(&[&at, "renewing without it"]);
+    assert_eq!(warnings.len(), 2, "once per client: {warnings:?}");
+    assert_eq!(logged(&["usable again"]).len(), 2);
+}
+
+#[test]
+fn rediss_with_a_ca_of_our_own() {
+    let (redis, pki) = Redis::start_tls();
+    let mut server = mockito::Server::new();
+    let count = counting_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
+    );
+    let client = || {
+        Client::new(
+            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+            opts().store(Arc::new(
+                RedisStore::with_ca_pem(&redis.url(), pki.ca_pem.as_bytes()).unwrap(),
+            )),
+        )
+        .unwrap()
+    };
+    for _ in 0..3 {
+        client().token().unwrap();
+    }
+    assert_eq!(count.load(SeqCst), 1);
+    // Without the CA the server is not trusted: a store error, never a plain fallback
+    // to an unverified connection.
+    let untrusted = RedisStore::new(&redis.url()).unwrap();
+    let e = untrusted
+        .lock(
+            &StoreKey::custom("tls"),
+            Instant::now() + Duration::from_secs(2),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    assert_eq!(
+        RedisStore::with_ca_pem("redis://127.0.0.1:1", pki.ca_pem.as_bytes())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        RedisStore::with_ca_file(&redis.url(), "/nonexistent/ca.pem")
+            .unwrap_err()
+            .kind(),
         ErrorKind::Config
     );
 }

@@ -2,10 +2,8 @@
 
 mod common;
 
-use authcore::grant::{
-    ApiKey, AuthorizationCode, AuthorizationCodeFlow, ClientCredentials, RefreshToken,
-};
-use authcore::{AuthMethod, Client, ErrorKind};
+use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, RefreshToken};
+use authcore::{AuthMethod, AuthorizationCodeFlow, Client, ErrorKind};
 use base64::Engine;
 use common::{err, opts};
 use mockito::Matcher;

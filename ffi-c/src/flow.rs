@@ -3,7 +3,8 @@
 
 use std::ffi::c_char;
 
-use authcore::grant::{AuthorizationCode, AuthorizationCodeFlow};
+use authcore::grant::AuthorizationCode;
+use authcore::AuthorizationCodeFlow;
 
 use crate::client::{auth_method, hand_out, options_or_default, split_scopes};
 use crate::{

@@ -60,6 +60,9 @@ pub enum authcore_status {
     StateMismatch = 8,
     /// The refresh token was refused and no other credential can obtain a new one.
     ReauthenticationRequired = 9,
+    /// The shared token store could not be used (unreachable, refused the credentials,
+    /// lost its lock) and renewing without it could cost a rotated refresh token.
+    Store = 10,
     /// A core error of a kind this library version does not know.
     Other = 99,
     /// A required pointer argument was NULL.
@@ -85,6 +88,7 @@ impl authcore_status {
             K::InvalidResponse => Self::InvalidResponse,
             K::StateMismatch => Self::StateMismatch,
             K::ReauthenticationRequired => Self::ReauthenticationRequired,
+            K::Store => Self::Store,
             _ => Self::Other,
         }
     }
@@ -101,6 +105,7 @@ impl authcore_status {
             Self::InvalidResponse => c"invalid response",
             Self::StateMismatch => c"authorization state mismatch",
             Self::ReauthenticationRequired => c"reauthentication required",
+            Self::Store => c"token store unusable",
             Self::Other => c"other error",
             Self::NullArgument => c"NULL argument",
             Self::InvalidArgument => c"invalid argument",
@@ -295,6 +300,7 @@ pub extern "C" fn authcore_status_str(status: u32) -> *const c_char {
         authcore_status::InvalidResponse,
         authcore_status::StateMismatch,
         authcore_status::ReauthenticationRequired,
+        authcore_status::Store,
         authcore_status::Other,
         authcore_status::NullArgument,
         authcore_status::InvalidArgument,
@@ -323,6 +329,7 @@ pub extern "C" fn authcore_status_name(status: u32) -> *const c_char {
         7 => c"invalid_response",
         8 => c"state_mismatch",
         9 => c"reauthentication_required",
+        10 => c"store",
         99 => c"other",
         100 => c"null_argument",
         101 => c"invalid_argument",
@@ -471,7 +478,7 @@ mod tests {
     #[test]
     fn status_strings_are_distinct() {
         let mut seen = std::collections::HashSet::new();
-        for code in (0..=9).chain([99, 100, 101, 102, 103]) {
+        for code in (0..=10).chain([99, 100, 101, 102, 103]) {
             // SAFETY: static NUL-terminated strings.
             let text = unsafe { CStr::from_ptr(authcore_status_str(code)) };
             assert!(seen.insert(text.to_owned()), "{code}");

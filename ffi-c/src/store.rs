@@ -116,9 +116,8 @@ unsafe impl Send for CallbackStore {}
 unsafe impl Sync for CallbackStore {}
 
 fn store_failure(what: &str, rc: i32) -> Error {
-    Error::Transport {
-        message: format!("token store callback `{what}` failed ({rc})"),
-        source: None,
+    Error::Store {
+        message: format!("callback `{what}` failed ({rc})"),
     }
 }
 

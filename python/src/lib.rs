@@ -77,6 +77,12 @@ create_exception!(
     AuthcoreError,
     "The refresh token was refused and no other credential can obtain a new one."
 );
+create_exception!(
+    _authcore,
+    StoreError,
+    AuthcoreError,
+    "The shared token store could not be used (unreachable, refused the credentials, lost its lock)."
+);
 
 /// Turns a core error into the Python exception of its kind, with its details as
 /// attributes. The one place where core errors become Python errors.
@@ -92,6 +98,7 @@ pub(crate) fn to_py_err(py: Python<'_>, e: authcore::Error) -> PyErr {
         ErrorKind::InvalidResponse => InvalidResponseError::new_err(message),
         ErrorKind::StateMismatch => StateMismatchError::new_err(message),
         ErrorKind::ReauthenticationRequired => ReauthenticationRequired::new_err(message),
+        ErrorKind::Store => StoreError::new_err(message),
         _ => AuthcoreError::new_err(message),
     };
     let value = err.value(py);
@@ -829,7 +836,7 @@ impl AuthorizationRequest {
 /// `finish(callback_url)` gives a `Client` that renews with the refresh token.
 #[pyclass(frozen, module = "authcore._authcore", name = "AuthorizationCodeFlow")]
 struct AuthorizationCodeFlow {
-    inner: authcore::grant::AuthorizationCodeFlow,
+    inner: authcore::AuthorizationCodeFlow,
     description: String,
 }
 
@@ -839,7 +846,7 @@ fn new_flow(
     options: Options,
     description: String,
 ) -> PyResult<AuthorizationCodeFlow> {
-    authcore::grant::AuthorizationCodeFlow::new(config, options)
+    authcore::AuthorizationCodeFlow::new(config, options)
         .map(|inner| AuthorizationCodeFlow { inner, description })
         .map_err(|e| to_py_err(py, e))
 }
@@ -977,5 +984,6 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ReauthenticationRequired",
         py.get_type::<ReauthenticationRequired>(),
     )?;
+    m.add("StoreError", py.get_type::<StoreError>())?;
     Ok(())
 }

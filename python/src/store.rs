@@ -67,16 +67,15 @@ impl RedisStore {
 struct ObjectStore(Py<PyAny>);
 
 fn failed(method: &str, e: &PyErr) -> Error {
-    Error::Transport {
+    Error::Store {
         message: format!(
-            "the token store's {method}() raised {}",
+            "{method}() raised {}",
             Python::attach(|py| e
                 .get_type(py)
                 .name()
                 .map(|n| n.to_string())
                 .unwrap_or_default())
         ),
-        source: None,
     }
 }
 
@@ -90,12 +89,9 @@ impl TokenStore for ObjectStore {
             if value.is_none(py) {
                 return Ok(None);
             }
-            let bytes = value
-                .cast_bound::<PyBytes>(py)
-                .map_err(|_| Error::Transport {
-                    message: "the token store's load() must return bytes or None".into(),
-                    source: None,
-                })?;
+            let bytes = value.cast_bound::<PyBytes>(py).map_err(|_| Error::Store {
+                message: "load() must return bytes or None".into(),
+            })?;
             let stored = StoredToken::from_json(bytes.as_bytes());
             if stored.is_none() {
                 log::warn!(target: "authcore", "the token store's load() returned a corrupt value; treated as empty");

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
-use crate::store::StoreKey;
+use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;
 
 /// api.video authentication: `POST {base}/auth/api-key`, renewed through
@@ -108,5 +108,9 @@ impl Fetch for ApiKey {
     fn store_key(&self) -> Option<StoreKey> {
         let key = format!("key-{}", StoreKey::secret_tag(&self.api_key));
         Some(StoreKey::new("api_key", &self.base_url, &key, &[]))
+    }
+
+    fn without_store(&self) -> WithoutStore {
+        WithoutStore::OwnCredential
     }
 }

@@ -1,22 +1,17 @@
 //! OAuth 2.0 authorization code (RFC 6749 §4.1) with `state` and PKCE S256 (RFC 7636).
 
-use std::fmt;
-use std::sync::Arc;
-
 use base64::Engine;
-use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::refresh::{refresh_store_key, RefreshToken, Rotation};
+use super::refresh::{RefreshToken, Rotation};
 use super::{extra_headers, AuthMethod, ClientAuth};
-use crate::client::Client;
-use crate::error::{Error, OAuthError, Result};
+use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
-use crate::options::Options;
 use crate::provider;
 use crate::random;
 use crate::secret::Secret;
+use crate::token::Token;
 
 /// A PKCE verifier and its S256 challenge.
 #[derive(Debug, Clone)]
@@ -150,157 +145,75 @@ impl AuthorizationCode {
     }
 }
 
-/// An authorization URL to send the user to, with the `state` that must come back.
-#[derive(Clone)]
-pub struct AuthorizationRequest {
-    /// The URL to open in the user's browser.
-    pub url: String,
-    /// The `state` sent; the callback must carry it back.
-    pub state: String,
-}
-
-impl fmt::Debug for AuthorizationRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizationRequest")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
-struct Pending {
-    state: Secret,
-    pkce: Option<Pkce>,
-}
-
-/// A running authorization code flow: make the URL, then finish from the callback.
-///
-/// Each [`authorization_url`](Self::authorization_url) replaces the previous pending
-/// request; each `state` is accepted once.
-pub struct AuthorizationCodeFlow {
-    config: AuthorizationCode,
-    options: Options,
-    http: Http,
-    pending: Mutex<Option<Pending>>,
-}
-
-impl fmt::Debug for AuthorizationCodeFlow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizationCodeFlow")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AuthorizationCodeFlow {
-    /// A flow with these client options (used for the code exchange and the client).
-    pub fn new(config: AuthorizationCode, options: Options) -> Result<Self> {
-        let http = Http::new(Arc::new(options.clone()))?;
-        http.check_url(&config.authorize_url)?;
-        http.check_url(&config.token_url)?;
-        Ok(AuthorizationCodeFlow {
-            config,
-            options,
-            http,
-            pending: Mutex::new(None),
-        })
+impl AuthorizationCode {
+    /// The authorize and token endpoints (checked when a flow is made).
+    pub(crate) fn endpoints(&self) -> [&str; 2] {
+        [&self.authorize_url, &self.token_url]
     }
 
-    /// A fresh authorization URL with a new `state` and PKCE challenge.
-    pub fn authorization_url(&self) -> Result<AuthorizationRequest> {
-        let state = random::url_safe_string(24);
-        let pkce = self.config.pkce.then(Pkce::generate);
-        let mut url = Url::parse(&self.config.authorize_url)
+    /// The authorization URL for `state` and, if PKCE is on, `pkce`'s challenge.
+    pub(crate) fn authorization_url(&self, state: &str, pkce: Option<&Pkce>) -> Result<String> {
+        let mut url = Url::parse(&self.authorize_url)
             .map_err(|e| Error::config(format!("invalid authorize URL: {e}")))?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
-                .append_pair("client_id", &self.config.client.id)
-                .append_pair("redirect_uri", &self.config.redirect_uri);
-            if !self.config.scopes.is_empty() {
-                q.append_pair("scope", &self.config.scopes.join(" "));
+                .append_pair("client_id", &self.client.id)
+                .append_pair("redirect_uri", &self.redirect_uri);
+            if !self.scopes.is_empty() {
+                q.append_pair("scope", &self.scopes.join(" "));
             }
-            q.append_pair("state", &state);
-            if let Some(p) = &pkce {
+            q.append_pair("state", state);
+            if let Some(p) = pkce {
                 q.append_pair("code_challenge", p.challenge())
                     .append_pair("code_challenge_method", "S256");
             }
         }
-        *self.pending.lock() = Some(Pending {
-            state: Secret::new(state.clone()),
-            pkce,
-        });
-        Ok(AuthorizationRequest {
-            url: url.into(),
-            state,
-        })
+        Ok(url.into())
     }
 
-    /// Completes the flow from the URL the user was redirected to: checks `state` (in
-    /// constant time, once), surfaces an `error=` callback, exchanges the code (never
-    /// retried: codes are single use) and returns a client that renews by refresh token.
-    pub fn finish(&self, callback_url: &str) -> Result<Client> {
-        let url = Url::parse(callback_url)
-            .map_err(|e| Error::config(format!("invalid callback URL: {e}")))?;
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        let pending = self.pending.lock().take().ok_or(Error::StateMismatch)?;
-        let state = Secret::new(param("state").unwrap_or_default());
-        if state != pending.state {
-            return Err(Error::StateMismatch);
-        }
-        if let Some(error) = param("error") {
-            return Err(Error::OAuth(OAuthError {
-                error: crate::error::scrub(&error),
-                description: param("error_description").map(|d| crate::error::scrub(&d)),
-                uri: param("error_uri"),
-                status: None,
-            }));
-        }
-        let code = param("code")
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| Error::invalid(0, "authorization callback has no code", b""))?;
-        self.exchange(Secret::new(code), pending.pkce.as_ref())
+    /// A fresh PKCE pair if PKCE is on.
+    pub(crate) fn new_pkce(&self) -> Option<Pkce> {
+        self.pkce.then(Pkce::generate)
     }
 
-    fn exchange(&self, code: Secret, pkce: Option<&Pkce>) -> Result<Client> {
+    /// Exchanges `code` for a token (never retried: codes are single use).
+    pub(crate) fn exchange(
+        &self,
+        http: &Http,
+        code: Secret,
+        pkce: Option<&Pkce>,
+        deadline: Deadline,
+    ) -> Result<Token> {
         let mut req = TokenRequest {
-            url: &self.config.token_url,
-            format: self.config.format,
+            url: &self.token_url,
+            format: self.format,
             params: vec![
                 ("grant_type", Secret::new("authorization_code")),
                 ("code", code),
-                (
-                    "redirect_uri",
-                    Secret::new(self.config.redirect_uri.clone()),
-                ),
+                ("redirect_uri", Secret::new(self.redirect_uri.clone())),
             ],
             basic: None,
-            headers: extra_headers(&self.http),
+            headers: extra_headers(http),
             replay: Replay::Never,
         };
         if let Some(p) = pkce {
             req.params.push(("code_verifier", p.verifier().clone()));
         }
-        self.config.client.apply(&mut req);
-        let deadline = Deadline::after(self.options.timeout);
-        let token = self.http.token(&req, deadline)?;
-        crate::client::announce(&self.options, &token, None);
-        if let Some(store) = &self.options.store {
-            let key = refresh_store_key(&self.config.token_url, &self.config.client.id);
-            crate::store::save_shared(&**store, &key, &token, deadline);
-        }
-        let grant = RefreshToken {
-            token_url: self.config.token_url.clone(),
-            client: self.config.client.clone(),
+        self.client.apply(&mut req);
+        http.token(&req, deadline)
+    }
+
+    /// The grant that goes on from the token a code exchange gave.
+    pub(crate) fn refresh_grant(&self, token: Token) -> RefreshToken {
+        RefreshToken {
+            token_url: self.token_url.clone(),
+            client: self.client.clone(),
             refresh_token: token.refresh_token().cloned(),
-            format: self.config.format,
+            format: self.format,
             initial: Some(token),
             rotation: Rotation::default(),
-        };
-        Client::new(grant, self.options.clone())
+        }
     }
 }
 

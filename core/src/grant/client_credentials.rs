@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
-use crate::store::StoreKey;
+use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;
 
 /// The client credentials grant: the client authenticates as itself, no user involved.
@@ -87,5 +87,9 @@ impl Fetch for ClientCredentials {
             &self.client.id,
             &self.scopes,
         ))
+    }
+
+    fn without_store(&self) -> WithoutStore {
+        WithoutStore::OwnCredential
     }
 }

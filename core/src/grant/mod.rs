@@ -7,9 +7,7 @@ mod refresh;
 mod static_token;
 
 pub use api_key::ApiKey;
-pub use authorization_code::{
-    AuthorizationCode, AuthorizationCodeFlow, AuthorizationRequest, Pkce,
-};
+pub use authorization_code::{AuthorizationCode, Pkce};
 pub use client_credentials::ClientCredentials;
 pub use refresh::RefreshToken;
 pub use static_token::StaticToken;
@@ -19,7 +17,7 @@ use base64::Engine;
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, TokenRequest};
 use crate::secret::Secret;
-use crate::store::StoreKey;
+use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;
 
 pub(crate) mod sealed {
@@ -52,6 +50,10 @@ pub(crate) mod sealed {
         /// What identifies this credential in a shared store (`None`: not shared).
         fn store_key(&self) -> Option<StoreKey> {
             None
+        }
+        /// How this grant may renew while its shared store cannot be used.
+        fn without_store(&self) -> WithoutStore {
+            WithoutStore::Refuse
         }
     }
 }

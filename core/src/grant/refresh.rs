@@ -7,14 +7,8 @@ use super::{extra_headers, is_refusal, AuthMethod, ClientAuth};
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::secret::Secret;
-use crate::store::StoreKey;
+use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;
-
-/// The store key of a refresh-token session at `token_url` for `client_id` (shared by
-/// the code flow that starts it).
-pub(crate) fn refresh_store_key(token_url: &str, client_id: &str) -> StoreKey {
-    StoreKey::new("refresh_token", token_url, client_id, &[])
-}
 
 /// What the server has shown about its refresh tokens (0: nothing yet).
 #[derive(Debug, Default)]
@@ -31,6 +25,16 @@ impl Rotation {
             Replay::Safe
         } else {
             Replay::Rotating
+        }
+    }
+
+    /// Renewing without the shared store is safe only once the server has shown that
+    /// it keeps refresh tokens: no other process can be left with a rotated-away one.
+    pub(crate) fn without_store(&self) -> WithoutStore {
+        if self.0.load(Ordering::Relaxed) == Self::KEEPS {
+            WithoutStore::SameRefreshToken
+        } else {
+            WithoutStore::Refuse
         }
     }
 
@@ -150,6 +154,16 @@ impl Fetch for RefreshToken {
     }
 
     fn store_key(&self) -> Option<StoreKey> {
-        Some(refresh_store_key(&self.token_url, &self.client.id))
+        // The same key for a session started by a code flow or from a stored token.
+        Some(StoreKey::new(
+            "refresh_token",
+            &self.token_url,
+            &self.client.id,
+            &[],
+        ))
+    }
+
+    fn without_store(&self) -> WithoutStore {
+        self.rotation.without_store()
     }
 }

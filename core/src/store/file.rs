@@ -60,14 +60,7 @@ fn unusable(dir: &Path, e: &std::io::Error) -> Error {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Transport {
-        message: format!(
-            "token store: could not {what} {}: {}",
-            path.display(),
-            e.kind()
-        ),
-        source: Some(std::sync::Arc::new(e)),
-    }
+    Error::store(format!("could not {what} {}: {}", path.display(), e.kind()))
 }
 
 impl TokenStore for FileStore {

@@ -18,15 +18,16 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
-use crate::http::Deadline;
 use crate::secret::Secret;
 use crate::token::Token;
 
 mod file;
 mod redis;
+mod tier;
 
 pub use self::redis::RedisStore;
 pub use file::FileStore;
+pub(crate) use tier::{Tier, WithoutStore};
 
 /// Identifies one credential in a store: grant, token endpoint (or base URL), client
 /// id and scopes. Never a secret (an API key enters only as a short hash).
@@ -240,8 +241,11 @@ impl fmt::Debug for StoreLock {
 /// to see whether another process renewed meanwhile, then — if it renewed itself —
 /// [`save`](Self::save), and drops the lock. Implementations must make `save` durable
 /// before returning: a rotated refresh token must outlive a crash of the process.
-/// Errors are [`Config`](crate::ErrorKind::Config) (unusable store) or
-/// [`Transport`](crate::ErrorKind::Transport)/[`Timeout`](crate::ErrorKind::Timeout).
+/// Errors are [`Store`](crate::ErrorKind::Store) when the store cannot be used
+/// (unreachable, refused, lost its lock): a client whose grant can renew without the
+/// store (client credentials, API keys) then does so and says it once in the log; any
+/// other fails with that error. Waiting for another process's lock until `deadline` is
+/// a [`Timeout`](crate::ErrorKind::Timeout).
 pub trait TokenStore: Send + Sync {
     /// The stored token for `key`, if any. An unreadable or corrupt entry is reported
     /// (logged) and read as none.
@@ -317,58 +321,5 @@ impl TokenStore for MemoryStore {
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
         self.tokens.lock().insert(key.clone(), token.clone());
         Ok(())
-    }
-}
-
-/// Renews through a shared store: under the store's lock for `key`, adopts the stored
-/// token if another process renewed it meanwhile, else calls `fetch` with the newest
-/// refresh token (the stored one, else the cache's) and saves the result before the
-/// lock is released. A save that fails is logged: the token is still used and kept in
-/// this process, which is better than losing a rotated refresh token.
-pub(crate) fn renew_shared(
-    store: &dyn TokenStore,
-    key: &StoreKey,
-    refresh_token: Option<&Secret>,
-    deadline: Deadline,
-    fetch: impl FnOnce(Option<&Secret>) -> Result<Token>,
-) -> Result<Token> {
-    let _lock = store.lock(key, deadline.instant())?;
-    let stored = store.load(key)?;
-    if let Some(token) = stored.as_ref().map(StoredToken::to_token) {
-        if token.fresh_now() {
-            return Ok(token);
-        }
-    }
-    let newest = stored
-        .and_then(|s| s.refresh_token)
-        .or_else(|| refresh_token.cloned());
-    let token = fetch(newest.as_ref())?;
-    if let Err(e) = store.save(key, &StoredToken::from_token(&token, newest.as_ref())) {
-        log::error!(
-            target: "authcore",
-            "could not save the new token to the store ({e}); it is kept and used in this process"
-        );
-    }
-    Ok(token)
-}
-
-/// Saves a token obtained outside a renewal (a code exchange) under the store's lock;
-/// a failure is logged and the token still used.
-pub(crate) fn save_shared(
-    store: &dyn TokenStore,
-    key: &StoreKey,
-    token: &Token,
-    deadline: Deadline,
-) {
-    let saved = store.lock(key, deadline.instant()).and_then(|lock| {
-        let saved = store.save(key, &StoredToken::from_token(token, None));
-        drop(lock);
-        saved
-    });
-    if let Err(e) = saved {
-        log::error!(
-            target: "authcore",
-            "could not save the new token to the store ({e}); it is kept and used in this process"
-        );
     }
 }

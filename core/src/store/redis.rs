@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -14,8 +14,12 @@ use crate::error::{Error, Result};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts to take a lock another process holds.
 const LOCK_POLL: Duration = Duration::from_millis(20);
+/// The least time given to releasing a lock, even after the renewal's deadline.
+const RELEASE_AT_LEAST: Duration = Duration::from_millis(100);
+/// The least time given to saving a new token, even after the renewal's deadline.
+const SAVE_AT_LEAST: Duration = Duration::from_millis(500);
 /// How long a lock outlives the deadline of the renewal that took it.
-const LOCK_MARGIN: Duration = Duration::from_secs(5);
+const LOCK_MARGIN: Duration = Duration::from_secs(2);
 
 /// Deletes the lock only if this owner still holds it.
 const RELEASE: &str = r#"
@@ -33,26 +37,46 @@ else
 end
 return 1"#;
 
-/// Tokens in Redis, shared by a fleet: the token as one key expiring with its lifetime,
+/// Tokens in Redis, shared by a fleet: the token as one key expiring with its lifetime
+/// (kept until replaced when it holds a refresh token, which outlives it),
 /// a distributed single flight through a lock key (`SET NX PX` with a random owner,
 /// released by compare-and-delete, living at least as long as the renewal's deadline),
 /// and writes fenced by the lock so that a renewal that lost its lock cannot overwrite
 /// a newer token. Waiting processes poll the lock until their deadline.
 ///
-/// `redis://[user:password@]host:port[/db]` URLs (ACL user and password, or password
-/// alone); the credentials are never printed. `rediss://` (TLS) is not supported yet.
+/// `redis://[user:password@]host:port[/db]` and `rediss://…` (TLS, verified against the
+/// Web PKI roots or a CA of your own, see [`with_ca_pem`](Self::with_ca_pem)) URLs, with
+/// an ACL user and password or a password alone; the credentials are never printed.
+///
+/// Every command is bounded by the renewal's deadline and by 2 s. A Redis that cannot be
+/// reached, refuses the credentials or answers nothing is a
+/// [`Store`](crate::ErrorKind::Store) error: client credentials and API keys then renew
+/// without the store (logged once), rotating refresh tokens fail with it.
 pub struct RedisStore {
+    shared: Arc<Shared>,
+    fenced_set: redis::Script,
+    release: redis::Script,
+}
+
+/// What a store shares with the locks it hands out.
+struct Shared {
     client: redis::Client,
     connection: Mutex<Option<redis::Connection>>,
-    /// The owner value of each lock this process holds.
-    owners: Arc<Mutex<HashMap<StoreKey, String>>>,
-    fenced_set: redis::Script,
+    /// The owner value and deadline of each lock this process holds.
+    owners: Mutex<HashMap<StoreKey, Held>>,
+}
+
+/// A lock this process holds: its owner value and the deadline of the renewal.
+#[derive(Clone)]
+struct Held {
+    owner: String,
+    deadline: Instant,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("addr", &self.addr())
+            .field("addr", &self.shared.addr())
             .finish_non_exhaustive()
     }
 }
@@ -62,68 +86,52 @@ impl RedisStore {
     /// [`Config`](crate::ErrorKind::Config) error; no connection is made until a renewal
     /// needs one.
     pub fn new(url: &str) -> Result<RedisStore> {
-        if url.starts_with("rediss://") {
-            return Err(Error::config(
-                "TLS to Redis (rediss://) is not supported yet; use redis:// on a trusted network",
-            ));
+        let client = redis::Client::open(url).map_err(|_| invalid_url())?;
+        Ok(Self::from_client(client))
+    }
+
+    /// A `rediss://` store whose server certificate is verified against the CA
+    /// certificate(s) in `ca_pem` (PEM) instead of the Web PKI roots.
+    pub fn with_ca_pem(url: &str, ca_pem: &[u8]) -> Result<RedisStore> {
+        if !url.starts_with("rediss://") {
+            return Err(Error::config("a CA certificate needs a rediss:// URL"));
         }
-        let client = redis::Client::open(url).map_err(|_| {
-            Error::config("the Redis URL is not valid (redis://[user:password@]host:port[/db])")
+        let info =
+            redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| invalid_url())?;
+        let client = redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca_pem.to_vec()),
+            },
+        )
+        .map_err(|_| Error::config("the CA certificate for Redis is not valid PEM"))?;
+        Ok(Self::from_client(client))
+    }
+
+    /// [`with_ca_pem`](Self::with_ca_pem) with the PEM read from a file.
+    pub fn with_ca_file(url: &str, ca_file: impl AsRef<std::path::Path>) -> Result<RedisStore> {
+        let path = ca_file.as_ref();
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::config(format!(
+                "the CA file {} cannot be read: {}",
+                path.display(),
+                e.kind()
+            ))
         })?;
-        Ok(RedisStore {
-            client,
-            connection: Mutex::new(None),
-            owners: Arc::default(),
+        Self::with_ca_pem(url, &pem)
+    }
+
+    fn from_client(client: redis::Client) -> RedisStore {
+        RedisStore {
+            shared: Arc::new(Shared {
+                client,
+                connection: Mutex::new(None),
+                owners: Mutex::default(),
+            }),
             fenced_set: redis::Script::new(FENCED_SET),
-        })
-    }
-
-    /// `host:port`, without credentials.
-    fn addr(&self) -> String {
-        self.client.get_connection_info().addr().to_string()
-    }
-
-    fn failure(&self, what: &str, e: &redis::RedisError) -> Error {
-        let message = format!(
-            "token store: Redis at {} could not {what}: {}",
-            self.addr(),
-            crate::error::scrub(e.category())
-        );
-        if e.is_timeout() {
-            Error::Timeout { message }
-        } else {
-            Error::Transport {
-                message,
-                source: None,
-            }
+            release: redis::Script::new(RELEASE),
         }
-    }
-
-    /// Runs `f` on a connection (opened on first use, dropped after a failure).
-    fn with_connection<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T> {
-        let mut slot = self.connection.lock();
-        if slot.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(COMMAND_TIMEOUT)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-                    c.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-                    Ok(c)
-                })
-                .map_err(|e| self.failure("be reached", &e))?;
-            *slot = Some(conn);
-        }
-        let conn = slot.as_mut().expect("a connection was just opened");
-        let result = f(conn);
-        if result.is_err() {
-            *slot = None;
-        }
-        result.map_err(|e| self.failure(what, &e))
     }
 
     fn token_key(key: &StoreKey) -> String {
@@ -135,26 +143,106 @@ impl RedisStore {
     }
 }
 
-/// Releases a Redis lock (compare-and-delete) when dropped.
+impl Shared {
+    /// `host:port`, without credentials.
+    fn addr(&self) -> String {
+        self.client.get_connection_info().addr().to_string()
+    }
+
+    /// A failure in secret-free terms; a command cut short by the caller's own
+    /// deadline (rather than by Redis's silence) is a timeout of that call.
+    fn failure(&self, what: &str, e: &redis::RedisError, by_deadline: bool) -> Error {
+        let why = if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || e.code()
+                .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH" || c == "NOPERM")
+        {
+            "the credentials were refused".to_owned()
+        } else if e.is_timeout() {
+            "no answer in time".to_owned()
+        } else {
+            crate::error::scrub(e.category())
+        };
+        let message = format!("Redis at {} could not {what}: {why}", self.addr());
+        if e.is_timeout() && by_deadline {
+            Error::Timeout { message }
+        } else {
+            Error::store(message)
+        }
+    }
+
+    /// Runs `f` on a connection (opened on first use, dropped after a failure), every
+    /// step bounded by `deadline` and by [`COMMAND_TIMEOUT`].
+    fn with_connection<T>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout {
+                message: format!(
+                    "the deadline passed before Redis at {} was asked to {what}",
+                    self.addr()
+                ),
+            });
+        }
+        let limit = left.min(COMMAND_TIMEOUT);
+        let by_deadline = left < COMMAND_TIMEOUT;
+        let mut slot = self.connection.lock();
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(
+                self.client
+                    .get_connection_with_timeout(limit)
+                    .map_err(|e| self.failure("be reached", &e, by_deadline))?,
+            ),
+        };
+        let result = conn
+            .set_read_timeout(Some(limit))
+            .and_then(|()| conn.set_write_timeout(Some(limit)))
+            .and_then(|()| f(conn));
+        if result.is_err() {
+            *slot = None;
+        }
+        result.map_err(|e| self.failure(what, &e, by_deadline))
+    }
+
+    /// The deadline of the renewal holding `key`'s lock (load and save run under it).
+    fn deadline_of(&self, key: &StoreKey) -> Instant {
+        self.owners
+            .lock()
+            .get(key)
+            .map_or_else(|| Instant::now() + COMMAND_TIMEOUT, |h| h.deadline)
+    }
+}
+
+fn invalid_url() -> Error {
+    Error::config("the Redis URL is not valid (redis[s]://[user:password@]host:port[/db])")
+}
+
+/// Releases a Redis lock (compare-and-delete, on the store's connection) when dropped.
 struct RedisLock {
-    client: redis::Client,
-    owners: Arc<Mutex<HashMap<StoreKey, String>>>,
+    shared: Arc<Shared>,
+    release: redis::Script,
     key: StoreKey,
-    owner: String,
 }
 
 impl Drop for RedisLock {
     fn drop(&mut self) {
-        self.owners.lock().remove(&self.key);
+        let Some(held) = self.shared.owners.lock().remove(&self.key) else {
+            return;
+        };
+        // Bounded by the renewal's deadline, but given a moment even after it: a lock
+        // left behind only delays the others until it expires.
+        let deadline = held.deadline.max(Instant::now() + RELEASE_AT_LEAST);
         let released = self
-            .client
-            .get_connection_with_timeout(COMMAND_TIMEOUT)
-            .and_then(|mut c| {
-                c.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-                redis::Script::new(RELEASE)
+            .shared
+            .with_connection("release the lock", deadline, |c| {
+                self.release
                     .key(RedisStore::lock_key(&self.key))
-                    .arg(&self.owner)
-                    .invoke::<i64>(&mut c)
+                    .arg(&held.owner)
+                    .invoke::<i64>(c)
             });
         if released.is_err() {
             log::warn!(
@@ -167,9 +255,12 @@ impl Drop for RedisLock {
 
 impl TokenStore for RedisStore {
     fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
-        let value: Option<Vec<u8>> = self.with_connection("read the token", |c| {
-            redis::cmd("GET").arg(Self::token_key(key)).query(c)
-        })?;
+        let deadline = self.shared.deadline_of(key);
+        let value: Option<Vec<u8>> =
+            self.shared
+                .with_connection("read the token", deadline, |c| {
+                    redis::cmd("GET").arg(Self::token_key(key)).query(c)
+                })?;
         let Some(mut bytes) = value else {
             return Ok(None);
         };
@@ -187,22 +278,29 @@ impl TokenStore for RedisStore {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let started = Instant::now();
         loop {
-            let taken: Option<String> = self.with_connection("take the lock", |c| {
-                redis::cmd("SET")
-                    .arg(Self::lock_key(key))
-                    .arg(&owner)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query(c)
-            })?;
+            let taken: Option<String> =
+                self.shared
+                    .with_connection("take the lock", deadline, |c| {
+                        redis::cmd("SET")
+                            .arg(Self::lock_key(key))
+                            .arg(&owner)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(ttl_ms)
+                            .query(c)
+                    })?;
             if taken.is_some() {
-                self.owners.lock().insert(key.clone(), owner.clone());
+                self.shared.owners.lock().insert(
+                    key.clone(),
+                    Held {
+                        owner: owner.clone(),
+                        deadline,
+                    },
+                );
                 return Ok(StoreLock::new(RedisLock {
-                    client: self.client.clone(),
-                    owners: Arc::clone(&self.owners),
+                    shared: Arc::clone(&self.shared),
+                    release: self.release.clone(),
                     key: key.clone(),
-                    owner,
                 }));
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -211,7 +309,7 @@ impl TokenStore for RedisStore {
                     message: format!(
                         "waited {:.1} s for another process's renewal (Redis token-store lock at {})",
                         started.elapsed().as_secs_f64(),
-                        self.addr()
+                        self.shared.addr()
                     ),
                 });
             }
@@ -220,36 +318,45 @@ impl TokenStore for RedisStore {
     }
 
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
-        let owner = self
+        let Held { owner, deadline } = self
+            .shared
             .owners
             .lock()
             .get(key)
             .cloned()
-            .ok_or_else(|| Error::Transport {
-                message: "token store: saving to Redis without holding the lock".into(),
-                source: None,
-            })?;
-        let ttl_ms = token
-            .lifetime
-            .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX).max(1))
-            .unwrap_or(0);
+            .ok_or_else(|| Error::store("saving to Redis without holding the lock"))?;
+        // The key expires with the access token, unless it holds a refresh token: that
+        // outlives the access token and is the one thing that must not be lost.
+        let ttl_ms = match (&token.refresh_token, token.lifetime) {
+            (None, Some(lifetime)) => {
+                let left = (token.issued_at + lifetime)
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)
+            }
+            _ => 0,
+        };
         let json = zeroize::Zeroizing::new(token.to_json());
-        let written: i64 = self.with_connection("save the token", |c| {
-            self.fenced_set
-                .key(Self::lock_key(key))
-                .key(Self::token_key(key))
-                .arg(&owner)
-                .arg(&json[..])
-                .arg(ttl_ms)
-                .invoke(c)
-        })?;
+        // A token just obtained (perhaps with a rotated refresh token) is worth saving
+        // even if the renewal used up its deadline: it gets a moment more.
+        let deadline = deadline.max(Instant::now() + SAVE_AT_LEAST);
+        let written: i64 = self
+            .shared
+            .with_connection("save the token", deadline, |c| {
+                self.fenced_set
+                    .key(Self::lock_key(key))
+                    .key(Self::token_key(key))
+                    .arg(&owner)
+                    .arg(&json[..])
+                    .arg(ttl_ms)
+                    .invoke(c)
+            })?;
         if written == 1 {
             Ok(())
         } else {
-            Err(Error::Transport {
-                message: "token store: the Redis lock expired before the token was saved; a newer renewal wins".into(),
-                source: None,
-            })
+            Err(Error::store(
+                "the Redis lock expired before the token was saved; a newer renewal wins",
+            ))
         }
     }
 }

@@ -75,3 +75,4 @@ pub fn counting_endpoint(
         .create();
     count
 }
+pub mod redis;
