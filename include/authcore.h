@@ -809,15 +809,32 @@ authcore_status authcore_options_set_file_store(authcore_options *options, const
 
 /**
  * Shares tokens with every process on every host that reaches the Redis at `url`
- * (`redis://[user:password@]host:port[/db]`; credentials are never printed). An invalid
- * URL is `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no
- * connection is made until a renewal needs one.
+ * (`redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS verified against
+ * the Web PKI roots; credentials are never printed). An invalid URL is
+ * `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no connection is
+ * made until a renewal needs one. A Redis that cannot be used later is
+ * `AUTHCORE_STATUS_STORE` for rotating refresh tokens; client credentials and API keys
+ * renew without it (logged once).
  *
  * # Safety
  * `options` is a live handle not used by another thread during the call; `url` is a
  * NUL-terminated string.
  */
 authcore_status authcore_options_set_redis_store(authcore_options *options, const char *url);
+
+/**
+ * Like `authcore_options_set_redis_store` for a `rediss://` URL whose server
+ * certificate is verified against the CA certificate(s) in the PEM file `ca_file`
+ * instead of the Web PKI roots. A file that cannot be read or parsed, or a URL that is
+ * not `rediss://`, is `AUTHCORE_STATUS_CONFIG` and leaves the options as they were.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `url` and
+ * `ca_file` are NUL-terminated strings.
+ */
+authcore_status authcore_options_set_redis_store_with_ca(authcore_options *options,
+                                                         const char *url,
+                                                         const char *ca_file);
 
 /**
  * Uses a store made of `callbacks` (copied; `callbacks->userdata` must stay valid, and

@@ -5,6 +5,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
+use redis::Redis;
+
+#[path = "../../core/tests/common/redis.rs"]
+#[allow(dead_code)]
+mod redis;
 
 fn authcore(store: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
@@ -171,45 +176,10 @@ fn a_process_killed_while_holding_the_lock_blocks_nobody() {
 
 #[test]
 fn invocations_share_one_token_through_redis() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = temp_dir("redis");
-    std::fs::create_dir_all(&dir).unwrap();
-    let redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (tests/provision.sh installs it)");
-    // Stopped when the test ends, also when it fails.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let redis = Stop(redis);
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let redis = Redis::start(&[]);
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = DevServer::start(addr, Credentials::default()).unwrap();
-    let url = format!("redis://127.0.0.1:{port}");
+    let url = redis.url();
     let mut failures = Vec::new();
     for _ in 0..20 {
         let out = Command::new(env!("CARGO_BIN_EXE_authcore"))
@@ -224,7 +194,6 @@ fn invocations_share_one_token_through_redis() {
         }
     }
     drop(redis);
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(server.counters().token_requests, 1);
 }

@@ -35,9 +35,12 @@ pub unsafe extern "C" fn authcore_options_set_file_store(
 }
 
 /// Shares tokens with every process on every host that reaches the Redis at `url`
-/// (`redis://[user:password@]host:port[/db]`; credentials are never printed). An invalid
-/// URL is `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no
-/// connection is made until a renewal needs one.
+/// (`redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS verified against
+/// the Web PKI roots; credentials are never printed). An invalid URL is
+/// `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no connection is
+/// made until a renewal needs one. A Redis that cannot be used later is
+/// `AUTHCORE_STATUS_STORE` for rotating refresh tokens; client credentials and API keys
+/// renew without it (logged once).
 ///
 /// # Safety
 /// `options` is a live handle not used by another thread during the call; `url` is a
@@ -51,6 +54,32 @@ pub unsafe extern "C" fn authcore_options_set_redis_store(
         // SAFETY: the caller promises a NUL-terminated string.
         let url = unsafe { arg_str(url, "url")? };
         let store = authcore::RedisStore::new(url)?;
+        Ok(o.store(Arc::new(store)))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
+/// Like `authcore_options_set_redis_store` for a `rediss://` URL whose server
+/// certificate is verified against the CA certificate(s) in the PEM file `ca_file`
+/// instead of the Web PKI roots. A file that cannot be read or parsed, or a URL that is
+/// not `rediss://`, is `AUTHCORE_STATUS_CONFIG` and leaves the options as they were.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `url` and
+/// `ca_file` are NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_redis_store_with_ca(
+    options: *mut authcore_options,
+    url: *const c_char,
+    ca_file: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises NUL-terminated strings.
+        let url = unsafe { arg_str(url, "url")? };
+        // SAFETY: as above.
+        let ca_file = unsafe { arg_str(ca_file, "ca_file")? };
+        let store = authcore::RedisStore::with_ca_file(url, ca_file)?;
         Ok(o.store(Arc::new(store)))
     };
     // SAFETY: forwarded from the caller.

@@ -95,7 +95,9 @@ class FileStore:
 
 @final
 class RedisStore:
-    def __new__(cls, url: str) -> RedisStore: ...
+    def __new__(
+        cls, url: str, *, ca_file: Union[str, "os.PathLike[str]", None] = None
+    ) -> RedisStore: ...
 
 @final
 class Token:

@@ -48,11 +48,18 @@ pub(crate) struct RedisStore {
 
 #[pymethods]
 impl RedisStore {
-    /// A store at `url` (`redis://[user:password@]host:port[/db]`); `ConfigError` if the
-    /// URL is not valid. No connection is made until a renewal needs one.
+    /// A store at `url` (`redis://[user:password@]host:port[/db]`, or `rediss://…` for
+    /// TLS verified against the Web PKI roots, or against the CA certificate(s) in the
+    /// PEM file `ca_file`); `ConfigError` if the URL or CA file is not valid. No
+    /// connection is made until a renewal needs one.
     #[new]
-    fn new(py: Python<'_>, url: &str) -> PyResult<Self> {
-        let inner = authcore::RedisStore::new(url).map_err(|e| to_py_err(py, e))?;
+    #[pyo3(signature = (url, *, ca_file = None))]
+    fn new(py: Python<'_>, url: &str, ca_file: Option<std::path::PathBuf>) -> PyResult<Self> {
+        let inner = match ca_file {
+            Some(ca) => authcore::RedisStore::with_ca_file(url, ca),
+            None => authcore::RedisStore::new(url),
+        }
+        .map_err(|e| to_py_err(py, e))?;
         Ok(RedisStore {
             inner: Arc::new(inner),
         })

@@ -172,10 +172,25 @@ def test_clients_sharing_redis_share_one_token(dev: DevServer, redis_url: str) -
     assert dev.token_requests() == 1
 
 
-def test_redis_store_urls(redis_url: str) -> None:
+def test_redis_store_urls(redis_url: str, tmp_path: pathlib.Path) -> None:
     with pytest.raises(authcore.ConfigError):
         authcore.RedisStore("not a url")
+    authcore.RedisStore("rediss://127.0.0.1:6379")
+    with pytest.raises(authcore.ConfigError, match="CA file"):
+        authcore.RedisStore("rediss://127.0.0.1:6379", ca_file=tmp_path / "missing.pem")
     with pytest.raises(authcore.ConfigError, match="rediss"):
-        authcore.RedisStore("rediss://127.0.0.1:6379")
+        authcore.RedisStore(redis_url, ca_file=tmp_path / "missing.pem")
     store = authcore.RedisStore("redis://user:hunter2-password@127.0.0.1:6379/0")
     assert "hunter2" not in repr(store)
+
+
+def test_an_unreachable_redis_serves_client_credentials_and_refuses_rotation(dev: DevServer) -> None:
+    store = authcore.RedisStore("redis://127.0.0.1:1")
+    assert _cc(dev, store).token()
+    rotating = authcore.Client.refresh_token(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, "rt-never-sent-0123456789", store=store,
+    )
+    with pytest.raises(authcore.StoreError, match="Redis at 127.0.0.1:1") as info:
+        rotating.token()
+    assert info.value.kind == "store" and info.value.code == 10
+    assert dev.token_requests() == 1

@@ -219,6 +219,40 @@ static void test_redis_store(void) {
     authcore_client_free(b);
 }
 
+/* A Redis that cannot be reached: client credentials are still served (renewed without
+ * the store), a refresh token that may rotate fails with AUTHCORE_STATUS_STORE and is
+ * never sent. */
+static void test_unreachable_redis(void) {
+    devserver_reset();
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_STATUS(authcore_options_set_redis_store_with_ca(o, "redis://127.0.0.1:1", "/nonexistent/ca.pem"),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_options_set_redis_store_with_ca(o, "rediss://127.0.0.1:1", NULL),
+                 AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(authcore_options_set_redis_store(o, "redis://127.0.0.1:1"));
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    authcore_client *cc = NULL, *rt = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
+                                                    "reporting:read", 0, o, &cc));
+    CHECK_OK(authcore_client_new_refresh_token(token_url, "dev-client", "dev-secret",
+                                               "rt-never-sent-0123456789", 0, 0, o, &rt));
+    authcore_options_free(o);
+    char *t = NULL;
+    CHECK_OK(authcore_client_token(cc, &t));
+    authcore_string_free(t);
+    t = NULL;
+    CHECK_STATUS(authcore_client_token(rt, &t), AUTHCORE_STATUS_STORE);
+    CHECK(t == NULL, "no token on failure");
+    CHECK(strstr(authcore_last_error_message(), "Redis at 127.0.0.1:1") != NULL, "%s",
+          authcore_last_error_message());
+    CHECK(strcmp(authcore_status_name(AUTHCORE_STATUS_STORE), "store") == 0, "status name");
+    CHECK(token_requests() == 1, "only the client-credentials request: %ld", token_requests());
+    authcore_client_free(cc);
+    authcore_client_free(rt);
+}
+
 int main(void) {
     char dir[] = "/tmp/authcore-c-store-XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "temp dir");
@@ -226,6 +260,7 @@ int main(void) {
     test_unusable_directory_leaves_options_unchanged(dir);
     test_callback_store();
     test_redis_store();
+    test_unreachable_redis();
     /* Remove the store's files and the directory. */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -111,6 +111,9 @@ impl RedisStore {
 
     /// [`with_ca_pem`](Self::with_ca_pem) with the PEM read from a file.
     pub fn with_ca_file(url: &str, ca_file: impl AsRef<std::path::Path>) -> Result<RedisStore> {
+        if !url.starts_with("rediss://") {
+            return Err(Error::config("a CA certificate needs a rediss:// URL"));
+        }
         let path = ca_file.as_ref();
         let pem = std::fs::read(path).map_err(|e| {
             Error::config(format!(
