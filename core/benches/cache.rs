@@ -1,7 +1,12 @@
 //! Benchmarks of the token lifecycle. Prints numbers; asserts nothing.
 //!
 //! Run: `cargo bench -p authcore --bench cache` (results are kept in `core/BENCHMARKS.md`).
-//! One section: `AUTHCORE_BENCH=cached|store|herd|churn|throughput`.
+//! One section: `AUTHCORE_BENCH=cached|store|herd|churn|throughput` (`store` needs
+//! `redis-server`, which `tests/provision.sh` installs).
+
+#[path = "../tests/common/redis.rs"]
+#[allow(dead_code)]
+mod redis;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -183,7 +188,7 @@ fn store_costs() {
         median(b)
     );
     // A new client each time: its first token() is a renewal.
-    let renew = |options: &dyn Fn() -> Options| {
+    let renew = |options: &dyn Fn() -> Options, clear: &dyn Fn()| {
         let mut samples = Vec::new();
         for _ in 0..200 {
             let client = Client::new(
@@ -191,12 +196,8 @@ fn store_costs() {
                 options(),
             )
             .expect("client");
-            // Another process's token would be adopted: make the stored one unusable.
-            for e in std::fs::read_dir(&dir).expect("dir").flatten() {
-                if e.path().extension().is_some_and(|x| x == "json") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+            // Another process's token would be adopted: remove the stored one.
+            clear();
             let start = Instant::now();
             black_box(client.token().expect("token"));
             samples.push(start.elapsed().as_secs_f64() * 1e6);
@@ -204,10 +205,36 @@ fn store_costs() {
         median(samples)
     };
     let file_store = Arc::new(authcore::FileStore::new(&dir).expect("store"));
+    let clear_files = || {
+        for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    };
+    let redis = redis::Redis::start(&[]);
+    let redis_store = Arc::new(authcore::RedisStore::new(&redis.url()).expect("redis"));
+    let clear_redis = || assert!(redis.raw("FLUSHALL").starts_with("+OK"));
     println!(
-        "renewal, 1 thread (median of 200): plain {:.0} µs, through a FileStore {:.0} µs (lock, read, request, write + fsync, rename, directory fsync)",
-        renew(&Options::default),
-        renew(&|| Options::default().store(file_store.clone()))
+        "renewal, 1 thread (median of 200): plain {:.0} µs, through a FileStore {:.0} µs (lock, read, request, write + fsync, rename, directory fsync), through a RedisStore on loopback {:.0} µs (SET NX PX, GET, request, fenced SET script, release script)",
+        renew(&Options::default, &|| {}),
+        renew(&|| Options::default().store(file_store.clone()), &clear_files),
+        renew(&|| Options::default().store(redis_store.clone()), &clear_redis)
+    );
+    let through_redis = Client::new(
+        ClientCredentials::new(format!("{}/token", p.url), "bench", "bench-secret"),
+        Options::default().store(redis_store.clone()),
+    )
+    .expect("client");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        a.push(read(&plain));
+        b.push(read(&through_redis));
+    }
+    println!(
+        "cached token fetch, 1 thread: no store {:.1} ns/call, RedisStore {:.1} ns/call (median of 5 interleaved runs)",
+        median(a),
+        median(b)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
