@@ -112,11 +112,16 @@ struct TokenArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
     /// A token store shared with every other process that uses the same credential: a
-    /// directory (this machine; created if missing) or a `redis://` URL (a fleet). A fresh
-    /// token is reused instead of requested again, and a rotating refresh token is shared
-    /// safely.
+    /// directory (this machine; created if missing) or a `redis://` / `rediss://` URL (a
+    /// fleet). A fresh token is reused instead of requested again, and a rotating refresh
+    /// token is shared safely. A store that cannot be used is a warning on stderr for
+    /// client credentials and API keys (renewed without it) and exit 4 for a refresh token.
     #[arg(long, value_name = "DIR|redis://…")]
     store: Option<String>,
+    /// A CA certificate file (PEM) to verify a `rediss://` store's server with, instead
+    /// of the Web PKI roots.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_ca: Option<std::path::PathBuf>,
     /// Proxy for non-loopback hosts (`http://host:port`); "" for none. Default: from the
     /// environment (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY, honouring NO_PROXY).
     #[arg(long)]
@@ -131,7 +136,36 @@ mod exit {
     pub const BAD_RESPONSE: u8 = 5;
 }
 
+/// Prints authcore's warnings and errors (a store that cannot be used, a failed save)
+/// to stderr, where an operator running `authcore token` sees them; stdout stays the
+/// token alone.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn && m.target().starts_with("authcore")
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let level = if r.level() == log::Level::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            eprintln!("authcore: {level}: {}", r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static STDERR_LOG: StderrLog = StderrLog;
+
 fn main() -> ExitCode {
+    if log::set_logger(&STDERR_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Devserver {
@@ -244,7 +278,9 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
         .max_retries(2)
         .proxy(proxy);
     if let Some(store) = &a.store {
-        options = if store.starts_with("redis://") || store.starts_with("rediss://") {
+        options = if let Some(ca) = &a.store_ca {
+            options.store(std::sync::Arc::new(RedisStore::with_ca_file(store, ca)?))
+        } else if store.starts_with("redis://") || store.starts_with("rediss://") {
             options.store(std::sync::Arc::new(RedisStore::new(store)?))
         } else {
             options.store(std::sync::Arc::new(FileStore::new(store)?))

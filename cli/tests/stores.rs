@@ -197,3 +197,85 @@ fn invocations_share_one_token_through_redis() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(server.counters().token_requests, 1);
 }
+
+#[test]
+fn rediss_with_a_ca_file_and_a_wrong_password_are_handled() {
+    let (redis, pki) = Redis::start_tls();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = DevServer::start(addr, Credentials::default()).unwrap();
+    let token = |store: &str, ca: Option<&std::path::Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
+        c.args([
+            "token",
+            "--store",
+            store,
+            "--provider",
+            "client-credentials",
+        ])
+        .args(["--client-id", "dev-client", "--token-url"])
+        .arg(format!("{}/oauth2/token", server.url()))
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
+        if let Some(ca) = ca {
+            c.arg("--store-ca").arg(ca);
+        }
+        c.output().unwrap()
+    };
+    for _ in 0..3 {
+        let out = token(&redis.url(), Some(&pki.files[0]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(server.counters().token_requests, 1, "shared over TLS");
+    // Not trusted without the CA, and a wrong password: the token is still printed
+    // (client credentials renew without the store), with one warning on stderr that
+    // names the store but never its password.
+    let wrong = redis
+        .url()
+        .replace("rediss://", "rediss://:cli-password-7a6b5c@");
+    for (store, ca) in [
+        (redis.url(), None),
+        (wrong.clone(), Some(pki.files[0].as_path())),
+    ] {
+        let out = token(&store, ca);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!out.stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("authcore: warning: token store: Redis at 127.0.0.1"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("cli-password"), "{stderr}");
+    }
+    // A rotating refresh token with the store unusable: exit 4, a clear message.
+    let out = Command::new(env!("CARGO_BIN_EXE_authcore"))
+        .args(["token", "--store", &wrong, "--store-ca"])
+        .arg(&pki.files[0])
+        .args([
+            "--provider",
+            "refresh-token",
+            "--client-id",
+            "dev-client",
+            "--token-url",
+        ])
+        .arg(format!("{}/oauth2/token", server.url()))
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+        .env("AUTHCORE_REFRESH_TOKEN", "rt-never-sent-0123456789")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("token store: Redis at 127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cli-password"), "{stderr}");
+}
