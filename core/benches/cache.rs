@@ -177,16 +177,19 @@ fn store_costs() {
         median(samples)
     };
     // Interleaved, so that both see the same machine.
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        a.push(read(&plain));
-        b.push(read(&stored));
-    }
-    println!(
-        "cached token fetch, 1 thread: no store {:.1} ns/call, FileStore {:.1} ns/call (median of 5 interleaved runs)",
-        median(a),
-        median(b)
-    );
+    let compare = |name: &str, stored: &Client| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            a.push(read(&plain));
+            b.push(read(stored));
+        }
+        println!(
+            "cached token fetch, 1 thread: no store {:.1} ns/call, {name} {:.1} ns/call (median of 5 interleaved runs)",
+            median(a),
+            median(b)
+        );
+    };
+    compare("FileStore", &stored);
     // A new client each time: its first token() is a renewal.
     let renew = |options: &dyn Fn() -> Options, clear: &dyn Fn()| {
         let mut samples = Vec::new();
@@ -226,16 +229,7 @@ fn store_costs() {
         Options::default().store(redis_store.clone()),
     )
     .expect("client");
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        a.push(read(&plain));
-        b.push(read(&through_redis));
-    }
-    println!(
-        "cached token fetch, 1 thread: no store {:.1} ns/call, RedisStore {:.1} ns/call (median of 5 interleaved runs)",
-        median(a),
-        median(b)
-    );
+    compare("RedisStore", &through_redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -47,6 +47,15 @@ fn logged(needles: &[&str]) -> Vec<String> {
     taken
 }
 
+/// A client-credentials client at `server`'s `/token`, sharing through `store`.
+fn cc_client(server: &mockito::Server, store: Arc<RedisStore>) -> Client {
+    Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+        opts().store(store),
+    )
+    .unwrap()
+}
+
 #[test]
 fn clients_sharing_redis_share_one_token() {
     let redis = Redis::start(&[]);
@@ -56,13 +65,7 @@ fn clients_sharing_redis_share_one_token() {
         "/token",
         r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
     );
-    let client = || {
-        Client::new(
-            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
-            opts().store(Arc::new(RedisStore::new(&redis.url()).unwrap())),
-        )
-        .unwrap()
-    };
+    let client = || cc_client(&server, Arc::new(RedisStore::new(&redis.url()).unwrap()));
     let clients: Vec<Client> = (0..4).map(|_| client()).collect();
     for c in &clients {
         assert_eq!(
@@ -176,11 +179,7 @@ fn a_wrong_password_or_no_redis_follows_the_rules_without_secrets() {
     logged(&[&at]);
 
     // Client credentials: served, renewed directly, the failure said once.
-    let client = Client::new(
-        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
-        opts().store(store.clone()),
-    )
-    .unwrap();
+    let client = cc_client(&server, store.clone());
     client.token().unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     client.token().unwrap();
@@ -245,13 +244,7 @@ fn a_restarted_redis_is_used_again() {
         "/token",
         r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":1}"#,
     );
-    let client = || {
-        Client::new(
-            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
-            opts().store(Arc::new(RedisStore::new(&redis.url()).unwrap())),
-        )
-        .unwrap()
-    };
+    let client = || cc_client(&server, Arc::new(RedisStore::new(&redis.url()).unwrap()));
     let (a, b) = (client(), client());
     let at = format!("127.0.0.1:{}", redis.port);
     a.token().unwrap();
@@ -282,13 +275,8 @@ fn rediss_with_a_ca_of_our_own() {
         r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
     );
     let client = || {
-        Client::new(
-            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
-            opts().store(Arc::new(
-                RedisStore::with_ca_pem(&redis.url(), pki.ca_pem.as_bytes()).unwrap(),
-            )),
-        )
-        .unwrap()
+        let store = RedisStore::with_ca_pem(&redis.url(), pki.ca_pem.as_bytes()).unwrap();
+        cc_client(&server, Arc::new(store))
     };
     for _ in 0..3 {
         client().token().unwrap();
