@@ -77,6 +77,15 @@ enum authcore_status
    */
   AUTHCORE_STATUS_STORE = 10,
   /**
+   * The issuer named by metadata or an authorization response is not the one
+   * configured (mix-up defence).
+   */
+  AUTHCORE_STATUS_ISSUER_MISMATCH = 11,
+  /**
+   * The caller cancelled a wait (a device authorization).
+   */
+  AUTHCORE_STATUS_CANCELLED = 12,
+  /**
    * A core error of a kind this library version does not know.
    */
   AUTHCORE_STATUS_OTHER = 99,
@@ -220,6 +229,9 @@ typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
  *   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
  *   failure. `unlock` releases it; authcore calls it exactly once for each successful
  *   `lock`, on the same thread.
+ * - `remove`: forget the value for `key` (after `authcore_client_revoke`); return 0
+ *   when gone (or there was none). NULL: revoking a client that uses this store fails
+ *   with `AUTHCORE_STATUS_STORE` before anything is revoked.
  *
  * Callbacks may be called from any thread, concurrently for different keys, and must
  * not unwind or call back into the client.
@@ -245,6 +257,10 @@ typedef struct {
    * Releases the lock for `key`.
    */
   void (*unlock)(void *userdata, const char *key);
+  /**
+   * Forgets the value for `key`.
+   */
+  int32_t (*remove)(void *userdata, const char *key);
 } authcore_store_callbacks;
 
 #ifdef __cplusplus

@@ -51,3 +51,12 @@ if [ ${#provision_missing[@]} -gt 0 ]; then
         $provision_sudo apt-get install -y --no-install-recommends "${provision_missing[@]}" >/dev/null
     }
 fi
+
+# oidc-provider from the npm registry for the interoperability tests, exactly as pinned
+# by tests/oidc/package-lock.json (reinstalled when the lock file changes).
+command -v node >/dev/null 2>&1 || { echo "provision: the suite needs Node.js (node, npm)" >&2; exit 1; }
+if ! cmp -s tests/oidc/package-lock.json tests/oidc/node_modules/.authcore-lock 2>/dev/null; then
+    echo "provision: npm ci in tests/oidc (oidc-provider)"
+    (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp tests/oidc/package-lock.json tests/oidc/node_modules/.authcore-lock
+fi

@@ -406,7 +406,8 @@ fn exit_code(e: &Error) -> u8 {
         ErrorKind::OAuth
         | ErrorKind::ApiProblem
         | ErrorKind::ReauthenticationRequired
-        | ErrorKind::StateMismatch => exit::REJECTED,
+        | ErrorKind::StateMismatch
+        | ErrorKind::IssuerMismatch => exit::REJECTED,
         ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Store => exit::UNREACHABLE,
         _ => exit::BAD_RESPONSE,
     }

@@ -210,6 +210,21 @@ impl Cache {
         self.published.load().token.clone()
     }
 
+    /// The newest refresh token known. Takes no lock.
+    pub(crate) fn refresh_token(&self) -> Option<Secret> {
+        self.published.load().refresh_token.clone()
+    }
+
+    /// Forgets the token and the refresh token (after a revocation): the next call
+    /// renews from the grant's own credential, or needs a new sign-in.
+    pub(crate) fn clear(&self) {
+        let core = self.core();
+        let mut st = core.state.lock();
+        st.current = None;
+        st.refresh_token = None;
+        self.publish(&st);
+    }
+
     /// This process's core; a new one, started from the published token, in a child
     /// after `fork()`.
     fn core(&self) -> Arc<Core> {

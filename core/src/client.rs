@@ -48,6 +48,7 @@ impl Client {
     /// token endpoint on a remote host); no request is made until a token is needed.
     pub fn new(grant: impl Grant, options: Options) -> Result<Client> {
         let http = Http::new(Arc::new(options))?;
+        grant.check()?;
         for url in grant.endpoints() {
             http.check_url(url)?;
         }
@@ -207,6 +208,42 @@ impl Client {
         status == 401
             && self.inner.grant.renewable()
             && !www_authenticate.is_some_and(|v| v.contains("insufficient_scope"))
+    }
+
+    /// Revokes the refresh token and the access token at the grant's revocation
+    /// endpoint (RFC 7009; the refresh token first), and forgets both: in this client's
+    /// cache and in the shared store, if one is configured. Afterwards a refresh-token
+    /// client needs a new sign-in ([`ReauthenticationRequired`](crate::ErrorKind::ReauthenticationRequired));
+    /// a client-credentials client simply gets a new token on its next call.
+    ///
+    /// A client without a revocation endpoint is a [`Config`](crate::ErrorKind::Config)
+    /// error (nothing is forgotten); a server error is returned as it is, and the tokens
+    /// are still forgotten here (they may be dead, and are no longer trusted).
+    pub fn revoke(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let deadline = Deadline::after(inner.http.options().timeout);
+        // Before forgetting anything: is there somewhere to revoke?
+        if !inner.grant.revocable() {
+            return Err(crate::Error::config(
+                "this client has no revocation endpoint (set revocation_url or discover it)",
+            ));
+        }
+        let stored = inner.tier.take(deadline)?;
+        let token = stored
+            .as_ref()
+            .map(|s| s.to_token())
+            .or_else(|| inner.cache.peek().map(|t| (*t).clone()));
+        let refresh_token = stored
+            .and_then(|s| s.refresh_token)
+            .or_else(|| inner.cache.refresh_token());
+        let revoked = inner.grant.revoke(
+            &inner.http,
+            token.as_ref(),
+            refresh_token.as_ref(),
+            deadline,
+        );
+        inner.cache.clear();
+        revoked
     }
 
     /// `GET url` with the token attached (see [`request`](Self::request)).

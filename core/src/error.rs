@@ -41,6 +41,11 @@ pub enum ErrorKind {
     /// The shared token store could not be used (unreachable, refused the credentials,
     /// lost its lock) and renewing without it could cost a rotated refresh token.
     Store = 10,
+    /// The issuer named by metadata or an authorization response is not the one
+    /// configured (mix-up defence, RFC 8414 §3.3 and RFC 9207).
+    IssuerMismatch = 11,
+    /// The caller cancelled a wait (a device authorization).
+    Cancelled = 12,
 }
 
 impl ErrorKind {
@@ -62,11 +67,13 @@ impl ErrorKind {
             ErrorKind::StateMismatch => "state_mismatch",
             ErrorKind::ReauthenticationRequired => "reauthentication_required",
             ErrorKind::Store => "store",
+            ErrorKind::IssuerMismatch => "issuer_mismatch",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Config,
         ErrorKind::Transport,
         ErrorKind::Timeout,
@@ -77,6 +84,8 @@ impl ErrorKind {
         ErrorKind::StateMismatch,
         ErrorKind::ReauthenticationRequired,
         ErrorKind::Store,
+        ErrorKind::IssuerMismatch,
+        ErrorKind::Cancelled,
     ];
 }
 
@@ -160,6 +169,13 @@ pub enum Error {
         /// What failed (never the store's credentials).
         message: String,
     },
+    /// The issuer is not the one configured.
+    IssuerMismatch {
+        /// Which issuer was found where.
+        message: String,
+    },
+    /// The caller cancelled the wait.
+    Cancelled,
 }
 
 impl Error {
@@ -176,6 +192,8 @@ impl Error {
             Error::StateMismatch => ErrorKind::StateMismatch,
             Error::ReauthenticationRequired { .. } => ErrorKind::ReauthenticationRequired,
             Error::Store { .. } => ErrorKind::Store,
+            Error::IssuerMismatch { .. } => ErrorKind::IssuerMismatch,
+            Error::Cancelled => ErrorKind::Cancelled,
         }
     }
 
@@ -275,6 +293,8 @@ impl fmt::Display for Error {
                 write!(f, "reauthentication required: {cause}")
             }
             Error::Store { message } => write!(f, "token store: {message}"),
+            Error::IssuerMismatch { message } => write!(f, "issuer mismatch: {message}"),
+            Error::Cancelled => write!(f, "cancelled"),
         }
     }
 }
@@ -477,7 +497,7 @@ mod tests {
     #[test]
     fn codes_are_stable() {
         let codes: Vec<u32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=10).collect::<Vec<_>>());
+        assert_eq!(codes, (1..=12).collect::<Vec<_>>());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::client::Client;
 use crate::error::{Error, OAuthError, Result};
-use crate::grant::{AuthorizationCode, Pkce};
+use crate::grant::{AuthorizationCode, Pkce, RefreshToken};
 use crate::http::{Deadline, Http};
 use crate::options::Options;
 use crate::random;
@@ -61,7 +61,7 @@ impl AuthorizationCodeFlow {
     /// A flow with these client options (used for the code exchange and the client).
     pub fn new(config: AuthorizationCode, options: Options) -> Result<Self> {
         let http = Http::new(Arc::new(options))?;
-        for url in config.endpoints() {
+        for url in config.endpoints()? {
             http.check_url(url)?;
         }
         Ok(AuthorizationCodeFlow {
@@ -102,6 +102,7 @@ impl AuthorizationCodeFlow {
         if state != pending.state {
             return Err(Error::StateMismatch);
         }
+        self.config.check_iss(param("iss").as_deref())?;
         if let Some(error) = param("error") {
             return Err(Error::OAuth(OAuthError {
                 error: crate::error::scrub(&error),
@@ -121,12 +122,23 @@ impl AuthorizationCodeFlow {
             deadline,
         )?;
         let grant = self.config.refresh_grant(token.clone());
-        let options = self.http.shared_options();
-        let key = options
-            .store
-            .as_ref()
-            .and_then(|_| crate::grant::sealed::Fetch::store_key(&grant));
-        Tier::new(Arc::clone(&options), key).hand_over_new(&token, deadline);
-        Client::new(grant, (*options).clone())
+        client_after(&self.http, grant, &token, deadline)
     }
+}
+
+/// The client a flow hands out: the first token handed over (to the store, if one is
+/// configured, and the refresh-token hook), then a client that renews by refresh token.
+pub(crate) fn client_after(
+    http: &Http,
+    grant: RefreshToken,
+    token: &crate::token::Token,
+    deadline: Deadline,
+) -> Result<Client> {
+    let options = http.shared_options();
+    let key = options
+        .store
+        .as_ref()
+        .and_then(|_| crate::grant::sealed::Fetch::store_key(&grant));
+    Tier::new(Arc::clone(&options), key).hand_over_new(token, deadline);
+    Client::new(grant, (*options).clone())
 }

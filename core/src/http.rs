@@ -299,6 +299,44 @@ impl Http {
         })
     }
 
+    /// Posts a request that does not answer with a token (device authorization,
+    /// revocation) once, within `deadline`; every status comes back as a [`Response`].
+    pub(crate) fn post(&self, req: &TokenRequest<'_>, deadline: Deadline) -> Result<Response> {
+        self.check_url(req.url)?;
+        let Some(remaining) = deadline.remaining() else {
+            return Err(Deadline::expired("the request"));
+        };
+        let raw = self.token_attempt(req, remaining).map_err(|(e, _)| e)?;
+        Ok(Response {
+            status: raw.status,
+            headers: http::HeaderMap::new(),
+            body: raw.body.to_vec(),
+        })
+    }
+
+    /// `GET url` for a JSON document (metadata) without credentials, within `deadline`.
+    pub(crate) fn get_json(&self, url: &str, deadline: Deadline) -> Result<Response> {
+        self.check_url(url)?;
+        let Some(remaining) = deadline.remaining() else {
+            return Err(Deadline::expired("the request"));
+        };
+        let request = http::Request::get(url)
+            .header("accept", "application/json")
+            .body(())
+            .map_err(|_| Error::config("request could not be built (bad URL)"))?;
+        let response = self
+            .run(request, remaining)
+            .map_err(|e| transport_error(e, host_of(url)))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = read_body(response, self.options.max_body_bytes)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// Sends an API request as given (no retries; the client decides about 401s),
     /// within `deadline`. The caller has checked the URL with [`Http::check_url`].
     pub(crate) fn send(

@@ -20,6 +20,8 @@
 mod cache;
 mod client;
 mod clock;
+mod device;
+mod discovery;
 mod error;
 mod flow;
 mod fork;
@@ -33,6 +35,8 @@ mod store;
 mod token;
 
 pub use client::Client;
+pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
+pub use discovery::Metadata;
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
 pub use flow::{AuthorizationCodeFlow, AuthorizationRequest};
 pub use fork::after_fork_in_child;

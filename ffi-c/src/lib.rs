@@ -63,6 +63,11 @@ pub enum authcore_status {
     /// The shared token store could not be used (unreachable, refused the credentials,
     /// lost its lock) and renewing without it could cost a rotated refresh token.
     Store = 10,
+    /// The issuer named by metadata or an authorization response is not the one
+    /// configured (mix-up defence).
+    IssuerMismatch = 11,
+    /// The caller cancelled a wait (a device authorization).
+    Cancelled = 12,
     /// A core error of a kind this library version does not know.
     Other = 99,
     /// A required pointer argument was NULL.
@@ -89,6 +94,8 @@ impl authcore_status {
             K::StateMismatch => Self::StateMismatch,
             K::ReauthenticationRequired => Self::ReauthenticationRequired,
             K::Store => Self::Store,
+            K::IssuerMismatch => Self::IssuerMismatch,
+            K::Cancelled => Self::Cancelled,
             _ => Self::Other,
         }
     }
@@ -106,6 +113,8 @@ impl authcore_status {
             Self::StateMismatch => c"authorization state mismatch",
             Self::ReauthenticationRequired => c"reauthentication required",
             Self::Store => c"token store unusable",
+            Self::IssuerMismatch => c"issuer mismatch",
+            Self::Cancelled => c"cancelled",
             Self::Other => c"other error",
             Self::NullArgument => c"NULL argument",
             Self::InvalidArgument => c"invalid argument",
@@ -301,6 +310,8 @@ pub extern "C" fn authcore_status_str(status: u32) -> *const c_char {
         authcore_status::StateMismatch,
         authcore_status::ReauthenticationRequired,
         authcore_status::Store,
+        authcore_status::IssuerMismatch,
+        authcore_status::Cancelled,
         authcore_status::Other,
         authcore_status::NullArgument,
         authcore_status::InvalidArgument,
@@ -330,6 +341,8 @@ pub extern "C" fn authcore_status_name(status: u32) -> *const c_char {
         8 => c"state_mismatch",
         9 => c"reauthentication_required",
         10 => c"store",
+        11 => c"issuer_mismatch",
+        12 => c"cancelled",
         99 => c"other",
         100 => c"null_argument",
         101 => c"invalid_argument",
@@ -478,7 +491,7 @@ mod tests {
     #[test]
     fn status_strings_are_distinct() {
         let mut seen = std::collections::HashSet::new();
-        for code in (0..=10).chain([99, 100, 101, 102, 103]) {
+        for code in (0..=12).chain([99, 100, 101, 102, 103]) {
             // SAFETY: static NUL-terminated strings.
             let text = unsafe { CStr::from_ptr(authcore_status_str(code)) };
             assert!(seen.insert(text.to_owned()), "{code}");

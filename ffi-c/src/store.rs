@@ -101,6 +101,9 @@ pub unsafe extern "C" fn authcore_options_set_redis_store_with_ca(
 ///   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
 ///   failure. `unlock` releases it; authcore calls it exactly once for each successful
 ///   `lock`, on the same thread.
+/// - `remove`: forget the value for `key` (after `authcore_client_revoke`); return 0
+///   when gone (or there was none). NULL: revoking a client that uses this store fails
+///   with `AUTHCORE_STATUS_STORE` before anything is revoked.
 ///
 /// Callbacks may be called from any thread, concurrently for different keys, and must
 /// not unwind or call back into the client.
@@ -134,6 +137,8 @@ pub struct authcore_store_callbacks {
     >,
     /// Releases the lock for `key`.
     pub unlock: Option<unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char)>,
+    /// Forgets the value for `key`.
+    pub remove: Option<unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char) -> i32>,
 }
 
 /// The callbacks, which the caller promises may be used from any thread for as long
@@ -223,6 +228,20 @@ impl TokenStore for CallbackStore {
                 message: "waited for another process's renewal (store callback lock)".into(),
             }),
             rc => Err(store_failure("lock", rc)),
+        }
+    }
+
+    fn remove(&self, key: &StoreKey) -> authcore::Result<()> {
+        let Some(remove) = self.0.remove else {
+            return Err(Error::Store {
+                message: "the store callbacks have no `remove`".into(),
+            });
+        };
+        let key = key_c(key);
+        // SAFETY: the caller promised `remove` follows its contract; `key` outlives it.
+        match unsafe { remove(self.0.userdata, key.as_ptr()) } {
+            0 => Ok(()),
+            rc => Err(store_failure("remove", rc)),
         }
     }
 

@@ -9,11 +9,13 @@ any object with these four methods works too (a database, a secrets service):
 - ``lock(key, timeout) -> bool``: take the lock for ``key``, shared with every other
   process, waiting at most ``timeout`` seconds; ``False`` when the time ran out.
 - ``unlock(key) -> None``: release it; called once for every successful ``lock``.
+- ``remove(key) -> None`` (optional): forget the value for ``key``; called by
+  ``Client.revoke()``, which fails with ``StoreError`` when the store has no ``remove``.
 
 ``key`` names the grant, endpoint, client id and scopes, never a secret. The methods are
 called from whichever thread renews, never concurrently for the same key within one
 client; an exception in ``load``, ``save`` or ``lock`` fails that renewal with a
-``TransportError`` (a failed ``save`` is logged instead, and the new token still used).
+``StoreError`` (a failed ``save`` is logged instead, and the new token still used).
 """
 
 from __future__ import annotations

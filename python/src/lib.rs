@@ -79,6 +79,18 @@ create_exception!(
 );
 create_exception!(
     _authcore,
+    IssuerMismatchError,
+    AuthcoreError,
+    "The issuer named by metadata or an authorization response is not the one configured."
+);
+create_exception!(
+    _authcore,
+    CancelledError,
+    AuthcoreError,
+    "The wait was cancelled (a device authorization)."
+);
+create_exception!(
+    _authcore,
     StoreError,
     AuthcoreError,
     "The shared token store could not be used (unreachable, refused the credentials, lost its lock)."
@@ -99,6 +111,8 @@ pub(crate) fn to_py_err(py: Python<'_>, e: authcore::Error) -> PyErr {
         ErrorKind::StateMismatch => StateMismatchError::new_err(message),
         ErrorKind::ReauthenticationRequired => ReauthenticationRequired::new_err(message),
         ErrorKind::Store => StoreError::new_err(message),
+        ErrorKind::IssuerMismatch => IssuerMismatchError::new_err(message),
+        ErrorKind::Cancelled => CancelledError::new_err(message),
         _ => AuthcoreError::new_err(message),
     };
     let value = err.value(py);
@@ -985,5 +999,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<ReauthenticationRequired>(),
     )?;
     m.add("StoreError", py.get_type::<StoreError>())?;
+    m.add("IssuerMismatchError", py.get_type::<IssuerMismatchError>())?;
+    m.add("CancelledError", py.get_type::<CancelledError>())?;
     Ok(())
 }

@@ -129,6 +129,20 @@ impl TokenStore for ObjectStore {
         })
     }
 
+    fn remove(&self, key: &StoreKey) -> authcore::Result<()> {
+        Python::attach(|py| {
+            if !self.0.bind(py).hasattr("remove").unwrap_or(false) {
+                return Err(Error::Store {
+                    message: "the store has no remove() method".into(),
+                });
+            }
+            self.0
+                .call_method1(py, "remove", (key.as_str(),))
+                .map(|_| ())
+                .map_err(|e| failed("remove", &e))
+        })
+    }
+
     fn save(&self, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
         let json = zeroize::Zeroizing::new(token.to_json());
         Python::attach(|py| {

@@ -24,9 +24,9 @@ def test_exception_hierarchy() -> None:
         authcore.ConfigError, authcore.TransportError, authcore.TimeoutError, authcore.OAuthError,
         authcore.ApiProblemError, authcore.RateLimitedError, authcore.InvalidResponseError,
         authcore.StateMismatchError, authcore.ReauthenticationRequired,
-        authcore.StoreError,
+        authcore.StoreError, authcore.IssuerMismatchError, authcore.CancelledError,
     ]
-    assert len(set(kinds)) == 10
+    assert len(set(kinds)) == 12
     for k in kinds:
         assert issubclass(k, authcore.AuthcoreError) and issubclass(k, Exception)
 

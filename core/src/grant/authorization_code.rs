@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::refresh::{RefreshToken, Rotation};
-use super::{extra_headers, AuthMethod, ClientAuth};
+use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
@@ -58,6 +58,12 @@ pub struct AuthorizationCode {
     scopes: Vec<String>,
     format: BodyFormat,
     pkce: bool,
+    resources: Vec<String>,
+    revocation_url: Option<String>,
+    /// The issuer whose `iss` an authorization response must carry (RFC 9207).
+    issuer: Option<String>,
+    /// Whether the server always sends `iss` (then a response without it is refused).
+    iss_required: bool,
 }
 
 impl AuthorizationCode {
@@ -72,16 +78,42 @@ impl AuthorizationCode {
         AuthorizationCode {
             authorize_url: authorize_url.into(),
             token_url: token_url.into(),
-            client: ClientAuth {
-                id: client_id.into(),
-                secret: client_secret.into(),
-                method: AuthMethod::ClientSecretBasic,
-            },
+            client: ClientAuth::new(
+                client_id.into(),
+                client_secret.into(),
+                AuthMethod::ClientSecretBasic,
+            ),
             redirect_uri: redirect_uri.into(),
             scopes: Vec::new(),
             format: BodyFormat::Form,
             pkce: true,
+            resources: Vec::new(),
+            revocation_url: None,
+            issuer: None,
+            iss_required: false,
         }
+    }
+
+    /// A client at the endpoints an issuer's metadata names. Authorization responses
+    /// must then come from that issuer: an `iss` parameter (RFC 9207) that names another
+    /// is refused, and so is a missing one when the server says it always sends it.
+    pub fn from_metadata(
+        metadata: &crate::Metadata,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+        redirect_uri: impl Into<String>,
+    ) -> Result<Self> {
+        let mut config = Self::new(
+            metadata.require_authorization_endpoint()?,
+            metadata.require_token_endpoint()?,
+            client_id,
+            client_secret,
+            redirect_uri,
+        );
+        config.revocation_url = metadata.revocation_endpoint.clone();
+        config.issuer = Some(metadata.issuer.clone());
+        config.iss_required = metadata.authorization_response_iss_parameter_supported;
+        Ok(config)
     }
 
     /// viewneo (`https://cloud.viewneo.com/oauth/…`, JSON token requests).
@@ -143,12 +175,46 @@ impl AuthorizationCode {
         self.pkce = enabled;
         self
     }
+
+    /// The issuer whose `iss` authorization responses must carry (RFC 9207), and
+    /// whether they always do.
+    pub fn issuer(mut self, issuer: impl Into<String>, always_sent: bool) -> Self {
+        self.issuer = Some(issuer.into());
+        self.iss_required = always_sent;
+        self
+    }
+
+    super::oauth_builders!();
 }
 
 impl AuthorizationCode {
-    /// The authorize and token endpoints (checked when a flow is made).
-    pub(crate) fn endpoints(&self) -> [&str; 2] {
-        [&self.authorize_url, &self.token_url]
+    /// The endpoints (checked when a flow is made) after checking the client.
+    pub(crate) fn endpoints(&self) -> Result<Vec<&str>> {
+        self.client.check()?;
+        Ok([self.authorize_url.as_str(), self.token_url.as_str()]
+            .into_iter()
+            .chain(self.revocation_url.as_deref())
+            .collect())
+    }
+
+    /// Checks the `iss` of an authorization response (RFC 9207) before any token
+    /// request: it must name the configured issuer; it may be absent only when the
+    /// server does not promise to send it.
+    pub(crate) fn check_iss(&self, iss: Option<&str>) -> Result<()> {
+        match (iss, &self.issuer) {
+            (Some(got), Some(want)) if got != want => Err(Error::IssuerMismatch {
+                message: format!(
+                    "the authorization response comes from {:?}, not {want:?}",
+                    crate::error::scrub(got)
+                ),
+            }),
+            (None, Some(want)) if self.iss_required => Err(Error::IssuerMismatch {
+                message: format!(
+                    "the authorization response has no iss; {want:?} always sends one"
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The authorization URL for `state` and, if PKCE is on, `pkce`'s challenge.
@@ -162,6 +228,9 @@ impl AuthorizationCode {
                 .append_pair("redirect_uri", &self.redirect_uri);
             if !self.scopes.is_empty() {
                 q.append_pair("scope", &self.scopes.join(" "));
+            }
+            for r in &self.resources {
+                q.append_pair("resource", r);
             }
             q.append_pair("state", state);
             if let Some(p) = pkce {
@@ -200,7 +269,8 @@ impl AuthorizationCode {
         if let Some(p) = pkce {
             req.params.push(("code_verifier", p.verifier().clone()));
         }
-        self.client.apply(&mut req);
+        add_resources(&mut req, &self.resources);
+        self.client.apply(&mut req)?;
         http.token(&req, deadline)
     }
 
@@ -213,6 +283,8 @@ impl AuthorizationCode {
             format: self.format,
             initial: Some(token),
             rotation: Rotation::default(),
+            resources: self.resources.clone(),
+            revocation_url: self.revocation_url.clone(),
         }
     }
 }

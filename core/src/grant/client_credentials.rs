@@ -1,8 +1,8 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4).
 
 use super::sealed::Fetch;
-use super::{extra_headers, AuthMethod, ClientAuth};
-use crate::error::Result;
+use super::{add_resources, extra_headers, key_scopes, revoke_at, AuthMethod, ClientAuth};
+use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
@@ -16,6 +16,8 @@ pub struct ClientCredentials {
     token_url: String,
     client: ClientAuth,
     scopes: Vec<String>,
+    resources: Vec<String>,
+    revocation_url: Option<String>,
 }
 
 impl ClientCredentials {
@@ -27,13 +29,27 @@ impl ClientCredentials {
     ) -> Self {
         ClientCredentials {
             token_url: token_url.into(),
-            client: ClientAuth {
-                id: client_id.into(),
-                secret: client_secret.into(),
-                method: AuthMethod::ClientSecretBasic,
-            },
+            client: ClientAuth::new(
+                client_id.into(),
+                client_secret.into(),
+                AuthMethod::ClientSecretBasic,
+            ),
             scopes: Vec::new(),
+            resources: Vec::new(),
+            revocation_url: None,
         }
+    }
+
+    /// Client credentials at the token endpoint an issuer's metadata names (and its
+    /// revocation endpoint, if any).
+    pub fn from_metadata(
+        metadata: &crate::Metadata,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+    ) -> Result<Self> {
+        let mut grant = Self::new(metadata.require_token_endpoint()?, client_id, client_secret);
+        grant.revocation_url = metadata.revocation_endpoint.clone();
+        Ok(grant)
     }
 
     /// Vibe (`https://api.vibe.co/oauth2/token`).
@@ -56,6 +72,8 @@ impl ClientCredentials {
         self.client.method = method;
         self
     }
+
+    super::oauth_builders!();
 }
 
 impl Fetch for ClientCredentials {
@@ -72,12 +90,42 @@ impl Fetch for ClientCredentials {
             req.params
                 .push(("scope", Secret::new(self.scopes.join(" "))));
         }
-        self.client.apply(&mut req);
+        add_resources(&mut req, &self.resources);
+        self.client.apply(&mut req)?;
         http.token(&req, deadline)
     }
 
+    fn revocable(&self) -> bool {
+        self.revocation_url.is_some()
+    }
+
+    fn revoke(
+        &self,
+        http: &Http,
+        token: Option<&Token>,
+        _refresh_token: Option<&Secret>,
+        deadline: Deadline,
+    ) -> Result<()> {
+        let url = self.revocation_url.as_deref().ok_or_else(|| {
+            Error::config(
+                "this client has no revocation endpoint (set revocation_url or discover it)",
+            )
+        })?;
+        let tokens: Vec<_> = token
+            .map(|t| (t.access_token(), "access_token"))
+            .into_iter()
+            .collect();
+        revoke_at(http, url, &self.client, &tokens, deadline)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.client.check()
+    }
+
     fn endpoints(&self) -> Vec<&str> {
-        vec![&self.token_url]
+        std::iter::once(self.token_url.as_str())
+            .chain(self.revocation_url.as_deref())
+            .collect()
     }
 
     fn store_key(&self) -> Option<StoreKey> {
@@ -85,7 +133,7 @@ impl Fetch for ClientCredentials {
             "client_credentials",
             &self.token_url,
             &self.client.id,
-            &self.scopes,
+            &key_scopes(&self.scopes, &self.resources),
         ))
     }
 

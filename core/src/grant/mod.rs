@@ -3,12 +3,16 @@
 mod api_key;
 mod authorization_code;
 mod client_credentials;
+pub(crate) mod device_code;
+mod private_key;
 mod refresh;
 mod static_token;
 
 pub use api_key::ApiKey;
 pub use authorization_code::{AuthorizationCode, Pkce};
 pub use client_credentials::ClientCredentials;
+pub use device_code::DeviceCode;
+pub use private_key::{PrivateKey, SigningAlgorithm};
 pub use refresh::RefreshToken;
 pub use static_token::StaticToken;
 
@@ -47,6 +51,10 @@ pub(crate) mod sealed {
         }
         /// Every URL this grant sends credentials to, checked when the client is built.
         fn endpoints(&self) -> Vec<&str>;
+        /// Whether the grant is complete (a `private_key_jwt` client has its key).
+        fn check(&self) -> Result<()> {
+            Ok(())
+        }
         /// What identifies this credential in a shared store (`None`: not shared).
         fn store_key(&self) -> Option<StoreKey> {
             None
@@ -54,6 +62,22 @@ pub(crate) mod sealed {
         /// How this grant may renew while its shared store cannot be used.
         fn without_store(&self) -> WithoutStore {
             WithoutStore::Refuse
+        }
+        /// Whether the grant knows a revocation endpoint.
+        fn revocable(&self) -> bool {
+            false
+        }
+        /// Revokes `token` and `refresh_token` at the grant's revocation endpoint.
+        fn revoke(
+            &self,
+            _http: &Http,
+            _token: Option<&Token>,
+            _refresh_token: Option<&Secret>,
+            _deadline: Deadline,
+        ) -> Result<()> {
+            Err(Error::config(
+                "this client has no revocation endpoint (set revocation_url or discover it)",
+            ))
         }
     }
 }
@@ -73,6 +97,26 @@ pub enum AuthMethod {
     ClientSecretBasicRaw,
     /// `client_id` and `client_secret` in the request body.
     ClientSecretPost,
+    /// A public client (no secret): `client_id` in the request body.
+    None,
+    /// A JWT signed by the client's private key (RFC 7523 §2.2); set the key with the
+    /// grant's `private_key`.
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// From the names RFC 8414 uses (`client_secret_basic`, `client_secret_post`,
+    /// `none`, `private_key_jwt`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "client_secret_basic" | "basic" => Self::ClientSecretBasic,
+            "client_secret_basic_raw" | "basic_raw" => Self::ClientSecretBasicRaw,
+            "client_secret_post" | "post" => Self::ClientSecretPost,
+            "none" => Self::None,
+            "private_key_jwt" => Self::PrivateKeyJwt,
+            _ => return None,
+        })
+    }
 }
 
 /// A client's identity at a token endpoint.
@@ -81,11 +125,43 @@ pub(crate) struct ClientAuth {
     pub id: String,
     pub secret: Secret,
     pub method: AuthMethod,
+    /// The key for [`AuthMethod::PrivateKeyJwt`].
+    pub key: Option<std::sync::Arc<PrivateKey>>,
+    /// The assertion's audience when not the endpoint it is sent to (some servers want
+    /// the issuer).
+    pub audience: Option<String>,
 }
 
 impl ClientAuth {
+    /// A client with a secret (empty: a public client, which sends its id in the body).
+    pub(crate) fn new(id: String, secret: Secret, method: AuthMethod) -> Self {
+        let method = if secret.expose_secret().is_empty() && method == AuthMethod::ClientSecretBasic
+        {
+            AuthMethod::None
+        } else {
+            method
+        };
+        ClientAuth {
+            id,
+            secret,
+            method,
+            key: None,
+            audience: None,
+        }
+    }
+
+    /// Checked when a client or flow is built: `private_key_jwt` needs a key.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.method == AuthMethod::PrivateKeyJwt && self.key.is_none() {
+            return Err(Error::config(
+                "private_key_jwt needs a private key (the grant's private_key)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds the client's credentials to a token request.
-    pub(crate) fn apply(&self, req: &mut TokenRequest<'_>) {
+    pub(crate) fn apply(&self, req: &mut TokenRequest<'_>) -> Result<()> {
         let basic = |id: &str, secret: &str| {
             let joined = Secret::new(format!("{id}:{secret}"));
             Secret::new(base64::engine::general_purpose::STANDARD.encode(joined.expose_secret()))
@@ -112,9 +188,118 @@ impl ClientAuth {
                 req.params.push(("client_id", Secret::new(self.id.clone())));
                 req.params.push(("client_secret", self.secret.clone()));
             }
+            AuthMethod::None => {
+                req.params.push(("client_id", Secret::new(self.id.clone())));
+            }
+            AuthMethod::PrivateKeyJwt => {
+                let key = self.key.as_ref().ok_or_else(|| {
+                    Error::config("private_key_jwt needs a private key (the grant's private_key)")
+                })?;
+                let audience = self.audience.as_deref().unwrap_or(req.url);
+                req.params.push(("client_id", Secret::new(self.id.clone())));
+                req.params.push((
+                    "client_assertion_type",
+                    Secret::new("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ));
+                req.params
+                    .push(("client_assertion", key.assertion(&self.id, audience)?));
+            }
         }
+        Ok(())
     }
 }
+
+/// Adds `resource` parameters (RFC 8707), one per URI.
+pub(crate) fn add_resources(req: &mut TokenRequest<'_>, resources: &[String]) {
+    for r in resources {
+        req.params.push(("resource", Secret::new(r.clone())));
+    }
+}
+
+/// Scopes and resources as they enter a store key: different resources are different
+/// tokens.
+pub(crate) fn key_scopes(scopes: &[String], resources: &[String]) -> Vec<String> {
+    scopes
+        .iter()
+        .cloned()
+        .chain(resources.iter().map(|r| format!("resource={r}")))
+        .collect()
+}
+
+/// Revokes `tokens` (value, type hint) at `url` (RFC 7009), the refresh token first.
+/// An unknown or already revoked token is success (§2.2).
+pub(crate) fn revoke_at(
+    http: &Http,
+    url: &str,
+    client: &ClientAuth,
+    tokens: &[(&Secret, &'static str)],
+    deadline: Deadline,
+) -> Result<()> {
+    for (token, hint) in tokens {
+        let mut req = TokenRequest {
+            url,
+            format: BodyFormat::Form,
+            params: vec![
+                ("token", (*token).clone()),
+                ("token_type_hint", Secret::new(*hint)),
+            ],
+            basic: None,
+            headers: extra_headers(http),
+            replay: crate::http::Replay::Safe,
+        };
+        client.apply(&mut req)?;
+        let response = http.post(&req, deadline)?;
+        if response.status != 200 {
+            return Err(crate::error::from_response(
+                response.status,
+                None,
+                &response.body,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builder methods every OAuth grant shares: resources, client authentication by
+/// private key, and the revocation endpoint.
+macro_rules! oauth_builders {
+    () => {
+        /// Resource indicators (RFC 8707): the APIs the token is for, sent as one
+        /// `resource` parameter each. Clients for different resources keep different
+        /// tokens (and store keys).
+        pub fn resources<I, S>(mut self, resources: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.resources = resources.into_iter().map(Into::into).collect();
+            self
+        }
+
+        /// Authenticates with `private_key_jwt` (RFC 7523 §2.2): a fresh assertion signed
+        /// by `key` for every request, with the endpoint it is sent to as audience.
+        pub fn private_key(mut self, key: $crate::grant::PrivateKey) -> Self {
+            self.client.key = Some(std::sync::Arc::new(key));
+            self.client.method = $crate::AuthMethod::PrivateKeyJwt;
+            self
+        }
+
+        /// The audience of client assertions, where the server wants another than the
+        /// token endpoint (such as its issuer).
+        pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+            self.client.audience = Some(audience.into());
+            self
+        }
+
+        /// The revocation endpoint (RFC 7009) used by
+        /// [`Client::revoke`](crate::Client::revoke).
+        pub fn revocation_url(mut self, url: impl Into<String>) -> Self {
+            self.revocation_url = Some(url.into());
+            self
+        }
+    };
+}
+pub(crate) use oauth_builders;
 
 /// Headers configured for every token request.
 pub(crate) fn extra_headers(http: &Http) -> Vec<(String, String)> {

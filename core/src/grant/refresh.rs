@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::sealed::Fetch;
-use super::{extra_headers, is_refusal, AuthMethod, ClientAuth};
+use super::{
+    add_resources, extra_headers, is_refusal, key_scopes, revoke_at, AuthMethod, ClientAuth,
+};
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::secret::Secret;
@@ -70,6 +72,8 @@ pub struct RefreshToken {
     pub(crate) format: BodyFormat,
     pub(crate) initial: Option<Token>,
     pub(crate) rotation: Rotation,
+    pub(crate) resources: Vec<String>,
+    pub(crate) revocation_url: Option<String>,
 }
 
 impl RefreshToken {
@@ -82,15 +86,17 @@ impl RefreshToken {
     ) -> Self {
         RefreshToken {
             token_url: token_url.into(),
-            client: ClientAuth {
-                id: client_id.into(),
-                secret: client_secret.into(),
-                method: AuthMethod::ClientSecretBasic,
-            },
+            client: ClientAuth::new(
+                client_id.into(),
+                client_secret.into(),
+                AuthMethod::ClientSecretBasic,
+            ),
             refresh_token: Some(refresh_token.into()),
             format: BodyFormat::Form,
             initial: None,
             rotation: Rotation::default(),
+            resources: Vec::new(),
+            revocation_url: None,
         }
     }
 
@@ -105,6 +111,8 @@ impl RefreshToken {
         self.client.method = method;
         self
     }
+
+    super::oauth_builders!();
 }
 
 impl Fetch for RefreshToken {
@@ -130,7 +138,8 @@ impl Fetch for RefreshToken {
             headers: extra_headers(http),
             replay: self.rotation.replay(),
         };
-        self.client.apply(&mut req);
+        add_resources(&mut req, &self.resources);
+        self.client.apply(&mut req)?;
         match http.token(&req, deadline) {
             Ok(token) => {
                 self.rotation.learn(rt, &token);
@@ -150,7 +159,38 @@ impl Fetch for RefreshToken {
     }
 
     fn endpoints(&self) -> Vec<&str> {
-        vec![&self.token_url]
+        std::iter::once(self.token_url.as_str())
+            .chain(self.revocation_url.as_deref())
+            .collect()
+    }
+
+    fn check(&self) -> Result<()> {
+        self.client.check()
+    }
+
+    fn revocable(&self) -> bool {
+        self.revocation_url.is_some()
+    }
+
+    fn revoke(
+        &self,
+        http: &Http,
+        token: Option<&Token>,
+        refresh_token: Option<&Secret>,
+        deadline: Deadline,
+    ) -> Result<()> {
+        let url = self.revocation_url.as_deref().ok_or_else(|| {
+            Error::config(
+                "this client has no revocation endpoint (set revocation_url or discover it)",
+            )
+        })?;
+        // The refresh token first: revoking it also ends its access tokens at most servers.
+        let tokens: Vec<_> = refresh_token
+            .map(|rt| (rt, "refresh_token"))
+            .into_iter()
+            .chain(token.map(|t| (t.access_token(), "access_token")))
+            .collect();
+        revoke_at(http, url, &self.client, &tokens, deadline)
     }
 
     fn store_key(&self) -> Option<StoreKey> {
@@ -159,7 +199,7 @@ impl Fetch for RefreshToken {
             "refresh_token",
             &self.token_url,
             &self.client.id,
-            &[],
+            &key_scopes(&[], &self.resources),
         ))
     }
 

@@ -112,6 +112,20 @@ impl TokenStore for FileStore {
         }
     }
 
+    fn remove(&self, key: &StoreKey) -> Result<()> {
+        let path = self.path(key, "json");
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("remove", &path, e)),
+        }
+        #[cfg(unix)]
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("sync", &self.dir, e))?;
+        Ok(())
+    }
+
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
         let path = self.path(key, "json");
         let json = zeroize::Zeroizing::new(token.to_json());

@@ -255,6 +255,8 @@ pub trait TokenStore: Send + Sync {
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock>;
     /// Saves the token for `key`, durably, while holding its lock.
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()>;
+    /// Removes the token for `key` (after a revocation), while holding its lock.
+    fn remove(&self, key: &StoreKey) -> Result<()>;
 }
 
 /// A store inside this process only: clients of one process that use the same
@@ -320,6 +322,11 @@ impl TokenStore for MemoryStore {
 
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
         self.tokens.lock().insert(key.clone(), token.clone());
+        Ok(())
+    }
+
+    fn remove(&self, key: &StoreKey) -> Result<()> {
+        self.tokens.lock().remove(key);
         Ok(())
     }
 }

@@ -320,6 +320,15 @@ impl TokenStore for RedisStore {
         }
     }
 
+    fn remove(&self, key: &StoreKey) -> Result<()> {
+        let deadline = self.shared.deadline_of(key);
+        self.shared
+            .with_connection("remove the token", deadline, |c| {
+                redis::cmd("DEL").arg(Self::token_key(key)).query::<i64>(c)
+            })?;
+        Ok(())
+    }
+
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
         let Held { owner, deadline } = self
             .shared

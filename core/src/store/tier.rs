@@ -115,6 +115,18 @@ impl Tier {
         self.announce(token, None);
     }
 
+    /// Removes the credential's token from the store (after a revocation), under its
+    /// lock, and says what it held: the newest refresh token in particular.
+    pub(crate) fn take(&self, deadline: Deadline) -> Result<Option<StoredToken>> {
+        let Some((store, key)) = &self.shared else {
+            return Ok(None);
+        };
+        let _lock = store.lock(key, deadline.instant())?;
+        let stored = store.load(key)?;
+        store.remove(key)?;
+        Ok(stored)
+    }
+
     /// Hands a new refresh token to the hook before any caller can use the access
     /// token that came with it. The hook runs inside a panic boundary: a hook that
     /// fails or panics is logged (error level, target `authcore`) and costs nothing

@@ -1,0 +1,152 @@
+// A certified OpenID Provider (panva/oidc-provider) for authcore's interoperability
+// tests, on a free loopback port. Prints `OIDC_ISSUER=http://127.0.0.1:PORT` once it
+// listens; stops on SIGTERM/SIGINT or when its stdin closes (so a test that dies takes
+// it along).
+//
+// Users sign in without a page: every interaction (login, then consent to what the
+// client asked for) is approved at once for the account `test-user`, so a test's
+// "browser" only follows redirects and submits the device-flow forms.
+//
+// Environment: AUTHCORE_OIDC_CLIENT_KEY — a PEM public key registered for the
+// `jwt-client` client (private_key_jwt).
+
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const API = 'https://api.example.test/';
+const REDIRECT = 'http://127.0.0.1/callback';
+
+const clients = [
+  {
+    client_id: 'cc-basic',
+    client_secret: 'cc-basic-secret-0123456789',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: 'api:read',
+  },
+  {
+    client_id: 'cc-post',
+    client_secret: 'cc-post-secret-0123456789',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_post',
+    scope: 'api:read',
+  },
+  {
+    // A confidential web app: code + PKCE, refresh tokens.
+    client_id: 'app',
+    client_secret: 'app-secret-0123456789',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: [REDIRECT],
+    application_type: 'native',
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+  {
+    // A public native client (a CLI): loopback redirect on any port, device flow.
+    client_id: 'cli',
+    grant_types: [
+      'authorization_code',
+      'refresh_token',
+      'urn:ietf:params:oauth:grant-type:device_code',
+    ],
+    response_types: ['code'],
+    redirect_uris: [REDIRECT],
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+  },
+];
+
+if (process.env.AUTHCORE_OIDC_CLIENT_KEY) {
+  const jwk = createPublicKey(readFileSync(process.env.AUTHCORE_OIDC_CLIENT_KEY)).export({
+    format: 'jwk',
+  });
+  clients.push({
+    client_id: 'jwt-client',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: jwk.kty === 'RSA' ? 'RS256' : jwk.kty === 'OKP' ? 'EdDSA' : 'ES256',
+    jwks: { keys: [jwk] },
+    scope: 'api:read',
+  });
+}
+
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients,
+  scopes: ['openid', 'offline_access', 'api:read'],
+  findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    deviceFlow: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resource) => {
+        if (resource !== API) throw new Error('unknown resource');
+        return { scope: 'api:read', audience: API, accessTokenFormat: 'jwt', accessTokenTTL: 300 };
+      },
+    },
+  },
+  // Refresh tokens for every client allowed to use them, rotated on each use.
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
+  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  ttl: { AccessToken: 120, ClientCredentials: 120, DeviceCode: 120, RefreshToken: 3600 },
+});
+provider.proxy = false;
+
+// Every interaction is approved at once: login as test-user, then consent to all asked.
+async function approve(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+  let result;
+  if (prompt.name === 'login') {
+    result = { login: { accountId: 'test-user' } };
+  } else {
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const missing = prompt.details;
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes || {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    result = { consent: { grantId: await grant.save() } };
+  }
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+}
+
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (req.url.startsWith('/interaction/')) {
+    approve(req, res).catch((e) => {
+      res.statusCode = 500;
+      res.end(String(e));
+    });
+    return;
+  }
+  callback(req, res);
+});
+
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.resume();
+console.log(`OIDC_ISSUER=${issuer}`);
