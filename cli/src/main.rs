@@ -45,6 +45,47 @@ enum Command {
     /// AUTHCORE_API_KEY, AUTHCORE_CLIENT_SECRET, AUTHCORE_REFRESH_TOKEN, AUTHCORE_TOKEN,
     /// or the matching --*-file options.
     Token(Box<TokenArgs>),
+    /// Sign in at an OpenID provider (found by --issuer) through the browser, or with
+    /// --device on a machine without one; the refresh token goes into the file store,
+    /// where `authcore token --issuer …` finds it.
+    Login(Box<LoginArgs>),
+    /// Revoke the signed-in session at the provider and remove it from the store.
+    Logout(Box<LoginArgs>),
+}
+
+#[derive(clap::Args)]
+struct LoginArgs {
+    /// The provider's issuer URL (its endpoints are discovered from it).
+    #[arg(long, env = "AUTHCORE_ISSUER")]
+    issuer: String,
+    /// OAuth 2.0 client id.
+    #[arg(long, env = "AUTHCORE_CLIENT_ID")]
+    client_id: String,
+    /// File holding the client secret (else AUTHCORE_CLIENT_SECRET; neither: a public
+    /// client).
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// Scopes to request (repeat, or space-separated).
+    #[arg(long = "scope", default_value = "openid offline_access")]
+    scopes: Vec<String>,
+    /// Resource indicators: the APIs the token is for (repeat).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Use the device flow: print a code to enter on another device.
+    #[arg(long)]
+    device: bool,
+    /// Print the sign-in URL without opening a browser.
+    #[arg(long)]
+    no_browser: bool,
+    /// Token store directory [default: $XDG_CACHE_HOME/authcore or ~/.cache/authcore].
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Seconds to wait for the sign-in, at most a day.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    wait: u64,
+    /// Seconds allowed for each request to the provider.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,9 +116,16 @@ enum Method {
 
 #[derive(clap::Args)]
 struct TokenArgs {
-    /// Which provider or grant.
-    #[arg(long, value_enum)]
-    provider: Provider,
+    /// Which provider or grant (with --issuer: the session `authcore login` stored, or
+    /// `client-credentials` at the discovered token endpoint).
+    #[arg(long, value_enum, required_unless_present = "issuer")]
+    provider: Option<Provider>,
+    /// An OpenID provider's issuer URL: endpoints are discovered from it.
+    #[arg(long, env = "AUTHCORE_ISSUER")]
+    issuer: Option<String>,
+    /// Resource indicators: the APIs the token is for (repeat).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
     /// api.video base URL (overrides the preset).
     #[arg(long)]
     base_url: Option<String>,
@@ -192,12 +240,149 @@ fn main() -> ExitCode {
                 println!("{}", t.expose_secret());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("authcore: {e}");
-                ExitCode::from(exit_code(&e))
+            Err(e) => failed(&e),
+        },
+        Command::Login(args) => match login(&args) {
+            Ok(()) => {
+                eprintln!(
+                    "Signed in; `authcore token --issuer {}` prints a fresh token.",
+                    args.issuer
+                );
+                ExitCode::SUCCESS
             }
+            Err(e) => failed(&e),
+        },
+        Command::Logout(args) => match logout(&args) {
+            Ok(()) => {
+                eprintln!("Signed out: the session is revoked and removed from the store.");
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(&e),
         },
     }
+}
+
+fn failed(e: &Error) -> ExitCode {
+    eprintln!("authcore: {e}");
+    if e.kind() == ErrorKind::ReauthenticationRequired {
+        eprintln!("authcore: sign in again (authcore login)");
+    }
+    ExitCode::from(exit_code(e))
+}
+
+fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
+    let secret =
+        if a.client_secret_file.is_some() || std::env::var_os("AUTHCORE_CLIENT_SECRET").is_some() {
+            read_secret(
+                &a.client_secret_file,
+                "AUTHCORE_CLIENT_SECRET",
+                "client secret",
+            )?
+        } else {
+            Secret::new("")
+        };
+    let store = match &a.store {
+        Some(dir) => dir.clone(),
+        None => authcore_cli::login::default_store_dir()?,
+    };
+    authcore_cli::login::Session::new(
+        &a.issuer,
+        a.client_id.clone(),
+        secret,
+        split_scopes(&a.scopes),
+        a.resources.clone(),
+        store,
+        Options::default().timeout(Duration::from_secs(a.timeout)),
+    )
+}
+
+fn login(a: &LoginArgs) -> Result<(), Error> {
+    let session = session(a)?;
+    let wait = Duration::from_secs(a.wait);
+    let client = if a.device {
+        session.device_login(wait)?
+    } else {
+        session.browser_login(!a.no_browser, wait)?
+    };
+    client.token().map(|_| ())
+}
+
+fn logout(a: &LoginArgs) -> Result<(), Error> {
+    session(a)?.client()?.revoke()
+}
+
+/// `authcore token --issuer`: client credentials at the discovered token endpoint, or
+/// the session `authcore login` keeps in the file store.
+fn issuer_token(
+    a: &TokenArgs,
+    issuer: &str,
+    options: Options,
+    scopes: Vec<String>,
+    method: AuthMethod,
+) -> Result<Secret, Error> {
+    let client_id = required(&a.client_id, "--client-id")?;
+    let client = match a.provider {
+        Some(Provider::ClientCredentials) => {
+            let secret = read_secret(
+                &a.client_secret_file,
+                "AUTHCORE_CLIENT_SECRET",
+                "client secret",
+            )?;
+            let metadata = authcore::Metadata::discover(issuer, &options)?;
+            let grant = ClientCredentials::from_metadata(&metadata, client_id, secret)?
+                .scopes(scopes)
+                .resources(a.resources.clone())
+                .auth_method(method);
+            Client::new(grant, options)?
+        }
+        None | Some(Provider::RefreshToken) => {
+            let secret = if a.client_secret_file.is_some()
+                || std::env::var_os("AUTHCORE_CLIENT_SECRET").is_some()
+            {
+                read_secret(
+                    &a.client_secret_file,
+                    "AUTHCORE_CLIENT_SECRET",
+                    "client secret",
+                )?
+            } else {
+                Secret::new("")
+            };
+            let dir = match &a.store {
+                Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+                    return Err(Error::Config {
+                        message: "a signed-in session lives in a directory store (--store DIR)"
+                            .into(),
+                    })
+                }
+                Some(s) => PathBuf::from(s),
+                None => authcore_cli::login::default_store_dir()?,
+            };
+            let session = authcore_cli::login::Session::new(
+                issuer,
+                client_id,
+                secret,
+                scopes,
+                a.resources.clone(),
+                dir,
+                options,
+            )?;
+            session.client()?
+        }
+        Some(_) => {
+            return Err(Error::Config {
+                message: "--issuer works with --provider client-credentials or refresh-token"
+                    .into(),
+            })
+        }
+    };
+    Ok(client.token()?.access_token().clone())
+}
+
+fn split_scopes(scopes: &[String]) -> Vec<String> {
+    scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace().map(str::to_owned))
+        .collect()
 }
 
 fn devserver(host: IpAddr, port: u16, lifetime: u64) -> ExitCode {
@@ -286,23 +471,27 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
             options.store(std::sync::Arc::new(FileStore::new(store)?))
         };
     }
-    let scopes: Vec<String> = a
-        .scopes
-        .iter()
-        .flat_map(|s| s.split_whitespace().map(str::to_owned))
-        .collect();
+    let scopes = split_scopes(&a.scopes);
     let method = match a.auth_method {
         Method::Basic => AuthMethod::ClientSecretBasic,
         Method::BasicRaw => AuthMethod::ClientSecretBasicRaw,
         Method::Post => AuthMethod::ClientSecretPost,
     };
-    let client = match a.provider {
+    if let Some(issuer) = &a.issuer {
+        return issuer_token(a, issuer, options, scopes, method);
+    }
+    let Some(provider) = a.provider else {
+        return Err(Error::Config {
+            message: "--provider or --issuer is required".into(),
+        });
+    };
+    let client = match provider {
         Provider::PersonalAccessToken => {
             return read_secret(&a.token_file, "AUTHCORE_TOKEN", "personal access token");
         }
         Provider::ApiVideo | Provider::ApiVideoSandbox => {
             let key = read_secret(&a.api_key_file, "AUTHCORE_API_KEY", "api.video API key")?;
-            let grant = match (&a.base_url, a.provider) {
+            let grant = match (&a.base_url, provider) {
                 (Some(url), _) => ApiKey::with_base_url(url.clone(), key),
                 (None, Provider::ApiVideoSandbox) => ApiKey::sandbox(key),
                 (None, _) => ApiKey::production(key),
@@ -310,7 +499,7 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
             Client::new(grant, options)?
         }
         Provider::Vibe | Provider::ClientCredentials => {
-            let url = match (a.provider, &a.token_url) {
+            let url = match (provider, &a.token_url) {
                 (_, Some(u)) => u.clone(),
                 (Provider::Vibe, None) => authcore::provider::VIBE_TOKEN_URL.to_owned(),
                 _ => required(&a.token_url, "--token-url")?,
@@ -322,6 +511,7 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
             )?;
             let grant = ClientCredentials::new(url, required(&a.client_id, "--client-id")?, secret)
                 .scopes(scopes)
+                .resources(a.resources.clone())
                 .auth_method(method);
             Client::new(grant, options)?
         }

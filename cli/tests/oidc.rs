@@ -259,3 +259,109 @@ fn private_key_jwt_client_credentials() {
     assert_eq!(e.kind(), ErrorKind::Config);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `authcore login` (browser and device), `authcore token --issuer`, `authcore logout`,
+/// end to end: the browser step is driven headlessly through the loopback redirect.
+#[test]
+fn authcore_login_token_logout() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let store = std::env::temp_dir().join(format!("authcore-login-{}", std::process::id()));
+    let authcore = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
+        c.args(args)
+            .args(["--issuer", &server.issuer, "--client-id", "cli", "--store"])
+            .arg(&store)
+            .env_remove("AUTHCORE_CLIENT_SECRET");
+        c
+    };
+    let token = || {
+        let out = authcore(&["token"]).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let userinfo = |at: &str| {
+        ureq::get(m.userinfo_endpoint.as_deref().unwrap())
+            .header("authorization", &format!("Bearer {at}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+
+    // Not signed in yet: token fails and says what to do.
+    let (code, _, stderr) = token();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("authcore login"), "{stderr}");
+
+    // Browser login: the URL is printed; the "browser" signs in and is redirected to
+    // the command's loopback listener, which answers with a page and finishes.
+    let mut login = authcore(&["login", "--no-browser", "--wait", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().starts_with("http").then(|| l.trim().to_owned()))
+        .expect("the sign-in URL");
+    assert!(url.contains("code_challenge="), "PKCE: {url}");
+    match oidc::Browser::new().walk(&url, None, "\u{0}") {
+        oidc::Landed::Page(at, page) => {
+            assert!(at.starts_with("http://127.0.0.1:"), "{at}");
+            assert!(page.contains("You can close this tab"), "{page}");
+        }
+        oidc::Landed::At(_) => unreachable!(),
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(login.wait().unwrap().success(), "{rest:?}");
+
+    // A fresh token from the store, accepted by the provider.
+    let (code, at, stderr) = token();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(userinfo(&at), 200);
+    let (_, again, _) = token();
+    assert_eq!(again, at, "reused from the store, not requested again");
+
+    // Logout revokes at the provider and empties the store.
+    let out = authcore(&["logout"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(userinfo(&at), 401, "revoked");
+    assert_eq!(token().0, Some(3));
+
+    // Device login: the code is printed, approved elsewhere.
+    let mut login = authcore(&["login", "--device", "--wait", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let complete = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("(or open ")
+                .map(|u| u.trim_end_matches(')').to_owned())
+        })
+        .expect("the verification URI");
+    approve_device(&complete);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(login.wait().unwrap().success(), "{rest:?}");
+    let (code, at, stderr) = token();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(userinfo(&at), 200);
+    std::fs::remove_dir_all(&store).unwrap();
+}

@@ -100,6 +100,25 @@ impl RefreshToken {
         }
     }
 
+    /// A session at an issuer whose refresh token is in the shared store (put there by a
+    /// code or device flow, such as `authcore login`): the client renews with the
+    /// stored refresh token, and needs a new sign-in when there is none.
+    pub fn from_metadata(
+        metadata: &crate::Metadata,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+    ) -> Result<Self> {
+        let mut grant = Self::new(
+            metadata.require_token_endpoint()?,
+            client_id,
+            client_secret,
+            Secret::new(""),
+        );
+        grant.refresh_token = None;
+        grant.revocation_url = metadata.revocation_endpoint.clone();
+        Ok(grant)
+    }
+
     /// Sends the request as JSON with the client credentials in the body (viewneo).
     pub fn json_body(mut self) -> Self {
         self.format = BodyFormat::Json;
