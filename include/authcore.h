@@ -134,6 +134,14 @@ enum authcore_auth_method
    * `client_id` and `client_secret` in the request body.
    */
   AUTHCORE_AUTH_METHOD_CLIENT_SECRET_POST = 2,
+  /**
+   * A public client (no secret): `client_id` in the request body.
+   */
+  AUTHCORE_AUTH_METHOD_NONE = 3,
+  /**
+   * A JWT signed by the client's private key (`authcore_options_set_private_key`).
+   */
+  AUTHCORE_AUTH_METHOD_PRIVATE_KEY_JWT = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -155,6 +163,25 @@ typedef struct authcore_client authcore_client;
  * URL to `authcore_code_flow_finish`. Safe to use from many threads.
  */
 typedef struct authcore_code_flow authcore_code_flow;
+
+/**
+ * A started device authorization: show its user code and verification URI, then
+ * `authcore_device_authorization_poll` until it gives a client. Its strings live as long
+ * as it does.
+ */
+typedef struct authcore_device_authorization authcore_device_authorization;
+
+/**
+ * A device authorization client (RFC 8628), for devices without a browser. Start it
+ * with `authcore_device_flow_start`. Safe to use from many threads.
+ */
+typedef struct authcore_device_flow authcore_device_flow;
+
+/**
+ * Discovered metadata. Made by `authcore_discover`, released by
+ * `authcore_metadata_free`; its strings live as long as it does.
+ */
+typedef struct authcore_metadata authcore_metadata;
 
 /**
  * Client settings. Made by `authcore_options_new`, changed by the setters, passed
@@ -382,6 +409,22 @@ authcore_status authcore_client_new_client_credentials(const char *token_url,
                                                        authcore_client **out);
 
 /**
+ * A client credentials client at the token endpoint (and revocation endpoint) of
+ * discovered `metadata`. `client_secret` NULL: none (with `private_key_jwt`).
+ *
+ * # Safety
+ * `metadata` is a live handle; string arguments are NUL-terminated (`client_secret`
+ * and `scopes` may be NULL); `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_client_new_client_credentials_from_metadata(const authcore_metadata *metadata,
+                                                                     const char *client_id,
+                                                                     const char *client_secret,
+                                                                     const char *scopes,
+                                                                     uint32_t auth_method,
+                                                                     const authcore_options *options,
+                                                                     authcore_client **out);
+
+/**
  * A Vibe client: client credentials at Vibe's token endpoint with HTTP Basic.
  * `scopes` is space-separated or NULL.
  *
@@ -455,6 +498,19 @@ authcore_status authcore_client_token_into(const authcore_client *client,
  * `client` is a live handle; `out` is writable.
  */
 authcore_status authcore_client_authorization_header(const authcore_client *client, char **out);
+
+/**
+ * Revokes the client's refresh token and access token at its revocation endpoint
+ * (RFC 7009; the refresh token first) and forgets both, in the client and in its
+ * store. Afterwards a refresh-token client fails with
+ * `AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED` until the user signs in again.
+ * `AUTHCORE_STATUS_CONFIG` when the client has no revocation endpoint (nothing is
+ * forgotten then); a server error is returned as it is, the tokens forgotten anyway.
+ *
+ * # Safety
+ * `client` is a live handle.
+ */
+authcore_status authcore_client_revoke(const authcore_client *client);
 
 /**
  * Tells the client that `access_token` was refused (e.g. a 401 from your own HTTP
@@ -613,6 +669,46 @@ authcore_status authcore_response_header_at(const authcore_response *response,
 void authcore_response_free(authcore_response *response);
 
 /**
+ * Fetches `issuer`'s metadata (RFC 8414's location, then OpenID Connect Discovery's)
+ * within the options' timeout. The document must name the same issuer
+ * (`AUTHCORE_STATUS_ISSUER_MISMATCH` otherwise), and every endpoint must be HTTPS
+ * (or loopback).
+ *
+ * # Safety
+ * `issuer` is NUL-terminated; `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_discover(const char *issuer,
+                                  const authcore_options *options,
+                                  authcore_metadata **out);
+
+/**
+ * A field of the metadata, or NULL when the server does not name it (or `metadata`
+ * is NULL, or `field` is not an `authcore_metadata_field`). Valid until the metadata
+ * is freed.
+ *
+ * # Safety
+ * `metadata` is NULL or a live handle.
+ */
+const char *authcore_metadata_get(const authcore_metadata *metadata, uint32_t field);
+
+/**
+ * Whether the server promises `iss` in authorization responses (RFC 9207); false for
+ * NULL.
+ *
+ * # Safety
+ * `metadata` is NULL or a live handle.
+ */
+bool authcore_metadata_iss_supported(const authcore_metadata *metadata);
+
+/**
+ * Releases metadata. NULL does nothing.
+ *
+ * # Safety
+ * `metadata` is NULL or a handle from `authcore_discover` not yet freed.
+ */
+void authcore_metadata_free(authcore_metadata *metadata);
+
+/**
  * An authorization code flow at any OAuth 2.0 server. `scopes` is space-separated or
  * NULL; `json_body` sends JSON token requests with the credentials in the body,
  * otherwise form bodies with `auth_method`; `pkce` adds an S256 challenge (recommended).
@@ -632,6 +728,25 @@ authcore_status authcore_code_flow_new(const char *authorize_url,
                                        bool pkce,
                                        const authcore_options *options,
                                        authcore_code_flow **out);
+
+/**
+ * An authorization code flow at the endpoints of discovered `metadata` (PKCE on).
+ * Callbacks must carry that issuer's `iss` when the server sends one (RFC 9207), else
+ * `AUTHCORE_STATUS_ISSUER_MISMATCH` and no token request. `client_secret` NULL: a
+ * public client.
+ *
+ * # Safety
+ * `metadata` is a live handle; string arguments are NUL-terminated (`client_secret`
+ * and `scopes` may be NULL); `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_code_flow_new_from_metadata(const authcore_metadata *metadata,
+                                                     const char *client_id,
+                                                     const char *client_secret,
+                                                     const char *redirect_uri,
+                                                     const char *scopes,
+                                                     uint32_t auth_method,
+                                                     const authcore_options *options,
+                                                     authcore_code_flow **out);
 
 /**
  * A viewneo authorization code flow (JSON token requests). `base_url` NULL means
@@ -684,6 +799,131 @@ authcore_status authcore_code_flow_finish(const authcore_code_flow *flow,
 void authcore_code_flow_free(authcore_code_flow *flow);
 
 /**
+ * A device flow at any server. `client_secret` NULL: a public client; `scopes` is
+ * space-separated or NULL.
+ *
+ * # Safety
+ * String arguments are NUL-terminated (`client_secret` and `scopes` may be NULL);
+ * `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_device_flow_new(const char *device_authorization_url,
+                                         const char *token_url,
+                                         const char *client_id,
+                                         const char *client_secret,
+                                         const char *scopes,
+                                         const authcore_options *options,
+                                         authcore_device_flow **out);
+
+/**
+ * A device flow at the endpoints of discovered `metadata`.
+ *
+ * # Safety
+ * `metadata` is a live handle; string arguments are NUL-terminated (`client_secret` and
+ * `scopes` may be NULL); `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_device_flow_new_from_metadata(const authcore_metadata *metadata,
+                                                       const char *client_id,
+                                                       const char *client_secret,
+                                                       const char *scopes,
+                                                       const authcore_options *options,
+                                                       authcore_device_flow **out);
+
+/**
+ * Asks the server for a device code. `*out` receives the authorization to show the
+ * user; free it with `authcore_device_authorization_free`.
+ *
+ * # Safety
+ * `flow` is a live handle; `out` is writable.
+ */
+authcore_status authcore_device_flow_start(const authcore_device_flow *flow,
+                                           authcore_device_authorization **out);
+
+/**
+ * The code the user enters (NULL for a NULL handle). Valid while `auth` lives.
+ *
+ * # Safety
+ * `auth` is NULL or a live handle.
+ */
+const char *authcore_device_authorization_user_code(const authcore_device_authorization *auth);
+
+/**
+ * Where the user enters it (NULL for a NULL handle). Valid while `auth` lives.
+ *
+ * # Safety
+ * `auth` is NULL or a live handle.
+ */
+const char *authcore_device_authorization_verification_uri(const authcore_device_authorization *auth);
+
+/**
+ * A URL with the code in it, or NULL when the server gives none. Valid while `auth`
+ * lives.
+ *
+ * # Safety
+ * `auth` is NULL or a live handle.
+ */
+const char *authcore_device_authorization_verification_uri_complete(const authcore_device_authorization *auth);
+
+/**
+ * Seconds the codes are valid (0 for a NULL handle).
+ *
+ * # Safety
+ * `auth` is NULL or a live handle.
+ */
+uint64_t authcore_device_authorization_expires_in_secs(const authcore_device_authorization *auth);
+
+/**
+ * Seconds between polls, as the server asked (0 for a NULL handle).
+ *
+ * # Safety
+ * `auth` is NULL or a live handle.
+ */
+uint64_t authcore_device_authorization_interval_secs(const authcore_device_authorization *auth);
+
+/**
+ * Waits up to `timeout_ms` (0: until the codes expire) for the user's approval,
+ * polling the token endpoint at the server's interval (`slow_down` adds 5 s). On
+ * approval `*out` receives a client that renews by refresh token. Not approved yet
+ * within `timeout_ms`: `AUTHCORE_STATUS_TIMEOUT` (call again); the codes expired:
+ * `AUTHCORE_STATUS_TIMEOUT` too, or the server's `expired_token`
+ * (`AUTHCORE_STATUS_OAUTH`); denied: `AUTHCORE_STATUS_OAUTH` (`access_denied`);
+ * `authcore_device_authorization_cancel` from another thread:
+ * `AUTHCORE_STATUS_CANCELLED`.
+ *
+ * # Safety
+ * `auth` is a live handle; `out` is writable.
+ */
+authcore_status authcore_device_authorization_poll(const authcore_device_authorization *auth,
+                                                   uint64_t timeout_ms,
+                                                   authcore_client **out);
+
+/**
+ * Makes a `authcore_device_authorization_poll` in another thread return
+ * `AUTHCORE_STATUS_CANCELLED` within 100 ms, and every later one at once.
+ *
+ * # Safety
+ * `auth` is a live handle.
+ */
+authcore_status authcore_device_authorization_cancel(const authcore_device_authorization *auth);
+
+/**
+ * Releases an authorization. NULL does nothing. Clients it made are unaffected; no
+ * other thread may be polling it.
+ *
+ * # Safety
+ * `auth` is NULL or a handle from `authcore_device_flow_start` not yet freed.
+ */
+void authcore_device_authorization_free(authcore_device_authorization *auth);
+
+/**
+ * Releases a device flow. NULL does nothing. Clients and authorizations it made are
+ * unaffected.
+ *
+ * # Safety
+ * `flow` is NULL or a handle from `authcore_device_flow_new*` not yet freed.
+ */
+void authcore_device_flow_free(authcore_device_flow *flow);
+
+/**
  * Makes a settings handle with the defaults (connect timeout 5 s, overall 30 s,
  * HTTPS required except on loopback).
  *
@@ -699,6 +939,43 @@ authcore_status authcore_options_new(authcore_options **out);
  * `options` is NULL or a handle from `authcore_options_new` not yet freed.
  */
 void authcore_options_free(authcore_options *options);
+
+/**
+ * Adds a resource indicator (RFC 8707): an API the token is for. OAuth grants (client
+ * credentials, refresh token, code and device flows) send one `resource` parameter per
+ * call of this function; clients for different resources keep different tokens.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `uri` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_add_resource(authcore_options *options, const char *uri);
+
+/**
+ * Authenticates OAuth grants with `private_key_jwt` (RFC 7523 §2.2): `pem` is the
+ * client's private key (PKCS#8, or PKCS#1 for RSA); `algorithm` is "RS256", "ES256",
+ * "EdDSA" or NULL (from the key's type); `key_id` (NULL: none) names the key in the
+ * assertion header. A key that cannot sign is `AUTHCORE_STATUS_CONFIG` and leaves the
+ * options as they were.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `pem` is a
+ * NUL-terminated string; `algorithm` and `key_id` are NULL or NUL-terminated strings.
+ */
+authcore_status authcore_options_set_private_key(authcore_options *options,
+                                                 const char *pem,
+                                                 const char *algorithm,
+                                                 const char *key_id);
+
+/**
+ * Sets the revocation endpoint (RFC 7009) of OAuth grants, for
+ * `authcore_client_revoke` (clients made from discovered metadata know it already).
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `url` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_set_revocation_url(authcore_options *options, const char *url);
 
 /**
  * Sets the time allowed to establish a connection, in milliseconds (> 0).

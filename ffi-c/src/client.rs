@@ -3,7 +3,9 @@
 
 use std::ffi::{c_char, CString};
 
-use authcore::grant::{ApiKey, ClientCredentials, Grant, RefreshToken};
+use authcore::grant::{
+    ApiKey, ClientCredentials, Grant, OAuthSettings, RefreshToken, WithOAuthSettings,
+};
 use authcore::{AuthMethod, Client, Options};
 use zeroize::Zeroize;
 
@@ -28,6 +30,10 @@ pub enum authcore_auth_method {
     ClientSecretBasicRaw = 1,
     /// `client_id` and `client_secret` in the request body.
     ClientSecretPost = 2,
+    /// A public client (no secret): `client_id` in the request body.
+    None = 3,
+    /// A JWT signed by the client's private key (`authcore_options_set_private_key`).
+    PrivateKeyJwt = 4,
 }
 
 pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
@@ -35,6 +41,8 @@ pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
         0 => Ok(AuthMethod::ClientSecretBasic),
         1 => Ok(AuthMethod::ClientSecretBasicRaw),
         2 => Ok(AuthMethod::ClientSecretPost),
+        3 => Ok(AuthMethod::None),
+        4 => Ok(AuthMethod::PrivateKeyJwt),
         other => Err(Failure::invalid(format!(
             "auth_method {other} is not an authcore_auth_method"
         ))),
@@ -52,6 +60,19 @@ pub(crate) unsafe fn options_or_default(options: *const authcore_options) -> Opt
     } else {
         // SAFETY: non-NULL live handle, only read.
         unsafe { (*options).inner.clone() }
+    }
+}
+
+/// The OAuth grant settings behind an optional options pointer (NULL = none).
+///
+/// # Safety
+/// `options` is NULL or a live handle.
+pub(crate) unsafe fn oauth_or_default(options: *const authcore_options) -> OAuthSettings {
+    if options.is_null() {
+        OAuthSettings::default()
+    } else {
+        // SAFETY: non-NULL live handle, only read.
+        unsafe { (*options).oauth.clone() }
     }
 }
 
@@ -209,7 +230,47 @@ pub unsafe extern "C" fn authcore_client_new_client_credentials(
         };
         let grant = ClientCredentials::new(url, id, secret)
             .scopes(split_scopes(scopes))
-            .auth_method(self::auth_method(auth_method)?);
+            .auth_method(self::auth_method(auth_method)?)
+            // SAFETY: the caller promises a live handle or NULL.
+            .with_settings(unsafe { oauth_or_default(options) });
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
+    })
+}
+
+/// A client credentials client at the token endpoint (and revocation endpoint) of
+/// discovered `metadata`. `client_secret` NULL: none (with `private_key_jwt`).
+///
+/// # Safety
+/// `metadata` is a live handle; string arguments are NUL-terminated (`client_secret`
+/// and `scopes` may be NULL); `options` is NULL or a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_new_client_credentials_from_metadata(
+    metadata: *const crate::authcore_metadata,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    auth_method: u32,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(metadata, out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (id, secret, scopes) = unsafe {
+            (
+                arg_str(client_id, "client_id")?,
+                opt_str(client_secret, "client_secret")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        // SAFETY: non-NULL live handle, only read.
+        let metadata = unsafe { &(*metadata).inner };
+        let grant = ClientCredentials::from_metadata(metadata, id, secret.unwrap_or(""))?
+            .scopes(split_scopes(scopes))
+            .auth_method(self::auth_method(auth_method)?)
+            // SAFETY: the caller promises a live handle or NULL.
+            .with_settings(unsafe { oauth_or_default(options) });
         // SAFETY: `out` checked above; the caller promises a live handle or NULL.
         unsafe { new_client_into(grant, options, out) }
     })
@@ -276,7 +337,9 @@ pub unsafe extern "C" fn authcore_client_new_refresh_token(
             )
         };
         let mut grant = RefreshToken::new(url, id, secret, refresh)
-            .auth_method(self::auth_method(auth_method)?);
+            .auth_method(self::auth_method(auth_method)?)
+            // SAFETY: the caller promises a live handle or NULL.
+            .with_settings(unsafe { oauth_or_default(options) });
         if json_body {
             grant = grant.json_body();
         }
@@ -384,6 +447,25 @@ pub unsafe extern "C" fn authcore_client_authorization_header(
         let s = owned_c_string(header.expose_secret())?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+/// Revokes the client's refresh token and access token at its revocation endpoint
+/// (RFC 7009; the refresh token first) and forgets both, in the client and in its
+/// store. Afterwards a refresh-token client fails with
+/// `AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED` until the user signs in again.
+/// `AUTHCORE_STATUS_CONFIG` when the client has no revocation endpoint (nothing is
+/// forgotten then); a server error is returned as it is, the tokens forgotten anyway.
+///
+/// # Safety
+/// `client` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_revoke(client: *const authcore_client) -> authcore_status {
+    boundary(|| {
+        check_null!(client);
+        // SAFETY: non-NULL live handle.
+        unsafe { client_ref(client) }.revoke()?;
         Ok(())
     })
 }

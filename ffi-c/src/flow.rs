@@ -1,15 +1,18 @@
-//! `authcore_code_flow`: the authorization code grant (PKCE, one-time `state`), ending in
-//! an `authcore_client` that renews with the refresh token.
+//! `authcore_code_flow` (the authorization code grant: PKCE, one-time `state`) and
+//! `authcore_device_flow` (the device authorization grant), each ending in an
+//! `authcore_client` that renews with the refresh token.
 
 use std::ffi::c_char;
 
-use authcore::grant::AuthorizationCode;
-use authcore::AuthorizationCodeFlow;
+use std::time::Duration;
 
-use crate::client::{auth_method, hand_out, options_or_default, split_scopes};
+use authcore::grant::{AuthorizationCode, DeviceCode, WithOAuthSettings};
+use authcore::{AuthorizationCodeFlow, DeviceAuthorization, DeviceFlow};
+
+use crate::client::{auth_method, hand_out, oauth_or_default, options_or_default, split_scopes};
 use crate::{
-    arg_str, authcore_client, authcore_options, authcore_status, boundary, boundary_or, check_null,
-    opt_str, owned_c_string,
+    arg_str, authcore_client, authcore_metadata, authcore_options, authcore_status, boundary,
+    boundary_or, check_null, opt_str, owned_c_string, Failure,
 };
 
 /// A running authorization code flow. Make the URL with
@@ -66,10 +69,59 @@ pub unsafe extern "C" fn authcore_code_flow_new(
         let mut config = AuthorizationCode::new(authorize, token, id, secret, redirect)
             .scopes(split_scopes(scopes))
             .auth_method(self::auth_method(auth_method)?)
-            .pkce(pkce);
+            .pkce(pkce)
+            // SAFETY: the caller promises a live handle or NULL.
+            .with_settings(unsafe { oauth_or_default(options) });
         if json_body {
             config = config.json_body();
         }
+        // SAFETY: the caller promises a live handle or NULL.
+        let flow = AuthorizationCodeFlow::new(config, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out_flow(out, flow) };
+        Ok(())
+    })
+}
+
+/// An authorization code flow at the endpoints of discovered `metadata` (PKCE on).
+/// Callbacks must carry that issuer's `iss` when the server sends one (RFC 9207), else
+/// `AUTHCORE_STATUS_ISSUER_MISMATCH` and no token request. `client_secret` NULL: a
+/// public client.
+///
+/// # Safety
+/// `metadata` is a live handle; string arguments are NUL-terminated (`client_secret`
+/// and `scopes` may be NULL); `options` is NULL or a live handle; `out` is writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn authcore_code_flow_new_from_metadata(
+    metadata: *const authcore_metadata,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    redirect_uri: *const c_char,
+    scopes: *const c_char,
+    auth_method: u32,
+    options: *const authcore_options,
+    out: *mut *mut authcore_code_flow,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(metadata, out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (id, secret, redirect, scopes) = unsafe {
+            (
+                arg_str(client_id, "client_id")?,
+                opt_str(client_secret, "client_secret")?,
+                arg_str(redirect_uri, "redirect_uri")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        // SAFETY: non-NULL live handle, only read.
+        let metadata = unsafe { &(*metadata).inner };
+        let config =
+            AuthorizationCode::from_metadata(metadata, id, secret.unwrap_or(""), redirect)?
+                .scopes(split_scopes(scopes))
+                .auth_method(self::auth_method(auth_method)?)
+                // SAFETY: the caller promises a live handle or NULL.
+                .with_settings(unsafe { oauth_or_default(options) });
         // SAFETY: the caller promises a live handle or NULL.
         let flow = AuthorizationCodeFlow::new(config, unsafe { options_or_default(options) })?;
         // SAFETY: checked above.
@@ -191,6 +243,305 @@ pub unsafe extern "C" fn authcore_code_flow_finish(
 /// `flow` is NULL or a handle from `authcore_code_flow_new*` not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn authcore_code_flow_free(flow: *mut authcore_code_flow) {
+    boundary_or((), || {
+        if !flow.is_null() {
+            // SAFETY: the handle came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(flow) });
+        }
+    })
+}
+
+/// A device authorization client (RFC 8628), for devices without a browser. Start it
+/// with `authcore_device_flow_start`. Safe to use from many threads.
+pub struct authcore_device_flow {
+    inner: DeviceFlow,
+}
+
+/// A started device authorization: show its user code and verification URI, then
+/// `authcore_device_authorization_poll` until it gives a client. Its strings live as long
+/// as it does.
+pub struct authcore_device_authorization {
+    inner: DeviceAuthorization,
+    strings: [Option<std::ffi::CString>; 3],
+}
+
+/// Boxes a device flow into `out`.
+///
+/// # Safety
+/// `out` is non-NULL and writable.
+unsafe fn hand_out_device_flow(out: *mut *mut authcore_device_flow, flow: DeviceFlow) {
+    // SAFETY: the caller checked `out` and promises it is writable.
+    unsafe {
+        out.write(Box::into_raw(Box::new(authcore_device_flow {
+            inner: flow,
+        })))
+    };
+}
+
+/// A device flow at any server. `client_secret` NULL: a public client; `scopes` is
+/// space-separated or NULL.
+///
+/// # Safety
+/// String arguments are NUL-terminated (`client_secret` and `scopes` may be NULL);
+/// `options` is NULL or a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_flow_new(
+    device_authorization_url: *const c_char,
+    token_url: *const c_char,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    options: *const authcore_options,
+    out: *mut *mut authcore_device_flow,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (device, token, id, secret, scopes) = unsafe {
+            (
+                arg_str(device_authorization_url, "device_authorization_url")?,
+                arg_str(token_url, "token_url")?,
+                arg_str(client_id, "client_id")?,
+                opt_str(client_secret, "client_secret")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        let config = DeviceCode::new(device, token, id, secret.unwrap_or(""))
+            .scopes(split_scopes(scopes))
+            // SAFETY: the caller promises a live handle or NULL.
+            .with_settings(unsafe { oauth_or_default(options) });
+        // SAFETY: the caller promises a live handle or NULL.
+        let flow = DeviceFlow::new(config, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out_device_flow(out, flow) };
+        Ok(())
+    })
+}
+
+/// A device flow at the endpoints of discovered `metadata`.
+///
+/// # Safety
+/// `metadata` is a live handle; string arguments are NUL-terminated (`client_secret` and
+/// `scopes` may be NULL); `options` is NULL or a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_flow_new_from_metadata(
+    metadata: *const authcore_metadata,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    options: *const authcore_options,
+    out: *mut *mut authcore_device_flow,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(metadata, out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (id, secret, scopes) = unsafe {
+            (
+                arg_str(client_id, "client_id")?,
+                opt_str(client_secret, "client_secret")?,
+                opt_str(scopes, "scopes")?,
+            )
+        };
+        // SAFETY: non-NULL live handle, only read.
+        let metadata = unsafe { &(*metadata).inner };
+        let config = DeviceCode::from_metadata(metadata, id, secret.unwrap_or(""))?
+            .scopes(split_scopes(scopes))
+            // SAFETY: the caller promises a live handle or NULL.
+            .with_settings(unsafe { oauth_or_default(options) });
+        // SAFETY: the caller promises a live handle or NULL.
+        let flow = DeviceFlow::new(config, unsafe { options_or_default(options) })?;
+        // SAFETY: checked above.
+        unsafe { hand_out_device_flow(out, flow) };
+        Ok(())
+    })
+}
+
+/// Asks the server for a device code. `*out` receives the authorization to show the
+/// user; free it with `authcore_device_authorization_free`.
+///
+/// # Safety
+/// `flow` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_flow_start(
+    flow: *const authcore_device_flow,
+    out: *mut *mut authcore_device_authorization,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow, out);
+        // SAFETY: checked non-NULL; live as promised.
+        let auth = unsafe { &(*flow).inner }.start()?;
+        let c = |s: Option<&str>| s.and_then(|s| std::ffi::CString::new(s).ok());
+        let strings = [
+            c(Some(&auth.user_code)),
+            c(Some(&auth.verification_uri)),
+            c(auth.verification_uri_complete.as_deref()),
+        ];
+        let handle = Box::into_raw(Box::new(authcore_device_authorization {
+            inner: auth,
+            strings,
+        }));
+        // SAFETY: checked above; writable as promised.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
+/// The string at `index` of a live authorization, or NULL.
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+unsafe fn auth_string(auth: *const authcore_device_authorization, index: usize) -> *const c_char {
+    if auth.is_null() {
+        return std::ptr::null();
+    }
+    // SAFETY: non-NULL live handle, only read.
+    unsafe { &(*auth).strings[index] }
+        .as_ref()
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// The code the user enters (NULL for a NULL handle). Valid while `auth` lives.
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_user_code(
+    auth: *const authcore_device_authorization,
+) -> *const c_char {
+    // SAFETY: forwarded from the caller.
+    boundary_or(std::ptr::null(), || unsafe { auth_string(auth, 0) })
+}
+
+/// Where the user enters it (NULL for a NULL handle). Valid while `auth` lives.
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_verification_uri(
+    auth: *const authcore_device_authorization,
+) -> *const c_char {
+    // SAFETY: forwarded from the caller.
+    boundary_or(std::ptr::null(), || unsafe { auth_string(auth, 1) })
+}
+
+/// A URL with the code in it, or NULL when the server gives none. Valid while `auth`
+/// lives.
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_verification_uri_complete(
+    auth: *const authcore_device_authorization,
+) -> *const c_char {
+    // SAFETY: forwarded from the caller.
+    boundary_or(std::ptr::null(), || unsafe { auth_string(auth, 2) })
+}
+
+/// Seconds the codes are valid (0 for a NULL handle).
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_expires_in_secs(
+    auth: *const authcore_device_authorization,
+) -> u64 {
+    boundary_or(0, || {
+        if auth.is_null() {
+            0
+        } else {
+            // SAFETY: a live handle, only read.
+            unsafe { &(*auth).inner }.expires_in.as_secs()
+        }
+    })
+}
+
+/// Seconds between polls, as the server asked (0 for a NULL handle).
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_interval_secs(
+    auth: *const authcore_device_authorization,
+) -> u64 {
+    boundary_or(0, || {
+        if auth.is_null() {
+            0
+        } else {
+            // SAFETY: a live handle, only read.
+            unsafe { &(*auth).inner }.interval.as_secs()
+        }
+    })
+}
+
+/// Waits up to `timeout_ms` (0: until the codes expire) for the user's approval,
+/// polling the token endpoint at the server's interval (`slow_down` adds 5 s). On
+/// approval `*out` receives a client that renews by refresh token. Not approved yet
+/// within `timeout_ms`: `AUTHCORE_STATUS_TIMEOUT` (call again); the codes expired:
+/// `AUTHCORE_STATUS_TIMEOUT` too, or the server's `expired_token`
+/// (`AUTHCORE_STATUS_OAUTH`); denied: `AUTHCORE_STATUS_OAUTH` (`access_denied`);
+/// `authcore_device_authorization_cancel` from another thread:
+/// `AUTHCORE_STATUS_CANCELLED`.
+///
+/// # Safety
+/// `auth` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_poll(
+    auth: *const authcore_device_authorization,
+    timeout_ms: u64,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(auth, out);
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+        // SAFETY: checked non-NULL; live as promised.
+        let client = unsafe { &(*auth).inner }.wait(timeout)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok::<(), Failure>(())
+    })
+}
+
+/// Makes a `authcore_device_authorization_poll` in another thread return
+/// `AUTHCORE_STATUS_CANCELLED` within 100 ms, and every later one at once.
+///
+/// # Safety
+/// `auth` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_cancel(
+    auth: *const authcore_device_authorization,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(auth);
+        // SAFETY: checked non-NULL; live as promised.
+        unsafe { &(*auth).inner }.cancel_handle().cancel();
+        Ok(())
+    })
+}
+
+/// Releases an authorization. NULL does nothing. Clients it made are unaffected; no
+/// other thread may be polling it.
+///
+/// # Safety
+/// `auth` is NULL or a handle from `authcore_device_flow_start` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_authorization_free(
+    auth: *mut authcore_device_authorization,
+) {
+    boundary_or((), || {
+        if !auth.is_null() {
+            // SAFETY: the handle came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(auth) });
+        }
+    })
+}
+
+/// Releases a device flow. NULL does nothing. Clients and authorizations it made are
+/// unaffected.
+///
+/// # Safety
+/// `flow` is NULL or a handle from `authcore_device_flow_new*` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_device_flow_free(flow: *mut authcore_device_flow) {
     boundary_or((), || {
         if !flow.is_null() {
             // SAFETY: the handle came from `Box::into_raw` and is freed once.

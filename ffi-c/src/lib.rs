@@ -23,11 +23,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use zeroize::Zeroize;
 
 mod client;
+mod discovery;
 mod flow;
 mod options;
 mod store;
 
 pub use client::*;
+pub use discovery::*;
 pub use flow::*;
 pub use options::*;
 pub use store::*;

@@ -12,6 +12,9 @@ use crate::{arg_str, authcore_status, boundary, boundary_or, check_null, opt_str
 /// to constructors (which copy it), released by `authcore_options_free`.
 pub struct authcore_options {
     pub(crate) inner: authcore::Options,
+    /// What OAuth grants take besides client options (resources, private key,
+    /// revocation endpoint); ignored by the other constructors.
+    pub(crate) oauth: authcore::grant::OAuthSettings,
 }
 
 /// Called with the new refresh token each time the provider rotates it, before the
@@ -57,6 +60,7 @@ pub unsafe extern "C" fn authcore_options_new(out: *mut *mut authcore_options) -
         check_null!(out);
         let handle = Box::new(authcore_options {
             inner: authcore::Options::default(),
+            oauth: authcore::grant::OAuthSettings::default(),
         });
         // SAFETY: `out` is non-NULL and the caller promises it is writable.
         unsafe { out.write(Box::into_raw(handle)) };
@@ -94,6 +98,107 @@ pub(crate) unsafe fn update(
         o.inner = step(o.inner.clone())?;
         Ok(())
     })
+}
+
+/// [`update`] for the OAuth grant settings of a handle.
+///
+/// # Safety
+/// `options` is NULL or a live handle not used by another thread during the call.
+unsafe fn update_oauth(
+    options: *mut authcore_options,
+    step: impl FnOnce(authcore::grant::OAuthSettings) -> Result<authcore::grant::OAuthSettings, Failure>,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(options);
+        // SAFETY: non-NULL live handle, exclusively ours for the call.
+        let o = unsafe { &mut *options };
+        o.oauth = step(o.oauth.clone())?;
+        Ok(())
+    })
+}
+
+/// Adds a resource indicator (RFC 8707): an API the token is for. OAuth grants (client
+/// credentials, refresh token, code and device flows) send one `resource` parameter per
+/// call of this function; clients for different resources keep different tokens.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `uri` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_add_resource(
+    options: *mut authcore_options,
+    uri: *const c_char,
+) -> authcore_status {
+    let step = |mut o: authcore::grant::OAuthSettings| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let uri = unsafe { arg_str(uri, "uri")? };
+        if uri.is_empty() {
+            return Err(Failure::invalid("a resource indicator is a URI, not empty"));
+        }
+        o.resources.push(uri.to_owned());
+        Ok(o)
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update_oauth(options, step) }
+}
+
+/// Authenticates OAuth grants with `private_key_jwt` (RFC 7523 §2.2): `pem` is the
+/// client's private key (PKCS#8, or PKCS#1 for RSA); `algorithm` is "RS256", "ES256",
+/// "EdDSA" or NULL (from the key's type); `key_id` (NULL: none) names the key in the
+/// assertion header. A key that cannot sign is `AUTHCORE_STATUS_CONFIG` and leaves the
+/// options as they were.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `pem` is a
+/// NUL-terminated string; `algorithm` and `key_id` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_private_key(
+    options: *mut authcore_options,
+    pem: *const c_char,
+    algorithm: *const c_char,
+    key_id: *const c_char,
+) -> authcore_status {
+    let step = |mut o: authcore::grant::OAuthSettings| {
+        // SAFETY: the caller promises NUL-terminated strings (or NULL where allowed).
+        let (pem, algorithm, key_id) = unsafe {
+            (
+                arg_str(pem, "pem")?,
+                opt_str(algorithm, "algorithm")?,
+                opt_str(key_id, "key_id")?,
+            )
+        };
+        let algorithm = algorithm
+            .map(authcore::grant::SigningAlgorithm::from_name)
+            .transpose()?;
+        let mut key = authcore::grant::PrivateKey::from_pem(pem.as_bytes(), algorithm)?;
+        if let Some(kid) = key_id {
+            key = key.key_id(kid);
+        }
+        o.private_key = Some(key);
+        Ok(o)
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update_oauth(options, step) }
+}
+
+/// Sets the revocation endpoint (RFC 7009) of OAuth grants, for
+/// `authcore_client_revoke` (clients made from discovered metadata know it already).
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `url` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_revocation_url(
+    options: *mut authcore_options,
+    url: *const c_char,
+) -> authcore_status {
+    let step = |mut o: authcore::grant::OAuthSettings| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        o.revocation_url = Some(unsafe { arg_str(url, "url")? }.to_owned());
+        Ok(o)
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update_oauth(options, step) }
 }
 
 /// A duration in milliseconds: at least 1 ms, and at most `authcore::MAX_DURATION`.

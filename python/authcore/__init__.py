@@ -18,8 +18,11 @@ from ._authcore import (
     AuthorizationRequest,
     Client,
     ConfigError,
+    DeviceAuthorization,
+    DeviceFlow,
     FileStore,
     InvalidResponseError,
+    Metadata,
     OAuthError,
     RateLimitedError,
     ReauthenticationRequired,
@@ -33,6 +36,7 @@ from ._authcore import (
     Token,
     TransportError,
     __version__,
+    discover,
 )
 from ._authcore import _after_fork_in_child
 from .adapters import HttpxAuth, RequestsAuth
@@ -50,9 +54,12 @@ __all__ = [
     "AuthorizationRequest",
     "Client",
     "ConfigError",
+    "DeviceAuthorization",
+    "DeviceFlow",
     "FileStore",
     "HttpxAuth",
     "InvalidResponseError",
+    "Metadata",
     "OAuthError",
     "RateLimitedError",
     "ReauthenticationRequired",
@@ -68,4 +75,5 @@ __all__ = [
     "TokenStore",
     "TransportError",
     "__version__",
+    "discover",
 ]

@@ -30,6 +30,10 @@ __all__ = [
     "CancelledError",
     "FileStore",
     "RedisStore",
+    "Metadata",
+    "discover",
+    "DeviceFlow",
+    "DeviceAuthorization",
     "_after_fork_in_child",
 ]
 
@@ -50,6 +54,15 @@ class _ClientOptions(TypedDict, total=False):
     token_request_headers: Mapping[str, str]
     proxy: Optional[str]
     store: Optional[Union[FileStore, RedisStore, TokenStore]]
+
+class _GrantOptions(_ClientOptions, total=False):
+    """Keyword options of OAuth grants (client credentials, refresh token, code, device)."""
+
+    resource: Union[str, Iterable[str], None]
+    private_key: Union[str, bytes, None]
+    key_id: Optional[str]
+    algorithm: Optional[str]
+    revocation_url: Optional[str]
 
 class AuthcoreError(Exception):
     kind: str
@@ -134,7 +147,7 @@ class Client:
         *,
         scopes: _Scopes = None,
         auth_method: str = "basic",
-        **options: Unpack[_ClientOptions],
+        **options: Unpack[_GrantOptions],
     ) -> Client: ...
     @staticmethod
     def vibe(
@@ -153,10 +166,21 @@ class Client:
         *,
         json_body: bool = False,
         auth_method: str = "basic",
-        **options: Unpack[_ClientOptions],
+        **options: Unpack[_GrantOptions],
+    ) -> Client: ...
+    @staticmethod
+    def client_credentials_from_metadata(
+        metadata: Metadata,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        *,
+        scopes: _Scopes = None,
+        auth_method: str = "basic",
+        **options: Unpack[_GrantOptions],
     ) -> Client: ...
     def token(self) -> str: ...
     def token_info(self) -> Token: ...
+    def revoke(self) -> None: ...
     def authorization_header(self) -> str: ...
     def renewal_helps(self, status: int, www_authenticate: Optional[str] = None) -> bool: ...
     def invalidate(self, token: str) -> bool: ...
@@ -188,6 +212,77 @@ class Client:
     ) -> Response: ...
 
 @final
+class Metadata:
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def authorization_endpoint(self) -> Optional[str]: ...
+    @property
+    def token_endpoint(self) -> Optional[str]: ...
+    @property
+    def device_authorization_endpoint(self) -> Optional[str]: ...
+    @property
+    def revocation_endpoint(self) -> Optional[str]: ...
+    @property
+    def introspection_endpoint(self) -> Optional[str]: ...
+    @property
+    def userinfo_endpoint(self) -> Optional[str]: ...
+    @property
+    def jwks_uri(self) -> Optional[str]: ...
+    @property
+    def scopes_supported(self) -> list[str]: ...
+    @property
+    def grant_types_supported(self) -> list[str]: ...
+    @property
+    def token_endpoint_auth_methods_supported(self) -> list[str]: ...
+    @property
+    def code_challenge_methods_supported(self) -> list[str]: ...
+    @property
+    def authorization_response_iss_parameter_supported(self) -> bool: ...
+
+def discover(issuer: str, **options: Unpack[_ClientOptions]) -> Metadata: ...
+
+@final
+class DeviceAuthorization:
+    @property
+    def user_code(self) -> str: ...
+    @property
+    def verification_uri(self) -> str: ...
+    @property
+    def verification_uri_complete(self) -> Optional[str]: ...
+    @property
+    def expires_in(self) -> float: ...
+    @property
+    def interval(self) -> float: ...
+    def wait(self, timeout: Optional[float] = None) -> Client: ...
+    def cancel(self) -> None: ...
+
+@final
+class DeviceFlow:
+    def __new__(
+        cls,
+        device_authorization_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        *,
+        scopes: _Scopes = None,
+        auth_method: str = "basic",
+        **options: Unpack[_GrantOptions],
+    ) -> DeviceFlow: ...
+    @staticmethod
+    def from_metadata(
+        metadata: Metadata,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        *,
+        scopes: _Scopes = None,
+        auth_method: str = "basic",
+        **options: Unpack[_GrantOptions],
+    ) -> DeviceFlow: ...
+    def start(self) -> DeviceAuthorization: ...
+
+@final
 class AuthorizationRequest:
     @property
     def url(self) -> str: ...
@@ -208,7 +303,7 @@ class AuthorizationCodeFlow:
         json_body: bool = False,
         auth_method: str = "basic",
         pkce: bool = True,
-        **options: Unpack[_ClientOptions],
+        **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow: ...
     @staticmethod
     def viewneo(
@@ -219,6 +314,17 @@ class AuthorizationCodeFlow:
         base_url: Optional[str] = None,
         scopes: _Scopes = None,
         **options: Unpack[_ClientOptions],
+    ) -> AuthorizationCodeFlow: ...
+    @staticmethod
+    def from_metadata(
+        metadata: Metadata,
+        client_id: str,
+        client_secret: Optional[str],
+        redirect_uri: str,
+        *,
+        scopes: _Scopes = None,
+        auth_method: str = "basic",
+        **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow: ...
     def authorization_url(self) -> AuthorizationRequest: ...
     def finish(self, callback_url: str) -> Client: ...

@@ -14,7 +14,9 @@ cd "$root"
 work="$(mktemp -d)"
 devserver_pid=""
 redis_pid=""
+oidc_pid=""
 cleanup() {
+    if [ -n "$oidc_pid" ]; then kill "$oidc_pid" 2>/dev/null || true; wait "$oidc_pid" 2>/dev/null || true; fi
     if [ -n "$devserver_pid" ]; then kill "$devserver_pid" 2>/dev/null || true; fi
     if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
     rm -rf "$work"
@@ -69,6 +71,26 @@ start_redis() {
 }
 start_redis
 
+# oidc-provider (tests/oidc, installed by tests/provision.sh) on a free loopback port, for
+# the interoperability test. Its stdin is a FIFO this script holds open.
+start_oidc() {
+    mkfifo "$work/oidc.in"
+    (cd tests/oidc && exec node server.mjs < "$work/oidc.in" > "$work/oidc.out" 2>/dev/null) &
+    oidc_pid=$!
+    exec 9> "$work/oidc.in"
+    for _ in $(seq 1 200); do
+        issuer=$(sed -n 's/^OIDC_ISSUER=//p' "$work/oidc.out")
+        if [ -n "$issuer" ]; then
+            export AUTHCORE_OIDC_ISSUER="$issuer"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "oidc-provider did not start" >&2
+    exit 1
+}
+if [ "${1:-}" != "bench" ]; then start_oidc; fi
+
 if [ "${1:-}" = "bench" ]; then
     gcc "${CFLAGS_COMMON[@]}" -O2 tests/c/bench.c -o "$work/bench" "${LINK[@]}" -lcjson
     "$work/bench"
@@ -106,12 +128,12 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
     ./example-static > /dev/null
 )
 
-TESTS=(test_api test_threads test_fork test_store scenarios)
+TESTS=(test_api test_threads test_fork test_store test_oidc scenarios)
 # test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
 # allocator locks fork-safe, so a child forked while another thread is inside malloc can
 # hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
 # builds).
-ASAN_TESTS=(test_api test_threads test_store scenarios)
+ASAN_TESTS=(test_api test_threads test_store test_oidc scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"

@@ -260,6 +260,53 @@ pub(crate) fn revoke_at(
     Ok(())
 }
 
+/// What every OAuth grant accepts besides its own parameters, as one value: for hosts
+/// that collect these separately from the grant (keyword arguments, an options handle).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OAuthSettings {
+    /// Resource indicators (RFC 8707).
+    pub resources: Vec<String>,
+    /// The key for `private_key_jwt`.
+    pub private_key: Option<PrivateKey>,
+    /// The revocation endpoint (RFC 7009).
+    pub revocation_url: Option<String>,
+}
+
+/// OAuth grants that take [`OAuthSettings`]: client credentials, refresh token,
+/// authorization code and device code.
+pub trait WithOAuthSettings: Sized {
+    /// The grant with `settings` applied (an empty setting changes nothing).
+    fn with_settings(self, settings: OAuthSettings) -> Self;
+}
+
+macro_rules! with_oauth_settings {
+    ($($grant:ty),*) => {$(
+        impl WithOAuthSettings for $grant {
+            fn with_settings(self, settings: OAuthSettings) -> Self {
+                let mut grant = self;
+                if !settings.resources.is_empty() {
+                    grant = grant.resources(settings.resources);
+                }
+                if let Some(key) = settings.private_key {
+                    grant = grant.private_key(key);
+                }
+                if let Some(url) = settings.revocation_url {
+                    grant = grant.revocation_url(url);
+                }
+                grant
+            }
+        }
+    )*};
+}
+
+with_oauth_settings!(
+    ClientCredentials,
+    RefreshToken,
+    AuthorizationCode,
+    DeviceCode
+);
+
 /// Builder methods every OAuth grant shares: resources, client authentication by
 /// private key, and the revocation endpoint.
 macro_rules! oauth_builders {

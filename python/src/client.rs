@@ -1,0 +1,488 @@
+//! `Client`, `Response` and `Token`: getting tokens and sending requests.
+
+use std::time::Duration;
+
+use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use crate::errors::to_py_err;
+use crate::options::{
+    auth_method_arg, header_pair, options_arg, scopes_arg, seconds, split_options, type_name,
+};
+use authcore::grant::WithOAuthSettings;
+
+/// A token client: caches its token, renews it ahead of expiry with one request however
+/// many threads ask, and recovers once from a 401. Share one per process.
+#[pyclass(frozen, module = "authcore._authcore", name = "Client")]
+pub(crate) struct Client {
+    pub(crate) inner: authcore::Client,
+    pub(crate) description: String,
+}
+
+/// The response to an authenticated request.
+#[pyclass(frozen, module = "authcore._authcore", name = "Response")]
+pub(crate) struct Response {
+    /// The HTTP status code.
+    #[pyo3(get)]
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+pub(crate) fn new_client(
+    inner: authcore::Result<authcore::Client>,
+    py: Python<'_>,
+    description: String,
+) -> PyResult<Client> {
+    inner
+        .map(|inner| Client { inner, description })
+        .map_err(|e| to_py_err(py, e))
+}
+
+/// Request body from `body` (bytes or str) or `json` (any JSON-serialisable value).
+pub(crate) fn body_arg(
+    py: Python<'_>,
+    body: Option<&Bound<'_, PyAny>>,
+    json: Option<&Bound<'_, PyAny>>,
+    headers: &mut Vec<(String, String)>,
+) -> PyResult<Vec<u8>> {
+    let body = body.filter(|b| !b.is_none());
+    let json = json.filter(|j| !j.is_none());
+    match (body, json) {
+        (Some(_), Some(_)) => Err(PyValueError::new_err("give body or json, not both")),
+        (Some(b), None) => {
+            if let Ok(bytes) = b.cast::<PyBytes>() {
+                Ok(bytes.as_bytes().to_vec())
+            } else if let Ok(s) = b.cast::<PyString>() {
+                Ok(s.to_cow()?.as_bytes().to_vec())
+            } else {
+                Err(PyTypeError::new_err(format!(
+                    "body must be bytes or str, not {}",
+                    type_name(b)
+                )))
+            }
+        }
+        (None, Some(j)) => {
+            let text: String = py.import("json")?.call_method1("dumps", (j,))?.extract()?;
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                headers.push(("Content-Type".into(), "application/json".into()));
+            }
+            Ok(text.into_bytes())
+        }
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+pub(crate) fn headers_arg(headers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
+    let Some(headers) = headers.filter(|h| !h.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let items = headers.call_method0("items").map_err(|_| {
+        PyTypeError::new_err(format!(
+            "headers must be a mapping of str to str, not {}",
+            type_name(headers)
+        ))
+    })?;
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        out.push(header_pair(&k, &v)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
+    match timeout.filter(|t| !t.is_none()) {
+        Some(t) => seconds("timeout", t).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Client {
+    /// A valid token. The fast path (a cached token that needs no renewal) keeps the
+    /// GIL: it only takes the core's cache mutex, which is never held across I/O or a
+    /// callback, so the wait is bounded and cannot deadlock, and releasing the GIL
+    /// would cost more than the whole lookup. Anything that may block runs detached.
+    fn valid_token(&self, py: Python<'_>) -> PyResult<std::sync::Arc<authcore::Token>> {
+        if let Some(token) = self.inner.fresh_token() {
+            return Ok(token);
+        }
+        let inner = &self.inner;
+        py.detach(|| inner.token()).map_err(|e| to_py_err(py, e))
+    }
+
+    // The arguments mirror the Python keyword arguments of `request`.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        url: &str,
+        headers: Option<&Bound<'_, PyAny>>,
+        body: Option<&Bound<'_, PyAny>>,
+        json: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Response> {
+        let mut headers = headers_arg(headers)?;
+        let body = body_arg(py, body, json, &mut headers)?;
+        let timeout = timeout_arg(timeout)?;
+        let inner = &self.inner;
+        let result = py.detach(|| {
+            let pairs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            inner.request_with_timeout(method, url, &pairs, &body, timeout)
+        });
+        let response = result.map_err(|e| to_py_err(py, e))?;
+        Ok(Response {
+            status: response.status,
+            headers: response
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            body: response.body,
+        })
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// A client that always sends one fixed token (a personal access token).
+    #[staticmethod]
+    fn personal_access_token(token: &str) -> Client {
+        Client {
+            inner: authcore::Client::personal_access_token(token),
+            description: "grant='personal_access_token'".into(),
+        }
+    }
+
+    /// api.video: the API key is exchanged for an access token and a rotating refresh
+    /// token, at production, the sandbox (`sandbox=True`) or `base_url`.
+    #[staticmethod]
+    #[pyo3(signature = (api_key, *, sandbox = false, base_url = None, **options))]
+    fn api_video(
+        py: Python<'_>,
+        api_key: &str,
+        sandbox: bool,
+        base_url: Option<&str>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        let grant = match (base_url, sandbox) {
+            (Some(_), true) => {
+                return Err(PyValueError::new_err(
+                    "give sandbox=True or base_url, not both",
+                ))
+            }
+            (Some(url), false) => ApiKey::with_base_url(url, api_key),
+            (None, true) => ApiKey::sandbox(api_key),
+            (None, false) => ApiKey::production(api_key),
+        };
+        let description = format!("grant='api_video' base_url={:?}", grant.base_url());
+        new_client(
+            authcore::Client::new(grant, options_arg(options)?),
+            py,
+            description,
+        )
+    }
+
+    /// OAuth 2.0 client credentials at any token endpoint. `scopes` is a
+    /// space-separated string or a sequence; `auth_method` is "basic" (default),
+    /// "basic_raw" or "post".
+    #[staticmethod]
+    #[pyo3(signature = (token_url, client_id, client_secret, *, scopes = None, auth_method = "basic", **options))]
+    fn client_credentials(
+        py: Python<'_>,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &str,
+        scopes: Option<&Bound<'_, PyAny>>,
+        auth_method: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        let (args, options) = split_options(py, options)?;
+        let grant = ClientCredentials::new(token_url, client_id, client_secret)
+            .scopes(scopes_arg(scopes)?)
+            .auth_method(auth_method_arg(auth_method)?)
+            .with_settings(args);
+        new_client(
+            authcore::Client::new(grant, options),
+            py,
+            format!("grant='client_credentials' token_url={token_url:?} client_id={client_id:?}"),
+        )
+    }
+
+    /// Client credentials at the token endpoint (and revocation endpoint) of discovered
+    /// `metadata`. `client_secret` may be `None` with `private_key=`.
+    #[staticmethod]
+    #[pyo3(signature = (metadata, client_id, client_secret = None, *, scopes = None, auth_method = "basic", **options))]
+    fn client_credentials_from_metadata(
+        py: Python<'_>,
+        metadata: &crate::discovery::Metadata,
+        client_id: &str,
+        client_secret: Option<&str>,
+        scopes: Option<&Bound<'_, PyAny>>,
+        auth_method: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        let (args, options) = split_options(py, options)?;
+        let grant = ClientCredentials::from_metadata(
+            &metadata.inner,
+            client_id,
+            client_secret.unwrap_or(""),
+        )
+        .map_err(|e| to_py_err(py, e))?
+        .scopes(scopes_arg(scopes)?)
+        .auth_method(auth_method_arg(auth_method)?)
+        .with_settings(args);
+        new_client(
+            authcore::Client::new(grant, options),
+            py,
+            format!(
+                "grant='client_credentials' issuer={:?} client_id={client_id:?}",
+                metadata.inner.issuer
+            ),
+        )
+    }
+
+    /// Vibe: client credentials at Vibe's token endpoint with HTTP Basic.
+    #[staticmethod]
+    #[pyo3(signature = (client_id, client_secret, *, scopes = None, **options))]
+    fn vibe(
+        py: Python<'_>,
+        client_id: &str,
+        client_secret: &str,
+        scopes: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        let grant = ClientCredentials::vibe(client_id, client_secret).scopes(scopes_arg(scopes)?);
+        new_client(
+            authcore::Client::new(grant, options_arg(options)?),
+            py,
+            format!("grant='vibe' client_id={client_id:?}"),
+        )
+    }
+
+    /// A client that starts from a refresh token (for example one saved by
+    /// `on_refresh_token`). `json_body=True` sends JSON with the client credentials in
+    /// the body (viewneo).
+    #[staticmethod]
+    #[pyo3(signature = (token_url, client_id, client_secret, refresh_token, *, json_body = false, auth_method = "basic", **options))]
+    #[allow(clippy::too_many_arguments)]
+    fn refresh_token(
+        py: Python<'_>,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &str,
+        refresh_token: &str,
+        json_body: bool,
+        auth_method: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        let (args, options) = split_options(py, options)?;
+        let mut grant = RefreshToken::new(token_url, client_id, client_secret, refresh_token)
+            .auth_method(auth_method_arg(auth_method)?)
+            .with_settings(args);
+        if json_body {
+            grant = grant.json_body();
+        }
+        new_client(
+            authcore::Client::new(grant, options),
+            py,
+            format!("grant='refresh_token' token_url={token_url:?} client_id={client_id:?}"),
+        )
+    }
+
+    /// A valid access token. Blocks (without holding the GIL) only when the cached
+    /// token is missing or too close to expiry.
+    fn token<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let token = self.valid_token(py)?;
+        Ok(PyString::new(py, token.access_token().expose_secret()))
+    }
+
+    /// The `Authorization` header value for a valid token, e.g. "Bearer abc".
+    fn authorization_header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let token = self.valid_token(py)?;
+        Ok(PyString::new(
+            py,
+            token.authorization_header().expose_secret(),
+        ))
+    }
+
+    /// A valid token with its details (`Token`): access token, type, scope and the
+    /// seconds left.
+    fn token_info(&self, py: Python<'_>) -> PyResult<Token> {
+        Ok(Token {
+            inner: self.valid_token(py)?,
+        })
+    }
+
+    /// Whether a response is worth `invalidate` and one resend: a 401 whose
+    /// `WWW-Authenticate` challenge is not `insufficient_scope`, for a client whose token
+    /// can be renewed (the rule `request` follows).
+    #[pyo3(signature = (status, www_authenticate = None))]
+    fn renewal_helps(&self, status: u16, www_authenticate: Option<&str>) -> bool {
+        self.inner.renewal_helps(status, www_authenticate)
+    }
+
+    /// Revokes the refresh token and the access token at the revocation endpoint
+    /// (RFC 7009) and forgets both, here and in the store. `ConfigError` when the client
+    /// has no revocation endpoint (nothing is forgotten then).
+    fn revoke(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = &self.inner;
+        py.detach(|| inner.revoke()).map_err(|e| to_py_err(py, e))
+    }
+
+    /// Reports that `token` was refused: if it is still the cached token, the next call
+    /// renews it. Returns whether the cached token was dropped.
+    fn invalidate(&self, py: Python<'_>, token: &str) -> bool {
+        let inner = &self.inner;
+        py.detach(|| inner.invalidate_access_token(token))
+    }
+
+    /// Sends a request with the token attached; on a 401 (other than
+    /// `insufficient_scope`) the token is renewed and the request sent once more. A
+    /// response of any status is returned; failures to get one raise.
+    #[pyo3(signature = (method, url, *, headers = None, body = None, json = None, timeout = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        url: &str,
+        headers: Option<&Bound<'_, PyAny>>,
+        body: Option<&Bound<'_, PyAny>>,
+        json: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Response> {
+        self.send(py, method, url, headers, body, json, timeout)
+    }
+
+    /// `GET url` with the token attached (see `request`).
+    #[pyo3(signature = (url, *, headers = None, timeout = None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        url: &str,
+        headers: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Response> {
+        self.send(py, "GET", url, headers, None, None, timeout)
+    }
+
+    /// `POST url` with the token attached (see `request`).
+    #[pyo3(signature = (url, *, headers = None, body = None, json = None, timeout = None))]
+    fn post(
+        &self,
+        py: Python<'_>,
+        url: &str,
+        headers: Option<&Bound<'_, PyAny>>,
+        body: Option<&Bound<'_, PyAny>>,
+        json: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Response> {
+        self.send(py, "POST", url, headers, body, json, timeout)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<authcore.Client {}>", self.description)
+    }
+}
+
+#[pymethods]
+impl Response {
+    /// Response headers, names in lower case (repeated headers joined by ", ").
+    #[getter]
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in &self.headers {
+            let k = k.to_ascii_lowercase();
+            let value = match d.get_item(&k)? {
+                Some(prev) => format!("{}, {v}", prev.extract::<String>()?),
+                None => v.clone(),
+            };
+            d.set_item(k, value)?;
+        }
+        Ok(d)
+    }
+
+    /// The body as bytes.
+    #[getter]
+    fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.body)
+    }
+
+    /// The body decoded as UTF-8 (invalid bytes replaced).
+    #[getter]
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Whether the status is 2xx.
+    #[getter]
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body parsed as JSON (raises `json.JSONDecodeError`, a `ValueError`).
+    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?
+            .call_method1("loads", (PyBytes::new(py, &self.body),))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<authcore.Response [{}]>", self.status)
+    }
+}
+
+/// A token and its details, from `Client.token_info()`. Its `repr` hides the token.
+#[pyclass(frozen, module = "authcore._authcore", name = "Token")]
+pub(crate) struct Token {
+    inner: std::sync::Arc<authcore::Token>,
+}
+
+#[pymethods]
+impl Token {
+    /// The access token.
+    #[getter]
+    fn access_token(&self) -> &str {
+        self.inner.access_token().expose_secret()
+    }
+
+    /// The token type, e.g. "Bearer".
+    #[getter]
+    fn token_type(&self) -> &str {
+        self.inner.token_type()
+    }
+
+    /// The scope the provider granted, if it said.
+    #[getter]
+    fn scope(&self) -> Option<&str> {
+        self.inner.scope()
+    }
+
+    /// Seconds until expiry (0.0 once expired), or None if the token never expires.
+    #[getter]
+    fn expires_in(&self) -> Option<f64> {
+        self.inner.expires_at().map(|at| {
+            at.saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let expires = self
+            .expires_in()
+            .map_or_else(|| "None".to_owned(), |s| format!("{s:.1}"));
+        format!(
+            "<authcore.Token type={:?} scope={:?} expires_in={expires}>",
+            self.inner.token_type(),
+            self.inner.scope().unwrap_or("")
+        )
+    }
+}

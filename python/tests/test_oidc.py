@@ -1,0 +1,162 @@
+"""Interoperability with a real, certified authorization server (panva's oidc-provider
+from the npm registry, installed by tests/provision.sh): discovery, client credentials,
+the code flow with PKCE and ``iss``, the device flow, and revocation."""
+
+from __future__ import annotations
+
+import base64
+import http.cookiejar
+import json
+import re
+import subprocess
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Iterator, Optional
+
+import pytest
+
+import authcore
+from conftest import ROOT
+
+OIDC = ROOT / "tests" / "oidc"
+REDIRECT = "http://127.0.0.1/callback"
+API = "https://api.example.test/"
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[str]:
+    """oidc-provider on a free loopback port, stopped at the end."""
+    if not (OIDC / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("oidc-provider is not installed: run `npm ci --prefix tests/oidc` (tests/provision.sh does)")
+    proc = subprocess.Popen(
+        ["node", "server.mjs"], cwd=OIDC, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("OIDC_ISSUER="), line
+        yield line.strip().split("=", 1)[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+class _Stop(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except to the redirect URI: that one is recorded."""
+
+    def __init__(self) -> None:
+        self.landed: Optional[str] = None
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if newurl.startswith(REDIRECT):
+            self.landed = newurl
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _browser() -> tuple[urllib.request.OpenerDirector, _Stop]:
+    stop = _Stop()
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), stop
+    )
+    return opener, stop
+
+
+def _sign_in(url: str) -> str:
+    """Signs in (the provider approves at once) and returns the callback URL."""
+    opener, stop = _browser()
+    try:
+        opener.open(url, timeout=10)
+    except urllib.error.HTTPError:
+        pass  # the unfollowed redirect surfaces as an HTTPError
+    assert stop.landed, "no redirect to the callback"
+    return stop.landed
+
+
+def _approve_device(url: str) -> None:
+    """Opens the verification URL and submits the code and confirmation forms."""
+    opener, _ = _browser()
+    page = opener.open(url, timeout=10)
+    body, at = page.read().decode(), page.geturl()
+    for _ in range(4):
+        if "<title>Sign-in Success</title>" in body:
+            return
+        form = body[body.index("<form"):body.index("</form>")]
+        action = re.search(r'action="([^"]+)"', form)
+        fields = dict(re.findall(r'name="([^"]+)"[^>]*?value="([^"]*)"', form))
+        target = urllib.parse.urljoin(at, action.group(1) if action else at)
+        page = opener.open(target, data=urllib.parse.urlencode(fields).encode(), timeout=10)
+        body, at = page.read().decode(), page.geturl()
+    raise AssertionError("device not approved: " + body[:300])
+
+
+def _userinfo(metadata: authcore.Metadata, access_token: str) -> int:
+    assert metadata.userinfo_endpoint
+    req = urllib.request.Request(metadata.userinfo_endpoint, headers={"Authorization": "Bearer " + access_token})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_discovery(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    assert m.issuer == issuer
+    assert m.token_endpoint == issuer + "/token"
+    assert m.device_authorization_endpoint and m.revocation_endpoint
+    assert m.authorization_response_iss_parameter_supported
+    assert "S256" in m.code_challenge_methods_supported
+    with pytest.raises(authcore.IssuerMismatchError):
+        authcore.discover(issuer + "/")
+
+
+def test_client_credentials_with_a_resource(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    client = authcore.Client.client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", scopes="api:read", resource=API,
+    )
+    payload = client.token().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["aud"] == API
+    with pytest.raises(TypeError, match="resource"):
+        authcore.Client.client_credentials(m.token_endpoint or "", "cc-basic", "x", resource=42)  # type: ignore[arg-type]
+
+
+def test_code_flow_with_iss_then_revocation(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    flow = authcore.AuthorizationCodeFlow.from_metadata(
+        m, "app", "app-secret-0123456789", REDIRECT, scopes="openid",
+    )
+    forged = _sign_in(flow.authorization_url().url).replace("iss=http", "iss=https")
+    with pytest.raises(authcore.IssuerMismatchError):
+        flow.finish(forged)
+    client = flow.finish(_sign_in(flow.authorization_url().url))
+    access_token = client.token()
+    assert _userinfo(m, access_token) == 200
+    client.revoke()
+    assert _userinfo(m, access_token) == 401
+    with pytest.raises(authcore.ReauthenticationRequired):
+        client.token()
+
+
+def test_device_flow_and_cancel(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    flow = authcore.DeviceFlow.from_metadata(m, "cli", scopes="openid")
+    other = flow.start()
+    threading.Timer(0.2, other.cancel).start()
+    with pytest.raises(authcore.CancelledError):
+        other.wait()
+    auth = flow.start()
+    assert auth.user_code and auth.verification_uri.startswith(issuer)
+    assert auth.expires_in > 0 and auth.interval > 0
+    assert auth.verification_uri_complete
+    approver = threading.Thread(target=_approve_device, args=(auth.verification_uri_complete,))
+    approver.start()
+    client = auth.wait(timeout=60)
+    approver.join()
+    assert _userinfo(m, client.token()) == 200
+    client.revoke()
