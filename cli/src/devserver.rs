@@ -3,7 +3,10 @@
 //!
 //! Dialects: api.video (`/auth/api-key`, `/auth/refresh`), viewneo (`/oauth/authorize`,
 //! `/oauth/token` with JSON bodies), standard OAuth 2.0 / Vibe (`/oauth2/authorize`,
-//! `/oauth2/token` with form bodies). Protected resource: `/api/...` (`/api/admin`
+//! `/oauth2/token` with form bodies; metadata at `/.well-known/oauth-authorization-server`
+//! and `/.well-known/openid-configuration`, `iss` in authorization responses, device
+//! authorization at `/oauth2/device` with `authorization_pending`/`slow_down`/
+//! `access_denied` on demand, revocation at `/oauth2/revoke`). Protected resource: `/api/...` (`/api/admin`
 //! needs the `admin` scope; `/api/reject` refuses every token). Control: `/_control/...`
 //! (loopback peers only, and only with a loopback `Host` and `Origin`, so that a web
 //! page in a browser cannot drive it).
@@ -84,6 +87,10 @@ pub struct Counters {
     pub resource_rejected_expired: u64,
     /// Resource requests refused because the token was unknown, revoked or missing.
     pub resource_rejected_invalid: u64,
+    /// Tokens revoked through the revocation endpoint (RFC 7009).
+    pub revocations: u64,
+    /// Device authorizations started (RFC 8628).
+    pub device_authorizations: u64,
     /// Token requests answered with an injected fault (status or malformed body).
     pub faults_injected: u64,
 }
@@ -99,6 +106,12 @@ pub struct Behaviour {
     /// Vibe mode: Basic client auth only; the API wants `X-Vibe-Revision` and answers
     /// errors in Vibe's envelope.
     pub vibe: bool,
+    /// Device flow: polls answered `authorization_pending` before the device is approved.
+    pub device_pending_polls: u32,
+    /// Device flow: of those, how many (the first ones) are answered `slow_down`.
+    pub device_slow_down_polls: u32,
+    /// Device flow: the device is denied (`access_denied`) instead of approved.
+    pub device_deny: bool,
 }
 
 impl Default for Behaviour {
@@ -107,6 +120,9 @@ impl Default for Behaviour {
             lifetime_secs: 3600,
             latency_ms: 0,
             vibe: false,
+            device_pending_polls: 1,
+            device_slow_down_polls: 0,
+            device_deny: false,
         }
     }
 }
@@ -121,6 +137,14 @@ impl Behaviour {
         }
         if self.latency_ms > MAX_LATENCY_MS {
             return Err(format!("latency_ms must be at most {MAX_LATENCY_MS}"));
+        }
+        if self.device_pending_polls > 100
+            || self.device_slow_down_polls > self.device_pending_polls
+        {
+            return Err(
+                "device_pending_polls must be at most 100, device_slow_down_polls at most that"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -170,6 +194,13 @@ struct Code {
     scope: String,
 }
 
+/// A device authorization in progress: polls so far, and the last poll's time.
+struct Device {
+    scope: String,
+    polls: u32,
+    last_poll: Option<Instant>,
+}
+
 #[derive(Default)]
 struct State {
     behaviour: Behaviour,
@@ -178,12 +209,15 @@ struct State {
     access: HashMap<String, Issued>,
     refresh: HashMap<String, Refresh>,
     codes: HashMap<String, Code>,
+    devices: HashMap<String, Device>,
     counters: Counters,
     serial: u64,
 }
 
 struct Shared {
     creds: Credentials,
+    /// The base URL, which is also the issuer of the standard OAuth dialect.
+    issuer: String,
     state: Mutex<State>,
 }
 
@@ -217,6 +251,7 @@ impl DevServer {
             .build()?;
         let shared = Arc::new(Shared {
             creds,
+            issuer: format!("http://{addr}"),
             state: Mutex::new(State::default()),
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel();
@@ -522,6 +557,23 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
             })
         }
         ("GET", "/oauth/authorize") | ("GET", "/oauth2/authorize") => authorize(shared, query),
+        (
+            "GET",
+            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
+        ) => metadata(shared),
+        ("POST", "/oauth2/device" | "/oauth2/revoke") if !head.content_type_is(form) => {
+            unsupported_media(Dialect::OAuth, form)
+        }
+        ("POST", "/oauth2/device") => {
+            let params: HashMap<String, String> =
+                url::form_urlencoded::parse(body).into_owned().collect();
+            device_authorization(shared, &params, authorization)
+        }
+        ("POST", "/oauth2/revoke") => {
+            let params: HashMap<String, String> =
+                url::form_urlencoded::parse(body).into_owned().collect();
+            revocation(shared, &params, authorization)
+        }
         ("POST", "/oauth/token") => {
             let params = json_params(body);
             let grant = params.get("grant_type").cloned().unwrap_or_default();
@@ -724,6 +776,141 @@ fn api_video_refresh(st: &mut State, body: &[u8]) -> Reply {
     }
 }
 
+/// RFC 8414 metadata of the standard OAuth dialect (also served as OpenID Connect
+/// Discovery).
+fn metadata(shared: &Shared) -> Reply {
+    let base = &shared.issuer;
+    Reply::json(
+        200,
+        json!({
+            "issuer": base,
+            "authorization_endpoint": format!("{base}/oauth2/authorize"),
+            "token_endpoint": format!("{base}/oauth2/token"),
+            "device_authorization_endpoint": format!("{base}/oauth2/device"),
+            "revocation_endpoint": format!("{base}/oauth2/revoke"),
+            "scopes_supported": shared.creds.scopes,
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
+                                      "urn:ietf:params:oauth:grant-type:device_code"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
+        }),
+    )
+}
+
+/// Device authorization (RFC 8628 §3.1–3.2): codes for a device, polled every second.
+fn device_authorization(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> Reply {
+    if !client_authenticated(shared, params, authorization) {
+        return oauth_error(401, "invalid_client", "Client authentication failed.");
+    }
+    let mut st = shared.state.lock();
+    st.serial += 1;
+    let serial = st.serial;
+    let device_code = random_token("dev-device-", serial);
+    let user_code = format!("DEV-{:04}", serial % 10_000);
+    st.devices.insert(
+        device_code.clone(),
+        Device {
+            scope: params.get("scope").cloned().unwrap_or_default(),
+            polls: 0,
+            last_poll: None,
+        },
+    );
+    st.counters.device_authorizations += 1;
+    let base = &shared.issuer;
+    Reply::json(
+        200,
+        json!({
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": format!("{base}/device"),
+            "verification_uri_complete": format!("{base}/device?user_code={user_code}"),
+            "expires_in": 600,
+            "interval": 1,
+        }),
+    )
+}
+
+/// A device access token request (RFC 8628 §3.4–3.5): pending (or `slow_down`) for as
+/// many polls as the behaviour says, then approved (or denied). A poll sooner than the
+/// interval is answered `slow_down` as the RFC asks.
+fn device_poll(st: &mut State, params: &HashMap<String, String>) -> Reply {
+    let (pending, slow_down, deny) = (
+        st.behaviour.device_pending_polls,
+        st.behaviour.device_slow_down_polls,
+        st.behaviour.device_deny,
+    );
+    let Some(device) = params
+        .get("device_code")
+        .and_then(|c| st.devices.get_mut(c))
+    else {
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "The device code is unknown or was used.",
+        );
+    };
+    let now = Instant::now();
+    let too_soon = device
+        .last_poll
+        .is_some_and(|t| now.duration_since(t) < Duration::from_millis(900));
+    device.last_poll = Some(now);
+    if too_soon {
+        return oauth_error(400, "slow_down", "Polling too often.");
+    }
+    device.polls += 1;
+    if device.polls <= slow_down {
+        return oauth_error(400, "slow_down", "Polling too often.");
+    }
+    if device.polls <= pending {
+        return oauth_error(
+            400,
+            "authorization_pending",
+            "The user has not approved yet.",
+        );
+    }
+    let scope = device.scope.clone();
+    if let Some(code) = params.get("device_code") {
+        st.devices.remove(code);
+    }
+    if deny {
+        return oauth_error(400, "access_denied", "The user denied the device.");
+    }
+    Reply::json(200, issue(st, &scope, true, None))
+}
+
+/// Token revocation (RFC 7009): an access or refresh token (and, for a refresh token,
+/// every token of its family) stops working; an unknown token is success too.
+fn revocation(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> Reply {
+    if !client_authenticated(shared, params, authorization) {
+        return oauth_error(401, "invalid_client", "Client authentication failed.");
+    }
+    let Some(token) = params.get("token") else {
+        return oauth_error(400, "invalid_request", "token is required");
+    };
+    let mut st = shared.state.lock();
+    st.counters.revocations += 1;
+    if let Some(family) = st.refresh.get(token).map(|r| r.family) {
+        revoke_family(&mut st, family);
+    } else if let Some(issued) = st.access.get_mut(token) {
+        issued.revoked = true;
+    }
+    Reply {
+        status: 200,
+        body: String::new(),
+        content_type: "text/plain",
+        headers: Vec::new(),
+    }
+}
+
 fn authorize(shared: &Shared, query: &str) -> Reply {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
@@ -763,6 +950,7 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
         if let Some(state) = q.get("state") {
             pairs.append_pair("state", state);
         }
+        pairs.append_pair("iss", &shared.issuer);
     }
     Reply {
         status: 302,
@@ -853,6 +1041,7 @@ fn oauth_token(
             }
             Reply::json(200, issue(st, &code.scope, true, None))
         }
+        Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(st, params),
         Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
             Some((scope, family)) => Reply::json(200, issue(st, &scope, true, Some(family))),
             None => oauth_error(

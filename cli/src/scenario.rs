@@ -8,9 +8,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials};
-use authcore::AuthorizationCodeFlow;
+use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, DeviceCode};
 use authcore::{AuthMethod, Client, Error, Options};
+use authcore::{AuthorizationCodeFlow, DeviceFlow, Metadata};
 use serde::Deserialize;
 
 use crate::devserver::{Behaviour, Counters, DevServer, Fault, Malformed};
@@ -54,6 +54,9 @@ pub enum Dialect {
     ViewneoCode,
     /// viewneo personal access token.
     ViewneoPat,
+    /// Endpoints discovered from the issuer (RFC 8414), then the device flow
+    /// (RFC 8628), then refresh tokens.
+    Oauth2Device,
 }
 
 /// Credentials the client uses instead of the provider's.
@@ -111,6 +114,8 @@ pub enum Step {
     },
     /// Wait.
     SleepMs(u64),
+    /// The client revokes its tokens (RFC 7009) and forgets them.
+    RevokeClient {},
 }
 
 fn default_path() -> String {
@@ -136,6 +141,8 @@ pub struct Expect {
     pub expired_sent: Option<u64>,
     /// Requests the provider refused as unknown or revoked.
     pub resource_rejected_invalid: Option<u64>,
+    /// Tokens revoked at the provider's revocation endpoint.
+    pub revocations: Option<u64>,
     /// Requests the provider accepted, at least.
     pub resource_accepted_min: Option<u64>,
 }
@@ -216,12 +223,20 @@ pub fn build_client(s: &Scenario, server: &DevServer) -> Result<Client, Error> {
                     secret,
                     redirect,
                 )
+                .revocation_url(format!("{base}/oauth2/revoke"))
             }
             .scopes(s.client.scopes.clone());
             let flow = AuthorizationCodeFlow::new(config, options)?;
             let request = flow.authorization_url()?;
             let callback = follow_authorize(&request.url)?;
             flow.finish(&callback)
+        }
+        Dialect::Oauth2Device => {
+            let metadata = Metadata::discover(&base, &options)?;
+            let config = DeviceCode::from_metadata(&metadata, &creds.client_id, secret)?
+                .scopes(s.client.scopes.clone());
+            let flow = DeviceFlow::new(config, options)?;
+            flow.start()?.wait(Some(Duration::from_secs(30)))
         }
     }
 }
@@ -324,6 +339,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                 Step::Fail(f) => server.fail_next(f.clone()),
                 Step::Malformed { count, kind } => server.malformed_next(*count, *kind),
                 Step::SleepMs(ms) => thread::sleep(Duration::from_millis((*ms).min(60_000))),
+                Step::RevokeClient {} => record(&obs, client.revoke()),
             }
         }
     }
@@ -355,6 +371,7 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
         e.resource_rejected_invalid,
         c.resource_rejected_invalid,
     );
+    eq("tokens revoked", e.revocations, c.revocations);
     if let Some(max) = e.token_requests_max {
         if c.token_requests > max {
             problems.push(format!(

@@ -32,6 +32,12 @@ def build_client(s: dict[str, Any], dev: DevServer) -> authcore.Client:
         )
     if dialect == "viewneo_pat":
         return authcore.Client.personal_access_token("dev-personal-access-token")
+    if dialect == "oauth2_device":
+        metadata = authcore.discover(dev.url, **options)
+        device = authcore.DeviceFlow.from_metadata(
+            metadata, CLIENT_ID, secret or CLIENT_SECRET, scopes=scopes, **options
+        )
+        return device.start().wait(timeout=30)
     redirect = "http://127.0.0.1/callback"
     if dialect == "viewneo_code":
         flow = authcore.AuthorizationCodeFlow.viewneo(
@@ -40,7 +46,8 @@ def build_client(s: dict[str, Any], dev: DevServer) -> authcore.Client:
     elif dialect == "oauth2_code":
         flow = authcore.AuthorizationCodeFlow(
             dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", CLIENT_ID,
-            secret or CLIENT_SECRET, redirect, scopes=scopes, **options,
+            secret or CLIENT_SECRET, redirect, scopes=scopes,
+            revocation_url=dev.url + "/oauth2/revoke", **options,
         )
     else:
         raise AssertionError(f"unknown dialect {dialect}")
@@ -113,6 +120,8 @@ def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str]]:
             dev.control("POST", "fail", arg)
         elif kind == "malformed":
             dev.control("POST", "malformed", arg)
+        elif kind == "revoke_client":
+            record(c.revoke)
         elif kind == "sleep_ms":
             time.sleep(min(arg, 60_000) / 1000)
         else:
@@ -128,7 +137,8 @@ def test_scenario(path: Any, dev: DevServer) -> None:
     e = s["expect"]
     problems = []
     for key, counter in [("token_requests", "token_requests"), ("expired_sent", "resource_rejected_expired"),
-                         ("resource_rejected_invalid", "resource_rejected_invalid")]:
+                         ("resource_rejected_invalid", "resource_rejected_invalid"),
+                         ("revocations", "revocations")]:
         if key in e and e[key] != c[counter]:
             problems.append(f"{key}: expected {e[key]}, observed {c[counter]}")
     if "token_requests_max" in e and c["token_requests"] > e["token_requests_max"]:

@@ -167,9 +167,13 @@ static authcore_status build_client(const cJSON *scenario, authcore_client **out
         } else {
             snprintf(authorize_url, sizeof authorize_url, "%s/oauth2/authorize", base);
             snprintf(token_url, sizeof token_url, "%s/oauth2/token", base);
-            s = authcore_code_flow_new(authorize_url, token_url, "dev-client", sec, redirect,
-                                       scopes, false, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
-                                       true, o, &flow);
+            char revoke_url[512];
+            snprintf(revoke_url, sizeof revoke_url, "%s/oauth2/revoke", base);
+            if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_revocation_url(o, revoke_url);
+            if (s == AUTHCORE_STATUS_OK)
+                s = authcore_code_flow_new(authorize_url, token_url, "dev-client", sec, redirect,
+                                           scopes, false, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                                           true, o, &flow);
         }
         char *url = NULL;
         if (s == AUTHCORE_STATUS_OK) s = authcore_code_flow_authorization_url(flow, &url, NULL);
@@ -180,6 +184,19 @@ static authcore_status build_client(const cJSON *scenario, authcore_client **out
         }
         authcore_string_free(url);
         authcore_code_flow_free(flow);
+    } else if (strcmp(dialect, "oauth2_device") == 0) {
+        authcore_metadata *m = NULL;
+        authcore_device_flow *flow = NULL;
+        authcore_device_authorization *auth = NULL;
+        s = authcore_discover(base, o, &m);
+        if (s == AUTHCORE_STATUS_OK)
+            s = authcore_device_flow_new_from_metadata(m, "dev-client", secret ? secret : "dev-secret",
+                                                       scopes, o, &flow);
+        if (s == AUTHCORE_STATUS_OK) s = authcore_device_flow_start(flow, &auth);
+        if (s == AUTHCORE_STATUS_OK) s = authcore_device_authorization_poll(auth, 30000, out);
+        authcore_device_authorization_free(auth);
+        authcore_device_flow_free(flow);
+        authcore_metadata_free(m);
     } else {
         fprintf(stderr, "unknown dialect %s\n", dialect);
         s = AUTHCORE_STATUS_CONFIG;
@@ -231,6 +248,8 @@ static int run_scenario(const cJSON *sc) {
             control_post(strcmp(kind, "fail") == 0 ? "/_control/fail" : "/_control/malformed",
                          body);
             free(body);
+        } else if (strcmp(kind, "revoke_client") == 0) {
+            record(&obs, authcore_client_revoke(client));
         } else if (strcmp(kind, "sleep_ms") == 0) {
             double ms = cJSON_IsNumber(arg) ? arg->valuedouble : 0;
             sleep_ms((long)(ms > 60000 ? 60000 : ms));
@@ -248,7 +267,8 @@ static int run_scenario(const cJSON *sc) {
         const char *expect_key, *counter_key;
     } exact[] = {{"token_requests", "token_requests"},
                  {"expired_sent", "resource_rejected_expired"},
-                 {"resource_rejected_invalid", "resource_rejected_invalid"}};
+                 {"resource_rejected_invalid", "resource_rejected_invalid"},
+                 {"revocations", "revocations"}};
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
         const cJSON *want = cJSON_GetObjectItemCaseSensitive(expect, exact[i].expect_key);
         if (cJSON_IsNumber(want)) {

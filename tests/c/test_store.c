@@ -87,7 +87,7 @@ typedef struct {
     pthread_mutex_t lock;
     char value[4096];
     size_t len;
-    int loads, saves, locks, unlocks;
+    int loads, saves, locks, unlocks, removes;
 } my_store;
 
 static int my_load(void *ud, const char *key, char *buf, size_t cap, size_t *len) {
@@ -137,16 +137,26 @@ static void my_unlock(void *ud, const char *key) {
     pthread_mutex_unlock(&s->lock);
 }
 
+static int my_remove(void *ud, const char *key) {
+    (void)key;
+    my_store *s = ud;
+    pthread_mutex_lock(&s->mu);
+    s->len = 0;
+    s->removes++;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
 static void test_callback_store(void) {
     devserver_reset();
     my_store s;
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_mutex_init(&s.lock, NULL);
-    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock};
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
-    authcore_store_callbacks half = {&s, my_load, my_save, my_lock, NULL};
+    authcore_store_callbacks half = {&s, my_load, my_save, my_lock, NULL, NULL};
     CHECK_STATUS(authcore_options_set_store_callbacks(o, &half), AUTHCORE_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(authcore_options_set_store_callbacks(o, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
     CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
@@ -166,6 +176,24 @@ static void test_callback_store(void) {
     authcore_string_free(tb);
     authcore_client_free(a);
     authcore_client_free(b);
+
+    /* Revocation empties the store through `remove`. */
+    char token_url[512], revoke_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    snprintf(revoke_url, sizeof revoke_url, "%s", url_of("/oauth2/revoke"));
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_OK(authcore_options_set_revocation_url(o, revoke_url));
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret", NULL, 0, o, &c));
+    authcore_options_free(o);
+    CHECK_OK(authcore_client_token(c, &ta));
+    CHECK(s.len > 0, "stored");
+    CHECK_OK(authcore_client_revoke(c));
+    CHECK(s.removes == 1 && s.len == 0, "removed from the store (%d)", s.removes);
+    CHECK(counter("revocations", NULL) == 1, "one revocation: %ld", counter("revocations", NULL));
+    authcore_string_free(ta);
+    authcore_client_free(c);
     pthread_mutex_destroy(&s.mu);
     pthread_mutex_destroy(&s.lock);
 }
