@@ -152,6 +152,47 @@ typedef uint32_t authcore_auth_method;
 #endif // __cplusplus
 
 /**
+ * Which metadata field `authcore_metadata_get` returns.
+ */
+enum authcore_metadata_field
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `issuer`.
+   */
+  AUTHCORE_METADATA_FIELD_ISSUER = 0,
+  /**
+   * `authorization_endpoint`.
+   */
+  AUTHCORE_METADATA_FIELD_AUTHORIZATION_ENDPOINT = 1,
+  /**
+   * `token_endpoint`.
+   */
+  AUTHCORE_METADATA_FIELD_TOKEN_ENDPOINT = 2,
+  /**
+   * `device_authorization_endpoint`.
+   */
+  AUTHCORE_METADATA_FIELD_DEVICE_AUTHORIZATION_ENDPOINT = 3,
+  /**
+   * `revocation_endpoint`.
+   */
+  AUTHCORE_METADATA_FIELD_REVOCATION_ENDPOINT = 4,
+  /**
+   * `userinfo_endpoint`.
+   */
+  AUTHCORE_METADATA_FIELD_USERINFO_ENDPOINT = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum authcore_metadata_field authcore_metadata_field;
+#else
+typedef uint32_t authcore_metadata_field;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A token client: caches its token, renews it ahead of expiry with one request however
  * many threads ask, and recovers once from a 401. Safe to use from many threads.
  */

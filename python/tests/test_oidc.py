@@ -42,6 +42,9 @@ def issuer() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 class _Stop(urllib.request.HTTPRedirectHandler):
@@ -160,3 +163,22 @@ def test_device_flow_and_cancel(issuer: str) -> None:
     approver.join()
     assert _userinfo(m, client.token()) == 200
     client.revoke()
+
+
+def test_grant_keywords_are_checked(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    with pytest.raises(authcore.ConfigError):
+        authcore.Client.client_credentials_from_metadata(m, "jwt-client", private_key="not a key")
+    with pytest.raises(TypeError, match="need 'private_key'"):
+        authcore.Client.client_credentials_from_metadata(m, "cc-basic", "x", key_id="k1")
+    with pytest.raises(TypeError, match="private_key"):
+        authcore.Client.client_credentials_from_metadata(m, "cc-basic", "x", private_key=42)  # type: ignore[arg-type]
+    with pytest.raises(authcore.ConfigError, match="private_key_jwt needs a private key"):
+        authcore.Client.client_credentials_from_metadata(m, "jwt-client", auth_method="private_key_jwt")
+    with pytest.raises(ValueError, match="auth_method"):
+        authcore.Client.client_credentials_from_metadata(m, "cc-basic", "x", auth_method="magic")
+    with pytest.raises(TypeError, match="unexpected option 'resource'"):
+        authcore.Client.api_video("key", resource=API)  # type: ignore[call-arg]
+    no_revocation = authcore.Client.client_credentials(m.token_endpoint or "", "cc-basic", "cc-basic-secret-0123456789")
+    with pytest.raises(authcore.ConfigError, match="revocation endpoint"):
+        no_revocation.revoke()

@@ -133,14 +133,9 @@ pub(crate) struct ClientAuth {
 }
 
 impl ClientAuth {
-    /// A client with a secret (empty: a public client, which sends its id in the body).
+    /// A client with a secret (empty, with the default Basic method: a public client,
+    /// which sends its id in the body).
     pub(crate) fn new(id: String, secret: Secret, method: AuthMethod) -> Self {
-        let method = if secret.expose_secret().is_empty() && method == AuthMethod::ClientSecretBasic
-        {
-            AuthMethod::None
-        } else {
-            method
-        };
         ClientAuth {
             id,
             secret,
@@ -168,9 +163,15 @@ impl ClientAuth {
         };
         // Percent-encoded copies are secrets too: wiped when dropped.
         // A JSON body has no Basic convention among the providers that use it.
-        let method = match req.format {
-            BodyFormat::Json => AuthMethod::ClientSecretPost,
-            BodyFormat::Form => self.method,
+        let method = match (req.format, self.method) {
+            (BodyFormat::Json, _) => AuthMethod::ClientSecretPost,
+            // No secret to send: a public client (RFC 6749 §2.1), identified in the body.
+            (BodyFormat::Form, AuthMethod::ClientSecretBasic)
+                if self.secret.expose_secret().is_empty() =>
+            {
+                AuthMethod::None
+            }
+            (BodyFormat::Form, method) => method,
         };
         match method {
             AuthMethod::ClientSecretBasic => {
