@@ -271,16 +271,7 @@ fn failed(e: &Error) -> ExitCode {
 }
 
 fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
-    let secret =
-        if a.client_secret_file.is_some() || std::env::var_os("AUTHCORE_CLIENT_SECRET").is_some() {
-            read_secret(
-                &a.client_secret_file,
-                "AUTHCORE_CLIENT_SECRET",
-                "client secret",
-            )?
-        } else {
-            Secret::new("")
-        };
+    let secret = optional_client_secret(&a.client_secret_file)?;
     let store = match &a.store {
         Some(dir) => dir.clone(),
         None => authcore_cli::login::default_store_dir()?,
@@ -336,17 +327,7 @@ fn issuer_token(
             Client::new(grant, options)?
         }
         None | Some(Provider::RefreshToken) => {
-            let secret = if a.client_secret_file.is_some()
-                || std::env::var_os("AUTHCORE_CLIENT_SECRET").is_some()
-            {
-                read_secret(
-                    &a.client_secret_file,
-                    "AUTHCORE_CLIENT_SECRET",
-                    "client secret",
-                )?
-            } else {
-                Secret::new("")
-            };
+            let secret = optional_client_secret(&a.client_secret_file)?;
             let dir = match &a.store {
                 Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
                     return Err(Error::Config {
@@ -443,6 +424,16 @@ fn read_secret(file: &Option<PathBuf>, var: &str, what: &str) -> Result<Secret, 
         _ => Err(Error::Config {
             message: format!("no {what}: set {var} or pass the matching --*-file option"),
         }),
+    }
+}
+
+/// The client secret if one is given (file or AUTHCORE_CLIENT_SECRET), else none: a
+/// public client.
+fn optional_client_secret(file: &Option<PathBuf>) -> Result<Secret, Error> {
+    if file.is_some() || std::env::var_os("AUTHCORE_CLIENT_SECRET").is_some() {
+        read_secret(file, "AUTHCORE_CLIENT_SECRET", "client secret")
+    } else {
+        Ok(Secret::new(""))
     }
 }
 

@@ -224,9 +224,7 @@ impl Client {
         let deadline = Deadline::after(inner.http.options().timeout);
         // Before forgetting anything: is there somewhere to revoke?
         if !inner.grant.revocable() {
-            return Err(crate::Error::config(
-                "this client has no revocation endpoint (set revocation_url or discover it)",
-            ));
+            return crate::grant::require_revocation_url(&None).map(|_| ());
         }
         let stored = inner.tier.take(deadline)?;
         let token = stored

@@ -400,6 +400,24 @@ unsafe fn auth_string(auth: *const authcore_device_authorization, index: usize) 
         .map_or(std::ptr::null(), |s| s.as_ptr())
 }
 
+/// Whole seconds of a duration of a live authorization, or 0 for NULL.
+///
+/// # Safety
+/// `auth` is NULL or a live handle.
+unsafe fn auth_secs(
+    auth: *const authcore_device_authorization,
+    field: impl Fn(&DeviceAuthorization) -> Duration,
+) -> u64 {
+    boundary_or(0, || {
+        if auth.is_null() {
+            0
+        } else {
+            // SAFETY: a live handle, only read.
+            field(unsafe { &(*auth).inner }).as_secs()
+        }
+    })
+}
+
 /// The code the user enters (NULL for a NULL handle). Valid while `auth` lives.
 ///
 /// # Safety
@@ -445,14 +463,8 @@ pub unsafe extern "C" fn authcore_device_authorization_verification_uri_complete
 pub unsafe extern "C" fn authcore_device_authorization_expires_in_secs(
     auth: *const authcore_device_authorization,
 ) -> u64 {
-    boundary_or(0, || {
-        if auth.is_null() {
-            0
-        } else {
-            // SAFETY: a live handle, only read.
-            unsafe { &(*auth).inner }.expires_in.as_secs()
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { auth_secs(auth, |a| a.expires_in) }
 }
 
 /// Seconds between polls, as the server asked (0 for a NULL handle).
@@ -463,14 +475,8 @@ pub unsafe extern "C" fn authcore_device_authorization_expires_in_secs(
 pub unsafe extern "C" fn authcore_device_authorization_interval_secs(
     auth: *const authcore_device_authorization,
 ) -> u64 {
-    boundary_or(0, || {
-        if auth.is_null() {
-            0
-        } else {
-            // SAFETY: a live handle, only read.
-            unsafe { &(*auth).inner }.interval.as_secs()
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { auth_secs(auth, |a| a.interval) }
 }
 
 /// Waits up to `timeout_ms` (0: until the codes expire) for the user's approval,

@@ -155,7 +155,7 @@ class Client:
         client_secret: str,
         *,
         scopes: _Scopes = None,
-        **options: Unpack[_ClientOptions],
+        **options: Unpack[_GrantOptions],
     ) -> Client: ...
     @staticmethod
     def refresh_token(
@@ -313,7 +313,7 @@ class AuthorizationCodeFlow:
         *,
         base_url: Optional[str] = None,
         scopes: _Scopes = None,
-        **options: Unpack[_ClientOptions],
+        **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow: ...
     @staticmethod
     def from_metadata(

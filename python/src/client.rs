@@ -260,9 +260,12 @@ impl Client {
         scopes: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
-        let grant = ClientCredentials::vibe(client_id, client_secret).scopes(scopes_arg(scopes)?);
+        let (args, options) = split_options(py, options)?;
+        let grant = ClientCredentials::vibe(client_id, client_secret)
+            .scopes(scopes_arg(scopes)?)
+            .with_settings(args);
         new_client(
-            authcore::Client::new(grant, options_arg(options)?),
+            authcore::Client::new(grant, options),
             py,
             format!("grant='vibe' client_id={client_id:?}"),
         )

@@ -11,7 +11,7 @@ use pyo3::types::PyDict;
 use crate::client::Client;
 use crate::discovery::Metadata;
 use crate::errors::to_py_err;
-use crate::options::{auth_method_arg, options_arg, scopes_arg, seconds, split_options};
+use crate::options::{auth_method_arg, scopes_arg, seconds, split_options};
 use authcore::grant::WithOAuthSettings;
 
 /// A URL to send the user to, with the `state` that must come back.
@@ -141,17 +141,19 @@ impl AuthorizationCodeFlow {
         scopes: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        let (args, options) = split_options(py, options)?;
         let config = match base_url {
             Some(base) => {
                 AuthorizationCode::viewneo_at(base, client_id, client_secret, redirect_uri)
             }
             None => AuthorizationCode::viewneo(client_id, client_secret, redirect_uri),
         }
-        .scopes(scopes_arg(scopes)?);
+        .scopes(scopes_arg(scopes)?)
+        .with_settings(args);
         new_flow(
             py,
             config,
-            options_arg(options)?,
+            options,
             format!("viewneo client_id={client_id:?}"),
         )
     }

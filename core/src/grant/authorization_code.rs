@@ -4,7 +4,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::refresh::{RefreshToken, Rotation};
+use super::refresh::RefreshToken;
 use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
@@ -148,25 +148,9 @@ impl AuthorizationCode {
         .json_body()
     }
 
-    /// Scopes to request (sent space-separated).
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
     /// Sends token requests as JSON with client credentials in the body (viewneo).
     pub fn json_body(mut self) -> Self {
         self.format = BodyFormat::Json;
-        self
-    }
-
-    /// How the client authenticates itself (form bodies only).
-    pub fn auth_method(mut self, method: AuthMethod) -> Self {
-        self.client.method = method;
         self
     }
 
@@ -185,6 +169,7 @@ impl AuthorizationCode {
     }
 
     super::oauth_builders!();
+    super::scopes_builder!();
 }
 
 impl AuthorizationCode {
@@ -276,16 +261,14 @@ impl AuthorizationCode {
 
     /// The grant that goes on from the token a code exchange gave.
     pub(crate) fn refresh_grant(&self, token: Token) -> RefreshToken {
-        RefreshToken {
-            token_url: self.token_url.clone(),
-            client: self.client.clone(),
-            refresh_token: token.refresh_token().cloned(),
-            format: self.format,
-            initial: Some(token),
-            rotation: Rotation::default(),
-            resources: self.resources.clone(),
-            revocation_url: self.revocation_url.clone(),
-        }
+        RefreshToken::continuing(
+            &self.token_url,
+            &self.client,
+            self.format,
+            &self.resources,
+            self.revocation_url.as_ref(),
+            token,
+        )
     }
 }
 

@@ -1,8 +1,11 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4).
 
 use super::sealed::Fetch;
-use super::{add_resources, extra_headers, key_scopes, revoke_at, AuthMethod, ClientAuth};
-use crate::error::{Error, Result};
+use super::{
+    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_at, AuthMethod,
+    ClientAuth,
+};
+use crate::error::Result;
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
@@ -57,23 +60,8 @@ impl ClientCredentials {
         Self::new(provider::VIBE_TOKEN_URL, client_id, client_secret)
     }
 
-    /// Scopes to request (sent space-separated).
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// How the client authenticates itself.
-    pub fn auth_method(mut self, method: AuthMethod) -> Self {
-        self.client.method = method;
-        self
-    }
-
     super::oauth_builders!();
+    super::scopes_builder!();
 }
 
 impl Fetch for ClientCredentials {
@@ -106,11 +94,7 @@ impl Fetch for ClientCredentials {
         _refresh_token: Option<&Secret>,
         deadline: Deadline,
     ) -> Result<()> {
-        let url = self.revocation_url.as_deref().ok_or_else(|| {
-            Error::config(
-                "this client has no revocation endpoint (set revocation_url or discover it)",
-            )
-        })?;
+        let url = require_revocation_url(&self.revocation_url)?;
         let tokens: Vec<_> = token
             .map(|t| (t.access_token(), "access_token"))
             .into_iter()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::refresh::{RefreshToken, Rotation};
+use super::refresh::RefreshToken;
 use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
@@ -85,23 +85,8 @@ impl DeviceCode {
         Ok(config)
     }
 
-    /// Scopes to request (sent space-separated).
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// How the client authenticates itself.
-    pub fn auth_method(mut self, method: AuthMethod) -> Self {
-        self.client.method = method;
-        self
-    }
-
     super::oauth_builders!();
+    super::scopes_builder!();
 
     /// The endpoints (checked when a flow is made) after checking the client.
     pub(crate) fn endpoints(&self) -> Result<Vec<&str>> {
@@ -174,16 +159,14 @@ impl DeviceCode {
 
     /// The grant that goes on from the token the device flow gave.
     pub(crate) fn refresh_grant(&self, token: Token) -> RefreshToken {
-        RefreshToken {
-            token_url: self.token_url.clone(),
-            client: self.client.clone(),
-            refresh_token: token.refresh_token().cloned(),
-            format: BodyFormat::Form,
-            initial: Some(token),
-            rotation: Rotation::default(),
-            resources: self.resources.clone(),
-            revocation_url: self.revocation_url.clone(),
-        }
+        RefreshToken::continuing(
+            &self.token_url,
+            &self.client,
+            BodyFormat::Form,
+            &self.resources,
+            self.revocation_url.as_ref(),
+            token,
+        )
     }
 }
 

@@ -75,9 +75,7 @@ pub(crate) mod sealed {
             _refresh_token: Option<&Secret>,
             _deadline: Deadline,
         ) -> Result<()> {
-            Err(Error::config(
-                "this client has no revocation endpoint (set revocation_url or discover it)",
-            ))
+            require_revocation_url(&None).map(|_| ())
         }
     }
 }
@@ -312,6 +310,13 @@ with_oauth_settings!(
 /// private key, and the revocation endpoint.
 macro_rules! oauth_builders {
     () => {
+        /// How the client authenticates itself at the token endpoint (form bodies only:
+        /// a JSON body carries the credentials in the body).
+        pub fn auth_method(mut self, method: $crate::AuthMethod) -> Self {
+            self.client.method = method;
+            self
+        }
+
         /// Resource indicators (RFC 8707): the APIs the token is for, sent as one
         /// `resource` parameter each. Clients for different resources keep different
         /// tokens (and store keys).
@@ -348,6 +353,29 @@ macro_rules! oauth_builders {
     };
 }
 pub(crate) use oauth_builders;
+
+/// The `scopes` builder of grants that ask for scopes.
+macro_rules! scopes_builder {
+    () => {
+        /// Scopes to request (sent space-separated).
+        pub fn scopes<I, S>(mut self, scopes: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.scopes = scopes.into_iter().map(Into::into).collect();
+            self
+        }
+    };
+}
+pub(crate) use scopes_builder;
+
+/// The revocation endpoint, or the error of a client that has none.
+pub(crate) fn require_revocation_url(url: &Option<String>) -> Result<&str> {
+    url.as_deref().ok_or_else(|| {
+        Error::config("this client has no revocation endpoint (set revocation_url or discover it)")
+    })
+}
 
 /// Headers configured for every token request.
 pub(crate) fn extra_headers(http: &Http) -> Vec<(String, String)> {

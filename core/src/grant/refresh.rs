@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::sealed::Fetch;
 use super::{
-    add_resources, extra_headers, is_refusal, key_scopes, revoke_at, AuthMethod, ClientAuth,
+    add_resources, extra_headers, is_refusal, key_scopes, require_revocation_url, revoke_at,
+    AuthMethod, ClientAuth,
 };
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
@@ -100,6 +101,27 @@ impl RefreshToken {
         }
     }
 
+    /// The grant that goes on from the first token of a code or device flow.
+    pub(crate) fn continuing(
+        token_url: &str,
+        client: &ClientAuth,
+        format: BodyFormat,
+        resources: &[String],
+        revocation_url: Option<&String>,
+        token: Token,
+    ) -> Self {
+        RefreshToken {
+            token_url: token_url.to_owned(),
+            client: client.clone(),
+            refresh_token: token.refresh_token().cloned(),
+            format,
+            initial: Some(token),
+            rotation: Rotation::default(),
+            resources: resources.to_vec(),
+            revocation_url: revocation_url.cloned(),
+        }
+    }
+
     /// A session at an issuer whose refresh token is in the shared store (put there by a
     /// code or device flow, such as `authcore login`): the client renews with the
     /// stored refresh token, and needs a new sign-in when there is none.
@@ -122,12 +144,6 @@ impl RefreshToken {
     /// Sends the request as JSON with the client credentials in the body (viewneo).
     pub fn json_body(mut self) -> Self {
         self.format = BodyFormat::Json;
-        self
-    }
-
-    /// How the client authenticates itself (form bodies only).
-    pub fn auth_method(mut self, method: AuthMethod) -> Self {
-        self.client.method = method;
         self
     }
 
@@ -198,11 +214,7 @@ impl Fetch for RefreshToken {
         refresh_token: Option<&Secret>,
         deadline: Deadline,
     ) -> Result<()> {
-        let url = self.revocation_url.as_deref().ok_or_else(|| {
-            Error::config(
-                "this client has no revocation endpoint (set revocation_url or discover it)",
-            )
-        })?;
+        let url = require_revocation_url(&self.revocation_url)?;
         // The refresh token first: revoking it also ends its access tokens at most servers.
         let tokens: Vec<_> = refresh_token
             .map(|rt| (rt, "refresh_token"))
