@@ -1117,6 +1117,17 @@ authcore_status authcore_options_set_refresh_token_callback(authcore_options *op
                                                             void *userdata);
 
 /**
+ * Sets the least margin before expiry at which a token is no longer sent, in
+ * milliseconds, for APIs whose clocks run ahead (0: the default, `L/20` of a lifetime
+ * `L`, at most 30 s). A token is then not sent from `max(default, margin)` before its
+ * expiry (at most 90 % of its lifetime) and is renewed ahead no later. At most a day.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call.
+ */
+authcore_status authcore_options_set_expiry_margin_ms(authcore_options *options, uint64_t ms);
+
+/**
  * Sets the proxy for requests to non-loopback hosts (loopback hosts are always reached
  * directly). `url` NULL: from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`,
  * honouring `NO_PROXY`; the default). `url` "": never a proxy. Otherwise the proxy URL

@@ -159,6 +159,10 @@ struct TokenArgs {
     /// Seconds allowed for the whole call (every attempt and pause), at most a day.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// Least seconds before expiry at which a token is no longer used (for APIs whose
+    /// clocks run ahead); default L/20 of a lifetime L, at most 30 s.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    expiry_margin: Option<u64>,
     /// A token store shared with every other process that uses the same credential: a
     /// directory (this machine; created if missing) or a `redis://` / `rediss://` URL (a
     /// fleet). A fresh token is reused instead of requested again, and a rotating refresh
@@ -452,7 +456,8 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
     let mut options = Options::default()
         .timeout(Duration::from_secs(a.timeout))
         .max_retries(2)
-        .proxy(proxy);
+        .proxy(proxy)
+        .expiry_margin(Duration::from_secs(a.expiry_margin.unwrap_or(0)));
     if let Some(store) = &a.store {
         options = if let Some(ca) = &a.store_ca {
             options.store(std::sync::Arc::new(RedisStore::with_ca_file(store, ca)?))

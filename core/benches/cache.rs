@@ -290,6 +290,15 @@ fn churn() {
     );
 }
 
+/// The id the kernel gives the next task (thread) it creates. Task ids are handed out
+/// in order, so the difference over a run bounds the threads created meanwhile (on the
+/// whole machine: an upper bound for this process).
+fn next_task_id() -> i64 {
+    std::thread::spawn(|| i64::from(rustix::thread::gettid().as_raw_nonzero().get()))
+        .join()
+        .expect("probe thread")
+}
+
 fn throughput() {
     let p = provider(3600, Duration::ZERO);
     let client = client_for(&p);
@@ -306,14 +315,27 @@ fn throughput() {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let run = |f: &dyn Fn()| {
+    // Requests per second over 1.5 s with `threads` threads, and tasks created per request.
+    let run = |threads: usize, f: &(dyn Fn() + Sync)| {
+        let first = next_task_id();
         let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < Duration::from_millis(1500) {
-            f();
-            n += 1;
-        }
-        n as f64 / start.elapsed().as_secs_f64()
+        let total = std::sync::atomic::AtomicU64::new(0);
+        thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let mut n = 0u64;
+                    while start.elapsed() < Duration::from_millis(1500) {
+                        f();
+                        n += 1;
+                    }
+                    total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+        });
+        let elapsed = start.elapsed().as_secs_f64();
+        let created = next_task_id() - first - 1 - threads as i64;
+        let n = total.load(std::sync::atomic::Ordering::Relaxed);
+        (n as f64 / elapsed, created.max(0) as f64 / n.max(1) as f64)
     };
     let plain = || {
         let mut r = agent
@@ -334,22 +356,31 @@ fn throughput() {
     let authed = || {
         black_box(client.get(&url).expect("authcore"));
     };
-    run(&plain);
-    run(&authed);
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..5 {
-        a.push(run(&plain));
-        c.push(run(&plain_timed));
-        b.push(run(&authed));
+    for threads in [1, 4] {
+        run(threads, &plain);
+        run(threads, &authed);
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ta, mut tb, mut tc) = (0.0, 0.0, 0.0);
+        for _ in 0..5 {
+            let (r, t) = run(threads, &plain);
+            a.push(r);
+            ta += t / 5.0;
+            let (r, t) = run(threads, &plain_timed);
+            c.push(r);
+            tc += t / 5.0;
+            let (r, t) = run(threads, &authed);
+            b.push(r);
+            tb += t / 5.0;
+        }
+        let (pa, pb, pc) = (median(a), median(b), median(c));
+        println!(
+            "throughput, {threads} thread(s) (median of 5 interleaved 1.5 s runs): plain ureq {pa:.0} req/s \
+             ({ta:.3} threads created/request), plain ureq with authcore's timeouts {pc:.0} req/s ({tc:.3}), \
+             authcore {pb:.0} req/s ({tb:.3}); ratio to plain {:.3}, to timed plain {:.3}",
+            pb / pa,
+            pb / pc
+        );
     }
-    let (pa, pb, pc) = (median(a), median(b), median(c));
-    println!(
-        "throughput, 1 thread (median of 5 interleaved 1.5 s runs): plain ureq {pa:.0} req/s, \
-         plain ureq with authcore's timeouts {pc:.0} req/s, authcore {pb:.0} req/s; \
-         ratio to plain {:.3}, to timed plain {:.3}",
-        pb / pa,
-        pb / pc
-    );
 }
 
 fn main() {

@@ -232,7 +232,9 @@ impl Http {
                         sent_at,
                         self.options.default_lifetime,
                     ) {
-                        Ok(token) => return Ok(token),
+                        Ok(token) => {
+                            return Ok(token.with_expiry_margin(self.options.expiry_margin))
+                        }
                         Err(e) => {
                             let unusable = e.kind() == ErrorKind::InvalidResponse;
                             (e, unusable && req.replay == Replay::Safe, None)
@@ -405,15 +407,20 @@ impl Http {
 }
 
 fn build_agent(options: &Options, proxy: Option<ureq::Proxy>) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(proxy)
         .user_agent(USER_AGENT)
         .timeout_connect(Some(options.connect_timeout))
         .timeout_global(Some(options.timeout))
-        .build()
-        .into()
+        .build();
+    // No thread per request: see `resolve`.
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        crate::resolve::CachingResolver::default(),
+    )
 }
 
 fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {

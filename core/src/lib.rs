@@ -30,6 +30,7 @@ mod http;
 mod options;
 pub mod provider;
 mod random;
+mod resolve;
 mod secret;
 mod store;
 mod token;

@@ -94,6 +94,7 @@ pub struct Options {
     pub(crate) max_retries: u32,
     pub(crate) danger_allow_insecure_http: bool,
     pub(crate) default_lifetime: Option<Duration>,
+    pub(crate) expiry_margin: Duration,
     pub(crate) failure_backoff: Duration,
     pub(crate) max_failure_backoff: Duration,
     pub(crate) wait_timeout: Option<Duration>,
@@ -112,6 +113,7 @@ impl Default for Options {
             max_retries: 2,
             danger_allow_insecure_http: false,
             default_lifetime: None,
+            expiry_margin: Duration::ZERO,
             failure_backoff: Duration::from_secs(1),
             max_failure_backoff: Duration::from_secs(30),
             wait_timeout: None,
@@ -165,6 +167,15 @@ impl Options {
     /// a JWT `exp`). Default: none, the token is kept until a 401 invalidates it.
     pub fn default_lifetime(mut self, d: Option<Duration>) -> Self {
         self.default_lifetime = d;
+        self
+    }
+
+    /// The least margin before expiry at which a token is no longer sent, for APIs whose
+    /// clocks run ahead of the token server's. By default a token with lifetime `L` is
+    /// not sent from `L/20` (at most 30 s) before expiry; with a margin `m` from
+    /// `max(that, m)` before (at most 90 % of `L`), and it is renewed ahead no later.
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.expiry_margin = margin.min(MAX_DURATION);
         self
     }
 

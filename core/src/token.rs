@@ -57,6 +57,10 @@ pub struct Token {
     expire_wall: Option<SystemTime>,
     /// The renewal moment on the cheap clocks, for the cached-token path.
     fresh_until: clock::Deadline2,
+    /// The least margin before expiry at which the token is no longer sent.
+    min_margin: Duration,
+    /// When the token request was sent, on the wall clock.
+    issued_wall: SystemTime,
 }
 
 impl Token {
@@ -92,28 +96,46 @@ impl Token {
             renew_wall: None,
             expire_wall: None,
             fresh_until: clock::Deadline2::NEVER,
+            min_margin: Duration::ZERO,
+            issued_wall,
         };
-        token.set_wall_issue(issued_wall);
-        if let Some((ahead, margin)) = token.windows() {
-            let l = lifetime.unwrap_or_default();
-            token.renew_at = issued_at.checked_add(l - ahead);
-            token.expire_at = issued_at.checked_add(l - margin);
-        }
-        token.fresh_until = clock::Deadline2::new(token.renew_at, token.renew_wall);
+        token.set_windows(issued_wall);
         token
     }
 
-    /// The renew-ahead window and the expiry margin, for a token with a lifetime.
+    /// The token with an expiry margin of at least `margin` (for APIs whose clocks run
+    /// ahead): it is no longer sent from `margin` before expiry (at most 90 % of its
+    /// lifetime), and renewed ahead no later than that.
+    pub fn with_expiry_margin(mut self, margin: Duration) -> Self {
+        self.min_margin = margin;
+        self.set_windows(self.issued_wall);
+        self
+    }
+
+    /// Computes the renewal and expiry moments on both clocks.
+    fn set_windows(&mut self, issued_wall: SystemTime) {
+        self.set_wall_issue(issued_wall);
+        if let (Some((ahead, margin)), Some(l)) = (self.windows(), self.lifetime) {
+            self.renew_at = self.issued_at.checked_add(l - ahead);
+            self.expire_at = self.issued_at.checked_add(l - margin);
+        }
+        self.fresh_until = clock::Deadline2::new(self.renew_at, self.renew_wall);
+    }
+
+    /// The renew-ahead window and the expiry margin, for a token with a lifetime: `L/5`
+    /// (at most 5 min) and `L/20` (at most 30 s), or the configured minimum margin if
+    /// larger (at most 90 % of `L`), the window never smaller than the margin.
     fn windows(&self) -> Option<(Duration, Duration)> {
         let l = self.lifetime?;
-        Some((
-            (l / 5).min(MAX_RENEW_AHEAD),
-            (l / 20).min(MAX_EXPIRY_MARGIN),
-        ))
+        let margin = (l / 20)
+            .min(MAX_EXPIRY_MARGIN)
+            .max(self.min_margin.min(l.mul_f64(0.9)));
+        Some(((l / 5).min(MAX_RENEW_AHEAD).max(margin), margin))
     }
 
     /// Sets the wall-clock moments from the wall-clock time the request was sent.
     fn set_wall_issue(&mut self, issued_wall: SystemTime) {
+        self.issued_wall = issued_wall;
         if let (Some((ahead, margin)), Some(l)) = (self.windows(), self.lifetime) {
             self.renew_wall = issued_wall.checked_add(l - ahead);
             self.expire_wall = issued_wall.checked_add(l - margin);
@@ -479,6 +501,34 @@ mod tests {
         ] {
             assert!(parse(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn an_expiry_margin_moves_expiry_and_renewal_earlier() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let t = Token::new("a", None, Some(hour), now);
+        assert_eq!(t.expires_at(), Some(now + hour - Duration::from_secs(30)));
+        let t = t.with_expiry_margin(Duration::from_secs(120));
+        assert_eq!(t.expires_at(), Some(now + hour - Duration::from_secs(120)));
+        assert_eq!(t.renew_at(), Some(now + hour - Duration::from_secs(300)));
+        // A margin larger than the renew-ahead window pulls renewal along.
+        let t = t.with_expiry_margin(Duration::from_secs(600));
+        assert_eq!(t.renew_at(), t.expires_at());
+        // Never more than 90 % of the lifetime; a smaller margin than the default is none.
+        let short = Token::new("a", None, Some(Duration::from_secs(10)), now)
+            .with_expiry_margin(Duration::from_secs(3600));
+        assert_eq!(short.expires_at(), Some(now + Duration::from_secs(1)));
+        let small =
+            Token::new("a", None, Some(hour), now).with_expiry_margin(Duration::from_secs(1));
+        assert_eq!(
+            small.expires_at(),
+            Some(now + hour - Duration::from_secs(30))
+        );
+        assert_eq!(
+            short.freshness(now + Duration::from_millis(1500)),
+            Freshness::Expired
+        );
     }
 
     #[test]

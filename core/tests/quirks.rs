@@ -414,3 +414,26 @@ fn renewal_helps_only_after_a_401_that_a_new_token_can_fix() {
         "a static token cannot be renewed"
     );
 }
+
+#[test]
+fn an_expiry_margin_applies_to_every_token_obtained() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#)
+        .create();
+    let client = authcore::Client::new(
+        authcore::grant::ClientCredentials::new(format!("{}/token", server.url()), "id", "s"),
+        opts().expiry_margin(std::time::Duration::from_secs(600)),
+    )
+    .unwrap();
+    let token = client.token().unwrap();
+    let left = token
+        .expires_at()
+        .unwrap()
+        .saturating_duration_since(std::time::Instant::now());
+    assert!(
+        (2990..=3000).contains(&left.as_secs()),
+        "expires in {left:?} with a 600 s margin"
+    );
+}

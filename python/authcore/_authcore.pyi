@@ -48,6 +48,7 @@ class _ClientOptions(TypedDict, total=False):
     max_retries: Optional[int]
     max_body_bytes: Optional[int]
     default_lifetime: Optional[float]
+    expiry_margin: Optional[float]
     failure_backoff: Tuple[float, float]
     danger_allow_insecure_http: bool
     on_refresh_token: Optional[Callable[[str], object]]

@@ -166,7 +166,7 @@ pub(crate) fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64
 
 pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
-    default_lifetime, failure_backoff, danger_allow_insecure_http, on_refresh_token, \
+    default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, \
     token_request_headers, proxy, store (and for OAuth grants: resource, private_key, key_id, \
     algorithm, revocation_url)";
 
@@ -188,6 +188,7 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                     | "max_retries"
                     | "max_body_bytes"
                     | "default_lifetime"
+                    | "expiry_margin"
                     | "on_refresh_token"
                     | "proxy"
                     | "store"
@@ -200,6 +201,7 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
             "timeout" => o.timeout(seconds(&key, &v)?),
             "wait_timeout" => o.wait_timeout(seconds(&key, &v)?),
             "default_lifetime" => o.default_lifetime(Some(seconds(&key, &v)?)),
+            "expiry_margin" => o.expiry_margin(seconds(&key, &v)?),
             "max_retries" => {
                 let n = non_negative_int(&key, &v)?;
                 o.max_retries(u32::try_from(n).unwrap_or(u32::MAX))

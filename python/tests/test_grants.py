@@ -132,3 +132,16 @@ def test_a_failing_rotation_callback_is_reported_not_fatal(
     client = authcore.Client.api_video("dev-api-key", base_url=dev.url, on_refresh_token=boom)
     assert client.get(dev.url + "/api/resource").status == 200
     assert len(reported) == 1 and isinstance(reported[0], RuntimeError)
+
+
+def test_expiry_margin_moves_expiry_earlier(dev: DevServer) -> None:
+    plain = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET)
+    early = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, expiry_margin=600
+    )
+    plain_left = plain.token_info().expires_in
+    early_left = early.token_info().expires_in
+    assert plain_left is not None and 3500 < plain_left <= 3570
+    assert early_left is not None and 2900 < early_left <= 3000
+    with pytest.raises(ValueError, match="expiry_margin"):
+        authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, expiry_margin=-1)

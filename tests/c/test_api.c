@@ -159,6 +159,24 @@ static void test_client_credentials(void) {
     }
     CHECK(counter("token_requests_by_grant", "oauth2/client_credentials") == 3,
           "one token per client (a 403 for scope is not a reason to renew)");
+    /* An expiry margin for an API whose clock runs ahead: the token is not used as late. */
+    {
+        authcore_options *o = NULL;
+        CHECK_OK(authcore_options_new(&o));
+        CHECK_STATUS(authcore_options_set_expiry_margin_ms(o, 86400001), AUTHCORE_STATUS_INVALID_ARGUMENT);
+        CHECK_OK(authcore_options_set_expiry_margin_ms(o, 600000));
+        authcore_client *c = NULL;
+        CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), "dev-client", "dev-secret",
+                                                        NULL, 0, o, &c));
+        authcore_options_free(o);
+        authcore_token *info = NULL;
+        CHECK_OK(authcore_client_token_info(c, &info));
+        int64_t left = authcore_token_expires_in_ms(info);
+        CHECK(left > 2900 * 1000 && left <= 3000 * 1000, "with a 600 s margin: %lld ms", (long long)left);
+        authcore_token_free(info);
+        authcore_client_free(c);
+        devserver_reset();
+    }
 
     authcore_client *vibe = NULL;
     CHECK_OK(authcore_client_new_vibe("id", "secret", "campaigns:read", NULL, &vibe));

@@ -84,7 +84,10 @@ impl Tier {
             }
             Err(e) => return Err(e),
         };
-        if let Some(token) = stored.as_ref().map(StoredToken::to_token) {
+        if let Some(token) = stored
+            .as_ref()
+            .map(|s| s.to_token().with_expiry_margin(self.options.expiry_margin))
+        {
             if token.fresh_now() {
                 return Ok(token);
             }
