@@ -654,6 +654,18 @@ authcore_status authcore_client_request(const authcore_client *client,
                                         authcore_response **out);
 
 /**
+ * `GET url` with the token attached: `authcore_client_request(client, "GET", url, NULL,
+ * 0, NULL, 0, out)`. Every HTTP status is a response (`AUTHCORE_STATUS_OK`); a failure
+ * status means there was no usable answer.
+ *
+ * # Safety
+ * `client` is a live handle; `url` is NUL-terminated; `out` is writable.
+ */
+authcore_status authcore_client_get(const authcore_client *client,
+                                    const char *url,
+                                    authcore_response **out);
+
+/**
  * The HTTP status code, or 0 for NULL.
  *
  * # Safety

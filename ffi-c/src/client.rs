@@ -730,6 +730,33 @@ pub unsafe extern "C" fn authcore_client_request(
     })
 }
 
+/// `GET url` with the token attached: `authcore_client_request(client, "GET", url, NULL,
+/// 0, NULL, 0, out)`. Every HTTP status is a response (`AUTHCORE_STATUS_OK`); a failure
+/// status means there was no usable answer.
+///
+/// # Safety
+/// `client` is a live handle; `url` is NUL-terminated; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_get(
+    client: *const authcore_client,
+    url: *const c_char,
+    out: *mut *mut authcore_response,
+) -> authcore_status {
+    // SAFETY: forwarded from the caller; "GET" is a static NUL-terminated string.
+    unsafe {
+        authcore_client_request(
+            client,
+            c"GET".as_ptr(),
+            url,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+            0,
+            out,
+        )
+    }
+}
+
 /// The HTTP status code, or 0 for NULL.
 ///
 /// # Safety

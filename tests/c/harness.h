@@ -156,7 +156,7 @@ static inline int get_status(const authcore_client *client, const char *path) {
     authcore_response *resp = NULL;
     char url[512]; /* not url_of(): this runs on many threads at once */
     snprintf(url, sizeof url, "%s%s", devserver_url(), path);
-    authcore_status s = authcore_client_request(client, "GET", url, NULL, 0, NULL, 0, &resp);
+    authcore_status s = authcore_client_get(client, url, &resp);
     if (s != AUTHCORE_STATUS_OK) {
         return -(int)s;
     }

@@ -471,6 +471,9 @@ static void test_null_arguments(void) {
     CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 1, NULL, 0, &r), NUL);
     CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 0, NULL, 1, &r), NUL);
     CHECK_STATUS(authcore_client_request(c, "GET", u, NULL, 0, NULL, 0, NULL), NUL);
+    CHECK_STATUS(authcore_client_get(c, NULL, &r), NUL);
+    CHECK_STATUS(authcore_client_get(NULL, u, &r), NUL);
+    CHECK_STATUS(authcore_client_get(c, u, NULL), NUL);
     authcore_header bad_header = {NULL, "v"};
     CHECK_STATUS(authcore_client_request(c, "GET", u, &bad_header, 1, NULL, 0, &r), NUL);
 
