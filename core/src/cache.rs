@@ -8,6 +8,7 @@
 //! exist in the child, or a lock held by a parent thread at the moment of the fork)
 //! starts a new core from the published token and refresh token.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,8 +150,32 @@ pub(crate) enum Rejection {
 /// The token cache.
 pub(crate) struct Cache {
     published: ArcSwap<Published>,
+    /// Bumped after every publication: a thread's own copy of the token is current while
+    /// it carries the same number.
+    generation: AtomicU64,
+    /// Names this cache in threads' copies.
+    id: u64,
     core: ArcSwap<Core>,
     policy: Policy,
+}
+
+/// Ids of caches, never reused.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+/// Caches whose token a thread keeps its own copy of (the least recently refreshed is
+/// dropped first).
+const THREAD_COPIES: usize = 4;
+
+/// A thread's own copy of a cache's published token. Readers on different cores then
+/// share no written cache line: the published cell and the token's reference count are
+/// touched once per token per thread, not once per call.
+struct ThreadCopy {
+    cache: u64,
+    generation: u64,
+    token: Arc<Token>,
+}
+
+thread_local! {
+    static COPIES: std::cell::RefCell<Vec<ThreadCopy>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Completes its flight with an error if the renewal unwinds, so waiters never hang.
@@ -192,17 +217,61 @@ impl Cache {
                 token: current.clone(),
                 refresh_token: refresh_token.clone(),
             }),
+            generation: AtomicU64::new(0),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             core: ArcSwap::from_pointee(Core::new(State::new(current, refresh_token))),
             policy,
         }
     }
 
-    /// The cached token if it needs no renewal yet. Takes no lock.
+    /// The cached token if it needs no renewal yet. Takes no lock, and writes no memory
+    /// another thread reads: each thread hands out its own copy of the token while the
+    /// cache's generation says it is current.
     #[inline]
     pub(crate) fn fresh(&self) -> Option<Arc<Token>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        COPIES
+            .try_with(|copies| {
+                let mut copies = copies.try_borrow_mut().ok()?;
+                if let Some(copy) = copies.iter().find(|c| c.cache == self.id) {
+                    if copy.generation == generation {
+                        return Some(copy.token.fresh_now().then(|| Arc::clone(&copy.token)));
+                    }
+                }
+                Some(self.copy_fresh(&mut copies, generation))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.fresh_shared())
+    }
+
+    /// The published token if fresh, shared with every thread (the path when a thread
+    /// cannot keep a copy, e.g. while it is being torn down).
+    fn fresh_shared(&self) -> Option<Arc<Token>> {
         let published = self.published.load();
         let token = published.token.as_ref()?;
         token.fresh_now().then(|| Arc::clone(token))
+    }
+
+    /// Refreshes this thread's copy from the published token.
+    #[cold]
+    fn copy_fresh(&self, copies: &mut Vec<ThreadCopy>, generation: u64) -> Option<Arc<Token>> {
+        copies.retain(|c| c.cache != self.id);
+        let published = self.published.load();
+        let token = published.token.as_ref()?;
+        if !token.fresh_now() {
+            return None;
+        }
+        if copies.len() >= THREAD_COPIES {
+            copies.remove(0);
+        }
+        let own = Arc::new((**token).clone());
+        copies.push(ThreadCopy {
+            cache: self.id,
+            generation,
+            token: Arc::clone(&own),
+        });
+        Some(own)
     }
 
     /// The cached token, whatever its state, without renewing. Takes no lock.
@@ -250,6 +319,8 @@ impl Cache {
             token: st.current.clone(),
             refresh_token: st.refresh_token.clone(),
         }));
+        // After the store: a reader that sees the new number sees the new token.
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// A usable token: the cached one while it is fresh, else the result of exactly one
@@ -415,7 +486,8 @@ impl Cache {
     /// token is kept until the failure backoff allows another renewal. Many rejections
     /// of one token cause one renewal, not one each.
     pub(crate) fn reject(&self, token: &Token) -> Rejection {
-        self.reject_where(|c| std::ptr::eq(c, token))
+        // By value: threads hand out their own copies of one token.
+        self.reject_where(|c| std::ptr::eq(c, token) || c.access_token() == token.access_token())
     }
 
     /// [`reject`](Self::reject) by access token value (for hosts that hold the string).

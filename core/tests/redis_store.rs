@@ -31,14 +31,20 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
-/// Takes the log lines written so far that contain every one of `needles` (tests run
-/// in parallel: each looks for lines naming its own Redis port).
-fn logged(needles: &[&str]) -> Vec<String> {
+/// Installs the capturing logger (once per test binary); a test that reads the log
+/// calls this before anything it wants to see logged.
+fn capture_logs() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         log::set_logger(&Capture).unwrap();
         log::set_max_level(log::LevelFilter::Info);
     });
+}
+
+/// Takes the log lines written so far that contain every one of `needles` (tests run
+/// in parallel: each looks for lines naming its own Redis port).
+fn logged(needles: &[&str]) -> Vec<String> {
+    capture_logs();
     let mut log = LOG.lock().unwrap();
     let (taken, kept) = std::mem::take(&mut *log)
         .into_iter()
@@ -162,6 +168,7 @@ fn a_renewal_that_lost_its_lock_cannot_overwrite_a_newer_token() {
 /// rather than risk a double use; nothing waits past its deadline; no secret printed.
 #[test]
 fn a_wrong_password_or_no_redis_follows_the_rules_without_secrets() {
+    capture_logs();
     let mut redis = Redis::start(&["--requirepass", "right-password-9f8e7d"]);
     let mut server = mockito::Server::new();
     let count = counting_endpoint(
@@ -237,6 +244,7 @@ fn a_wrong_password_or_no_redis_follows_the_rules_without_secrets() {
 /// again once it is back — which the log says once each way.
 #[test]
 fn a_restarted_redis_is_used_again() {
+    capture_logs();
     let mut redis = Redis::start(&[]);
     let mut server = mockito::Server::new();
     let count = counting_endpoint(
