@@ -42,7 +42,7 @@ fn provider(lifetime_secs: u64, latency: Duration) -> Provider {
     let token_requests = Arc::new(AtomicUsize::new(0));
     let expired_seen = Arc::new(AtomicUsize::new(0));
     let api_requests = Arc::new(AtomicUsize::new(0));
-    for _ in 0..4 {
+    for _ in 0..16 {
         let (server, issued) = (server.clone(), issued.clone());
         let (tokens, expired, api) = (
             token_requests.clone(),
@@ -302,7 +302,11 @@ fn next_task_id() -> i64 {
 fn throughput() {
     let p = provider(3600, Duration::ZERO);
     let client = client_for(&p);
-    let url = format!("{}/api", p.url);
+    // The API: mockito's hyper server (serves many keep-alive connections at once, which
+    // the 16-thread tiny_http provider does not do reliably with 12 pooled connections).
+    let mut api = mockito::Server::new();
+    api.mock("GET", "/api").with_body("{}").create();
+    let url = format!("{}/api", api.url());
     let token = client.token().expect("token");
     let header = token.authorization_header().expose_secret().to_owned();
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -19,6 +19,52 @@ use authcore::grant::WithOAuthSettings;
 pub(crate) struct Client {
     pub(crate) inner: authcore::Client,
     pub(crate) description: String,
+    /// The `str` objects last handed out, returned again while the token is unchanged.
+    pub(crate) strings: parking_lot::Mutex<Option<Strings>>,
+}
+
+/// A token's access token and `Authorization` header as Python strings.
+pub(crate) struct Strings {
+    token: std::sync::Arc<authcore::Token>,
+    access_token: Py<PyString>,
+    header: Py<PyString>,
+}
+
+impl Client {
+    /// A client around a core client.
+    pub(crate) fn wrap(inner: authcore::Client, description: String) -> Client {
+        Client {
+            inner,
+            description,
+            strings: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The strings of a valid token: the same objects as last time while the token is
+    /// the same (so `token()` costs no allocation on the hot path).
+    fn strings<'py>(
+        &self,
+        py: Python<'py>,
+        pick: impl Fn(&Strings) -> &Py<PyString>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let token = self.valid_token(py)?;
+        let mut cached = self.strings.lock();
+        if let Some(s) = cached.as_ref() {
+            if std::sync::Arc::ptr_eq(&s.token, &token)
+                || s.token.access_token() == token.access_token()
+            {
+                return Ok(pick(s).bind(py).clone());
+            }
+        }
+        let fresh = Strings {
+            access_token: PyString::new(py, token.access_token().expose_secret()).unbind(),
+            header: PyString::new(py, token.authorization_header().expose_secret()).unbind(),
+            token,
+        };
+        let out = pick(&fresh).bind(py).clone();
+        *cached = Some(fresh);
+        Ok(out)
+    }
 }
 
 /// The response to an authenticated request.
@@ -37,7 +83,7 @@ pub(crate) fn new_client(
     description: String,
 ) -> PyResult<Client> {
     inner
-        .map(|inner| Client { inner, description })
+        .map(|inner| Client::wrap(inner, description))
         .map_err(|e| to_py_err(py, e))
 }
 
@@ -156,10 +202,10 @@ impl Client {
     /// A client that always sends one fixed token (a personal access token).
     #[staticmethod]
     fn personal_access_token(token: &str) -> Client {
-        Client {
-            inner: authcore::Client::personal_access_token(token),
-            description: "grant='personal_access_token'".into(),
-        }
+        Client::wrap(
+            authcore::Client::personal_access_token(token),
+            "grant='personal_access_token'".into(),
+        )
     }
 
     /// api.video: the API key is exchanged for an access token and a rotating refresh
@@ -304,17 +350,12 @@ impl Client {
     /// A valid access token. Blocks (without holding the GIL) only when the cached
     /// token is missing or too close to expiry.
     fn token<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        let token = self.valid_token(py)?;
-        Ok(PyString::new(py, token.access_token().expose_secret()))
+        self.strings(py, |s| &s.access_token)
     }
 
     /// The `Authorization` header value for a valid token, e.g. "Bearer abc".
     fn authorization_header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        let token = self.valid_token(py)?;
-        Ok(PyString::new(
-            py,
-            token.authorization_header().expose_secret(),
-        ))
+        self.strings(py, |s| &s.header)
     }
 
     /// A valid token with its details (`Token`): access token, type, scope and the

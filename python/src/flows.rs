@@ -177,10 +177,10 @@ impl AuthorizationCodeFlow {
         let client = py
             .detach(|| inner.finish(callback_url))
             .map_err(|e| to_py_err(py, e))?;
-        Ok(Client {
-            inner: client,
-            description: format!("grant='authorization_code' {}", self.description),
-        })
+        Ok(Client::wrap(
+            client,
+            format!("grant='authorization_code' {}", self.description),
+        ))
     }
 
     fn __repr__(&self) -> String {
@@ -357,10 +357,10 @@ impl DeviceAuthorization {
             match py.detach(|| recv(Some(SIGNAL_CHECK))) {
                 Ok(result) => {
                     let client = result.map_err(|e| to_py_err(py, e))?;
-                    return Ok(Client {
-                        inner: client,
-                        description: format!("grant='device_code' {}", self.description),
-                    });
+                    return Ok(Client::wrap(
+                        client,
+                        format!("grant='device_code' {}", self.description),
+                    ));
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Err(e) = py.check_signals() {
