@@ -8,7 +8,8 @@
  * with authcore_string_free. Pointers returned by accessors are borrowed from their
  * handle and live until it is freed.
  *
- * Threads: authcore_client and authcore_code_flow handles may be used from many
+ * Threads: authcore_client, authcore_code_flow, authcore_device_flow and
+ * authcore_device_authorization handles may be used from many
  * threads at once. Freeing a handle while another thread uses it is undefined.
  */
 
