@@ -267,6 +267,15 @@ fn authcore_login_token_logout() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
+    /// A child killed and reaped when dropped, also when the test fails.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     let server = Oidc::start(None);
     let m = Metadata::discover(&server.issuer, &options()).unwrap();
     let store = std::env::temp_dir().join(format!("authcore-login-{}", std::process::id()));
@@ -305,11 +314,13 @@ fn authcore_login_token_logout() {
 
     // Browser login: the URL is printed; the "browser" signs in and is redirected to
     // the command's loopback listener, which answers with a page and finishes.
-    let mut login = authcore(&["login", "--no-browser", "--wait", "60"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let mut login = Reaped(
+        authcore(&["login", "--no-browser", "--wait", "60"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(login.0.stderr.take().unwrap()).lines();
     let url = lines
         .by_ref()
         .map_while(Result::ok)
@@ -324,7 +335,7 @@ fn authcore_login_token_logout() {
         oidc::Landed::At(_) => unreachable!(),
     }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(login.wait().unwrap().success(), "{rest:?}");
+    assert!(login.0.wait().unwrap().success(), "{rest:?}");
 
     // A fresh token from the store, accepted by the provider.
     let (code, at, stderr) = token();
@@ -344,11 +355,13 @@ fn authcore_login_token_logout() {
     assert_eq!(token().0, Some(3));
 
     // Device login: the code is printed, approved elsewhere.
-    let mut login = authcore(&["login", "--device", "--wait", "60"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let mut login = Reaped(
+        authcore(&["login", "--device", "--wait", "60"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(login.0.stderr.take().unwrap()).lines();
     let complete = lines
         .by_ref()
         .map_while(Result::ok)
@@ -359,7 +372,7 @@ fn authcore_login_token_logout() {
         .expect("the verification URI");
     approve_device(&complete);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(login.wait().unwrap().success(), "{rest:?}");
+    assert!(login.0.wait().unwrap().success(), "{rest:?}");
     let (code, at, stderr) = token();
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(userinfo(&at), 200);

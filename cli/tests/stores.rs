@@ -149,15 +149,22 @@ fn a_process_killed_while_holding_the_lock_blocks_nobody() {
         .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
         c
     };
-    let mut holder = token_cmd().spawn().unwrap();
+    // Killed and reaped when dropped, also if an assertion below fails first.
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill(); // SIGKILL: no chance to release anything itself
+            let _ = self.0.wait();
+        }
+    }
+    let holder = Holder(token_cmd().spawn().unwrap());
     // Wait until its request reached the provider (it holds the lock by then).
     let start = Instant::now();
     while server.counters().token_requests == 0 && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(server.counters().token_requests, 1);
-    holder.kill().unwrap(); // SIGKILL: no chance to release anything itself
-    holder.wait().unwrap();
+    drop(holder);
     server.set_behaviour(Behaviour::default()).unwrap();
     let start = Instant::now();
     let out = token_cmd().output().unwrap();

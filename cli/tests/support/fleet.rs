@@ -100,19 +100,45 @@ pub fn member(json: &str) {
     println!("{}", serde_json::to_string(&report).expect("report"));
 }
 
+/// A running member; killed when dropped unless its report was read (so a failing test
+/// leaves no process behind).
+pub struct Member(Option<Child>);
+
+impl Member {
+    /// Kills it at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts this binary as a member with `orders`.
-pub fn spawn(orders: &Orders) -> Child {
-    Command::new(std::env::current_exe().expect("own path"))
-        .arg("--member")
-        .arg(serde_json::to_string(orders).expect("orders"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn a member")
+pub fn spawn(orders: &Orders) -> Member {
+    Member(Some(
+        Command::new(std::env::current_exe().expect("own path"))
+            .arg("--member")
+            .arg(serde_json::to_string(orders).expect("orders"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn a member"),
+    ))
 }
 
 /// Waits for a member and reads its report.
-pub fn report(child: Child) -> Report {
+pub fn report(mut member: Member) -> Report {
+    let child = member
+        .0
+        .take()
+        .expect("a member not yet reported or killed");
     let out = child.wait_with_output().expect("member output");
     assert!(out.status.success(), "member exited with {}", out.status);
     let line = String::from_utf8_lossy(&out.stdout);
