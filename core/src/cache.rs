@@ -16,10 +16,12 @@ use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::events::{self, event};
 use crate::fork::Stamp;
 use crate::http::Deadline;
 use crate::options::MAX_DURATION;
 use crate::secret::Secret;
+use crate::stats::{count_own, Counters, HitCounter, Reason};
 use crate::token::{Freshness, Token};
 
 /// How long past its leader's deadline a waiter still waits for the leader's outcome:
@@ -75,11 +77,14 @@ struct State {
     /// Consecutive rejections of tokens obtained after a rejection.
     rejections: u32,
     reject_until: Option<Instant>,
+    /// A token was held at some point (renewals after that are not `initial`).
+    obtained: bool,
 }
 
 impl State {
     fn new(current: Option<Arc<Token>>, refresh_token: Option<Secret>) -> Self {
         State {
+            obtained: current.is_some(),
             current,
             refresh_token,
             flight: None,
@@ -157,6 +162,7 @@ pub(crate) struct Cache {
     id: u64,
     core: ArcSwap<Core>,
     policy: Policy,
+    counters: Arc<Counters>,
 }
 
 /// Ids of caches, never reused.
@@ -172,6 +178,8 @@ struct ThreadCopy {
     cache: u64,
     generation: u64,
     token: Arc<Token>,
+    /// This thread's cache hits for this cache.
+    hits: HitCounter,
 }
 
 thread_local! {
@@ -206,6 +214,7 @@ impl Cache {
         policy: Policy,
         initial: Option<Token>,
         refresh_token: Option<Secret>,
+        counters: Arc<Counters>,
     ) -> Self {
         let refresh_token = initial
             .as_ref()
@@ -221,6 +230,7 @@ impl Cache {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             core: ArcSwap::from_pointee(Core::new(State::new(current, refresh_token))),
             policy,
+            counters,
         }
     }
 
@@ -235,7 +245,11 @@ impl Cache {
                 let mut copies = copies.try_borrow_mut().ok()?;
                 if let Some(copy) = copies.iter().find(|c| c.cache == self.id) {
                     if copy.generation == generation {
-                        return Some(copy.token.fresh_now().then(|| Arc::clone(&copy.token)));
+                        if !copy.token.fresh_now() {
+                            return Some(None);
+                        }
+                        count_own(&copy.hits);
+                        return Some(Some(Arc::clone(&copy.token)));
                     }
                 }
                 Some(self.copy_fresh(&mut copies, generation))
@@ -250,13 +264,20 @@ impl Cache {
     fn fresh_shared(&self) -> Option<Arc<Token>> {
         let published = self.published.load();
         let token = published.token.as_ref()?;
-        token.fresh_now().then(|| Arc::clone(token))
+        if !token.fresh_now() {
+            return None;
+        }
+        self.counters.hit();
+        Some(Arc::clone(token))
     }
 
     /// Refreshes this thread's copy from the published token.
     #[cold]
     fn copy_fresh(&self, copies: &mut Vec<ThreadCopy>, generation: u64) -> Option<Arc<Token>> {
-        copies.retain(|c| c.cache != self.id);
+        let hits = copies
+            .iter()
+            .position(|c| c.cache == self.id)
+            .map(|i| copies.remove(i).hits);
         let published = self.published.load();
         let token = published.token.as_ref()?;
         if !token.fresh_now() {
@@ -265,11 +286,14 @@ impl Cache {
         if copies.len() >= THREAD_COPIES {
             copies.remove(0);
         }
+        let hits = hits.unwrap_or_else(|| self.counters.new_hit_counter());
+        count_own(&hits);
         let own = Arc::new((**token).clone());
         copies.push(ThreadCopy {
             cache: self.id,
             generation,
             token: Arc::clone(&own),
+            hits,
         });
         Some(own)
     }
@@ -339,13 +363,17 @@ impl Cache {
         let now = Instant::now();
         if let Some(token) = &st.current {
             match token.freshness(now) {
-                Freshness::Fresh => return Ok(Arc::clone(token)),
+                Freshness::Fresh => {
+                    self.counters.hit();
+                    return Ok(Arc::clone(token));
+                }
                 Freshness::Stale => {
                     if st.flight.is_some() || st.in_backoff(now) {
+                        self.counters.hit();
                         return Ok(Arc::clone(token));
                     }
                     let still_valid = Arc::clone(token);
-                    let outcome = self.lead(&core, st, deadline, renew, announce);
+                    let outcome = self.lead(&core, st, Reason::Ahead, deadline, renew, announce);
                     // An early renewal that fails must not take away a token that works.
                     return outcome.or_else(|e| {
                         if still_valid.freshness(Instant::now()) == Freshness::Expired {
@@ -363,10 +391,55 @@ impl Cache {
         }
         if st.in_backoff(now) {
             if let Some((_, Err(e))) = &st.last {
-                return Err(e.clone());
+                let e = e.clone();
+                drop(st);
+                self.refused_in_backoff(&e);
+                return Err(e);
             }
         }
-        self.lead(&core, st, deadline, renew, announce)
+        let reason = if st.renewing_after_rejection {
+            Reason::Rejected
+        } else if st.obtained {
+            Reason::Expired
+        } else {
+            Reason::Initial
+        };
+        self.lead(&core, st, reason, deadline, renew, announce)
+    }
+
+    /// A new token whatever the state of the cached one: exactly one renewal (or the
+    /// outcome of the one in flight), within `deadline`. While the failure backoff
+    /// holds, the last failure comes back without a request.
+    pub(crate) fn renew_now<R, A>(
+        &self,
+        deadline: Deadline,
+        renew: R,
+        announce: A,
+    ) -> Result<Arc<Token>>
+    where
+        R: FnOnce(Option<&Secret>, Deadline) -> Result<Token>,
+        A: FnOnce(&Token, Option<&Secret>),
+    {
+        let core = self.core();
+        let st = core.state.lock();
+        if let Some(flight) = st.flight {
+            return self.wait(&core, st, flight, deadline);
+        }
+        if st.in_backoff(Instant::now()) {
+            if let Some((_, Err(e))) = &st.last {
+                let e = e.clone();
+                drop(st);
+                self.refused_in_backoff(&e);
+                return Err(e);
+            }
+        }
+        self.lead(&core, st, Reason::Forced, deadline, renew, announce)
+    }
+
+    fn refused_in_backoff(&self, e: &Error) {
+        self.counters.backoff_refusal();
+        event!(debug, "backoff.refused", kind = e.kind().name();
+            "the failure backoff holds: answering with the last failure ({})", e.kind().name());
     }
 
     /// Runs one renewal as the leader of a new flight.
@@ -374,6 +447,7 @@ impl Cache {
         &self,
         core: &Core,
         mut st: MutexGuard<'_, State>,
+        reason: Reason,
         deadline: Deadline,
         renew: R,
         announce: A,
@@ -385,6 +459,7 @@ impl Cache {
         let seq = st.begin_flight(deadline);
         let refresh_token = st.refresh_token.clone();
         drop(st);
+        self.counters.renewal(reason);
         let mut guard = FlightGuard {
             cache: self,
             core,
@@ -403,18 +478,38 @@ impl Cache {
         }
         guard.armed = false;
         self.complete(core, seq, outcome.clone());
+        match &outcome {
+            Ok(token) => {
+                let lifetime = token.lifetime().map_or(-1.0, events::secs);
+                event!(info, "token.renewed", reason = reason.name(), lifetime_s = lifetime;
+                    "token renewed ({}), lifetime {lifetime} s", reason.name());
+                let rotated = token
+                    .refresh_token()
+                    .is_some_and(|new| refresh_token.as_ref().is_some_and(|old| old != new));
+                if rotated {
+                    event!(info, "refresh_token.rotated"; "the refresh token was rotated; the new one is kept");
+                }
+            }
+            Err(e) => {
+                let status = e.http_status().unwrap_or(0);
+                event!(warn, "token.renewal_failed", reason = reason.name(), kind = e.kind().name(), status = status;
+                    "token renewal ({}) failed: {e}", reason.name());
+            }
+        }
         outcome
     }
 
     fn complete(&self, core: &Core, seq: u64, outcome: Result<Arc<Token>>) {
         let mut st = core.state.lock();
         let now = Instant::now();
+        let mut backoff = None;
         match &outcome {
             Ok(token) => {
                 if let Some(rt) = token.refresh_token() {
                     st.refresh_token = Some(rt.clone());
                 }
                 st.current = Some(Arc::clone(token));
+                st.obtained = true;
                 st.failures = 0;
                 st.backoff_until = None;
                 st.current_after_rejection = std::mem::take(&mut st.renewing_after_rejection);
@@ -433,6 +528,7 @@ impl Cache {
                     .retry_after()
                     .or_else(|| self.policy.pause_after(st.failures));
                 st.backoff_until = pause.map(|p| later(now, p));
+                backoff = pause.map(|p| (st.failures, p));
             }
         }
         st.last = Some((seq, outcome));
@@ -442,6 +538,11 @@ impl Cache {
         self.publish(&st);
         drop(st);
         core.done.notify_all();
+        if let Some((failures, pause)) = backoff {
+            let pause_s = events::secs(pause);
+            event!(warn, "backoff.entered", failures = failures, pause_s = pause_s;
+                "{failures} consecutive renewal failure(s): no token request for {pause_s} s");
+        }
     }
 
     /// Waits for `flight` to finish and shares its outcome: at most until the leader's
@@ -458,26 +559,34 @@ impl Cache {
         if let Some(w) = self.policy.wait_timeout {
             until = until.min(later(started, w));
         }
-        loop {
+        let outcome = loop {
             if let Some((done_seq, outcome)) = &st.last {
                 if *done_seq >= flight.seq {
-                    return outcome.clone();
+                    break Some(outcome.clone());
                 }
             }
             if Instant::now() >= until || core.done.wait_until(&mut st, until).timed_out() {
-                if let Some((done_seq, outcome)) = &st.last {
-                    if *done_seq >= flight.seq {
-                        return outcome.clone();
-                    }
-                }
-                return Err(Error::Timeout {
-                    message: format!(
-                        "waited {:.1} s for another caller's token renewal",
-                        started.elapsed().as_secs_f64()
-                    ),
-                });
+                break st
+                    .last
+                    .as_ref()
+                    .filter(|(done_seq, _)| *done_seq >= flight.seq)
+                    .map(|(_, outcome)| outcome.clone());
             }
-        }
+        };
+        drop(st);
+        let waited = started.elapsed();
+        self.counters.wait(waited, outcome.is_none());
+        outcome.unwrap_or_else(|| {
+            let waited_s = events::secs(waited);
+            event!(warn, "wait.timed_out", waited_s = waited_s;
+                "gave up after waiting {waited_s} s for another caller's token renewal");
+            Err(Error::Timeout {
+                message: format!(
+                    "waited {:.1} s for another caller's token renewal",
+                    waited.as_secs_f64()
+                ),
+            })
+        })
     }
 
     /// An API rejected `token` (a 401 that a renewal may fix). Drops it if it is the

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use crate::cache::{Cache, Policy, Rejection};
 use crate::error::Result;
+use crate::events::event;
 use crate::grant::{Grant, StaticToken};
 use crate::http::{Deadline, Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
+use crate::stats::Stats;
 use crate::store::Tier;
 use crate::token::Token;
 
@@ -59,8 +61,14 @@ impl Client {
             wait_timeout: options.wait_timeout,
         };
         let store_key = options.store.as_ref().and_then(|_| grant.store_key());
-        let tier = Tier::new(http.shared_options(), store_key);
-        let cache = Cache::new(policy, grant.initial_token(), grant.initial_refresh_token());
+        let counters = std::sync::Arc::clone(http.counters());
+        let tier = Tier::new(http.shared_options(), store_key, Arc::clone(&counters));
+        let cache = Cache::new(
+            policy,
+            grant.initial_token(),
+            grant.initial_refresh_token(),
+            counters,
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -92,16 +100,51 @@ impl Client {
         let inner = &*self.inner;
         inner.cache.get(
             deadline,
-            |refresh_token, deadline| {
-                let without_store = inner.grant.without_store();
-                inner
-                    .tier
-                    .renew(refresh_token, deadline, without_store, |rt| {
-                        inner.grant.fetch(&inner.http, rt, deadline)
-                    })
-            },
+            |refresh_token, deadline| self.renew(refresh_token, deadline),
             |token, previous| inner.tier.announce(token, previous),
         )
+    }
+
+    /// One renewal through the store tier.
+    fn renew(&self, refresh_token: Option<&Secret>, deadline: Deadline) -> Result<Token> {
+        let inner = &*self.inner;
+        let without_store = inner.grant.without_store();
+        inner
+            .tier
+            .renew(refresh_token, deadline, without_store, |rt| {
+                inner.grant.fetch(&inner.http, rt, deadline)
+            })
+    }
+
+    /// A new token now, whatever the state of the cached one: exactly one renewal
+    /// (callers that need a token meanwhile wait for it, or keep using a still-valid
+    /// one), within [`Options::timeout`](crate::Options::timeout). If a renewal is
+    /// already in flight, its outcome is shared instead of starting another; while the
+    /// failure backoff holds, the last failure comes back without a request. A static
+    /// token is returned as it is.
+    pub fn refresh(&self) -> Result<Arc<Token>> {
+        let inner = &*self.inner;
+        if !inner.grant.renewable() {
+            return self.token();
+        }
+        let deadline = Deadline::after(inner.http.options().timeout);
+        inner.cache.renew_now(
+            deadline,
+            |refresh_token, deadline| self.renew(refresh_token, deadline),
+            |token, previous| inner.tier.announce(token, previous),
+        )
+    }
+
+    /// What this client (and its clones) did so far: cache hits, token requests by
+    /// outcome, renewals by reason, waits, backoff refusals, retries after a 401.
+    /// Always counted; reading them takes a short lock.
+    pub fn stats(&self) -> Stats {
+        self.inner.http.counters().snapshot()
+    }
+
+    /// Counts what a flow did to make this client (its code exchange, its polls).
+    pub(crate) fn absorb(&self, counted: &Stats) {
+        self.inner.http.counters().absorb(counted);
     }
 
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.
@@ -188,10 +231,15 @@ impl Client {
         if !self.renewal_helps(response.status, response.header("www-authenticate")) {
             return Ok(response);
         }
-        if self.inner.cache.reject(&token) == Rejection::Kept {
+        let rejection = self.inner.cache.reject(&token);
+        event!(info, "token.rejected", status = response.status, dropped = rejection == Rejection::Dropped;
+            "the API answered {} to the token{}", response.status,
+            if rejection == Rejection::Kept { "; kept until the failure backoff ends" } else { "; renewing and sending once more" });
+        if rejection == Rejection::Kept {
             return Ok(response);
         }
         let token = self.token_until(deadline)?;
+        self.inner.http.counters().retry_after_401();
         let response = send(&token)?;
         if self.renewal_helps(response.status, response.header("www-authenticate")) {
             // Counted, so that the next call does not renew again before the backoff.

@@ -127,6 +127,7 @@ impl DeviceAuthorization {
                 .min(Instant::now() + t.min(crate::options::MAX_DURATION))
         });
         let mut interval = self.interval;
+        let before = self.http.counters().snapshot();
         loop {
             self.pause(interval, end)?;
             let request_deadline = Deadline::after(
@@ -141,7 +142,8 @@ impl DeviceAuthorization {
             {
                 Ok(token) => {
                     let grant = self.config.refresh_grant(token.clone());
-                    return client_after(&self.http, grant, &token, request_deadline);
+                    let counted = self.http.counters().snapshot().since(&before);
+                    return client_after(&self.http, grant, &token, &counted, request_deadline);
                 }
                 Err(e) => match e.oauth().map(|o| o.error.as_str()) {
                     Some("authorization_pending") => {}

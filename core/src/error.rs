@@ -227,6 +227,67 @@ impl Error {
         }
     }
 
+    /// This error with every occurrence of `secrets` in its texts replaced by
+    /// `[redacted]`: a provider may echo a credential back in its answer, whatever its
+    /// shape (short, punctuated, letters only) — values the pattern-based scrubbing
+    /// cannot recognise. Values shorter than 4 characters are left alone: replacing them
+    /// would garble every message and hide nothing.
+    pub(crate) fn redact_values(mut self, secrets: &[&str]) -> Self {
+        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 4).collect();
+        if secrets.is_empty() {
+            return self;
+        }
+        let clean = |text: &mut String| {
+            for s in &secrets {
+                if text.contains(s) {
+                    let mut redacted = text.replace(s, "[redacted]");
+                    std::mem::swap(text, &mut redacted);
+                    redacted.zeroize();
+                }
+            }
+        };
+        let clean_opt = |text: &mut Option<String>| {
+            if let Some(t) = text {
+                clean(t);
+            }
+        };
+        let clean_problem = |p: &mut Problem| {
+            clean_opt(&mut p.problem_type);
+            clean_opt(&mut p.title);
+            clean_opt(&mut p.detail);
+        };
+        match &mut self {
+            Error::Config { message }
+            | Error::Transport { message, .. }
+            | Error::Timeout { message }
+            | Error::Store { message }
+            | Error::IssuerMismatch { message } => clean(message),
+            Error::OAuth(o) => {
+                clean(&mut o.error);
+                clean_opt(&mut o.description);
+                clean_opt(&mut o.uri);
+            }
+            Error::ApiProblem(p) => clean_problem(p),
+            Error::RateLimited { problem, .. } => {
+                if let Some(p) = problem {
+                    clean_problem(p);
+                }
+            }
+            Error::InvalidResponse {
+                message, snippet, ..
+            } => {
+                clean(message);
+                clean(snippet);
+            }
+            Error::ReauthenticationRequired { cause } => {
+                let inner = std::mem::replace(&mut **cause, Error::Cancelled);
+                **cause = inner.redact_values(&secrets);
+            }
+            Error::StateMismatch | Error::Cancelled => {}
+        }
+        self
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Error::Config {
             message: message.into(),

@@ -15,6 +15,7 @@ use crate::http::{Deadline, Http};
 use crate::options::Options;
 use crate::random;
 use crate::secret::Secret;
+use crate::stats::Stats;
 use crate::store::Tier;
 
 /// An authorization URL to send the user to, with the `state` that must come back.
@@ -115,6 +116,7 @@ impl AuthorizationCodeFlow {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Error::invalid(0, "authorization callback has no code", b""))?;
         let deadline = Deadline::after(self.http.options().timeout);
+        let before = self.http.counters().snapshot();
         let token = self.config.exchange(
             &self.http,
             Secret::new(code),
@@ -122,7 +124,8 @@ impl AuthorizationCodeFlow {
             deadline,
         )?;
         let grant = self.config.refresh_grant(token.clone());
-        client_after(&self.http, grant, &token, deadline)
+        let counted = self.http.counters().snapshot().since(&before);
+        client_after(&self.http, grant, &token, &counted, deadline)
     }
 }
 
@@ -132,6 +135,7 @@ pub(crate) fn client_after(
     http: &Http,
     grant: RefreshToken,
     token: &crate::token::Token,
+    counted: &Stats,
     deadline: Deadline,
 ) -> Result<Client> {
     let options = http.shared_options();
@@ -139,6 +143,9 @@ pub(crate) fn client_after(
         .store
         .as_ref()
         .and_then(|_| crate::grant::sealed::Fetch::store_key(&grant));
-    Tier::new(Arc::clone(&options), key).hand_over_new(token, deadline);
-    Client::new(grant, (*options).clone())
+    // A code exchange adopts nothing from the store: this tier's counters stay unused.
+    Tier::new(Arc::clone(&options), key, Arc::default()).hand_over_new(token, deadline);
+    let client = Client::new(grant, (*options).clone())?;
+    client.absorb(counted);
+    Ok(client)
 }

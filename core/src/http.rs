@@ -11,9 +11,11 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::error::{self, Error, ErrorKind, Result};
+use crate::events::{self, event};
 use crate::fork::Stamp;
 use crate::options::{Options, Proxy, MAX_DURATION};
 use crate::secret::Secret;
+use crate::stats::{Counters, Outcome};
 use crate::token::{self, Token};
 
 /// The `User-Agent` of every request.
@@ -78,12 +80,45 @@ pub enum BodyFormat {
 
 /// A token endpoint request; parameters are secrets because most of them are.
 pub(crate) struct TokenRequest<'a> {
+    /// The grant's name in events (`client_credentials`, `api_key`, …).
+    pub grant: &'static str,
     pub url: &'a str,
     pub format: BodyFormat,
     pub params: Vec<(&'static str, Secret)>,
     pub basic: Option<Secret>,
     pub headers: Vec<(String, String)>,
     pub replay: Replay,
+    /// Secret values sent other than as a secret parameter (a Basic client secret):
+    /// removed from any error text, as are the values of [`SECRET_PARAMS`].
+    pub redact: Vec<Secret>,
+}
+
+/// Token request parameters whose values are credentials.
+const SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "refresh_token",
+    "refreshToken",
+    "apiKey",
+    "code",
+    "code_verifier",
+    "device_code",
+    "token",
+];
+
+impl TokenRequest<'_> {
+    /// `error` without any credential this request carried.
+    pub(crate) fn redacted(&self, error: Error) -> Error {
+        let secrets: Vec<&str> = self
+            .params
+            .iter()
+            .filter(|(name, _)| SECRET_PARAMS.contains(name))
+            .map(|(_, value)| value)
+            .chain(&self.redact)
+            .map(Secret::expose_secret)
+            .collect();
+        error.redact_values(&secrets)
+    }
 }
 
 /// An HTTP response from an authenticated API request.
@@ -138,6 +173,8 @@ pub struct Http {
     /// The proxy for non-loopback hosts (loopback is always reached directly).
     proxy: Option<ureq::Proxy>,
     options: Arc<Options>,
+    /// The counters of the client (or flow) this layer serves.
+    counters: Arc<Counters>,
 }
 
 impl Http {
@@ -160,7 +197,13 @@ impl Http {
             inherited: parking_lot::Mutex::new(Vec::new()),
             proxy,
             options,
+            counters: Arc::default(),
         })
+    }
+
+    /// The counters token requests are counted in.
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     /// The options, shared.
@@ -218,11 +261,14 @@ impl Http {
         } else {
             self.options.max_retries
         };
+        let host = host_of(req.url);
         let mut attempt = 0;
         loop {
             let Some(remaining) = deadline.remaining() else {
                 return Err(Deadline::expired("the token request"));
             };
+            event!(debug, "token.requested", grant = req.grant, host = host.as_str(), attempt = attempt + 1;
+                "token request: grant {}, {host}, attempt {}", req.grant, attempt + 1);
             let sent_at = Instant::now();
             let (error, retry, server_delay) = match self.token_attempt(req, remaining) {
                 Ok(raw) if (200..300).contains(&raw.status) => {
@@ -233,16 +279,26 @@ impl Http {
                         self.options.default_lifetime,
                     ) {
                         Ok(token) => {
-                            return Ok(token.with_expiry_margin(self.options.expiry_margin))
+                            self.counters.request(Outcome::Succeeded);
+                            let lifetime = token.lifetime().map_or(-1.0, events::secs);
+                            let scope = events::printable(token.scope().unwrap_or(""));
+                            event!(debug, "token.obtained", grant = req.grant, host = host.as_str(),
+                                attempt = attempt + 1, lifetime_s = lifetime, scope = scope.as_str();
+                                "token obtained: grant {}, {host}, lifetime {lifetime} s, scope {scope:?}", req.grant);
+                            return Ok(token.with_expiry_margin(self.options.expiry_margin));
                         }
                         Err(e) => {
                             let unusable = e.kind() == ErrorKind::InvalidResponse;
-                            (e, unusable && req.replay == Replay::Safe, None)
+                            (
+                                req.redacted(e),
+                                unusable && req.replay == Replay::Safe,
+                                None,
+                            )
                         }
                     }
                 }
                 Ok(raw) => (
-                    error::from_response(raw.status, raw.retry_after, &raw.body),
+                    req.redacted(error::from_response(raw.status, raw.retry_after, &raw.body)),
                     retryable_status(&raw, req.replay),
                     raw.retry_after,
                 ),
@@ -252,9 +308,33 @@ impl Http {
                     (e, retry, None)
                 }
             };
+            let status = error.http_status().unwrap_or(0);
+            self.counters
+                .request(if (400..500).contains(&status) && status != 429 {
+                    Outcome::Refused
+                } else {
+                    Outcome::Failed
+                });
             let delay = server_delay.unwrap_or_else(|| backoff_delay(attempt));
             let fits = deadline.remaining().is_some_and(|left| delay < left);
-            if !retry || attempt >= max_retries || delay > MAX_INLINE_RETRY_WAIT || !fits {
+            let retrying = retry && attempt < max_retries && delay <= MAX_INLINE_RETRY_WAIT && fits;
+            let retry_after = server_delay.map_or(-1.0, events::secs);
+            // A device flow's "not yet" answers are its normal course, not failures.
+            let pending = error
+                .oauth()
+                .is_some_and(|o| matches!(o.error.as_str(), "authorization_pending" | "slow_down"));
+            let level = if retrying || pending {
+                log::Level::Debug
+            } else {
+                log::Level::Warn
+            };
+            log::log!(target: events::TARGET, level,
+                event = "token.request_failed", grant = req.grant, host = host.as_str(),
+                attempt = attempt + 1, kind = error.kind().name(), status = status,
+                retry_after_s = retry_after, retrying = retrying;
+                "token request failed: grant {}, {host}, attempt {}: {error}{}", req.grant, attempt + 1,
+                if retrying { "; retrying" } else { "" });
+            if !retrying {
                 return Err(error);
             }
             std::thread::sleep(delay);

@@ -23,6 +23,7 @@ mod clock;
 mod device;
 mod discovery;
 mod error;
+mod events;
 mod flow;
 mod fork;
 pub mod grant;
@@ -32,6 +33,7 @@ pub mod provider;
 mod random;
 mod resolve;
 mod secret;
+mod stats;
 mod store;
 mod token;
 
@@ -48,6 +50,7 @@ pub use options::{
     MAX_DURATION,
 };
 pub use secret::Secret;
+pub use stats::Stats;
 pub use store::{FileStore, MemoryStore, RedisStore, StoreKey, StoreLock, StoredToken, TokenStore};
 pub use token::{parse_token_response, Freshness, Token};
 

@@ -40,3 +40,43 @@ fn debug_of_every_public_type_is_redacted() {
     // The pending state is not printed by the flow's Debug.
     assert!(!format!("{flow:?}").contains(&request.state));
 }
+
+/// A provider that echoes the credential it was sent: the value is removed from the
+/// error whatever its shape — short, letters only, punctuated — for the client secret
+/// (Basic and body), the API key and the refresh token.
+#[test]
+fn credentials_echoed_by_the_provider_are_removed_by_value() {
+    use authcore::AuthMethod;
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_status(400)
+        .with_header("content-type", "application/json")
+        .with_body_from_request(|req| {
+            let body = String::from_utf8_lossy(req.body().unwrap()).into_owned();
+            let auth = req.header("authorization").first().map(|v| v.to_str().unwrap().to_owned());
+            let echoed = serde_json::json!({
+                "error": "invalid_client",
+                "error_description": format!("you sent {body} and {auth:?}: hunter is wrong, so is a.b-c! and 'rtok' and xK3"),
+            });
+            echoed.to_string().into_bytes()
+        })
+        .create();
+    let url = format!("{}/token", server.url());
+    for method in [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost] {
+        let client = Client::new(
+            ClientCredentials::new(&url, "id", "hunter").auth_method(method),
+            opts(),
+        )
+        .unwrap();
+        let text = client.token().unwrap_err().to_string();
+        assert!(!text.contains("hunter"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    let client = Client::new(RefreshToken::new(&url, "id", "a.b-c!", "rtok"), opts()).unwrap();
+    let text = format!("{:?}", client.token().unwrap_err());
+    assert!(!text.contains("a.b-c!"), "{text}");
+    assert!(!text.contains("'rtok'"), "{text}");
+    // Shorter than four characters: left as it is (nothing is hidden by garbling).
+    assert!(text.contains("xK3"), "{text}");
+}

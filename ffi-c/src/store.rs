@@ -160,6 +160,10 @@ fn key_c(key: &StoreKey) -> CString {
 }
 
 impl TokenStore for CallbackStore {
+    fn name(&self) -> &'static str {
+        "callbacks"
+    }
+
     fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
         let Some(load) = self.0.load else {
             return Ok(None);

@@ -87,6 +87,10 @@ fn failed(method: &str, e: &PyErr) -> Error {
 }
 
 impl TokenStore for ObjectStore {
+    fn name(&self) -> &'static str {
+        "python"
+    }
+
     fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
         Python::attach(|py| {
             let value = self

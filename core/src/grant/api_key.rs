@@ -60,12 +60,18 @@ impl ApiKey {
             provider::API_VIDEO_ORIGIN_CLIENT.into(),
         ));
         TokenRequest {
+            grant: if param.0 == "apiKey" {
+                "api_key"
+            } else {
+                "refresh_token"
+            },
             url,
             format: BodyFormat::Json,
             params: vec![param],
             basic: None,
             headers,
             replay,
+            redact: Vec::new(),
         }
     }
 }

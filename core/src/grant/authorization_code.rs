@@ -240,6 +240,7 @@ impl AuthorizationCode {
         deadline: Deadline,
     ) -> Result<Token> {
         let mut req = TokenRequest {
+            grant: "authorization_code",
             url: &self.token_url,
             format: self.format,
             params: vec![
@@ -250,6 +251,7 @@ impl AuthorizationCode {
             basic: None,
             headers: extra_headers(http),
             replay: Replay::Never,
+            redact: Vec::new(),
         };
         if let Some(p) = pkce {
             req.params.push(("code_verifier", p.verifier().clone()));

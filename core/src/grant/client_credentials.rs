@@ -67,12 +67,14 @@ impl ClientCredentials {
 impl Fetch for ClientCredentials {
     fn fetch(&self, http: &Http, _rt: Option<&Secret>, deadline: Deadline) -> Result<Token> {
         let mut req = TokenRequest {
+            grant: "client_credentials",
             url: &self.token_url,
             format: BodyFormat::Form,
             params: vec![("grant_type", Secret::new("client_credentials"))],
             basic: None,
             headers: extra_headers(http),
             replay: Replay::Safe,
+            redact: Vec::new(),
         };
         if !self.scopes.is_empty() {
             req.params

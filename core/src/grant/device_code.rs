@@ -100,12 +100,14 @@ impl DeviceCode {
     /// Asks for a device code and a user code.
     pub(crate) fn start(&self, http: &Http, deadline: Deadline) -> Result<Started> {
         let mut req = TokenRequest {
+            grant: "device_authorization",
             url: &self.device_url,
             format: BodyFormat::Form,
             params: Vec::new(),
             basic: None,
             headers: extra_headers(http),
             replay: Replay::Safe,
+            redact: Vec::new(),
         };
         if !self.scopes.is_empty() {
             req.params
@@ -115,11 +117,11 @@ impl DeviceCode {
         self.client.apply(&mut req)?;
         let response = http.post(&req, deadline)?;
         if response.status != 200 {
-            return Err(crate::error::from_response(
+            return Err(req.redacted(crate::error::from_response(
                 response.status,
                 None,
                 &response.body,
-            ));
+            )));
         }
         let started: Started = serde_json::from_slice(&response.body).map_err(|e| {
             Error::invalid(
@@ -143,6 +145,7 @@ impl DeviceCode {
         deadline: Deadline,
     ) -> Result<Token> {
         let mut req = TokenRequest {
+            grant: "device_code",
             url: &self.token_url,
             format: BodyFormat::Form,
             params: vec![
@@ -152,6 +155,7 @@ impl DeviceCode {
             basic: None,
             headers: extra_headers(http),
             replay: Replay::Never,
+            redact: Vec::new(),
         };
         self.client.apply(&mut req)?;
         http.token(&req, deadline)

@@ -179,9 +179,11 @@ impl ClientAuth {
                 let secret = Secret::new(enc(self.secret.expose_secret()));
                 let id = Secret::new(enc(&self.id));
                 req.basic = Some(basic(id.expose_secret(), secret.expose_secret()));
+                req.redact.push(self.secret.clone());
             }
             AuthMethod::ClientSecretBasicRaw => {
                 req.basic = Some(basic(&self.id, self.secret.expose_secret()));
+                req.redact.push(self.secret.clone());
             }
             AuthMethod::ClientSecretPost => {
                 req.params.push(("client_id", Secret::new(self.id.clone())));
@@ -236,6 +238,7 @@ pub(crate) fn revoke_at(
 ) -> Result<()> {
     for (token, hint) in tokens {
         let mut req = TokenRequest {
+            grant: "revocation",
             url,
             format: BodyFormat::Form,
             params: vec![
@@ -245,15 +248,16 @@ pub(crate) fn revoke_at(
             basic: None,
             headers: extra_headers(http),
             replay: crate::http::Replay::Safe,
+            redact: Vec::new(),
         };
         client.apply(&mut req)?;
         let response = http.post(&req, deadline)?;
         if response.status != 200 {
-            return Err(crate::error::from_response(
+            return Err(req.redacted(crate::error::from_response(
                 response.status,
                 None,
                 &response.body,
-            ));
+            )));
         }
     }
     Ok(())

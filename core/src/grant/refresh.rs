@@ -163,6 +163,7 @@ impl Fetch for RefreshToken {
             });
         };
         let mut req = TokenRequest {
+            grant: "refresh_token",
             url: &self.token_url,
             format: self.format,
             params: vec![
@@ -172,6 +173,7 @@ impl Fetch for RefreshToken {
             basic: None,
             headers: extra_headers(http),
             replay: self.rotation.replay(),
+            redact: Vec::new(),
         };
         add_resources(&mut req, &self.resources);
         self.client.apply(&mut req)?;

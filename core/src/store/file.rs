@@ -64,6 +64,10 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 impl TokenStore for FileStore {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
     fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
         let path = self.path(key, "json");
         let bytes = match std::fs::read(&path) {
@@ -73,8 +77,7 @@ impl TokenStore for FileStore {
         };
         let stored = StoredToken::from_json(&bytes);
         if stored.is_none() {
-            log::warn!(
-                target: "authcore",
+            crate::events::event!(warn, "store.corrupt", store = "file";
                 "token store file {} is corrupt or truncated; treated as empty",
                 path.display()
             );

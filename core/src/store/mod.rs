@@ -257,6 +257,10 @@ pub trait TokenStore: Send + Sync {
     fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()>;
     /// Removes the token for `key` (after a revocation), while holding its lock.
     fn remove(&self, key: &StoreKey) -> Result<()>;
+    /// What kind of store this is, for events (`file`, `redis`, …).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// A store inside this process only: clients of one process that use the same
@@ -295,6 +299,10 @@ impl MemoryStore {
 }
 
 impl TokenStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
         Ok(self.tokens.lock().get(key).cloned())
     }

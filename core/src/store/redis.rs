@@ -248,8 +248,7 @@ impl Drop for RedisLock {
                     .invoke::<i64>(c)
             });
         if released.is_err() {
-            log::warn!(
-                target: "authcore",
+            crate::events::event!(warn, "store.unlock_failed", store = "redis";
                 "could not release a Redis token-store lock; it expires by itself"
             );
         }
@@ -257,6 +256,10 @@ impl Drop for RedisLock {
 }
 
 impl TokenStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
         let deadline = self.shared.deadline_of(key);
         let value: Option<Vec<u8>> =
@@ -270,7 +273,7 @@ impl TokenStore for RedisStore {
         let stored = StoredToken::from_json(&bytes);
         zeroize::Zeroize::zeroize(&mut bytes);
         if stored.is_none() {
-            log::warn!(target: "authcore", "the token in Redis is corrupt; treated as empty");
+            crate::events::event!(warn, "store.corrupt", store = "redis"; "the token in Redis is corrupt; treated as empty");
         }
         Ok(stored)
     }

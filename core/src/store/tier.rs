@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use super::{StoreKey, StoredToken, TokenStore};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::event;
 use crate::http::Deadline;
 use crate::options::Options;
 use crate::secret::Secret;
+use crate::stats::Counters;
 use crate::token::Token;
 
 /// How a grant may renew while its shared store cannot be used.
@@ -30,16 +32,22 @@ pub(crate) struct Tier {
     shared: Option<(Arc<dyn TokenStore>, StoreKey)>,
     options: Arc<Options>,
     degraded: AtomicBool,
+    counters: Arc<Counters>,
 }
 
 impl Tier {
     /// The tier for a credential: shared through `options`' store when `key` is some.
-    pub(crate) fn new(options: Arc<Options>, key: Option<StoreKey>) -> Tier {
+    pub(crate) fn new(
+        options: Arc<Options>,
+        key: Option<StoreKey>,
+        counters: Arc<Counters>,
+    ) -> Tier {
         let shared = options.store.clone().zip(key);
         Tier {
             shared,
             options,
             degraded: AtomicBool::new(false),
+            counters,
         }
     }
 
@@ -89,6 +97,9 @@ impl Tier {
             .map(|s| s.to_token().with_expiry_margin(self.options.expiry_margin))
         {
             if token.fresh_now() {
+                self.counters.store_adoption();
+                event!(debug, "store.adopted", store = store.name();
+                    "adopted the token another process renewed ({})", store.name());
                 return Ok(token);
             }
         }
@@ -96,8 +107,10 @@ impl Tier {
             .and_then(|s| s.refresh_token)
             .or_else(|| refresh_token.cloned());
         let token = fetch(newest.as_ref())?;
-        if let Err(e) = store.save(key, &StoredToken::from_token(&token, newest.as_ref())) {
-            log_unsaved(&e);
+        match store.save(key, &StoredToken::from_token(&token, newest.as_ref())) {
+            Ok(()) => event!(debug, "store.saved", store = store.name();
+                "saved the new token to the store ({})", store.name()),
+            Err(e) => log_unsaved(&e),
         }
         Ok(token)
     }
@@ -143,13 +156,11 @@ impl Tier {
         }
         match catch_unwind(AssertUnwindSafe(|| hook(rt))) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => log::error!(
-                target: "authcore",
+            Ok(Err(e)) => event!(error, "hook.failed";
                 "the refresh-token hook failed: {}; the new refresh token is kept in memory and used",
                 crate::error::scrub(&e.to_string())
             ),
-            Err(_) => log::error!(
-                target: "authcore",
+            Err(_) => event!(error, "hook.failed";
                 "the refresh-token hook panicked; the new refresh token is kept in memory and used"
             ),
         }
@@ -157,8 +168,7 @@ impl Tier {
 
     fn unusable(&self, e: &Error) {
         if !self.degraded.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                target: "authcore",
+            event!(warn, "store.unusable";
                 "{e}; renewing without it (tokens are not shared) until it is back"
             );
         }
@@ -166,14 +176,13 @@ impl Tier {
 
     fn usable(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
-            log::info!(target: "authcore", "the token store is usable again; tokens are shared");
+            event!(info, "store.usable"; "the token store is usable again; tokens are shared");
         }
     }
 }
 
 fn log_unsaved(e: &Error) {
-    log::error!(
-        target: "authcore",
+    event!(error, "store.save_failed";
         "could not save the new token to the store ({e}); it is kept and used in this process"
     );
 }

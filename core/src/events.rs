@@ -1,0 +1,53 @@
+//! Events: what a client does, told through the [`log`] facade with target `authcore`.
+//!
+//! Every event has a stable name in the key `event` (e.g. `token.obtained`) and its
+//! facts as further key-values (the `log` crate's `kv` feature) and in the message. No
+//! event ever carries a secret (tokens, refresh tokens, client secrets, API keys) or a
+//! full URL: endpoints appear as `host:port`.
+//!
+//! | event | level | facts |
+//! |---|---|---|
+//! | `token.requested` | debug | `grant`, `host`, `attempt` |
+//! | `token.obtained` | debug | `grant`, `host`, `attempt`, `lifetime_s`, `scope` |
+//! | `token.request_failed` | debug (retried) / warn | `grant`, `host`, `attempt`, `kind`, `status`, `retry_after_s`, `retrying` |
+//! | `token.renewed` | info | `reason` (`initial`, `ahead`, `expired`, `rejected`, `forced`), `lifetime_s` |
+//! | `token.renewal_failed` | warn | `reason`, `kind`, `status` |
+//! | `token.rejected` | info | an API answered 401: `status`, `dropped` |
+//! | `refresh_token.rotated` | info | — |
+//! | `backoff.entered` | warn | `failures`, `pause_s` |
+//! | `backoff.refused` | debug | a call answered with the last failure |
+//! | `wait.timed_out` | warn | `waited_s` |
+//! | `store.adopted`, `store.saved` | debug | `store` |
+//! | `store.unusable`, `store.usable`, `store.save_failed`, `store.corrupt` | warn / info / error / warn | `store` |
+//! | `hook.failed` | error | — |
+//!
+//! With no logger installed an event costs one relaxed load of `log`'s maximum level;
+//! no event is emitted on the cached path.
+
+/// The target of every event.
+pub(crate) const TARGET: &str = "authcore";
+
+/// Emits one event: `event!(level, "name", key = value, …; "message {}", args)`.
+macro_rules! event {
+    ($level:ident, $name:literal $(, $key:ident $(: $cap:tt)? = $value:expr)* ; $($message:tt)+) => {
+        ::log::$level!(
+            target: $crate::events::TARGET,
+            event = $name $(, $key $(: $cap)? = $value)*;
+            $($message)+
+        )
+    };
+}
+pub(crate) use event;
+
+/// `text` fit for a log line: control characters replaced, at most 200 characters.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Seconds as a log value, with millisecond precision.
+pub(crate) fn secs(d: std::time::Duration) -> f64 {
+    (d.as_millis() as f64) / 1000.0
+}
