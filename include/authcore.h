@@ -8,6 +8,10 @@
  * with authcore_string_free. Pointers returned by accessors are borrowed from their
  * handle and live until it is freed.
  *
+ * Errors: every function that returns an authcore_status sets this thread's last
+ * error (authcore_last_error_message and friends): cleared on success, filled on
+ * failure. Functions that return anything else never touch it.
+ *
  * Threads: authcore_client, authcore_code_flow, authcore_device_flow and
  * authcore_device_authorization handles may be used from many
  * threads at once. Freeing a handle while another thread uses it is undefined.
@@ -112,6 +116,47 @@ enum authcore_status
 typedef enum authcore_status authcore_status;
 #else
 typedef uint32_t authcore_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How much authcore tells the log callback; each level includes those above it.
+ */
+enum authcore_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Nothing: the callback is not called.
+   */
+  AUTHCORE_LOG_LEVEL_OFF = 0,
+  /**
+   * Failures that cost the caller something (a hook or a save that failed).
+   */
+  AUTHCORE_LOG_LEVEL_ERROR = 1,
+  /**
+   * Failed renewals, backoff, waits given up, an unusable store.
+   */
+  AUTHCORE_LOG_LEVEL_WARN = 2,
+  /**
+   * Renewals (with their reason), rotations, tokens an API rejected.
+   */
+  AUTHCORE_LOG_LEVEL_INFO = 3,
+  /**
+   * Every token request, answer and store use.
+   */
+  AUTHCORE_LOG_LEVEL_DEBUG = 4,
+  /**
+   * Everything, including what future versions add below debug.
+   */
+  AUTHCORE_LOG_LEVEL_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum authcore_log_level authcore_log_level;
+#else
+typedef uint32_t authcore_log_level;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -259,6 +304,85 @@ typedef struct {
 } authcore_header;
 
 /**
+ * What a client (and every handle made from it) did so far, filled in by
+ * `authcore_client_stats`. Fields are only ever added at the end.
+ */
+typedef struct {
+  /**
+   * Calls answered from the cache, without a renewal or a wait.
+   */
+  uint64_t cache_hits;
+  /**
+   * Token endpoint requests that returned a token (every attempt counts, retries and
+   * device-flow polls included; a flow's exchange counts in the client it makes).
+   */
+  uint64_t token_requests_succeeded;
+  /**
+   * Token endpoint requests refused with a 4xx answer.
+   */
+  uint64_t token_requests_refused;
+  /**
+   * Token endpoint requests that failed otherwise (5xx, transport, timeout, a body
+   * that is not a token).
+   */
+  uint64_t token_requests_failed;
+  /**
+   * Renewals for a client that had no token yet.
+   */
+  uint64_t renewals_initial;
+  /**
+   * Renewals of a still-valid token in its renew-ahead window.
+   */
+  uint64_t renewals_ahead;
+  /**
+   * Renewals because the token had expired (or was revoked by the client).
+   */
+  uint64_t renewals_expired;
+  /**
+   * Renewals because an API rejected the token (a 401).
+   */
+  uint64_t renewals_rejected;
+  /**
+   * Renewals asked for by `authcore_client_refresh`.
+   */
+  uint64_t renewals_forced;
+  /**
+   * Renewals that adopted a token another process put in the shared store.
+   */
+  uint64_t store_adoptions;
+  /**
+   * Calls that waited for another caller's renewal.
+   */
+  uint64_t waits;
+  /**
+   * Time spent in those waits, summed over callers, in microseconds.
+   */
+  uint64_t wait_time_us;
+  /**
+   * Waits that ended at the caller's deadline before the renewal did.
+   */
+  uint64_t wait_timeouts;
+  /**
+   * Calls answered with the last failure because the failure backoff held.
+   */
+  uint64_t backoff_refusals;
+  /**
+   * Requests sent again by `authcore_client_request` after a 401 and a renewal.
+   */
+  uint64_t retries_after_401;
+} authcore_stats;
+
+/**
+ * Receives one event: its level, its stable name (e.g. "token.renewed"; see the
+ * README's table of events) and a one-line message with its facts. Both strings are
+ * borrowed for the duration of the call and never contain a secret.
+ */
+typedef void (*authcore_log_fn)(void *userdata,
+                                authcore_log_level level,
+                                const char *event,
+                                const char *message);
+
+/**
  * Called with the new refresh token each time the provider rotates it, before the
  * new access token is handed out, so that it can be persisted. Return 0 when it was
  * kept, anything else when it could not be.
@@ -344,15 +468,26 @@ const char *authcore_status_str(uint32_t status);
 
 /**
  * A short, stable, snake_case name of a status ("ok", "oauth", "null_argument", ...),
- * the same names the Rust and Python faces use for error kinds. Static; never NULL;
- * unknown values get "unknown".
+ * the same names the Rust and Python faces use for error kinds, for logs and metrics
+ * that must match across hosts. It is the enumerator's name without the
+ * `AUTHCORE_STATUS_` prefix, lowercased (`AUTHCORE_STATUS_API_PROBLEM` →
+ * "api_problem"). For a sentence to show a person use `authcore_status_str`, and for
+ * what went wrong this time `authcore_last_error_message`. Static; never NULL; unknown
+ * values get "unknown".
  */
 const char *authcore_status_name(uint32_t status);
 
 /**
- * The message of the last failed authcore call on this thread, or "" if the last call
- * succeeded. Never NULL; valid until the next authcore call on this thread. Messages
- * never contain secrets.
+ * The message of the last failure on this thread. Never NULL; never contains a secret.
+ *
+ * Exactly which calls change it: every function that returns an `authcore_status`
+ * sets it — to the failure's message when it fails, to "" when it succeeds. Functions
+ * that return anything else (accessors such as `authcore_token_scope` or
+ * `authcore_response_status`, the `_free` functions, `authcore_status_str`,
+ * `authcore_status_name`, `authcore_version` and the `authcore_last_error_*` functions
+ * themselves) leave it as it is. So read it right after the call that failed, before
+ * the next status-returning call on the same thread; store the pointer only until
+ * then (it is valid until that next call). Each thread has its own.
  */
 const char *authcore_last_error_message(void);
 
@@ -723,6 +858,31 @@ authcore_status authcore_response_header_at(const authcore_response *response,
 void authcore_response_free(authcore_response *response);
 
 /**
+ * Fills `out` with the client's counters. Pass `sizeof(authcore_stats)` as `size`: a
+ * program built against an older header (a smaller struct) gets the fields it knows,
+ * one built against a newer header gets zeros in the fields this library lacks.
+ * Counting is always on and costs a few nanoseconds per call at most.
+ *
+ * # Safety
+ * `client` is a live handle; `out` is valid for writes of `size` bytes.
+ */
+authcore_status authcore_client_stats(const authcore_client *client,
+                                      authcore_stats *out,
+                                      size_t size);
+
+/**
+ * A new token now, whatever the state of the cached one: exactly one renewal (or the
+ * outcome of one already in flight), within the client's timeout. While the failure
+ * backoff holds, the last failure comes back without a request. A personal access
+ * token client just succeeds. `out` may be NULL; otherwise it receives the new access
+ * token as an owned string (free it with `authcore_string_free`).
+ *
+ * # Safety
+ * `client` is a live handle; `out` is NULL or writable.
+ */
+authcore_status authcore_client_refresh(const authcore_client *client, char **out);
+
+/**
  * Fetches `issuer`'s metadata (RFC 8414's location, then OpenID Connect Discovery's)
  * within the options' timeout. The document must name the same issuer
  * (`AUTHCORE_STATUS_ISSUER_MISMATCH` otherwise), and every endpoint must be HTTPS
@@ -761,6 +921,32 @@ bool authcore_metadata_iss_supported(const authcore_metadata *metadata);
  * `metadata` is NULL or a handle from `authcore_discover` not yet freed.
  */
 void authcore_metadata_free(authcore_metadata *metadata);
+
+/**
+ * Sends authcore's events at `level` and above to `callback`, for the whole process,
+ * from whichever thread raises them (several at once: the callback must be
+ * thread-safe). `userdata` is passed back as it is. `callback` NULL or level
+ * `AUTHCORE_LOG_LEVEL_OFF` stops the events. When this returns, no call to a previous
+ * callback is still in progress, so its userdata may be freed.
+ *
+ * With no callback set an event costs one relaxed load; events are raised on renewals
+ * and failures, never when a cached token is handed out.
+ *
+ * The callback may call authcore functions; events those raise on the same thread are
+ * dropped rather than delivered recursively. Calling this function from inside the
+ * callback fails with `AUTHCORE_STATUS_INVALID_ARGUMENT`, as does an unknown level.
+ *
+ * # Safety
+ * `callback` is NULL or a function that may be called with `userdata` from any thread
+ * until this function is called again.
+ */
+authcore_status authcore_set_log_callback(uint32_t level, authcore_log_fn callback, void *userdata);
+
+/**
+ * A static, lowercase name of a log level ("off", "error", "warn", "info", "debug",
+ * "trace"); unknown values get "unknown". Never NULL.
+ */
+const char *authcore_log_level_name(uint32_t level);
 
 /**
  * An authorization code flow at any OAuth 2.0 server. `scopes` is space-separated or

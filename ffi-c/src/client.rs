@@ -877,3 +877,125 @@ pub unsafe extern "C" fn authcore_response_free(response: *mut authcore_response
         }
     })
 }
+
+/// What a client (and every handle made from it) did so far, filled in by
+/// `authcore_client_stats`. Fields are only ever added at the end.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct authcore_stats {
+    /// Calls answered from the cache, without a renewal or a wait.
+    pub cache_hits: u64,
+    /// Token endpoint requests that returned a token (every attempt counts, retries and
+    /// device-flow polls included; a flow's exchange counts in the client it makes).
+    pub token_requests_succeeded: u64,
+    /// Token endpoint requests refused with a 4xx answer.
+    pub token_requests_refused: u64,
+    /// Token endpoint requests that failed otherwise (5xx, transport, timeout, a body
+    /// that is not a token).
+    pub token_requests_failed: u64,
+    /// Renewals for a client that had no token yet.
+    pub renewals_initial: u64,
+    /// Renewals of a still-valid token in its renew-ahead window.
+    pub renewals_ahead: u64,
+    /// Renewals because the token had expired (or was revoked by the client).
+    pub renewals_expired: u64,
+    /// Renewals because an API rejected the token (a 401).
+    pub renewals_rejected: u64,
+    /// Renewals asked for by `authcore_client_refresh`.
+    pub renewals_forced: u64,
+    /// Renewals that adopted a token another process put in the shared store.
+    pub store_adoptions: u64,
+    /// Calls that waited for another caller's renewal.
+    pub waits: u64,
+    /// Time spent in those waits, summed over callers, in microseconds.
+    pub wait_time_us: u64,
+    /// Waits that ended at the caller's deadline before the renewal did.
+    pub wait_timeouts: u64,
+    /// Calls answered with the last failure because the failure backoff held.
+    pub backoff_refusals: u64,
+    /// Requests sent again by `authcore_client_request` after a 401 and a renewal.
+    pub retries_after_401: u64,
+}
+
+impl From<authcore::Stats> for authcore_stats {
+    fn from(s: authcore::Stats) -> Self {
+        authcore_stats {
+            cache_hits: s.cache_hits,
+            token_requests_succeeded: s.token_requests_succeeded,
+            token_requests_refused: s.token_requests_refused,
+            token_requests_failed: s.token_requests_failed,
+            renewals_initial: s.renewals_initial,
+            renewals_ahead: s.renewals_ahead,
+            renewals_expired: s.renewals_expired,
+            renewals_rejected: s.renewals_rejected,
+            renewals_forced: s.renewals_forced,
+            store_adoptions: s.store_adoptions,
+            waits: s.waits,
+            wait_time_us: u64::try_from(s.wait_time.as_micros()).unwrap_or(u64::MAX),
+            wait_timeouts: s.wait_timeouts,
+            backoff_refusals: s.backoff_refusals,
+            retries_after_401: s.retries_after_401,
+        }
+    }
+}
+
+/// Fills `out` with the client's counters. Pass `sizeof(authcore_stats)` as `size`: a
+/// program built against an older header (a smaller struct) gets the fields it knows,
+/// one built against a newer header gets zeros in the fields this library lacks.
+/// Counting is always on and costs a few nanoseconds per call at most.
+///
+/// # Safety
+/// `client` is a live handle; `out` is valid for writes of `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_stats(
+    client: *const authcore_client,
+    out: *mut authcore_stats,
+    size: usize,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let stats = authcore_stats::from(unsafe { client_ref(client) }.stats());
+        let ours = std::mem::size_of::<authcore_stats>();
+        // SAFETY: `out` is valid for `size` bytes; we write at most that many, from a
+        // plain-old-data struct, then zeros.
+        unsafe {
+            let dst = out.cast::<u8>();
+            std::ptr::copy_nonoverlapping(
+                (&stats as *const authcore_stats).cast::<u8>(),
+                dst,
+                size.min(ours),
+            );
+            if size > ours {
+                std::ptr::write_bytes(dst.add(ours), 0, size - ours);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A new token now, whatever the state of the cached one: exactly one renewal (or the
+/// outcome of one already in flight), within the client's timeout. While the failure
+/// backoff holds, the last failure comes back without a request. A personal access
+/// token client just succeeds. `out` may be NULL; otherwise it receives the new access
+/// token as an owned string (free it with `authcore_string_free`).
+///
+/// # Safety
+/// `client` is a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_refresh(
+    client: *const authcore_client,
+    out: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let token = unsafe { client_ref(client) }.refresh()?;
+        if !out.is_null() {
+            let s = owned_c_string(token.access_token().expose_secret())?;
+            // SAFETY: non-NULL and writable, as the caller promises.
+            unsafe { out.write(s) };
+        }
+        Ok(())
+    })
+}

@@ -11,7 +11,8 @@
 //!   its documentation says it may be NULL;
 //! - every body runs inside a panic boundary: a panic becomes `AUTHCORE_STATUS_PANIC`;
 //! - the message of the last failure on the calling thread is available from
-//!   `authcore_last_error_message`.
+//!   `authcore_last_error_message`: every status-returning function sets it (to "" on
+//!   success), every other function leaves it alone.
 #![deny(missing_docs)]
 #![allow(non_camel_case_types)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -24,12 +25,14 @@ use zeroize::Zeroize;
 
 mod client;
 mod discovery;
+mod events;
 mod flow;
 mod options;
 mod store;
 
 pub use client::*;
 pub use discovery::*;
+pub use events::*;
 pub use flow::*;
 pub use options::*;
 pub use store::*;
@@ -327,8 +330,12 @@ pub extern "C" fn authcore_status_str(status: u32) -> *const c_char {
 }
 
 /// A short, stable, snake_case name of a status ("ok", "oauth", "null_argument", ...),
-/// the same names the Rust and Python faces use for error kinds. Static; never NULL;
-/// unknown values get "unknown".
+/// the same names the Rust and Python faces use for error kinds, for logs and metrics
+/// that must match across hosts. It is the enumerator's name without the
+/// `AUTHCORE_STATUS_` prefix, lowercased (`AUTHCORE_STATUS_API_PROBLEM` →
+/// "api_problem"). For a sentence to show a person use `authcore_status_str`, and for
+/// what went wrong this time `authcore_last_error_message`. Static; never NULL; unknown
+/// values get "unknown".
 #[no_mangle]
 pub extern "C" fn authcore_status_name(status: u32) -> *const c_char {
     match status {
@@ -355,9 +362,16 @@ pub extern "C" fn authcore_status_name(status: u32) -> *const c_char {
     .as_ptr()
 }
 
-/// The message of the last failed authcore call on this thread, or "" if the last call
-/// succeeded. Never NULL; valid until the next authcore call on this thread. Messages
-/// never contain secrets.
+/// The message of the last failure on this thread. Never NULL; never contains a secret.
+///
+/// Exactly which calls change it: every function that returns an `authcore_status`
+/// sets it — to the failure's message when it fails, to "" when it succeeds. Functions
+/// that return anything else (accessors such as `authcore_token_scope` or
+/// `authcore_response_status`, the `_free` functions, `authcore_status_str`,
+/// `authcore_status_name`, `authcore_version` and the `authcore_last_error_*` functions
+/// themselves) leave it as it is. So read it right after the call that failed, before
+/// the next status-returning call on the same thread; store the pointer only until
+/// then (it is valid until that next call). Each thread has its own.
 #[no_mangle]
 pub extern "C" fn authcore_last_error_message() -> *const c_char {
     boundary_or(c"".as_ptr(), || {

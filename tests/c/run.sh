@@ -27,7 +27,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 cargo build --release --locked -p authcore-cli
 # Every C program here links the library as installed, exactly as users get it.
-bash ffi-c/install.sh "$work/prefix" > /dev/null
+bash ffi-c/install.sh "$work/prefix" > "$work/install.out"
+grep -q "installed libauthcore" "$work/install.out" || { cat "$work/install.out" >&2; exit 1; }
 prefix="$work/prefix"
 CFLAGS_COMMON=(-std=c11 -Wall -Wextra -Wpedantic -Werror -D_POSIX_C_SOURCE=200809L -g -I"$prefix/include")
 LINK=(-L"$prefix/lib" -lauthcore -Wl,-rpath,"$prefix/lib" -pthread)
@@ -115,7 +116,9 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
     export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
     # shellcheck disable=SC2046
     cc example.c $(pkg-config --cflags --libs authcore) -o example
-    LD_LIBRARY_PATH="$work/prefix/lib" ./example | tee example.out
+    # No LD_LIBRARY_PATH: the pkg-config recipe records the prefix's lib directory
+    # (rpath), so a prefix install runs as it is.
+    ./example | tee example.out
     grep -q "HTTP 200" example.out
 )
 # The static library links too.
@@ -128,12 +131,12 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
     ./example-static > /dev/null
 )
 
-TESTS=(test_api test_threads test_fork test_store test_oidc scenarios)
+TESTS=(test_api test_events test_threads test_fork test_store test_oidc scenarios)
 # test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
 # allocator locks fork-safe, so a child forked while another thread is inside malloc can
 # hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
 # builds).
-ASAN_TESTS=(test_api test_threads test_store test_oidc scenarios)
+ASAN_TESTS=(test_api test_events test_threads test_store test_oidc scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"

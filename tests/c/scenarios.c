@@ -258,11 +258,24 @@ static int run_scenario(const cJSON *sc) {
             obs.errors[MAX_KINDS - 1]++;
         }
     }
+    /* What the client counted, compared below with what the provider counted. */
+    authcore_stats stats = {0};
+    int have_stats = client != NULL &&
+                     authcore_client_stats(client, &stats, sizeof stats) == AUTHCORE_STATUS_OK;
     authcore_client_free(client);
 
     /* Compare with the expectations. */
     cJSON *counters = control("GET", "/_control/counters", NULL);
     int problems = 0;
+    if (have_stats) {
+        double counted = (double)(stats.token_requests_succeeded + stats.token_requests_refused +
+                                  stats.token_requests_failed);
+        if (counted != num_field(counters, "token_requests", -1)) {
+            fprintf(stderr, "  %s: the client counted %g token requests, the provider %g\n", name,
+                    counted, num_field(counters, "token_requests", -1));
+            problems++;
+        }
+    }
     struct {
         const char *expect_key, *counter_key;
     } exact[] = {{"token_requests", "token_requests"},
