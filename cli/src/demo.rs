@@ -38,6 +38,39 @@ impl Timeline {
     }
 }
 
+impl Timeline {
+    /// Shows what the client counted in this scenario, and checks it against the
+    /// provider: every token request the provider saw was counted by the client.
+    fn stats(&mut self, who: &str, client: &Client, server: &DevServer) {
+        let s = client.stats();
+        self.say(
+            who,
+            format!(
+                "counted: {} cache hits; {} token requests ({} ok, {} refused, {} failed); \
+                 renewals {} initial, {} ahead, {} expired, {} after a 401; \
+                 {} retries after a 401; {} calls refused by the backoff",
+                s.cache_hits,
+                s.token_requests(),
+                s.token_requests_succeeded,
+                s.token_requests_refused,
+                s.token_requests_failed,
+                s.renewals_initial,
+                s.renewals_ahead,
+                s.renewals_expired,
+                s.renewals_rejected,
+                s.retries_after_401,
+                s.backoff_refusals,
+            ),
+        );
+        let provider = server.counters().token_requests;
+        self.check(
+            who,
+            s.token_requests() == provider,
+            format!("the provider saw the same {provider} token request(s)"),
+        );
+    }
+}
+
 type DemoResult = Result<(), Box<dyn std::error::Error>>;
 /// One demo scenario: who it is about, and what it does.
 type DemoStep = (&'static str, fn(&DevServer, &mut Timeline) -> DemoResult);
@@ -156,6 +189,7 @@ fn api_video(server: &DevServer, t: &mut Timeline) -> DemoResult {
         rotations.load(Ordering::SeqCst) == 2,
         "both refresh tokens (first and rotated) reached the persistence hook",
     );
+    t.stats(WHO, &client, server);
     Ok(())
 }
 
@@ -171,6 +205,7 @@ fn viewneo_pat(server: &DevServer, t: &mut Timeline) -> DemoResult {
             resp.status
         ),
     );
+    t.stats(WHO, &client, server);
     Ok(())
 }
 
@@ -214,6 +249,7 @@ fn viewneo_code(server: &DevServer, t: &mut Timeline) -> DemoResult {
             resp.status
         ),
     );
+    t.stats(WHO, &client, server);
     Ok(())
 }
 
@@ -235,6 +271,7 @@ fn vibe(server: &DevServer, t: &mut Timeline) -> DemoResult {
         !Arc::ptr_eq(&first, &second) && server.counters().token_requests == 2,
         "a new token was requested shortly before the old one expired",
     );
+    t.stats(WHO, &client, server);
     Ok(())
 }
 
@@ -253,6 +290,7 @@ fn revoked(server: &DevServer, t: &mut Timeline) -> DemoResult {
         resp.status == 200 && c.resource_rejected_invalid == 1 && c.token_requests == 2,
         format!("one 401, one renewal, request retried -> {}", resp.status),
     );
+    t.stats(WHO, &client, server);
     Ok(())
 }
 
@@ -293,5 +331,6 @@ fn backoff(server: &DevServer, t: &mut Timeline) -> DemoResult {
         ok,
         "endpoint back: the next call after the backoff got a token",
     );
+    t.stats(WHO, &client, server);
     Ok(())
 }

@@ -18,6 +18,10 @@ use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
 #[derive(Parser)]
 #[command(name = "authcore", version)]
 struct Cli {
+    /// Tell more of what authcore does on stderr: -v renewals, rotations and rejected
+    /// tokens; -vv every token request and store use. Never a secret.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -195,17 +199,25 @@ struct StderrLog;
 
 impl log::Log for StderrLog {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn && m.target().starts_with("authcore")
+        m.level() <= log::max_level() && m.target().starts_with("authcore")
     }
 
     fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            let level = if r.level() == log::Level::Error {
-                "error"
-            } else {
-                "warning"
-            };
-            eprintln!("authcore: {level}: {}", r.args());
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let level = match r.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warning",
+            log::Level::Info => "info",
+            log::Level::Debug | log::Level::Trace => "debug",
+        };
+        match r.key_values().get(log::kv::Key::from("event")) {
+            // The event's name first, for grep: `authcore: info [token.renewed]: …`.
+            Some(event) if r.level() > log::Level::Warn => {
+                eprintln!("authcore: {level} [{event}]: {}", r.args())
+            }
+            _ => eprintln!("authcore: {level}: {}", r.args()),
         }
     }
 
@@ -214,11 +226,20 @@ impl log::Log for StderrLog {
 
 static STDERR_LOG: StderrLog = StderrLog;
 
-fn main() -> ExitCode {
-    if log::set_logger(&STDERR_LOG).is_ok() {
-        log::set_max_level(log::LevelFilter::Warn);
+/// The level of authcore's events shown for `-v` given `verbose` times.
+fn verbosity(verbose: u8) -> log::LevelFilter {
+    match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
     }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if log::set_logger(&STDERR_LOG).is_ok() {
+        log::set_max_level(verbosity(cli.verbose));
+    }
     match cli.command {
         Command::Devserver {
             host,

@@ -156,6 +156,8 @@ pub struct Observed {
     pub oauth_errors: Vec<String>,
     /// The provider's counters at the end.
     pub counters: Counters,
+    /// What the client counted, if one was built.
+    pub stats: Option<authcore::Stats>,
 }
 
 /// Reads every `*.json` scenario in a directory, sorted by file name.
@@ -306,7 +308,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
             None
         }
     };
-    if let Some(client) = client {
+    if let Some(client) = &client {
         for step in &s.steps {
             let (client, obs) = (client.clone(), observed.clone());
             match step {
@@ -345,6 +347,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
     }
     let mut o = observed.lock().clone();
     o.counters = server.counters();
+    o.stats = client.map(|c| c.stats());
     o
 }
 
@@ -372,6 +375,15 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
         c.resource_rejected_invalid,
     );
     eq("tokens revoked", e.revocations, c.revocations);
+    if let Some(stats) = &o.stats {
+        if stats.token_requests() != c.token_requests {
+            problems.push(format!(
+                "the client counted {} token requests, the provider {}",
+                stats.token_requests(),
+                c.token_requests
+            ));
+        }
+    }
     if let Some(max) = e.token_requests_max {
         if c.token_requests > max {
             problems.push(format!(

@@ -258,6 +258,58 @@ fn devserver_prints_its_address_on_one_line_and_serves() {
 }
 
 #[test]
+fn verbose_flags_tell_renewals_then_every_request_never_a_secret() {
+    let s = server();
+    let url = format!("{}/oauth2/token", s.url());
+    let run = |flags: &[&str]| {
+        let out = client_credentials_token(&url).args(flags).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!stderr.contains("dev-secret"), "{stderr}");
+        assert!(!stderr.contains(&token), "{stderr}");
+        stderr
+    };
+    assert_eq!(run(&[]), "", "quiet by default");
+    let v = run(&["-v"]);
+    assert!(
+        v.contains("authcore: info [token.renewed]: token renewed (initial)"),
+        "{v}"
+    );
+    assert!(!v.contains("token.requested"), "{v}");
+    let vv = run(&["-vv"]);
+    assert!(
+        vv.contains("authcore: debug [token.requested]: token request: grant client_credentials"),
+        "{vv}"
+    );
+    assert!(vv.contains("[token.obtained]"), "{vv}");
+    assert!(vv.contains("[token.renewed]"), "{vv}");
+    // A failure is a warning at any verbosity, without the secret.
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &url, "--timeout", "5", "-v"])
+        .env("AUTHCORE_CLIENT_SECRET", "not-the-dev-secret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("authcore: warning: token request failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-dev-secret"), "{stderr}");
+}
+
+#[test]
 fn demo_runs_every_seed_scenario_and_exits_zero() {
     let out = authcore().arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -270,6 +322,13 @@ fn demo_runs_every_seed_scenario_and_exits_zero() {
     for who in ["api.video", "viewneo", "Vibe", "revoked", "backoff"] {
         assert!(stdout.contains(who), "{who} missing from:\n{stdout}");
     }
+    // Each scenario ends with what its client counted, checked against the provider.
+    assert_eq!(stdout.matches("counted: ").count(), 6, "{stdout}");
+    assert_eq!(
+        stdout.matches("the provider saw the same").count(),
+        6,
+        "{stdout}"
+    );
 }
 
 /// A loopback listener that records the first line of each connection (a proxy's view).

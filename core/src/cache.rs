@@ -477,23 +477,22 @@ impl Cache {
             announce(token, refresh_token.as_ref());
         }
         guard.armed = false;
+        if let Err(e) = &outcome {
+            // Told before the backoff it may start.
+            let status = e.http_status().unwrap_or(0);
+            event!(warn, "token.renewal_failed", reason = reason.name(), kind = e.kind().name(), status = status;
+                "token renewal ({}) failed: {e}", reason.name());
+        }
         self.complete(core, seq, outcome.clone());
-        match &outcome {
-            Ok(token) => {
-                let lifetime = token.lifetime().map_or(-1.0, events::secs);
-                event!(info, "token.renewed", reason = reason.name(), lifetime_s = lifetime;
-                    "token renewed ({}), lifetime {lifetime} s", reason.name());
-                let rotated = token
-                    .refresh_token()
-                    .is_some_and(|new| refresh_token.as_ref().is_some_and(|old| old != new));
-                if rotated {
-                    event!(info, "refresh_token.rotated"; "the refresh token was rotated; the new one is kept");
-                }
-            }
-            Err(e) => {
-                let status = e.http_status().unwrap_or(0);
-                event!(warn, "token.renewal_failed", reason = reason.name(), kind = e.kind().name(), status = status;
-                    "token renewal ({}) failed: {e}", reason.name());
+        if let Ok(token) = &outcome {
+            let lifetime = token.lifetime().map_or(-1.0, events::secs);
+            event!(info, "token.renewed", reason = reason.name(), lifetime_s = lifetime;
+                "token renewed ({}), lifetime {lifetime} s", reason.name());
+            let rotated = token
+                .refresh_token()
+                .is_some_and(|new| refresh_token.as_ref().is_some_and(|old| old != new));
+            if rotated {
+                event!(info, "refresh_token.rotated"; "the refresh token was rotated; the new one is kept");
             }
         }
         outcome

@@ -13,6 +13,7 @@ __all__ = [
     "Client",
     "Response",
     "Token",
+    "Stats",
     "AuthorizationCodeFlow",
     "AuthorizationRequest",
     "AuthcoreError",
@@ -129,6 +130,63 @@ class Token:
     def expires_in(self) -> Optional[float]: ...
 
 @final
+class Stats:
+    """What a client did so far (``Client.stats()``): a snapshot; counting is always on."""
+    @property
+    def cache_hits(self) -> int:
+        """Calls answered from the cache, without a renewal or a wait."""
+    @property
+    def token_requests_succeeded(self) -> int:
+        """Token endpoint requests that returned a token (every attempt counts)."""
+    @property
+    def token_requests_refused(self) -> int:
+        """Token endpoint requests the server refused with a 4xx answer."""
+    @property
+    def token_requests_failed(self) -> int:
+        """Token endpoint requests that failed otherwise (5xx, transport, timeout, bad body)."""
+    @property
+    def token_requests(self) -> int:
+        """Token endpoint requests, whatever their outcome."""
+    @property
+    def renewals_initial(self) -> int:
+        """Renewals for a client that had no token yet."""
+    @property
+    def renewals_ahead(self) -> int:
+        """Renewals of a still-valid token in its renew-ahead window."""
+    @property
+    def renewals_expired(self) -> int:
+        """Renewals because the token had expired (or was revoked by the client)."""
+    @property
+    def renewals_rejected(self) -> int:
+        """Renewals because an API rejected the token (a 401)."""
+    @property
+    def renewals_forced(self) -> int:
+        """Renewals asked for by ``Client.refresh()``."""
+    @property
+    def renewals(self) -> int:
+        """Renewals, whatever their reason."""
+    @property
+    def store_adoptions(self) -> int:
+        """Renewals that adopted a token another process put in the shared store."""
+    @property
+    def waits(self) -> int:
+        """Calls that waited for another caller's renewal."""
+    @property
+    def wait_time(self) -> float:
+        """Seconds spent in those waits, summed over callers."""
+    @property
+    def wait_timeouts(self) -> int:
+        """Waits that ended at the caller's deadline before the renewal did."""
+    @property
+    def backoff_refusals(self) -> int:
+        """Calls answered with the last failure because the failure backoff held."""
+    @property
+    def retries_after_401(self) -> int:
+        """Requests sent again by ``request`` after a 401 and a renewal."""
+    def as_dict(self) -> dict[str, Union[int, float]]:
+        """Every counter by name (``wait_time`` in seconds), for metrics."""
+
+@final
 class Client:
     @staticmethod
     def personal_access_token(token: str) -> Client: ...
@@ -180,6 +238,10 @@ class Client:
         **options: Unpack[_GrantOptions],
     ) -> Client: ...
     def token(self) -> str: ...
+    def refresh(self) -> str:
+        """A new token now (one renewal, or the one in flight); returns the access token."""
+    def stats(self) -> Stats:
+        """What this client and its copies did so far."""
     def token_info(self) -> Token: ...
     def revoke(self) -> None: ...
     def authorization_header(self) -> str: ...

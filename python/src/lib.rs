@@ -9,6 +9,7 @@
 mod client;
 mod discovery;
 mod errors;
+mod events;
 mod flows;
 mod options;
 mod store;
@@ -40,6 +41,8 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<flows::DeviceAuthorization>()?;
     m.add_class::<discovery::Metadata>()?;
     m.add_function(wrap_pyfunction!(discovery::discover, m)?)?;
+    m.add_class::<client::Stats>()?;
     errors::add_exceptions(m)?;
+    events::install(m.py())?;
     Ok(())
 }

@@ -54,7 +54,7 @@ def build_client(s: dict[str, Any], dev: DevServer) -> authcore.Client:
     return flow.finish(dev.follow_authorize(flow.authorization_url().url))
 
 
-def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str]]:
+def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str], authcore.Stats | None]:
     errors: Counter[str] = Counter()
     oauth: list[str] = []
     lock = threading.Lock()
@@ -126,16 +126,19 @@ def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str]]:
             time.sleep(min(arg, 60_000) / 1000)
         else:
             raise AssertionError(f"unknown step {kind}")
-    return errors, oauth
+    return errors, oauth, client.stats() if client is not None else None
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_scenario(path: Any, dev: DevServer) -> None:
     s = json.loads(path.read_text())
-    errors, oauth = run(s, dev)
+    errors, oauth, stats = run(s, dev)
     c = dev.counters()
     e = s["expect"]
     problems = []
+    # What the client counted matches what the provider counted.
+    if stats is not None and stats.token_requests != c["token_requests"]:
+        problems.append(f"the client counted {stats.token_requests} token requests, the provider {c['token_requests']}")
     for key, counter in [("token_requests", "token_requests"), ("expired_sent", "resource_rejected_expired"),
                          ("resource_rejected_invalid", "resource_rejected_invalid"),
                          ("revocations", "revocations")]:
