@@ -475,15 +475,30 @@ impl Http {
     ) -> std::result::Result<http::Response<ureq::Body>, ureq::Error> {
         let loopback = request.uri().host().is_some_and(is_loopback_host);
         let agent = self.agent();
+        let bypass_proxy = loopback && self.proxy.is_some();
+        // The agent's own limit (the whole timeout less a sliver) already ends the
+        // request within `remaining` whenever `remaining` is at least that, as on every
+        // first attempt: no per-request configuration (a copy of the agent's) is made.
+        let agent_limit = agent_timeout(self.options.timeout);
+        if !bypass_proxy && agent_limit <= remaining && remaining <= self.options.timeout {
+            return agent.run(request);
+        }
         let mut config = agent
             .configure_request(request)
             .timeout_global(Some(remaining))
             .timeout_connect(Some(self.options.connect_timeout.min(remaining)));
-        if loopback && self.proxy.is_some() {
+        if bypass_proxy {
             config = config.proxy(None);
         }
         agent.run(config.build())
     }
+}
+
+/// The agent's own overall limit for a call whose deadline is `timeout` away: a
+/// thousandth less (at most 5 ms), so that a request started within that sliver of its
+/// deadline's start still ends by the deadline without a configuration of its own.
+fn agent_timeout(timeout: Duration) -> Duration {
+    timeout - (timeout / 1000).min(Duration::from_millis(5))
 }
 
 fn build_agent(options: &Options, proxy: Option<ureq::Proxy>) -> ureq::Agent {
@@ -493,7 +508,7 @@ fn build_agent(options: &Options, proxy: Option<ureq::Proxy>) -> ureq::Agent {
         .proxy(proxy)
         .user_agent(USER_AGENT)
         .timeout_connect(Some(options.connect_timeout))
-        .timeout_global(Some(options.timeout))
+        .timeout_global(Some(agent_timeout(options.timeout)))
         .build();
     // No thread per request: see `resolve`.
     ureq::Agent::with_parts(
@@ -733,6 +748,26 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("x-ratelimit-retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn the_agents_own_limit_ends_before_any_first_attempts_deadline() {
+        assert_eq!(
+            agent_timeout(Duration::from_secs(30)),
+            Duration::from_millis(29_995)
+        );
+        assert_eq!(
+            agent_timeout(Duration::from_secs(1)),
+            Duration::from_millis(999)
+        );
+        assert_eq!(
+            agent_timeout(Duration::from_millis(10)),
+            Duration::from_micros(9_990)
+        );
+        assert_eq!(
+            agent_timeout(MAX_DURATION),
+            MAX_DURATION - Duration::from_millis(5)
+        );
     }
 
     #[test]

@@ -205,7 +205,16 @@ fn c_string_lossy(s: String) -> CString {
 
 fn record(result: Result<(), Failure>) -> authcore_status {
     let (status, last) = match result {
-        Ok(()) => (authcore_status::Ok, LastError::default()),
+        Ok(()) => {
+            // The hot path: a success after a success changes nothing (no allocation,
+            // no write); only a success after a failure clears the record.
+            let _ = LAST_ERROR.try_with(|slot| {
+                if slot.borrow().status != 0 {
+                    *slot.borrow_mut() = LastError::default();
+                }
+            });
+            return authcore_status::Ok;
+        }
         Err(f) => (
             f.status,
             LastError {
