@@ -20,6 +20,7 @@ Usage: AUTHCORE_BIN=target/release/authcore python compare.py  (prints Markdown)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -279,12 +280,51 @@ def main() -> None:
             p.reset()
             direct = authcore.Client.client_credentials(p.token_url, CLIENT_ID, CLIENT_SECRET)
             direct.token()
-            token_rounds = []
+            token_rounds: list[float] = []
+            # The floor, in the same loop: nothing; a call to a C builtin method; a call
+            # into this extension that does no work (`renewal_helps` on a 200).
+            floors: dict[str, list[float]] = {"loop": [], "builtin": [], "extension": []}
+            n = 12345
             for _ in range(21):
                 start = time.perf_counter()
                 for _ in range(20_000):
                     direct.token()
                 token_rounds.append((time.perf_counter() - start) / 20_000 * 1e9)
+                start = time.perf_counter()
+                for _ in range(20_000):
+                    pass
+                floors["loop"].append((time.perf_counter() - start) / 20_000 * 1e9)
+                start = time.perf_counter()
+                for _ in range(20_000):
+                    n.bit_length()
+                floors["builtin"].append((time.perf_counter() - start) / 20_000 * 1e9)
+                start = time.perf_counter()
+                for _ in range(20_000):
+                    direct.renewal_helps(200)
+                floors["extension"].append((time.perf_counter() - start) / 20_000 * 1e9)
+            # Events: a renewal raises three (debug and info). With the `authcore` logger
+            # disabled each costs a level check; enabled, a LogRecord goes to a handler.
+            events_logger = logging.getLogger("authcore")
+            events_logger.propagate = False
+            events_logger.addHandler(logging.NullHandler())
+            renewal_us: dict[str, list[float]] = {"disabled": [], "debug": []}
+            cached_ns: dict[str, list[float]] = {"disabled": [], "debug": []}
+            for _ in range(5):
+                for level, name in ((logging.CRITICAL, "disabled"), (logging.DEBUG, "debug")):
+                    events_logger.setLevel(level)
+                    for _ in range(40):
+                        start = time.perf_counter()
+                        direct.refresh()
+                        renewal_us[name].append((time.perf_counter() - start) * 1e6)
+                    start = time.perf_counter()
+                    for _ in range(20_000):
+                        direct.token()
+                    cached_ns[name].append((time.perf_counter() - start) / 20_000 * 1e9)
+            events_logger.setLevel(logging.CRITICAL)
+            start = time.perf_counter()
+            for _ in range(20_000):
+                events_logger.isEnabledFor(logging.DEBUG)
+            level_check_ns = (time.perf_counter() - start) / 20_000 * 1e9
             plain, stored = [], []
             for _ in range(21):  # interleaved: both see the same machine
                 plain.append(cached_cost(p, make_authcore))
@@ -305,7 +345,16 @@ def main() -> None:
               f"{c['expired_sent']} / {c['token_requests']} / {c['errors']} / {c['requests']} | "
               f"{r['rps1']:.0f} | {r['rps4']:.0f} |")
     print(f"\nauthcore Client.token() (a valid token cached): {statistics.median(token_rounds):.0f} ns/call "
-          "(median of 21 rounds of 20 000, the loop included)")
+          "(median of 21 rounds of 20 000, the loop included); in the same rounds: the empty loop "
+          f"{statistics.median(floors['loop']):.0f} ns, a C builtin method call (int.bit_length) "
+          f"{statistics.median(floors['builtin']):.0f} ns, a call into authcore that does no work "
+          f"(renewal_helps) {statistics.median(floors['extension']):.0f} ns")
+    print(f"\nevents: a forced renewal with the authcore logger disabled / at DEBUG (records to a "
+          f"NullHandler): {statistics.median(renewal_us['disabled']):.0f} / "
+          f"{statistics.median(renewal_us['debug']):.0f} µs (median of 200 each, interleaved); "
+          f"token() with a cached token: {statistics.median(cached_ns['disabled']):.0f} / "
+          f"{statistics.median(cached_ns['debug']):.0f} ns (no event on that path); "
+          f"one level check (Logger.isEnabledFor) {level_check_ns:.0f} ns")
     print(f"\nauthcore cached token, no store / FileStore configured: "
           f"{statistics.median(plain):.0f} / {statistics.median(stored):.0f} ns/call (median of 21 interleaved)")
     print(f"\nauthcore cached token: {best_other / results['authcore']['cached_ns']:.1f}x cheaper "
