@@ -2,11 +2,18 @@
 //! [`Client`] that goes on by refresh token. It lives beside the client because it
 //! makes one; the grant it uses only builds requests.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use url::Url;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::client::Client;
 use crate::error::{Error, OAuthError, Result};
@@ -25,6 +32,11 @@ pub struct AuthorizationRequest {
     pub url: String,
     /// The `state` sent; the callback must carry it back.
     pub state: String,
+    /// This sign-in as an opaque string, for servers whose callback may land in another
+    /// process than the one that made the URL: keep it in the user's server-side
+    /// session and pass it to [`AuthorizationCodeFlow::finish_pending`]. It holds the
+    /// PKCE verifier: never send it to the browser or put it in a cookie.
+    pub pending: Secret,
 }
 
 impl fmt::Debug for AuthorizationRequest {
@@ -35,19 +47,102 @@ impl fmt::Debug for AuthorizationRequest {
     }
 }
 
+/// How many sign-ins a flow keeps pending at most (the oldest is dropped beyond that).
+pub const MAX_PENDING: usize = 1024;
+/// How long a sign-in stays pending by default.
+pub const PENDING_LIFETIME: Duration = Duration::from_secs(600);
+/// How many used `state`s a flow remembers, to refuse a second use of an exported one.
+const REMEMBERED_USED: usize = 4096;
+
+/// One sign-in in progress.
 struct Pending {
-    state: Secret,
     pkce: Option<Pkce>,
+    started: SystemTime,
 }
 
-/// A running authorization code flow: make the URL, then finish from the callback.
-///
-/// Each [`authorization_url`](Self::authorization_url) replaces the previous pending
-/// request; each `state` is accepted once.
+/// The sign-ins of one flow: pending ones by the digest of their `state` (never the
+/// state itself: a lookup compares digests an attacker cannot aim at), and the digests
+/// of those already used.
+#[derive(Default)]
+struct Sessions {
+    pending: HashMap<[u8; 32], Pending>,
+    used: VecDeque<[u8; 32]>,
+}
+
+impl Sessions {
+    fn insert(&mut self, key: [u8; 32], pending: Pending, lifetime: Duration) {
+        let now = SystemTime::now();
+        self.pending
+            .retain(|_, p| !expired(p.started, now, lifetime));
+        if self.pending.len() >= MAX_PENDING {
+            if let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.started)
+                .map(|(k, _)| *k)
+            {
+                self.pending.remove(&oldest);
+            }
+        }
+        self.pending.insert(key, pending);
+    }
+
+    /// Marks `key` used; false if it was used before.
+    fn use_once(&mut self, key: [u8; 32]) -> bool {
+        if self.used.contains(&key) {
+            return false;
+        }
+        if self.used.len() >= REMEMBERED_USED {
+            self.used.pop_front();
+        }
+        self.used.push_back(key);
+        true
+    }
+}
+
+fn expired(started: SystemTime, now: SystemTime, lifetime: Duration) -> bool {
+    now.duration_since(started).is_ok_and(|age| age > lifetime)
+}
+
+fn digest(state: &str) -> [u8; 32] {
+    Sha256::digest(state.as_bytes()).into()
+}
+
+/// The exported form of a pending sign-in.
+#[derive(Serialize, Deserialize)]
+struct Exported {
+    /// Format version.
+    v: u8,
+    /// Which flow made it (a digest of its authorize URL, client id and redirect URI).
+    flow: String,
+    state: String,
+    verifier: Option<String>,
+    /// When it started, in seconds since the Unix epoch.
+    started: u64,
+}
+
+impl Drop for Exported {
+    fn drop(&mut self) {
+        self.state.zeroize();
+        if let Some(v) = &mut self.verifier {
+            v.zeroize();
+        }
+    }
+}
+
+/// A running authorization code flow: make a URL for each sign-in, then finish each
+/// from its callback. Made for web servers: any number of sign-ins may be in progress at
+/// once (up to [`MAX_PENDING`], each for [`PENDING_LIFETIME`] by default), the callback
+/// names its own by `state`, and a callback with an unknown, forged, expired or already
+/// used `state` fails with [`StateMismatch`](crate::ErrorKind::StateMismatch) and
+/// disturbs no other sign-in. A flow may be shared by every thread of a server.
 pub struct AuthorizationCodeFlow {
     config: AuthorizationCode,
     http: Http,
-    pending: Mutex<Option<Pending>>,
+    sessions: Mutex<Sessions>,
+    lifetime: Duration,
+    /// Names this flow's exported sign-ins.
+    tag: String,
 }
 
 impl fmt::Debug for AuthorizationCodeFlow {
@@ -65,68 +160,174 @@ impl AuthorizationCodeFlow {
         for url in config.endpoints()? {
             http.check_url(url)?;
         }
+        let tag = config.flow_tag();
         Ok(AuthorizationCodeFlow {
             config,
             http,
-            pending: Mutex::new(None),
+            sessions: Mutex::new(Sessions::default()),
+            lifetime: PENDING_LIFETIME,
+            tag,
         })
     }
 
-    /// A fresh authorization URL with a new `state` (from the OS random source) and
-    /// PKCE challenge.
+    /// How long a sign-in may take, from its URL to its callback (default
+    /// [`PENDING_LIFETIME`], 10 minutes; at most a day).
+    pub fn pending_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime.min(Duration::from_secs(86_400));
+        self
+    }
+
+    /// A fresh authorization URL for one sign-in, with a new `state` (from the OS random
+    /// source) and PKCE challenge. Other sign-ins in progress are not affected.
     pub fn authorization_url(&self) -> Result<AuthorizationRequest> {
         let state = random::url_safe_string(24);
         let pkce = self.config.new_pkce();
         let url = self.config.authorization_url(&state, pkce.as_ref())?;
-        *self.pending.lock() = Some(Pending {
-            state: Secret::new(state.clone()),
-            pkce,
-        });
-        Ok(AuthorizationRequest { url, state })
+        let started = SystemTime::now();
+        let exported = Exported {
+            v: 1,
+            flow: self.tag.clone(),
+            state: state.clone(),
+            verifier: pkce
+                .as_ref()
+                .map(|p| p.verifier().expose_secret().to_owned()),
+            started: started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let json = Zeroizing::new(
+            serde_json::to_vec(&exported)
+                .map_err(|_| Error::config("the pending sign-in could not be encoded"))?,
+        );
+        let pending = Secret::new(URL_SAFE_NO_PAD.encode(&*json));
+        self.sessions
+            .lock()
+            .insert(digest(&state), Pending { pkce, started }, self.lifetime);
+        Ok(AuthorizationRequest {
+            url,
+            state,
+            pending,
+        })
     }
 
-    /// Completes the flow from the URL the user was redirected to: checks `state` (in
-    /// constant time, once), surfaces an `error=` callback, exchanges the code (never
-    /// retried: codes are single use), hands the token over (to the store, if one is
-    /// configured, and the refresh-token hook) and returns a client that renews by
-    /// refresh token.
+    /// Completes the sign-in the callback names by its `state`, from the URL the user was
+    /// redirected to — the full URL or the path with its query string, as web frameworks
+    /// hand it over. Checks `state` (each is used once), surfaces an `error=` callback,
+    /// exchanges the code (never retried: codes are single use), hands the token over
+    /// (to the store, if one is configured, and the refresh-token hook) and returns a
+    /// client that renews by refresh token.
     pub fn finish(&self, callback_url: &str) -> Result<Client> {
-        let url = Url::parse(callback_url)
-            .map_err(|e| Error::config(format!("invalid callback URL: {e}")))?;
+        let callback = Callback::parse(callback_url)?;
+        let key = digest(&callback.state);
+        let pending = {
+            let mut sessions = self.sessions.lock();
+            let pending = sessions.pending.remove(&key).ok_or(Error::StateMismatch)?;
+            sessions.use_once(key);
+            pending
+        };
+        if expired(pending.started, SystemTime::now(), self.lifetime) {
+            return Err(Error::StateMismatch);
+        }
+        self.complete(callback, pending.pkce.as_ref())
+    }
+
+    /// [`finish`](Self::finish) for a sign-in started in another process (or before a
+    /// restart): `pending` is the [`AuthorizationRequest::pending`] string kept in the
+    /// user's server-side session. The callback's `state` must be that sign-in's; a
+    /// sign-in this process has seen finished cannot be finished again.
+    pub fn finish_pending(&self, callback_url: &str, pending: &str) -> Result<Client> {
+        let callback = Callback::parse(callback_url)?;
+        let exported = decode_pending(pending)?;
+        if exported.v != 1 || exported.flow != self.tag {
+            return Err(Error::config(
+                "the pending sign-in was made by another flow (authorize URL, client id or redirect URI differ)",
+            ));
+        }
+        if Secret::new(callback.state.clone()) != Secret::new(exported.state.clone()) {
+            return Err(Error::StateMismatch);
+        }
+        let key = digest(&exported.state);
+        {
+            let mut sessions = self.sessions.lock();
+            sessions.pending.remove(&key);
+            if !sessions.use_once(key) {
+                return Err(Error::StateMismatch);
+            }
+        }
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(exported.started);
+        if expired(started, SystemTime::now(), self.lifetime) {
+            return Err(Error::StateMismatch);
+        }
+        let pkce = exported.verifier.as_deref().map(Pkce::from_verifier);
+        self.complete(callback, pkce.as_ref())
+    }
+
+    /// The part after `state` is known good: `iss`, `error=`, then the code exchange.
+    fn complete(&self, callback: Callback, pkce: Option<&Pkce>) -> Result<Client> {
+        self.config.check_iss(callback.iss.as_deref())?;
+        if let Some(error) = callback.error {
+            return Err(Error::OAuth(OAuthError {
+                error: crate::error::scrub(&error),
+                description: callback.error_description.map(|d| crate::error::scrub(&d)),
+                uri: callback.error_uri,
+                status: None,
+            }));
+        }
+        let code = callback
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Error::invalid(0, "authorization callback has no code", b""))?;
+        let deadline = Deadline::after(self.http.options().timeout);
+        let before = self.http.counters().snapshot();
+        let token = self
+            .config
+            .exchange(&self.http, Secret::new(code), pkce, deadline)?;
+        let grant = self.config.refresh_grant(token.clone());
+        let counted = self.http.counters().snapshot().since(&before);
+        client_after(&self.http, grant, &token, &counted, deadline)
+    }
+}
+
+/// What an authorization callback carries.
+struct Callback {
+    state: String,
+    code: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    error_uri: Option<String>,
+}
+
+impl Callback {
+    /// From a full URL, or a path (or bare query) with its query string.
+    fn parse(callback_url: &str) -> Result<Callback> {
+        let url = match Url::parse(callback_url) {
+            Ok(url) => url,
+            Err(url::ParseError::RelativeUrlWithoutBase) => Url::parse("http://callback.invalid/")
+                .and_then(|base| base.join(callback_url))
+                .map_err(|e| Error::config(format!("invalid callback URL: {e}")))?,
+            Err(e) => return Err(Error::config(format!("invalid callback URL: {e}"))),
+        };
         let param = |name: &str| {
             url.query_pairs()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
         };
-        let pending = self.pending.lock().take().ok_or(Error::StateMismatch)?;
-        let state = Secret::new(param("state").unwrap_or_default());
-        if state != pending.state {
-            return Err(Error::StateMismatch);
-        }
-        self.config.check_iss(param("iss").as_deref())?;
-        if let Some(error) = param("error") {
-            return Err(Error::OAuth(OAuthError {
-                error: crate::error::scrub(&error),
-                description: param("error_description").map(|d| crate::error::scrub(&d)),
-                uri: param("error_uri"),
-                status: None,
-            }));
-        }
-        let code = param("code")
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| Error::invalid(0, "authorization callback has no code", b""))?;
-        let deadline = Deadline::after(self.http.options().timeout);
-        let before = self.http.counters().snapshot();
-        let token = self.config.exchange(
-            &self.http,
-            Secret::new(code),
-            pending.pkce.as_ref(),
-            deadline,
-        )?;
-        let grant = self.config.refresh_grant(token.clone());
-        let counted = self.http.counters().snapshot().since(&before);
-        client_after(&self.http, grant, &token, &counted, deadline)
+        Ok(Callback {
+            state: param("state").ok_or(Error::StateMismatch)?,
+            code: param("code"),
+            iss: param("iss"),
+            error: param("error"),
+            error_description: param("error_description"),
+            error_uri: param("error_uri"),
+        })
     }
+}
+
+fn decode_pending(pending: &str) -> Result<Exported> {
+    let bad = || Error::config("the pending sign-in is not one this library exported");
+    let json = Zeroizing::new(URL_SAFE_NO_PAD.decode(pending.trim()).map_err(|_| bad())?);
+    serde_json::from_slice(&json).map_err(|_| bad())
 }
 
 /// The client a flow hands out: the first token handed over (to the store, if one is

@@ -49,10 +49,15 @@ impl Client {
     ) -> PyResult<Bound<'py, PyString>> {
         let token = self.valid_token(py)?;
         let mut cached = self.strings.lock();
-        if let Some(s) = cached.as_ref() {
-            if std::sync::Arc::ptr_eq(&s.token, &token)
-                || s.token.access_token() == token.access_token()
-            {
+        if let Some(s) = cached.as_mut() {
+            if std::sync::Arc::ptr_eq(&s.token, &token) {
+                return Ok(pick(s).bind(py).clone());
+            }
+            // The same token reached through another handle (each thread reads its own
+            // copy): keep the strings, remember this handle so the next call from this
+            // thread is the pointer comparison above.
+            if s.token.access_token() == token.access_token() {
+                s.token = token;
                 return Ok(pick(s).bind(py).clone());
             }
         }

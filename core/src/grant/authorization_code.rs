@@ -226,6 +226,20 @@ impl AuthorizationCode {
         Ok(url.into())
     }
 
+    /// A short name for the flow this configuration makes, carried by its exported
+    /// sign-ins: a digest of the authorize URL, client id and redirect URI.
+    pub(crate) fn flow_tag(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [&self.authorize_url, &self.client.id, &self.redirect_uri] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// A fresh PKCE pair if PKCE is on.
     pub(crate) fn new_pkce(&self) -> Option<Pkce> {
         self.pkce.then(Pkce::generate)
