@@ -1005,8 +1005,9 @@ authcore_status authcore_code_flow_new_viewneo(const char *base_url,
                                                authcore_code_flow **out);
 
 /**
- * Makes the URL to send the user to, with a fresh `state` and PKCE verifier from the
- * OS random source; it replaces any earlier pending request. `*url` receives an owned
+ * Makes the URL for one sign-in, with a fresh `state` and PKCE verifier from the OS
+ * random source. Any number of sign-ins may be in flight at once (up to 1024, each
+ * for 10 minutes): each callback names its own by `state`. `*url` receives an owned
  * string; `*state` (if `state` is not NULL) the `state` sent. Free both with
  * `authcore_string_free`.
  *
@@ -1018,10 +1019,28 @@ authcore_status authcore_code_flow_authorization_url(const authcore_code_flow *f
                                                      char **state);
 
 /**
- * Finishes the flow from the URL the provider redirected the user to: checks `state`
- * (once), exchanges the code, and hands back a client that renews with the refresh
- * token. An `error=` callback gives `AUTHCORE_STATUS_OAUTH`; a wrong `state`
- * `AUTHCORE_STATUS_STATE_MISMATCH`.
+ * `authcore_code_flow_authorization_url`, and, if `pending` is not NULL, the sign-in
+ * as an opaque string for a server whose callback may land in another process: keep it
+ * in the user's server-side session and pass it to `authcore_code_flow_finish_pending`.
+ * It holds the PKCE verifier: never send it to the browser. Free every string with
+ * `authcore_string_free` (which zeroes it).
+ *
+ * # Safety
+ * `flow` is a live handle; `url` is writable; `state` and `pending` are NULL or
+ * writable.
+ */
+authcore_status authcore_code_flow_authorization_url_pending(const authcore_code_flow *flow,
+                                                             char **url,
+                                                             char **state,
+                                                             char **pending);
+
+/**
+ * Finishes the sign-in the callback names by its `state`, from the URL the provider
+ * redirected the user to (the full URL, or the path with its query string): exchanges
+ * the code and hands back a client that renews with the refresh token. An `error=`
+ * callback gives `AUTHCORE_STATUS_OAUTH`; an unknown, forged, expired or already used
+ * `state` gives `AUTHCORE_STATUS_STATE_MISMATCH` and leaves every other sign-in as it
+ * was.
  *
  * # Safety
  * `flow` is a live handle; `callback_url` is NUL-terminated; `out` is writable.
@@ -1029,6 +1048,22 @@ authcore_status authcore_code_flow_authorization_url(const authcore_code_flow *f
 authcore_status authcore_code_flow_finish(const authcore_code_flow *flow,
                                           const char *callback_url,
                                           authcore_client **out);
+
+/**
+ * `authcore_code_flow_finish` for a sign-in started in another process (or before a
+ * restart), from the `pending` string `authcore_code_flow_authorization_url_pending`
+ * gave. The callback's `state` must be that sign-in's. A pending string made by a flow
+ * with another authorize URL, client id or redirect URI, or not made by authcore, is
+ * `AUTHCORE_STATUS_CONFIG`.
+ *
+ * # Safety
+ * `flow` is a live handle; `callback_url` and `pending` are NUL-terminated; `out` is
+ * writable.
+ */
+authcore_status authcore_code_flow_finish_pending(const authcore_code_flow *flow,
+                                                  const char *callback_url,
+                                                  const char *pending,
+                                                  authcore_client **out);
 
 /**
  * Releases a flow. NULL does nothing. Clients it made are unaffected.

@@ -171,8 +171,9 @@ pub unsafe extern "C" fn authcore_code_flow_new_viewneo(
     })
 }
 
-/// Makes the URL to send the user to, with a fresh `state` and PKCE verifier from the
-/// OS random source; it replaces any earlier pending request. `*url` receives an owned
+/// Makes the URL for one sign-in, with a fresh `state` and PKCE verifier from the OS
+/// random source. Any number of sign-ins may be in flight at once (up to 1024, each
+/// for 10 minutes): each callback names its own by `state`. `*url` receives an owned
 /// string; `*state` (if `state` is not NULL) the `state` sent. Free both with
 /// `authcore_string_free`.
 ///
@@ -184,38 +185,72 @@ pub unsafe extern "C" fn authcore_code_flow_authorization_url(
     url: *mut *mut c_char,
     state: *mut *mut c_char,
 ) -> authcore_status {
+    // SAFETY: forwarded from the caller; `pending` is NULL.
+    unsafe { authcore_code_flow_authorization_url_pending(flow, url, state, std::ptr::null_mut()) }
+}
+
+/// `authcore_code_flow_authorization_url`, and, if `pending` is not NULL, the sign-in
+/// as an opaque string for a server whose callback may land in another process: keep it
+/// in the user's server-side session and pass it to `authcore_code_flow_finish_pending`.
+/// It holds the PKCE verifier: never send it to the browser. Free every string with
+/// `authcore_string_free` (which zeroes it).
+///
+/// # Safety
+/// `flow` is a live handle; `url` is writable; `state` and `pending` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_authorization_url_pending(
+    flow: *const authcore_code_flow,
+    url: *mut *mut c_char,
+    state: *mut *mut c_char,
+    pending: *mut *mut c_char,
+) -> authcore_status {
     boundary(|| {
         check_null!(flow, url);
         // SAFETY: checked non-NULL; live as promised.
         let request = unsafe { &(*flow).inner }.authorization_url()?;
-        let url_s = owned_c_string(&request.url)?;
-        let state_s = if state.is_null() {
-            std::ptr::null_mut()
-        } else {
-            match owned_c_string(&request.state) {
-                Ok(s) => s,
-                Err(e) => {
-                    // SAFETY: `url_s` was just made by `owned_c_string` and not handed out.
-                    unsafe { crate::authcore_string_free(url_s) };
-                    return Err(e);
+        // Every string is made before any is handed out, so a failure leaves nothing.
+        let made = [
+            Some(request.url.as_str()),
+            (!state.is_null()).then_some(request.state.as_str()),
+            (!pending.is_null()).then_some(request.pending.expose_secret()),
+        ];
+        let mut owned: [*mut c_char; 3] = [std::ptr::null_mut(); 3];
+        for (slot, value) in owned.iter_mut().zip(made) {
+            if let Some(value) = value {
+                match owned_c_string(value) {
+                    Ok(s) => *slot = s,
+                    Err(e) => {
+                        for s in owned {
+                            // SAFETY: made by `owned_c_string` here and not handed out
+                            // (NULL for the slots not made).
+                            unsafe { crate::authcore_string_free(s) };
+                        }
+                        return Err(e);
+                    }
                 }
             }
-        };
+        }
         // SAFETY: checked non-NULL (or skipped when NULL); writable as promised.
         unsafe {
-            url.write(url_s);
+            url.write(owned[0]);
             if !state.is_null() {
-                state.write(state_s);
+                state.write(owned[1]);
+            }
+            if !pending.is_null() {
+                pending.write(owned[2]);
             }
         }
         Ok(())
     })
 }
 
-/// Finishes the flow from the URL the provider redirected the user to: checks `state`
-/// (once), exchanges the code, and hands back a client that renews with the refresh
-/// token. An `error=` callback gives `AUTHCORE_STATUS_OAUTH`; a wrong `state`
-/// `AUTHCORE_STATUS_STATE_MISMATCH`.
+/// Finishes the sign-in the callback names by its `state`, from the URL the provider
+/// redirected the user to (the full URL, or the path with its query string): exchanges
+/// the code and hands back a client that renews with the refresh token. An `error=`
+/// callback gives `AUTHCORE_STATUS_OAUTH`; an unknown, forged, expired or already used
+/// `state` gives `AUTHCORE_STATUS_STATE_MISMATCH` and leaves every other sign-in as it
+/// was.
 ///
 /// # Safety
 /// `flow` is a live handle; `callback_url` is NUL-terminated; `out` is writable.
@@ -231,6 +266,39 @@ pub unsafe extern "C" fn authcore_code_flow_finish(
         let callback = unsafe { arg_str(callback_url, "callback_url")? };
         // SAFETY: checked non-NULL; live as promised.
         let client = unsafe { &(*flow).inner }.finish(callback)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// `authcore_code_flow_finish` for a sign-in started in another process (or before a
+/// restart), from the `pending` string `authcore_code_flow_authorization_url_pending`
+/// gave. The callback's `state` must be that sign-in's. A pending string made by a flow
+/// with another authorize URL, client id or redirect URI, or not made by authcore, is
+/// `AUTHCORE_STATUS_CONFIG`.
+///
+/// # Safety
+/// `flow` is a live handle; `callback_url` and `pending` are NUL-terminated; `out` is
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_finish_pending(
+    flow: *const authcore_code_flow,
+    callback_url: *const c_char,
+    pending: *const c_char,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow, out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (callback, pending) = unsafe {
+            (
+                arg_str(callback_url, "callback_url")?,
+                arg_str(pending, "pending")?,
+            )
+        };
+        // SAFETY: checked non-NULL; live as promised.
+        let client = unsafe { &(*flow).inner }.finish_pending(callback, pending)?;
         // SAFETY: checked above.
         unsafe { hand_out(out, client) };
         Ok(())

@@ -348,9 +348,15 @@ class DeviceFlow:
 @final
 class AuthorizationRequest:
     @property
-    def url(self) -> str: ...
+    def url(self) -> str:
+        """The URL to send the user's browser to."""
     @property
-    def state(self) -> str: ...
+    def state(self) -> str:
+        """The one-time ``state`` the callback must carry back."""
+    @property
+    def pending(self) -> str:
+        """This sign-in as an opaque string for ``finish(callback_url, pending=...)`` in
+        another worker process. It holds the PKCE verifier: keep it server-side only."""
 
 @final
 class AuthorizationCodeFlow:
@@ -390,6 +396,8 @@ class AuthorizationCodeFlow:
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow: ...
     def authorization_url(self) -> AuthorizationRequest: ...
-    def finish(self, callback_url: str) -> Client: ...
+    def finish(self, callback_url: str, *, pending: Optional[str] = None) -> Client:
+        """Finish the sign-in the callback's ``state`` names (full URL or path with query);
+        with ``pending``, one started in another process."""
 
 def _after_fork_in_child() -> None: ...

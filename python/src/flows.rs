@@ -23,10 +23,21 @@ pub(crate) struct AuthorizationRequest {
     /// The one-time `state` sent with it.
     #[pyo3(get)]
     state: String,
+    /// This sign-in as an opaque string (holds the PKCE verifier).
+    pending: authcore::Secret,
 }
 
 #[pymethods]
 impl AuthorizationRequest {
+    /// This sign-in as an opaque string, for a server whose callback may land in another
+    /// worker process: keep it in the user's server-side session and pass it to
+    /// `finish(callback_url, pending=...)`. It holds the PKCE verifier: never send it to
+    /// the browser or put it in a cookie.
+    #[getter]
+    fn pending(&self) -> &str {
+        self.pending.expose_secret()
+    }
+
     fn __repr__(&self) -> String {
         format!("<authcore.AuthorizationRequest url={:?}>", self.url)
     }
@@ -158,7 +169,8 @@ impl AuthorizationCodeFlow {
         )
     }
 
-    /// A fresh authorization URL and `state`; replaces any earlier pending request.
+    /// A fresh authorization URL and `state` for one sign-in. Any number may be in
+    /// flight at once (up to 1024, each for 10 minutes); each callback names its own.
     fn authorization_url(&self, py: Python<'_>) -> PyResult<AuthorizationRequest> {
         let request = self
             .inner
@@ -167,15 +179,29 @@ impl AuthorizationCodeFlow {
         Ok(AuthorizationRequest {
             url: request.url,
             state: request.state,
+            pending: request.pending,
         })
     }
 
-    /// Finishes from the URL the provider redirected to: checks `state` (once),
-    /// exchanges the code, and returns a `Client`.
-    fn finish(&self, py: Python<'_>, callback_url: &str) -> PyResult<Client> {
+    /// Finishes the sign-in the callback names by its `state`, from the URL the provider
+    /// redirected to (the full URL, or the path with its query string): exchanges the
+    /// code and returns a `Client`. With `pending` (an `AuthorizationRequest.pending`
+    /// kept in the session), a sign-in started in another process. An unknown, forged,
+    /// expired or reused `state` raises `StateMismatchError` and disturbs no other
+    /// sign-in.
+    #[pyo3(signature = (callback_url, *, pending = None))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        callback_url: &str,
+        pending: Option<&str>,
+    ) -> PyResult<Client> {
         let inner = &self.inner;
         let client = py
-            .detach(|| inner.finish(callback_url))
+            .detach(|| match pending {
+                Some(pending) => inner.finish_pending(callback_url, pending),
+                None => inner.finish(callback_url),
+            })
             .map_err(|e| to_py_err(py, e))?;
         Ok(Client::wrap(
             client,

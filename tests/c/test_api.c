@@ -273,6 +273,58 @@ static void test_authorization_code_and_refresh(void) {
     authcore_code_flow_free(flow);
 }
 
+/* Two sign-ins in flight, a forged callback between them, and a sign-in finished by
+ * another flow (another worker process) from its exported form. */
+static void test_sign_ins_in_flight(void) {
+    devserver_reset();
+    authcore_code_flow *flow = NULL, *worker = NULL;
+    CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
+                                            "http://127.0.0.1/callback", NULL, NULL, &flow));
+    CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
+                                            "http://127.0.0.1/callback", NULL, NULL, &worker));
+    char *url_a = NULL, *url_b = NULL, *pending_b = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url_a, NULL));
+    CHECK_OK(authcore_code_flow_authorization_url_pending(flow, &url_b, NULL, &pending_b));
+    CHECK(pending_b != NULL && strlen(pending_b) > 20, "an exported sign-in");
+    authcore_client *c = NULL;
+    CHECK_STATUS(authcore_code_flow_finish(flow, "/callback?code=x&state=forged", &c),
+                 AUTHCORE_STATUS_STATE_MISMATCH);
+    char *callback_a = follow_authorize(url_a);
+    char *callback_b = follow_authorize(url_b);
+    CHECK(callback_a != NULL && callback_b != NULL, "the provider redirected back");
+    if (callback_a != NULL && callback_b != NULL) {
+        /* b lands on the other worker, which never saw it start. */
+        CHECK_OK(authcore_code_flow_finish_pending(worker, callback_b, pending_b, &c));
+        CHECK(c != NULL && get_status(c, "/api/resource") == 200, "b signed in on the worker");
+        authcore_client_free(c);
+        c = NULL;
+        CHECK_STATUS(authcore_code_flow_finish_pending(worker, callback_b, pending_b, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+        /* The pending string of b does not finish a's callback. */
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback_a, pending_b, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK_OK(authcore_code_flow_finish(flow, callback_a, &c));
+        CHECK(c != NULL && get_status(c, "/api/resource") == 200, "a signed in");
+        authcore_client_free(c);
+        c = NULL;
+        CHECK_STATUS(authcore_code_flow_finish(flow, callback_a, &c), AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback_a, "garbage", &c),
+                     AUTHCORE_STATUS_CONFIG);
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback_a, NULL, &c),
+                     AUTHCORE_STATUS_NULL_ARGUMENT);
+        CHECK(c == NULL, "no client from a failed finish");
+    }
+    CHECK(counter("token_requests_by_grant", "viewneo/authorization_code") == 2,
+          "two code exchanges, none for the refused callbacks");
+    free(callback_a);
+    free(callback_b);
+    authcore_string_free(url_a);
+    authcore_string_free(url_b);
+    authcore_string_free(pending_b);
+    authcore_code_flow_free(worker);
+    authcore_code_flow_free(flow);
+}
+
 static void test_errors(void) {
     devserver_reset();
     authcore_options *o = quick_options();
@@ -567,6 +619,7 @@ int main(void) {
     test_api_video();
     test_client_credentials();
     test_authorization_code_and_refresh();
+    test_sign_ins_in_flight();
     test_errors();
     test_response_handle();
     test_null_arguments();
