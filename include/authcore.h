@@ -1375,6 +1375,19 @@ authcore_status authcore_options_set_expiry_margin_ms(authcore_options *options,
 authcore_status authcore_options_set_proxy(authcore_options *options, const char *url);
 
 /**
+ * Trusts exactly the certificate authorities in the PEM file at `path` for HTTPS (an
+ * identity provider behind a corporate CA) instead of the platform's trust store.
+ * `path` NULL: the platform's trust store again (the default; on Linux the system
+ * bundle, honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`). A file that cannot be read or
+ * holds no certificate makes the client constructor fail with `AUTHCORE_STATUS_CONFIG`.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `path` is
+ * NULL or a NUL-terminated string.
+ */
+authcore_status authcore_options_set_ca_bundle(authcore_options *options, const char *path);
+
+/**
  * Shares tokens with every other process on this machine that uses the same
  * credential, through files under `dir` (created with mode 0700 if missing; each
  * credential's file is mode 0600 and replaced atomically). A directory that cannot be

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -226,7 +227,6 @@ struct Shared {
 /// HTTP/1.1 with keep-alive, served by hyper on a small tokio runtime of its own; each
 /// request's handler runs on a blocking thread (it may sleep to simulate latency).
 pub struct DevServer {
-    addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -235,6 +235,22 @@ pub struct DevServer {
 impl DevServer {
     /// Starts on `addr` (port 0 picks a free port). Only loopback addresses are accepted.
     pub fn start(addr: SocketAddr, creds: Credentials) -> io::Result<DevServer> {
+        Self::start_with(addr, creds, None)
+    }
+
+    /// Starts serving HTTPS on `addr`, with a certificate for 127.0.0.1, ::1 and
+    /// `localhost` signed by a throwaway CA made now, whose certificate is written to
+    /// `dir/ca.pem` (for clients' CA bundle option). Only loopback addresses are accepted.
+    pub fn start_tls(addr: SocketAddr, creds: Credentials, dir: &Path) -> io::Result<DevServer> {
+        let config = throwaway_tls(dir)?;
+        Self::start_with(addr, creds, Some(config))
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        creds: Credentials,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<DevServer> {
         if !addr.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -249,9 +265,10 @@ impl DevServer {
             .thread_name("authcore-devserver")
             .enable_all()
             .build()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             creds,
-            issuer: format!("http://{addr}"),
+            issuer: format!("{scheme}://{addr}"),
             state: Mutex::new(State::default()),
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel();
@@ -259,20 +276,19 @@ impl DevServer {
         let thread = thread::Builder::new()
             .name("authcore-devserver".into())
             .spawn(move || {
-                runtime.block_on(accept_loop(listener, serving, stop));
+                runtime.block_on(accept_loop(listener, serving, tls, stop));
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })?;
         Ok(DevServer {
-            addr,
             shared,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    /// The base URL, e.g. `http://127.0.0.1:41234` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.shared.issuer.clone()
     }
 
     /// The credentials it accepts.
@@ -336,8 +352,10 @@ impl Drop for DevServer {
 async fn accept_loop(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
@@ -355,11 +373,27 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| serve(shared.clone(), peer, req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match acceptor {
+                None => {
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    // A client that refuses the certificate ends the connection here.
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    if let Ok(Ok(tls)) = handshake.await {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }
@@ -1186,4 +1220,42 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
         }
         _ => Reply::json(404, json!({"title": "unknown control", "status": 404})),
     }
+}
+
+/// A throwaway CA (its certificate written to `dir/ca.pem`) and a server certificate
+/// for the loopback names signed by it, as a TLS server configuration.
+fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("TLS set-up: {e}"));
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "authcore devserver throwaway CA");
+    let ca_key = KeyPair::generate().map_err(|e| fail(&e))?;
+    let ca = ca_params.self_signed(&ca_key).map_err(|e| fail(&e))?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().map_err(|e| fail(&e))?;
+    let names = vec![
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        "localhost".to_owned(),
+    ];
+    let server = CertificateParams::new(names)
+        .map_err(|e| fail(&e))?
+        .signed_by(&server_key, &issuer)
+        .map_err(|e| fail(&e))?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
+        .map_err(|e| fail(&e))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(&e))?
+    .with_no_client_auth()
+    .with_single_cert(vec![server.der().clone()], key)
+    .map_err(|e| fail(&e))?;
+    Ok(Arc::new(config))
 }

@@ -40,6 +40,10 @@ enum Command {
         #[arg(long, default_value_t = 3600,
               value_parser = clap::value_parser!(u64).range(1..=authcore_cli::devserver::MAX_LIFETIME_SECS))]
         lifetime: u64,
+        /// Serve HTTPS with a throwaway CA made at start, whose certificate is written to
+        /// DIR/ca.pem (printed as AUTHCORE_DEVSERVER_CA) for clients' --ca-bundle.
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
     },
     /// Show the token lifecycle against an in-process provider, in a few seconds.
     Demo,
@@ -90,6 +94,10 @@ struct LoginArgs {
     /// Seconds allowed for each request to the provider.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// Trust exactly the certificate authorities in this PEM file for HTTPS, instead of
+    /// the system's trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR).
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,6 +190,10 @@ struct TokenArgs {
     /// environment (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY, honouring NO_PROXY).
     #[arg(long)]
     proxy: Option<String>,
+    /// Trust exactly the certificate authorities in this PEM file for HTTPS, instead of
+    /// the system's trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR).
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
 }
 
 /// Exit codes of `authcore token`.
@@ -245,7 +257,8 @@ fn main() -> ExitCode {
             host,
             port,
             lifetime,
-        } => devserver(host, port, lifetime),
+            tls_dir,
+        } => devserver(host, port, lifetime, tls_dir),
         Command::Demo => match authcore_cli::demo::run() {
             Ok(0) => {
                 println!("demo: every scenario behaved");
@@ -308,7 +321,13 @@ fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
         split_scopes(&a.scopes),
         a.resources.clone(),
         store,
-        Options::default().timeout(Duration::from_secs(a.timeout)),
+        {
+            let options = Options::default().timeout(Duration::from_secs(a.timeout));
+            match &a.ca_bundle {
+                Some(ca) => options.ca_bundle(ca),
+                None => options,
+            }
+        },
     )
 }
 
@@ -391,9 +410,14 @@ fn split_scopes(scopes: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn devserver(host: IpAddr, port: u16, lifetime: u64) -> ExitCode {
+fn devserver(host: IpAddr, port: u16, lifetime: u64, tls_dir: Option<PathBuf>) -> ExitCode {
     let creds = Credentials::default();
-    let server = match DevServer::start(SocketAddr::new(host, port), creds.clone()) {
+    let addr = SocketAddr::new(host, port);
+    let started = match &tls_dir {
+        Some(dir) => DevServer::start_tls(addr, creds.clone(), dir),
+        None => DevServer::start(addr, creds.clone()),
+    };
+    let server = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("authcore devserver: {e}");
@@ -431,6 +455,9 @@ fn devserver(host: IpAddr, port: u16, lifetime: u64) -> ExitCode {
         "  resource   {0}/api/...   control {0}/_control/...",
         server.url()
     );
+    if let Some(dir) = &tls_dir {
+        println!("AUTHCORE_DEVSERVER_CA={}", dir.join("ca.pem").display());
+    }
     println!("AUTHCORE_DEVSERVER_URL={}", server.url());
     let _ = std::io::stdout().flush();
     server.wait();
@@ -479,6 +506,9 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
         .max_retries(2)
         .proxy(proxy)
         .expiry_margin(Duration::from_secs(a.expiry_margin.unwrap_or(0)));
+    if let Some(ca) = &a.ca_bundle {
+        options = options.ca_bundle(ca);
+    }
     if let Some(store) = &a.store {
         options = if let Some(ca) = &a.store_ca {
             options.store(std::sync::Arc::new(RedisStore::with_ca_file(store, ca)?))

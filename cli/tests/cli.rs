@@ -310,6 +310,53 @@ fn verbose_flags_tell_renewals_then_every_request_never_a_secret() {
 }
 
 #[test]
+fn https_with_a_ca_bundle_of_ones_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let s = DevServer::start_tls(addr, Credentials::default(), dir.path()).unwrap();
+    assert!(s.url().starts_with("https://127.0.0.1:"));
+    let url = format!("{}/oauth2/token", s.url());
+    let ca = dir.path().join("ca.pem");
+    // Not in the system's trust store: refused, and the message says why and where.
+    let out = client_credentials_token(&url).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not trusted") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+    // With the devserver's CA as the bundle: a token.
+    let out = client_credentials_token(&url)
+        .arg("--ca-bundle")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.counters().token_requests, 1);
+    // Through SSL_CERT_FILE, the standard way to name a trust store.
+    let out = client_credentials_token(&url)
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A bundle that cannot be used is a configuration error.
+    let out = client_credentials_token(&url)
+        .args(["--ca-bundle", "/nonexistent/ca.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.pem"));
+}
+
+#[test]
 fn demo_runs_every_seed_scenario_and_exits_zero() {
     let out = authcore().arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -172,6 +172,8 @@ pub struct Http {
     inherited: parking_lot::Mutex<Vec<Arc<Agents>>>,
     /// The proxy for non-loopback hosts (loopback is always reached directly).
     proxy: Option<ureq::Proxy>,
+    /// The certificate authorities trusted for HTTPS.
+    roots: ureq::tls::RootCerts,
     options: Arc<Options>,
     /// The counters of the client (or flow) this layer serves.
     counters: Arc<Counters>,
@@ -188,14 +190,16 @@ impl Http {
                 Some(ureq::Proxy::new(u).map_err(|_| Error::config("the proxy URL is not valid"))?)
             }
         };
+        let roots = trusted_roots(&options)?;
         let agents = ArcSwap::from_pointee(Agents {
             stamp: Stamp::current(),
-            agent: build_agent(&options, proxy.clone()),
+            agent: build_agent(&options, proxy.clone(), roots.clone()),
         });
         Ok(Http {
             agents,
             inherited: parking_lot::Mutex::new(Vec::new()),
             proxy,
+            roots,
             options,
             counters: Arc::default(),
         })
@@ -225,7 +229,7 @@ impl Http {
         }
         let fresh = Arc::new(Agents {
             stamp,
-            agent: build_agent(&self.options, self.proxy.clone()),
+            agent: build_agent(&self.options, self.proxy.clone(), self.roots.clone()),
         });
         let previous = self.agents.compare_and_swap(&*current, Arc::clone(&fresh));
         if Arc::ptr_eq(&previous, &current) {
@@ -369,7 +373,7 @@ impl Http {
         let response = self.run(request, remaining).map_err(|e| {
             let sent = !matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
                 && !is_refused(&e);
-            (transport_error(e, host_of(req.url)), sent)
+            (self.transport_error(e, req.url), sent)
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
@@ -408,7 +412,7 @@ impl Http {
             .map_err(|_| Error::config("request could not be built (bad URL)"))?;
         let response = self
             .run(request, remaining)
-            .map_err(|e| transport_error(e, host_of(url)))?;
+            .map_err(|e| self.transport_error(e, url))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = read_body(response, self.options.max_body_bytes)?;
@@ -441,7 +445,7 @@ impl Http {
         }
         builder = builder.header("authorization", authorization.expose_secret());
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
-        let transport = |e| transport_error(e, host_of(url));
+        let transport = |e| self.transport_error(e, url);
         let result = if body.is_empty() {
             builder
                 .body(())
@@ -501,8 +505,66 @@ fn agent_timeout(timeout: Duration) -> Duration {
     timeout - (timeout / 1000).min(Duration::from_millis(5))
 }
 
-fn build_agent(options: &Options, proxy: Option<ureq::Proxy>) -> ureq::Agent {
+/// The certificate authorities to trust: the configured CA bundle, else the platform's
+/// trust store, else (a platform without one) the Web PKI roots built in.
+fn trusted_roots(options: &Options) -> Result<ureq::tls::RootCerts> {
+    let Some(path) = &options.ca_bundle else {
+        return Ok(platform_roots());
+    };
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::config(format!("the CA bundle {shown} cannot be read: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(_) => {
+                return Err(Error::config(format!(
+                    "the CA bundle {shown} is not valid PEM"
+                )))
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::config(format!(
+            "the CA bundle {shown} holds no certificate"
+        )));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+/// The platform's trust store, read once per process (on Linux: `SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`, else the system bundle), or the built-in Web PKI roots when it holds
+/// no certificate (a minimal container image).
+fn platform_roots() -> ureq::tls::RootCerts {
+    static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let certs: Vec<ureq::tls::Certificate<'static>> = found
+                .certs
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                .collect();
+            if certs.is_empty() {
+                event!(warn, "tls.no_platform_roots";
+                    "the platform's trust store holds no certificate; using the built-in Web PKI roots");
+                ureq::tls::RootCerts::WebPki
+            } else {
+                ureq::tls::RootCerts::new_with_certs(&certs)
+            }
+        })
+        .clone()
+}
+
+fn build_agent(
+    options: &Options,
+    proxy: Option<ureq::Proxy>,
+    roots: ureq::tls::RootCerts,
+) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(proxy)
@@ -590,7 +652,7 @@ fn read_body(mut response: http::Response<ureq::Body>, limit: u64) -> Result<Vec
                 message: format!("response body exceeds the {limit}-byte limit"),
                 snippet: String::new(),
             },
-            other => transport_error(other, String::new()),
+            other => transport_error(other, String::new(), None),
         })
 }
 
@@ -628,29 +690,112 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-fn transport_error(e: ureq::Error, host: String) -> Error {
+impl Http {
+    /// A transport failure of a request to `url`, saying what went wrong and where: the
+    /// host, and the proxy when the request went through one.
+    fn transport_error(&self, e: ureq::Error, url: &str) -> Error {
+        let host = host_of(url);
+        let proxy = self
+            .proxy
+            .as_ref()
+            .filter(|_| !is_loopback_host(&host_name(&host)))
+            .map(|p| format!("{}:{}", p.host(), p.port()));
+        transport_error(e, host, proxy)
+    }
+}
+
+/// The host part of `host:port` (brackets kept off IPv6 literals).
+fn host_name(host_port: &str) -> String {
+    let h = match host_port.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host_port,
+    };
+    h.trim_start_matches('[').trim_end_matches(']').to_owned()
+}
+
+/// What a TLS failure means, in words: an untrusted certificate, or a peer that does
+/// not speak TLS.
+fn tls_failure(e: &rustls::Error, host: &str) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(c) => {
+            let why = match c {
+                rustls::CertificateError::UnknownIssuer => {
+                    "issued by a certificate authority that is not trusted".to_owned()
+                }
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. } => {
+                    "not valid for this host name".to_owned()
+                }
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. } => "expired".to_owned(),
+                other => format!("{other:?}"),
+            };
+            format!(
+                "the TLS certificate of {host} is not trusted: {why} (a CA of your own: the ca_bundle option)"
+            )
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("{host} did not answer with TLS (is it a plain HTTP port? use http:// for loopback)")
+        }
+        other => format!("TLS with {host} failed: {other}"),
+    }
+}
+
+fn transport_error(e: ureq::Error, host: String, proxy: Option<String>) -> Error {
     let to = if host.is_empty() {
         String::new()
     } else {
         format!(" to {host}")
     };
+    let via = proxy
+        .as_deref()
+        .map(|p| format!(" through the proxy {p}"))
+        .unwrap_or_default();
+    let rustls_error = match &e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(r) = rustls_error {
+        let message = tls_failure(r, &host);
+        return Error::Transport {
+            message,
+            source: Some(Arc::new(e)),
+        };
+    }
     match e {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
             Error::config(format!("invalid request{to}: bad URL, method or header"))
         }
         ureq::Error::Timeout(t) => Error::Timeout {
-            message: format!("request{to} exceeded its {t} timeout"),
+            message: format!("request{to}{via} exceeded its {t} timeout"),
         },
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
-            message: format!("request{to} timed out"),
+            message: format!("request{to}{via} timed out"),
         },
         other => {
-            let message = match &other {
-                ureq::Error::ConnectionFailed => format!("connection{to} failed"),
-                ureq::Error::HostNotFound => format!("host not found{to}"),
-                e if is_refused(e) => format!("connection{to} refused"),
-                ureq::Error::Io(io) => format!("I/O error{to}: {}", io.kind()),
-                _ => format!("HTTP error{to}"),
+            let message = match (&other, &proxy) {
+                (ureq::Error::ConnectProxyFailed(why), Some(p)) => format!(
+                    "the proxy {p} failed to connect{to}: {}",
+                    crate::error::scrub(why)
+                ),
+                (ureq::Error::ConnectProxyFailed(why), None) => {
+                    format!(
+                        "the proxy failed to connect{to}: {}",
+                        crate::error::scrub(why)
+                    )
+                }
+                (ureq::Error::HostNotFound, Some(p)) => {
+                    format!("could not resolve host {host} (or the proxy {p})")
+                }
+                (ureq::Error::HostNotFound, None) => format!("could not resolve host {host}"),
+                (e, Some(p)) if is_refused(e) => format!("the proxy {p} refused the connection"),
+                (e, None) if is_refused(e) => format!("connection{to} refused"),
+                (ureq::Error::ConnectionFailed, _) => format!("connection{to}{via} failed"),
+                (ureq::Error::Io(io), _) => format!("I/O error{to}{via}: {}", io.kind()),
+                _ => format!("HTTP error{to}{via}"),
             };
             Error::Transport {
                 message,

@@ -479,6 +479,35 @@ pub unsafe extern "C" fn authcore_options_set_proxy(
     unsafe { update(options, step) }
 }
 
+/// Trusts exactly the certificate authorities in the PEM file at `path` for HTTPS (an
+/// identity provider behind a corporate CA) instead of the platform's trust store.
+/// `path` NULL: the platform's trust store again (the default; on Linux the system
+/// bundle, honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`). A file that cannot be read or
+/// holds no certificate makes the client constructor fail with `AUTHCORE_STATUS_CONFIG`.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `path` is
+/// NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_ca_bundle(
+    options: *mut authcore_options,
+    path: *const c_char,
+) -> authcore_status {
+    let step = |mut o: authcore::Options| {
+        // SAFETY: the caller promises NULL or a NUL-terminated string.
+        match unsafe { opt_str(path, "path")? } {
+            None => {
+                o = o.clear_ca_bundle();
+                Ok(o)
+            }
+            Some("") => Err(Failure::invalid("the CA bundle path is empty")),
+            Some(p) => Ok(o.ca_bundle(p)),
+        }
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

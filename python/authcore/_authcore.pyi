@@ -55,6 +55,7 @@ class _ClientOptions(TypedDict, total=False):
     on_refresh_token: Optional[Callable[[str], object]]
     token_request_headers: Mapping[str, str]
     proxy: Optional[str]
+    ca_bundle: Union[str, "os.PathLike[str]", None]
     store: Optional[Union[FileStore, RedisStore, TokenStore]]
 
 class _GrantOptions(_ClientOptions, total=False):

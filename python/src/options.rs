@@ -167,7 +167,7 @@ pub(crate) fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64
 pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, \
-    token_request_headers, proxy, store (and for OAuth grants: resource, private_key, key_id, \
+    token_request_headers, proxy, ca_bundle, store (and for OAuth grants: resource, private_key, key_id, \
     algorithm, revocation_url)";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
@@ -273,6 +273,19 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                     ));
                 };
                 o.proxy(proxy)
+            }
+            "ca_bundle" => {
+                if v.is_none() {
+                    o
+                } else {
+                    let path: std::path::PathBuf = v.extract().map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "option 'ca_bundle' must be a path (str or os.PathLike), not {}",
+                            type_name(&v)
+                        ))
+                    })?;
+                    o.ca_bundle(path)
+                }
             }
             "token_request_headers" => {
                 let headers = v.cast::<PyDict>().map_err(|_| {

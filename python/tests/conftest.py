@@ -141,3 +141,44 @@ def cc_client(dev: DevServer) -> authcore.Client:
     return authcore.Client.client_credentials(
         dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, scopes="campaigns:read"
     )
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevServer, str]]:
+    """A provider serving HTTPS with a throwaway CA: the server and the CA file."""
+    tls_dir = tmp_path_factory.mktemp("devserver-tls")
+    proc = subprocess.Popen(
+        [str(_binary()), "devserver", "--host", "127.0.0.1", "--port", "0", "--tls-dir", str(tls_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = ca = None
+    deadline = time.monotonic() + 20
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("AUTHCORE_DEVSERVER_CA="):
+            ca = line.strip().split("=", 1)[1]
+        if line.startswith("AUTHCORE_DEVSERVER_URL="):
+            url = line.strip().split("=", 1)[1]
+            break
+    if url is None or ca is None:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise RuntimeError("the TLS devserver did not start")
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)
+    drain.start()
+    try:
+        yield DevServer(url), ca
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        drain.join(timeout=10)
+        proc.stdout.close()

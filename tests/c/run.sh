@@ -13,11 +13,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 work="$(mktemp -d)"
 devserver_pid=""
+tls_devserver_pid=""
 redis_pid=""
 oidc_pid=""
 cleanup() {
     if [ -n "$oidc_pid" ]; then kill "$oidc_pid" 2>/dev/null || true; wait "$oidc_pid" 2>/dev/null || true; fi
     if [ -n "$devserver_pid" ]; then kill "$devserver_pid" 2>/dev/null || true; fi
+    if [ -n "$tls_devserver_pid" ]; then kill "$tls_devserver_pid" 2>/dev/null || true; wait "$tls_devserver_pid" 2>/dev/null || true; fi
     if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
@@ -50,6 +52,26 @@ start_devserver() {
     exit 1
 }
 start_devserver
+
+# The same provider serving HTTPS with a throwaway CA, for the TLS trust tests.
+start_tls_devserver() {
+    "$root/target/release/authcore" devserver --host 127.0.0.1 --port 0 --tls-dir "$work/tls" \
+        > "$work/tls-devserver.out" 2>&1 &
+    tls_devserver_pid=$!
+    for _ in $(seq 1 100); do
+        url=$(sed -n 's/^AUTHCORE_DEVSERVER_URL=//p' "$work/tls-devserver.out")
+        if [ -n "$url" ]; then
+            export AUTHCORE_DEVSERVER_TLS_URL="$url"
+            export AUTHCORE_DEVSERVER_TLS_CA="$work/tls/ca.pem"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the TLS devserver did not start:" >&2
+    cat "$work/tls-devserver.out" >&2
+    exit 1
+}
+start_tls_devserver
 
 # A Redis of the suite's own on a free loopback port, for the Redis store tests.
 start_redis() {

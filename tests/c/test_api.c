@@ -325,6 +325,53 @@ static void test_sign_ins_in_flight(void) {
     authcore_code_flow_free(flow);
 }
 
+/* TLS trust against the provider serving HTTPS with a throwaway CA (run.sh starts it). */
+static void test_tls_trust(void) {
+    const char *base = getenv("AUTHCORE_DEVSERVER_TLS_URL");
+    const char *ca = getenv("AUTHCORE_DEVSERVER_TLS_CA");
+    CHECK(base != NULL && ca != NULL, "the TLS provider is running");
+    if (base == NULL || ca == NULL) {
+        return;
+    }
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s/oauth2/token", base);
+    char token[512];
+
+    /* The platform's trust store does not know the throwaway CA. */
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, CLIENT_ID, SECRET, NULL, 0, NULL, &c));
+    CHECK_STATUS(authcore_client_token_into(c, token, sizeof token, NULL), AUTHCORE_STATUS_TRANSPORT);
+    CHECK(strstr(authcore_last_error_message(), "not trusted") != NULL &&
+              strstr(authcore_last_error_message(), "127.0.0.1") != NULL,
+          "says why and where");
+    authcore_client_free(c);
+
+    /* Its CA as the bundle: a token. */
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_ca_bundle(o, ca));
+    c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, CLIENT_ID, SECRET, NULL, 0, o, &c));
+    CHECK_OK(authcore_client_token_into(c, token, sizeof token, NULL));
+    authcore_client_free(c);
+
+    /* A bundle that cannot be used fails the constructor; "" is refused by the setter;
+     * NULL goes back to the platform's store. */
+    CHECK_STATUS(authcore_options_set_ca_bundle(o, ""), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_OK(authcore_options_set_ca_bundle(o, "/nonexistent/ca.pem"));
+    c = NULL;
+    CHECK_STATUS(authcore_client_new_client_credentials(token_url, CLIENT_ID, SECRET, NULL, 0, o, &c),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK(c == NULL && strstr(authcore_last_error_message(), "/nonexistent/ca.pem") != NULL,
+          "names the file");
+    CHECK_OK(authcore_options_set_ca_bundle(o, NULL));
+    CHECK_OK(authcore_client_new_client_credentials(token_url, CLIENT_ID, SECRET, NULL, 0, o, &c));
+    CHECK_STATUS(authcore_client_token_into(c, token, sizeof token, NULL), AUTHCORE_STATUS_TRANSPORT);
+    authcore_client_free(c);
+    CHECK_STATUS(authcore_options_set_ca_bundle(NULL, ca), AUTHCORE_STATUS_NULL_ARGUMENT);
+    authcore_options_free(o);
+}
+
 static void test_errors(void) {
     devserver_reset();
     authcore_options *o = quick_options();
@@ -620,6 +667,7 @@ int main(void) {
     test_client_credentials();
     test_authorization_code_and_refresh();
     test_sign_ins_in_flight();
+    test_tls_trust();
     test_errors();
     test_response_handle();
     test_null_arguments();

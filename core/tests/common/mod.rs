@@ -76,3 +76,4 @@ pub fn counting_endpoint(
     count
 }
 pub mod redis;
+pub mod tls;
