@@ -207,6 +207,17 @@ impl Error {
         }
     }
 
+    /// The API problem, if this is one (directly, inside a rate limit, or as the cause
+    /// of a required reauthentication).
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Error::ApiProblem(p) => Some(p),
+            Error::RateLimited { problem, .. } => problem.as_ref(),
+            Error::ReauthenticationRequired { cause } => cause.problem(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status of the response that caused this error, if there was one.
     pub fn http_status(&self) -> Option<u16> {
         match self {

@@ -148,6 +148,26 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// `Ok` for a status below 400; otherwise the failure as an error: `RateLimited`
+    /// for a 429 (with `Retry-After`), `OAuth` for an OAuth error body, else an
+    /// `ApiProblem` with the problem body's fields, or with the status as its title and
+    /// a short, secret-free excerpt of the body as its detail.
+    pub fn error_for_status(&self) -> Result<&Self> {
+        if self.status < 400 {
+            return Ok(self);
+        }
+        let retry = retry_after(&self.headers);
+        Err(match error::from_response(self.status, retry, &self.body) {
+            Error::InvalidResponse { .. } => Error::ApiProblem(crate::error::Problem {
+                status: self.status,
+                problem_type: None,
+                title: Some(format!("HTTP {}", self.status)),
+                detail: (!self.body.is_empty()).then(|| error::snippet(&self.body)),
+            }),
+            other => other,
+        })
+    }
 }
 
 /// What one attempt produced.

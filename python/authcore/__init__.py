@@ -12,34 +12,36 @@ its Python face.
 import os as _os
 
 from ._authcore import (
-    ApiProblemError,
-    AuthcoreError,
     AuthorizationCodeFlow,
     AuthorizationRequest,
     Client,
-    ConfigError,
     DeviceAuthorization,
     DeviceFlow,
     FileStore,
-    InvalidResponseError,
     Metadata,
-    OAuthError,
-    RateLimitedError,
-    ReauthenticationRequired,
-    StoreError,
-    IssuerMismatchError,
-    CancelledError,
     RedisStore,
     Response,
-    StateMismatchError,
     Stats,
-    TimeoutError,
     Token,
-    TransportError,
     __version__,
     discover,
 )
 from ._authcore import _after_fork_in_child
+from .errors import (
+    ApiProblemError,
+    AuthcoreError,
+    CancelledError,
+    ConfigError,
+    InvalidResponseError,
+    IssuerMismatchError,
+    OAuthError,
+    RateLimitedError,
+    ReauthenticationRequired,
+    StateMismatchError,
+    StoreError,
+    TimeoutError,
+    TransportError,
+)
 from .adapters import HttpxAuth, RequestsAuth
 from .stores import TokenStore
 

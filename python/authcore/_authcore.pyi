@@ -16,19 +16,6 @@ __all__ = [
     "Stats",
     "AuthorizationCodeFlow",
     "AuthorizationRequest",
-    "AuthcoreError",
-    "ConfigError",
-    "TransportError",
-    "TimeoutError",
-    "OAuthError",
-    "ApiProblemError",
-    "RateLimitedError",
-    "InvalidResponseError",
-    "StateMismatchError",
-    "ReauthenticationRequired",
-    "StoreError",
-    "IssuerMismatchError",
-    "CancelledError",
     "FileStore",
     "RedisStore",
     "Metadata",
@@ -67,31 +54,6 @@ class _GrantOptions(_ClientOptions, total=False):
     algorithm: Optional[str]
     revocation_url: Optional[str]
 
-class AuthcoreError(Exception):
-    kind: str
-    code: int
-    http_status: Optional[int]
-    retry_after: Optional[float]
-    error: Optional[str]
-    description: Optional[str]
-    uri: Optional[str]
-    status: Optional[int]
-    problem_type: Optional[str]
-    title: Optional[str]
-    detail: Optional[str]
-
-class ConfigError(AuthcoreError): ...
-class TransportError(AuthcoreError): ...
-class TimeoutError(AuthcoreError): ...
-class OAuthError(AuthcoreError): ...
-class ApiProblemError(AuthcoreError): ...
-class RateLimitedError(AuthcoreError): ...
-class InvalidResponseError(AuthcoreError): ...
-class StateMismatchError(AuthcoreError): ...
-class ReauthenticationRequired(AuthcoreError): ...
-class StoreError(AuthcoreError): ...
-class IssuerMismatchError(AuthcoreError): ...
-class CancelledError(AuthcoreError): ...
 
 @final
 class Response:
@@ -106,6 +68,9 @@ class Response:
     @property
     def ok(self) -> bool: ...
     def json(self) -> Any: ...
+    def raise_for_status(self) -> None:
+        """Raise for a status of 400 or more: RateLimitedError (429), OAuthError (an OAuth
+        error body), else ApiProblemError with the problem's fields or the status as title."""
 
 @final
 class FileStore:
@@ -190,15 +155,18 @@ class Stats:
 @final
 class Client:
     @staticmethod
-    def personal_access_token(token: str) -> Client: ...
+    def personal_access_token(token: str, **options: Unpack[_ClientOptions]) -> Client:
+        """A client that always sends one fixed token; options apply to its requests."""
     @staticmethod
     def api_video(
         api_key: str,
         *,
         sandbox: bool = False,
         base_url: Optional[str] = None,
+        refresh_token: Optional[str] = None,
         **options: Unpack[_ClientOptions],
-    ) -> Client: ...
+    ) -> Client:
+        """api.video; ``refresh_token`` resumes from one saved by ``on_refresh_token``."""
     @staticmethod
     def client_credentials(
         token_url: str,
@@ -215,8 +183,11 @@ class Client:
         client_secret: str,
         *,
         scopes: _Scopes = None,
+        token_url: Optional[str] = None,
         **options: Unpack[_GrantOptions],
-    ) -> Client: ...
+    ) -> Client:
+        """Vibe's client credentials (HTTP Basic, scopes); ``token_url`` for another
+        environment."""
     @staticmethod
     def refresh_token(
         token_url: str,

@@ -78,8 +78,7 @@ pub(crate) struct Response {
     /// The HTTP status code.
     #[pyo3(get)]
     status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    inner: authcore::Response,
 }
 
 pub(crate) fn new_client(
@@ -193,22 +192,29 @@ impl Client {
         let response = result.map_err(|e| to_py_err(py, e))?;
         Ok(Response {
             status: response.status,
-            headers: response
-                .headers()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            body: response.body,
+            inner: response,
         })
     }
 }
 
 #[pymethods]
 impl Client {
-    /// A client that always sends one fixed token (a personal access token).
+    /// A client that always sends one fixed token (a personal access token). The
+    /// options apply to the requests it sends (`timeout`, `max_body_bytes`, `proxy`,
+    /// `ca_bundle`, ...).
     #[staticmethod]
-    fn personal_access_token(token: &str) -> Client {
-        Client::wrap(
-            authcore::Client::personal_access_token(token),
+    #[pyo3(signature = (token, **options))]
+    fn personal_access_token(
+        py: Python<'_>,
+        token: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        new_client(
+            authcore::Client::new(
+                authcore::grant::StaticToken::new(token),
+                options_arg(options)?,
+            ),
+            py,
             "grant='personal_access_token'".into(),
         )
     }
@@ -216,12 +222,13 @@ impl Client {
     /// api.video: the API key is exchanged for an access token and a rotating refresh
     /// token, at production, the sandbox (`sandbox=True`) or `base_url`.
     #[staticmethod]
-    #[pyo3(signature = (api_key, *, sandbox = false, base_url = None, **options))]
+    #[pyo3(signature = (api_key, *, sandbox = false, base_url = None, refresh_token = None, **options))]
     fn api_video(
         py: Python<'_>,
         api_key: &str,
         sandbox: bool,
         base_url: Option<&str>,
+        refresh_token: Option<&str>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let grant = match (base_url, sandbox) {
@@ -233,6 +240,11 @@ impl Client {
             (Some(url), false) => ApiKey::with_base_url(url, api_key),
             (None, true) => ApiKey::sandbox(api_key),
             (None, false) => ApiKey::production(api_key),
+        };
+        // Resumes from a refresh token saved by `on_refresh_token`.
+        let grant = match refresh_token {
+            Some(rt) => grant.with_refresh_token(rt),
+            None => grant,
         };
         let description = format!("grant='api_video' base_url={:?}", grant.base_url());
         new_client(
@@ -303,18 +315,22 @@ impl Client {
 
     /// Vibe: client credentials at Vibe's token endpoint with HTTP Basic.
     #[staticmethod]
-    #[pyo3(signature = (client_id, client_secret, *, scopes = None, **options))]
+    #[pyo3(signature = (client_id, client_secret, *, scopes = None, token_url = None, **options))]
     fn vibe(
         py: Python<'_>,
         client_id: &str,
         client_secret: &str,
         scopes: Option<&Bound<'_, PyAny>>,
+        token_url: Option<&str>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
-        let grant = ClientCredentials::vibe(client_id, client_secret)
-            .scopes(scopes_arg(scopes)?)
-            .with_settings(args);
+        let grant = match token_url {
+            Some(url) => ClientCredentials::vibe_at(url, client_id, client_secret),
+            None => ClientCredentials::vibe(client_id, client_secret),
+        }
+        .scopes(scopes_arg(scopes)?)
+        .with_settings(args);
         new_client(
             authcore::Client::new(grant, options),
             py,
@@ -467,11 +483,11 @@ impl Response {
     #[getter]
     fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (k, v) in &self.headers {
+        for (k, v) in self.inner.headers() {
             let k = k.to_ascii_lowercase();
             let value = match d.get_item(&k)? {
                 Some(prev) => format!("{}, {v}", prev.extract::<String>()?),
-                None => v.clone(),
+                None => v.to_owned(),
             };
             d.set_item(k, value)?;
         }
@@ -481,13 +497,13 @@ impl Response {
     /// The body as bytes.
     #[getter]
     fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.body)
+        PyBytes::new(py, &self.inner.body)
     }
 
     /// The body decoded as UTF-8 (invalid bytes replaced).
     #[getter]
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        String::from_utf8_lossy(&self.inner.body).into_owned()
     }
 
     /// Whether the status is 2xx.
@@ -496,10 +512,20 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
+    /// Raises for a status of 400 or more: `RateLimitedError` for a 429 (with
+    /// `retry_after`), `OAuthError` for an OAuth error body, else `ApiProblemError` with
+    /// the problem body's fields (or the status as its title). Returns None otherwise.
+    fn raise_for_status(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner
+            .error_for_status()
+            .map(|_| ())
+            .map_err(|e| to_py_err(py, e))
+    }
+
     /// The body parsed as JSON (raises `json.JSONDecodeError`, a `ValueError`).
     fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         py.import("json")?
-            .call_method1("loads", (PyBytes::new(py, &self.body),))
+            .call_method1("loads", (PyBytes::new(py, &self.inner.body),))
     }
 
     fn __repr__(&self) -> String {

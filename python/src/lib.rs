@@ -42,7 +42,6 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<discovery::Metadata>()?;
     m.add_function(wrap_pyfunction!(discovery::discover, m)?)?;
     m.add_class::<client::Stats>()?;
-    errors::add_exceptions(m)?;
     events::install(m.py())?;
     Ok(())
 }

@@ -143,3 +143,68 @@ def test_no_repr_shows_a_secret(dev: DevServer) -> None:
     request = flow.authorization_url()
     assert secret not in repr(request) and request.url in repr(request)
     assert secret not in repr(authcore.RequestsAuth(objects[0]))  # type: ignore[arg-type]
+
+
+def test_exceptions_live_in_authcore_pickle_and_take_keyword_attributes() -> None:
+    import pickle
+
+    e = authcore.OAuthError("refused", error="invalid_client", status=401, http_status=401)
+    assert type(e).__module__ == "authcore"
+    assert (e.kind, e.code, e.error, e.status, e.title) == ("oauth", 4, "invalid_client", 401, None)
+    back = pickle.loads(pickle.dumps(e))
+    assert type(back) is authcore.OAuthError
+    assert (str(back), back.error, back.status, back.kind) == ("refused", "invalid_client", 401, "oauth")
+    for cls in (authcore.AuthcoreError, authcore.ConfigError, authcore.TimeoutError, authcore.StoreError,
+                authcore.ReauthenticationRequired, authcore.StateMismatchError):
+        assert cls.__module__ == "authcore"
+        again = pickle.loads(pickle.dumps(cls("x")))
+        assert type(again) is cls and str(again) == "x"
+    assert issubclass(authcore.TimeoutError, TimeoutError)
+    assert isinstance(authcore.TimeoutError("late"), OSError)
+    with pytest.raises(TypeError, match="unexpected attribute"):
+        authcore.OAuthError("x", colour="red")
+
+
+def test_raised_exceptions_pickle_across_processes(dev: DevServer) -> None:
+    import concurrent.futures
+    import pickle
+
+    client = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, "wrong-secret")
+    with pytest.raises(authcore.OAuthError) as caught:
+        client.token()
+    back = pickle.loads(pickle.dumps(caught.value))
+    assert (back.error, back.status, back.http_status) == ("invalid_client", 401, 401)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(_raise_oauth_error, dev.url)
+        with pytest.raises(authcore.OAuthError) as in_child:
+            future.result(timeout=60)
+    assert in_child.value.error == "invalid_client"
+
+
+def _raise_oauth_error(url: str) -> None:
+    authcore.Client.client_credentials(url + "/oauth2/token", CLIENT_ID, "wrong-secret").token()
+
+
+def test_reauthentication_required_keeps_the_fields_of_the_refusal(dev: DevServer) -> None:
+    # A refresh token api.video does not know: its problem body is kept on the error.
+    client = authcore.Client.refresh_token(dev.url + "/auth/refresh", CLIENT_ID, CLIENT_SECRET,
+                                           "not-a-known-refresh-token", json_body=True)
+    with pytest.raises(authcore.ReauthenticationRequired) as caught:
+        client.token()
+    e = caught.value
+    assert e.kind == "reauthentication_required"
+    assert e.http_status is not None and 400 <= e.http_status < 500
+    assert e.status == e.http_status
+    assert e.title is not None or e.error is not None, repr(e)
+
+
+def test_raise_for_status(dev: DevServer) -> None:
+    client = authcore.Client.personal_access_token("dev-personal-access-token")
+    ok = client.get(dev.url + "/api/resource")
+    assert ok.raise_for_status() is None
+    refused = client.get(dev.url + "/api/reject")
+    assert refused.status == 401
+    with pytest.raises(authcore.AuthcoreError) as caught:
+        refused.raise_for_status()
+    assert caught.value.http_status == 401 and caught.value.status == 401
+    assert caught.value.kind in ("api_problem", "oauth")

@@ -145,3 +145,31 @@ def test_expiry_margin_moves_expiry_earlier(dev: DevServer) -> None:
     assert early_left is not None and 2900 < early_left <= 3000
     with pytest.raises(ValueError, match="expiry_margin"):
         authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, expiry_margin=-1)
+
+
+def test_every_constructor_takes_the_client_options(dev: DevServer) -> None:
+    pat = authcore.Client.personal_access_token("dev-personal-access-token", timeout=5.0, max_body_bytes=1024)
+    assert pat.get(dev.url + "/api/resource").status == 200
+    with pytest.raises(authcore.InvalidResponseError, match="limit"):
+        authcore.Client.personal_access_token("dev-personal-access-token", max_body_bytes=1).get(
+            dev.url + "/api/resource"
+        )
+    with pytest.raises(TypeError, match="unexpected option"):
+        authcore.Client.personal_access_token("x", colour="red")  # type: ignore[call-arg]
+
+
+def test_vibe_at_another_token_url(dev: DevServer) -> None:
+    client = authcore.Client.vibe(CLIENT_ID, CLIENT_SECRET, scopes="campaigns:read", token_url=dev.url + "/oauth2/token")
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert dev.token_requests("oauth2/client_credentials") == 1
+
+
+def test_api_video_resumes_from_a_saved_refresh_token(dev: DevServer) -> None:
+    saved: list[str] = []
+    first = authcore.Client.api_video("dev-api-key", base_url=dev.url, on_refresh_token=saved.append)
+    first.token()
+    assert len(saved) == 1
+    resumed = authcore.Client.api_video("dev-api-key", base_url=dev.url, refresh_token=saved[0])
+    assert resumed.get(dev.url + "/api/resource").status == 200
+    assert dev.token_requests("apivideo/refresh") == 1, "resumed through /auth/refresh"
+    assert dev.token_requests("apivideo/api_key") == 1, "the key was not exchanged again"

@@ -4,9 +4,9 @@ file, two users signing in at once, and a forged callback between them."""
 from __future__ import annotations
 
 import pathlib
+from email.message import Message
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,14 +28,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _browser = urllib.request.build_opener(_NoRedirect)
 
 
-def _get(url: str, cookie: Optional[str] = None) -> Tuple[int, str, dict[str, str]]:
-    """A browser's GET that does not follow redirects: status, body, headers."""
+def _get(url: str, cookie: Optional[str] = None) -> Tuple[int, str, Message]:
+    """A browser's GET that does not follow redirects: status, body, headers (looked up
+    without regard to case)."""
     req = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
     try:
         with _browser.open(req, timeout=15) as resp:
-            return resp.status, resp.read().decode(), dict(resp.headers)
+            return resp.status, resp.read().decode(), resp.headers
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(), dict(e.headers)
+        return e.code, e.read().decode(), e.headers
 
 
 @pytest.fixture()
@@ -73,10 +74,10 @@ def _start(worker: str) -> Tuple[str, str]:
     """A user opens /login on `worker`: their cookie and the provider's redirect back."""
     status, _, headers = _get(worker + "/login")
     assert status == 302
-    cookie = headers["Set-Cookie"]
-    status, _, headers = _get(headers["Location"])  # the provider signs the user in
+    cookie = str(headers["Set-Cookie"])
+    status, _, headers = _get(str(headers["Location"]))  # the provider signs the user in
     assert status in (302, 303)
-    callback = urllib.parse.urlsplit(headers["Location"])
+    callback = urllib.parse.urlsplit(str(headers["Location"]))
     return cookie, f"{callback.path}?{callback.query}"
 
 

@@ -18,6 +18,8 @@ pub struct ApiKey {
     api_key: Secret,
     api_key_url: String,
     refresh_url: String,
+    /// A refresh token saved earlier, to resume with (it is tried before the key).
+    refresh_token: Option<Secret>,
 }
 
 impl ApiKey {
@@ -39,7 +41,16 @@ impl ApiKey {
             refresh_url: format!("{base_url}/auth/refresh"),
             base_url,
             api_key: api_key.into(),
+            refresh_token: None,
         }
+    }
+
+    /// Resumes from a refresh token saved earlier (by the refresh-token hook): the first
+    /// token comes from `POST /auth/refresh` with it, and from the API key only if it is
+    /// refused. Sent as api.video's `refreshToken` field.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<Secret>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self
     }
 
     /// The base URL in use.
@@ -109,6 +120,10 @@ impl Fetch for ApiKey {
 
     fn endpoints(&self) -> Vec<&str> {
         vec![&self.api_key_url, &self.refresh_url]
+    }
+
+    fn initial_refresh_token(&self) -> Option<Secret> {
+        self.refresh_token.clone()
     }
 
     fn store_key(&self) -> Option<StoreKey> {

@@ -60,6 +60,16 @@ impl ClientCredentials {
         Self::new(provider::VIBE_TOKEN_URL, client_id, client_secret)
     }
 
+    /// Vibe's dialect at another token endpoint (a staging environment, or the
+    /// development provider).
+    pub fn vibe_at(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+    ) -> Self {
+        Self::new(token_url, client_id, client_secret)
+    }
+
     super::oauth_builders!();
     super::scopes_builder!();
 }
