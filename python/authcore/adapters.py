@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generator
 
 if TYPE_CHECKING:  # pragma: no cover
     from httpx import Auth as _HttpxBase
+    from httpx import ByteStream as _HttpxBytes
     from requests.auth import AuthBase as _RequestsBase
 
     from ._authcore import Client
@@ -24,8 +25,10 @@ else:
         _RequestsBase = object
     try:
         from httpx import Auth as _HttpxBase
+        from httpx import ByteStream as _HttpxBytes
     except ImportError:  # pragma: no cover
         _HttpxBase = object
+        _HttpxBytes = bytes
 
 __all__ = ["HttpxAuth", "RequestsAuth"]
 
@@ -57,6 +60,9 @@ class RequestsAuth(_RequestsBase):
             response.status_code, response.headers.get("WWW-Authenticate")
         ):
             return response
+        if not isinstance(request.body, (bytes, str, type(None))):
+            # A one-shot stream (a generator, a file) was consumed by the first send.
+            return response
         sent = request.headers.get("Authorization", "")
         self.client.invalidate(_token_of(sent))
         retry = request.copy()
@@ -79,35 +85,53 @@ class HttpxAuth(_HttpxBase):
     """``httpx`` auth for ``httpx.Client`` and ``httpx.AsyncClient``:
     ``httpx.Client(auth=HttpxAuth(client))``.
 
-    In async code the token is fetched on a worker thread, so a renewal never blocks the
-    event loop.
+    Request bodies are streamed as they are: the adapter never reads a body into
+    memory, so a large upload costs what it costs without the adapter. A 401 is
+    answered with a renewal and one resend only when the body can be sent again (no
+    body, bytes, text, JSON or form data); a request with a one-shot stream body (a
+    generator, an iterator, a file) gets its 401 back as it came.
+
+    In async code a cached token is read on the event loop, with no thread hop; only a
+    renewal runs on a worker thread, so it never blocks the loop.
     """
 
-    requires_request_body = True
+    requires_request_body = False
 
     def __init__(self, client: Client) -> None:
         self.client = client
+
+    def _resend(self, request: Any, response: Any) -> bool:
+        """Whether to renew and send again: the rule of ``Client.request``, for a body
+        that can be sent twice."""
+        return isinstance(request.stream, _HttpxBytes) and self.client.renewal_helps(
+            response.status_code, response.headers.get("WWW-Authenticate")
+        )
 
     def auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         header = self.client.authorization_header()
         request.headers["Authorization"] = header
         response = yield request
-        if self.client.renewal_helps(response.status_code, response.headers.get("WWW-Authenticate")):
+        if self._resend(request, response):
             self.client.invalidate(_token_of(header))
             request.headers["Authorization"] = self.client.authorization_header()
             yield request
 
-    async def async_auth_flow(self, request: Any) -> Any:
-        import anyio.to_thread
+    async def _header(self) -> str:
+        header = self.client.cached_authorization_header()
+        if header is None:
+            import anyio.to_thread
 
-        await request.aread()
-        header = await anyio.to_thread.run_sync(self.client.authorization_header)
+            header = await anyio.to_thread.run_sync(self.client.authorization_header)
+        return header
+
+    async def async_auth_flow(self, request: Any) -> Any:
+        header = await self._header()
         request.headers["Authorization"] = header
         response = yield request
-        if self.client.renewal_helps(response.status_code, response.headers.get("WWW-Authenticate")):
-            await anyio.to_thread.run_sync(self.client.invalidate, _token_of(header))
-            header = await anyio.to_thread.run_sync(self.client.authorization_header)
-            request.headers["Authorization"] = header
+        if self._resend(request, response):
+            # Dropping the refused token takes no I/O: done on the loop.
+            self.client.invalidate(_token_of(header))
+            request.headers["Authorization"] = await self._header()
             yield request
 
     def __repr__(self) -> str:

@@ -48,17 +48,27 @@ impl Client {
         pick: impl Fn(&Strings) -> &Py<PyString>,
     ) -> PyResult<Bound<'py, PyString>> {
         let token = self.valid_token(py)?;
+        Ok(self.strings_of(py, token, pick))
+    }
+
+    /// The strings of `token`, reusing the last ones while it is the same token.
+    fn strings_of<'py>(
+        &self,
+        py: Python<'py>,
+        token: std::sync::Arc<authcore::Token>,
+        pick: impl Fn(&Strings) -> &Py<PyString>,
+    ) -> Bound<'py, PyString> {
         let mut cached = self.strings.lock();
         if let Some(s) = cached.as_mut() {
             if std::sync::Arc::ptr_eq(&s.token, &token) {
-                return Ok(pick(s).bind(py).clone());
+                return pick(s).bind(py).clone();
             }
             // The same token reached through another handle (each thread reads its own
             // copy): keep the strings, remember this handle so the next call from this
             // thread is the pointer comparison above.
             if s.token.access_token() == token.access_token() {
                 s.token = token;
-                return Ok(pick(s).bind(py).clone());
+                return pick(s).bind(py).clone();
             }
         }
         let fresh = Strings {
@@ -68,7 +78,7 @@ impl Client {
         };
         let out = pick(&fresh).bind(py).clone();
         *cached = Some(fresh);
-        Ok(out)
+        out
     }
 }
 
@@ -377,6 +387,14 @@ impl Client {
     /// The `Authorization` header value for a valid token, e.g. "Bearer abc".
     fn authorization_header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         self.strings(py, |s| &s.header)
+    }
+
+    /// The `Authorization` header value if a token that needs no renewal is cached, else
+    /// None. Never blocks and does no I/O: event loops call it on the loop and move to a
+    /// worker thread (`authorization_header`) only when it gives None.
+    fn cached_authorization_header<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        let token = self.inner.fresh_token()?;
+        Some(self.strings_of(py, token, |s| &s.header))
     }
 
     /// A valid token with its details (`Token`): access token, type, scope and the

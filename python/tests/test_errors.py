@@ -201,7 +201,7 @@ def test_reauthentication_required_keeps_the_fields_of_the_refusal(dev: DevServe
 def test_raise_for_status(dev: DevServer) -> None:
     client = authcore.Client.personal_access_token("dev-personal-access-token")
     ok = client.get(dev.url + "/api/resource")
-    assert ok.raise_for_status() is None
+    ok.raise_for_status()  # a 200 raises nothing
     refused = client.get(dev.url + "/api/reject")
     assert refused.status == 401
     with pytest.raises(authcore.AuthcoreError) as caught:

@@ -51,6 +51,7 @@ export AUTHCORE_BIN="$root/target/release/authcore"
 
 if [ "${1:-}" = "bench" ]; then
     "$work/venv/bin/python" "$root/python/bench/compare.py"
+    "$work/venv/bin/python" "$root/python/bench/upload.py"
     exit 0
 fi
 
