@@ -807,10 +807,13 @@ fn transport_error(e: ureq::Error, host: String, proxy: Option<String>) -> Error
                         crate::error::scrub(why)
                     )
                 }
-                (ureq::Error::HostNotFound, Some(p)) => {
-                    format!("could not resolve host {host} (or the proxy {p})")
+                (ureq::Error::HostNotFound, Some(p)) => format!(
+                    "could not resolve host {} (or the proxy {p})",
+                    host_name(&host)
+                ),
+                (ureq::Error::HostNotFound, None) => {
+                    format!("could not resolve host {}", host_name(&host))
                 }
-                (ureq::Error::HostNotFound, None) => format!("could not resolve host {host}"),
                 (e, Some(p)) if is_refused(e) => format!("the proxy {p} refused the connection"),
                 (e, None) if is_refused(e) => format!("connection{to} refused"),
                 (ureq::Error::ConnectionFailed, _) => format!("connection{to}{via} failed"),
@@ -913,6 +916,63 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("x-ratelimit-retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn transport_failures_say_what_and_where() {
+        let dns = transport_error(ureq::Error::HostNotFound, "auth.example:443".into(), None);
+        assert_eq!(
+            dns.to_string(),
+            "transport error: could not resolve host auth.example"
+        );
+        let proxied = transport_error(
+            ureq::Error::ConnectProxyFailed("CONNECT refused (403)".into()),
+            "auth.example:443".into(),
+            Some("proxy.internal:3128".into()),
+        );
+        let text = proxied.to_string();
+        assert!(text.contains("the proxy proxy.internal:3128"), "{text}");
+        assert!(text.contains("auth.example:443"), "{text}");
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let text = transport_error(ureq::Error::Io(tls), "idp.corp:443".into(), None).to_string();
+        assert!(
+            text.contains("certificate of idp.corp:443 is not trusted"),
+            "{text}"
+        );
+        let plain = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        let text = transport_error(ureq::Error::Io(plain), "127.0.0.1:80".into(), None).to_string();
+        assert!(text.contains("did not answer with TLS"), "{text}");
+    }
+
+    #[test]
+    fn error_for_status_turns_failures_into_errors() {
+        let response = |status: u16, body: &str| Response {
+            status,
+            headers: http::HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        };
+        assert!(response(204, "").error_for_status().is_ok());
+        let e = response(404, "<html>not here</html>")
+            .error_for_status()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ApiProblem);
+        assert_eq!(e.http_status(), Some(404));
+        assert_eq!(
+            e.problem().and_then(|p| p.title.as_deref()),
+            Some("HTTP 404")
+        );
+        let e = response(403, r#"{"title":"Forbidden","status":403,"detail":"no"}"#)
+            .error_for_status()
+            .unwrap_err();
+        assert_eq!(e.problem().and_then(|p| p.detail.as_deref()), Some("no"));
+        let e = response(429, "").error_for_status().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
     }
 
     #[test]
