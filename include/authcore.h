@@ -739,6 +739,35 @@ const char *authcore_token_type(const authcore_token *token);
 const char *authcore_token_scope(const authcore_token *token);
 
 /**
+ * The OpenID Connect ID token that came with the token, borrowed from `token` (zeroed
+ * by `authcore_token_free`); NULL if there was none (or for NULL).
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+const char *authcore_token_id_token(const authcore_token *token);
+
+/**
+ * The token response's other fields (e.g. `user_id`, `instance_url`) as a JSON object,
+ * borrowed from `token`: never a token, a secret or a password; "{}" when there are
+ * none. NULL for NULL.
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+const char *authcore_token_fields_json(const authcore_token *token);
+
+/**
+ * When the token expires by the server's word, in milliseconds since the Unix epoch
+ * (the time the request was sent plus the lifetime granted), or -1 if it never expires
+ * or for NULL.
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+int64_t authcore_token_expires_at_unix_ms(const authcore_token *token);
+
+/**
  * Milliseconds until the token expires (0 once it has), or -1 if it never expires or
  * for NULL. Measured on the monotonic clock from when the token was requested.
  *

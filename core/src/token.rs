@@ -1,6 +1,7 @@
 //! [`Token`] and tolerant parsing of token endpoint responses.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -61,6 +62,10 @@ pub struct Token {
     min_margin: Duration,
     /// When the token request was sent, on the wall clock.
     issued_wall: SystemTime,
+    /// The OpenID Connect ID token that came with it, if any.
+    id_token: Option<Secret>,
+    /// The token response's other fields (never a token or a secret).
+    fields: Option<Arc<Map<String, Value>>>,
 }
 
 impl Token {
@@ -98,6 +103,8 @@ impl Token {
             fresh_until: clock::Deadline2::NEVER,
             min_margin: Duration::ZERO,
             issued_wall,
+            id_token: None,
+            fields: None,
         };
         token.set_windows(issued_wall);
         token
@@ -192,6 +199,30 @@ impl Token {
         self.scope.as_deref()
     }
 
+    /// The OpenID Connect ID token that came with this token, if any (a credential:
+    /// redacted in `Debug`).
+    pub fn id_token(&self) -> Option<&Secret> {
+        self.id_token.as_ref()
+    }
+
+    /// The token response's other fields as the server sent them (e.g. `user_id`,
+    /// `instance_url`, `refresh_token_expires_in`): every field except `access_token`,
+    /// `refresh_token`, `id_token` and any other whose name says it is a token, a secret
+    /// or a password. Empty for a token not from a token response.
+    pub fn fields(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        self.fields
+            .as_deref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    /// When the token expires by the server's word (the time the request was sent plus
+    /// the lifetime granted), on the wall clock; `None` if it never expires. The token is
+    /// no longer sent a little before this moment (see [`expires_at`](Self::expires_at)).
+    pub fn expires_at_system(&self) -> Option<SystemTime> {
+        self.issued_wall.checked_add(self.lifetime?)
+    }
+
     /// The lifetime granted, if known.
     pub fn lifetime(&self) -> Option<Duration> {
         self.lifetime
@@ -245,8 +276,22 @@ impl fmt::Debug for Token {
             .field("refresh_token", &self.refresh_token)
             .field("scope", &self.scope)
             .field("lifetime", &self.lifetime)
+            .field("id_token", &self.id_token)
             .finish()
     }
+}
+
+/// Whether a token response field holds a credential (kept out of [`Token::fields`]).
+fn is_credential_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n == "token_type" || n == "tokentype" {
+        return false;
+    }
+    n.ends_with("token")
+        || n.contains("secret")
+        || n.contains("password")
+        || n.ends_with("_key")
+        || n == "key"
 }
 
 fn string_field(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
@@ -377,11 +422,53 @@ pub fn parse_token_response(
     let mut token = Token::new(access, token_type.as_deref(), lifetime, sent_at);
     token.refresh_token = string_field(map, &["refresh_token", "refreshToken"]).map(Secret::new);
     token.scope = string_field(map, &["scope"]);
+    token.id_token = string_field(map, &["id_token"]).map(Secret::new);
+    let fields: Map<String, Value> = map
+        .iter()
+        .filter(|(k, _)| !is_credential_field(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !fields.is_empty() {
+        token.fields = Some(Arc::new(fields));
+    }
     Ok(token)
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn details_of_the_response_are_kept_and_credentials_are_not() {
+        let body = br#"{"access_token":"at-1a2b3c","token_type":"bearer","expires_in":3600,
+            "refresh_token":"rt-9z8y","id_token":"eyJ.id.tok","scope":"read",
+            "user_id":"u-42","instance_url":"https://na1.example","refresh_token_expires_in":86400,
+            "mac_key":"k-secret","client_secret":"cs","session_token":"st"}"#;
+        let before = SystemTime::now();
+        let t = parse_token_response(200, body, Instant::now(), None).unwrap();
+        assert_eq!(t.id_token().map(|s| s.expose_secret()), Some("eyJ.id.tok"));
+        let keys: Vec<&str> = t.fields().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "expires_in",
+                "instance_url",
+                "refresh_token_expires_in",
+                "scope",
+                "token_type",
+                "user_id"
+            ]
+        );
+        assert!(!format!("{t:?}").contains("eyJ.id.tok"));
+        let at = t.expires_at_system().unwrap();
+        let left = at.duration_since(before).unwrap();
+        assert!(
+            left <= Duration::from_secs(3601) && left >= Duration::from_secs(3599),
+            "{left:?}"
+        );
+        assert!(Token::never_expiring("x").expires_at_system().is_none());
+        assert!(Token::never_expiring("x").fields().is_empty());
+    }
+
     use super::*;
 
     fn parse(body: &str) -> Result<Token> {

@@ -504,6 +504,8 @@ pub struct authcore_token {
     access_token: CString,
     token_type: CString,
     scope: Option<CString>,
+    id_token: Option<CString>,
+    fields_json: CString,
 }
 
 impl Drop for authcore_token {
@@ -511,6 +513,9 @@ impl Drop for authcore_token {
         std::mem::take(&mut self.access_token)
             .into_bytes_with_nul()
             .zeroize();
+        if let Some(id) = self.id_token.take() {
+            id.into_bytes_with_nul().zeroize();
+        }
     }
 }
 
@@ -533,6 +538,16 @@ pub unsafe extern "C" fn authcore_client_token_info(
             access_token: c_string(token.access_token().expose_secret())?,
             token_type: c_string(token.token_type())?,
             scope: token.scope().map(c_string).transpose()?,
+            id_token: token
+                .id_token()
+                .map(|s| c_string(s.expose_secret()))
+                .transpose()?,
+            fields_json: c_string(&serde_json::to_string(token.fields()).map_err(|_| {
+                Failure::new(
+                    authcore_status::InvalidResponse,
+                    "the token's fields could not be encoded",
+                )
+            })?)?,
             token,
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
@@ -579,6 +594,52 @@ pub unsafe extern "C" fn authcore_token_scope(token: *const authcore_token) -> *
         unsafe { token.as_ref() }
             .and_then(|t| t.scope.as_ref())
             .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// The OpenID Connect ID token that came with the token, borrowed from `token` (zeroed
+/// by `authcore_token_free`); NULL if there was none (or for NULL).
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_id_token(token: *const authcore_token) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }
+            .and_then(|t| t.id_token.as_ref())
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// The token response's other fields (e.g. `user_id`, `instance_url`) as a JSON object,
+/// borrowed from `token`: never a token, a secret or a password; "{}" when there are
+/// none. NULL for NULL.
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_fields_json(token: *const authcore_token) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }.map_or(std::ptr::null(), |t| t.fields_json.as_ptr())
+    })
+}
+
+/// When the token expires by the server's word, in milliseconds since the Unix epoch
+/// (the time the request was sent plus the lifetime granted), or -1 if it never expires
+/// or for NULL.
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_expires_at_unix_ms(token: *const authcore_token) -> i64 {
+    boundary_or(-1, || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }
+            .and_then(|t| t.token.expires_at_system())
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     })
 }
 

@@ -94,6 +94,15 @@ class Token:
     def scope(self) -> Optional[str]: ...
     @property
     def expires_in(self) -> Optional[float]: ...
+    @property
+    def expires_at(self) -> Optional[float]:
+        """Expiry by the server's word as Unix time (seconds), or None if it never expires."""
+    @property
+    def id_token(self) -> Optional[str]:
+        """The OpenID Connect ID token that came with the token, if any."""
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The token response's other fields; never a token, secret or password."""
 
 @final
 class Stats:

@@ -577,6 +577,32 @@ impl Token {
         self.inner.scope()
     }
 
+    /// When the token expires by the server's word, as Unix time in seconds (for
+    /// `datetime.fromtimestamp`), or None if it never expires. It is no longer sent a
+    /// little before (the expiry margin).
+    #[getter]
+    fn expires_at(&self) -> Option<f64> {
+        self.inner
+            .expires_at_system()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    }
+
+    /// The OpenID Connect ID token that came with the token, if any.
+    #[getter]
+    fn id_token(&self) -> Option<&str> {
+        self.inner.id_token().map(|s| s.expose_secret())
+    }
+
+    /// The token response's other fields (e.g. `user_id`, `instance_url`) as a dict of
+    /// JSON values; never a token, a secret or a password.
+    #[getter]
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(self.inner.fields())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
     /// Seconds until expiry (0.0 once expired), or None if the token never expires.
     #[getter]
     fn expires_in(&self) -> Option<f64> {

@@ -173,3 +173,14 @@ def test_api_video_resumes_from_a_saved_refresh_token(dev: DevServer) -> None:
     assert resumed.get(dev.url + "/api/resource").status == 200
     assert dev.token_requests("apivideo/refresh") == 1, "resumed through /auth/refresh"
     assert dev.token_requests("apivideo/api_key") == 1, "the key was not exchanged again"
+
+
+def test_token_details(dev: DevServer, cc_client: authcore.Client) -> None:
+    import time
+
+    info = cc_client.token_info()
+    assert info.expires_at is not None and abs(info.expires_at - (time.time() + 3600)) < 5
+    assert info.id_token is None
+    assert info.fields.get("token_type", "").lower() == "bearer"
+    assert "access_token" not in info.fields and info.access_token not in repr(info.fields)
+    assert authcore.Client.personal_access_token("t").token_info().expires_at is None

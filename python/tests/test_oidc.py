@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.cookiejar
 import json
+import time
 import re
 import subprocess
 import threading
@@ -140,6 +141,12 @@ def test_code_flow_with_iss_then_revocation(issuer: str) -> None:
     client = flow.finish(_sign_in(flow.authorization_url().url))
     access_token = client.token()
     assert _userinfo(m, access_token) == 200
+    # The exchange's ID token and other fields come with the token's details.
+    info = client.token_info()
+    assert info.id_token is not None and info.id_token.count(".") == 2
+    assert info.id_token not in repr(info)
+    assert info.expires_at is not None and info.expires_at > time.time()
+    assert "access_token" not in info.fields and "id_token" not in info.fields
     client.revoke()
     assert _userinfo(m, access_token) == 401
     with pytest.raises(authcore.ReauthenticationRequired):

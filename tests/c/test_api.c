@@ -154,6 +154,15 @@ static void test_client_credentials(void) {
         CHECK(strcmp(authcore_token_type(info), "Bearer") == 0, "type");
         CHECK(left > 3500 * 1000 && left <= 3600 * 1000, "expires in %lld ms", (long long)left);
         CHECK(strlen(authcore_token_access_token(info)) > 0, "access token");
+        CHECK(authcore_token_id_token(info) == NULL, "no ID token from client credentials");
+        const char *fields = authcore_token_fields_json(info);
+        CHECK(fields != NULL && strstr(fields, "\"token_type\"") != NULL &&
+                  strstr(fields, "access_token") == NULL,
+              "other fields, no token: %s", fields ? fields : "(null)");
+        int64_t at = authcore_token_expires_at_unix_ms(info);
+        int64_t now_ms = (int64_t)time(NULL) * 1000;
+        CHECK(at > now_ms + 3500 * 1000 && at < now_ms + 3700 * 1000, "expires at %lld",
+              (long long)at);
         authcore_token_free(info);
         authcore_client_free(c);
     }
