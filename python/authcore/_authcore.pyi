@@ -1,7 +1,7 @@
 """Type stubs for the compiled module ``authcore._authcore``."""
 
 import os
-from typing import Any, Callable, Iterable, Mapping, Optional, Tuple, Union, final
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Tuple, Union, final
 
 from typing_extensions import TypedDict, Unpack
 
@@ -26,9 +26,49 @@ __all__ = [
 ]
 
 _Scopes = Union[str, Iterable[str], None]
+#: How the client authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523): HTTP
+#: Basic with form-encoded credentials (the standard), Basic with raw credentials, the
+#: credentials in the body, none (a public client: PKCE, `client_id` in the body), or a
+#: signed JWT (`private_key=`). The RFC 8414 names (`client_secret_basic`, ...) work too.
+_AuthMethod = Literal[
+    "basic",
+    "basic_raw",
+    "post",
+    "none",
+    "private_key_jwt",
+    "client_secret_basic",
+    "client_secret_basic_raw",
+    "client_secret_post",
+]
 
 class _ClientOptions(TypedDict, total=False):
-    """Keyword options accepted by every client and flow constructor."""
+    """Keyword options accepted by every client and flow constructor (defaults in brackets).
+
+    - ``connect_timeout``: seconds to open a connection, TCP and TLS [5].
+    - ``timeout``: seconds for a whole call — every attempt of a token request, every
+      pause between attempts (a ``Retry-After`` the server asks for is waited out only if
+      it ends within this), the body read; for ``request`` the send, the renewal and the
+      resend [30].
+    - ``wait_timeout``: an extra bound on waiting for another thread's renewal [none:
+      the leader's own deadline bounds it].
+    - ``max_retries``: extra attempts of a token request after a transient failure
+      (5xx, connection failure, 429 with a short ``Retry-After``) [2]; a rotating
+      refresh token is never sent twice.
+    - ``max_body_bytes``: the largest response body read [4 MiB].
+    - ``default_lifetime``: seconds assumed when a token response has no ``expires_in``
+      and the token is not a JWT with ``exp`` [none: the token never expires].
+      ``expires_in`` is the lifetime in seconds counted from when the request was sent.
+    - ``expiry_margin``: seconds before expiry from which a token is no longer sent [L/20,
+      at most 30 s]; renewal starts earlier still (L/5, at most 5 min).
+    - ``failure_backoff``: (first, max) seconds of the pause between renewals after
+      consecutive failures, from the second failure, doubling [(1, 30)].
+    - ``danger_allow_insecure_http``: plain HTTP to non-loopback hosts [False].
+    - ``on_refresh_token``: called with each new refresh token before it is used.
+    - ``token_request_headers``: extra headers on token requests.
+    - ``proxy``: a proxy URL, "" for none [from the environment].
+    - ``ca_bundle``: trust exactly the CAs in this PEM file [the system's trust store].
+    - ``store``: share tokens with other processes (``FileStore``, ``RedisStore``).
+    """
 
     connect_timeout: Optional[float]
     timeout: Optional[float]
@@ -183,7 +223,7 @@ class Client:
         client_secret: str,
         *,
         scopes: _Scopes = None,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> Client: ...
     @staticmethod
@@ -205,7 +245,7 @@ class Client:
         refresh_token: str,
         *,
         json_body: bool = False,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> Client: ...
     @staticmethod
@@ -215,7 +255,7 @@ class Client:
         client_secret: Optional[str] = None,
         *,
         scopes: _Scopes = None,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> Client: ...
     def token(self) -> str: ...
@@ -313,7 +353,7 @@ class DeviceFlow:
         client_secret: Optional[str] = None,
         *,
         scopes: _Scopes = None,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> DeviceFlow: ...
     @staticmethod
@@ -323,7 +363,7 @@ class DeviceFlow:
         client_secret: Optional[str] = None,
         *,
         scopes: _Scopes = None,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> DeviceFlow: ...
     def start(self) -> DeviceAuthorization: ...
@@ -353,7 +393,7 @@ class AuthorizationCodeFlow:
         *,
         scopes: _Scopes = None,
         json_body: bool = False,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         pkce: bool = True,
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow: ...
@@ -375,7 +415,7 @@ class AuthorizationCodeFlow:
         redirect_uri: str,
         *,
         scopes: _Scopes = None,
-        auth_method: str = "basic",
+        auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow: ...
     def authorization_url(self) -> AuthorizationRequest: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 import authcore
@@ -48,7 +50,9 @@ def test_api_video_presets_construct_without_network() -> None:
 
 @pytest.mark.parametrize("method", ["basic", "basic_raw", "post"])
 @pytest.mark.parametrize("scopes", ["campaigns:read reporting:read", ["campaigns:read", "reporting:read"]])
-def test_client_credentials(dev: DevServer, method: str, scopes: str | list[str]) -> None:
+def test_client_credentials(
+    dev: DevServer, method: Literal["basic", "basic_raw", "post"], scopes: str | list[str]
+) -> None:
     client = authcore.Client.client_credentials(
         dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, scopes=scopes, auth_method=method
     )

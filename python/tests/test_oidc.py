@@ -183,7 +183,7 @@ def test_grant_keywords_are_checked(issuer: str) -> None:
     with pytest.raises(authcore.ConfigError, match="private_key_jwt needs a private key"):
         authcore.Client.client_credentials_from_metadata(m, "jwt-client", auth_method="private_key_jwt")
     with pytest.raises(ValueError, match="auth_method"):
-        authcore.Client.client_credentials_from_metadata(m, "cc-basic", "x", auth_method="magic")
+        authcore.Client.client_credentials_from_metadata(m, "cc-basic", "x", auth_method="magic")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="unexpected option 'resource'"):
         authcore.Client.api_video("key", resource=API)  # type: ignore[call-arg]
     no_revocation = authcore.Client.client_credentials(m.token_endpoint or "", "cc-basic", "cc-basic-secret-0123456789")
