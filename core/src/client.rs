@@ -60,7 +60,8 @@ impl Client {
             max_backoff: options.max_failure_backoff,
             wait_timeout: options.wait_timeout,
         };
-        let store_key = options.store.as_ref().and_then(|_| grant.store_key());
+        // The credential's key names its tokens in the store and in the hook's context.
+        let store_key = grant.store_key();
         let counters = std::sync::Arc::clone(http.counters());
         let tier = Tier::new(http.shared_options(), store_key, Arc::clone(&counters));
         let cache = Cache::new(

@@ -340,10 +340,7 @@ pub(crate) fn client_after(
     deadline: Deadline,
 ) -> Result<Client> {
     let options = http.shared_options();
-    let key = options
-        .store
-        .as_ref()
-        .and_then(|_| crate::grant::sealed::Fetch::store_key(&grant));
+    let key = crate::grant::sealed::Fetch::store_key(&grant);
     // A code exchange adopts nothing from the store: this tier's counters stay unused.
     Tier::new(Arc::clone(&options), key, Arc::default()).hand_over_new(token, deadline);
     let client = Client::new(grant, (*options).clone())?;

@@ -47,7 +47,7 @@ pub use grant::AuthMethod;
 pub use http::{BodyFormat, Response, USER_AGENT};
 pub use options::{
     is_valid_header, is_valid_proxy_url, HookError, HookOutcome, Options, Proxy, RefreshTokenHook,
-    MAX_DURATION,
+    Rotation, MAX_DURATION,
 };
 pub use secret::Secret;
 pub use stats::Stats;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::store::TokenStore;
+use crate::store::{StoreKey, TokenStore};
+use crate::token::Token;
 
 /// The error a refresh-token hook reports when it could not keep a token.
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
@@ -14,7 +15,21 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 /// A function called with every new refresh token before the access token that came
 /// with it is used. An `Err` (or a panic) is reported, never fatal: the token is kept
 /// and used regardless (see [`Options::on_refresh_token`]).
-pub type RefreshTokenHook = Arc<dyn Fn(&Secret) -> Result<(), HookError> + Send + Sync>;
+pub type RefreshTokenHook = Arc<dyn Fn(&Rotation<'_>) -> Result<(), HookError> + Send + Sync>;
+
+/// What a refresh-token hook is told: the new refresh token, the token it came with,
+/// and whose it is — enough for one hook shared by many clients to file it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Rotation<'a> {
+    /// The new refresh token.
+    pub refresh_token: &'a Secret,
+    /// The access token it came with, and its details (expiry, scope, fields).
+    pub token: &'a Token,
+    /// The credential it belongs to (grant, endpoint, client id, scopes; never a
+    /// secret): the key a shared store files it under.
+    pub credential: Option<&'a StoreKey>,
+}
 
 /// What a refresh-token hook may return: nothing (it cannot fail), or a `Result`
 /// whose error is reported.
@@ -221,7 +236,21 @@ impl Options {
         F: Fn(&Secret) -> R + Send + Sync + 'static,
         R: HookOutcome,
     {
-        self.on_refresh_token = Some(Arc::new(move |rt: &Secret| hook(rt).into_result()));
+        self.on_refresh_token = Some(Arc::new(move |r: &Rotation<'_>| {
+            hook(r.refresh_token).into_result()
+        }));
+        self
+    }
+
+    /// Like [`on_refresh_token`](Self::on_refresh_token), with the whole [`Rotation`]:
+    /// the token the refresh token came with and the credential it belongs to, for a
+    /// hook that serves many clients. Replaces any hook set before.
+    pub fn on_rotation<F, R>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Rotation<'_>) -> R + Send + Sync + 'static,
+        R: HookOutcome,
+    {
+        self.on_refresh_token = Some(Arc::new(move |r: &Rotation<'_>| hook(r).into_result()));
         self
     }
 

@@ -439,3 +439,40 @@ fn a_waiter_that_gives_up_is_told_and_counted() {
     assert_eq!(stats.waits, 1);
     assert_eq!(stats.wait_timeouts, 1);
 }
+
+#[test]
+fn the_rotation_hook_is_told_whose_token_rotated() {
+    let mut server = mockito::Server::new();
+    server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-two-6f7a8b9c0d","expires_in":3600,"refresh_token":"rt-second-8d7c6b5a","scope":"read"}"#)
+        .create();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let client = Client::new(
+        RefreshToken::new(
+            format!("{}/token", server.url()),
+            "client-id",
+            "cs+/=:secret-9f8e7d",
+            "rt-first-5c4b3a29",
+        ),
+        opts().on_rotation(move |r: &authcore::Rotation<'_>| {
+            s.lock().unwrap().push((
+                r.refresh_token.expose_secret().to_owned(),
+                r.token.scope().map(str::to_owned),
+                r.credential.map(|k| k.as_str().to_owned()),
+            ));
+        }),
+    )
+    .unwrap();
+    // Under the capture lock: its events must not reach another test's capture.
+    capture(|| client.token().unwrap());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (rt, scope, credential) = &seen[0];
+    assert_eq!(rt, "rt-second-8d7c6b5a");
+    assert_eq!(scope.as_deref(), Some("read"));
+    let credential = credential.as_deref().unwrap();
+    assert!(credential.contains("client-id"), "{credential}");
+    assert_clean(credential);
+}

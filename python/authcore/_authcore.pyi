@@ -14,6 +14,7 @@ __all__ = [
     "Response",
     "Token",
     "Stats",
+    "Rotation",
     "AuthorizationCodeFlow",
     "AuthorizationRequest",
     "FileStore",
@@ -64,6 +65,8 @@ class _ClientOptions(TypedDict, total=False):
       consecutive failures, from the second failure, doubling [(1, 30)].
     - ``danger_allow_insecure_http``: plain HTTP to non-loopback hosts [False].
     - ``on_refresh_token``: called with each new refresh token before it is used.
+    - ``on_rotation``: the same with an ``authcore.Rotation`` (the refresh token, the
+      token it came with, and whose credential it is), for a hook serving many clients.
     - ``token_request_headers``: extra headers on token requests.
     - ``proxy``: a proxy URL, "" for none [from the environment].
     - ``ca_bundle``: trust exactly the CAs in this PEM file [the system's trust store].
@@ -80,6 +83,7 @@ class _ClientOptions(TypedDict, total=False):
     failure_backoff: Tuple[float, float]
     danger_allow_insecure_http: bool
     on_refresh_token: Optional[Callable[[str], object]]
+    on_rotation: Optional[Callable[[Rotation], object]]
     token_request_headers: Mapping[str, str]
     proxy: Optional[str]
     ca_bundle: Union[str, "os.PathLike[str]", None]
@@ -143,6 +147,20 @@ class Token:
     @property
     def fields(self) -> dict[str, Any]:
         """The token response's other fields; never a token, secret or password."""
+
+@final
+class Rotation:
+    """What ``on_rotation`` is told about a new refresh token."""
+
+    @property
+    def refresh_token(self) -> str:
+        """The new refresh token: persist it."""
+    @property
+    def token(self) -> Token:
+        """The access token it came with, and its details."""
+    @property
+    def credential(self) -> Optional[str]:
+        """Whose token rotated: grant, endpoint, client id, scopes (never a secret)."""
 
 @final
 class Stats:

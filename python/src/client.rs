@@ -554,7 +554,58 @@ impl Response {
 /// A token and its details, from `Client.token_info()`. Its `repr` hides the token.
 #[pyclass(frozen, module = "authcore._authcore", name = "Token")]
 pub(crate) struct Token {
-    inner: std::sync::Arc<authcore::Token>,
+    pub(crate) inner: std::sync::Arc<authcore::Token>,
+}
+
+/// What `on_rotation` is told: the new refresh token, the token it came with, and the
+/// credential it belongs to.
+#[pyclass(frozen, module = "authcore._authcore", name = "Rotation")]
+pub(crate) struct Rotation {
+    refresh_token: authcore::Secret,
+    token: Py<Token>,
+    credential: Option<String>,
+}
+
+impl Rotation {
+    /// The Python view of a core rotation.
+    pub(crate) fn new(py: Python<'_>, r: &authcore::Rotation<'_>) -> PyResult<Rotation> {
+        Ok(Rotation {
+            refresh_token: r.refresh_token.clone(),
+            token: Py::new(
+                py,
+                Token {
+                    inner: std::sync::Arc::new(r.token.clone()),
+                },
+            )?,
+            credential: r.credential.map(|k| k.as_str().to_owned()),
+        })
+    }
+}
+
+#[pymethods]
+impl Rotation {
+    /// The new refresh token: persist it.
+    #[getter]
+    fn refresh_token(&self) -> &str {
+        self.refresh_token.expose_secret()
+    }
+
+    /// The access token it came with and its details (`authcore.Token`).
+    #[getter]
+    fn token(&self, py: Python<'_>) -> Py<Token> {
+        self.token.clone_ref(py)
+    }
+
+    /// Whose token rotated: the grant, endpoint, client id and scopes (never a
+    /// secret); the key a shared store files it under.
+    #[getter]
+    fn credential(&self) -> Option<&str> {
+        self.credential.as_deref()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<authcore.Rotation credential={:?}>", self.credential)
+    }
 }
 
 #[pymethods]

@@ -42,6 +42,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<discovery::Metadata>()?;
     m.add_function(wrap_pyfunction!(discovery::discover, m)?)?;
     m.add_class::<client::Stats>()?;
+    m.add_class::<client::Rotation>()?;
     events::install(m.py())?;
     Ok(())
 }

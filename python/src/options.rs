@@ -166,7 +166,7 @@ pub(crate) fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64
 
 pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
-    default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, \
+    default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, on_rotation, \
     token_request_headers, proxy, ca_bundle, store (and for OAuth grants: resource, private_key, key_id, \
     algorithm, revocation_url)";
 
@@ -190,6 +190,7 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                     | "default_lifetime"
                     | "expiry_margin"
                     | "on_refresh_token"
+                    | "on_rotation"
                     | "proxy"
                     | "store"
             )
@@ -250,6 +251,24 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                 o.on_refresh_token(move |secret| {
                     Python::attach(|py| {
                         if let Err(e) = callback.call1(py, (secret.expose_secret(),)) {
+                            e.write_unraisable(py, Some(callback.bind(py)));
+                        }
+                    })
+                })
+            }
+            "on_rotation" => {
+                if !v.is_callable() {
+                    return Err(PyTypeError::new_err(format!(
+                        "option 'on_rotation' must be callable, not {}",
+                        type_name(&v)
+                    )));
+                }
+                let callback: Py<PyAny> = v.clone().unbind();
+                o.on_rotation(move |rotation: &authcore::Rotation<'_>| {
+                    Python::attach(|py| {
+                        let called = crate::client::Rotation::new(py, rotation)
+                            .and_then(|r| callback.call1(py, (r,)));
+                        if let Err(e) = called {
                             e.write_unraisable(py, Some(callback.bind(py)));
                         }
                     })

@@ -188,3 +188,15 @@ def test_token_details(dev: DevServer, cc_client: authcore.Client) -> None:
     assert info.fields.get("token_type", "").lower() == "bearer"
     assert "access_token" not in info.fields and info.access_token not in repr(info.fields)
     assert authcore.Client.personal_access_token("t").token_info().expires_at is None
+
+
+def test_the_rotation_hook_is_told_whose_token_rotated(dev: DevServer) -> None:
+    seen: list[authcore.Rotation] = []
+    client = authcore.Client.api_video("dev-api-key", base_url=dev.url, on_rotation=seen.append)
+    client.token()
+    assert len(seen) == 1
+    rotation = seen[0]
+    assert rotation.refresh_token and rotation.refresh_token not in repr(rotation)
+    assert rotation.token.access_token == client.token()
+    assert rotation.credential is not None and "api_key" in rotation.credential
+    assert "dev-api-key" not in rotation.credential

@@ -33,6 +33,8 @@ pub(crate) struct Tier {
     options: Arc<Options>,
     degraded: AtomicBool,
     counters: Arc<Counters>,
+    /// Whose tokens these are, for the refresh-token hook.
+    credential: Option<StoreKey>,
 }
 
 impl Tier {
@@ -42,12 +44,13 @@ impl Tier {
         key: Option<StoreKey>,
         counters: Arc<Counters>,
     ) -> Tier {
-        let shared = options.store.clone().zip(key);
+        let shared = options.store.clone().zip(key.clone());
         Tier {
             shared,
             options,
             degraded: AtomicBool::new(false),
             counters,
+            credential: key,
         }
     }
 
@@ -154,7 +157,12 @@ impl Tier {
         if previous == Some(rt) {
             return;
         }
-        match catch_unwind(AssertUnwindSafe(|| hook(rt))) {
+        let rotation = crate::options::Rotation {
+            refresh_token: rt,
+            token,
+            credential: self.credential.as_ref(),
+        };
+        match catch_unwind(AssertUnwindSafe(|| hook(&rotation))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => event!(error, "hook.failed";
                 "the refresh-token hook failed: {}; the new refresh token is kept in memory and used",
