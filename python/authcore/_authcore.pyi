@@ -102,42 +102,55 @@ class _GrantOptions(_ClientOptions, total=False):
 @final
 class Response:
     @property
-    def status(self) -> int: ...
+    def status(self) -> int:
+        """The HTTP status code."""
     @property
-    def headers(self) -> dict[str, str]: ...
+    def headers(self) -> dict[str, str]:
+        """Response headers, names in lower case; repeated headers joined by ", "."""
     @property
-    def body(self) -> bytes: ...
+    def body(self) -> bytes:
+        """The body as bytes (capped at ``max_body_bytes``)."""
     @property
-    def text(self) -> str: ...
+    def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
     @property
-    def ok(self) -> bool: ...
-    def json(self) -> Any: ...
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ``json.JSONDecodeError``)."""
     def raise_for_status(self) -> None:
         """Raise for a status of 400 or more: RateLimitedError (429), OAuthError (an OAuth
         error body), else ApiProblemError with the problem's fields or the status as title."""
 
 @final
 class FileStore:
-    def __new__(cls, directory: Union[str, "os.PathLike[str]"]) -> FileStore: ...
+    def __new__(cls, directory: Union[str, "os.PathLike[str]"]) -> FileStore:
+        """A store of one 0600 file per credential in ``directory`` (made 0700); ConfigError if it cannot be written."""
     @property
-    def directory(self) -> str: ...
+    def directory(self) -> str:
+        """The store's directory."""
 
 @final
 class RedisStore:
     def __new__(
         cls, url: str, *, ca_file: Union[str, "os.PathLike[str]", None] = None
-    ) -> RedisStore: ...
+    ) -> RedisStore:
+        """A store in Redis at ``url`` (``redis://`` or ``rediss://``; ``ca_file`` for a CA of your own); credentials in the URL are never shown."""
 
 @final
 class Token:
     @property
-    def access_token(self) -> str: ...
+    def access_token(self) -> str:
+        """The access token."""
     @property
-    def token_type(self) -> str: ...
+    def token_type(self) -> str:
+        """The token type, e.g. "Bearer"."""
     @property
-    def scope(self) -> Optional[str]: ...
+    def scope(self) -> Optional[str]:
+        """The scope the provider granted, if it said."""
     @property
-    def expires_in(self) -> Optional[float]: ...
+    def expires_in(self) -> Optional[float]:
+        """Seconds until expiry (0.0 once expired), or None if the token never expires."""
     @property
     def expires_at(self) -> Optional[float]:
         """Expiry by the server's word as Unix time (seconds), or None if it never expires."""
@@ -243,7 +256,8 @@ class Client:
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
-    ) -> Client: ...
+    ) -> Client:
+        """OAuth 2.0 client credentials at ``token_url`` (RFC 6749 §4.4); ``auth_method`` says how the client authenticates."""
     @staticmethod
     def vibe(
         client_id: str,
@@ -265,7 +279,8 @@ class Client:
         json_body: bool = False,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
-    ) -> Client: ...
+    ) -> Client:
+        """A client that renews with ``refresh_token`` at ``token_url`` (a rotated one is announced to ``on_refresh_token``); ``json_body=True`` sends JSON with the credentials in the body."""
     @staticmethod
     def client_credentials_from_metadata(
         metadata: Metadata,
@@ -275,19 +290,26 @@ class Client:
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
-    ) -> Client: ...
-    def token(self) -> str: ...
+    ) -> Client:
+        """Client credentials at the token endpoint a discovered ``Metadata`` names."""
+    def token(self) -> str:
+        """A valid access token: the cached one, or one renewal shared by every thread that needs it. Blocks (without the GIL) only to renew."""
     def refresh(self) -> str:
         """A new token now (one renewal, or the one in flight); returns the access token."""
     def stats(self) -> Stats:
         """What this client and its copies did so far."""
-    def token_info(self) -> Token: ...
-    def revoke(self) -> None: ...
-    def authorization_header(self) -> str: ...
+    def token_info(self) -> Token:
+        """A valid token with its details (``authcore.Token``)."""
+    def revoke(self) -> None:
+        """Revokes the refresh and access tokens (RFC 7009) and forgets them here and in the store; ConfigError without a revocation endpoint."""
+    def authorization_header(self) -> str:
+        """The ``Authorization`` value for a valid token, e.g. "Bearer abc"."""
     def cached_authorization_header(self) -> Optional[str]:
         """The header if a token needing no renewal is cached, else None; never blocks."""
-    def renewal_helps(self, status: int, www_authenticate: Optional[str] = None) -> bool: ...
-    def invalidate(self, token: str) -> bool: ...
+    def renewal_helps(self, status: int, www_authenticate: Optional[str] = None) -> bool:
+        """Whether a response is worth ``invalidate`` and one resend: a 401 that is not ``insufficient_scope``, for a renewable token."""
+    def invalidate(self, token: str) -> bool:
+        """Reports that ``token`` was refused: the next call renews if it is still the cached one. Returns whether it was dropped."""
     def request(
         self,
         method: str,
@@ -297,14 +319,16 @@ class Client:
         body: Union[bytes, str, None] = None,
         json: Any = None,
         timeout: Optional[float] = None,
-    ) -> Response: ...
+    ) -> Response:
+        """Sends a request with the token; after a 401 (not ``insufficient_scope``) renews and sends once more. Any status comes back as a Response; ``timeout`` bounds the whole call."""
     def get(
         self,
         url: str,
         *,
         headers: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
-    ) -> Response: ...
+    ) -> Response:
+        """``request("GET", url, ...)``."""
     def post(
         self,
         url: str,
@@ -313,53 +337,75 @@ class Client:
         body: Union[bytes, str, None] = None,
         json: Any = None,
         timeout: Optional[float] = None,
-    ) -> Response: ...
+    ) -> Response:
+        """``request("POST", url, ...)``."""
 
 @final
 class Metadata:
     @property
-    def issuer(self) -> str: ...
+    def issuer(self) -> str:
+        """The issuer, as checked against the one asked for."""
     @property
-    def authorization_endpoint(self) -> Optional[str]: ...
+    def authorization_endpoint(self) -> Optional[str]:
+        """Where users sign in (authorization code flow)."""
     @property
-    def token_endpoint(self) -> Optional[str]: ...
+    def token_endpoint(self) -> Optional[str]:
+        """Where tokens are requested."""
     @property
-    def device_authorization_endpoint(self) -> Optional[str]: ...
+    def device_authorization_endpoint(self) -> Optional[str]:
+        """Where a device flow starts (RFC 8628)."""
     @property
-    def revocation_endpoint(self) -> Optional[str]: ...
+    def revocation_endpoint(self) -> Optional[str]:
+        """Where tokens are revoked (RFC 7009)."""
     @property
-    def introspection_endpoint(self) -> Optional[str]: ...
+    def introspection_endpoint(self) -> Optional[str]:
+        """Where tokens are introspected (RFC 7662)."""
     @property
-    def userinfo_endpoint(self) -> Optional[str]: ...
+    def userinfo_endpoint(self) -> Optional[str]:
+        """OpenID Connect's userinfo endpoint."""
     @property
-    def jwks_uri(self) -> Optional[str]: ...
+    def jwks_uri(self) -> Optional[str]:
+        """Where the server's signing keys are published."""
     @property
-    def scopes_supported(self) -> list[str]: ...
+    def scopes_supported(self) -> list[str]:
+        """Scopes the server lists."""
     @property
-    def grant_types_supported(self) -> list[str]: ...
+    def grant_types_supported(self) -> list[str]:
+        """Grant types the server lists."""
     @property
-    def token_endpoint_auth_methods_supported(self) -> list[str]: ...
+    def token_endpoint_auth_methods_supported(self) -> list[str]:
+        """Client authentication methods the server lists."""
     @property
-    def code_challenge_methods_supported(self) -> list[str]: ...
+    def code_challenge_methods_supported(self) -> list[str]:
+        """PKCE methods the server lists."""
     @property
-    def authorization_response_iss_parameter_supported(self) -> bool: ...
+    def authorization_response_iss_parameter_supported(self) -> bool:
+        """Whether authorization responses carry ``iss`` (RFC 9207)."""
 
-def discover(issuer: str, **options: Unpack[_ClientOptions]) -> Metadata: ...
+def discover(issuer: str, **options: Unpack[_ClientOptions]) -> Metadata:
+    """The server's metadata from ``issuer`` (RFC 8414, then OpenID Connect discovery); IssuerMismatchError if it names another issuer."""
 
 @final
 class DeviceAuthorization:
     @property
-    def user_code(self) -> str: ...
+    def user_code(self) -> str:
+        """The code the user enters."""
     @property
-    def verification_uri(self) -> str: ...
+    def verification_uri(self) -> str:
+        """Where the user enters it."""
     @property
-    def verification_uri_complete(self) -> Optional[str]: ...
+    def verification_uri_complete(self) -> Optional[str]:
+        """The same URL with the code filled in, if the server gave one."""
     @property
-    def expires_in(self) -> float: ...
+    def expires_in(self) -> float:
+        """Seconds the codes were valid for when issued."""
     @property
-    def interval(self) -> float: ...
-    def wait(self, timeout: Optional[float] = None) -> Client: ...
-    def cancel(self) -> None: ...
+    def interval(self) -> float:
+        """Seconds between polls the server asked for."""
+    def wait(self, timeout: Optional[float] = None) -> Client:
+        """Polls until the user approves and returns a Client; raises the server's refusal, TimeoutError, or CancelledError."""
+    def cancel(self) -> None:
+        """Makes a ``wait()`` in another thread raise CancelledError within 100 ms."""
 
 @final
 class DeviceFlow:
@@ -373,7 +419,8 @@ class DeviceFlow:
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
-    ) -> DeviceFlow: ...
+    ) -> DeviceFlow:
+        """The device authorization grant (RFC 8628) at these endpoints."""
     @staticmethod
     def from_metadata(
         metadata: Metadata,
@@ -383,8 +430,10 @@ class DeviceFlow:
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
-    ) -> DeviceFlow: ...
-    def start(self) -> DeviceAuthorization: ...
+    ) -> DeviceFlow:
+        """The device flow at the endpoints a discovered ``Metadata`` names."""
+    def start(self) -> DeviceAuthorization:
+        """Asks for a user code and a device code."""
 
 @final
 class AuthorizationRequest:
@@ -414,7 +463,8 @@ class AuthorizationCodeFlow:
         auth_method: _AuthMethod = "basic",
         pkce: bool = True,
         **options: Unpack[_GrantOptions],
-    ) -> AuthorizationCodeFlow: ...
+    ) -> AuthorizationCodeFlow:
+        """The authorization code flow (with PKCE) at these endpoints; serves any number of sign-ins at once."""
     @staticmethod
     def viewneo(
         client_id: str,
@@ -424,7 +474,8 @@ class AuthorizationCodeFlow:
         base_url: Optional[str] = None,
         scopes: _Scopes = None,
         **options: Unpack[_GrantOptions],
-    ) -> AuthorizationCodeFlow: ...
+    ) -> AuthorizationCodeFlow:
+        """viewneo's authorization code flow (JSON token requests)."""
     @staticmethod
     def from_metadata(
         metadata: Metadata,
@@ -435,8 +486,10 @@ class AuthorizationCodeFlow:
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
-    ) -> AuthorizationCodeFlow: ...
-    def authorization_url(self) -> AuthorizationRequest: ...
+    ) -> AuthorizationCodeFlow:
+        """The authorization code flow at the endpoints a discovered ``Metadata`` names."""
+    def authorization_url(self) -> AuthorizationRequest:
+        """A URL for one sign-in, with a fresh ``state`` and PKCE challenge."""
     def finish(self, callback_url: str, *, pending: Optional[str] = None) -> Client:
         """Finish the sign-in the callback's ``state`` names (full URL or path with query);
         with ``pending``, one started in another process."""
