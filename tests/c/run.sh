@@ -184,6 +184,7 @@ for t in "${TESTS[@]}"; do
     leaks=full
     if [ "$t" = test_fork ]; then leaks=no; fi
     valgrind --quiet --error-exitcode=99 --leak-check=$leaks \
+        --suppressions="$root/tests/c/valgrind.supp" \
         --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
         "$work/$t" $(args_for "$t")
 done
