@@ -129,6 +129,9 @@ pub struct Response {
     headers: http::HeaderMap,
     /// The body (capped at the configured maximum).
     pub body: Vec<u8>,
+    /// The access token the request carried, removed from any error made from this
+    /// response (an API may echo it).
+    sent_token: Option<Secret>,
 }
 
 impl Response {
@@ -158,15 +161,19 @@ impl Response {
             return Ok(self);
         }
         let retry = retry_after(&self.headers);
-        Err(match error::from_response(self.status, retry, &self.body) {
-            Error::InvalidResponse { .. } => Error::ApiProblem(crate::error::Problem {
-                status: self.status,
-                problem_type: None,
-                title: Some(format!("HTTP {}", self.status)),
-                detail: (!self.body.is_empty()).then(|| error::snippet(&self.body)),
-            }),
-            other => other,
-        })
+        let sent: Vec<&str> = self.sent_token.iter().map(Secret::expose_secret).collect();
+        Err(
+            match error::from_response(self.status, retry, &self.body).redact_values(&sent) {
+                Error::InvalidResponse { .. } => Error::ApiProblem(crate::error::Problem {
+                    status: self.status,
+                    problem_type: None,
+                    title: Some(format!("HTTP {}", self.status)),
+                    detail: (!self.body.is_empty()).then(|| error::snippet(&self.body)),
+                })
+                .redact_values(&sent),
+                other => other,
+            },
+        )
     }
 }
 
@@ -417,6 +424,7 @@ impl Http {
             status: raw.status,
             headers: http::HeaderMap::new(),
             body: raw.body.to_vec(),
+            sent_token: None,
         })
     }
 
@@ -440,6 +448,7 @@ impl Http {
             status,
             headers,
             body,
+            sent_token: None,
         })
     }
 
@@ -481,10 +490,13 @@ impl Http {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = read_body(response, self.options.max_body_bytes)?;
+        let header = authorization.expose_secret();
+        let token = header.split_once(' ').map_or(header, |(_, token)| token);
         Ok(Response {
             status,
             headers,
             body,
+            sent_token: Some(Secret::new(token)),
         })
     }
 }
@@ -956,6 +968,7 @@ mod tests {
             status,
             headers: http::HeaderMap::new(),
             body: body.as_bytes().to_vec(),
+            sent_token: None,
         };
         assert!(response(204, "").error_for_status().is_ok());
         let e = response(404, "<html>not here</html>")
@@ -973,6 +986,14 @@ mod tests {
         assert_eq!(e.problem().and_then(|p| p.detail.as_deref()), Some("no"));
         let e = response(429, "").error_for_status().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimited);
+        // An API that echoes the token it was sent: removed, whatever its shape.
+        let mut echoed = response(
+            401,
+            r#"{"title":"Unauthorized","status":401,"detail":"token tok9 is expired"}"#,
+        );
+        echoed.sent_token = Some(Secret::new("tok9"));
+        let text = echoed.error_for_status().unwrap_err().to_string();
+        assert!(!text.contains("tok9"), "{text}");
     }
 
     #[test]

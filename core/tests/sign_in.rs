@@ -170,3 +170,31 @@ fn pending_sign_ins_are_bounded_oldest_first() {
     );
     assert!(flow.finish(&callback(&second.state, "code-2")).is_ok());
 }
+
+#[test]
+fn a_public_client_sends_its_id_and_verifier_and_no_secret() {
+    let mut server = mockito::Server::new();
+    let m = server
+        .mock("POST", "/token")
+        .match_header("authorization", mockito::Matcher::Missing)
+        .match_body(mockito::Matcher::AllOf(vec![
+            mockito::Matcher::Regex("client_id=spa".into()),
+            mockito::Matcher::Regex("code_verifier=".into()),
+            mockito::Matcher::Regex("grant_type=authorization_code".into()),
+        ]))
+        .with_body(r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600,"refresh_token":"rt-first-5c4b3a29"}"#)
+        .expect(1)
+        .create();
+    let config = AuthorizationCode::new(
+        format!("{}/authorize", server.url()),
+        format!("{}/token", server.url()),
+        "spa",
+        "",
+        "http://127.0.0.1/callback",
+    );
+    let flow = AuthorizationCodeFlow::new(config, opts()).unwrap();
+    let a = flow.authorization_url().unwrap();
+    assert!(a.url.contains("code_challenge="));
+    flow.finish(&callback(&a.state, "code-a")).unwrap();
+    m.assert();
+}
