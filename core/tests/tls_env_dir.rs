@@ -1,0 +1,31 @@
+//! `SSL_CERT_DIR` is honoured: a CA in a directory named there is trusted by a client
+//! with default options. One test in its own binary, so that the variables are set
+//! before the trust store is first read (once per process) and no other test sees them.
+
+mod common;
+
+use authcore::grant::ClientCredentials;
+use authcore::Client;
+use common::opts;
+use common::redis::Pki;
+use common::tls::TlsServer;
+
+#[test]
+fn a_ca_in_ssl_cert_dir_is_trusted_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&pki.files[0], certs.path().join("throwaway-ca.pem")).unwrap();
+    std::env::remove_var("SSL_CERT_FILE");
+    std::env::set_var("SSL_CERT_DIR", certs.path());
+    let server = TlsServer::start(&pki);
+    let client = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url), "id", "secret"),
+        opts(),
+    )
+    .unwrap();
+    assert_eq!(
+        client.token().unwrap().access_token().expose_secret(),
+        "at-one-1a2b3c4d5e"
+    );
+}
