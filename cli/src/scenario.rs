@@ -116,6 +116,8 @@ pub enum Step {
     SleepMs(u64),
     /// The client revokes its tokens (RFC 7009) and forgets them.
     RevokeClient {},
+    /// The client forces one renewal.
+    Refresh {},
 }
 
 fn default_path() -> String {
@@ -145,6 +147,9 @@ pub struct Expect {
     pub revocations: Option<u64>,
     /// Requests the provider accepted, at least.
     pub resource_accepted_min: Option<u64>,
+    /// Renewals the client counted, by reason (`initial`, `ahead`, `expired`,
+    /// `rejected`, `forced`); reasons not listed are not checked.
+    pub renewals: Option<BTreeMap<String, u64>>,
 }
 
 /// What a run observed.
@@ -342,6 +347,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                 Step::Malformed { count, kind } => server.malformed_next(*count, *kind),
                 Step::SleepMs(ms) => thread::sleep(Duration::from_millis((*ms).min(60_000))),
                 Step::RevokeClient {} => record(&obs, client.revoke()),
+                Step::Refresh {} => record(&obs, client.refresh().map(|_| ())),
             }
         }
     }
@@ -382,6 +388,23 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
                 stats.token_requests(),
                 c.token_requests
             ));
+        }
+    }
+    if let Some(by) = &e.renewals {
+        for (reason, want) in by {
+            let got = o.stats.as_ref().and_then(|s| match reason.as_str() {
+                "initial" => Some(s.renewals_initial),
+                "ahead" => Some(s.renewals_ahead),
+                "expired" => Some(s.renewals_expired),
+                "rejected" => Some(s.renewals_rejected),
+                "forced" => Some(s.renewals_forced),
+                _ => None,
+            });
+            if got != Some(*want) {
+                problems.push(format!(
+                    "renewals {reason}: expected {want}, observed {got:?}"
+                ));
+            }
         }
     }
     if let Some(max) = e.token_requests_max {
@@ -454,6 +477,21 @@ mod tests {
         o.oauth_errors.push("invalid_scope".into());
         let problems = check(&s, &o).unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn renewals_are_compared_with_the_clients_counters() {
+        let s = scenario(r#"{"renewals": {"initial": 1, "forced": 1}, "errors": {}}"#);
+        let mut o = Observed::default();
+        let mut stats = authcore::Stats::default();
+        stats.renewals_initial = 1;
+        o.stats = Some(stats);
+        let problems = check(&s, &o).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("forced"), "{problems:?}");
+        stats.renewals_forced = 1;
+        o.stats = Some(stats);
+        assert!(check(&s, &o).is_ok());
     }
 
     #[test]

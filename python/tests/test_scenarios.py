@@ -122,6 +122,8 @@ def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str], aut
             dev.control("POST", "malformed", arg)
         elif kind == "revoke_client":
             record(c.revoke)
+        elif kind == "refresh":
+            record(c.refresh)
         elif kind == "sleep_ms":
             time.sleep(min(arg, 60_000) / 1000)
         else:
@@ -144,6 +146,10 @@ def test_scenario(path: Any, dev: DevServer) -> None:
                          ("revocations", "revocations")]:
         if key in e and e[key] != c[counter]:
             problems.append(f"{key}: expected {e[key]}, observed {c[counter]}")
+    for reason, want in e.get("renewals", {}).items():
+        got = getattr(stats, f"renewals_{reason}", None) if stats is not None else None
+        if got != want:
+            problems.append(f"renewals {reason}: expected {want}, observed {got}")
     if "token_requests_max" in e and c["token_requests"] > e["token_requests_max"]:
         problems.append(f"token requests: expected at most {e['token_requests_max']}, observed {c['token_requests']}")
     if "resource_accepted_min" in e and c["resource_accepted"] < e["resource_accepted_min"]:

@@ -250,6 +250,8 @@ static int run_scenario(const cJSON *sc) {
             free(body);
         } else if (strcmp(kind, "revoke_client") == 0) {
             record(&obs, authcore_client_revoke(client));
+        } else if (strcmp(kind, "refresh") == 0) {
+            record(&obs, authcore_client_refresh(client, NULL));
         } else if (strcmp(kind, "sleep_ms") == 0) {
             double ms = cJSON_IsNumber(arg) ? arg->valuedouble : 0;
             sleep_ms((long)(ms > 60000 ? 60000 : ms));
@@ -267,6 +269,28 @@ static int run_scenario(const cJSON *sc) {
     /* Compare with the expectations. */
     cJSON *counters = control("GET", "/_control/counters", NULL);
     int problems = 0;
+    /* Renewals the client counted, by reason, for the reasons the scenario names. */
+    const cJSON *renewals = cJSON_GetObjectItemCaseSensitive(expect, "renewals");
+    const cJSON *reason;
+    cJSON_ArrayForEach(reason, renewals) {
+        const struct {
+            const char *name;
+            uint64_t value;
+        } by_reason[] = {{"initial", stats.renewals_initial}, {"ahead", stats.renewals_ahead},
+                         {"expired", stats.renewals_expired}, {"rejected", stats.renewals_rejected},
+                         {"forced", stats.renewals_forced}};
+        double got = -1;
+        for (size_t i = 0; i < sizeof by_reason / sizeof by_reason[0]; i++) {
+            if (strcmp(by_reason[i].name, reason->string) == 0) {
+                got = (double)by_reason[i].value;
+            }
+        }
+        if (!have_stats || got != reason->valuedouble) {
+            fprintf(stderr, "  %s: renewals %s expected %g, observed %g\n", name, reason->string,
+                    reason->valuedouble, got);
+            problems++;
+        }
+    }
     if (have_stats) {
         double counted = (double)(stats.token_requests_succeeded + stats.token_requests_refused +
                                   stats.token_requests_failed);
