@@ -105,6 +105,14 @@ impl State {
         self.backoff_until.is_some_and(|until| now < until)
     }
 
+    /// The last renewal's failure, if the backoff it started still holds.
+    fn failure_in_backoff(&self, now: Instant) -> Option<Error> {
+        match &self.last {
+            Some((_, Err(e))) if self.in_backoff(now) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     fn begin_flight(&mut self, deadline: Deadline) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -389,13 +397,8 @@ impl Cache {
         if let Some(flight) = st.flight {
             return self.wait(&core, st, flight, deadline);
         }
-        if st.in_backoff(now) {
-            if let Some((_, Err(e))) = &st.last {
-                let e = e.clone();
-                drop(st);
-                self.refused_in_backoff(&e);
-                return Err(e);
-            }
+        if let Some(e) = st.failure_in_backoff(now) {
+            return Err(self.refuse_in_backoff(st, e));
         }
         let reason = if st.renewing_after_rejection {
             Reason::Rejected
@@ -425,21 +428,20 @@ impl Cache {
         if let Some(flight) = st.flight {
             return self.wait(&core, st, flight, deadline);
         }
-        if st.in_backoff(Instant::now()) {
-            if let Some((_, Err(e))) = &st.last {
-                let e = e.clone();
-                drop(st);
-                self.refused_in_backoff(&e);
-                return Err(e);
-            }
+        if let Some(e) = st.failure_in_backoff(Instant::now()) {
+            return Err(self.refuse_in_backoff(st, e));
         }
         self.lead(&core, st, Reason::Forced, deadline, renew, announce)
     }
 
-    fn refused_in_backoff(&self, e: &Error) {
+    /// Answers with the last failure while the backoff holds: counted and told once the
+    /// lock is released.
+    fn refuse_in_backoff(&self, st: MutexGuard<'_, State>, e: Error) -> Error {
+        drop(st);
         self.counters.backoff_refusal();
         event!(debug, "backoff.refused", kind = e.kind().name();
             "the failure backoff holds: answering with the last failure ({})", e.kind().name());
+        e
     }
 
     /// Runs one renewal as the leader of a new flight.

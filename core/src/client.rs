@@ -214,16 +214,7 @@ impl Client {
         let http = &self.inner.http;
         http.check_url(url)?;
         let deadline = Deadline::after(timeout.unwrap_or(http.options().timeout));
-        let send = |token: &Token| {
-            http.send(
-                method,
-                url,
-                headers,
-                token.authorization_header(),
-                body,
-                deadline,
-            )
-        };
+        let send = |token: &Arc<Token>| http.send(method, url, headers, token, body, deadline);
         let token = match self.inner.cache.fresh() {
             Some(token) => token,
             None => self.token_until(deadline)?,

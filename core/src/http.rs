@@ -129,9 +129,9 @@ pub struct Response {
     headers: http::HeaderMap,
     /// The body (capped at the configured maximum).
     pub body: Vec<u8>,
-    /// The access token the request carried, removed from any error made from this
-    /// response (an API may echo it).
-    sent_token: Option<Secret>,
+    /// The token the request carried: its access token is removed from any error made
+    /// from this response (an API may echo it).
+    sent_token: Option<Arc<Token>>,
 }
 
 impl Response {
@@ -161,7 +161,11 @@ impl Response {
             return Ok(self);
         }
         let retry = retry_after(&self.headers);
-        let sent: Vec<&str> = self.sent_token.iter().map(Secret::expose_secret).collect();
+        let sent: Vec<&str> = self
+            .sent_token
+            .iter()
+            .map(|t| t.access_token().expose_secret())
+            .collect();
         Err(
             match error::from_response(self.status, retry, &self.body).redact_values(&sent) {
                 Error::InvalidResponse { .. } => Error::ApiProblem(crate::error::Problem {
@@ -459,7 +463,7 @@ impl Http {
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
-        authorization: &Secret,
+        token: &Arc<Token>,
         body: &[u8],
         deadline: Deadline,
     ) -> Result<Response> {
@@ -472,7 +476,10 @@ impl Http {
                 builder = builder.header(*k, *v);
             }
         }
-        builder = builder.header("authorization", authorization.expose_secret());
+        builder = builder.header(
+            "authorization",
+            token.authorization_header().expose_secret(),
+        );
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
         let transport = |e| self.transport_error(e, url);
         let result = if body.is_empty() {
@@ -490,13 +497,11 @@ impl Http {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = read_body(response, self.options.max_body_bytes)?;
-        let header = authorization.expose_secret();
-        let token = header.split_once(' ').map_or(header, |(_, token)| token);
         Ok(Response {
             status,
             headers,
             body,
-            sent_token: Some(Secret::new(token)),
+            sent_token: Some(Arc::clone(token)),
         })
     }
 }
@@ -991,7 +996,7 @@ mod tests {
             401,
             r#"{"title":"Unauthorized","status":401,"detail":"token tok9 is expired"}"#,
         );
-        echoed.sent_token = Some(Secret::new("tok9"));
+        echoed.sent_token = Some(Arc::new(Token::never_expiring("tok9")));
         let text = echoed.error_for_status().unwrap_err().to_string();
         assert!(!text.contains("tok9"), "{text}");
     }

@@ -4,11 +4,8 @@
 
 mod common;
 
-use authcore::grant::ClientCredentials;
-use authcore::Client;
-use common::opts;
 use common::redis::Pki;
-use common::tls::TlsServer;
+use common::tls::{token_with_default_trust, TlsServer};
 
 #[test]
 fn the_ca_in_ssl_cert_file_is_trusted_by_default() {
@@ -17,13 +14,5 @@ fn the_ca_in_ssl_cert_file_is_trusted_by_default() {
     std::env::set_var("SSL_CERT_FILE", &pki.files[0]);
     std::env::remove_var("SSL_CERT_DIR");
     let server = TlsServer::start(&pki);
-    let client = Client::new(
-        ClientCredentials::new(format!("{}/token", server.url), "id", "secret"),
-        opts(),
-    )
-    .unwrap();
-    assert_eq!(
-        client.token().unwrap().access_token().expose_secret(),
-        "at-one-1a2b3c4d5e"
-    );
+    assert_eq!(token_with_default_trust(&server), "at-one-1a2b3c4d5e");
 }

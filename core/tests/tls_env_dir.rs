@@ -4,11 +4,8 @@
 
 mod common;
 
-use authcore::grant::ClientCredentials;
-use authcore::Client;
-use common::opts;
 use common::redis::Pki;
-use common::tls::TlsServer;
+use common::tls::{token_with_default_trust, TlsServer};
 
 #[test]
 fn a_ca_in_ssl_cert_dir_is_trusted_by_default() {
@@ -19,13 +16,5 @@ fn a_ca_in_ssl_cert_dir_is_trusted_by_default() {
     std::env::remove_var("SSL_CERT_FILE");
     std::env::set_var("SSL_CERT_DIR", certs.path());
     let server = TlsServer::start(&pki);
-    let client = Client::new(
-        ClientCredentials::new(format!("{}/token", server.url), "id", "secret"),
-        opts(),
-    )
-    .unwrap();
-    assert_eq!(
-        client.token().unwrap().access_token().expose_secret(),
-        "at-one-1a2b3c4d5e"
-    );
+    assert_eq!(token_with_default_trust(&server), "at-one-1a2b3c4d5e");
 }

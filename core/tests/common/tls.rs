@@ -105,3 +105,18 @@ impl Drop for TlsServer {
         }
     }
 }
+
+/// The access token a client with default options (default trust) gets from `server`.
+pub fn token_with_default_trust(server: &TlsServer) -> String {
+    let client = authcore::Client::new(
+        authcore::grant::ClientCredentials::new(format!("{}/token", server.url), "id", "secret"),
+        super::opts(),
+    )
+    .unwrap();
+    client
+        .token()
+        .unwrap()
+        .access_token()
+        .expose_secret()
+        .to_owned()
+}
