@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::clock::Deadline;
 use crate::error::{Error, Result};
 use crate::events::{self, event};
 use crate::fork::Stamp;
-use crate::http::Deadline;
 use crate::options::MAX_DURATION;
 use crate::secret::Secret;
 use crate::stats::{count_own, Counters, HitCounter, Reason};

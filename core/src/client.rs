@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{Cache, Policy, Rejection};
+use crate::clock::Deadline;
 use crate::error::Result;
 use crate::events::event;
 use crate::grant::{Grant, StaticToken};
-use crate::http::{Deadline, Http, Response};
+use crate::http::{Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::stats::Stats;

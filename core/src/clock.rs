@@ -1,4 +1,4 @@
-//! Cheap clock readings for the cached-token path.
+//! Clocks: cheap readings for the cached-token path, and the [`Deadline`] of a call.
 //!
 //! Deciding whether the cached token is still fresh needs two clocks (monotonic and
 //! wall, see [`Token`](crate::Token)) on every call. On Linux the coarse clocks give
@@ -10,6 +10,9 @@
 //! lagging behind the precise one can only make a token look stale sooner.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::options::MAX_DURATION;
 
 /// How much earlier a deadline is checked than it falls, to cover the coarse clocks'
 /// resolution.
@@ -24,19 +27,19 @@ pub(crate) struct Reading {
 
 /// A moment on both clocks; `u64::MAX` on both means never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Deadline2 {
+pub(crate) struct Cutoff {
     mono: u64,
     wall: u64,
 }
 
-impl Deadline2 {
-    pub(crate) const NEVER: Deadline2 = Deadline2 {
+impl Cutoff {
+    pub(crate) const NEVER: Cutoff = Cutoff {
         mono: u64::MAX,
         wall: u64::MAX,
     };
 
     /// The moment `at` (monotonic) / `wall`, moved [`GUARD`] earlier.
-    pub(crate) fn new(at: Option<Instant>, wall: Option<SystemTime>) -> Deadline2 {
+    pub(crate) fn new(at: Option<Instant>, wall: Option<SystemTime>) -> Cutoff {
         let now = now();
         let precise_now = Instant::now();
         let mono = at.map_or(u64::MAX, |at| {
@@ -49,13 +52,44 @@ impl Deadline2 {
             let since = w.duration_since(UNIX_EPOCH).unwrap_or_default();
             nanos(since.saturating_sub(GUARD))
         });
-        Deadline2 { mono, wall }
+        Cutoff { mono, wall }
     }
 
     /// Whether `reading` is before this moment on both clocks.
     #[inline]
     pub(crate) fn is_after(self, reading: Reading) -> bool {
         reading.mono < self.mono && reading.wall < self.wall
+    }
+}
+
+/// The moment by which a whole call (a token acquisition, or a request with its
+/// renewal and resend) must be over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// `d` from now (clamped, so that it never overflows).
+    pub(crate) fn after(d: Duration) -> Self {
+        let now = Instant::now();
+        Deadline(now.checked_add(d.min(MAX_DURATION)).unwrap_or(now))
+    }
+
+    /// The instant itself.
+    pub(crate) fn instant(self) -> Instant {
+        self.0
+    }
+
+    /// Time left, or `None` once it has passed.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        let left = self.0.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// The error of a call that ran out of time.
+    pub(crate) fn expired(what: &str) -> Error {
+        Error::Timeout {
+            message: format!("{what} did not finish within the call's deadline"),
+        }
     }
 }
 
@@ -103,21 +137,21 @@ mod tests {
 
     #[test]
     fn deadlines_compare_on_both_clocks() {
-        let soon = Deadline2::new(
+        let soon = Cutoff::new(
             Some(Instant::now() + Duration::from_secs(60)),
             Some(SystemTime::now() + Duration::from_secs(60)),
         );
         assert!(soon.is_after(now()));
-        let wall_passed = Deadline2::new(
+        let wall_passed = Cutoff::new(
             Some(Instant::now() + Duration::from_secs(60)),
             Some(SystemTime::now() - Duration::from_secs(1)),
         );
         assert!(!wall_passed.is_after(now()));
-        let mono_passed = Deadline2::new(
+        let mono_passed = Cutoff::new(
             Some(Instant::now()),
             Some(SystemTime::now() + Duration::from_secs(60)),
         );
         assert!(!mono_passed.is_after(now()));
-        assert!(Deadline2::NEVER.is_after(now()));
+        assert!(Cutoff::NEVER.is_after(now()));
     }
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
+use crate::clock::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::client_after;
 use crate::grant::device_code::{DEFAULT_INTERVAL, SLOW_DOWN};
 use crate::grant::DeviceCode;
-use crate::http::{Deadline, Http};
+use crate::http::Http;
 use crate::options::Options;
 use crate::secret::Secret;
 

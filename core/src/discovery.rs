@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::clock::Deadline;
 use crate::error::{Error, Result};
-use crate::http::{Deadline, Http};
+use crate::http::Http;
 use crate::options::Options;
 
 /// What an authorization server says about itself. Field names are RFC 8414's.

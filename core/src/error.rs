@@ -451,7 +451,7 @@ pub(crate) fn snippet(body: &[u8]) -> String {
         return "(empty)".to_owned();
     }
     if let Ok(parsed) = serde_json::from_slice::<Value>(body) {
-        let parsed = crate::token::WipedJson(parsed);
+        let parsed = crate::secret::WipedJson(parsed);
         if let Value::Object(map) = &parsed.0 {
             let keys: Vec<&str> = map.keys().map(String::as_str).take(12).collect();
             return scrub(&format!("JSON object with keys [{}]", keys.join(", ")));
@@ -515,7 +515,7 @@ pub(crate) fn problem(map: &Map<String, Value>, status: u16) -> Option<Problem> 
 
 /// Turns an unsuccessful response into the most specific error its body allows.
 pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Error {
-    let parsed = crate::token::WipedJson(serde_json::from_slice(body).unwrap_or(Value::Null));
+    let parsed = crate::secret::WipedJson(serde_json::from_slice(body).unwrap_or(Value::Null));
     let map = match &parsed.0 {
         Value::Object(map) => Some(map),
         _ => None,

@@ -16,9 +16,10 @@ use url::Url;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::client::Client;
+use crate::clock::Deadline;
 use crate::error::{Error, OAuthError, Result};
 use crate::grant::{AuthorizationCode, Pkce, RefreshToken};
-use crate::http::{Deadline, Http};
+use crate::http::Http;
 use crate::options::Options;
 use crate::random;
 use crate::secret::Secret;

@@ -10,10 +10,11 @@ use ureq::http;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::clock::Deadline;
 use crate::error::{self, Error, ErrorKind, Result};
 use crate::events::{self, event};
 use crate::fork::Stamp;
-use crate::options::{Options, Proxy, MAX_DURATION};
+use crate::options::{Options, Proxy};
 use crate::secret::Secret;
 use crate::stats::{Counters, Outcome};
 use crate::token::{self, Token};
@@ -24,37 +25,6 @@ pub const USER_AGENT: &str = concat!("authcore/", env!("CARGO_PKG_VERSION"));
 const MAX_INLINE_RETRY_WAIT: Duration = Duration::from_secs(10);
 /// Longest delay honoured from `Retry-After` at all.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// The moment by which a whole call (a token acquisition, or a request with its
-/// renewal and resend) must be over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Deadline(Instant);
-
-impl Deadline {
-    /// `d` from now (clamped, so that it never overflows).
-    pub(crate) fn after(d: Duration) -> Self {
-        let now = Instant::now();
-        Deadline(now.checked_add(d.min(MAX_DURATION)).unwrap_or(now))
-    }
-
-    /// The instant itself.
-    pub(crate) fn instant(self) -> Instant {
-        self.0
-    }
-
-    /// Time left, or `None` once it has passed.
-    pub(crate) fn remaining(self) -> Option<Duration> {
-        let left = self.0.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some(left)
-    }
-
-    /// The error of a call that ran out of time.
-    pub(crate) fn expired(what: &str) -> Error {
-        Error::Timeout {
-            message: format!("{what} did not finish within the call's deadline"),
-        }
-    }
-}
 
 /// May a token request be sent again after a failure?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use zeroize::Zeroizing;
+use serde_json::Value;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A credential or token value.
 ///
@@ -79,5 +80,24 @@ mod tests {
     fn equality_compares_values() {
         assert_eq!(Secret::new("a"), Secret::from("a"));
         assert_ne!(Secret::new("a"), Secret::new("ab"));
+    }
+}
+
+/// Wipes every string in a parsed JSON value (the response may hold tokens).
+pub(crate) fn zeroize_value(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(zeroize_value),
+        Value::Object(m) => m.values_mut().for_each(zeroize_value),
+        _ => {}
+    }
+}
+
+/// A parsed JSON body that is wiped when dropped.
+pub(crate) struct WipedJson(pub Value);
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        zeroize_value(&mut self.0);
     }
 }

@@ -6,11 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::{Map, Value};
-use zeroize::Zeroize;
 
 use crate::clock;
 use crate::error::{self, Error, Result};
-use crate::secret::Secret;
+use crate::secret::{Secret, WipedJson};
 
 /// Lifetimes longer than this are treated as this (keeps `Instant` arithmetic sane).
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -57,7 +56,7 @@ pub struct Token {
     renew_wall: Option<SystemTime>,
     expire_wall: Option<SystemTime>,
     /// The renewal moment on the cheap clocks, for the cached-token path.
-    fresh_until: clock::Deadline2,
+    fresh_until: clock::Cutoff,
     /// The least margin before expiry at which the token is no longer sent.
     min_margin: Duration,
     /// When the token request was sent, on the wall clock.
@@ -100,7 +99,7 @@ impl Token {
             expire_at: None,
             renew_wall: None,
             expire_wall: None,
-            fresh_until: clock::Deadline2::NEVER,
+            fresh_until: clock::Cutoff::NEVER,
             min_margin: Duration::ZERO,
             issued_wall,
             id_token: None,
@@ -126,7 +125,7 @@ impl Token {
             self.renew_at = self.issued_at.checked_add(l - ahead);
             self.expire_at = self.issued_at.checked_add(l - margin);
         }
-        self.fresh_until = clock::Deadline2::new(self.renew_at, self.renew_wall);
+        self.fresh_until = clock::Cutoff::new(self.renew_at, self.renew_wall);
     }
 
     /// The renew-ahead window and the expiry margin, for a token with a lifetime: `L/5`
@@ -146,7 +145,7 @@ impl Token {
         if let (Some((ahead, margin)), Some(l)) = (self.windows(), self.lifetime) {
             self.renew_wall = issued_wall.checked_add(l - ahead);
             self.expire_wall = issued_wall.checked_add(l - margin);
-            self.fresh_until = clock::Deadline2::new(self.renew_at, self.renew_wall);
+            self.fresh_until = clock::Cutoff::new(self.renew_at, self.renew_wall);
         }
     }
 
@@ -343,25 +342,6 @@ fn is_scheme_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Wipes every string in a parsed JSON value (the response may hold tokens).
-fn zeroize_value(v: &mut Value) {
-    match v {
-        Value::String(s) => s.zeroize(),
-        Value::Array(a) => a.iter_mut().for_each(zeroize_value),
-        Value::Object(m) => m.values_mut().for_each(zeroize_value),
-        _ => {}
-    }
-}
-
-/// A parsed JSON body that is wiped when dropped.
-pub(crate) struct WipedJson(pub Value);
-
-impl Drop for WipedJson {
-    fn drop(&mut self) {
-        zeroize_value(&mut self.0);
-    }
 }
 
 /// Parses a 2xx token response body.

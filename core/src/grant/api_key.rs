@@ -2,8 +2,9 @@
 
 use super::sealed::Fetch;
 use super::{extra_headers, is_refusal};
+use crate::clock::Deadline;
 use crate::error::Result;
-use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
 use crate::store::{StoreKey, WithoutStore};

@@ -6,8 +6,9 @@ use url::Url;
 
 use super::refresh::RefreshToken;
 use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
+use crate::clock::Deadline;
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::random;
 use crate::secret::Secret;

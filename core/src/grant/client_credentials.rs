@@ -5,8 +5,9 @@ use super::{
     add_resources, extra_headers, key_scopes, require_revocation_url, revoke_at, AuthMethod,
     ClientAuth,
 };
+use crate::clock::Deadline;
 use crate::error::Result;
-use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Http, Replay, TokenRequest};
 use crate::provider;
 use crate::secret::Secret;
 use crate::store::{StoreKey, WithoutStore};

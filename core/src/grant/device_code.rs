@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use super::refresh::RefreshToken;
 use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
+use crate::clock::Deadline;
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Http, Replay, TokenRequest};
 use crate::secret::Secret;
 use crate::token::Token;
 

@@ -18,8 +18,9 @@ pub use static_token::StaticToken;
 
 use base64::Engine;
 
+use crate::clock::Deadline;
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Deadline, Http, TokenRequest};
+use crate::http::{BodyFormat, Http, TokenRequest};
 use crate::secret::Secret;
 use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;

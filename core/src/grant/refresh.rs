@@ -7,8 +7,9 @@ use super::{
     add_resources, extra_headers, is_refusal, key_scopes, require_revocation_url, revoke_at,
     AuthMethod, ClientAuth,
 };
+use crate::clock::Deadline;
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Deadline, Http, Replay, TokenRequest};
+use crate::http::{BodyFormat, Http, Replay, TokenRequest};
 use crate::secret::Secret;
 use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;

@@ -1,8 +1,9 @@
 //! Personal access tokens and other static bearer tokens: no network, never expire.
 
 use super::sealed::Fetch;
+use crate::clock::Deadline;
 use crate::error::Result;
-use crate::http::{Deadline, Http};
+use crate::http::Http;
 use crate::secret::Secret;
 use crate::token::Token;
 

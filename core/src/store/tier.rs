@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{StoreKey, StoredToken, TokenStore};
+use crate::clock::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::event;
-use crate::http::Deadline;
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::stats::Counters;
