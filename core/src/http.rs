@@ -856,6 +856,7 @@ fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::MAX_DURATION;
 
     #[test]
     fn https_required_except_loopback() {

@@ -125,11 +125,12 @@ impl Fetch for ClientCredentials {
             .collect()
     }
 
-    fn store_key(&self) -> Option<StoreKey> {
+    fn store_key(&self, user: Option<&str>) -> Option<StoreKey> {
         Some(StoreKey::new(
             "client_credentials",
             &self.token_url,
             &self.client.id,
+            user,
             &key_scopes(&self.scopes, &self.resources),
         ))
     }

@@ -56,9 +56,15 @@ pub(crate) mod sealed {
         fn check(&self) -> Result<()> {
             Ok(())
         }
-        /// What identifies this credential in a shared store (`None`: not shared).
-        fn store_key(&self) -> Option<StoreKey> {
+        /// What identifies this credential in a shared store (`None`: not shared);
+        /// `user` names whose token it is, when known.
+        fn store_key(&self, _user: Option<&str>) -> Option<StoreKey> {
             None
+        }
+        /// Whether the grant's tokens belong to a user, so that a store key must name
+        /// one (a refresh token does; a client's own credential does not).
+        fn per_user(&self) -> bool {
+            false
         }
         /// How this grant may renew while its shared store cannot be used.
         fn without_store(&self) -> WithoutStore {
