@@ -64,6 +64,23 @@ impl FileStore {
             .map_err(|e| io_error("open", &path, e))?;
         Ok((file, path))
     }
+
+    fn read(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
+        let path = self.path(key, "json");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        let stored = StoredToken::from_json(&bytes);
+        if stored.is_none() {
+            crate::events::event!(warn, "store.corrupt", store = "file";
+                "token store file {} is corrupt or truncated; treated as empty",
+                path.display()
+            );
+        }
+        Ok(stored)
+    }
 }
 
 /// A held lock file, unlocked explicitly when dropped (see [`FileStore`]).
@@ -91,23 +108,14 @@ impl TokenStore for FileStore {
         "file"
     }
 
-    fn load(&self, _lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
-        let path = self.path(key, "json");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => zeroize::Zeroizing::new(b),
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("read", &path, e)),
-        };
-        let stored = StoredToken::from_json(&bytes);
-        if stored.is_none() {
-            crate::events::event!(warn, "store.corrupt", store = "file";
-                "token store file {} is corrupt or truncated; treated as empty",
-                path.display()
-            );
-        }
-        Ok(stored)
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        // Files are replaced by rename: a read never sees half of one.
+        Some(self.read(key))
     }
 
+    fn load(&self, _lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
+        self.read(key)
+    }
     fn try_lock(&self, key: &StoreKey, _deadline: Instant) -> Result<Option<StoreLock>> {
         let (file, path) = self.lock_file(key)?;
         match file.try_lock() {

@@ -374,6 +374,14 @@ pub trait TokenStore: Send + Sync {
             Err(e) => Err(e),
         }
     }
+    /// The stored record for `key` read without the lock, for a renewal waiting on
+    /// another holder to adopt the token it saves the moment it is there. `None` (the
+    /// default): this store cannot be read without its lock, and waiters wait for it.
+    /// A store that answers must never return a partly written record.
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        let _ = key;
+        None
+    }
     /// Saves the record for `key`, durably, while `lock` is held (and only then).
     fn save(&self, lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> Result<()>;
     /// Removes the record for `key`, while `lock` is held.
@@ -439,6 +447,10 @@ impl TokenStore for MemoryStore {
 
     fn load(&self, _lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
         Ok(self.tokens.lock().get(key).cloned())
+    }
+
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        Some(Ok(self.tokens.lock().get(key).cloned()))
     }
 
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock> {

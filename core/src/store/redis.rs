@@ -327,13 +327,9 @@ impl RedisStore {
     }
 }
 
-impl TokenStore for RedisStore {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn load(&self, lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
-        let deadline = lock.until();
+impl RedisStore {
+    /// The stored record for `key`, read within `deadline`.
+    fn read(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoredToken>> {
         let value: Option<Vec<u8>> =
             self.shared
                 .with_connection("read the token", deadline, |c| {
@@ -348,6 +344,21 @@ impl TokenStore for RedisStore {
             crate::events::event!(warn, "store.corrupt", store = "redis"; "the token in Redis is corrupt; treated as empty");
         }
         Ok(stored)
+    }
+}
+
+impl TokenStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn load(&self, lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
+        self.read(key, lock.until())
+    }
+
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        // One SET writes the whole record: a read never sees half of one.
+        Some(self.read(key, Instant::now() + COMMAND_TIMEOUT))
     }
 
     fn try_lock(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoreLock>> {

@@ -69,6 +69,42 @@ struct Memory {
     unsaved: Option<StoredToken>,
 }
 
+/// The first pause of a waiter reading the store while another process renews.
+const PEEK_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+/// The longest pause between two such reads.
+const PEEK_MAX: std::time::Duration = std::time::Duration::from_millis(8);
+
+/// What waiting for the store's lock ended with.
+enum Waited {
+    /// The lock.
+    Locked(StoreLock),
+    /// The token its holder saved meanwhile.
+    Adopted(Token),
+}
+
+/// Whether a stored record is newer than this client's memory. It is when memory holds
+/// no refresh token, the same one, one of its ancestors, or the one last seen in the
+/// store at an older version; memory wins with a refresh token the store has never seen
+/// (a rotation that could not be saved, or a fresh sign-in passed in by the caller) or
+/// when the store went back in time.
+fn stored_is_newer(memory: &Memory, stored: &StoredToken, memory_rt: Option<&Secret>) -> bool {
+    let Some(m) = memory_rt else {
+        return true;
+    };
+    if stored.refresh_token.as_ref() == Some(m) {
+        return true;
+    }
+    let tag = refresh_token_tag(m);
+    if stored.lineage.contains(&tag) {
+        return true;
+    }
+    memory
+        .known
+        .as_ref()
+        .filter(|k| k.refresh_tag.as_deref() == Some(tag.as_str()))
+        .is_some_and(|known| stored.version > known.version)
+}
+
 /// Which is newer: the stored record or this client's memory.
 enum Newest {
     Stored(StoredToken),
@@ -129,21 +165,26 @@ impl Tier {
         };
         let deadline = renewal.deadline.instant();
         let locked = if renewal.reason == Reason::Ahead {
-            store.try_lock(key, deadline)
+            store.try_lock(key, deadline).map(|l| l.map(Waited::Locked))
         } else {
-            store.lock(key, deadline).map(Some)
+            self.lock_or_adopt(store.as_ref(), key, renewal).map(Some)
         };
         let locked = locked.and_then(|lock| match lock {
-            Some(lock) => {
+            Some(Waited::Locked(lock)) => {
                 let stored = store.load(&lock, key)?;
-                Ok(Some((lock, stored)))
+                Ok(Some(Ok((lock, stored))))
             }
+            Some(Waited::Adopted(token)) => Ok(Some(Err(token))),
             None => Ok(None),
         });
         let (lock, stored) = match locked {
-            Ok(Some(locked)) => {
+            Ok(Some(Ok(locked))) => {
                 self.usable();
                 locked
+            }
+            Ok(Some(Err(adopted))) => {
+                self.usable();
+                return Ok(Some(adopted));
             }
             Ok(None) => {
                 event!(debug, "store.busy", store = store.name();
@@ -166,7 +207,8 @@ impl Tier {
             Err(e) => return Err(e),
         };
         let stored_version = stored.as_ref().map_or(0, |s| s.version);
-        let (refresh_token, base) = match self.newest(stored, renewal.refresh_token) {
+        let newest = self.newest(stored, renewal.refresh_token);
+        let (refresh_token, base) = match newest {
             Newest::Stored(record) if record.revoked => {
                 self.memory.lock().known = Some(Known::of(&record));
                 if without_store != WithoutStore::OwnCredential {
@@ -179,20 +221,8 @@ impl Tier {
                 (None, Known::of(&record))
             }
             Newest::Stored(record) => {
-                let token = record
-                    .to_token()
-                    .with_expiry_margin(self.options.expiry_margin);
-                // A token an API rejected, or the caller forced out, is not taken back.
-                let refused = matches!(renewal.reason, Reason::Rejected | Reason::Forced);
-                let replaced = refused
-                    && renewal
-                        .replacing
-                        .is_some_and(|r| r.access_token() == token.access_token());
-                if token.fresh_now() && !replaced {
-                    self.memory.lock().known = Some(Known::of(&record));
-                    self.counters.store_adoption();
-                    event!(debug, "store.adopted", store = store.name();
-                        "adopted the token another process renewed ({})", store.name());
+                if let Some(token) = self.adoptable(&record, renewal) {
+                    self.adopt(store.as_ref(), &record);
                     return Ok(Some(token));
                 }
                 let rt = record
@@ -247,34 +277,82 @@ impl Tier {
         outcome.map(Some)
     }
 
-    /// Which of the stored record and this client's memory is newer. A stored record
-    /// wins when memory holds no refresh token, the same one, one of its ancestors, or
-    /// the one last seen in the store at an older version; memory wins with a refresh
-    /// token the store has never seen (a rotation that could not be saved, or a fresh
-    /// sign-in passed in by the caller) or when the store went back in time.
+    /// Which of the stored record and this client's memory is newer (see
+    /// [`stored_is_newer`]); the unsaved record, if memory wins.
     fn newest(&self, stored: Option<StoredToken>, memory_rt: Option<&Secret>) -> Newest {
         let mut memory = self.memory.lock();
-        let unsaved = memory.unsaved.take();
-        let Some(stored) = stored else {
-            return Newest::Memory(unsaved);
-        };
-        let Some(m) = memory_rt else {
-            return Newest::Stored(stored);
-        };
-        if stored.refresh_token.as_ref() == Some(m) {
-            return Newest::Stored(stored);
+        match stored {
+            Some(stored) if stored_is_newer(&memory, &stored, memory_rt) => Newest::Stored(stored),
+            _ => Newest::Memory(memory.unsaved.take()),
         }
-        let tag = refresh_token_tag(m);
-        if stored.lineage.contains(&tag) {
-            return Newest::Stored(stored);
+    }
+
+    /// The stored record's token, if a renewal may take it instead of asking the
+    /// provider: not a tombstone, fresh by the renew-ahead rule, and not a copy of a
+    /// token an API rejected or the caller forced out.
+    fn adoptable(&self, record: &StoredToken, renewal: &Renewal<'_>) -> Option<Token> {
+        if record.revoked {
+            return None;
         }
-        let seen_there = memory
-            .known
-            .as_ref()
-            .filter(|k| k.refresh_tag.as_deref() == Some(tag.as_str()));
-        match seen_there {
-            Some(known) if stored.version > known.version => Newest::Stored(stored),
-            _ => Newest::Memory(unsaved),
+        let token = record
+            .to_token()
+            .with_expiry_margin(self.options.expiry_margin);
+        let refused = matches!(renewal.reason, Reason::Rejected | Reason::Forced);
+        let replaced = refused
+            && renewal
+                .replacing
+                .is_some_and(|r| r.access_token() == token.access_token());
+        (token.fresh_now() && !replaced).then_some(token)
+    }
+
+    fn adopt(&self, store: &dyn TokenStore, record: &StoredToken) {
+        self.memory.lock().known = Some(Known::of(record));
+        self.counters.store_adoption();
+        event!(debug, "store.adopted", store = store.name();
+            "adopted the token another process renewed ({})", store.name());
+    }
+
+    /// Takes the lock for a renewal; while another holder has it, reads the store
+    /// without the lock (where the store can) and adopts the token the holder saves the
+    /// moment it is there, instead of queueing for the lock to read it.
+    fn lock_or_adopt(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        renewal: &Renewal<'_>,
+    ) -> Result<Waited> {
+        let deadline = renewal.deadline.instant();
+        let Some(peeked) = store.peek(key) else {
+            return store.lock(key, deadline).map(Waited::Locked);
+        };
+        let mut next = Some(peeked);
+        let mut pause = PEEK_FIRST;
+        loop {
+            if let Some(lock) = store.try_lock(key, deadline)? {
+                return Ok(Waited::Locked(lock));
+            }
+            let record = match next.take() {
+                Some(peeked) => peeked?,
+                None => store.peek(key).unwrap_or(Ok(None))?,
+            };
+            if let Some(record) = record {
+                let newer = stored_is_newer(&self.memory.lock(), &record, renewal.refresh_token);
+                if let (true, Some(token)) = (newer, self.adoptable(&record, renewal)) {
+                    self.adopt(store, &record);
+                    return Ok(Waited::Adopted(token));
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    message: format!(
+                        "waited for another process's renewal through the token store ({})",
+                        store.name()
+                    ),
+                });
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(PEEK_MAX);
         }
     }
 
