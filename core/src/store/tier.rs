@@ -79,7 +79,7 @@ enum Waited {
     /// The lock.
     Locked(StoreLock),
     /// The token its holder saved meanwhile.
-    Adopted(Token),
+    Adopted(Box<Token>),
 }
 
 /// Whether a stored record is newer than this client's memory. It is when memory holds
@@ -184,7 +184,7 @@ impl Tier {
             }
             Ok(Some(Err(adopted))) => {
                 self.usable();
-                return Ok(Some(adopted));
+                return Ok(Some(*adopted));
             }
             Ok(None) => {
                 event!(debug, "store.busy", store = store.name();
@@ -339,7 +339,7 @@ impl Tier {
                 let newer = stored_is_newer(&self.memory.lock(), &record, renewal.refresh_token);
                 if let (true, Some(token)) = (newer, self.adoptable(&record, renewal)) {
                     self.adopt(store, &record);
-                    return Ok(Waited::Adopted(token));
+                    return Ok(Waited::Adopted(Box::new(token)));
                 }
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
