@@ -596,7 +596,13 @@ impl Cache {
             }
             outcome => outcome,
         };
+        let kept = match (&outcome, &st.current) {
+            (Ok(token), Some(current)) => Arc::ptr_eq(token, current),
+            _ => false,
+        };
         match &outcome {
+            // The token was kept (the store was busy): nothing about it changed.
+            Ok(_) if kept => {}
             Ok(token) => {
                 if let Some(rt) = token.refresh_token() {
                     st.refresh_token = Some(rt.clone());

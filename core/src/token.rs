@@ -560,7 +560,7 @@ mod tests {
             r#"{"access_token":""}"#,
         ] {
             let e = parse(body).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidResponse, "{body}");
         }
     }
 
@@ -577,7 +577,7 @@ mod tests {
             r#"{"access_token":"abc","token_type":"Bear er"}"#,
         ] {
             let e = parse(body).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidResponse, "{body}");
         }
         for ok in [
             r#"{"access_token":"a-b.c_d~e+f/g=="}"#,

@@ -47,7 +47,7 @@ impl ClientCredentials {
     /// Client credentials at the token endpoint an issuer's metadata names (and its
     /// revocation endpoint, if any).
     pub fn from_metadata(
-        metadata: &crate::Metadata,
+        metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> Result<Self> {

@@ -323,7 +323,7 @@ macro_rules! oauth_builders {
     () => {
         /// How the client authenticates itself at the token endpoint (form bodies only:
         /// a JSON body carries the credentials in the body).
-        pub fn auth_method(mut self, method: $crate::AuthMethod) -> Self {
+        pub fn auth_method(mut self, method: $crate::grant::AuthMethod) -> Self {
             self.client.method = method;
             self
         }
@@ -344,7 +344,7 @@ macro_rules! oauth_builders {
         /// by `key` for every request, with the endpoint it is sent to as audience.
         pub fn private_key(mut self, key: $crate::grant::PrivateKey) -> Self {
             self.client.key = Some(std::sync::Arc::new(key));
-            self.client.method = $crate::AuthMethod::PrivateKeyJwt;
+            self.client.method = $crate::grant::AuthMethod::PrivateKeyJwt;
             self
         }
 

@@ -127,7 +127,7 @@ impl RefreshToken {
     /// code or device flow, such as `authcore login`): the client renews with the
     /// stored refresh token, and needs a new sign-in when there is none.
     pub fn from_metadata(
-        metadata: &crate::Metadata,
+        metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> Result<Self> {

@@ -47,7 +47,10 @@ impl StoreKey {
         let mut scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
         scopes.sort_unstable();
         scopes.dedup();
-        let user = user.map(|u| format!(" user={u}")).unwrap_or_default();
+        // Spaces and `%` escaped, so that the key's parts stay apart.
+        let user = user
+            .map(|u| format!(" user={}", u.replace('%', "%25").replace(' ', "%20")))
+            .unwrap_or_default();
         StoreKey(format!(
             "{grant} {endpoint} client={client_id}{user} scope={}",
             scopes.join(" ")
@@ -67,7 +70,7 @@ impl StoreKey {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The key as the text of `user=…` names it, if it names a user.
+    /// The user the key names (`user=…`, with spaces and `%` escaped), if any.
     pub fn user(&self) -> Option<&str> {
         let (_, rest) = self.0.split_once(" user=")?;
         rest.split_once(" scope=").map(|(user, _)| user)
@@ -352,11 +355,11 @@ impl fmt::Debug for StoreLock {
 /// acts under: a store that can tell holders apart (Redis) refuses a save by a holder
 /// whose lock lapsed. Implementations must make `save` durable before returning: a
 /// rotated refresh token must outlive a crash of the process.
-/// Errors are [`Store`](crate::ErrorKind::Store) when the store cannot be used
+/// Errors are [`Store`](crate::error::ErrorKind::Store) when the store cannot be used
 /// (unreachable, refused, lost its lock): a client whose grant can renew without the
 /// store (client credentials, API keys) then does so and says it once in the log; any
 /// other fails with that error. Waiting for another process's lock until `deadline` is
-/// a [`Timeout`](crate::ErrorKind::Timeout).
+/// a [`Timeout`](crate::error::ErrorKind::Timeout).
 pub trait TokenStore: Send + Sync {
     /// The stored record for `key`, if any, read under `lock`. An unreadable or corrupt
     /// entry is reported (logged) and read as none.
@@ -370,7 +373,7 @@ pub trait TokenStore: Send + Sync {
         let _ = deadline;
         match self.lock(key, Instant::now()) {
             Ok(lock) => Ok(Some(lock)),
-            Err(e) if e.kind() == crate::ErrorKind::Timeout => Ok(None),
+            Err(e) if e.kind() == crate::error::ErrorKind::Timeout => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -485,5 +488,52 @@ impl TokenStore for MemoryStore {
         self.check_holder(lock, key)?;
         self.tokens.lock().remove(key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_with_version_lineage_and_tombstones() {
+        let mut record = StoredToken::from_token(
+            &Token::new(Secret::new("at-1"), Some("Bearer"), None, Instant::now())
+                .with_refresh_token(Some(Secret::new("rt-2"))),
+            None,
+        );
+        record.version = 7;
+        record.lineage = vec![refresh_token_tag(&Secret::new("rt-1"))];
+        let back = StoredToken::from_json(&record.to_json()).unwrap();
+        assert_eq!(back.version, 7);
+        assert_eq!(back.lineage, record.lineage);
+        assert!(!back.revoked);
+        assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt-2");
+
+        let tombstone = StoredToken::tombstone(8, vec!["ab".into(); 40]);
+        let back = StoredToken::from_json(&tombstone.to_json()).unwrap();
+        assert!(back.revoked && back.refresh_token.is_none());
+        assert_eq!(back.lineage.len(), LINEAGE, "a lineage read is capped");
+
+        // Format 1 (before versions) is still read, as version 0.
+        let v1 = br#"{"version":1,"access_token":"at","token_type":"Bearer","refresh_token":"rt","scope":null,"issued_at_unix_ms":0,"lifetime_ms":null}"#;
+        let old = StoredToken::from_json(v1).unwrap();
+        assert_eq!((old.version, old.revoked), (0, false));
+        // An empty access token is only a tombstone.
+        let empty = br#"{"version":2,"access_token":"","token_type":"","refresh_token":null,"scope":null,"issued_at_unix_ms":0,"lifetime_ms":null}"#;
+        assert!(StoredToken::from_json(empty).is_none());
+        assert!(StoredToken::from_json(br#"{"version":3}"#).is_none());
+    }
+
+    #[test]
+    fn a_key_names_its_user_and_keeps_its_parts_apart() {
+        let key = |user| StoreKey::new("refresh_token", "https://id/token", "app", user, &[]);
+        assert_eq!(key(Some("alice")).user(), Some("alice"));
+        assert_eq!(key(None).user(), None);
+        assert_ne!(key(Some("alice")), key(Some("bob")));
+        assert_ne!(key(Some("alice")), key(None));
+        let odd = key(Some("a scope=b"));
+        assert_eq!(odd.user(), Some("a%20scope=b"));
+        assert!(!odd.as_str().contains("a scope"));
     }
 }

@@ -473,3 +473,67 @@ fn log_unsaved(e: &Error) {
         "could not save the new token to the store ({e}); it is kept and used in this process"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(version: u64, rt: &str, lineage: &[&str]) -> StoredToken {
+        let mut r = StoredToken::tombstone(version, Vec::new());
+        r.revoked = false;
+        r.access_token = Secret::new("at");
+        r.refresh_token = Some(Secret::new(rt));
+        r.lineage = lineage
+            .iter()
+            .map(|t| refresh_token_tag(&Secret::new(*t)))
+            .collect();
+        r
+    }
+
+    fn knowing(r: &StoredToken) -> Memory {
+        Memory {
+            known: Some(Known::of(r)),
+            unsaved: None,
+        }
+    }
+
+    #[test]
+    fn the_newer_of_store_and_memory_wins() {
+        let rt = |s: &str| Secret::new(s);
+        let empty = Memory::default();
+        // Nothing in memory, or the same refresh token: the store.
+        assert!(stored_is_newer(&empty, &record(3, "rt3", &[]), None));
+        assert!(stored_is_newer(
+            &empty,
+            &record(3, "rt3", &[]),
+            Some(&rt("rt3"))
+        ));
+        // Memory holds an ancestor of the stored refresh token: the store.
+        let r = record(3, "rt3", &["rt2", "rt1"]);
+        assert!(stored_is_newer(&empty, &r, Some(&rt("rt1"))));
+        // A refresh token the store never saw (an unsaved rotation, a fresh sign-in):
+        // memory.
+        assert!(!stored_is_newer(&empty, &r, Some(&rt("rt-new"))));
+        assert!(!stored_is_newer(
+            &knowing(&record(3, "rt3", &[])),
+            &record(3, "rt3-other", &[]),
+            Some(&rt("rt3"))
+        ));
+        // Memory holds what it last saw there, and the store moved on (a new sign-in
+        // elsewhere): the store. The store went back in time: memory.
+        let seen = knowing(&record(3, "rt3", &[]));
+        assert!(stored_is_newer(
+            &seen,
+            &record(4, "rt-other", &[]),
+            Some(&rt("rt3"))
+        ));
+        assert!(!stored_is_newer(
+            &seen,
+            &record(2, "rt-old", &[]),
+            Some(&rt("rt3"))
+        ));
+        // A tombstone naming memory's refresh token: the store (the session is over).
+        let tomb = StoredToken::tombstone(5, vec![refresh_token_tag(&rt("rt3"))]);
+        assert!(stored_is_newer(&empty, &tomb, Some(&rt("rt3"))));
+    }
+}
