@@ -8,11 +8,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::errors::to_py_err;
-use crate::stats::Stats;
-use crate::token::Token;
 use crate::options::{
     auth_method_arg, header_pair, options_arg, scopes_arg, seconds, split_options, type_name,
 };
+use crate::stats::Stats;
+use crate::token::Token;
 use authcore::grant::WithOAuthSettings;
 
 /// A token client: caches its token, renews it ahead of expiry with one request however
