@@ -128,6 +128,7 @@ static void test_fork_during_a_stored_renewal(void) {
     CHECK_OK(authcore_client_refresh(stored, &token));
     double took = now_seconds() - start;
     printf("test_fork: a renewal while a forked child lives took %.2f s\n", took);
+    fflush(stdout); /* not again from the children forked later */
     CHECK(took < 1.5, "the next renewal did not wait for the child: %.2f s", took);
     CHECK(wait_child(pid) == 0, "the child slept and exited");
     CHECK(get_status(stored, "/api/resource") == 200, "the renewed token works");
