@@ -380,7 +380,8 @@ static void test_a_failed_save_keeps_the_newest_refresh_token(void) {
     CHECK(s.failed_saves == 1, "the save after the rotation failed (%d)", s.failed_saves);
     CHECK(get_status(c, "/api/resource") == 200, "the new token is used all the same");
     CHECK_OK(authcore_client_refresh(c, &t3)); /* the newest refresh token, not the stored one */
-    CHECK(t1 && t2 && t3 && strcmp(t2, t1) != 0 && strcmp(t3, t2) != 0, "two new tokens");
+    CHECK(t1 && t2 && t3 && strcmp(t2, t1) != 0 && strcmp(t3, t2) != 0 && strcmp(t3, t1) != 0,
+          "two new tokens, not an old one adopted back");
     CHECK(get_status(c, "/api/resource") == 200, "still signed in");
     /* Another process on the same store and user adopts the newest token, and renews on
      * from it. */
