@@ -408,23 +408,37 @@ typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
 
 /**
  * A store of your own, as callbacks. Every callback gets `userdata` and the
- * credential's key (a NUL-terminated text naming grant, endpoint, client id and
- * scopes, never a secret). The stored value is authcore's JSON form of a token (it
- * holds secrets: keep it as you would keep a password).
+ * credential's key (a NUL-terminated text naming grant, endpoint, client id, whose
+ * tokens they are (`user=…`, see `authcore_options_set_store_key`) and scopes, never a
+ * secret). The stored value is a versioned record in authcore's JSON form (format 2:
+ * the token, its refresh token, a record version, the lineage of refresh tokens it
+ * replaced, and whether the session was revoked). It holds secrets: keep it as you
+ * would keep a password. Store exactly the bytes given and hand back exactly the bytes
+ * last saved for the key: never merge, edit or rebuild a record, and keep a revoked
+ * record (a tombstone) like any other — that is how clients sharing the store learn
+ * which token is newest, and that a session was signed out.
  *
  * - `load`: copy the stored value for `key` into `buf` (`cap` bytes) and set `*len`
  *   to its length; return 0 when copied, 1 when there is none, 2 when `cap` is too
  *   small (with `*len` set to the size needed: authcore calls again), another value
  *   on failure.
- * - `save`: keep `len` bytes of `value` for `key`, durably (they are valid during the
- *   call only); return 0 when kept.
+ * - `save`: keep `len` bytes of `value` for `key`, durably, replacing what was there
+ *   (they are valid during the call only); return 0 when kept. A failure is logged and
+ *   the new token still used; the record is saved again first under the next lock.
  * - `lock`: take your lock for `key`, shared with every other process, waiting at most
  *   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
  *   failure. `unlock` releases it; authcore calls it exactly once for each successful
- *   `lock`, on the same thread.
- * - `remove`: forget the value for `key` (after `authcore_client_revoke`); return 0
- *   when gone (or there was none). NULL: revoking a client that uses this store fails
- *   with `AUTHCORE_STATUS_STORE` before anything is revoked.
+ *   `lock`, on the same thread. `load` and `save` are called only while it is held.
+ * - `remove`: forget the value for `key`; return 0 when gone (or there was none). It
+ *   may be NULL: `authcore_client_revoke` does not remove the record but saves a
+ *   revoked one (a tombstone) through `save`, so that no process sharing the store
+ *   renews the session from a refresh token it still holds.
+ *
+ * A `lock` or `load` that fails makes the store unusable for that renewal:
+ * `AUTHCORE_STATUS_STORE` for a refresh token that may rotate (client credentials and
+ * API keys renew without the store). `authcore_client_revoke` revokes at the provider
+ * even when a callback fails, then returns `AUTHCORE_STATUS_STORE`: call it again once
+ * the store works, to leave the tombstone.
  *
  * Callbacks may be called from any thread, concurrently for different keys, and must
  * not unwind or call back into the client.
@@ -451,7 +465,7 @@ typedef struct {
    */
   void (*unlock)(void *userdata, const char *key);
   /**
-   * Forgets the value for `key`.
+   * Forgets the value for `key` (optional; NULL allowed).
    */
   int32_t (*remove)(void *userdata, const char *key);
 } authcore_store_callbacks;
@@ -1364,6 +1378,24 @@ authcore_status authcore_options_set_danger_allow_insecure_http(authcore_options
 authcore_status authcore_options_add_token_request_header(authcore_options *options,
                                                           const char *name,
                                                           const char *value);
+
+/**
+ * Names whose tokens these are in a shared store (`user=NAME` in the store key): the
+ * user, tenant or profile the client acts for. A refresh-token client given a store
+ * needs it (unless its first token came with an ID token, whose `sub` names the user):
+ * without it the client constructor fails with `AUTHCORE_STATUS_CONFIG`, so that two
+ * users never share one stored token. It wins over the ID token's `sub`; for a code or
+ * device flow that signs in many users, leave it unset. Never put a secret in it.
+ * NULL is `AUTHCORE_STATUS_NULL_ARGUMENT`, a name that is not UTF-8
+ * `AUTHCORE_STATUS_INVALID_ARGUMENT` (both leave the options as they were); a name that
+ * is empty, longer than 255 bytes or holds a control character makes the client
+ * constructor fail with `AUTHCORE_STATUS_CONFIG`.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `name` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_set_store_key(authcore_options *options, const char *name);
 
 /**
  * Sets the callback told about every rotated refresh token (see

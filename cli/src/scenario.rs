@@ -68,6 +68,16 @@ pub struct ClientOverrides {
     /// Scopes to request.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// A token store under the client (none by default).
+    pub store: Option<StoreKind>,
+}
+
+/// The token store a scenario's client uses.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// A [`FileStore`](authcore::FileStore) in a fresh directory of the run's own.
+    File,
 }
 
 /// One step of a scenario.
@@ -182,8 +192,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, String> {
         .collect()
 }
 
-/// Builds the client a scenario describes, against `server`.
-pub fn build_client(s: &Scenario, server: &DevServer) -> Result<Client, Error> {
+/// Builds the client a scenario describes, against `server`; `store_dir` is the
+/// directory of its file store when the scenario asks for one.
+pub fn build_client(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+) -> Result<Client, Error> {
     let creds = server.credentials();
     let base = server.url();
     let secret = s
@@ -191,9 +206,12 @@ pub fn build_client(s: &Scenario, server: &DevServer) -> Result<Client, Error> {
         .secret
         .clone()
         .unwrap_or_else(|| creds.client_secret.clone());
-    let options = Options::default()
+    let mut options = Options::default()
         .failure_backoff(Duration::from_millis(50), Duration::from_millis(500))
         .timeout(Duration::from_secs(10));
+    if let Some(dir) = store_dir {
+        options = options.store(Arc::new(authcore::FileStore::new(dir)?));
+    }
     match s.dialect {
         Dialect::Apivideo => {
             let key = s
@@ -306,7 +324,11 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
         panic!("scenario {}: provider settings: {e}", s.name);
     }
     let observed = Arc::new(parking_lot::Mutex::new(Observed::default()));
-    let client = match build_client(s, server) {
+    // Declared before the client, so that it is removed after the client is gone.
+    let store_dir = s.client.store.map(|kind| match kind {
+        StoreKind::File => tempfile::tempdir().expect("a temporary store directory"),
+    });
+    let client = match build_client(s, server, store_dir.as_ref().map(|d| d.path())) {
         Ok(c) => Some(c),
         Err(e) => {
             record(&observed, Err(e));

@@ -385,6 +385,34 @@ pub unsafe extern "C" fn authcore_options_add_token_request_header(
     unsafe { update(options, step) }
 }
 
+/// Names whose tokens these are in a shared store (`user=NAME` in the store key): the
+/// user, tenant or profile the client acts for. A refresh-token client given a store
+/// needs it (unless its first token came with an ID token, whose `sub` names the user):
+/// without it the client constructor fails with `AUTHCORE_STATUS_CONFIG`, so that two
+/// users never share one stored token. It wins over the ID token's `sub`; for a code or
+/// device flow that signs in many users, leave it unset. Never put a secret in it.
+/// NULL is `AUTHCORE_STATUS_NULL_ARGUMENT`, a name that is not UTF-8
+/// `AUTHCORE_STATUS_INVALID_ARGUMENT` (both leave the options as they were); a name that
+/// is empty, longer than 255 bytes or holds a control character makes the client
+/// constructor fail with `AUTHCORE_STATUS_CONFIG`.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `name` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_store_key(
+    options: *mut authcore_options,
+    name: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let name = unsafe { arg_str(name, "name")? };
+        Ok(o.store_key(name))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
 /// Sets the callback told about every rotated refresh token (see
 /// `authcore_refresh_token_callback`); NULL `callback` removes it. `userdata` is
 /// passed back unchanged and must stay valid, and usable from any thread, for as long
@@ -540,6 +568,7 @@ mod tests {
                 ),
                 authcore_options_set_refresh_token_callback(o, Some(keep), std::ptr::null_mut()),
                 authcore_options_set_proxy(o, c"http://127.0.0.1:3128".as_ptr()),
+                authcore_options_set_store_key(o, c"alice".as_ptr()),
             ];
             assert!(ok.iter().all(|s| *s == authcore_status::Ok), "{ok:?}");
             let before = format!("{:?}", (*o).inner);
@@ -560,12 +589,15 @@ mod tests {
                 authcore_options_add_token_request_header(o, c"n".as_ptr(), c"a\rb".as_ptr()),
                 authcore_options_set_proxy(o, c"::not a url::".as_ptr()),
                 authcore_options_set_proxy(o, bad.as_ptr().cast()),
+                authcore_options_set_store_key(o, std::ptr::null()),
+                authcore_options_set_store_key(o, bad.as_ptr().cast()),
             ];
             for (i, s) in rejected.iter().enumerate() {
                 assert_ne!(*s, authcore_status::Ok, "rejected call {i} succeeded");
             }
             assert_eq!(format!("{:?}", (*o).inner), before);
             assert!(before.contains("on_refresh_token: true"), "{before}");
+            assert!(before.contains(r#"store_key: Some("alice")"#), "{before}");
             authcore_options_free(o);
         }
     }

@@ -87,23 +87,37 @@ pub unsafe extern "C" fn authcore_options_set_redis_store_with_ca(
 }
 
 /// A store of your own, as callbacks. Every callback gets `userdata` and the
-/// credential's key (a NUL-terminated text naming grant, endpoint, client id and
-/// scopes, never a secret). The stored value is authcore's JSON form of a token (it
-/// holds secrets: keep it as you would keep a password).
+/// credential's key (a NUL-terminated text naming grant, endpoint, client id, whose
+/// tokens they are (`user=…`, see `authcore_options_set_store_key`) and scopes, never a
+/// secret). The stored value is a versioned record in authcore's JSON form (format 2:
+/// the token, its refresh token, a record version, the lineage of refresh tokens it
+/// replaced, and whether the session was revoked). It holds secrets: keep it as you
+/// would keep a password. Store exactly the bytes given and hand back exactly the bytes
+/// last saved for the key: never merge, edit or rebuild a record, and keep a revoked
+/// record (a tombstone) like any other — that is how clients sharing the store learn
+/// which token is newest, and that a session was signed out.
 ///
 /// - `load`: copy the stored value for `key` into `buf` (`cap` bytes) and set `*len`
 ///   to its length; return 0 when copied, 1 when there is none, 2 when `cap` is too
 ///   small (with `*len` set to the size needed: authcore calls again), another value
 ///   on failure.
-/// - `save`: keep `len` bytes of `value` for `key`, durably (they are valid during the
-///   call only); return 0 when kept.
+/// - `save`: keep `len` bytes of `value` for `key`, durably, replacing what was there
+///   (they are valid during the call only); return 0 when kept. A failure is logged and
+///   the new token still used; the record is saved again first under the next lock.
 /// - `lock`: take your lock for `key`, shared with every other process, waiting at most
 ///   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
 ///   failure. `unlock` releases it; authcore calls it exactly once for each successful
-///   `lock`, on the same thread.
-/// - `remove`: forget the value for `key` (after `authcore_client_revoke`); return 0
-///   when gone (or there was none). NULL: revoking a client that uses this store fails
-///   with `AUTHCORE_STATUS_STORE` before anything is revoked.
+///   `lock`, on the same thread. `load` and `save` are called only while it is held.
+/// - `remove`: forget the value for `key`; return 0 when gone (or there was none). It
+///   may be NULL: `authcore_client_revoke` does not remove the record but saves a
+///   revoked one (a tombstone) through `save`, so that no process sharing the store
+///   renews the session from a refresh token it still holds.
+///
+/// A `lock` or `load` that fails makes the store unusable for that renewal:
+/// `AUTHCORE_STATUS_STORE` for a refresh token that may rotate (client credentials and
+/// API keys renew without the store). `authcore_client_revoke` revokes at the provider
+/// even when a callback fails, then returns `AUTHCORE_STATUS_STORE`: call it again once
+/// the store works, to leave the tombstone.
 ///
 /// Callbacks may be called from any thread, concurrently for different keys, and must
 /// not unwind or call back into the client.
@@ -137,7 +151,7 @@ pub struct authcore_store_callbacks {
     >,
     /// Releases the lock for `key`.
     pub unlock: Option<unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char)>,
-    /// Forgets the value for `key`.
+    /// Forgets the value for `key` (optional; NULL allowed).
     pub remove: Option<unsafe extern "C" fn(userdata: *mut c_void, key: *const c_char) -> i32>,
 }
 

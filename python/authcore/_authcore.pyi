@@ -70,7 +70,17 @@ class _ClientOptions(TypedDict, total=False):
     - ``token_request_headers``: extra headers on token requests.
     - ``proxy``: a proxy URL, "" for none [from the environment].
     - ``ca_bundle``: trust exactly the CAs in this PEM file [the system's trust store].
-    - ``store``: share tokens with other processes (``FileStore``, ``RedisStore``).
+    - ``store``: share tokens with other processes (``FileStore``, ``RedisStore``, or
+      an object following ``authcore.TokenStore``; it saves versioned records, to be
+      kept byte for byte).
+    - ``store_key``: whose tokens these are in the shared store (a user, tenant or
+      profile name, written into the key as ``user=NAME``; never a secret). A
+      ``refresh_token`` client given a ``store`` needs it (unless its first token came
+      with an ID token, whose ``sub`` names the user): without it the constructor raises
+      ``ConfigError``, so that two users never share one stored token. It wins over the
+      ID token's ``sub``; leave it unset on a sign-in flow that serves many users (each
+      sign-in is filed under its ``sub``). Empty, longer than 255 bytes or with a control
+      character: ``ConfigError`` [none].
     """
 
     connect_timeout: Optional[float]
@@ -88,6 +98,7 @@ class _ClientOptions(TypedDict, total=False):
     proxy: Optional[str]
     ca_bundle: Union[str, "os.PathLike[str]", None]
     store: Optional[Union[FileStore, RedisStore, TokenStore]]
+    store_key: Optional[str]
 
 class _GrantOptions(_ClientOptions, total=False):
     """Keyword options of OAuth grants (client credentials, refresh token, code, device)."""
@@ -173,7 +184,7 @@ class Rotation:
         """The access token it came with, and its details."""
     @property
     def credential(self) -> Optional[str]:
-        """Whose token rotated: grant, endpoint, client id, scopes (never a secret)."""
+        """Whose token rotated: grant, endpoint, client id, the store key's ``user=``, scopes (never a secret)."""
 
 @final
 class Stats:
@@ -301,7 +312,7 @@ class Client:
     def token_info(self) -> Token:
         """A valid token with its details (``authcore.Token``)."""
     def revoke(self) -> None:
-        """Revokes the refresh and access tokens (RFC 7009) and forgets them here and in the store; ConfigError without a revocation endpoint."""
+        """Revokes the refresh and access tokens (RFC 7009) and forgets them here and in the store (a revoked record stays there, so that no process renews the session); ConfigError without a revocation endpoint. With the store unreachable it still revokes at the provider, then raises StoreError: call it again once the store works."""
     def authorization_header(self) -> str:
         """The ``Authorization`` value for a valid token, e.g. "Bearer abc"."""
     def cached_authorization_header(self) -> Optional[str]:

@@ -12,7 +12,9 @@ mod errors;
 mod events;
 mod flows;
 mod options;
+mod stats;
 mod store;
+mod token;
 
 use pyo3::prelude::*;
 
@@ -34,15 +36,15 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::FileStore>()?;
     m.add_class::<store::RedisStore>()?;
     m.add_class::<client::Response>()?;
-    m.add_class::<client::Token>()?;
+    m.add_class::<token::Token>()?;
     m.add_class::<flows::AuthorizationCodeFlow>()?;
     m.add_class::<flows::AuthorizationRequest>()?;
     m.add_class::<flows::DeviceFlow>()?;
     m.add_class::<flows::DeviceAuthorization>()?;
     m.add_class::<discovery::Metadata>()?;
     m.add_function(wrap_pyfunction!(discovery::discover, m)?)?;
-    m.add_class::<client::Stats>()?;
-    m.add_class::<client::Rotation>()?;
+    m.add_class::<stats::Stats>()?;
+    m.add_class::<token::Rotation>()?;
     events::install(m.py())?;
     Ok(())
 }

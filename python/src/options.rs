@@ -167,7 +167,7 @@ pub(crate) fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64
 pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, on_rotation, \
-    token_request_headers, proxy, ca_bundle, store (and for OAuth grants: resource, private_key, key_id, \
+    token_request_headers, proxy, ca_bundle, store, store_key (and for OAuth grants: resource, private_key, key_id, \
     algorithm, revocation_url)";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
@@ -193,6 +193,7 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                     | "on_rotation"
                     | "proxy"
                     | "store"
+                    | "store_key"
             )
         {
             continue;
@@ -266,7 +267,7 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                 let callback: Py<PyAny> = v.clone().unbind();
                 o.on_rotation(move |rotation: &authcore::Rotation<'_>| {
                     Python::attach(|py| {
-                        let called = crate::client::Rotation::new(py, rotation)
+                        let called = crate::token::Rotation::new(py, rotation)
                             .and_then(|r| callback.call1(py, (r,)));
                         if let Err(e) = called {
                             e.write_unraisable(py, Some(callback.bind(py)));
@@ -275,6 +276,15 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                 })
             }
             "store" => o.store(store::store_arg(&v)?),
+            "store_key" => {
+                let name: String = v.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "option 'store_key' must be a str or None, not {}",
+                        type_name(&v)
+                    ))
+                })?;
+                o.store_key(name)
+            }
             "proxy" => {
                 let url: String = v.extract().map_err(|_| {
                     PyTypeError::new_err(format!(

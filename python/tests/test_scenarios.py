@@ -4,6 +4,7 @@ provider set-up, client, steps and expectations as the Rust and C runners."""
 from __future__ import annotations
 
 import json
+import pathlib
 import threading
 import time
 from collections import Counter
@@ -17,12 +18,16 @@ from conftest import CLIENT_ID, CLIENT_SECRET, SCENARIOS, DevServer
 FILES = sorted(SCENARIOS.glob("*.json"))
 
 
-def build_client(s: dict[str, Any], dev: DevServer) -> authcore.Client:
+def build_client(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> authcore.Client:
     dialect = s["dialect"]
     override = s.get("client", {})
     secret = override.get("secret")
     scopes = override.get("scopes") or None
     options: dict[str, Any] = {"failure_backoff": (0.05, 0.5), "timeout": 10.0}
+    store = override.get("store")
+    if store is not None:
+        assert store == "file", f"unknown store {store}"
+        options["store"] = authcore.FileStore(store_dir)
     if dialect == "apivideo":
         return authcore.Client.api_video(secret or "dev-api-key", base_url=dev.url, **options)
     if dialect in ("vibe", "oauth2_post"):
@@ -54,7 +59,9 @@ def build_client(s: dict[str, Any], dev: DevServer) -> authcore.Client:
     return flow.finish(dev.follow_authorize(flow.authorization_url().url))
 
 
-def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str], authcore.Stats | None]:
+def run(
+    s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path
+) -> tuple[Counter[str], list[str], authcore.Stats | None]:
     errors: Counter[str] = Counter()
     oauth: list[str] = []
     lock = threading.Lock()
@@ -89,7 +96,7 @@ def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str], aut
 
     def build() -> None:
         nonlocal client
-        client = build_client(s, dev)
+        client = build_client(s, dev, store_dir)
 
     record(build)
     for step in s["steps"] if client is not None else []:
@@ -132,9 +139,9 @@ def run(s: dict[str, Any], dev: DevServer) -> tuple[Counter[str], list[str], aut
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_scenario(path: Any, dev: DevServer) -> None:
+def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
     s = json.loads(path.read_text())
-    errors, oauth, stats = run(s, dev)
+    errors, oauth, stats = run(s, dev, tmp_path / "store")
     c = dev.counters()
     e = s["expect"]
     problems = []

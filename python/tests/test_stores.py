@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import pathlib
 import socket
 import subprocess
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -45,13 +46,17 @@ def test_a_store_of_the_wrong_type_is_a_type_error(dev: DevServer) -> None:
 
 
 class DictStore:
-    """The store protocol over a dict and a lock, as a user would write it."""
+    """The store protocol over a dict and a lock, as a user would write it; with failures
+    on demand (a full disk: ``fail_save`` or the next ``saves_to_fail`` saves; a store
+    that is down: ``unreachable``)."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
         self.mutex = threading.Lock()
         self.calls: list[str] = []
         self.fail_save = False
+        self.saves_to_fail = 0
+        self.unreachable = False
 
     def load(self, key: str) -> Optional[bytes]:
         self.calls.append("load")
@@ -59,17 +64,32 @@ class DictStore:
 
     def save(self, key: str, value: bytes) -> None:
         self.calls.append("save")
+        if self.saves_to_fail > 0:
+            self.saves_to_fail -= 1
+            raise OSError("disk full")
         if self.fail_save:
             raise OSError("disk full")
         self.values[key] = value
 
     def lock(self, key: str, timeout: float) -> bool:
         self.calls.append("lock")
+        if self.unreachable:
+            raise ConnectionError("the store is down")
         return self.mutex.acquire(timeout=timeout)
 
     def unlock(self, key: str) -> None:
         self.calls.append("unlock")
         self.mutex.release()
+
+    def remove(self, key: str) -> None:
+        self.calls.append("remove")
+        self.values.pop(key, None)
+
+    def record(self) -> dict[str, Any]:
+        """The one record stored, as JSON."""
+        (value,) = self.values.values()
+        result: dict[str, Any] = json.loads(value)
+        return result
 
 
 def test_an_object_following_the_store_protocol(dev: DevServer) -> None:
@@ -189,8 +209,140 @@ def test_an_unreachable_redis_serves_client_credentials_and_refuses_rotation(dev
     assert _cc(dev, store).token()
     rotating = authcore.Client.refresh_token(
         dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, "rt-never-sent-0123456789", store=store,
+        store_key="erin",
     )
     with pytest.raises(authcore.StoreError, match="Redis at 127.0.0.1:1") as info:
         rotating.token()
     assert info.value.kind == "store" and info.value.code == 10
     assert dev.token_requests() == 1
+
+
+# ---- Refresh-token clients sharing a store: one session per user ----
+
+
+def _sign_in(dev: DevServer) -> str:
+    """One user's sign-in at the provider (authorization code + PKCE; the browser played
+    by ``follow_authorize``): its refresh token."""
+    rotated: list[str] = []
+    flow = authcore.AuthorizationCodeFlow(
+        dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET,
+        "http://127.0.0.1/callback", scopes="campaigns:read", on_refresh_token=rotated.append,
+    )
+    flow.finish(dev.follow_authorize(flow.authorization_url().url))
+    (refresh_token,) = rotated
+    return refresh_token
+
+
+def _rt(dev: DevServer, refresh_token: str, **options: Any) -> authcore.Client:
+    return authcore.Client.refresh_token(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, refresh_token,
+        revocation_url=dev.url + "/oauth2/revoke", max_retries=0, timeout=5.0, **options,
+    )
+
+
+def test_two_users_sharing_a_file_store_never_see_each_others_tokens(
+    dev: DevServer, tmp_path: pathlib.Path
+) -> None:
+    rt_alice, rt_bob = _sign_in(dev), _sign_in(dev)
+    assert rt_alice != rt_bob
+    store = authcore.FileStore(tmp_path / "users")
+    alice = _rt(dev, rt_alice, store=store, store_key="alice")
+    bob = _rt(dev, rt_bob, store=store, store_key="bob")
+    assert alice.token() != bob.token()
+    assert alice.get(dev.url + "/api/resource").status == 200
+    assert bob.get(dev.url + "/api/resource").status == 200
+    # Another process of each user (whose refresh token has rotated since) finds that
+    # user's session in the store, and only that one.
+    assert _rt(dev, rt_alice, store=store, store_key="alice").token() == alice.token()
+    assert _rt(dev, rt_bob, store=store, store_key="bob").token() == bob.token()
+    assert dev.token_requests("oauth2/refresh_token") == 2
+
+
+def test_a_refresh_token_client_with_a_store_needs_a_store_key(
+    dev: DevServer, tmp_path: pathlib.Path
+) -> None:
+    store = authcore.FileStore(tmp_path / "users")
+    with pytest.raises(authcore.ConfigError, match="store key"):
+        _rt(dev, "rt-never-sent-0123456789", store=store)
+    with pytest.raises(authcore.ConfigError, match="store key"):
+        _rt(dev, "rt-never-sent-0123456789", store=store, store_key=None)
+    for bad in ("", "line\nbreak", "x" * 256):
+        with pytest.raises(authcore.ConfigError, match="store key"):
+            _rt(dev, "rt-never-sent-0123456789", store=store, store_key=bad)
+    with pytest.raises(TypeError, match="option 'store_key' must be a str"):
+        _rt(dev, "rt-never-sent-0123456789", store=store, store_key=b"alice")
+    # Client credentials need none: the credential is the client's own.
+    assert _cc(dev, store).token()
+    assert dev.token_requests() == 1
+
+
+def test_a_failed_save_after_a_rotation_does_not_bring_back_a_stale_refresh_token(
+    dev: DevServer,
+) -> None:
+    # The provider revokes a whole token family when a used refresh token comes again:
+    # sending the stale one would end in ReauthenticationRequired.
+    refresh_token = _sign_in(dev)
+    store = DictStore()
+    client = _rt(dev, refresh_token, store=store, store_key="carol")
+    first = client.token()
+    assert store.calls.count("save") == 1
+    store.saves_to_fail = 1
+    second = client.refresh()  # rotates; its save raises
+    assert store.saves_to_fail == 0 and store.calls.count("save") == 2
+    assert client.get(dev.url + "/api/resource").status == 200
+    third = client.refresh()  # renews with the newest refresh token, not the stored one
+    assert len({first, second, third}) == 3
+    assert client.get(dev.url + "/api/resource").status == 200
+    # Another process on the same store and user adopts the newest token and renews on.
+    other = _rt(dev, refresh_token, store=store, store_key="carol")
+    assert other.token() == third
+    other.refresh()
+    assert other.get(dev.url + "/api/resource").status == 200
+    assert client.get(dev.url + "/api/resource").status == 200
+    assert dev.token_requests("oauth2/refresh_token") == 4
+    assert store.record()["revoked"] is False
+
+
+def test_revoke_with_the_store_unreachable_still_revokes_at_the_provider(dev: DevServer) -> None:
+    refresh_token = _sign_in(dev)
+    store = DictStore()
+    client = _rt(dev, refresh_token, store=store, store_key="dave")
+    access_token = client.token()
+    before = dev.counters()["revocations"]
+    store.unreachable = True
+    with pytest.raises(authcore.StoreError):
+        client.revoke()
+    assert dev.counters()["revocations"] > before
+    fixed = authcore.Client.personal_access_token(access_token)
+    assert fixed.get(dev.url + "/api/resource").status == 401, "the access token is revoked"
+    assert store.record()["revoked"] is False, "the store was not reached"
+    store.unreachable = False
+    client.revoke()
+    assert store.record()["revoked"] is True, "the second call left a tombstone"
+    assert "remove" not in store.calls
+    # Nobody sharing the store renews the session, and no token request is sent for it.
+    requests = dev.token_requests()
+    with pytest.raises(authcore.ReauthenticationRequired):
+        client.token()
+    with pytest.raises(authcore.ReauthenticationRequired):
+        _rt(dev, refresh_token, store=store, store_key="dave").token()
+    assert dev.token_requests() == requests
+
+
+def test_a_sign_in_flow_files_its_session_under_the_store_key(
+    dev: DevServer, tmp_path: pathlib.Path
+) -> None:
+    store = authcore.FileStore(tmp_path / "users")
+    rotated: list[str] = []
+    flow = authcore.AuthorizationCodeFlow(
+        dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET,
+        "http://127.0.0.1/callback", scopes="campaigns:read", on_refresh_token=rotated.append,
+        store=store, store_key="erin",
+    )
+    client = flow.finish(dev.follow_authorize(flow.authorization_url().url))
+    token = client.token()
+    requests = dev.token_requests()
+    (refresh_token,) = rotated
+    # Another process of erin's, resuming from that refresh token, finds the session.
+    assert _rt(dev, refresh_token, store=store, store_key="erin").token() == token
+    assert dev.token_requests() == requests

@@ -131,17 +131,36 @@ static char *scopes_of(const cJSON *client) {
     return out;
 }
 
-static authcore_status build_client(const cJSON *scenario, authcore_client **out) {
+/* Builds the scenario's client. `store_dir` (64 bytes) receives the directory of its
+ * file store when the scenario asks for one (the caller removes it), else "". */
+static authcore_status build_client(const cJSON *scenario, authcore_client **out,
+                                    char *store_dir) {
     const char *dialect = str_field(scenario, "dialect", "");
     const cJSON *client = cJSON_GetObjectItemCaseSensitive(scenario, "client");
     const char *secret = str_field(client, "secret", NULL);
+    const char *store = str_field(client, "store", NULL);
     char *scopes = scopes_of(client);
     const char *base = devserver_url();
     char token_url[512], authorize_url[512];
     authcore_options *o = NULL;
+    store_dir[0] = '\0';
     authcore_status s = authcore_options_new(&o);
     if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_failure_backoff_ms(o, 50, 500);
     if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_timeout_ms(o, 10000);
+    if (s == AUTHCORE_STATUS_OK && store != NULL) {
+        if (strcmp(store, "file") != 0) {
+            fprintf(stderr, "unknown store %s\n", store);
+            s = AUTHCORE_STATUS_CONFIG;
+        } else {
+            snprintf(store_dir, 64, "/tmp/authcore-c-scenario-XXXXXX");
+            if (mkdtemp(store_dir) == NULL) {
+                store_dir[0] = '\0';
+                s = AUTHCORE_STATUS_CONFIG;
+            } else {
+                s = authcore_options_set_file_store(o, store_dir);
+            }
+        }
+    }
     if (s != AUTHCORE_STATUS_OK) {
         free(scopes);
         authcore_options_free(o);
@@ -223,8 +242,9 @@ static int run_scenario(const cJSON *sc) {
         free(body);
     }
     authcore_client *client = NULL;
+    char store_dir[64];
     double started = now_seconds();
-    record(&obs, build_client(sc, &client));
+    record(&obs, build_client(sc, &client, store_dir));
     const cJSON *step;
     const cJSON *steps = client != NULL ? cJSON_GetObjectItemCaseSensitive(sc, "steps") : NULL;
     cJSON_ArrayForEach(step, steps) {
@@ -265,6 +285,11 @@ static int run_scenario(const cJSON *sc) {
     int have_stats = client != NULL &&
                      authcore_client_stats(client, &stats, sizeof stats) == AUTHCORE_STATUS_OK;
     authcore_client_free(client);
+    if (store_dir[0] != '\0') {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", store_dir);
+        if (system(cmd) != 0) fprintf(stderr, "  %s: could not remove %s\n", name, store_dir);
+    }
 
     /* Compare with the expectations. */
     cJSON *counters = control("GET", "/_control/counters", NULL);

@@ -1,7 +1,8 @@
 /*
  * A client used in a child after fork(): no renewal "in flight" inherited from the
- * parent, no lock held across the fork, no pooled connection shared with the parent.
- * Every child is bounded by alarm() so that a hang fails the test instead of blocking it.
+ * parent, no lock held across the fork, no pooled connection shared with the parent, and
+ * no store lock held for the parent by a child. Every child is bounded by alarm() so that
+ * a hang fails the test instead of blocking it.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -81,6 +82,63 @@ static void test_fork_during_renewal(void) {
     control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 0}");
 }
 
+/* A child forked while the parent renews through a file store (holding the store's
+ * lock) does not hold that lock for the parent: the child sleeps 3 s holding nothing it
+ * uses, and the parent's next renewal takes the lock at once. */
+static void *renew_stored_in_background(void *arg) {
+    char *token = NULL;
+    authcore_status s = authcore_client_token((const authcore_client *)arg, &token);
+    authcore_string_free(token);
+    return (void *)(uintptr_t)s;
+}
+
+static void test_fork_during_a_stored_renewal(void) {
+    devserver_reset();
+    char dir[] = "/tmp/authcore-c-fork-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 8000));
+    CHECK_OK(authcore_options_set_file_store(o, dir));
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    authcore_client *stored = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
+                                                    "reporting:read",
+                                                    AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o,
+                                                    &stored));
+    authcore_options_free(o);
+    /* The renewal takes the store's lock, then waits 1.5 s for the provider. */
+    control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 1500}");
+    pthread_t t;
+    pthread_create(&t, NULL, renew_stored_in_background, stored);
+    sleep_ms(500);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        sleep_ms(3000);
+        _exit(0);
+    }
+    void *first = NULL;
+    pthread_join(t, &first);
+    CHECK((uintptr_t)first == AUTHCORE_STATUS_OK, "the renewal across the fork finished");
+    control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 0}");
+    double start = now_seconds();
+    char *token = NULL;
+    CHECK_OK(authcore_client_refresh(stored, &token));
+    double took = now_seconds() - start;
+    printf("test_fork: a renewal while a forked child lives took %.2f s\n", took);
+    fflush(stdout); /* not again from the children forked later */
+    CHECK(took < 1.5, "the next renewal did not wait for the child: %.2f s", took);
+    CHECK(wait_child(pid) == 0, "the child slept and exited");
+    CHECK(get_status(stored, "/api/resource") == 200, "the renewed token works");
+    authcore_string_free(token);
+    authcore_client_free(stored);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cleaned up");
+}
+
 static void test_forks_while_another_thread_holds_the_cache(void) {
     devserver_reset();
     CHECK(get_status(client, "/api/resource") == 200, "warm");
@@ -111,6 +169,7 @@ int main(void) {
                                                     &client));
     authcore_options_free(o);
     test_fork_during_renewal();
+    test_fork_during_a_stored_renewal();
     test_forks_while_another_thread_holds_the_cache();
     authcore_client_free(client);
     return harness_finish("test_fork");

@@ -88,6 +88,9 @@ typedef struct {
     char value[4096];
     size_t len;
     int loads, saves, locks, unlocks, removes;
+    int saves_to_fail; /* the next saves fail, as a full disk would */
+    int unreachable;   /* every lock fails, as a store that is down would */
+    int failed_saves;
 } my_store;
 
 static int my_load(void *ud, const char *key, char *buf, size_t cap, size_t *len) {
@@ -114,6 +117,12 @@ static int my_save(void *ud, const char *key, const char *value, size_t len) {
     my_store *s = ud;
     if (len > sizeof s->value) return 1;
     pthread_mutex_lock(&s->mu);
+    if (s->saves_to_fail > 0) {
+        s->saves_to_fail--;
+        s->failed_saves++;
+        pthread_mutex_unlock(&s->mu);
+        return 5;
+    }
     memcpy(s->value, value, len);
     s->len = len;
     s->saves++;
@@ -125,6 +134,7 @@ static int my_lock(void *ud, const char *key, uint64_t timeout_ms) {
     (void)key;
     (void)timeout_ms;
     my_store *s = ud;
+    if (s->unreachable) return 7;
     pthread_mutex_lock(&s->lock);
     s->locks++;
     return 0;
@@ -147,12 +157,34 @@ static int my_remove(void *ud, const char *key) {
     return 0;
 }
 
+/* Whether the record in the store is a tombstone: 1 revoked, 0 a live token, -1 none
+ * or not a record. */
+static int stored_revoked(my_store *s) {
+    pthread_mutex_lock(&s->mu);
+    cJSON *record = s->len > 0 ? cJSON_ParseWithLength(s->value, s->len) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (record == NULL) return -1;
+    const cJSON *revoked = cJSON_GetObjectItemCaseSensitive(record, "revoked");
+    int out = cJSON_IsBool(revoked) ? cJSON_IsTrue(revoked) : -1;
+    cJSON_Delete(record);
+    return out;
+}
+
+static void my_store_init(my_store *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->lock, NULL);
+}
+
+static void my_store_destroy(my_store *s) {
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->lock);
+}
+
 static void test_callback_store(void) {
     devserver_reset();
     my_store s;
-    memset(&s, 0, sizeof s);
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_mutex_init(&s.lock, NULL);
+    my_store_init(&s);
     authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
@@ -177,7 +209,8 @@ static void test_callback_store(void) {
     authcore_client_free(a);
     authcore_client_free(b);
 
-    /* Revocation empties the store through `remove`. */
+    /* Revocation leaves a revoked record (a tombstone) through `save`; `remove` is not
+     * called. */
     char token_url[512], revoke_url[512];
     snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
     snprintf(revoke_url, sizeof revoke_url, "%s", url_of("/oauth2/revoke"));
@@ -188,14 +221,237 @@ static void test_callback_store(void) {
     CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret", NULL, 0, o, &c));
     authcore_options_free(o);
     CHECK_OK(authcore_client_token(c, &ta));
-    CHECK(s.len > 0, "stored");
+    CHECK(s.len > 0 && stored_revoked(&s) == 0, "stored");
     CHECK_OK(authcore_client_revoke(c));
-    CHECK(s.removes == 1 && s.len == 0, "removed from the store (%d)", s.removes);
+    CHECK(s.removes == 0 && stored_revoked(&s) == 1, "a tombstone in the store (removes %d)",
+          s.removes);
     CHECK(counter("revocations", NULL) == 1, "one revocation: %ld", counter("revocations", NULL));
     authcore_string_free(ta);
     authcore_client_free(c);
-    pthread_mutex_destroy(&s.mu);
-    pthread_mutex_destroy(&s.lock);
+    my_store_destroy(&s);
+}
+
+/* ---- Refresh-token clients sharing a store: one session per user ---- */
+
+#define CLIENT_ID "dev-client"
+#define SECRET "dev-secret"
+
+/* The refresh token a sign-in handed to the rotation callback (copied, as required). */
+typedef struct {
+    int calls;
+    char last[256];
+} rotation_log;
+
+static int keep_rotation(void *userdata, const char *refresh_token, size_t len) {
+    rotation_log *log = userdata;
+    log->calls++;
+    snprintf(log->last, sizeof log->last, "%.*s", (int)len, refresh_token);
+    return 0;
+}
+
+/* One user's sign-in at the provider (authorization code + PKCE, the browser played by
+ * follow_authorize): its refresh token is copied into `out`. Returns 1 on success. */
+static int sign_in(char *out, size_t cap) {
+    rotation_log log = {0, ""};
+    authcore_options *o = NULL;
+    authcore_code_flow *flow = NULL;
+    authcore_client *client = NULL;
+    char authorize[512], token_url[512], *url = NULL;
+    snprintf(authorize, sizeof authorize, "%s/oauth2/authorize", devserver_url());
+    snprintf(token_url, sizeof token_url, "%s/oauth2/token", devserver_url());
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_refresh_token_callback(o, keep_rotation, &log));
+    CHECK_OK(authcore_code_flow_new(authorize, token_url, CLIENT_ID, SECRET,
+                                    "http://127.0.0.1/callback", "campaigns:read", false,
+                                    AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, true, o, &flow));
+    authcore_options_free(o);
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, NULL));
+    char *callback = url ? follow_authorize(url) : NULL;
+    CHECK(callback != NULL, "the provider redirected back");
+    if (callback != NULL) CHECK_OK(authcore_code_flow_finish(flow, callback, &client));
+    free(callback);
+    authcore_string_free(url);
+    authcore_client_free(client);
+    authcore_code_flow_free(flow);
+    snprintf(out, cap, "%s", log.last);
+    return log.calls == 1 && out[0] != '\0';
+}
+
+/* Options for a refresh-token client at the provider: revocation endpoint, no retries. */
+static authcore_options *rt_options(void) {
+    authcore_options *o = NULL;
+    char revoke_url[512];
+    snprintf(revoke_url, sizeof revoke_url, "%s/oauth2/revoke", devserver_url());
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 5000));
+    CHECK_OK(authcore_options_set_max_retries(o, 0));
+    CHECK_OK(authcore_options_set_revocation_url(o, revoke_url));
+    return o;
+}
+
+static authcore_status rt_client(const char *refresh_token, const authcore_options *o,
+                                 authcore_client **out) {
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s/oauth2/token", devserver_url());
+    return authcore_client_new_refresh_token(token_url, CLIENT_ID, SECRET, refresh_token, false,
+                                             AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o, out);
+}
+
+/* Two users sharing one file store never see each other's tokens: each session is filed
+ * under its store key. A refresh-token client with a store and no store key is refused. */
+static void test_two_users_share_a_file_store_apart(const char *dir) {
+    devserver_reset();
+    char users[600];
+    snprintf(users, sizeof users, "%s/users", dir);
+    char rt_alice[256], rt_bob[256];
+    CHECK(sign_in(rt_alice, sizeof rt_alice), "alice signed in");
+    CHECK(sign_in(rt_bob, sizeof rt_bob), "bob signed in");
+    CHECK(strcmp(rt_alice, rt_bob) != 0, "two sign-ins, two refresh tokens");
+
+    authcore_options *o = rt_options();
+    CHECK_OK(authcore_options_set_file_store(o, users));
+    authcore_client *nobody = NULL;
+    CHECK_STATUS(rt_client(rt_alice, o, &nobody), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "store key") != NULL, "says why: %s",
+          authcore_last_error_message());
+    CHECK(nobody == NULL, "no client on failure");
+    CHECK_STATUS(authcore_options_set_store_key(o, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_store_key(NULL, "alice"), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(authcore_options_set_store_key(o, "")); /* checked when a client is made */
+    CHECK_STATUS(rt_client(rt_alice, o, &nobody), AUTHCORE_STATUS_CONFIG);
+    CHECK_OK(authcore_options_set_store_key(o, "line\nbreak"));
+    CHECK_STATUS(rt_client(rt_alice, o, &nobody), AUTHCORE_STATUS_CONFIG);
+    CHECK(nobody == NULL, "no client on failure");
+
+    authcore_client *alice = NULL, *bob = NULL, *alice2 = NULL, *bob2 = NULL;
+    CHECK_OK(authcore_options_set_store_key(o, "alice"));
+    CHECK_OK(rt_client(rt_alice, o, &alice));
+    CHECK_OK(authcore_options_set_store_key(o, "bob"));
+    CHECK_OK(rt_client(rt_bob, o, &bob));
+    char *ta = NULL, *tb = NULL, *ta2 = NULL, *tb2 = NULL;
+    CHECK_OK(authcore_client_token(alice, &ta));
+    CHECK_OK(authcore_client_token(bob, &tb));
+    CHECK(ta && tb && strcmp(ta, tb) != 0, "alice and bob have tokens of their own");
+    CHECK(get_status(alice, "/api/resource") == 200, "alice's token works");
+    CHECK(get_status(bob, "/api/resource") == 200, "bob's token works");
+    /* Another process of each user (its refresh token has rotated since) finds that
+     * user's session in the store, and only that one. */
+    CHECK_OK(authcore_options_set_store_key(o, "alice"));
+    CHECK_OK(rt_client(rt_alice, o, &alice2));
+    CHECK_OK(authcore_options_set_store_key(o, "bob"));
+    CHECK_OK(rt_client(rt_bob, o, &bob2));
+    authcore_options_free(o);
+    CHECK_OK(authcore_client_token(alice2, &ta2));
+    CHECK_OK(authcore_client_token(bob2, &tb2));
+    CHECK(ta && ta2 && strcmp(ta, ta2) == 0, "alice's second client adopted alice's token");
+    CHECK(tb && tb2 && strcmp(tb, tb2) == 0, "bob's second client adopted bob's token");
+    long refreshes = counter("token_requests_by_grant", "oauth2/refresh_token");
+    CHECK(refreshes == 2, "one refresh per user: %ld", refreshes);
+    authcore_string_free(ta);
+    authcore_string_free(tb);
+    authcore_string_free(ta2);
+    authcore_string_free(tb2);
+    authcore_client_free(alice);
+    authcore_client_free(bob);
+    authcore_client_free(alice2);
+    authcore_client_free(bob2);
+}
+
+/* A save that fails right after a rotation does not bring the stale refresh token back:
+ * the provider revokes a whole token family when a used refresh token comes again, so
+ * sending it would end in AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED. */
+static void test_a_failed_save_keeps_the_newest_refresh_token(void) {
+    devserver_reset();
+    char rt[256];
+    CHECK(sign_in(rt, sizeof rt), "signed in");
+    my_store s;
+    my_store_init(&s);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
+    authcore_options *o = rt_options();
+    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_OK(authcore_options_set_store_key(o, "carol"));
+    authcore_client *c = NULL, *other = NULL;
+    CHECK_OK(rt_client(rt, o, &c));
+    char *t1 = NULL, *t2 = NULL, *t3 = NULL, *t4 = NULL;
+    CHECK_OK(authcore_client_token(c, &t1));
+    CHECK(s.saves == 1, "the first rotation was saved (%d)", s.saves);
+    s.saves_to_fail = 1;
+    CHECK_OK(authcore_client_refresh(c, &t2)); /* rotates; its save fails */
+    CHECK(s.failed_saves == 1, "the save after the rotation failed (%d)", s.failed_saves);
+    CHECK(get_status(c, "/api/resource") == 200, "the new token is used all the same");
+    CHECK_OK(authcore_client_refresh(c, &t3)); /* the newest refresh token, not the stored one */
+    CHECK(t1 && t2 && t3 && strcmp(t2, t1) != 0 && strcmp(t3, t2) != 0 && strcmp(t3, t1) != 0,
+          "two new tokens, not an old one adopted back");
+    CHECK(get_status(c, "/api/resource") == 200, "still signed in");
+    /* Another process on the same store and user adopts the newest token, and renews on
+     * from it. */
+    CHECK_OK(rt_client(rt, o, &other));
+    authcore_options_free(o);
+    CHECK_OK(authcore_client_token(other, &t4));
+    CHECK(t3 && t4 && strcmp(t3, t4) == 0, "the other client adopted the newest token");
+    char *t5 = NULL;
+    CHECK_OK(authcore_client_refresh(other, &t5));
+    CHECK(get_status(other, "/api/resource") == 200, "the other client is signed in");
+    CHECK(get_status(c, "/api/resource") == 200, "the first client is signed in");
+    long refreshes = counter("token_requests_by_grant", "oauth2/refresh_token");
+    CHECK(refreshes == 4, "four refreshes, none refused: %ld", refreshes);
+    authcore_string_free(t1);
+    authcore_string_free(t2);
+    authcore_string_free(t3);
+    authcore_string_free(t4);
+    authcore_string_free(t5);
+    authcore_client_free(c);
+    authcore_client_free(other);
+    my_store_destroy(&s);
+}
+
+/* revoke() with the store unreachable still revokes at the provider and reports the
+ * store's error; called again once the store works, it ends the session in the store. */
+static void test_revoke_with_the_store_unreachable(void) {
+    devserver_reset();
+    char rt[256];
+    CHECK(sign_in(rt, sizeof rt), "signed in");
+    my_store s;
+    my_store_init(&s);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
+    authcore_options *o = rt_options();
+    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_OK(authcore_options_set_store_key(o, "dave"));
+    authcore_client *c = NULL;
+    CHECK_OK(rt_client(rt, o, &c));
+    char *at = NULL;
+    CHECK_OK(authcore_client_token(c, &at));
+    long before = counter("revocations", NULL);
+    s.unreachable = 1;
+    CHECK_STATUS(authcore_client_revoke(c), AUTHCORE_STATUS_STORE);
+    long revoked = counter("revocations", NULL);
+    CHECK(revoked > before, "revoked at the provider: %ld revocations, %ld before", revoked,
+          before);
+    authcore_client *fixed = NULL;
+    CHECK_OK(authcore_client_new_personal_access_token(at ? at : "none", &fixed));
+    CHECK(get_status(fixed, "/api/resource") == 401, "the revoked access token is refused");
+    authcore_client_free(fixed);
+    CHECK(stored_revoked(&s) == 0, "the store was not reached");
+    s.unreachable = 0;
+    CHECK_OK(authcore_client_revoke(c));
+    CHECK(stored_revoked(&s) == 1, "the second call left a tombstone");
+    CHECK(s.removes == 0, "no remove: %d", s.removes);
+    /* Nobody sharing the store renews the session: not this client, not another one
+     * holding the first refresh token, and no token request is sent for it. */
+    long requests = token_requests();
+    char *t = NULL;
+    CHECK_STATUS(authcore_client_token(c, &t), AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED);
+    authcore_client *other = NULL;
+    CHECK_OK(rt_client(rt, o, &other));
+    authcore_options_free(o);
+    CHECK_STATUS(authcore_client_token(other, &t), AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED);
+    CHECK(t == NULL, "no token on failure");
+    CHECK(token_requests() == requests, "no token request after the revocation: %ld, then %ld",
+          requests, token_requests());
+    authcore_string_free(at);
+    authcore_client_free(c);
+    authcore_client_free(other);
+    my_store_destroy(&s);
 }
 
 /* Empties the suite's Redis (an earlier run of this program stored a token there). */
@@ -264,6 +520,7 @@ static void test_unreachable_redis(void) {
     authcore_client *cc = NULL, *rt = NULL;
     CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
                                                     "reporting:read", 0, o, &cc));
+    CHECK_OK(authcore_options_set_store_key(o, "erin")); /* whose refresh token it is */
     CHECK_OK(authcore_client_new_refresh_token(token_url, "dev-client", "dev-secret",
                                                "rt-never-sent-0123456789", 0, 0, o, &rt));
     authcore_options_free(o);
@@ -287,6 +544,9 @@ int main(void) {
     test_processes_share_a_rotating_refresh_token(dir);
     test_unusable_directory_leaves_options_unchanged(dir);
     test_callback_store();
+    test_two_users_share_a_file_store_apart(dir);
+    test_a_failed_save_keeps_the_newest_refresh_token();
+    test_revoke_with_the_store_unreachable();
     test_redis_store();
     test_unreachable_redis();
     /* Remove the store's files and the directory. */
