@@ -30,6 +30,10 @@ use crate::token::{Freshness, Token};
 /// stall behind a dead provider.
 pub(crate) const RENEWAL_BUDGET: Duration = Duration::from_secs(30);
 
+/// How long a renewal ahead of expiry that found the store busy waits before trying
+/// the store's lock again (meanwhile the still-valid token is served).
+const AHEAD_RETRY: Duration = Duration::from_millis(250);
+
 /// How long past its leader's deadline a waiter still waits for the leader's outcome:
 /// the leader needs a moment to hand it over after its last attempt ends.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
@@ -59,6 +63,8 @@ impl Policy {
 #[derive(Debug, Clone, Copy)]
 struct Flight {
     seq: u64,
+    /// Why it renews.
+    reason: Reason,
     /// The leader gives up by then; waiters wait no longer than that (plus a margin).
     deadline: Instant,
 }
@@ -88,9 +94,8 @@ struct State {
     /// The token an API rejected, until the renewal that replaces it (which must not
     /// adopt a stored copy of it).
     rejected: Option<Arc<Token>>,
-    /// Bumped by every revocation: a renewal that started before cannot bring tokens
-    /// back after it.
-    epoch: u64,
+    /// A renewal ahead of expiry found the store busy: none is tried again before then.
+    ahead_busy_until: Option<Instant>,
     /// Tokens of renewals that finished after a revocation began, for it to revoke too.
     orphans: Vec<Arc<Token>>,
 }
@@ -113,7 +118,7 @@ impl State {
             rejections: 0,
             reject_until: None,
             rejected: None,
-            epoch: 0,
+            ahead_busy_until: None,
             orphans: Vec::new(),
         }
     }
@@ -133,16 +138,22 @@ impl State {
     /// The token a renewal for `reason` replaces.
     fn replacing(&self, reason: Reason) -> Option<Arc<Token>> {
         match reason {
+            Reason::Rejected | Reason::Forced if self.current.is_none() => self.rejected.clone(),
             Reason::Rejected => self.rejected.clone().or_else(|| self.current.clone()),
             _ => self.current.clone(),
         }
     }
 
-    fn begin_flight(&mut self, deadline: Deadline) -> u64 {
+    fn ahead_busy(&self, now: Instant) -> bool {
+        self.ahead_busy_until.is_some_and(|until| now < until)
+    }
+
+    fn begin_flight(&mut self, deadline: Deadline, reason: Reason) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.flight = Some(Flight {
             seq,
+            reason,
             deadline: deadline.instant(),
         });
         seq
@@ -196,6 +207,9 @@ pub(crate) struct Cache {
     core: ArcSwap<Core>,
     policy: Policy,
     counters: Arc<Counters>,
+    /// Bumped by every revocation (under the state lock): a renewal that started before
+    /// cannot bring tokens back after it, nor save them as live.
+    revocations: AtomicU64,
 }
 
 /// Ids of caches, never reused.
@@ -230,11 +244,12 @@ struct FlightGuard<'a> {
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let epoch = self.core.state.lock().epoch;
+            let epoch = self.cache.revocations.load(Ordering::Acquire);
             let _ = self.cache.complete(
                 self.core,
                 self.seq,
                 epoch,
+                false,
                 Err(Error::Transport {
                     message: "token renewal was aborted by a panic".into(),
                     source: None,
@@ -266,6 +281,7 @@ impl Cache {
             core: ArcSwap::from_pointee(Core::new(State::new(current, refresh_token))),
             policy,
             counters,
+            revocations: AtomicU64::new(0),
         }
     }
 
@@ -351,7 +367,7 @@ impl Cache {
         st.current = None;
         st.refresh_token = None;
         st.rejected = None;
-        st.epoch = st.epoch.wrapping_add(1);
+        self.revocations.fetch_add(1, Ordering::AcqRel);
         self.publish(&st);
     }
 
@@ -410,7 +426,7 @@ impl Cache {
     /// `announce` runs (user code: stores and hooks), then the token is published.
     pub(crate) fn get<R, A>(&self, deadline: Deadline, renew: R, announce: A) -> Result<Arc<Token>>
     where
-        R: FnOnce(&Renewal<'_>) -> Result<Option<Token>>,
+        R: FnMut(&Renewal<'_>) -> Result<Option<Token>>,
         A: FnOnce(&Token, Option<&Secret>),
     {
         let core = self.core();
@@ -423,7 +439,7 @@ impl Cache {
                     return Ok(Arc::clone(token));
                 }
                 Freshness::Stale => {
-                    if st.flight.is_some() || st.in_backoff(now) {
+                    if st.flight.is_some() || st.in_backoff(now) || st.ahead_busy(now) {
                         self.counters.hit();
                         return Ok(Arc::clone(token));
                     }
@@ -467,13 +483,26 @@ impl Cache {
         announce: A,
     ) -> Result<Arc<Token>>
     where
-        R: FnOnce(&Renewal<'_>) -> Result<Option<Token>>,
+        R: FnMut(&Renewal<'_>) -> Result<Option<Token>>,
         A: FnOnce(&Token, Option<&Secret>),
     {
         let core = self.core();
-        let st = core.state.lock();
+        let mut st = core.state.lock();
         if let Some(flight) = st.flight {
-            return self.wait(&core, st, flight, deadline);
+            if flight.reason != Reason::Ahead {
+                return self.wait(&core, st, flight, deadline);
+            }
+            // A renewal ahead of expiry may keep the token this call must replace.
+            let before = st.current.clone();
+            let outcome = self.wait(&core, st, flight, deadline);
+            let same = matches!((&outcome, &before), (Ok(t), Some(b)) if t.access_token() == b.access_token());
+            if !same {
+                return outcome;
+            }
+            st = core.state.lock();
+            if let Some(flight) = st.flight {
+                return self.wait(&core, st, flight, deadline);
+            }
         }
         if let Some(e) = st.failure_in_backoff(Instant::now()) {
             return Err(self.refuse_in_backoff(st, e));
@@ -498,18 +527,18 @@ impl Cache {
         mut st: MutexGuard<'_, State>,
         reason: Reason,
         deadline: Deadline,
-        renew: R,
+        mut renew: R,
         announce: A,
     ) -> Result<Arc<Token>>
     where
-        R: FnOnce(&Renewal<'_>) -> Result<Option<Token>>,
+        R: FnMut(&Renewal<'_>) -> Result<Option<Token>>,
         A: FnOnce(&Token, Option<&Secret>),
     {
         let deadline = deadline.min(Deadline::after(RENEWAL_BUDGET));
-        let seq = st.begin_flight(deadline);
-        let epoch = st.epoch;
-        let refresh_token = st.refresh_token.clone();
-        let replacing = st.replacing(reason);
+        let seq = st.begin_flight(deadline, reason);
+        let epoch = self.revocations.load(Ordering::Acquire);
+        let mut refresh_token = st.refresh_token.clone();
+        let mut replacing = st.replacing(reason);
         drop(st);
         self.counters.renewal(reason);
         let mut guard = FlightGuard {
@@ -518,34 +547,69 @@ impl Cache {
             seq,
             armed: true,
         };
-        let renewal = Renewal {
+        let revoked = || self.revocations.load(Ordering::Acquire) != epoch;
+        let mut kept = false;
+        let renewed = match renew(&Renewal {
             reason,
             replacing: replacing.as_deref(),
             refresh_token: refresh_token.as_ref(),
             deadline,
-        };
-        let mut kept = false;
-        let outcome = match renew(&renewal) {
-            Ok(Some(token)) => Ok(Arc::new(token)),
-            // The store is busy with another process's renewal: keep the valid token.
+            revoked: &revoked,
+        }) {
+            // The store is busy with another process's renewal ahead of expiry: the
+            // still-valid token is kept — unless it was rejected or expired meanwhile;
+            // then a renewal that waits for the store.
             Ok(None) => {
-                kept = true;
-                replacing.clone().ok_or_else(|| {
-                    Error::store("the token store's lock is held by another process")
-                })
+                let st = core.state.lock();
+                let unchanged =
+                    matches!((&st.current, &replacing), (Some(c), Some(r)) if Arc::ptr_eq(c, r));
+                let valid = replacing
+                    .as_ref()
+                    .is_some_and(|r| r.freshness(Instant::now()) != Freshness::Expired);
+                if unchanged && valid {
+                    kept = true;
+                    Ok(None)
+                } else {
+                    let reason = if st.rejected.is_some() {
+                        Reason::Rejected
+                    } else {
+                        Reason::Expired
+                    };
+                    replacing = st.replacing(reason);
+                    refresh_token = st.refresh_token.clone();
+                    drop(st);
+                    renew(&Renewal {
+                        reason,
+                        replacing: replacing.as_deref(),
+                        refresh_token: refresh_token.as_ref(),
+                        deadline,
+                        revoked: &revoked,
+                    })
+                }
             }
+            other => other,
+        };
+        let outcome = match renewed {
+            Ok(Some(token)) => Ok(Arc::new(token)),
+            Ok(None) => replacing
+                .clone()
+                .filter(|_| kept)
+                .ok_or_else(|| Error::store("the token store's lock is held by another process")),
             Err(e) => Err(e),
         };
         if let (Ok(token), false) = (&outcome, kept) {
-            if let Some(rt) = token.refresh_token() {
-                // Recorded before any user code runs: nothing a hook does can lose it.
-                let mut st = core.state.lock();
-                if st.epoch == epoch {
-                    st.refresh_token = Some(rt.clone());
-                    self.publish(&st);
+            // A renewal that outlived a revocation hands nothing to user code.
+            if !revoked() {
+                if let Some(rt) = token.refresh_token() {
+                    // Recorded before any user code runs: nothing a hook does can lose it.
+                    let mut st = core.state.lock();
+                    if !revoked() {
+                        st.refresh_token = Some(rt.clone());
+                        self.publish(&st);
+                    }
                 }
+                announce(token, refresh_token.as_ref());
             }
-            announce(token, refresh_token.as_ref());
         }
         guard.armed = false;
         if let Err(e) = &outcome {
@@ -554,7 +618,7 @@ impl Cache {
             event!(warn, "token.renewal_failed", reason = reason.name(), kind = e.kind().name(), status = status;
                 "token renewal ({}) failed: {e}", reason.name());
         }
-        let outcome = self.complete(core, seq, epoch, outcome);
+        let outcome = self.complete(core, seq, epoch, kept, outcome);
         if kept {
             return outcome;
         }
@@ -580,13 +644,14 @@ impl Cache {
         core: &Core,
         seq: u64,
         epoch: u64,
+        kept: bool,
         outcome: Result<Arc<Token>>,
     ) -> Result<Arc<Token>> {
         let mut st = core.state.lock();
         let now = Instant::now();
         let mut backoff = None;
         let outcome = match outcome {
-            Ok(token) if st.epoch != epoch => {
+            Ok(token) if !kept && self.revocations.load(Ordering::Acquire) != epoch => {
                 st.orphans.push(token);
                 Err(Error::ReauthenticationRequired {
                     cause: Box::new(Error::config(
@@ -596,14 +661,12 @@ impl Cache {
             }
             outcome => outcome,
         };
-        let kept = match (&outcome, &st.current) {
-            (Ok(token), Some(current)) => Arc::ptr_eq(token, current),
-            _ => false,
-        };
         match &outcome {
-            // The token was kept (the store was busy): nothing about it changed.
-            Ok(_) if kept => {}
+            // The token was kept (the store was busy): nothing about it changed, and no
+            // renewal ahead of expiry is tried again for a moment.
+            Ok(_) if kept => st.ahead_busy_until = Some(later(now, AHEAD_RETRY)),
             Ok(token) => {
+                st.ahead_busy_until = None;
                 if let Some(rt) = token.refresh_token() {
                     st.refresh_token = Some(rt.clone());
                 }

@@ -71,8 +71,7 @@ impl Client {
         if options.store.is_some() && grant.per_user() && user.is_none() {
             return Err(crate::error::Error::config(
                 "a refresh-token client with a shared store needs to know whose tokens they are: \
-                 set the store key (Options::store_key) to the user's name, or start from a token \
-                 with an ID token",
+                 set a store key (the user's name), or start from a token that has an ID token",
             ));
         }
         let counters = std::sync::Arc::clone(http.counters());
@@ -285,10 +284,14 @@ impl Client {
         }
         let memory_token = inner.cache.peek();
         let memory_rt = inner.cache.refresh_token();
-        // From here on, no renewal in flight can publish a token.
+        // From here on, no renewal in flight can publish a token or save it as live.
         inner.cache.clear();
-        let orphans = inner.cache.settle(deadline);
-        let taken = inner.tier.take(memory_rt.as_ref(), deadline);
+        // The store and a renewal in flight get a slice each of the call's time, so that
+        // a busy or dead store never leaves nothing to revoke at the provider with.
+        let timeout = inner.http.options().timeout;
+        let slice = |part: u32| deadline.min(Deadline::after(timeout / part));
+        let orphans = inner.cache.settle(slice(4));
+        let taken = inner.tier.take(memory_rt.as_ref(), slice(3));
         let stored = taken.as_ref().ok().cloned().flatten();
         let stored_token = stored.as_ref().map(|s| Arc::new(s.to_token()));
         let stored_rt = stored.and_then(|s| s.refresh_token);

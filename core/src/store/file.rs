@@ -65,7 +65,7 @@ impl FileStore {
         Ok((file, path))
     }
 
-    fn read(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
+    fn read(&self, key: &StoreKey, say_corrupt: bool) -> Result<Option<StoredToken>> {
         let path = self.path(key, "json");
         let bytes = match std::fs::read(&path) {
             Ok(b) => zeroize::Zeroizing::new(b),
@@ -73,7 +73,7 @@ impl FileStore {
             Err(e) => return Err(io_error("read", &path, e)),
         };
         let stored = StoredToken::from_json(&bytes);
-        if stored.is_none() {
+        if stored.is_none() && say_corrupt {
             crate::events::event!(warn, "store.corrupt", store = "file";
                 "token store file {} is corrupt or truncated; treated as empty",
                 path.display()
@@ -108,13 +108,14 @@ impl TokenStore for FileStore {
         "file"
     }
 
-    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
-        // Files are replaced by rename: a read never sees half of one.
-        Some(self.read(key))
+    fn peek(&self, key: &StoreKey, _deadline: Instant) -> Option<Result<Option<StoredToken>>> {
+        // Files are replaced by rename: a read never sees half of one. A corrupt file
+        // is said by the locked read that follows, not on every peek.
+        Some(self.read(key, false))
     }
 
     fn load(&self, _lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
-        self.read(key)
+        self.read(key, true)
     }
     fn try_lock(&self, key: &StoreKey, _deadline: Instant) -> Result<Option<StoreLock>> {
         let (file, path) = self.lock_file(key)?;

@@ -48,11 +48,13 @@ impl StoreKey {
         scopes.sort_unstable();
         scopes.dedup();
         // Spaces and `%` escaped, so that the key's parts stay apart.
+        let escape = |s: &str| s.replace('%', "%25").replace(' ', "%20");
         let user = user
-            .map(|u| format!(" user={}", u.replace('%', "%25").replace(' ', "%20")))
+            .map(|u| format!(" user={}", escape(u)))
             .unwrap_or_default();
         StoreKey(format!(
-            "{grant} {endpoint} client={client_id}{user} scope={}",
+            "{grant} {endpoint} client={}{user} scope={}",
+            escape(client_id),
             scopes.join(" ")
         ))
     }
@@ -207,8 +209,10 @@ impl StoredToken {
         .with_scope(self.scope.clone())
     }
 
-    /// The JSON form [`FileStore`] keeps (format 2), for stores of your own. It holds
-    /// secrets: wipe it after use.
+    /// The JSON form [`FileStore`] keeps, for stores of your own. It holds secrets: wipe
+    /// it after use. It says `"version": 1` (the record's own version is `record`), so
+    /// that processes of earlier releases sharing the store still read live records
+    /// (they ignore the fields they do not know; a tombstone reads as empty to them).
     pub fn to_json(&self) -> Vec<u8> {
         let unix_ms = |t: SystemTime| {
             t.duration_since(UNIX_EPOCH)
@@ -216,7 +220,7 @@ impl StoredToken {
                 .unwrap_or(0)
         };
         let file = FileToken {
-            version: 2,
+            version: 1,
             access_token: self.access_token.expose_secret().to_owned(),
             token_type: self.token_type.clone(),
             refresh_token: self
@@ -235,8 +239,8 @@ impl StoredToken {
         serde_json::to_vec(&file).unwrap_or_default()
     }
 
-    /// Reads what [`to_json`](Self::to_json) wrote (format 1 or 2); `None` for anything
-    /// else.
+    /// Reads what [`to_json`](Self::to_json) wrote (and the format 1 of earlier
+    /// releases, as version 0); `None` for anything else.
     pub fn from_json(bytes: &[u8]) -> Option<Self> {
         let file: FileToken = serde_json::from_slice(bytes).ok()?;
         let known_format = matches!(file.version, 1 | 2);
@@ -282,6 +286,14 @@ impl Drop for FileToken {
         if let Some(rt) = &mut self.refresh_token {
             rt.zeroize();
         }
+    }
+}
+
+fn ptr_eq_opt<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -377,12 +389,13 @@ pub trait TokenStore: Send + Sync {
             Err(e) => Err(e),
         }
     }
-    /// The stored record for `key` read without the lock, for a renewal waiting on
-    /// another holder to adopt the token it saves the moment it is there. `None` (the
-    /// default): this store cannot be read without its lock, and waiters wait for it.
-    /// A store that answers must never return a partly written record.
-    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
-        let _ = key;
+    /// The stored record for `key` read without the lock (within `deadline`), for a
+    /// renewal waiting on another holder to adopt the token it saves the moment it is
+    /// there. `None` (the default): this store cannot be read without its lock, and
+    /// waiters wait for it. A store that answers must never return a partly written
+    /// record, and should not log on every call (it is called every few milliseconds).
+    fn peek(&self, key: &StoreKey, deadline: Instant) -> Option<Result<Option<StoredToken>>> {
+        let _ = (key, deadline);
         None
     }
     /// Saves the record for `key`, durably, while `lock` is held (and only then).
@@ -397,16 +410,25 @@ pub trait TokenStore: Send + Sync {
 
 /// A store inside this process only: clients of one process that use the same
 /// credential share one token through it.
-#[derive(Debug, Default)]
+///
+/// Its locks belong to the process that took them: a child after `fork()` starts with
+/// none held (a renewal in flight in the parent at the fork does not exist in the child).
+#[derive(Default)]
 pub struct MemoryStore {
     tokens: Mutex<HashMap<StoreKey, StoredToken>>,
-    held: Arc<Held>,
+    held: arc_swap::ArcSwapOption<Held>,
 }
 
-/// The keys whose lock is held (with the holder's owner value), and a condition to
-/// wait on.
-#[derive(Debug, Default)]
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+/// The keys whose lock is held in one process (with the holder's owner value), and a
+/// condition to wait on.
 struct Held {
+    stamp: crate::fork::Stamp,
     keys: Mutex<HashMap<StoreKey, String>>,
     released: Condvar,
 }
@@ -425,8 +447,40 @@ impl Drop for MemoryLock {
 }
 
 impl MemoryStore {
+    /// This process's locks; none in a child after `fork()` (whose parent's mutex may
+    /// have been held by a thread that does not exist in the child).
+    fn held(&self) -> Arc<Held> {
+        let current = self.held.load_full();
+        if let Some(held) = current
+            .as_ref()
+            .filter(|h| h.stamp == crate::fork::Stamp::current())
+        {
+            return Arc::clone(held);
+        }
+        let fresh = Arc::new(Held {
+            stamp: crate::fork::Stamp::current(),
+            keys: Mutex::default(),
+            released: Condvar::new(),
+        });
+        let previous = self
+            .held
+            .compare_and_swap(&current, Some(Arc::clone(&fresh)));
+        if let Some(parent) = previous
+            .as_ref()
+            .filter(|_| ptr_eq_opt(&previous, &current))
+        {
+            // The parent's bookkeeping (and its mutex) is never touched from here.
+            std::mem::forget(Arc::clone(parent));
+        }
+        if ptr_eq_opt(&previous, &current) {
+            fresh
+        } else {
+            self.held()
+        }
+    }
+
     fn check_holder(&self, lock: &StoreLock, key: &StoreKey) -> Result<()> {
-        if self.held.keys.lock().get(key).map(String::as_str) == Some(lock.owner()) {
+        if self.held().keys.lock().get(key).map(String::as_str) == Some(lock.owner()) {
             Ok(())
         } else {
             Err(Error::store(
@@ -452,26 +506,22 @@ impl TokenStore for MemoryStore {
         Ok(self.tokens.lock().get(key).cloned())
     }
 
-    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+    fn peek(&self, key: &StoreKey, _deadline: Instant) -> Option<Result<Option<StoredToken>>> {
         Some(Ok(self.tokens.lock().get(key).cloned()))
     }
 
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock> {
-        let mut keys = self.held.keys.lock();
+        let held = self.held();
+        let mut keys = held.keys.lock();
         while keys.contains_key(key) {
-            if self
-                .held
-                .released
-                .wait_until(&mut keys, deadline)
-                .timed_out()
-            {
+            if held.released.wait_until(&mut keys, deadline).timed_out() {
                 return Err(Error::Timeout {
                     message: "waited for another client's renewal through the store".into(),
                 });
             }
         }
         let lock = StoreLock::new(MemoryLock {
-            held: Arc::clone(&self.held),
+            held: Arc::clone(&held),
             key: key.clone(),
         });
         keys.insert(key.clone(), lock.owner().to_owned());

@@ -356,9 +356,9 @@ impl TokenStore for RedisStore {
         self.read(key, lock.until())
     }
 
-    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+    fn peek(&self, key: &StoreKey, deadline: Instant) -> Option<Result<Option<StoredToken>>> {
         // One SET writes the whole record: a read never sees half of one.
-        Some(self.read(key, Instant::now() + COMMAND_TIMEOUT))
+        Some(self.read(key, deadline))
     }
 
     fn try_lock(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoreLock>> {

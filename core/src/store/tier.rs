@@ -40,6 +40,9 @@ pub(crate) struct Renewal<'a> {
     pub refresh_token: Option<&'a Secret>,
     /// The end of the renewal's token-request budget.
     pub deadline: Deadline,
+    /// Whether the session was revoked since the renewal began: then nothing it obtains
+    /// may be saved as live.
+    pub revoked: &'a dyn Fn() -> bool,
 }
 
 /// What this client last knew of the stored record: its version, refresh token and
@@ -88,6 +91,25 @@ enum Waited {
 /// (a rotation that could not be saved, or a fresh sign-in passed in by the caller) or
 /// when the store went back in time.
 fn stored_is_newer(memory: &Memory, stored: &StoredToken, memory_rt: Option<&Secret>) -> bool {
+    if stored.revoked {
+        // A revocation ends every refresh token of the session it names: the one in
+        // memory, the one last seen in the store, and an unsaved rotation of either.
+        let named = |tag: &str| stored.lineage.iter().any(|t| t == tag);
+        let ours = memory_rt.map(refresh_token_tag).is_some_and(|t| named(&t))
+            || memory
+                .known
+                .as_ref()
+                .and_then(|k| k.refresh_tag.as_deref())
+                .is_some_and(named)
+            || memory
+                .unsaved
+                .iter()
+                .flat_map(|u| u.lineage.iter())
+                .any(|t| named(t));
+        if ours {
+            return true;
+        }
+    }
     let Some(m) = memory_rt else {
         return true;
     };
@@ -103,6 +125,40 @@ fn stored_is_newer(memory: &Memory, stored: &StoredToken, memory_rt: Option<&Sec
         .as_ref()
         .filter(|k| k.refresh_tag.as_deref() == Some(tag.as_str()))
         .is_some_and(|known| stored.version > known.version)
+}
+
+/// A renewal's hold on the store: the store, the key, the lock, and the version the
+/// store held when it was taken.
+struct Locked<'a> {
+    store: &'a dyn TokenStore,
+    key: &'a StoreKey,
+    lock: &'a StoreLock,
+    stored_version: u64,
+}
+
+/// `lineage` with `refresh_token` as its newest ancestor: at most [`LINEAGE`] tags, the
+/// oldest (the session's first refresh token) always kept, so that a client started
+/// from it is told apart from one holding a refresh token the store never saw.
+fn descend(lineage: &[String], refresh_token: &Secret) -> Vec<String> {
+    let tag = refresh_token_tag(refresh_token);
+    let mut out: Vec<String> = std::iter::once(tag.clone())
+        .chain(lineage.iter().filter(|t| **t != tag).cloned())
+        .collect();
+    if out.len() > LINEAGE {
+        let origin = out.pop();
+        out.truncate(LINEAGE - 1);
+        out.extend(origin);
+    }
+    out
+}
+
+/// A record without an access token is a tombstone, whatever it says (a store of your
+/// own may not keep the `revoked` field).
+fn as_tombstone_if_empty(mut record: StoredToken) -> StoredToken {
+    if record.access_token.expose_secret().is_empty() {
+        record.revoked = true;
+    }
+    record
 }
 
 /// Which is newer: the stored record or this client's memory.
@@ -158,20 +214,21 @@ impl Tier {
         &self,
         renewal: &Renewal<'_>,
         without_store: WithoutStore,
-        fetch: impl FnOnce(Option<&Secret>) -> Result<Token>,
+        mut fetch: impl FnMut(Option<&Secret>) -> Result<Token>,
     ) -> Result<Option<Token>> {
         let Some((store, key)) = &self.shared else {
             return fetch(renewal.refresh_token).map(Some);
         };
+        let store = store.as_ref();
         let deadline = renewal.deadline.instant();
         let locked = if renewal.reason == Reason::Ahead {
             store.try_lock(key, deadline).map(|l| l.map(Waited::Locked))
         } else {
-            self.lock_or_adopt(store.as_ref(), key, renewal).map(Some)
+            self.lock_or_adopt(store, key, renewal).map(Some)
         };
         let locked = locked.and_then(|lock| match lock {
             Some(Waited::Locked(lock)) => {
-                let stored = store.load(&lock, key)?;
+                let stored = store.load(&lock, key)?.map(as_tombstone_if_empty);
                 Ok(Some(Ok((lock, stored))))
             }
             Some(Waited::Adopted(token)) => Ok(Some(Err(token))),
@@ -206,75 +263,168 @@ impl Tier {
             }
             Err(e) => return Err(e),
         };
-        let stored_version = stored.as_ref().map_or(0, |s| s.version);
-        let newest = self.newest(stored, renewal.refresh_token);
-        let (refresh_token, base) = match newest {
-            Newest::Stored(record) if record.revoked => {
-                self.memory.lock().known = Some(Known::of(&record));
-                if without_store != WithoutStore::OwnCredential {
-                    return Err(Error::ReauthenticationRequired {
-                        cause: Box::new(Error::config(
-                            "the session was signed out (revoked) by a client sharing the store",
-                        )),
-                    });
-                }
-                (None, Known::of(&record))
-            }
+        let locked = Locked {
+            store,
+            key,
+            lock: &lock,
+            stored_version: stored.as_ref().map_or(0, |s| s.version),
+        };
+        let outcome = match self.newest(stored.clone(), renewal.refresh_token) {
             Newest::Stored(record) => {
-                if let Some(token) = self.adoptable(&record, renewal) {
-                    self.adopt(store.as_ref(), &record);
-                    return Ok(Some(token));
-                }
-                let rt = record
-                    .refresh_token
-                    .clone()
-                    .or_else(|| renewal.refresh_token.cloned());
-                (rt, Known::of(&record))
+                self.renew_from_store(&locked, record, renewal, without_store, &mut fetch)
             }
             Newest::Memory(unsaved) => {
-                let mut base = self.memory.lock().known.take().unwrap_or_default();
-                base.version = base.version.max(stored_version);
-                if let Some(mut record) = unsaved {
-                    // A rotated refresh token that could not be saved: written first.
-                    record.version = base.version + 1;
-                    match store.save(&lock, key, &record) {
-                        Ok(()) => base = Known::of(&record),
-                        Err(e) => log_unsaved(&e),
+                // A live record that is not an older state of memory's session (another
+                // sign-in of this user): left alone if memory's refresh token is refused.
+                let unrelated = stored.filter(|r| !r.revoked && !self.related(r, unsaved.as_ref()));
+                let owns_store = unrelated.is_none();
+                let outcome =
+                    self.renew_from_memory(&locked, unsaved, renewal, owns_store, &mut fetch);
+                match (outcome, unrelated) {
+                    // Memory's refresh token was refused, but the store holds a live
+                    // session of this user with another one: that session goes on.
+                    (Err(e), Some(record)) if e.kind() == ErrorKind::ReauthenticationRequired => {
+                        let renewal = Renewal {
+                            refresh_token: None,
+                            ..*renewal
+                        };
+                        self.renew_from_store(&locked, record, &renewal, without_store, &mut fetch)
                     }
+                    (outcome, _) => outcome,
                 }
-                (renewal.refresh_token.cloned(), base)
             }
         };
-        let outcome = fetch(refresh_token.as_ref());
-        let next_version = base.version.max(stored_version) + 1;
-        let mut lineage = base.lineage.clone();
-        match &outcome {
-            Ok(token) => {
-                let mut record = StoredToken::from_token(token, refresh_token.as_ref());
-                if let Some(sent) = &refresh_token {
-                    if record.refresh_token.as_ref() != Some(sent) {
-                        lineage.insert(0, refresh_token_tag(sent));
-                    }
-                }
-                lineage.truncate(LINEAGE);
-                record.version = next_version;
-                record.lineage = lineage;
-                self.save(store.as_ref(), &lock, key, record);
-            }
-            Err(e) if e.kind() == ErrorKind::ReauthenticationRequired => {
-                // A refused refresh token is dropped everywhere: a tombstone in the
-                // store, so that no process sends it again.
-                if let Some(sent) = &refresh_token {
-                    lineage.insert(0, refresh_token_tag(sent));
-                    lineage.truncate(LINEAGE);
-                    let tombstone = StoredToken::tombstone(next_version, lineage);
-                    self.save(store.as_ref(), &lock, key, tombstone);
-                }
-            }
-            Err(_) => {}
-        }
         drop(lock);
         outcome.map(Some)
+    }
+
+    /// Renews from a stored record that is newer than memory: a tombstone ends a
+    /// refresh-token session; a fresh token is adopted; else the grant fetches with the
+    /// stored refresh token.
+    fn renew_from_store(
+        &self,
+        locked: &Locked<'_>,
+        record: StoredToken,
+        renewal: &Renewal<'_>,
+        without_store: WithoutStore,
+        fetch: &mut dyn FnMut(Option<&Secret>) -> Result<Token>,
+    ) -> Result<Token> {
+        let base = Known::of(&record);
+        if record.revoked {
+            self.memory.lock().known = Some(Known::of(&record));
+            if without_store != WithoutStore::OwnCredential {
+                return Err(Error::ReauthenticationRequired {
+                    cause: Box::new(Error::config(
+                        "the session was signed out (revoked) by a client sharing the store",
+                    )),
+                });
+            }
+            let outcome = fetch(None);
+            return self.finish(locked, base, None, true, renewal, outcome);
+        }
+        if let Some(token) = self.adoptable(&record, renewal) {
+            self.adopt(locked.store, &record);
+            return Ok(token);
+        }
+        let sent = record
+            .refresh_token
+            .clone()
+            .or_else(|| renewal.refresh_token.cloned());
+        let outcome = fetch(sent.as_ref());
+        self.finish(locked, base, sent, true, renewal, outcome)
+    }
+
+    /// Whether a stored record is an older state of the session in memory: its refresh
+    /// token is the one last seen there, or an ancestor of an unsaved rotation.
+    fn related(&self, record: &StoredToken, unsaved: Option<&StoredToken>) -> bool {
+        let Some(tag) = record.refresh_token.as_ref().map(refresh_token_tag) else {
+            return true;
+        };
+        let memory = self.memory.lock();
+        memory.known.as_ref().and_then(|k| k.refresh_tag.as_ref()) == Some(&tag)
+            || unsaved.is_some_and(|u| u.lineage.contains(&tag))
+    }
+
+    /// Renews from this client's memory, newer than the store: an unsaved rotation is
+    /// written first, then the grant fetches with memory's refresh token.
+    fn renew_from_memory(
+        &self,
+        locked: &Locked<'_>,
+        unsaved: Option<StoredToken>,
+        renewal: &Renewal<'_>,
+        owns_store: bool,
+        fetch: &mut dyn FnMut(Option<&Secret>) -> Result<Token>,
+    ) -> Result<Token> {
+        let mut base = self.memory.lock().known.take().unwrap_or_default();
+        base.version = base.version.max(locked.stored_version);
+        if let Some(mut record) = unsaved {
+            // A rotated refresh token that could not be saved: written first.
+            record.version = base.version + 1;
+            match locked.store.save(locked.lock, locked.key, &record) {
+                Ok(()) => base = Known::of(&record),
+                Err(e) => {
+                    log_unsaved(&e);
+                    self.memory.lock().unsaved = Some(record);
+                }
+            }
+        }
+        let sent = renewal.refresh_token.cloned();
+        let outcome = fetch(sent.as_ref());
+        self.finish(locked, base, sent, owns_store, renewal, outcome)
+    }
+
+    /// Records a renewal's outcome in the store: the new record (or, if the session was
+    /// revoked meanwhile, a tombstone naming it); after a refusal of the refresh token
+    /// the store holds (`owns_store`), a tombstone; after any other failure, nothing.
+    fn finish(
+        &self,
+        locked: &Locked<'_>,
+        base: Known,
+        sent: Option<Secret>,
+        owns_store: bool,
+        renewal: &Renewal<'_>,
+        outcome: Result<Token>,
+    ) -> Result<Token> {
+        let version = base.version.max(locked.stored_version) + 1;
+        match &outcome {
+            Ok(token) => {
+                let mut record = StoredToken::from_token(token, sent.as_ref());
+                let mut lineage = base.lineage.clone();
+                if let Some(sent) = &sent {
+                    if record.refresh_token.as_ref() != Some(sent) {
+                        lineage = descend(&lineage, sent);
+                    }
+                }
+                record.version = version;
+                record.lineage = lineage;
+                if (renewal.revoked)() {
+                    // Revoked while this renewal was in flight: its refresh token is
+                    // named in a tombstone, never saved as live.
+                    let lineage = match &record.refresh_token {
+                        Some(rt) => descend(&record.lineage, rt),
+                        None => record.lineage.clone(),
+                    };
+                    record = StoredToken::tombstone(version, lineage);
+                }
+                self.save(locked, record);
+            }
+            Err(e) if e.kind() == ErrorKind::ReauthenticationRequired && owns_store => {
+                // A refused refresh token is dropped everywhere: a tombstone in the
+                // store, so that no process sends it again.
+                if let Some(sent) = &sent {
+                    let tombstone = StoredToken::tombstone(version, descend(&base.lineage, sent));
+                    self.save(locked, tombstone);
+                }
+            }
+            Err(_) => {
+                // Nothing learnt: what was known of the store still is.
+                let mut memory = self.memory.lock();
+                if memory.known.is_none() {
+                    memory.known = Some(base);
+                }
+            }
+        }
+        outcome
     }
 
     /// Which of the stored record and this client's memory is newer (see
@@ -291,7 +441,7 @@ impl Tier {
     /// provider: not a tombstone, fresh by the renew-ahead rule, and not a copy of a
     /// token an API rejected or the caller forced out.
     fn adoptable(&self, record: &StoredToken, renewal: &Renewal<'_>) -> Option<Token> {
-        if record.revoked {
+        if record.revoked || record.access_token.expose_secret().is_empty() {
             return None;
         }
         let token = record
@@ -322,20 +472,16 @@ impl Tier {
         renewal: &Renewal<'_>,
     ) -> Result<Waited> {
         let deadline = renewal.deadline.instant();
-        let Some(peeked) = store.peek(key) else {
-            return store.lock(key, deadline).map(Waited::Locked);
-        };
-        let mut next = Some(peeked);
         let mut pause = PEEK_FIRST;
         loop {
             if let Some(lock) = store.try_lock(key, deadline)? {
                 return Ok(Waited::Locked(lock));
             }
-            let record = match next.take() {
-                Some(peeked) => peeked?,
-                None => store.peek(key).unwrap_or(Ok(None))?,
+            let Some(peeked) = store.peek(key, deadline) else {
+                // This store cannot be read without its lock: wait for the lock.
+                return store.lock(key, deadline).map(Waited::Locked);
             };
-            if let Some(record) = record {
+            if let Some(record) = peeked?.map(as_tombstone_if_empty) {
                 let newer = stored_is_newer(&self.memory.lock(), &record, renewal.refresh_token);
                 if let (true, Some(token)) = (newer, self.adoptable(&record, renewal)) {
                     self.adopt(store, &record);
@@ -356,10 +502,11 @@ impl Tier {
         }
     }
 
-    /// Saves `record` under `lock`; a failure is logged and the record kept, to be
+    /// Saves `record` under the lock; a failure is logged and the record kept, to be
     /// written first under the next lock.
-    fn save(&self, store: &dyn TokenStore, lock: &StoreLock, key: &StoreKey, record: StoredToken) {
-        match store.save(lock, key, &record) {
+    fn save(&self, locked: &Locked<'_>, record: StoredToken) {
+        let store = locked.store;
+        match store.save(locked.lock, locked.key, &record) {
             Ok(()) => {
                 event!(debug, "store.saved", store = store.name();
                     "saved the new token to the store ({})", store.name());
@@ -409,15 +556,18 @@ impl Tier {
         };
         let lock = store.lock(key, deadline.instant())?;
         let stored = store.load(&lock, key)?;
-        let mut lineage: Vec<String> = stored
+        let stored = stored.map(as_tombstone_if_empty);
+        let mut lineage = stored
+            .as_ref()
+            .map(|s| s.lineage.clone())
+            .unwrap_or_default();
+        for rt in stored
             .iter()
             .flat_map(|s| s.refresh_token.as_ref())
             .chain(memory_rt)
-            .map(refresh_token_tag)
-            .collect();
-        lineage.dedup();
-        lineage.extend(stored.iter().flat_map(|s| s.lineage.iter().cloned()));
-        lineage.truncate(LINEAGE);
+        {
+            lineage = descend(&lineage, rt);
+        }
         let version = stored.as_ref().map_or(0, |s| s.version) + 1;
         let tombstone = StoredToken::tombstone(version, lineage);
         store.save(&lock, key, &tombstone)?;
