@@ -94,7 +94,7 @@ fn clients_share_one_token_through_sentinel() {
     );
     // Both forms (constructor, URL) share: one token request for four clients.
     let store = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             RedisStore::sentinel(&sentinels, &master).unwrap()
         } else {
             RedisStore::new(&url).unwrap()
@@ -169,7 +169,7 @@ fn clients_share_tokens_through_cluster() {
     let nodes: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let url = cluster.url();
     let store = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             // Any one node is enough to find the others.
             RedisStore::cluster(&nodes[i % 3..=i % 3]).unwrap()
         } else {
@@ -328,11 +328,26 @@ fn a_failover_during_renewals() {
         .collect();
 
     std::thread::sleep(Duration::from_secs(3));
+    // A lock taken before the kill (so a replica has it) and a save under it after: the
+    // save waits for the new master and lands there.
+    let (held_store, held_key) = (store(), StoreKey::custom("held across the failover"));
+    let held = held_store
+        .lock(&held_key, Instant::now() + Duration::from_secs(10))
+        .unwrap();
     let requests_before = issued.lock().unwrap().len();
     let killed_at = Instant::now();
     let old = ha.kill_master();
+    let saving = std::thread::spawn(move || {
+        let saved = held_store.save(&held, &held_key, &stored("at-held-0123456789"));
+        (saved, killed_at.elapsed(), held_store, held, held_key)
+    });
     let new = ha.wait_for_new_master(old, Duration::from_secs(15));
     let failed_over = killed_at.elapsed();
+    let (saved, saved_after, held_store, held, held_key) = saving.join().unwrap();
+    saved.unwrap();
+    let kept = held_store.load(&held, &held_key).unwrap().unwrap();
+    assert_eq!(kept.access_token.expose_secret(), "at-held-0123456789");
+    drop(held);
     // Renewals go on for a while on the new master.
     std::thread::sleep(Duration::from_secs(5));
     stop.store(true, SeqCst);
@@ -387,7 +402,7 @@ fn a_failover_during_renewals() {
         "failover: master {old} killed; sentinels named {new} after {:.2} s; store shared again after {}; \
          {calls} calls by 5 clients; caller errors: client credentials {}, refresh token {}; \
          token requests (client credentials / refresh): 3 s before the kill {} / {}, kill to shared again {} / {}, \
-         after {} / {}; refresh tokens sent twice: {}",
+         after {} / {}; refresh tokens sent twice: {}; a save under a lock taken before the kill landed after {:.2} s",
         failed_over.as_secs_f64(),
         shared_again.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
         cc_failures.len(),
@@ -399,6 +414,7 @@ fn a_failover_during_renewals() {
         count("at-cc-", shared_at, Instant::now()),
         count("at-rt-", shared_at, Instant::now()),
         twice.len(),
+        saved_after.as_secs_f64(),
     );
     let distinct: HashSet<&str> = rt_failures
         .iter()

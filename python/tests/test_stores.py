@@ -1,4 +1,4 @@
-"""Token stores from Python: FileStore shared by processes, and an object store."""
+"""Token stores from Python: FileStore shared by processes, RedisStore, and an object store."""
 
 from __future__ import annotations
 
@@ -182,6 +182,27 @@ def test_redis_store_urls(redis_url: str, tmp_path: pathlib.Path) -> None:
         authcore.RedisStore(redis_url, ca_file=tmp_path / "missing.pem")
     store = authcore.RedisStore("redis://user:hunter2-password@127.0.0.1:6379/0")
     assert "hunter2" not in repr(store)
+
+
+def test_redis_sentinel_and_cluster_stores(dev: DevServer) -> None:
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore.sentinel([], "mymaster")
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore.cluster([])
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore("redis+sentinel://127.0.0.1:26379")
+    authcore.RedisStore("redis+cluster://127.0.0.1:1,127.0.0.1:2")
+    authcore.RedisStore.cluster(["127.0.0.1:1", "redis://127.0.0.1:2"])
+    store = authcore.RedisStore.sentinel(
+        ["127.0.0.1:1", "redis://127.0.0.1:2"], "redis://:hunter2-password@mymaster/0"
+    )
+    assert "hunter2" not in repr(store) and "mymaster" in repr(store)
+    rotating = authcore.Client.refresh_token(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, "rt-never-sent-0123456789", store=store,
+    )
+    with pytest.raises(authcore.StoreError, match='"mymaster"'):
+        rotating.token()
+    assert dev.token_requests() == 0
 
 
 def test_an_unreachable_redis_serves_client_credentials_and_refuses_rotation(dev: DevServer) -> None:

@@ -123,7 +123,7 @@ enum Target {
     Sentinel(sentinel::Sentinels),
     /// A cluster, through the `redis` crate's cluster connection.
     Cluster {
-        client: redis::cluster::ClusterClient,
+        client: Arc<redis::cluster::ClusterClient>,
         /// The nodes given (`host:port, …`), for messages.
         addrs: String,
     },
@@ -352,7 +352,10 @@ impl RedisStore {
                 crate::error::scrub(e.category())
             ))
         })?;
-        Ok(Self::from_target(Target::Cluster { client, addrs }))
+        Ok(Self::from_target(Target::Cluster {
+            client: Arc::new(client),
+            addrs,
+        }))
     }
 
     fn from_target(target: Target) -> RedisStore {
@@ -599,7 +602,7 @@ impl Shared {
             let worker = match &*slot {
                 Some(Link::Cluster(worker)) => worker.clone(),
                 _ => {
-                    let worker = cluster::Worker::spawn(client.clone()).map_err(|_| {
+                    let worker = cluster::Worker::spawn(Arc::clone(client)).map_err(|_| {
                         Failure::Failed(self.failure(
                             what,
                             "no thread could be started for it",

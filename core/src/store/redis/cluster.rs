@@ -7,7 +7,7 @@
 //! until its own limit, and a command the cluster is slow with delays the next ones
 //! only until theirs.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
@@ -27,7 +27,7 @@ type Job = Box<dyn FnOnce(&mut Option<ClusterConnection>) + Send>;
 #[derive(Clone)]
 pub(super) struct Worker {
     jobs: mpsc::Sender<Job>,
-    client: ClusterClient,
+    client: Arc<ClusterClient>,
 }
 
 /// The worker did not answer before the caller's limit.
@@ -35,7 +35,7 @@ pub(super) struct NoAnswer;
 
 impl Worker {
     /// Starts the worker for `client`; it connects on its first command.
-    pub(super) fn spawn(client: ClusterClient) -> std::io::Result<Worker> {
+    pub(super) fn spawn(client: Arc<ClusterClient>) -> std::io::Result<Worker> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("authcore-redis-cluster".into())
@@ -57,7 +57,7 @@ impl Worker {
         f: impl Fn(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T> + Send + 'static,
     ) -> Result<redis::RedisResult<T>, NoAnswer> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let client = self.client.clone();
+        let client = Arc::clone(&self.client);
         let job: Job = Box::new(move |slot: &mut Option<ClusterConnection>| {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
