@@ -597,7 +597,16 @@ impl Shared {
         let by_deadline = left < COMMAND_TIMEOUT;
         let until = now + limit;
         let here = self.here();
-        let mut slot = here.link.lock();
+        // Another thread of this process may be using the connection: waited for only
+        // until this command's own limit.
+        let Some(mut slot) = here.link.try_lock_until(until) else {
+            return Err(Failure::Unreachable(self.failure(
+                what,
+                "no answer in time (another thread's command is still waiting for one)",
+                true,
+                by_deadline,
+            )));
+        };
         if let Target::Cluster { client, .. } = &self.target {
             let worker = match &*slot {
                 Some(Link::Cluster(worker)) => worker.clone(),
