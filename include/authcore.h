@@ -1463,7 +1463,9 @@ authcore_status authcore_options_set_file_store(authcore_options *options, const
 /**
  * Shares tokens with every process on every host that reaches the Redis at `url`
  * (`redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS verified against
- * the Web PKI roots; credentials are never printed). An invalid URL is
+ * the Web PKI roots; `redis+sentinel://[user:password@]host:port,…/master_name[/db]` for
+ * Redis Sentinel, `redis+cluster://[user:password@]host:port,…` for Redis Cluster, each
+ * also `rediss+…`; credentials are never printed). An invalid URL is
  * `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no connection is
  * made until a renewal needs one. A Redis that cannot be used later is
  * `AUTHCORE_STATUS_STORE` for rotating refresh tokens; client credentials and API keys
@@ -1476,10 +1478,52 @@ authcore_status authcore_options_set_file_store(authcore_options *options, const
 authcore_status authcore_options_set_redis_store(authcore_options *options, const char *url);
 
 /**
- * Like `authcore_options_set_redis_store` for a `rediss://` URL whose server
- * certificate is verified against the CA certificate(s) in the PEM file `ca_file`
- * instead of the Web PKI roots. A file that cannot be read or parsed, or a URL that is
- * not `rediss://`, is `AUTHCORE_STATUS_CONFIG` and leaves the options as they were.
+ * Shares tokens through Redis Sentinel: on the master that the `n` sentinels in
+ * `sentinels` name `master`. Each sentinel is `host:port`, or a URL
+ * `redis://[user:password@]host:port` / `rediss://…` (TLS) with that sentinel's own
+ * credentials. `master` is the master set's name (reached like the sentinels, without
+ * credentials), or a URL whose host is that name, with the master's credentials and
+ * database: `redis://[user:password@]master_name[/db]`, `rediss://…`. After a failover the
+ * store finds the new master through the sentinels. An empty list, or an address or
+ * URL that cannot be parsed, is `AUTHCORE_STATUS_CONFIG`, and the options are left as
+ * they were; no connection is made until a renewal needs one. The URL form
+ * `redis+sentinel://[user:password@]host:port,host:port/master_name[/db]` works with
+ * `authcore_options_set_redis_store` too.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `sentinels`
+ * points to `n` NUL-terminated strings (it may be NULL when `n` is 0); `master` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_set_redis_sentinel_store(authcore_options *options,
+                                                          const char *const *sentinels,
+                                                          size_t n,
+                                                          const char *master);
+
+/**
+ * Shares tokens through the Redis Cluster that the `n` nodes in `nodes` belong to (any
+ * of its nodes: the others are found from them), each `host:port` or a URL
+ * `redis://[user:password@]host:port` / `rediss://…` (TLS), all with the same
+ * credentials. A credential's lock and token keys share one hash slot. An empty list,
+ * an address that cannot be parsed, or nodes with different credentials are
+ * `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no connection is made
+ * until a renewal needs one. The URL form `redis+cluster://[user:password@]host:port,…`
+ * works with `authcore_options_set_redis_store` too.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `nodes`
+ * points to `n` NUL-terminated strings (it may be NULL when `n` is 0).
+ */
+authcore_status authcore_options_set_redis_cluster_store(authcore_options *options,
+                                                         const char *const *nodes,
+                                                         size_t n);
+
+/**
+ * Like `authcore_options_set_redis_store` for a `rediss://` URL (or `rediss+sentinel://`,
+ * `rediss+cluster://`) whose servers' certificates are verified against the CA
+ * certificate(s) in the PEM file `ca_file` instead of the Web PKI roots. A file that
+ * cannot be read or parsed, or a URL that is not `rediss…`, is `AUTHCORE_STATUS_CONFIG`
+ * and leaves the options as they were.
  *
  * # Safety
  * `options` is a live handle not used by another thread during the call; `url` and

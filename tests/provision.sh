@@ -2,8 +2,9 @@
 # that has only the Rust toolchain, Python 3 and a C compiler.
 #   - rustfmt and clippy (rustup components);
 #   - cbindgen, pinned, installed into .tools/ inside the checkout (no root needed);
-#   - valgrind, pkg-config, g++, cJSON and redis-server (the Redis store's tests start
-#     their own on a free loopback port), which only the system's packages provide:
+#   - valgrind, pkg-config, g++, cJSON, redis-server and redis-sentinel (the Redis
+#     store's tests start their own server, Sentinel deployment and Cluster on free
+#     loopback ports), which only the system's packages provide:
 #     installed with apt-get as root (or with sudo when it needs no password), else the
 #     script says exactly what to install and stops.
 # Python packages (maturin, pytest, mypy, ...) are installed by tests/python/run.sh into
@@ -29,6 +30,7 @@ command -v pkg-config >/dev/null 2>&1 || provision_missing+=(pkg-config)
 command -v g++ >/dev/null 2>&1 || provision_missing+=(g++)
 [ -f /usr/include/cjson/cJSON.h ] || provision_missing+=(libcjson-dev)
 command -v redis-server >/dev/null 2>&1 || provision_missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || provision_missing+=(redis-sentinel)
 if [ ${#provision_missing[@]} -gt 0 ]; then
     provision_sudo=""
     if [ "$(id -u)" -ne 0 ]; then

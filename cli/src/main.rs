@@ -180,14 +180,19 @@ struct TokenArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     expiry_margin: Option<u64>,
     /// A token store shared with every other process that uses the same credential: a
-    /// directory (this machine; created if missing) or a `redis://` / `rediss://` URL (a
-    /// fleet). A fresh token is reused instead of requested again, and a rotating refresh
-    /// token is shared safely. A store that cannot be used is a warning on stderr for
-    /// client credentials and API keys (renewed without it) and exit 4 for a refresh token.
+    /// directory (this machine; created if missing) or a Redis URL (a fleet):
+    /// `redis://[user:password@]host:port[/db]` (one server),
+    /// `redis+sentinel://[user:password@]host:port,host:port/master_name[/db]` (Redis
+    /// Sentinel: the sentinels' addresses, default port 26379; credentials and database are
+    /// the master's), `redis+cluster://[user:password@]host:port,host:port` (Redis
+    /// Cluster: any of its nodes), each also `rediss…` for TLS. A fresh token is reused
+    /// instead of requested again, and a rotating refresh token is shared safely. A store
+    /// that cannot be used is a warning on stderr for client credentials and API keys
+    /// (renewed without it) and exit 4 for a refresh token.
     #[arg(long, value_name = "DIR|redis://…")]
     store: Option<String>,
-    /// A CA certificate file (PEM) to verify a `rediss://` store's server with, instead
-    /// of the Web PKI roots.
+    /// A CA certificate file (PEM) to verify a `rediss://` (or `rediss+sentinel://`,
+    /// `rediss+cluster://`) store's servers with, instead of the Web PKI roots.
     #[arg(long, value_name = "FILE", requires = "store")]
     store_ca: Option<std::path::PathBuf>,
     /// Whose tokens these are in the store (a user or profile name, never a secret):
@@ -384,7 +389,7 @@ fn issuer_token(
         None | Some(Provider::RefreshToken) => {
             let secret = optional_client_secret(&a.client_secret_file)?;
             let dir = match &a.store {
-                Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+                Some(s) if RedisStore::is_url(s) => {
                     return Err(Error::Config {
                         message: "a signed-in session lives in a directory store (--store DIR)"
                             .into(),
@@ -526,7 +531,7 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
     if let Some(store) = &a.store {
         options = if let Some(ca) = &a.store_ca {
             options.store(std::sync::Arc::new(RedisStore::with_ca_file(store, ca)?))
-        } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+        } else if RedisStore::is_url(store) {
             options.store(std::sync::Arc::new(RedisStore::new(store)?))
         } else {
             options.store(std::sync::Arc::new(FileStore::new(store)?))

@@ -206,6 +206,31 @@ fn invocations_share_one_token_through_redis() {
 }
 
 #[test]
+fn invocations_share_one_token_through_sentinel_and_cluster() {
+    let sentinel = redis::Sentinel::start(None);
+    let cluster = redis::Cluster::start();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = DevServer::start(addr, Credentials::default()).unwrap();
+    let mut failures = Vec::new();
+    for url in [sentinel.url(), cluster.url()] {
+        for _ in 0..5 {
+            let out = Command::new(env!("CARGO_BIN_EXE_authcore"))
+                .args(["token", "--store", &url, "--provider", "client-credentials"])
+                .args(["--client-id", "dev-client", "--token-url"])
+                .arg(format!("{}/oauth2/token", server.url()))
+                .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+                .output()
+                .unwrap();
+            if !out.status.success() || !out.stderr.is_empty() {
+                failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(server.counters().token_requests, 2, "one per deployment");
+}
+
+#[test]
 fn rediss_with_a_ca_file_and_a_wrong_password_are_handled() {
     let (redis, pki) = Redis::start_tls();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();

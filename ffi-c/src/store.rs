@@ -1,5 +1,5 @@
-//! Token stores for C: the file store, and a store made of the caller's callbacks for
-//! programs that keep tokens elsewhere.
+//! Token stores for C: the file and Redis stores, and a store made of the caller's
+//! callbacks for programs that keep tokens elsewhere.
 
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
@@ -36,7 +36,9 @@ pub unsafe extern "C" fn authcore_options_set_file_store(
 
 /// Shares tokens with every process on every host that reaches the Redis at `url`
 /// (`redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS verified against
-/// the Web PKI roots; credentials are never printed). An invalid URL is
+/// the Web PKI roots; `redis+sentinel://[user:password@]host:port,…/master_name[/db]` for
+/// Redis Sentinel, `redis+cluster://[user:password@]host:port,…` for Redis Cluster, each
+/// also `rediss+…`; credentials are never printed). An invalid URL is
 /// `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no connection is
 /// made until a renewal needs one. A Redis that cannot be used later is
 /// `AUTHCORE_STATUS_STORE` for rotating refresh tokens; client credentials and API keys
@@ -60,10 +62,100 @@ pub unsafe extern "C" fn authcore_options_set_redis_store(
     unsafe { update(options, step) }
 }
 
-/// Like `authcore_options_set_redis_store` for a `rediss://` URL whose server
-/// certificate is verified against the CA certificate(s) in the PEM file `ca_file`
-/// instead of the Web PKI roots. A file that cannot be read or parsed, or a URL that is
-/// not `rediss://`, is `AUTHCORE_STATUS_CONFIG` and leaves the options as they were.
+/// `n` NUL-terminated strings at `list`, as `&str`s (an empty list when `n` is 0).
+///
+/// # Safety
+/// `list` is NULL or points to `n` pointers, each NULL or a NUL-terminated string, all
+/// outliving the call.
+unsafe fn arg_strs<'a>(
+    list: *const *const c_char,
+    n: usize,
+    name: &str,
+) -> Result<Vec<&'a str>, Failure> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if list.is_null() {
+        return Err(Failure::null(name));
+    }
+    // SAFETY: non-NULL, and the caller promises `n` readable pointers.
+    let items = unsafe { std::slice::from_raw_parts(list, n) };
+    items
+        .iter()
+        .enumerate()
+        // SAFETY: each is NULL or a NUL-terminated string, as the caller promises.
+        .map(|(i, p)| unsafe { arg_str(*p, &format!("{name}[{i}]")) })
+        .collect()
+}
+
+/// Shares tokens through Redis Sentinel: on the master that the `n` sentinels in
+/// `sentinels` name `master`. Each sentinel is `host:port`, or a URL
+/// `redis://[user:password@]host:port` / `rediss://…` (TLS) with that sentinel's own
+/// credentials. `master` is the master set's name (reached like the sentinels, without
+/// credentials), or a URL whose host is that name, with the master's credentials and
+/// database: `redis://[user:password@]master_name[/db]`, `rediss://…`. After a failover the
+/// store finds the new master through the sentinels. An empty list, or an address or
+/// URL that cannot be parsed, is `AUTHCORE_STATUS_CONFIG`, and the options are left as
+/// they were; no connection is made until a renewal needs one. The URL form
+/// `redis+sentinel://[user:password@]host:port,host:port/master_name[/db]` works with
+/// `authcore_options_set_redis_store` too.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `sentinels`
+/// points to `n` NUL-terminated strings (it may be NULL when `n` is 0); `master` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_redis_sentinel_store(
+    options: *mut authcore_options,
+    sentinels: *const *const c_char,
+    n: usize,
+    master: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises `n` NUL-terminated strings.
+        let sentinels = unsafe { arg_strs(sentinels, n, "sentinels")? };
+        // SAFETY: the caller promises a NUL-terminated string.
+        let master = unsafe { arg_str(master, "master")? };
+        let store = authcore::RedisStore::sentinel(&sentinels, master)?;
+        Ok(o.store(Arc::new(store)))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
+/// Shares tokens through the Redis Cluster that the `n` nodes in `nodes` belong to (any
+/// of its nodes: the others are found from them), each `host:port` or a URL
+/// `redis://[user:password@]host:port` / `rediss://…` (TLS), all with the same
+/// credentials. A credential's lock and token keys share one hash slot. An empty list,
+/// an address that cannot be parsed, or nodes with different credentials are
+/// `AUTHCORE_STATUS_CONFIG`, and the options are left as they were; no connection is made
+/// until a renewal needs one. The URL form `redis+cluster://[user:password@]host:port,…`
+/// works with `authcore_options_set_redis_store` too.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `nodes`
+/// points to `n` NUL-terminated strings (it may be NULL when `n` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_redis_cluster_store(
+    options: *mut authcore_options,
+    nodes: *const *const c_char,
+    n: usize,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises `n` NUL-terminated strings.
+        let nodes = unsafe { arg_strs(nodes, n, "nodes")? };
+        let store = authcore::RedisStore::cluster(&nodes)?;
+        Ok(o.store(Arc::new(store)))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
+/// Like `authcore_options_set_redis_store` for a `rediss://` URL (or `rediss+sentinel://`,
+/// `rediss+cluster://`) whose servers' certificates are verified against the CA
+/// certificate(s) in the PEM file `ca_file` instead of the Web PKI roots. A file that
+/// cannot be read or parsed, or a URL that is not `rediss…`, is `AUTHCORE_STATUS_CONFIG`
+/// and leaves the options as they were.
 ///
 /// # Safety
 /// `options` is a live handle not used by another thread during the call; `url` and

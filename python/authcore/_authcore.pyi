@@ -1,7 +1,7 @@
 """Type stubs for the compiled module ``authcore._authcore``."""
 
 import os
-from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Tuple, Union, final
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Union, final
 
 from typing_extensions import TypedDict, Unpack
 
@@ -146,7 +146,13 @@ class RedisStore:
     def __new__(
         cls, url: str, *, ca_file: Union[str, "os.PathLike[str]", None] = None
     ) -> RedisStore:
-        """A store in Redis at ``url`` (``redis://`` or ``rediss://``; ``ca_file`` for a CA of your own); credentials in the URL are never shown."""
+        """A store in Redis at ``url``: ``redis://`` or ``rediss://`` (one server), ``redis+sentinel://[user:password@]host:port,…/master_name[/db]`` (Redis Sentinel) or ``redis+cluster://[user:password@]host:port,…`` (Redis Cluster), also ``rediss+…``; ``ca_file`` for a CA of your own; credentials in the URL are never shown."""
+    @staticmethod
+    def sentinel(sentinels: Sequence[str], master: str) -> RedisStore:
+        """A store on the master the Redis Sentinels ``sentinels`` (``host:port`` or ``redis[s]://[user:password@]host:port``) name ``master`` (the master set's name, or ``redis[s]://[user:password@]master_name[/db]`` with the master's credentials); a failover is followed through the sentinels."""
+    @staticmethod
+    def cluster(nodes: Sequence[str]) -> RedisStore:
+        """A store on the Redis Cluster that ``nodes`` (``host:port`` or ``redis[s]://[user:password@]host:port``, same credentials) belong to."""
 
 @final
 class Token:

@@ -40,7 +40,8 @@ impl FileStore {
     }
 }
 
-/// Shares tokens with every process on every host that reaches one Redis.
+/// Shares tokens with every process on every host that reaches one Redis: a server,
+/// a master watched by Redis Sentinel, or a Redis Cluster.
 #[pyclass(frozen, module = "authcore._authcore", name = "RedisStore")]
 pub(crate) struct RedisStore {
     inner: Arc<authcore::RedisStore>,
@@ -50,8 +51,10 @@ pub(crate) struct RedisStore {
 impl RedisStore {
     /// A store at `url` (`redis://[user:password@]host:port[/db]`, or `rediss://…` for
     /// TLS verified against the Web PKI roots, or against the CA certificate(s) in the
-    /// PEM file `ca_file`); `ConfigError` if the URL or CA file is not valid. No
-    /// connection is made until a renewal needs one.
+    /// PEM file `ca_file`; `redis+sentinel://[user:password@]host:port,…/master_name[/db]`
+    /// or `redis+cluster://[user:password@]host:port,…`, also `rediss+…`); `ConfigError`
+    /// if the URL or CA file is not valid. No connection is made until a renewal needs
+    /// one.
     #[new]
     #[pyo3(signature = (url, *, ca_file = None))]
     fn new(py: Python<'_>, url: &str, ca_file: Option<std::path::PathBuf>) -> PyResult<Self> {
@@ -60,6 +63,33 @@ impl RedisStore {
             None => authcore::RedisStore::new(url),
         }
         .map_err(|e| to_py_err(py, e))?;
+        Ok(RedisStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A store on the master that the Redis Sentinels `sentinels` (each `host:port` or
+    /// `redis[s]://[user:password@]host:port` with that sentinel's credentials) name
+    /// `master` (the master set's name, or `redis[s]://[user:password@]master_name[/db]`
+    /// with the master's credentials); `ConfigError` if the list is empty or an address is
+    /// not valid.
+    #[staticmethod]
+    fn sentinel(py: Python<'_>, sentinels: Vec<String>, master: &str) -> PyResult<Self> {
+        let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+        let inner =
+            authcore::RedisStore::sentinel(&sentinels, master).map_err(|e| to_py_err(py, e))?;
+        Ok(RedisStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A store on the Redis Cluster that `nodes` belong to (each `host:port` or
+    /// `redis[s]://[user:password@]host:port`, all with the same credentials);
+    /// `ConfigError` if the list is empty or the nodes are not valid together.
+    #[staticmethod]
+    fn cluster(py: Python<'_>, nodes: Vec<String>) -> PyResult<Self> {
+        let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let inner = authcore::RedisStore::cluster(&nodes).map_err(|e| to_py_err(py, e))?;
         Ok(RedisStore {
             inner: Arc::new(inner),
         })

@@ -1,4 +1,4 @@
-"""Token stores from Python: FileStore shared by processes, and an object store."""
+"""Token stores from Python: FileStore shared by processes, RedisStore, and an object store."""
 
 from __future__ import annotations
 
@@ -202,6 +202,24 @@ def test_redis_store_urls(redis_url: str, tmp_path: pathlib.Path) -> None:
         authcore.RedisStore(redis_url, ca_file=tmp_path / "missing.pem")
     store = authcore.RedisStore("redis://user:hunter2-password@127.0.0.1:6379/0")
     assert "hunter2" not in repr(store)
+
+
+def test_redis_sentinel_and_cluster_stores(dev: DevServer) -> None:
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore.sentinel([], "mymaster")
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore.cluster([])
+    with pytest.raises(authcore.ConfigError):
+        authcore.RedisStore("redis+sentinel://127.0.0.1:26379")
+    authcore.RedisStore("redis+cluster://127.0.0.1:1,127.0.0.1:2")
+    authcore.RedisStore.cluster(["127.0.0.1:1", "redis://127.0.0.1:2"])
+    store = authcore.RedisStore.sentinel(
+        ["127.0.0.1:1", "redis://127.0.0.1:2"], "redis://:hunter2-password@mymaster/0"
+    )
+    assert "hunter2" not in repr(store) and "mymaster" in repr(store)
+    # No sentinel answers: client credentials renew without the store.
+    assert _cc(dev, store).token()
+    assert dev.token_requests() == 1
 
 
 def test_an_unreachable_redis_serves_client_credentials_and_refuses_rotation(dev: DevServer) -> None:

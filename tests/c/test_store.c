@@ -1,6 +1,6 @@
 /*
  * Token stores from C: processes sharing one rotating refresh token through the file
- * store, and a store made of the program's own callbacks.
+ * store, a store made of the program's own callbacks, and the Redis stores.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -538,6 +538,43 @@ static void test_unreachable_redis(void) {
     authcore_client_free(rt);
 }
 
+/* Redis Sentinel and Redis Cluster from C: the setters check their arguments (a NULL
+ * list or entry, an empty list), and sentinels that cannot be reached behave like a Redis
+ * that cannot be reached (client credentials renew without the store). */
+static void test_redis_sentinel_and_cluster(void) {
+    devserver_reset();
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    const char *nodes[] = {"127.0.0.1:1", "redis://127.0.0.1:2"};
+    const char *with_null[] = {"127.0.0.1:1", NULL};
+    CHECK_STATUS(authcore_options_set_redis_sentinel_store(o, NULL, 2, "mymaster"),
+                 AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_redis_sentinel_store(o, nodes, 2, NULL),
+                 AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_redis_sentinel_store(o, with_null, 2, "mymaster"),
+                 AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_redis_sentinel_store(o, NULL, 0, "mymaster"),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_options_set_redis_cluster_store(o, NULL, 1), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_redis_cluster_store(o, nodes, 0), AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_options_set_redis_store(o, "redis+sentinel://127.0.0.1:1"),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK_OK(authcore_options_set_redis_cluster_store(o, nodes, 2));
+    CHECK_OK(authcore_options_set_redis_store(o, "redis+cluster://127.0.0.1:1,127.0.0.1:2"));
+    CHECK_OK(authcore_options_set_redis_sentinel_store(o, nodes, 2, "mymaster"));
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    authcore_client *cc = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret",
+                                                    "reporting:read", 0, o, &cc));
+    authcore_options_free(o);
+    char *t = NULL;
+    CHECK_OK(authcore_client_token(cc, &t));
+    authcore_string_free(t);
+    CHECK(token_requests() == 1, "renewed without the store: %ld", token_requests());
+    authcore_client_free(cc);
+}
+
 int main(void) {
     char dir[] = "/tmp/authcore-c-store-XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "temp dir");
@@ -549,6 +586,7 @@ int main(void) {
     test_revoke_with_the_store_unreachable();
     test_redis_store();
     test_unreachable_redis();
+    test_redis_sentinel_and_cluster();
     /* Remove the store's files and the directory. */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
