@@ -1917,7 +1917,7 @@ fn replay<S: Flavor>(lifetime_secs: u64, clients: &[(usize, Kind)], ops: Vec<Op>
     Composition::<S>::test_sequential(Config::default(), model, ops, None);
 }
 
-use Kind::User;
+use Kind::{Service, User};
 
 /// Invariant 2 (found by `memory_store`): two users' refresh-token clients in one
 /// process share one store entry (the store key names the client, not the user), so
@@ -1949,6 +1949,85 @@ fn regression_a_store_undoes_recovery_from_a_401() {
             Op::Token { c: 0, bg: false },
             Op::RevokeAccess { c: 0 },
             Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 1 (found by `file_store` and `memory_store`): a refused refresh token is
+/// sent again. The user revoked the application's access at the provider; the next
+/// call's renewal is refused (`ReauthenticationRequired`, right), and the call after
+/// that presents the same dead refresh token once more.
+#[test]
+fn regression_a_refused_refresh_token_is_sent_twice() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![
+            Op::RevokeGrant { user: 0 },
+            Op::Get { c: 0, bg: false },
+            Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 1 (found by `memory_store`): the same through an injected refusal of a
+/// forced renewal.
+#[test]
+fn regression_a_refusal_then_a_call_sends_the_refused_token_again() {
+    replay::<Memory>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![
+            Op::Refuse,
+            Op::Refresh { c: 2, bg: false },
+            Op::Get { c: 2, bg: false },
+        ],
+    );
+}
+
+/// Invariant 4 (found by `redis_store`): alice signed in twice, in two processes
+/// sharing Redis. c0's call stores its session; c1's `revoke()` revokes the stored
+/// session (c0's) and forgets its own, which stays valid at the provider: a live
+/// refresh token nobody holds any more.
+#[test]
+fn regression_revoke_leaves_the_clients_own_grant_alive() {
+    replay::<RedisFlavor>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![Op::Get { c: 0, bg: false }, Op::Revoke { c: 1 }],
+    );
+}
+
+/// Invariants 4 and 5 (found by `memory_store`): worker 0 forks while c0 renews; the
+/// child's copy of c0 (client 3) revokes: the child inherited the store's lock held by
+/// the parent's renewal, waits for it until its deadline (`Timeout`, no fault), and
+/// revokes nothing at the provider.
+#[test]
+fn regression_a_fork_mid_renewal_keeps_the_lock_and_revoke_revokes_nothing() {
+    replay::<Memory>(
+        5,
+        &[(0, User(0)), (1, User(0)), (1, User(0))],
+        vec![Op::Fork { w: 0, mid: Some(0) }, Op::Revoke { c: 3 }],
+    );
+}
+
+/// Invariant 5 (found by `file_store`): worker 1 forks while c1 renews holding the
+/// `FileStore` lock; the child inherits the lock file's descriptor, so the lock stays
+/// held after the parent's renewal ends, for as long as the child lives: every other
+/// process's renewal waits until its deadline (`Timeout`), call after call.
+#[test]
+fn regression_a_fork_mid_renewal_keeps_the_file_lock_in_the_child() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, Service)],
+        vec![
+            Op::NewClient {
+                w: 0,
+                kind: User(0),
+            },
+            Op::Fork { w: 1, mid: Some(1) },
+            Op::Get { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
         ],
     );
 }
