@@ -1,4 +1,5 @@
-//! Cold fleet: 16 processes start at once with an empty Redis; how many token requests
+//! Cold fleet: 16 processes start at once with an empty store (Redis, then a directory
+//! for a `FileStore`); how many token requests
 //! reach the provider (target 1) and how long until every process has a token.
 //!
 //! Run: `cargo bench -p authcore-cli --bench fleet` (needs `redis-server`; results are
@@ -24,11 +25,16 @@ fn main() {
         fleet::member(args.get(i + 1).map_or("", String::as_str));
         return;
     }
-    for latency_ms in [0, 200] {
+    for (store, latency_ms) in [("redis", 0), ("redis", 200), ("file", 0), ("file", 200)] {
         let mut requests = Vec::new();
         let mut all_ms = Vec::new();
         for _ in 0..ROUNDS {
             let redis = redis::Redis::start(&[]);
+            let dir = tempfile::tempdir().unwrap();
+            let store = match store {
+                "redis" => redis.url(),
+                _ => dir.path().display().to_string(),
+            };
             let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
             let server = DevServer::start(addr, Credentials::default()).unwrap();
             server
@@ -39,7 +45,7 @@ fn main() {
                 .unwrap();
             let orders = fleet::Orders {
                 devserver: server.url(),
-                redis: redis.url(),
+                redis: store,
                 start_at_ms: fleet::start_in(Duration::from_millis(1500)),
                 seconds: 0.0,
                 timeout_secs: 10.0,
@@ -56,7 +62,7 @@ fn main() {
         }
         all_ms.sort_by(f64::total_cmp);
         println!(
-            "cold fleet, {PROCESSES} processes, token endpoint latency {latency_ms} ms: token requests per round {requests:?}; until all have a token: median {:.1} ms, max {:.1} ms ({ROUNDS} rounds)",
+            "cold fleet, {PROCESSES} processes, {store} store, token endpoint latency {latency_ms} ms: token requests per round {requests:?}; until all have a token: median {:.1} ms, max {:.1} ms ({ROUNDS} rounds)",
             all_ms[ROUNDS / 2],
             all_ms[ROUNDS - 1]
         );

@@ -22,7 +22,13 @@ const DONE_PAGE: &str =
 const CALLBACK_PATH: &str = "/callback";
 
 /// Where `authcore login` keeps tokens unless told otherwise:
-/// `$XDG_CACHE_HOME/authcore`, else `~/.cache/authcore`.
+/// `options` for the profile `profile` (default `default`): one signed-in user each,
+/// filed under its name in the store.
+pub fn profile_options(options: Options, profile: Option<&str>) -> Options {
+    options.store_key(format!("profile:{}", profile.unwrap_or("default")))
+}
+
+/// The default store directory: `$XDG_CACHE_HOME/authcore`, else `~/.cache/authcore`.
 pub fn default_store_dir() -> Result<PathBuf, Error> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("authcore"));
@@ -52,7 +58,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Discovers `issuer` and sets up the file store in `store_dir`.
+    /// Discovers `issuer` and sets up the file store in `store_dir`, where the session is
+    /// filed under the profile [`profile_options`] names in `options`.
     pub fn new(
         issuer: &str,
         client_id: String,

@@ -88,6 +88,10 @@ struct LoginArgs {
     /// Token store directory [default: $XDG_CACHE_HOME/authcore or ~/.cache/authcore].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// The profile to sign in (one user each; `authcore token --store-key NAME` uses
+    /// it) [default: default].
+    #[arg(long, value_name = "NAME", env = "AUTHCORE_STORE_KEY")]
+    store_key: Option<String>,
     /// Seconds to wait for the sign-in, at most a day.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     wait: u64,
@@ -186,6 +190,12 @@ struct TokenArgs {
     /// of the Web PKI roots.
     #[arg(long, value_name = "FILE", requires = "store")]
     store_ca: Option<std::path::PathBuf>,
+    /// Whose tokens these are in the store (a user or profile name, never a secret):
+    /// required with --store for a refresh token, so that two users never share one.
+    /// With --issuer: the profile `authcore login --store-key NAME` signed in [default:
+    /// default].
+    #[arg(long, value_name = "NAME", env = "AUTHCORE_STORE_KEY")]
+    store_key: Option<String>,
     /// Proxy for non-loopback hosts (`http://host:port`); "" for none. Default: from the
     /// environment (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY, honouring NO_PROXY).
     #[arg(long)]
@@ -323,10 +333,11 @@ fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
         store,
         {
             let options = Options::default().timeout(Duration::from_secs(a.timeout));
-            match &a.ca_bundle {
+            let options = match &a.ca_bundle {
                 Some(ca) => options.ca_bundle(ca),
                 None => options,
-            }
+            };
+            authcore_cli::login::profile_options(options, a.store_key.as_deref())
         },
     )
 }
@@ -389,7 +400,7 @@ fn issuer_token(
                 scopes,
                 a.resources.clone(),
                 dir,
-                options,
+                authcore_cli::login::profile_options(options, a.store_key.as_deref()),
             )?;
             session.client()?
         }
@@ -508,6 +519,9 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
         .expiry_margin(Duration::from_secs(a.expiry_margin.unwrap_or(0)));
     if let Some(ca) = &a.ca_bundle {
         options = options.ca_bundle(ca);
+    }
+    if let (Some(name), Some(_), None) = (&a.store_key, &a.store, &a.issuer) {
+        options = options.store_key(name);
     }
     if let Some(store) = &a.store {
         options = if let Some(ca) = &a.store_ca {

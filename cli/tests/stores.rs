@@ -264,7 +264,14 @@ fn rediss_with_a_ca_file_and_a_wrong_password_are_handled() {
     }
     // A rotating refresh token with the store unusable: exit 4, a clear message.
     let out = Command::new(env!("CARGO_BIN_EXE_authcore"))
-        .args(["token", "--store", &wrong, "--store-ca"])
+        .args([
+            "token",
+            "--store",
+            &wrong,
+            "--store-key",
+            "alice",
+            "--store-ca",
+        ])
         .arg(&pki.files[0])
         .args([
             "--provider",

@@ -16,13 +16,19 @@ use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::clock::Deadline;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::events::{self, event};
 use crate::fork::Stamp;
 use crate::options::MAX_DURATION;
 use crate::secret::Secret;
 use crate::stats::{count_own, Counters, HitCounter, Reason};
+use crate::store::Renewal;
 use crate::token::{Freshness, Token};
+
+/// The longest a renewal (its store lock and its token requests) may take, whatever
+/// the caller's own deadline: a long upload's timeout must not become a fleet-wide
+/// stall behind a dead provider.
+pub(crate) const RENEWAL_BUDGET: Duration = Duration::from_secs(30);
 
 /// How long past its leader's deadline a waiter still waits for the leader's outcome:
 /// the leader needs a moment to hand it over after its last attempt ends.
@@ -79,6 +85,14 @@ struct State {
     reject_until: Option<Instant>,
     /// A token was held at some point (renewals after that are not `initial`).
     obtained: bool,
+    /// The token an API rejected, until the renewal that replaces it (which must not
+    /// adopt a stored copy of it).
+    rejected: Option<Arc<Token>>,
+    /// Bumped by every revocation: a renewal that started before cannot bring tokens
+    /// back after it.
+    epoch: u64,
+    /// Tokens of renewals that finished after a revocation began, for it to revoke too.
+    orphans: Vec<Arc<Token>>,
 }
 
 impl State {
@@ -98,6 +112,9 @@ impl State {
             current_rejected: false,
             rejections: 0,
             reject_until: None,
+            rejected: None,
+            epoch: 0,
+            orphans: Vec::new(),
         }
     }
 
@@ -110,6 +127,14 @@ impl State {
         match &self.last {
             Some((_, Err(e))) if self.in_backoff(now) => Some(e.clone()),
             _ => None,
+        }
+    }
+
+    /// The token a renewal for `reason` replaces.
+    fn replacing(&self, reason: Reason) -> Option<Arc<Token>> {
+        match reason {
+            Reason::Rejected => self.rejected.clone().or_else(|| self.current.clone()),
+            _ => self.current.clone(),
         }
     }
 
@@ -205,9 +230,11 @@ struct FlightGuard<'a> {
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.cache.complete(
+            let epoch = self.core.state.lock().epoch;
+            let _ = self.cache.complete(
                 self.core,
                 self.seq,
+                epoch,
                 Err(Error::Transport {
                     message: "token renewal was aborted by a panic".into(),
                     source: None,
@@ -323,7 +350,27 @@ impl Cache {
         let mut st = core.state.lock();
         st.current = None;
         st.refresh_token = None;
+        st.rejected = None;
+        st.epoch = st.epoch.wrapping_add(1);
         self.publish(&st);
+    }
+
+    /// Waits (until `deadline`) for a renewal in flight to finish, and hands over the
+    /// tokens of renewals that finished after [`clear`](Self::clear): a revocation
+    /// revokes them too.
+    pub(crate) fn settle(&self, deadline: Deadline) -> Vec<Arc<Token>> {
+        let core = self.core();
+        let mut st = core.state.lock();
+        while st.flight.is_some() {
+            if core
+                .done
+                .wait_until(&mut st, deadline.instant())
+                .timed_out()
+            {
+                break;
+            }
+        }
+        std::mem::take(&mut st.orphans)
     }
 
     /// This process's core; a new one, started from the published token, in a child
@@ -363,7 +410,7 @@ impl Cache {
     /// `announce` runs (user code: stores and hooks), then the token is published.
     pub(crate) fn get<R, A>(&self, deadline: Deadline, renew: R, announce: A) -> Result<Arc<Token>>
     where
-        R: FnOnce(Option<&Secret>, Deadline) -> Result<Token>,
+        R: FnOnce(&Renewal<'_>) -> Result<Option<Token>>,
         A: FnOnce(&Token, Option<&Secret>),
     {
         let core = self.core();
@@ -420,7 +467,7 @@ impl Cache {
         announce: A,
     ) -> Result<Arc<Token>>
     where
-        R: FnOnce(Option<&Secret>, Deadline) -> Result<Token>,
+        R: FnOnce(&Renewal<'_>) -> Result<Option<Token>>,
         A: FnOnce(&Token, Option<&Secret>),
     {
         let core = self.core();
@@ -455,11 +502,14 @@ impl Cache {
         announce: A,
     ) -> Result<Arc<Token>>
     where
-        R: FnOnce(Option<&Secret>, Deadline) -> Result<Token>,
+        R: FnOnce(&Renewal<'_>) -> Result<Option<Token>>,
         A: FnOnce(&Token, Option<&Secret>),
     {
+        let deadline = deadline.min(Deadline::after(RENEWAL_BUDGET));
         let seq = st.begin_flight(deadline);
+        let epoch = st.epoch;
         let refresh_token = st.refresh_token.clone();
+        let replacing = st.replacing(reason);
         drop(st);
         self.counters.renewal(reason);
         let mut guard = FlightGuard {
@@ -468,13 +518,32 @@ impl Cache {
             seq,
             armed: true,
         };
-        let outcome = renew(refresh_token.as_ref(), deadline).map(Arc::new);
-        if let Ok(token) = &outcome {
+        let renewal = Renewal {
+            reason,
+            replacing: replacing.as_deref(),
+            refresh_token: refresh_token.as_ref(),
+            deadline,
+        };
+        let mut kept = false;
+        let outcome = match renew(&renewal) {
+            Ok(Some(token)) => Ok(Arc::new(token)),
+            // The store is busy with another process's renewal: keep the valid token.
+            Ok(None) => {
+                kept = true;
+                replacing.clone().ok_or_else(|| {
+                    Error::store("the token store's lock is held by another process")
+                })
+            }
+            Err(e) => Err(e),
+        };
+        if let (Ok(token), false) = (&outcome, kept) {
             if let Some(rt) = token.refresh_token() {
                 // Recorded before any user code runs: nothing a hook does can lose it.
                 let mut st = core.state.lock();
-                st.refresh_token = Some(rt.clone());
-                self.publish(&st);
+                if st.epoch == epoch {
+                    st.refresh_token = Some(rt.clone());
+                    self.publish(&st);
+                }
             }
             announce(token, refresh_token.as_ref());
         }
@@ -485,7 +554,10 @@ impl Cache {
             event!(warn, "token.renewal_failed", reason = reason.name(), kind = e.kind().name(), status = status;
                 "token renewal ({}) failed: {e}", reason.name());
         }
-        self.complete(core, seq, outcome.clone());
+        let outcome = self.complete(core, seq, epoch, outcome);
+        if kept {
+            return outcome;
+        }
         if let Ok(token) = &outcome {
             let lifetime = token.lifetime().map_or(-1.0, events::secs);
             event!(info, "token.renewed", reason = reason.name(), lifetime_s = lifetime;
@@ -500,16 +572,43 @@ impl Cache {
         outcome
     }
 
-    fn complete(&self, core: &Core, seq: u64, outcome: Result<Arc<Token>>) {
+    /// Ends flight `seq` with `outcome` (unless a revocation began since `epoch`: then
+    /// the token is set aside for it and the caller told so), and returns what the
+    /// flight's callers get.
+    fn complete(
+        &self,
+        core: &Core,
+        seq: u64,
+        epoch: u64,
+        outcome: Result<Arc<Token>>,
+    ) -> Result<Arc<Token>> {
         let mut st = core.state.lock();
         let now = Instant::now();
         let mut backoff = None;
+        let outcome = match outcome {
+            Ok(token) if st.epoch != epoch => {
+                st.orphans.push(token);
+                Err(Error::ReauthenticationRequired {
+                    cause: Box::new(Error::config(
+                        "the session was revoked while this renewal was in flight",
+                    )),
+                })
+            }
+            outcome => outcome,
+        };
+        let kept = match (&outcome, &st.current) {
+            (Ok(token), Some(current)) => Arc::ptr_eq(token, current),
+            _ => false,
+        };
         match &outcome {
+            // The token was kept (the store was busy): nothing about it changed.
+            Ok(_) if kept => {}
             Ok(token) => {
                 if let Some(rt) = token.refresh_token() {
                     st.refresh_token = Some(rt.clone());
                 }
                 st.current = Some(Arc::clone(token));
+                st.rejected = None;
                 st.obtained = true;
                 st.failures = 0;
                 st.backoff_until = None;
@@ -522,6 +621,12 @@ impl Cache {
                 }
             }
             Err(e) => {
+                if e.kind() == ErrorKind::ReauthenticationRequired {
+                    // A refused refresh token is never sent again, and a token an API
+                    // rejected is not served after its renewal was refused.
+                    st.refresh_token = None;
+                    st.rejected = None;
+                }
                 st.failures = st.failures.saturating_add(1);
                 // The server's delay always wins; otherwise the first failure costs no
                 // pause, and the exponential backoff starts with the second.
@@ -532,7 +637,7 @@ impl Cache {
                 backoff = pause.map(|p| (st.failures, p));
             }
         }
-        st.last = Some((seq, outcome));
+        st.last = Some((seq, outcome.clone()));
         if st.flight.is_some_and(|f| f.seq == seq) {
             st.flight = None;
         }
@@ -544,6 +649,7 @@ impl Cache {
             event!(warn, "backoff.entered", failures = failures, pause_s = pause_s;
                 "{failures} consecutive renewal failure(s): no token request for {pause_s} s");
         }
+        outcome
     }
 
     /// Waits for `flight` to finish and shares its outcome: at most until the leader's
@@ -635,7 +741,7 @@ impl Cache {
             st.rejections = 0;
             st.reject_until = None;
         }
-        st.current = None;
+        st.rejected = st.current.take();
         st.renewing_after_rejection = true;
         self.publish(&st);
         Rejection::Dropped

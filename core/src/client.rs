@@ -14,7 +14,7 @@ use crate::http::{Http, Response};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::stats::Stats;
-use crate::store::Tier;
+use crate::store::{Renewal, Tier};
 use crate::token::Token;
 
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
@@ -61,8 +61,20 @@ impl Client {
             max_backoff: options.max_failure_backoff,
             wait_timeout: options.wait_timeout,
         };
-        // The credential's key names its tokens in the store and in the hook's context.
-        let store_key = grant.store_key();
+        // The credential's key names its tokens in the store and in the hook's context:
+        // whose they are, too (a name the caller gave, else the ID token's `sub`).
+        let user = options
+            .store_key
+            .clone()
+            .or_else(|| grant.initial_token().and_then(|t| t.subject()));
+        let store_key = grant.store_key(user.as_deref());
+        if options.store.is_some() && grant.per_user() && user.is_none() {
+            return Err(crate::error::Error::config(
+                "a refresh-token client with a shared store needs to know whose tokens they are: \
+                 set the store key (Options::store_key) to the user's name, or start from a token \
+                 with an ID token",
+            ));
+        }
         let counters = std::sync::Arc::clone(http.counters());
         let tier = Tier::new(http.shared_options(), store_key, Arc::clone(&counters));
         let cache = Cache::new(
@@ -102,20 +114,19 @@ impl Client {
         let inner = &*self.inner;
         inner.cache.get(
             deadline,
-            |refresh_token, deadline| self.renew(refresh_token, deadline),
+            |renewal| self.renew(renewal),
             |token, previous| inner.tier.announce(token, previous),
         )
     }
 
-    /// One renewal through the store tier.
-    fn renew(&self, refresh_token: Option<&Secret>, deadline: Deadline) -> Result<Token> {
+    /// One renewal through the store tier (`None`: the store is busy with another
+    /// process's renewal ahead of expiry; the still-valid token is kept).
+    fn renew(&self, renewal: &Renewal<'_>) -> Result<Option<Token>> {
         let inner = &*self.inner;
         let without_store = inner.grant.without_store();
-        inner
-            .tier
-            .renew(refresh_token, deadline, without_store, |rt| {
-                inner.grant.fetch(&inner.http, rt, deadline)
-            })
+        inner.tier.renew(renewal, without_store, |rt| {
+            inner.grant.fetch(&inner.http, rt, renewal.deadline)
+        })
     }
 
     /// A new token now, whatever the state of the cached one: exactly one renewal
@@ -132,7 +143,7 @@ impl Client {
         let deadline = Deadline::after(inner.http.options().timeout);
         inner.cache.renew_now(
             deadline,
-            |refresh_token, deadline| self.renew(refresh_token, deadline),
+            |renewal| self.renew(renewal),
             |token, previous| inner.tier.announce(token, previous),
         )
     }
@@ -253,13 +264,18 @@ impl Client {
 
     /// Revokes the refresh token and the access token at the grant's revocation
     /// endpoint (RFC 7009; the refresh token first), and forgets both: in this client's
-    /// cache and in the shared store, if one is configured. Afterwards a refresh-token
-    /// client needs a new sign-in ([`ReauthenticationRequired`](crate::ErrorKind::ReauthenticationRequired));
-    /// a client-credentials client simply gets a new token on its next call.
+    /// cache and in the shared store, if one is configured, where a tombstone stays so
+    /// that no other process renews the session from the refresh token it holds.
+    /// Afterwards a refresh-token client needs a new sign-in
+    /// ([`ReauthenticationRequired`](crate::ErrorKind::ReauthenticationRequired)); a
+    /// client-credentials client simply gets a new token on its next call. A renewal in
+    /// flight meanwhile cannot bring tokens back: its token is revoked too.
     ///
     /// A client without a revocation endpoint is a [`Config`](crate::ErrorKind::Config)
-    /// error (nothing is forgotten); a server error is returned as it is, and the tokens
-    /// are still forgotten here (they may be dead, and are no longer trusted).
+    /// error (nothing is forgotten). Revocation at the provider happens even when the
+    /// store cannot be reached (then the store's error is returned, and calling `revoke`
+    /// again removes the stored session); a server error is returned as it is, and the
+    /// tokens are still forgotten here (they may be dead, and are no longer trusted).
     pub fn revoke(&self) -> Result<()> {
         let inner = &*self.inner;
         let deadline = Deadline::after(inner.http.options().timeout);
@@ -267,22 +283,47 @@ impl Client {
         if !inner.grant.revocable() {
             return crate::grant::require_revocation_url(&None).map(|_| ());
         }
-        let stored = inner.tier.take(deadline)?;
-        let token = stored
-            .as_ref()
-            .map(|s| s.to_token())
-            .or_else(|| inner.cache.peek().map(|t| (*t).clone()));
-        let refresh_token = stored
-            .and_then(|s| s.refresh_token)
-            .or_else(|| inner.cache.refresh_token());
-        let revoked = inner.grant.revoke(
-            &inner.http,
-            token.as_ref(),
-            refresh_token.as_ref(),
-            deadline,
-        );
+        let memory_token = inner.cache.peek();
+        let memory_rt = inner.cache.refresh_token();
+        // From here on, no renewal in flight can publish a token.
         inner.cache.clear();
-        revoked
+        let orphans = inner.cache.settle(deadline);
+        let taken = inner.tier.take(memory_rt.as_ref(), deadline);
+        let stored = taken.as_ref().ok().cloned().flatten();
+        let stored_token = stored.as_ref().map(|s| Arc::new(s.to_token()));
+        let stored_rt = stored.and_then(|s| s.refresh_token);
+        // Every refresh token and access token this client knows of, the newest first.
+        let mut refresh_tokens: Vec<Secret> = Vec::new();
+        let mut tokens: Vec<Arc<Token>> = Vec::new();
+        for rt in orphans
+            .iter()
+            .filter_map(|t| t.refresh_token().cloned())
+            .chain(stored_rt)
+            .chain(memory_rt)
+        {
+            if !refresh_tokens.contains(&rt) {
+                refresh_tokens.push(rt);
+            }
+        }
+        for t in orphans.into_iter().chain(stored_token).chain(memory_token) {
+            if !tokens.iter().any(|k| k.access_token() == t.access_token()) {
+                tokens.push(t);
+            }
+        }
+        let mut revoked = Ok(());
+        for i in 0..refresh_tokens.len().max(tokens.len()).max(1) {
+            let outcome = inner.grant.revoke(
+                &inner.http,
+                tokens.get(i).map(|t| &**t),
+                refresh_tokens.get(i),
+                deadline,
+            );
+            if revoked.is_ok() {
+                revoked = outcome;
+            }
+        }
+        inner.cache.clear();
+        revoked.and(taken.map(|_| ()))
     }
 
     /// `GET url` with the token attached (see [`request`](Self::request)).

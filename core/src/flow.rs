@@ -18,6 +18,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::client::Client;
 use crate::clock::Deadline;
 use crate::error::{Error, OAuthError, Result};
+use crate::events::event;
 use crate::grant::{AuthorizationCode, Pkce, RefreshToken};
 use crate::http::Http;
 use crate::options::Options;
@@ -340,8 +341,19 @@ pub(crate) fn client_after(
     counted: &Stats,
     deadline: Deadline,
 ) -> Result<Client> {
-    let options = http.shared_options();
-    let key = crate::grant::sealed::Fetch::store_key(&grant);
+    let mut options = http.shared_options();
+    // Whose session this is: the name the caller gave, else the ID token's `sub`. A
+    // session with neither is not shared (never filed under a key another user shares).
+    let user = options.store_key.clone().or_else(|| token.subject());
+    if options.store.is_some() && user.is_none() {
+        event!(warn, "store.no_user";
+            "the sign-in's token has no ID token (ask for the openid scope) and no store key was set: \
+             the session is kept in this client only, not in the shared store");
+        let mut alone = (*options).clone();
+        alone.store = None;
+        options = Arc::new(alone);
+    }
+    let key = crate::grant::sealed::Fetch::store_key(&grant, user.as_deref());
     // A code exchange adopts nothing from the store: this tier's counters stay unused.
     Tier::new(Arc::clone(&options), key, Arc::default()).hand_over_new(token, deadline);
     let client = Client::new(grant, (*options).clone())?;

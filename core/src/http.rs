@@ -856,6 +856,7 @@ fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::MAX_DURATION;
 
     #[test]
     fn https_required_except_loopback() {
@@ -878,10 +879,10 @@ mod tests {
             "http://[::ffff:127.0.0.1]/x",
         ] {
             let e = check_url(not_loopback, false).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::Config, "{not_loopback}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{not_loopback}");
         }
         let e = check_url("http://api.vibe.co/oauth2/token", false).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Config);
         assert!(check_url("http://api.vibe.co/oauth2/token", true).is_ok());
         assert!(check_url("ftp://x/", true).is_err());
         assert!(check_url("not a url", false).is_err());

@@ -114,6 +114,7 @@ pub struct Options {
     pub(crate) max_failure_backoff: Duration,
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
+    pub(crate) store_key: Option<String>,
     pub(crate) on_refresh_token: Option<RefreshTokenHook>,
     pub(crate) extra_headers: Vec<(String, String)>,
     pub(crate) proxy: Proxy,
@@ -134,6 +135,7 @@ impl Default for Options {
             max_failure_backoff: Duration::from_secs(30),
             wait_timeout: None,
             store: None,
+            store_key: None,
             on_refresh_token: None,
             extra_headers: Vec::new(),
             proxy: Proxy::Environment,
@@ -216,6 +218,18 @@ impl Options {
     /// Where tokens are saved as they are obtained (to persist rotated refresh tokens).
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Whose tokens these are, in the shared store: a name of your own for the user
+    /// (or tenant, or profile) the client acts for, written into the store key as
+    /// `user=NAME`. A refresh-token client given a store needs it — or a first token
+    /// with an ID token, whose `sub` names the user — so that two users never share a
+    /// key (a [`Config`](crate::ErrorKind::Config) error otherwise). It wins over the ID
+    /// token's `sub`: on a sign-in flow that serves many users, leave it unset. Never
+    /// put a secret in it; control characters are refused when the client is built.
+    pub fn store_key(mut self, name: impl Into<String>) -> Self {
+        self.store_key = Some(name.into());
         self
     }
 
@@ -320,6 +334,13 @@ impl Options {
                 return Err(Error::config("the proxy URL is not valid"));
             }
         }
+        if let Some(name) = &self.store_key {
+            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                return Err(Error::config(
+                    "the store key must be 1 to 255 characters, none of them a control character",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -352,6 +373,7 @@ impl fmt::Debug for Options {
             .field("max_failure_backoff", &self.max_failure_backoff)
             .field("wait_timeout", &self.wait_timeout)
             .field("store", &self.store.is_some())
+            .field("store_key", &self.store_key)
             .field("on_refresh_token", &self.on_refresh_token.is_some())
             .field(
                 "token_request_headers",

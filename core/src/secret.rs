@@ -64,25 +64,6 @@ impl PartialEq for Secret {
 
 impl Eq for Secret {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_and_display_are_redacted() {
-        let s = Secret::new("hunter2-very-secret");
-        assert_eq!(format!("{s:?}"), "Secret([redacted])");
-        assert_eq!(format!("{s}"), "[redacted]");
-        assert_eq!(s.expose_secret(), "hunter2-very-secret");
-    }
-
-    #[test]
-    fn equality_compares_values() {
-        assert_eq!(Secret::new("a"), Secret::from("a"));
-        assert_ne!(Secret::new("a"), Secret::new("ab"));
-    }
-}
-
 /// Wipes every string in a parsed JSON value (the response may hold tokens).
 pub(crate) fn zeroize_value(v: &mut Value) {
     match v {
@@ -99,5 +80,24 @@ pub(crate) struct WipedJson(pub Value);
 impl Drop for WipedJson {
     fn drop(&mut self) {
         zeroize_value(&mut self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_are_redacted() {
+        let s = Secret::new("hunter2-very-secret");
+        assert_eq!(format!("{s:?}"), "Secret([redacted])");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(s.expose_secret(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn equality_compares_values() {
+        assert_eq!(Secret::new("a"), Secret::from("a"));
+        assert_ne!(Secret::new("a"), Secret::new("ab"));
     }
 }

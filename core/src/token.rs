@@ -204,6 +204,16 @@ impl Token {
         self.id_token.as_ref()
     }
 
+    /// The user this token was issued to: the `sub` claim of its ID token (read, not
+    /// verified: the ID token came from the token endpoint over the connection that
+    /// authenticated the server). `None` without an ID token.
+    pub fn subject(&self) -> Option<String> {
+        let claims = jwt_claims(self.id_token.as_ref()?.expose_secret())?;
+        let sub = claims.0.get("sub")?.as_str()?;
+        let printable = !sub.is_empty() && sub.len() <= 255 && !sub.chars().any(char::is_control);
+        printable.then(|| sub.to_owned())
+    }
+
     /// The token response's other fields as the server sent them (e.g. `user_id`,
     /// `instance_url`, `refresh_token_expires_in`): every field except `access_token`,
     /// `refresh_token`, `id_token` and any other whose name says it is a token, a secret
@@ -311,14 +321,21 @@ fn expires_in(map: &Map<String, Value>) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(secs.min(MAX_LIFETIME.as_secs_f64())))
 }
 
+/// A JWT's claims (its payload, not verified), wiped when dropped.
+fn jwt_claims(token: &str) -> Option<WipedJson> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?,
+    );
+    serde_json::from_slice(&bytes).ok().map(WipedJson)
+}
+
 /// The remaining lifetime from a JWT's `exp` claim, if the token is a JWT.
 fn jwt_lifetime(token: &str) -> Option<Duration> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?.as_f64()?;
+    let claims = jwt_claims(token)?;
+    let exp = claims.0.get("exp")?.as_f64()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()?
@@ -543,7 +560,7 @@ mod tests {
             r#"{"access_token":""}"#,
         ] {
             let e = parse(body).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidResponse, "{body}");
         }
     }
 
@@ -560,7 +577,7 @@ mod tests {
             r#"{"access_token":"abc","token_type":"Bear er"}"#,
         ] {
             let e = parse(body).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{body}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidResponse, "{body}");
         }
         for ok in [
             r#"{"access_token":"a-b.c_d~e+f/g=="}"#,

@@ -153,13 +153,35 @@ fn a_renewal_that_lost_its_lock_cannot_overwrite_a_newer_token() {
     let b_lock = other
         .lock(&key, Instant::now() + Duration::from_secs(2))
         .unwrap();
-    other.save(&key, &token("at-newer-0000000000")).unwrap();
+    other
+        .save(&b_lock, &key, &token("at-newer-0000000000"))
+        .unwrap();
     // A's late save is refused and the newer token stays.
-    let e = store.save(&key, &token("at-older-1111111111")).unwrap_err();
+    let e = store
+        .save(&a_lock, &key, &token("at-older-1111111111"))
+        .unwrap_err();
     assert!(e.to_string().contains("lock expired"), "{e}");
     drop(b_lock);
+    // Two clients of one process (one store object): the lock is the holder's, not
+    // the process's — A's lapsed lock cannot save or remove under C's.
+    let c_lock = store
+        .lock(&key, Instant::now() + Duration::from_secs(2))
+        .unwrap();
+    let e = store
+        .save(&a_lock, &key, &token("at-older-2222222222"))
+        .unwrap_err();
+    assert!(e.to_string().contains("lock expired"), "{e}");
+    assert!(store.remove(&a_lock, &key).is_err());
     drop(a_lock);
-    let kept = other.load(&key).unwrap().unwrap();
+    // A's drop released nothing of C's: B is still kept out.
+    assert_eq!(
+        other
+            .lock(&key, Instant::now() + Duration::from_millis(100))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+    let kept = store.load(&c_lock, &key).unwrap().unwrap();
     assert_eq!(kept.access_token.expose_secret(), "at-newer-0000000000");
 }
 
@@ -212,7 +234,7 @@ fn a_wrong_password_or_no_redis_follows_the_rules_without_secrets() {
             "secret",
             "rt-first-5c4b3a29",
         ),
-        opts().store(store.clone()),
+        opts().store(store.clone()).store_key("alice"),
     )
     .unwrap();
     let e = rotating.token().unwrap_err();

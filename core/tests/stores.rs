@@ -227,6 +227,22 @@ fn the_store_trait_can_be_implemented_outside_the_crate() {
         ErrorKind::Timeout
     );
     drop(lock);
-    store.lock(&key, deadline).unwrap();
-    assert!(store.load(&key).unwrap().is_none());
+    let lock = store.lock(&key, deadline).unwrap();
+    assert!(store.load(&lock, &key).unwrap().is_none());
+    // A save or removal under a lock that is not the holder's is refused.
+    let stranger = authcore::StoreLock::none();
+    let token = StoredToken::from_json(
+        br#"{"version":2,"access_token":"a","token_type":"Bearer","refresh_token":null,"scope":null,"issued_at_unix_ms":0,"lifetime_ms":null}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        store.save(&stranger, &key, &token).unwrap_err().kind(),
+        ErrorKind::Store
+    );
+    assert_eq!(
+        store.remove(&stranger, &key).unwrap_err().kind(),
+        ErrorKind::Store
+    );
+    store.save(&lock, &key, &token).unwrap();
+    assert!(store.load(&lock, &key).unwrap().is_some());
 }

@@ -164,7 +164,7 @@ impl TokenStore for CallbackStore {
         "callbacks"
     }
 
-    fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
+    fn load(&self, _lock: &StoreLock, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
         let Some(load) = self.0.load else {
             return Ok(None);
         };
@@ -235,7 +235,7 @@ impl TokenStore for CallbackStore {
         }
     }
 
-    fn remove(&self, key: &StoreKey) -> authcore::Result<()> {
+    fn remove(&self, _lock: &StoreLock, key: &StoreKey) -> authcore::Result<()> {
         let Some(remove) = self.0.remove else {
             return Err(Error::Store {
                 message: "the store callbacks have no `remove`".into(),
@@ -249,7 +249,7 @@ impl TokenStore for CallbackStore {
         }
     }
 
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
+    fn save(&self, _lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
         let Some(save) = self.0.save else {
             return Ok(());
         };

@@ -91,7 +91,7 @@ impl TokenStore for ObjectStore {
         "python"
     }
 
-    fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
+    fn load(&self, _lock: &StoreLock, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
         Python::attach(|py| {
             let value = self
                 .0
@@ -133,7 +133,7 @@ impl TokenStore for ObjectStore {
         })
     }
 
-    fn remove(&self, key: &StoreKey) -> authcore::Result<()> {
+    fn remove(&self, _lock: &StoreLock, key: &StoreKey) -> authcore::Result<()> {
         Python::attach(|py| {
             if !self.0.bind(py).hasattr("remove").unwrap_or(false) {
                 return Err(Error::Store {
@@ -147,7 +147,7 @@ impl TokenStore for ObjectStore {
         })
     }
 
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
+    fn save(&self, _lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
         let json = zeroize::Zeroizing::new(token.to_json());
         Python::attach(|py| {
             let value = PyBytes::new(py, &json);

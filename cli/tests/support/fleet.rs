@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Orders {
     /// The devserver's base URL.
     pub devserver: String,
-    /// The Redis URL.
+    /// The store: a `redis://` URL, or a directory for a `FileStore`.
     pub redis: String,
     /// Start at this wall-clock time (Unix ms), so that a fleet starts at once.
     pub start_at_ms: u64,
@@ -54,7 +54,11 @@ pub fn start_in(delay: Duration) -> u64 {
 /// Runs a member with the orders in `json` and prints its report.
 pub fn member(json: &str) {
     let orders: Orders = serde_json::from_str(json).expect("orders");
-    let store = RedisStore::new(&orders.redis).expect("redis url");
+    let store: Arc<dyn authcore::TokenStore> = if orders.redis.starts_with("redis://") {
+        Arc::new(RedisStore::new(&orders.redis).expect("redis url"))
+    } else {
+        Arc::new(authcore::FileStore::new(&orders.redis).expect("store directory"))
+    };
     let client = Client::new(
         ClientCredentials::new(
             format!("{}/oauth2/token", orders.devserver),
@@ -63,7 +67,7 @@ pub fn member(json: &str) {
         ),
         Options::default()
             .timeout(Duration::from_secs_f64(orders.timeout_secs))
-            .store(Arc::new(store)),
+            .store(store),
     )
     .expect("client");
     let wait = orders.start_at_ms.saturating_sub(unix_ms());

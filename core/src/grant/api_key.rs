@@ -127,9 +127,9 @@ impl Fetch for ApiKey {
         self.refresh_token.clone()
     }
 
-    fn store_key(&self) -> Option<StoreKey> {
+    fn store_key(&self, user: Option<&str>) -> Option<StoreKey> {
         let key = format!("key-{}", StoreKey::secret_tag(&self.api_key));
-        Some(StoreKey::new("api_key", &self.base_url, &key, &[]))
+        Some(StoreKey::new("api_key", &self.base_url, &key, user, &[]))
     }
 
     fn without_store(&self) -> WithoutStore {

@@ -99,7 +99,7 @@ impl AuthorizationCode {
     /// must then come from that issuer: an `iss` parameter (RFC 9207) that names another
     /// is refused, and so is a missing one when the server says it always sends it.
     pub fn from_metadata(
-        metadata: &crate::Metadata,
+        metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
         redirect_uri: impl Into<String>,

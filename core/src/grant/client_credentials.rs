@@ -47,7 +47,7 @@ impl ClientCredentials {
     /// Client credentials at the token endpoint an issuer's metadata names (and its
     /// revocation endpoint, if any).
     pub fn from_metadata(
-        metadata: &crate::Metadata,
+        metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> Result<Self> {
@@ -125,11 +125,12 @@ impl Fetch for ClientCredentials {
             .collect()
     }
 
-    fn store_key(&self) -> Option<StoreKey> {
+    fn store_key(&self, user: Option<&str>) -> Option<StoreKey> {
         Some(StoreKey::new(
             "client_credentials",
             &self.token_url,
             &self.client.id,
+            user,
             &key_scopes(&self.scopes, &self.resources),
         ))
     }

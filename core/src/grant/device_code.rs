@@ -72,7 +72,7 @@ impl DeviceCode {
 
     /// A client at the endpoints an issuer's metadata names.
     pub fn from_metadata(
-        metadata: &crate::Metadata,
+        metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> Result<Self> {

@@ -56,9 +56,15 @@ pub(crate) mod sealed {
         fn check(&self) -> Result<()> {
             Ok(())
         }
-        /// What identifies this credential in a shared store (`None`: not shared).
-        fn store_key(&self) -> Option<StoreKey> {
+        /// What identifies this credential in a shared store (`None`: not shared);
+        /// `user` names whose token it is, when known.
+        fn store_key(&self, _user: Option<&str>) -> Option<StoreKey> {
             None
+        }
+        /// Whether the grant's tokens belong to a user, so that a store key must name
+        /// one (a refresh token does; a client's own credential does not).
+        fn per_user(&self) -> bool {
+            false
         }
         /// How this grant may renew while its shared store cannot be used.
         fn without_store(&self) -> WithoutStore {
@@ -317,7 +323,7 @@ macro_rules! oauth_builders {
     () => {
         /// How the client authenticates itself at the token endpoint (form bodies only:
         /// a JSON body carries the credentials in the body).
-        pub fn auth_method(mut self, method: $crate::AuthMethod) -> Self {
+        pub fn auth_method(mut self, method: $crate::grant::AuthMethod) -> Self {
             self.client.method = method;
             self
         }
@@ -338,7 +344,7 @@ macro_rules! oauth_builders {
         /// by `key` for every request, with the endpoint it is sent to as audience.
         pub fn private_key(mut self, key: $crate::grant::PrivateKey) -> Self {
             self.client.key = Some(std::sync::Arc::new(key));
-            self.client.method = $crate::AuthMethod::PrivateKeyJwt;
+            self.client.method = $crate::grant::AuthMethod::PrivateKeyJwt;
             self
         }
 

@@ -127,7 +127,7 @@ impl RefreshToken {
     /// code or device flow, such as `authcore login`): the client renews with the
     /// stored refresh token, and needs a new sign-in when there is none.
     pub fn from_metadata(
-        metadata: &crate::Metadata,
+        metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> Result<Self> {
@@ -227,14 +227,19 @@ impl Fetch for RefreshToken {
         revoke_at(http, url, &self.client, &tokens, deadline)
     }
 
-    fn store_key(&self) -> Option<StoreKey> {
+    fn store_key(&self, user: Option<&str>) -> Option<StoreKey> {
         // The same key for a session started by a code flow or from a stored token.
         Some(StoreKey::new(
             "refresh_token",
             &self.token_url,
             &self.client.id,
+            user,
             &key_scopes(&[], &self.resources),
         ))
+    }
+
+    fn per_user(&self) -> bool {
+        true
     }
 
     fn without_store(&self) -> WithoutStore {

@@ -16,8 +16,10 @@ const LOCK_POLL: Duration = Duration::from_millis(10);
 /// directory (mode 0700), each replaced atomically (an exclusive temporary file in the
 /// same directory, mode 0600, fsynced, renamed over the old one, the directory fsynced),
 /// and a lock file per credential held across a renewal. A process killed while holding
-/// the lock never blocks the others: the operating system releases it. A corrupt or
-/// truncated file is reported (logged) and read as empty.
+/// the lock never blocks the others: the operating system releases it. The lock is
+/// released explicitly, not by closing the file: a child forked while the lock was held
+/// shares the open file and would otherwise hold the lock for as long as it lives. A
+/// corrupt or truncated file is reported (logged) and read as empty.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
@@ -50,6 +52,44 @@ impl FileStore {
         let digest = key.digest();
         self.dir.join(format!("{}.{extension}", &digest[..32]))
     }
+
+    fn lock_file(&self, key: &StoreKey) -> Result<(File, PathBuf)> {
+        let path = self.path(key, "lock");
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .map_err(|e| io_error("open", &path, e))?;
+        Ok((file, path))
+    }
+
+    fn read(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
+        let path = self.path(key, "json");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        let stored = StoredToken::from_json(&bytes);
+        if stored.is_none() {
+            crate::events::event!(warn, "store.corrupt", store = "file";
+                "token store file {} is corrupt or truncated; treated as empty",
+                path.display()
+            );
+        }
+        Ok(stored)
+    }
+}
+
+/// A held lock file, unlocked explicitly when dropped (see [`FileStore`]).
+struct FileLock(File);
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 fn unusable(dir: &Path, e: &std::io::Error) -> Error {
@@ -68,36 +108,29 @@ impl TokenStore for FileStore {
         "file"
     }
 
-    fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
-        let path = self.path(key, "json");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => zeroize::Zeroizing::new(b),
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("read", &path, e)),
-        };
-        let stored = StoredToken::from_json(&bytes);
-        if stored.is_none() {
-            crate::events::event!(warn, "store.corrupt", store = "file";
-                "token store file {} is corrupt or truncated; treated as empty",
-                path.display()
-            );
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        // Files are replaced by rename: a read never sees half of one.
+        Some(self.read(key))
+    }
+
+    fn load(&self, _lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
+        self.read(key)
+    }
+    fn try_lock(&self, key: &StoreKey, _deadline: Instant) -> Result<Option<StoreLock>> {
+        let (file, path) = self.lock_file(key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StoreLock::new(FileLock(file)))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_error("lock", &path, e)),
         }
-        Ok(stored)
     }
 
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock> {
-        let path = self.path(key, "lock");
-        let mut options = OpenOptions::new();
-        options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(&path)
-            .map_err(|e| io_error("open", &path, e))?;
+        let (file, path) = self.lock_file(key)?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(StoreLock::new(file)),
+                Ok(()) => return Ok(StoreLock::new(FileLock(file))),
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => return Err(io_error("lock", &path, e)),
             }
@@ -115,7 +148,7 @@ impl TokenStore for FileStore {
         }
     }
 
-    fn remove(&self, key: &StoreKey) -> Result<()> {
+    fn remove(&self, _lock: &StoreLock, key: &StoreKey) -> Result<()> {
         let path = self.path(key, "json");
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -129,7 +162,7 @@ impl TokenStore for FileStore {
         Ok(())
     }
 
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
+    fn save(&self, _lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> Result<()> {
         let path = self.path(key, "json");
         let json = zeroize::Zeroizing::new(token.to_json());
         let mut tmp = tempfile::Builder::new()

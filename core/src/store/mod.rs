@@ -7,7 +7,7 @@
 //! the newest stored refresh token and saves the result — all before the lock is
 //! released and before the new access token is used.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,7 @@ mod tier;
 
 pub use self::redis::RedisStore;
 pub use file::FileStore;
-pub(crate) use tier::{Tier, WithoutStore};
+pub(crate) use tier::{Renewal, Tier, WithoutStore};
 
 /// Identifies one credential in a store: grant, token endpoint (or base URL), client
 /// id and scopes. Never a secret (an API key enters only as a short hash).
@@ -35,13 +35,24 @@ pub(crate) use tier::{Tier, WithoutStore};
 pub struct StoreKey(String);
 
 impl StoreKey {
-    /// A key from its parts.
-    pub(crate) fn new(grant: &str, endpoint: &str, client_id: &str, scopes: &[String]) -> Self {
+    /// A key from its parts; `user` names whose token it is (the ID token's `sub`, or a
+    /// name the caller gave with [`Options::store_key`](crate::Options::store_key)).
+    pub(crate) fn new(
+        grant: &str,
+        endpoint: &str,
+        client_id: &str,
+        user: Option<&str>,
+        scopes: &[String],
+    ) -> Self {
         let mut scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
         scopes.sort_unstable();
         scopes.dedup();
+        // Spaces and `%` escaped, so that the key's parts stay apart.
+        let user = user
+            .map(|u| format!(" user={}", u.replace('%', "%25").replace(' ', "%20")))
+            .unwrap_or_default();
         StoreKey(format!(
-            "{grant} {endpoint} client={client_id} scope={}",
+            "{grant} {endpoint} client={client_id}{user} scope={}",
             scopes.join(" ")
         ))
     }
@@ -57,6 +68,12 @@ impl StoreKey {
     pub(crate) fn secret_tag(secret: &Secret) -> String {
         let digest = Sha256::digest(secret.expose_secret().as_bytes());
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The user the key names (`user=…`, with spaces and `%` escaped), if any.
+    pub fn user(&self) -> Option<&str> {
+        let (_, rest) = self.0.split_once(" user=")?;
+        rest.split_once(" scope=").map(|(user, _)| user)
     }
 
     /// The key as text, e.g. `client_credentials https://… client=… scope=…`.
@@ -101,6 +118,28 @@ pub struct StoredToken {
     pub issued_at: SystemTime,
     /// The lifetime granted, if known.
     pub lifetime: Option<Duration>,
+    /// The record's version: every save writes a higher one, so that the newer of a
+    /// client's memory and the store wins (0: written before versions existed).
+    pub version: u64,
+    /// Tags ([`refresh_token_tag`]) of the refresh tokens this record's refresh token
+    /// descends from, newest first (at most [`LINEAGE`]): a client holding one of them
+    /// holds an older refresh token than the store.
+    pub lineage: Vec<String>,
+    /// A tombstone: the session was revoked (or its refresh token refused); no client
+    /// may renew it with a refresh token from this lineage.
+    pub revoked: bool,
+}
+
+/// How many ancestors a stored record remembers.
+pub const LINEAGE: usize = 16;
+
+/// A non-reversible tag of a refresh token (32 hex characters of its SHA-256), to name
+/// it in a record's lineage.
+pub fn refresh_token_tag(refresh_token: &Secret) -> String {
+    Sha256::digest(refresh_token.expose_secret().as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl fmt::Debug for StoredToken {
@@ -112,7 +151,9 @@ impl fmt::Debug for StoredToken {
             .field("scope", &self.scope)
             .field("issued_at", &self.issued_at)
             .field("lifetime", &self.lifetime)
-            .finish()
+            .field("version", &self.version)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,6 +169,25 @@ impl StoredToken {
             scope: token.scope().map(str::to_owned),
             issued_at: SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH),
             lifetime: token.lifetime(),
+            version: 0,
+            lineage: Vec::new(),
+            revoked: false,
+        }
+    }
+
+    /// A tombstone at `version`: the session whose refresh tokens are in `lineage` was
+    /// revoked.
+    pub fn tombstone(version: u64, lineage: Vec<String>) -> Self {
+        StoredToken {
+            access_token: Secret::new(""),
+            token_type: String::new(),
+            refresh_token: None,
+            scope: None,
+            issued_at: SystemTime::now(),
+            lifetime: None,
+            version,
+            lineage,
+            revoked: true,
         }
     }
 
@@ -147,7 +207,7 @@ impl StoredToken {
         .with_scope(self.scope.clone())
     }
 
-    /// The JSON form [`FileStore`] keeps (version 1), for stores of your own. It holds
+    /// The JSON form [`FileStore`] keeps (format 2), for stores of your own. It holds
     /// secrets: wipe it after use.
     pub fn to_json(&self) -> Vec<u8> {
         let unix_ms = |t: SystemTime| {
@@ -156,7 +216,7 @@ impl StoredToken {
                 .unwrap_or(0)
         };
         let file = FileToken {
-            version: 1,
+            version: 2,
             access_token: self.access_token.expose_secret().to_owned(),
             token_type: self.token_type.clone(),
             refresh_token: self
@@ -168,14 +228,19 @@ impl StoredToken {
             lifetime_ms: self
                 .lifetime
                 .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+            record: self.version,
+            lineage: self.lineage.clone(),
+            revoked: self.revoked,
         };
         serde_json::to_vec(&file).unwrap_or_default()
     }
 
-    /// Reads what [`to_json`](Self::to_json) wrote; `None` for anything else.
+    /// Reads what [`to_json`](Self::to_json) wrote (format 1 or 2); `None` for anything
+    /// else.
     pub fn from_json(bytes: &[u8]) -> Option<Self> {
         let file: FileToken = serde_json::from_slice(bytes).ok()?;
-        if file.version != 1 || file.access_token.is_empty() {
+        let known_format = matches!(file.version, 1 | 2);
+        if !known_format || (file.access_token.is_empty() && !file.revoked) {
             return None;
         }
         Some(StoredToken {
@@ -185,6 +250,9 @@ impl StoredToken {
             scope: file.scope.clone(),
             issued_at: UNIX_EPOCH + Duration::from_millis(file.issued_at_unix_ms),
             lifetime: file.lifetime_ms.map(Duration::from_millis),
+            version: file.record,
+            lineage: file.lineage.iter().take(LINEAGE).cloned().collect(),
+            revoked: file.revoked,
         })
     }
 }
@@ -199,6 +267,13 @@ struct FileToken {
     scope: Option<String>,
     issued_at_unix_ms: u64,
     lifetime_ms: Option<u64>,
+    /// The record's version (format 2).
+    #[serde(default)]
+    record: u64,
+    #[serde(default)]
+    lineage: Vec<String>,
+    #[serde(default)]
+    revoked: bool,
 }
 
 impl Drop for FileToken {
@@ -210,23 +285,60 @@ impl Drop for FileToken {
     }
 }
 
-/// A held store lock; dropping it releases the lock.
+/// A held store lock; dropping it releases the lock. It names its holder (a random
+/// owner value) and the moment it lapses by itself, so that a store can refuse a save or
+/// removal by anyone else: [`TokenStore::save`] and [`TokenStore::remove`] take the lock
+/// they act under.
 pub struct StoreLock {
+    owner: String,
+    until: Instant,
     _held: Option<Box<dyn Send>>,
 }
 
 impl StoreLock {
-    /// A lock held by `inner` (a file, a guard) until it is dropped.
+    /// A lock held by `inner` (a file, a guard) until it is dropped, with a fresh random
+    /// owner value.
     pub fn new(inner: impl Send + 'static) -> Self {
         StoreLock {
+            owner: crate::random::url_safe_string(16),
+            until: far_future(),
+            _held: Some(Box::new(inner)),
+        }
+    }
+
+    /// A lock held by `inner`, owned by `owner`, that lapses by itself at `until` (a
+    /// Redis key's expiry).
+    pub fn with_owner(owner: String, until: Instant, inner: impl Send + 'static) -> Self {
+        StoreLock {
+            owner,
+            until,
             _held: Some(Box::new(inner)),
         }
     }
 
     /// A lock that holds nothing (for stores with no other process to exclude).
     pub fn none() -> Self {
-        StoreLock { _held: None }
+        StoreLock {
+            owner: crate::random::url_safe_string(16),
+            until: far_future(),
+            _held: None,
+        }
     }
+
+    /// The holder's owner value (random, never a secret of the credential).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// When the lock lapses by itself (far in the future for locks that do not).
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+}
+
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(crate::options::MAX_DURATION).unwrap_or(now)
 }
 
 impl fmt::Debug for StoreLock {
@@ -235,28 +347,48 @@ impl fmt::Debug for StoreLock {
     }
 }
 
-/// Where tokens are shared between processes: load, lock-and-renew, save.
+/// Where tokens are shared between processes: lock, load, save.
 ///
 /// A client calls [`lock`](Self::lock) when a renewal is due, then [`load`](Self::load)
 /// to see whether another process renewed meanwhile, then — if it renewed itself —
-/// [`save`](Self::save), and drops the lock. Implementations must make `save` durable
-/// before returning: a rotated refresh token must outlive a crash of the process.
-/// Errors are [`Store`](crate::ErrorKind::Store) when the store cannot be used
+/// [`save`](Self::save), and drops the lock. Every operation but `lock` takes the lock it
+/// acts under: a store that can tell holders apart (Redis) refuses a save by a holder
+/// whose lock lapsed. Implementations must make `save` durable before returning: a
+/// rotated refresh token must outlive a crash of the process.
+/// Errors are [`Store`](crate::error::ErrorKind::Store) when the store cannot be used
 /// (unreachable, refused, lost its lock): a client whose grant can renew without the
 /// store (client credentials, API keys) then does so and says it once in the log; any
 /// other fails with that error. Waiting for another process's lock until `deadline` is
-/// a [`Timeout`](crate::ErrorKind::Timeout).
+/// a [`Timeout`](crate::error::ErrorKind::Timeout).
 pub trait TokenStore: Send + Sync {
-    /// The stored token for `key`, if any. An unreadable or corrupt entry is reported
-    /// (logged) and read as none.
-    fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>>;
+    /// The stored record for `key`, if any, read under `lock`. An unreadable or corrupt
+    /// entry is reported (logged) and read as none.
+    fn load(&self, lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>>;
     /// Takes the lock for `key`, shared with every other process, waiting at most until
-    /// `deadline`.
+    /// `deadline`; a lock that lapses by itself lives at least until then.
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock>;
-    /// Saves the token for `key`, durably, while holding its lock.
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()>;
-    /// Removes the token for `key` (after a revocation), while holding its lock.
-    fn remove(&self, key: &StoreKey) -> Result<()>;
+    /// Takes the lock for `key` if nobody holds it (`None` if someone does), to live
+    /// until `deadline`. By default, [`lock`](Self::lock) with no time to wait.
+    fn try_lock(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoreLock>> {
+        let _ = deadline;
+        match self.lock(key, Instant::now()) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(e) if e.kind() == crate::error::ErrorKind::Timeout => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    /// The stored record for `key` read without the lock, for a renewal waiting on
+    /// another holder to adopt the token it saves the moment it is there. `None` (the
+    /// default): this store cannot be read without its lock, and waiters wait for it.
+    /// A store that answers must never return a partly written record.
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        let _ = key;
+        None
+    }
+    /// Saves the record for `key`, durably, while `lock` is held (and only then).
+    fn save(&self, lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> Result<()>;
+    /// Removes the record for `key`, while `lock` is held.
+    fn remove(&self, lock: &StoreLock, key: &StoreKey) -> Result<()>;
     /// What kind of store this is, for events (`file`, `redis`, …).
     fn name(&self) -> &'static str {
         "custom"
@@ -271,10 +403,11 @@ pub struct MemoryStore {
     held: Arc<Held>,
 }
 
-/// The keys whose lock is held, and a condition to wait on.
+/// The keys whose lock is held (with the holder's owner value), and a condition to
+/// wait on.
 #[derive(Debug, Default)]
 struct Held {
-    keys: Mutex<HashSet<StoreKey>>,
+    keys: Mutex<HashMap<StoreKey, String>>,
     released: Condvar,
 }
 
@@ -292,6 +425,18 @@ impl Drop for MemoryLock {
 }
 
 impl MemoryStore {
+    fn check_holder(&self, lock: &StoreLock, key: &StoreKey) -> Result<()> {
+        if self.held.keys.lock().get(key).map(String::as_str) == Some(lock.owner()) {
+            Ok(())
+        } else {
+            Err(Error::store(
+                "the memory store's lock for this key is not held by this caller",
+            ))
+        }
+    }
+}
+
+impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -303,13 +448,17 @@ impl TokenStore for MemoryStore {
         "memory"
     }
 
-    fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
+    fn load(&self, _lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
         Ok(self.tokens.lock().get(key).cloned())
+    }
+
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        Some(Ok(self.tokens.lock().get(key).cloned()))
     }
 
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock> {
         let mut keys = self.held.keys.lock();
-        while keys.contains(key) {
+        while keys.contains_key(key) {
             if self
                 .held
                 .released
@@ -321,20 +470,70 @@ impl TokenStore for MemoryStore {
                 });
             }
         }
-        keys.insert(key.clone());
-        Ok(StoreLock::new(MemoryLock {
+        let lock = StoreLock::new(MemoryLock {
             held: Arc::clone(&self.held),
             key: key.clone(),
-        }))
+        });
+        keys.insert(key.clone(), lock.owner().to_owned());
+        Ok(lock)
     }
 
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
+    fn save(&self, lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> Result<()> {
+        self.check_holder(lock, key)?;
         self.tokens.lock().insert(key.clone(), token.clone());
         Ok(())
     }
 
-    fn remove(&self, key: &StoreKey) -> Result<()> {
+    fn remove(&self, lock: &StoreLock, key: &StoreKey) -> Result<()> {
+        self.check_holder(lock, key)?;
         self.tokens.lock().remove(key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_with_version_lineage_and_tombstones() {
+        let mut record = StoredToken::from_token(
+            &Token::new(Secret::new("at-1"), Some("Bearer"), None, Instant::now())
+                .with_refresh_token(Some(Secret::new("rt-2"))),
+            None,
+        );
+        record.version = 7;
+        record.lineage = vec![refresh_token_tag(&Secret::new("rt-1"))];
+        let back = StoredToken::from_json(&record.to_json()).unwrap();
+        assert_eq!(back.version, 7);
+        assert_eq!(back.lineage, record.lineage);
+        assert!(!back.revoked);
+        assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt-2");
+
+        let tombstone = StoredToken::tombstone(8, vec!["ab".into(); 40]);
+        let back = StoredToken::from_json(&tombstone.to_json()).unwrap();
+        assert!(back.revoked && back.refresh_token.is_none());
+        assert_eq!(back.lineage.len(), LINEAGE, "a lineage read is capped");
+
+        // Format 1 (before versions) is still read, as version 0.
+        let v1 = br#"{"version":1,"access_token":"at","token_type":"Bearer","refresh_token":"rt","scope":null,"issued_at_unix_ms":0,"lifetime_ms":null}"#;
+        let old = StoredToken::from_json(v1).unwrap();
+        assert_eq!((old.version, old.revoked), (0, false));
+        // An empty access token is only a tombstone.
+        let empty = br#"{"version":2,"access_token":"","token_type":"","refresh_token":null,"scope":null,"issued_at_unix_ms":0,"lifetime_ms":null}"#;
+        assert!(StoredToken::from_json(empty).is_none());
+        assert!(StoredToken::from_json(br#"{"version":3}"#).is_none());
+    }
+
+    #[test]
+    fn a_key_names_its_user_and_keeps_its_parts_apart() {
+        let key = |user| StoreKey::new("refresh_token", "https://id/token", "app", user, &[]);
+        assert_eq!(key(Some("alice")).user(), Some("alice"));
+        assert_eq!(key(None).user(), None);
+        assert_ne!(key(Some("alice")), key(Some("bob")));
+        assert_ne!(key(Some("alice")), key(None));
+        let odd = key(Some("a scope=b"));
+        assert_eq!(odd.user(), Some("a%20scope=b"));
+        assert!(!odd.as_str().contains("a scope"));
     }
 }

@@ -1,14 +1,15 @@
 //! [`RedisStore`]: tokens shared by every process on every host that reaches one Redis.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::{StoreKey, StoreLock, StoredToken, TokenStore};
 use crate::error::{Error, Result};
+use crate::fork::Stamp;
 
 /// Longest time one Redis command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,6 +26,12 @@ const LOCK_MARGIN: Duration = Duration::from_secs(2);
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0"#;
+
+/// Deletes the token only while this owner holds the lock.
+const FENCED_DEL: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+return 1"#;
 
 /// Writes the token only while this owner holds the lock: a renewal whose lock expired
 /// (and was taken by another process) cannot overwrite a newer token.
@@ -55,22 +62,31 @@ return 1"#;
 pub struct RedisStore {
     shared: Arc<Shared>,
     fenced_set: redis::Script,
+    fenced_del: redis::Script,
     release: redis::Script,
 }
 
 /// What a store shares with the locks it hands out.
 struct Shared {
     client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
-    /// The owner value and deadline of each lock this process holds.
-    owners: Mutex<HashMap<StoreKey, Held>>,
+    /// This process's connection. A child after `fork()` opens its own: the parent's
+    /// socket (and its half-read replies) is never used by two processes.
+    connection: ArcSwap<PerProcess>,
 }
 
-/// A lock this process holds: its owner value and the deadline of the renewal.
-#[derive(Clone)]
-struct Held {
-    owner: String,
-    deadline: Instant,
+/// A connection belonging to one process (and fork generation).
+struct PerProcess {
+    stamp: Stamp,
+    connection: Mutex<Option<redis::Connection>>,
+}
+
+impl PerProcess {
+    fn new() -> Arc<PerProcess> {
+        Arc::new(PerProcess {
+            stamp: Stamp::current(),
+            connection: Mutex::new(None),
+        })
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -129,10 +145,10 @@ impl RedisStore {
         RedisStore {
             shared: Arc::new(Shared {
                 client,
-                connection: Mutex::new(None),
-                owners: Mutex::default(),
+                connection: ArcSwap::new(PerProcess::new()),
             }),
             fenced_set: redis::Script::new(FENCED_SET),
+            fenced_del: redis::Script::new(FENCED_DEL),
             release: redis::Script::new(RELEASE),
         }
     }
@@ -192,7 +208,8 @@ impl Shared {
         }
         let limit = left.min(COMMAND_TIMEOUT);
         let by_deadline = left < COMMAND_TIMEOUT;
-        let mut slot = self.connection.lock();
+        let here = self.here();
+        let mut slot = here.connection.lock();
         let conn = match &mut *slot {
             Some(conn) => conn,
             empty => empty.insert(
@@ -211,12 +228,25 @@ impl Shared {
         result.map_err(|e| self.failure(what, &e, by_deadline))
     }
 
-    /// The deadline of the renewal holding `key`'s lock (load and save run under it).
-    fn deadline_of(&self, key: &StoreKey) -> Instant {
-        self.owners
-            .lock()
-            .get(key)
-            .map_or_else(|| Instant::now() + COMMAND_TIMEOUT, |h| h.deadline)
+    /// This process's connection slot; a new one in a child after `fork()`. The
+    /// parent's connection is left alone (never closed or used by the child), and so
+    /// is its mutex, which a parent thread may have held at the fork.
+    fn here(&self) -> Arc<PerProcess> {
+        let current = self.connection.load_full();
+        if current.stamp == Stamp::current() {
+            return current;
+        }
+        let fresh = PerProcess::new();
+        let previous = self
+            .connection
+            .compare_and_swap(&current, Arc::clone(&fresh));
+        if Arc::ptr_eq(&previous, &current) {
+            // The parent's socket belongs to the parent: not closed from here.
+            std::mem::forget(previous);
+            fresh
+        } else {
+            self.connection.load_full()
+        }
     }
 }
 
@@ -229,22 +259,26 @@ struct RedisLock {
     shared: Arc<Shared>,
     release: redis::Script,
     key: StoreKey,
+    owner: String,
+    deadline: Instant,
+    stamp: Stamp,
 }
 
 impl Drop for RedisLock {
     fn drop(&mut self) {
-        let Some(held) = self.shared.owners.lock().remove(&self.key) else {
+        if self.stamp != Stamp::current() {
+            // A child after fork() releases nothing of its parent's.
             return;
-        };
+        }
         // Bounded by the renewal's deadline, but given a moment even after it: a lock
         // left behind only delays the others until it expires.
-        let deadline = held.deadline.max(Instant::now() + RELEASE_AT_LEAST);
+        let deadline = self.deadline.max(Instant::now() + RELEASE_AT_LEAST);
         let released = self
             .shared
             .with_connection("release the lock", deadline, |c| {
                 self.release
                     .key(RedisStore::lock_key(&self.key))
-                    .arg(&held.owner)
+                    .arg(&self.owner)
                     .invoke::<i64>(c)
             });
         if released.is_err() {
@@ -255,13 +289,47 @@ impl Drop for RedisLock {
     }
 }
 
-impl TokenStore for RedisStore {
-    fn name(&self) -> &'static str {
-        "redis"
+impl RedisStore {
+    /// One `SET NX PX` attempt for the lock of `key`, living until `deadline` plus a
+    /// margin; `wait_until` bounds the command itself.
+    fn attempt(
+        &self,
+        key: &StoreKey,
+        deadline: Instant,
+        wait_until: Instant,
+    ) -> Result<Option<StoreLock>> {
+        let owner = crate::random::url_safe_string(16);
+        let ttl = deadline.saturating_duration_since(Instant::now()) + LOCK_MARGIN;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let taken: Option<String> =
+            self.shared
+                .with_connection("take the lock", wait_until, |c| {
+                    redis::cmd("SET")
+                        .arg(Self::lock_key(key))
+                        .arg(&owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query(c)
+                })?;
+        if taken.is_none() {
+            return Ok(None);
+        }
+        let lock = RedisLock {
+            shared: Arc::clone(&self.shared),
+            release: self.release.clone(),
+            key: key.clone(),
+            owner: owner.clone(),
+            deadline,
+            stamp: Stamp::current(),
+        };
+        Ok(Some(StoreLock::with_owner(owner, deadline, lock)))
     }
+}
 
-    fn load(&self, key: &StoreKey) -> Result<Option<StoredToken>> {
-        let deadline = self.shared.deadline_of(key);
+impl RedisStore {
+    /// The stored record for `key`, read within `deadline`.
+    fn read(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoredToken>> {
         let value: Option<Vec<u8>> =
             self.shared
                 .with_connection("read the token", deadline, |c| {
@@ -277,37 +345,36 @@ impl TokenStore for RedisStore {
         }
         Ok(stored)
     }
+}
+
+impl TokenStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn load(&self, lock: &StoreLock, key: &StoreKey) -> Result<Option<StoredToken>> {
+        self.read(key, lock.until())
+    }
+
+    fn peek(&self, key: &StoreKey) -> Option<Result<Option<StoredToken>>> {
+        // One SET writes the whole record: a read never sees half of one.
+        Some(self.read(key, Instant::now() + COMMAND_TIMEOUT))
+    }
+
+    fn try_lock(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoreLock>> {
+        let wait_until = Instant::now() + COMMAND_TIMEOUT;
+        self.attempt(
+            key,
+            deadline,
+            wait_until.min(deadline.max(Instant::now() + RELEASE_AT_LEAST)),
+        )
+    }
 
     fn lock(&self, key: &StoreKey, deadline: Instant) -> Result<StoreLock> {
-        let owner = crate::random::url_safe_string(16);
-        let ttl = deadline.saturating_duration_since(Instant::now()) + LOCK_MARGIN;
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let started = Instant::now();
         loop {
-            let taken: Option<String> =
-                self.shared
-                    .with_connection("take the lock", deadline, |c| {
-                        redis::cmd("SET")
-                            .arg(Self::lock_key(key))
-                            .arg(&owner)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(ttl_ms)
-                            .query(c)
-                    })?;
-            if taken.is_some() {
-                self.shared.owners.lock().insert(
-                    key.clone(),
-                    Held {
-                        owner: owner.clone(),
-                        deadline,
-                    },
-                );
-                return Ok(StoreLock::new(RedisLock {
-                    shared: Arc::clone(&self.shared),
-                    release: self.release.clone(),
-                    key: key.clone(),
-                }));
+            if let Some(lock) = self.attempt(key, deadline, deadline)? {
+                return Ok(lock);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -323,23 +390,28 @@ impl TokenStore for RedisStore {
         }
     }
 
-    fn remove(&self, key: &StoreKey) -> Result<()> {
-        let deadline = self.shared.deadline_of(key);
-        self.shared
+    fn remove(&self, lock: &StoreLock, key: &StoreKey) -> Result<()> {
+        let deadline = lock.until().max(Instant::now() + SAVE_AT_LEAST);
+        let removed: i64 = self
+            .shared
             .with_connection("remove the token", deadline, |c| {
-                redis::cmd("DEL").arg(Self::token_key(key)).query::<i64>(c)
+                self.fenced_del
+                    .key(Self::lock_key(key))
+                    .key(Self::token_key(key))
+                    .arg(lock.owner())
+                    .invoke(c)
             })?;
-        Ok(())
+        if removed == 1 {
+            Ok(())
+        } else {
+            Err(Error::store(
+                "the Redis lock expired before the token was removed",
+            ))
+        }
     }
 
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> Result<()> {
-        let Held { owner, deadline } = self
-            .shared
-            .owners
-            .lock()
-            .get(key)
-            .cloned()
-            .ok_or_else(|| Error::store("saving to Redis without holding the lock"))?;
+    fn save(&self, lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> Result<()> {
+        let (owner, deadline) = (lock.owner(), lock.until());
         // The key expires with the access token, unless it holds a refresh token: that
         // outlives the access token and is the one thing that must not be lost.
         let ttl_ms = match (&token.refresh_token, token.lifetime) {
@@ -361,7 +433,7 @@ impl TokenStore for RedisStore {
                 self.fenced_set
                     .key(Self::lock_key(key))
                     .key(Self::token_key(key))
-                    .arg(&owner)
+                    .arg(owner)
                     .arg(&json[..])
                     .arg(ttl_ms)
                     .invoke(c)

@@ -6,13 +6,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{StoreKey, StoredToken, TokenStore};
+use parking_lot::Mutex;
+
+use super::{refresh_token_tag, StoreKey, StoreLock, StoredToken, TokenStore, LINEAGE};
 use crate::clock::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::event;
 use crate::options::Options;
 use crate::secret::Secret;
-use crate::stats::Counters;
+use crate::stats::{Counters, Reason};
 use crate::token::Token;
 
 /// How a grant may renew while its shared store cannot be used.
@@ -26,6 +28,89 @@ pub enum WithoutStore {
     SameRefreshToken,
 }
 
+/// One renewal as the cache asks for it: why, which token it replaces, the newest
+/// refresh token in memory, and by when.
+pub(crate) struct Renewal<'a> {
+    /// Why it renews.
+    pub reason: Reason,
+    /// The token it replaces (rejected by an API, forced out, or expiring): a stored
+    /// copy of it is never adopted back.
+    pub replacing: Option<&'a Token>,
+    /// The newest refresh token this client holds.
+    pub refresh_token: Option<&'a Secret>,
+    /// The end of the renewal's token-request budget.
+    pub deadline: Deadline,
+}
+
+/// What this client last knew of the stored record: its version, refresh token and
+/// lineage.
+#[derive(Default)]
+struct Known {
+    version: u64,
+    refresh_tag: Option<String>,
+    lineage: Vec<String>,
+}
+
+impl Known {
+    fn of(record: &StoredToken) -> Known {
+        Known {
+            version: record.version,
+            refresh_tag: record.refresh_token.as_ref().map(refresh_token_tag),
+            lineage: record.lineage.clone(),
+        }
+    }
+}
+
+/// The tier's memory of the store: what it last saw there, and a record it could not
+/// save (written first under the next lock).
+#[derive(Default)]
+struct Memory {
+    known: Option<Known>,
+    unsaved: Option<StoredToken>,
+}
+
+/// The first pause of a waiter reading the store while another process renews.
+const PEEK_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+/// The longest pause between two such reads.
+const PEEK_MAX: std::time::Duration = std::time::Duration::from_millis(8);
+
+/// What waiting for the store's lock ended with.
+enum Waited {
+    /// The lock.
+    Locked(StoreLock),
+    /// The token its holder saved meanwhile.
+    Adopted(Box<Token>),
+}
+
+/// Whether a stored record is newer than this client's memory. It is when memory holds
+/// no refresh token, the same one, one of its ancestors, or the one last seen in the
+/// store at an older version; memory wins with a refresh token the store has never seen
+/// (a rotation that could not be saved, or a fresh sign-in passed in by the caller) or
+/// when the store went back in time.
+fn stored_is_newer(memory: &Memory, stored: &StoredToken, memory_rt: Option<&Secret>) -> bool {
+    let Some(m) = memory_rt else {
+        return true;
+    };
+    if stored.refresh_token.as_ref() == Some(m) {
+        return true;
+    }
+    let tag = refresh_token_tag(m);
+    if stored.lineage.contains(&tag) {
+        return true;
+    }
+    memory
+        .known
+        .as_ref()
+        .filter(|k| k.refresh_tag.as_deref() == Some(tag.as_str()))
+        .is_some_and(|known| stored.version > known.version)
+}
+
+/// Which is newer: the stored record or this client's memory.
+enum Newest {
+    Stored(StoredToken),
+    Memory(Option<StoredToken>),
+}
+
 /// The store tier of one client: its store and key (if sharing), the refresh-token
 /// hook, and whether the store is currently unusable (so that is said once).
 pub(crate) struct Tier {
@@ -35,6 +120,7 @@ pub(crate) struct Tier {
     counters: Arc<Counters>,
     /// Whose tokens these are, for the refresh-token hook.
     credential: Option<StoreKey>,
+    memory: Mutex<Memory>,
 }
 
 impl Tier {
@@ -51,81 +137,255 @@ impl Tier {
             degraded: AtomicBool::new(false),
             counters,
             credential: key,
+            memory: Mutex::default(),
         }
     }
 
     /// Renews: directly with `fetch` when there is no store; else under the store's
-    /// lock, adopting a token another process renewed meanwhile, or fetching with the
-    /// newest refresh token (the stored one, else `refresh_token`) and saving the result
-    /// before the lock is released. A failed save is logged and the token still used
-    /// (better than losing a rotated refresh token). When the store cannot be used
-    /// (an [`ErrorKind::Store`] failure), a grant that can renew without it does so and
-    /// this is logged once; any other grant fails with that error.
+    /// lock, where the newer of the stored record and this client's memory wins:
+    /// a stored token another process renewed meanwhile is adopted (fresh by the same
+    /// renew-ahead rule, and never a copy of the token being replaced), else the grant
+    /// fetches with the newest refresh token and the result is saved (with a higher
+    /// version) before the lock is released. A failed save is logged, the token still
+    /// used, and the record written first under the next lock. A refused refresh token
+    /// leaves a tombstone, so that no other process sends it again; a tombstone makes a
+    /// refresh-token client [`ReauthenticationRequired`](ErrorKind::ReauthenticationRequired).
+    /// When the store cannot be used (an [`ErrorKind::Store`] failure), a grant that can
+    /// renew without it does so and this is logged once; any other grant fails with
+    /// that error. A renewal ahead of expiry tries the lock once: `Ok(None)` when
+    /// another process holds it (keep the still-valid token).
     pub(crate) fn renew(
         &self,
-        refresh_token: Option<&Secret>,
-        deadline: Deadline,
+        renewal: &Renewal<'_>,
         without_store: WithoutStore,
         fetch: impl FnOnce(Option<&Secret>) -> Result<Token>,
-    ) -> Result<Token> {
+    ) -> Result<Option<Token>> {
         let Some((store, key)) = &self.shared else {
-            return fetch(refresh_token);
+            return fetch(renewal.refresh_token).map(Some);
         };
-        let locked = store.lock(key, deadline.instant()).and_then(|lock| {
-            let stored = store.load(key)?;
-            Ok((lock, stored))
+        let deadline = renewal.deadline.instant();
+        let locked = if renewal.reason == Reason::Ahead {
+            store.try_lock(key, deadline).map(|l| l.map(Waited::Locked))
+        } else {
+            self.lock_or_adopt(store.as_ref(), key, renewal).map(Some)
+        };
+        let locked = locked.and_then(|lock| match lock {
+            Some(Waited::Locked(lock)) => {
+                let stored = store.load(&lock, key)?;
+                Ok(Some(Ok((lock, stored))))
+            }
+            Some(Waited::Adopted(token)) => Ok(Some(Err(token))),
+            None => Ok(None),
         });
-        let (_lock, stored) = match locked {
-            Ok(locked) => {
+        let (lock, stored) = match locked {
+            Ok(Some(Ok(locked))) => {
                 self.usable();
                 locked
+            }
+            Ok(Some(Err(adopted))) => {
+                self.usable();
+                return Ok(Some(*adopted));
+            }
+            Ok(None) => {
+                event!(debug, "store.busy", store = store.name();
+                    "another process is renewing; the still-valid token is kept");
+                return Ok(None);
             }
             Err(e) if e.kind() == ErrorKind::Store => {
                 return match without_store {
                     WithoutStore::Refuse => Err(e),
                     WithoutStore::OwnCredential => {
                         self.unusable(&e);
-                        fetch(None)
+                        fetch(None).map(Some)
                     }
                     WithoutStore::SameRefreshToken => {
                         self.unusable(&e);
-                        fetch(refresh_token)
+                        fetch(renewal.refresh_token).map(Some)
                     }
                 };
             }
             Err(e) => return Err(e),
         };
-        if let Some(token) = stored
-            .as_ref()
-            .map(|s| s.to_token().with_expiry_margin(self.options.expiry_margin))
-        {
-            if token.fresh_now() {
-                self.counters.store_adoption();
-                event!(debug, "store.adopted", store = store.name();
-                    "adopted the token another process renewed ({})", store.name());
-                return Ok(token);
+        let stored_version = stored.as_ref().map_or(0, |s| s.version);
+        let newest = self.newest(stored, renewal.refresh_token);
+        let (refresh_token, base) = match newest {
+            Newest::Stored(record) if record.revoked => {
+                self.memory.lock().known = Some(Known::of(&record));
+                if without_store != WithoutStore::OwnCredential {
+                    return Err(Error::ReauthenticationRequired {
+                        cause: Box::new(Error::config(
+                            "the session was signed out (revoked) by a client sharing the store",
+                        )),
+                    });
+                }
+                (None, Known::of(&record))
             }
+            Newest::Stored(record) => {
+                if let Some(token) = self.adoptable(&record, renewal) {
+                    self.adopt(store.as_ref(), &record);
+                    return Ok(Some(token));
+                }
+                let rt = record
+                    .refresh_token
+                    .clone()
+                    .or_else(|| renewal.refresh_token.cloned());
+                (rt, Known::of(&record))
+            }
+            Newest::Memory(unsaved) => {
+                let mut base = self.memory.lock().known.take().unwrap_or_default();
+                base.version = base.version.max(stored_version);
+                if let Some(mut record) = unsaved {
+                    // A rotated refresh token that could not be saved: written first.
+                    record.version = base.version + 1;
+                    match store.save(&lock, key, &record) {
+                        Ok(()) => base = Known::of(&record),
+                        Err(e) => log_unsaved(&e),
+                    }
+                }
+                (renewal.refresh_token.cloned(), base)
+            }
+        };
+        let outcome = fetch(refresh_token.as_ref());
+        let next_version = base.version.max(stored_version) + 1;
+        let mut lineage = base.lineage.clone();
+        match &outcome {
+            Ok(token) => {
+                let mut record = StoredToken::from_token(token, refresh_token.as_ref());
+                if let Some(sent) = &refresh_token {
+                    if record.refresh_token.as_ref() != Some(sent) {
+                        lineage.insert(0, refresh_token_tag(sent));
+                    }
+                }
+                lineage.truncate(LINEAGE);
+                record.version = next_version;
+                record.lineage = lineage;
+                self.save(store.as_ref(), &lock, key, record);
+            }
+            Err(e) if e.kind() == ErrorKind::ReauthenticationRequired => {
+                // A refused refresh token is dropped everywhere: a tombstone in the
+                // store, so that no process sends it again.
+                if let Some(sent) = &refresh_token {
+                    lineage.insert(0, refresh_token_tag(sent));
+                    lineage.truncate(LINEAGE);
+                    let tombstone = StoredToken::tombstone(next_version, lineage);
+                    self.save(store.as_ref(), &lock, key, tombstone);
+                }
+            }
+            Err(_) => {}
         }
-        let newest = stored
-            .and_then(|s| s.refresh_token)
-            .or_else(|| refresh_token.cloned());
-        let token = fetch(newest.as_ref())?;
-        match store.save(key, &StoredToken::from_token(&token, newest.as_ref())) {
-            Ok(()) => event!(debug, "store.saved", store = store.name();
-                "saved the new token to the store ({})", store.name()),
-            Err(e) => log_unsaved(&e),
-        }
-        Ok(token)
+        drop(lock);
+        outcome.map(Some)
     }
 
-    /// Hands over a token obtained outside a renewal (a code exchange): saved to the
-    /// store under its lock (a failure is logged, the token still used), then announced.
+    /// Which of the stored record and this client's memory is newer (see
+    /// [`stored_is_newer`]); the unsaved record, if memory wins.
+    fn newest(&self, stored: Option<StoredToken>, memory_rt: Option<&Secret>) -> Newest {
+        let mut memory = self.memory.lock();
+        match stored {
+            Some(stored) if stored_is_newer(&memory, &stored, memory_rt) => Newest::Stored(stored),
+            _ => Newest::Memory(memory.unsaved.take()),
+        }
+    }
+
+    /// The stored record's token, if a renewal may take it instead of asking the
+    /// provider: not a tombstone, fresh by the renew-ahead rule, and not a copy of a
+    /// token an API rejected or the caller forced out.
+    fn adoptable(&self, record: &StoredToken, renewal: &Renewal<'_>) -> Option<Token> {
+        if record.revoked {
+            return None;
+        }
+        let token = record
+            .to_token()
+            .with_expiry_margin(self.options.expiry_margin);
+        let refused = matches!(renewal.reason, Reason::Rejected | Reason::Forced);
+        let replaced = refused
+            && renewal
+                .replacing
+                .is_some_and(|r| r.access_token() == token.access_token());
+        (token.fresh_now() && !replaced).then_some(token)
+    }
+
+    fn adopt(&self, store: &dyn TokenStore, record: &StoredToken) {
+        self.memory.lock().known = Some(Known::of(record));
+        self.counters.store_adoption();
+        event!(debug, "store.adopted", store = store.name();
+            "adopted the token another process renewed ({})", store.name());
+    }
+
+    /// Takes the lock for a renewal; while another holder has it, reads the store
+    /// without the lock (where the store can) and adopts the token the holder saves the
+    /// moment it is there, instead of queueing for the lock to read it.
+    fn lock_or_adopt(
+        &self,
+        store: &dyn TokenStore,
+        key: &StoreKey,
+        renewal: &Renewal<'_>,
+    ) -> Result<Waited> {
+        let deadline = renewal.deadline.instant();
+        let Some(peeked) = store.peek(key) else {
+            return store.lock(key, deadline).map(Waited::Locked);
+        };
+        let mut next = Some(peeked);
+        let mut pause = PEEK_FIRST;
+        loop {
+            if let Some(lock) = store.try_lock(key, deadline)? {
+                return Ok(Waited::Locked(lock));
+            }
+            let record = match next.take() {
+                Some(peeked) => peeked?,
+                None => store.peek(key).unwrap_or(Ok(None))?,
+            };
+            if let Some(record) = record {
+                let newer = stored_is_newer(&self.memory.lock(), &record, renewal.refresh_token);
+                if let (true, Some(token)) = (newer, self.adoptable(&record, renewal)) {
+                    self.adopt(store, &record);
+                    return Ok(Waited::Adopted(Box::new(token)));
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    message: format!(
+                        "waited for another process's renewal through the token store ({})",
+                        store.name()
+                    ),
+                });
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(PEEK_MAX);
+        }
+    }
+
+    /// Saves `record` under `lock`; a failure is logged and the record kept, to be
+    /// written first under the next lock.
+    fn save(&self, store: &dyn TokenStore, lock: &StoreLock, key: &StoreKey, record: StoredToken) {
+        match store.save(lock, key, &record) {
+            Ok(()) => {
+                event!(debug, "store.saved", store = store.name();
+                    "saved the new token to the store ({})", store.name());
+                let mut memory = self.memory.lock();
+                memory.known = Some(Known::of(&record));
+                memory.unsaved = None;
+            }
+            Err(e) => {
+                log_unsaved(&e);
+                if !record.revoked {
+                    self.memory.lock().unsaved = Some(record);
+                }
+            }
+        }
+    }
+
+    /// Hands over a token obtained outside a renewal (a code exchange, a fresh sign-in):
+    /// saved to the store under its lock as the newest record (a failure is logged, the
+    /// token still used), then announced.
     pub(crate) fn hand_over_new(&self, token: &Token, deadline: Deadline) {
         if let Some((store, key)) = &self.shared {
             let saved = store.lock(key, deadline.instant()).and_then(|lock| {
-                let saved = store.save(key, &StoredToken::from_token(token, None));
-                drop(lock);
-                saved
+                let version = store.load(&lock, key)?.map_or(0, |s| s.version);
+                let mut record = StoredToken::from_token(token, None);
+                record.version = version + 1;
+                store.save(&lock, key, &record)
             });
             if let Err(e) = saved {
                 log_unsaved(&e);
@@ -134,16 +394,35 @@ impl Tier {
         self.announce(token, None);
     }
 
-    /// Removes the credential's token from the store (after a revocation), under its
-    /// lock, and says what it held: the newest refresh token in particular.
-    pub(crate) fn take(&self, deadline: Deadline) -> Result<Option<StoredToken>> {
+    /// Ends the credential's session in the store (after a revocation), under its lock:
+    /// a tombstone naming every refresh token of the session (so that no process
+    /// renews it again from memory), and says what it held: the newest refresh token in
+    /// particular. `memory_rt` is this client's newest refresh token.
+    pub(crate) fn take(
+        &self,
+        memory_rt: Option<&Secret>,
+        deadline: Deadline,
+    ) -> Result<Option<StoredToken>> {
+        self.memory.lock().unsaved = None;
         let Some((store, key)) = &self.shared else {
             return Ok(None);
         };
-        let _lock = store.lock(key, deadline.instant())?;
-        let stored = store.load(key)?;
-        store.remove(key)?;
-        Ok(stored)
+        let lock = store.lock(key, deadline.instant())?;
+        let stored = store.load(&lock, key)?;
+        let mut lineage: Vec<String> = stored
+            .iter()
+            .flat_map(|s| s.refresh_token.as_ref())
+            .chain(memory_rt)
+            .map(refresh_token_tag)
+            .collect();
+        lineage.dedup();
+        lineage.extend(stored.iter().flat_map(|s| s.lineage.iter().cloned()));
+        lineage.truncate(LINEAGE);
+        let version = stored.as_ref().map_or(0, |s| s.version) + 1;
+        let tombstone = StoredToken::tombstone(version, lineage);
+        store.save(&lock, key, &tombstone)?;
+        self.memory.lock().known = Some(Known::of(&tombstone));
+        Ok(stored.filter(|s| !s.revoked))
     }
 
     /// Hands a new refresh token to the hook before any caller can use the access
@@ -193,4 +472,68 @@ fn log_unsaved(e: &Error) {
     event!(error, "store.save_failed";
         "could not save the new token to the store ({e}); it is kept and used in this process"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(version: u64, rt: &str, lineage: &[&str]) -> StoredToken {
+        let mut r = StoredToken::tombstone(version, Vec::new());
+        r.revoked = false;
+        r.access_token = Secret::new("at");
+        r.refresh_token = Some(Secret::new(rt));
+        r.lineage = lineage
+            .iter()
+            .map(|t| refresh_token_tag(&Secret::new(*t)))
+            .collect();
+        r
+    }
+
+    fn knowing(r: &StoredToken) -> Memory {
+        Memory {
+            known: Some(Known::of(r)),
+            unsaved: None,
+        }
+    }
+
+    #[test]
+    fn the_newer_of_store_and_memory_wins() {
+        let rt = |s: &str| Secret::new(s);
+        let empty = Memory::default();
+        // Nothing in memory, or the same refresh token: the store.
+        assert!(stored_is_newer(&empty, &record(3, "rt3", &[]), None));
+        assert!(stored_is_newer(
+            &empty,
+            &record(3, "rt3", &[]),
+            Some(&rt("rt3"))
+        ));
+        // Memory holds an ancestor of the stored refresh token: the store.
+        let r = record(3, "rt3", &["rt2", "rt1"]);
+        assert!(stored_is_newer(&empty, &r, Some(&rt("rt1"))));
+        // A refresh token the store never saw (an unsaved rotation, a fresh sign-in):
+        // memory.
+        assert!(!stored_is_newer(&empty, &r, Some(&rt("rt-new"))));
+        assert!(!stored_is_newer(
+            &knowing(&record(3, "rt3", &[])),
+            &record(3, "rt3-other", &[]),
+            Some(&rt("rt3"))
+        ));
+        // Memory holds what it last saw there, and the store moved on (a new sign-in
+        // elsewhere): the store. The store went back in time: memory.
+        let seen = knowing(&record(3, "rt3", &[]));
+        assert!(stored_is_newer(
+            &seen,
+            &record(4, "rt-other", &[]),
+            Some(&rt("rt3"))
+        ));
+        assert!(!stored_is_newer(
+            &seen,
+            &record(2, "rt-old", &[]),
+            Some(&rt("rt3"))
+        ));
+        // A tombstone naming memory's refresh token: the store (the session is over).
+        let tomb = StoredToken::tombstone(5, vec![refresh_token_tag(&rt("rt3"))]);
+        assert!(stored_is_newer(&empty, &tomb, Some(&rt("rt3"))));
+    }
 }
