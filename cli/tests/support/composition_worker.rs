@@ -179,23 +179,23 @@ impl FaultyStore {
 }
 
 impl TokenStore for FaultyStore {
-    fn load(&self, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
-        self.inner.load(key)
+    fn load(&self, lock: &StoreLock, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
+        self.inner.load(lock, key)
     }
 
     fn lock(&self, key: &StoreKey, deadline: Instant) -> authcore::Result<StoreLock> {
         self.inner.lock(key, deadline)
     }
 
-    fn save(&self, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
+    fn save(&self, lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
         if self.fail_next_save.swap(false, Ordering::SeqCst) {
             return Err(self.injected_error());
         }
-        self.inner.save(key, token)
+        self.inner.save(lock, key, token)
     }
 
-    fn remove(&self, key: &StoreKey) -> authcore::Result<()> {
-        self.inner.remove(key)
+    fn remove(&self, lock: &StoreLock, key: &StoreKey) -> authcore::Result<()> {
+        self.inner.remove(lock, key)
     }
 
     fn name(&self) -> &'static str {
@@ -274,10 +274,14 @@ impl Worker {
                 user,
                 refresh_token,
             } => {
-                let _ = user; // The identity comes from the session's ID token.
+                // Whose tokens these are, in the store: the user (a refresh-token client
+                // with a store must say, unless its first token's ID token does).
                 let grant = RefreshToken::new(token_url, "dev-client", "dev-secret", refresh_token)
                     .revocation_url(revocation_url);
-                made(label.clone(), Client::new(grant, self.options(&label)))
+                made(
+                    label.clone(),
+                    Client::new(grant, self.options(&label).store_key(user)),
+                )
             }
             Command::NewServiceClient { label } => {
                 let grant = ClientCredentials::new(token_url, "dev-client", "dev-secret")
