@@ -1507,7 +1507,6 @@ impl<'a> Checker<'a> {
         ];
         for (name, check) in checks {
             if let Err(what) = check(self) {
-                let _ = self.model;
                 return Err(format!(
                     "invariant {name}: {what}\n--- the case ---\n{}",
                     self.case()
@@ -1794,9 +1793,30 @@ impl<'a> Checker<'a> {
                 .iter()
                 .any(|(at, _, _)| *at <= to && at + LOCK_TTL_US >= reply.started_us);
             let slow = overlaps(&t.slow, from, to);
+            // A save made to fail in this worker (or the one it was forked from), not yet
+            // spent on an earlier store error there.
+            let lineage: Vec<usize> = std::iter::successors(Some(call.worker), |&w| {
+                self.model.workers.get(w).and_then(|m| m.forked_from)
+            })
+            .collect();
+            let armed = t
+                .save_failures
+                .iter()
+                .filter(|(at, w)| *at <= to && lineage.contains(w))
+                .count();
+            let spent = self
+                .live
+                .calls
+                .iter()
+                .filter(|c| lineage.contains(&c.worker))
+                .filter_map(|c| c.reply.as_ref())
+                .filter(|r| r.ended_us < reply.ended_us)
+                .filter(|r| matches!(&r.outcome, Outcome::Error { kind, .. } if kind == "store"))
+                .count();
+            let save_failed = armed > spent;
             let explained = match kind {
                 "reauthentication_required" => grant_ended,
-                "store" => redis_down,
+                "store" => redis_down || save_failed,
                 "timeout" => any_fault || slow || redis_down || killed_holder,
                 "http" => {
                     // A 401 for a token that replaced a rejected one, within the backoff,
