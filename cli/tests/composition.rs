@@ -1422,6 +1422,23 @@ impl<'a> Checker<'a> {
         issued
     }
 
+    /// Whether clients in workers `a` and `b` share one store: always for a file or
+    /// Redis store; for `MemoryStore`s, within one process and its forks (a forked
+    /// child starts with a copy).
+    fn shares_store(&self, a: usize, b: usize) -> bool {
+        if self.live.store != StoreKind::Memory {
+            return true;
+        }
+        let root = |w: usize| {
+            std::iter::successors(Some(w), |&w| {
+                self.model.workers.get(w).and_then(|m| m.forked_from)
+            })
+            .last()
+            .unwrap_or(w)
+        };
+        root(a) == root(b)
+    }
+
     fn forked_labels_before(&self, t: u64) -> BTreeSet<usize> {
         self.live
             .timeline
@@ -1780,12 +1797,15 @@ impl<'a> Checker<'a> {
                 .keys()
                 .any(|f| dead.get(f).is_some_and(|&at| at <= to))
                 || self.live.calls.iter().any(|c| {
+                    // A sign-out (`revoke()`) begun before this call ended, by this client
+                    // or by any client of the same user sharing its store (the store
+                    // keeps the sign-out for all of them).
                     c.what == "revoke"
-                        && c.label == label
-                        && c.worker == call.worker
+                        && self.live.clients[c.client].kind == self.live.clients[call.client].kind
+                        && self.shares_store(c.worker, call.worker)
                         && c.reply
                             .as_ref()
-                            .is_some_and(|r| r.ended_us <= reply.started_us)
+                            .is_some_and(|r| r.started_us <= reply.ended_us)
                 });
             let redis_down = overlaps(&t.redis_down, from, to);
             let killed_holder = t
