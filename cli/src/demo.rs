@@ -296,11 +296,7 @@ fn revoked(server: &DevServer, t: &mut Timeline) -> DemoResult {
 
 fn backoff(server: &DevServer, t: &mut Timeline) -> DemoResult {
     const WHO: &str = "backoff";
-    server.fail_next(Fault {
-        count: 1000,
-        status: 503,
-        retry_after: None,
-    });
+    server.fail_next(Fault::status(1000, 503));
     let grant = dev_client_credentials(server);
     let opts = options()
         .max_retries(0)
@@ -319,11 +315,7 @@ fn backoff(server: &DevServer, t: &mut Timeline) -> DemoResult {
         errors == 50 && made == 2,
         format!("token endpoint down: 50 calls failed fast, {made} token requests reached it (the second failure started the backoff)"),
     );
-    server.fail_next(Fault {
-        count: 0,
-        status: 503,
-        retry_after: None,
-    });
+    server.fail_next(Fault::status(0, 503));
     thread::sleep(Duration::from_millis(550));
     let ok = client.token().is_ok();
     t.check(

@@ -7,9 +7,28 @@
 //! and `/.well-known/openid-configuration`, `iss` in authorization responses, device
 //! authorization at `/oauth2/device` with `authorization_pending`/`slow_down`/
 //! `access_denied` on demand, revocation at `/oauth2/revoke`). Protected resource: `/api/...` (`/api/admin`
-//! needs the `admin` scope; `/api/reject` refuses every token). Control: `/_control/...`
+//! needs the `admin` scope; `/api/reject` refuses every token; every answer to a known
+//! token names its subject in `X-Sub` and in the body's `sub`). Control: `/_control/...`
 //! (loopback peers only, and only with a loopback `Host` and `Origin`, so that a web
 //! page in a browser cannot drive it).
+//!
+//! Users: every refresh-token family belongs to a subject (`sub`). A sign-in by code or
+//! device belongs to `login_hint` of the authorization request (default `dev-user`);
+//! `POST /_control/session {"sub": "alice"}` starts a family for a named user without a
+//! browser; client credentials tokens belong to the client id. A user family whose
+//! scope includes `openid` gets an `id_token` (an HS256 JWT keyed by the client secret,
+//! with `iss`, `sub`, `aud`, `iat`, `exp`) with every token response, as OpenID Connect
+//! providers do. `POST /_control/revoke_grant {"sub": "alice"}` ends every family of a
+//! user (the user pressed "revoke access" at the provider); `POST /_control/revoke_token
+//! {"tag": "…"}` revokes one access or refresh token by its tag.
+//!
+//! Journal: every token request (grant, the refresh token presented, outcome, the
+//! tokens issued, family, subject, times), resource request (token, subject, verdict),
+//! revocation, grant revocation, session and injected fault is recorded in order and
+//! served by `GET /_control/journal` (`?since=SEQ` for the newer ones), cleared by
+//! reset. Tokens appear only as [`tag`]s (a SHA-256 prefix), never in clear. A request's
+//! `X-Journal-Label` header (a short name of the caller's choosing) is recorded with its
+//! events, so that a test can tell which of its clients did what.
 //!
 //! As strict as the real providers: JSON bodies where api.video and viewneo want JSON,
 //! form bodies where RFC 6749 wants them (415 otherwise); api.video problems carry
@@ -172,6 +191,27 @@ pub struct Fault {
     /// A `Retry-After` header value in seconds, if any.
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// The OAuth `error` they carry (default `temporarily_unavailable`). With
+    /// `invalid_grant`, a refresh token presented to a failed request is refused for
+    /// good: its whole family is revoked, as a provider that ended the session would.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Only token requests of this grant type fail (e.g. `refresh_token`); others pass.
+    #[serde(default)]
+    pub grant: Option<String>,
+}
+
+impl Fault {
+    /// The next `count` token requests fail with `status`.
+    pub fn status(count: u32, status: u16) -> Fault {
+        Fault {
+            count,
+            status,
+            retry_after: None,
+            error: None,
+            grant: None,
+        }
+    }
 }
 
 struct Issued {
@@ -179,6 +219,8 @@ struct Issued {
     revoked: bool,
     scope: String,
     family: u64,
+    /// Whose token it is (a user, or the client itself), if anyone's.
+    sub: Option<String>,
 }
 
 struct Refresh {
@@ -187,12 +229,14 @@ struct Refresh {
     scope: String,
     /// Every token descended from one grant shares its family (RFC 9700 §4.14).
     family: u64,
+    sub: Option<String>,
 }
 
 struct Code {
     redirect_uri: String,
     challenge: Option<String>,
     scope: String,
+    sub: String,
 }
 
 /// A device authorization in progress: polls so far, and the last poll's time.
@@ -200,6 +244,217 @@ struct Device {
     scope: String,
     polls: u32,
     last_poll: Option<Instant>,
+    sub: String,
+}
+
+/// Whom a sign-in belongs to when the authorization request names nobody.
+pub const DEFAULT_SUBJECT: &str = "dev-user";
+/// Most events the journal keeps; later ones are counted in [`Journal::dropped`].
+pub const MAX_JOURNAL_EVENTS: usize = 200_000;
+
+/// A short, stable, non-reversible name for a token: the first 12 bytes of its SHA-256,
+/// in hex. The journal names tokens only this way; a test computes the same tag from a
+/// token it holds.
+pub fn tag(token: &str) -> String {
+    Sha256::digest(token.as_bytes())[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The journal: every event the provider saw or caused, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Journal {
+    /// The events, oldest first (those with `seq` greater than the one asked for).
+    pub events: Vec<JournalEvent>,
+    /// Events not kept because the journal was full.
+    pub dropped: u64,
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JournalEvent {
+    /// Its place in the journal (from 1, increasing by one).
+    pub seq: u64,
+    /// When it happened (for a token request: when it was answered), in microseconds
+    /// since the Unix epoch.
+    pub at_us: u64,
+    /// The request's `X-Journal-Label`, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What a token request came to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenOutcome {
+    /// Tokens were issued.
+    Issued,
+    /// The grant was refused (`invalid_grant` and the like, `invalid_client`).
+    Refused,
+    /// A refresh token that had already been used was presented again: refused, and
+    /// its whole family revoked.
+    ReuseDetected,
+    /// An injected failure status (`POST /_control/fail`).
+    Fault,
+    /// An injected malformed 200 (`POST /_control/malformed`).
+    Malformed,
+    /// Any other error answer (a bad request, a pending device, a bad scope).
+    Error,
+}
+
+/// The verdict on a resource request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceOutcome {
+    /// Served.
+    Accepted,
+    /// 401: the token had expired.
+    Expired,
+    /// 401: the token was revoked.
+    Revoked,
+    /// 401: no token, or one the provider never issued.
+    Unknown,
+    /// 401 from `/api/reject`, which refuses every token.
+    Rejected,
+    /// 403: the token lacks a scope.
+    Forbidden,
+    /// 400: something else was wrong with the request (Vibe's revision header).
+    BadRequest,
+}
+
+/// The journal's events. Tokens appear as [`tag`]s only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A token request arrived (before any added latency).
+    TokenReceived {
+        /// Numbers the request; its `token` event has the same.
+        request: u64,
+        /// `dialect/grant`, as in the counters.
+        grant: String,
+        /// The refresh token presented, if any.
+        presented: Option<String>,
+    },
+    /// A token request was answered.
+    Token {
+        /// The number of its `token_received` event.
+        request: u64,
+        /// `dialect/grant`.
+        grant: String,
+        /// When it arrived (µs since the epoch).
+        received_us: u64,
+        /// The refresh token presented, if any.
+        presented: Option<String>,
+        /// What came of it.
+        outcome: TokenOutcome,
+        /// The HTTP status of the answer.
+        status: u16,
+        /// The OAuth error or problem slug of an error answer.
+        error: Option<String>,
+        /// The access token issued.
+        access: Option<String>,
+        /// The refresh token issued.
+        refresh: Option<String>,
+        /// The family of the tokens issued, or of the refresh token presented.
+        family: Option<u64>,
+        /// Whose tokens they are.
+        sub: Option<String>,
+        /// Whether the outcome was injected (a fault, a malformed body, a refusal).
+        injected: bool,
+    },
+    /// A request to the protected resource.
+    Resource {
+        /// The path.
+        path: String,
+        /// The bearer token sent, if any.
+        token: Option<String>,
+        /// Whose token it was, if the provider issued it.
+        sub: Option<String>,
+        /// Its family, if the provider issued it.
+        family: Option<u64>,
+        /// The verdict.
+        outcome: ResourceOutcome,
+    },
+    /// A token revoked through the revocation endpoint (RFC 7009), or by
+    /// `POST /_control/revoke_token`.
+    Revocation {
+        /// The token.
+        token: String,
+        /// `refresh_token`, `access_token` or `unknown`.
+        kind: String,
+        /// Its family (every token of which is revoked for a refresh token).
+        family: Option<u64>,
+        /// Whose it was.
+        sub: Option<String>,
+        /// Through the control surface rather than by a client.
+        control: bool,
+    },
+    /// Every family of a user was revoked (`POST /_control/revoke_grant`).
+    GrantRevoked {
+        /// The user.
+        sub: String,
+        /// The families that ended.
+        families: Vec<u64>,
+    },
+    /// A family was started for a user by `POST /_control/session`.
+    Session {
+        /// The user.
+        sub: String,
+        /// The new family.
+        family: u64,
+        /// The access token issued.
+        access: String,
+        /// The refresh token issued.
+        refresh: String,
+    },
+    /// Every access token (and refresh token, if `refresh`) was revoked
+    /// (`POST /_control/revoke`).
+    RevokedAll {
+        /// Refresh tokens too.
+        refresh: bool,
+    },
+    /// Faults were armed: the next `count` token requests fail (`POST /_control/fail`)
+    /// or are answered with a malformed body (`POST /_control/malformed`).
+    FaultArmed {
+        /// `fail` or `malformed`.
+        kind: String,
+        /// How many requests.
+        count: u32,
+        /// The status of a `fail`.
+        status: Option<u16>,
+        /// The OAuth error of a `fail`, or the malformed kind.
+        error: Option<String>,
+    },
+    /// The behaviour changed (`POST /_control/config`).
+    Config {
+        /// Lifetime of new access tokens.
+        lifetime_secs: u64,
+        /// Added latency of token requests.
+        latency_ms: u64,
+    },
+}
+
+/// What a token handler reports about the request it answered, for the journal.
+#[derive(Default)]
+struct TokenNote {
+    access: Option<String>,
+    refresh: Option<String>,
+    family: Option<u64>,
+    sub: Option<String>,
+    reuse: bool,
+    /// An injected refusal.
+    injected: bool,
+}
+
+/// Microseconds since the Unix epoch, now.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[derive(Default)]
@@ -213,6 +468,39 @@ struct State {
     devices: HashMap<String, Device>,
     counters: Counters,
     serial: u64,
+    journal: Vec<JournalEvent>,
+    journal_dropped: u64,
+    requests: u64,
+    note: TokenNote,
+}
+
+impl State {
+    /// Appends an event to the journal (or counts it as dropped when the journal is full).
+    fn record(&mut self, label: Option<&str>, at_us: u64, event: Event) {
+        if self.journal.len() >= MAX_JOURNAL_EVENTS {
+            self.journal_dropped += 1;
+            return;
+        }
+        let seq = self.journal.len() as u64 + self.journal_dropped + 1;
+        self.journal.push(JournalEvent {
+            seq,
+            at_us,
+            label: label.map(str::to_owned),
+            event,
+        });
+    }
+
+    fn journal_since(&self, since: u64) -> Journal {
+        Journal {
+            events: self
+                .journal
+                .iter()
+                .filter(|e| e.seq > since)
+                .cloned()
+                .collect(),
+            dropped: self.journal_dropped,
+        }
+    }
 }
 
 struct Shared {
@@ -323,7 +611,38 @@ impl DevServer {
         revoke(&mut self.shared.state.lock(), refresh);
     }
 
-    /// Forgets all tokens, counters, faults and behaviour changes.
+    /// The journal's events after `since` (0: all of them).
+    pub fn journal(&self, since: u64) -> Journal {
+        self.shared.state.lock().journal_since(since)
+    }
+
+    /// Starts a family for user `sub` (as a sign-in would) with `scope` (default
+    /// `openid`, which brings an ID token): the token response, as JSON.
+    pub fn session(&self, sub: &str, scope: Option<&str>, label: Option<&str>) -> Value {
+        session(
+            &self.shared,
+            &mut self.shared.state.lock(),
+            sub,
+            scope,
+            label,
+        )
+    }
+
+    /// Revokes every family of user `sub` (every access and refresh token of theirs),
+    /// as a user ending an application's access at the provider does. Returns the
+    /// families.
+    pub fn revoke_grant(&self, sub: &str) -> Vec<u64> {
+        revoke_grant(&mut self.shared.state.lock(), sub)
+    }
+
+    /// Revokes the access or refresh token with this [`tag`] (a refresh token takes
+    /// its family along). Returns what it was (`access_token`, `refresh_token`) and
+    /// its family, or `None` for a tag the provider never issued.
+    pub fn revoke_token_tag(&self, tag: &str) -> Option<(&'static str, u64)> {
+        revoke_tag(&mut self.shared.state.lock(), tag)
+    }
+
+    /// Forgets all tokens, counters, faults, behaviour changes and the journal.
     pub fn reset(&self) {
         *self.shared.state.lock() = State::default();
     }
@@ -428,6 +747,7 @@ async fn serve(
                 authorization: header("authorization"),
                 content_type: header("content-type"),
                 vibe_revision: header("x-vibe-revision"),
+                label: header("x-journal-label").map(|l| l.chars().take(64).collect()),
                 loopback: peer.ip().is_loopback()
                     && header("host").is_some_and(|h| is_loopback_authority(&h))
                     && header("origin").is_none_or(|o| {
@@ -470,6 +790,8 @@ struct Head {
     authorization: Option<String>,
     content_type: Option<String>,
     vibe_revision: Option<String>,
+    /// `X-Journal-Label`: recorded with the request's events.
+    label: Option<String>,
     /// Loopback peer, loopback `Host`, and no `Origin` or a loopback one.
     loopback: bool,
 }
@@ -496,6 +818,7 @@ fn is_loopback_authority(authority: &str) -> bool {
 }
 
 fn revoke(st: &mut State, refresh: bool) {
+    st.record(None, unix_us(), Event::RevokedAll { refresh });
     for t in st.access.values_mut() {
         t.revoked = true;
     }
@@ -504,6 +827,97 @@ fn revoke(st: &mut State, refresh: bool) {
             r.used = true;
         }
     }
+}
+
+/// Revokes every family of `sub`; returns them, and journals it.
+fn revoke_grant(st: &mut State, sub: &str) -> Vec<u64> {
+    let mut families: Vec<u64> = st
+        .access
+        .values()
+        .filter(|t| t.sub.as_deref() == Some(sub))
+        .map(|t| t.family)
+        .chain(
+            st.refresh
+                .values()
+                .filter(|r| r.sub.as_deref() == Some(sub))
+                .map(|r| r.family),
+        )
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    for &family in &families {
+        revoke_family(st, family);
+    }
+    st.record(
+        None,
+        unix_us(),
+        Event::GrantRevoked {
+            sub: sub.to_owned(),
+            families: families.clone(),
+        },
+    );
+    families
+}
+
+/// Revokes the token with this tag (a refresh token with its family), and journals it.
+fn revoke_tag(st: &mut State, wanted: &str) -> Option<(&'static str, u64)> {
+    let refresh = st
+        .refresh
+        .iter()
+        .find(|(t, _)| tag(t) == wanted)
+        .map(|(_, r)| (r.family, r.sub.clone()));
+    let (kind, family, sub) = if let Some((family, sub)) = refresh {
+        revoke_family(st, family);
+        ("refresh_token", family, sub)
+    } else {
+        let issued = st.access.iter_mut().find(|(t, _)| tag(t) == wanted)?.1;
+        issued.revoked = true;
+        ("access_token", issued.family, issued.sub.clone())
+    };
+    st.record(
+        None,
+        unix_us(),
+        Event::Revocation {
+            token: wanted.to_owned(),
+            kind: kind.to_owned(),
+            family: Some(family),
+            sub,
+            control: true,
+        },
+    );
+    Some((kind, family))
+}
+
+/// Starts a new family for `sub`, journals it, and returns the token response.
+fn session(
+    shared: &Shared,
+    st: &mut State,
+    sub: &str,
+    scope: Option<&str>,
+    label: Option<&str>,
+) -> Value {
+    st.note = TokenNote::default();
+    let body = issue(
+        st,
+        &IssueFor {
+            scope: scope.unwrap_or("openid"),
+            with_refresh: true,
+            family: None,
+            sub: Some(sub),
+            shared,
+        },
+    );
+    let note = std::mem::take(&mut st.note);
+    let event = Event::Session {
+        sub: sub.to_owned(),
+        family: note.family.unwrap_or_default(),
+        access: note.access.unwrap_or_default(),
+        refresh: note.refresh.unwrap_or_default(),
+    };
+    st.record(label, unix_us(), event);
+    let mut body = body;
+    body["family"] = json!(note.family);
+    body
 }
 
 /// Revokes every access and refresh token of a family: a rotated refresh token was
@@ -568,6 +982,7 @@ fn unsupported_media(dialect: Dialect, wanted: &str) -> Reply {
 fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let authorization = head.authorization.as_deref();
+    let label = head.label.as_deref();
     let json = "application/json";
     let form = "application/x-www-form-urlencoded";
     match (method, path) {
@@ -581,14 +996,23 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
             unsupported_media(Dialect::OAuth, form)
         }
         ("POST", "/auth/api-key") => {
-            token_endpoint(shared, "apivideo/api_key", Dialect::ApiVideo, |st| {
-                api_video_key(shared, st, body)
-            })
+            let call = TokenCall {
+                key: "apivideo/api_key",
+                dialect: Dialect::ApiVideo,
+                label,
+                presented: None,
+            };
+            token_endpoint(shared, &call, |st| api_video_key(shared, st, body))
         }
         ("POST", "/auth/refresh") => {
-            token_endpoint(shared, "apivideo/refresh", Dialect::ApiVideo, |st| {
-                api_video_refresh(st, body)
-            })
+            let params = json_params(body);
+            let call = TokenCall {
+                key: "apivideo/refresh",
+                dialect: Dialect::ApiVideo,
+                label,
+                presented: params.get("refreshToken").map(String::as_str),
+            };
+            token_endpoint(shared, &call, |st| api_video_refresh(shared, st, body))
         }
         ("GET", "/oauth/authorize") | ("GET", "/oauth2/authorize") => authorize(shared, query),
         (
@@ -606,20 +1030,30 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
         ("POST", "/oauth2/revoke") => {
             let params: HashMap<String, String> =
                 url::form_urlencoded::parse(body).into_owned().collect();
-            revocation(shared, &params, authorization)
+            revocation(shared, &params, authorization, label)
         }
         ("POST", "/oauth/token") => {
             let params = json_params(body);
             let grant = params.get("grant_type").cloned().unwrap_or_default();
-            token_endpoint(shared, &format!("viewneo/{grant}"), Dialect::OAuth, |st| {
-                oauth_token(shared, st, &params, None)
-            })
+            let call = TokenCall {
+                key: &format!("viewneo/{grant}"),
+                dialect: Dialect::OAuth,
+                label,
+                presented: presented_refresh_token(&params),
+            };
+            token_endpoint(shared, &call, |st| oauth_token(shared, st, &params, None))
         }
         ("POST", "/oauth2/token") => {
             let params: HashMap<String, String> =
                 url::form_urlencoded::parse(body).into_owned().collect();
             let grant = params.get("grant_type").cloned().unwrap_or_default();
-            token_endpoint(shared, &format!("oauth2/{grant}"), Dialect::OAuth, |st| {
+            let call = TokenCall {
+                key: &format!("oauth2/{grant}"),
+                dialect: Dialect::OAuth,
+                label,
+                presented: presented_refresh_token(&params),
+            };
+            token_endpoint(shared, &call, |st| {
                 if st.behaviour.vibe && authorization.is_none() {
                     return oauth_error(
                         401,
@@ -633,7 +1067,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
         }
         (_, p) if p.starts_with("/_control/") => {
             if head.loopback {
-                control(shared, method, p, body)
+                control(shared, method, p, query, body, label)
             } else {
                 oauth_error(403, "forbidden", "control is for loopback callers only")
             }
@@ -643,52 +1077,170 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
     }
 }
 
+/// The refresh token of a `refresh_token` grant request.
+fn presented_refresh_token(params: &HashMap<String, String>) -> Option<&str> {
+    (params.get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .then(|| params.get("refresh_token").map(String::as_str))
+        .flatten()
+}
+
 #[derive(Clone, Copy)]
 enum Dialect {
     ApiVideo,
     OAuth,
 }
 
-/// Counting, latency and fault injection shared by every token endpoint.
+/// A token request as the shared endpoint code sees it: where it came in, and what
+/// the journal records of it.
+struct TokenCall<'a> {
+    /// `dialect/grant`, as counted.
+    key: &'a str,
+    dialect: Dialect,
+    /// The request's `X-Journal-Label`.
+    label: Option<&'a str>,
+    /// The refresh token presented, if any.
+    presented: Option<&'a str>,
+}
+
+/// Counting, latency, fault injection and the journal, shared by every token endpoint.
 fn token_endpoint(
     shared: &Shared,
-    key: &str,
-    dialect: Dialect,
+    call: &TokenCall<'_>,
     grant: impl FnOnce(&mut State) -> Reply,
 ) -> Reply {
-    let latency = {
+    let presented = call.presented.map(tag);
+    let received_us = unix_us();
+    let (latency, request) = {
         let mut st = shared.state.lock();
         st.counters.token_requests += 1;
         *st.counters
             .token_requests_by_grant
-            .entry(key.to_owned())
+            .entry(call.key.to_owned())
             .or_default() += 1;
-        Duration::from_millis(st.behaviour.latency_ms)
+        st.requests += 1;
+        let request = st.requests;
+        st.record(
+            call.label,
+            received_us,
+            Event::TokenReceived {
+                request,
+                grant: call.key.to_owned(),
+                presented: presented.clone(),
+            },
+        );
+        (Duration::from_millis(st.behaviour.latency_ms), request)
     };
     if !latency.is_zero() {
         thread::sleep(latency);
     }
     let mut st = shared.state.lock();
+    st.note = TokenNote::default();
+    let (reply, outcome) = answer(&mut st, call, grant);
+    let note = std::mem::take(&mut st.note);
+    let error = serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|b| {
+            b.get("error")
+                .or_else(|| b.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let outcome = match outcome {
+        Some(injected) => injected,
+        None if reply.status == 200 => TokenOutcome::Issued,
+        None if note.reuse => TokenOutcome::ReuseDetected,
+        None if is_refusal(reply.status, error.as_deref()) => TokenOutcome::Refused,
+        None => TokenOutcome::Error,
+    };
+    let event = Event::Token {
+        request,
+        grant: call.key.to_owned(),
+        received_us,
+        presented,
+        outcome,
+        status: reply.status,
+        error: error.filter(|_| reply.status != 200),
+        access: note.access,
+        refresh: note.refresh,
+        family: note.family,
+        sub: note.sub,
+        injected: note.injected || matches!(outcome, TokenOutcome::Fault | TokenOutcome::Malformed),
+    };
+    st.record(call.label, unix_us(), event);
+    reply
+}
+
+/// Whether an error answer refuses the grant for good (RFC 6749 §5.2 and api.video).
+fn is_refusal(status: u16, error: Option<&str>) -> bool {
+    matches!(status, 400 | 401)
+        && matches!(
+            error,
+            Some(
+                "invalid_grant"
+                    | "invalid_client"
+                    | "unauthorized_client"
+                    | "authentication-invalid-refresh-token"
+                    | "authentication-invalid-api-key"
+            )
+        )
+}
+
+/// The answer to a token request: an injected fault or malformed body if one is armed
+/// (with its outcome), else the grant's own.
+fn answer(
+    st: &mut State,
+    call: &TokenCall<'_>,
+    grant: impl FnOnce(&mut State) -> Reply,
+) -> (Reply, Option<TokenOutcome>) {
+    let grant_type = call.key.rsplit('/').next().unwrap_or("");
     if let Some(fault) = st.fault.as_mut() {
-        if fault.count > 0 {
+        let applies = fault.grant.as_deref().is_none_or(|g| g == grant_type);
+        if fault.count > 0 && applies {
             fault.count -= 1;
             let (status, retry_after) = (fault.status, fault.retry_after);
+            let error = fault.error.clone();
             st.counters.faults_injected += 1;
-            let mut reply = match dialect {
+            if error.as_deref() == Some("invalid_grant") {
+                // A refusal: the refresh token presented is dead from now on.
+                let family = call
+                    .presented
+                    .and_then(|p| st.refresh.get(p))
+                    .map(|r| (r.family, r.sub.clone()));
+                if let Some((family, sub)) = family {
+                    revoke_family(st, family);
+                    st.note.family = Some(family);
+                    st.note.sub = sub;
+                }
+                st.note.injected = true;
+                let reply = match call.dialect {
+                    Dialect::ApiVideo => problem(
+                        status,
+                        "authentication-invalid-refresh-token",
+                        "The refresh token is invalid.",
+                    ),
+                    Dialect::OAuth => oauth_error(status, "invalid_grant", "Injected refusal."),
+                };
+                return (reply, Some(TokenOutcome::Refused));
+            }
+            let mut reply = match call.dialect {
                 Dialect::ApiVideo if status == 429 => {
                     problem(429, "too-many-requests", "Too many requests.")
                 }
                 Dialect::ApiVideo => problem(status, "server-error", "The server is unavailable."),
-                Dialect::OAuth => oauth_error(status, "temporarily_unavailable", "Injected fault."),
+                Dialect::OAuth => oauth_error(
+                    status,
+                    error.as_deref().unwrap_or("temporarily_unavailable"),
+                    "Injected fault.",
+                ),
             };
             if let Some(secs) = retry_after {
-                let name = match dialect {
+                let name = match call.dialect {
                     Dialect::ApiVideo => "x-ratelimit-retry-after",
                     Dialect::OAuth => "retry-after",
                 };
                 reply = reply.header(name, secs.to_string());
             }
-            return reply;
+            return (reply, Some(TokenOutcome::Fault));
         }
     }
     if st.malformed.0 > 0 {
@@ -703,14 +1255,15 @@ fn token_endpoint(
             })
             .to_string(),
         };
-        return Reply {
+        let reply = Reply {
             status: 200,
             body,
             content_type: "application/json",
             headers: Vec::new(),
         };
+        return (reply, Some(TokenOutcome::Malformed));
     }
-    grant(&mut st)
+    (grant(st), None)
 }
 
 fn random_token(prefix: &str, serial: u64) -> String {
@@ -722,14 +1275,27 @@ fn random_token(prefix: &str, serial: u64) -> String {
     )
 }
 
-/// Issues an access token, and a refresh token when `with_refresh`, in token family
-/// `family` (a new one when `None`).
-fn issue(st: &mut State, scope: &str, with_refresh: bool, family: Option<u64>) -> Value {
+/// What to issue: scope, whether with a refresh token, the family (a new one when
+/// `None`) and whose tokens they are.
+struct IssueFor<'a> {
+    scope: &'a str,
+    with_refresh: bool,
+    family: Option<u64>,
+    sub: Option<&'a str>,
+    shared: &'a Shared,
+}
+
+/// Issues an access token, and a refresh token when asked, in the family asked for;
+/// an ID token too for a user whose scope includes `openid`. Notes what it issued for
+/// the journal.
+fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
     st.serial += 1;
     let serial = st.serial;
-    let family = family.unwrap_or(serial);
+    let family = what.family.unwrap_or(serial);
     let access = random_token("dev-at-", serial);
     let lifetime = st.behaviour.lifetime_secs;
+    let scope = what.scope;
+    let sub = what.sub.map(str::to_owned);
     st.access.insert(
         access.clone(),
         Issued {
@@ -737,11 +1303,15 @@ fn issue(st: &mut State, scope: &str, with_refresh: bool, family: Option<u64>) -
             revoked: false,
             scope: scope.to_owned(),
             family,
+            sub: sub.clone(),
         },
     );
     st.counters.tokens_issued += 1;
+    st.note.access = Some(tag(&access));
+    st.note.family = Some(family);
+    st.note.sub.clone_from(&sub);
     let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": access});
-    if with_refresh {
+    if what.with_refresh {
         let refresh = random_token("dev-rt-", serial);
         st.refresh.insert(
             refresh.clone(),
@@ -750,14 +1320,67 @@ fn issue(st: &mut State, scope: &str, with_refresh: bool, family: Option<u64>) -
                 revoked: false,
                 scope: scope.to_owned(),
                 family,
+                sub: sub.clone(),
             },
         );
+        st.note.refresh = Some(tag(&refresh));
         body["refresh_token"] = Value::String(refresh);
     }
     if !scope.is_empty() {
         body["scope"] = Value::String(scope.to_owned());
     }
+    if let Some(sub) = &sub {
+        if scope.split_whitespace().any(|s| s == "openid") {
+            body["id_token"] = Value::String(id_token(what.shared, sub, lifetime));
+        }
+    }
     body
+}
+
+/// An OpenID Connect ID token for `sub`: a JWT signed with HS256 keyed by the client
+/// secret (OIDC Core §10.1), audience the client id.
+fn id_token(shared: &Shared, sub: &str, lifetime: u64) -> String {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = unix_us() / 1_000_000;
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let claims = json!({
+        "iss": shared.issuer,
+        "sub": sub,
+        "aud": shared.creds.client_id,
+        "iat": now,
+        "exp": now.saturating_add(lifetime),
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let mac = hmac_sha256(
+        shared.creds.client_secret.as_bytes(),
+        signing_input.as_bytes(),
+    );
+    format!("{signing_input}.{}", b64(&mac))
+}
+
+/// HMAC-SHA-256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 fn json_params(body: &[u8]) -> HashMap<String, String> {
@@ -773,7 +1396,19 @@ fn json_params(body: &[u8]) -> HashMap<String, String> {
 fn api_video_key(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
     match params.get("apiKey") {
-        Some(k) if *k == shared.creds.api_key => Reply::json(200, issue(st, "", true, None)),
+        Some(k) if *k == shared.creds.api_key => Reply::json(
+            200,
+            issue(
+                st,
+                &IssueFor {
+                    scope: "",
+                    with_refresh: true,
+                    family: None,
+                    sub: None,
+                    shared,
+                },
+            ),
+        ),
         _ => problem(
             401,
             "authentication-invalid-api-key",
@@ -782,26 +1417,54 @@ fn api_video_key(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     }
 }
 
+/// A refresh token taken: the scope, family and subject its successors get.
+struct Taken {
+    scope: String,
+    family: u64,
+    sub: Option<String>,
+}
+
 /// Takes a refresh token: valid once, then rotated away. Presenting a used one again
-/// revokes its whole family. Returns the scope and family.
-fn take_refresh(st: &mut State, token: Option<&String>) -> Option<(String, u64)> {
+/// revokes its whole family.
+fn take_refresh(st: &mut State, token: Option<&String>) -> Option<Taken> {
     let entry = st.refresh.get_mut(token?)?;
+    st.note.family = Some(entry.family);
+    st.note.sub.clone_from(&entry.sub);
     if entry.revoked {
         return None;
     }
     if entry.used {
         let family = entry.family;
+        st.note.reuse = true;
         revoke_family(st, family);
         return None;
     }
     entry.used = true;
-    Some((entry.scope.clone(), entry.family))
+    Some(Taken {
+        scope: entry.scope.clone(),
+        family: entry.family,
+        sub: entry.sub.clone(),
+    })
 }
 
-fn api_video_refresh(st: &mut State, body: &[u8]) -> Reply {
+/// Issues the successors of a refresh token taken.
+fn issue_after(shared: &Shared, st: &mut State, taken: &Taken) -> Value {
+    issue(
+        st,
+        &IssueFor {
+            scope: &taken.scope,
+            with_refresh: true,
+            family: Some(taken.family),
+            sub: taken.sub.as_deref(),
+            shared,
+        },
+    )
+}
+
+fn api_video_refresh(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
     match take_refresh(st, params.get("refreshToken")) {
-        Some((scope, family)) => Reply::json(200, issue(st, &scope, true, Some(family))),
+        Some(taken) => Reply::json(200, issue_after(shared, st, &taken)),
         None => problem(
             400,
             "authentication-invalid-refresh-token",
@@ -852,6 +1515,10 @@ fn device_authorization(
             scope: params.get("scope").cloned().unwrap_or_default(),
             polls: 0,
             last_poll: None,
+            sub: params
+                .get("login_hint")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_SUBJECT.to_owned()),
         },
     );
     st.counters.device_authorizations += 1;
@@ -872,7 +1539,7 @@ fn device_authorization(
 /// A device access token request (RFC 8628 §3.4–3.5): pending (or `slow_down`) for as
 /// many polls as the behaviour says, then approved (or denied). A poll sooner than the
 /// interval is answered `slow_down` as the RFC asks.
-fn device_poll(st: &mut State, params: &HashMap<String, String>) -> Reply {
+fn device_poll(shared: &Shared, st: &mut State, params: &HashMap<String, String>) -> Reply {
     let (pending, slow_down, deny) = (
         st.behaviour.device_pending_polls,
         st.behaviour.device_slow_down_polls,
@@ -907,14 +1574,24 @@ fn device_poll(st: &mut State, params: &HashMap<String, String>) -> Reply {
             "The user has not approved yet.",
         );
     }
-    let scope = device.scope.clone();
+    let (scope, sub) = (device.scope.clone(), device.sub.clone());
     if let Some(code) = params.get("device_code") {
         st.devices.remove(code);
     }
     if deny {
         return oauth_error(400, "access_denied", "The user denied the device.");
     }
-    Reply::json(200, issue(st, &scope, true, None))
+    let body = issue(
+        st,
+        &IssueFor {
+            scope: &scope,
+            with_refresh: true,
+            family: None,
+            sub: Some(&sub),
+            shared,
+        },
+    );
+    Reply::json(200, body)
 }
 
 /// Token revocation (RFC 7009): an access or refresh token (and, for a refresh token,
@@ -923,6 +1600,7 @@ fn revocation(
     shared: &Shared,
     params: &HashMap<String, String>,
     authorization: Option<&str>,
+    label: Option<&str>,
 ) -> Reply {
     if !client_authenticated(shared, params, authorization) {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
@@ -932,11 +1610,27 @@ fn revocation(
     };
     let mut st = shared.state.lock();
     st.counters.revocations += 1;
-    if let Some(family) = st.refresh.get(token).map(|r| r.family) {
-        revoke_family(&mut st, family);
-    } else if let Some(issued) = st.access.get_mut(token) {
-        issued.revoked = true;
-    }
+    let (kind, family, sub) =
+        if let Some((family, sub)) = st.refresh.get(token).map(|r| (r.family, r.sub.clone())) {
+            revoke_family(&mut st, family);
+            ("refresh_token", Some(family), sub)
+        } else if let Some(issued) = st.access.get_mut(token) {
+            issued.revoked = true;
+            ("access_token", Some(issued.family), issued.sub.clone())
+        } else {
+            ("unknown", None, None)
+        };
+    st.record(
+        label,
+        unix_us(),
+        Event::Revocation {
+            token: tag(token),
+            kind: kind.to_owned(),
+            family,
+            sub,
+            control: false,
+        },
+    );
     Reply {
         status: 200,
         body: String::new(),
@@ -975,6 +1669,10 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
             redirect_uri: redirect.to_string(),
             challenge: q.get("code_challenge").cloned(),
             scope: q.get("scope").cloned().unwrap_or_default(),
+            sub: q
+                .get("login_hint")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_SUBJECT.to_owned()),
         },
     );
     let mut location = redirect;
@@ -1048,7 +1746,18 @@ fn oauth_token(
             } else {
                 requested
             };
-            Reply::json(200, issue(st, &scope, false, None))
+            let client = shared.creds.client_id.clone();
+            let body = issue(
+                st,
+                &IssueFor {
+                    scope: &scope,
+                    with_refresh: false,
+                    family: None,
+                    sub: Some(&client),
+                    shared,
+                },
+            );
+            Reply::json(200, body)
         }
         Some("authorization_code") => {
             let Some(code) = params.get("code").and_then(|c| st.codes.remove(c)) else {
@@ -1073,11 +1782,21 @@ fn oauth_token(
                     return oauth_error(400, "invalid_grant", "PKCE verification failed.");
                 }
             }
-            Reply::json(200, issue(st, &code.scope, true, None))
+            let body = issue(
+                st,
+                &IssueFor {
+                    scope: &code.scope,
+                    with_refresh: true,
+                    family: None,
+                    sub: Some(&code.sub),
+                    shared,
+                },
+            );
+            Reply::json(200, body)
         }
-        Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(st, params),
+        Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(shared, st, params),
         Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
-            Some((scope, family)) => Reply::json(200, issue(st, &scope, true, Some(family))),
+            Some(taken) => Reply::json(200, issue_after(shared, st, &taken)),
             None => oauth_error(
                 400,
                 "invalid_grant",
@@ -1111,55 +1830,114 @@ fn resource(shared: &Shared, path: &str, head: &Head) -> Reply {
             format!(r#"Bearer realm="authcore-devserver", error="{error_code}", error_description="{description}""#),
         )
     };
-    if vibe && head.vibe_revision.is_none() {
-        return error(
-            400,
-            "invalid_request",
-            "the X-Vibe-Revision header is required",
-        );
-    }
-    let mut st = shared.state.lock();
     let token = head
         .authorization
         .as_deref()
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("");
+    let mut st = shared.state.lock();
+    let (sub, family) = st
+        .access
+        .get(token)
+        .map_or((None, None), |t| (t.sub.clone(), Some(t.family)));
+    let (reply, outcome) =
+        resource_verdict(shared, &mut st, path, head, token, vibe, &error, &challenge);
+    let reply = match &sub {
+        Some(sub) => reply.header("x-sub", sub.clone()),
+        None => reply,
+    };
+    let event = Event::Resource {
+        path: path.to_owned(),
+        token: (!token.is_empty()).then(|| tag(token)),
+        sub,
+        family,
+        outcome,
+    };
+    st.record(head.label.as_deref(), unix_us(), event);
+    reply
+}
+
+/// The answer to a resource request, and its verdict for the journal.
+#[allow(clippy::too_many_arguments)]
+fn resource_verdict(
+    shared: &Shared,
+    st: &mut State,
+    path: &str,
+    head: &Head,
+    token: &str,
+    vibe: bool,
+    error: &dyn Fn(u16, &str, &str) -> Reply,
+    challenge: &dyn Fn(&str, &str) -> Reply,
+) -> (Reply, ResourceOutcome) {
+    if vibe && head.vibe_revision.is_none() {
+        let reply = error(
+            400,
+            "invalid_request",
+            "the X-Vibe-Revision header is required",
+        );
+        return (reply, ResourceOutcome::BadRequest);
+    }
     if path == "/api/reject" {
         st.counters.resource_rejected_invalid += 1;
-        return challenge("invalid_token", "This API refuses every token");
+        let reply = challenge("invalid_token", "This API refuses every token");
+        return (reply, ResourceOutcome::Rejected);
     }
     if token == shared.creds.personal_access_token {
         st.counters.resource_accepted += 1;
-        return Reply::json(200, json!({"ok": true, "path": path, "scope": "personal"}));
+        let reply = Reply::json(200, json!({"ok": true, "path": path, "scope": "personal"}));
+        return (reply, ResourceOutcome::Accepted);
     }
-    let verdict = st
-        .access
-        .get(token)
-        .map(|t| (t.revoked, t.expires <= Instant::now(), t.scope.clone()));
+    let verdict = st.access.get(token).map(|t| {
+        (
+            t.revoked,
+            t.expires <= Instant::now(),
+            t.scope.clone(),
+            t.sub.clone(),
+        )
+    });
     match verdict {
-        None | Some((true, _, _)) => {
+        None => {
             st.counters.resource_rejected_invalid += 1;
-            challenge("invalid_token", "The access token is unknown or revoked")
+            let reply = challenge("invalid_token", "The access token is unknown or revoked");
+            (reply, ResourceOutcome::Unknown)
         }
-        Some((false, true, _)) => {
+        Some((true, _, _, _)) => {
+            st.counters.resource_rejected_invalid += 1;
+            let reply = challenge("invalid_token", "The access token is unknown or revoked");
+            (reply, ResourceOutcome::Revoked)
+        }
+        Some((false, true, _, _)) => {
             st.counters.resource_rejected_expired += 1;
-            challenge("invalid_token", "The access token expired")
+            let reply = challenge("invalid_token", "The access token expired");
+            (reply, ResourceOutcome::Expired)
         }
-        Some((false, false, scope)) => {
+        Some((false, false, scope, sub)) => {
             if path.starts_with("/api/admin") && !scope.split_whitespace().any(|s| s == "admin") {
-                return Reply::json(
+                let reply = Reply::json(
                     403,
                     json!({"error": {"type": "insufficient_scope", "title": "Forbidden", "status": 403, "detail": {"required": "admin"}}}),
                 )
                 .header("www-authenticate", r#"Bearer error="insufficient_scope", scope="admin""#);
+                return (reply, ResourceOutcome::Forbidden);
             }
             st.counters.resource_accepted += 1;
-            Reply::json(200, json!({"ok": true, "path": path, "scope": scope}))
+            let reply = Reply::json(
+                200,
+                json!({"ok": true, "path": path, "scope": scope, "sub": sub}),
+            );
+            (reply, ResourceOutcome::Accepted)
         }
     }
 }
 
-fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
+fn control(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    label: Option<&str>,
+) -> Reply {
     let mut st = shared.state.lock();
     let parsed = || serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body });
     let bad = |e: serde_json::Error| {
@@ -1172,10 +1950,57 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
         ("GET", "/_control/counters") => {
             Reply::json(200, serde_json::to_value(&st.counters).unwrap_or_default())
         }
+        ("GET", "/_control/journal") => {
+            let since = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "since")
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            Reply::json(
+                200,
+                serde_json::to_value(st.journal_since(since)).unwrap_or_default(),
+            )
+        }
+        ("POST", "/_control/session") => match parsed() {
+            Ok(v) => match v.get("sub").and_then(Value::as_str) {
+                Some(sub) if !sub.is_empty() => {
+                    let scope = v.get("scope").and_then(Value::as_str);
+                    Reply::json(200, session(shared, &mut st, sub, scope, label))
+                }
+                _ => Reply::json(400, json!({"title": "sub is required", "status": 400})),
+            },
+            Err(e) => bad(e),
+        },
+        ("POST", "/_control/revoke_grant") => match parsed() {
+            Ok(v) => match v.get("sub").and_then(Value::as_str) {
+                Some(sub) => {
+                    let families = revoke_grant(&mut st, sub);
+                    Reply::json(200, json!({"families": families}))
+                }
+                None => Reply::json(400, json!({"title": "sub is required", "status": 400})),
+            },
+            Err(e) => bad(e),
+        },
+        ("POST", "/_control/revoke_token") => match parsed() {
+            Ok(v) => match v.get("tag").and_then(Value::as_str) {
+                Some(wanted) => match revoke_tag(&mut st, wanted) {
+                    Some((kind, family)) => {
+                        Reply::json(200, json!({"kind": kind, "family": family}))
+                    }
+                    None => Reply::json(404, json!({"title": "no such token", "status": 404})),
+                },
+                None => Reply::json(400, json!({"title": "tag is required", "status": 400})),
+            },
+            Err(e) => bad(e),
+        },
         ("POST", "/_control/config") => {
             match parsed().and_then(serde_json::from_value::<Behaviour>) {
                 Ok(b) => match b.validate() {
                     Ok(()) => {
+                        let event = Event::Config {
+                            lifetime_secs: b.lifetime_secs,
+                            latency_ms: b.latency_ms,
+                        };
+                        st.record(label, unix_us(), event);
                         st.behaviour = b;
                         Reply::json(200, serde_json::to_value(&st.behaviour).unwrap_or_default())
                     }
@@ -1186,6 +2011,13 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
         }
         ("POST", "/_control/fail") => match parsed().and_then(serde_json::from_value::<Fault>) {
             Ok(f) => {
+                let event = Event::FaultArmed {
+                    kind: "fail".into(),
+                    count: f.count,
+                    status: Some(f.status),
+                    error: f.error.clone(),
+                };
+                st.record(label, unix_us(), event);
                 st.fault = Some(f);
                 Reply::json(200, json!({"ok": true}))
             }
@@ -1198,7 +2030,17 @@ fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
             match (parsed(), kind) {
                 (Ok(v), Ok(kind)) => {
                     let count = v.get("count").and_then(Value::as_u64).unwrap_or(1);
-                    st.malformed = (u32::try_from(count).unwrap_or(u32::MAX), kind);
+                    let count = u32::try_from(count).unwrap_or(u32::MAX);
+                    let event = Event::FaultArmed {
+                        kind: "malformed".into(),
+                        count,
+                        status: None,
+                        error: serde_json::to_value(kind)
+                            .ok()
+                            .and_then(|k| k.as_str().map(str::to_owned)),
+                    };
+                    st.record(label, unix_us(), event);
+                    st.malformed = (count, kind);
                     Reply::json(200, json!({"ok": true}))
                 }
                 (Err(e), _) | (_, Err(e)) => bad(e),

@@ -315,3 +315,229 @@ fn control_refuses_foreign_hosts_and_origins_and_settings_out_of_range() {
         "unchanged"
     );
 }
+
+/// A refresh request for `rt` at the standard endpoint, labelled for the journal.
+fn refresh(base: &str, rt: &str, label: &str) -> (u16, Value) {
+    post_raw(
+        &format!("{base}/oauth2/token"),
+        "application/x-www-form-urlencoded",
+        &format!("grant_type=refresh_token&refresh_token={rt}&client_id=dev-client&client_secret=dev-secret"),
+        &[("x-journal-label", label)],
+    )
+}
+
+/// The claims of an HS256 JWT (its signature is not checked here).
+fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWS in compact form");
+    let decode = |p: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap()
+    };
+    let header: Value = serde_json::from_slice(&decode(parts[0])).unwrap();
+    assert_eq!(header["alg"], "HS256");
+    serde_json::from_slice(&decode(parts[1])).unwrap()
+}
+
+#[test]
+fn users_own_their_families_and_the_journal_records_everything_by_tag() {
+    use authcore_cli::devserver::{tag, Event, ResourceOutcome, TokenOutcome};
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let (status, alice) = post(&format!("{base}/_control/session"), json!({"sub": "alice"}));
+    assert_eq!(status, 200, "{alice}");
+    let claims = jwt_claims(alice["id_token"].as_str().unwrap());
+    assert_eq!(
+        (&claims["sub"], &claims["aud"], &claims["iss"]),
+        (&json!("alice"), &json!("dev-client"), &json!(base))
+    );
+    assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
+    let bob = s.session("bob", Some("campaigns:read"), None);
+    assert!(
+        bob.get("id_token").is_none(),
+        "no openid scope, no ID token"
+    );
+
+    // The API names whose token it is.
+    let at = alice["access_token"].as_str().unwrap();
+    let r = agent()
+        .get(format!("{base}/api/me"))
+        .header("authorization", format!("Bearer {at}"))
+        .header("x-journal-label", "c1")
+        .call()
+        .unwrap();
+    assert_eq!(r.headers().get("x-sub").unwrap(), "alice");
+
+    // Rotation keeps the subject; the ID token comes again.
+    let rt = alice["refresh_token"].as_str().unwrap().to_owned();
+    let (status, second) = refresh(&base, &rt, "c1");
+    assert_eq!(status, 200);
+    assert_eq!(
+        jwt_claims(second["id_token"].as_str().unwrap())["sub"],
+        "alice"
+    );
+    // Presented again: reuse detected.
+    assert_eq!(refresh(&base, &rt, "c2").0, 400);
+
+    // An injected refusal kills the refresh token presented.
+    let bob_rt = bob["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &format!("{base}/_control/fail"),
+        json!({"count": 1, "status": 400, "error": "invalid_grant", "grant": "refresh_token"}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = token(&base);
+    assert_eq!(
+        status, 200,
+        "client credentials pass a refresh-only fault: {body}"
+    );
+    assert_eq!(refresh(&base, &bob_rt, "c3").1["error"], "invalid_grant");
+    assert_eq!(refresh(&base, &bob_rt, "c3").0, 400, "dead for good");
+
+    // A user's whole grant ends at once.
+    let carol1 = s.session("carol", None, None);
+    let carol2 = s.session("carol", None, None);
+    let families = s.revoke_grant("carol");
+    assert_eq!(families.len(), 2);
+    for c in [&carol1, &carol2] {
+        let rt = c["refresh_token"].as_str().unwrap();
+        assert_eq!(refresh(&base, rt, "c4").0, 400);
+    }
+    // One access token by its tag.
+    let dave = s.session("dave", None, None);
+    let dave_at = dave["access_token"].as_str().unwrap();
+    let (status, body) = post(
+        &format!("{base}/_control/revoke_token"),
+        json!({"tag": tag(dave_at)}),
+    );
+    assert_eq!((status, body["kind"].as_str()), (200, Some("access_token")));
+    assert_eq!(get_api(&base, dave_at, "/api/x").0, 401);
+
+    let journal = s.journal(0);
+    let text = serde_json::to_string(&journal).unwrap();
+    for secret in [at, rt.as_str(), bob_rt.as_str(), dave_at] {
+        assert!(!text.contains(secret), "tags only, never tokens");
+    }
+    let seqs: Vec<u64> = journal.events.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let tokens: Vec<_> = journal
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Token {
+                presented,
+                outcome,
+                sub,
+                injected,
+                ..
+            } => Some((
+                e.label.clone(),
+                presented.clone(),
+                *outcome,
+                sub.clone(),
+                *injected,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tokens[0],
+        (
+            Some("c1".into()),
+            Some(tag(&rt)),
+            TokenOutcome::Issued,
+            Some("alice".into()),
+            false
+        )
+    );
+    assert_eq!(
+        tokens[1],
+        (
+            Some("c2".into()),
+            Some(tag(&rt)),
+            TokenOutcome::ReuseDetected,
+            Some("alice".into()),
+            false
+        )
+    );
+    assert_eq!(tokens[2].2, TokenOutcome::Issued, "client credentials");
+    assert_eq!(tokens[2].3.as_deref(), Some("dev-client"));
+    assert_eq!(
+        (tokens[3].2, tokens[3].4),
+        (TokenOutcome::Refused, true),
+        "the injected refusal"
+    );
+    assert_eq!((tokens[4].2, tokens[4].4), (TokenOutcome::Refused, false));
+    let resource = journal
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::Resource {
+                token,
+                sub,
+                outcome,
+                ..
+            } => Some((e.label.clone(), token.clone(), sub.clone(), *outcome)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        resource,
+        (
+            Some("c1".into()),
+            Some(tag(at)),
+            Some("alice".into()),
+            ResourceOutcome::Accepted
+        )
+    );
+    assert!(journal.events.iter().any(|e| matches!(&e.event,
+        Event::GrantRevoked { sub, families: f } if sub == "carol" && *f == families)));
+    assert!(journal.events.iter().any(|e| matches!(&e.event,
+        Event::FaultArmed { kind, count: 1, .. } if kind == "fail")));
+    // Served over HTTP too, from a point on; cleared by reset.
+    let last = journal.events.last().unwrap().seq;
+    let mut r = agent()
+        .get(format!("{base}/_control/journal?since={}", last - 1))
+        .call()
+        .unwrap();
+    let tail: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(tail["events"].as_array().unwrap().len(), 1);
+    s.reset();
+    assert!(s.journal(0).events.is_empty());
+}
+
+#[test]
+fn a_code_sign_in_belongs_to_its_login_hint() {
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = no_redirects
+        .get(format!("{base}/oauth2/authorize?client_id=dev-client&response_type=code&redirect_uri=http://127.0.0.1:9/cb&scope=openid&login_hint=erin"))
+        .call()
+        .unwrap();
+    let location = r.headers().get("location").unwrap().to_str().unwrap();
+    let code = url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let (status, body) = post_raw(
+        &format!("{base}/oauth2/token"),
+        "application/x-www-form-urlencoded",
+        &format!("grant_type=authorization_code&code={code}&redirect_uri=http://127.0.0.1:9/cb&client_id=dev-client&client_secret=dev-secret"),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        jwt_claims(body["id_token"].as_str().unwrap())["sub"],
+        "erin"
+    );
+}

@@ -1,0 +1,2084 @@
+//! The model-based composition test: every feature next to every other.
+//!
+//! Random sequences of operations run over several clients (refresh-token clients of
+//! named users, client-credentials clients) in several worker processes that share
+//! tokens through a store — a `MemoryStore` per process, a `FileStore`, a `RedisStore`
+//! against a real `redis-server` — while the development provider injects faults:
+//! `token`, `get`, `invalidate`, `refresh`, `revoke`, a new client or user, a new
+//! worker, `fork` of a worker (also in the middle of a renewal), `kill -9` of a worker
+//! (also the one holding the store lock mid-renewal), 5xx, slow and HTML answers,
+//! refusals, revocation of a token or of a user's whole grant at the provider, a store
+//! save that fails once, Redis going down and coming back empty.
+//!
+//! After every operation the provider's journal (`GET /_control/journal`: every token
+//! request, API call and revocation, tokens by tag) and the clients' results are held
+//! to the invariants (see [`Checker`]):
+//!
+//! 1. no refresh token is presented after it was rotated or refused;
+//! 2. no call made through user X's client reaches the API as anyone else (nor is
+//!    handed a token of anyone else);
+//! 3. no expired token is sent;
+//! 4. nothing of a grant is used after `revoke()` returned, and the grant is revoked at
+//!    the provider by then;
+//! 5. every error a caller gets lines up with a fault injected in its window (or is
+//!    `ReauthenticationRequired` after a refusal, a grant revocation or a `revoke()`);
+//! 6. a revoked access token costs at most one renewal.
+//!
+//! A failing sequence is shrunk by proptest to a minimal one; each minimal case found
+//! is kept below as a named regression test (`regression_*`), with the invariant it
+//! broke.
+//!
+//! CI mode (the default): 12 cases per store (`AUTHCORE_COMPOSITION_CASES`), each
+//! store within a time budget of `AUTHCORE_COMPOSITION_SECS` (default 30 s; cases past
+//! it do nothing), so the whole binary stays under 3 minutes on a 2-core machine
+//! (about one minute when nothing fails):
+//!
+//! ```sh
+//! cargo test -p authcore-cli --test composition
+//! ```
+//!
+//! By hand, for an hour (20 minutes per store; shrinking a failure may add up to half
+//! a budget):
+//!
+//! ```sh
+//! AUTHCORE_COMPOSITION_CASES=100000 AUTHCORE_COMPOSITION_SECS=1200 \
+//!     cargo test -p authcore-cli --test composition -- --nocapture
+//! ```
+//!
+//! `AUTHCORE_COMPOSITION_DEBUG=1` shows the workers' standard error;
+//! `AUTHCORE_COMPOSITION_USERS=1` lets only one user sign in and
+//! `AUTHCORE_COMPOSITION_WITHOUT=RevokeAccess,Refuse` leaves operations out (to look
+//! past a failure already known).
+//!
+//! Every process started (workers, their forked children, `redis-server`) is stopped
+//! when its case ends, also when it fails; everything listens on 127.0.0.1 only; every
+//! wait is bounded.
+
+#[path = "../../core/tests/common/redis.rs"]
+#[allow(dead_code)]
+mod redis;
+#[path = "support/composition_worker.rs"]
+mod worker;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::marker::PhantomData;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use authcore_cli::devserver::{
+    Behaviour, Credentials, DevServer, Event, Fault, JournalEvent, Malformed, ResourceOutcome,
+    TokenOutcome,
+};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
+use worker::{unix_us, Command, Outcome, Reply, Request, StoreSpec, WorkerConfig};
+
+// ---------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------
+
+/// The users that sign in.
+const USERS: [&str; 3] = ["alice", "bob", "carol"];
+/// Whom the provider says a client-credentials token belongs to.
+const SERVICE_SUB: &str = "dev-client";
+/// Each client's deadline for one call.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long an injected failure can keep answering a client's calls (its failure
+/// backoff, at most 1 s, and slack for scheduling).
+const BACKOFF_WINDOW_US: u64 = 1_600_000;
+/// How long a Redis lock left by a killed holder lives (its deadline plus 2 s), with
+/// slack.
+const LOCK_TTL_US: u64 = 7_000_000;
+/// Most workers (processes, forks included) in one case.
+const MAX_WORKERS: usize = 6;
+/// Most clients in one case.
+const MAX_CLIENTS: usize = 10;
+
+/// Which store the workers share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A `MemoryStore` in each process.
+    Memory,
+    /// One `FileStore` directory.
+    File,
+    /// One `redis-server`.
+    Redis,
+}
+
+/// What a client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A refresh-token client of `USERS[n]`.
+    User(u8),
+    /// A client-credentials client.
+    Service,
+}
+
+impl Kind {
+    fn sub(self) -> &'static str {
+        match self {
+            Kind::User(u) => USERS[usize::from(u)],
+            Kind::Service => SERVICE_SUB,
+        }
+    }
+}
+
+/// A client in the model: the worker it lives in, its label (shared with the copies
+/// a fork makes of it) and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientM {
+    /// The worker.
+    pub worker: usize,
+    /// `c{label}` in the journal.
+    pub label: usize,
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// A worker in the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerM {
+    /// Not killed.
+    pub alive: bool,
+    /// The worker it was forked from.
+    pub forked_from: Option<usize>,
+}
+
+/// The reference state: what exists. (What the system does is judged from the
+/// journal, not predicted.)
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The store.
+    pub store: StoreKind,
+    /// Lifetime of access tokens, in seconds.
+    pub lifetime_secs: u64,
+    /// Every worker so far.
+    pub workers: Vec<WorkerM>,
+    /// Every client so far.
+    pub clients: Vec<ClientM>,
+    /// Labels handed out.
+    pub labels: usize,
+    /// Redis is down.
+    pub redis_down: bool,
+}
+
+impl Model {
+    /// Two workers and the clients given (by worker and kind).
+    pub fn new(store: StoreKind, lifetime_secs: u64, clients: &[(usize, Kind)]) -> Model {
+        Model {
+            store,
+            lifetime_secs,
+            workers: vec![
+                WorkerM {
+                    alive: true,
+                    forked_from: None,
+                };
+                2
+            ],
+            clients: clients
+                .iter()
+                .enumerate()
+                .map(|(label, &(worker, kind))| ClientM {
+                    worker,
+                    label,
+                    kind,
+                })
+                .collect(),
+            labels: clients.len(),
+            redis_down: false,
+        }
+    }
+
+    fn live_client(&self, c: usize) -> bool {
+        self.clients
+            .get(c)
+            .is_some_and(|m| self.workers[m.worker].alive)
+    }
+
+    fn live_worker(&self, w: usize) -> bool {
+        self.workers.get(w).is_some_and(|m| m.alive)
+    }
+
+    fn live_workers(&self) -> usize {
+        self.workers.iter().filter(|w| w.alive).count()
+    }
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `token()` on client `c` (in the background: the next operations do not wait).
+    Token {
+        /// The client.
+        c: usize,
+        /// In the background.
+        bg: bool,
+    },
+    /// An API call through client `c`.
+    Get {
+        /// The client.
+        c: usize,
+        /// In the background.
+        bg: bool,
+    },
+    /// `invalidate` of the token client `c` holds.
+    Invalidate {
+        /// The client.
+        c: usize,
+    },
+    /// `refresh()` on client `c`.
+    Refresh {
+        /// The client.
+        c: usize,
+        /// In the background.
+        bg: bool,
+    },
+    /// `revoke()` on client `c`.
+    Revoke {
+        /// The client.
+        c: usize,
+    },
+    /// A new client in worker `w`: a new sign-in of a user, or a service.
+    NewClient {
+        /// The worker.
+        w: usize,
+        /// What it is.
+        kind: Kind,
+    },
+    /// A new worker process.
+    SpawnWorker,
+    /// fork(2) of worker `w`, optionally while client `mid` renews (slowly).
+    Fork {
+        /// The worker.
+        w: usize,
+        /// A client of `w` renewing at that moment.
+        mid: Option<usize>,
+    },
+    /// `kill -9` of worker `w`, optionally while client `mid` renews holding the lock.
+    Kill {
+        /// The worker.
+        w: usize,
+        /// A client of `w` renewing at that moment.
+        mid: Option<usize>,
+    },
+    /// The next `count` token requests fail with `status`.
+    ProviderFail {
+        /// How many.
+        count: u32,
+        /// The status.
+        status: u16,
+    },
+    /// The next `count` token requests are answered with an HTML page, status 200.
+    ProviderHtml {
+        /// How many.
+        count: u32,
+    },
+    /// Token requests take `ms` longer from now on (0: no longer slow).
+    ProviderSlow {
+        /// Added latency.
+        ms: u64,
+    },
+    /// The next refresh request is refused (`invalid_grant`), its refresh token dead.
+    Refuse,
+    /// The provider revokes the last access token client `c` was seen with.
+    RevokeAccess {
+        /// The client.
+        c: usize,
+    },
+    /// The user revokes the application's access at the provider: every family.
+    RevokeGrant {
+        /// The user.
+        user: u8,
+    },
+    /// Worker `w`'s store fails its next save.
+    SaveFails {
+        /// The worker.
+        w: usize,
+    },
+    /// Redis stops.
+    RedisDown,
+    /// Redis starts again, empty.
+    RedisUp,
+    /// Time passes.
+    Wait {
+        /// How long.
+        ms: u64,
+    },
+}
+
+/// How many of [`USERS`] sign in (`AUTHCORE_COMPOSITION_USERS`, 1 to 3, default 3):
+/// fewer users steer the search away from a failure already known between users.
+fn users() -> u8 {
+    u8::try_from(env_u64("AUTHCORE_COMPOSITION_USERS", 3).clamp(1, 3)).unwrap_or(3)
+}
+
+/// Operations left out (`AUTHCORE_COMPOSITION_WITHOUT=RevokeAccess,Refuse`): to look
+/// past a failure already known.
+fn without() -> Vec<String> {
+    std::env::var("AUTHCORE_COMPOSITION_WITHOUT")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// An operation's name (its variant).
+fn op_name(op: &Op) -> String {
+    let debug = format!("{op:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn kind_strategy() -> impl Strategy<Value = Kind> {
+    prop_oneof![3 => (0u8..users()).prop_map(Kind::User), 1 => Just(Kind::Service)]
+}
+
+/// The reference state machine, per store.
+pub struct Reference<S>(PhantomData<S>);
+
+/// A store to test with.
+pub trait Flavor: 'static {
+    /// Which.
+    const KIND: StoreKind;
+}
+
+/// The `MemoryStore` flavor.
+pub struct Memory;
+/// The `FileStore` flavor.
+pub struct File;
+/// The `RedisStore` flavor.
+pub struct RedisFlavor;
+
+impl Flavor for Memory {
+    const KIND: StoreKind = StoreKind::Memory;
+}
+impl Flavor for File {
+    const KIND: StoreKind = StoreKind::File;
+}
+impl Flavor for RedisFlavor {
+    const KIND: StoreKind = StoreKind::Redis;
+}
+
+impl<S: Flavor> ReferenceStateMachine for Reference<S> {
+    type State = Model;
+    type Transition = Op;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        (
+            prop_oneof![Just(5u64), Just(3600u64)],
+            proptest::collection::vec(kind_strategy(), 3),
+            0usize..2,
+        )
+            .prop_map(|(lifetime, kinds, third)| {
+                let clients = [(0, kinds[0]), (1, kinds[1]), (third, kinds[2])];
+                Model::new(S::KIND, lifetime, &clients)
+            })
+            .boxed()
+    }
+
+    fn transitions(state: &Model) -> BoxedStrategy<Op> {
+        let clients: Vec<usize> = (0..state.clients.len())
+            .filter(|&c| state.live_client(c))
+            .collect();
+        let workers: Vec<usize> = (0..state.workers.len())
+            .filter(|&w| state.live_worker(w))
+            .collect();
+        let any_client = proptest::sample::select(clients.clone());
+        let any_worker = proptest::sample::select(workers.clone());
+        // A worker and one of its clients (for a fork or kill mid-renewal).
+        let with_client: Vec<(usize, Option<usize>)> = workers
+            .iter()
+            .flat_map(|&w| {
+                std::iter::once((w, None)).chain(
+                    clients
+                        .iter()
+                        .filter(move |&&c| state.clients[c].worker == w)
+                        .map(move |&c| (w, Some(c))),
+                )
+            })
+            .collect();
+        let mid = proptest::sample::select(with_client);
+        let mut ops: Vec<(u32, BoxedStrategy<Op>)> = vec![
+            (
+                8,
+                (any_client.clone(), proptest::bool::weighted(0.2))
+                    .prop_map(|(c, bg)| Op::Get { c, bg })
+                    .boxed(),
+            ),
+            (
+                3,
+                (any_client.clone(), proptest::bool::weighted(0.2))
+                    .prop_map(|(c, bg)| Op::Token { c, bg })
+                    .boxed(),
+            ),
+            (
+                2,
+                any_client
+                    .clone()
+                    .prop_map(|c| Op::Invalidate { c })
+                    .boxed(),
+            ),
+            (
+                2,
+                (any_client.clone(), proptest::bool::weighted(0.3))
+                    .prop_map(|(c, bg)| Op::Refresh { c, bg })
+                    .boxed(),
+            ),
+            (1, any_client.clone().prop_map(|c| Op::Revoke { c }).boxed()),
+            (
+                2,
+                any_client
+                    .clone()
+                    .prop_map(|c| Op::RevokeAccess { c })
+                    .boxed(),
+            ),
+            (
+                1,
+                (0u8..users())
+                    .prop_map(|user| Op::RevokeGrant { user })
+                    .boxed(),
+            ),
+            (
+                2,
+                prop_oneof![Just(500u16), Just(503)]
+                    .prop_flat_map(|status| {
+                        (1u32..4).prop_map(move |count| Op::ProviderFail { count, status })
+                    })
+                    .boxed(),
+            ),
+            (
+                1,
+                (1u32..3)
+                    .prop_map(|count| Op::ProviderHtml { count })
+                    .boxed(),
+            ),
+            (
+                1,
+                prop_oneof![Just(0u64), Just(250), Just(800)]
+                    .prop_map(|ms| Op::ProviderSlow { ms })
+                    .boxed(),
+            ),
+            (1, Just(Op::Refuse).boxed()),
+            (
+                1,
+                any_worker.clone().prop_map(|w| Op::SaveFails { w }).boxed(),
+            ),
+            (
+                1,
+                prop_oneof![Just(300u64), Just(1500), Just(4000)]
+                    .prop_map(|ms| Op::Wait { ms })
+                    .boxed(),
+            ),
+        ];
+        if state.clients.len() < MAX_CLIENTS {
+            ops.push((
+                2,
+                (any_worker.clone(), kind_strategy())
+                    .prop_map(|(w, kind)| Op::NewClient { w, kind })
+                    .boxed(),
+            ));
+        }
+        if state.workers.len() < MAX_WORKERS {
+            ops.push((1, Just(Op::SpawnWorker).boxed()));
+            ops.push((
+                1,
+                mid.clone().prop_map(|(w, mid)| Op::Fork { w, mid }).boxed(),
+            ));
+        }
+        if workers.len() >= 2 {
+            ops.push((1, mid.prop_map(|(w, mid)| Op::Kill { w, mid }).boxed()));
+        }
+        if state.store == StoreKind::Redis {
+            ops.push((
+                1,
+                Just(if state.redis_down {
+                    Op::RedisUp
+                } else {
+                    Op::RedisDown
+                })
+                .boxed(),
+            ));
+        }
+        let without = without();
+        ops.retain(|(_, strategy)| {
+            // Names are read off a sample of each strategy's values.
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            strategy
+                .new_tree(&mut runner)
+                .map(|t| !without.contains(&op_name(&t.current())))
+                .unwrap_or(true)
+        });
+        proptest::strategy::Union::new_weighted(ops).boxed()
+    }
+
+    fn apply(mut state: Model, op: &Op) -> Model {
+        match *op {
+            Op::NewClient { w, kind } => {
+                state.clients.push(ClientM {
+                    worker: w,
+                    label: state.labels,
+                    kind,
+                });
+                state.labels += 1;
+            }
+            Op::SpawnWorker => state.workers.push(WorkerM {
+                alive: true,
+                forked_from: None,
+            }),
+            Op::Fork { w, .. } => {
+                let child = state.workers.len();
+                state.workers.push(WorkerM {
+                    alive: true,
+                    forked_from: Some(w),
+                });
+                let copies: Vec<ClientM> = state
+                    .clients
+                    .iter()
+                    .filter(|c| c.worker == w)
+                    .map(|c| ClientM {
+                        worker: child,
+                        ..*c
+                    })
+                    .collect();
+                state.clients.extend(copies);
+            }
+            Op::Kill { w, .. } => state.workers[w].alive = false,
+            Op::RedisDown => state.redis_down = true,
+            Op::RedisUp => state.redis_down = false,
+            _ => {}
+        }
+        state
+    }
+
+    fn preconditions(state: &Model, op: &Op) -> bool {
+        let mid_ok = |w: usize, mid: Option<usize>| {
+            mid.is_none_or(|c| state.live_client(c) && state.clients[c].worker == w)
+        };
+        match *op {
+            Op::Token { c, .. }
+            | Op::Get { c, .. }
+            | Op::Invalidate { c }
+            | Op::Refresh { c, .. }
+            | Op::Revoke { c } => state.live_client(c),
+            Op::RevokeAccess { c } => c < state.clients.len(),
+            Op::NewClient { w, .. } => state.live_worker(w) && state.clients.len() < MAX_CLIENTS,
+            Op::SpawnWorker => state.workers.len() < MAX_WORKERS,
+            Op::Fork { w, mid } => {
+                state.live_worker(w) && state.workers.len() < MAX_WORKERS && mid_ok(w, mid)
+            }
+            Op::Kill { w, mid } => {
+                state.live_worker(w) && state.live_workers() >= 2 && mid_ok(w, mid)
+            }
+            Op::SaveFails { w } => state.live_worker(w),
+            Op::RedisDown => state.store == StoreKind::Redis && !state.redis_down,
+            Op::RedisUp => state.store == StoreKind::Redis && state.redis_down,
+            _ => true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The system under test: a devserver, a store, worker processes
+// ---------------------------------------------------------------------------------
+
+/// Cases run one at a time (they measure time; the machine has 2 cores).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// When each store's first generated case started (its time budget counts from there).
+static STARTED: [OnceLock<Instant>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+static CASES_RUN: AtomicUsize = AtomicUsize::new(0);
+static CASES_SKIPPED: AtomicUsize = AtomicUsize::new(0);
+static OPS_RUN: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// A regression test replays its sequence whatever the budget says.
+    static REPLAYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The time budget of each store's generated cases.
+fn budget() -> Duration {
+    Duration::from_secs(env_u64("AUTHCORE_COMPOSITION_SECS", 30))
+}
+
+/// The proptest configuration: cases per store, shrinking bounded by the budget, no
+/// persistence files (minimal cases are kept as named tests instead).
+fn config() -> Config {
+    Config {
+        cases: u32::try_from(env_u64("AUTHCORE_COMPOSITION_CASES", 12)).unwrap_or(u32::MAX),
+        max_shrink_time: u32::try_from(budget().as_millis() / 2).unwrap_or(u32::MAX),
+        max_shrink_iters: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// A connection to a worker: requests out, replies in (read by a thread of its own).
+struct Conn {
+    writer: Mutex<UnixStream>,
+    replies: Arc<(Mutex<Inbox>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    replies: HashMap<u64, Reply>,
+    closed: bool,
+}
+
+impl Conn {
+    fn new(stream: UnixStream) -> Conn {
+        let replies: Arc<(Mutex<Inbox>, Condvar)> = Arc::default();
+        let reading = stream.try_clone().expect("socket clone");
+        let inbox = replies.clone();
+        std::thread::spawn(move || {
+            let reader = BufReader::new(reading);
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
+                    break;
+                };
+                inbox.0.lock().replies.insert(reply.id, reply);
+                inbox.1.notify_all();
+            }
+            inbox.0.lock().closed = true;
+            inbox.1.notify_all();
+        });
+        Conn {
+            writer: Mutex::new(stream),
+            replies,
+        }
+    }
+
+    fn send(&self, request: &Request) -> bool {
+        let mut line = serde_json::to_vec(request).expect("request as JSON");
+        line.push(b'\n');
+        self.writer.lock().write_all(&line).is_ok()
+    }
+
+    /// The reply to request `id`, waiting at most `timeout`; `None` if the worker went
+    /// away or took longer.
+    fn wait(&self, id: u64, timeout: Duration) -> Option<Reply> {
+        let end = Instant::now() + timeout;
+        let (inbox, arrived) = &*self.replies;
+        let mut inbox = inbox.lock();
+        loop {
+            if let Some(r) = inbox.replies.remove(&id) {
+                return Some(r);
+            }
+            if inbox.closed || arrived.wait_until(&mut inbox, end).timed_out() {
+                return inbox.replies.remove(&id);
+            }
+        }
+    }
+}
+
+/// A worker process: spawned (a `Child`) or forked (a pid), and its connection.
+struct WorkerHandle {
+    child: Option<Child>,
+    pid: u32,
+    conn: Conn,
+    alive: bool,
+}
+
+impl WorkerHandle {
+    fn kill(&mut self) {
+        if !self.alive {
+            return;
+        }
+        self.alive = false;
+        match &mut self.child {
+            Some(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {
+                // A forked child is not ours to wait for: its parent worker reaps it.
+                let _ = Process::new("kill")
+                    .args(["-KILL", &self.pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// One client operation as it happened.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The step of the sequence.
+    pub step: usize,
+    /// `token`, `get`, `invalidate`, `refresh`, `revoke`.
+    pub what: &'static str,
+    /// The client (model index), its label and worker.
+    pub client: usize,
+    /// Its label.
+    pub label: usize,
+    /// Its worker.
+    pub worker: usize,
+    /// The worker's process id.
+    pub pid: u32,
+    /// The request number.
+    pub id: u64,
+    /// When it was sent (µs since the epoch).
+    pub sent_us: u64,
+    /// The reply, once it came.
+    pub reply: Option<Reply>,
+    /// The worker went away before answering (killed).
+    pub lost: bool,
+}
+
+/// What the controller did to the world, with times (µs since the epoch).
+#[derive(Debug, Default, Clone)]
+pub struct Timeline {
+    /// Intervals when token requests were slowed (end `None`: still slow).
+    pub slow: Vec<(u64, Option<u64>)>,
+    /// Intervals when Redis was down.
+    pub redis_down: Vec<(u64, Option<u64>)>,
+    /// Kills: when, which worker, the labels it hosted.
+    pub kills: Vec<(u64, usize, Vec<usize>)>,
+    /// Forks: when, parent worker, the labels it hosted.
+    pub forks: Vec<(u64, usize, Vec<usize>)>,
+    /// Save failures armed: when, which worker.
+    pub save_failures: Vec<(u64, usize)>,
+}
+
+struct Live {
+    store: StoreKind,
+    server: DevServer,
+    redis: Option<redis::Redis>,
+    dir: tempfile::TempDir,
+    listener: UnixListener,
+    workers: Vec<Option<WorkerHandle>>,
+    clients: Vec<ClientM>,
+    calls: Vec<Call>,
+    timeline: Timeline,
+    next_id: u64,
+    latency_ms: u64,
+    lifetime_secs: u64,
+    step: usize,
+    /// The last access token each client (model index) was handed, by tag.
+    last_tag: HashMap<usize, String>,
+    started: Instant,
+}
+
+/// The system under test for one case (`None` when the time budget is spent).
+pub struct System {
+    live: Option<Live>,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+fn debug() -> bool {
+    std::env::var_os("AUTHCORE_COMPOSITION_DEBUG").is_some()
+}
+
+impl Live {
+    fn start(model: &Model) -> Live {
+        let dir = tempfile::Builder::new()
+            .prefix("authcore-composition-")
+            .tempdir()
+            .expect("temporary directory");
+        let server = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default())
+            .expect("devserver");
+        server
+            .set_behaviour(Behaviour {
+                lifetime_secs: model.lifetime_secs,
+                ..Behaviour::default()
+            })
+            .unwrap();
+        let redis = (model.store == StoreKind::Redis).then(|| redis::Redis::start(&[]));
+        let listener = UnixListener::bind(dir.path().join("controller.sock")).expect("socket");
+        listener.set_nonblocking(true).unwrap();
+        let mut live = Live {
+            store: model.store,
+            server,
+            redis,
+            dir,
+            listener,
+            workers: Vec::new(),
+            clients: Vec::new(),
+            calls: Vec::new(),
+            timeline: Timeline::default(),
+            next_id: 1,
+            latency_ms: 0,
+            lifetime_secs: model.lifetime_secs,
+            step: 0,
+            last_tag: HashMap::new(),
+            started: Instant::now(),
+        };
+        for _ in &model.workers {
+            live.spawn_worker();
+        }
+        for &client in &model.clients {
+            live.new_client(client);
+        }
+        live
+    }
+
+    fn store_spec(&self) -> StoreSpec {
+        match self.store {
+            StoreKind::Memory => StoreSpec::Memory,
+            StoreKind::File => StoreSpec::File(self.dir.path().join("store")),
+            StoreKind::Redis => StoreSpec::Redis(self.redis.as_ref().unwrap().url()),
+        }
+    }
+
+    /// Waits for worker `worker` to connect (bounded), and returns its connection.
+    fn accept(&self, worker: usize) -> (Conn, u32) {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    let mut line = String::new();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    BufReader::new(stream.try_clone().unwrap())
+                        .read_line(&mut line)
+                        .expect("hello");
+                    stream.set_read_timeout(None).unwrap();
+                    let hello: Reply = serde_json::from_str(&line).expect("hello line");
+                    match hello.outcome {
+                        Outcome::Hello { worker: w, pid } if w == worker => {
+                            return (Conn::new(stream), pid);
+                        }
+                        other => panic!("expected worker {worker} to connect, got {other:?}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < end,
+                        "worker {worker} did not connect within 15 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    fn spawn_worker(&mut self) {
+        let worker = self.workers.len();
+        let config = WorkerConfig {
+            socket: self.dir.path().join("controller.sock"),
+            worker,
+            devserver: self.server.url(),
+            store: self.store_spec(),
+            timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap(),
+        };
+        let child = Process::new(std::env::current_exe().unwrap())
+            .args([
+                "composition_worker",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(worker::WORKER_ENV, serde_json::to_string(&config).unwrap())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if debug() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("worker process");
+        self.workers.push(None);
+        let mut child = Some(child);
+        let (conn, pid) = self.accept(worker);
+        self.workers[worker] = Some(WorkerHandle {
+            child: child.take(),
+            pid,
+            conn,
+            alive: true,
+        });
+    }
+
+    fn worker(&self, w: usize) -> &WorkerHandle {
+        self.workers[w].as_ref().expect("worker")
+    }
+
+    /// Sends a command; returns its request number.
+    fn send(&mut self, w: usize, command: Command) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let sent = self.worker(w).conn.send(&Request { id, command });
+        assert!(sent, "worker {w} went away");
+        id
+    }
+
+    /// Sends a command and waits for its reply (bounded).
+    fn run(&mut self, w: usize, command: Command) -> Reply {
+        let id = self.send(w, command.clone());
+        self.worker(w)
+            .conn
+            .wait(id, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("worker {w} did not answer {command:?} within 30 s"))
+    }
+
+    fn new_client(&mut self, client: ClientM) {
+        let label = format!("c{}", client.label);
+        let command = match client.kind {
+            Kind::User(u) => {
+                let user = USERS[usize::from(u)];
+                let session = self.server.session(user, None, Some(&label));
+                Command::NewUserClient {
+                    label,
+                    user: user.to_owned(),
+                    refresh_token: session["refresh_token"].as_str().unwrap().to_owned(),
+                }
+            }
+            Kind::Service => Command::NewServiceClient { label },
+        };
+        let reply = self.run(client.worker, command);
+        assert_eq!(
+            reply.outcome,
+            Outcome::Done,
+            "a client could not be made: {client:?}"
+        );
+        self.clients.push(client);
+    }
+
+    /// A client operation: sent, and waited for unless in the background.
+    fn call(&mut self, what: &'static str, c: usize, bg: bool) -> usize {
+        let client = self.clients[c];
+        let label = format!("c{}", client.label);
+        let command = match what {
+            "token" => Command::Token(label),
+            "get" => Command::Get(label),
+            "invalidate" => Command::Invalidate(label),
+            "refresh" => Command::Refresh(label),
+            "revoke" => Command::Revoke(label),
+            _ => unreachable!(),
+        };
+        let sent_us = unix_us();
+        let id = self.send(client.worker, command);
+        let index = self.calls.len();
+        self.calls.push(Call {
+            step: self.step,
+            what,
+            client: c,
+            label: client.label,
+            worker: client.worker,
+            pid: self.worker(client.worker).pid,
+            id,
+            sent_us,
+            reply: None,
+            lost: false,
+        });
+        if !bg {
+            self.collect(index);
+        }
+        index
+    }
+
+    /// Waits for the reply of call `index` (bounded; a killed worker's never comes).
+    fn collect(&mut self, index: usize) {
+        let call = &self.calls[index];
+        if call.reply.is_some() || call.lost {
+            return;
+        }
+        let (w, id) = (call.worker, call.id);
+        let reply = self.worker(w).conn.wait(id, Duration::from_secs(30));
+        let alive = self.worker(w).alive;
+        let call = &mut self.calls[index];
+        match reply {
+            Some(reply) => {
+                if let Outcome::Token(tag) = &reply.outcome {
+                    self.last_tag.insert(call.client, tag.clone());
+                }
+                call.reply = Some(reply);
+            }
+            None if !alive => call.lost = true,
+            None => panic!(
+                "step {}: {} on client {} (worker {w}) did not complete within 30 s",
+                call.step, call.what, call.client
+            ),
+        }
+    }
+
+    fn collect_all(&mut self) {
+        for i in 0..self.calls.len() {
+            self.collect(i);
+        }
+    }
+
+    fn set_latency(&mut self, ms: u64) {
+        let now = unix_us();
+        if ms > 0 && self.latency_ms == 0 {
+            self.timeline.slow.push((now, None));
+        }
+        if ms == 0 && self.latency_ms > 0 {
+            if let Some(last) = self.timeline.slow.last_mut() {
+                last.1 = Some(now);
+            }
+        }
+        self.latency_ms = ms;
+        self.server
+            .set_behaviour(Behaviour {
+                lifetime_secs: self.lifetime_secs,
+                latency_ms: ms,
+                ..Behaviour::default()
+            })
+            .unwrap();
+    }
+
+    /// Starts a slow renewal of client `c` in the background and waits (bounded) until
+    /// the provider has received it: the moment a fork or kill hits "mid-renewal".
+    fn renewal_in_flight(&mut self, c: usize) {
+        let before = self.latency_ms;
+        self.set_latency(1500);
+        let since = self.server.journal(0).events.last().map_or(0, |e| e.seq);
+        self.call("refresh", c, true);
+        let label = format!("c{}", self.clients[c].label);
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            let received = self.server.journal(since).events.iter().any(|e| {
+                e.label.as_deref() == Some(label.as_str())
+                    && matches!(e.event, Event::TokenReceived { .. })
+            });
+            if received {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.set_latency(before);
+    }
+
+    fn labels_of(&self, w: usize) -> Vec<usize> {
+        self.clients
+            .iter()
+            .filter(|c| c.worker == w)
+            .map(|c| c.label)
+            .collect()
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Token { c, bg } => {
+                self.call("token", c, bg);
+            }
+            Op::Get { c, bg } => {
+                self.call("get", c, bg);
+            }
+            Op::Invalidate { c } => {
+                self.call("invalidate", c, false);
+            }
+            Op::Refresh { c, bg } => {
+                self.call("refresh", c, bg);
+            }
+            Op::Revoke { c } => {
+                self.call("revoke", c, false);
+            }
+            Op::NewClient { w, kind } => {
+                let label = self.clients.iter().map(|c| c.label + 1).max().unwrap_or(0);
+                self.new_client(ClientM {
+                    worker: w,
+                    label,
+                    kind,
+                });
+            }
+            Op::SpawnWorker => self.spawn_worker(),
+            Op::Fork { w, mid } => {
+                if let Some(c) = mid {
+                    self.renewal_in_flight(c);
+                }
+                let child = self.workers.len();
+                self.workers.push(None);
+                let now = unix_us();
+                self.timeline.forks.push((now, w, self.labels_of(w)));
+                let id = self.send(w, Command::Fork { child });
+                let (conn, pid) = self.accept(child);
+                let reply = self
+                    .worker(w)
+                    .conn
+                    .wait(id, Duration::from_secs(15))
+                    .expect("fork reply");
+                assert_eq!(reply.outcome, Outcome::Forked(pid), "fork");
+                self.workers[child] = Some(WorkerHandle {
+                    child: None,
+                    pid,
+                    conn,
+                    alive: true,
+                });
+                let copies: Vec<ClientM> = self
+                    .clients
+                    .iter()
+                    .filter(|c| c.worker == w)
+                    .map(|c| ClientM {
+                        worker: child,
+                        ..*c
+                    })
+                    .collect();
+                self.clients.extend(copies);
+            }
+            Op::Kill { w, mid } => {
+                if let Some(c) = mid {
+                    self.renewal_in_flight(c);
+                }
+                let labels = self.labels_of(w);
+                self.timeline.kills.push((unix_us(), w, labels));
+                if let Some(handle) = self.workers[w].as_mut() {
+                    handle.kill();
+                }
+            }
+            Op::ProviderFail { count, status } => {
+                self.server.fail_next(Fault::status(count, status));
+            }
+            Op::ProviderHtml { count } => self.server.malformed_next(count, Malformed::Html),
+            Op::ProviderSlow { ms } => self.set_latency(ms),
+            Op::Refuse => self.server.fail_next(Fault {
+                count: 1,
+                status: 400,
+                retry_after: None,
+                error: Some("invalid_grant".into()),
+                grant: Some("refresh_token".into()),
+            }),
+            Op::RevokeAccess { c } => {
+                let seen = self.last_tag.get(&c).cloned().or_else(|| {
+                    let label = format!("c{}@{}", self.clients[c].label, {
+                        self.workers[self.clients[c].worker]
+                            .as_ref()
+                            .map_or(0, |w| w.pid)
+                    });
+                    self.server
+                        .journal(0)
+                        .events
+                        .iter()
+                        .rev()
+                        .find_map(|e| match &e.event {
+                            Event::Resource { token, .. }
+                                if e.label.as_deref() == Some(label.as_str()) =>
+                            {
+                                token.clone()
+                            }
+                            _ => None,
+                        })
+                });
+                if let Some(tag) = seen {
+                    self.server.revoke_token_tag(&tag);
+                }
+            }
+            Op::RevokeGrant { user } => {
+                self.server.revoke_grant(USERS[usize::from(user)]);
+            }
+            Op::SaveFails { w } => {
+                self.timeline.save_failures.push((unix_us(), w));
+                let reply = self.run(w, Command::FailNextSave);
+                assert_eq!(reply.outcome, Outcome::Done);
+            }
+            Op::RedisDown => {
+                self.timeline.redis_down.push((unix_us(), None));
+                self.redis.as_mut().unwrap().stop();
+            }
+            Op::RedisUp => {
+                self.redis.as_mut().unwrap().restart();
+                if let Some(last) = self.timeline.redis_down.last_mut() {
+                    last.1 = Some(unix_us());
+                }
+            }
+            Op::Wait { ms } => std::thread::sleep(Duration::from_millis(ms)),
+        }
+    }
+
+    fn stop(&mut self) {
+        for handle in self.workers.iter_mut().flatten() {
+            handle.kill();
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The composition test, per store.
+pub struct Composition<S>(PhantomData<S>);
+
+impl<S: Flavor> StateMachineTest for Composition<S> {
+    type SystemUnderTest = System;
+    type Reference = Reference<S>;
+
+    fn init_test(model: &Model) -> System {
+        let guard = ONE_AT_A_TIME.lock();
+        let started = *STARTED[model.store as usize].get_or_init(Instant::now);
+        let replaying = REPLAYING.with(std::cell::Cell::get);
+        if !replaying && started.elapsed() > budget() {
+            CASES_SKIPPED.fetch_add(1, Ordering::Relaxed);
+            return System {
+                live: None,
+                _one_at_a_time: guard,
+            };
+        }
+        System {
+            live: Some(Live::start(model)),
+            _one_at_a_time: guard,
+        }
+    }
+
+    fn apply(mut system: System, _model: &Model, op: Op) -> System {
+        if let Some(live) = system.live.as_mut() {
+            live.step += 1;
+            live.apply(&op);
+            OPS_RUN.fetch_add(1, Ordering::Relaxed);
+        }
+        system
+    }
+
+    fn check_invariants(system: &System, model: &Model) {
+        if let Some(live) = &system.live {
+            if let Err(violation) = Checker::new(live, model).check() {
+                panic!("{violation}");
+            }
+        }
+    }
+
+    fn teardown(mut system: System, model: Model) {
+        if let Some(live) = system.live.as_mut() {
+            live.collect_all();
+            let outcome = Checker::new(live, &model).check();
+            live.stop();
+            let n = CASES_RUN.fetch_add(1, Ordering::Relaxed) + 1;
+            eprintln!(
+                "composition: case {n} ({:?}, {} steps, {} calls) in {:.1} s; {} operations so far, {} cases skipped (budget)",
+                live.store,
+                live.step,
+                live.calls.len(),
+                live.started.elapsed().as_secs_f64(),
+                OPS_RUN.load(Ordering::Relaxed),
+                CASES_SKIPPED.load(Ordering::Relaxed),
+            );
+            if let Err(violation) = outcome {
+                panic!("{violation}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The invariants
+// ---------------------------------------------------------------------------------
+
+/// Judges one case: the provider's journal, the calls' results and the timeline.
+pub struct Checker<'a> {
+    live: &'a Live,
+    model: &'a Model,
+    journal: Vec<JournalEvent>,
+}
+
+/// A token request, as the journal tells it.
+struct TokenRequest<'a> {
+    event: &'a JournalEvent,
+    received_us: u64,
+    presented: Option<&'a str>,
+    outcome: TokenOutcome,
+    injected: bool,
+}
+
+fn overlaps(intervals: &[(u64, Option<u64>)], from: u64, to: u64) -> bool {
+    intervals
+        .iter()
+        .any(|&(a, b)| a <= to && b.is_none_or(|b| b >= from))
+}
+
+impl<'a> Checker<'a> {
+    fn new(live: &'a Live, model: &'a Model) -> Self {
+        Checker {
+            live,
+            model,
+            journal: live.server.journal(0).events,
+        }
+    }
+
+    fn token_requests(&self) -> Vec<TokenRequest<'_>> {
+        self.journal
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Token {
+                    received_us,
+                    presented,
+                    outcome,
+                    injected,
+                    ..
+                } => Some(TokenRequest {
+                    event: e,
+                    received_us: *received_us,
+                    presented: presented.as_deref(),
+                    outcome: *outcome,
+                    injected: *injected,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn label_of(event: &JournalEvent) -> Option<usize> {
+        let label = event.label.as_deref()?.strip_prefix('c')?;
+        label.split('@').next()?.parse().ok()
+    }
+
+    /// The process a resource event came from.
+    fn pid_of(event: &JournalEvent) -> Option<u32> {
+        event.label.as_deref()?.split_once('@')?.1.parse().ok()
+    }
+
+    fn kind_of_label(&self, label: usize) -> Option<Kind> {
+        self.live
+            .clients
+            .iter()
+            .find(|c| c.label == label)
+            .map(|c| c.kind)
+    }
+
+    /// Families that ended, and when.
+    fn dead_families(&self) -> BTreeMap<u64, u64> {
+        let mut dead = BTreeMap::new();
+        let mut mark = |family: u64, at: u64| {
+            dead.entry(family).or_insert(at);
+        };
+        for e in &self.journal {
+            match &e.event {
+                Event::Token {
+                    outcome: TokenOutcome::Refused | TokenOutcome::ReuseDetected,
+                    family: Some(f),
+                    ..
+                } => mark(*f, e.at_us),
+                Event::GrantRevoked { families, .. } => {
+                    for f in families {
+                        mark(*f, e.at_us);
+                    }
+                }
+                Event::Revocation {
+                    kind,
+                    family: Some(f),
+                    ..
+                } if kind == "refresh_token" => mark(*f, e.at_us),
+                _ => {}
+            }
+        }
+        dead
+    }
+
+    /// Families a label was seen with (its session, its token requests, its API
+    /// calls), and the first time each.
+    fn families_of(&self, label: usize) -> BTreeMap<u64, u64> {
+        let mut families = BTreeMap::new();
+        for e in &self.journal {
+            if Self::label_of(e) != Some(label) {
+                continue;
+            }
+            let family = match &e.event {
+                Event::Session { family, .. } => Some(*family),
+                Event::Token { family, .. } | Event::Resource { family, .. } => *family,
+                _ => None,
+            };
+            if let Some(f) = family {
+                families.entry(f).or_insert(e.at_us);
+            }
+        }
+        families
+    }
+
+    /// Who an access token was issued to, by tag.
+    fn issued(&self) -> HashMap<&str, (Option<&str>, Option<u64>)> {
+        let mut issued = HashMap::new();
+        for e in &self.journal {
+            match &e.event {
+                Event::Token {
+                    access: Some(a),
+                    sub,
+                    family,
+                    ..
+                } => {
+                    issued.insert(a.as_str(), (sub.as_deref(), *family));
+                }
+                Event::Session {
+                    access,
+                    sub,
+                    family,
+                    ..
+                } => {
+                    issued.insert(access.as_str(), (Some(sub.as_str()), Some(*family)));
+                }
+                _ => {}
+            }
+        }
+        issued
+    }
+
+    /// Whether clients in workers `a` and `b` share one store: always for a file or
+    /// Redis store; for `MemoryStore`s, within one process and its forks (a forked
+    /// child starts with a copy).
+    fn shares_store(&self, a: usize, b: usize) -> bool {
+        if self.live.store != StoreKind::Memory {
+            return true;
+        }
+        let root = |w: usize| {
+            std::iter::successors(Some(w), |&w| {
+                self.model.workers.get(w).and_then(|m| m.forked_from)
+            })
+            .last()
+            .unwrap_or(w)
+        };
+        root(a) == root(b)
+    }
+
+    fn forked_labels_before(&self, t: u64) -> BTreeSet<usize> {
+        self.live
+            .timeline
+            .forks
+            .iter()
+            .filter(|(at, _, _)| *at <= t)
+            .flat_map(|(_, _, labels)| labels.iter().copied())
+            .collect()
+    }
+
+    fn case(&self) -> String {
+        let calls: Vec<String> = self
+            .live
+            .calls
+            .iter()
+            .map(|c| {
+                format!(
+                    "  step {} {} c{} (w{}, pid {}) -> {}",
+                    c.step,
+                    c.what,
+                    c.label,
+                    c.worker,
+                    c.pid,
+                    c.reply.as_ref().map_or_else(
+                        || if c.lost {
+                            "lost (killed)".into()
+                        } else {
+                            "pending".into()
+                        },
+                        |r| format!(
+                            "{:?} [{:.3}..{:.3} s]",
+                            r.outcome,
+                            self.rel(r.started_us),
+                            self.rel(r.ended_us)
+                        )
+                    )
+                )
+            })
+            .collect();
+        let journal: Vec<String> = self
+            .journal
+            .iter()
+            .map(|e| {
+                format!(
+                    "  #{} {:.3} s {} {:?}",
+                    e.seq,
+                    self.rel(e.at_us),
+                    e.label.as_deref().unwrap_or("-"),
+                    e.event
+                )
+            })
+            .collect();
+        format!(
+            "clients {:?}\ncalls:\n{}\ntimeline {:?}\njournal:\n{}",
+            self.live.clients,
+            calls.join("\n"),
+            self.live.timeline,
+            journal.join("\n")
+        )
+    }
+
+    fn rel(&self, us: u64) -> f64 {
+        let t0 = self.journal.first().map_or(us, |e| e.at_us);
+        (us as f64 - t0 as f64) / 1e6
+    }
+
+    /// All invariants; the first violation, described with the whole case.
+    pub fn check(&self) -> Result<(), String> {
+        type Check<'c> = fn(&Checker<'c>) -> Result<(), String>;
+        let checks: [(&str, Check<'a>); 6] = [
+            (
+                "1. refresh token presented after rotation or refusal",
+                Self::refresh_tokens_once,
+            ),
+            ("2. a user's client acts as another", Self::subjects),
+            ("3. expired token sent", Self::no_expired),
+            ("4. grant used after revoke()", Self::revoke_ends_the_grant),
+            ("5. an error no fault explains", Self::errors_explained),
+            (
+                "6. a revoked token cost more than one renewal",
+                Self::one_renewal_per_revocation,
+            ),
+        ];
+        for (name, check) in checks {
+            if let Err(what) = check(self) {
+                return Err(format!(
+                    "invariant {name}: {what}\n--- the case ---\n{}",
+                    self.case()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 1: No refresh token is presented after it was rotated or refused — unless the
+    /// answer that rotated it never reached anyone (its requester was killed, or gave up
+    /// at its deadline), or the only copy of its successor was lost with the store
+    /// (Redis restarted empty; a `MemoryStore` is not shared with a forked child).
+    fn refresh_tokens_once(&self) -> Result<(), String> {
+        let requests = self.token_requests();
+        let mut consumed: HashMap<&str, &TokenRequest<'_>> = HashMap::new();
+        for r in &requests {
+            let Some(x) = r.presented else { continue };
+            if let Some(prev) = consumed.get(x) {
+                if prev.event.at_us <= r.received_us && !self.stale_copy_excused(prev, r) {
+                    return Err(format!(
+                        "refresh token {x} presented by {} (#{}, {:?}) after it was {} by #{} ({})",
+                        r.event.label.as_deref().unwrap_or("?"),
+                        r.event.seq,
+                        r.outcome,
+                        if prev.outcome == TokenOutcome::Issued {
+                            "rotated"
+                        } else {
+                            "refused"
+                        },
+                        prev.event.seq,
+                        prev.event.label.as_deref().unwrap_or("?"),
+                    ));
+                }
+            }
+            if matches!(
+                r.outcome,
+                TokenOutcome::Issued | TokenOutcome::Refused | TokenOutcome::ReuseDetected
+            ) {
+                consumed.entry(x).or_insert(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn stale_copy_excused(&self, prev: &TokenRequest<'_>, now: &TokenRequest<'_>) -> bool {
+        let t = &self.live.timeline;
+        let prev_label = Self::label_of(prev.event);
+        let now_label = Self::label_of(now.event);
+        if prev.outcome == TokenOutcome::Issued {
+            // The rotation's answer was lost: its requester was killed meanwhile…
+            let killed = t.kills.iter().any(|(at, _, labels)| {
+                *at >= prev.received_us
+                    && *at <= prev.event.at_us + 200_000
+                    && prev_label.is_some_and(|l| labels.contains(&l))
+            });
+            // …or had given up at its deadline.
+            let gave_up = self.live.calls.iter().any(|c| {
+                Some(c.label) == prev_label
+                    && c.reply.as_ref().is_some_and(|r| {
+                        matches!(&r.outcome, Outcome::Error { kind, .. } if kind == "timeout")
+                            && r.started_us <= prev.received_us
+                            && r.ended_us <= prev.event.at_us
+                    })
+            });
+            if killed || gave_up {
+                return true;
+            }
+        }
+        // The successor lived only in a store that lost it.
+        let wiped = t
+            .redis_down
+            .iter()
+            .any(|(at, _)| *at > prev.event.at_us && *at < now.received_us);
+        let forked = self.forked_labels_before(now.received_us);
+        let same_holder =
+            prev_label == now_label && now_label.is_some_and(|l| !forked.contains(&l));
+        if wiped && !same_holder {
+            return true;
+        }
+        // A forked child's MemoryStore is a copy: parent and child no longer share.
+        self.live.store == StoreKind::Memory
+            && [prev_label, now_label]
+                .iter()
+                .flatten()
+                .any(|l| forked.contains(l))
+    }
+
+    /// Invariant 2: Every API call through a client reaches the API as that client's user (or
+    /// service), and every token handed to a client is one of its user's.
+    fn subjects(&self) -> Result<(), String> {
+        for e in &self.journal {
+            if let Event::Resource {
+                sub: Some(sub),
+                token,
+                ..
+            } = &e.event
+            {
+                if let Some(kind) = Self::label_of(e).and_then(|l| self.kind_of_label(l)) {
+                    if sub != kind.sub() {
+                        return Err(format!(
+                            "#{}: a call through {} (a client of {}) reached the API as {sub} (token {token:?})",
+                            e.seq,
+                            e.label.as_deref().unwrap_or("?"),
+                            kind.sub()
+                        ));
+                    }
+                }
+            }
+        }
+        let issued = self.issued();
+        for call in &self.live.calls {
+            let Some(reply) = &call.reply else { continue };
+            let kind = self.live.clients[call.client].kind;
+            match &reply.outcome {
+                Outcome::Token(tag) => {
+                    let whose = issued.get(tag.as_str()).and_then(|(sub, _)| *sub);
+                    if whose != Some(kind.sub()) {
+                        return Err(format!(
+                            "step {}: {} on c{} (a client of {}) returned token {tag}, issued to {whose:?}",
+                            call.step,
+                            call.what,
+                            call.label,
+                            kind.sub()
+                        ));
+                    }
+                }
+                Outcome::Response { status: 200, sub } if sub.as_deref() != Some(kind.sub()) => {
+                    return Err(format!(
+                        "step {}: get on c{} (a client of {}) was answered for {sub:?}",
+                        call.step,
+                        call.label,
+                        kind.sub()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 3: No expired token reaches the API.
+    fn no_expired(&self) -> Result<(), String> {
+        match self.journal.iter().find(|e| {
+            matches!(
+                e.event,
+                Event::Resource {
+                    outcome: ResourceOutcome::Expired,
+                    ..
+                }
+            )
+        }) {
+            Some(e) => Err(format!(
+                "#{}: {} sent an expired token",
+                e.seq,
+                e.label.as_deref().unwrap_or("?")
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Invariant 4: When `revoke()` returns (whatever it returns), the grant the client held is
+    /// revoked at the provider, and that client (in that process) uses nothing of it
+    /// afterwards.
+    fn revoke_ends_the_grant(&self) -> Result<(), String> {
+        let dead = self.dead_families();
+        let forked = self.forked_labels_before(u64::MAX);
+        for call in self.live.calls.iter().filter(|c| c.what == "revoke") {
+            let Some(reply) = &call.reply else { continue };
+            // The family the client used last before revoking.
+            let label = call.label;
+            let pid = call.pid;
+            let last = self
+                .journal
+                .iter()
+                .filter(|e| e.at_us < reply.started_us)
+                .filter(|e| match &e.event {
+                    Event::Token { .. } | Event::Session { .. } => Self::label_of(e) == Some(label),
+                    Event::Resource { .. } => {
+                        Self::label_of(e) == Some(label) && Self::pid_of(e) == Some(pid)
+                    }
+                    _ => false,
+                })
+                .filter_map(|e| match &e.event {
+                    Event::Session { family, .. } => Some(*family),
+                    Event::Token {
+                        family,
+                        outcome: TokenOutcome::Issued,
+                        ..
+                    }
+                    | Event::Resource { family, .. } => *family,
+                    _ => None,
+                })
+                .next_back();
+            let Some(family) = last else { continue };
+            let already_dead = dead.get(&family).is_some_and(|&at| at < reply.started_us);
+            if already_dead {
+                continue;
+            }
+            let revoked = self.journal.iter().any(|e| {
+                e.at_us <= reply.ended_us
+                    && matches!(&e.event, Event::Revocation { family: Some(f), .. } if *f == family)
+            });
+            if !revoked {
+                return Err(format!(
+                    "step {}: revoke() on c{label} returned {:?}, but its grant (family {family}) was not revoked at the provider",
+                    call.step, reply.outcome
+                ));
+            }
+            // Nothing of it afterwards, from this client in this process.
+            for e in self.journal.iter().filter(|e| e.at_us > reply.ended_us) {
+                let used = match &e.event {
+                    Event::Resource {
+                        family: Some(f), ..
+                    } => {
+                        *f == family
+                            && Self::label_of(e) == Some(label)
+                            && Self::pid_of(e) == Some(pid)
+                    }
+                    Event::Token {
+                        family: Some(f),
+                        presented: Some(_),
+                        ..
+                    } => {
+                        *f == family && Self::label_of(e) == Some(label) && !forked.contains(&label)
+                    }
+                    _ => false,
+                };
+                if used {
+                    return Err(format!(
+                        "#{}: c{label} used its grant (family {family}) after revoke() returned at step {}",
+                        e.seq, call.step
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 5: Every error lines up with a fault injected in its window, or is
+    /// `ReauthenticationRequired` after the grant ended.
+    fn errors_explained(&self) -> Result<(), String> {
+        let requests = self.token_requests();
+        let dead = self.dead_families();
+        let t = &self.live.timeline;
+        for call in &self.live.calls {
+            let Some(reply) = &call.reply else { continue };
+            let error = match &reply.outcome {
+                Outcome::Error { kind, message } => format!("{kind}: {message}"),
+                Outcome::Response { status, .. } if *status != 200 => format!("HTTP {status}"),
+                _ => continue,
+            };
+            let kind = match &reply.outcome {
+                Outcome::Error { kind, .. } => kind.as_str(),
+                _ => "http",
+            };
+            let from = reply.started_us.saturating_sub(BACKOFF_WINDOW_US);
+            let to = reply.ended_us;
+            let label = call.label;
+            let own_fault = requests.iter().any(|r| {
+                r.injected
+                    && Self::label_of(r.event) == Some(label)
+                    && r.event.at_us >= from
+                    && r.received_us <= to
+            });
+            let any_fault = requests
+                .iter()
+                .any(|r| r.injected && r.event.at_us >= from && r.received_us <= to);
+            let grant_ended = self
+                .families_of(label)
+                .keys()
+                .any(|f| dead.get(f).is_some_and(|&at| at <= to))
+                || self.live.calls.iter().any(|c| {
+                    // A sign-out (`revoke()`) begun before this call ended, by this client
+                    // or by any client of the same user sharing its store (the store
+                    // keeps the sign-out for all of them).
+                    c.what == "revoke"
+                        && self.live.clients[c.client].kind == self.live.clients[call.client].kind
+                        && self.shares_store(c.worker, call.worker)
+                        && c.reply
+                            .as_ref()
+                            .is_some_and(|r| r.started_us <= reply.ended_us)
+                });
+            let redis_down = overlaps(&t.redis_down, from, to);
+            let killed_holder = t
+                .kills
+                .iter()
+                .any(|(at, _, _)| *at <= to && at + LOCK_TTL_US >= reply.started_us);
+            let slow = overlaps(&t.slow, from, to);
+            // A save made to fail in this worker (or the one it was forked from), not yet
+            // spent on an earlier store error there.
+            let lineage: Vec<usize> = std::iter::successors(Some(call.worker), |&w| {
+                self.model.workers.get(w).and_then(|m| m.forked_from)
+            })
+            .collect();
+            let armed = t
+                .save_failures
+                .iter()
+                .filter(|(at, w)| *at <= to && lineage.contains(w))
+                .count();
+            let spent = self
+                .live
+                .calls
+                .iter()
+                .filter(|c| lineage.contains(&c.worker))
+                .filter_map(|c| c.reply.as_ref())
+                .filter(|r| r.ended_us < reply.ended_us)
+                .filter(|r| matches!(&r.outcome, Outcome::Error { kind, .. } if kind == "store"))
+                .count();
+            let save_failed = armed > spent;
+            let explained = match kind {
+                "reauthentication_required" => grant_ended,
+                "store" => redis_down || save_failed,
+                "timeout" => any_fault || slow || redis_down || killed_holder,
+                "http" => {
+                    // A 401 for a token that replaced a rejected one, within the backoff,
+                    // is given back as it is (an API that refuses every token).
+                    let rejected: BTreeSet<&str> = self
+                        .journal
+                        .iter()
+                        .filter(|e| {
+                            e.at_us >= from
+                                && e.at_us <= to
+                                && Self::label_of(e) == Some(label)
+                                && Self::pid_of(e) == Some(call.pid)
+                        })
+                        .filter_map(|e| match &e.event {
+                            Event::Resource {
+                                outcome: ResourceOutcome::Revoked | ResourceOutcome::Unknown,
+                                token: Some(tag),
+                                ..
+                            } => Some(tag.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    rejected.len() >= 2
+                }
+                _ => own_fault || (redis_down && kind == "store"),
+            };
+            if !explained {
+                return Err(format!(
+                    "step {}: {} on c{label} (w{}) failed with {error}, and no fault explains it",
+                    call.step, call.what, call.worker
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 6: An API call that met a revoked token renews once, not more (unless injected
+    /// failures made it try again).
+    fn one_renewal_per_revocation(&self) -> Result<(), String> {
+        let requests = self.token_requests();
+        for call in self.live.calls.iter().filter(|c| c.what == "get") {
+            let Some(reply) = &call.reply else { continue };
+            let (from, to) = (reply.started_us, reply.ended_us);
+            let met_revoked = self.journal.iter().any(|e| {
+                e.at_us >= from
+                    && e.at_us <= to
+                    && Self::label_of(e) == Some(call.label)
+                    && Self::pid_of(e) == Some(call.pid)
+                    && matches!(
+                        e.event,
+                        Event::Resource {
+                            outcome: ResourceOutcome::Revoked,
+                            ..
+                        }
+                    )
+            });
+            if !met_revoked {
+                continue;
+            }
+            let mine: Vec<&TokenRequest<'_>> = requests
+                .iter()
+                .filter(|r| {
+                    Self::label_of(r.event) == Some(call.label)
+                        && r.received_us >= from
+                        && r.event.at_us <= to
+                })
+                .collect();
+            if mine.iter().any(|r| r.injected) {
+                continue;
+            }
+            let renewals = mine
+                .iter()
+                .filter(|r| r.outcome == TokenOutcome::Issued)
+                .count();
+            if renewals > 1 {
+                return Err(format!(
+                    "step {}: get on c{} met a revoked token and renewed {renewals} times",
+                    call.step, call.label
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------
+
+prop_state_machine! {
+    #![proptest_config(config())]
+
+    /// Clients in several processes, each process with a `MemoryStore` of its own.
+    #[test]
+    fn memory_store(sequential 1..14 => Composition<Memory>);
+
+    /// Clients in several processes sharing a `FileStore` directory.
+    #[test]
+    fn file_store(sequential 1..14 => Composition<File>);
+
+    /// Clients in several processes sharing a real `redis-server`.
+    #[test]
+    fn redis_store(sequential 1..14 => Composition<RedisFlavor>);
+}
+
+/// Replays one sequence (a minimal case found earlier) against `S`.
+fn replay<S: Flavor>(lifetime_secs: u64, clients: &[(usize, Kind)], ops: Vec<Op>) {
+    REPLAYING.with(|r| r.set(true));
+    let model = Model::new(S::KIND, lifetime_secs, clients);
+    let mut reference = model.clone();
+    for op in &ops {
+        assert!(
+            <Reference<S> as ReferenceStateMachine>::preconditions(&reference, op),
+            "not a valid sequence at {op:?}"
+        );
+        reference = <Reference<S> as ReferenceStateMachine>::apply(reference, op);
+    }
+    Composition::<S>::test_sequential(Config::default(), model, ops, None);
+}
+
+use Kind::{Service, User};
+
+/// Invariant 2 (found by `memory_store`): two users' refresh-token clients in one
+/// process share one store entry (the store key names the client, not the user), so
+/// bob's `refresh()` hands him alice's token.
+#[test]
+fn regression_two_users_in_one_store_see_each_others_tokens() {
+    replay::<Memory>(
+        5,
+        &[(0, User(0)), (1, User(0)), (1, User(1))],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Refresh { c: 2, bg: false },
+        ],
+    );
+}
+
+/// Invariant 5 (found by `memory_store`): the provider revoked the access token; the
+/// API answers 401; the client drops the token and renews through the store — which
+/// hands back the very token that was just rejected (still "fresh" by its expiry), so
+/// the resend gets 401 too and the caller gets a 401 although nothing is wrong with
+/// the grant. (Found as `Token c3, Get c3 in the background, RevokeAccess c3`; replayed
+/// here in the order that race took.)
+#[test]
+fn regression_a_store_undoes_recovery_from_a_401() {
+    replay::<Memory>(
+        3600,
+        &[(0, User(0)), (1, User(0)), (1, User(0))],
+        vec![
+            Op::Token { c: 0, bg: false },
+            Op::RevokeAccess { c: 0 },
+            Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 1 (found by `file_store` and `memory_store`): a refused refresh token is
+/// sent again. The user revoked the application's access at the provider; the next
+/// call's renewal is refused (`ReauthenticationRequired`, right), and the call after
+/// that presents the same dead refresh token once more.
+#[test]
+fn regression_a_refused_refresh_token_is_sent_twice() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![
+            Op::RevokeGrant { user: 0 },
+            Op::Get { c: 0, bg: false },
+            Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 1 (found by `memory_store`): the same through an injected refusal of a
+/// forced renewal.
+#[test]
+fn regression_a_refusal_then_a_call_sends_the_refused_token_again() {
+    replay::<Memory>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![
+            Op::Refuse,
+            Op::Refresh { c: 2, bg: false },
+            Op::Get { c: 2, bg: false },
+        ],
+    );
+}
+
+/// Invariant 4 (found by `redis_store`): alice signed in twice, in two processes
+/// sharing Redis. c0's call stores its session; c1's `revoke()` revokes the stored
+/// session (c0's) and forgets its own, which stays valid at the provider: a live
+/// refresh token nobody holds any more.
+#[test]
+fn regression_revoke_leaves_the_clients_own_grant_alive() {
+    replay::<RedisFlavor>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![Op::Get { c: 0, bg: false }, Op::Revoke { c: 1 }],
+    );
+}
+
+/// Invariants 4 and 5 (found by `memory_store`): worker 0 forks while c0 renews; the
+/// child's copy of c0 (client 3) revokes: the child inherited the store's lock held by
+/// the parent's renewal, waits for it until its deadline (`Timeout`, no fault), and
+/// revokes nothing at the provider.
+#[test]
+fn regression_a_fork_mid_renewal_keeps_the_lock_and_revoke_revokes_nothing() {
+    replay::<Memory>(
+        5,
+        &[(0, User(0)), (1, User(0)), (1, User(0))],
+        vec![Op::Fork { w: 0, mid: Some(0) }, Op::Revoke { c: 3 }],
+    );
+}
+
+/// Invariant 5 (found by `file_store`): worker 1 forks while c1 renews holding the
+/// `FileStore` lock; the child inherits the lock file's descriptor, so the lock stays
+/// held after the parent's renewal ends, for as long as the child lives: every other
+/// process's renewal waits until its deadline (`Timeout`), call after call.
+#[test]
+fn regression_a_fork_mid_renewal_keeps_the_file_lock_in_the_child() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, Service)],
+        vec![
+            Op::NewClient {
+                w: 0,
+                kind: User(0),
+            },
+            Op::Fork { w: 1, mid: Some(1) },
+            Op::Get { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
+        ],
+    );
+}
+
+/// The worker process (run by the tests above, never on its own).
+#[test]
+#[ignore = "the composition test's worker process; the composition tests run it"]
+fn composition_worker() {
+    if let Ok(config) = std::env::var(worker::WORKER_ENV) {
+        worker::main(&config);
+    }
+}

@@ -1,0 +1,466 @@
+//! A worker process of the composition test (`composition.rs`): it holds real
+//! `authcore::Client`s over a real store and runs the operations the controller sends
+//! it over a Unix socket, one JSON line each, each on a thread of its own (so that an
+//! operation may be in flight while the next one — a fork — arrives), answering with
+//! one JSON line per operation.
+//!
+//! The test binary is its own worker: the controller runs it again with
+//! `--exact composition_worker --ignored` and the worker's configuration in
+//! `AUTHCORE_COMPOSITION_WORKER`. A worker ends when its connection closes (the
+//! controller went away or dropped it), and in any case after [`MAX_LIFETIME`].
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authcore::grant::{ClientCredentials, RefreshToken};
+use authcore::{
+    Client, Error, FileStore, MemoryStore, Options, RedisStore, StoreKey, StoreLock, StoredToken,
+    Token, TokenStore,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that carries a worker's configuration.
+pub const WORKER_ENV: &str = "AUTHCORE_COMPOSITION_WORKER";
+/// A worker never outlives this, whatever happens to its controller.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(20 * 60);
+
+/// Which store the clients of a worker share tokens through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StoreSpec {
+    /// A `MemoryStore` of the worker's own.
+    Memory,
+    /// A `FileStore` in this directory.
+    File(PathBuf),
+    /// A `RedisStore` at this URL.
+    Redis(String),
+}
+
+/// What a worker is told when it starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// The controller's socket.
+    pub socket: PathBuf,
+    /// This worker's number.
+    pub worker: usize,
+    /// The devserver's base URL.
+    pub devserver: String,
+    /// The store.
+    pub store: StoreSpec,
+    /// Each client's `Options::timeout`, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// An operation, sent by the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// A refresh-token client for `user`, starting from `refresh_token` (a new session
+    /// the controller started; it only crosses the controller's socket).
+    NewUserClient {
+        /// The client's label (sent as `X-Journal-Label`).
+        label: String,
+        /// Whose session it is.
+        user: String,
+        /// The session's refresh token.
+        refresh_token: String,
+    },
+    /// A client-credentials client.
+    NewServiceClient {
+        /// The client's label.
+        label: String,
+    },
+    /// `client.token()`.
+    Token(String),
+    /// `client.get(API)`.
+    Get(String),
+    /// `client.invalidate(token in hand)`.
+    Invalidate(String),
+    /// `client.refresh()`.
+    Refresh(String),
+    /// `client.revoke()`.
+    Revoke(String),
+    /// The store's next save fails (once).
+    FailNextSave,
+    /// fork(2): the child connects back as worker `child`, with every client inherited.
+    Fork {
+        /// The child's worker number.
+        child: usize,
+    },
+}
+
+/// One line from the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Numbers the request; its reply has the same.
+    pub id: u64,
+    /// The operation.
+    pub command: Command,
+}
+
+/// What came of an operation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Outcome {
+    /// Done (a client made, a fault armed, a revocation that returned `Ok`).
+    Done,
+    /// `invalidate`: whether the cached token was dropped.
+    Dropped(bool),
+    /// A token (by its tag).
+    Token(String),
+    /// An API response: its status and the subject the API named.
+    Response {
+        /// HTTP status.
+        status: u16,
+        /// The `X-Sub` header.
+        sub: Option<String>,
+    },
+    /// An error: its kind (`ErrorKind::name`) and message.
+    Error {
+        /// The kind.
+        kind: String,
+        /// The message (never a secret: authcore redacts them).
+        message: String,
+    },
+    /// `fork`: the child's process id.
+    Forked(u32),
+    /// The first line of every connection.
+    Hello {
+        /// The worker number.
+        worker: usize,
+        /// The process id.
+        pid: u32,
+    },
+}
+
+/// One line to the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request's number (0 for the hello).
+    pub id: u64,
+    /// When the operation started and ended, µs since the Unix epoch.
+    pub started_us: u64,
+    /// When it ended.
+    pub ended_us: u64,
+    /// What came of it.
+    pub outcome: Outcome,
+}
+
+/// Microseconds since the Unix epoch (the devserver's journal uses the same clock).
+pub fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A store around the real one whose next `save` fails once when armed: the fault a
+/// full disk or a Redis failover causes between a rotation and its save.
+struct FaultyStore {
+    inner: Arc<dyn TokenStore>,
+    fail_next_save: AtomicBool,
+    /// A store that fails every call (a `FileStore` whose directory is gone), the
+    /// source of a real `Store` error (authcore's errors are made by authcore only).
+    broken: FileStore,
+}
+
+impl FaultyStore {
+    fn injected_error(&self) -> Error {
+        match self
+            .broken
+            .lock(&StoreKey::custom("injected"), Instant::now())
+        {
+            Err(e) => e,
+            Ok(_) => panic!("the broken store was expected to fail"),
+        }
+    }
+}
+
+impl TokenStore for FaultyStore {
+    fn load(&self, lock: &StoreLock, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
+        self.inner.load(lock, key)
+    }
+
+    fn lock(&self, key: &StoreKey, deadline: Instant) -> authcore::Result<StoreLock> {
+        self.inner.lock(key, deadline)
+    }
+
+    fn save(&self, lock: &StoreLock, key: &StoreKey, token: &StoredToken) -> authcore::Result<()> {
+        if self.fail_next_save.swap(false, Ordering::SeqCst) {
+            return Err(self.injected_error());
+        }
+        self.inner.save(lock, key, token)
+    }
+
+    fn remove(&self, lock: &StoreLock, key: &StoreKey) -> authcore::Result<()> {
+        self.inner.remove(lock, key)
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}
+
+struct Held {
+    client: Client,
+    /// The last token `token()`/`refresh()` gave (what `invalidate` reports).
+    last: Option<Arc<Token>>,
+}
+
+/// A worker's state: its clients by label, and its store.
+struct Worker {
+    config: WorkerConfig,
+    clients: Mutex<HashMap<String, Held>>,
+    store: Arc<FaultyStore>,
+    pid: Mutex<u32>,
+}
+
+fn kind_and_message(e: &Error) -> Outcome {
+    Outcome::Error {
+        kind: e.kind().name().to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl Worker {
+    fn options(&self, label: &str) -> Options {
+        Options::default()
+            .timeout(Duration::from_millis(self.config.timeout_ms))
+            .failure_backoff(Duration::from_millis(200), Duration::from_secs(1))
+            .expiry_margin(Duration::from_secs(1))
+            .token_request_header("x-journal-label", label)
+            .store(self.store.clone())
+    }
+
+    fn client(&self, label: &str) -> Option<Client> {
+        self.clients.lock().get(label).map(|h| h.client.clone())
+    }
+
+    fn run(&self, command: Command) -> Outcome {
+        let url = &self.config.devserver;
+        let token_url = format!("{url}/oauth2/token");
+        let revocation_url = format!("{url}/oauth2/revoke");
+        let made = |label: String, made: authcore::Result<Client>| match made {
+            Ok(client) => {
+                self.clients
+                    .lock()
+                    .insert(label, Held { client, last: None });
+                Outcome::Done
+            }
+            Err(e) => kind_and_message(&e),
+        };
+        let with = |label: &str, f: &dyn Fn(&Client) -> Outcome| match self.client(label) {
+            Some(client) => f(&client),
+            None => Outcome::Error {
+                kind: "no_such_client".into(),
+                message: format!("no client {label} in this worker"),
+            },
+        };
+        let keep = |label: &str, token: authcore::Result<Arc<Token>>| match token {
+            Ok(token) => {
+                let tag = authcore_cli::devserver::tag(token.access_token().expose_secret());
+                if let Some(h) = self.clients.lock().get_mut(label) {
+                    h.last = Some(token);
+                }
+                Outcome::Token(tag)
+            }
+            Err(e) => kind_and_message(&e),
+        };
+        match command {
+            Command::NewUserClient {
+                label,
+                user,
+                refresh_token,
+            } => {
+                // Whose tokens these are, in the store: the user (a refresh-token client
+                // with a store must say, unless its first token's ID token does).
+                let grant = RefreshToken::new(token_url, "dev-client", "dev-secret", refresh_token)
+                    .revocation_url(revocation_url);
+                made(
+                    label.clone(),
+                    Client::new(grant, self.options(&label).store_key(user)),
+                )
+            }
+            Command::NewServiceClient { label } => {
+                let grant = ClientCredentials::new(token_url, "dev-client", "dev-secret")
+                    .revocation_url(revocation_url);
+                made(label.clone(), Client::new(grant, self.options(&label)))
+            }
+            Command::Token(label) => with(&label, &|c| keep(&label, c.token())),
+            Command::Refresh(label) => with(&label, &|c| keep(&label, c.refresh())),
+            Command::Get(label) => with(&label, &|c| {
+                let journal_label = format!("{label}@{}", *self.pid.lock());
+                match c.request(
+                    "GET",
+                    &format!("{url}/api/me"),
+                    &[("x-journal-label", &journal_label)],
+                    &[],
+                ) {
+                    Ok(r) => Outcome::Response {
+                        status: r.status,
+                        sub: r.header("x-sub").map(str::to_owned),
+                    },
+                    Err(e) => kind_and_message(&e),
+                }
+            }),
+            Command::Invalidate(label) => with(&label, &|c| {
+                let last = self.clients.lock().get(&label).and_then(|h| h.last.clone());
+                match last.or_else(|| c.cached_token()) {
+                    Some(token) => Outcome::Dropped(c.invalidate(&token)),
+                    None => Outcome::Dropped(false),
+                }
+            }),
+            Command::Revoke(label) => with(&label, &|c| match c.revoke() {
+                Ok(()) => Outcome::Done,
+                Err(e) => kind_and_message(&e),
+            }),
+            Command::FailNextSave => {
+                self.store.fail_next_save.store(true, Ordering::SeqCst);
+                Outcome::Done
+            }
+            Command::Fork { .. } => unreachable!("forks are run by the connection loop"),
+        }
+    }
+}
+
+/// Serves one connection until it closes, then ends the process.
+fn serve(worker: Arc<Worker>, stream: UnixStream) -> ! {
+    let writer = Arc::new(Mutex::new(stream.try_clone().expect("socket clone")));
+    let hello = Reply {
+        id: 0,
+        started_us: unix_us(),
+        ended_us: unix_us(),
+        outcome: Outcome::Hello {
+            worker: worker.config.worker,
+            pid: std::process::id(),
+        },
+    };
+    send(&writer, &hello);
+    let reader = BufReader::new(stream);
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        let Ok(request) = serde_json::from_str::<Request>(&line) else {
+            break;
+        };
+        if let Command::Fork { child } = request.command {
+            fork(&worker, &writer, request.id, child);
+            continue;
+        }
+        let (worker, writer) = (worker.clone(), writer.clone());
+        std::thread::spawn(move || {
+            let started_us = unix_us();
+            let outcome = worker.run(request.command);
+            let reply = Reply {
+                id: request.id,
+                started_us,
+                ended_us: unix_us(),
+                outcome,
+            };
+            send(&writer, &reply);
+        });
+    }
+    std::process::exit(0)
+}
+
+fn send(writer: &Mutex<UnixStream>, reply: &Reply) {
+    let mut line = serde_json::to_vec(reply).expect("reply as JSON");
+    line.push(b'\n');
+    let mut w = writer.lock();
+    if w.write_all(&line).and_then(|()| w.flush()).is_err() {
+        // The controller is gone.
+        std::process::exit(0);
+    }
+}
+
+/// fork(2), as a pre-forking server (gunicorn `--preload`) does with a client made in
+/// its parent: the one spot that needs `unsafe`. Nothing in std makes a process that
+/// inherits the parent's memory (its clients, their caches, a renewal in flight and
+/// the store lock it holds), which is exactly what is under test. The worker's own
+/// locks are held across the call so that no other thread of it holds them at that
+/// moment; the child only runs safe Rust afterwards, as forked Rust programs do.
+fn fork(worker: &Arc<Worker>, writer: &Arc<Mutex<UnixStream>>, id: u64, child: usize) {
+    let started_us = unix_us();
+    let pid = {
+        let _clients = worker.clients.lock();
+        let _writer = writer.lock();
+        let _pid = worker.pid.lock();
+        // SAFETY: fork has no memory-safety preconditions of its own; the child
+        // continues in this thread only, with the worker's locks released below by the
+        // guards it inherited (this thread held them, so none is held by a thread that
+        // does not exist in the child).
+        unsafe { libc::fork() }
+    };
+    match pid {
+        0 => {
+            authcore::after_fork_in_child();
+            *worker.pid.lock() = std::process::id();
+            let mut config = worker.config.clone();
+            config.worker = child;
+            let child_worker = Arc::new(Worker {
+                config,
+                clients: Mutex::new(std::mem::take(&mut *worker.clients.lock())),
+                store: worker.store.clone(),
+                pid: Mutex::new(std::process::id()),
+            });
+            match UnixStream::connect(&child_worker.config.socket) {
+                Ok(stream) => serve(child_worker, stream),
+                Err(_) => std::process::exit(0),
+            }
+        }
+        pid if pid > 0 => send(
+            writer,
+            &Reply {
+                id,
+                started_us,
+                ended_us: unix_us(),
+                outcome: Outcome::Forked(pid as u32),
+            },
+        ),
+        _ => send(
+            writer,
+            &Reply {
+                id,
+                started_us,
+                ended_us: unix_us(),
+                outcome: Outcome::Error {
+                    kind: "fork".into(),
+                    message: std::io::Error::last_os_error().to_string(),
+                },
+            },
+        ),
+    }
+}
+
+/// The worker's main: connects to the controller and serves it.
+pub fn main(config_json: &str) -> ! {
+    let config: WorkerConfig = serde_json::from_str(config_json).expect("worker configuration");
+    std::thread::spawn(|| {
+        std::thread::sleep(MAX_LIFETIME);
+        std::process::exit(3);
+    });
+    let inner: Arc<dyn TokenStore> = match &config.store {
+        StoreSpec::Memory => Arc::new(MemoryStore::new()),
+        StoreSpec::File(dir) => Arc::new(FileStore::new(dir).expect("file store")),
+        StoreSpec::Redis(url) => Arc::new(RedisStore::new(url).expect("redis store")),
+    };
+    let broken_dir = std::env::temp_dir().join(format!(
+        "authcore-composition-broken-{}",
+        std::process::id()
+    ));
+    let broken = FileStore::new(&broken_dir).expect("a store to break");
+    std::fs::remove_dir_all(&broken_dir).expect("break the store");
+    let worker = Arc::new(Worker {
+        config,
+        clients: Mutex::new(HashMap::new()),
+        store: Arc::new(FaultyStore {
+            inner,
+            fail_next_save: AtomicBool::new(false),
+            broken,
+        }),
+        pid: Mutex::new(std::process::id()),
+    });
+    let stream = UnixStream::connect(&worker.config.socket).expect("controller socket");
+    serve(worker, stream)
+}
