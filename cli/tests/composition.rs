@@ -54,6 +54,9 @@
 //! when its case ends, also when it fails; everything listens on 127.0.0.1 only; every
 //! wait is bounded.
 
+/// The clients' longest failure backoff (the default, 30 s), in microseconds.
+const MAX_BACKOFF_US: u64 = 30_000_000;
+
 #[path = "../../core/tests/common/redis.rs"]
 #[allow(dead_code)]
 mod redis;
@@ -1842,7 +1845,9 @@ impl<'a> Checker<'a> {
                 "timeout" => any_fault || slow || redis_down || killed_holder,
                 "http" => {
                     // A 401 for a token that replaced a rejected one, within the backoff,
-                    // is given back as it is (an API that refuses every token).
+                    // is given back as it is (an API that refuses every token). A token
+                    // the caller invalidated counts as rejected (that is what the cache
+                    // is told).
                     let rejected: BTreeSet<&str> = self
                         .journal
                         .iter()
@@ -1861,7 +1866,19 @@ impl<'a> Checker<'a> {
                             _ => None,
                         })
                         .collect();
-                    rejected.len() >= 2
+                    let invalidated = self
+                        .live
+                        .calls
+                        .iter()
+                        .filter(|c| c.label == label && c.what == "invalidate")
+                        .filter_map(|c| c.reply.as_ref())
+                        .filter(|r| {
+                            r.ended_us <= reply.ended_us
+                                && r.ended_us + MAX_BACKOFF_US >= reply.started_us
+                        })
+                        .filter(|r| matches!(r.outcome, Outcome::Dropped(true)))
+                        .count();
+                    rejected.len() + invalidated >= 2
                 }
                 _ => own_fault || (redis_down && kind == "store"),
             };
