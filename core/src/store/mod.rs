@@ -123,8 +123,8 @@ pub struct StoredToken {
     /// The record's version: every save writes a higher one, so that the newer of a
     /// client's memory and the store wins (0: written before versions existed).
     pub version: u64,
-    /// Tags ([`refresh_token_tag`]) of the refresh tokens this record's refresh token
-    /// descends from, newest first (at most [`LINEAGE`]): a client holding one of them
+    /// Tags (32 hex characters of SHA-256) of the refresh tokens this record's refresh token
+    /// descends from, newest first (at most 16, the first one always kept): a client holding one of them
     /// holds an older refresh token than the store.
     pub lineage: Vec<String>,
     /// A tombstone: the session was revoked (or its refresh token refused); no client
