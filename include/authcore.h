@@ -426,8 +426,9 @@ typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
  *   (they are valid during the call only); return 0 when kept. A failure is logged and
  *   the new token still used; the record is saved again first under the next lock.
  * - `lock`: take your lock for `key`, shared with every other process, waiting at most
- *   `timeout_ms`; return 0 when taken, 1 when the time ran out, another value on
- *   failure. `unlock` releases it; authcore calls it exactly once for each successful
+ *   `timeout_ms` (0: try once and return 1 at once if another holds it — a renewal
+ *   ahead of expiry does that, and keeps its still-valid token); return 0 when taken,
+ *   1 when the time ran out, another value on failure. `unlock` releases it; authcore calls it exactly once for each successful
  *   `lock`, on the same thread. `load` and `save` are called only while it is held.
  * - `remove`: forget the value for `key`; return 0 when gone (or there was none). It
  *   may be NULL: `authcore_client_revoke` does not remove the record but saves a

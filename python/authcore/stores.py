@@ -9,7 +9,9 @@ too (a database, a secrets service):
 - ``save(key, value) -> None``: keep ``value`` for ``key`` durably, replacing what was
   there. It holds secrets.
 - ``lock(key, timeout) -> bool``: take the lock for ``key``, shared with every other
-  process, waiting at most ``timeout`` seconds; ``False`` when the time ran out.
+  process, waiting at most ``timeout`` seconds; ``False`` when the time ran out. A
+  ``timeout`` of 0 means try once and answer at once (a renewal ahead of expiry does
+  that, and keeps its still-valid token if another process holds the lock).
   ``load`` and ``save`` are called only while it is held.
 - ``unlock(key) -> None``: release it; called once for every successful ``lock``.
 - ``remove(key) -> None`` (optional): forget the value for ``key``. ``Client.revoke()``
