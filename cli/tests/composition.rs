@@ -2091,6 +2091,31 @@ fn regression_a_fork_mid_renewal_keeps_the_file_lock_in_the_child() {
     );
 }
 
+/// Invariant 5 (found by `file_store` after the explicit unlock): worker 0 forks while
+/// c0 renews holding the `FileStore` lock, then the parent is killed before it releases
+/// it: the child's inherited copy of the lock file kept the lock for as long as the
+/// child lived, and the child's own renewals timed out call after call.
+#[test]
+fn regression_a_fork_then_a_killed_parent_leaves_the_file_lock_to_the_child() {
+    replay::<File>(
+        5,
+        &[(0, User(2)), (1, Service), (0, User(1))],
+        vec![
+            Op::Get { c: 1, bg: false },
+            Op::Token { c: 1, bg: false },
+            Op::Kill { w: 1, mid: None },
+            Op::RevokeAccess { c: 2 },
+            Op::Fork { w: 0, mid: Some(0) },
+            Op::Get { c: 2, bg: false },
+            Op::Get { c: 3, bg: true },
+            Op::Kill { w: 0, mid: None },
+            Op::Get { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
+        ],
+    );
+}
+
 /// The worker process (run by the tests above, never on its own).
 #[test]
 #[ignore = "the composition test's worker process; the composition tests run it"]

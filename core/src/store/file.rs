@@ -1,13 +1,20 @@
 //! [`FileStore`]: one file per credential under a directory, for the processes of one
 //! machine.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
 
 use super::{StoreKey, StoreLock, StoredToken, TokenStore};
 use crate::error::{Error, Result};
+use crate::fork::Stamp;
 
 /// Longest pause between two attempts to take a file lock held by another process.
 const LOCK_POLL: Duration = Duration::from_millis(10);
@@ -16,10 +23,10 @@ const LOCK_POLL: Duration = Duration::from_millis(10);
 /// directory (mode 0700), each replaced atomically (an exclusive temporary file in the
 /// same directory, mode 0600, fsynced, renamed over the old one, the directory fsynced),
 /// and a lock file per credential held across a renewal. A process killed while holding
-/// the lock never blocks the others: the operating system releases it. The lock is
-/// released explicitly, not by closing the file: a child forked while the lock was held
-/// shares the open file and would otherwise hold the lock for as long as it lives. A
-/// corrupt or truncated file is reported (logged) and read as empty.
+/// the lock never blocks the others: the operating system releases it. A child forked
+/// while its parent held a lock never holds it: the lock is released explicitly by the
+/// parent, and the child closes its copies of its parent's lock files before it takes
+/// any. A corrupt or truncated file is reported (logged) and read as empty.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
@@ -54,6 +61,8 @@ impl FileStore {
     }
 
     fn lock_file(&self, key: &StoreKey) -> Result<(File, PathBuf)> {
+        // A child after fork() lets go of its parent's locks before taking any.
+        held_here();
         let path = self.path(key, "lock");
         let mut options = OpenOptions::new();
         options.create(true).truncate(false).write(true);
@@ -83,12 +92,73 @@ impl FileStore {
     }
 }
 
-/// A held lock file, unlocked explicitly when dropped (see [`FileStore`]).
-struct FileLock(File);
+/// The lock files this process holds, owned here rather than by their [`StoreLock`]s:
+/// a child after `fork()` closes its copies of its parent's at its first use of a file
+/// store. A lock file's lock belongs to the open file, which parent and child share;
+/// without this, a child forked during a renewal would hold that lock for as long as it
+/// lives once the parent is gone (the thread that would release it does not exist in
+/// the child).
+struct Held {
+    stamp: Stamp,
+    files: Mutex<HashMap<u64, File>>,
+}
+
+static HELD: ArcSwapOption<Held> = ArcSwapOption::const_empty();
+static NEXT_LOCK: AtomicU64 = AtomicU64::new(1);
+
+/// This process's held lock files; a child's first call closes its parent's.
+fn held_here() -> Arc<Held> {
+    let current = HELD.load_full();
+    if let Some(held) = current.as_ref().filter(|h| h.stamp == Stamp::current()) {
+        return Arc::clone(held);
+    }
+    let fresh = Arc::new(Held {
+        stamp: Stamp::current(),
+        files: Mutex::default(),
+    });
+    let previous = HELD.compare_and_swap(&current, Some(Arc::clone(&fresh)));
+    let swapped = match (&*previous, &current) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    if !swapped {
+        return held_here();
+    }
+    if let Some(parent) = current {
+        // Closing the child's copies releases nothing the parent still holds open.
+        // (Were the map locked by a parent thread at the fork, it is left alone.)
+        if let Some(mut files) = parent.files.try_lock() {
+            files.clear();
+        }
+    }
+    fresh
+}
+
+/// A held lock file, unlocked explicitly and closed when dropped, by the process that
+/// took it (see [`Held`]).
+struct FileLock {
+    held: Arc<Held>,
+    id: u64,
+}
+
+impl FileLock {
+    fn new(file: File) -> FileLock {
+        let held = held_here();
+        let id = NEXT_LOCK.fetch_add(1, Ordering::Relaxed);
+        held.files.lock().insert(id, file);
+        FileLock { held, id }
+    }
+}
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let _ = self.0.unlock();
+        if self.held.stamp != Stamp::current() {
+            return;
+        }
+        if let Some(file) = self.held.files.lock().remove(&self.id) {
+            let _ = file.unlock();
+        }
     }
 }
 
@@ -120,7 +190,7 @@ impl TokenStore for FileStore {
     fn try_lock(&self, key: &StoreKey, _deadline: Instant) -> Result<Option<StoreLock>> {
         let (file, path) = self.lock_file(key)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(StoreLock::new(FileLock(file)))),
+            Ok(()) => Ok(Some(StoreLock::new(FileLock::new(file)))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io_error("lock", &path, e)),
         }
@@ -131,7 +201,7 @@ impl TokenStore for FileStore {
         let started = Instant::now();
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(StoreLock::new(FileLock(file))),
+                Ok(()) => return Ok(StoreLock::new(FileLock::new(file))),
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => return Err(io_error("lock", &path, e)),
             }
