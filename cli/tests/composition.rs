@@ -2116,6 +2116,25 @@ fn regression_a_fork_then_a_killed_parent_leaves_the_file_lock_to_the_child() {
     );
 }
 
+/// Invariant 1 (found by an hour-long `file_store` run): worker 0 forks while c0 renews
+/// (the child holds the refresh token the parent is rotating); c2, another sign-in of
+/// the same user in the parent, then saved its session over c0's record, whose lineage
+/// named the rotated token — so the child took its copy for a token the store never saw
+/// and sent it again (reuse: the family was revoked). A new record now names the
+/// session it supersedes.
+#[test]
+fn regression_another_session_of_the_user_hid_a_rotation_from_a_forked_child() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, User(0))],
+        vec![
+            Op::Fork { w: 0, mid: Some(0) },
+            Op::Get { c: 2, bg: false },
+            Op::Token { c: 3, bg: false },
+        ],
+    );
+}
+
 /// The worker process (run by the tests above, never on its own).
 #[test]
 #[ignore = "the composition test's worker process; the composition tests run it"]

@@ -124,7 +124,7 @@ pub struct StoredToken {
     /// client's memory and the store wins (0: written before versions existed).
     pub version: u64,
     /// Tags (32 hex characters of SHA-256) of the refresh tokens this record's refresh token
-    /// descends from, newest first (at most 16, the first one always kept): a client holding one of them
+    /// descends from, newest first (at most 32: its own, the first one always kept, then those of a session of the same user it superseded): a client holding one of them
     /// holds an older refresh token than the store.
     pub lineage: Vec<String>,
     /// A tombstone: the session was revoked (or its refresh token refused); no client
@@ -133,7 +133,7 @@ pub struct StoredToken {
 }
 
 /// How many ancestors a stored record remembers.
-pub const LINEAGE: usize = 16;
+pub const LINEAGE: usize = 32;
 
 /// A non-reversible tag of a refresh token (32 hex characters of its SHA-256), to name
 /// it in a record's lineage.

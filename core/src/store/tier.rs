@@ -134,6 +134,10 @@ struct Locked<'a> {
     key: &'a StoreKey,
     lock: &'a StoreLock,
     stored_version: u64,
+    /// Tags of another session of this user that a new record replaces (its refresh
+    /// token and lineage): carried on, so that its clients adopt the newer session
+    /// instead of sending a refresh token of theirs that may have been rotated since.
+    superseded: Vec<String>,
 }
 
 /// `lineage` with `refresh_token` as its newest ancestor: at most [`LINEAGE`] tags, the
@@ -150,6 +154,38 @@ fn descend(lineage: &[String], refresh_token: &Secret) -> Vec<String> {
         out.extend(origin);
     }
     out
+}
+
+/// The tags that name a stored session: its refresh token, then its lineage.
+fn session_tags(record: &StoredToken) -> Vec<String> {
+    record
+        .refresh_token
+        .iter()
+        .map(refresh_token_tag)
+        .chain(record.lineage.iter().cloned())
+        .collect()
+}
+
+/// A record's own lineage (at most half of [`LINEAGE`], its origin kept), followed by the
+/// tags of the session it superseded, as many as fit.
+fn with_superseded(mut own: Vec<String>, superseded: &[String]) -> Vec<String> {
+    if superseded.is_empty() {
+        return own;
+    }
+    if own.len() > LINEAGE / 2 {
+        let origin = own.pop();
+        own.truncate(LINEAGE / 2 - 1);
+        own.extend(origin);
+    }
+    for tag in superseded {
+        if own.len() >= LINEAGE {
+            break;
+        }
+        if !own.contains(tag) {
+            own.push(tag.clone());
+        }
+    }
+    own
 }
 
 /// A record without an access token is a tombstone, whatever it says (a store of your
@@ -263,11 +299,12 @@ impl Tier {
             }
             Err(e) => return Err(e),
         };
-        let locked = Locked {
+        let mut locked = Locked {
             store,
             key,
             lock: &lock,
             stored_version: stored.as_ref().map_or(0, |s| s.version),
+            superseded: Vec::new(),
         };
         let outcome = match self.newest(stored.clone(), renewal.refresh_token) {
             Newest::Stored(record) => {
@@ -275,8 +312,10 @@ impl Tier {
             }
             Newest::Memory(unsaved) => {
                 // A live record that is not an older state of memory's session (another
-                // sign-in of this user): left alone if memory's refresh token is refused.
+                // sign-in of this user): left alone if memory's refresh token is refused,
+                // superseded (and named in the new record) if it is not.
                 let unrelated = stored.filter(|r| !r.revoked && !self.related(r, unsaved.as_ref()));
+                locked.superseded = unrelated.as_ref().map(session_tags).unwrap_or_default();
                 let owns_store = unrelated.is_none();
                 let outcome =
                     self.renew_from_memory(&locked, unsaved, renewal, owns_store, &mut fetch);
@@ -396,7 +435,7 @@ impl Tier {
                     }
                 }
                 record.version = version;
-                record.lineage = lineage;
+                record.lineage = with_superseded(lineage, &locked.superseded);
                 if (renewal.revoked)() {
                     // Revoked while this renewal was in flight: its refresh token is
                     // named in a tombstone, never saved as live.
@@ -529,9 +568,15 @@ impl Tier {
     pub(crate) fn hand_over_new(&self, token: &Token, deadline: Deadline) {
         if let Some((store, key)) = &self.shared {
             let saved = store.lock(key, deadline.instant()).and_then(|lock| {
-                let version = store.load(&lock, key)?.map_or(0, |s| s.version);
+                let previous = store.load(&lock, key)?.map(as_tombstone_if_empty);
                 let mut record = StoredToken::from_token(token, None);
-                record.version = version + 1;
+                record.version = previous.as_ref().map_or(0, |s| s.version) + 1;
+                // A new sign-in supersedes the user's previous session, if one is live.
+                let superseded = previous
+                    .filter(|p| !p.revoked)
+                    .map(|p| session_tags(&p))
+                    .unwrap_or_default();
+                record.lineage = with_superseded(Vec::new(), &superseded);
                 store.save(&lock, key, &record)
             });
             if let Err(e) = saved {
