@@ -396,8 +396,11 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
         let workers: Vec<usize> = (0..state.workers.len())
             .filter(|&w| state.live_worker(w))
             .collect();
-        let any_client = proptest::sample::select(clients.clone());
-        let any_worker = proptest::sample::select(workers.clone());
+        // `select` refuses an empty list: a placeholder, never drawn from (the operations
+        // that use these are offered only when the list is not empty).
+        let or_placeholder = |v: &Vec<usize>| if v.is_empty() { vec![0] } else { v.clone() };
+        let any_client = proptest::sample::select(or_placeholder(&clients));
+        let any_worker = proptest::sample::select(or_placeholder(&workers));
         // A worker and one of its clients (for a fork or kill mid-renewal).
         let with_client: Vec<(usize, Option<usize>)> = workers
             .iter()
@@ -410,41 +413,52 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
                 )
             })
             .collect();
-        let mid = proptest::sample::select(with_client);
-        let mut ops: Vec<(u32, BoxedStrategy<Op>)> = vec![
-            (
-                8,
-                (any_client.clone(), proptest::bool::weighted(0.2))
-                    .prop_map(|(c, bg)| Op::Get { c, bg })
-                    .boxed(),
-            ),
-            (
-                3,
-                (any_client.clone(), proptest::bool::weighted(0.2))
-                    .prop_map(|(c, bg)| Op::Token { c, bg })
-                    .boxed(),
-            ),
-            (
-                2,
-                any_client
-                    .clone()
-                    .prop_map(|c| Op::Invalidate { c })
-                    .boxed(),
-            ),
-            (
-                2,
-                (any_client.clone(), proptest::bool::weighted(0.3))
-                    .prop_map(|(c, bg)| Op::Refresh { c, bg })
-                    .boxed(),
-            ),
-            (1, any_client.clone().prop_map(|c| Op::Revoke { c }).boxed()),
-            (
-                2,
-                any_client
-                    .clone()
-                    .prop_map(|c| Op::RevokeAccess { c })
-                    .boxed(),
-            ),
+        let mid = proptest::sample::select(if with_client.is_empty() {
+            vec![(0, None)]
+        } else {
+            with_client
+        });
+        // Operations on a client exist only while a client lives (every one may be on
+        // killed workers), on a worker only while one lives.
+        let mut ops: Vec<(u32, BoxedStrategy<Op>)> = Vec::new();
+        if !clients.is_empty() {
+            ops.extend([
+                (
+                    8,
+                    (any_client.clone(), proptest::bool::weighted(0.2))
+                        .prop_map(|(c, bg)| Op::Get { c, bg })
+                        .boxed(),
+                ),
+                (
+                    3,
+                    (any_client.clone(), proptest::bool::weighted(0.2))
+                        .prop_map(|(c, bg)| Op::Token { c, bg })
+                        .boxed(),
+                ),
+                (
+                    2,
+                    any_client
+                        .clone()
+                        .prop_map(|c| Op::Invalidate { c })
+                        .boxed(),
+                ),
+                (
+                    2,
+                    (any_client.clone(), proptest::bool::weighted(0.3))
+                        .prop_map(|(c, bg)| Op::Refresh { c, bg })
+                        .boxed(),
+                ),
+                (1, any_client.clone().prop_map(|c| Op::Revoke { c }).boxed()),
+                (
+                    2,
+                    any_client
+                        .clone()
+                        .prop_map(|c| Op::RevokeAccess { c })
+                        .boxed(),
+                ),
+            ]);
+        }
+        ops.extend([
             (
                 1,
                 (0u8..users())
@@ -474,16 +488,18 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
             (1, Just(Op::Refuse).boxed()),
             (
                 1,
-                any_worker.clone().prop_map(|w| Op::SaveFails { w }).boxed(),
-            ),
-            (
-                1,
                 prop_oneof![Just(300u64), Just(1500), Just(4000)]
                     .prop_map(|ms| Op::Wait { ms })
                     .boxed(),
             ),
-        ];
-        if state.clients.len() < MAX_CLIENTS {
+        ]);
+        if !workers.is_empty() {
+            ops.push((
+                1,
+                any_worker.clone().prop_map(|w| Op::SaveFails { w }).boxed(),
+            ));
+        }
+        if state.clients.len() < MAX_CLIENTS && !workers.is_empty() {
             ops.push((
                 2,
                 (any_worker.clone(), kind_strategy())
@@ -493,10 +509,12 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
         }
         if state.workers.len() < MAX_WORKERS {
             ops.push((1, Just(Op::SpawnWorker).boxed()));
-            ops.push((
-                1,
-                mid.clone().prop_map(|(w, mid)| Op::Fork { w, mid }).boxed(),
-            ));
+            if !workers.is_empty() {
+                ops.push((
+                    1,
+                    mid.clone().prop_map(|(w, mid)| Op::Fork { w, mid }).boxed(),
+                ));
+            }
         }
         if workers.len() >= 2 {
             ops.push((1, mid.prop_map(|(w, mid)| Op::Kill { w, mid }).boxed()));
