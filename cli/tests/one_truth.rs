@@ -339,11 +339,17 @@ fn a_renewal_in_flight_cannot_resurrect_a_revoked_session() {
             ..Behaviour::default()
         })
         .unwrap();
+    let before = server.counters().token_requests;
     let renewing = {
         let client = client.clone();
         std::thread::spawn(move || client.refresh())
     };
-    std::thread::sleep(Duration::from_millis(150));
+    // The signal that the renewal is in flight: the provider counts it on arrival.
+    let in_flight = (0..2000).any(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        server.counters().token_requests > before
+    });
+    assert!(in_flight, "the renewal never reached the provider");
     client.revoke().unwrap();
     let outcome = renewing.join().unwrap();
     assert!(outcome.is_err(), "the renewal's token was not handed out");

@@ -33,6 +33,15 @@ fn token_endpoint(
     count
 }
 
+/// Waits (at most 10 s) until `signal` holds: how a test knows a renewal is in flight.
+fn wait_until(what: &str, signal: impl Fn() -> bool) {
+    let reached = (0..2000).any(|_| {
+        thread::sleep(Duration::from_millis(5));
+        signal()
+    });
+    assert!(reached, "{what} never happened");
+}
+
 fn cc_client(server: &mockito::ServerGuard, options: authcore::Options) -> Client {
     Client::new(
         ClientCredentials::new(
@@ -130,7 +139,7 @@ fn renew_ahead_does_not_block_callers_holding_a_valid_token() {
                 .to_owned()
         })
     };
-    thread::sleep(Duration::from_millis(50));
+    wait_until("the leader's renewal", || count.load(SeqCst) == 2);
     // While the leader's renewal is in flight, others get the old token at once.
     for _ in 0..100 {
         let t = client.token().unwrap();
@@ -309,13 +318,13 @@ fn retry_after_extends_the_backoff() {
 #[test]
 fn waiting_for_a_stuck_renewal_is_bounded() {
     let mut server = mockito::Server::new();
-    token_endpoint(&mut server, Duration::from_millis(1500), "3600");
+    let count = token_endpoint(&mut server, Duration::from_millis(1500), "3600");
     let client = cc_client(&server, opts().wait_timeout(Duration::from_millis(200)));
     let leader = {
         let client = client.clone();
         thread::spawn(move || client.token().map(|_| ()))
     };
-    thread::sleep(Duration::from_millis(100));
+    wait_until("the leader's renewal", || count.load(SeqCst) == 1);
     let start = Instant::now();
     let e = err(client.token());
     assert_eq!(e.kind(), ErrorKind::Timeout);

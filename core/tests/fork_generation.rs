@@ -68,7 +68,12 @@ fn a_new_fork_generation_does_not_wait_for_an_inherited_renewal() {
                 .map(|t| t.access_token().expose_secret().to_owned())
         })
     };
-    thread::sleep(Duration::from_millis(300));
+    // The signal that the renewal is in flight: its connection was accepted.
+    let in_flight = (0..2000).any(|_| {
+        thread::sleep(Duration::from_millis(5));
+        served.load(SeqCst) >= 1
+    });
+    assert!(in_flight, "the leader's renewal never reached the server");
     // As an at-fork child handler would: the renewal in flight belongs to "the parent".
     authcore::after_fork_in_child();
     let start = Instant::now();

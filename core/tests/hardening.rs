@@ -242,7 +242,12 @@ fn waiters_share_a_long_renewal_instead_of_timing_out_first() {
                 .map(|t| t.access_token().expose_secret().to_owned())
         })
     };
-    thread::sleep(Duration::from_millis(200));
+    // The signal that the leader's renewal is in flight: its first attempt arrived.
+    let in_flight = (0..2000).any(|_| {
+        thread::sleep(Duration::from_millis(5));
+        attempts.load(SeqCst) >= 1
+    });
+    assert!(in_flight, "the leader's renewal never reached the server");
     let waiters: Vec<_> = (0..8)
         .map(|_| {
             let c = client.clone();

@@ -492,12 +492,18 @@ fn a_slow_renewal_in_flight_cannot_bring_a_revoked_session_back() {
     a.token().unwrap(); // rt-0 -> rt-1
     std::thread::sleep(Duration::from_millis(1000)); // expired
     p.delay_ms.store(1500, SeqCst);
+    let sent_before = p.sent.lock().unwrap().len();
     let c = a.clone();
     let url = format!("{}/api", p.url);
     let upload = std::thread::spawn(move || {
         c.request_with_timeout("GET", &url, &[], &[], Some(Duration::from_secs(5)))
     });
-    std::thread::sleep(Duration::from_millis(200)); // the renewal is in flight
+    // The signal that the renewal is in flight: the provider has received rt-1.
+    let in_flight = (0..2000).any(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        p.sent.lock().unwrap().len() > sent_before
+    });
+    assert!(in_flight, "the renewal never reached the provider");
     let revoked = a.revoke();
     let _ = upload.join().unwrap();
     p.delay_ms.store(0, SeqCst);

@@ -40,7 +40,12 @@ def test_forked_children_renew_on_their_own_while_the_parent_renews_and_contends
     dev.config(lifetime_secs=3600, latency_ms=1500)
     leader = threading.Thread(target=client.token)
     leader.start()
-    time.sleep(0.3)
+    # The signal that the renewal is in flight: the provider counts the request on arrival.
+    for _ in range(1000):
+        if dev.token_requests() >= 1:
+            break
+        time.sleep(0.005)
+    assert dev.token_requests() >= 1, "the parent's renewal reached the provider"
     # Another thread takes the cache again and again while the pool forks.
     stop = threading.Event()
 

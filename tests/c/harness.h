@@ -130,6 +130,26 @@ static inline long counter(const char *name, const char *grant) {
 
 static inline long token_requests(void) { return counter("token_requests", NULL); }
 
+/* How much slower this run is than a plain one: run.sh sets AUTHCORE_TEST_SLOWDOWN for
+ * the valgrind runs, and every time budget of a test is multiplied by it. */
+static inline double slowdown(void) {
+    const char *v = getenv("AUTHCORE_TEST_SLOWDOWN");
+    double f = v != NULL ? atof(v) : 1.0;
+    return f >= 1.0 && f <= 100.0 ? f : 1.0;
+}
+
+/* Waits until the provider has received at least `at_least` token requests (counted on
+ * arrival, before any added latency): the signal that a renewal is in flight. Polls
+ * every 5 ms for at most `seconds` (times the slowdown); false if it never came. */
+static inline bool wait_token_requests(long at_least, double seconds) {
+    double until = now_seconds() + seconds * slowdown();
+    for (int i = 0; i < 100000 && now_seconds() < until; i++) {
+        if (token_requests() >= at_least) return true;
+        sleep_ms(5);
+    }
+    return token_requests() >= at_least;
+}
+
 /* Plays the user's browser: GETs the authorization URL and returns the redirect
  * (the callback URL) as a malloc'd string, or NULL. */
 static inline char *follow_authorize(const char *authorization_url) {

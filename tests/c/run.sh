@@ -183,6 +183,8 @@ for t in "${TESTS[@]}"; do
     # (which covers the same code in one process) is leak-checked.
     leaks=full
     if [ "$t" = test_fork ]; then leaks=no; fi
+    # Time budgets in the tests are multiplied by AUTHCORE_TEST_SLOWDOWN (harness.h).
+    AUTHCORE_TEST_SLOWDOWN=4 \
     valgrind --quiet --error-exitcode=99 --leak-check=$leaks \
         --suppressions="$root/tests/c/valgrind.supp" \
         --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \

@@ -39,7 +39,7 @@ static void *hammer(void *arg) {
 
 /* In the child: a request through the inherited client must succeed promptly. */
 static int child_uses_client(double budget_seconds) {
-    alarm(10);
+    alarm((unsigned)(10 * slowdown()));
     double start = now_seconds();
     int status = get_status(client, "/api/resource");
     double took = now_seconds() - start;
@@ -67,12 +67,12 @@ static void test_fork_during_renewal(void) {
     control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 1500}");
     pthread_t t;
     pthread_create(&t, NULL, renew_in_background, NULL);
-    sleep_ms(300);
+    CHECK(wait_token_requests(1, 5.0), "the parent's renewal reached the provider");
     pid_t pid = fork();
     if (pid == 0) {
         /* The child renews on its own (1.5 s) instead of waiting for a leader that does
-         * not exist here, which used to take the whole wait deadline. */
-        _exit(child_uses_client(4.0));
+         * not exist here, which used to take the whole wait deadline (8 s). */
+        _exit(child_uses_client(4.0 * slowdown()));
     }
     void *parent_status = NULL;
     pthread_join(t, &parent_status);
@@ -112,11 +112,13 @@ static void test_fork_during_a_stored_renewal(void) {
     control_post("/_control/config", "{\"lifetime_secs\": 3600, \"latency_ms\": 1500}");
     pthread_t t;
     pthread_create(&t, NULL, renew_stored_in_background, stored);
-    sleep_ms(500);
+    CHECK(wait_token_requests(1, 5.0), "the renewal holds the store's lock and is in flight");
+    /* The child outlives the parent's next renewal by far, whatever the slowdown. */
+    double child_sleeps = 3.0 * slowdown();
     pid_t pid = fork();
     if (pid == 0) {
-        alarm(10);
-        sleep_ms(3000);
+        alarm((unsigned)(child_sleeps + 10));
+        sleep_ms((long)(child_sleeps * 1000));
         _exit(0);
     }
     void *first = NULL;
@@ -129,7 +131,7 @@ static void test_fork_during_a_stored_renewal(void) {
     double took = now_seconds() - start;
     printf("test_fork: a renewal while a forked child lives took %.2f s\n", took);
     fflush(stdout); /* not again from the children forked later */
-    CHECK(took < 1.5, "the next renewal did not wait for the child: %.2f s", took);
+    CHECK(took < child_sleeps / 2, "the next renewal did not wait for the child: %.2f s", took);
     CHECK(wait_child(pid) == 0, "the child slept and exited");
     CHECK(get_status(stored, "/api/resource") == 200, "the renewed token works");
     authcore_string_free(token);
@@ -148,7 +150,7 @@ static void test_forks_while_another_thread_holds_the_cache(void) {
     int failures = 0;
     for (int i = 0; i < 20; i++) {
         pid_t pid = fork();
-        if (pid == 0) _exit(child_uses_client(5.0));
+        if (pid == 0) _exit(child_uses_client(5.0 * slowdown()));
         if (wait_child(pid) != 0) failures++;
     }
     atomic_store(&stop_hammer, true);
