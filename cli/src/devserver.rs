@@ -6,7 +6,8 @@
 //! `/oauth2/token` with form bodies; metadata at `/.well-known/oauth-authorization-server`
 //! and `/.well-known/openid-configuration`, `iss` in authorization responses, device
 //! authorization at `/oauth2/device` with `authorization_pending`/`slow_down`/
-//! `access_denied` on demand, revocation at `/oauth2/revoke`). Protected resource: `/api/...` (`/api/admin`
+//! `access_denied` on demand, revocation at `/oauth2/revoke`, left out of the metadata with
+//! `{"revocation_endpoint": false}` in the config). Protected resource: `/api/...` (`/api/admin`
 //! needs the `admin` scope; `/api/reject` refuses every token; every answer to a known
 //! token names its subject in `X-Sub` and in the body's `sub`). Control: `/_control/...`
 //! (loopback peers only, and only with a loopback `Host` and `Origin`, so that a web
@@ -132,6 +133,9 @@ pub struct Behaviour {
     pub device_slow_down_polls: u32,
     /// Device flow: the device is denied (`access_denied`) instead of approved.
     pub device_deny: bool,
+    /// Whether the metadata advertises the revocation endpoint (false: a provider
+    /// without one, as many are).
+    pub revocation_endpoint: bool,
 }
 
 impl Default for Behaviour {
@@ -143,6 +147,7 @@ impl Default for Behaviour {
             device_pending_polls: 1,
             device_slow_down_polls: 0,
             device_deny: false,
+            revocation_endpoint: true,
         }
     }
 }
@@ -1477,9 +1482,7 @@ fn api_video_refresh(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
 /// Discovery).
 fn metadata(shared: &Shared) -> Reply {
     let base = &shared.issuer;
-    Reply::json(
-        200,
-        json!({
+    let mut metadata = json!({
             "issuer": base,
             "authorization_endpoint": format!("{base}/oauth2/authorize"),
             "token_endpoint": format!("{base}/oauth2/token"),
@@ -1491,8 +1494,13 @@ fn metadata(shared: &Shared) -> Reply {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
-        }),
-    )
+    });
+    if !shared.state.lock().behaviour.revocation_endpoint {
+        if let Some(m) = metadata.as_object_mut() {
+            m.remove("revocation_endpoint");
+        }
+    }
+    Reply::json(200, metadata)
 }
 
 /// Device authorization (RFC 8628 §3.1–3.2): codes for a device, polled every second.

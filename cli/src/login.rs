@@ -4,7 +4,7 @@
 //! token in a file store, where `authcore token --issuer …` finds it.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,17 +28,126 @@ pub fn profile_options(options: Options, profile: Option<&str>) -> Options {
     options.store_key(format!("profile:{}", profile.unwrap_or("default")))
 }
 
-/// The default store directory: `$XDG_CACHE_HOME/authcore`, else `~/.cache/authcore`.
+/// The default store directory: `$XDG_STATE_HOME/authcore`, else
+/// `~/.local/state/authcore` (state, not cache: cleaners wipe caches and CI uploads
+/// them).
 pub fn default_store_dir() -> Result<PathBuf, Error> {
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("authcore"));
+    xdg_dir("XDG_STATE_HOME", ".local/state").ok_or_else(|| Error::Config {
+        message: "no HOME or XDG_STATE_HOME: pass --store DIR".into(),
+    })
+}
+
+/// Where sessions were kept before: `$XDG_CACHE_HOME/authcore`, else
+/// `~/.cache/authcore`.
+pub fn legacy_store_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_CACHE_HOME", ".cache")
+}
+
+/// `$VAR/authcore` if VAR is set (and absolute, as the XDG specification wants), else
+/// `$HOME/<fallback>/authcore`.
+fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+    {
+        return Some(dir.join("authcore"));
     }
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache/authcore"))
-        .ok_or_else(|| Error::Config {
-            message: "no HOME or XDG_CACHE_HOME: pass --store DIR".into(),
-        })
+        .map(|h| PathBuf::from(h).join(fallback).join("authcore"))
+}
+
+/// The store directory: `explicit` if given, else the default one, into which sessions
+/// kept at the old default place are moved first (see [`migrate_legacy_store`]).
+pub fn store_dir(explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    let dir = default_store_dir()?;
+    if let Some(old) = legacy_store_dir() {
+        migrate_legacy_store(&old, &dir);
+    }
+    Ok(dir)
+}
+
+/// Moves the sessions kept in `old` (the former default, under the cache directory)
+/// to `new`, once: only when `old` exists and `new` does not, and only from a directory
+/// that is this user's and private (else it is left alone, with a warning). The
+/// directory ends up 0700 and its files 0600. Said at `-v`; a failure is a warning and
+/// leaves `old` in place (then `new` is used as it is).
+pub fn migrate_legacy_store(old: &Path, new: &Path) {
+    if old == new || new.exists() || !old.is_dir() {
+        return;
+    }
+    // The same rule as for any store: a directory another user could have planted a
+    // session in is not adopted.
+    if let Err(why) = FileStore::new(old) {
+        log::warn!(
+            "the sessions in {} are not moved to {}: {why}",
+            old.display(),
+            new.display()
+        );
+        return;
+    }
+    match move_dir(old, new) {
+        Ok(()) => log::info!(
+            "moved the sessions from {} to {} (state, not cache)",
+            old.display(),
+            new.display()
+        ),
+        Err(e) => log::warn!(
+            "could not move the sessions from {} to {}: {e}",
+            old.display(),
+            new.display()
+        ),
+    }
+}
+
+/// Moves `old` to `new` (renamed when both are on one file system, else copied file by
+/// file and removed), with `new`'s missing parents made 0700; then makes `new` 0700 and
+/// its files 0600.
+fn move_dir(old: &Path, new: &Path) -> std::io::Result<()> {
+    if let Some(parent) = new.parent() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(parent)?;
+    }
+    match std::fs::rename(old, new) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_dir(old, new)?,
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(new, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(new)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies the files of `old` into a new directory `new` (made complete under a
+/// temporary name beside it, then renamed into place), then removes `old`.
+fn copy_dir(old: &Path, new: &Path) -> std::io::Result<()> {
+    let parent = new.parent().unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(".authcore-migrate-")
+        .tempdir_in(parent)?;
+    for entry in std::fs::read_dir(old)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), staging.path().join(entry.file_name()))?;
+        }
+    }
+    std::fs::rename(staging.keep(), new)?;
+    std::fs::remove_dir_all(old)
 }
 
 /// Who signs in where.
@@ -94,8 +203,9 @@ impl Session {
     }
 
     /// Signs in through the browser: the authorization URL is printed (and opened,
-    /// unless `open_browser` is false), one redirect to a loopback listener on a free
-    /// port is accepted within `wait`.
+    /// unless `open_browser` is false), and the redirect carrying this sign-in's state
+    /// is awaited on a loopback listener on a free port for at most `wait` (other
+    /// requests are answered 400 or 404 and do not end it).
     pub fn browser_login(&self, open_browser: bool, wait: Duration) -> Result<Client, Error> {
         let listener =
             std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::Config {
@@ -120,7 +230,8 @@ impl Session {
         if open_browser && open::that_detached(&request.url).is_err() {
             eprintln!("(no browser could be opened: open the URL yourself)");
         }
-        let target = await_redirect(listener, wait)?;
+        // Only the redirect that carries this sign-in's state finishes it.
+        let target = await_redirect(listener, &request.state, wait)?;
         flow.finish(&format!("http://127.0.0.1:{port}{target}"))
     }
 
@@ -147,68 +258,161 @@ impl Session {
     }
 }
 
-/// Accepts connections on `listener` until one brings the redirect (a request for the
-/// callback path with a query); answers it with a short page and returns its target
-/// (path and query). Other requests (a favicon) get 404. Ends after `wait`.
-fn await_redirect(listener: std::net::TcpListener, wait: Duration) -> Result<String, Error> {
+/// Most connections the redirect listener serves at once; more wait to be accepted
+/// until one of those ends.
+const MAX_CONNECTIONS: usize = 32;
+
+/// How long one connection to the redirect listener may take to send its request and
+/// be answered: a connection that sends nothing (a browser's preconnect, any local
+/// process) is closed after it, and never holds up the real redirect meanwhile.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The page a request to the callback path that is not this sign-in's gets (400).
+const WRONG_STATE_PAGE: &str =
+    "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>authcore</title></head>\
+<body><p>This sign-in response does not belong to the sign-in this terminal is waiting for \
+(its state does not match). The terminal keeps waiting.</p></body></html>";
+
+/// Serves connections on `listener`, each on its own task under
+/// [`CONNECTION_TIMEOUT`] (at most [`MAX_CONNECTIONS`] at once), until one brings the
+/// redirect: a request for the callback path whose `state` is `state`. It is answered
+/// with a short page and its target (path and query) returned. A request for the
+/// callback path with another `state` (or none) gets 400, any other path 404, and the
+/// listener goes on. Ends with a [`Timeout`](Error::Timeout) after `wait`.
+fn await_redirect(
+    listener: std::net::TcpListener,
+    state: &str,
+    wait: Duration,
+) -> Result<String, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Config {
             message: format!("cannot start the redirect listener: {e}"),
         })?;
+    let expected = Arc::new(Secret::new(state));
     runtime.block_on(async move {
         listener.set_nonblocking(true).ok();
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::Config {
             message: format!("cannot listen for the redirect: {e}"),
         })?;
+        let (found, mut redirect) = tokio::sync::mpsc::channel::<String>(1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let timeout = tokio::time::sleep(wait);
         tokio::pin!(timeout);
+        let timed_out = || Error::Timeout {
+            message: "no sign-in came back to the loopback redirect in time".into(),
+        };
         loop {
-            let (stream, _) = tokio::select! {
-                _ = &mut timeout => {
-                    return Err(Error::Timeout {
-                        message: "no sign-in came back to the loopback redirect in time".into(),
-                    })
-                }
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => continue,
+            let slot = tokio::select! {
+                _ = &mut timeout => return Err(timed_out()),
+                Some(target) = redirect.recv() => return Ok(target),
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return Err(timed_out()),
                 },
             };
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let target = req.uri().path_and_query().map(|p| p.as_str().to_owned());
-                        let reply = match target {
-                            Some(t)
-                                if req.uri().path() == CALLBACK_PATH
-                                    && req.uri().query().is_some() =>
-                            {
-                                let _ = tx.try_send(t);
-                                hyper::Response::builder()
-                                    .header("content-type", "text/html; charset=utf-8")
-                                    .header("connection", "close")
-                                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                                        DONE_PAGE.as_bytes(),
-                                    )))
-                            }
-                            _ => hyper::Response::builder()
-                                .status(404)
-                                .body(http_body_util::Full::new(bytes::Bytes::new())),
-                        };
-                        Ok::<_, Infallible>(reply.unwrap_or_default())
+            let stream = tokio::select! {
+                _ = &mut timeout => return Err(timed_out()),
+                Some(target) = redirect.recv() => return Ok(target),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        // Out of descriptors, or a connection reset before it was
+                        // accepted: pause rather than spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
                     }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            if let Ok(target) = rx.try_recv() {
-                return Ok(target);
-            }
+                },
+            };
+            tokio::spawn(serve_connection(
+                stream,
+                Arc::clone(&expected),
+                found.clone(),
+                slot,
+            ));
         }
     })
+}
+
+/// What the redirect listener makes of one request.
+enum Request {
+    /// This sign-in's redirect: its path and query.
+    Redirect(String),
+    /// The callback path with another sign-in's `state`, or none.
+    WrongState,
+    /// Any other path (a favicon).
+    Other,
+}
+
+impl Request {
+    fn classify(uri: &hyper::Uri, expected: &Secret) -> Request {
+        if uri.path() != CALLBACK_PATH {
+            return Request::Other;
+        }
+        let state = uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| Secret::new(v.into_owned()))
+        });
+        match (state, uri.path_and_query()) {
+            (Some(state), Some(target)) if state == *expected => {
+                Request::Redirect(target.as_str().to_owned())
+            }
+            _ => Request::WrongState,
+        }
+    }
+}
+
+/// Serves one connection (one request: no keep-alive) within [`CONNECTION_TIMEOUT`];
+/// once this sign-in's redirect has been answered, hands its target to `found`.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    expected: Arc<Secret>,
+    found: tokio::sync::mpsc::Sender<String>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let target: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
+    let seen = Arc::clone(&target);
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let answer = Request::classify(req.uri(), &expected);
+        let seen = Arc::clone(&seen);
+        async move {
+            let page = |status: u16, body: &'static str| {
+                hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", "text/html; charset=utf-8")
+                    .header("cache-control", "no-store")
+                    .header("connection", "close")
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                        body.as_bytes(),
+                    )))
+            };
+            let reply = match answer {
+                Request::Redirect(t) => {
+                    *seen.lock() = Some(t);
+                    page(200, DONE_PAGE)
+                }
+                Request::WrongState => {
+                    log::warn!(
+                        "a request to the redirect listener did not carry this sign-in's state: \
+                         answered 400, still waiting for the sign-in"
+                    );
+                    page(400, WRONG_STATE_PAGE)
+                }
+                Request::Other => page(404, ""),
+            };
+            Ok::<_, Infallible>(reply.unwrap_or_default())
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(CONNECTION_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+    let answered = target.lock().take();
+    if let Some(target) = answered {
+        let _ = found.try_send(target);
+    }
 }

@@ -4,11 +4,13 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
 use authcore::{
-    AuthMethod, Client, Error, ErrorKind, FileStore, Options, Proxy, RedisStore, Secret,
+    AuthMethod, Client, Error, ErrorKind, FileStore, Options, Proxy, RedisStore, Secret, SignOut,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -52,12 +54,30 @@ enum Command {
     /// Secrets come from environment variables or files, never the command line:
     /// AUTHCORE_API_KEY, AUTHCORE_CLIENT_SECRET, AUTHCORE_REFRESH_TOKEN, AUTHCORE_TOKEN,
     /// or the matching --*-file options.
+    ///
+    /// Exit codes: 0 token printed; 2 bad configuration; 3 credentials rejected (OAuth
+    /// error, API problem, reauthentication required); 4 endpoint or token store
+    /// unreachable, or timed out; 5 unusable response or rate limited; 6 token printed,
+    /// but the refresh token rotated and the new one could not be kept (the store or
+    /// --refresh-token-file could not be written, or it came from
+    /// AUTHCORE_REFRESH_TOKEN without a store): the next call may need a new sign-in.
     Token(Box<TokenArgs>),
     /// Sign in at an OpenID provider (found by --issuer) through the browser, or with
     /// --device on a machine without one; the refresh token goes into the file store,
-    /// where `authcore token --issuer …` finds it.
+    /// where `authcore token --issuer …` finds it (exit 4 if it cannot be saved there).
+    ///
+    /// The browser comes back to a listener on 127.0.0.1 that serves each connection
+    /// on its own for at most 5 s and ends only with the redirect that carries this
+    /// sign-in's state (any other request gets 400 or 404), or after --wait.
     Login(Box<LoginArgs>),
-    /// Revoke the signed-in session at the provider and remove it from the store.
+    /// Remove the signed-in session from the store, and revoke it at the provider.
+    ///
+    /// The session is removed from the store in every case, and stderr says what
+    /// happened at the provider: revoked; or not, because it has no revocation endpoint
+    /// (exit 0: the refresh token stays valid there until it expires) or because it
+    /// refused or could not be reached (exit 3, 4 or 5, as for `authcore token`). When
+    /// nothing is signed in, it says so and exits 0 (the session is not there, as
+    /// asked). Exit 2: bad configuration; 4 also: the store could not be updated.
     Logout(Box<LoginArgs>),
 }
 
@@ -85,7 +105,10 @@ struct LoginArgs {
     /// Print the sign-in URL without opening a browser.
     #[arg(long)]
     no_browser: bool,
-    /// Token store directory [default: $XDG_CACHE_HOME/authcore or ~/.cache/authcore].
+    /// Token store directory: private to this user (one that is group- or
+    /// world-writable, or owned by another user, is refused) [default:
+    /// $XDG_STATE_HOME/authcore or ~/.local/state/authcore; sessions kept by older
+    /// versions in $XDG_CACHE_HOME/authcore or ~/.cache/authcore are moved there once].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
     /// The profile to sign in (one user each; `authcore token --store-key NAME` uses
@@ -180,7 +203,8 @@ struct TokenArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     expiry_margin: Option<u64>,
     /// A token store shared with every other process that uses the same credential: a
-    /// directory (this machine; created if missing) or a Redis URL (a fleet):
+    /// directory (this machine; created 0700 if missing; refused if group- or
+    /// world-writable, or owned by another user) or a Redis URL (a fleet):
     /// `redis://[user:password@]host:port[/db]` (one server),
     /// `redis+sentinel://[user:password@]host:port,host:port/master_name[/db]` (Redis
     /// Sentinel: the sentinels' addresses, default port 26379; credentials and database are
@@ -198,7 +222,7 @@ struct TokenArgs {
     /// Whose tokens these are in the store (a user or profile name, never a secret):
     /// required with --store for a refresh token, so that two users never share one.
     /// With --issuer: the profile `authcore login --store-key NAME` signed in [default:
-    /// default].
+    /// default], in --store or else the directory `authcore login` uses.
     #[arg(long, value_name = "NAME", env = "AUTHCORE_STORE_KEY")]
     store_key: Option<String>,
     /// Proxy for non-loopback hosts (`http://host:port`); "" for none. Default: from the
@@ -211,12 +235,14 @@ struct TokenArgs {
     ca_bundle: Option<PathBuf>,
 }
 
-/// Exit codes of `authcore token`.
+/// Exit codes of `authcore token` (and `login`, `logout`).
 mod exit {
     pub const CONFIG: u8 = 2;
     pub const REJECTED: u8 = 3;
     pub const UNREACHABLE: u8 = 4;
     pub const BAD_RESPONSE: u8 = 5;
+    /// The token was printed, but a rotated refresh token could not be kept.
+    pub const REFRESH_TOKEN_LOST: u8 = 6;
 }
 
 /// Prints authcore's warnings and errors (a store that cannot be used, a failed save)
@@ -289,8 +315,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Token(args) => match token(&args) {
-            Ok(t) => {
-                println!("{}", t.expose_secret());
+            Ok(printed) => {
+                println!("{}", printed.token.expose_secret());
+                if printed.refresh_token_lost {
+                    let _ = std::io::stdout().flush();
+                    eprintln!(
+                        "authcore: error: the refresh token rotated and the new one could not be kept \
+                         (see above); the token printed is valid, but the next call may need a new \
+                         sign-in"
+                    );
+                    return ExitCode::from(exit::REFRESH_TOKEN_LOST);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => failed(&e),
@@ -306,11 +341,36 @@ fn main() -> ExitCode {
             Err(e) => failed(&e),
         },
         Command::Logout(args) => match logout(&args) {
-            Ok(()) => {
-                eprintln!("Signed out: the session is revoked and removed from the store.");
+            Ok(SignOut::NotSignedIn) => {
+                eprintln!("Not signed in: there is no session to sign out of.");
                 ExitCode::SUCCESS
             }
-            Err(e) => failed(&e),
+            Ok(SignOut::Revoked) => {
+                eprintln!(
+                    "Signed out: the session is revoked at the provider and removed from the store."
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(SignOut::NoRevocationEndpoint) => {
+                eprintln!(
+                    "Signed out here: the session is removed from the store. The provider has no \
+                     revocation endpoint, so it could not be revoked there: its refresh token stays \
+                     valid at the provider until it expires."
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(SignOut::RevocationFailed(e)) => {
+                eprintln!(
+                    "Signed out here: the session is removed from the store. The provider could \
+                     not revoke it: {e}"
+                );
+                ExitCode::from(exit_code(&e))
+            }
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("authcore: the session could not be removed from the store");
+                failed(&e)
+            }
         },
     }
 }
@@ -325,10 +385,7 @@ fn failed(e: &Error) -> ExitCode {
 
 fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
     let secret = optional_client_secret(&a.client_secret_file)?;
-    let store = match &a.store {
-        Some(dir) => dir.clone(),
-        None => authcore_cli::login::default_store_dir()?,
-    };
+    let store = authcore_cli::login::store_dir(a.store.clone())?;
     authcore_cli::login::Session::new(
         &a.issuer,
         a.client_id.clone(),
@@ -355,11 +412,37 @@ fn login(a: &LoginArgs) -> Result<(), Error> {
     } else {
         session.browser_login(!a.no_browser, wait)?
     };
-    client.token().map(|_| ())
+    client.token()?;
+    if client.has_unsaved_refresh_token() {
+        // Said above (`store.save_failed`): the session would end with this process.
+        return Err(Error::Store {
+            message: "the sign-in could not be saved to the token store; sign in again once it \
+                      can be written"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
-fn logout(a: &LoginArgs) -> Result<(), Error> {
-    session(a)?.client()?.revoke()
+fn logout(a: &LoginArgs) -> Result<SignOut, Error> {
+    session(a)?.client()?.sign_out()
+}
+
+/// What `authcore token` printed, and whether a rotated refresh token was lost.
+struct Printed {
+    token: Secret,
+    refresh_token_lost: bool,
+}
+
+impl Printed {
+    /// A token from a grant whose refresh token is not its only credential (or that
+    /// has none): nothing to lose.
+    fn own_credential(token: Secret) -> Printed {
+        Printed {
+            token,
+            refresh_token_lost: false,
+        }
+    }
 }
 
 /// `authcore token --issuer`: client credentials at the discovered token endpoint, or
@@ -370,7 +453,7 @@ fn issuer_token(
     options: Options,
     scopes: Vec<String>,
     method: AuthMethod,
-) -> Result<Secret, Error> {
+) -> Result<Printed, Error> {
     let client_id = required(&a.client_id, "--client-id")?;
     let client = match a.provider {
         Some(Provider::ClientCredentials) => {
@@ -396,7 +479,7 @@ fn issuer_token(
                     })
                 }
                 Some(s) => PathBuf::from(s),
-                None => authcore_cli::login::default_store_dir()?,
+                None => authcore_cli::login::store_dir(None)?,
             };
             let session = authcore_cli::login::Session::new(
                 issuer,
@@ -416,7 +499,11 @@ fn issuer_token(
             })
         }
     };
-    Ok(client.token()?.access_token().clone())
+    let token = client.token()?.access_token().clone();
+    Ok(Printed {
+        token,
+        refresh_token_lost: client.has_unsaved_refresh_token(),
+    })
 }
 
 fn split_scopes(scopes: &[String]) -> Vec<String> {
@@ -511,7 +598,7 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, Error> {
     })
 }
 
-fn token(a: &TokenArgs) -> Result<Secret, Error> {
+fn token(a: &TokenArgs) -> Result<Printed, Error> {
     let proxy = match a.proxy.as_deref() {
         None => Proxy::Environment,
         Some("") => Proxy::None,
@@ -553,7 +640,8 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
     };
     let client = match provider {
         Provider::PersonalAccessToken => {
-            return read_secret(&a.token_file, "AUTHCORE_TOKEN", "personal access token");
+            return read_secret(&a.token_file, "AUTHCORE_TOKEN", "personal access token")
+                .map(Printed::own_credential);
         }
         Provider::ApiVideo | Provider::ApiVideoSandbox => {
             let key = read_secret(&a.api_key_file, "AUTHCORE_API_KEY", "api.video API key")?;
@@ -603,27 +691,70 @@ fn token(a: &TokenArgs) -> Result<Secret, Error> {
                 grant = grant.json_body();
             }
             let file = a.refresh_token_file.clone();
+            let stored = a.store.is_some();
+            let kept = Arc::new(Kept::default());
+            let hook = Arc::clone(&kept);
             let options =
-                options.on_refresh_token(move |new| persist_refresh_token(file.as_ref(), new));
-            Client::new(grant, options)?
+                options.on_refresh_token(move |new| hook.persist(file.as_ref(), stored, new));
+            let client = Client::new(grant, options)?;
+            let token = client.token()?.access_token().clone();
+            // Kept if the file took it, or (with a store) the store did.
+            let lost = match (kept.rotated(), kept.in_file(), stored) {
+                (_, true, _) => false,
+                (_, false, true) => client.has_unsaved_refresh_token(),
+                (rotated, false, false) => rotated,
+            };
+            return Ok(Printed {
+                token,
+                refresh_token_lost: lost,
+            });
         }
     };
-    Ok(client.token()?.access_token().clone())
+    Ok(Printed::own_credential(
+        client.token()?.access_token().clone(),
+    ))
 }
 
-/// Keeps a rotated refresh token: rewrites the file it came from (atomically), or
-/// warns that it cannot be kept when it came from the environment.
-fn persist_refresh_token(file: Option<&PathBuf>, token: &Secret) -> std::io::Result<()> {
-    let Some(path) = file else {
-        eprintln!("authcore: warning: the refresh token rotated; pass --refresh-token-file to keep the new one");
-        return Ok(());
-    };
-    replace_file(path, token.expose_secret().as_bytes()).inspect_err(|e| {
-        eprintln!(
-            "authcore: warning: could not save the rotated refresh token to {}: {e}",
-            path.display()
-        );
-    })
+/// Where the latest rotated refresh token of `authcore token --provider refresh-token`
+/// went.
+#[derive(Default)]
+struct Kept {
+    /// The refresh token rotated.
+    rotated: AtomicBool,
+    /// The latest one was written to --refresh-token-file.
+    in_file: AtomicBool,
+}
+
+impl Kept {
+    fn rotated(&self) -> bool {
+        self.rotated.load(Ordering::SeqCst)
+    }
+
+    fn in_file(&self) -> bool {
+        self.in_file.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a rotated refresh token: rewrites the file it came from (atomically), or,
+    /// when it came from the environment and there is no store (`stored`) to keep it,
+    /// warns that it cannot be kept.
+    fn persist(&self, file: Option<&PathBuf>, stored: bool, token: &Secret) -> std::io::Result<()> {
+        self.rotated.store(true, Ordering::SeqCst);
+        self.in_file.store(false, Ordering::SeqCst);
+        let Some(path) = file else {
+            if !stored {
+                eprintln!("authcore: warning: the refresh token rotated; pass --refresh-token-file (or --store) to keep the new one");
+            }
+            return Ok(());
+        };
+        replace_file(path, token.expose_secret().as_bytes())
+            .inspect(|()| self.in_file.store(true, Ordering::SeqCst))
+            .inspect_err(|e| {
+                eprintln!(
+                    "authcore: warning: could not save the rotated refresh token to {}: {e}",
+                    path.display()
+                );
+            })
+    }
 }
 
 /// Replaces `path` with `contents` so that a crash leaves either the old file or the

@@ -162,9 +162,8 @@ fn missing_secret_or_plain_http_remote_is_a_config_error_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[test]
-fn rotated_refresh_token_is_written_back_to_its_file() {
-    let s = server();
+/// A fresh refresh token from a sign-in at the development provider.
+fn signed_in_refresh_token(s: &DevServer) -> String {
     let base = s.url();
     let seen: Arc<Mutex<Option<String>>> = Arc::default();
     let seen2 = seen.clone();
@@ -183,7 +182,15 @@ fn rotated_refresh_token_is_written_back_to_its_file() {
     .unwrap();
     let req = flow.authorization_url().unwrap();
     flow.finish(&follow_authorize(&req.url).unwrap()).unwrap();
-    let first_rt = seen.lock().unwrap().clone().unwrap();
+    let rt = seen.lock().unwrap().clone();
+    rt.expect("a refresh token")
+}
+
+#[test]
+fn rotated_refresh_token_is_written_back_to_its_file() {
+    let s = server();
+    let base = s.url();
+    let first_rt = signed_in_refresh_token(&s);
     let dir = std::env::temp_dir().join(format!("authcore-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("refresh_token");
@@ -223,6 +230,57 @@ fn rotated_refresh_token_is_written_back_to_its_file() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(resource_status(&s, &token), 200);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A rotated refresh token that cannot be kept (no file to write it to, or a file that
+/// cannot be rewritten) is exit 6, with the token on stdout for the caller to use.
+#[test]
+fn a_rotated_refresh_token_that_cannot_be_kept_exits_6_with_the_token() {
+    let s = server();
+    let refresh = |rt: &str, file: Option<&str>| {
+        let mut c = authcore();
+        c.args(["token", "--provider", "refresh-token", "--client-id"])
+            .args([
+                "dev-client",
+                "--token-url",
+                &format!("{}/oauth2/token", s.url()),
+            ])
+            .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match file {
+            Some(path) => c.args(["--refresh-token-file", path]),
+            None => c.env("AUTHCORE_REFRESH_TOKEN", rt),
+        };
+        let mut child = c.spawn().unwrap();
+        // The file, when it is stdin, is read from the pipe.
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(rt.as_bytes());
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // From the environment, without a store: nowhere to keep the new one.
+    let (code, token, stderr) = refresh(&signed_in_refresh_token(&s), None);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("could not be kept"), "{stderr}");
+    assert_eq!(resource_status(&s, &token), 200);
+    // A file that can be read but not replaced (no file can be created in /proc, not
+    // even by root).
+    if cfg!(target_os = "linux") {
+        let (code, token, stderr) = refresh(&signed_in_refresh_token(&s), Some("/proc/self/fd/0"));
+        assert_eq!(code, Some(6), "{stderr}");
+        assert!(
+            stderr.contains("could not save the rotated refresh token to /proc/self/fd/0"),
+            "{stderr}"
+        );
+        assert_eq!(resource_status(&s, &token), 200);
+    }
 }
 
 #[test]

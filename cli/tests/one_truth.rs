@@ -364,3 +364,139 @@ fn a_renewal_in_flight_cannot_resurrect_a_revoked_session() {
     let probe = refresh_client(&server, &fresh, Options::default()).unwrap();
     assert_eq!(api(&server, &probe), 200, "the provider itself is fine");
 }
+
+/// A rotated refresh token the store could not save is reported until a save takes it
+/// (what `authcore token` exits 6 on), also a sign-in's first; a refresh token of a
+/// grant with a credential of its own never is.
+#[test]
+fn an_unsaved_refresh_token_is_reported_until_a_save_takes_it() {
+    use authcore::grant::AuthorizationCode;
+    use authcore::AuthorizationCodeFlow;
+    let server = server();
+    let dir = temp_dir("unsaved");
+    let store = Faulty::new(dir.path());
+    let options = |user: &str| Options::default().store(store.clone()).store_key(user);
+    let rt = sign_in(&server);
+    let client = refresh_client(&server, &rt, options("alice")).unwrap();
+    client.token().unwrap();
+    assert!(!client.has_unsaved_refresh_token());
+    store.fail_saves.store(1, SeqCst);
+    client.refresh().unwrap();
+    assert!(client.has_unsaved_refresh_token(), "rotated, not saved");
+    client.refresh().unwrap();
+    assert!(
+        !client.has_unsaved_refresh_token(),
+        "saved with the next renewal"
+    );
+    assert_eq!(api(&server, &client), 200);
+
+    // A sign-in whose first save fails: reported by the client the flow hands out.
+    let base = server.url();
+    let flow = AuthorizationCodeFlow::new(
+        AuthorizationCode::new(
+            format!("{base}/oauth2/authorize"),
+            format!("{base}/oauth2/token"),
+            "dev-client",
+            "dev-secret",
+            "http://127.0.0.1/cb",
+        ),
+        options("bob"),
+    )
+    .unwrap();
+    let request = flow.authorization_url().unwrap();
+    let callback = authcore_cli::scenario::follow_authorize(&request.url).unwrap();
+    store.fail_saves.store(1, SeqCst);
+    let bob = flow.finish(&callback).unwrap();
+    assert!(bob.has_unsaved_refresh_token(), "the sign-in was not saved");
+    bob.refresh().unwrap();
+    assert!(!bob.has_unsaved_refresh_token());
+    let bob_again = refresh_client(&server, "not-used", options("bob")).unwrap();
+    assert_eq!(api(&server, &bob_again), 200, "the session is in the store");
+
+    // Client credentials: a failed save loses nothing.
+    let cc = Client::new(
+        ClientCredentials::new(format!("{base}/oauth2/token"), "dev-client", "dev-secret"),
+        Options::default().store(store.clone()),
+    )
+    .unwrap();
+    store.fail_saves.store(1, SeqCst);
+    cc.token().unwrap();
+    assert!(!cc.has_unsaved_refresh_token());
+}
+
+/// `sign_out` forgets the session here and in the store whatever the provider can do,
+/// and says which it was: not signed in, revoked, no revocation endpoint, or why the
+/// revocation failed.
+#[test]
+fn sign_out_forgets_the_session_whatever_the_provider_can_do() {
+    use authcore::{Metadata, SignOut};
+    let server = server();
+    let dir = temp_dir("sign-out");
+    let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(dir.path()).unwrap());
+    let options = || Options::default().store(store.clone()).store_key("alice");
+    let metadata = Metadata::discover(&server.url(), &Options::default()).unwrap();
+    // A client of whatever the store holds for alice, as `authcore logout` makes one.
+    let stored = || {
+        Client::new(
+            RefreshToken::from_metadata(&metadata, "dev-client", "dev-secret").unwrap(),
+            options(),
+        )
+        .unwrap()
+    };
+    assert!(matches!(stored().sign_out(), Ok(SignOut::NotSignedIn)));
+    assert_eq!(server.counters().revocations, 0, "nothing sent");
+
+    let signed_in = |revocation_url: Option<String>| {
+        let mut grant = RefreshToken::new(
+            format!("{}/oauth2/token", server.url()),
+            "dev-client",
+            "dev-secret",
+            sign_in(&server),
+        );
+        if let Some(url) = revocation_url {
+            grant = grant.revocation_url(url);
+        }
+        let client = Client::new(grant, options()).unwrap();
+        client.token().unwrap();
+        client
+    };
+    let client = signed_in(Some(format!("{}/oauth2/revoke", server.url())));
+    let token = client.token().unwrap();
+    assert!(matches!(stored().sign_out(), Ok(SignOut::Revoked)));
+    let status = agent()
+        .get(&format!("{}/api/check", server.url()))
+        .header(
+            "authorization",
+            &format!("Bearer {}", token.access_token().expose_secret()),
+        )
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 401, "revoked at the provider");
+
+    let client = signed_in(None);
+    assert!(matches!(
+        client.sign_out(),
+        Ok(SignOut::NoRevocationEndpoint)
+    ));
+    assert_eq!(
+        stored().token().unwrap_err().kind(),
+        ErrorKind::ReauthenticationRequired,
+        "forgotten in the store"
+    );
+    assert!(matches!(stored().sign_out(), Ok(SignOut::NotSignedIn)));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}/revoke", closed.local_addr().unwrap());
+    drop(closed);
+    let client = signed_in(Some(unreachable));
+    match client.sign_out() {
+        Ok(SignOut::RevocationFailed(e)) => assert_eq!(e.kind(), ErrorKind::Transport, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        stored().token().unwrap_err().kind(),
+        ErrorKind::ReauthenticationRequired,
+        "forgotten in the store all the same"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cache::{Cache, Policy, Rejection};
 use crate::clock::Deadline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::event;
 use crate::grant::{Grant, StaticToken};
 use crate::http::{Http, Response};
@@ -159,6 +159,23 @@ impl Client {
         self.inner.http.counters().absorb(counted);
     }
 
+    /// Keeps a sign-in's first record that the flow could not save to the store.
+    pub(crate) fn keep_unsaved(&self, record: crate::store::StoredToken) {
+        self.inner.tier.keep_unsaved(record);
+    }
+
+    /// Whether this client holds a refresh token that only it has: one the provider
+    /// issued to it (a rotation, or a sign-in's first) that its shared store could not
+    /// save (the failure is the `store.save_failed` event). It is written first under
+    /// the next renewal's lock, but a process that ends before then loses it, and the
+    /// refresh token the store still holds may no longer be accepted: the user may have
+    /// to sign in again. Always false without a store, and for grants that renew with a
+    /// credential of their own (client credentials, API key). `authcore token` exits 6
+    /// on this.
+    pub fn has_unsaved_refresh_token(&self) -> bool {
+        self.inner.tier.has_unsaved_refresh_token()
+    }
+
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.
     pub fn authorization_header(&self) -> Result<Secret> {
         Ok(self.token()?.authorization_header().clone())
@@ -276,12 +293,39 @@ impl Client {
     /// again removes the stored session); a server error is returned as it is, and the
     /// tokens are still forgotten here (they may be dead, and are no longer trusted).
     pub fn revoke(&self) -> Result<()> {
-        let inner = &*self.inner;
-        let deadline = Deadline::after(inner.http.options().timeout);
         // Before forgetting anything: is there somewhere to revoke?
-        if !inner.grant.revocable() {
+        if !self.inner.grant.revocable() {
             return crate::grant::require_revocation_url(&None).map(|_| ());
         }
+        let ended = self.end_session(true);
+        ended.revoked.unwrap_or(Ok(())).and(ended.taken)
+    }
+
+    /// Signs the session out: forgets its tokens here and in the shared store (a
+    /// tombstone, as [`revoke`](Self::revoke) leaves), whatever the provider says, then
+    /// asks the provider to revoke them if the grant has a revocation endpoint. The
+    /// outcome says which of these happened; a provider that cannot revoke is not an
+    /// error of this call, since the session is over here all the same.
+    ///
+    /// `Err` only when the store could not be updated (the session may still be stored
+    /// there; calling again retries); the provider was still asked to revoke the tokens
+    /// this client held.
+    pub fn sign_out(&self) -> Result<SignOut> {
+        let ended = self.end_session(self.inner.grant.revocable());
+        ended.taken?;
+        Ok(match (ended.had_session, ended.revoked) {
+            (false, _) => SignOut::NotSignedIn,
+            (true, None) => SignOut::NoRevocationEndpoint,
+            (true, Some(Ok(()))) => SignOut::Revoked,
+            (true, Some(Err(e))) => SignOut::RevocationFailed(e),
+        })
+    }
+
+    /// Forgets the session in this client's cache and in the shared store (a
+    /// tombstone), then, if `at_provider` and there is anything to revoke, revokes it.
+    fn end_session(&self, at_provider: bool) -> Ended {
+        let inner = &*self.inner;
+        let deadline = Deadline::after(inner.http.options().timeout);
         let memory_token = inner.cache.peek();
         let memory_rt = inner.cache.refresh_token();
         // From here on, no renewal in flight can publish a token or save it as live.
@@ -313,24 +357,58 @@ impl Client {
                 tokens.push(t);
             }
         }
-        let mut revoked = Ok(());
-        for i in 0..refresh_tokens.len().max(tokens.len()).max(1) {
-            let outcome = inner.grant.revoke(
-                &inner.http,
-                tokens.get(i).map(|t| &**t),
-                refresh_tokens.get(i),
-                deadline,
-            );
-            if revoked.is_ok() {
-                revoked = outcome;
+        let had_session = !refresh_tokens.is_empty() || !tokens.is_empty();
+        let revoked = (at_provider && had_session).then(|| {
+            let mut revoked = Ok(());
+            for i in 0..refresh_tokens.len().max(tokens.len()) {
+                let outcome = inner.grant.revoke(
+                    &inner.http,
+                    tokens.get(i).map(|t| &**t),
+                    refresh_tokens.get(i),
+                    deadline,
+                );
+                if revoked.is_ok() {
+                    revoked = outcome;
+                }
             }
-        }
+            revoked
+        });
         inner.cache.clear();
-        revoked.and(taken.map(|_| ()))
+        Ended {
+            had_session,
+            taken: taken.map(|_| ()),
+            revoked,
+        }
     }
 
     /// `GET url` with the token attached (see [`request`](Self::request)).
     pub fn get(&self, url: &str) -> Result<Response> {
         self.request("GET", url, &[], &[])
     }
+}
+
+/// What ending a session did: whether there was one, whether the store took the
+/// tombstone, and the provider's answer (`None`: not asked).
+struct Ended {
+    had_session: bool,
+    taken: Result<()>,
+    revoked: Option<Result<()>>,
+}
+
+/// How [`Client::sign_out`] went: the session is forgotten here and in the shared
+/// store in every case.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignOut {
+    /// There was no session: no token in this client, none live in its store. Nothing
+    /// was sent to the provider.
+    NotSignedIn,
+    /// The provider revoked the session's tokens.
+    Revoked,
+    /// The grant has no revocation endpoint: the tokens stay valid at the provider
+    /// until they expire.
+    NoRevocationEndpoint,
+    /// The provider did not revoke them (it refused, could not be reached, or answered
+    /// with something unusable), as the error says.
+    RevocationFailed(Error),
 }

@@ -355,8 +355,12 @@ pub(crate) fn client_after(
     }
     let key = crate::grant::sealed::Fetch::store_key(&grant, user.as_deref());
     // A code exchange adopts nothing from the store: this tier's counters stay unused.
-    Tier::new(Arc::clone(&options), key, Arc::default()).hand_over_new(token, deadline);
+    let unsaved =
+        Tier::new(Arc::clone(&options), key, Arc::default()).hand_over_new(token, deadline);
     let client = Client::new(grant, (*options).clone())?;
     client.absorb(counted);
+    if let Some(record) = unsaved {
+        client.keep_unsaved(record);
+    }
     Ok(client)
 }

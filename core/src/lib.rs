@@ -37,7 +37,7 @@ mod stats;
 mod store;
 mod token;
 
-pub use client::Client;
+pub use client::{Client, SignOut};
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
 pub use discovery::Metadata;
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};

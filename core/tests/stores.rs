@@ -212,6 +212,49 @@ fn a_corrupt_file_reads_as_empty_and_an_unusable_directory_is_a_config_error() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A directory another user could plant a token in, or read one from, is refused with
+/// a Config error that names it and says what is wrong; the one authcore makes is 0700.
+#[test]
+fn a_directory_other_users_could_write_or_own_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = temp_dir("private");
+    FileStore::new(&dir).unwrap();
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    for (mode, what) in [
+        (0o777, "world-writable"),
+        (0o1777, "world-writable"),
+        (0o775, "group-writable"),
+        (0o772, "group- and world-writable"),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = FileStore::new(&dir).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let text = e.to_string();
+        assert!(
+            text.contains(&dir.display().to_string()) && text.contains(what),
+            "{mode:o}: {text}"
+        );
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    FileStore::new(&dir).expect("readable by others is not writable by them");
+    // Owned by another user: as root, a directory given away; else one root owns.
+    let theirs = if meta.uid() == 0 {
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        dir.clone()
+    } else if std::fs::metadata("/").unwrap().uid() != meta.uid() {
+        std::path::PathBuf::from("/")
+    } else {
+        eprintln!("skipped the other-user case: not root, and / is this user's");
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    };
+    let e = FileStore::new(&theirs).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("owned by another user"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_store_trait_can_be_implemented_outside_the_crate() {
     // A user's own store: the MemoryStore's behaviour through the public trait.

@@ -20,7 +20,8 @@ use crate::fork::Stamp;
 const LOCK_POLL: Duration = Duration::from_millis(10);
 
 /// Tokens shared by the processes of one machine: a file per credential under a
-/// directory (mode 0700), each replaced atomically (an exclusive temporary file in the
+/// private directory (mode 0700 when created; one that is group- or world-writable, or
+/// owned by another user, is refused), each replaced atomically (an exclusive temporary file in the
 /// same directory, mode 0600, fsynced, renamed over the old one, the directory fsynced),
 /// and a lock file per credential held across a renewal. A process killed while holding
 /// the lock never blocks the others: the operating system releases it. A child forked
@@ -35,7 +36,9 @@ pub struct FileStore {
 impl FileStore {
     /// A store in `dir`, created (mode 0700) if missing. A directory that cannot be
     /// written is a [`Config`](crate::ErrorKind::Config) error now, not at the first
-    /// renewal.
+    /// renewal. So is, on Unix, a directory that another user could plant a token in
+    /// or read one from: one that is group- or world-writable, or owned by another user
+    /// (as OpenSSH refuses such a `~/.ssh`).
     pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore> {
         let dir = dir.into();
         let mut builder = std::fs::DirBuilder::new();
@@ -43,6 +46,8 @@ impl FileStore {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(&dir).map_err(|e| unusable(&dir, &e))?;
+        #[cfg(unix)]
+        check_private(&dir)?;
         tempfile::Builder::new()
             .prefix(".authcore-probe-")
             .tempfile_in(&dir)
@@ -160,6 +165,42 @@ impl Drop for FileLock {
             let _ = file.unlock();
         }
     }
+}
+
+/// Refuses a directory another user could write to (group- or world-writable) or that
+/// another user owns: a token planted there would be adopted as this user's.
+#[cfg(unix)]
+fn check_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|e| unusable(dir, &e))?;
+    let refuse = |why: String| {
+        Err(Error::config(format!(
+            "the token store directory {} cannot be used: {why}",
+            dir.display()
+        )))
+    };
+    let mode = meta.mode() & 0o7777;
+    if !meta.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return refuse(format!(
+            "it is owned by another user (uid {}, not {me}), who could plant or read tokens there",
+            meta.uid()
+        ));
+    }
+    let writable = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group- and world-writable",
+        (true, false) => "group-writable",
+        (false, true) => "world-writable",
+        (false, false) => return Ok(()),
+    };
+    refuse(format!(
+        "it is {writable} (mode {mode:04o}), so another user could plant or read tokens there \
+         (make it private: chmod 700 {})",
+        dir.display()
+    ))
 }
 
 fn unusable(dir: &Path, e: &std::io::Error) -> Error {

@@ -64,12 +64,16 @@ impl Known {
     }
 }
 
-/// The tier's memory of the store: what it last saw there, and a record it could not
-/// save (written first under the next lock).
+/// The tier's memory of the store: what it last saw there, a record it could not save
+/// (written first under the next lock), and whether that record holds a refresh token
+/// nobody else has.
 #[derive(Default)]
 struct Memory {
     known: Option<Known>,
     unsaved: Option<StoredToken>,
+    /// The tag of a refresh token the provider issued to this client (a rotation, a
+    /// sign-in's first) that no save has stored yet: lost if the process ends now.
+    lost: Option<String>,
 }
 
 /// The first pause of a waiter reading the store while another process renews.
@@ -138,6 +142,9 @@ struct Locked<'a> {
     /// token and lineage): carried on, so that its clients adopt the newer session
     /// instead of sending a refresh token of theirs that may have been rotated since.
     superseded: Vec<String>,
+    /// Whether the grant renews with a credential of its own (client secret, API key):
+    /// then no refresh token is ever lost with an unsaved record.
+    own_credential: bool,
 }
 
 /// `lineage` with `refresh_token` as its newest ancestor: at most [`LINEAGE`] tags, the
@@ -305,6 +312,7 @@ impl Tier {
             lock: &lock,
             stored_version: stored.as_ref().map_or(0, |s| s.version),
             superseded: Vec::new(),
+            own_credential: without_store == WithoutStore::OwnCredential,
         };
         let outcome = match self.newest(stored.clone(), renewal.refresh_token) {
             Newest::Stored(record) => {
@@ -400,7 +408,10 @@ impl Tier {
             // A rotated refresh token that could not be saved: written first.
             record.version = base.version + 1;
             match locked.store.save(locked.lock, locked.key, &record) {
-                Ok(()) => base = Known::of(&record),
+                Ok(()) => {
+                    base = Known::of(&record);
+                    self.memory.lock().lost = None;
+                }
                 Err(e) => {
                     log_unsaved(&e);
                     self.memory.lock().unsaved = Some(record);
@@ -445,14 +456,17 @@ impl Tier {
                     };
                     record = StoredToken::tombstone(version, lineage);
                 }
-                self.save(locked, record);
+                // A refresh token the provider just issued (not the one sent): nobody
+                // else has it until it is saved.
+                let issued = record.refresh_token.is_some() && record.refresh_token != sent;
+                self.save(locked, record, issued);
             }
             Err(e) if e.kind() == ErrorKind::ReauthenticationRequired && owns_store => {
                 // A refused refresh token is dropped everywhere: a tombstone in the
                 // store, so that no process sends it again.
                 if let Some(sent) = &sent {
                     let tombstone = StoredToken::tombstone(version, descend(&base.lineage, sent));
-                    self.save(locked, tombstone);
+                    self.save(locked, tombstone, false);
                 }
             }
             Err(_) => {
@@ -495,7 +509,12 @@ impl Tier {
     }
 
     fn adopt(&self, store: &dyn TokenStore, record: &StoredToken) {
-        self.memory.lock().known = Some(Known::of(record));
+        {
+            // The store is newer than memory: nothing of memory's is needed any more.
+            let mut memory = self.memory.lock();
+            memory.known = Some(Known::of(record));
+            memory.lost = None;
+        }
         self.counters.store_adoption();
         event!(debug, "store.adopted", store = store.name();
             "adopted the token another process renewed ({})", store.name());
@@ -542,8 +561,9 @@ impl Tier {
     }
 
     /// Saves `record` under the lock; a failure is logged and the record kept, to be
-    /// written first under the next lock.
-    fn save(&self, locked: &Locked<'_>, record: StoredToken) {
+    /// written first under the next lock. `issued`: its refresh token is one the
+    /// provider just issued, which nobody else has until it is saved.
+    fn save(&self, locked: &Locked<'_>, record: StoredToken, issued: bool) {
         let store = locked.store;
         match store.save(locked.lock, locked.key, &record) {
             Ok(()) => {
@@ -552,24 +572,52 @@ impl Tier {
                 let mut memory = self.memory.lock();
                 memory.known = Some(Known::of(&record));
                 memory.unsaved = None;
+                memory.lost = None;
             }
             Err(e) => {
                 log_unsaved(&e);
+                let mut memory = self.memory.lock();
+                if record.revoked || locked.own_credential {
+                    memory.lost = None;
+                } else {
+                    // Still lost: a refresh token just issued, or the unsaved one sent
+                    // again and kept by the provider.
+                    let tag = record.refresh_token.as_ref().map(refresh_token_tag);
+                    let still = tag.is_some() && tag == memory.lost;
+                    memory.lost = if issued || still { tag } else { None };
+                }
                 if !record.revoked {
-                    self.memory.lock().unsaved = Some(record);
+                    memory.unsaved = Some(record);
                 }
             }
         }
     }
 
+    /// Whether this client holds a refresh token the provider issued to it that its
+    /// store could not save (see [`Client::has_unsaved_refresh_token`](crate::Client::has_unsaved_refresh_token)).
+    pub(crate) fn has_unsaved_refresh_token(&self) -> bool {
+        self.memory.lock().lost.is_some()
+    }
+
+    /// Keeps a sign-in's first record that [`hand_over_new`](Self::hand_over_new) could
+    /// not save: written first under this tier's next lock, and its refresh token
+    /// counted as unsaved until then.
+    pub(crate) fn keep_unsaved(&self, record: StoredToken) {
+        let mut memory = self.memory.lock();
+        memory.lost = record.refresh_token.as_ref().map(refresh_token_tag);
+        memory.unsaved = Some(record);
+    }
+
     /// Hands over a token obtained outside a renewal (a code exchange, a fresh sign-in):
     /// saved to the store under its lock as the newest record (a failure is logged, the
-    /// token still used), then announced.
-    pub(crate) fn hand_over_new(&self, token: &Token, deadline: Deadline) {
+    /// token still used, and the record returned for the client that goes on with it to
+    /// keep; see [`keep_unsaved`](Self::keep_unsaved)), then announced.
+    pub(crate) fn hand_over_new(&self, token: &Token, deadline: Deadline) -> Option<StoredToken> {
+        let mut unsaved = None;
         if let Some((store, key)) = &self.shared {
+            let mut record = StoredToken::from_token(token, None);
             let saved = store.lock(key, deadline.instant()).and_then(|lock| {
                 let previous = store.load(&lock, key)?.map(as_tombstone_if_empty);
-                let mut record = StoredToken::from_token(token, None);
                 record.version = previous.as_ref().map_or(0, |s| s.version) + 1;
                 // A new sign-in supersedes the user's previous session, if one is live.
                 let superseded = previous
@@ -581,9 +629,11 @@ impl Tier {
             });
             if let Err(e) = saved {
                 log_unsaved(&e);
+                unsaved = Some(record);
             }
         }
         self.announce(token, None);
+        unsaved
     }
 
     /// Ends the credential's session in the store (after a revocation), under its lock:
@@ -595,13 +645,21 @@ impl Tier {
         memory_rt: Option<&Secret>,
         deadline: Deadline,
     ) -> Result<Option<StoredToken>> {
-        self.memory.lock().unsaved = None;
+        {
+            let mut memory = self.memory.lock();
+            memory.unsaved = None;
+            memory.lost = None;
+        }
         let Some((store, key)) = &self.shared else {
             return Ok(None);
         };
         let lock = store.lock(key, deadline.instant())?;
         let stored = store.load(&lock, key)?;
         let stored = stored.map(as_tombstone_if_empty);
+        if memory_rt.is_none() && stored.as_ref().is_none_or(|s| s.revoked) {
+            // No session, here or there: nothing to end.
+            return Ok(None);
+        }
         let mut lineage = stored
             .as_ref()
             .map(|s| s.lineage.clone())
@@ -688,7 +746,7 @@ mod tests {
     fn knowing(r: &StoredToken) -> Memory {
         Memory {
             known: Some(Known::of(r)),
-            unsaved: None,
+            ..Memory::default()
         }
     }
 
