@@ -702,7 +702,9 @@ pub unsafe extern "C" fn authcore_client_renewal_helps(
     })
 }
 
-/// One request header: two NUL-terminated strings.
+/// One request header: two NUL-terminated strings. Handed over as an array, so its
+/// size is fixed for good: this struct never changes (a header with more to say would be
+/// a new type taken by a new function).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct authcore_header {
