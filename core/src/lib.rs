@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod challenge;
 mod client;
 mod clock;
 mod device;
@@ -37,6 +38,7 @@ mod stats;
 mod store;
 mod token;
 
+pub use challenge::Challenge;
 pub use client::Client;
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
 pub use discovery::Metadata;
