@@ -27,6 +27,8 @@ mod error;
 mod events;
 mod flow;
 mod fork;
+#[cfg(test)]
+mod fuzz;
 pub mod grant;
 mod http;
 mod options;

@@ -12,7 +12,7 @@ use crate::error::{self, Error, Result};
 use crate::secret::{Secret, WipedJson};
 
 /// Lifetimes longer than this are treated as this (keeps `Instant` arithmetic sane).
-const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Upper bound of the renew-ahead window.
 const MAX_RENEW_AHEAD: Duration = Duration::from_secs(300);
 /// Upper bound of the safety margin before expiry.
@@ -326,7 +326,7 @@ const NOT_CREDENTIAL_ENDINGS: &[&str] = &["tokentype"];
 /// `refreshtoken`; `apiKey`, `api_key`, `API-KEY` are `apikey`). A normalised name that
 /// is empty (a name of only punctuation or non-ASCII letters) is taken for a credential
 /// too: what it is cannot be told.
-fn is_credential_field(name: &str) -> bool {
+pub(crate) fn is_credential_field(name: &str) -> bool {
     let n: String = name
         .chars()
         .filter(char::is_ascii_alphanumeric)
