@@ -822,9 +822,10 @@ void authcore_token_free(authcore_token *token);
 
 /**
  * Whether a response from your own HTTP code is worth `authcore_client_invalidate`
- * and one resend: a 401 whose `WWW-Authenticate` challenge (`www_authenticate`, may be
- * NULL) is not `insufficient_scope`, for a client whose token can be renewed. The rule
- * `authcore_client_request` follows. False for a NULL client.
+ * and one resend: a 401, for a client whose token can be renewed, unless a `Bearer` or
+ * `DPoP` challenge in `www_authenticate` (may be NULL; parsed as RFC 9110 §11.6.1
+ * writes it; several header lines joined by commas) says `error="insufficient_scope"`.
+ * The rule `authcore_client_request` follows. False for a NULL client.
  *
  * # Safety
  * `client` is NULL or a live handle; `www_authenticate` is NULL or NUL-terminated.
