@@ -24,11 +24,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks an entry point kept only for programs built against an older header. */
+#if defined(__GNUC__) || defined(__clang__)
+#define AUTHCORE_DEPRECATED(note) __attribute__((deprecated(note)))
+#elif defined(_MSC_VER)
+#define AUTHCORE_DEPRECATED(note) __declspec(deprecated(note))
+#else
+#define AUTHCORE_DEPRECATED(note)
+#endif
+
 /**
  * The result of every fallible authcore function.
  *
- * Values 1 to 9 are the core error kinds and keep their numbers forever; values from
- * 100 are failures of the C interface itself. A retired number is never reused.
+ * Values 1 to 12 are the core error kinds (the same numbers as the Rust and Python
+ * error kinds) and 99 a kind this library version does not know; values from 100 are
+ * failures of the C interface itself. Every number keeps its meaning forever; a
+ * retired number is never reused.
  */
 enum authcore_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -290,7 +301,9 @@ typedef struct authcore_response authcore_response;
 typedef struct authcore_token authcore_token;
 
 /**
- * One request header: two NUL-terminated strings.
+ * One request header: two NUL-terminated strings. Handed over as an array, so its
+ * size is fixed for good: this struct never changes (a header with more to say would be
+ * a new type taken by a new function).
  */
 typedef struct {
   /**
@@ -431,9 +444,10 @@ typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
  *   1 when the time ran out, another value on failure. `unlock` releases it; authcore calls it exactly once for each successful
  *   `lock`, on the same thread. `load` and `save` are called only while it is held.
  * - `remove`: forget the value for `key`; return 0 when gone (or there was none). It
- *   may be NULL: `authcore_client_revoke` does not remove the record but saves a
- *   revoked one (a tombstone) through `save`, so that no process sharing the store
- *   renews the session from a refresh token it still holds.
+ *   may be NULL, and is absent when set through the deprecated
+ *   `authcore_options_set_store_callbacks`: `authcore_client_revoke` does not remove the
+ *   record but saves a revoked one (a tombstone) through `save`, so that no process
+ *   sharing the store renews the session from a refresh token it still holds.
  *
  * A `lock` or `load` that fails makes the store unusable for that renewal:
  * `AUTHCORE_STATUS_STORE` for a refresh token that may rotate (client credentials and
@@ -443,6 +457,13 @@ typedef int32_t (*authcore_refresh_token_callback)(void *userdata,
  *
  * Callbacks may be called from any thread, concurrently for different keys, and must
  * not unwind or call back into the client.
+ *
+ * The struct grows: fields are only ever added at the end, each optional (NULL keeps
+ * the behaviour of a library without it). Hand it to
+ * `authcore_options_set_store_callbacks_v2` with `sizeof(authcore_store_callbacks)`, so
+ * that this library reads only the fields your program knows about: a program built
+ * against an older header never has a field it lacks read as a pointer, and one built
+ * against a newer header is accepted (fields this library does not know are ignored).
  */
 typedef struct {
   /**
@@ -801,9 +822,10 @@ void authcore_token_free(authcore_token *token);
 
 /**
  * Whether a response from your own HTTP code is worth `authcore_client_invalidate`
- * and one resend: a 401 whose `WWW-Authenticate` challenge (`www_authenticate`, may be
- * NULL) is not `insufficient_scope`, for a client whose token can be renewed. The rule
- * `authcore_client_request` follows. False for a NULL client.
+ * and one resend: a 401, for a client whose token can be renewed, unless a `Bearer` or
+ * `DPoP` challenge in `www_authenticate` (may be NULL; parsed as RFC 9110 §11.6.1
+ * writes it; several header lines joined by commas) says `error="insufficient_scope"`.
+ * The rule `authcore_client_request` follows. False for a NULL client.
  *
  * # Safety
  * `client` is NULL or a live handle; `www_authenticate` is NULL or NUL-terminated.
@@ -1535,15 +1557,38 @@ authcore_status authcore_options_set_redis_store_with_ca(authcore_options *optio
                                                          const char *ca_file);
 
 /**
- * Uses a store made of `callbacks` (copied; `callbacks->userdata` must stay valid, and
- * usable from any thread, for as long as any client made with these options lives).
- * `load` and `save` are required; `lock` and `unlock` go together (both or neither:
- * without them, processes are not excluded from renewing at once).
+ * Uses a store made of the callbacks in the first `size` bytes at `callbacks`: pass
+ * `sizeof(authcore_store_callbacks)`. The struct is copied; `callbacks->userdata` must
+ * stay valid, and usable from any thread, for as long as any client made with these
+ * options lives. `load` and `save` are required; `lock` and `unlock` go together (both or
+ * neither: without them, processes are not excluded from renewing at once). A field
+ * that does not fit in `size` (a program built against an older header) is absent, as
+ * if NULL; a `size` larger than this library's struct (a newer header) is accepted and
+ * the fields it does not know are ignored; a `size` smaller than the first layout
+ * (`userdata` to `unlock`) is `AUTHCORE_STATUS_INVALID_ARGUMENT`.
  *
  * # Safety
  * `options` is a live handle not used by another thread during the call; `callbacks`
- * points to a valid `authcore_store_callbacks` whose functions follow its contract.
+ * is readable for `size` bytes and holds an `authcore_store_callbacks` whose functions
+ * follow its contract.
  */
+authcore_status authcore_options_set_store_callbacks_v2(authcore_options *options,
+                                                        const authcore_store_callbacks *callbacks,
+                                                        size_t size);
+
+/**
+ * Deprecated: use `authcore_options_set_store_callbacks_v2(options, callbacks,
+ * sizeof(authcore_store_callbacks))`. This entry point has no size, so it reads only
+ * the first layout every program built against an older header passes (`userdata`,
+ * `load`, `save`, `lock`, `unlock`): `remove` and any later field are never read, never
+ * called, whatever the struct holds. Otherwise as the `_v2` setter.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `callbacks`
+ * is readable for the fields `userdata` to `unlock`, whose functions follow the
+ * contract of `authcore_store_callbacks`.
+ */
+AUTHCORE_DEPRECATED("use authcore_options_set_store_callbacks_v2 with sizeof(authcore_store_callbacks)")
 authcore_status authcore_options_set_store_callbacks(authcore_options *options,
                                                      const authcore_store_callbacks *callbacks);
 

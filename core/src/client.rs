@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{Cache, Policy, Rejection};
+use crate::challenge::Challenge;
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
 use crate::events::event;
@@ -248,7 +249,7 @@ impl Client {
             None => self.token_until(deadline)?,
         };
         let response = send(&token)?;
-        if !self.renewal_helps(response.status, response.header("www-authenticate")) {
+        if !self.renewal_helps_for(response.status, &response.challenges()) {
             return Ok(response);
         }
         let rejection = self.inner.cache.reject(&token);
@@ -261,21 +262,32 @@ impl Client {
         let token = self.token_until(deadline)?;
         self.inner.http.counters().retry_after_401();
         let response = send(&token)?;
-        if self.renewal_helps(response.status, response.header("www-authenticate")) {
+        if self.renewal_helps_for(response.status, &response.challenges()) {
             // Counted, so that the next call does not renew again before the backoff.
             self.inner.cache.reject(&token);
         }
         Ok(response)
     }
 
-    /// Whether a response is worth renewing the token and sending once more: a 401
-    /// whose `WWW-Authenticate` challenge is not `insufficient_scope`, for a client whose
-    /// token can be renewed. [`request`](Self::request) follows this rule; adapters for
-    /// other HTTP clients ask it instead of repeating it.
+    /// Whether a response is worth renewing the token and sending once more: a 401,
+    /// for a client whose token can be renewed, unless a `Bearer` or `DPoP` challenge in
+    /// its `WWW-Authenticate` says `error="insufficient_scope"` (a new token would have
+    /// the same scopes). The header is parsed as RFC 9110 §11.6.1 writes it (see
+    /// [`Challenge`](crate::Challenge)): `insufficient_scope` anywhere else — in an
+    /// `error_description`, or another scheme's parameter — does not count. Pass the
+    /// field's lines joined by commas when there are several. [`request`](Self::request)
+    /// follows this rule; adapters for other HTTP clients ask it instead of repeating it.
     pub fn renewal_helps(&self, status: u16, www_authenticate: Option<&str>) -> bool {
+        self.renewal_helps_for(status, &Challenge::parse_all(www_authenticate))
+    }
+
+    /// [`renewal_helps`](Self::renewal_helps) for challenges already parsed.
+    fn renewal_helps_for(&self, status: u16, challenges: &[Challenge]) -> bool {
         status == 401
             && self.inner.grant.renewable()
-            && !www_authenticate.is_some_and(|v| v.contains("insufficient_scope"))
+            && !challenges
+                .iter()
+                .any(|c| c.oauth_error() == Some("insufficient_scope"))
     }
 
     /// Revokes the refresh token and the access token at the grant's revocation

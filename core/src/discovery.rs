@@ -121,13 +121,19 @@ impl Metadata {
                     &response.body,
                 ));
             }
-            let metadata: Metadata = serde_json::from_slice(&response.body).map_err(|e| {
-                Error::invalid(200, format!("metadata is not valid: {e}"), &response.body)
-            })?;
-            metadata.check(http, issuer)?;
-            return Ok(metadata);
+            return Self::from_document(http, issuer, &response.body);
         }
         Err(last.unwrap_or_else(|| Error::invalid(404, "no metadata found", b"")))
+    }
+
+    /// The metadata in a 200 answer's `body`, checked against `issuer`.
+    pub(crate) fn from_document(http: &Http, issuer: &str, body: &[u8]) -> Result<Metadata> {
+        let metadata: Metadata = serde_json::from_slice(body).map_err(|e| {
+            let why = crate::error::json_error(&e);
+            Error::invalid(200, format!("the metadata {why}"), body)
+        })?;
+        metadata.check(http, issuer)?;
+        Ok(metadata)
     }
 
     fn check(&self, http: &Http, issuer: &str) -> Result<()> {

@@ -467,6 +467,33 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     cut
 }
 
+/// What is wrong with a JSON document that did not read as the type expected, without
+/// repeating any of it: serde's own messages quote the offending value (`invalid type:
+/// string "…"`), which may be a credential. Says the kind of problem, the field when one
+/// of ours is missing or repeated, and where.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "could not be read".to_owned(),
+        Category::Syntax => "is not valid JSON".to_owned(),
+        Category::Eof => "ends too early".to_owned(),
+        Category::Data => {
+            let text = e.to_string();
+            // These name a field of the type expected (ours), never a value.
+            ["missing field `", "duplicate field `"]
+                .iter()
+                .find_map(|prefix| {
+                    let name = text.strip_prefix(prefix)?.split('`').next()?;
+                    let ours = !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+                    ours.then(|| format!("has a {}field `{name}`", &prefix[..prefix.len() - 7]))
+                })
+                .unwrap_or_else(|| "has a value of the wrong type".to_owned())
+        }
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
 fn str_field(map: &Map<String, Value>, key: &str) -> Option<String> {
     match map.get(key)? {
         Value::String(s) => Some(scrub(s)),
@@ -540,6 +567,36 @@ pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_never_repeat_the_document() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            device_code: String,
+            expires_in: u64,
+        }
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"{"device_code":"x","expires_in":"hunter2"}"#,
+                "has a value of the wrong type (line 1",
+            ),
+            (br#""hunter2""#, "has a value of the wrong type"),
+            (br#"{"expires_in":1}"#, "has a missing field `device_code`"),
+            (
+                br#"{"device_code":"a","device_code":"hunter2","expires_in":1}"#,
+                "has a duplicate field `device_code`",
+            ),
+            (br#"{"device_code":"hunter2"#, "ends too early"),
+            (br#"{"device_code":hunter2}"#, "is not valid JSON"),
+        ];
+        for (doc, said) in cases {
+            let e = serde_json::from_slice::<Doc>(doc).unwrap_err();
+            let text = json_error(&e);
+            assert!(text.starts_with(said), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
 
     #[test]
     fn scrub_redacts_token_like_runs_only() {

@@ -266,19 +266,7 @@ impl AuthorizationCodeFlow {
 
     /// The part after `state` is known good: `iss`, `error=`, then the code exchange.
     fn complete(&self, callback: Callback, pkce: Option<&Pkce>) -> Result<Client> {
-        self.config.check_iss(callback.iss.as_deref())?;
-        if let Some(error) = callback.error {
-            return Err(Error::OAuth(OAuthError {
-                error: crate::error::scrub(&error),
-                description: callback.error_description.map(|d| crate::error::scrub(&d)),
-                uri: callback.error_uri,
-                status: None,
-            }));
-        }
-        let code = callback
-            .code
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| Error::invalid(0, "authorization callback has no code", b""))?;
+        let code = callback.into_code(&self.config)?;
         let deadline = Deadline::after(self.http.options().timeout);
         let before = self.http.counters().snapshot();
         let token = self
@@ -291,7 +279,7 @@ impl AuthorizationCodeFlow {
 }
 
 /// What an authorization callback carries.
-struct Callback {
+pub(crate) struct Callback {
     state: String,
     code: Option<String>,
     iss: Option<String>,
@@ -302,7 +290,7 @@ struct Callback {
 
 impl Callback {
     /// From a full URL, or a path (or bare query) with its query string.
-    fn parse(callback_url: &str) -> Result<Callback> {
+    pub(crate) fn parse(callback_url: &str) -> Result<Callback> {
         let url = match Url::parse(callback_url) {
             Ok(url) => url,
             Err(url::ParseError::RelativeUrlWithoutBase) => Url::parse("http://callback.invalid/")
@@ -323,6 +311,25 @@ impl Callback {
             error_description: param("error_description"),
             error_uri: param("error_uri"),
         })
+    }
+}
+
+impl Callback {
+    /// The code, once `iss` names the configured issuer (RFC 9207) and the callback is
+    /// not an `error=` one (that error is returned, its texts scrubbed).
+    pub(crate) fn into_code(self, config: &AuthorizationCode) -> Result<String> {
+        config.check_iss(self.iss.as_deref())?;
+        if let Some(error) = self.error {
+            return Err(Error::OAuth(OAuthError {
+                error: crate::error::scrub(&error),
+                description: self.error_description.map(|d| crate::error::scrub(&d)),
+                uri: self.error_uri.map(|u| crate::error::scrub(&u)),
+                status: None,
+            }));
+        }
+        self.code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Error::invalid(0, "authorization callback has no code", b""))
     }
 }
 

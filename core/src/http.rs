@@ -10,6 +10,7 @@ use ureq::http;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::challenge::Challenge;
 use crate::clock::Deadline;
 use crate::error::{self, Error, ErrorKind, Result};
 use crate::events::{self, event};
@@ -108,6 +109,16 @@ impl Response {
     /// The first header with this name (case-insensitive), if its value is text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The challenges of every `WWW-Authenticate` line, in order (RFC 9110 §11.6.1).
+    pub fn challenges(&self) -> Vec<Challenge> {
+        Challenge::parse_all(
+            self.headers
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
     }
 
     /// All headers in order, names lowercase; values that are not text are skipped.

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod challenge;
 mod client;
 mod clock;
 mod device;
@@ -26,6 +27,8 @@ mod error;
 mod events;
 mod flow;
 mod fork;
+#[cfg(test)]
+mod fuzz;
 pub mod grant;
 mod http;
 mod options;
@@ -37,6 +40,7 @@ mod stats;
 mod store;
 mod token;
 
+pub use challenge::Challenge;
 pub use client::{Client, SignOut};
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
 pub use discovery::Metadata;

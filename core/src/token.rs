@@ -12,7 +12,7 @@ use crate::error::{self, Error, Result};
 use crate::secret::{Secret, WipedJson};
 
 /// Lifetimes longer than this are treated as this (keeps `Instant` arithmetic sane).
-const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Upper bound of the renew-ahead window.
 const MAX_RENEW_AHEAD: Duration = Duration::from_secs(300);
 /// Upper bound of the safety margin before expiry.
@@ -215,9 +215,14 @@ impl Token {
     }
 
     /// The token response's other fields as the server sent them (e.g. `user_id`,
-    /// `instance_url`, `refresh_token_expires_in`): every field except `access_token`,
-    /// `refresh_token`, `id_token` and any other whose name says it is a token, a secret
-    /// or a password. Empty for a token not from a token response.
+    /// `instance_url`, `refresh_token_expires_in`): every field except those whose name
+    /// says they hold a credential, at any depth (inside nested objects and arrays too),
+    /// in any case style (`access_token`, `accessToken`, `Access-Token`, `ACCESS_TOKEN`
+    /// are one name). Dropped: names ending in `token` (but not `token_type`), `key`,
+    /// `jwt` or `session_id`; names containing `secret`, `password`, `passwd`,
+    /// `passphrase`, `credential`, `assertion`, `verifier` (`code_verifier`), `api_key`,
+    /// `private_key` or `cookie`; `code`, `auth_code`, `authorization_code` and
+    /// `device_code`. Empty for a token not from a token response.
     pub fn fields(&self) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         self.fields
@@ -290,17 +295,66 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Field names that hold a credential, compared in normalised form (see
+/// [`is_credential_field`]): a name that contains one of these anywhere…
+const CREDENTIAL_ANYWHERE: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "credential",
+    "assertion",
+    "verifier",
+    "apikey",
+    "privatekey",
+    "cookie",
+];
+/// …or ends with one of these (`access_token`, `idToken`, `mac_key`, `session_id`,
+/// `client_jwt`)…
+const CREDENTIAL_ENDINGS: &[&str] = &["token", "key", "jwt", "sessionid"];
+/// …or is one of these (authorization and device codes).
+const CREDENTIAL_NAMES: &[&str] = &["code", "authcode", "authorizationcode", "devicecode"];
+/// Names that end like a credential but describe one (`token_type`,
+/// `issued_token_type`).
+const NOT_CREDENTIAL_ENDINGS: &[&str] = &["tokentype"];
+
 /// Whether a token response field holds a credential (kept out of [`Token::fields`]).
-fn is_credential_field(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    if n == "token_type" || n == "tokentype" {
+///
+/// The name is normalised first, so that every case style is one name: ASCII letters
+/// lowercased and everything that is not an ASCII letter or digit dropped
+/// (`refresh_token`, `refreshToken`, `Refresh-Token`, `REFRESH_TOKEN` are all
+/// `refreshtoken`; `apiKey`, `api_key`, `API-KEY` are `apikey`). A normalised name that
+/// is empty (a name of only punctuation or non-ASCII letters) is taken for a credential
+/// too: what it is cannot be told.
+pub(crate) fn is_credential_field(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if NOT_CREDENTIAL_ENDINGS.iter().any(|e| n.ends_with(e)) {
         return false;
     }
-    n.ends_with("token")
-        || n.contains("secret")
-        || n.contains("password")
-        || n.ends_with("_key")
-        || n == "key"
+    n.is_empty()
+        || CREDENTIAL_ANYWHERE.iter().any(|w| n.contains(w))
+        || CREDENTIAL_ENDINGS.iter().any(|e| n.ends_with(e))
+        || CREDENTIAL_NAMES.contains(&n.as_str())
+}
+
+/// A field value without any credential nested in it: objects lose their credential
+/// fields at every depth (some providers nest a second token, e.g. an `authed_user`
+/// object with its own `access_token`), arrays are filtered item by item.
+fn without_credentials(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !is_credential_field(k))
+                .map(|(k, v)| (k.clone(), without_credentials(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_credentials).collect()),
+        other => other.clone(),
+    }
 }
 
 fn string_field(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
@@ -420,11 +474,10 @@ pub fn parse_token_response(
     token.refresh_token = string_field(map, &["refresh_token", "refreshToken"]).map(Secret::new);
     token.scope = string_field(map, &["scope"]);
     token.id_token = string_field(map, &["id_token"]).map(Secret::new);
-    let fields: Map<String, Value> = map
-        .iter()
-        .filter(|(k, _)| !is_credential_field(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let fields = match without_credentials(&parsed.0) {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
     if !fields.is_empty() {
         token.fields = Some(Arc::new(fields));
     }
@@ -464,6 +517,119 @@ mod tests {
         );
         assert!(Token::never_expiring("x").expires_at_system().is_none());
         assert!(Token::never_expiring("x").fields().is_empty());
+    }
+
+    #[test]
+    fn credential_names_are_dropped_in_every_case_style() {
+        let credentials = [
+            "access_token",
+            "accessToken",
+            "AccessToken",
+            "access-token",
+            "ACCESS_TOKEN",
+            "refresh_token",
+            "refreshToken",
+            "Refresh-Token",
+            "REFRESHTOKEN",
+            "id_token",
+            "idToken",
+            "session_token",
+            "token",
+            "TOKEN",
+            "client_secret",
+            "clientSecret",
+            "CLIENT-SECRET",
+            "secret",
+            "apiKey",
+            "api_key",
+            "API-KEY",
+            "ApiKey",
+            "x-api-key",
+            "privateKey",
+            "private_key",
+            "PRIVATE_KEY",
+            "mac_key",
+            "key",
+            "password",
+            "Password",
+            "user_password",
+            "passwd",
+            "passphrase",
+            "assertion",
+            "client_assertion",
+            "clientAssertion",
+            "code_verifier",
+            "codeVerifier",
+            "code",
+            "authorization_code",
+            "authCode",
+            "device_code",
+            "deviceCode",
+            "credentials",
+            "aws_credentials",
+            "session_cookie",
+            "client_jwt",
+            "session_id",
+            "sessionId",
+            "api.key",
+            "api key",
+            "_",
+            "",
+        ];
+        for name in credentials {
+            assert!(is_credential_field(name), "{name} should be dropped");
+        }
+        let kept = [
+            "token_type",
+            "tokenType",
+            "TOKEN-TYPE",
+            "issued_token_type",
+            "issuedTokenType",
+            "expires_in",
+            "expiresIn",
+            "refresh_token_expires_in",
+            "refreshTokenExpiresIn",
+            "scope",
+            "user_id",
+            "userId",
+            "instance_url",
+            "key_id",
+            "kid",
+            "error_code",
+            "status_code",
+            "signature_method",
+            "not-before-policy",
+            "sid",
+        ];
+        for name in kept {
+            assert!(!is_credential_field(name), "{name} should be kept");
+        }
+    }
+
+    #[test]
+    fn credentials_nested_in_fields_are_dropped_too() {
+        let body = br#"{"access_token":"at-outer-1a2b","token_type":"bearer",
+            "authed_user":{"id":"U1","scope":"chat:write","accessToken":"xoxp-inner-secret",
+                "token_type":"user","nested":{"refresh-token":"rt-deep-secret","n":1}},
+            "keys":[{"kid":"k1","privateKey":"pk-in-array"},"plain"],
+            "team":{"name":"T","apiKey":"ak-nested"}}"#;
+        let t = parse_token_response(200, body, Instant::now(), None).unwrap();
+        let text = serde_json::to_string(t.fields()).unwrap();
+        for secret in [
+            "xoxp-inner-secret",
+            "rt-deep-secret",
+            "pk-in-array",
+            "ak-nested",
+            "at-outer",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(t.fields()["authed_user"]["id"], "U1");
+        assert_eq!(t.fields()["authed_user"]["token_type"], "user");
+        assert_eq!(t.fields()["authed_user"]["nested"]["n"], 1);
+        assert_eq!(t.fields()["keys"][0]["kid"], "k1");
+        assert_eq!(t.fields()["keys"][1], "plain");
+        assert_eq!(t.fields()["team"]["name"], "T");
     }
 
     use super::*;

@@ -326,6 +326,34 @@ fn request_retries_once_after_401_and_not_after_insufficient_scope() {
 }
 
 #[test]
+fn request_reads_every_www_authenticate_line() {
+    let mut server = mockito::Server::new();
+    let token = server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-lines-1a2b3c","expires_in":3600}"#)
+        .expect(1)
+        .create();
+    // The Bearer challenge is on the second line: no renewal, one request.
+    let api = server
+        .mock("GET", "/api/scoped")
+        .with_status(401)
+        .with_header("www-authenticate", r#"Basic realm="other""#)
+        .with_header(
+            "www-authenticate",
+            r#"Bearer error="insufficient_scope", scope="admin""#,
+        )
+        .expect(1)
+        .create();
+    let client = cc(&server);
+    let r = client.get(&format!("{}/api/scoped", server.url())).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.challenges().len(), 2);
+    assert_eq!(r.challenges()[1].param("scope"), Some("admin"));
+    token.assert();
+    api.assert();
+}
+
+#[test]
 fn request_gives_up_after_one_retry() {
     let mut server = mockito::Server::new();
     server
@@ -408,6 +436,34 @@ fn renewal_helps_only_after_a_401_that_a_new_token_can_fix() {
     assert!(!renewable.renewal_helps(401, Some(r#"Bearer error="insufficient_scope""#)));
     assert!(!renewable.renewal_helps(403, None));
     assert!(!renewable.renewal_helps(200, None));
+    // The header is parsed (RFC 9110 §11.6.1), not searched.
+    for (challenge, helps) in [
+        (r#"bearer ERROR=insufficient_scope"#, false),
+        (r#"DPoP algs="ES256", error="insufficient_scope""#, false),
+        (
+            r#"Basic realm="x", Bearer realm="api", error="insufficient_scope""#,
+            false,
+        ),
+        (
+            r#"Bearer error="invalid_token", error_description="not insufficient_scope""#,
+            true,
+        ),
+        (r#"Bearer error_description="insufficient_scope""#, true),
+        (r#"Newauth error="insufficient_scope""#, true),
+        (r#"Bearer realm="insufficient_scope""#, true),
+        (r#"Bearer error="insufficient_scope_extra""#, true),
+        ("Negotiate insufficient_scope==", true),
+        (
+            r#"Bearer error="invalid_token", Basic error="insufficient_scope""#,
+            true,
+        ),
+    ] {
+        assert_eq!(
+            renewable.renewal_helps(401, Some(challenge)),
+            helps,
+            "{challenge}"
+        );
+    }
     let fixed = Client::personal_access_token("pat-value-123");
     assert!(
         !fixed.renewal_helps(401, None),

@@ -677,9 +677,10 @@ pub unsafe extern "C" fn authcore_token_free(token: *mut authcore_token) {
 }
 
 /// Whether a response from your own HTTP code is worth `authcore_client_invalidate`
-/// and one resend: a 401 whose `WWW-Authenticate` challenge (`www_authenticate`, may be
-/// NULL) is not `insufficient_scope`, for a client whose token can be renewed. The rule
-/// `authcore_client_request` follows. False for a NULL client.
+/// and one resend: a 401, for a client whose token can be renewed, unless a `Bearer` or
+/// `DPoP` challenge in `www_authenticate` (may be NULL; parsed as RFC 9110 §11.6.1
+/// writes it; several header lines joined by commas) says `error="insufficient_scope"`.
+/// The rule `authcore_client_request` follows. False for a NULL client.
 ///
 /// # Safety
 /// `client` is NULL or a live handle; `www_authenticate` is NULL or NUL-terminated.
@@ -702,7 +703,9 @@ pub unsafe extern "C" fn authcore_client_renewal_helps(
     })
 }
 
-/// One request header: two NUL-terminated strings.
+/// One request header: two NUL-terminated strings. Handed over as an array, so its
+/// size is fixed for good: this struct never changes (a header with more to say would be
+/// a new type taken by a new function).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct authcore_header {

@@ -39,8 +39,10 @@ pub use store::*;
 
 /// The result of every fallible authcore function.
 ///
-/// Values 1 to 9 are the core error kinds and keep their numbers forever; values from
-/// 100 are failures of the C interface itself. A retired number is never reused.
+/// Values 1 to 12 are the core error kinds (the same numbers as the Rust and Python
+/// error kinds) and 99 a kind this library version does not know; values from 100 are
+/// failures of the C interface itself. Every number keeps its meaning forever; a
+/// retired number is never reused.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum authcore_status {
@@ -511,6 +513,21 @@ mod tests {
             let name = unsafe { CStr::from_ptr(authcore_status_name(kind.code())) };
             assert_eq!(name.to_str().unwrap(), kind.name());
         }
+    }
+
+    #[test]
+    fn the_header_names_the_current_range_of_core_kinds() {
+        let last = authcore::ErrorKind::ALL
+            .iter()
+            .map(|k| k.code())
+            .max()
+            .unwrap();
+        let header = include_str!("../../include/authcore.h");
+        let said = format!("Values 1 to {last} are the core error kinds");
+        assert!(header.contains(&said), "the header should say: {said}");
+        assert!(authcore::ErrorKind::ALL
+            .iter()
+            .all(|k| (1..=last).contains(&k.code())));
     }
 
     #[test]

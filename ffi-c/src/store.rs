@@ -202,9 +202,10 @@ pub unsafe extern "C" fn authcore_options_set_redis_store_with_ca(
 ///   1 when the time ran out, another value on failure. `unlock` releases it; authcore calls it exactly once for each successful
 ///   `lock`, on the same thread. `load` and `save` are called only while it is held.
 /// - `remove`: forget the value for `key`; return 0 when gone (or there was none). It
-///   may be NULL: `authcore_client_revoke` does not remove the record but saves a
-///   revoked one (a tombstone) through `save`, so that no process sharing the store
-///   renews the session from a refresh token it still holds.
+///   may be NULL, and is absent when set through the deprecated
+///   `authcore_options_set_store_callbacks`: `authcore_client_revoke` does not remove the
+///   record but saves a revoked one (a tombstone) through `save`, so that no process
+///   sharing the store renews the session from a refresh token it still holds.
 ///
 /// A `lock` or `load` that fails makes the store unusable for that renewal:
 /// `AUTHCORE_STATUS_STORE` for a refresh token that may rotate (client credentials and
@@ -214,6 +215,13 @@ pub unsafe extern "C" fn authcore_options_set_redis_store_with_ca(
 ///
 /// Callbacks may be called from any thread, concurrently for different keys, and must
 /// not unwind or call back into the client.
+///
+/// The struct grows: fields are only ever added at the end, each optional (NULL keeps
+/// the behaviour of a library without it). Hand it to
+/// `authcore_options_set_store_callbacks_v2` with `sizeof(authcore_store_callbacks)`, so
+/// that this library reads only the fields your program knows about: a program built
+/// against an older header never has a field it lacks read as a pointer, and one built
+/// against a newer header is accepted (fields this library does not know are ignored).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct authcore_store_callbacks {
@@ -251,7 +259,7 @@ pub struct authcore_store_callbacks {
 /// The callbacks, which the caller promises may be used from any thread for as long
 /// as any client made with them lives.
 struct CallbackStore(authcore_store_callbacks);
-// SAFETY: the documented contract of `authcore_options_set_store_callbacks`.
+// SAFETY: the documented contract of `authcore_options_set_store_callbacks_v2`.
 unsafe impl Send for CallbackStore {}
 // SAFETY: as above.
 unsafe impl Sync for CallbackStore {}
@@ -394,23 +402,82 @@ impl Drop for Held {
     }
 }
 
-/// Uses a store made of `callbacks` (copied; `callbacks->userdata` must stay valid, and
-/// usable from any thread, for as long as any client made with these options lives).
-/// `load` and `save` are required; `lock` and `unlock` go together (both or neither:
-/// without them, processes are not excluded from renewing at once).
+/// The size of the first published layout of `authcore_store_callbacks` (`userdata`,
+/// `load`, `save`, `lock`, `unlock`): the smallest struct a caller may hand over.
+const FIRST_LAYOUT: usize = std::mem::offset_of!(authcore_store_callbacks, remove);
+
+/// The callbacks a caller's struct of `size` bytes holds: the fields that end within
+/// `size` are copied, every later one is NULL (absent), and bytes past this library's
+/// own struct (fields of a newer header) are never read.
+///
+/// # Safety
+/// `callbacks` is non-NULL and readable for `size` bytes.
+unsafe fn read_callbacks(
+    callbacks: *const authcore_store_callbacks,
+    size: usize,
+) -> Result<authcore_store_callbacks, Failure> {
+    if size < FIRST_LAYOUT {
+        return Err(Failure::invalid(format!(
+            "`size` is {size} bytes; an authcore_store_callbacks is at least {FIRST_LAYOUT} \
+             (pass sizeof(authcore_store_callbacks))"
+        )));
+    }
+    let mut c = authcore_store_callbacks {
+        userdata: std::ptr::null_mut(),
+        load: None,
+        save: None,
+        lock: None,
+        unlock: None,
+        remove: None,
+    };
+    // Whole fields only: a size that ends inside a field leaves that field absent.
+    let fields = [
+        FIRST_LAYOUT,
+        std::mem::offset_of!(authcore_store_callbacks, remove) + std::mem::size_of_val(&c.remove),
+    ];
+    let known = fields
+        .into_iter()
+        .filter(|end| *end <= size)
+        .max()
+        .unwrap_or(0);
+    // SAFETY: the caller promises `size` readable bytes and `known <= size`; `known` is
+    // at most our own struct's size, and every field is a pointer or an optional
+    // function pointer, for which the caller's bytes (NULL or a function of the
+    // documented signature, as the contract says) are valid values.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            callbacks.cast::<u8>(),
+            (&mut c as *mut authcore_store_callbacks).cast::<u8>(),
+            known,
+        );
+    }
+    Ok(c)
+}
+
+/// Uses a store made of the callbacks in the first `size` bytes at `callbacks`: pass
+/// `sizeof(authcore_store_callbacks)`. The struct is copied; `callbacks->userdata` must
+/// stay valid, and usable from any thread, for as long as any client made with these
+/// options lives. `load` and `save` are required; `lock` and `unlock` go together (both or
+/// neither: without them, processes are not excluded from renewing at once). A field
+/// that does not fit in `size` (a program built against an older header) is absent, as
+/// if NULL; a `size` larger than this library's struct (a newer header) is accepted and
+/// the fields it does not know are ignored; a `size` smaller than the first layout
+/// (`userdata` to `unlock`) is `AUTHCORE_STATUS_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `options` is a live handle not used by another thread during the call; `callbacks`
-/// points to a valid `authcore_store_callbacks` whose functions follow its contract.
+/// is readable for `size` bytes and holds an `authcore_store_callbacks` whose functions
+/// follow its contract.
 #[no_mangle]
-pub unsafe extern "C" fn authcore_options_set_store_callbacks(
+pub unsafe extern "C" fn authcore_options_set_store_callbacks_v2(
     options: *mut authcore_options,
     callbacks: *const authcore_store_callbacks,
+    size: usize,
 ) -> authcore_status {
     let step = |o: authcore::Options| {
         check_null!(callbacks);
-        // SAFETY: non-NULL; the caller promises a valid struct.
-        let c = unsafe { *callbacks };
+        // SAFETY: non-NULL; the caller promises `size` readable bytes.
+        let c = unsafe { read_callbacks(callbacks, size)? };
         if c.load.is_none() || c.save.is_none() {
             return Err(Failure::invalid(
                 "the store callbacks need `load` and `save`",
@@ -423,4 +490,136 @@ pub unsafe extern "C" fn authcore_options_set_store_callbacks(
     };
     // SAFETY: forwarded from the caller.
     unsafe { update(options, step) }
+}
+
+/// Deprecated: use `authcore_options_set_store_callbacks_v2(options, callbacks,
+/// sizeof(authcore_store_callbacks))`. This entry point has no size, so it reads only
+/// the first layout every program built against an older header passes (`userdata`,
+/// `load`, `save`, `lock`, `unlock`): `remove` and any later field are never read, never
+/// called, whatever the struct holds. Otherwise as the `_v2` setter.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `callbacks`
+/// is readable for the fields `userdata` to `unlock`, whose functions follow the
+/// contract of `authcore_store_callbacks`.
+#[no_mangle]
+#[deprecated(
+    note = "use authcore_options_set_store_callbacks_v2 with sizeof(authcore_store_callbacks)"
+)]
+pub unsafe extern "C" fn authcore_options_set_store_callbacks(
+    options: *mut authcore_options,
+    callbacks: *const authcore_store_callbacks,
+) -> authcore_status {
+    // SAFETY: forwarded from the caller, who promises the first layout's bytes.
+    unsafe { authcore_options_set_store_callbacks_v2(options, callbacks, FIRST_LAYOUT) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn load(
+        _: *mut c_void,
+        _: *const c_char,
+        _: *mut c_char,
+        _: usize,
+        _: *mut usize,
+    ) -> i32 {
+        1
+    }
+    unsafe extern "C" fn save(_: *mut c_void, _: *const c_char, _: *const c_char, _: usize) -> i32 {
+        0
+    }
+    unsafe extern "C" fn remove(_: *mut c_void, _: *const c_char) -> i32 {
+        panic!("`remove` read from beyond the caller's struct")
+    }
+
+    /// A caller's memory: a struct of the first layout followed by a function pointer
+    /// that belongs to something else (what an old program's stack or heap holds there).
+    #[repr(C)]
+    struct OldLayoutThenPoison {
+        userdata: *mut c_void,
+        load: Option<
+            unsafe extern "C" fn(*mut c_void, *const c_char, *mut c_char, usize, *mut usize) -> i32,
+        >,
+        save: Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, usize) -> i32>,
+        lock: Option<unsafe extern "C" fn(*mut c_void, *const c_char, u64) -> i32>,
+        unlock: Option<unsafe extern "C" fn(*mut c_void, *const c_char)>,
+        poison: Option<unsafe extern "C" fn(*mut c_void, *const c_char) -> i32>,
+    }
+
+    fn old_then_poison() -> OldLayoutThenPoison {
+        OldLayoutThenPoison {
+            userdata: std::ptr::null_mut(),
+            load: Some(load),
+            save: Some(save),
+            lock: None,
+            unlock: None,
+            poison: Some(remove),
+        }
+    }
+
+    #[test]
+    fn the_first_layout_never_reads_remove() {
+        let memory = old_then_poison();
+        let p = (&memory as *const OldLayoutThenPoison).cast::<authcore_store_callbacks>();
+        // SAFETY: `memory` is readable for its whole size, more than FIRST_LAYOUT.
+        let c = unsafe { read_callbacks(p, FIRST_LAYOUT) }.ok().unwrap();
+        assert!(c.load.is_some() && c.save.is_some());
+        assert!(
+            c.remove.is_none(),
+            "the bytes past the old struct were read"
+        );
+    }
+
+    #[test]
+    fn a_size_inside_a_field_leaves_that_field_absent() {
+        let memory = old_then_poison();
+        let p = (&memory as *const OldLayoutThenPoison).cast::<authcore_store_callbacks>();
+        let full = std::mem::size_of::<authcore_store_callbacks>();
+        // SAFETY: `memory` is readable for `full` bytes.
+        let c = unsafe { read_callbacks(p, full - 1) }.ok().unwrap();
+        assert!(c.remove.is_none());
+        // SAFETY: as above.
+        let c = unsafe { read_callbacks(p, full) }.ok().unwrap();
+        assert!(c.remove.is_some(), "a whole `remove` is read");
+    }
+
+    #[test]
+    fn too_small_a_size_is_refused() {
+        let memory = old_then_poison();
+        let p = (&memory as *const OldLayoutThenPoison).cast::<authcore_store_callbacks>();
+        for size in [0, 8, FIRST_LAYOUT - 1] {
+            // SAFETY: `memory` is readable for more than `size` bytes.
+            let err = unsafe { read_callbacks(p, size) }.err().unwrap();
+            assert_eq!(err.status, authcore_status::InvalidArgument);
+            assert!(err.message.contains("sizeof(authcore_store_callbacks)"));
+        }
+    }
+
+    #[test]
+    fn a_newer_larger_struct_is_read_up_to_what_this_library_knows() {
+        #[repr(C)]
+        struct Newer {
+            known: authcore_store_callbacks,
+            future: *const c_void,
+        }
+        let memory = Newer {
+            known: authcore_store_callbacks {
+                userdata: std::ptr::null_mut(),
+                load: Some(load),
+                save: Some(save),
+                lock: None,
+                unlock: None,
+                remove: None,
+            },
+            future: std::ptr::dangling(),
+        };
+        let p = (&memory as *const Newer).cast::<authcore_store_callbacks>();
+        // SAFETY: `memory` is readable for its whole size.
+        let c = unsafe { read_callbacks(p, std::mem::size_of::<Newer>()) }
+            .ok()
+            .unwrap();
+        assert!(c.load.is_some() && c.save.is_some() && c.remove.is_none());
+    }
 }

@@ -176,7 +176,7 @@ class Token:
         """The OpenID Connect ID token that came with the token, if any."""
     @property
     def fields(self) -> dict[str, Any]:
-        """The token response's other fields; never a token, secret or password."""
+        """The token response's other fields; never a credential (a name ending in token, key or jwt, or naming a secret, password, assertion, verifier, code…, in any case style, at any depth)."""
 
 @final
 class Rotation:
@@ -324,7 +324,7 @@ class Client:
     def cached_authorization_header(self) -> Optional[str]:
         """The header if a token needing no renewal is cached, else None; never blocks."""
     def renewal_helps(self, status: int, www_authenticate: Optional[str] = None) -> bool:
-        """Whether a response is worth ``invalidate`` and one resend: a 401 that is not ``insufficient_scope``, for a renewable token."""
+        """Whether a response is worth ``invalidate`` and one resend: a 401 for a renewable token, unless a Bearer or DPoP challenge in ``www_authenticate`` (parsed per RFC 9110) says ``error="insufficient_scope"``."""
     def invalidate(self, token: str) -> bool:
         """Reports that ``token`` was refused: the next call renews if it is still the cached one. Returns whether it was dropped."""
     def request(

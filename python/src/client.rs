@@ -425,9 +425,10 @@ impl Client {
         Stats::from(self.inner.stats())
     }
 
-    /// Whether a response is worth `invalidate` and one resend: a 401 whose
-    /// `WWW-Authenticate` challenge is not `insufficient_scope`, for a client whose token
-    /// can be renewed (the rule `request` follows).
+    /// Whether a response is worth `invalidate` and one resend: a 401, for a client whose
+    /// token can be renewed, unless a `Bearer` or `DPoP` challenge in `www_authenticate`
+    /// (parsed as RFC 9110 writes it; several lines joined by commas) says
+    /// `error="insufficient_scope"` (the rule `request` follows).
     #[pyo3(signature = (status, www_authenticate = None))]
     fn renewal_helps(&self, status: u16, www_authenticate: Option<&str>) -> bool {
         self.inner.renewal_helps(status, www_authenticate)

@@ -67,6 +67,15 @@ def test_httpx_async_adapter(dev: DevServer, cc_client: authcore.Client) -> None
     assert dev.token_requests() - before == 2, "the first token, then one renewal for all 8"
 
 
+def test_renewal_helps_parses_the_challenge(cc_client: authcore.Client) -> None:
+    """The core's RFC 9110 parse decides, not a substring search of the header."""
+    assert cc_client.renewal_helps(401, 'Bearer error="invalid_token"')
+    assert not cc_client.renewal_helps(401, 'Basic realm="x", bearer ERROR=insufficient_scope')
+    assert not cc_client.renewal_helps(401, 'DPoP algs="ES256", error="insufficient_scope"')
+    assert cc_client.renewal_helps(401, 'Bearer error_description="insufficient_scope"')
+    assert cc_client.renewal_helps(401, 'Newauth error="insufficient_scope"')
+
+
 def test_adapters_do_not_resend_a_fixed_token(dev: DevServer) -> None:
     """A personal access token cannot be renewed: its 401 is final, as in Client.request."""
     client = authcore.Client.personal_access_token("not-a-valid-token")

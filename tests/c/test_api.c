@@ -143,6 +143,11 @@ static void test_client_credentials(void) {
         CHECK(!authcore_client_renewal_helps(c, 401, "Bearer error=\"insufficient_scope\""),
               "a scope challenge is not");
         CHECK(!authcore_client_renewal_helps(c, 403, NULL), "nor a 403");
+        CHECK(!authcore_client_renewal_helps(c, 401, "Basic realm=\"x\", bearer ERROR=insufficient_scope"),
+              "the header is parsed: any case, any place in the list");
+        CHECK(authcore_client_renewal_helps(
+                  c, 401, "Bearer error=\"invalid_token\", error_description=\"not insufficient_scope\""),
+              "an insufficient_scope in a description is not the error");
         CHECK(get_status(c, "/api/admin") == 403, "method %u: admin needs the admin scope",
               methods[i]);
         authcore_token *info = NULL;

@@ -189,9 +189,11 @@ static void test_callback_store(void) {
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
     authcore_store_callbacks half = {&s, my_load, my_save, my_lock, NULL, NULL};
-    CHECK_STATUS(authcore_options_set_store_callbacks(o, &half), AUTHCORE_STATUS_INVALID_ARGUMENT);
-    CHECK_STATUS(authcore_options_set_store_callbacks(o, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
-    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_STATUS(authcore_options_set_store_callbacks_v2(o, &half, sizeof half),
+                 AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_store_callbacks_v2(o, NULL, sizeof cb),
+                 AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
     authcore_client *a = NULL, *b = NULL;
     CHECK_OK(authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &a));
     CHECK_OK(authcore_client_new_api_video_at(devserver_url(), "dev-api-key", o, &b));
@@ -215,7 +217,7 @@ static void test_callback_store(void) {
     snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
     snprintf(revoke_url, sizeof revoke_url, "%s", url_of("/oauth2/revoke"));
     CHECK_OK(authcore_options_new(&o));
-    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
     CHECK_OK(authcore_options_set_revocation_url(o, revoke_url));
     authcore_client *c = NULL;
     CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret", NULL, 0, o, &c));
@@ -228,6 +230,126 @@ static void test_callback_store(void) {
     CHECK(counter("revocations", NULL) == 1, "one revocation: %ld", counter("revocations", NULL));
     authcore_string_free(ta);
     authcore_client_free(c);
+    my_store_destroy(&s);
+}
+
+/* ---- The callbacks struct grows: what older and newer programs hand over ---- */
+
+/* The struct as the first header declared it, before `remove`. */
+typedef struct {
+    void *userdata;
+    int32_t (*load)(void *userdata, const char *key, char *buf, size_t cap, size_t *len);
+    int32_t (*save)(void *userdata, const char *key, const char *value, size_t len);
+    int32_t (*lock)(void *userdata, const char *key, uint64_t timeout_ms);
+    void (*unlock)(void *userdata, const char *key);
+} first_layout_callbacks;
+
+static int poison_calls;
+static int poison(void *ud, const char *key) {
+    (void)ud;
+    (void)key;
+    poison_calls++;
+    return 0;
+}
+
+/* A client on `o` signs in, renews and revokes with its record in `s`. */
+static void use_store_through_revocation(authcore_options *o, my_store *s, const char *what) {
+    char token_url[512], revoke_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    snprintf(revoke_url, sizeof revoke_url, "%s", url_of("/oauth2/revoke"));
+    CHECK_OK(authcore_options_set_revocation_url(o, revoke_url));
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "dev-client", "dev-secret", NULL, 0, o,
+                                                    &c));
+    char *t = NULL;
+    CHECK_OK(authcore_client_token(c, &t));
+    authcore_string_free(t);
+    t = NULL;
+    CHECK_OK(authcore_client_refresh(c, &t));
+    authcore_string_free(t);
+    CHECK_OK(authcore_client_revoke(c));
+    CHECK(stored_revoked(s) == 1, "%s: a tombstone saved through the store", what);
+    CHECK(s->saves >= 2 && s->locks == s->unlocks, "%s: saves %d locks %d unlocks %d", what, s->saves,
+          s->locks, s->unlocks);
+    authcore_client_free(c);
+}
+
+/* A program built against the first header passes a struct without `remove`: whatever
+ * lies past it is never read, never called. The old struct sits in a heap block of
+ * exactly its size, so a read past it is an invalid read under valgrind; the stack copy
+ * has a function pointer right after it, which must never be called. */
+static void test_an_old_layout_never_has_remove_read(void) {
+    devserver_reset();
+    my_store s;
+    my_store_init(&s);
+    first_layout_callbacks old = {&s, my_load, my_save, my_lock, my_unlock};
+    first_layout_callbacks *exact = malloc(sizeof *exact);
+    CHECK(exact != NULL, "allocated");
+    if (exact == NULL) return;
+    memcpy(exact, &old, sizeof old);
+
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, (const authcore_store_callbacks *)exact,
+                                                     sizeof *exact));
+    free(exact);
+    use_store_through_revocation(o, &s, "v2 with the old size");
+    authcore_options_free(o);
+
+    /* The deprecated setter (no size) reads only the first layout. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    struct {
+        first_layout_callbacks old;
+        int (*after)(void *, const char *);
+    } followed = {old, poison};
+    exact = malloc(sizeof *exact);
+    CHECK(exact != NULL, "allocated");
+    if (exact == NULL) return;
+    memcpy(exact, &old, sizeof old);
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_store_callbacks(o, (const authcore_store_callbacks *)exact));
+    free(exact);
+    authcore_options_free(o);
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_store_callbacks(o, (const authcore_store_callbacks *)&followed));
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    memset(s.value, 0, sizeof s.value);
+    s.len = 0;
+    use_store_through_revocation(o, &s, "the deprecated setter");
+    authcore_options_free(o);
+    CHECK(poison_calls == 0 && s.removes == 0, "nothing past the old struct was called (%d)",
+          poison_calls);
+    my_store_destroy(&s);
+}
+
+/* A size smaller than the first layout is refused; a newer, larger struct is accepted and
+ * its fields this library does not know are ignored. */
+static void test_callbacks_sizes(void) {
+    devserver_reset();
+    my_store s;
+    my_store_init(&s);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_STATUS(authcore_options_set_store_callbacks_v2(o, &cb, 0), AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_store_callbacks_v2(o, &cb, sizeof(first_layout_callbacks) - 1),
+                 AUTHCORE_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(authcore_last_error_message(), "sizeof(authcore_store_callbacks)") != NULL,
+          "says what to pass: %s", authcore_last_error_message());
+    struct {
+        authcore_store_callbacks known;
+        void *future_field;
+        int (*future_callback)(void *, const char *);
+    } newer = {cb, &s, poison};
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &newer.known, sizeof newer));
+    use_store_through_revocation(o, &s, "a newer, larger struct");
+    authcore_options_free(o);
+    CHECK(poison_calls == 0, "an unknown field was never called (%d)", poison_calls);
     my_store_destroy(&s);
 }
 
@@ -368,7 +490,7 @@ static void test_a_failed_save_keeps_the_newest_refresh_token(void) {
     my_store_init(&s);
     authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
     authcore_options *o = rt_options();
-    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
     CHECK_OK(authcore_options_set_store_key(o, "carol"));
     authcore_client *c = NULL, *other = NULL;
     CHECK_OK(rt_client(rt, o, &c));
@@ -415,7 +537,7 @@ static void test_revoke_with_the_store_unreachable(void) {
     my_store_init(&s);
     authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
     authcore_options *o = rt_options();
-    CHECK_OK(authcore_options_set_store_callbacks(o, &cb));
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
     CHECK_OK(authcore_options_set_store_key(o, "dave"));
     authcore_client *c = NULL;
     CHECK_OK(rt_client(rt, o, &c));
@@ -581,6 +703,8 @@ int main(void) {
     test_processes_share_a_rotating_refresh_token(dir);
     test_unusable_directory_leaves_options_unchanged(dir);
     test_callback_store();
+    test_an_old_layout_never_has_remove_read();
+    test_callbacks_sizes();
     test_two_users_share_a_file_store_apart(dir);
     test_a_failed_save_keeps_the_newest_refresh_token();
     test_revoke_with_the_store_unreachable();

@@ -117,25 +117,7 @@ impl DeviceCode {
         add_resources(&mut req, &self.resources);
         self.client.apply(&mut req)?;
         let response = http.post(&req, deadline)?;
-        if response.status != 200 {
-            return Err(req.redacted(crate::error::from_response(
-                response.status,
-                None,
-                &response.body,
-            )));
-        }
-        let started: Started = serde_json::from_slice(&response.body).map_err(|e| {
-            Error::invalid(
-                200,
-                format!("not a device authorization response: {e}"),
-                &response.body,
-            )
-        })?;
-        if started.device_code.is_empty() || started.user_code.is_empty() {
-            return Err(Error::invalid(200, "empty device or user code", b""));
-        }
-        http.check_url(&started.verification_uri)?;
-        Ok(started)
+        started(http, &req, response.status, &response.body)
     }
 
     /// One poll of the token endpoint (never resent: the loop decides).
@@ -173,6 +155,38 @@ impl DeviceCode {
             token,
         )
     }
+}
+
+/// The device authorization response (RFC 8628 §3.2) in an answer to `req`: the codes
+/// when it is one, else the error it carries — whatever the status, without the
+/// request's credentials (a server may echo them in any answer).
+pub(crate) fn started(
+    http: &Http,
+    req: &TokenRequest<'_>,
+    status: u16,
+    body: &[u8],
+) -> Result<Started> {
+    let read = || {
+        if status != 200 {
+            return Err(crate::error::from_response(status, None, body));
+        }
+        let started: Started = serde_json::from_slice(body).map_err(|e| {
+            Error::invalid(
+                200,
+                format!(
+                    "not a device authorization response: it {}",
+                    crate::error::json_error(&e)
+                ),
+                body,
+            )
+        })?;
+        if started.device_code.is_empty() || started.user_code.is_empty() {
+            return Err(Error::invalid(200, "empty device or user code", b""));
+        }
+        http.check_url(&started.verification_uri)?;
+        Ok(started)
+    };
+    read().map_err(|e| req.redacted(e))
 }
 
 /// The default polling interval (RFC 8628 §3.2).

@@ -259,15 +259,19 @@ pub(crate) fn revoke_at(
         };
         client.apply(&mut req)?;
         let response = http.post(&req, deadline)?;
-        if response.status != 200 {
-            return Err(req.redacted(crate::error::from_response(
-                response.status,
-                None,
-                &response.body,
-            )));
-        }
+        revocation_answer(&req, response.status, &response.body)?;
     }
     Ok(())
+}
+
+/// What a revocation endpoint's answer to `req` means (RFC 7009 §2.2): 200 is success
+/// (whatever the body), anything else the error it carries, without the request's
+/// credentials.
+pub(crate) fn revocation_answer(req: &TokenRequest<'_>, status: u16, body: &[u8]) -> Result<()> {
+    if status == 200 {
+        return Ok(());
+    }
+    Err(req.redacted(crate::error::from_response(status, None, body)))
 }
 
 /// What every OAuth grant accepts besides its own parameters, as one value: for hosts

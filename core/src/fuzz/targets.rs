@@ -1,0 +1,294 @@
+//! One target per parser of outside input. A target is a corpus directory
+//! (`core/fuzz/corpus/<name>/`) and a test that hands each input to the production
+//! parser through [`run`], checking what it returns; adding a parser is adding both
+//! (the exported sign-in `pending` gets its target the same way, next to
+//! `callback_url`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::{all_secrets, no_secret_in, run, REQUEST_SECRETS, TOKEN_MARKER};
+use crate::challenge::Challenge;
+use crate::discovery::Metadata;
+use crate::error;
+use crate::flow::Callback;
+use crate::grant::device_code;
+use crate::grant::{AuthorizationCode, ClientCredentials};
+use crate::http::{BodyFormat, Http, Replay, TokenRequest};
+use crate::options::Options;
+use crate::secret::Secret;
+use crate::store::StoredToken;
+use crate::token::{is_credential_field, parse_token_response, Token, MAX_LIFETIME};
+use crate::Client;
+
+/// A token request carrying every kind of credential a request can carry, each one a
+/// planted secret, as the grants build them.
+fn planted_request() -> TokenRequest<'static> {
+    let [client_secret, refresh_token, device_code, code_verifier, code] = REQUEST_SECRETS else {
+        unreachable!("five planted request secrets")
+    };
+    TokenRequest {
+        grant: "fuzz",
+        url: "http://127.0.0.1:1/token",
+        format: BodyFormat::Form,
+        params: vec![
+            ("client_secret", Secret::new(*client_secret)),
+            ("refresh_token", Secret::new(*refresh_token)),
+            ("device_code", Secret::new(*device_code)),
+            ("code_verifier", Secret::new(*code_verifier)),
+            ("code", Secret::new(*code)),
+        ],
+        basic: None,
+        headers: Vec::new(),
+        replay: Replay::Safe,
+        redact: vec![Secret::new(*client_secret)],
+    }
+}
+
+fn http() -> Http {
+    Http::new(Arc::new(Options::default())).expect("default options")
+}
+
+/// `shown` (a `Debug` text) holds the planted token only where a public part (scope,
+/// token type) holds it too: secrets are never printed.
+fn marker_not_shown(shown: String, public: &str) -> Result<(), String> {
+    if shown.contains(TOKEN_MARKER) && !public.contains(TOKEN_MARKER) {
+        return Err(format!("a secret is in Debug: {shown}"));
+    }
+    Ok(())
+}
+
+/// What must hold of any token a parser hands out.
+fn token_holds(t: &Token) -> Result<(), String> {
+    let public = format!("{} {}", t.token_type(), t.scope().unwrap_or(""));
+    marker_not_shown(format!("{t:?}"), &public)?;
+    if t.lifetime().is_some_and(|l| l > MAX_LIFETIME) {
+        return Err(format!("a lifetime past the cap: {:?}", t.lifetime()));
+    }
+    fn credential_name_in(v: &Value) -> Option<String> {
+        match v {
+            Value::Object(o) => o.iter().find_map(|(k, v)| {
+                if is_credential_field(k) {
+                    Some(k.clone())
+                } else {
+                    credential_name_in(v)
+                }
+            }),
+            Value::Array(a) => a.iter().find_map(credential_name_in),
+            _ => None,
+        }
+    }
+    let fields = Value::Object(t.fields().clone());
+    if let Some(name) = credential_name_in(&fields) {
+        return Err(format!("a credential field {name:?} is in fields()"));
+    }
+    if let Some(sub) = t.subject() {
+        if sub.is_empty() || sub.chars().any(char::is_control) {
+            return Err(format!("an unprintable subject: {sub:?}"));
+        }
+    }
+    let _ = (
+        t.freshness(Instant::now()),
+        t.expires_at_system(),
+        t.renew_at(),
+    );
+    Ok(())
+}
+
+/// Token endpoint answers (RFC 6749 §5.1/§5.2, device polls of RFC 8628 §3.5, vendor
+/// envelopes, form-encoded bodies, HTML pages): as a success and as a failure status.
+#[test]
+fn token_response() {
+    let req = planted_request();
+    let secrets = all_secrets();
+    run("token_response", |body| {
+        for status in [200, 201] {
+            match parse_token_response(status, body, Instant::now(), None) {
+                Ok(t) => token_holds(&t)?,
+                Err(e) => no_secret_in(&req.redacted(e), &secrets)?,
+            }
+        }
+        for status in [400, 401, 403, 429, 500, 503] {
+            let e = error::from_response(status, Some(Duration::from_secs(1)), body);
+            no_secret_in(&req.redacted(e), &secrets)?;
+        }
+        Ok(())
+    });
+}
+
+/// A JWT's claims (the input) read for `exp` (an access token without `expires_in`)
+/// and `sub` (an ID token).
+#[test]
+fn jwt_claims() {
+    run("jwt_claims", |claims| {
+        let jwt = format!(
+            "eyJhbGciOiJub25lIn0.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let body =
+            serde_json::json!({"access_token": jwt, "token_type": "Bearer", "id_token": jwt});
+        let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+        match parse_token_response(200, &body, Instant::now(), None) {
+            Ok(t) => token_holds(&t),
+            Err(e) => no_secret_in(&e, &[TOKEN_MARKER]),
+        }
+    });
+}
+
+/// `WWW-Authenticate` values, one field line per input line.
+#[test]
+fn www_authenticate() {
+    let client = Client::new(
+        ClientCredentials::new("http://127.0.0.1:1/token", "c", "s"),
+        Options::default(),
+    )
+    .expect("a client");
+    run("www_authenticate", |bytes| {
+        let text = String::from_utf8_lossy(bytes);
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        for c in Challenge::parse_all(text.split('\n')) {
+            if c.scheme().is_empty() || !c.scheme().bytes().all(tchar) {
+                return Err(format!("a scheme that is not a token: {:?}", c.scheme()));
+            }
+            for (name, _) in c.params() {
+                if name.is_empty() || !name.bytes().all(tchar) || name != name.to_lowercase() {
+                    return Err(format!(
+                        "a parameter name that is not a lowercase token: {name:?}"
+                    ));
+                }
+            }
+            if c.token68().is_some() && c.params().next().is_some() {
+                return Err("a challenge with both a token68 and parameters".into());
+            }
+        }
+        let joined = text.replace('\n', ", ");
+        let _ = client.renewal_helps(401, Some(&joined));
+        Ok(())
+    });
+}
+
+/// Authorization callback URLs (RFC 6749 §4.1.2, errors of §4.1.2.1, `iss` of RFC
+/// 9207), as `finish` reads them before any token request.
+#[test]
+fn callback_url() {
+    let config = AuthorizationCode::new(
+        "http://127.0.0.1:1/authorize",
+        "http://127.0.0.1:1/token",
+        "c",
+        "s",
+        "http://127.0.0.1:9/callback",
+    )
+    .issuer("http://127.0.0.1:38931", true);
+    run("callback_url", |bytes| {
+        let url = String::from_utf8_lossy(bytes);
+        match Callback::parse(&url).and_then(|c| c.into_code(&config)) {
+            Ok(_code) => Ok(()),
+            Err(e) => no_secret_in(&e, &[TOKEN_MARKER]),
+        }
+    });
+}
+
+/// Authorization server metadata (RFC 8414, OpenID Connect Discovery), checked against
+/// the issuer it names and against another.
+#[test]
+fn discovery() {
+    let http = http();
+    run("discovery", |body| {
+        let named = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("issuer")?.as_str().map(str::to_owned));
+        for issuer in [named.as_deref(), Some("http://127.0.0.1:38931")]
+            .into_iter()
+            .flatten()
+        {
+            match Metadata::from_document(&http, issuer, body) {
+                Ok(m) => {
+                    let _ = format!("{m:?}");
+                }
+                Err(e) => no_secret_in(&e, &[TOKEN_MARKER])?,
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Device authorization answers (RFC 8628 §3.2 and its errors).
+#[test]
+fn device_authorization() {
+    let http = http();
+    let req = planted_request();
+    let secrets = all_secrets();
+    run("device_authorization", |body| {
+        for status in [200, 400, 401, 429, 503] {
+            match device_code::started(&http, &req, status, body) {
+                Ok(started) => {
+                    if started.device_code.is_empty() || started.user_code.is_empty() {
+                        return Err("empty codes accepted".into());
+                    }
+                }
+                Err(e) => no_secret_in(&e, &secrets)?,
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Revocation answers (RFC 7009 §2.2, §2.2.1).
+#[test]
+fn revocation() {
+    let req = planted_request();
+    let secrets = all_secrets();
+    run("revocation", |body| {
+        for status in [200, 400, 401, 500, 503] {
+            if let Err(e) = crate::grant::revocation_answer(&req, status, body) {
+                no_secret_in(&e, &secrets)?;
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Stored records, as the file store, the Redis store and stores of one's own hand
+/// them back: read, turned into a token, written again.
+#[test]
+fn stored_record() {
+    run("stored_record", |bytes| {
+        let Some(record) = StoredToken::from_json(bytes) else {
+            return Ok(());
+        };
+        let public = format!(
+            "{} {}",
+            record.token_type,
+            record.scope.as_deref().unwrap_or("")
+        );
+        marker_not_shown(format!("{record:?}"), &public)?;
+        if !record.revoked {
+            token_holds(&record.to_token())?;
+        }
+        let written = record.to_json();
+        let again = StoredToken::from_json(&written)
+            .ok_or_else(|| "a record it wrote does not read back".to_owned())?;
+        if again.to_json() != written {
+            return Err("a record changes when read back".into());
+        }
+        Ok(())
+    });
+}
+
+/// The secrets the harness plants are ones the checks can see.
+#[test]
+fn planted_secrets_are_caught() {
+    let leaked = crate::Error::Config {
+        message: format!("echoed {TOKEN_MARKER}"),
+    };
+    assert!(no_secret_in(&leaked, &[TOKEN_MARKER]).is_err());
+    let leaked = crate::Error::Config {
+        message: format!("echoed {}", REQUEST_SECRETS[0]),
+    };
+    assert!(no_secret_in(&leaked, &all_secrets()).is_err());
+    assert!(no_secret_in(&leaked, &[TOKEN_MARKER]).is_ok());
+}
