@@ -121,7 +121,7 @@ impl Session {
             eprintln!("(no browser could be opened: open the URL yourself)");
         }
         let target = await_redirect(listener, wait)?;
-        flow.finish(&format!("http://127.0.0.1:{port}{target}"))
+        flow.finish(&format!("http://127.0.0.1:{port}{target}"), &request.state)
     }
 
     /// Signs in with the device flow: the code and URL are printed, then the user's

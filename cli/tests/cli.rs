@@ -182,7 +182,8 @@ fn rotated_refresh_token_is_written_back_to_its_file() {
     )
     .unwrap();
     let req = flow.authorization_url().unwrap();
-    flow.finish(&follow_authorize(&req.url).unwrap()).unwrap();
+    flow.finish(&follow_authorize(&req.url).unwrap(), &req.state)
+        .unwrap();
     let first_rt = seen.lock().unwrap().clone().unwrap();
     let dir = std::env::temp_dir().join(format!("authcore-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
