@@ -521,10 +521,10 @@ class AuthorizationCodeFlow:
     def authorization_url(self) -> AuthorizationRequest:
         """A URL for one sign-in, with a fresh ``state`` (keep it in the user's session) and PKCE challenge."""
     @overload
-    def finish(self, callback_url: str, state: str) -> Client:
+    def finish(self, callback_url: str, state: str, *, pending: None = None) -> Client:
         """Finish this session's sign-in: ``state`` is the ``AuthorizationRequest.state`` the user's session kept."""
     @overload
-    def finish(self, callback_url: str, *, pending: str) -> Client:
+    def finish(self, callback_url: str, state: None = None, *, pending: str) -> Client:
         """Finish this session's sign-in, started in any worker: ``pending`` is the sealed ``AuthorizationRequest.pending``."""
     def stats(self) -> Stats:
         """The flow's counters: code exchanges and ``signins_evicted``."""
