@@ -257,8 +257,10 @@ typedef struct authcore_client authcore_client;
 
 /**
  * A running authorization code flow. Make the URL with
- * `authcore_code_flow_authorization_url`, send the user there, then hand the callback
- * URL to `authcore_code_flow_finish`. Safe to use from many threads.
+ * `authcore_code_flow_authorization_url`, keep its `state` in the user's session, send
+ * the user there, then hand the callback URL and that `state` to
+ * `authcore_code_flow_finish_with_state`. Safe to use from many threads once set up
+ * (the `authcore_code_flow_set_*` functions are called before it is shared).
  */
 typedef struct authcore_code_flow authcore_code_flow;
 
@@ -318,7 +320,8 @@ typedef struct {
 
 /**
  * What a client (and every handle made from it) did so far, filled in by
- * `authcore_client_stats`. Fields are only ever added at the end.
+ * `authcore_client_stats` (or, for a flow, `authcore_code_flow_stats`). Fields are only
+ * ever added at the end.
  */
 typedef struct {
   /**
@@ -383,6 +386,12 @@ typedef struct {
    * Requests sent again by `authcore_client_request` after a 401 and a renewal.
    */
   uint64_t retries_after_401;
+  /**
+   * Pending sign-ins an authorization code flow dropped beyond its bound, oldest first
+   * (each also raised the `signin.evicted` warning). Counted by
+   * `authcore_code_flow_stats`; always 0 for a client.
+   */
+  uint64_t signins_evicted;
 } authcore_stats;
 
 /**
@@ -674,7 +683,7 @@ authcore_status authcore_client_new_refresh_token(const char *token_url,
  *
  * # Safety
  * `client` is NULL or a handle from an `authcore_client_new_*` function (or
- * `authcore_code_flow_finish`) not yet freed.
+ * `authcore_code_flow_finish_*`) not yet freed.
  */
 void authcore_client_free(authcore_client *client);
 
@@ -1072,10 +1081,13 @@ authcore_status authcore_code_flow_new_viewneo(const char *base_url,
 
 /**
  * Makes the URL for one sign-in, with a fresh `state` and PKCE verifier from the OS
- * random source. Any number of sign-ins may be in flight at once (up to 1024, each
- * for 10 minutes): each callback names its own by `state`. `*url` receives an owned
- * string; `*state` (if `state` is not NULL) the `state` sent. Free both with
- * `authcore_string_free`.
+ * random source. `*url` receives an owned string; `*state` (if `state` is not NULL)
+ * the `state` sent: keep it in the user's session and pass it to
+ * `authcore_code_flow_finish_with_state`. Free both with `authcore_string_free`. Any
+ * number of sign-ins may be in flight at once (each for 10 minutes by default); a flow
+ * keeps at most 1024 in memory and beyond that drops the oldest, raising the
+ * `signin.evicted` warning and counting it in `authcore_code_flow_stats` (sealed
+ * sign-ins, `authcore_code_flow_finish_pending`, need no room and are never dropped).
  *
  * # Safety
  * `flow` is a live handle; `url` is writable; `state` is NULL or writable.
@@ -1086,10 +1098,11 @@ authcore_status authcore_code_flow_authorization_url(const authcore_code_flow *f
 
 /**
  * `authcore_code_flow_authorization_url`, and, if `pending` is not NULL, the sign-in
- * as an opaque string for a server whose callback may land in another process: keep it
- * in the user's server-side session and pass it to `authcore_code_flow_finish_pending`.
- * It holds the PKCE verifier: never send it to the browser. Free every string with
- * `authcore_string_free` (which zeroes it).
+ * as an opaque string sealed under the flow's pending key, for a server whose callback
+ * may land in another process: keep it in the user's server-side session and pass it
+ * to `authcore_code_flow_finish_pending`. It holds the PKCE verifier (encrypted): never
+ * send it to the browser. Free every string with `authcore_string_free` (which zeroes
+ * it).
  *
  * # Safety
  * `flow` is a live handle; `url` is writable; `state` and `pending` are NULL or
@@ -1101,26 +1114,41 @@ authcore_status authcore_code_flow_authorization_url_pending(const authcore_code
                                                              char **pending);
 
 /**
- * Finishes the sign-in the callback names by its `state`, from the URL the provider
- * redirected the user to (the full URL, or the path with its query string): exchanges
+ * Finishes a sign-in from the URL the provider redirected the user to (the full URL,
+ * or the path with its query string) and `state`, the state
+ * `authcore_code_flow_authorization_url` gave for **this user's** sign-in, kept in
+ * their session: it binds the sign-in to the browser that started it, so that a
+ * callback link someone else obtained cannot sign this user in (login CSRF). Exchanges
  * the code and hands back a client that renews with the refresh token. An `error=`
- * callback gives `AUTHCORE_STATUS_OAUTH`; an unknown, forged, expired or already used
- * `state` gives `AUTHCORE_STATUS_STATE_MISMATCH` and leaves every other sign-in as it
- * was.
+ * callback gives `AUTHCORE_STATUS_OAUTH`; a callback whose `state` is not `state`, or
+ * unknown, expired or already used, gives `AUTHCORE_STATUS_STATE_MISMATCH` and leaves
+ * every other sign-in as it was; `state` NULL or empty gives `AUTHCORE_STATUS_CONFIG`.
+ * No token request is made for any of these.
+ *
+ * This replaces `authcore_code_flow_finish(flow, callback_url, out)`, which finished
+ * whichever sign-in a callback named; programs built against it must be rebuilt.
  *
  * # Safety
- * `flow` is a live handle; `callback_url` is NUL-terminated; `out` is writable.
+ * `flow` is a live handle; `callback_url` is NUL-terminated; `state` is NULL or
+ * NUL-terminated; `out` is writable.
  */
-authcore_status authcore_code_flow_finish(const authcore_code_flow *flow,
-                                          const char *callback_url,
-                                          authcore_client **out);
+authcore_status authcore_code_flow_finish_with_state(const authcore_code_flow *flow,
+                                                     const char *callback_url,
+                                                     const char *state,
+                                                     authcore_client **out);
 
 /**
- * `authcore_code_flow_finish` for a sign-in started in another process (or before a
- * restart), from the `pending` string `authcore_code_flow_authorization_url_pending`
- * gave. The callback's `state` must be that sign-in's. A pending string made by a flow
- * with another authorize URL, client id or redirect URI, or not made by authcore, is
- * `AUTHCORE_STATUS_CONFIG`.
+ * `authcore_code_flow_finish_with_state` for a sign-in started in another process (or
+ * before a restart), from the sealed `pending` string
+ * `authcore_code_flow_authorization_url_pending` gave, kept in the user's server-side
+ * session. The callback's `state` must be that sign-in's. A pending string that is
+ * altered or truncated, made by a flow with another authorize URL, client id or
+ * redirect URI, sealed under another pending key (see
+ * `authcore_code_flow_set_pending_key`; without one it opens only in the flow that made
+ * it), started more than 60 s in the future, or not made by authcore, is
+ * `AUTHCORE_STATUS_CONFIG`; an expired one `AUTHCORE_STATUS_STATE_MISMATCH`. No token
+ * request is made for any of these. Needs no memory in the flow: the way to serve
+ * untrusted traffic.
  *
  * # Safety
  * `flow` is a live handle; `callback_url` and `pending` are NUL-terminated; `out` is
@@ -1130,6 +1158,48 @@ authcore_status authcore_code_flow_finish_pending(const authcore_code_flow *flow
                                                   const char *callback_url,
                                                   const char *pending,
                                                   authcore_client **out);
+
+/**
+ * Seals the flow's exported sign-ins (`authcore_code_flow_authorization_url_pending`)
+ * under `key`, `key_len` = 32 random bytes the application keeps secret (e.g. from a
+ * secrets manager), so that a sign-in started by one worker process finishes in any
+ * other flow with the same configuration and key. Without it, a flow seals under a
+ * random key of its own and its pending sign-ins finish only in that flow. Another
+ * length gives `AUTHCORE_STATUS_CONFIG`. The key is copied (the caller may wipe its
+ * own copy), never printed, and zeroed when the flow is freed; sign-ins sealed under a
+ * previous key no longer open. Call it before the flow is shared between threads.
+ *
+ * # Safety
+ * `flow` is a live handle not used by another thread during the call; `key` is valid
+ * for reads of `key_len` bytes.
+ */
+authcore_status authcore_code_flow_set_pending_key(authcore_code_flow *flow,
+                                                   const uint8_t *key,
+                                                   size_t key_len);
+
+/**
+ * How long a sign-in may take, from its URL to its callback, in milliseconds (default
+ * 600000, 10 minutes; at most a day). Call it before the flow is shared between
+ * threads.
+ *
+ * # Safety
+ * `flow` is a live handle not used by another thread during the call.
+ */
+authcore_status authcore_code_flow_set_pending_lifetime(authcore_code_flow *flow,
+                                                        uint64_t lifetime_ms);
+
+/**
+ * Fills `out` with the flow's counters: its code exchanges (token requests, each also
+ * counted in the client it made) and `signins_evicted`, the pending sign-ins it dropped
+ * beyond its bound. Pass `sizeof(authcore_stats)` as `size`, as for
+ * `authcore_client_stats`.
+ *
+ * # Safety
+ * `flow` is a live handle; `out` is valid for writes of `size` bytes.
+ */
+authcore_status authcore_code_flow_stats(const authcore_code_flow *flow,
+                                         authcore_stats *out,
+                                         size_t size);
 
 /**
  * Releases a flow. NULL does nothing. Clients it made are unaffected.

@@ -227,7 +227,7 @@ fn viewneo_code(server: &DevServer, t: &mut Timeline) -> DemoResult {
     );
     let callback = follow_authorize(&request.url)?;
     t.say(WHO, "user approved; redirected back with code and state");
-    let client = flow.finish(&callback)?;
+    let client = flow.finish(&callback, &request.state)?;
     t.say(
         WHO,
         "state verified; code exchanged (JSON body) for access and refresh tokens",

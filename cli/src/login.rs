@@ -232,7 +232,7 @@ impl Session {
         }
         // Only the redirect that carries this sign-in's state finishes it.
         let target = await_redirect(listener, &request.state, wait)?;
-        flow.finish(&format!("http://127.0.0.1:{port}{target}"))
+        flow.finish(&format!("http://127.0.0.1:{port}{target}"), &request.state)
     }
 
     /// Signs in with the device flow: the code and URL are printed, then the user's

@@ -254,7 +254,7 @@ pub fn build_client(
             let flow = AuthorizationCodeFlow::new(config, options)?;
             let request = flow.authorization_url()?;
             let callback = follow_authorize(&request.url)?;
-            flow.finish(&callback)
+            flow.finish(&callback, &request.state)
         }
         Dialect::Oauth2Device => {
             let metadata = Metadata::discover(&base, &options)?;

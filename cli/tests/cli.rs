@@ -181,7 +181,8 @@ fn signed_in_refresh_token(s: &DevServer) -> String {
     )
     .unwrap();
     let req = flow.authorization_url().unwrap();
-    flow.finish(&follow_authorize(&req.url).unwrap()).unwrap();
+    flow.finish(&follow_authorize(&req.url).unwrap(), &req.state)
+        .unwrap();
     let rt = seen.lock().unwrap().clone();
     rt.expect("a refresh token")
 }

@@ -130,14 +130,16 @@ fn code_flow_with_pkce_and_iss_then_rotation_then_revocation() {
     let flow = AuthorizationCodeFlow::new(config, options()).unwrap();
 
     // A callback naming another issuer is refused before any token request.
-    let callback = sign_in(&flow.authorization_url().unwrap().url, REDIRECT);
+    let request = flow.authorization_url().unwrap();
+    let callback = sign_in(&request.url, REDIRECT);
     assert!(callback.contains("iss="), "{callback}");
     let forged = callback.replace("iss=http", "iss=https");
-    let e = flow.finish(&forged).unwrap_err();
+    let e = flow.finish(&forged, &request.state).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::IssuerMismatch, "{e}");
 
-    let callback = sign_in(&flow.authorization_url().unwrap().url, REDIRECT);
-    let client = flow.finish(&callback).unwrap();
+    let request = flow.authorization_url().unwrap();
+    let callback = sign_in(&request.url, REDIRECT);
+    let client = flow.finish(&callback, &request.state).unwrap();
     let first = client.token().unwrap();
     let first_rt = first.refresh_token().expect("a refresh token").clone();
 

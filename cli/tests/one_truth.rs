@@ -406,7 +406,7 @@ fn an_unsaved_refresh_token_is_reported_until_a_save_takes_it() {
     let request = flow.authorization_url().unwrap();
     let callback = authcore_cli::scenario::follow_authorize(&request.url).unwrap();
     store.fail_saves.store(1, SeqCst);
-    let bob = flow.finish(&callback).unwrap();
+    let bob = flow.finish(&callback, &request.state).unwrap();
     assert!(bob.has_unsaved_refresh_token(), "the sign-in was not saved");
     bob.refresh().unwrap();
     assert!(!bob.has_unsaved_refresh_token());

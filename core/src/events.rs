@@ -20,6 +20,7 @@
 //! | `store.adopted`, `store.saved` | debug | `store` |
 //! | `store.unusable`, `store.usable`, `store.save_failed`, `store.corrupt` | warn / info / error / warn | `store` |
 //! | `hook.failed` | error | — |
+//! | `signin.evicted` | warn | a flow dropped its oldest pending sign-in to make room: `max_pending`, `age_s` |
 //!
 //! With no logger installed an event costs one relaxed load of `log`'s maximum level;
 //! no event is emitted on the cached path.

@@ -45,7 +45,10 @@ pub use client::{Client, SignOut};
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
 pub use discovery::Metadata;
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
-pub use flow::{AuthorizationCodeFlow, AuthorizationRequest, MAX_PENDING, PENDING_LIFETIME};
+pub use flow::{
+    AuthorizationCodeFlow, AuthorizationRequest, MAX_PENDING, PENDING_CLOCK_SKEW, PENDING_KEY_LEN,
+    PENDING_LIFETIME,
+};
 pub use fork::after_fork_in_child;
 pub use grant::AuthMethod;
 pub use http::{BodyFormat, Response, USER_AGENT};

@@ -4,7 +4,7 @@ use base64::Engine;
 
 /// Fills `buf` from the OS random source. The OS source failing is not recoverable
 /// in a meaningful way, and continuing with predictable state would be worse.
-fn fill(buf: &mut [u8]) {
+pub(crate) fn fill(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random source failed");
 }
 

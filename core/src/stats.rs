@@ -70,6 +70,7 @@ pub(crate) struct Counters {
     wait_timeouts: AtomicU64,
     backoff_refusals: AtomicU64,
     retries_after_401: AtomicU64,
+    signins_evicted: AtomicU64,
 }
 
 impl Counters {
@@ -137,6 +138,11 @@ impl Counters {
         self.retries_after_401.fetch_add(1, Relaxed);
     }
 
+    /// A pending sign-in was dropped to make room for a new one.
+    pub(crate) fn signin_evicted(&self) {
+        self.signins_evicted.fetch_add(1, Relaxed);
+    }
+
     /// Adds what another set of counters saw (a flow's exchange, handed to the client
     /// it makes).
     pub(crate) fn absorb(&self, delta: &Stats) {
@@ -175,6 +181,7 @@ impl Counters {
             wait_timeouts: self.wait_timeouts.load(Relaxed),
             backoff_refusals: self.backoff_refusals.load(Relaxed),
             retries_after_401: self.retries_after_401.load(Relaxed),
+            signins_evicted: self.signins_evicted.load(Relaxed),
         }
     }
 }
@@ -229,6 +236,12 @@ pub struct Stats {
     /// Requests sent again by [`Client::request`](crate::Client::request) after a 401
     /// and a renewal.
     pub retries_after_401: u64,
+    /// Pending sign-ins an authorization code flow dropped, oldest first, to make room
+    /// for new ones beyond its bound ([`MAX_PENDING`](crate::MAX_PENDING)); each also
+    /// raised the `signin.evicted` warning. Counted by the flow
+    /// ([`AuthorizationCodeFlow::stats`](crate::AuthorizationCodeFlow::stats)); always
+    /// zero in a client.
+    pub signins_evicted: u64,
 }
 
 impl Stats {
@@ -280,6 +293,7 @@ impl Stats {
             retries_after_401: self
                 .retries_after_401
                 .saturating_sub(earlier.retries_after_401),
+            signins_evicted: self.signins_evicted.saturating_sub(earlier.signins_evicted),
         }
     }
 }

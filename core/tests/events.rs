@@ -476,3 +476,34 @@ fn the_rotation_hook_is_told_whose_token_rotated() {
     assert!(credential.contains("client-id"), "{credential}");
     assert_clean(credential);
 }
+
+#[test]
+fn a_burst_of_sign_ins_evicts_the_oldest_with_a_warning_and_counts_it() {
+    use authcore::grant::AuthorizationCode;
+    use authcore::{AuthorizationCodeFlow, MAX_PENDING};
+    let server = mockito::Server::new();
+    let config = AuthorizationCode::new(
+        format!("{}/authorize", server.url()),
+        format!("{}/token", server.url()),
+        "web-app",
+        "cs+/=:secret-9f8e7d",
+        "https://app.example/callback",
+    );
+    let flow = AuthorizationCodeFlow::new(config, opts()).unwrap();
+    let ((), events) = capture(|| {
+        for _ in 0..MAX_PENDING + 3 {
+            flow.authorization_url().unwrap();
+        }
+    });
+    let evicted: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.name == "signin.evicted")
+        .collect();
+    assert_eq!(evicted.len(), 3, "{:?}", names(&events));
+    assert_eq!(evicted[0].level, log::Level::Warn);
+    assert_eq!(evicted[0].fields["max_pending"], MAX_PENDING.to_string());
+    assert!(evicted[0].fields.contains_key("age_s"));
+    assert!(evicted[0].message.contains("finish_pending"));
+    assert_eq!(flow.stats().signins_evicted, 3);
+    assert_eq!(flow.stats().token_requests(), 0);
+}

@@ -37,8 +37,16 @@ fn debug_of_every_public_type_is_redacted() {
     for out in &outputs {
         assert_clean(out);
     }
-    // The pending state is not printed by the flow's Debug.
+    // The pending state is not printed by the flow's Debug, nor its pending key.
     assert!(!format!("{flow:?}").contains(&request.state));
+    let key = *b"pending-key-never-printed-0a1b2c";
+    let keyed = AuthorizationCodeFlow::new(config.clone(), opts())
+        .unwrap()
+        .pending_key(&key)
+        .unwrap();
+    let printed = format!("{keyed:?} {keyed:#?}");
+    assert!(!printed.contains("pending-key-never-printed"), "{printed}");
+    assert!(!printed.contains(&format!("{:?}", &key[..4])), "{printed}");
 }
 
 /// A provider that echoes the credential it was sent: the value is removed from the

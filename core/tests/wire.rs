@@ -238,7 +238,7 @@ fn authorization_code_viewneo_url_callback_and_json_exchange() {
         "http://127.0.0.1/callback?code=authcode-77aa88bb99&state={}",
         req.state
     );
-    let client = flow.finish(&callback).unwrap();
+    let client = flow.finish(&callback, &req.state).unwrap();
     // The exchanged token is served from the cache: no further request.
     assert_eq!(
         client.token().unwrap().access_token().expose_secret(),
@@ -246,7 +246,10 @@ fn authorization_code_viewneo_url_callback_and_json_exchange() {
     );
     m.assert();
     // The state is single use.
-    assert_eq!(err(flow.finish(&callback)).kind(), ErrorKind::StateMismatch);
+    assert_eq!(
+        err(flow.finish(&callback, &req.state)).kind(),
+        ErrorKind::StateMismatch
+    );
 }
 
 #[test]
@@ -276,10 +279,13 @@ fn authorization_code_form_exchange_sends_the_pkce_verifier() {
         .with_body(token_body("at-one-1a2b3c4d5e"))
         .expect(1)
         .create();
-    flow.finish(&format!(
-        "http://127.0.0.1/cb?state={}&code=authcode-77aa88bb99",
-        req.state
-    ))
+    flow.finish(
+        &format!(
+            "http://127.0.0.1/cb?state={}&code=authcode-77aa88bb99",
+            req.state
+        ),
+        &req.state,
+    )
     .unwrap();
     m.assert();
 }
@@ -295,15 +301,18 @@ fn authorization_code_rejects_wrong_state_and_surfaces_error_callbacks() {
         "http://127.0.0.1/cb",
     );
     let flow = AuthorizationCodeFlow::new(config, opts()).unwrap();
-    flow.authorization_url().unwrap();
-    let e = err(flow.finish("http://127.0.0.1/cb?code=x&state=forged"));
+    let issued = flow.authorization_url().unwrap();
+    let e = err(flow.finish("http://127.0.0.1/cb?code=x&state=forged", &issued.state));
     assert_eq!(e.kind(), ErrorKind::StateMismatch);
 
     let req = flow.authorization_url().unwrap();
-    let e = err(flow.finish(&format!(
-        "http://127.0.0.1/cb?error=access_denied&error_description=User+said+no&state={}",
-        req.state
-    )));
+    let e = err(flow.finish(
+        &format!(
+            "http://127.0.0.1/cb?error=access_denied&error_description=User+said+no&state={}",
+            req.state
+        ),
+        &req.state,
+    ));
     let o = e.oauth().unwrap();
     assert_eq!(
         (o.error.as_str(), o.description.as_deref(), o.status),
@@ -328,7 +337,10 @@ fn code_exchange_is_never_retried() {
         .create();
     let flow = AuthorizationCodeFlow::new(config, opts().max_retries(3)).unwrap();
     let req = flow.authorization_url().unwrap();
-    let e = err(flow.finish(&format!("http://127.0.0.1/cb?code=c1&state={}", req.state)));
+    let e = err(flow.finish(
+        &format!("http://127.0.0.1/cb?code=c1&state={}", req.state),
+        &req.state,
+    ));
     assert_eq!(e.http_status(), Some(503));
     m.assert();
 }

@@ -352,7 +352,7 @@ pub unsafe extern "C" fn authcore_client_new_refresh_token(
 ///
 /// # Safety
 /// `client` is NULL or a handle from an `authcore_client_new_*` function (or
-/// `authcore_code_flow_finish`) not yet freed.
+/// `authcore_code_flow_finish_*`) not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn authcore_client_free(client: *mut authcore_client) {
     boundary_or((), || {
@@ -943,7 +943,8 @@ pub unsafe extern "C" fn authcore_response_free(response: *mut authcore_response
 }
 
 /// What a client (and every handle made from it) did so far, filled in by
-/// `authcore_client_stats`. Fields are only ever added at the end.
+/// `authcore_client_stats` (or, for a flow, `authcore_code_flow_stats`). Fields are only
+/// ever added at the end.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct authcore_stats {
@@ -979,6 +980,10 @@ pub struct authcore_stats {
     pub backoff_refusals: u64,
     /// Requests sent again by `authcore_client_request` after a 401 and a renewal.
     pub retries_after_401: u64,
+    /// Pending sign-ins an authorization code flow dropped beyond its bound, oldest first
+    /// (each also raised the `signin.evicted` warning). Counted by
+    /// `authcore_code_flow_stats`; always 0 for a client.
+    pub signins_evicted: u64,
 }
 
 impl From<authcore::Stats> for authcore_stats {
@@ -999,6 +1004,30 @@ impl From<authcore::Stats> for authcore_stats {
             wait_timeouts: s.wait_timeouts,
             backoff_refusals: s.backoff_refusals,
             retries_after_401: s.retries_after_401,
+            signins_evicted: s.signins_evicted,
+        }
+    }
+}
+
+/// Writes `stats` to `out`, `size` bytes of it: the fields a caller's header knows, then
+/// zeros for the fields this library lacks.
+///
+/// # Safety
+/// `out` is non-NULL and valid for writes of `size` bytes.
+pub(crate) unsafe fn write_stats(stats: authcore::Stats, out: *mut authcore_stats, size: usize) {
+    let stats = authcore_stats::from(stats);
+    let ours = std::mem::size_of::<authcore_stats>();
+    // SAFETY: `out` is valid for `size` bytes; we write at most that many, from a
+    // plain-old-data struct, then zeros.
+    unsafe {
+        let dst = out.cast::<u8>();
+        std::ptr::copy_nonoverlapping(
+            (&stats as *const authcore_stats).cast::<u8>(),
+            dst,
+            size.min(ours),
+        );
+        if size > ours {
+            std::ptr::write_bytes(dst.add(ours), 0, size - ours);
         }
     }
 }
@@ -1019,21 +1048,9 @@ pub unsafe extern "C" fn authcore_client_stats(
     boundary(|| {
         check_null!(client, out);
         // SAFETY: checked non-NULL; the caller promises it is live.
-        let stats = authcore_stats::from(unsafe { client_ref(client) }.stats());
-        let ours = std::mem::size_of::<authcore_stats>();
-        // SAFETY: `out` is valid for `size` bytes; we write at most that many, from a
-        // plain-old-data struct, then zeros.
-        unsafe {
-            let dst = out.cast::<u8>();
-            std::ptr::copy_nonoverlapping(
-                (&stats as *const authcore_stats).cast::<u8>(),
-                dst,
-                size.min(ours),
-            );
-            if size > ours {
-                std::ptr::write_bytes(dst.add(ours), 0, size - ours);
-            }
-        }
+        let stats = unsafe { client_ref(client) }.stats();
+        // SAFETY: forwarded from the caller.
+        unsafe { write_stats(stats, out, size) };
         Ok(())
     })
 }

@@ -9,15 +9,20 @@ use std::time::Duration;
 use authcore::grant::{AuthorizationCode, DeviceCode, WithOAuthSettings};
 use authcore::{AuthorizationCodeFlow, DeviceAuthorization, DeviceFlow};
 
-use crate::client::{auth_method, hand_out, oauth_or_default, options_or_default, split_scopes};
+use crate::client::{
+    auth_method, authcore_stats, hand_out, oauth_or_default, options_or_default, split_scopes,
+    write_stats,
+};
 use crate::{
     arg_str, authcore_client, authcore_metadata, authcore_options, authcore_status, boundary,
     boundary_or, check_null, opt_str, owned_c_string, Failure,
 };
 
 /// A running authorization code flow. Make the URL with
-/// `authcore_code_flow_authorization_url`, send the user there, then hand the callback
-/// URL to `authcore_code_flow_finish`. Safe to use from many threads.
+/// `authcore_code_flow_authorization_url`, keep its `state` in the user's session, send
+/// the user there, then hand the callback URL and that `state` to
+/// `authcore_code_flow_finish_with_state`. Safe to use from many threads once set up
+/// (the `authcore_code_flow_set_*` functions are called before it is shared).
 pub struct authcore_code_flow {
     inner: AuthorizationCodeFlow,
 }
@@ -172,10 +177,13 @@ pub unsafe extern "C" fn authcore_code_flow_new_viewneo(
 }
 
 /// Makes the URL for one sign-in, with a fresh `state` and PKCE verifier from the OS
-/// random source. Any number of sign-ins may be in flight at once (up to 1024, each
-/// for 10 minutes): each callback names its own by `state`. `*url` receives an owned
-/// string; `*state` (if `state` is not NULL) the `state` sent. Free both with
-/// `authcore_string_free`.
+/// random source. `*url` receives an owned string; `*state` (if `state` is not NULL)
+/// the `state` sent: keep it in the user's session and pass it to
+/// `authcore_code_flow_finish_with_state`. Free both with `authcore_string_free`. Any
+/// number of sign-ins may be in flight at once (each for 10 minutes by default); a flow
+/// keeps at most 1024 in memory and beyond that drops the oldest, raising the
+/// `signin.evicted` warning and counting it in `authcore_code_flow_stats` (sealed
+/// sign-ins, `authcore_code_flow_finish_pending`, need no room and are never dropped).
 ///
 /// # Safety
 /// `flow` is a live handle; `url` is writable; `state` is NULL or writable.
@@ -190,10 +198,11 @@ pub unsafe extern "C" fn authcore_code_flow_authorization_url(
 }
 
 /// `authcore_code_flow_authorization_url`, and, if `pending` is not NULL, the sign-in
-/// as an opaque string for a server whose callback may land in another process: keep it
-/// in the user's server-side session and pass it to `authcore_code_flow_finish_pending`.
-/// It holds the PKCE verifier: never send it to the browser. Free every string with
-/// `authcore_string_free` (which zeroes it).
+/// as an opaque string sealed under the flow's pending key, for a server whose callback
+/// may land in another process: keep it in the user's server-side session and pass it
+/// to `authcore_code_flow_finish_pending`. It holds the PKCE verifier (encrypted): never
+/// send it to the browser. Free every string with `authcore_string_free` (which zeroes
+/// it).
 ///
 /// # Safety
 /// `flow` is a live handle; `url` is writable; `state` and `pending` are NULL or
@@ -245,38 +254,58 @@ pub unsafe extern "C" fn authcore_code_flow_authorization_url_pending(
     })
 }
 
-/// Finishes the sign-in the callback names by its `state`, from the URL the provider
-/// redirected the user to (the full URL, or the path with its query string): exchanges
+/// Finishes a sign-in from the URL the provider redirected the user to (the full URL,
+/// or the path with its query string) and `state`, the state
+/// `authcore_code_flow_authorization_url` gave for **this user's** sign-in, kept in
+/// their session: it binds the sign-in to the browser that started it, so that a
+/// callback link someone else obtained cannot sign this user in (login CSRF). Exchanges
 /// the code and hands back a client that renews with the refresh token. An `error=`
-/// callback gives `AUTHCORE_STATUS_OAUTH`; an unknown, forged, expired or already used
-/// `state` gives `AUTHCORE_STATUS_STATE_MISMATCH` and leaves every other sign-in as it
-/// was.
+/// callback gives `AUTHCORE_STATUS_OAUTH`; a callback whose `state` is not `state`, or
+/// unknown, expired or already used, gives `AUTHCORE_STATUS_STATE_MISMATCH` and leaves
+/// every other sign-in as it was; `state` NULL or empty gives `AUTHCORE_STATUS_CONFIG`.
+/// No token request is made for any of these.
+///
+/// This replaces `authcore_code_flow_finish(flow, callback_url, out)`, which finished
+/// whichever sign-in a callback named; programs built against it must be rebuilt.
 ///
 /// # Safety
-/// `flow` is a live handle; `callback_url` is NUL-terminated; `out` is writable.
+/// `flow` is a live handle; `callback_url` is NUL-terminated; `state` is NULL or
+/// NUL-terminated; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn authcore_code_flow_finish(
+pub unsafe extern "C" fn authcore_code_flow_finish_with_state(
     flow: *const authcore_code_flow,
     callback_url: *const c_char,
+    state: *const c_char,
     out: *mut *mut authcore_client,
 ) -> authcore_status {
     boundary(|| {
         check_null!(flow, out);
-        // SAFETY: the caller promises a NUL-terminated string.
-        let callback = unsafe { arg_str(callback_url, "callback_url")? };
+        // SAFETY: the caller promises NUL-terminated strings (`state` may be NULL).
+        let (callback, state) = unsafe {
+            (
+                arg_str(callback_url, "callback_url")?,
+                opt_str(state, "state")?,
+            )
+        };
         // SAFETY: checked non-NULL; live as promised.
-        let client = unsafe { &(*flow).inner }.finish(callback)?;
+        let client = unsafe { &(*flow).inner }.finish(callback, state.unwrap_or(""))?;
         // SAFETY: checked above.
         unsafe { hand_out(out, client) };
         Ok(())
     })
 }
 
-/// `authcore_code_flow_finish` for a sign-in started in another process (or before a
-/// restart), from the `pending` string `authcore_code_flow_authorization_url_pending`
-/// gave. The callback's `state` must be that sign-in's. A pending string made by a flow
-/// with another authorize URL, client id or redirect URI, or not made by authcore, is
-/// `AUTHCORE_STATUS_CONFIG`.
+/// `authcore_code_flow_finish_with_state` for a sign-in started in another process (or
+/// before a restart), from the sealed `pending` string
+/// `authcore_code_flow_authorization_url_pending` gave, kept in the user's server-side
+/// session. The callback's `state` must be that sign-in's. A pending string that is
+/// altered or truncated, made by a flow with another authorize URL, client id or
+/// redirect URI, sealed under another pending key (see
+/// `authcore_code_flow_set_pending_key`; without one it opens only in the flow that made
+/// it), started more than 60 s in the future, or not made by authcore, is
+/// `AUTHCORE_STATUS_CONFIG`; an expired one `AUTHCORE_STATUS_STATE_MISMATCH`. No token
+/// request is made for any of these. Needs no memory in the flow: the way to serve
+/// untrusted traffic.
 ///
 /// # Safety
 /// `flow` is a live handle; `callback_url` and `pending` are NUL-terminated; `out` is
@@ -301,6 +330,76 @@ pub unsafe extern "C" fn authcore_code_flow_finish_pending(
         let client = unsafe { &(*flow).inner }.finish_pending(callback, pending)?;
         // SAFETY: checked above.
         unsafe { hand_out(out, client) };
+        Ok(())
+    })
+}
+
+/// Seals the flow's exported sign-ins (`authcore_code_flow_authorization_url_pending`)
+/// under `key`, `key_len` = 32 random bytes the application keeps secret (e.g. from a
+/// secrets manager), so that a sign-in started by one worker process finishes in any
+/// other flow with the same configuration and key. Without it, a flow seals under a
+/// random key of its own and its pending sign-ins finish only in that flow. Another
+/// length gives `AUTHCORE_STATUS_CONFIG`. The key is copied (the caller may wipe its
+/// own copy), never printed, and zeroed when the flow is freed; sign-ins sealed under a
+/// previous key no longer open. Call it before the flow is shared between threads.
+///
+/// # Safety
+/// `flow` is a live handle not used by another thread during the call; `key` is valid
+/// for reads of `key_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_set_pending_key(
+    flow: *mut authcore_code_flow,
+    key: *const u8,
+    key_len: usize,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow, key);
+        // SAFETY: non-NULL, and the caller promises `key_len` readable bytes.
+        let key = unsafe { std::slice::from_raw_parts(key, key_len) };
+        // SAFETY: checked non-NULL; live and not shared during the call, as promised.
+        unsafe { &mut (*flow).inner }.set_pending_key(key)?;
+        Ok(())
+    })
+}
+
+/// How long a sign-in may take, from its URL to its callback, in milliseconds (default
+/// 600000, 10 minutes; at most a day). Call it before the flow is shared between
+/// threads.
+///
+/// # Safety
+/// `flow` is a live handle not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_set_pending_lifetime(
+    flow: *mut authcore_code_flow,
+    lifetime_ms: u64,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow);
+        // SAFETY: checked non-NULL; live and not shared during the call, as promised.
+        unsafe { &mut (*flow).inner }.set_pending_lifetime(Duration::from_millis(lifetime_ms));
+        Ok(())
+    })
+}
+
+/// Fills `out` with the flow's counters: its code exchanges (token requests, each also
+/// counted in the client it made) and `signins_evicted`, the pending sign-ins it dropped
+/// beyond its bound. Pass `sizeof(authcore_stats)` as `size`, as for
+/// `authcore_client_stats`.
+///
+/// # Safety
+/// `flow` is a live handle; `out` is valid for writes of `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_code_flow_stats(
+    flow: *const authcore_code_flow,
+    out: *mut authcore_stats,
+    size: usize,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(flow, out);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let stats = unsafe { &(*flow).inner }.stats();
+        // SAFETY: forwarded from the caller.
+        unsafe { write_stats(stats, out, size) };
         Ok(())
     })
 }

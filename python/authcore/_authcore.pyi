@@ -1,7 +1,7 @@
 """Type stubs for the compiled module ``authcore._authcore``."""
 
 import os
-from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Union, final
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Union, final, overload
 
 from typing_extensions import TypedDict, Unpack
 
@@ -194,7 +194,7 @@ class Rotation:
 
 @final
 class Stats:
-    """What a client did so far (``Client.stats()``): a snapshot; counting is always on."""
+    """What a client (``Client.stats()``) or flow (``AuthorizationCodeFlow.stats()``) did so far: a snapshot; counting is always on."""
     @property
     def cache_hits(self) -> int:
         """Calls answered from the cache, without a renewal or a wait."""
@@ -246,6 +246,9 @@ class Stats:
     @property
     def retries_after_401(self) -> int:
         """Requests sent again by ``request`` after a 401 and a renewal."""
+    @property
+    def signins_evicted(self) -> int:
+        """Pending sign-ins a flow dropped beyond its bound (each logged as ``signin.evicted``); 0 for a client."""
     def as_dict(self) -> dict[str, Union[int, float]]:
         """Every counter by name (``wait_time`` in seconds), for metrics."""
 
@@ -459,11 +462,11 @@ class AuthorizationRequest:
         """The URL to send the user's browser to."""
     @property
     def state(self) -> str:
-        """The one-time ``state`` the callback must carry back."""
+        """The one-time ``state`` the callback must carry back: keep it in the user's session for ``finish(callback_url, state)``."""
     @property
     def pending(self) -> str:
-        """This sign-in as an opaque string for ``finish(callback_url, pending=...)`` in
-        another worker process. It holds the PKCE verifier: keep it server-side only."""
+        """This sign-in, sealed under the flow's pending key, for ``finish(callback_url, pending=...)`` in
+        another worker process. It holds the PKCE verifier (encrypted): keep it server-side only."""
 
 @final
 class AuthorizationCodeFlow:
@@ -479,9 +482,15 @@ class AuthorizationCodeFlow:
         json_body: bool = False,
         auth_method: _AuthMethod = "basic",
         pkce: bool = True,
+        pending_key: Optional[bytes] = None,
+        pending_lifetime: Optional[float] = None,
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow:
-        """The authorization code flow (with PKCE) at these endpoints; serves any number of sign-ins at once."""
+        """The authorization code flow (with PKCE) at these endpoints; serves any number of sign-ins at once.
+
+        ``pending_key`` (32 random bytes, shared by every worker) seals ``AuthorizationRequest.pending``
+        so that a sign-in finishes in any worker; without it, only in this flow object.
+        ``pending_lifetime``: seconds a sign-in may take (default 600)."""
     @staticmethod
     def viewneo(
         client_id: str,
@@ -490,6 +499,8 @@ class AuthorizationCodeFlow:
         *,
         base_url: Optional[str] = None,
         scopes: _Scopes = None,
+        pending_key: Optional[bytes] = None,
+        pending_lifetime: Optional[float] = None,
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow:
         """viewneo's authorization code flow (JSON token requests)."""
@@ -502,13 +513,20 @@ class AuthorizationCodeFlow:
         *,
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
+        pending_key: Optional[bytes] = None,
+        pending_lifetime: Optional[float] = None,
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow:
         """The authorization code flow at the endpoints a discovered ``Metadata`` names."""
     def authorization_url(self) -> AuthorizationRequest:
-        """A URL for one sign-in, with a fresh ``state`` and PKCE challenge."""
-    def finish(self, callback_url: str, *, pending: Optional[str] = None) -> Client:
-        """Finish the sign-in the callback's ``state`` names (full URL or path with query);
-        with ``pending``, one started in another process."""
+        """A URL for one sign-in, with a fresh ``state`` (keep it in the user's session) and PKCE challenge."""
+    @overload
+    def finish(self, callback_url: str, state: str, *, pending: None = None) -> Client:
+        """Finish this session's sign-in: ``state`` is the ``AuthorizationRequest.state`` the user's session kept."""
+    @overload
+    def finish(self, callback_url: str, state: None = None, *, pending: str) -> Client:
+        """Finish this session's sign-in, started in any worker: ``pending`` is the sealed ``AuthorizationRequest.pending``."""
+    def stats(self) -> Stats:
+        """The flow's counters: code exchanges and ``signins_evicted``."""
 
 def _after_fork_in_child() -> None: ...

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use authcore::grant::{AuthorizationCode, DeviceCode};
 use authcore::Options;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::client::Client;
 use crate::discovery::Metadata;
 use crate::errors::to_py_err;
 use crate::options::{auth_method_arg, scopes_arg, seconds, split_options};
+use crate::stats::Stats;
 use authcore::grant::WithOAuthSettings;
 
 /// A URL to send the user to, with the `state` that must come back.
@@ -23,16 +25,16 @@ pub(crate) struct AuthorizationRequest {
     /// The one-time `state` sent with it.
     #[pyo3(get)]
     state: String,
-    /// This sign-in as an opaque string (holds the PKCE verifier).
+    /// This sign-in as an opaque sealed string (holds the PKCE verifier, encrypted).
     pending: authcore::Secret,
 }
 
 #[pymethods]
 impl AuthorizationRequest {
-    /// This sign-in as an opaque string, for a server whose callback may land in another
-    /// worker process: keep it in the user's server-side session and pass it to
-    /// `finish(callback_url, pending=...)`. It holds the PKCE verifier: never send it to
-    /// the browser or put it in a cookie.
+    /// This sign-in as an opaque string sealed under the flow's pending key, for a server
+    /// whose callback may land in another worker process: keep it in the user's
+    /// server-side session and pass it to `finish(callback_url, pending=...)`. It holds
+    /// the PKCE verifier (encrypted): never send it to the browser or put it in a cookie.
     #[getter]
     fn pending(&self) -> &str {
         self.pending.expose_secret()
@@ -44,30 +46,55 @@ impl AuthorizationRequest {
 }
 
 /// The authorization code grant (PKCE S256 and a one-time `state` from the OS random
-/// source): make the URL with `authorization_url()`, send the user there, then
-/// `finish(callback_url)` gives a `Client` that renews with the refresh token.
+/// source): make the URL with `authorization_url()`, keep its `state` (or `pending`) in
+/// the user's session, send the user there, then `finish(callback_url, state)` (or
+/// `finish(callback_url, pending=...)`) gives a `Client` that renews with the refresh
+/// token.
 #[pyclass(frozen, module = "authcore._authcore", name = "AuthorizationCodeFlow")]
 pub(crate) struct AuthorizationCodeFlow {
     inner: authcore::AuthorizationCodeFlow,
     description: String,
 }
 
+/// How a flow keeps its pending sign-ins: the `pending_key` and `pending_lifetime`
+/// keywords every constructor takes.
+pub(crate) struct PendingArgs<'a, 'py> {
+    key: Option<&'a Bound<'py, PyAny>>,
+    lifetime: Option<&'a Bound<'py, PyAny>>,
+}
+
 pub(crate) fn new_flow(
     py: Python<'_>,
     config: AuthorizationCode,
     options: Options,
+    pending: PendingArgs<'_, '_>,
     description: String,
 ) -> PyResult<AuthorizationCodeFlow> {
-    authcore::AuthorizationCodeFlow::new(config, options)
-        .map(|inner| AuthorizationCodeFlow { inner, description })
-        .map_err(|e| to_py_err(py, e))
+    let mut inner =
+        authcore::AuthorizationCodeFlow::new(config, options).map_err(|e| to_py_err(py, e))?;
+    if let Some(key) = pending.key.filter(|k| !k.is_none()) {
+        let key = key.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "'pending_key' must be bytes ({} random bytes), not {}",
+                authcore::PENDING_KEY_LEN,
+                crate::options::type_name(key)
+            ))
+        })?;
+        inner
+            .set_pending_key(key.as_bytes())
+            .map_err(|e| to_py_err(py, e))?;
+    }
+    if let Some(lifetime) = pending.lifetime.filter(|l| !l.is_none()) {
+        inner.set_pending_lifetime(seconds("pending_lifetime", lifetime)?);
+    }
+    Ok(AuthorizationCodeFlow { inner, description })
 }
 
 #[pymethods]
 impl AuthorizationCodeFlow {
     /// A flow at any OAuth 2.0 server (form bodies, Basic auth and PKCE by default).
     #[new]
-    #[pyo3(signature = (authorize_url, token_url, client_id, client_secret, redirect_uri, *, scopes = None, json_body = false, auth_method = "basic", pkce = true, **options))]
+    #[pyo3(signature = (authorize_url, token_url, client_id, client_secret, redirect_uri, *, scopes = None, json_body = false, auth_method = "basic", pkce = true, pending_key = None, pending_lifetime = None, **options))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -80,6 +107,8 @@ impl AuthorizationCodeFlow {
         json_body: bool,
         auth_method: &str,
         pkce: bool,
+        pending_key: Option<&Bound<'_, PyAny>>,
+        pending_lifetime: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let (args, options) = split_options(py, options)?;
@@ -101,6 +130,10 @@ impl AuthorizationCodeFlow {
             py,
             config,
             options,
+            PendingArgs {
+                key: pending_key,
+                lifetime: pending_lifetime,
+            },
             format!("authorize_url={authorize_url:?} client_id={client_id:?}"),
         )
     }
@@ -109,7 +142,7 @@ impl AuthorizationCodeFlow {
     /// issuer's `iss` (RFC 9207) when it sends one, else `IssuerMismatchError`.
     /// `client_secret` `None`: a public client.
     #[staticmethod]
-    #[pyo3(signature = (metadata, client_id, client_secret, redirect_uri, *, scopes = None, auth_method = "basic", **options))]
+    #[pyo3(signature = (metadata, client_id, client_secret, redirect_uri, *, scopes = None, auth_method = "basic", pending_key = None, pending_lifetime = None, **options))]
     #[allow(clippy::too_many_arguments)]
     fn from_metadata(
         py: Python<'_>,
@@ -119,6 +152,8 @@ impl AuthorizationCodeFlow {
         redirect_uri: &str,
         scopes: Option<&Bound<'_, PyAny>>,
         auth_method: &str,
+        pending_key: Option<&Bound<'_, PyAny>>,
+        pending_lifetime: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let (args, options) = split_options(py, options)?;
@@ -136,13 +171,18 @@ impl AuthorizationCodeFlow {
             py,
             config,
             options,
+            PendingArgs {
+                key: pending_key,
+                lifetime: pending_lifetime,
+            },
             format!("issuer={:?} client_id={client_id:?}", metadata.inner.issuer),
         )
     }
 
     /// viewneo (JSON token requests) at `https://cloud.viewneo.com` or `base_url`.
     #[staticmethod]
-    #[pyo3(signature = (client_id, client_secret, redirect_uri, *, base_url = None, scopes = None, **options))]
+    #[pyo3(signature = (client_id, client_secret, redirect_uri, *, base_url = None, scopes = None, pending_key = None, pending_lifetime = None, **options))]
+    #[allow(clippy::too_many_arguments)]
     fn viewneo(
         py: Python<'_>,
         client_id: &str,
@@ -150,6 +190,8 @@ impl AuthorizationCodeFlow {
         redirect_uri: &str,
         base_url: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
+        pending_key: Option<&Bound<'_, PyAny>>,
+        pending_lifetime: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let (args, options) = split_options(py, options)?;
@@ -165,12 +207,18 @@ impl AuthorizationCodeFlow {
             py,
             config,
             options,
+            PendingArgs {
+                key: pending_key,
+                lifetime: pending_lifetime,
+            },
             format!("viewneo client_id={client_id:?}"),
         )
     }
 
     /// A fresh authorization URL and `state` for one sign-in. Any number may be in
-    /// flight at once (up to 1024, each for 10 minutes); each callback names its own.
+    /// flight at once (each for 10 minutes by default); a flow keeps at most 1024 in
+    /// memory and beyond that drops the oldest, with the `signin.evicted` warning,
+    /// counted in `stats().signins_evicted` (sealed sign-ins need no room).
     fn authorization_url(&self, py: Python<'_>) -> PyResult<AuthorizationRequest> {
         let request = self
             .inner
@@ -183,30 +231,44 @@ impl AuthorizationCodeFlow {
         })
     }
 
-    /// Finishes the sign-in the callback names by its `state`, from the URL the provider
-    /// redirected to (the full URL, or the path with its query string): exchanges the
-    /// code and returns a `Client`. With `pending` (an `AuthorizationRequest.pending`
-    /// kept in the session), a sign-in started in another process. An unknown, forged,
-    /// expired or reused `state` raises `StateMismatchError` and disturbs no other
-    /// sign-in.
-    #[pyo3(signature = (callback_url, *, pending = None))]
+    /// Finishes a sign-in from the URL the provider redirected to (the full URL, or the
+    /// path with its query string) and the binding this user's session kept when the URL
+    /// was made: `state` (`AuthorizationRequest.state`), or, for a sign-in started in
+    /// another worker process, `pending` (`AuthorizationRequest.pending`, sealed).
+    /// Exchanges the code and returns a `Client`. Neither (or both) raises
+    /// `ConfigError`; a callback that is not this session's sign-in, or unknown,
+    /// expired or reused, raises `StateMismatchError`; an altered or foreign `pending`
+    /// raises `ConfigError` — each before any token request.
+    #[pyo3(signature = (callback_url, state = None, *, pending = None))]
     fn finish(
         &self,
         py: Python<'_>,
         callback_url: &str,
+        state: Option<&str>,
         pending: Option<&str>,
     ) -> PyResult<Client> {
         let inner = &self.inner;
         let client = py
-            .detach(|| match pending {
-                Some(pending) => inner.finish_pending(callback_url, pending),
-                None => inner.finish(callback_url),
+            .detach(|| match (state, pending) {
+                (Some(_), Some(_)) => Err(authcore::Error::Config {
+                    message: "finish takes the sign-in's state or its pending form, not both"
+                        .into(),
+                }),
+                (None, Some(pending)) => inner.finish_pending(callback_url, pending),
+                // No state: the core refuses, saying what it needs.
+                (state, None) => inner.finish(callback_url, state.unwrap_or("")),
             })
             .map_err(|e| to_py_err(py, e))?;
         Ok(Client::wrap(
             client,
             format!("grant='authorization_code' {}", self.description),
         ))
+    }
+
+    /// What this flow did so far: its code exchanges (token requests, each also counted
+    /// in the client it made) and `signins_evicted`.
+    fn stats(&self) -> Stats {
+        Stats::from(self.inner.stats())
     }
 
     fn __repr__(&self) -> String {

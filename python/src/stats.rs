@@ -1,9 +1,11 @@
-//! `Stats`: what a client did so far, as `Client.stats()` hands it out.
+//! `Stats`: what a client (or a flow) did so far, as `Client.stats()` and
+//! `AuthorizationCodeFlow.stats()` hand it out.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// What a client did so far (`Client.stats()`): a snapshot, counted always.
+/// What a client did so far (`Client.stats()`; a flow's: `AuthorizationCodeFlow.stats()`):
+/// a snapshot, counted always.
 #[pyclass(frozen, module = "authcore._authcore", name = "Stats")]
 pub(crate) struct Stats(authcore::Stats);
 
@@ -14,7 +16,7 @@ impl From<authcore::Stats> for Stats {
 }
 
 /// The counters' names in `Stats.as_dict()` and `repr`, in order.
-const STATS_FIELDS: [&str; 15] = [
+const STATS_FIELDS: [&str; 16] = [
     "cache_hits",
     "token_requests_succeeded",
     "token_requests_refused",
@@ -30,11 +32,12 @@ const STATS_FIELDS: [&str; 15] = [
     "wait_timeouts",
     "backoff_refusals",
     "retries_after_401",
+    "signins_evicted",
 ];
 
 impl Stats {
     /// The counters in the order of `STATS_FIELDS` (`wait_time` in seconds).
-    fn values(&self) -> [f64; 15] {
+    fn values(&self) -> [f64; 16] {
         let s = &self.0;
         [
             s.cache_hits as f64,
@@ -52,6 +55,7 @@ impl Stats {
             s.wait_timeouts as f64,
             s.backoff_refusals as f64,
             s.retries_after_401 as f64,
+            s.signins_evicted as f64,
         ]
     }
 }
@@ -144,6 +148,13 @@ impl Stats {
     #[getter]
     fn retries_after_401(&self) -> u64 {
         self.0.retries_after_401
+    }
+    /// Pending sign-ins an `AuthorizationCodeFlow` dropped beyond its bound, oldest first
+    /// (each also logged as the `signin.evicted` warning). Counted by the flow's
+    /// `stats()`; always 0 for a client.
+    #[getter]
+    fn signins_evicted(&self) -> u64 {
+        self.0.signins_evicted
     }
 
     /// Every counter by name (`wait_time` in seconds, the others counts), for metrics.

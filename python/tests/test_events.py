@@ -45,7 +45,7 @@ def test_renewals_are_logged_with_their_facts_and_counted(
     assert stats.token_requests_succeeded == 2 == stats.token_requests == dev.token_requests()
     assert stats.renewals == 2
     d = stats.as_dict()
-    assert d["cache_hits"] == 10 and d["wait_time"] == 0.0 and len(d) == 15
+    assert d["cache_hits"] == 10 and d["wait_time"] == 0.0 and len(d) == 16
     assert "cache_hits=10" in repr(stats) and stats == client.stats()
 
     # Never a secret, in any record of any logger.

@@ -87,9 +87,9 @@ def _code_flow(dev: DevServer, viewneo: bool, seen: list[str]) -> authcore.Clien
     assert request.state in request.url
     assert viewneo or "code_challenge_method=S256" in request.url
     callback = dev.follow_authorize(request.url)
-    client = flow.finish(callback)
+    client = flow.finish(callback, request.state)
     with pytest.raises(authcore.StateMismatchError):
-        flow.finish(callback)  # each state is accepted once
+        flow.finish(callback, request.state)  # each state is accepted once
     return client
 
 
@@ -114,12 +114,12 @@ def test_authorization_callback_errors(dev: DevServer) -> None:
     flow = authcore.AuthorizationCodeFlow.viewneo(
         CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1/callback", base_url=dev.url
     )
-    flow.authorization_url()
+    issued = flow.authorization_url()
     with pytest.raises(authcore.StateMismatchError):
-        flow.finish("http://127.0.0.1/callback?code=x&state=forged")
+        flow.finish("http://127.0.0.1/callback?code=x&state=forged", issued.state)
     state = flow.authorization_url().state
     with pytest.raises(authcore.OAuthError) as info:
-        flow.finish(f"http://127.0.0.1/callback?error=access_denied&error_description=no&state={state}")
+        flow.finish(f"http://127.0.0.1/callback?error=access_denied&error_description=no&state={state}", state)
     assert info.value.error == "access_denied"
     assert info.value.kind == "oauth"
 

@@ -135,10 +135,12 @@ def test_code_flow_with_iss_then_revocation(issuer: str) -> None:
     flow = authcore.AuthorizationCodeFlow.from_metadata(
         m, "app", "app-secret-0123456789", REDIRECT, scopes="openid",
     )
-    forged = _sign_in(flow.authorization_url().url).replace("iss=http", "iss=https")
+    request = flow.authorization_url()
+    forged = _sign_in(request.url).replace("iss=http", "iss=https")
     with pytest.raises(authcore.IssuerMismatchError):
-        flow.finish(forged)
-    client = flow.finish(_sign_in(flow.authorization_url().url))
+        flow.finish(forged, request.state)
+    request = flow.authorization_url()
+    client = flow.finish(_sign_in(request.url), request.state)
     access_token = client.token()
     assert _userinfo(m, access_token) == 200
     # The exchange's ID token and other fields come with the token's details.

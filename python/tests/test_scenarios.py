@@ -56,7 +56,8 @@ def build_client(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> 
         )
     else:
         raise AssertionError(f"unknown dialect {dialect}")
-    return flow.finish(dev.follow_authorize(flow.authorization_url().url))
+    request = flow.authorization_url()
+    return flow.finish(dev.follow_authorize(request.url), request.state)
 
 
 def run(

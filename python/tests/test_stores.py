@@ -246,7 +246,8 @@ def _sign_in(dev: DevServer) -> str:
         dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET,
         "http://127.0.0.1/callback", scopes="campaigns:read", on_refresh_token=rotated.append,
     )
-    flow.finish(dev.follow_authorize(flow.authorization_url().url))
+    request = flow.authorization_url()
+    flow.finish(dev.follow_authorize(request.url), request.state)
     (refresh_token,) = rotated
     return refresh_token
 
@@ -357,7 +358,8 @@ def test_a_sign_in_flow_files_its_session_under_the_store_key(
         "http://127.0.0.1/callback", scopes="campaigns:read", on_refresh_token=rotated.append,
         store=store, store_key="erin",
     )
-    client = flow.finish(dev.follow_authorize(flow.authorization_url().url))
+    request = flow.authorization_url()
+    client = flow.finish(dev.follow_authorize(request.url), request.state)
     token = client.token()
     requests = dev.token_requests()
     (refresh_token,) = rotated

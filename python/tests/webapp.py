@@ -2,12 +2,15 @@
 real one would: one worker process of several behind a load balancer, with sessions in
 a file every worker shares. Run by ``test_webapp.py``; usable on its own::
 
-    python webapp.py --devserver URL --sessions FILE
+    AUTHCORE_PENDING_KEY=<64 hex digits> python webapp.py --devserver URL --sessions FILE
 
-``/login`` starts a sign-in and keeps its exported form in the user's session (a
-cookie names the session; the pending sign-in itself never leaves the server);
-``/callback`` finishes whichever sign-in the callback names, on whichever worker it
-lands, and answers with the status of an API call made with the new client.
+``/login`` starts a sign-in and keeps its sealed form in the user's session (a cookie
+names the session; the pending sign-in itself never leaves the server); ``/callback``
+finishes the sign-in *this session* started — never one a callback link merely names
+(login CSRF) — on whichever worker it lands, and answers with the status of an API
+call made with the new client. Every worker seals and opens pending sign-ins under the
+same key, which comes from the environment (a secrets manager in production), never
+from the command line.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def make_handler(flow: authcore.AuthorizationCodeFlow, sessions: Sessions, api: 
                 sessions.put(sid, "pending", request.pending)
                 self.answer(302, "", {"Location": request.url, "Set-Cookie": f"sid={sid}"})
             elif path == "/callback":
+                # The binding: the sign-in this session started (used once).
                 pending = sessions.take(sid, "pending") if sid else None
                 if pending is None:
                     self.answer(400, "no sign-in in progress in this session")
@@ -111,6 +115,7 @@ def main() -> None:
         CLIENT_SECRET,
         REDIRECT_URI,
         scopes="campaigns:read",
+        pending_key=bytes.fromhex(os.environ["AUTHCORE_PENDING_KEY"]),
     )
     handler = make_handler(flow, Sessions(args.sessions), args.devserver + "/api/resource")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -194,14 +194,17 @@ static authcore_status build_client(const cJSON *scenario, authcore_client **out
                                            scopes, false, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC,
                                            true, o, &flow);
         }
-        char *url = NULL;
-        if (s == AUTHCORE_STATUS_OK) s = authcore_code_flow_authorization_url(flow, &url, NULL);
+        char *url = NULL, *state = NULL;
+        if (s == AUTHCORE_STATUS_OK) s = authcore_code_flow_authorization_url(flow, &url, &state);
         if (s == AUTHCORE_STATUS_OK) {
             char *callback = follow_authorize(url);
-            s = callback ? authcore_code_flow_finish(flow, callback, out) : AUTHCORE_STATUS_CONFIG;
+            /* The state kept in the user's session binds the callback to this sign-in. */
+            s = callback ? authcore_code_flow_finish_with_state(flow, callback, state, out)
+                         : AUTHCORE_STATUS_CONFIG;
             free(callback);
         }
         authcore_string_free(url);
+        authcore_string_free(state);
         authcore_code_flow_free(flow);
     } else if (strcmp(dialect, "oauth2_device") == 0) {
         authcore_metadata *m = NULL;

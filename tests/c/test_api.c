@@ -222,10 +222,10 @@ static authcore_client *code_flow_client(bool viewneo, rotation_log *log) {
     CHECK(callback != NULL, "the provider redirected back");
     authcore_client *client = NULL;
     if (callback != NULL) {
-        CHECK_OK(authcore_code_flow_finish(flow, callback, &client));
+        CHECK_OK(authcore_code_flow_finish_with_state(flow, callback, state, &client));
         /* The state is accepted once. */
         authcore_client *again = NULL;
-        CHECK_STATUS(authcore_code_flow_finish(flow, callback, &again),
+        CHECK_STATUS(authcore_code_flow_finish_with_state(flow, callback, state, &again),
                      AUTHCORE_STATUS_STATE_MISMATCH);
         CHECK(again == NULL, "no client on failure");
     }
@@ -266,18 +266,19 @@ static void test_authorization_code_and_refresh(void) {
     authcore_code_flow *flow = NULL;
     CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
                                             "http://127.0.0.1/callback", NULL, NULL, &flow));
-    char *url = NULL;
-    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, NULL));
+    char *url = NULL, *state = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
     authcore_client *c = NULL;
-    CHECK_STATUS(authcore_code_flow_finish(flow, "http://127.0.0.1/callback?code=x&state=forged", &c),
+    CHECK_STATUS(authcore_code_flow_finish_with_state(
+                     flow, "http://127.0.0.1/callback?code=x&state=forged", state, &c),
                  AUTHCORE_STATUS_STATE_MISMATCH);
     authcore_string_free(url);
-    char *state = NULL;
+    authcore_string_free(state);
     CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
     char denied[512];
     snprintf(denied, sizeof denied,
              "http://127.0.0.1/callback?error=access_denied&error_description=no&state=%s", state);
-    CHECK_STATUS(authcore_code_flow_finish(flow, denied, &c), AUTHCORE_STATUS_OAUTH);
+    CHECK_STATUS(authcore_code_flow_finish_with_state(flow, denied, state, &c), AUTHCORE_STATUS_OAUTH);
     authcore_string_free(state);
     CHECK(authcore_last_error_oauth_error() &&
               strcmp(authcore_last_error_oauth_error(), "access_denied") == 0,
@@ -287,21 +288,28 @@ static void test_authorization_code_and_refresh(void) {
     authcore_code_flow_free(flow);
 }
 
-/* Two sign-ins in flight, a forged callback between them, and a sign-in finished by
- * another flow (another worker process) from its exported form. */
-static void test_sign_ins_in_flight(void) {
-    devserver_reset();
-    authcore_code_flow *flow = NULL, *worker = NULL;
+/* The pending key every worker of one application shares. */
+static const uint8_t PENDING_KEY[32] = "workers-share-this-32-byte-key!";
+
+static authcore_code_flow *keyed_flow(const uint8_t *key) {
+    authcore_code_flow *flow = NULL;
     CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
                                             "http://127.0.0.1/callback", NULL, NULL, &flow));
-    CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
-                                            "http://127.0.0.1/callback", NULL, NULL, &worker));
-    char *url_a = NULL, *url_b = NULL, *pending_b = NULL;
-    CHECK_OK(authcore_code_flow_authorization_url(flow, &url_a, NULL));
+    if (flow != NULL && key != NULL) CHECK_OK(authcore_code_flow_set_pending_key(flow, key, 32));
+    return flow;
+}
+
+/* Two sign-ins in flight, a forged callback between them, and a sign-in finished by
+ * another flow (another worker process sharing the pending key) from its sealed form. */
+static void test_sign_ins_in_flight(void) {
+    devserver_reset();
+    authcore_code_flow *flow = keyed_flow(PENDING_KEY), *worker = keyed_flow(PENDING_KEY);
+    char *url_a = NULL, *state_a = NULL, *url_b = NULL, *pending_b = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url_a, &state_a));
     CHECK_OK(authcore_code_flow_authorization_url_pending(flow, &url_b, NULL, &pending_b));
     CHECK(pending_b != NULL && strlen(pending_b) > 20, "an exported sign-in");
     authcore_client *c = NULL;
-    CHECK_STATUS(authcore_code_flow_finish(flow, "/callback?code=x&state=forged", &c),
+    CHECK_STATUS(authcore_code_flow_finish_with_state(flow, "/callback?code=x&state=forged", state_a, &c),
                  AUTHCORE_STATUS_STATE_MISMATCH);
     char *callback_a = follow_authorize(url_a);
     char *callback_b = follow_authorize(url_b);
@@ -317,11 +325,12 @@ static void test_sign_ins_in_flight(void) {
         /* The pending string of b does not finish a's callback. */
         CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback_a, pending_b, &c),
                      AUTHCORE_STATUS_STATE_MISMATCH);
-        CHECK_OK(authcore_code_flow_finish(flow, callback_a, &c));
+        CHECK_OK(authcore_code_flow_finish_with_state(flow, callback_a, state_a, &c));
         CHECK(c != NULL && get_status(c, "/api/resource") == 200, "a signed in");
         authcore_client_free(c);
         c = NULL;
-        CHECK_STATUS(authcore_code_flow_finish(flow, callback_a, &c), AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK_STATUS(authcore_code_flow_finish_with_state(flow, callback_a, state_a, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
         CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback_a, "garbage", &c),
                      AUTHCORE_STATUS_CONFIG);
         CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback_a, NULL, &c),
@@ -330,12 +339,158 @@ static void test_sign_ins_in_flight(void) {
     }
     CHECK(counter("token_requests_by_grant", "viewneo/authorization_code") == 2,
           "two code exchanges, none for the refused callbacks");
+    authcore_stats fs;
+    memset(&fs, 0xff, sizeof fs);
+    CHECK_OK(authcore_code_flow_stats(worker, &fs, sizeof fs));
+    CHECK(fs.token_requests_succeeded == 1 && fs.signins_evicted == 0,
+          "the worker counted its exchange (%llu) and no eviction",
+          (unsigned long long)fs.token_requests_succeeded);
     free(callback_a);
     free(callback_b);
     authcore_string_free(url_a);
+    authcore_string_free(state_a);
     authcore_string_free(url_b);
     authcore_string_free(pending_b);
     authcore_code_flow_free(worker);
+    authcore_code_flow_free(flow);
+}
+
+/* Login CSRF (RFC 6749 §10.12): an attacker starts a sign-in on the same application,
+ * signs in, and sends the victim the callback link; the victim's session holds its own
+ * state (and sealed pending). Finished with the victim's binding: refused, no token
+ * request. With no binding at all: refused. */
+static void test_login_csrf(void) {
+    devserver_reset();
+    authcore_code_flow *flow = keyed_flow(PENDING_KEY);
+    char *victim_url = NULL, *victim_state = NULL, *victim_pending = NULL;
+    char *attacker_url = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url_pending(flow, &victim_url, &victim_state,
+                                                          &victim_pending));
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &attacker_url, NULL));
+    char *attackers_link = attacker_url ? follow_authorize(attacker_url) : NULL;
+    CHECK(attackers_link != NULL, "the attacker got a callback link");
+    authcore_client *c = NULL;
+    if (attackers_link != NULL) {
+        CHECK_STATUS(authcore_code_flow_finish_with_state(flow, attackers_link, victim_state, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, attackers_link, victim_pending, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK_STATUS(authcore_code_flow_finish_with_state(flow, attackers_link, NULL, &c),
+                     AUTHCORE_STATUS_CONFIG);
+        CHECK(strstr(authcore_last_error_message(), "state") != NULL &&
+                  strstr(authcore_last_error_message(), "finish_pending") != NULL,
+              "says what finish needs: %s", authcore_last_error_message());
+        CHECK_STATUS(authcore_code_flow_finish_with_state(flow, attackers_link, "", &c),
+                     AUTHCORE_STATUS_CONFIG);
+        CHECK(c == NULL, "no client");
+        CHECK(token_requests() == 0, "no token request (%ld)", token_requests());
+    }
+    /* The victim's own sign-in is untouched. */
+    char *victims_link = victim_url ? follow_authorize(victim_url) : NULL;
+    if (victims_link != NULL) {
+        CHECK_OK(authcore_code_flow_finish_with_state(flow, victims_link, victim_state, &c));
+        CHECK(c != NULL && get_status(c, "/api/resource") == 200, "the victim signed in");
+        authcore_client_free(c);
+    }
+    free(attackers_link);
+    free(victims_link);
+    authcore_string_free(victim_url);
+    authcore_string_free(victim_state);
+    authcore_string_free(victim_pending);
+    authcore_string_free(attacker_url);
+    authcore_code_flow_free(flow);
+}
+
+/* A sealed sign-in altered at every character, truncated, under another key or none
+ * shared, garbage, huge, or expired: refused before any token request. */
+static void test_sealed_pending_refused(void) {
+    devserver_reset();
+    authcore_code_flow *flow = keyed_flow(PENDING_KEY);
+    uint8_t other_key[32];
+    memcpy(other_key, PENDING_KEY, sizeof other_key);
+    other_key[5] ^= 1;
+    authcore_code_flow *other = keyed_flow(other_key), *unkeyed = keyed_flow(NULL);
+    CHECK_STATUS(authcore_code_flow_set_pending_key(flow, PENDING_KEY, 31), AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_code_flow_set_pending_key(flow, PENDING_KEY, 33), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "32") != NULL, "names the length: %s",
+          authcore_last_error_message());
+    char *url = NULL, *pending = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url_pending(flow, &url, NULL, &pending));
+    char *callback = url ? follow_authorize(url) : NULL;
+    CHECK(callback != NULL && pending != NULL, "a sign-in and its callback");
+    authcore_client *c = NULL;
+    if (callback != NULL && pending != NULL) {
+        size_t n = strlen(pending);
+        char *altered = malloc(n + 3);
+        int refused = 0;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(altered, pending, n + 1);
+            altered[i] = altered[i] == 'A' ? 'B' : 'A';
+            refused += authcore_code_flow_finish_pending(flow, callback, altered, &c) ==
+                       AUTHCORE_STATUS_CONFIG;
+        }
+        CHECK(refused == (int)n, "every altered character refused (%d of %zu)", refused, n);
+        for (size_t len = 0; len < n; len += 5) {
+            memcpy(altered, pending, len);
+            altered[len] = '\0';
+            CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback, altered, &c),
+                         AUTHCORE_STATUS_CONFIG);
+        }
+        snprintf(altered, n + 3, "%sAA", pending);
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback, altered, &c), AUTHCORE_STATUS_CONFIG);
+        free(altered);
+        CHECK_STATUS(authcore_code_flow_finish_pending(other, callback, pending, &c), AUTHCORE_STATUS_CONFIG);
+        CHECK_STATUS(authcore_code_flow_finish_pending(unkeyed, callback, pending, &c),
+                     AUTHCORE_STATUS_CONFIG);
+        CHECK(strstr(authcore_last_error_message(), "pending key") != NULL ||
+                  strstr(authcore_last_error_message(), "pending_key") != NULL,
+              "says why: %s", authcore_last_error_message());
+        size_t huge_len = (size_t)1 << 20;
+        char *huge = malloc(huge_len + 1);
+        memset(huge, 'A', huge_len);
+        huge[huge_len] = '\0';
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback, huge, &c), AUTHCORE_STATUS_CONFIG);
+        free(huge);
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback, "\x01\x7f\xc3\xa9", &c),
+                     AUTHCORE_STATUS_CONFIG);
+        CHECK_STATUS(authcore_code_flow_finish_pending(flow, callback, "\xff\xfe", &c),
+                     AUTHCORE_STATUS_INVALID_ARGUMENT);
+        CHECK(c == NULL, "no client");
+        CHECK(token_requests() == 0, "no token request (%ld)", token_requests());
+        /* Untouched, it finishes. */
+        CHECK_OK(authcore_code_flow_finish_pending(flow, callback, pending, &c));
+        authcore_client_free(c);
+        c = NULL;
+    }
+    free(callback);
+    authcore_string_free(url);
+    authcore_string_free(pending);
+
+    /* Expired, in memory and sealed (finished by another worker). */
+    devserver_reset();
+    authcore_code_flow *brief = keyed_flow(PENDING_KEY), *worker = keyed_flow(PENDING_KEY);
+    CHECK_OK(authcore_code_flow_set_pending_lifetime(brief, 100));
+    CHECK_OK(authcore_code_flow_set_pending_lifetime(worker, 100));
+    char *state = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url_pending(brief, &url, &state, &pending));
+    callback = url ? follow_authorize(url) : NULL;
+    struct timespec wait = {0, 500 * 1000 * 1000}; /* expiry only becomes more true */
+    nanosleep(&wait, NULL);
+    if (callback != NULL) {
+        CHECK_STATUS(authcore_code_flow_finish_with_state(brief, callback, state, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+        CHECK_STATUS(authcore_code_flow_finish_pending(worker, callback, pending, &c),
+                     AUTHCORE_STATUS_STATE_MISMATCH);
+    }
+    CHECK(token_requests() == 0, "no token request for an expired sign-in");
+    free(callback);
+    authcore_string_free(url);
+    authcore_string_free(state);
+    authcore_string_free(pending);
+    authcore_code_flow_free(brief);
+    authcore_code_flow_free(worker);
+    authcore_code_flow_free(other);
+    authcore_code_flow_free(unkeyed);
     authcore_code_flow_free(flow);
 }
 
@@ -619,9 +774,15 @@ static void test_null_arguments(void) {
     CHECK_STATUS(authcore_code_flow_new_viewneo(NULL, "i", "s", cb, NULL, NULL, NULL), NUL);
     CHECK_STATUS(authcore_code_flow_authorization_url(NULL, &s, NULL), NUL);
     CHECK_STATUS(authcore_code_flow_authorization_url(f, NULL, NULL), NUL);
-    CHECK_STATUS(authcore_code_flow_finish(NULL, cb, &c), NUL);
-    CHECK_STATUS(authcore_code_flow_finish(f, NULL, &c), NUL);
-    CHECK_STATUS(authcore_code_flow_finish(f, cb, NULL), NUL);
+    CHECK_STATUS(authcore_code_flow_finish_with_state(NULL, cb, "st", &c), NUL);
+    CHECK_STATUS(authcore_code_flow_finish_with_state(f, NULL, "st", &c), NUL);
+    CHECK_STATUS(authcore_code_flow_set_pending_key(NULL, (const uint8_t *)"k", 1), NUL);
+    CHECK_STATUS(authcore_code_flow_set_pending_key(f, NULL, 32), NUL);
+    CHECK_STATUS(authcore_code_flow_set_pending_lifetime(NULL, 1000), NUL);
+    authcore_stats fs;
+    CHECK_STATUS(authcore_code_flow_stats(NULL, &fs, sizeof fs), NUL);
+    CHECK_STATUS(authcore_code_flow_stats(f, NULL, sizeof fs), NUL);
+    CHECK_STATUS(authcore_code_flow_finish_with_state(f, cb, "st", NULL), NUL);
     CHECK(strstr(authcore_last_error_message(), "out") != NULL, "names the argument: %s",
           authcore_last_error_message());
 
@@ -681,6 +842,8 @@ int main(void) {
     test_client_credentials();
     test_authorization_code_and_refresh();
     test_sign_ins_in_flight();
+    test_login_csrf();
+    test_sealed_pending_refused();
     test_tls_trust();
     test_errors();
     test_response_handle();

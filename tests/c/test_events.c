@@ -172,6 +172,43 @@ static void test_events_and_counters(void) {
     CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_OFF, NULL, NULL));
 }
 
+/* A burst of sign-ins beyond the bound (1024 in memory) evicts the oldest: never
+ * silently — a signin.evicted warning each, counted in authcore_code_flow_stats. */
+static void test_sign_in_evictions_are_told_and_counted(void) {
+    static event_log log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    authcore_code_flow *flow = NULL;
+    CHECK_OK(authcore_code_flow_new_viewneo(devserver_url(), CLIENT_ID, SECRET,
+                                            "http://127.0.0.1/callback", NULL, NULL, &flow));
+    char *first_state = NULL, *url = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &first_state));
+    log.forbidden[0] = first_state;
+    authcore_string_free(url);
+    CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_WARN, on_event, &log));
+    for (int i = 0; i < 1024 + 1; i++) {
+        url = NULL;
+        CHECK_OK(authcore_code_flow_authorization_url(flow, &url, NULL));
+        authcore_string_free(url);
+    }
+    CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_OFF, NULL, NULL));
+    CHECK(seen(&log, "signin.evicted") == 2, "two evictions told (%d)", seen(&log, "signin.evicted"));
+    CHECK(log.by_level[AUTHCORE_LOG_LEVEL_WARN] == 2, "as warnings");
+    CHECK(log.secret_seen == 0, "the evicted state is never in an event");
+    authcore_stats stats;
+    memset(&stats, 0xff, sizeof stats);
+    CHECK_OK(authcore_code_flow_stats(flow, &stats, sizeof stats));
+    CHECK(stats.signins_evicted == 2, "counted (%llu)", (unsigned long long)stats.signins_evicted);
+    CHECK(stats.token_requests_succeeded == 0 && stats.cache_hits == 0, "nothing else");
+    /* A client's stats have the field, always zero. */
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_personal_access_token("pat", &c));
+    memset(&stats, 0xff, sizeof stats);
+    CHECK_OK(authcore_client_stats(c, &stats, sizeof stats));
+    CHECK(stats.signins_evicted == 0, "zero in a client");
+    authcore_client_free(c);
+    authcore_string_free(first_state);
+    authcore_code_flow_free(flow);
+}
+
 /* authcore_last_error_message: set by every call that returns a status (cleared on
  * success), untouched by the others. */
 static void test_last_error_rules(void) {
@@ -193,6 +230,7 @@ static void test_last_error_rules(void) {
 
 int main(void) {
     test_events_and_counters();
+    test_sign_in_evictions_are_told_and_counted();
     test_last_error_rules();
     return harness_finish("test_events");
 }

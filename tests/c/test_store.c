@@ -378,7 +378,7 @@ static int sign_in(char *out, size_t cap) {
     authcore_options *o = NULL;
     authcore_code_flow *flow = NULL;
     authcore_client *client = NULL;
-    char authorize[512], token_url[512], *url = NULL;
+    char authorize[512], token_url[512], *url = NULL, *state = NULL;
     snprintf(authorize, sizeof authorize, "%s/oauth2/authorize", devserver_url());
     snprintf(token_url, sizeof token_url, "%s/oauth2/token", devserver_url());
     CHECK_OK(authcore_options_new(&o));
@@ -387,12 +387,13 @@ static int sign_in(char *out, size_t cap) {
                                     "http://127.0.0.1/callback", "campaigns:read", false,
                                     AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, true, o, &flow));
     authcore_options_free(o);
-    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, NULL));
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
     char *callback = url ? follow_authorize(url) : NULL;
     CHECK(callback != NULL, "the provider redirected back");
-    if (callback != NULL) CHECK_OK(authcore_code_flow_finish(flow, callback, &client));
+    if (callback != NULL) CHECK_OK(authcore_code_flow_finish_with_state(flow, callback, state, &client));
     free(callback);
     authcore_string_free(url);
+    authcore_string_free(state);
     authcore_client_free(client);
     authcore_code_flow_free(flow);
     snprintf(out, cap, "%s", log.last);

@@ -1,8 +1,6 @@
 //! One target per parser of outside input. A target is a corpus directory
 //! (`core/fuzz/corpus/<name>/`) and a test that hands each input to the production
-//! parser through [`run`], checking what it returns; adding a parser is adding both
-//! (the exported sign-in `pending` gets its target the same way, next to
-//! `callback_url`).
+//! parser through [`run`], checking what it returns; adding a parser is adding both.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +13,7 @@ use super::{all_secrets, no_secret_in, run, REQUEST_SECRETS, TOKEN_MARKER};
 use crate::challenge::Challenge;
 use crate::discovery::Metadata;
 use crate::error;
-use crate::flow::Callback;
+use crate::flow::{AuthorizationCodeFlow, Callback};
 use crate::grant::device_code;
 use crate::grant::{AuthorizationCode, ClientCredentials};
 use crate::http::{BodyFormat, Http, Replay, TokenRequest};
@@ -189,6 +187,62 @@ fn callback_url() {
             Ok(_code) => Ok(()),
             Err(e) => no_secret_in(&e, &[TOKEN_MARKER]),
         }
+    });
+}
+
+/// The exported sign-in (`pending`) as `finish_pending` reads it: the input is both a
+/// `pending` string as it arrives (never opens: it is not sealed under this flow's key)
+/// and the plaintext a sealed one carries (sealed here under the flow's key, as an
+/// attacker who knew the key could make it), so that every field the JSON can hold —
+/// a start time past i64, no verifier, an empty or huge state — meets the checks that
+/// run before any token request. The token endpoint is a closed port: a sign-in that
+/// passes every check fails at the exchange, which is also checked for secrets.
+#[test]
+fn pending() {
+    let config = AuthorizationCode::new(
+        "http://127.0.0.1:1/authorize",
+        "http://127.0.0.1:1/token",
+        "c",
+        "s",
+        "http://127.0.0.1:9/callback",
+    );
+    let flow = AuthorizationCodeFlow::new(config, Options::default())
+        .and_then(|f| f.pending_key(&[7u8; 32]))
+        .expect("a flow");
+    run("pending", |bytes| {
+        let as_given = String::from_utf8_lossy(bytes);
+        let callback = format!("/callback?code={TOKEN_MARKER}&state={TOKEN_MARKER}");
+        if let Ok(client) = flow.finish_pending(&callback, &as_given) {
+            return Err(format!("an unsealed pending finished: {client:?}"));
+        }
+        let doc = serde_json::from_slice::<Value>(bytes).ok();
+        let state = doc
+            .as_ref()
+            .and_then(|v| v.get("state")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        // The input as it is, and (for an object) started now: a committed seed is
+        // never fresh, and only a fresh one reaches the code exchange.
+        let mut plaintexts = vec![bytes.to_vec()];
+        if let Some(Value::Object(mut o)) = doc {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            o.insert("started_ms".into(), Value::from(u64::try_from(now).unwrap_or(0)));
+            plaintexts.push(serde_json::to_vec(&o).map_err(|e| e.to_string())?);
+        }
+        for plaintext in &plaintexts {
+            let sealed = flow.seal_for_fuzzing(plaintext).map_err(|e| e.to_string())?;
+            for state in [state.as_str(), TOKEN_MARKER] {
+                let callback = format!(
+                    "/callback?code={TOKEN_MARKER}&state={}",
+                    url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>()
+                );
+                if let Err(e) = flow.finish_pending(&callback, sealed.expose_secret()) {
+                    no_secret_in(&e, &[TOKEN_MARKER])?;
+                }
+            }
+        }
+        Ok(())
     });
 }
 

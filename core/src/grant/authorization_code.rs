@@ -241,6 +241,11 @@ impl AuthorizationCode {
             .collect()
     }
 
+    /// Whether the flow sends a PKCE challenge (and so needs a verifier to finish).
+    pub(crate) fn uses_pkce(&self) -> bool {
+        self.pkce
+    }
+
     /// A fresh PKCE pair if PKCE is on.
     pub(crate) fn new_pkce(&self) -> Option<Pkce> {
         self.pkce.then(Pkce::generate)
