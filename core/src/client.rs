@@ -20,6 +20,12 @@ use crate::token::Token;
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
 /// (and its clones) should serve every thread of a process.
 ///
+/// A renewal runs user code on the thread that renews: its events (a logger), its
+/// hooks, a custom store. From there, a call to the same client that would wait for
+/// that renewal ([`token`](Self::token) or [`refresh`](Self::refresh) without a fresh
+/// token cached, [`revoke`](Self::revoke)) fails at once with a
+/// [`Config`](crate::ErrorKind::Config) error instead of waiting for itself.
+///
 /// ```
 /// let client = authcore::Client::personal_access_token("my-token");
 /// let header = client.authorization_header().unwrap();
@@ -278,6 +284,10 @@ impl Client {
     pub fn revoke(&self) -> Result<()> {
         let inner = &*self.inner;
         let deadline = Deadline::after(inner.http.options().timeout);
+        // From inside this client's own renewal, revoking would wait for it.
+        if inner.cache.renewing_here() {
+            return Err(crate::cache::reentered());
+        }
         // Before forgetting anything: is there somewhere to revoke?
         if !inner.grant.revocable() {
             return crate::grant::require_revocation_url(&None).map(|_| ());
