@@ -7,9 +7,11 @@
 //! and `/.well-known/openid-configuration`, `iss` in authorization responses, device
 //! authorization at `/oauth2/device` with `authorization_pending`/`slow_down`/
 //! `access_denied` on demand, revocation at `/oauth2/revoke`, left out of the metadata with
-//! `{"revocation_endpoint": false}` in the config). Protected resource: `/api/...` (`/api/admin`
-//! needs the `admin` scope; `/api/reject` refuses every token; every answer to a known
-//! token names its subject in `X-Sub` and in the body's `sub`). Control: `/_control/...`
+//! `{"revocation_endpoint": false}` in the config). Protected resource: `/api/...`
+//! (`/api/admin` needs the `admin` scope; `/api/reject` refuses every token;
+//! `/api/redirect?to=URL` answers `302 Found` (or `?status=` 301, 303, 307, 308) to `URL`,
+//! a loopback `http` or `https` URL, whatever the token; every answer to a known token
+//! names its subject in `X-Sub` and in the body's `sub`). Control: `/_control/...`
 //! (loopback peers only, and only with a loopback `Host` and `Origin`, so that a web
 //! page in a browser cannot drive it).
 //!
@@ -325,6 +327,8 @@ pub enum ResourceOutcome {
     Unknown,
     /// 401 from `/api/reject`, which refuses every token.
     Rejected,
+    /// A redirect from `/api/redirect`, whatever the token.
+    Redirected,
     /// 403: the token lacks a scope.
     Forbidden,
     /// 400: something else was wrong with the request (Vibe's revision header).
@@ -1077,7 +1081,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 oauth_error(403, "forbidden", "control is for loopback callers only")
             }
         }
-        (_, p) if p == "/api" || p.starts_with("/api/") => resource(shared, p, head),
+        (_, p) if p == "/api" || p.starts_with("/api/") => resource(shared, p, query, head),
         _ => Reply::json(404, json!({"title": "Not Found", "status": 404})),
     }
 }
@@ -1819,7 +1823,7 @@ fn oauth_token(
     }
 }
 
-fn resource(shared: &Shared, path: &str, head: &Head) -> Reply {
+fn resource(shared: &Shared, path: &str, query: &str, head: &Head) -> Reply {
     let vibe = shared.state.lock().behaviour.vibe;
     // Vibe's API answers errors in its own envelope.
     let error = |status: u16, kind: &str, title: &str| {
@@ -1848,8 +1852,10 @@ fn resource(shared: &Shared, path: &str, head: &Head) -> Reply {
         .access
         .get(token)
         .map_or((None, None), |t| (t.sub.clone(), Some(t.family)));
-    let (reply, outcome) =
-        resource_verdict(shared, &mut st, path, head, token, vibe, &error, &challenge);
+    let (reply, outcome) = match path {
+        "/api/redirect" => redirect(query),
+        _ => resource_verdict(shared, &mut st, path, head, token, vibe, &error, &challenge),
+    };
     let reply = match &sub {
         Some(sub) => reply.header("x-sub", sub.clone()),
         None => reply,
@@ -1863,6 +1869,34 @@ fn resource(shared: &Shared, path: &str, head: &Head) -> Reply {
     };
     st.record(head.label.as_deref(), unix_us(), event);
     reply
+}
+
+/// `/api/redirect?to=URL[&status=302]`: a redirect to a loopback URL (another
+/// devserver, another port or scheme), for tests of what clients send after one.
+fn redirect(query: &str) -> (Reply, ResourceOutcome) {
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let bad = |title: &str| {
+        let reply = Reply::json(400, json!({"title": title, "status": 400}));
+        (reply, ResourceOutcome::BadRequest)
+    };
+    let status = match params.get("status").map(String::as_str) {
+        None => 302,
+        Some(s) => match s.parse::<u16>() {
+            Ok(s @ (301 | 302 | 303 | 307 | 308)) => s,
+            _ => return bad("status must be 301, 302, 303, 307 or 308"),
+        },
+    };
+    let target = params.get("to").and_then(|to| url::Url::parse(to).ok());
+    let Some(target) = target.filter(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(is_loopback_authority)
+    }) else {
+        return bad("to must be an http or https URL on a loopback host");
+    };
+    let reply = Reply::json(status, json!({"location": target.as_str()}))
+        .header("location", target.as_str());
+    (reply, ResourceOutcome::Redirected)
 }
 
 /// The answer to a resource request, and its verdict for the journal.

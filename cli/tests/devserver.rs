@@ -541,3 +541,65 @@ fn a_code_sign_in_belongs_to_its_login_hint() {
         "erin"
     );
 }
+
+#[test]
+fn the_redirect_endpoint_leads_to_loopback_urls_only() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let s = DevServer::start(addr, Credentials::default()).unwrap();
+    let base = s.url();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let redirect = |query: &str| {
+        let r = agent
+            .get(format!("{base}/api/redirect?{query}"))
+            .call()
+            .unwrap();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), location)
+    };
+    let to = "http://localhost:9/api/resource";
+    assert_eq!(
+        redirect(&format!("to={}", urlencode(to))),
+        (302, Some(to.to_owned()))
+    );
+    let to = "https://[::1]:8443/x?y=1";
+    assert_eq!(
+        redirect(&format!("status=307&to={}", urlencode(to))),
+        (307, Some(to.to_owned()))
+    );
+    for bad in [
+        "to=https%3A%2F%2Fexample.com%2F",
+        "to=ftp%3A%2F%2F127.0.0.1%2F",
+        "to=not-a-url",
+        "",
+        "status=200&to=http%3A%2F%2F127.0.0.1%2F",
+    ] {
+        assert_eq!(redirect(bad), (400, None), "{bad}");
+    }
+    let journal = s.journal(0);
+    let outcomes: Vec<_> = journal
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            authcore_cli::devserver::Event::Resource { path, outcome, .. } => {
+                Some((path.clone(), *outcome))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 7);
+    assert!(outcomes[..2]
+        .iter()
+        .all(|(p, o)| p == "/api/redirect"
+            && *o == authcore_cli::devserver::ResourceOutcome::Redirected));
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

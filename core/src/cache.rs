@@ -7,6 +7,10 @@
 //! process that finds its parent's core (a renewal "in flight" whose leader does not
 //! exist in the child, or a lock held by a parent thread at the moment of the fork)
 //! starts a new core from the published token and refresh token.
+//!
+//! Re-entry: a renewal runs user code on its leader's thread (events, hooks, stores). A
+//! call into the same cache from there that would wait for that very renewal is refused
+//! at once ([`reentered`]): the renewal cannot finish before that call returns.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,6 +67,9 @@ impl Policy {
 #[derive(Debug, Clone, Copy)]
 struct Flight {
     seq: u64,
+    /// Unique in the process (and past a fork): names the flight in its leader
+    /// thread's [`LEADING`].
+    id: u64,
     /// Why it renews.
     reason: Reason,
     /// The leader gives up by then; waiters wait no longer than that (plus a margin).
@@ -148,16 +155,74 @@ impl State {
         self.ahead_busy_until.is_some_and(|until| now < until)
     }
 
-    fn begin_flight(&mut self, deadline: Deadline, reason: Reason) -> u64 {
+    fn begin_flight(&mut self, deadline: Deadline, reason: Reason) -> Flight {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.flight = Some(Flight {
+        let flight = Flight {
             seq,
+            id: NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed),
             reason,
             deadline: deadline.instant(),
-        });
-        seq
+        };
+        self.flight = Some(flight);
+        flight
     }
+}
+
+/// Ids of flights, never reused in a process; a child after `fork()` goes on counting
+/// from its parent's number, so no flight of its own has the id of one its threads
+/// still list as led in the parent.
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The flights this thread leads: more than one when user code run by one client's
+    /// renewal (an event, a hook) uses another client.
+    static LEADING: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks this thread as the leader of a flight until dropped (also when the renewal
+/// unwinds).
+struct Leading(u64);
+
+impl Leading {
+    fn enter(id: u64) -> Leading {
+        let _ = LEADING.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                l.push(id);
+            }
+        });
+        Leading(id)
+    }
+
+    /// Whether this thread leads flight `id`.
+    fn here(id: u64) -> bool {
+        LEADING
+            .try_with(|l| l.try_borrow().is_ok_and(|l| l.contains(&id)))
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        let _ = LEADING.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                if let Some(i) = l.iter().rposition(|id| *id == self.0) {
+                    l.remove(i);
+                }
+            }
+        });
+    }
+}
+
+/// The answer to a call that would wait for a renewal led by its own thread: from
+/// inside that renewal's user code (an event handler or log callback, a hook, a store),
+/// which that renewal waits for in turn.
+pub(crate) fn reentered() -> Error {
+    Error::config(
+        "called from inside an event (or hook, or store call) of this client's own token \
+         renewal, on the thread that runs it: that renewal cannot finish before this call \
+         returns, so the call is refused; use the client outside its own events and hooks",
+    )
 }
 
 /// The mutable state of one process.
@@ -371,6 +436,14 @@ impl Cache {
         self.publish(&st);
     }
 
+    /// Whether this thread runs this cache's renewal in flight (and so is inside its user
+    /// code: an event, a hook, a store call).
+    pub(crate) fn renewing_here(&self) -> bool {
+        let core = self.core();
+        let flight = core.state.lock().flight;
+        flight.is_some_and(|f| Leading::here(f.id))
+    }
+
     /// Waits (until `deadline`) for a renewal in flight to finish, and hands over the
     /// tokens of renewals that finished after [`clear`](Self::clear): a revocation
     /// revokes them too.
@@ -535,7 +608,10 @@ impl Cache {
         A: FnOnce(&Token, Option<&Secret>),
     {
         let deadline = deadline.min(Deadline::after(RENEWAL_BUDGET));
-        let seq = st.begin_flight(deadline, reason);
+        let flight = st.begin_flight(deadline, reason);
+        let seq = flight.seq;
+        // Before any user code runs (the events, hooks and store calls of `renew`).
+        let _leading = Leading::enter(flight.id);
         let epoch = self.revocations.load(Ordering::Acquire);
         let mut refresh_token = st.refresh_token.clone();
         let mut replacing = st.replacing(reason);
@@ -724,6 +800,11 @@ impl Cache {
         flight: Flight,
         deadline: Deadline,
     ) -> Result<Arc<Token>> {
+        if Leading::here(flight.id) {
+            // Waiting would wait for this very call to return.
+            drop(st);
+            return Err(reentered());
+        }
         let started = Instant::now();
         let mut until = deadline.instant().min(later(flight.deadline, WAIT_MARGIN));
         if let Some(w) = self.policy.wait_timeout {

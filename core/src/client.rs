@@ -21,6 +21,12 @@ use crate::token::Token;
 /// A thread-safe token client. Clone it freely: clones share one cache, so one client
 /// (and its clones) should serve every thread of a process.
 ///
+/// A renewal runs user code on the thread that renews: its events (a logger), its
+/// hooks, a custom store. From there, a call to the same client that would wait for
+/// that renewal ([`token`](Self::token) or [`refresh`](Self::refresh) without a fresh
+/// token cached, [`revoke`](Self::revoke)) fails at once with a
+/// [`Config`](crate::ErrorKind::Config) error instead of waiting for itself.
+///
 /// ```
 /// let client = authcore::Client::personal_access_token("my-token");
 /// let header = client.authorization_header().unwrap();
@@ -305,6 +311,10 @@ impl Client {
     /// again removes the stored session); a server error is returned as it is, and the
     /// tokens are still forgotten here (they may be dead, and are no longer trusted).
     pub fn revoke(&self) -> Result<()> {
+        // From inside this client's own renewal, revoking would wait for it.
+        if self.inner.cache.renewing_here() {
+            return Err(crate::cache::reentered());
+        }
         // Before forgetting anything: is there somewhere to revoke?
         if !self.inner.grant.revocable() {
             return crate::grant::require_revocation_url(&None).map(|_| ());
@@ -323,6 +333,10 @@ impl Client {
     /// there; calling again retries); the provider was still asked to revoke the tokens
     /// this client held.
     pub fn sign_out(&self) -> Result<SignOut> {
+        // From inside this client's own renewal, signing out would wait for it.
+        if self.inner.cache.renewing_here() {
+            return Err(crate::cache::reentered());
+        }
         let ended = self.end_session(self.inner.grant.revocable());
         ended.taken?;
         Ok(match (ended.had_session, ended.revoked) {

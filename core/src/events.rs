@@ -24,6 +24,13 @@
 //!
 //! With no logger installed an event costs one relaxed load of `log`'s maximum level;
 //! no event is emitted on the cached path.
+//!
+//! Where events are raised: on the thread doing the work, never while the cache's lock
+//! is held and never inside a lazy initialiser (a logger may take locks of its own, such
+//! as Python's GIL). A logger may call the client: a call that would wait for the
+//! renewal the event belongs to (no fresh token is cached and this thread is renewing
+//! it) fails at once with a [`Config`](crate::ErrorKind::Config) error rather than
+//! waiting for itself.
 
 /// The target of every event.
 pub(crate) const TARGET: &str = "authcore";

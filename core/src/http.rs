@@ -202,7 +202,8 @@ impl Http {
                 Some(ureq::Proxy::new(u).map_err(|_| Error::config("the proxy URL is not valid"))?)
             }
         };
-        let roots = trusted_roots(&options)?;
+        let (roots, bundle) = trusted_roots(&options)?;
+        let options = store_trusting(options, bundle.as_deref())?;
         let agents = ArcSwap::from_pointee(Agents {
             stamp: Stamp::current(),
             agent: build_agent(&options, proxy.clone(), roots.clone()),
@@ -524,10 +525,11 @@ fn agent_timeout(timeout: Duration) -> Duration {
 }
 
 /// The certificate authorities to trust: the configured CA bundle, else the platform's
-/// trust store, else (a platform without one) the Web PKI roots built in.
-fn trusted_roots(options: &Options) -> Result<ureq::tls::RootCerts> {
+/// trust store, else (a platform without one) the Web PKI roots built in. With the
+/// bundle's PEM, for a store that speaks TLS too.
+fn trusted_roots(options: &Options) -> Result<(ureq::tls::RootCerts, Option<Vec<u8>>)> {
     let Some(path) = &options.ca_bundle else {
-        return Ok(platform_roots());
+        return Ok((platform_roots()?, None));
     };
     let shown = path.display();
     let pem = std::fs::read(path)
@@ -549,31 +551,146 @@ fn trusted_roots(options: &Options) -> Result<ureq::tls::RootCerts> {
             "the CA bundle {shown} holds no certificate"
         )));
     }
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+    Ok((ureq::tls::RootCerts::new_with_certs(&certs), Some(pem)))
 }
 
-/// The platform's trust store, read once per process (on Linux: `SSL_CERT_FILE`,
-/// `SSL_CERT_DIR`, else the system bundle), or the built-in Web PKI roots when it holds
-/// no certificate (a minimal container image).
-fn platform_roots() -> ureq::tls::RootCerts {
-    static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let found = rustls_native_certs::load_native_certs();
-            let certs: Vec<ureq::tls::Certificate<'static>> = found
-                .certs
-                .iter()
-                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-                .collect();
-            if certs.is_empty() {
-                event!(warn, "tls.no_platform_roots";
-                    "the platform's trust store holds no certificate; using the built-in Web PKI roots");
-                ureq::tls::RootCerts::WebPki
-            } else {
-                ureq::tls::RootCerts::new_with_certs(&certs)
-            }
-        })
-        .clone()
+/// The options with their store as a client trusting `bundle` must use it: a store that
+/// speaks TLS and has no CA of its own trusts the client's CA bundle too.
+fn store_trusting(options: Arc<Options>, bundle: Option<&[u8]>) -> Result<Arc<Options>> {
+    let (Some(pem), Some(store)) = (bundle, &options.store) else {
+        return Ok(options);
+    };
+    match store.trusting(pem)? {
+        Some(store) => {
+            let mut changed = (*options).clone();
+            changed.store = Some(store);
+            Ok(Arc::new(changed))
+        }
+        None => Ok(options),
+    }
+}
+
+/// The platform's trust store, read once per process (on Linux: `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` when set, else the system bundle), or the built-in Web PKI roots when
+/// the system bundle holds no certificate (a minimal container image). A variable that
+/// is set (not empty) but names nothing usable is a configuration error naming it —
+/// never a quiet fallback to other roots; it is not remembered, so a client made after
+/// the variable is fixed reads the store again.
+fn platform_roots() -> Result<ureq::tls::RootCerts> {
+    static ROOTS: std::sync::OnceLock<PlatformRoots> = std::sync::OnceLock::new();
+    static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let roots = match ROOTS.get() {
+        Some(roots) => roots,
+        None => {
+            // Read outside the cell: nothing (an event above all) runs inside an
+            // initialiser another thread may be waiting on.
+            let read = read_platform_roots()?;
+            ROOTS.get_or_init(|| read)
+        }
+    };
+    if roots.built_in && !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        event!(warn, "tls.no_platform_roots";
+            "the platform's trust store holds no certificate; using the built-in Web PKI roots");
+    }
+    Ok(roots.roots.clone())
+}
+
+/// The platform's trust store, as read.
+struct PlatformRoots {
+    roots: ureq::tls::RootCerts,
+    /// The system bundle held nothing: the Web PKI roots built in stand in for it.
+    built_in: bool,
+}
+
+/// Reads the platform's trust store: see [`platform_roots`].
+fn read_platform_roots() -> Result<PlatformRoots> {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let file = set("SSL_CERT_FILE");
+    let dirs = set("SSL_CERT_DIR");
+    let certs = if file.is_none() && dirs.is_none() {
+        // Failures to read parts of the system bundle leave the rest of it.
+        rustls_native_certs::load_native_certs().certs
+    } else {
+        let mut certs = Vec::new();
+        if let Some(file) = file {
+            certs.extend(certs_of_cert_file(std::path::Path::new(&file))?);
+        }
+        if let Some(dirs) = dirs {
+            certs.extend(certs_of_cert_dirs(&dirs)?);
+        }
+        certs
+    };
+    if certs.is_empty() {
+        return Ok(PlatformRoots {
+            roots: ureq::tls::RootCerts::WebPki,
+            built_in: true,
+        });
+    }
+    let certs: Vec<ureq::tls::Certificate<'static>> = certs
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    Ok(PlatformRoots {
+        roots: ureq::tls::RootCerts::new_with_certs(&certs),
+        built_in: false,
+    })
+}
+
+/// The certificates of the file `SSL_CERT_FILE` names: every PEM block in it must be a
+/// readable certificate, and there must be one at least.
+fn certs_of_cert_file(
+    file: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let shown = file.display();
+    let found = rustls_native_certs::load_certs_from_paths(Some(file), None);
+    if let Some(e) = found.errors.first() {
+        return Err(Error::config(format!(
+            "SSL_CERT_FILE names {shown}, which cannot be used as trusted certificates ({}); \
+             fix or unset SSL_CERT_FILE",
+            cert_load_error(e)
+        )));
+    }
+    if found.certs.is_empty() {
+        return Err(Error::config(format!(
+            "SSL_CERT_FILE names {shown}, which holds no certificate; fix or unset SSL_CERT_FILE"
+        )));
+    }
+    Ok(found.certs)
+}
+
+/// The certificates in the directories `SSL_CERT_DIR` names (separated as `PATH` is):
+/// each must be a readable directory, and they must hold one certificate at least. A
+/// file in them that is not a certificate is skipped (it is not trusted), as OpenSSL
+/// does.
+fn certs_of_cert_dirs(
+    dirs: &std::ffi::OsStr,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let mut certs = Vec::new();
+    for dir in std::env::split_paths(dirs).filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::read_dir(&dir) {
+            return Err(Error::config(format!(
+                "SSL_CERT_DIR names {}, which cannot be read as a directory ({e}); fix or unset \
+                 SSL_CERT_DIR",
+                dir.display()
+            )));
+        }
+        certs.extend(rustls_native_certs::load_certs_from_paths(None, Some(&dir)).certs);
+    }
+    if certs.is_empty() {
+        return Err(Error::config(format!(
+            "SSL_CERT_DIR names {}, where no certificate was found; fix or unset SSL_CERT_DIR",
+            std::path::Path::new(dirs).display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// What went wrong reading a certificate file, without its path (said already).
+fn cert_load_error(e: &rustls_native_certs::Error) -> String {
+    match &e.kind {
+        rustls_native_certs::ErrorKind::Io { inner, .. } => inner.to_string(),
+        _ => "not valid PEM".to_owned(),
+    }
 }
 
 fn build_agent(

@@ -291,11 +291,14 @@ impl Options {
     }
 
     /// Trust exactly the certificate authorities in this PEM file for HTTPS (an internal
-    /// identity provider behind a corporate CA), instead of the platform's trust store.
-    /// A file that cannot be read or holds no certificate is a configuration error when
-    /// the client is made. Default: the platform's trust store (on Linux the system
-    /// bundle, with `SSL_CERT_FILE` and `SSL_CERT_DIR` honoured), else the Web PKI roots
-    /// built in when the platform has none.
+    /// identity provider behind a corporate CA), instead of the platform's trust store —
+    /// and for a `rediss://` [`RedisStore`](crate::RedisStore) made without a CA of its
+    /// own. A file that cannot be read or holds no certificate is a configuration error
+    /// when the client is made. Default: the platform's trust store (on Linux the system
+    /// bundle, or what `SSL_CERT_FILE` and `SSL_CERT_DIR` name when they are set and not
+    /// empty — a file or directory there that cannot be read or holds no certificate is
+    /// a configuration error naming the variable), else the Web PKI roots built in when
+    /// the system bundle holds none.
     pub fn ca_bundle(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.ca_bundle = Some(path.into());
         self

@@ -296,6 +296,81 @@ fn a_restarted_redis_is_used_again() {
 }
 
 #[test]
+fn rediss_trusts_the_clients_ca_bundle() {
+    let (redis, pki) = Redis::start_tls();
+    let mut server = mockito::Server::new();
+    let count = counting_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600}"#,
+    );
+    // One store made without a CA, shared by clients that trust the throwaway CA.
+    let store: Arc<dyn TokenStore> = Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let client = |options: authcore::Options| {
+        Client::new(
+            ClientCredentials::new(format!("{}/token", server.url()), "id", "secret"),
+            options.store(Arc::clone(&store)),
+        )
+        .unwrap()
+    };
+    let trusting = || opts().ca_bundle(&pki.files[0]);
+    for _ in 0..3 {
+        client(trusting()).token().unwrap();
+    }
+    // Three clients, three caches: only Redis can have shared the one token.
+    assert_eq!(
+        count.load(SeqCst),
+        1,
+        "the first client's token, shared through Redis"
+    );
+    // The store itself still trusts only the Web PKI: a client without the bundle
+    // cannot use it (a client-credentials client then renews without it).
+    let e = store
+        .lock(
+            &StoreKey::custom("tls"),
+            Instant::now() + Duration::from_secs(2),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    client(opts()).token().unwrap();
+    assert_eq!(
+        count.load(SeqCst),
+        2,
+        "no store without the CA: a token of its own"
+    );
+    // A bundle of another CA is not trusted for Redis either.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = common::redis::Pki::new(other_dir.path());
+    client(opts().ca_bundle(&other.files[0])).token().unwrap();
+    assert_eq!(count.load(SeqCst), 3, "another CA: the store is not usable");
+    // Plain redis:// is left as it is.
+    let plain = Redis::start(&[]);
+    let plain_store: Arc<dyn TokenStore> = Arc::new(RedisStore::new(&plain.url()).unwrap());
+    assert!(plain_store
+        .trusting(pki.ca_pem.as_bytes())
+        .unwrap()
+        .is_none());
+    // So is a store with a CA of its own.
+    let own: Arc<dyn TokenStore> =
+        Arc::new(RedisStore::with_ca_pem(&redis.url(), pki.ca_pem.as_bytes()).unwrap());
+    assert!(own.trusting(other.ca_pem.as_bytes()).unwrap().is_none());
+    // Sentinel and Cluster URLs over TLS get a trusting copy too; without TLS, none.
+    for (url, copied) in [
+        ("rediss+sentinel://127.0.0.1:1/mymaster", true),
+        ("redis+sentinel://127.0.0.1:1/mymaster", false),
+        ("rediss+cluster://127.0.0.1:1", true),
+        ("redis+cluster://127.0.0.1:1", false),
+    ] {
+        let many = RedisStore::new(url).unwrap();
+        assert_eq!(
+            many.trusting(pki.ca_pem.as_bytes()).unwrap().is_some(),
+            copied,
+            "{url}"
+        );
+    }
+}
+
+#[test]
 fn rediss_with_a_ca_of_our_own() {
     let (redis, pki) = Redis::start_tls();
     let mut server = mockito::Server::new();

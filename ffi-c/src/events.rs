@@ -141,9 +141,16 @@ impl log::Log for CLogger {
 /// With no callback set an event costs one relaxed load; events are raised on renewals
 /// and failures, never when a cached token is handed out.
 ///
-/// The callback may call authcore functions; events those raise on the same thread are
-/// dropped rather than delivered recursively. Calling this function from inside the
-/// callback fails with `AUTHCORE_STATUS_INVALID_ARGUMENT`, as does an unknown level.
+/// An event is delivered on the thread that raised it, never while authcore holds a lock
+/// of its own and never inside a lazy initialiser. The callback may call authcore
+/// functions; events those raise on the same thread are dropped rather than delivered
+/// recursively. An event of a renewal is raised on the thread that runs the renewal:
+/// there, a call to that same client that would wait for that renewal
+/// (`authcore_client_token` and the other token and request functions while no fresh
+/// token is cached, `authcore_client_refresh`, `authcore_client_revoke`) fails at once
+/// with `AUTHCORE_STATUS_CONFIG` instead of waiting for itself — hand such work to
+/// another thread. Calling this function from inside the callback fails with
+/// `AUTHCORE_STATUS_INVALID_ARGUMENT`, as does an unknown level.
 ///
 /// # Safety
 /// `callback` is NULL or a function that may be called with `userdata` from any thread

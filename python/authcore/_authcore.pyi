@@ -69,7 +69,10 @@ class _ClientOptions(TypedDict, total=False):
       token it came with, and whose credential it is), for a hook serving many clients.
     - ``token_request_headers``: extra headers on token requests.
     - ``proxy``: a proxy URL, "" for none [from the environment].
-    - ``ca_bundle``: trust exactly the CAs in this PEM file [the system's trust store].
+    - ``ca_bundle``: trust exactly the CAs in this PEM file, for HTTPS and for a
+      ``rediss://`` ``RedisStore`` made without ``ca_file`` [the system's trust store, or
+      what ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name; set to something unusable they are a
+      ``ConfigError``].
     - ``store``: share tokens with other processes (``FileStore``, ``RedisStore``, or
       an object following ``authcore.TokenStore``; it saves versioned records, to be
       kept byte for byte).
@@ -254,6 +257,17 @@ class Stats:
 
 @final
 class Client:
+    """A token client: caches its token, renews it ahead of expiry with one request
+    however many threads ask, and recovers once from a 401. Share one per process.
+
+    A renewal runs on the calling thread, and so do its ``logging`` records (logger
+    ``authcore``), its hooks and a store's methods. From there, a call to the same
+    client that would wait for that renewal (``token``, ``authorization_header``,
+    ``refresh`` without a fresh token cached, ``revoke``) raises :class:`ConfigError`
+    at once instead of waiting for itself; a handler that needs the client should hand
+    the work to another thread.
+    """
+
     @staticmethod
     def personal_access_token(token: str, **options: Unpack[_ClientOptions]) -> Client:
         """A client that always sends one fixed token; options apply to its requests."""

@@ -17,6 +17,12 @@ use authcore::grant::WithOAuthSettings;
 
 /// A token client: caches its token, renews it ahead of expiry with one request however
 /// many threads ask, and recovers once from a 401. Share one per process.
+///
+/// A renewal runs on the calling thread, and so do its `logging` records (logger
+/// `authcore`), its hooks and a store's methods. From there, a call to the same client
+/// that would wait for that renewal (`token`, `authorization_header`, `refresh` without a
+/// fresh token cached, `revoke`) raises `ConfigError` at once instead of waiting for
+/// itself; a handler that needs the client should hand the work to another thread.
 #[pyclass(frozen, module = "authcore._authcore", name = "Client")]
 pub(crate) struct Client {
     pub(crate) inner: authcore::Client,

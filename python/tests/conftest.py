@@ -7,6 +7,7 @@ the source tree. The provider binary comes from ``AUTHCORE_BIN`` or the workspac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -60,6 +61,12 @@ class DevServer:
         result: dict[str, Any] = self.control("GET", "counters")
         return result
 
+    def resources(self) -> list[dict[str, Any]]:
+        """The journal's requests to the protected resource, oldest first (tokens as
+        tags, ``None`` for a request without one)."""
+        journal = self.control("GET", "journal")
+        return [e for e in journal["events"] if e["event"] == "resource"]
+
     def token_requests(self, grant: str | None = None) -> int:
         c = self.counters()
         if grant is None:
@@ -91,32 +98,35 @@ def _binary() -> pathlib.Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[DevServer]:
+@contextlib.contextmanager
+def _devserver(*extra: str) -> Iterator[dict[str, str]]:
+    """Runs a devserver process (with ``extra`` arguments) until the block ends: yields
+    the ``AUTHCORE_DEVSERVER_*`` lines it printed, ``URL`` last."""
     proc = subprocess.Popen(
-        [str(_binary()), "devserver", "--host", "127.0.0.1", "--port", "0"],
+        [str(_binary()), "devserver", "--host", "127.0.0.1", "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = None
+    told: dict[str, str] = {}
     deadline = time.monotonic() + 20
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and "URL" not in told:
         line = proc.stdout.readline()
         if not line:
             break
-        if line.startswith("AUTHCORE_DEVSERVER_URL="):
-            url = line.strip().split("=", 1)[1]
-            break
-    if url is None:
+        if line.startswith("AUTHCORE_DEVSERVER_") and "=" in line:
+            name, value = line.strip().removeprefix("AUTHCORE_DEVSERVER_").split("=", 1)
+            told[name] = value
+    if "URL" not in told:
         proc.kill()
+        proc.wait(timeout=10)
         raise RuntimeError("the devserver did not start")
     # Keep draining its output so that it can never block on a full pipe.
     drain = threading.Thread(target=proc.stdout.read, daemon=True)
     drain.start()
     try:
-        yield DevServer(url)
+        yield told
     finally:
         proc.terminate()
         try:
@@ -126,6 +136,26 @@ def server() -> Iterator[DevServer]:
             proc.wait(timeout=10)
         drain.join(timeout=10)
         proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[DevServer]:
+    with _devserver() as told:
+        yield DevServer(told["URL"])
+
+
+@pytest.fixture(scope="session")
+def other_server() -> Iterator[DevServer]:
+    """A second provider: another origin (another port) for redirect tests."""
+    with _devserver() as told:
+        yield DevServer(told["URL"])
+
+
+@pytest.fixture()
+def other(other_server: DevServer) -> DevServer:
+    """The second provider, reset to its defaults for this test."""
+    other_server.reset()
+    return other_server
 
 
 @pytest.fixture()
@@ -147,38 +177,7 @@ def cc_client(dev: DevServer) -> authcore.Client:
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevServer, str]]:
     """A provider serving HTTPS with a throwaway CA: the server and the CA file."""
     tls_dir = tmp_path_factory.mktemp("devserver-tls")
-    proc = subprocess.Popen(
-        [str(_binary()), "devserver", "--host", "127.0.0.1", "--port", "0", "--tls-dir", str(tls_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = ca = None
-    deadline = time.monotonic() + 20
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("AUTHCORE_DEVSERVER_CA="):
-            ca = line.strip().split("=", 1)[1]
-        if line.startswith("AUTHCORE_DEVSERVER_URL="):
-            url = line.strip().split("=", 1)[1]
-            break
-    if url is None or ca is None:
-        proc.kill()
-        proc.wait(timeout=10)
-        raise RuntimeError("the TLS devserver did not start")
-    drain = threading.Thread(target=proc.stdout.read, daemon=True)
-    drain.start()
-    try:
-        yield DevServer(url), ca
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        drain.join(timeout=10)
-        proc.stdout.close()
+    with _devserver("--tls-dir", str(tls_dir)) as told:
+        if "CA" not in told:
+            raise RuntimeError("the TLS devserver did not name its CA")
+        yield DevServer(told["URL"]), told["CA"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 import pytest
 
@@ -16,15 +17,27 @@ def _events(records: list[logging.LogRecord]) -> list[str]:
     return [getattr(r, "event", "") for r in records if r.name == "authcore"]
 
 
+def _assert_in_no_record(records: list[logging.LogRecord], secrets: list[str]) -> None:
+    """Every record of every logger, message and attributes, against every secret."""
+    assert records, "records were captured"
+    for record in records:
+        text = record.getMessage() + repr(record.__dict__)
+        for secret in secrets:
+            assert len(secret) >= 8 and secret not in text, f"a secret in {record.name}: {text}"
+
+
 def test_renewals_are_logged_with_their_facts_and_counted(
     dev: DevServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Every record of every logger, from before the first token on.
+    caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="authcore")
     client = authcore.Client.client_credentials(
         dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, scopes="campaigns:read"
     )
     tokens = {client.token() for _ in range(10)}
     assert len(tokens) == 1
+    (first,) = tokens
     assert _events(caplog.records) == ["token.requested", "token.obtained", "token.renewed"]
     renewed = next(r for r in caplog.records if getattr(r, "event", "") == "token.renewed")
     assert renewed.levelno == logging.INFO
@@ -35,7 +48,7 @@ def test_renewals_are_logged_with_their_facts_and_counted(
     assert getattr(requested, "host") == dev.url.removeprefix("http://")
 
     forced = client.refresh()
-    assert forced != tokens.pop()
+    assert forced != first
     assert client.token() == forced
 
     stats = client.stats()
@@ -48,16 +61,14 @@ def test_renewals_are_logged_with_their_facts_and_counted(
     assert d["cache_hits"] == 10 and d["wait_time"] == 0.0 and len(d) == 16
     assert "cache_hits=10" in repr(stats) and stats == client.stats()
 
-    # Never a secret, in any record of any logger.
-    for record in caplog.records:
-        text = record.getMessage() + repr(record.__dict__)
-        assert CLIENT_SECRET not in text
-        assert forced not in text
+    # Never a secret, in any record of any logger: the first token included.
+    _assert_in_no_record(caplog.records, [CLIENT_SECRET, first, forced])
 
 
 def test_failures_warn_and_the_backoff_is_counted(
     dev: DevServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="authcore")
     client = authcore.Client.client_credentials(
         dev.url + "/oauth2/token",
@@ -81,8 +92,7 @@ def test_failures_warn_and_the_backoff_is_counted(
     stats = client.stats()
     assert stats.token_requests_refused == 2 and stats.backoff_refusals == 2
     assert stats.token_requests == dev.token_requests()
-    for record in caplog.records:
-        assert "wrong-secret-value" not in record.getMessage() + repr(record.__dict__)
+    _assert_in_no_record(caplog.records, ["wrong-secret-value"])
 
 
 def test_a_level_set_later_is_honoured(dev: DevServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -113,3 +123,57 @@ def test_waiters_are_counted(dev: DevServer) -> None:
     assert stats.token_requests == 1 == dev.token_requests()
     assert stats.waits + stats.cache_hits == 7
     assert stats.waits >= 1 and stats.wait_time > 0.05
+
+
+class _CallingHandler(logging.Handler):
+    """Calls the client on its first ``token.requested`` record: from inside the
+    client's own renewal, on the renewing thread."""
+
+    def __init__(self, client: authcore.Client) -> None:
+        super().__init__(logging.DEBUG)
+        self.client = client
+        self.answers: list[tuple[str, BaseException | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", "") != "token.requested" or self.answers:
+            return
+        calls: dict[str, Callable[[], object]] = {
+            "token": self.client.token,
+            "authorization_header": self.client.authorization_header,
+            "refresh": self.client.refresh,
+        }
+        for name, call in calls.items():
+            try:
+                call()
+                self.answers.append((name, None))
+            except BaseException as e:  # noqa: BLE001 (recorded, checked by the test)
+                self.answers.append((name, e))
+
+
+def test_a_handler_calling_the_client_during_its_renewal_gets_an_error_at_once(
+    dev: DevServer,
+) -> None:
+    """It used to wait for the renewal it was part of: 30 s, the renewal's budget."""
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, timeout=120.0
+    )
+    handler = _CallingHandler(client)
+    logger = logging.getLogger("authcore")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    outcome: list[str] = []
+    worker = threading.Thread(target=lambda: outcome.append(client.token()), daemon=True)
+    try:
+        worker.start()
+        worker.join(timeout=20)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not worker.is_alive(), "the call stalled, waiting for the renewal it was made from"
+    assert len(outcome) == 1 and dev.token_requests() == 1, "the renewal itself went on"
+    assert [name for name, _ in handler.answers] == ["token", "authorization_header", "refresh"]
+    for name, error in handler.answers:
+        assert isinstance(error, authcore.ConfigError), (name, error)
+        assert "own token renewal" in str(error), (name, error)
+    assert client.token() == outcome[0], "outside the renewal the client serves its token"

@@ -1,7 +1,9 @@
 /*
  * Events and counters from C against the development provider: the log callback gets
  * each renewal, request and failure with its level and name and never a secret; the
- * counters match what the provider counted; the callback can be replaced and removed.
+ * counters match what the provider counted; the callback can be replaced and removed;
+ * a callback that calls the client whose renewal raised the event gets an error at
+ * once instead of waiting for that renewal.
  */
 #include <pthread.h>
 
@@ -10,15 +12,18 @@
 #define SECRET "dev-secret"
 #define CLIENT_ID "dev-client"
 
-/* Events seen by the callback; it may be called from any thread, hence the mutex. */
+/* Events seen by the callback; it may be called from any thread, hence the mutex. Every
+ * event is kept whole ("name: message"), from the first, and checked for secrets at
+ * the end, once every token the test obtained is known. */
 typedef struct {
     pthread_mutex_t lock;
     int count;
     int by_level[6];
     char names[64][40];
-    int secret_seen;
+    char **records;
+    size_t n_records;
+    size_t cap_records;
     int reentry_status;
-    const char *forbidden[4];
 } event_log;
 
 static void on_event(void *userdata, authcore_log_level level, const char *event,
@@ -32,13 +37,46 @@ static void on_event(void *userdata, authcore_log_level level, const char *event
     if (level < 6) {
         log->by_level[level]++;
     }
-    for (int i = 0; i < 4 && log->forbidden[i] != NULL; i++) {
-        if (strstr(message, log->forbidden[i]) || strstr(event, log->forbidden[i])) {
-            log->secret_seen++;
-            fprintf(stderr, "secret in event %s: %s\n", event, message);
+    if (log->n_records == log->cap_records) {
+        size_t cap = log->cap_records ? 2 * log->cap_records : 64;
+        char **grown = realloc(log->records, cap * sizeof *grown);
+        if (grown == NULL) {
+            pthread_mutex_unlock(&log->lock);
+            return;
+        }
+        log->records = grown;
+        log->cap_records = cap;
+    }
+    size_t len = strlen(event) + strlen(message) + 3;
+    char *record = malloc(len);
+    if (record != NULL) {
+        snprintf(record, len, "%s: %s", event, message);
+        log->records[log->n_records++] = record;
+    }
+    pthread_mutex_unlock(&log->lock);
+}
+
+/* How many recorded events contain `value`. */
+static int leaks(event_log *log, const char *value) {
+    int n = 0;
+    pthread_mutex_lock(&log->lock);
+    for (size_t i = 0; i < log->n_records; i++) {
+        if (strstr(log->records[i], value) != NULL) {
+            fprintf(stderr, "secret in event: %s\n", log->records[i]);
+            n++;
         }
     }
     pthread_mutex_unlock(&log->lock);
+    return n;
+}
+
+static void forget_records(event_log *log) {
+    for (size_t i = 0; i < log->n_records; i++) {
+        free(log->records[i]);
+    }
+    free(log->records);
+    log->records = NULL;
+    log->n_records = log->cap_records = 0;
 }
 
 /* Tries to replace the callback from inside it: refused. */
@@ -77,7 +115,9 @@ static authcore_client *cc_client(const char *secret) {
 static void test_events_and_counters(void) {
     devserver_reset();
     static event_log log = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    log.forbidden[0] = SECRET;
+    /* Every token the test obtains: none may appear in any event. */
+    char tokens[8][512];
+    int n_tokens = 0;
     CHECK_STATUS(authcore_set_log_callback(42, on_event, &log), AUTHCORE_STATUS_INVALID_ARGUMENT);
     CHECK(strcmp(authcore_log_level_name(AUTHCORE_LOG_LEVEL_DEBUG), "debug") == 0, "level name");
     CHECK(strcmp(authcore_log_level_name(42), "unknown") == 0, "unknown level name");
@@ -88,7 +128,7 @@ static void test_events_and_counters(void) {
     for (int i = 0; i < 10; i++) {
         CHECK_OK(authcore_client_token_into(c, token, sizeof token, NULL));
     }
-    log.forbidden[1] = token;
+    snprintf(tokens[n_tokens++], sizeof tokens[0], "%s", token);
     CHECK(seen(&log, "token.requested") == 1, "one token.requested event");
     CHECK(seen(&log, "token.obtained") == 1, "one token.obtained event");
     CHECK(seen(&log, "token.renewed") == 1, "one token.renewed event");
@@ -98,6 +138,9 @@ static void test_events_and_counters(void) {
     char *forced = NULL;
     CHECK_OK(authcore_client_refresh(c, &forced));
     CHECK(forced != NULL && strcmp(forced, token) != 0, "a new token");
+    if (forced != NULL) {
+        snprintf(tokens[n_tokens++], sizeof tokens[0], "%s", forced);
+    }
     authcore_string_free(forced);
     CHECK(authcore_client_refresh(c, NULL) == AUTHCORE_STATUS_OK, "out may be NULL");
 
@@ -124,11 +167,12 @@ static void test_events_and_counters(void) {
     CHECK_STATUS(authcore_client_stats(NULL, &stats, sizeof stats), AUTHCORE_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(authcore_client_stats(c, NULL, sizeof stats), AUTHCORE_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(authcore_client_refresh(NULL, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    /* The token of the second forced renewal, read after the counters. */
+    CHECK_OK(authcore_client_token_into(c, tokens[n_tokens++], sizeof tokens[0], NULL));
     authcore_client_free(c);
 
     /* Refused credentials: warnings, a backoff, and refusals counted without requests. */
     authcore_client *bad = cc_client("wrong-secret-value");
-    log.forbidden[2] = "wrong-secret-value";
     int warns_before = log.by_level[AUTHCORE_LOG_LEVEL_WARN];
     for (int i = 0; i < 4; i++) {
         CHECK_STATUS(authcore_client_token_into(bad, token, sizeof token, NULL),
@@ -143,20 +187,19 @@ static void test_events_and_counters(void) {
     CHECK(stats.backoff_refusals == 2, "backoff refusals %llu",
           (unsigned long long)stats.backoff_refusals);
     authcore_client_free(bad);
-    CHECK(log.secret_seen == 0, "no secret in any event");
 
     /* Off: no more calls. */
     CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_OFF, on_event, &log));
     int before = log.count;
     authcore_client *quiet = cc_client(SECRET);
-    CHECK_OK(authcore_client_token_into(quiet, token, sizeof token, NULL));
+    CHECK_OK(authcore_client_token_into(quiet, tokens[n_tokens++], sizeof tokens[0], NULL));
     CHECK(log.count == before, "no events when off (%d new)", log.count - before);
     authcore_client_free(quiet);
 
     /* Warn only: a successful renewal tells nothing. */
     CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_WARN, on_event, &log));
     quiet = cc_client(SECRET);
-    CHECK_OK(authcore_client_token_into(quiet, token, sizeof token, NULL));
+    CHECK_OK(authcore_client_token_into(quiet, tokens[n_tokens++], sizeof tokens[0], NULL));
     CHECK(log.count == before, "no info or debug events at warn (%d new)", log.count - before);
     authcore_client_free(quiet);
 
@@ -170,6 +213,78 @@ static void test_events_and_counters(void) {
           "replacing the callback from inside it is refused (%d)", reentry.reentry_status);
     authcore_client_free(quiet);
     CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_OFF, NULL, NULL));
+
+    /* Every event since the first, against every secret and token seen. */
+    CHECK(log.n_records >= 10, "the events were recorded (%zu)", log.n_records);
+    CHECK(leaks(&log, SECRET) == 0, "the client secret is in no event");
+    CHECK(leaks(&log, "wrong-secret-value") == 0, "the wrong secret is in no event");
+    for (int i = 0; i < n_tokens; i++) {
+        CHECK(strlen(tokens[i]) > 8, "token %d was obtained", i);
+        CHECK(leaks(&log, tokens[i]) == 0, "token %d is in no event", i);
+    }
+    forget_records(&log);
+}
+
+/* Calls the client in `userdata` from inside the event of its own renewal. */
+typedef struct {
+    authcore_client *client;
+    int calls;
+    authcore_status token_status;
+    authcore_status refresh_status;
+    authcore_status header_status;
+    char message[512];
+    double took;
+} reentry_call;
+
+static void on_event_calling_the_client(void *userdata, authcore_log_level level,
+                                        const char *event, const char *message) {
+    (void)level;
+    (void)message;
+    reentry_call *call = (reentry_call *)userdata;
+    if (strcmp(event, "token.requested") != 0 || call->calls++ > 0) {
+        return;
+    }
+    double started = now_seconds();
+    char *token = NULL;
+    call->token_status = authcore_client_token(call->client, &token);
+    snprintf(call->message, sizeof call->message, "%s", authcore_last_error_message());
+    authcore_string_free(token);
+    call->refresh_status = authcore_client_refresh(call->client, NULL);
+    char *header = NULL;
+    call->header_status = authcore_client_authorization_header(call->client, &header);
+    authcore_string_free(header);
+    call->took = now_seconds() - started;
+}
+
+/* A callback that calls the client whose renewal raised the event, on that renewal's
+ * thread: the renewal cannot finish before the callback returns, so the call fails at
+ * once (it used to wait up to 30 s, the renewal's budget). */
+static void test_a_callback_calling_its_client_during_the_renewal_returns_at_once(void) {
+    devserver_reset();
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 120000));
+    static reentry_call call;
+    CHECK_OK(authcore_client_new_client_credentials(url_of("/oauth2/token"), CLIENT_ID, SECRET,
+                                                    "campaigns:read", 0, o, &call.client));
+    authcore_options_free(o);
+    CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_DEBUG, on_event_calling_the_client,
+                                       &call));
+    char token[512];
+    CHECK_OK(authcore_client_token_into(call.client, token, sizeof token, NULL));
+    CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_OFF, NULL, NULL));
+    CHECK(call.calls >= 1, "the callback ran");
+    CHECK_STATUS(call.token_status, AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(call.message, "own token renewal") != NULL, "the error says why: %s",
+          call.message);
+    CHECK_STATUS(call.refresh_status, AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(call.header_status, AUTHCORE_STATUS_CONFIG);
+    printf("test_events: the calls from inside the renewal took %.3f s\n", call.took);
+    CHECK(token_requests() == 1, "the renewal went on: one token request");
+    char again[512];
+    CHECK_OK(authcore_client_token_into(call.client, again, sizeof again, NULL));
+    CHECK(strcmp(again, token) == 0, "outside the renewal the client serves its token");
+    authcore_client_free(call.client);
 }
 
 /* A burst of sign-ins beyond the bound (1024 in memory) evicts the oldest: never
@@ -181,7 +296,6 @@ static void test_sign_in_evictions_are_told_and_counted(void) {
                                             "http://127.0.0.1/callback", NULL, NULL, &flow));
     char *first_state = NULL, *url = NULL;
     CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &first_state));
-    log.forbidden[0] = first_state;
     authcore_string_free(url);
     CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_WARN, on_event, &log));
     for (int i = 0; i < 1024 + 1; i++) {
@@ -192,7 +306,8 @@ static void test_sign_in_evictions_are_told_and_counted(void) {
     CHECK_OK(authcore_set_log_callback(AUTHCORE_LOG_LEVEL_OFF, NULL, NULL));
     CHECK(seen(&log, "signin.evicted") == 2, "two evictions told (%d)", seen(&log, "signin.evicted"));
     CHECK(log.by_level[AUTHCORE_LOG_LEVEL_WARN] == 2, "as warnings");
-    CHECK(log.secret_seen == 0, "the evicted state is never in an event");
+    CHECK(leaks(&log, first_state) == 0, "the evicted state is never in an event");
+    forget_records(&log);
     authcore_stats stats;
     memset(&stats, 0xff, sizeof stats);
     CHECK_OK(authcore_code_flow_stats(flow, &stats, sizeof stats));
@@ -231,6 +346,7 @@ static void test_last_error_rules(void) {
 int main(void) {
     test_events_and_counters();
     test_sign_in_evictions_are_told_and_counted();
+    test_a_callback_calling_its_client_during_the_renewal_returns_at_once();
     test_last_error_rules();
     return harness_finish("test_events");
 }

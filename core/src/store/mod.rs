@@ -406,6 +406,15 @@ pub trait TokenStore: Send + Sync {
     fn name(&self) -> &'static str {
         "custom"
     }
+    /// This store as a client that trusts exactly the CA certificates in `ca_pem` (its
+    /// [`ca_bundle`](crate::Options::ca_bundle)) uses it: a store that connects over TLS
+    /// and was given no CA of its own returns a copy of itself that verifies its servers
+    /// against these CAs too. `None` (the default): the store is used as it is. Called
+    /// once when such a client is made; an error fails the client's construction.
+    fn trusting(&self, ca_pem: &[u8]) -> Result<Option<Arc<dyn TokenStore>>> {
+        let _ = ca_pem;
+        Ok(None)
+    }
 }
 
 /// A store inside this process only: clients of one process that use the same

@@ -90,6 +90,11 @@ const SCHEMES: [&str; 6] = [
 ///   slot (`authcore:{<digest>}:lock`, `authcore:{<digest>}:token`), so that the fenced
 ///   scripts run on one node.
 ///
+/// TLS trust: a CA given to the store ([`with_ca_pem`](Self::with_ca_pem),
+/// [`with_ca_file`](Self::with_ca_file)) is used for every client; a store given none
+/// verifies its servers against the [`ca_bundle`](crate::Options::ca_bundle) of the
+/// client that uses it, else against the Web PKI roots.
+///
 /// A single server and a Sentinel master use the same key names
 /// (`authcore:lock:<digest>`, `authcore:token:<digest>`), so a server that gains replicas
 /// and sentinels keeps its tokens.
@@ -102,6 +107,11 @@ const SCHEMES: [&str; 6] = [
 /// child process after `fork()` opens its own connections.
 pub struct RedisStore {
     shared: Arc<Shared>,
+    /// Its servers are verified against a CA given to it (not the Web PKI roots).
+    own_ca: bool,
+    /// The copy of it that trusts a client's CA bundle, with that bundle's PEM: made
+    /// once, shared by every client with that bundle.
+    trusting: Mutex<Option<(Vec<u8>, Arc<RedisStore>)>>,
     fenced_set: redis::Script,
     fenced_del: redis::Script,
     release: redis::Script,
@@ -124,6 +134,8 @@ enum Target {
     /// A cluster, through the `redis` crate's cluster connection.
     Cluster {
         client: Arc<redis::cluster::ClusterClient>,
+        /// The nodes given, as given (for a copy with another CA).
+        nodes: Vec<redis::ConnectionInfo>,
         /// The nodes given (`host:port, …`), for messages.
         addrs: String,
     },
@@ -211,7 +223,7 @@ impl RedisStore {
             Some(many) => many.build(None),
             None => {
                 let client = redis::Client::open(url).map_err(|_| invalid_url())?;
-                Ok(Self::from_target(Target::Server(client)))
+                Ok(Self::from_target(Target::Server(client), false))
             }
         }
     }
@@ -244,7 +256,7 @@ impl RedisStore {
         let info =
             redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| invalid_url())?;
         let client = redis::Client::build_with_tls(info, certs).map_err(|_| invalid_pem())?;
-        Ok(Self::from_target(Target::Server(client)))
+        Ok(Self::from_target(Target::Server(client), true))
     }
 
     /// [`with_ca_pem`](Self::with_ca_pem) with the PEM read from a file.
@@ -321,8 +333,9 @@ impl RedisStore {
         if name.is_empty() || name.chars().any(char::is_whitespace) {
             return Err(invalid_master());
         }
+        let own_ca = certs.is_some();
         let sentinels = sentinel::Sentinels::new(sentinels, name, master, certs)?;
-        Ok(Self::from_target(Target::Sentinel(sentinels)))
+        Ok(Self::from_target(Target::Sentinel(sentinels), own_ca))
     }
 
     fn cluster_parts(
@@ -337,7 +350,8 @@ impl RedisStore {
             .map(|n| n.addr().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let mut builder = redis::cluster::ClusterClient::builder(nodes)
+        let own_ca = certs.is_some();
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.clone())
             .connection_timeout(COMMAND_TIMEOUT)
             .response_timeout(COMMAND_TIMEOUT)
             .retries(cluster::RETRIES)
@@ -352,14 +366,20 @@ impl RedisStore {
                 crate::error::scrub(e.category())
             ))
         })?;
-        Ok(Self::from_target(Target::Cluster {
-            client: Arc::new(client),
-            addrs,
-        }))
+        Ok(Self::from_target(
+            Target::Cluster {
+                client: Arc::new(client),
+                nodes,
+                addrs,
+            },
+            own_ca,
+        ))
     }
 
-    fn from_target(target: Target) -> RedisStore {
+    fn from_target(target: Target, own_ca: bool) -> RedisStore {
         RedisStore {
+            own_ca,
+            trusting: Mutex::new(None),
             shared: Arc::new(Shared {
                 target,
                 connection: ArcSwap::new(PerProcess::new()),
@@ -386,6 +406,41 @@ fn node_info(text: &str) -> Result<redis::ConnectionInfo> {
 
 fn is_tls(addr: &redis::ConnectionAddr) -> bool {
     matches!(addr, redis::ConnectionAddr::TcpTls { .. })
+}
+
+impl RedisStore {
+    /// A copy of this store that verifies its servers against the CAs in `ca_pem`:
+    /// `None` when it speaks no TLS or has a CA of its own.
+    fn copy_trusting(&self, ca_pem: &[u8]) -> Result<Option<RedisStore>> {
+        if self.own_ca {
+            return Ok(None);
+        }
+        let certs = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca_pem.to_vec()),
+        };
+        match &self.shared.target {
+            Target::Server(client) => {
+                let info = client.get_connection_info().clone();
+                if !is_tls(info.addr()) {
+                    return Ok(None);
+                }
+                let client =
+                    redis::Client::build_with_tls(info, certs()).map_err(|_| invalid_pem())?;
+                Ok(Some(Self::from_target(Target::Server(client), true)))
+            }
+            Target::Sentinel(sentinels) => match sentinels.with_certs(certs())? {
+                Some(sentinels) => Ok(Some(Self::from_target(Target::Sentinel(sentinels), true))),
+                None => Ok(None),
+            },
+            Target::Cluster { nodes, .. } => {
+                if !nodes.iter().any(|n| is_tls(n.addr())) {
+                    return Ok(None);
+                }
+                Self::cluster_parts(nodes.clone(), Some(certs())).map(Some)
+            }
+        }
+    }
 }
 
 /// A `redis+sentinel://` or `redis+cluster://` URL, in parts.
@@ -921,6 +976,23 @@ impl RedisStore {
 }
 
 impl TokenStore for RedisStore {
+    /// A `rediss://` store made without a CA of its own verifies its servers against the
+    /// client's CA bundle: one copy per bundle, shared by the clients that have it.
+    fn trusting(&self, ca_pem: &[u8]) -> Result<Option<Arc<dyn TokenStore>>> {
+        let mut memo = self.trusting.lock();
+        if let Some((pem, store)) = memo.as_ref() {
+            if pem.as_slice() == ca_pem {
+                return Ok(Some(Arc::clone(store) as Arc<dyn TokenStore>));
+            }
+        }
+        let Some(copy) = self.copy_trusting(ca_pem)? else {
+            return Ok(None);
+        };
+        let copy = Arc::new(copy);
+        *memo = Some((ca_pem.to_vec(), Arc::clone(&copy)));
+        Ok(Some(copy as Arc<dyn TokenStore>))
+    }
+
     fn name(&self) -> &'static str {
         "redis"
     }

@@ -106,13 +106,17 @@ impl Drop for TlsServer {
     }
 }
 
-/// The access token a client with default options (default trust) gets from `server`.
-pub fn token_with_default_trust(server: &TlsServer) -> String {
-    let client = authcore::Client::new(
-        authcore::grant::ClientCredentials::new(format!("{}/token", server.url), "id", "secret"),
+/// A client with default options (default trust) for the token endpoint at `base`.
+pub fn client_with_default_trust(base: &str) -> Result<authcore::Client, authcore::Error> {
+    authcore::Client::new(
+        authcore::grant::ClientCredentials::new(format!("{base}/token"), "id", "secret"),
         super::opts(),
     )
-    .unwrap();
+}
+
+/// The access token a client with default options (default trust) gets from `server`.
+pub fn token_with_default_trust(server: &TlsServer) -> String {
+    let client = client_with_default_trust(&server.url).unwrap();
     client
         .token()
         .unwrap()

@@ -84,6 +84,23 @@ impl Sentinels {
         })
     }
 
+    /// These sentinels and their master reached over TLS verified against `certs`:
+    /// `None` when none of them speaks TLS.
+    pub(super) fn with_certs(&self, certs: redis::TlsCertificates) -> Result<Option<Sentinels>> {
+        let nodes: Vec<redis::ConnectionInfo> = self
+            .clients
+            .iter()
+            .map(|c| c.get_connection_info().clone())
+            .collect();
+        let tls = |info: &redis::ConnectionInfo| {
+            matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })
+        };
+        if !nodes.iter().any(tls) && !tls(&self.master) {
+            return Ok(None);
+        }
+        Sentinels::new(nodes, self.name.clone(), self.master.clone(), Some(certs)).map(Some)
+    }
+
     /// The master set's name.
     pub(super) fn name(&self) -> &str {
         &self.name
