@@ -227,11 +227,16 @@ fn pending() {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
-            o.insert("started_ms".into(), Value::from(u64::try_from(now).unwrap_or(0)));
+            o.insert(
+                "started_ms".into(),
+                Value::from(u64::try_from(now).unwrap_or(0)),
+            );
             plaintexts.push(serde_json::to_vec(&o).map_err(|e| e.to_string())?);
         }
         for plaintext in &plaintexts {
-            let sealed = flow.seal_for_fuzzing(plaintext).map_err(|e| e.to_string())?;
+            let sealed = flow
+                .seal_for_fuzzing(plaintext)
+                .map_err(|e| e.to_string())?;
             for state in [state.as_str(), TOKEN_MARKER] {
                 let callback = format!(
                     "/callback?code={TOKEN_MARKER}&state={}",
