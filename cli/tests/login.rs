@@ -675,3 +675,43 @@ fn many_idle_connections_never_hold_up_the_redirect() {
         "the real redirect was kept out by idle connections: {stderr}"
     );
 }
+
+/// `authcore logout` when the provider cannot be reached at all (offline, or gone):
+/// the session must still be removed here, as it is when the provider refuses to
+/// revoke or has no revocation endpoint. Today logout first discovers the issuer, and a
+/// failed discovery ends it (exit 4) with the session left in the store untouched.
+#[test]
+fn logout_removes_the_session_when_the_provider_cannot_be_reached() {
+    let s = server();
+    let issuer = s.url();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    sign_in(home.path(), &s, Some(&store));
+    let snapshot = |dir: &Path| {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot(&store);
+    assert!(!before.is_empty(), "signed in: a session file");
+    // The provider goes away (its port is closed).
+    drop(s);
+    let out = authcore(home.path())
+        .args(["logout", "--issuer", &issuer, "--client-id", "dev-client"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let after = snapshot(&store);
+    assert!(
+        after != before,
+        "logout (exit {:?}) left the session in the store untouched: {stderr}",
+        out.status.code()
+    );
+}
