@@ -610,3 +610,108 @@ fn a_sign_in_that_cannot_be_saved_is_not_reported_as_signed_in() {
         "{stderr}"
     );
 }
+
+/// A local process that keeps the redirect listener busy with idle connections (more
+/// than it serves at once, each opened again as soon as the listener closes it) must not
+/// keep the real redirect out until `--wait` runs out: the listener serves at most 32
+/// connections at once and accepts no other until one of them ends (5 s), so the
+/// browser's connection waits behind every idle one queued before it.
+#[test]
+fn many_idle_connections_never_hold_up_the_redirect() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let mut login = start_login(home.path(), &s, Some(&store), "20");
+    let redirect = follow_authorize(&login.url).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], login.port).into();
+    let connect = move || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            .ok()
+            .inspect(|c| c.set_nonblocking(true).unwrap())
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened, ready) = mpsc::channel();
+    let flooder = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut conns: Vec<Option<TcpStream>> = (0..200).map(|_| connect()).collect();
+            opened.send(()).unwrap();
+            let end = Instant::now() + Duration::from_secs(45);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                for c in conns.iter_mut() {
+                    let closed = match c {
+                        Some(stream) => {
+                            let mut byte = [0u8; 1];
+                            !matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                        }
+                        None => true,
+                    };
+                    if closed {
+                        *c = connect();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    ready.recv_timeout(BOUND).unwrap();
+    // The browser follows the redirect now (its outcome is read from the command's exit).
+    let browser = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(BOUND))
+            .build()
+            .into();
+        agent.get(&redirect).call().map(|r| r.status().as_u16())
+    });
+    let (exit, stderr) = login.run.exit();
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    let _ = browser.join();
+    assert!(
+        exit.success(),
+        "the real redirect was kept out by idle connections: {stderr}"
+    );
+}
+
+/// `authcore logout` when the provider cannot be reached at all (offline, or gone):
+/// the session must still be removed here, as it is when the provider refuses to
+/// revoke or has no revocation endpoint. Today logout first discovers the issuer, and a
+/// failed discovery ends it (exit 4) with the session left in the store untouched.
+#[test]
+fn logout_removes_the_session_when_the_provider_cannot_be_reached() {
+    let s = server();
+    let issuer = s.url();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    sign_in(home.path(), &s, Some(&store));
+    let snapshot = |dir: &Path| {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot(&store);
+    assert!(!before.is_empty(), "signed in: a session file");
+    // The provider goes away (its port is closed).
+    drop(s);
+    let out = authcore(home.path())
+        .args(["logout", "--issuer", &issuer, "--client-id", "dev-client"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let after = snapshot(&store);
+    assert!(
+        after != before,
+        "logout (exit {:?}) left the session in the store untouched: {stderr}",
+        out.status.code()
+    );
+}

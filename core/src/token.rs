@@ -606,6 +606,27 @@ mod tests {
         }
     }
 
+    /// Plural names (a list or map of credentials) and a credential name that happens
+    /// to end like `token_type` are credentials too.
+    #[test]
+    fn plural_and_type_suffixed_credential_names_are_dropped() {
+        for name in [
+            "refresh_tokens",
+            "accessTokens",
+            "tokens",
+            "api_keys",
+            "sessionTokens",
+            "client_secret_token_type",
+        ] {
+            assert!(is_credential_field(name), "{name} should be dropped");
+        }
+        let body = br#"{"access_token":"at-1a2b3c4d","refresh_tokens":["rt-leaked-1"],
+            "tokens":{"github":"gho-leaked-2"}}"#;
+        let t = parse_token_response(200, body, Instant::now(), None).unwrap();
+        let text = serde_json::to_string(t.fields()).unwrap();
+        assert!(!text.contains("leaked"), "credentials in fields(): {text}");
+    }
+
     #[test]
     fn credentials_nested_in_fields_are_dropped_too() {
         let body = br#"{"access_token":"at-outer-1a2b","token_type":"bearer",

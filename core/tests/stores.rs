@@ -289,3 +289,79 @@ fn the_store_trait_can_be_implemented_outside_the_crate() {
     store.save(&lock, &key, &token).unwrap();
     assert!(store.load(&lock, &key).unwrap().is_some());
 }
+
+/// The store directory is checked once, by the path it follows: a symlink that another
+/// user owns (here in a world-writable, sticky directory such as /tmp), pointing at a
+/// private directory of this user, is accepted — and its owner can point it elsewhere
+/// afterwards, at a directory of theirs with a planted token, which this store then
+/// adopts. OpenSSH's StrictModes looks at the path's components (and `lstat`s them),
+/// not only at what the path ends in. Runs as root only (it needs a file of another
+/// user).
+#[test]
+fn a_store_path_another_user_controls_is_refused() {
+    use authcore::{StoreKey, Token};
+    use std::os::unix::fs::PermissionsExt;
+    if rustix_euid() != 0 {
+        eprintln!("skipped: needs root to make a symlink of another user");
+        return;
+    }
+    let shared = temp_dir("sticky");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mine = shared.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Another user's symlink, the path this user is told to use.
+    let link = shared.join("store");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let store = FileStore::new(&link);
+    // What the link's owner can do after the check: plant a session of theirs.
+    let key = StoreKey::custom("planted");
+    let theirs = shared.join("theirs");
+    {
+        let planter = FileStore::new(&theirs).unwrap();
+        let lock = planter
+            .lock(&key, Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        let token = Token::new(
+            "at-planted-by-another-user".to_owned(),
+            None,
+            Some(Duration::from_secs(600)),
+            Instant::now(),
+        );
+        planter
+            .save(&lock, &key, &StoredToken::from_token(&token, None))
+            .unwrap();
+    }
+    // Theirs: the directory and everything in it.
+    for entry in std::fs::read_dir(&theirs).unwrap() {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(65534), Some(65534)).unwrap();
+    }
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let adopted = store.as_ref().ok().and_then(|store| {
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        let lock = store
+            .lock(&key, Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        store.load(&lock, &key).unwrap()
+    });
+    std::fs::remove_dir_all(&shared).unwrap();
+    assert!(
+        store.is_err(),
+        "a store path another user's symlink controls was accepted, and a token they \
+         planted was adopted: {:?}",
+        adopted.map(|r| r.access_token.expose_secret().to_owned())
+    );
+}
+
+fn rustix_euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process just made is its effective user.
+    let probe = temp_dir("euid");
+    std::fs::create_dir(&probe).unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    std::fs::remove_dir_all(&probe).unwrap();
+    uid
+}
