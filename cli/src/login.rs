@@ -3,8 +3,10 @@
 //! and a loopback redirect (RFC 8252 §7.3), or the device flow — and keep the refresh
 //! token in a file store, where `authcore token --issuer …` finds it.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,10 +209,18 @@ impl Session {
     /// is awaited on a loopback listener on a free port for at most `wait` (other
     /// requests are answered 400 or 404 and do not end it).
     pub fn browser_login(&self, open_browser: bool, wait: Duration) -> Result<Client, Error> {
-        let listener =
-            std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::Config {
-                message: format!("cannot listen on 127.0.0.1 for the redirect: {e}"),
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config {
+                message: format!("cannot start the redirect listener: {e}"),
             })?;
+        let listener = {
+            let _inside = runtime.enter();
+            listen_on_loopback().map_err(|e| Error::Config {
+                message: format!("cannot listen on 127.0.0.1 for the redirect: {e}"),
+            })?
+        };
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let redirect = format!("http://127.0.0.1:{port}{CALLBACK_PATH}");
         let config = AuthorizationCode::from_metadata(
@@ -231,7 +241,7 @@ impl Session {
             eprintln!("(no browser could be opened: open the URL yourself)");
         }
         // Only the redirect that carries this sign-in's state finishes it.
-        let target = await_redirect(listener, &request.state, wait)?;
+        let target = await_redirect(&runtime, listener, &request.state, wait)?;
         flow.finish(&format!("http://127.0.0.1:{port}{target}"), &request.state)
     }
 
@@ -258,13 +268,28 @@ impl Session {
     }
 }
 
-/// Most connections the redirect listener serves at once; more wait to be accepted
-/// until one of those ends.
+/// Most connections the redirect listener keeps open at once. Every connection is
+/// accepted; when one more arrives, the oldest that has sent nothing yet (else the oldest
+/// of all) is closed once it has had [`GRACE`], so that connections opened and left idle
+/// — however many, however often reopened — never keep a newer one, the browser's, from
+/// being served.
 const MAX_CONNECTIONS: usize = 32;
+
+/// How long a connection is kept open at the least (when [`MAX_CONNECTIONS`] are open
+/// and more arrive): time enough for a browser to send its request, which it does as
+/// soon as it has connected. With the listener full, at most [`MAX_CONNECTIONS`]
+/// connections are accepted per `GRACE`.
+const GRACE: Duration = Duration::from_millis(250);
+
+/// Connections the system holds for the redirect listener until it accepts them (its
+/// listen backlog): room for many waiting behind idle ones, so that the browser's is not
+/// turned away meanwhile.
+const BACKLOG: u32 = 1024;
 
 /// How long one connection to the redirect listener may take to send its request and
 /// be answered: a connection that sends nothing (a browser's preconnect, any local
-/// process) is closed after it, and never holds up the real redirect meanwhile.
+/// process) is closed after it at the latest, and never holds up the real redirect
+/// meanwhile.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The page a request to the callback path that is not this sign-in's gets (400).
@@ -273,64 +298,129 @@ const WRONG_STATE_PAGE: &str =
 <body><p>This sign-in response does not belong to the sign-in this terminal is waiting for \
 (its state does not match). The terminal keeps waiting.</p></body></html>";
 
-/// Serves connections on `listener`, each on its own task under
-/// [`CONNECTION_TIMEOUT`] (at most [`MAX_CONNECTIONS`] at once), until one brings the
-/// redirect: a request for the callback path whose `state` is `state`. It is answered
-/// with a short page and its target (path and query) returned. A request for the
-/// callback path with another `state` (or none) gets 400, any other path 404, and the
-/// listener goes on. Ends with a [`Timeout`](Error::Timeout) after `wait`.
+/// A listener on a free port of 127.0.0.1 with a [`BACKLOG`]; inside a Tokio runtime.
+fn listen_on_loopback() -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(([127, 0, 0, 1], 0).into())?;
+    socket.listen(BACKLOG)
+}
+
+/// One connection the redirect listener is serving.
+struct Live {
+    /// When it was accepted.
+    accepted: tokio::time::Instant,
+    /// It has sent something (its request, or part of it).
+    spoke: Arc<AtomicBool>,
+    /// Its task: aborting it closes the connection.
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The connections the redirect listener serves, the oldest first: at most
+/// [`MAX_CONNECTIONS`].
+#[derive(Default)]
+struct Connections(VecDeque<Live>);
+
+impl Connections {
+    /// Makes room for one more connection if it can now: `None` when there is room (the
+    /// connections that have ended are forgotten; if [`MAX_CONNECTIONS`] are still
+    /// open, the oldest that has sent nothing — an idle connection is always older than
+    /// the browser's new one — or else the oldest of all, is closed once it has been
+    /// open for [`GRACE`]); else how long until it can.
+    fn make_room(&mut self) -> Option<Duration> {
+        self.0.retain(|c| !c.task.is_finished());
+        if self.0.len() < MAX_CONNECTIONS {
+            return None;
+        }
+        let victim = self
+            .0
+            .iter()
+            .position(|c| !c.spoke.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let open_for = self.0[victim].accepted.elapsed();
+        if open_for < GRACE {
+            return Some(GRACE - open_for);
+        }
+        if let Some(closed) = self.0.remove(victim) {
+            closed.task.abort();
+        }
+        None
+    }
+
+    fn push(&mut self, live: Live) {
+        self.0.push_back(live);
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            c.task.abort();
+        }
+    }
+}
+
+/// `stream`, and whether it has sent anything yet (bytes waiting to be read), asked
+/// without waiting. A connection that cannot be asked counts as one that sent nothing.
+fn has_spoken(stream: tokio::net::TcpStream) -> std::io::Result<(tokio::net::TcpStream, bool)> {
+    let stream = stream.into_std()?;
+    let spoke = matches!(stream.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+    Ok((tokio::net::TcpStream::from_std(stream)?, spoke))
+}
+
+/// Serves connections on `listener` (on `runtime`), each on its own task under
+/// [`CONNECTION_TIMEOUT`] (at most [`MAX_CONNECTIONS`] at once: see [`Connections`]),
+/// until one brings the redirect: a request for the callback path whose `state` is
+/// `state`. It is answered with a short page and its target (path and query) returned.
+/// A request for the callback path with another `state` (or none) gets 400, any other
+/// path 404, and the listener goes on. Ends with a [`Timeout`](Error::Timeout) after
+/// `wait`.
 fn await_redirect(
-    listener: std::net::TcpListener,
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
     state: &str,
     wait: Duration,
 ) -> Result<String, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Config {
-            message: format!("cannot start the redirect listener: {e}"),
-        })?;
     let expected = Arc::new(Secret::new(state));
     runtime.block_on(async move {
-        listener.set_nonblocking(true).ok();
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::Config {
-            message: format!("cannot listen for the redirect: {e}"),
-        })?;
         let (found, mut redirect) = tokio::sync::mpsc::channel::<String>(1);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let mut live = Connections::default();
         let timeout = tokio::time::sleep(wait);
         tokio::pin!(timeout);
         let timed_out = || Error::Timeout {
             message: "no sign-in came back to the loopback redirect in time".into(),
         };
         loop {
-            let slot = tokio::select! {
+            // Full of connections younger than GRACE: accept nothing until one may go.
+            let full = live.make_room();
+            let accepted = tokio::select! {
                 _ = &mut timeout => return Err(timed_out()),
                 Some(target) = redirect.recv() => return Ok(target),
-                slot = Arc::clone(&slots).acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => return Err(timed_out()),
-                },
+                _ = tokio::time::sleep(full.unwrap_or_default()), if full.is_some() => continue,
+                accepted = listener.accept(), if full.is_none() => {
+                    accepted.and_then(|(s, _)| has_spoken(s))
+                }
             };
-            let stream = tokio::select! {
-                _ = &mut timeout => return Err(timed_out()),
-                Some(target) = redirect.recv() => return Ok(target),
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => {
-                        // Out of descriptors, or a connection reset before it was
-                        // accepted: pause rather than spin.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
+            let (stream, spoke) = match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of descriptors, or a connection reset before it was accepted:
+                    // pause rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             };
-            tokio::spawn(serve_connection(
+            let spoke = Arc::new(AtomicBool::new(spoke));
+            let task = tokio::spawn(serve_connection(
                 stream,
                 Arc::clone(&expected),
                 found.clone(),
-                slot,
+                Arc::clone(&spoke),
             ));
+            live.push(Live {
+                accepted: tokio::time::Instant::now(),
+                spoke,
+                task,
+            });
         }
     })
 }
@@ -364,13 +454,14 @@ impl Request {
     }
 }
 
-/// Serves one connection (one request: no keep-alive) within [`CONNECTION_TIMEOUT`];
-/// once this sign-in's redirect has been answered, hands its target to `found`.
+/// Serves one connection (one request: no keep-alive) within [`CONNECTION_TIMEOUT`],
+/// setting `spoke` once it has sent something; once this sign-in's redirect has been
+/// answered, hands its target to `found`.
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     expected: Arc<Secret>,
     found: tokio::sync::mpsc::Sender<String>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    spoke: Arc<AtomicBool>,
 ) {
     let target: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
     let seen = Arc::clone(&target);
@@ -405,12 +496,24 @@ async fn serve_connection(
             Ok::<_, Infallible>(reply.unwrap_or_default())
         }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(CONNECTION_TIMEOUT)
-        .keep_alive(false)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+    let served = async {
+        // Once it sends something, it is no longer the first to be closed for a newer
+        // connection (a connection that ended has nothing to serve).
+        if !spoke.load(Ordering::Relaxed) {
+            let mut byte = [0u8; 1];
+            match stream.peek(&mut byte).await {
+                Ok(n) if n > 0 => spoke.store(true, Ordering::Relaxed),
+                _ => return,
+            }
+        }
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(CONNECTION_TIMEOUT)
+            .keep_alive(false)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let _ = connection.await;
+    };
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, served).await;
     let answered = target.lock().take();
     if let Some(target) = answered {
         let _ = found.try_send(target);

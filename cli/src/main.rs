@@ -67,7 +67,8 @@ enum Command {
     /// where `authcore token --issuer …` finds it (exit 4 if it cannot be saved there).
     ///
     /// The browser comes back to a listener on 127.0.0.1 that serves each connection
-    /// on its own for at most 5 s and ends only with the redirect that carries this
+    /// on its own for at most 5 s (32 at once: when more arrive, the oldest that has
+    /// sent nothing is closed) and ends only with the redirect that carries this
     /// sign-in's state (any other request gets 400 or 404), or after --wait.
     Login(Box<LoginArgs>),
     /// Remove the signed-in session from the store, and revoke it at the provider.
