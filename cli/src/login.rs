@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use authcore::grant::{AuthorizationCode, DeviceCode, RefreshToken};
 use authcore::{
-    AuthorizationCodeFlow, Client, DeviceFlow, Error, FileStore, Metadata, Options, Secret,
+    AuthorizationCodeFlow, Client, DeviceFlow, Error, ErrorKind, FileStore, Metadata, Options,
+    Secret, SignOut, StoreKey,
 };
+use serde::{Deserialize, Serialize};
 
 /// The page the browser shows once the redirect arrived.
 const DONE_PAGE: &str =
@@ -75,8 +77,8 @@ pub fn store_dir(explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
 /// Moves the sessions kept in `old` (the former default, under the cache directory)
 /// to `new`, once: only when `old` exists and `new` does not, and only from a directory
 /// that is this user's and private (else it is left alone, with a warning). The
-/// directory ends up 0700 and its files 0600. Said at `-v`; a failure is a warning and
-/// leaves `old` in place (then `new` is used as it is).
+/// directory ends up 0700 and its files 0600. Said at `-v`; a failure is a warning
+/// that says where the sessions are (then `new` is used as it is).
 pub fn migrate_legacy_store(old: &Path, new: &Path) {
     if old == new || new.exists() || !old.is_dir() {
         return;
@@ -97,65 +99,228 @@ pub fn migrate_legacy_store(old: &Path, new: &Path) {
             old.display(),
             new.display()
         ),
-        Err(e) => log::warn!(
-            "could not move the sessions from {} to {}: {e}",
+        Err(MoveError::NotMoved(e)) => log::warn!(
+            "could not move the sessions from {} to {}: {e}; they stay where they were",
+            old.display(),
+            new.display()
+        ),
+        Err(MoveError::OldKept(e)) => log::warn!(
+            "moved the sessions from {} to {} (state, not cache), but could not remove {}: \
+             {e}; remove it yourself (it holds copies of the sessions' refresh tokens)",
+            old.display(),
+            new.display(),
+            old.display()
+        ),
+        Err(MoveError::NotPrivate(e)) => log::warn!(
+            "moved the sessions from {} to {}, but could not make it and its files private \
+             (0700, 0600): {e}",
             old.display(),
             new.display()
         ),
     }
 }
 
+/// How moving a store directory went wrong.
+#[derive(Debug)]
+enum MoveError {
+    /// Nothing was moved: the sessions are still (only) in the old directory.
+    NotMoved(std::io::Error),
+    /// The sessions are in the new directory, but the old one (copied across file
+    /// systems) could not be removed, wholly or in part.
+    OldKept(std::io::Error),
+    /// The sessions are in the new directory, but its modes could not be set.
+    NotPrivate(std::io::Error),
+}
+
 /// Moves `old` to `new` (renamed when both are on one file system, else copied file by
 /// file and removed), with `new`'s missing parents made 0700; then makes `new` 0700 and
 /// its files 0600.
-fn move_dir(old: &Path, new: &Path) -> std::io::Result<()> {
+fn move_dir(old: &Path, new: &Path) -> Result<(), MoveError> {
     if let Some(parent) = new.parent() {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(parent)?;
+        builder.create(parent).map_err(MoveError::NotMoved)?;
     }
-    match std::fs::rename(old, new) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_dir(old, new)?,
-        Err(e) => return Err(e),
-    }
+    let moved = match std::fs::rename(old, new) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => match copy_dir(old, new) {
+            Err(e @ MoveError::NotMoved(_)) => return Err(e),
+            moved => moved,
+        },
+        Err(e) => return Err(MoveError::NotMoved(e)),
+    };
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(new, std::fs::Permissions::from_mode(0o700))?;
-        for entry in std::fs::read_dir(new)? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
-            }
+    make_private(new).map_err(MoveError::NotPrivate)?;
+    moved
+}
+
+/// Makes `dir` 0700 and its files 0600.
+#[cfg(unix)]
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
         }
     }
     Ok(())
 }
 
 /// Copies the files of `old` into a new directory `new` (made complete under a
-/// temporary name beside it, then renamed into place), then removes `old`.
-fn copy_dir(old: &Path, new: &Path) -> std::io::Result<()> {
+/// temporary name beside it, then renamed into place; removed if anything fails before
+/// that), then removes `old`.
+fn copy_dir(old: &Path, new: &Path) -> Result<(), MoveError> {
     let parent = new.parent().unwrap_or(Path::new("."));
     let staging = tempfile::Builder::new()
         .prefix(".authcore-migrate-")
-        .tempdir_in(parent)?;
-    for entry in std::fs::read_dir(old)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), staging.path().join(entry.file_name()))?;
+        .tempdir_in(parent)
+        .map_err(MoveError::NotMoved)?;
+    let copy = || -> std::io::Result<()> {
+        for entry in std::fs::read_dir(old)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), staging.path().join(entry.file_name()))?;
+            }
+        }
+        std::fs::rename(staging.path(), new)
+    };
+    // On failure `staging` is dropped, and with it the copies made so far.
+    copy().map_err(MoveError::NotMoved)?;
+    // In place under its new name: nothing is left to remove.
+    let _ = staging.keep();
+    std::fs::remove_dir_all(old).map_err(MoveError::OldKept)
+}
+
+/// Where a session is kept: the store directory, and the profile it is filed under
+/// there (one signed-in user each).
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// The profile's name.
+    pub profile: String,
+}
+
+impl Place {
+    /// The profile `profile` (default `default`) in `dir`.
+    pub fn new(dir: PathBuf, profile: Option<&str>) -> Place {
+        Place {
+            dir,
+            profile: profile.unwrap_or("default").to_owned(),
         }
     }
-    std::fs::rename(staging.keep(), new)?;
-    std::fs::remove_dir_all(old)
+
+    /// `options` with the file store in [`dir`](Self::dir) and the session filed under
+    /// the profile.
+    fn options(&self, options: Options) -> Result<Options, Error> {
+        let options = profile_options(options, Some(&self.profile));
+        Ok(options.store(Arc::new(FileStore::new(&self.dir)?)))
+    }
+}
+
+/// What `authcore logout` needs to find a session without its provider, kept at sign-in
+/// beside the session in the store (`<digest>.login`; nothing secret): the session is
+/// filed under a key made of its token endpoint, which otherwise only the provider's
+/// metadata says.
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Note {
+    issuer: String,
+    client_id: String,
+    profile: String,
+    resources: Vec<String>,
+    token_endpoint: String,
+}
+
+impl Note {
+    /// The note for a session of `client_id` at `issuer` for `resources`, in `place`:
+    /// its path, and what it says apart from the token endpoint.
+    fn at(place: &Place, issuer: &str, client_id: &str, resources: &[String]) -> (PathBuf, Note) {
+        let mut resources = resources.to_vec();
+        resources.sort_unstable();
+        resources.dedup();
+        let note = Note {
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
+            profile: place.profile.clone(),
+            resources,
+            token_endpoint: String::new(),
+        };
+        let name = serde_json::to_string(&(
+            &note.issuer,
+            &note.client_id,
+            &note.profile,
+            &note.resources,
+        ))
+        .unwrap_or_default();
+        let digest = StoreKey::custom(format!("login {name}")).digest();
+        (place.dir.join(format!("{}.login", &digest[..32])), note)
+    }
+
+    /// The token endpoint the note at `path` keeps for `expected`, if there is such a
+    /// note (one that cannot be read or says something else is said, and not used).
+    fn token_endpoint(path: &Path, expected: &Note) -> Option<String> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                log::warn!("cannot read {}: {e}", path.display());
+                return None;
+            }
+        };
+        match serde_json::from_slice::<Note>(&bytes) {
+            Ok(note) if !note.token_endpoint.is_empty() && note.same_session(expected) => {
+                Some(note.token_endpoint)
+            }
+            _ => {
+                log::warn!(
+                    "{} is not a note of this session's token endpoint; not used",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Both notes are of the same session (whatever their token endpoints).
+    fn same_session(&self, other: &Note) -> bool {
+        self.issuer == other.issuer
+            && self.client_id == other.client_id
+            && self.profile == other.profile
+            && self.resources == other.resources
+    }
+
+    /// Writes the note to `path`, replacing any: a temporary file in the same directory
+    /// (0600, as everything in a store), fsynced, renamed into place.
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".authcore-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        tmp.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
 }
 
 /// Who signs in where.
 pub struct Session {
     /// The issuer's metadata.
     pub metadata: Metadata,
+    /// The issuer URL it was discovered from.
+    pub issuer: String,
     /// The OAuth client id.
     pub client_id: String,
     /// The client secret; empty for a public client.
@@ -164,31 +329,49 @@ pub struct Session {
     pub scopes: Vec<String>,
     /// Resource indicators (RFC 8707).
     pub resources: Vec<String>,
+    /// Where the session is kept.
+    pub place: Place,
     /// Options, with the file store set.
     pub options: Options,
 }
 
 impl Session {
-    /// Discovers `issuer` and sets up the file store in `store_dir`, where the session is
-    /// filed under the profile [`profile_options`] names in `options`.
+    /// Discovers `issuer` and sets up the file store in `place`, where the session is
+    /// filed under its profile.
     pub fn new(
         issuer: &str,
         client_id: String,
         client_secret: Secret,
         scopes: Vec<String>,
         resources: Vec<String>,
-        store_dir: PathBuf,
+        place: Place,
         options: Options,
     ) -> Result<Session, Error> {
         let metadata = Metadata::discover(issuer, &options)?;
-        let options = options.store(Arc::new(FileStore::new(store_dir)?));
+        let options = place.options(options)?;
         Ok(Session {
             metadata,
+            issuer: issuer.to_owned(),
             client_id,
             client_secret,
             scopes,
             resources,
+            place,
             options,
+        })
+    }
+
+    /// Keeps, beside the session in the store, what [`logout`] needs to find it when
+    /// the provider cannot be reached (its token endpoint; nothing secret). Called once
+    /// signed in.
+    pub fn note_where_kept(&self) -> Result<(), Error> {
+        let (path, note) = Note::at(&self.place, &self.issuer, &self.client_id, &self.resources);
+        let note = Note {
+            token_endpoint: self.metadata.require_token_endpoint()?.to_owned(),
+            ..note
+        };
+        note.save(&path).map_err(|e| Error::Store {
+            message: format!("cannot write {}: {e}", path.display()),
         })
     }
 
@@ -266,6 +449,92 @@ impl Session {
         }
         auth.wait(Some(wait))
     }
+}
+
+/// What [`logout`] did.
+#[derive(Debug)]
+pub enum Logout {
+    /// The provider's metadata was had: the session is removed from the store, and
+    /// revoked at the provider or not, as the outcome says.
+    SignedOut(SignOut),
+    /// The provider's metadata could not be had (`why`: it could not be reached, or
+    /// answered with something unusable), so nothing was revoked there; the session,
+    /// found through the note kept at sign-in, is removed from the store (`removed`:
+    /// there was one).
+    Offline {
+        /// A session was there, and is removed.
+        removed: bool,
+        /// Why the provider's metadata could not be had.
+        why: Error,
+    },
+    /// The provider's metadata could not be had (`why`), and no note says under which
+    /// token endpoint a session would be filed (none was signed in by `authcore login`
+    /// since notes are kept, or it was removed): nothing was removed or revoked.
+    NotFound {
+        /// Why the provider's metadata could not be had.
+        why: Error,
+    },
+    /// The store could not be updated: the session may still be there.
+    NotRemoved(Error),
+}
+
+/// Signs the session of `client_id` at `issuer` (for `resources`) in `place` out: it is
+/// removed from the store whatever the provider can do, then revoked at the provider if
+/// the provider can be reached and has a revocation endpoint. The store key depends on
+/// the provider's token endpoint: when the provider's metadata cannot be had, the note
+/// [`Session::note_where_kept`] left says it. `Err`: the store cannot be used at all.
+pub fn logout(
+    issuer: &str,
+    client_id: String,
+    client_secret: Secret,
+    resources: Vec<String>,
+    place: Place,
+    options: Options,
+) -> Result<Logout, Error> {
+    let stored = place.options(options.clone())?;
+    let (path, expected) = Note::at(&place, issuer, &client_id, &resources);
+    let noted = Note::token_endpoint(&path, &expected);
+    let sign_out = |metadata: &Metadata| -> Result<Result<SignOut, Error>, Error> {
+        let grant =
+            RefreshToken::from_metadata(metadata, client_id.clone(), client_secret.clone())?
+                .resources(resources.clone());
+        Ok(Client::new(grant, stored.clone())?.sign_out())
+    };
+    match Metadata::discover(issuer, &options) {
+        Ok(mut metadata) => {
+            // Where `login` filed it, should the provider have moved its token endpoint since.
+            if let Some(endpoint) = noted {
+                metadata.token_endpoint = Some(endpoint);
+            }
+            Ok(match sign_out(&metadata)? {
+                Ok(outcome) => Logout::SignedOut(outcome),
+                Err(e) => Logout::NotRemoved(e),
+            })
+        }
+        Err(why) => {
+            let Some(endpoint) = noted else {
+                return Ok(Logout::NotFound { why });
+            };
+            // The note's endpoint only: no revocation endpoint, nothing sent anywhere.
+            let mut metadata = Metadata::default();
+            metadata.issuer = issuer.to_owned();
+            metadata.token_endpoint = Some(endpoint);
+            Ok(match sign_out(&metadata)? {
+                Ok(SignOut::NotSignedIn) => Logout::Offline {
+                    removed: false,
+                    why,
+                },
+                Ok(_) => Logout::Offline { removed: true, why },
+                Err(e) => Logout::NotRemoved(e),
+            })
+        }
+    }
+}
+
+/// Whether `e` says the provider could not be reached at all (rather than that it
+/// answered with a refusal or something unusable).
+pub fn unreachable(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Transport | ErrorKind::Timeout)
 }
 
 /// Most connections the redirect listener keeps open at once. Every connection is
@@ -517,5 +786,69 @@ async fn serve_connection(
     let answered = target.lock().take();
     if let Some(target) = answered {
         let _ = found.try_send(target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files directly in `dir` whose names start with `prefix`.
+    fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .collect()
+    }
+
+    /// A copy across file systems whose last step (the rename into place) fails leaves
+    /// no staging directory with copies of the sessions behind, and the old directory
+    /// as it was.
+    #[test]
+    fn a_failed_copy_leaves_no_staging_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join("session.json"), b"{\"refresh_token\":\"rt\"}").unwrap();
+        // Something else took the new place meanwhile: the rename cannot replace it.
+        let new = root.path().join("new");
+        std::fs::create_dir(&new).unwrap();
+        std::fs::write(new.join("theirs"), b"").unwrap();
+        let outcome = copy_dir(&old, &new);
+        assert!(
+            matches!(outcome, Err(MoveError::NotMoved(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            named(root.path(), ".authcore-migrate-"),
+            Vec::<PathBuf>::new()
+        );
+        assert!(
+            old.join("session.json").is_file(),
+            "the old directory stays"
+        );
+        assert!(!new.join("session.json").exists());
+    }
+
+    /// A copy that succeeds removes the old directory and disarms nothing it should not:
+    /// the new directory stays.
+    #[test]
+    fn a_copy_moves_the_files_and_removes_the_old_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join("session.json"), b"{}").unwrap();
+        let new = root.path().join("new");
+        copy_dir(&old, &new).unwrap();
+        assert!(!old.exists());
+        assert_eq!(std::fs::read(new.join("session.json")).unwrap(), b"{}");
+        assert_eq!(
+            named(root.path(), ".authcore-migrate-"),
+            Vec::<PathBuf>::new()
+        );
     }
 }

@@ -15,6 +15,7 @@ use authcore::{
 use clap::{Parser, Subcommand, ValueEnum};
 
 use authcore_cli::devserver::{Behaviour, Credentials, DevServer};
+use authcore_cli::login::{Logout, Place};
 
 /// Fresh access tokens for shell scripts, a local development provider, and a demo.
 #[derive(Parser)]
@@ -73,12 +74,16 @@ enum Command {
     Login(Box<LoginArgs>),
     /// Remove the signed-in session from the store, and revoke it at the provider.
     ///
-    /// The session is removed from the store in every case, and stderr says what
-    /// happened at the provider: revoked; or not, because it has no revocation endpoint
-    /// (exit 0: the refresh token stays valid there until it expires) or because it
-    /// refused or could not be reached (exit 3, 4 or 5, as for `authcore token`). When
-    /// nothing is signed in, it says so and exits 0 (the session is not there, as
-    /// asked). Exit 2: bad configuration; 4 also: the store could not be updated.
+    /// The session is removed from the store in every case — also when the provider
+    /// cannot be reached: `login` keeps a note of where it filed the session (its token
+    /// endpoint, nothing secret) beside it in the store — and stderr says what happened
+    /// at the provider: revoked; or not, because it has no revocation endpoint (exit 0:
+    /// the refresh token stays valid there until it expires) or because it refused or
+    /// could not be reached (exit 3, 4 or 5, as for `authcore token`). When nothing is
+    /// signed in, it says so and exits 0 (the session is not there, as asked). Exit 2:
+    /// bad configuration; 4 also: the store could not be updated, or the provider could
+    /// not be reached and no note names the session (one signed in by an earlier
+    /// version): nothing was removed.
     Logout(Box<LoginArgs>),
 }
 
@@ -342,37 +347,92 @@ fn main() -> ExitCode {
             Err(e) => failed(&e),
         },
         Command::Logout(args) => match logout(&args) {
-            Ok(SignOut::NotSignedIn) => {
-                eprintln!("Not signed in: there is no session to sign out of.");
-                ExitCode::SUCCESS
-            }
-            Ok(SignOut::Revoked) => {
+            Ok(Logout::SignedOut(outcome)) => signed_out(outcome),
+            Ok(Logout::Offline { removed: true, why }) => {
                 eprintln!(
-                    "Signed out: the session is revoked at the provider and removed from the store."
+                    "Signed out here: the session is removed from the store. {}, so nothing \
+                     was revoked there: its refresh token stays valid at the provider until it \
+                     expires. ({why})",
+                    provider_failed(&why)
+                );
+                ExitCode::from(exit_code(&why))
+            }
+            Ok(Logout::Offline {
+                removed: false,
+                why,
+            }) => {
+                eprintln!(
+                    "Not signed in: there is no session to sign out of. ({}, but there was \
+                     nothing to revoke: {why})",
+                    provider_failed(&why)
                 );
                 ExitCode::SUCCESS
             }
-            Ok(SignOut::NoRevocationEndpoint) => {
+            Ok(Logout::NotFound { why }) => {
                 eprintln!(
-                    "Signed out here: the session is removed from the store. The provider has no \
-                     revocation endpoint, so it could not be revoked there: its refresh token stays \
-                     valid at the provider until it expires."
+                    "authcore: nothing was removed or revoked: {}, and the store keeps no note \
+                     of where a session of this issuer, client and profile would be (none was \
+                     signed in by `authcore login` here, or it was signed in by an earlier \
+                     version: sign out again once the provider can be reached)",
+                    provider_failed(&why).to_lowercase()
                 );
-                ExitCode::SUCCESS
+                failed(&why)
             }
-            Ok(SignOut::RevocationFailed(e)) => {
-                eprintln!(
-                    "Signed out here: the session is removed from the store. The provider could \
-                     not revoke it: {e}"
-                );
-                ExitCode::from(exit_code(&e))
-            }
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
+            Ok(Logout::NotRemoved(e)) => {
                 eprintln!("authcore: the session could not be removed from the store");
                 failed(&e)
             }
+            Err(e) => failed(&e),
         },
+    }
+}
+
+/// What `authcore logout` says once the provider's metadata was had, and its exit code.
+fn signed_out(outcome: SignOut) -> ExitCode {
+    match outcome {
+        SignOut::NotSignedIn => {
+            eprintln!("Not signed in: there is no session to sign out of.");
+            ExitCode::SUCCESS
+        }
+        SignOut::Revoked => {
+            eprintln!(
+                "Signed out: the session is revoked at the provider and removed from the store."
+            );
+            ExitCode::SUCCESS
+        }
+        SignOut::NoRevocationEndpoint => {
+            eprintln!(
+                "Signed out here: the session is removed from the store. The provider has no \
+                 revocation endpoint, so it could not be revoked there: its refresh token stays \
+                 valid at the provider until it expires."
+            );
+            ExitCode::SUCCESS
+        }
+        SignOut::RevocationFailed(e) if authcore_cli::login::unreachable(&e) => {
+            eprintln!(
+                "Signed out here: the session is removed from the store. The provider could \
+                 not be reached to revoke it, so nothing was revoked there: its refresh token \
+                 stays valid at the provider until it expires. ({e})"
+            );
+            ExitCode::from(exit_code(&e))
+        }
+        SignOut::RevocationFailed(e) => {
+            eprintln!(
+                "Signed out here: the session is removed from the store. The provider could \
+                 not revoke it: {e}"
+            );
+            ExitCode::from(exit_code(&e))
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Why the provider's metadata could not be had, as a sentence's start.
+fn provider_failed(e: &Error) -> &'static str {
+    if authcore_cli::login::unreachable(e) {
+        "The provider could not be reached"
+    } else {
+        "The provider's metadata could not be had"
     }
 }
 
@@ -384,24 +444,30 @@ fn failed(e: &Error) -> ExitCode {
     ExitCode::from(exit_code(e))
 }
 
+/// The options `login` and `logout` talk to the provider with.
+fn login_options(a: &LoginArgs) -> Options {
+    let options = Options::default().timeout(Duration::from_secs(a.timeout));
+    match &a.ca_bundle {
+        Some(ca) => options.ca_bundle(ca),
+        None => options,
+    }
+}
+
+/// Where `login` and `logout` keep the session.
+fn place(a: &LoginArgs) -> Result<Place, Error> {
+    let dir = authcore_cli::login::store_dir(a.store.clone())?;
+    Ok(Place::new(dir, a.store_key.as_deref()))
+}
+
 fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
-    let secret = optional_client_secret(&a.client_secret_file)?;
-    let store = authcore_cli::login::store_dir(a.store.clone())?;
     authcore_cli::login::Session::new(
         &a.issuer,
         a.client_id.clone(),
-        secret,
+        optional_client_secret(&a.client_secret_file)?,
         split_scopes(&a.scopes),
         a.resources.clone(),
-        store,
-        {
-            let options = Options::default().timeout(Duration::from_secs(a.timeout));
-            let options = match &a.ca_bundle {
-                Some(ca) => options.ca_bundle(ca),
-                None => options,
-            };
-            authcore_cli::login::profile_options(options, a.store_key.as_deref())
-        },
+        place(a)?,
+        login_options(a),
     )
 }
 
@@ -422,11 +488,24 @@ fn login(a: &LoginArgs) -> Result<(), Error> {
                 .into(),
         });
     }
+    if let Err(e) = session.note_where_kept() {
+        eprintln!(
+            "authcore: warning: {e}: `authcore logout` will find this session only while the \
+             provider can be reached"
+        );
+    }
     Ok(())
 }
 
-fn logout(a: &LoginArgs) -> Result<SignOut, Error> {
-    session(a)?.client()?.sign_out()
+fn logout(a: &LoginArgs) -> Result<Logout, Error> {
+    authcore_cli::login::logout(
+        &a.issuer,
+        a.client_id.clone(),
+        optional_client_secret(&a.client_secret_file)?,
+        a.resources.clone(),
+        place(a)?,
+        login_options(a),
+    )
 }
 
 /// What `authcore token` printed, and whether a rotated refresh token was lost.
@@ -488,8 +567,8 @@ fn issuer_token(
                 secret,
                 scopes,
                 a.resources.clone(),
-                dir,
-                authcore_cli::login::profile_options(options, a.store_key.as_deref()),
+                Place::new(dir, a.store_key.as_deref()),
+                options,
             )?;
             session.client()?
         }

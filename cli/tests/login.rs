@@ -715,3 +715,61 @@ fn logout_removes_the_session_when_the_provider_cannot_be_reached() {
         out.status.code()
     );
 }
+
+/// What `authcore logout` says and does when the provider cannot be reached: the
+/// session `login` signed in is found through the note kept beside it, removed, and
+/// nothing is revoked (exit 4, as for an unreachable provider); signing out again finds
+/// nothing; a profile no note names is left alone, and said so.
+#[test]
+fn logout_without_the_provider_says_what_it_did() {
+    let s = server();
+    let issuer = s.url();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    sign_in(home.path(), &s, Some(&store));
+    let notes: Vec<PathBuf> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "login"))
+        .collect();
+    let [note] = notes.as_slice() else {
+        panic!("one note of where the session is kept: {notes:?}")
+    };
+    assert_eq!(mode(note), 0o600);
+    let text = std::fs::read_to_string(note).unwrap();
+    assert!(text.contains(&format!("{issuer}/oauth2/token")), "{text}");
+    // The provider goes away (its port is closed).
+    drop(s);
+    let logout = |extra: &[&str]| {
+        let out = authcore(home.path())
+            .args(["logout", "--issuer", &issuer, "--client-id", "dev-client"])
+            .args(extra)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = logout(&[]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("removed from the store")
+            && stderr.contains("could not be reached")
+            && stderr.contains("nothing was revoked"),
+        "{stderr}"
+    );
+    // Gone here: signing out again finds nothing, and says so.
+    let (code, stderr) = logout(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Not signed in"), "{stderr}");
+    // A profile no note names: nothing can be found without the provider, and said so.
+    let (code, stderr) = logout(&["--store-key", "someone-else"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("nothing was removed") && !stderr.contains("Not signed in"),
+        "{stderr}"
+    );
+}
