@@ -1186,8 +1186,9 @@ authcore_status authcore_code_flow_set_pending_key(authcore_code_flow *flow,
 
 /**
  * How long a sign-in may take, from its URL to its callback, in milliseconds (default
- * 600000, 10 minutes; at most a day). Call it before the flow is shared between
- * threads.
+ * 600000, 10 minutes; at most a day: a longer one is cut to a day). 0 is
+ * `AUTHCORE_STATUS_CONFIG` (no sign-in could finish), and the lifetime is left as it
+ * was. Call it before the flow is shared between threads.
  *
  * # Safety
  * `flow` is a live handle not used by another thread during the call.

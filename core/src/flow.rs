@@ -343,16 +343,24 @@ impl AuthorizationCodeFlow {
     }
 
     /// How long a sign-in may take, from its URL to its callback (default
-    /// [`PENDING_LIFETIME`], 10 minutes; at most a day).
-    pub fn pending_lifetime(mut self, lifetime: Duration) -> Self {
-        self.set_pending_lifetime(lifetime);
-        self
+    /// [`PENDING_LIFETIME`], 10 minutes; at most a day: a longer one is cut to a day).
+    /// Zero is a [`Config`](crate::ErrorKind::Config) error: no sign-in could finish.
+    pub fn pending_lifetime(mut self, lifetime: Duration) -> Result<Self> {
+        self.set_pending_lifetime(lifetime)?;
+        Ok(self)
     }
 
     /// [`pending_lifetime`](Self::pending_lifetime) on a flow in place (before it is
     /// shared).
-    pub fn set_pending_lifetime(&mut self, lifetime: Duration) {
+    pub fn set_pending_lifetime(&mut self, lifetime: Duration) -> Result<()> {
+        if lifetime.is_zero() {
+            return Err(Error::config(
+                "a pending lifetime of zero lets no sign-in finish; give how long a sign-in \
+                 may take (default 600 s, at most a day)",
+            ));
+        }
         self.lifetime = lifetime.min(Duration::from_secs(86_400));
+        Ok(())
     }
 
     /// Seals exported sign-ins under `key` ([`PENDING_KEY_LEN`] = 32 random bytes, e.g.
@@ -642,6 +650,30 @@ mod tests {
     }
 
     const VERIFIER: &str = "abcdefghijklmnopqrstuvwxyz0123456789-._~ABCDEFG";
+
+    /// A lifetime of zero would let no sign-in finish: refused, the lifetime left as
+    /// it was; a longer one than a day is cut to a day.
+    #[test]
+    fn a_pending_lifetime_of_zero_is_refused() {
+        let server = mockito::Server::new();
+        let mut f = flow(&server, true);
+        let e = f.set_pending_lifetime(Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("zero"), "{e}");
+        assert_eq!(f.lifetime, PENDING_LIFETIME);
+        assert_eq!(
+            flow(&server, true)
+                .pending_lifetime(Duration::ZERO)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+        f.set_pending_lifetime(Duration::from_millis(1)).unwrap();
+        assert_eq!(f.lifetime, Duration::from_millis(1));
+        f.set_pending_lifetime(Duration::from_secs(7 * 86_400))
+            .unwrap();
+        assert_eq!(f.lifetime, Duration::from_secs(86_400));
+    }
 
     /// Seals what an application holding the key could seal: each field as given.
     fn sealed(

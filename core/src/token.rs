@@ -310,12 +310,13 @@ const CREDENTIAL_ANYWHERE: &[&str] = &[
     "cookie",
 ];
 /// …or ends with one of these (`access_token`, `idToken`, `mac_key`, `session_id`,
-/// `client_jwt`)…
+/// `client_jwt`), also in the plural (`refresh_tokens`, `tokens`, `keys`)…
 const CREDENTIAL_ENDINGS: &[&str] = &["token", "key", "jwt", "sessionid"];
-/// …or is one of these (authorization and device codes).
+/// …or is one of these (authorization and device codes), also in the plural.
 const CREDENTIAL_NAMES: &[&str] = &["code", "authcode", "authorizationcode", "devicecode"];
 /// Names that end like a credential but describe one (`token_type`,
-/// `issued_token_type`).
+/// `issued_token_type`), unless they contain a word of [`CREDENTIAL_ANYWHERE`]
+/// (`client_secret_token_type` is a credential).
 const NOT_CREDENTIAL_ENDINGS: &[&str] = &["tokentype"];
 
 /// Whether a token response field holds a credential (kept out of [`Token::fields`]).
@@ -325,20 +326,25 @@ const NOT_CREDENTIAL_ENDINGS: &[&str] = &["tokentype"];
 /// (`refresh_token`, `refreshToken`, `Refresh-Token`, `REFRESH_TOKEN` are all
 /// `refreshtoken`; `apiKey`, `api_key`, `API-KEY` are `apikey`). A normalised name that
 /// is empty (a name of only punctuation or non-ASCII letters) is taken for a credential
-/// too: what it is cannot be told.
+/// too: what it is cannot be told. Then, in this order: a name that contains a word of
+/// [`CREDENTIAL_ANYWHERE`] is a credential; one that (after one trailing `s` is
+/// dropped, for plurals) ends in `tokentype` is not; one that (again without one
+/// trailing `s`) ends in a word of [`CREDENTIAL_ENDINGS`] or is one of
+/// [`CREDENTIAL_NAMES`] is.
 pub(crate) fn is_credential_field(name: &str) -> bool {
     let n: String = name
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    if NOT_CREDENTIAL_ENDINGS.iter().any(|e| n.ends_with(e)) {
+    if n.is_empty() || CREDENTIAL_ANYWHERE.iter().any(|w| n.contains(w)) {
+        return true;
+    }
+    let singular = n.strip_suffix('s').unwrap_or(&n);
+    if NOT_CREDENTIAL_ENDINGS.iter().any(|e| singular.ends_with(e)) {
         return false;
     }
-    n.is_empty()
-        || CREDENTIAL_ANYWHERE.iter().any(|w| n.contains(w))
-        || CREDENTIAL_ENDINGS.iter().any(|e| n.ends_with(e))
-        || CREDENTIAL_NAMES.contains(&n.as_str())
+    CREDENTIAL_ENDINGS.iter().any(|e| singular.ends_with(e)) || CREDENTIAL_NAMES.contains(&singular)
 }
 
 /// A field value without any credential nested in it: objects lose their credential
@@ -632,7 +638,7 @@ mod tests {
         let body = br#"{"access_token":"at-outer-1a2b","token_type":"bearer",
             "authed_user":{"id":"U1","scope":"chat:write","accessToken":"xoxp-inner-secret",
                 "token_type":"user","nested":{"refresh-token":"rt-deep-secret","n":1}},
-            "keys":[{"kid":"k1","privateKey":"pk-in-array"},"plain"],
+            "items":[{"kid":"k1","privateKey":"pk-in-array"},"plain"],
             "team":{"name":"T","apiKey":"ak-nested"}}"#;
         let t = parse_token_response(200, body, Instant::now(), None).unwrap();
         let text = serde_json::to_string(t.fields()).unwrap();
@@ -648,8 +654,8 @@ mod tests {
         assert_eq!(t.fields()["authed_user"]["id"], "U1");
         assert_eq!(t.fields()["authed_user"]["token_type"], "user");
         assert_eq!(t.fields()["authed_user"]["nested"]["n"], 1);
-        assert_eq!(t.fields()["keys"][0]["kid"], "k1");
-        assert_eq!(t.fields()["keys"][1], "plain");
+        assert_eq!(t.fields()["items"][0]["kid"], "k1");
+        assert_eq!(t.fields()["items"][1], "plain");
         assert_eq!(t.fields()["team"]["name"], "T");
     }
 

@@ -285,7 +285,8 @@ fn an_expired_sign_in_cannot_finish() {
         .unwrap()
         .pending_key(&KEY)
         .unwrap()
-        .pending_lifetime(lifetime);
+        .pending_lifetime(lifetime)
+        .unwrap();
     let a = flow.authorization_url().unwrap();
     let b = flow.authorization_url().unwrap();
     // Expiry only becomes more true with time: no race.
@@ -299,7 +300,8 @@ fn an_expired_sign_in_cannot_finish() {
         .unwrap()
         .pending_key(&KEY)
         .unwrap()
-        .pending_lifetime(lifetime);
+        .pending_lifetime(lifetime)
+        .unwrap();
     let e = err(elsewhere.finish_pending(&callback(&b.state, "code-b"), b.pending.expose_secret()));
     assert_eq!(e.kind(), ErrorKind::StateMismatch);
     assert_eq!(p.exchanges.load(SeqCst), 0);

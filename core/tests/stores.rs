@@ -365,3 +365,100 @@ fn rustix_euid() -> u32 {
     std::fs::remove_dir_all(&probe).unwrap();
     uid
 }
+
+/// A parent directory another user could rename the store away in, and put a
+/// directory of theirs in its place, is refused: one group- or world-writable without
+/// the sticky bit, or (as root) one owned by another user. A sticky one (as /tmp) is
+/// fine, as every other test here shows.
+#[test]
+fn a_parent_directory_another_user_could_replace_the_store_in_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = temp_dir("parent");
+    let dir = parent.join("tokens");
+    FileStore::new(&dir).expect("a private directory in a private one");
+    for (mode, what) in [
+        (0o777, "world-writable without the sticky bit"),
+        (0o770, "group-writable without the sticky bit"),
+    ] {
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = FileStore::new(&dir).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let text = e.to_string();
+        assert!(
+            text.contains(&dir.display().to_string())
+                && text.contains(&format!("parent directory {}", parent.display()))
+                && text.contains(what),
+            "{mode:o}: {text}"
+        );
+    }
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    FileStore::new(&dir).expect("a sticky parent: only the store's owner can rename it");
+    if rustix_euid() == 0 {
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&parent, Some(65534), Some(65534)).unwrap();
+        let e = FileStore::new(&dir).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("is owned by another user"), "{e}");
+    }
+    std::fs::remove_dir_all(&parent).unwrap();
+}
+
+/// A symlink of this user's own is followed once, when the store is made: the store
+/// keeps the directory it led to, and repointing the link later changes nothing.
+/// A symlink planted in place of a record file is not followed.
+#[test]
+fn the_store_path_is_resolved_once_and_links_in_it_are_not_followed() {
+    use authcore::{StoreKey, Token};
+    let base = temp_dir("resolved");
+    let real = base.join("real");
+    let other = base.join("other");
+    let link = base.join("link");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let store = FileStore::new(&link).unwrap();
+    assert_eq!(store.dir(), std::fs::canonicalize(&real).unwrap());
+    let key = StoreKey::custom("resolved");
+    let token = |at: &str| {
+        StoredToken::from_token(
+            &Token::new(
+                at.to_owned(),
+                None,
+                Some(Duration::from_secs(600)),
+                Instant::now(),
+            ),
+            None,
+        )
+    };
+    let deadline = || Instant::now() + Duration::from_secs(5);
+    {
+        let lock = store.lock(&key, deadline()).unwrap();
+        store.save(&lock, &key, &token("at-mine")).unwrap();
+    }
+    // Repointed at another directory (with a record of the same name): not looked at.
+    let elsewhere = FileStore::new(&other).unwrap();
+    {
+        let lock = elsewhere.lock(&key, deadline()).unwrap();
+        elsewhere.save(&lock, &key, &token("at-elsewhere")).unwrap();
+    }
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&other, &link).unwrap();
+    let lock = store.lock(&key, deadline()).unwrap();
+    let loaded = store.load(&lock, &key).unwrap().expect("its own record");
+    assert_eq!(loaded.access_token.expose_secret(), "at-mine");
+    // A record file replaced by a symlink (to the other store's record) is refused.
+    let record = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+            .expect("a record file")
+    };
+    let mine = record(&real);
+    std::fs::remove_file(&mine).unwrap();
+    std::os::unix::fs::symlink(record(&other), &mine).unwrap();
+    let e = store.load(&lock, &key).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    drop(lock);
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -363,8 +363,9 @@ pub unsafe extern "C" fn authcore_code_flow_set_pending_key(
 }
 
 /// How long a sign-in may take, from its URL to its callback, in milliseconds (default
-/// 600000, 10 minutes; at most a day). Call it before the flow is shared between
-/// threads.
+/// 600000, 10 minutes; at most a day: a longer one is cut to a day). 0 is
+/// `AUTHCORE_STATUS_CONFIG` (no sign-in could finish), and the lifetime is left as it
+/// was. Call it before the flow is shared between threads.
 ///
 /// # Safety
 /// `flow` is a live handle not used by another thread during the call.
@@ -376,7 +377,7 @@ pub unsafe extern "C" fn authcore_code_flow_set_pending_lifetime(
     boundary(|| {
         check_null!(flow);
         // SAFETY: checked non-NULL; live and not shared during the call, as promised.
-        unsafe { &mut (*flow).inner }.set_pending_lifetime(Duration::from_millis(lifetime_ms));
+        unsafe { &mut (*flow).inner }.set_pending_lifetime(Duration::from_millis(lifetime_ms))?;
         Ok(())
     })
 }

@@ -504,7 +504,8 @@ class AuthorizationCodeFlow:
 
         ``pending_key`` (32 random bytes, shared by every worker) seals ``AuthorizationRequest.pending``
         so that a sign-in finishes in any worker; without it, only in this flow object.
-        ``pending_lifetime``: seconds a sign-in may take (default 600)."""
+        ``pending_lifetime``: seconds a sign-in may take (default 600; more than 0, a
+        ``ValueError`` otherwise; at most a day)."""
     @staticmethod
     def viewneo(
         client_id: str,

@@ -85,7 +85,9 @@ pub(crate) fn new_flow(
             .map_err(|e| to_py_err(py, e))?;
     }
     if let Some(lifetime) = pending.lifetime.filter(|l| !l.is_none()) {
-        inner.set_pending_lifetime(seconds("pending_lifetime", lifetime)?);
+        inner
+            .set_pending_lifetime(seconds("pending_lifetime", lifetime)?)
+            .map_err(|e| to_py_err(py, e))?;
     }
     Ok(AuthorizationCodeFlow { inner, description })
 }

@@ -230,8 +230,9 @@ def test_pending_key_and_lifetime_are_checked_and_expired_sign_ins_refused(dev: 
             _flow(dev, pending_key=bad)
     with pytest.raises(TypeError):
         _flow(dev, pending_key="0" * 32)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        _flow(dev, pending_lifetime=-1)
+    for bad_lifetime in (-1, 0):
+        with pytest.raises(ValueError):
+            _flow(dev, pending_lifetime=bad_lifetime)
     key = b"k" * 32
     flow = _flow(dev, pending_key=key, pending_lifetime=0.1)
     assert "kkkk" not in repr(flow) and "107, 107" not in repr(flow)

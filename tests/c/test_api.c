@@ -469,6 +469,10 @@ static void test_sealed_pending_refused(void) {
     /* Expired, in memory and sealed (finished by another worker). */
     devserver_reset();
     authcore_code_flow *brief = keyed_flow(PENDING_KEY), *worker = keyed_flow(PENDING_KEY);
+    /* A lifetime of zero lets no sign-in finish: refused, the flow left as it was. */
+    CHECK_STATUS(authcore_code_flow_set_pending_lifetime(brief, 0), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "zero") != NULL, "says why: %s",
+          authcore_last_error_message());
     CHECK_OK(authcore_code_flow_set_pending_lifetime(brief, 100));
     CHECK_OK(authcore_code_flow_set_pending_lifetime(worker, 100));
     char *state = NULL;

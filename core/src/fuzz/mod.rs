@@ -6,8 +6,9 @@
 //! then inputs made from them: a few mutations of a seed (bytes flipped, inserted,
 //! deleted, duplicated, spliced from another seed; dictionary words; a JSON value
 //! replaced, a key added or removed) or bytes from nothing. Each input must be parsed
-//! without a panic, within [`CASE_BUDGET`], and no error text (`Display` or `Debug`)
-//! may hold a planted secret ([`TOKEN_MARKER`], [`REQUEST_SECRETS`]). A failure shrinks
+//! without a panic, within [`CASE_BUDGET`] (an input still running after [`HANG_LIMIT`]
+//! ends the test process, with the input printed: a hang), and no error text
+//! (`Display` or `Debug`) may hold a planted secret ([`TOKEN_MARKER`], [`REQUEST_SECRETS`]). A failure shrinks
 //! to its fewest mutations and is kept in `core/fuzz/regressions/<target>.txt`, which
 //! every later run replays first.
 //!
@@ -29,7 +30,10 @@ mod targets;
 pub(crate) const CI_CASES: u32 = 2_000;
 /// The most one input may take: a hang or a blow-up, not a speed test (debug builds,
 /// under a loaded machine or valgrind, are far slower than this needs).
-const CASE_BUDGET: Duration = Duration::from_secs(5);
+pub(crate) const CASE_BUDGET: Duration = Duration::from_secs(5);
+/// How long one input may run before the watchdog ends the test process: a hang,
+/// which [`CASE_BUDGET`] (measured after the check returns) would never see.
+const HANG_LIMIT: Duration = Duration::from_secs(60);
 /// Inputs are cut to this size after mutation.
 const MAX_INPUT: usize = 64 * 1024;
 
@@ -98,6 +102,11 @@ const DICTIONARY: &[&str] = &[
     "id_token",
     "expires_in",
     "token_type",
+    "refresh_tokens",
+    "accessTokens",
+    "tokens",
+    "api_keys",
+    "client_secret_token_type",
     "exp",
     "sub",
     "issuer",
@@ -329,7 +338,9 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 /// returns an error on a finding.
 pub(crate) fn run(target: &str, check: impl Fn(&[u8]) -> Result<(), String>) {
     let seeds = corpus(target);
+    let watchdog = Watchdog::start(target);
     for (i, seed) in seeds.iter().enumerate() {
+        let _case = watchdog.case(seed);
         if let Err(e) = check(seed) {
             panic!("{target}: seed {i}: {e}");
         }
@@ -360,6 +371,7 @@ pub(crate) fn run(target: &str, check: impl Fn(&[u8]) -> Result<(), String>) {
     let mut runner = TestRunner::new(config);
     let outcome = runner.run(&inputs, |input| {
         let started = Instant::now();
+        let _case = watchdog.case(&input);
         check(&input).map_err(TestCaseError::fail)?;
         let took = started.elapsed();
         prop_assert!(took < CASE_BUDGET, "one input took {took:?}");
@@ -367,6 +379,92 @@ pub(crate) fn run(target: &str, check: impl Fn(&[u8]) -> Result<(), String>) {
     });
     if let Err(e) = outcome {
         panic!("{target}: {e}");
+    }
+}
+
+/// What the watchdog sees: the input running (when it started, its first bytes), and
+/// whether the run is over.
+#[derive(Default)]
+struct Watched {
+    running: Option<(Instant, Vec<u8>)>,
+    over: bool,
+}
+
+/// A thread that ends the test process when one input runs past [`HANG_LIMIT`]: a
+/// hung check cannot be stopped from outside, and a test that waits for it never
+/// fails. Stopped (and joined) when dropped.
+struct Watchdog {
+    watched: std::sync::Arc<(std::sync::Mutex<Watched>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The input of [`Watchdog::case`], until dropped.
+struct Case<'a>(&'a Watchdog);
+
+impl Watchdog {
+    fn start(target: &str) -> Watchdog {
+        let watched = std::sync::Arc::new((
+            std::sync::Mutex::new(Watched::default()),
+            std::sync::Condvar::new(),
+        ));
+        let thread = std::thread::spawn({
+            let watched = std::sync::Arc::clone(&watched);
+            let target = target.to_owned();
+            move || {
+                let (lock, wake) = &*watched;
+                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+                // Ends when the run does; each turn waits at most a second.
+                while !state.over {
+                    if let Some((started, input)) = &state.running {
+                        if started.elapsed() > HANG_LIMIT {
+                            // Straight to stderr: the test harness's capture of
+                            // eprintln! would be lost with the process.
+                            let said = format!(
+                                "{target}: one input has run for over {HANG_LIMIT:?} (a hang); \
+                                 its first bytes: {:?}\n",
+                                String::from_utf8_lossy(input)
+                            );
+                            let _ =
+                                std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+                            std::process::abort();
+                        }
+                    }
+                    state = wake
+                        .wait_timeout(state, Duration::from_secs(1))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        });
+        Watchdog {
+            watched,
+            thread: Some(thread),
+        }
+    }
+
+    /// Watches `input` until the returned guard is dropped.
+    fn case(&self, input: &[u8]) -> Case<'_> {
+        let mut state = self.watched.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.running = Some((Instant::now(), input[..input.len().min(512)].to_vec()));
+        Case(self)
+    }
+}
+
+impl Drop for Case<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.watched.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.running = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.watched;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).over = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{all_secrets, no_secret_in, run, REQUEST_SECRETS, TOKEN_MARKER};
+use super::{all_secrets, no_secret_in, run, CASE_BUDGET, REQUEST_SECRETS, TOKEN_MARKER};
 use crate::challenge::Challenge;
 use crate::discovery::Metadata;
 use crate::error;
@@ -60,6 +60,65 @@ fn marker_not_shown(shown: String, public: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a field name plainly holds a credential: the oracle for [`Token::fields`],
+/// written apart from the filter it checks (`token::is_credential_field`), so that a
+/// word missing from the filter is found here. Lowercase letters and digits only, one
+/// plural `s` off; then the words of the credentials RFC 6749, 7636, 7523, 8628 and
+/// the vendors name, at the end of the name (`access_token`, `client_secret`) or
+/// anywhere for those that never describe one (`secret`, `password`). Names that only
+/// describe a credential (`token_type`, `expires_in`, `user_code`, `key_id`) are not
+/// credentials.
+fn plainly_a_credential(name: &str) -> bool {
+    let lower: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let word = lower.strip_suffix('s').unwrap_or(&lower);
+    const ANYWHERE: [&str; 6] = [
+        "secret",
+        "password",
+        "passphrase",
+        "credential",
+        "assertion",
+        "cookie",
+    ];
+    const AT_THE_END: [&str; 5] = ["token", "key", "jwt", "verifier", "sessionid"];
+    const WHOLE: [&str; 3] = ["code", "devicecode", "authorizationcode"];
+    lower.is_empty()
+        || ANYWHERE.iter().any(|w| lower.contains(w))
+        || AT_THE_END.iter().any(|w| word.ends_with(w))
+        || WHOLE.contains(&word)
+}
+
+/// The oracle of [`token_holds`] catches what the filter misses: it names the
+/// credentials the filter drops, by its own rules.
+#[test]
+fn the_credential_oracle_agrees_with_the_filter_on_known_names() {
+    for name in [
+        "access_token",
+        "refreshTokens",
+        "tokens",
+        "client_secret",
+        "client_secret_token_type",
+        "api_keys",
+        "id_token",
+        "code",
+        "device_code",
+        "code_verifier",
+        "client_assertion",
+        "session_cookie",
+        "",
+    ] {
+        assert!(plainly_a_credential(name), "oracle: {name:?}");
+        assert!(is_credential_field(name), "filter: {name:?}");
+    }
+    for name in ["token_type", "expires_in", "user_code", "key_id", "scope"] {
+        assert!(!plainly_a_credential(name), "oracle: {name:?}");
+        assert!(!is_credential_field(name), "filter: {name:?}");
+    }
+}
+
 /// What must hold of any token a parser hands out.
 fn token_holds(t: &Token) -> Result<(), String> {
     let public = format!("{} {}", t.token_type(), t.scope().unwrap_or(""));
@@ -70,7 +129,7 @@ fn token_holds(t: &Token) -> Result<(), String> {
     fn credential_name_in(v: &Value) -> Option<String> {
         match v {
             Value::Object(o) => o.iter().find_map(|(k, v)| {
-                if is_credential_field(k) {
+                if plainly_a_credential(k) {
                     Some(k.clone())
                 } else {
                     credential_name_in(v)
@@ -196,9 +255,20 @@ fn callback_url() {
 /// attacker who knew the key could make it), so that every field the JSON can hold —
 /// a start time past i64, no verifier, an empty or huge state — meets the checks that
 /// run before any token request. The token endpoint is a closed port: a sign-in that
-/// passes every check fails at the exchange, which is also checked for secrets.
+/// passes every check fails at the exchange (counted in the flow's stats), which is
+/// also checked for secrets. A plaintext with no verifier (the flow uses PKCE), a start
+/// beyond the clock skew allowance or one older than the lifetime must make no token
+/// request. A sealed sign-in's state is used once per flow: each object plaintext gets
+/// a fresh state (as a real one has), so that a state seen in an earlier case does not
+/// stop it before those checks.
 #[test]
 fn pending() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::SystemTime;
+
+    use crate::flow::{PENDING_CLOCK_SKEW, PENDING_LIFETIME};
+    use crate::stats::Stats;
+
     let config = AuthorizationCode::new(
         "http://127.0.0.1:1/authorize",
         "http://127.0.0.1:1/token",
@@ -209,6 +279,17 @@ fn pending() {
     let flow = AuthorizationCodeFlow::new(config, Options::default())
         .and_then(|f| f.pending_key(&[7u8; 32]))
         .expect("a flow");
+    let requests =
+        |s: Stats| s.token_requests_succeeded + s.token_requests_refused + s.token_requests_failed;
+    let now_ms = || {
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    // Cases that reached the exchange, and cases that had to stop before it: both
+    // must occur, or the checks below check nothing.
+    let exchanged = AtomicU64::new(0);
+    let must_stop = AtomicU64::new(0);
     run("pending", |bytes| {
         let as_given = String::from_utf8_lossy(bytes);
         let callback = format!("/callback?code={TOKEN_MARKER}&state={TOKEN_MARKER}");
@@ -216,24 +297,50 @@ fn pending() {
             return Err(format!("an unsealed pending finished: {client:?}"));
         }
         let doc = serde_json::from_slice::<Value>(bytes).ok();
-        let state = doc
-            .as_ref()
-            .and_then(|v| v.get("state")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        // The input as it is, and (for an object) started now: a committed seed is
-        // never fresh, and only a fresh one reaches the code exchange.
+        // The input as it is; and (for an object) with a fresh state, as it is and
+        // started now: a committed seed is never fresh, and only a fresh one reaches
+        // the code exchange.
         let mut plaintexts = vec![bytes.to_vec()];
         if let Some(Value::Object(mut o)) = doc {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            o.insert(
-                "started_ms".into(),
-                Value::from(u64::try_from(now).unwrap_or(0)),
-            );
+            if o.get("state").is_some_and(Value::is_string) {
+                o.insert(
+                    "state".into(),
+                    Value::from(crate::random::url_safe_string(16)),
+                );
+            }
+            plaintexts.push(serde_json::to_vec(&o).map_err(|e| e.to_string())?);
+            if o.get("state").is_some_and(Value::is_string) {
+                o.insert(
+                    "state".into(),
+                    Value::from(crate::random::url_safe_string(16)),
+                );
+            }
+            o.insert("started_ms".into(), Value::from(now_ms()));
             plaintexts.push(serde_json::to_vec(&o).map_err(|e| e.to_string())?);
         }
         for plaintext in &plaintexts {
+            let doc = serde_json::from_slice::<Value>(plaintext).ok();
+            let field = |name: &str| doc.as_ref().and_then(|d| d.get(name));
+            let state = field("state")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            // What the checks before the exchange must refuse, with room for the time
+            // a case takes.
+            let now = now_ms();
+            let started = field("started_ms").and_then(Value::as_u64);
+            let slack = u64::try_from(2 * CASE_BUDGET.as_millis()).unwrap_or(u64::MAX);
+            let skew = u64::try_from(PENDING_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+            let lifetime = u64::try_from(PENDING_LIFETIME.as_millis()).unwrap_or(u64::MAX);
+            let refusal = if field("verifier").is_none_or(Value::is_null) {
+                Some("no verifier, with PKCE on")
+            } else if started.is_some_and(|s| s > now.saturating_add(skew + slack)) {
+                Some("a start beyond the clock skew allowance")
+            } else if started.is_some_and(|s| now.saturating_sub(s) > lifetime) {
+                Some("an expired start")
+            } else {
+                None
+            };
             let sealed = flow
                 .seal_for_fuzzing(plaintext)
                 .map_err(|e| e.to_string())?;
@@ -242,13 +349,36 @@ fn pending() {
                     "/callback?code={TOKEN_MARKER}&state={}",
                     url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>()
                 );
-                if let Err(e) = flow.finish_pending(&callback, sealed.expose_secret()) {
-                    no_secret_in(&e, &[TOKEN_MARKER])?;
+                let before = requests(flow.stats());
+                let outcome = flow.finish_pending(&callback, sealed.expose_secret());
+                let made = requests(flow.stats()) - before;
+                if let Err(e) = &outcome {
+                    no_secret_in(e, &[TOKEN_MARKER])?;
+                }
+                if made > 0 {
+                    exchanged.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(why) = refusal {
+                    must_stop.fetch_add(1, Ordering::Relaxed);
+                    if made > 0 {
+                        return Err(format!(
+                            "a sealed sign-in with {why} made a token request: {}",
+                            String::from_utf8_lossy(plaintext)
+                        ));
+                    }
                 }
             }
         }
         Ok(())
     });
+    assert!(
+        exchanged.load(Ordering::Relaxed) > 0,
+        "no case reached the code exchange: the checks above never met a sign-in they let through"
+    );
+    assert!(
+        must_stop.load(Ordering::Relaxed) > 0,
+        "no case had to stop before the exchange"
+    );
 }
 
 /// Authorization server metadata (RFC 8414, OpenID Connect Discovery), checked against

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind as IoKind, Write};
+use std::io::{ErrorKind as IoKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,26 +36,35 @@ pub struct FileStore {
 impl FileStore {
     /// A store in `dir`, created (mode 0700) if missing. A directory that cannot be
     /// written is a [`Config`](crate::ErrorKind::Config) error now, not at the first
-    /// renewal. So is, on Unix, a directory that another user could plant a token in
-    /// or read one from: one that is group- or world-writable, or owned by another user
-    /// (as OpenSSH refuses such a `~/.ssh`).
+    /// renewal. So is, on Unix, a path that another user could use to plant a token
+    /// or read one, as OpenSSH's StrictModes refuses such a `~/.ssh`: a directory that
+    /// is group- or world-writable or owned by another user; a symlink on the path
+    /// owned by another user (other than root), who could point it elsewhere; or a
+    /// parent directory, up to `/`, owned by another user (other than root) or
+    /// group- or world-writable without the sticky bit (whose other users could
+    /// rename the store away and put one of theirs in its place). `/tmp` (root's,
+    /// sticky) is fine. The path is resolved once, here: every later file operation
+    /// uses the resolved directory, so a symlink repointed afterwards changes nothing.
     pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore> {
-        let dir = dir.into();
+        let given = dir.into();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir).map_err(|e| unusable(&dir, &e))?;
+        builder.create(&given).map_err(|e| unusable(&given, &e))?;
         #[cfg(unix)]
-        check_private(&dir)?;
+        check_symlinks(&given)?;
+        let dir = std::fs::canonicalize(&given).map_err(|e| unusable(&given, &e))?;
+        #[cfg(unix)]
+        check_private(&given, &dir)?;
         tempfile::Builder::new()
             .prefix(".authcore-probe-")
             .tempfile_in(&dir)
-            .map_err(|e| unusable(&dir, &e))?;
+            .map_err(|e| unusable(&given, &e))?;
         Ok(FileStore { dir })
     }
 
-    /// The directory.
+    /// The directory, resolved (symlinks followed once, when the store was made).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -69,7 +78,7 @@ impl FileStore {
         // A child after fork() lets go of its parent's locks before taking any.
         held_here();
         let path = self.path(key, "lock");
-        let mut options = OpenOptions::new();
+        let mut options = no_follow();
         options.create(true).truncate(false).write(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
@@ -81,8 +90,12 @@ impl FileStore {
 
     fn read(&self, key: &StoreKey, say_corrupt: bool) -> Result<Option<StoredToken>> {
         let path = self.path(key, "json");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => zeroize::Zeroizing::new(b),
+        let read = no_follow().read(true).open(&path).and_then(|mut file| {
+            let mut bytes = zeroize::Zeroizing::new(Vec::new());
+            file.read_to_end(&mut bytes).map(|_| bytes)
+        });
+        let bytes = match read {
+            Ok(b) => b,
             Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("read", &path, e)),
         };
@@ -95,6 +108,19 @@ impl FileStore {
         }
         Ok(stored)
     }
+}
+
+/// Options that open a file without following a symlink in its place (on Unix): the
+/// directory is private, but a link planted in it is still not a file of the store's.
+fn no_follow() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    options
 }
 
 /// The lock files this process holds, owned here rather than by their [`StoreLock`]s:
@@ -167,38 +193,118 @@ impl Drop for FileLock {
     }
 }
 
-/// Refuses a directory another user could write to (group- or world-writable) or that
-/// another user owns: a token planted there would be adopted as this user's.
+/// Refuses a path with a symlink another user (other than root) owns: one of its
+/// components, or what it ends in. Its owner decides where the path leads. (The
+/// components are looked at as written; a symlink's own target is checked by where it
+/// resolves to, in [`check_private`].)
 #[cfg(unix)]
-fn check_private(dir: &Path) -> Result<()> {
+fn check_symlinks(given: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir).map_err(|e| unusable(dir, &e))?;
-    let refuse = |why: String| {
-        Err(Error::config(format!(
-            "the token store directory {} cannot be used: {why}",
-            dir.display()
-        )))
+    let absolute = std::path::absolute(given).map_err(|e| unusable(given, &e))?;
+    let me = rustix::process::geteuid().as_raw();
+    for prefix in absolute.ancestors() {
+        let meta = std::fs::symlink_metadata(prefix).map_err(|e| unusable(given, &e))?;
+        if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+            return Err(refused(
+                given,
+                format!(
+                    "{} is a symlink owned by another user (uid {}, not {me}), who could point \
+                     it elsewhere",
+                    prefix.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a directory another user could write to (group- or world-writable) or that
+/// another user owns, and one whose parent directories (up to `/`) let another user
+/// replace it: a token planted there would be adopted as this user's. `dir` is the
+/// resolved path; `given` the one to name in errors.
+#[cfg(unix)]
+fn check_private(given: &Path, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let named = |path: &Path| {
+        if path == dir && given != dir {
+            format!("{} (resolved to {})", given.display(), dir.display())
+        } else {
+            path.display().to_string()
+        }
     };
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| unusable(given, &e))?;
     let mode = meta.mode() & 0o7777;
     if !meta.is_dir() {
-        return refuse("it is not a directory".into());
+        return Err(refused(given, "it is not a directory".into()));
     }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return refuse(format!(
-            "it is owned by another user (uid {}, not {me}), who could plant or read tokens there",
-            meta.uid()
+        return Err(refused(
+            given,
+            format!(
+                "it is owned by another user (uid {}, not {me}), who could plant or read \
+                 tokens there",
+                meta.uid()
+            ),
         ));
     }
-    let writable = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => "group- and world-writable",
-        (true, false) => "group-writable",
-        (false, true) => "world-writable",
-        (false, false) => return Ok(()),
-    };
-    refuse(format!(
-        "it is {writable} (mode {mode:04o}), so another user could plant or read tokens there \
-         (make it private: chmod 700 {})",
+    if let Some(writable) = writable_by_others(mode) {
+        return Err(refused(
+            given,
+            format!(
+                "it is {writable} (mode {mode:04o}), so another user could plant or read \
+                 tokens there (make it private: chmod 700 {})",
+                named(dir)
+            ),
+        ));
+    }
+    for parent in dir.ancestors().skip(1) {
+        let meta = std::fs::symlink_metadata(parent).map_err(|e| unusable(given, &e))?;
+        let mode = meta.mode() & 0o7777;
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(refused(
+                given,
+                format!(
+                    "its parent directory {} is owned by another user (uid {}, not {me} or \
+                     root), who could replace the store directory with one of theirs",
+                    parent.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if mode & 0o1000 == 0 {
+            if let Some(writable) = writable_by_others(mode) {
+                return Err(refused(
+                    given,
+                    format!(
+                        "its parent directory {} is {writable} without the sticky bit (mode \
+                         {mode:04o}), so another user could replace the store directory with \
+                         one of theirs",
+                        parent.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Who besides the owner may write to a directory of `mode`, if anyone.
+#[cfg(unix)]
+fn writable_by_others(mode: u32) -> Option<&'static str> {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => Some("group- and world-writable"),
+        (true, false) => Some("group-writable"),
+        (false, true) => Some("world-writable"),
+        (false, false) => None,
+    }
+}
+
+#[cfg(unix)]
+fn refused(dir: &Path, why: String) -> Error {
+    Error::config(format!(
+        "the token store directory {} cannot be used: {why}",
         dir.display()
     ))
 }
