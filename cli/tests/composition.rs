@@ -28,8 +28,11 @@
 //!    session sharing the store (any worker) is served a token of it it did not already
 //!    hold, and none renews it: the store's tombstone ends it for all of them;
 //! 8. a rotation hook that calls its own client's `token()` from inside the renewal
-//!    gets a `Config` error at once (within [`REENTRY_AT_ONCE_US`]), never a token, and
-//!    the renewal goes on (its caller's result is held to invariant 5).
+//!    returns at once (within [`REENTRY_AT_ONCE_US`]): with a `Config` error, or — only
+//!    while a still-fresh token is cached (a forced `refresh()`, a renewal ahead of
+//!    expiry) — with that token, one the client already held; never the renewal's new
+//!    token, never after a wait; and the renewal goes on (its caller's result is held to
+//!    invariant 5).
 //!
 //! `sign_out()` counts as `revoke()` everywhere else (invariant 4 for the client itself;
 //! a `ReauthenticationRequired` after it is explained), except that the provider is
@@ -2123,14 +2126,17 @@ impl<'a> Checker<'a> {
                         _ => None,
                     })
                     .collect();
-                held.extend(self.journal.iter().filter(|e| e.at_us <= from).filter_map(
-                    |e| match &e.event {
-                        Event::Resource {
-                            token: Some(tag), ..
-                        } if Self::label_of(e) == Some(m.label) => Some(tag.as_str()),
-                        _ => None,
-                    },
-                ));
+                held.extend(
+                    self.journal
+                        .iter()
+                        .filter(|e| e.at_us <= from)
+                        .filter_map(|e| match &e.event {
+                            Event::Resource {
+                                token: Some(tag), ..
+                            } if Self::label_of(e) == Some(m.label) => Some(tag.as_str()),
+                            _ => None,
+                        }),
+                );
                 let pid = self.live.workers[m.worker].as_ref().map_or(0, |w| w.pid);
                 // Calls of o begun after the sign-out ended.
                 for later in self
@@ -2207,19 +2213,58 @@ impl<'a> Checker<'a> {
     }
 
     /// Invariant 8: Every call a rotation hook made to its own client from inside the
-    /// renewal returned a `Config` error at once: not a token, not another error, not
-    /// after a wait.
+    /// renewal returned at once (within [`REENTRY_AT_ONCE_US`]), and either with a
+    /// `Config` error (the call would have waited for the renewal it runs in) or, when
+    /// the client still had a fresh token cached (a renewal `refresh()` forces, or one
+    /// ahead of expiry), with that token: one issued to the client's own subject before
+    /// the hook ran, that this client already held, and not the renewal's new one.
     fn reentry_refused_at_once(&self) -> Result<(), String> {
+        let issued = self.issued();
+        let issued_at: HashMap<&str, u64> = self
+            .journal
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Token {
+                    access: Some(a), ..
+                } => Some((a.as_str(), e.at_us)),
+                Event::Session { access, .. } => Some((access.as_str(), e.at_us)),
+                _ => None,
+            })
+            .collect();
         for call in &self.live.calls {
             let Some(reply) = &call.reply else { continue };
+            let sub = self.live.clients[call.client].kind.sub();
             for r in &reply.reentries {
-                if r.result != "config" || r.took_us >= REENTRY_AT_ONCE_US {
+                let held = |tag: &str| {
+                    self.live.calls.iter().any(|c| {
+                        c.label == call.label
+                            && c.reply.as_ref().is_some_and(|cr| {
+                                cr.started_us < r.started_us
+                                    && matches!(&cr.outcome, Outcome::Token(t) if t == tag)
+                            })
+                    }) || self.journal.iter().any(|e| {
+                        e.at_us < r.started_us
+                            && Self::label_of(e) == Some(call.label)
+                            && matches!(&e.event, Event::Resource { token: Some(t), .. } if t == tag)
+                    })
+                };
+                let fine = match (r.result.as_str(), r.token.as_deref()) {
+                    ("config", None) => true,
+                    ("token", Some(tag)) => {
+                        issued.get(tag).and_then(|&(s, _)| s) == Some(sub)
+                            && issued_at.get(tag).is_some_and(|&at| at < r.started_us)
+                            && held(tag)
+                    }
+                    _ => false,
+                };
+                if !fine || r.took_us >= REENTRY_AT_ONCE_US {
                     return Err(format!(
-                        "step {}: during {} on c{}, its rotation hook's token() returned {:?} after {:.3} s",
+                        "step {}: during {} on c{}, its rotation hook's token() returned {:?} ({:?}) after {:.3} s",
                         call.step,
                         call.what,
                         call.label,
                         r.result,
+                        r.token,
                         r.took_us as f64 / 1e6
                     ));
                 }
@@ -2299,8 +2344,21 @@ prop_state_machine! {
 
 /// Replays one sequence (a minimal case found earlier) against `S`.
 fn replay<S: Flavor>(lifetime_secs: u64, clients: &[(usize, Kind)], ops: Vec<Op>) {
+    replay_reentrant::<S>(lifetime_secs, clients, &[], ops);
+}
+
+/// [`replay`], with the initial clients numbered in `reentrant` made reentrant.
+fn replay_reentrant<S: Flavor>(
+    lifetime_secs: u64,
+    clients: &[(usize, Kind)],
+    reentrant: &[usize],
+    ops: Vec<Op>,
+) {
     REPLAYING.with(|r| r.set(true));
-    let model = Model::new(S::KIND, lifetime_secs, clients);
+    let mut model = Model::new(S::KIND, lifetime_secs, clients);
+    for &c in reentrant {
+        model.clients[c].reentrant = true;
+    }
     let mut reference = model.clone();
     for op in &ops {
         assert!(
@@ -2479,4 +2537,85 @@ fn composition_worker() {
     if let Ok(config) = std::env::var(worker::WORKER_ENV) {
         worker::main(&config);
     }
+}
+
+/// Invariant 8 as first written, "never a token" (found by `file_store`): c1's rotation
+/// hook calls `token()` on c1 from inside the renewal `refresh()` forces while c1's token
+/// is still fresh, and gets that cached token at once rather than a `Config` error: the
+/// re-entry rule refuses only calls that would wait for the renewal. Kept to hold that
+/// case to the invariant as it now reads (at once; the cached token, not the new one).
+#[test]
+fn regression_a_hook_in_a_forced_refresh_gets_the_cached_token() {
+    replay_reentrant::<File>(
+        5,
+        &[(0, Service), (1, User(2)), (0, User(2))],
+        &[1],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Refresh { c: 1, bg: false },
+        ],
+    );
+}
+
+/// Invariant 7, a fixed case: alice signed in twice; c1 (worker 1) stores its session,
+/// then c0 (worker 0) stores its own, which supersedes c1's there. c0 signs out; c1, whose
+/// next renewal would adopt the stored session, must not be served a token of it, and c0
+/// must not serve one either.
+#[test]
+fn sign_out_ends_the_session_for_another_process() {
+    replay::<File>(
+        3600,
+        &[(0, User(0)), (1, User(0)), (0, Service)],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Token { c: 0, bg: false },
+            Op::SignOut { c: 0 },
+            Op::Invalidate { c: 1 },
+            Op::Token { c: 1, bg: false },
+            Op::Get { c: 1, bg: false },
+            Op::Token { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 4 (found by `redis_store`; core, not yet fixed): the store fails the save
+/// of `revoke()`'s tombstone, so `revoke()` returns a `Store` error after revoking at the
+/// provider and forgetting the tokens in the client; the client's next call adopts the
+/// live record still in the store and sends the revoked access token, then the revoked
+/// refresh token. Run with `--ignored` once the core keeps them from being adopted back.
+#[test]
+#[ignore = "known: after a revoke() whose tombstone could not be saved, the client adopts the revoked session back from the store"]
+fn regression_a_revoke_whose_save_failed_adopts_the_session_back() {
+    replay::<File>(
+        3600,
+        &[(0, User(0)), (1, User(1)), (0, Service)],
+        vec![
+            Op::Token { c: 0, bg: false },
+            Op::SaveFails { w: 0 },
+            Op::Revoke { c: 0 },
+            Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 5 (found by `file_store`; the core or the model, not yet settled): alice
+/// signed in twice; c1 stores its session, then c0 stores its own over it (a user's key
+/// holds one session). The provider refuses c0's refresh token, which leaves a tombstone
+/// for alice's key; c1's next renewal fails with `ReauthenticationRequired` ("the session
+/// was signed out (revoked) by a client sharing the store"), although c1's own refresh
+/// token is alive at the provider and nobody called `revoke()` or `sign_out()`.
+#[test]
+#[ignore = "known: a refused refresh token of one sign-in signs out the user's other sign-ins sharing the store"]
+fn regression_a_refusal_of_one_sign_in_ends_the_users_other_sign_in() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, Service)],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Token { c: 0, bg: false },
+            Op::Refuse,
+            Op::Refresh { c: 0, bg: false },
+            Op::Refresh { c: 1, bg: false },
+        ],
+    );
 }

@@ -197,6 +197,8 @@ pub struct Reentry {
     pub took_us: u64,
     /// `token` if it returned a token, else the error's kind (`config`: refused at once).
     pub result: String,
+    /// The token it returned, by tag.
+    pub token: Option<String>,
 }
 
 /// Microseconds since the Unix epoch (the devserver's journal uses the same clock).
@@ -304,9 +306,14 @@ impl Worker {
             let Some(client) = slot.get() else { return };
             let started_us = unix_us();
             let started = Instant::now();
-            let result = match client.token() {
-                Ok(_) => "token".to_owned(),
-                Err(e) => e.kind().name().to_owned(),
+            let (result, token) = match client.token() {
+                Ok(t) => (
+                    "token".to_owned(),
+                    Some(authcore_cli::devserver::tag(
+                        t.access_token().expose_secret(),
+                    )),
+                ),
+                Err(e) => (e.kind().name().to_owned(), None),
             };
             let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             log.lock().push(Reentry {
@@ -314,6 +321,7 @@ impl Worker {
                 started_us,
                 took_us,
                 result,
+                token,
             });
         })
     }
