@@ -10,7 +10,9 @@
  *
  * Errors: every function that returns an authcore_status sets this thread's last
  * error (authcore_last_error_message and friends): cleared on success, filled on
- * failure. Functions that return anything else never touch it.
+ * failure. Functions that return anything else never touch it. One success carries a
+ * failure: authcore_client_sign_out with AUTHCORE_SIGN_OUT_REVOCATION_FAILED leaves
+ * the provider's failure there (the session is over all the same).
  *
  * Threads: authcore_client, authcore_code_flow, authcore_device_flow and
  * authcore_device_authorization handles may be used from many
@@ -127,6 +129,44 @@ enum authcore_status
 typedef enum authcore_status authcore_status;
 #else
 typedef uint32_t authcore_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How `authcore_client_sign_out` went. In every case the session is forgotten here and
+ * in the client's store.
+ */
+enum authcore_sign_out
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * There was no session (no token in the client, none live in its store); nothing
+   * was sent to the provider.
+   */
+  AUTHCORE_SIGN_OUT_NOT_SIGNED_IN = 0,
+  /**
+   * The provider revoked the session's tokens.
+   */
+  AUTHCORE_SIGN_OUT_REVOKED = 1,
+  /**
+   * The client has no revocation endpoint: the tokens stay valid at the provider
+   * until they expire.
+   */
+  AUTHCORE_SIGN_OUT_NO_REVOCATION_ENDPOINT = 2,
+  /**
+   * The provider did not revoke them (it refused, could not be reached, or answered
+   * with something unusable): the thread's last error (`authcore_last_error_status`,
+   * `authcore_last_error_message`, `authcore_last_error_oauth_error`, ...) says why.
+   */
+  AUTHCORE_SIGN_OUT_REVOCATION_FAILED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum authcore_sign_out authcore_sign_out;
+#else
+typedef uint32_t authcore_sign_out;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -735,6 +775,47 @@ authcore_status authcore_client_authorization_header(const authcore_client *clie
 authcore_status authcore_client_revoke(const authcore_client *client);
 
 /**
+ * Signs the session out: forgets its tokens in the client and in its store (a revoked
+ * record, as `authcore_client_revoke` leaves, so that no process renews it), whatever
+ * the provider can do, then asks the provider to revoke them (RFC 7009) if the client
+ * has a revocation endpoint. `*outcome` says which of these happened. A provider that
+ * cannot revoke is not a failure of this call: it returns `AUTHCORE_STATUS_OK` with
+ * `AUTHCORE_SIGN_OUT_REVOCATION_FAILED`, and the provider's failure is left as the
+ * thread's last error (the one success that does not clear it).
+ *
+ * Fails (and writes nothing) only when the store could not be updated
+ * (`AUTHCORE_STATUS_STORE`; the session may still be stored there, and calling again
+ * retries; the provider was still asked to revoke the tokens the client held), or with
+ * `AUTHCORE_STATUS_CONFIG` when called from inside this client's own renewal (a
+ * callback of it), which it would otherwise wait for.
+ *
+ * # Safety
+ * `client` is a live handle; `outcome` is writable.
+ */
+authcore_status authcore_client_sign_out(const authcore_client *client, authcore_sign_out *outcome);
+
+/**
+ * A short, stable, snake_case name of an `authcore_sign_out` ("not_signed_in",
+ * "revoked", "no_revocation_endpoint", "revocation_failed"), the values Python's
+ * `SignOut.outcome` takes. Static; never NULL; unknown values get "unknown".
+ */
+const char *authcore_sign_out_name(uint32_t outcome);
+
+/**
+ * `*out` receives whether the client holds a refresh token that only it has: one the
+ * provider issued to it (a rotation, or a sign-in's first) that its store could not
+ * save (the failure is the `store.save_failed` event). It is written first under the
+ * next renewal's lock, but a process that ends before then loses it, and the refresh
+ * token the store still holds may no longer be accepted: the user may have to sign in
+ * again. Always false without a store, and for grants that renew with a credential of
+ * their own (client credentials, API key).
+ *
+ * # Safety
+ * `client` is a live handle; `out` is writable.
+ */
+authcore_status authcore_client_has_unsaved_refresh_token(const authcore_client *client, bool *out);
+
+/**
  * Tells the client that `access_token` was refused (e.g. a 401 from your own HTTP
  * code): if it is still the cached token, the next call renews it. Only the first of
  * many threads reporting the same token causes a renewal. `*invalidated` (if not
@@ -1013,7 +1094,8 @@ void authcore_metadata_free(authcore_metadata *metadata);
  * recursively. An event of a renewal is raised on the thread that runs the renewal:
  * there, a call to that same client that would wait for that renewal
  * (`authcore_client_token` and the other token and request functions while no fresh
- * token is cached, `authcore_client_refresh`, `authcore_client_revoke`) fails at once
+ * token is cached, `authcore_client_refresh`, `authcore_client_revoke`,
+ * `authcore_client_sign_out`) fails at once
  * with `AUTHCORE_STATUS_CONFIG` instead of waiting for itself — hand such work to
  * another thread. Calling this function from inside the callback fails with
  * `AUTHCORE_STATUS_INVALID_ARGUMENT`, as does an unknown level.

@@ -4,8 +4,9 @@
 //! named users, client-credentials clients) in several worker processes that share
 //! tokens through a store — a `MemoryStore` per process, a `FileStore`, a `RedisStore`
 //! against a real `redis-server` — while the development provider injects faults:
-//! `token`, `get`, `invalidate`, `refresh`, `revoke`, a new client or user, a new
-//! worker, `fork` of a worker (also in the middle of a renewal), `kill -9` of a worker
+//! `token`, `get`, `invalidate`, `refresh`, `revoke`, `sign_out`, a new client or user
+//! (optionally with a rotation hook that calls its own client from inside the renewal), a
+//! new worker, `fork` of a worker (also in the middle of a renewal), `kill -9` of a worker
 //! (also the one holding the store lock mid-renewal), 5xx, slow and HTML answers,
 //! refusals, revocation of a token or of a user's whole grant at the provider, a store
 //! save that fails once, Redis going down and coming back empty.
@@ -22,7 +23,20 @@
 //!    the provider by then;
 //! 5. every error a caller gets lines up with a fault injected in its window (or is
 //!    `ReauthenticationRequired` after a refusal, a grant revocation or a `revoke()`);
-//! 6. a revoked access token costs at most one renewal.
+//! 6. a revoked access token costs at most one renewal;
+//! 7. once `sign_out()` returned `Ok` (whatever the provider did), no client of that
+//!    session sharing the store (any worker) is served a token of it it did not already
+//!    hold, and none renews it: the store's tombstone ends it for all of them;
+//! 8. a rotation hook that calls its own client's `token()` from inside the renewal
+//!    returns at once (within [`REENTRY_AT_ONCE_US`]): with a `Config` error, or — only
+//!    while a still-fresh token is cached (a forced `refresh()`, a renewal ahead of
+//!    expiry) — with that token, one the client already held; never the renewal's new
+//!    token, never after a wait; and the renewal goes on (its caller's result is held to
+//!    invariant 5).
+//!
+//! `sign_out()` counts as `revoke()` everywhere else (invariant 4 for the client itself;
+//! a `ReauthenticationRequired` after it is explained), except that the provider is
+//! required to have revoked the grant only when the outcome says it did.
 //!
 //! A failing sequence is shrunk by proptest to a minimal one; each minimal case found
 //! is kept below as a named regression test (`regression_*`), with the invariant it
@@ -55,6 +69,10 @@
 //! Every process started (workers, their forked children, `redis-server`) is stopped
 //! when its case ends, also when it fails; everything listens on 127.0.0.1 only; every
 //! wait is bounded.
+
+/// How long a reentrant call from a renewal hook may take and still count as "at once"
+/// (a wait for the renewal would last until the client's deadline, 4 s).
+const REENTRY_AT_ONCE_US: u64 = 2_000_000;
 
 /// The clients' longest failure backoff (the default, 30 s), in microseconds.
 const MAX_BACKOFF_US: u64 = 30_000_000;
@@ -144,6 +162,8 @@ pub struct ClientM {
     pub label: usize,
     /// What it is.
     pub kind: Kind,
+    /// With a rotation hook that calls the client's own `token()` (only users rotate).
+    pub reentrant: bool,
 }
 
 /// A worker in the model.
@@ -193,6 +213,7 @@ impl Model {
                     worker,
                     label,
                     kind,
+                    reentrant: false,
                 })
                 .collect(),
             labels: clients.len(),
@@ -249,12 +270,19 @@ pub enum Op {
         /// The client.
         c: usize,
     },
+    /// `sign_out()` on client `c`.
+    SignOut {
+        /// The client.
+        c: usize,
+    },
     /// A new client in worker `w`: a new sign-in of a user, or a service.
     NewClient {
         /// The worker.
         w: usize,
         /// What it is.
         kind: Kind,
+        /// With a rotation hook that calls the client's own `token()`.
+        reentrant: bool,
     },
     /// A new worker process.
     SpawnWorker,
@@ -383,10 +411,15 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
             prop_oneof![Just(5u64), Just(3600u64)],
             proptest::collection::vec(kind_strategy(), 3),
             0usize..2,
+            proptest::collection::vec(proptest::bool::weighted(0.3), 3),
         )
-            .prop_map(|(lifetime, kinds, third)| {
+            .prop_map(|(lifetime, kinds, third, reentrant)| {
                 let clients = [(0, kinds[0]), (1, kinds[1]), (third, kinds[2])];
-                Model::new(S::KIND, lifetime, &clients)
+                let mut model = Model::new(S::KIND, lifetime, &clients);
+                for (client, reentrant) in model.clients.iter_mut().zip(reentrant) {
+                    client.reentrant = reentrant;
+                }
+                model
             })
             .boxed()
     }
@@ -452,6 +485,10 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
                 ),
                 (1, any_client.clone().prop_map(|c| Op::Revoke { c }).boxed()),
                 (
+                    1,
+                    any_client.clone().prop_map(|c| Op::SignOut { c }).boxed(),
+                ),
+                (
                     2,
                     any_client
                         .clone()
@@ -504,8 +541,12 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
         if state.clients.len() < MAX_CLIENTS && !workers.is_empty() {
             ops.push((
                 2,
-                (any_worker.clone(), kind_strategy())
-                    .prop_map(|(w, kind)| Op::NewClient { w, kind })
+                (
+                    any_worker.clone(),
+                    kind_strategy(),
+                    proptest::bool::weighted(0.4),
+                )
+                    .prop_map(|(w, kind, reentrant)| Op::NewClient { w, kind, reentrant })
                     .boxed(),
             ));
         }
@@ -546,11 +587,12 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
 
     fn apply(mut state: Model, op: &Op) -> Model {
         match *op {
-            Op::NewClient { w, kind } => {
+            Op::NewClient { w, kind, reentrant } => {
                 state.clients.push(ClientM {
                     worker: w,
                     label: state.labels,
                     kind,
+                    reentrant,
                 });
                 state.labels += 1;
             }
@@ -592,7 +634,8 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
             | Op::Get { c, .. }
             | Op::Invalidate { c }
             | Op::Refresh { c, .. }
-            | Op::Revoke { c } => state.live_client(c),
+            | Op::Revoke { c }
+            | Op::SignOut { c } => state.live_client(c),
             Op::RevokeAccess { c } => c < state.clients.len(),
             Op::NewClient { w, .. } => state.live_worker(w) && state.clients.len() < MAX_CLIENTS,
             Op::SpawnWorker => state.workers.len() < MAX_WORKERS,
@@ -621,6 +664,10 @@ static STARTED: [OnceLock<Instant>; 3] = [OnceLock::new(), OnceLock::new(), Once
 static CASES_RUN: AtomicUsize = AtomicUsize::new(0);
 static CASES_SKIPPED: AtomicUsize = AtomicUsize::new(0);
 static OPS_RUN: AtomicUsize = AtomicUsize::new(0);
+/// `sign_out()` calls that returned, by outcome (`error` for an `Err`).
+static SIGN_OUTS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+/// Calls reentrant hooks made from inside a renewal, all checked.
+static REENTRIES: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// A regression test replays its sequence whatever the budget says.
@@ -745,7 +792,7 @@ impl WorkerHandle {
 pub struct Call {
     /// The step of the sequence.
     pub step: usize,
-    /// `token`, `get`, `invalidate`, `refresh`, `revoke`.
+    /// `token`, `get`, `invalidate`, `refresh`, `revoke`, `sign_out`.
     pub what: &'static str,
     /// The client (model index), its label and worker.
     pub client: usize,
@@ -965,9 +1012,13 @@ impl Live {
                     label,
                     user: user.to_owned(),
                     refresh_token: session["refresh_token"].as_str().unwrap().to_owned(),
+                    reentrant: client.reentrant,
                 }
             }
-            Kind::Service => Command::NewServiceClient { label },
+            Kind::Service => Command::NewServiceClient {
+                label,
+                reentrant: client.reentrant,
+            },
         };
         let reply = self.run(client.worker, command);
         assert_eq!(
@@ -988,6 +1039,7 @@ impl Live {
             "invalidate" => Command::Invalidate(label),
             "refresh" => Command::Refresh(label),
             "revoke" => Command::Revoke(label),
+            "sign_out" => Command::SignOut(label),
             _ => unreachable!(),
         };
         let sent_us = unix_us();
@@ -1109,12 +1161,16 @@ impl Live {
             Op::Revoke { c } => {
                 self.call("revoke", c, false);
             }
-            Op::NewClient { w, kind } => {
+            Op::SignOut { c } => {
+                self.call("sign_out", c, false);
+            }
+            Op::NewClient { w, kind, reentrant } => {
                 let label = self.clients.iter().map(|c| c.label + 1).max().unwrap_or(0);
                 self.new_client(ClientM {
                     worker: w,
                     label,
                     kind,
+                    reentrant,
                 });
             }
             Op::SpawnWorker => self.spawn_worker(),
@@ -1280,15 +1336,33 @@ impl<S: Flavor> StateMachineTest for Composition<S> {
             let outcome = Checker::new(live, &model).check();
             live.stop();
             let n = CASES_RUN.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut sign_outs = SIGN_OUTS.lock();
+            for call in live.calls.iter().filter(|c| c.what == "sign_out") {
+                let outcome = match call.reply.as_ref().map(|r| &r.outcome) {
+                    Some(Outcome::SignedOut { outcome, .. }) => outcome.clone(),
+                    Some(_) => "error".to_owned(),
+                    None => continue,
+                };
+                *sign_outs.entry(outcome).or_default() += 1;
+            }
+            let reentries: usize = live
+                .calls
+                .iter()
+                .filter_map(|c| c.reply.as_ref())
+                .map(|r| r.reentries.len())
+                .sum();
+            let reentries = REENTRIES.fetch_add(reentries, Ordering::Relaxed) + reentries;
             eprintln!(
-                "composition: case {n} ({:?}, {} steps, {} calls) in {:.1} s; {} operations so far, {} cases skipped (budget)",
+                "composition: case {n} ({:?}, {} steps, {} calls) in {:.1} s; {} operations so far, {} cases skipped (budget); sign-outs so far {:?}, reentrant calls {reentries}",
                 live.store,
                 live.step,
                 live.calls.len(),
                 live.started.elapsed().as_secs_f64(),
                 OPS_RUN.load(Ordering::Relaxed),
                 CASES_SKIPPED.load(Ordering::Relaxed),
+                *sign_outs,
             );
+            drop(sign_outs);
             if let Err(violation) = outcome {
                 panic!("{violation}");
             }
@@ -1494,10 +1568,15 @@ impl<'a> Checker<'a> {
                             "pending".into()
                         },
                         |r| format!(
-                            "{:?} [{:.3}..{:.3} s]",
+                            "{:?} [{:.3}..{:.3} s]{}",
                             r.outcome,
                             self.rel(r.started_us),
-                            self.rel(r.ended_us)
+                            self.rel(r.ended_us),
+                            if r.reentries.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" reentries {:?}", r.reentries)
+                            }
                         )
                     )
                 )
@@ -1533,7 +1612,7 @@ impl<'a> Checker<'a> {
     /// All invariants; the first violation, described with the whole case.
     pub fn check(&self) -> Result<(), String> {
         type Check<'c> = fn(&Checker<'c>) -> Result<(), String>;
-        let checks: [(&str, Check<'a>); 6] = [
+        let checks: [(&str, Check<'a>); 8] = [
             (
                 "1. refresh token presented after rotation or refusal",
                 Self::refresh_tokens_once,
@@ -1545,6 +1624,14 @@ impl<'a> Checker<'a> {
             (
                 "6. a revoked token cost more than one renewal",
                 Self::one_renewal_per_revocation,
+            ),
+            (
+                "7. a signed-out session served from the store",
+                Self::sign_out_ends_the_session_everywhere,
+            ),
+            (
+                "8. a reentrant call from a renewal hook waited or got a token",
+                Self::reentry_refused_at_once,
             ),
         ];
         for (name, check) in checks {
@@ -1712,12 +1799,20 @@ impl<'a> Checker<'a> {
 
     /// Invariant 4: When `revoke()` returns (whatever it returns), the grant the client held is
     /// revoked at the provider, and that client (in that process) uses nothing of it
-    /// afterwards.
+    /// afterwards. The same for `sign_out()`, except that the provider is held to have
+    /// revoked the grant only when the outcome is `revoked`.
     fn revoke_ends_the_grant(&self) -> Result<(), String> {
         let dead = self.dead_families();
         let forked = self.forked_labels_before(u64::MAX);
-        for call in self.live.calls.iter().filter(|c| c.what == "revoke") {
+        for call in self
+            .live
+            .calls
+            .iter()
+            .filter(|c| c.what == "revoke" || c.what == "sign_out")
+        {
             let Some(reply) = &call.reply else { continue };
+            let provider_revoked = call.what == "revoke"
+                || matches!(&reply.outcome, Outcome::SignedOut { outcome, .. } if outcome == "revoked");
             // The family the client used last before revoking.
             let label = call.label;
             let pid = call.pid;
@@ -1752,11 +1847,16 @@ impl<'a> Checker<'a> {
                 e.at_us <= reply.ended_us
                     && matches!(&e.event, Event::Revocation { family: Some(f), .. } if *f == family)
             });
-            if !revoked {
+            if provider_revoked && !revoked {
                 return Err(format!(
-                    "step {}: revoke() on c{label} returned {:?}, but its grant (family {family}) was not revoked at the provider",
-                    call.step, reply.outcome
+                    "step {}: {}() on c{label} returned {:?}, but its grant (family {family}) was not revoked at the provider",
+                    call.step, call.what, reply.outcome
                 ));
+            }
+            // A sign-out that failed (the store could not be updated) may leave the
+            // session in use; a revocation that failed leaves nothing here.
+            if call.what == "sign_out" && matches!(reply.outcome, Outcome::Error { .. }) {
+                continue;
             }
             // Nothing of it afterwards, from this client in this process.
             for e in self.journal.iter().filter(|e| e.at_us > reply.ended_us) {
@@ -1779,8 +1879,8 @@ impl<'a> Checker<'a> {
                 };
                 if used {
                     return Err(format!(
-                        "#{}: c{label} used its grant (family {family}) after revoke() returned at step {}",
-                        e.seq, call.step
+                        "#{}: c{label} used its grant (family {family}) after {}() returned at step {}",
+                        e.seq, call.what, call.step
                     ));
                 }
             }
@@ -1797,12 +1897,20 @@ impl<'a> Checker<'a> {
         for call in &self.live.calls {
             let Some(reply) = &call.reply else { continue };
             let error = match &reply.outcome {
-                Outcome::Error { kind, message } => format!("{kind}: {message}"),
+                Outcome::Error { kind, message }
+                | Outcome::SignedOut {
+                    error: Some((kind, message)),
+                    ..
+                } => format!("{kind}: {message}"),
                 Outcome::Response { status, .. } if *status != 200 => format!("HTTP {status}"),
                 _ => continue,
             };
             let kind = match &reply.outcome {
-                Outcome::Error { kind, .. } => kind.as_str(),
+                Outcome::Error { kind, .. }
+                | Outcome::SignedOut {
+                    error: Some((kind, _)),
+                    ..
+                } => kind.as_str(),
                 _ => "http",
             };
             let from = reply.started_us.saturating_sub(BACKOFF_WINDOW_US);
@@ -1822,10 +1930,10 @@ impl<'a> Checker<'a> {
                 .keys()
                 .any(|f| dead.get(f).is_some_and(|&at| at <= to))
                 || self.live.calls.iter().any(|c| {
-                    // A sign-out (`revoke()`) begun before this call ended, by this client
-                    // or by any client of the same user sharing its store (the store
-                    // keeps the sign-out for all of them).
-                    c.what == "revoke"
+                    // A sign-out (`revoke()`, `sign_out()`) begun before this call ended,
+                    // by this client or by any client of the same user sharing its store
+                    // (the store keeps the sign-out for all of them).
+                    (c.what == "revoke" || c.what == "sign_out")
                         && self.live.clients[c.client].kind == self.live.clients[call.client].kind
                         && self.shares_store(c.worker, call.worker)
                         && c.reply
@@ -1912,6 +2020,259 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// The families a sign-out ended: the one its client used last before it, and every
+    /// one its revocation requests named.
+    fn signed_out_families(&self, call: &Call, reply: &Reply) -> BTreeSet<u64> {
+        let (label, pid) = (call.label, call.pid);
+        let mut families: BTreeSet<u64> = self
+            .journal
+            .iter()
+            .filter(|e| e.at_us >= reply.started_us && e.at_us <= reply.ended_us)
+            .filter(|e| Self::label_of(e) == Some(label))
+            .filter_map(|e| match &e.event {
+                Event::Revocation {
+                    family: Some(f),
+                    control: false,
+                    ..
+                } => Some(*f),
+                _ => None,
+            })
+            .collect();
+        let last = self
+            .journal
+            .iter()
+            .filter(|e| e.at_us < reply.started_us)
+            .filter(|e| match &e.event {
+                Event::Token { .. } | Event::Session { .. } => Self::label_of(e) == Some(label),
+                Event::Resource { .. } => {
+                    Self::label_of(e) == Some(label) && Self::pid_of(e) == Some(pid)
+                }
+                _ => false,
+            })
+            .filter_map(|e| match &e.event {
+                Event::Session { family, .. } => Some(*family),
+                Event::Token {
+                    family,
+                    outcome: TokenOutcome::Issued,
+                    ..
+                }
+                | Event::Resource { family, .. } => *family,
+                _ => None,
+            })
+            .next_back();
+        families.extend(last);
+        families
+    }
+
+    /// Invariant 7: Once `sign_out()` on client c returned `Ok` (whatever the provider
+    /// did), no client of the same user sharing c's store at that moment (in any worker
+    /// for a file or Redis store; in c's own process for a `MemoryStore`) is handed or
+    /// sends a token of the session it ended that it did not already hold, and no token
+    /// of it is issued to any of them: the tombstone in the store ends it for all. c's
+    /// own process holds none afterwards (invariant 4). Redis restarting empty
+    /// afterwards loses the tombstone: the check stops there.
+    fn sign_out_ends_the_session_everywhere(&self) -> Result<(), String> {
+        let issued = self.issued();
+        // A label forked from a `MemoryStore` worker also names copies that no longer
+        // share its store (their token requests carry no process id).
+        let forked = self.forked_labels_before(u64::MAX);
+        for call in self.live.calls.iter().filter(|c| c.what == "sign_out") {
+            let Some(reply) = &call.reply else { continue };
+            if !matches!(reply.outcome, Outcome::SignedOut { .. }) {
+                continue;
+            }
+            let ended = self.signed_out_families(call, reply);
+            if ended.is_empty() {
+                continue;
+            }
+            let kind = self.live.clients[call.client].kind;
+            let from = reply.ended_us;
+            let until = self
+                .live
+                .timeline
+                .redis_down
+                .iter()
+                .map(|&(at, _)| at)
+                .filter(|&at| at >= reply.started_us)
+                .min()
+                .unwrap_or(u64::MAX);
+            let sharing = |worker: usize| {
+                if self.live.store == StoreKind::Memory {
+                    worker == call.worker
+                } else {
+                    true
+                }
+            };
+            // Which clients (model index) of the user share the store.
+            let others: Vec<usize> = (0..self.live.clients.len())
+                .filter(|&o| {
+                    let m = self.live.clients[o];
+                    m.kind == kind && sharing(m.worker)
+                })
+                .collect();
+            let family_of = |tag: &str| issued.get(tag).and_then(|&(_, f)| f);
+            for &o in &others {
+                let m = self.live.clients[o];
+                let itself = m.label == call.label && m.worker == call.worker;
+                // What o held when the sign-out ended: tokens its calls begun by then
+                // were handed, and tokens it sent to the API by then.
+                let mut held: BTreeSet<&str> = self
+                    .live
+                    .calls
+                    .iter()
+                    .filter(|c| c.label == m.label && c.sent_us <= from)
+                    .filter_map(|c| match c.reply.as_ref().map(|r| &r.outcome) {
+                        Some(Outcome::Token(tag)) => Some(tag.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                held.extend(
+                    self.journal
+                        .iter()
+                        .filter(|e| e.at_us <= from)
+                        .filter_map(|e| match &e.event {
+                            Event::Resource {
+                                token: Some(tag), ..
+                            } if Self::label_of(e) == Some(m.label) => Some(tag.as_str()),
+                            _ => None,
+                        }),
+                );
+                let pid = self.live.workers[m.worker].as_ref().map_or(0, |w| w.pid);
+                // Calls of o begun after the sign-out ended.
+                for later in self
+                    .live
+                    .calls
+                    .iter()
+                    .filter(|c| c.client == o && c.sent_us > from)
+                {
+                    let Some(r) = &later.reply else { continue };
+                    if r.ended_us >= until {
+                        continue;
+                    }
+                    if let Outcome::Token(tag) = &r.outcome {
+                        let of_session = family_of(tag).is_some_and(|f| ended.contains(&f));
+                        if of_session && (itself || !held.contains(tag.as_str())) {
+                            return Err(format!(
+                                "step {}: {} on c{} (w{}) was handed {tag}, of the session c{} signed out at step {} ({:?})",
+                                later.step, later.what, m.label, m.worker, call.label, call.step, reply.outcome
+                            ));
+                        }
+                    }
+                }
+                // Its API calls after the sign-out ended, outside calls begun before it.
+                let busy_before = |at: u64| {
+                    self.live.calls.iter().any(|c| {
+                        c.client == o
+                            && c.sent_us <= from
+                            && c.reply.as_ref().is_none_or(|r| r.ended_us >= at)
+                    })
+                };
+                for e in self
+                    .journal
+                    .iter()
+                    .filter(|e| e.at_us > from && e.at_us < until)
+                {
+                    let mine = Self::label_of(e) == Some(m.label);
+                    match &e.event {
+                        Event::Resource {
+                            token: Some(tag),
+                            family: Some(f),
+                            ..
+                        } if mine
+                            && Self::pid_of(e) == Some(pid)
+                            && ended.contains(f)
+                            && !held.contains(tag.as_str())
+                            && !busy_before(e.at_us) =>
+                        {
+                            return Err(format!(
+                                "#{}: c{} (w{}) sent {tag}, of the session c{} signed out at step {}, which it did not hold",
+                                e.seq, m.label, m.worker, call.label, call.step
+                            ));
+                        }
+                        Event::Token {
+                            family: Some(f),
+                            outcome: TokenOutcome::Issued,
+                            ..
+                        } if mine
+                            && ended.contains(f)
+                            && !busy_before(e.at_us)
+                            && !(self.live.store == StoreKind::Memory
+                                && forked.contains(&m.label)) =>
+                        {
+                            return Err(format!(
+                                "#{}: a token of the session c{} signed out at step {} was issued to c{}",
+                                e.seq, call.label, call.step, m.label
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 8: Every call a rotation hook made to its own client from inside the
+    /// renewal returned at once (within [`REENTRY_AT_ONCE_US`]), and either with a
+    /// `Config` error (the call would have waited for the renewal it runs in) or, when
+    /// the client still had a fresh token cached (a renewal `refresh()` forces, or one
+    /// ahead of expiry), with that token: one issued to the client's own subject before
+    /// the hook ran, that this client already held, and not the renewal's new one.
+    fn reentry_refused_at_once(&self) -> Result<(), String> {
+        let issued = self.issued();
+        let issued_at: HashMap<&str, u64> = self
+            .journal
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Token {
+                    access: Some(a), ..
+                } => Some((a.as_str(), e.at_us)),
+                Event::Session { access, .. } => Some((access.as_str(), e.at_us)),
+                _ => None,
+            })
+            .collect();
+        for call in &self.live.calls {
+            let Some(reply) = &call.reply else { continue };
+            let sub = self.live.clients[call.client].kind.sub();
+            for r in &reply.reentries {
+                let held = |tag: &str| {
+                    self.live.calls.iter().any(|c| {
+                        c.label == call.label
+                            && c.reply.as_ref().is_some_and(|cr| {
+                                cr.started_us < r.started_us
+                                    && matches!(&cr.outcome, Outcome::Token(t) if t == tag)
+                            })
+                    }) || self.journal.iter().any(|e| {
+                        e.at_us < r.started_us
+                            && Self::label_of(e) == Some(call.label)
+                            && matches!(&e.event, Event::Resource { token: Some(t), .. } if t == tag)
+                    })
+                };
+                let fine = match (r.result.as_str(), r.token.as_deref()) {
+                    ("config", None) => true,
+                    ("token", Some(tag)) => {
+                        issued.get(tag).and_then(|&(s, _)| s) == Some(sub)
+                            && issued_at.get(tag).is_some_and(|&at| at < r.started_us)
+                            && held(tag)
+                    }
+                    _ => false,
+                };
+                if !fine || r.took_us >= REENTRY_AT_ONCE_US {
+                    return Err(format!(
+                        "step {}: during {} on c{}, its rotation hook's token() returned {:?} ({:?}) after {:.3} s",
+                        call.step,
+                        call.what,
+                        call.label,
+                        r.result,
+                        r.token,
+                        r.took_us as f64 / 1e6
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Invariant 6: An API call that met a revoked token renews once, not more (unless injected
     /// failures made it try again).
     fn one_renewal_per_revocation(&self) -> Result<(), String> {
@@ -1983,8 +2344,21 @@ prop_state_machine! {
 
 /// Replays one sequence (a minimal case found earlier) against `S`.
 fn replay<S: Flavor>(lifetime_secs: u64, clients: &[(usize, Kind)], ops: Vec<Op>) {
+    replay_reentrant::<S>(lifetime_secs, clients, &[], ops);
+}
+
+/// [`replay`], with the initial clients numbered in `reentrant` made reentrant.
+fn replay_reentrant<S: Flavor>(
+    lifetime_secs: u64,
+    clients: &[(usize, Kind)],
+    reentrant: &[usize],
+    ops: Vec<Op>,
+) {
     REPLAYING.with(|r| r.set(true));
-    let model = Model::new(S::KIND, lifetime_secs, clients);
+    let mut model = Model::new(S::KIND, lifetime_secs, clients);
+    for &c in reentrant {
+        model.clients[c].reentrant = true;
+    }
     let mut reference = model.clone();
     for op in &ops {
         assert!(
@@ -2103,6 +2477,7 @@ fn regression_a_fork_mid_renewal_keeps_the_file_lock_in_the_child() {
             Op::NewClient {
                 w: 0,
                 kind: User(0),
+                reentrant: false,
             },
             Op::Fork { w: 1, mid: Some(1) },
             Op::Get { c: 3, bg: false },
@@ -2162,4 +2537,85 @@ fn composition_worker() {
     if let Ok(config) = std::env::var(worker::WORKER_ENV) {
         worker::main(&config);
     }
+}
+
+/// Invariant 8 as first written, "never a token" (found by `file_store`): c1's rotation
+/// hook calls `token()` on c1 from inside the renewal `refresh()` forces while c1's token
+/// is still fresh, and gets that cached token at once rather than a `Config` error: the
+/// re-entry rule refuses only calls that would wait for the renewal. Kept to hold that
+/// case to the invariant as it now reads (at once; the cached token, not the new one).
+#[test]
+fn regression_a_hook_in_a_forced_refresh_gets_the_cached_token() {
+    replay_reentrant::<File>(
+        5,
+        &[(0, Service), (1, User(2)), (0, User(2))],
+        &[1],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Refresh { c: 1, bg: false },
+        ],
+    );
+}
+
+/// Invariant 7, a fixed case: alice signed in twice; c1 (worker 1) stores its session,
+/// then c0 (worker 0) stores its own, which supersedes c1's there. c0 signs out; c1, whose
+/// next renewal would adopt the stored session, must not be served a token of it, and c0
+/// must not serve one either.
+#[test]
+fn sign_out_ends_the_session_for_another_process() {
+    replay::<File>(
+        3600,
+        &[(0, User(0)), (1, User(0)), (0, Service)],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Token { c: 0, bg: false },
+            Op::SignOut { c: 0 },
+            Op::Invalidate { c: 1 },
+            Op::Token { c: 1, bg: false },
+            Op::Get { c: 1, bg: false },
+            Op::Token { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 4 (found by `redis_store`; core, not yet fixed): the store fails the save
+/// of `revoke()`'s tombstone, so `revoke()` returns a `Store` error after revoking at the
+/// provider and forgetting the tokens in the client; the client's next call adopts the
+/// live record still in the store and sends the revoked access token, then the revoked
+/// refresh token. Run with `--ignored` once the core keeps them from being adopted back.
+#[test]
+#[ignore = "known: after a revoke() whose tombstone could not be saved, the client adopts the revoked session back from the store"]
+fn regression_a_revoke_whose_save_failed_adopts_the_session_back() {
+    replay::<File>(
+        3600,
+        &[(0, User(0)), (1, User(1)), (0, Service)],
+        vec![
+            Op::Token { c: 0, bg: false },
+            Op::SaveFails { w: 0 },
+            Op::Revoke { c: 0 },
+            Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariant 5 (found by `file_store`; the core or the model, not yet settled): alice
+/// signed in twice; c1 stores its session, then c0 stores its own over it (a user's key
+/// holds one session). The provider refuses c0's refresh token, which leaves a tombstone
+/// for alice's key; c1's next renewal fails with `ReauthenticationRequired` ("the session
+/// was signed out (revoked) by a client sharing the store"), although c1's own refresh
+/// token is alive at the provider and nobody called `revoke()` or `sign_out()`.
+#[test]
+#[ignore = "known: a refused refresh token of one sign-in signs out the user's other sign-ins sharing the store"]
+fn regression_a_refusal_of_one_sign_in_ends_the_users_other_sign_in() {
+    replay::<File>(
+        5,
+        &[(0, User(0)), (1, User(0)), (0, Service)],
+        vec![
+            Op::Token { c: 1, bg: false },
+            Op::Token { c: 0, bg: false },
+            Op::Refuse,
+            Op::Refresh { c: 0, bg: false },
+            Op::Refresh { c: 1, bg: false },
+        ],
+    );
 }

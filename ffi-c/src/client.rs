@@ -6,12 +6,12 @@ use std::ffi::{c_char, CString};
 use authcore::grant::{
     ApiKey, ClientCredentials, Grant, OAuthSettings, RefreshToken, WithOAuthSettings,
 };
-use authcore::{AuthMethod, Client, Options};
+use authcore::{AuthMethod, Client, Options, SignOut};
 use zeroize::Zeroize;
 
 use crate::{
-    arg_str, authcore_options, authcore_status, boundary, boundary_or, c_string, check_null,
-    opt_str, owned_c_string, write_opt, Failure,
+    arg_str, authcore_options, authcore_status, boundary, boundary_noting, boundary_or, c_string,
+    check_null, opt_str, owned_c_string, write_opt, Failure,
 };
 
 /// A token client: caches its token, renews it ahead of expiry with one request however
@@ -466,6 +466,123 @@ pub unsafe extern "C" fn authcore_client_revoke(client: *const authcore_client) 
         check_null!(client);
         // SAFETY: non-NULL live handle.
         unsafe { client_ref(client) }.revoke()?;
+        Ok(())
+    })
+}
+
+/// How `authcore_client_sign_out` went. In every case the session is forgotten here and
+/// in the client's store.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum authcore_sign_out {
+    /// There was no session (no token in the client, none live in its store); nothing
+    /// was sent to the provider.
+    NotSignedIn = 0,
+    /// The provider revoked the session's tokens.
+    Revoked = 1,
+    /// The client has no revocation endpoint: the tokens stay valid at the provider
+    /// until they expire.
+    NoRevocationEndpoint = 2,
+    /// The provider did not revoke them (it refused, could not be reached, or answered
+    /// with something unusable): the thread's last error (`authcore_last_error_status`,
+    /// `authcore_last_error_message`, `authcore_last_error_oauth_error`, ...) says why.
+    RevocationFailed = 3,
+}
+
+impl authcore_sign_out {
+    fn name(self) -> &'static std::ffi::CStr {
+        match self {
+            Self::NotSignedIn => c"not_signed_in",
+            Self::Revoked => c"revoked",
+            Self::NoRevocationEndpoint => c"no_revocation_endpoint",
+            Self::RevocationFailed => c"revocation_failed",
+        }
+    }
+}
+
+/// Signs the session out: forgets its tokens in the client and in its store (a revoked
+/// record, as `authcore_client_revoke` leaves, so that no process renews it), whatever
+/// the provider can do, then asks the provider to revoke them (RFC 7009) if the client
+/// has a revocation endpoint. `*outcome` says which of these happened. A provider that
+/// cannot revoke is not a failure of this call: it returns `AUTHCORE_STATUS_OK` with
+/// `AUTHCORE_SIGN_OUT_REVOCATION_FAILED`, and the provider's failure is left as the
+/// thread's last error (the one success that does not clear it).
+///
+/// Fails (and writes nothing) only when the store could not be updated
+/// (`AUTHCORE_STATUS_STORE`; the session may still be stored there, and calling again
+/// retries; the provider was still asked to revoke the tokens the client held), or with
+/// `AUTHCORE_STATUS_CONFIG` when called from inside this client's own renewal (a
+/// callback of it), which it would otherwise wait for.
+///
+/// # Safety
+/// `client` is a live handle; `outcome` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_sign_out(
+    client: *const authcore_client,
+    outcome: *mut authcore_sign_out,
+) -> authcore_status {
+    boundary_noting(|| {
+        check_null!(client, outcome);
+        // SAFETY: non-NULL live handle.
+        let (out, noted) = match unsafe { client_ref(client) }.sign_out()? {
+            SignOut::NotSignedIn => (authcore_sign_out::NotSignedIn, None),
+            SignOut::Revoked => (authcore_sign_out::Revoked, None),
+            SignOut::NoRevocationEndpoint => (authcore_sign_out::NoRevocationEndpoint, None),
+            SignOut::RevocationFailed(e) => {
+                (authcore_sign_out::RevocationFailed, Some(Failure::from(e)))
+            }
+            // An outcome a later core adds and this library does not know yet.
+            _ => {
+                return Err(Failure::new(
+                    authcore_status::Other,
+                    "the session was signed out with an outcome this library does not know",
+                ))
+            }
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { outcome.write(out) };
+        Ok(noted)
+    })
+}
+
+/// A short, stable, snake_case name of an `authcore_sign_out` ("not_signed_in",
+/// "revoked", "no_revocation_endpoint", "revocation_failed"), the values Python's
+/// `SignOut.outcome` takes. Static; never NULL; unknown values get "unknown".
+#[no_mangle]
+pub extern "C" fn authcore_sign_out_name(outcome: u32) -> *const c_char {
+    let known = [
+        authcore_sign_out::NotSignedIn,
+        authcore_sign_out::Revoked,
+        authcore_sign_out::NoRevocationEndpoint,
+        authcore_sign_out::RevocationFailed,
+    ];
+    known
+        .iter()
+        .find(|o| **o as u32 == outcome)
+        .map_or(c"unknown".as_ptr(), |o| o.name().as_ptr())
+}
+
+/// `*out` receives whether the client holds a refresh token that only it has: one the
+/// provider issued to it (a rotation, or a sign-in's first) that its store could not
+/// save (the failure is the `store.save_failed` event). It is written first under the
+/// next renewal's lock, but a process that ends before then loses it, and the refresh
+/// token the store still holds may no longer be accepted: the user may have to sign in
+/// again. Always false without a store, and for grants that renew with a credential of
+/// their own (client credentials, API key).
+///
+/// # Safety
+/// `client` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_has_unsaved_refresh_token(
+    client: *const authcore_client,
+    out: *mut bool,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: non-NULL live handle.
+        let unsaved = unsafe { client_ref(client) }.has_unsaved_refresh_token();
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(unsaved) };
         Ok(())
     })
 }

@@ -147,7 +147,8 @@ impl log::Log for CLogger {
 /// recursively. An event of a renewal is raised on the thread that runs the renewal:
 /// there, a call to that same client that would wait for that renewal
 /// (`authcore_client_token` and the other token and request functions while no fresh
-/// token is cached, `authcore_client_refresh`, `authcore_client_revoke`) fails at once
+/// token is cached, `authcore_client_refresh`, `authcore_client_revoke`,
+/// `authcore_client_sign_out`) fails at once
 /// with `AUTHCORE_STATUS_CONFIG` instead of waiting for itself — hand such work to
 /// another thread. Calling this function from inside the callback fails with
 /// `AUTHCORE_STATUS_INVALID_ARGUMENT`, as does an unknown level.

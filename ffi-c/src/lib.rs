@@ -12,7 +12,9 @@
 //! - every body runs inside a panic boundary: a panic becomes `AUTHCORE_STATUS_PANIC`;
 //! - the message of the last failure on the calling thread is available from
 //!   `authcore_last_error_message`: every status-returning function sets it (to "" on
-//!   success), every other function leaves it alone.
+//!   success), every other function leaves it alone. One success carries a failure
+//!   along: `authcore_client_sign_out` with `AUTHCORE_SIGN_OUT_REVOCATION_FAILED` leaves
+//!   the provider's failure there (the session ended all the same).
 #![deny(missing_docs)]
 #![allow(non_camel_case_types)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -239,6 +241,26 @@ fn record(result: Result<(), Failure>) -> authcore_status {
 pub(crate) fn boundary(body: impl FnOnce() -> Result<(), Failure>) -> authcore_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => record(result),
+        Err(_) => record(Err(Failure::new(
+            authcore_status::Panic,
+            "authcore panicked; the call had no effect",
+        ))),
+    }
+}
+
+/// Like [`boundary`], for a body that can succeed with a failure to report alongside
+/// (`Ok(Some(..))`): the call returns `AUTHCORE_STATUS_OK` and the thread's last error
+/// holds that failure's details, for the caller to read when the outcome says so.
+pub(crate) fn boundary_noting(
+    body: impl FnOnce() -> Result<Option<Failure>, Failure>,
+) -> authcore_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(Some(noted))) => {
+            record(Err(noted));
+            authcore_status::Ok
+        }
+        Ok(Ok(None)) => record(Ok(())),
+        Ok(Err(f)) => record(Err(f)),
         Err(_) => record(Err(Failure::new(
             authcore_status::Panic,
             "authcore panicked; the call had no effect",

@@ -5,6 +5,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
 
 from typing_extensions import TypedDict, Unpack
 
+from .errors import AuthcoreError
 from .stores import TokenStore
 
 __version__: str
@@ -12,6 +13,7 @@ __all__ = [
     "__version__",
     "Client",
     "Response",
+    "SignOut",
     "Token",
     "Stats",
     "Rotation",
@@ -256,6 +258,20 @@ class Stats:
         """Every counter by name (``wait_time`` in seconds), for metrics."""
 
 @final
+class SignOut:
+    """How ``Client.sign_out()`` went: the session is forgotten here and in the store in every case."""
+
+    @property
+    def outcome(self) -> Literal["not_signed_in", "revoked", "no_revocation_endpoint", "revocation_failed"]:
+        """``"not_signed_in"`` (there was no session; nothing was sent), ``"revoked"``, ``"no_revocation_endpoint"`` (the tokens stay valid at the provider until they expire) or ``"revocation_failed"`` (see ``error``)."""
+    @property
+    def error(self) -> Optional[AuthcoreError]:
+        """Why the provider did not revoke the tokens (an exception of its kind, not raised), with ``"revocation_failed"``; otherwise None."""
+    @property
+    def revoked(self) -> bool:
+        """Whether the provider revoked the tokens."""
+
+@final
 class Client:
     """A token client: caches its token, renews it ahead of expiry with one request
     however many threads ask, and recovers once from a 401. Share one per process.
@@ -263,7 +279,7 @@ class Client:
     A renewal runs on the calling thread, and so do its ``logging`` records (logger
     ``authcore``), its hooks and a store's methods. From there, a call to the same
     client that would wait for that renewal (``token``, ``authorization_header``,
-    ``refresh`` without a fresh token cached, ``revoke``) raises :class:`ConfigError`
+    ``refresh`` without a fresh token cached, ``revoke``, ``sign_out``) raises :class:`ConfigError`
     at once instead of waiting for itself; a handler that needs the client should hand
     the work to another thread.
     """
@@ -336,6 +352,10 @@ class Client:
         """A valid token with its details (``authcore.Token``)."""
     def revoke(self) -> None:
         """Revokes the refresh and access tokens (RFC 7009) and forgets them here and in the store (a revoked record stays there, so that no process renews the session); ConfigError without a revocation endpoint. With the store unreachable it still revokes at the provider, then raises StoreError: call it again once the store works."""
+    def sign_out(self) -> SignOut:
+        """Signs the session out: forgets its tokens here and in the store (a revoked record stays there, so that no process renews it) whatever the provider can do, then asks the provider to revoke them if there is a revocation endpoint. A provider that cannot revoke is not raised but returned as ``SignOut.error``; StoreError only when the store could not be updated (the provider was still asked; call it again once the store works)."""
+    def has_unsaved_refresh_token(self) -> bool:
+        """Whether this client holds a refresh token its store could not save (a rotation or a sign-in's first; logged as ``store.save_failed``): written first under the next renewal's lock, lost if the process ends before. Always False without a store and for grants that renew with a credential of their own."""
     def authorization_header(self) -> str:
         """The ``Authorization`` value for a valid token, e.g. "Bearer abc"."""
     def cached_authorization_header(self) -> Optional[str]:

@@ -21,8 +21,9 @@ use authcore::grant::WithOAuthSettings;
 /// A renewal runs on the calling thread, and so do its `logging` records (logger
 /// `authcore`), its hooks and a store's methods. From there, a call to the same client
 /// that would wait for that renewal (`token`, `authorization_header`, `refresh` without a
-/// fresh token cached, `revoke`) raises `ConfigError` at once instead of waiting for
-/// itself; a handler that needs the client should hand the work to another thread.
+/// fresh token cached, `revoke`, `sign_out`) raises `ConfigError` at once instead of
+/// waiting for itself; a handler that needs the client should hand the work to another
+/// thread.
 #[pyclass(frozen, module = "authcore._authcore", name = "Client")]
 pub(crate) struct Client {
     pub(crate) inner: authcore::Client,
@@ -87,6 +88,52 @@ impl Client {
         let out = pick(&fresh).bind(py).clone();
         *cached = Some(fresh);
         out
+    }
+}
+
+/// How `Client.sign_out()` went: the session is forgotten here and in the store in every
+/// case; `outcome` says what the provider did, `error` why it did not revoke.
+#[pyclass(frozen, module = "authcore._authcore", name = "SignOut")]
+pub(crate) struct SignOut {
+    outcome: &'static str,
+    error: Option<Py<pyo3::exceptions::PyBaseException>>,
+}
+
+#[pymethods]
+impl SignOut {
+    /// `"not_signed_in"` (there was no session; nothing was sent), `"revoked"`,
+    /// `"no_revocation_endpoint"` (the tokens stay valid at the provider until they
+    /// expire) or `"revocation_failed"` (see `error`).
+    #[getter]
+    fn outcome(&self) -> &'static str {
+        self.outcome
+    }
+
+    /// Why the provider did not revoke the tokens (an `AuthcoreError` of its kind, not
+    /// raised), with `"revocation_failed"`; otherwise None.
+    #[getter]
+    fn error(&self, py: Python<'_>) -> Option<Py<pyo3::exceptions::PyBaseException>> {
+        self.error.as_ref().map(|e| e.clone_ref(py))
+    }
+
+    /// Whether the provider revoked the tokens.
+    #[getter]
+    fn revoked(&self) -> bool {
+        self.outcome == "revoked"
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match &self.error {
+            Some(e) => {
+                let kind = e
+                    .bind(py)
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "AuthcoreError".to_owned(), |n| n.to_string());
+                format!("<authcore.SignOut outcome={:?} error={kind}>", self.outcome)
+            }
+            None => format!("<authcore.SignOut outcome={:?}>", self.outcome),
+        }
     }
 }
 
@@ -446,6 +493,45 @@ impl Client {
     fn revoke(&self, py: Python<'_>) -> PyResult<()> {
         let inner = &self.inner;
         py.detach(|| inner.revoke()).map_err(|e| to_py_err(py, e))
+    }
+
+    /// Signs the session out: forgets its tokens here and in the store (a revoked record
+    /// stays there, so that no process renews the session), whatever the provider can
+    /// do, then asks the provider to revoke them if the client has a revocation
+    /// endpoint. Returns a `SignOut` saying which of these happened; a provider that
+    /// cannot revoke is not raised (the session is over all the same) but handed back as
+    /// its `error`. Raises `StoreError` only when the store could not be updated (the
+    /// provider was still asked; call it again once the store works).
+    fn sign_out(&self, py: Python<'_>) -> PyResult<SignOut> {
+        let inner = &self.inner;
+        let outcome = py
+            .detach(|| inner.sign_out())
+            .map_err(|e| to_py_err(py, e))?;
+        let (outcome, error) = match outcome {
+            authcore::SignOut::NotSignedIn => ("not_signed_in", None),
+            authcore::SignOut::Revoked => ("revoked", None),
+            authcore::SignOut::NoRevocationEndpoint => ("no_revocation_endpoint", None),
+            authcore::SignOut::RevocationFailed(e) => {
+                ("revocation_failed", Some(to_py_err(py, e).into_value(py)))
+            }
+            // An outcome a later core adds and this module does not know yet.
+            _ => {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "the session was signed out with an outcome this module does not know",
+                ))
+            }
+        };
+        Ok(SignOut { outcome, error })
+    }
+
+    /// Whether this client holds a refresh token that only it has: one the provider
+    /// issued to it (a rotation, or a sign-in's first) that its store could not save
+    /// (logged as `store.save_failed`). It is written first under the next renewal's
+    /// lock, but a process that ends before then loses it, and the refresh token the
+    /// store still holds may no longer be accepted. Always False without a store, and
+    /// for grants that renew with a credential of their own.
+    fn has_unsaved_refresh_token(&self) -> bool {
+        self.inner.has_unsaved_refresh_token()
     }
 
     /// Reports that `token` was refused: if it is still the cached token, the next call

@@ -36,6 +36,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::FileStore>()?;
     m.add_class::<store::RedisStore>()?;
     m.add_class::<client::Response>()?;
+    m.add_class::<client::SignOut>()?;
     m.add_class::<token::Token>()?;
     m.add_class::<flows::AuthorizationCodeFlow>()?;
     m.add_class::<flows::AuthorizationRequest>()?;

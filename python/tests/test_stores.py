@@ -366,3 +366,125 @@ def test_a_sign_in_flow_files_its_session_under_the_store_key(
     # Another process of erin's, resuming from that refresh token, finds the session.
     assert _rt(dev, refresh_token, store=store, store_key="erin").token() == token
     assert dev.token_requests() == requests
+
+
+def test_sign_out_revokes_and_ends_the_session_in_the_store(dev: DevServer) -> None:
+    refresh_token = _sign_in(dev)
+    store = DictStore()
+    client = _rt(dev, refresh_token, store=store, store_key="grace")
+    access_token = client.token()
+    assert store.record()["revoked"] is False
+    revocations = dev.counters()["revocations"]
+    signed_out = client.sign_out()
+    assert isinstance(signed_out, authcore.SignOut)
+    assert signed_out.outcome == "revoked" and signed_out.revoked and signed_out.error is None
+    assert repr(signed_out) == "<authcore.SignOut outcome=\"revoked\">"
+    assert dev.counters()["revocations"] > revocations
+    fixed = authcore.Client.personal_access_token(access_token)
+    assert fixed.get(dev.url + "/api/resource").status == 401, "the access token is revoked"
+    assert store.record()["revoked"] is True and "remove" not in store.calls
+    # Nobody sharing the store renews the session, and no token request is sent for it.
+    requests = dev.token_requests()
+    with pytest.raises(authcore.ReauthenticationRequired):
+        client.token()
+    other = _rt(dev, refresh_token, store=store, store_key="grace")
+    with pytest.raises(authcore.ReauthenticationRequired):
+        other.token()
+    # Nothing left to sign out, in this client or another of the store: nothing is sent.
+    revocations = dev.counters()["revocations"]
+    assert client.sign_out().outcome == "not_signed_in"
+    assert other.sign_out().outcome == "not_signed_in"
+    assert dev.counters()["revocations"] == revocations
+    assert dev.token_requests() == requests
+
+
+@pytest.mark.parametrize("revocation_endpoint", [True, False])
+def test_sign_out_with_and_without_a_revocation_endpoint(
+    dev: DevServer, revocation_endpoint: bool
+) -> None:
+    dev.config(revocation_endpoint=revocation_endpoint)
+    metadata = authcore.discover(dev.url)
+    assert (metadata.revocation_endpoint is not None) == revocation_endpoint
+    flow = authcore.AuthorizationCodeFlow.from_metadata(
+        metadata, CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1/callback", scopes="campaigns:read"
+    )
+    request = flow.authorization_url()
+    client = flow.finish(dev.follow_authorize(request.url), request.state)
+    access_token = client.token()
+    revocations = dev.counters()["revocations"]
+    signed_out = client.sign_out()
+    want = "revoked" if revocation_endpoint else "no_revocation_endpoint"
+    assert signed_out.outcome == want and signed_out.error is None
+    assert signed_out.revoked == revocation_endpoint
+    assert (dev.counters()["revocations"] > revocations) == revocation_endpoint
+    fixed = authcore.Client.personal_access_token(access_token)
+    status = fixed.get(dev.url + "/api/resource").status
+    assert status == (401 if revocation_endpoint else 200), "valid at the provider only without revocation"
+    requests = dev.token_requests()
+    with pytest.raises(authcore.ReauthenticationRequired):
+        client.token()
+    assert dev.token_requests() == requests, "signed out here: no token request"
+    if not revocation_endpoint:
+        with pytest.raises(authcore.ConfigError):
+            client.revoke()
+
+
+def test_sign_out_when_the_provider_refuses_returns_its_error(dev: DevServer) -> None:
+    refresh_token = _sign_in(dev)
+    store = DictStore()
+    # Not a revocation endpoint: the token endpoint answers an RFC 7009 request with an
+    # OAuth error.
+    client = authcore.Client.refresh_token(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, refresh_token,
+        revocation_url=dev.url + "/oauth2/token", max_retries=0, timeout=5.0,
+        store=store, store_key="heidi",
+    )
+    access_token = client.token()
+    signed_out = client.sign_out()  # not raised: the session is over here all the same
+    assert signed_out.outcome == "revocation_failed" and not signed_out.revoked
+    assert isinstance(signed_out.error, authcore.AuthcoreError)
+    assert access_token not in str(signed_out.error)
+    assert type(signed_out.error).__name__ in repr(signed_out)
+    assert store.record()["revoked"] is True
+    fixed = authcore.Client.personal_access_token(access_token)
+    assert fixed.get(dev.url + "/api/resource").status == 200, "not revoked at the provider"
+    with pytest.raises(authcore.ReauthenticationRequired):
+        client.token()
+
+
+def test_sign_out_from_inside_a_renewal_raises_at_once(dev: DevServer) -> None:
+    refresh_token = _sign_in(dev)
+    seen: list[BaseException] = []
+    holder: list[authcore.Client] = []
+
+    def on_refresh_token(_: str) -> None:
+        try:
+            holder[0].sign_out()
+        except authcore.AuthcoreError as e:
+            seen.append(e)
+
+    client = _rt(dev, refresh_token, on_refresh_token=on_refresh_token)
+    holder.append(client)
+    token = client.token()
+    # A wait for the renewal it runs in would end in a timeout, not a ConfigError.
+    assert len(seen) == 1 and isinstance(seen[0], authcore.ConfigError), seen
+    assert authcore.Client.personal_access_token(token).get(dev.url + "/api/resource").status == 200
+    holder.clear()
+    assert client.sign_out().outcome == "revoked"
+
+
+def test_an_unsaved_refresh_token_is_reported_until_a_renewal_saves_it(dev: DevServer) -> None:
+    refresh_token = _sign_in(dev)
+    store = DictStore()
+    client = _rt(dev, refresh_token, store=store, store_key="ivan")
+    client.token()
+    assert client.has_unsaved_refresh_token() is False
+    store.saves_to_fail = 1
+    client.refresh()  # rotates; its save raises
+    assert store.saves_to_fail == 0
+    assert client.has_unsaved_refresh_token() is True
+    client.refresh()  # written first under the lock, then rotated and saved
+    assert client.has_unsaved_refresh_token() is False
+    cc = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET)
+    cc.token()
+    assert cc.has_unsaved_refresh_token() is False

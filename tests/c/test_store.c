@@ -577,6 +577,269 @@ static void test_revoke_with_the_store_unreachable(void) {
     my_store_destroy(&s);
 }
 
+/* ---- Signing out: the session ends here and in the store, whatever the provider can do ---- */
+
+/* Whether `access_token` is still accepted by the provider's API. */
+static int still_accepted(const char *access_token) {
+    authcore_client *fixed = NULL;
+    CHECK_OK(authcore_client_new_personal_access_token(access_token ? access_token : "none", &fixed));
+    int status = get_status(fixed, "/api/resource");
+    authcore_client_free(fixed);
+    return status == 200;
+}
+
+/* Sign-out with a revocation endpoint: revoked at the provider, a tombstone in the store,
+ * and nobody sharing the store renews the session. Then there is nothing to sign out. */
+static void test_sign_out_revokes_and_ends_the_session_in_the_store(void) {
+    devserver_reset();
+    char rt[256];
+    CHECK(sign_in(rt, sizeof rt), "signed in");
+    my_store s;
+    my_store_init(&s);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
+    authcore_options *o = rt_options();
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
+    CHECK_OK(authcore_options_set_store_key(o, "grace"));
+    authcore_client *c = NULL;
+    CHECK_OK(rt_client(rt, o, &c));
+    char *at = NULL;
+    CHECK_OK(authcore_client_token(c, &at));
+    CHECK(stored_revoked(&s) == 0, "a live record");
+    authcore_sign_out outcome = (authcore_sign_out)99;
+    CHECK_STATUS(authcore_client_sign_out(NULL, &outcome), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_client_sign_out(c, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK(outcome == 99, "nothing written on failure");
+    long revocations = counter("revocations", NULL);
+    CHECK_OK(authcore_client_sign_out(c, &outcome));
+    CHECK(outcome == AUTHCORE_SIGN_OUT_REVOKED, "revoked: %s", authcore_sign_out_name(outcome));
+    CHECK(authcore_last_error_status() == AUTHCORE_STATUS_OK &&
+              authcore_last_error_message()[0] == '\0',
+          "no failure noted");
+    CHECK(counter("revocations", NULL) > revocations, "revoked at the provider");
+    CHECK(!still_accepted(at), "the access token is refused");
+    CHECK(stored_revoked(&s) == 1 && s.removes == 0, "a tombstone in the store (removes %d)",
+          s.removes);
+    long requests = token_requests();
+    char *t = NULL;
+    CHECK_STATUS(authcore_client_token(c, &t), AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED);
+    authcore_client *other = NULL;
+    CHECK_OK(rt_client(rt, o, &other));
+    authcore_options_free(o);
+    CHECK_STATUS(authcore_client_token(other, &t), AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED);
+    CHECK(t == NULL, "no token on failure");
+    /* Nothing left to sign out, here or in another client of the store: nothing is sent. */
+    revocations = counter("revocations", NULL);
+    CHECK_OK(authcore_client_sign_out(c, &outcome));
+    CHECK(outcome == AUTHCORE_SIGN_OUT_NOT_SIGNED_IN, "%s", authcore_sign_out_name(outcome));
+    CHECK_OK(authcore_client_sign_out(other, &outcome));
+    CHECK(outcome == AUTHCORE_SIGN_OUT_NOT_SIGNED_IN, "%s", authcore_sign_out_name(outcome));
+    CHECK(counter("revocations", NULL) == revocations, "no revocation request");
+    CHECK(token_requests() == requests, "no token request after the sign-out");
+    authcore_string_free(at);
+    authcore_client_free(c);
+    authcore_client_free(other);
+    my_store_destroy(&s);
+}
+
+/* A sign-in by a code flow built from the provider's metadata, which names a revocation
+ * endpoint or not (the devserver's `revocation_endpoint` switch): the signed-in client
+ * signs out with the outcome that says so, and is signed out either way. */
+static authcore_sign_out sign_in_from_metadata_and_out(bool revocation_endpoint) {
+    devserver_reset();
+    control_post("/_control/config",
+                 revocation_endpoint ? "{\"revocation_endpoint\": true}"
+                                     : "{\"revocation_endpoint\": false}");
+    authcore_metadata *m = NULL;
+    authcore_code_flow *flow = NULL;
+    authcore_client *client = NULL;
+    char *url = NULL, *state = NULL, *at = NULL, *t = NULL;
+    authcore_sign_out outcome = (authcore_sign_out)99;
+    CHECK_OK(authcore_discover(devserver_url(), NULL, &m));
+    CHECK((authcore_metadata_get(m, AUTHCORE_METADATA_FIELD_REVOCATION_ENDPOINT) != NULL) ==
+              revocation_endpoint,
+          "the metadata names a revocation endpoint: %d", (int)revocation_endpoint);
+    CHECK_OK(authcore_code_flow_new_from_metadata(m, CLIENT_ID, SECRET, "http://127.0.0.1/callback",
+                                                  "campaigns:read",
+                                                  AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, NULL,
+                                                  &flow));
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
+    char *callback = url ? follow_authorize(url) : NULL;
+    CHECK(callback != NULL, "the provider redirected back");
+    if (callback != NULL) CHECK_OK(authcore_code_flow_finish_with_state(flow, callback, state, &client));
+    if (client != NULL) {
+        CHECK_OK(authcore_client_token(client, &at));
+        long revocations = counter("revocations", NULL);
+        CHECK_OK(authcore_client_sign_out(client, &outcome));
+        CHECK(authcore_last_error_status() == AUTHCORE_STATUS_OK, "no failure noted");
+        CHECK((counter("revocations", NULL) > revocations) == revocation_endpoint,
+              "asked the provider only with an endpoint");
+        CHECK(still_accepted(at) == !revocation_endpoint,
+              "the access token is still valid at the provider only without revocation");
+        long requests = token_requests();
+        CHECK_STATUS(authcore_client_token(client, &t), AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED);
+        CHECK(token_requests() == requests, "signed out here: no token request");
+        if (!revocation_endpoint) {
+            CHECK_STATUS(authcore_client_revoke(client), AUTHCORE_STATUS_CONFIG);
+        }
+    }
+    free(callback);
+    authcore_string_free(url);
+    authcore_string_free(state);
+    authcore_string_free(at);
+    authcore_client_free(client);
+    authcore_code_flow_free(flow);
+    authcore_metadata_free(m);
+    control_post("/_control/config", "{\"revocation_endpoint\": true}");
+    return outcome;
+}
+
+static void test_sign_out_with_and_without_a_revocation_endpoint(void) {
+    authcore_sign_out with = sign_in_from_metadata_and_out(true);
+    CHECK(with == AUTHCORE_SIGN_OUT_REVOKED, "with: %s", authcore_sign_out_name(with));
+    authcore_sign_out without = sign_in_from_metadata_and_out(false);
+    CHECK(without == AUTHCORE_SIGN_OUT_NO_REVOCATION_ENDPOINT, "without: %s",
+          authcore_sign_out_name(without));
+    CHECK(strcmp(authcore_sign_out_name(AUTHCORE_SIGN_OUT_NOT_SIGNED_IN), "not_signed_in") == 0 &&
+              strcmp(authcore_sign_out_name(AUTHCORE_SIGN_OUT_REVOCATION_FAILED),
+                     "revocation_failed") == 0 &&
+              strcmp(authcore_sign_out_name(4), "unknown") == 0,
+          "outcome names");
+}
+
+/* A provider that refuses the revocation: the call succeeds (the session is over here
+ * and in the store), the outcome says so, and the provider's failure is the thread's last
+ * error until the next call. */
+static void test_sign_out_when_the_provider_refuses(void) {
+    devserver_reset();
+    char rt[256];
+    CHECK(sign_in(rt, sizeof rt), "signed in");
+    my_store s;
+    my_store_init(&s);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
+    authcore_options *o = rt_options();
+    /* Not a revocation endpoint: the token endpoint answers an RFC 7009 request with an
+     * OAuth error. */
+    char refusing[512];
+    snprintf(refusing, sizeof refusing, "%s/oauth2/token", devserver_url());
+    CHECK_OK(authcore_options_set_revocation_url(o, refusing));
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
+    CHECK_OK(authcore_options_set_store_key(o, "heidi"));
+    authcore_client *c = NULL;
+    CHECK_OK(rt_client(rt, o, &c));
+    authcore_options_free(o);
+    char *at = NULL, *t = NULL;
+    CHECK_OK(authcore_client_token(c, &at));
+    authcore_sign_out outcome = (authcore_sign_out)99;
+    CHECK_OK(authcore_client_sign_out(c, &outcome));
+    CHECK(outcome == AUTHCORE_SIGN_OUT_REVOCATION_FAILED, "%s", authcore_sign_out_name(outcome));
+    unsigned why = authcore_last_error_status();
+    CHECK(why != AUTHCORE_STATUS_OK && why < AUTHCORE_STATUS_NULL_ARGUMENT,
+          "the provider's failure is noted: %u (%s)", why, authcore_status_name(why));
+    CHECK(authcore_last_error_message()[0] != '\0', "with a message");
+    CHECK(at == NULL || strstr(authcore_last_error_message(), at) == NULL, "and no token in it");
+    CHECK(stored_revoked(&s) == 1, "a tombstone in the store all the same");
+    CHECK(still_accepted(at), "not revoked at the provider");
+    CHECK_STATUS(authcore_client_token(c, &t), AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED);
+    CHECK(authcore_last_error_status() == AUTHCORE_STATUS_REAUTHENTICATION_REQUIRED,
+          "the next call replaced the note");
+    authcore_string_free(at);
+    authcore_client_free(c);
+    my_store_destroy(&s);
+}
+
+/* The rotation callback runs inside the client's renewal: signing out the same client
+ * from there fails at once with AUTHCORE_STATUS_CONFIG (waiting would end in a timeout:
+ * it would wait for that renewal) and the renewal succeeds. */
+typedef struct {
+    authcore_client *client;
+    int calls;
+    authcore_status sign_out_status;
+} reentry;
+
+static int sign_out_from_the_callback(void *userdata, const char *refresh_token, size_t len) {
+    (void)refresh_token;
+    (void)len;
+    reentry *r = userdata;
+    r->calls++;
+    if (r->client != NULL) {
+        authcore_sign_out outcome;
+        r->sign_out_status = authcore_client_sign_out(r->client, &outcome);
+    }
+    return 0;
+}
+
+static void test_sign_out_from_inside_a_renewal_fails_at_once(void) {
+    devserver_reset();
+    char rt[256];
+    CHECK(sign_in(rt, sizeof rt), "signed in");
+    reentry r = {NULL, 0, AUTHCORE_STATUS_OK};
+    authcore_options *o = rt_options();
+    CHECK_OK(authcore_options_set_refresh_token_callback(o, sign_out_from_the_callback, &r));
+    authcore_client *c = NULL;
+    CHECK_OK(rt_client(rt, o, &c));
+    authcore_options_free(o);
+    r.client = c;
+    char *t = NULL;
+    CHECK_OK(authcore_client_token(c, &t));
+    CHECK(r.calls == 1, "the callback ran once: %d", r.calls);
+    CHECK(r.sign_out_status == AUTHCORE_STATUS_CONFIG, "refused: %s",
+          authcore_status_name(r.sign_out_status));
+    CHECK(t != NULL && still_accepted(t), "the renewal went on and its token works");
+    r.client = NULL;
+    authcore_sign_out outcome;
+    CHECK_OK(authcore_client_sign_out(c, &outcome));
+    CHECK(outcome == AUTHCORE_SIGN_OUT_REVOKED, "%s", authcore_sign_out_name(outcome));
+    authcore_string_free(t);
+    authcore_client_free(c);
+}
+
+/* A rotated refresh token the store could not save is reported until a renewal writes
+ * it; a client without a store or with its own credential never has one. */
+static void test_an_unsaved_refresh_token_is_reported(void) {
+    devserver_reset();
+    char rt[256];
+    CHECK(sign_in(rt, sizeof rt), "signed in");
+    my_store s;
+    my_store_init(&s);
+    authcore_store_callbacks cb = {&s, my_load, my_save, my_lock, my_unlock, my_remove};
+    authcore_options *o = rt_options();
+    CHECK_OK(authcore_options_set_store_callbacks_v2(o, &cb, sizeof cb));
+    CHECK_OK(authcore_options_set_store_key(o, "ivan"));
+    authcore_client *c = NULL;
+    CHECK_OK(rt_client(rt, o, &c));
+    authcore_options_free(o);
+    bool unsaved = true;
+    CHECK_STATUS(authcore_client_has_unsaved_refresh_token(NULL, &unsaved),
+                 AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_client_has_unsaved_refresh_token(c, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    char *t = NULL;
+    CHECK_OK(authcore_client_token(c, &t));
+    authcore_string_free(t);
+    CHECK_OK(authcore_client_has_unsaved_refresh_token(c, &unsaved));
+    CHECK(!unsaved, "the first rotation was saved");
+    s.saves_to_fail = 1;
+    CHECK_OK(authcore_client_refresh(c, NULL)); /* rotates; its save fails */
+    CHECK(s.failed_saves == 1, "the save failed (%d)", s.failed_saves);
+    CHECK_OK(authcore_client_has_unsaved_refresh_token(c, &unsaved));
+    CHECK(unsaved, "the rotated refresh token is only in this client");
+    CHECK_OK(authcore_client_refresh(c, NULL)); /* written first, then rotated and saved */
+    CHECK_OK(authcore_client_has_unsaved_refresh_token(c, &unsaved));
+    CHECK(!unsaved, "saved by the next renewal");
+    authcore_client_free(c);
+    my_store_destroy(&s);
+
+    authcore_client *cc = NULL;
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s", url_of("/oauth2/token"));
+    CHECK_OK(authcore_client_new_client_credentials(token_url, CLIENT_ID, SECRET, NULL, 0, NULL, &cc));
+    CHECK_OK(authcore_client_token(cc, &t));
+    authcore_string_free(t);
+    unsaved = true;
+    CHECK_OK(authcore_client_has_unsaved_refresh_token(cc, &unsaved));
+    CHECK(!unsaved, "no store, no unsaved refresh token");
+    authcore_client_free(cc);
+}
+
 /* Empties the suite's Redis (an earlier run of this program stored a token there). */
 static void redis_flush(const char *url) {
     unsigned port = 0;
@@ -709,6 +972,11 @@ int main(void) {
     test_two_users_share_a_file_store_apart(dir);
     test_a_failed_save_keeps_the_newest_refresh_token();
     test_revoke_with_the_store_unreachable();
+    test_sign_out_revokes_and_ends_the_session_in_the_store();
+    test_sign_out_with_and_without_a_revocation_endpoint();
+    test_sign_out_when_the_provider_refuses();
+    test_sign_out_from_inside_a_renewal_fails_at_once();
+    test_an_unsaved_refresh_token_is_reported();
     test_redis_store();
     test_unreachable_redis();
     test_redis_sentinel_and_cluster();

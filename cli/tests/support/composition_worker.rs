@@ -4,6 +4,10 @@
 //! operation may be in flight while the next one — a fork — arrives), answering with
 //! one JSON line per operation.
 //!
+//! A client made `reentrant` has a rotation hook that calls the same client's `token()`
+//! from inside the renewal that runs it; each such call is recorded (how long it took,
+//! what it returned) and handed back with the reply of the operation on that client.
+//!
 //! The test binary is its own worker: the controller runs it again with
 //! `--exact composition_worker --ignored` and the worker's configuration in
 //! `AUTHCORE_COMPOSITION_WORKER`. A worker ends when its connection closes (the
@@ -14,13 +18,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authcore::grant::{ClientCredentials, RefreshToken};
 use authcore::{
-    Client, Error, FileStore, MemoryStore, Options, RedisStore, StoreKey, StoreLock, StoredToken,
-    Token, TokenStore,
+    Client, Error, FileStore, MemoryStore, Options, RedisStore, SignOut, StoreKey, StoreLock,
+    StoredToken, Token, TokenStore,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -68,11 +72,16 @@ pub enum Command {
         user: String,
         /// The session's refresh token.
         refresh_token: String,
+        /// With a rotation hook that calls the client's own `token()`.
+        reentrant: bool,
     },
     /// A client-credentials client.
     NewServiceClient {
         /// The client's label.
         label: String,
+        /// With a rotation hook that calls the client's own `token()` (never called:
+        /// client credentials do not rotate).
+        reentrant: bool,
     },
     /// `client.token()`.
     Token(String),
@@ -84,6 +93,8 @@ pub enum Command {
     Refresh(String),
     /// `client.revoke()`.
     Revoke(String),
+    /// `client.sign_out()`.
+    SignOut(String),
     /// The store's next save fails (once).
     FailNextSave,
     /// fork(2): the child connects back as worker `child`, with every client inherited.
@@ -91,6 +102,21 @@ pub enum Command {
         /// The child's worker number.
         child: usize,
     },
+}
+
+impl Command {
+    /// The label of the client an operation acts on.
+    fn label(&self) -> Option<&str> {
+        match self {
+            Command::Token(l)
+            | Command::Get(l)
+            | Command::Invalidate(l)
+            | Command::Refresh(l)
+            | Command::Revoke(l)
+            | Command::SignOut(l) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// One line from the controller.
@@ -125,6 +151,14 @@ pub enum Outcome {
         /// The message (never a secret: authcore redacts them).
         message: String,
     },
+    /// `sign_out`: how it went (`SignOut` as a snake_case name) and, when the provider
+    /// did not revoke, why (kind and message).
+    SignedOut {
+        /// `not_signed_in`, `revoked`, `no_revocation_endpoint`, `revocation_failed`.
+        outcome: String,
+        /// The provider's failure, with `revocation_failed`.
+        error: Option<(String, String)>,
+    },
     /// `fork`: the child's process id.
     Forked(u32),
     /// The first line of every connection.
@@ -147,6 +181,24 @@ pub struct Reply {
     pub ended_us: u64,
     /// What came of it.
     pub outcome: Outcome,
+    /// The calls a reentrant client's rotation hook made to it during the operation.
+    #[serde(default)]
+    pub reentries: Vec<Reentry>,
+}
+
+/// A call a rotation hook made to its own client's `token()` from inside the renewal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reentry {
+    /// The client's label.
+    pub label: String,
+    /// When the call started (µs since the Unix epoch).
+    pub started_us: u64,
+    /// How long it took, in µs.
+    pub took_us: u64,
+    /// `token` if it returned a token, else the error's kind (`config`: refused at once).
+    pub result: String,
+    /// The token it returned, by tag.
+    pub token: Option<String>,
 }
 
 /// Microseconds since the Unix epoch (the devserver's journal uses the same clock).
@@ -205,6 +257,8 @@ impl TokenStore for FaultyStore {
 
 struct Held {
     client: Client,
+    /// The calls its reentrant hook made, not yet reported.
+    reentries: Arc<Mutex<Vec<Reentry>>>,
     /// The last token `token()`/`refresh()` gave (what `invalidate` reports).
     last: Option<Arc<Token>>,
 }
@@ -234,6 +288,51 @@ impl Worker {
             .store(self.store.clone())
     }
 
+    /// Options for client `label`, with the reentrant hook when asked: it calls the
+    /// client (put in `slot` once made) from inside the renewal and logs each call.
+    fn hooked_options(
+        &self,
+        label: &str,
+        reentrant: bool,
+        slot: &Arc<OnceLock<Client>>,
+        log: &Arc<Mutex<Vec<Reentry>>>,
+    ) -> Options {
+        let options = self.options(label);
+        if !reentrant {
+            return options;
+        }
+        let (slot, log, label) = (slot.clone(), log.clone(), label.to_owned());
+        options.on_rotation(move |_: &authcore::Rotation<'_>| {
+            let Some(client) = slot.get() else { return };
+            let started_us = unix_us();
+            let started = Instant::now();
+            let (result, token) = match client.token() {
+                Ok(t) => (
+                    "token".to_owned(),
+                    Some(authcore_cli::devserver::tag(
+                        t.access_token().expose_secret(),
+                    )),
+                ),
+                Err(e) => (e.kind().name().to_owned(), None),
+            };
+            let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            log.lock().push(Reentry {
+                label: label.clone(),
+                started_us,
+                took_us,
+                result,
+                token,
+            });
+        })
+    }
+
+    /// The reentrant calls client `label` made and that were not reported yet.
+    fn drain_reentries(&self, label: &str) -> Vec<Reentry> {
+        let log = self.clients.lock().get(label).map(|h| h.reentries.clone());
+        log.map(|l| std::mem::take(&mut *l.lock()))
+            .unwrap_or_default()
+    }
+
     fn client(&self, label: &str) -> Option<Client> {
         self.clients.lock().get(label).map(|h| h.client.clone())
     }
@@ -242,11 +341,20 @@ impl Worker {
         let url = &self.config.devserver;
         let token_url = format!("{url}/oauth2/token");
         let revocation_url = format!("{url}/oauth2/revoke");
+        let slot: Arc<OnceLock<Client>> = Arc::default();
+        let log: Arc<Mutex<Vec<Reentry>>> = Arc::default();
+        // The hook holds its client (a cycle: clients live as long as the worker).
         let made = |label: String, made: authcore::Result<Client>| match made {
             Ok(client) => {
-                self.clients
-                    .lock()
-                    .insert(label, Held { client, last: None });
+                let _ = slot.set(client.clone());
+                self.clients.lock().insert(
+                    label,
+                    Held {
+                        client,
+                        reentries: log.clone(),
+                        last: None,
+                    },
+                );
                 Outcome::Done
             }
             Err(e) => kind_and_message(&e),
@@ -273,20 +381,20 @@ impl Worker {
                 label,
                 user,
                 refresh_token,
+                reentrant,
             } => {
                 // Whose tokens these are, in the store: the user (a refresh-token client
                 // with a store must say, unless its first token's ID token does).
                 let grant = RefreshToken::new(token_url, "dev-client", "dev-secret", refresh_token)
                     .revocation_url(revocation_url);
-                made(
-                    label.clone(),
-                    Client::new(grant, self.options(&label).store_key(user)),
-                )
+                let options = self.hooked_options(&label, reentrant, &slot, &log);
+                made(label.clone(), Client::new(grant, options.store_key(user)))
             }
-            Command::NewServiceClient { label } => {
+            Command::NewServiceClient { label, reentrant } => {
                 let grant = ClientCredentials::new(token_url, "dev-client", "dev-secret")
                     .revocation_url(revocation_url);
-                made(label.clone(), Client::new(grant, self.options(&label)))
+                let options = self.hooked_options(&label, reentrant, &slot, &log);
+                made(label.clone(), Client::new(grant, options))
             }
             Command::Token(label) => with(&label, &|c| keep(&label, c.token())),
             Command::Refresh(label) => with(&label, &|c| keep(&label, c.refresh())),
@@ -316,6 +424,25 @@ impl Worker {
                 Ok(()) => Outcome::Done,
                 Err(e) => kind_and_message(&e),
             }),
+            Command::SignOut(label) => with(&label, &|c| match c.sign_out() {
+                Ok(signed_out) => {
+                    let (outcome, error) = match signed_out {
+                        SignOut::NotSignedIn => ("not_signed_in", None),
+                        SignOut::Revoked => ("revoked", None),
+                        SignOut::NoRevocationEndpoint => ("no_revocation_endpoint", None),
+                        SignOut::RevocationFailed(e) => (
+                            "revocation_failed",
+                            Some((e.kind().name().to_owned(), e.to_string())),
+                        ),
+                        _ => ("unknown", None),
+                    };
+                    Outcome::SignedOut {
+                        outcome: outcome.to_owned(),
+                        error,
+                    }
+                }
+                Err(e) => kind_and_message(&e),
+            }),
             Command::FailNextSave => {
                 self.store.fail_next_save.store(true, Ordering::SeqCst);
                 Outcome::Done
@@ -336,6 +463,7 @@ fn serve(worker: Arc<Worker>, stream: UnixStream) -> ! {
             worker: worker.config.worker,
             pid: std::process::id(),
         },
+        reentries: Vec::new(),
     };
     send(&writer, &hello);
     let reader = BufReader::new(stream);
@@ -351,12 +479,16 @@ fn serve(worker: Arc<Worker>, stream: UnixStream) -> ! {
         let (worker, writer) = (worker.clone(), writer.clone());
         std::thread::spawn(move || {
             let started_us = unix_us();
+            let label = request.command.label().map(str::to_owned);
             let outcome = worker.run(request.command);
+            let ended_us = unix_us();
+            let reentries = label.map_or_else(Vec::new, |l| worker.drain_reentries(&l));
             let reply = Reply {
                 id: request.id,
                 started_us,
-                ended_us: unix_us(),
+                ended_us,
                 outcome,
+                reentries,
             };
             send(&writer, &reply);
         });
@@ -416,6 +548,7 @@ fn fork(worker: &Arc<Worker>, writer: &Arc<Mutex<UnixStream>>, id: u64, child: u
                 started_us,
                 ended_us: unix_us(),
                 outcome: Outcome::Forked(pid as u32),
+                reentries: Vec::new(),
             },
         ),
         _ => send(
@@ -428,6 +561,7 @@ fn fork(worker: &Arc<Worker>, writer: &Arc<Mutex<UnixStream>>, id: u64, child: u
                     kind: "fork".into(),
                     message: std::io::Error::last_os_error().to_string(),
                 },
+                reentries: Vec::new(),
             },
         ),
     }
