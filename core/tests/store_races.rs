@@ -356,6 +356,46 @@ fn an_unsaved_rotation_never_overwrites_a_revocation() {
     );
 }
 
+/// Regression (found by the composition test): `revoke()` whose tombstone the store
+/// failed to save forgot the tokens here, and the client's next call adopted the live
+/// record still in the store: the revoked access token was sent, then the revoked
+/// refresh token. Now the tombstone is written first under the next lock, and the
+/// revoked session is adopted back by no client.
+#[test]
+fn a_revocation_the_store_failed_to_save_is_never_undone() {
+    let p = provider(3600);
+    let flaky = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        fail_next_save: AtomicBool::new(false),
+    });
+    let store: Arc<dyn TokenStore> = flaky.clone();
+    let options = || opts().store(store.clone()).store_key("alice");
+    let a = refresh_client(&p, "rt-0", options());
+    a.token().unwrap(); // rt-0 -> rt-1, saved
+    flaky.fail_next_save.store(true, SeqCst);
+    let revoked = a.revoke();
+    assert!(revoked.is_err(), "the tombstone's save failed: said so");
+    assert!(p.revoked.lock().unwrap().contains(&"rt-1".to_owned()));
+    let sent_before = p.sent.lock().unwrap().len();
+    let again = a.token();
+    assert!(
+        again.is_err(),
+        "the revoked session was adopted back from the store: {}",
+        at(&a)
+    );
+    assert_eq!(
+        p.sent.lock().unwrap().len(),
+        sent_before,
+        "a revoked refresh token was sent"
+    );
+    // The tombstone reached the store under that lock: another process is told too.
+    let b = refresh_client(&p, "rt-1", options());
+    assert!(
+        b.token().is_err(),
+        "another process adopted the revoked session"
+    );
+}
+
 /// Regression: `revoke()` spends its whole deadline waiting for a store lock another
 /// process holds (a FileStore lock never lapses by itself), then sends the revocation
 /// requests with no time left: nothing is revoked at the provider.

@@ -362,7 +362,8 @@ impl Tier {
             if without_store != WithoutStore::OwnCredential {
                 return Err(Error::ReauthenticationRequired {
                     cause: Box::new(Error::config(
-                        "the session was signed out (revoked) by a client sharing the store",
+                        "the session in the shared store has ended (signed out, revoked, or its \
+                         refresh token refused by the provider), as seen by a client sharing the store",
                     )),
                 });
             }
@@ -484,8 +485,19 @@ impl Tier {
     /// [`stored_is_newer`]); the unsaved record, if memory wins.
     fn newest(&self, stored: Option<StoredToken>, memory_rt: Option<&Secret>) -> Newest {
         let mut memory = self.memory.lock();
+        // A revocation this client could not save yet ends every record it names that
+        // is not newer than the one it saw: memory (the tombstone) wins over those.
+        let ended = |stored: &StoredToken| {
+            memory.unsaved.as_ref().is_some_and(|u| {
+                u.revoked
+                    && stored.version < u.version
+                    && session_tags(stored).iter().any(|t| u.lineage.contains(t))
+            })
+        };
         match stored {
-            Some(stored) if stored_is_newer(&memory, &stored, memory_rt) => Newest::Stored(stored),
+            Some(stored) if !ended(&stored) && stored_is_newer(&memory, &stored, memory_rt) => {
+                Newest::Stored(stored)
+            }
             _ => Newest::Memory(memory.unsaved.take()),
         }
     }
@@ -645,16 +657,44 @@ impl Tier {
         memory_rt: Option<&Secret>,
         deadline: Deadline,
     ) -> Result<Option<StoredToken>> {
-        {
+        let (known_version, known_tags) = {
             let mut memory = self.memory.lock();
             memory.unsaved = None;
             memory.lost = None;
-        }
+            let known = memory.known.as_ref();
+            (
+                known.map_or(0, |k| k.version),
+                known
+                    .map(|k| {
+                        k.refresh_tag
+                            .iter()
+                            .chain(&k.lineage)
+                            .cloned()
+                            .collect::<Vec<String>>()
+                    })
+                    .unwrap_or_default(),
+            )
+        };
         let Some((store, key)) = &self.shared else {
             return Ok(None);
         };
-        let lock = store.lock(key, deadline.instant())?;
-        let stored = store.load(&lock, key)?;
+        // A store that cannot take the tombstone now: it is kept as this client's unsaved
+        // record, written first under the next lock, and until then no record it names
+        // is adopted back (see `newest`), so the tokens just revoked are never served.
+        let keep = |tombstone: StoredToken| self.memory.lock().unsaved = Some(tombstone);
+        let from_memory = || {
+            let mut lineage = known_tags.clone();
+            if let Some(rt) = memory_rt {
+                lineage = descend(&lineage, rt);
+            }
+            StoredToken::tombstone(known_version + 1, lineage)
+        };
+        let lock = store.lock(key, deadline.instant()).inspect_err(|_| {
+            keep(from_memory());
+        })?;
+        let stored = store.load(&lock, key).inspect_err(|_| {
+            keep(from_memory());
+        })?;
         let stored = stored.map(as_tombstone_if_empty);
         if memory_rt.is_none() && stored.as_ref().is_none_or(|s| s.revoked) {
             // No session, here or there: nothing to end.
@@ -673,7 +713,10 @@ impl Tier {
         }
         let version = stored.as_ref().map_or(0, |s| s.version) + 1;
         let tombstone = StoredToken::tombstone(version, lineage);
-        store.save(&lock, key, &tombstone)?;
+        if let Err(e) = store.save(&lock, key, &tombstone) {
+            keep(tombstone);
+            return Err(e);
+        }
         self.memory.lock().known = Some(Known::of(&tombstone));
         Ok(stored.filter(|s| !s.revoked))
     }
