@@ -22,7 +22,9 @@
 //! 4. nothing of a grant is used after `revoke()` returned, and the grant is revoked at
 //!    the provider by then;
 //! 5. every error a caller gets lines up with a fault injected in its window (or is
-//!    `ReauthenticationRequired` after a refusal, a grant revocation or a `revoke()`);
+//!    `ReauthenticationRequired` after a refusal, a grant revocation or a `revoke()`,
+//!    of its own session or — a user's key holding one session — of another session of
+//!    the same user sharing its store);
 //! 6. a revoked access token costs at most one renewal;
 //! 7. once `sign_out()` returned `Ok` (whatever the provider did), no client of that
 //!    session sharing the store (any worker) is served a token of it it did not already
@@ -1929,6 +1931,19 @@ impl<'a> Checker<'a> {
                 .families_of(label)
                 .keys()
                 .any(|f| dead.get(f).is_some_and(|&at| at <= to))
+                // A user's key in a shared store holds one session: a second sign-in
+                // supersedes the first for every client of that user sharing the store,
+                // and when the session in the store ends (its refresh token refused),
+                // each of them signs in again (README, "Many processes and many hosts").
+                || self.live.clients.iter().any(|other| {
+                    other.kind == self.live.clients[call.client].kind
+                        && matches!(other.kind, Kind::User(_))
+                        && self.shares_store(other.worker, call.worker)
+                        && self
+                            .families_of(other.label)
+                            .keys()
+                            .any(|f| dead.get(f).is_some_and(|&at| at <= to))
+                })
                 || self.live.calls.iter().any(|c| {
                     // A sign-out (`revoke()`, `sign_out()`) begun before this call ended,
                     // by this client or by any client of the same user sharing its store
@@ -2598,14 +2613,13 @@ fn regression_a_revoke_whose_save_failed_adopts_the_session_back() {
     );
 }
 
-/// Invariant 5 (found by `file_store`; the core or the model, not yet settled): alice
-/// signed in twice; c1 stores its session, then c0 stores its own over it (a user's key
-/// holds one session). The provider refuses c0's refresh token, which leaves a tombstone
-/// for alice's key; c1's next renewal fails with `ReauthenticationRequired` ("the session
-/// was signed out (revoked) by a client sharing the store"), although c1's own refresh
-/// token is alive at the provider and nobody called `revoke()` or `sign_out()`.
+/// Invariant 5 (found by `file_store`, settled in the model): alice signed in twice; c1
+/// stores its session, then c0 stores its own over it (a user's key holds one session).
+/// The provider refuses c0's refresh token, which leaves a tombstone for alice's key;
+/// c1's next renewal fails with `ReauthenticationRequired` although c1's own refresh
+/// token is alive at the provider: by design, the session in the store ended for every
+/// client of that user sharing it.
 #[test]
-#[ignore = "by design for now: a user's key holds one session, so the refusal of the session that superseded another ends both; separating a record's own lineage from the sessions it superseded would let the older one go on"]
 fn regression_a_refusal_of_one_sign_in_ends_the_users_other_sign_in() {
     replay::<File>(
         5,
