@@ -128,6 +128,9 @@ pub enum Step {
     RevokeClient {},
     /// The client forces one renewal.
     Refresh {},
+    /// The client signs out (`sign_out`: forgotten here and in the store, revoked at the
+    /// provider when it can be).
+    SignOut {},
 }
 
 fn default_path() -> String {
@@ -370,6 +373,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                 Step::SleepMs(ms) => thread::sleep(Duration::from_millis((*ms).min(60_000))),
                 Step::RevokeClient {} => record(&obs, client.revoke()),
                 Step::Refresh {} => record(&obs, client.refresh().map(|_| ())),
+                Step::SignOut {} => record(&obs, client.sign_out().map(|_| ())),
             }
         }
     }

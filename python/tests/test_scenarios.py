@@ -132,6 +132,8 @@ def run(
             record(c.revoke)
         elif kind == "refresh":
             record(c.refresh)
+        elif kind == "sign_out":
+            record(c.sign_out)
         elif kind == "sleep_ms":
             time.sleep(min(arg, 60_000) / 1000)
         else:

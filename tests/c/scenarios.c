@@ -273,6 +273,9 @@ static int run_scenario(const cJSON *sc) {
             free(body);
         } else if (strcmp(kind, "revoke_client") == 0) {
             record(&obs, authcore_client_revoke(client));
+        } else if (strcmp(kind, "sign_out") == 0) {
+            authcore_sign_out outcome = AUTHCORE_SIGN_OUT_NOT_SIGNED_IN;
+            record(&obs, authcore_client_sign_out(client, &outcome));
         } else if (strcmp(kind, "refresh") == 0) {
             record(&obs, authcore_client_refresh(client, NULL));
         } else if (strcmp(kind, "sleep_ms") == 0) {
