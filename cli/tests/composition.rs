@@ -1927,10 +1927,12 @@ impl<'a> Checker<'a> {
             let any_fault = requests
                 .iter()
                 .any(|r| r.injected && r.event.at_us >= from && r.received_us <= to);
-            let grant_ended = self
-                .families_of(label)
-                .keys()
-                .any(|f| dead.get(f).is_some_and(|&at| at <= to))
+            let family_ended = |label: usize| {
+                self.families_of(label)
+                    .keys()
+                    .any(|f| dead.get(f).is_some_and(|&at| at <= to))
+            };
+            let grant_ended = family_ended(label)
                 // A user's key in a shared store holds one session: a second sign-in
                 // supersedes the first for every client of that user sharing the store,
                 // and when the session in the store ends (its refresh token refused),
@@ -1939,10 +1941,7 @@ impl<'a> Checker<'a> {
                     other.kind == self.live.clients[call.client].kind
                         && matches!(other.kind, Kind::User(_))
                         && self.shares_store(other.worker, call.worker)
-                        && self
-                            .families_of(other.label)
-                            .keys()
-                            .any(|f| dead.get(f).is_some_and(|&at| at <= to))
+                        && family_ended(other.label)
                 })
                 || self.live.calls.iter().any(|c| {
                     // A sign-out (`revoke()`, `sign_out()`) begun before this call ended,

@@ -300,6 +300,15 @@ struct FlakyStore {
     fail_next_save: AtomicBool,
 }
 
+impl FlakyStore {
+    fn new() -> Arc<FlakyStore> {
+        Arc::new(FlakyStore {
+            inner: MemoryStore::new(),
+            fail_next_save: AtomicBool::new(false),
+        })
+    }
+}
+
 impl TokenStore for FlakyStore {
     fn load(&self, lock: &StoreLock, key: &StoreKey) -> authcore::Result<Option<StoredToken>> {
         self.inner.load(lock, key)
@@ -334,10 +343,7 @@ impl TokenStore for FlakyStore {
 #[test]
 fn an_unsaved_rotation_never_overwrites_a_revocation() {
     let p = provider(3600);
-    let flaky = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
-        fail_next_save: AtomicBool::new(false),
-    });
+    let flaky = FlakyStore::new();
     let store: Arc<dyn TokenStore> = flaky.clone();
     let options = || opts().store(store.clone()).store_key("alice");
     let a = refresh_client(&p, "rt-0", options());
@@ -364,10 +370,7 @@ fn an_unsaved_rotation_never_overwrites_a_revocation() {
 #[test]
 fn a_revocation_the_store_failed_to_save_is_never_undone() {
     let p = provider(3600);
-    let flaky = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
-        fail_next_save: AtomicBool::new(false),
-    });
+    let flaky = FlakyStore::new();
     let store: Arc<dyn TokenStore> = flaky.clone();
     let options = || opts().store(store.clone()).store_key("alice");
     let a = refresh_client(&p, "rt-0", options());
