@@ -83,12 +83,11 @@ impl Client {
         }
         let counters = std::sync::Arc::clone(http.counters());
         let tier = Tier::new(http.shared_options(), store_key, Arc::clone(&counters));
-        let cache = Cache::new(
-            policy,
-            grant.initial_token(),
-            grant.initial_refresh_token(),
-            counters,
-        );
+        let initial = grant.initial_token();
+        if let Some(token) = &initial {
+            http.follow_dpop_key(token);
+        }
+        let cache = Cache::new(policy, initial, grant.initial_refresh_token(), counters);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -121,8 +120,15 @@ impl Client {
         inner.cache.get(
             deadline,
             |renewal| self.renew(renewal),
-            |token, previous| inner.tier.announce(token, previous),
+            |token, previous| self.announce(token, previous),
         )
+    }
+
+    /// A new token is published: its DPoP key (if any) signs the session's next token
+    /// requests, and the refresh-token hook and the store hear of it.
+    fn announce(&self, token: &Token, previous: Option<&Secret>) {
+        self.inner.http.follow_dpop_key(token);
+        self.inner.tier.announce(token, previous);
     }
 
     /// One renewal through the store tier (`None`: the store is busy with another
@@ -130,7 +136,21 @@ impl Client {
     fn renew(&self, renewal: &Renewal<'_>) -> Result<Option<Token>> {
         let inner = &*self.inner;
         let without_store = inner.grant.without_store();
-        inner.tier.renew(renewal, without_store, |rt| {
+        inner.tier.renew(renewal, without_store, |rt, from| {
+            // A refresh token from the store is sent with its session's DPoP key.
+            if let Some(jwk) = from.and_then(|r| r.dpop_key.as_ref()) {
+                let key = crate::DpopKey::from_jwk(jwk.expose_secret()).map_err(|_| {
+                    Error::ReauthenticationRequired {
+                        cause: Box::new(Error::config(
+                            "the DPoP key kept with the stored session could not be read, and \
+                             its refresh token works with that key only; sign in again",
+                        )),
+                    }
+                })?;
+                inner
+                    .http
+                    .follow_dpop_key(&Token::never_expiring("").with_dpop_key(Some(Arc::new(key))));
+            }
             inner.grant.fetch(&inner.http, rt, renewal.deadline)
         })
     }
@@ -150,7 +170,7 @@ impl Client {
         inner.cache.renew_now(
             deadline,
             |renewal| self.renew(renewal),
-            |token, previous| inner.tier.announce(token, previous),
+            |token, previous| self.announce(token, previous),
         )
     }
 
@@ -249,7 +269,18 @@ impl Client {
         let http = &self.inner.http;
         http.check_url(url)?;
         let deadline = Deadline::after(timeout.unwrap_or(http.options().timeout));
-        let send = |token: &Arc<Token>| http.send(method, url, headers, token, body, deadline);
+        // A DPoP server that asks for a nonce (RFC 9449 §9) gets the request once more
+        // with a fresh proof carrying it; a second such answer is returned as it is.
+        let send = |token: &Arc<Token>| {
+            let response = http.send(method, url, headers, token, body, deadline)?;
+            if token.dpop_key().is_some() && response.asks_for_dpop_nonce() {
+                http.counters().dpop_nonce_retry();
+                event!(debug, "dpop.nonce", status = response.status;
+                    "the API asked for a DPoP nonce; sending the request once more with it");
+                return http.send(method, url, headers, token, body, deadline);
+            }
+            Ok(response)
+        };
         let token = match self.inner.cache.fresh() {
             Some(token) => token,
             None => self.token_until(deadline)?,
@@ -291,9 +322,69 @@ impl Client {
     fn renewal_helps_for(&self, status: u16, challenges: &[Challenge]) -> bool {
         status == 401
             && self.inner.grant.renewable()
-            && !challenges
-                .iter()
-                .any(|c| c.oauth_error() == Some("insufficient_scope"))
+            && !challenges.iter().any(|c| {
+                matches!(
+                    c.oauth_error(),
+                    Some("insufficient_scope" | "use_dpop_nonce")
+                )
+            })
+    }
+
+    /// For callers with their own HTTP stack: what to do with a response to a request
+    /// that carried this client's token to `url`. Remembers the response's `DPoP-Nonce`
+    /// (pass the header's value, if any) for the next proofs to that origin, and says
+    /// whether the server asked for a DPoP nonce (`401` with a `DPoP` challenge
+    /// `error="use_dpop_nonce"`, and a nonce): then send the request once more with a
+    /// new proof ([`request_headers`](Self::request_headers)), once — a second such
+    /// answer is final. [`request`](Self::request) follows this rule itself.
+    pub fn dpop_nonce_retry(
+        &self,
+        url: &str,
+        status: u16,
+        www_authenticate: Option<&str>,
+        dpop_nonce: Option<&str>,
+    ) -> bool {
+        let Some(nonce) = dpop_nonce else {
+            return false;
+        };
+        self.inner.http.nonces().remember(url, nonce);
+        let asks = status == 401
+            && Challenge::parse_all(www_authenticate).iter().any(|c| {
+                c.scheme().eq_ignore_ascii_case("dpop") && c.oauth_error() == Some("use_dpop_nonce")
+            });
+        if asks {
+            self.inner.http.counters().dpop_nonce_retry();
+        }
+        asks
+    }
+
+    /// The headers a request to `url` with `method` needs, from one valid token: the
+    /// `Authorization` value (`Bearer …` or `DPoP …`) and, for a DPoP-bound token, a
+    /// fresh `DPoP` proof for this method and URL (with `ath` and the nonce the origin
+    /// last gave). For callers with their own HTTP stack; the proof is good for one
+    /// request.
+    pub fn request_headers(&self, method: &str, url: &str) -> Result<RequestHeaders> {
+        self.inner.http.check_url(url)?;
+        let token = self.token()?;
+        let dpop = self.inner.http.dpop_proof(method, url, &token)?;
+        Ok(RequestHeaders {
+            authorization: token.authorization_header().clone(),
+            dpop,
+            token,
+        })
+    }
+
+    /// The `DPoP` header value for one request with the current token (see
+    /// [`request_headers`](Self::request_headers), which also gives the matching
+    /// `Authorization` value); `None` when the token is a bearer token.
+    pub fn dpop_proof(&self, method: &str, url: &str) -> Result<Option<Secret>> {
+        self.request_headers(method, url).map(|h| h.dpop)
+    }
+
+    /// The DPoP key this client's tokens are bound to (the session's, else the one
+    /// configured); `None` without DPoP.
+    pub fn dpop_key(&self) -> Option<Arc<crate::DpopKey>> {
+        self.inner.http.dpop_key()
     }
 
     /// Revokes the refresh token and the access token at the grant's revocation
@@ -411,6 +502,18 @@ impl Client {
     pub fn get(&self, url: &str) -> Result<Response> {
         self.request("GET", url, &[], &[])
     }
+}
+
+/// The headers one request needs, from one token: see [`Client::request_headers`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RequestHeaders {
+    /// The `Authorization` header value.
+    pub authorization: Secret,
+    /// The `DPoP` header value, for a DPoP-bound token.
+    pub dpop: Option<Secret>,
+    /// The token both come from.
+    pub token: Arc<Token>,
 }
 
 /// What ending a session did: whether there was one, whether the store took the

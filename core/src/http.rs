@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::challenge::Challenge;
 use crate::clock::Deadline;
+use crate::dpop::{DpopKey, Nonces};
 use crate::error::{self, Error, ErrorKind, Result};
 use crate::events::{self, event};
 use crate::fork::Stamp;
@@ -121,6 +122,16 @@ impl Response {
         )
     }
 
+    /// Whether this is a DPoP server's request for a nonce (RFC 9449 §9): a 401 with a
+    /// `DPoP` challenge `error="use_dpop_nonce"` and a `DPoP-Nonce` header.
+    pub fn asks_for_dpop_nonce(&self) -> bool {
+        self.status == 401
+            && self.header("dpop-nonce").is_some()
+            && self.challenges().iter().any(|c| {
+                c.scheme().eq_ignore_ascii_case("dpop") && c.oauth_error() == Some("use_dpop_nonce")
+            })
+    }
+
     /// All headers in order, names lowercase; values that are not text are skipped.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers
@@ -167,6 +178,8 @@ struct Raw {
     status: u16,
     retry_after: Option<Duration>,
     body: Zeroizing<Vec<u8>>,
+    /// The `DPoP-Nonce` the server sent, if any.
+    dpop_nonce: Option<String>,
 }
 
 /// The agents of one process: rebuilt in a child after `fork()`, so that a child never
@@ -189,6 +202,11 @@ pub struct Http {
     options: Arc<Options>,
     /// The counters of the client (or flow) this layer serves.
     counters: Arc<Counters>,
+    /// The DPoP key of the session this client holds, when it is not the options' own
+    /// (a session adopted from a store, or handed over by a sign-in flow).
+    dpop_session: arc_swap::ArcSwapOption<DpopKey>,
+    /// The DPoP nonces servers gave (shared with the options' clones).
+    nonces: Arc<Nonces>,
 }
 
 impl Http {
@@ -208,6 +226,10 @@ impl Http {
             stamp: Stamp::current(),
             agent: build_agent(&options, proxy.clone(), roots.clone()),
         });
+        let nonces = options
+            .dpop
+            .as_ref()
+            .map_or_else(Arc::default, |d| Arc::clone(d.nonces()));
         Ok(Http {
             agents,
             inherited: parking_lot::Mutex::new(Vec::new()),
@@ -215,7 +237,71 @@ impl Http {
             roots,
             options,
             counters: Arc::default(),
+            dpop_session: arc_swap::ArcSwapOption::empty(),
+            nonces,
         })
+    }
+
+    /// The DPoP key token requests are signed with: the session's (see
+    /// [`follow_dpop_key`](Self::follow_dpop_key)), else the options' own; `None`
+    /// without DPoP.
+    pub(crate) fn dpop_key(&self) -> Option<Arc<DpopKey>> {
+        self.dpop_session
+            .load_full()
+            .or_else(|| self.options.dpop.as_ref().map(|d| Arc::clone(d.key())))
+    }
+
+    /// From now on, token requests are signed with the key `token` is bound to (a
+    /// session's tokens, refresh token included, are bound to one key).
+    pub(crate) fn follow_dpop_key(&self, token: &Token) {
+        if let Some(key) = token.dpop_key() {
+            let current = self.dpop_session.load();
+            if !current.as_ref().is_some_and(|k| Arc::ptr_eq(k, key)) {
+                self.dpop_session.store(Some(Arc::clone(key)));
+            }
+        }
+    }
+
+    /// Whether a Bearer answer to a DPoP token request is accepted: only when the
+    /// options allow the downgrade (or do not ask for DPoP: a session adopted from a
+    /// store).
+    fn allows_bearer(&self) -> bool {
+        self.options.dpop.as_ref().is_none_or(|d| d.allows_bearer())
+    }
+
+    /// The DPoP nonces servers gave.
+    pub(crate) fn nonces(&self) -> &Nonces {
+        &self.nonces
+    }
+
+    /// A DPoP proof for a request with `token` (none for a bearer token). A `DPoP` token
+    /// whose key was lost (unreadable in the store) cannot be sent: a new sign-in is
+    /// needed.
+    pub(crate) fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: &Token,
+    ) -> Result<Option<Secret>> {
+        match token.dpop_key() {
+            Some(key) => {
+                let nonce = self.nonces.get(url);
+                key.proof(
+                    method,
+                    url,
+                    Some(token.access_token().expose_secret()),
+                    nonce.as_deref(),
+                )
+                .map(Some)
+            }
+            None if token.token_type() == "DPoP" => Err(Error::ReauthenticationRequired {
+                cause: Box::new(Error::config(
+                    "the token is DPoP-bound but its key is missing (the stored session's key \
+                     could not be read); sign in again",
+                )),
+            }),
+            None => Ok(None),
+        }
     }
 
     /// The counters token requests are counted in.
@@ -279,15 +365,36 @@ impl Http {
             self.options.max_retries
         };
         let host = host_of(req.url);
+        let dpop = self.dpop_key();
+        // A proof-only retry (`use_dpop_nonce`) is taken once per call: the server refused
+        // the request before using anything in it (RFC 9449 §8: the nonce is checked with
+        // the proof, before the grant), so even a rotating refresh token or a single-use
+        // code was not spent, and sending it again with the nonce is not a second use.
+        let mut nonce_retried = false;
         let mut attempt = 0;
         loop {
             let Some(remaining) = deadline.remaining() else {
                 return Err(Deadline::expired("the token request"));
             };
+            let proof = match &dpop {
+                Some(key) => {
+                    let nonce = self.nonces.get(req.url);
+                    Some(key.proof("POST", req.url, None, nonce.as_deref())?)
+                }
+                None => None,
+            };
             event!(debug, "token.requested", grant = req.grant, host = host.as_str(), attempt = attempt + 1;
                 "token request: grant {}, {host}, attempt {}", req.grant, attempt + 1);
             let sent_at = Instant::now();
-            let (error, retry, server_delay) = match self.token_attempt(req, remaining) {
+            let outcome = self.token_attempt(req, remaining, proof.as_ref());
+            if let Ok(Raw {
+                dpop_nonce: Some(nonce),
+                ..
+            }) = &outcome
+            {
+                self.nonces.remember(req.url, nonce);
+            }
+            let (error, retry, server_delay) = match outcome {
                 Ok(raw) if (200..300).contains(&raw.status) => {
                     match token::parse_token_response(
                         raw.status,
@@ -295,7 +402,30 @@ impl Http {
                         sent_at,
                         self.options.default_lifetime,
                     ) {
+                        Ok(token)
+                            if dpop.is_some()
+                                && token.token_type() != "DPoP"
+                                && !self.allows_bearer() =>
+                        {
+                            let e = Error::invalid(
+                                raw.status,
+                                format!(
+                                    "the token endpoint answered a {} token to a DPoP token request \
+                                     (the server did not bind it to the key); refused, since a \
+                                     Bearer downgrade is not allowed",
+                                    events::printable(token.token_type())
+                                ),
+                                b"",
+                            );
+                            (e, false, None)
+                        }
                         Ok(token) => {
+                            let token = match &dpop {
+                                Some(key) if token.token_type() == "DPoP" => {
+                                    token.with_dpop_key(Some(Arc::clone(key)))
+                                }
+                                _ => token,
+                            };
                             self.counters.request(Outcome::Succeeded);
                             let lifetime = token.lifetime().map_or(-1.0, events::secs);
                             let scope = events::printable(token.scope().unwrap_or(""));
@@ -314,11 +444,22 @@ impl Http {
                         }
                     }
                 }
-                Ok(raw) => (
-                    req.redacted(error::from_response(raw.status, raw.retry_after, &raw.body)),
-                    retryable_status(&raw, req.replay),
-                    raw.retry_after,
-                ),
+                Ok(raw) => {
+                    let error =
+                        req.redacted(error::from_response(raw.status, raw.retry_after, &raw.body));
+                    let wants_nonce = dpop.is_some()
+                        && raw.dpop_nonce.is_some()
+                        && error.oauth().is_some_and(|o| o.error == "use_dpop_nonce");
+                    if wants_nonce && !nonce_retried {
+                        nonce_retried = true;
+                        self.counters.request(Outcome::Refused);
+                        self.counters.dpop_nonce_retry();
+                        event!(debug, "dpop.nonce", host = host.as_str(), grant = req.grant;
+                            "the token endpoint at {host} asked for a DPoP nonce; sending the request once more with it");
+                        continue;
+                    }
+                    (error, retryable_status(&raw, req.replay), raw.retry_after)
+                }
                 Err((e, sent)) => {
                     let retry =
                         req.replay == Replay::Safe || (!sent && req.replay != Replay::Never);
@@ -365,6 +506,7 @@ impl Http {
         &self,
         req: &TokenRequest<'_>,
         remaining: Duration,
+        proof: Option<&Secret>,
     ) -> std::result::Result<Raw, (Error, bool)> {
         let (content_type, body) = encode(req);
         let mut builder = http::Request::post(req.url)
@@ -376,6 +518,9 @@ impl Http {
         }
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(proof) = proof {
+            builder = builder.header("dpop", proof.expose_secret());
         }
         let request = builder.body(body.as_bytes()).map_err(|_| {
             (
@@ -390,11 +535,13 @@ impl Http {
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
+        let dpop_nonce = dpop_nonce(response.headers());
         let body = read_body(response, self.options.max_body_bytes).map_err(|e| (e, true))?;
         Ok(Raw {
             status,
             retry_after,
             body: Zeroizing::new(body),
+            dpop_nonce,
         })
     }
 
@@ -405,7 +552,9 @@ impl Http {
         let Some(remaining) = deadline.remaining() else {
             return Err(Deadline::expired("the request"));
         };
-        let raw = self.token_attempt(req, remaining).map_err(|(e, _)| e)?;
+        let raw = self
+            .token_attempt(req, remaining, None)
+            .map_err(|(e, _)| e)?;
         Ok(Response {
             status: raw.status,
             headers: http::HeaderMap::new(),
@@ -462,6 +611,9 @@ impl Http {
             "authorization",
             token.authorization_header().expose_secret(),
         );
+        if let Some(proof) = self.dpop_proof(method, url, token)? {
+            builder = builder.header("dpop", proof.expose_secret());
+        }
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
         let transport = |e| self.transport_error(e, url);
         let result = if body.is_empty() {
@@ -478,6 +630,9 @@ impl Http {
         let response = result?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        if let Some(nonce) = dpop_nonce(&headers) {
+            self.nonces.remember(url, &nonce);
+        }
         let body = read_body(response, self.options.max_body_bytes)?;
         Ok(Response {
             status,
@@ -807,6 +962,14 @@ pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         )
     };
     parse("retry-after").or_else(|| parse("x-ratelimit-retry-after"))
+}
+
+/// The `DPoP-Nonce` header's value, if it is text.
+fn dpop_nonce(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn is_refused(e: &ureq::Error) -> bool {

@@ -23,6 +23,7 @@ mod client;
 mod clock;
 mod device;
 mod discovery;
+mod dpop;
 mod error;
 mod events;
 mod flow;
@@ -41,9 +42,10 @@ mod store;
 mod token;
 
 pub use challenge::Challenge;
-pub use client::{Client, SignOut};
+pub use client::{Client, RequestHeaders, SignOut};
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
 pub use discovery::Metadata;
+pub use dpop::{htu as dpop_htu, Dpop, DpopAlgorithm, DpopKey};
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
 pub use flow::{
     AuthorizationCodeFlow, AuthorizationRequest, MAX_PENDING, PENDING_CLOCK_SKEW, PENDING_KEY_LEN,

@@ -119,6 +119,7 @@ pub struct Options {
     pub(crate) extra_headers: Vec<(String, String)>,
     pub(crate) proxy: Proxy,
     pub(crate) ca_bundle: Option<std::path::PathBuf>,
+    pub(crate) dpop: Option<crate::dpop::Dpop>,
 }
 
 impl Default for Options {
@@ -140,6 +141,7 @@ impl Default for Options {
             extra_headers: Vec::new(),
             proxy: Proxy::Environment,
             ca_bundle: None,
+            dpop: None,
         }
     }
 }
@@ -310,6 +312,20 @@ impl Options {
         self
     }
 
+    /// Sender-constrained tokens (DPoP, RFC 9449): every token request carries a proof
+    /// signed by the key, the tokens the server binds to it are sent as `DPoP <token>`
+    /// with a fresh proof per request, and server nonces are handled (one retry with the
+    /// nonce a server asks for, per request). See [`Dpop`](crate::Dpop).
+    pub fn dpop(mut self, dpop: crate::Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
+    /// DPoP, if configured.
+    pub fn dpop_config(&self) -> Option<&crate::Dpop> {
+        self.dpop.as_ref()
+    }
+
     /// Checks the settings a client cannot work with.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::config(format!("{what} must be greater than zero")));
@@ -388,6 +404,7 @@ impl fmt::Debug for Options {
             )
             .field("proxy", &self.proxy)
             .field("ca_bundle", &self.ca_bundle)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }

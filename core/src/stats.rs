@@ -71,6 +71,7 @@ pub(crate) struct Counters {
     backoff_refusals: AtomicU64,
     retries_after_401: AtomicU64,
     signins_evicted: AtomicU64,
+    dpop_nonce_retries: AtomicU64,
 }
 
 impl Counters {
@@ -143,6 +144,11 @@ impl Counters {
         self.signins_evicted.fetch_add(1, Relaxed);
     }
 
+    /// A request was sent once more with the DPoP nonce its server asked for.
+    pub(crate) fn dpop_nonce_retry(&self) {
+        self.dpop_nonce_retries.fetch_add(1, Relaxed);
+    }
+
     /// Adds what another set of counters saw (a flow's exchange, handed to the client
     /// it makes).
     pub(crate) fn absorb(&self, delta: &Stats) {
@@ -153,6 +159,8 @@ impl Counters {
             .fetch_add(delta.token_requests_refused, Relaxed);
         self.requests_failed
             .fetch_add(delta.token_requests_failed, Relaxed);
+        self.dpop_nonce_retries
+            .fetch_add(delta.dpop_nonce_retries, Relaxed);
     }
 
     /// What was counted so far. Each number is exact; they are read one after the
@@ -182,6 +190,7 @@ impl Counters {
             backoff_refusals: self.backoff_refusals.load(Relaxed),
             retries_after_401: self.retries_after_401.load(Relaxed),
             signins_evicted: self.signins_evicted.load(Relaxed),
+            dpop_nonce_retries: self.dpop_nonce_retries.load(Relaxed),
         }
     }
 }
@@ -242,6 +251,11 @@ pub struct Stats {
     /// ([`AuthorizationCodeFlow::stats`](crate::AuthorizationCodeFlow::stats)); always
     /// zero in a client.
     pub signins_evicted: u64,
+    /// Requests sent once more with the DPoP nonce their server asked for
+    /// (`use_dpop_nonce`): token requests and API requests. At most one per request;
+    /// about one per server per nonce lifetime. The first attempts are counted in the
+    /// token request counters too (as refused).
+    pub dpop_nonce_retries: u64,
 }
 
 impl Stats {
@@ -294,6 +308,9 @@ impl Stats {
                 .retries_after_401
                 .saturating_sub(earlier.retries_after_401),
             signins_evicted: self.signins_evicted.saturating_sub(earlier.signins_evicted),
+            dpop_nonce_retries: self
+                .dpop_nonce_retries
+                .saturating_sub(earlier.dpop_nonce_retries),
         }
     }
 }

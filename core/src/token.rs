@@ -65,6 +65,8 @@ pub struct Token {
     id_token: Option<Secret>,
     /// The token response's other fields (never a token or a secret).
     fields: Option<Arc<Map<String, Value>>>,
+    /// The DPoP key the token is bound to (a `DPoP` token), if any.
+    dpop_key: Option<Arc<crate::DpopKey>>,
 }
 
 impl Token {
@@ -79,6 +81,7 @@ impl Token {
         let token_type = match token_type {
             None => "Bearer".to_owned(),
             Some(t) if t.eq_ignore_ascii_case("bearer") || t.is_empty() => "Bearer".to_owned(),
+            Some(t) if t.eq_ignore_ascii_case("dpop") => "DPoP".to_owned(),
             Some(t) => t.to_owned(),
         };
         let header = Secret::new(format!("{token_type} {}", access_token.expose_secret()));
@@ -104,6 +107,7 @@ impl Token {
             issued_wall,
             id_token: None,
             fields: None,
+            dpop_key: None,
         };
         token.set_windows(issued_wall);
         token
@@ -171,6 +175,23 @@ impl Token {
     pub fn with_scope(mut self, scope: Option<String>) -> Self {
         self.scope = scope;
         self
+    }
+
+    /// The token bound to a DPoP key (RFC 9449): sent as `DPoP <token>` with a proof
+    /// signed by that key. `None` leaves the token as it is.
+    pub fn with_dpop_key(mut self, key: Option<Arc<crate::DpopKey>>) -> Self {
+        if let Some(key) = key {
+            self.token_type = "DPoP".to_owned();
+            self.header = Secret::new(format!("DPoP {}", self.access_token.expose_secret()));
+            self.dpop_key = Some(key);
+        }
+        self
+    }
+
+    /// The DPoP key this token is bound to: every request that carries it needs a proof
+    /// signed by this key. `None` for a bearer token.
+    pub fn dpop_key(&self) -> Option<&Arc<crate::DpopKey>> {
+        self.dpop_key.as_ref()
     }
 
     /// The access token.
@@ -291,6 +312,7 @@ impl fmt::Debug for Token {
             .field("scope", &self.scope)
             .field("lifetime", &self.lifetime)
             .field("id_token", &self.id_token)
+            .field("dpop_key", &self.dpop_key)
             .finish()
     }
 }

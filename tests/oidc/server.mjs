@@ -12,7 +12,7 @@
 
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const API = 'https://api.example.test/';
@@ -92,6 +92,10 @@ const provider = new Provider(issuer, {
     deviceFlow: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    // DPoP (RFC 9449) for any client that sends a proof, with server nonces demanded
+    // at the token endpoint and at userinfo (which verifies proofs as a resource
+    // server would).
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined,
@@ -105,6 +109,7 @@ const provider = new Provider(issuer, {
   // Refresh tokens for every client allowed to use them, rotated on each use.
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
+  enabledJWA: { dPoPSigningAlgValues: ['ES256', 'EdDSA', 'RS256'] },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   ttl: { AccessToken: 120, ClientCredentials: 120, DeviceCode: 120, RefreshToken: 3600 },
 });

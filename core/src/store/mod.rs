@@ -130,6 +130,9 @@ pub struct StoredToken {
     /// A tombstone: the session was revoked (or its refresh token refused); no client
     /// may renew it with a refresh token from this lineage.
     pub revoked: bool,
+    /// The DPoP key the tokens are bound to, as a private JWK (RFC 9449): kept with the
+    /// session, since a public client's refresh token works with that key only.
+    pub dpop_key: Option<Secret>,
 }
 
 /// How many ancestors a stored record remembers.
@@ -155,6 +158,7 @@ impl fmt::Debug for StoredToken {
             .field("lifetime", &self.lifetime)
             .field("version", &self.version)
             .field("revoked", &self.revoked)
+            .field("dpop_key", &self.dpop_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +178,7 @@ impl StoredToken {
             version: 0,
             lineage: Vec::new(),
             revoked: false,
+            dpop_key: token.dpop_key().map(|k| k.to_jwk()),
         }
     }
 
@@ -190,10 +195,14 @@ impl StoredToken {
             version,
             lineage,
             revoked: true,
+            dpop_key: None,
         }
     }
 
-    /// The token in this process's terms (its age measured on the wall clock).
+    /// The token in this process's terms (its age measured on the wall clock), bound to
+    /// the record's DPoP key if it has one. A key that cannot be read leaves a `DPoP`
+    /// token without its key, which [`Client`](crate::Client) refuses to send (a new
+    /// sign-in is needed).
     pub fn to_token(&self) -> Token {
         let age = SystemTime::now()
             .duration_since(self.issued_at)
@@ -207,6 +216,12 @@ impl StoredToken {
         )
         .with_refresh_token(self.refresh_token.clone())
         .with_scope(self.scope.clone())
+        .with_dpop_key(
+            self.dpop_key
+                .as_ref()
+                .and_then(|k| crate::DpopKey::from_jwk(k.expose_secret()).ok())
+                .map(Arc::new),
+        )
     }
 
     /// The JSON form [`FileStore`] keeps, for stores of your own. It holds secrets: wipe
@@ -235,6 +250,7 @@ impl StoredToken {
             record: self.version,
             lineage: self.lineage.clone(),
             revoked: self.revoked,
+            dpop_jwk: self.dpop_key.as_ref().map(|k| k.expose_secret().to_owned()),
         };
         serde_json::to_vec(&file).unwrap_or_default()
     }
@@ -257,6 +273,7 @@ impl StoredToken {
             version: file.record,
             lineage: file.lineage.iter().take(LINEAGE).cloned().collect(),
             revoked: file.revoked,
+            dpop_key: file.dpop_jwk.clone().map(Secret::new),
         })
     }
 }
@@ -278,6 +295,9 @@ struct FileToken {
     lineage: Vec<String>,
     #[serde(default)]
     revoked: bool,
+    /// The session's DPoP private key (a JWK), if its tokens are DPoP-bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_jwk: Option<String>,
 }
 
 impl Drop for FileToken {
@@ -285,6 +305,9 @@ impl Drop for FileToken {
         self.access_token.zeroize();
         if let Some(rt) = &mut self.refresh_token {
             rt.zeroize();
+        }
+        if let Some(key) = &mut self.dpop_jwk {
+            key.zeroize();
         }
     }
 }

@@ -28,6 +28,10 @@ pub enum WithoutStore {
     SameRefreshToken,
 }
 
+/// What renews: given the refresh token to send, and the stored record it comes from
+/// (whose DPoP key it must be sent with), if it comes from the store.
+type Fetcher<'f> = dyn FnMut(Option<&Secret>, Option<&StoredToken>) -> Result<Token> + 'f;
+
 /// One renewal as the cache asks for it: why, which token it replaces, the newest
 /// refresh token in memory, and by when.
 pub(crate) struct Renewal<'a> {
@@ -257,10 +261,10 @@ impl Tier {
         &self,
         renewal: &Renewal<'_>,
         without_store: WithoutStore,
-        mut fetch: impl FnMut(Option<&Secret>) -> Result<Token>,
+        mut fetch: impl FnMut(Option<&Secret>, Option<&StoredToken>) -> Result<Token>,
     ) -> Result<Option<Token>> {
         let Some((store, key)) = &self.shared else {
-            return fetch(renewal.refresh_token).map(Some);
+            return fetch(renewal.refresh_token, None).map(Some);
         };
         let store = store.as_ref();
         let deadline = renewal.deadline.instant();
@@ -296,11 +300,11 @@ impl Tier {
                     WithoutStore::Refuse => Err(e),
                     WithoutStore::OwnCredential => {
                         self.unusable(&e);
-                        fetch(None).map(Some)
+                        fetch(None, None).map(Some)
                     }
                     WithoutStore::SameRefreshToken => {
                         self.unusable(&e);
-                        fetch(renewal.refresh_token).map(Some)
+                        fetch(renewal.refresh_token, None).map(Some)
                     }
                 };
             }
@@ -354,7 +358,7 @@ impl Tier {
         record: StoredToken,
         renewal: &Renewal<'_>,
         without_store: WithoutStore,
-        fetch: &mut dyn FnMut(Option<&Secret>) -> Result<Token>,
+        fetch: &mut Fetcher<'_>,
     ) -> Result<Token> {
         let base = Known::of(&record);
         if record.revoked {
@@ -367,18 +371,19 @@ impl Tier {
                     )),
                 });
             }
-            let outcome = fetch(None);
+            let outcome = fetch(None, None);
             return self.finish(locked, base, None, true, renewal, outcome);
         }
         if let Some(token) = self.adoptable(&record, renewal) {
             self.adopt(locked.store, &record);
             return Ok(token);
         }
-        let sent = record
-            .refresh_token
-            .clone()
-            .or_else(|| renewal.refresh_token.cloned());
-        let outcome = fetch(sent.as_ref());
+        // The stored refresh token is used with the stored session's DPoP key.
+        let (sent, from) = match &record.refresh_token {
+            Some(rt) => (Some(rt.clone()), Some(&record)),
+            None => (renewal.refresh_token.cloned(), None),
+        };
+        let outcome = fetch(sent.as_ref(), from);
         self.finish(locked, base, sent, true, renewal, outcome)
     }
 
@@ -401,7 +406,7 @@ impl Tier {
         unsaved: Option<StoredToken>,
         renewal: &Renewal<'_>,
         owns_store: bool,
-        fetch: &mut dyn FnMut(Option<&Secret>) -> Result<Token>,
+        fetch: &mut Fetcher<'_>,
     ) -> Result<Token> {
         let mut base = self.memory.lock().known.take().unwrap_or_default();
         base.version = base.version.max(locked.stored_version);
@@ -420,7 +425,7 @@ impl Tier {
             }
         }
         let sent = renewal.refresh_token.cloned();
-        let outcome = fetch(sent.as_ref());
+        let outcome = fetch(sent.as_ref(), None);
         self.finish(locked, base, sent, owns_store, renewal, outcome)
     }
 
