@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use authcore::grant::{AuthorizationCode, DeviceCode, RefreshToken};
 use authcore::{
-    AuthorizationCodeFlow, Client, DeviceFlow, Error, ErrorKind, FileStore, Metadata, Options,
-    Secret, SignOut, StoreKey,
+    AuthorizationCodeFlow, Client, DeviceFlow, Dpop, DpopAlgorithm, DpopKey, Error, ErrorKind,
+    FileStore, Metadata, Options, Secret, SignOut, StoreKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -233,6 +233,42 @@ struct Note {
     profile: String,
     resources: Vec<String>,
     token_endpoint: String,
+    /// The session was signed in with DPoP, so: (absent in notes of Bearer sessions and
+    /// of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop: Option<DpopSetting>,
+}
+
+/// How a session was signed in with DPoP, kept in its note so that `authcore token
+/// --issuer` renews it the same way without being told again. Nothing secret: the key
+/// is kept with the session's tokens in the store record, and nowhere else.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug, Clone)]
+pub struct DpopSetting {
+    /// The key's algorithm (`ES256`, `EdDSA`, `RS256`).
+    pub algorithm: String,
+    /// A Bearer answer was accepted.
+    pub allow_bearer: bool,
+}
+
+impl DpopSetting {
+    /// DPoP configured this way, with a new key: the session's stored key signs for the
+    /// session's tokens; this one only for a sign-in whose stored record has none.
+    pub fn dpop(&self) -> Result<Dpop, Error> {
+        let algorithm = DpopAlgorithm::from_name(&self.algorithm)?;
+        Ok(Dpop::new(DpopKey::generate(algorithm)?).allow_bearer_downgrade(self.allow_bearer))
+    }
+}
+
+/// How the session of `client_id` at `issuer` (for `resources`) in `place` was signed
+/// in with DPoP, as its note says (`None`: without, or no note).
+pub fn remembered_dpop(
+    place: &Place,
+    issuer: &str,
+    client_id: &str,
+    resources: &[String],
+) -> Option<DpopSetting> {
+    let (path, expected) = Note::at(place, issuer, client_id, resources);
+    Note::read(&path, &expected).and_then(|note| note.dpop)
 }
 
 impl Note {
@@ -248,6 +284,7 @@ impl Note {
             profile: place.profile.clone(),
             resources,
             token_endpoint: String::new(),
+            dpop: None,
         };
         let name = serde_json::to_string(&(
             &note.issuer,
@@ -263,6 +300,12 @@ impl Note {
     /// The token endpoint the note at `path` keeps for `expected`, if there is such a
     /// note (one that cannot be read or says something else is said, and not used).
     fn token_endpoint(path: &Path, expected: &Note) -> Option<String> {
+        Note::read(path, expected).map(|note| note.token_endpoint)
+    }
+
+    /// The note at `path`, if it is one of `expected`'s session (one that cannot be read
+    /// or says something else is said, and not used).
+    fn read(path: &Path, expected: &Note) -> Option<Note> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -273,7 +316,7 @@ impl Note {
         };
         match serde_json::from_slice::<Note>(&bytes) {
             Ok(note) if !note.token_endpoint.is_empty() && note.same_session(expected) => {
-                Some(note.token_endpoint)
+                Some(note)
             }
             _ => {
                 log::warn!(
@@ -362,12 +405,14 @@ impl Session {
     }
 
     /// Keeps, beside the session in the store, what [`logout`] needs to find it when
-    /// the provider cannot be reached (its token endpoint; nothing secret). Called once
-    /// signed in.
-    pub fn note_where_kept(&self) -> Result<(), Error> {
+    /// the provider cannot be reached (its token endpoint; nothing secret), and how the
+    /// session was signed in with DPoP (`dpop`), for `authcore token --issuer` to renew
+    /// it the same way. Called once signed in.
+    pub fn note_where_kept(&self, dpop: Option<DpopSetting>) -> Result<(), Error> {
         let (path, note) = Note::at(&self.place, &self.issuer, &self.client_id, &self.resources);
         let note = Note {
             token_endpoint: self.metadata.require_token_endpoint()?.to_owned(),
+            dpop,
             ..note
         };
         note.save(&path).map_err(|e| Error::Store {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
 use authcore::{
-    AuthMethod, Client, Error, ErrorKind, FileStore, Options, Proxy, RedisStore, Secret, SignOut,
+    AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, ErrorKind, FileStore, Options, Proxy,
+    RedisStore, Secret, SignOut,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -63,6 +64,18 @@ enum Command {
     /// --refresh-token-file could not be written, or it came from
     /// AUTHCORE_REFRESH_TOKEN without a store): the next call may need a new sign-in.
     Token(Box<TokenArgs>),
+    /// Print the headers of one request, for `curl -H @- URL` to read from stdin:
+    /// `Authorization: Bearer …`, or for a DPoP-bound token `Authorization: DPoP …` and
+    /// a `DPoP:` proof for this method and URL (good for that one request).
+    ///
+    /// Takes the same options as `authcore token` (and finds the same tokens: a store, a
+    /// signed-in session), plus the request's --method and --url. A resource server that
+    /// asks for a DPoP nonce answers 401 with a `DPoP-Nonce` header: call again with
+    /// --dpop-nonce set to it, for a proof that carries it.
+    ///
+    /// Exit codes as for `authcore token` (0 headers printed; 6 printed, but a rotated
+    /// refresh token could not be kept).
+    Headers(Box<HeadersArgs>),
     /// Sign in at an OpenID provider (found by --issuer) through the browser, or with
     /// --device on a machine without one; the refresh token goes into the file store,
     /// where `authcore token --issuer …` finds it (exit 4 if it cannot be saved there).
@@ -71,7 +84,11 @@ enum Command {
     /// on its own for at most 5 s (32 at once: when more arrive, the oldest that has
     /// sent nothing is closed) and ends only with the redirect that carries this
     /// sign-in's state (any other request gets 400 or 404), or after --wait.
-    Login(Box<LoginArgs>),
+    ///
+    /// With --dpop the session's tokens are DPoP-bound: the key is kept with the session
+    /// in the store (and nowhere else), so `authcore token` and `authcore headers` use it
+    /// later; a session whose key is lost needs a new sign-in.
+    Login(Box<LoginCommand>),
     /// Remove the signed-in session from the store, and revoke it at the provider.
     ///
     /// The session is removed from the store in every case — also when the provider
@@ -85,6 +102,109 @@ enum Command {
     /// not be reached and no note names the session (one signed in by an earlier
     /// version): nothing was removed.
     Logout(Box<LoginArgs>),
+}
+
+/// `authcore login`: where and how to sign in, and whether the tokens are DPoP-bound.
+#[derive(clap::Args)]
+struct LoginCommand {
+    #[command(flatten)]
+    session: LoginArgs,
+    #[command(flatten)]
+    dpop: DpopArgs,
+}
+
+/// Sender-constrained tokens (DPoP, RFC 9449), for every command that obtains tokens.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("dpop_on").multiple(true).args(["dpop", "dpop_alg", "dpop_key"]))]
+struct DpopArgs {
+    /// Ask for DPoP-bound tokens (RFC 9449): every token request and every use of the
+    /// token carries a proof signed by a key made for this run (ES256 unless
+    /// --dpop-alg), or the session's key when a store or `authcore login` keeps one.
+    /// A Bearer answer is refused (exit 5) unless --dpop-allow-bearer.
+    #[arg(long)]
+    dpop: bool,
+    /// The algorithm of the generated DPoP key: ES256, EdDSA or RS256 (implies --dpop).
+    #[arg(long, value_name = "ALG", value_parser = parse_dpop_alg)]
+    dpop_alg: Option<DpopAlgorithm>,
+    /// A DPoP private key file instead of a generated key (implies --dpop): PEM (PKCS#8
+    /// `PRIVATE KEY` of P-256, Ed25519 or RSA; `EC PRIVATE KEY`; `RSA PRIVATE KEY`) or a
+    /// private JWK.
+    #[arg(long, value_name = "FILE", conflicts_with = "dpop_alg")]
+    dpop_key: Option<PathBuf>,
+    /// Accept a Bearer token from a server that ignores DPoP, instead of refusing it.
+    #[arg(long, requires = "dpop_on")]
+    dpop_allow_bearer: bool,
+}
+
+impl DpopArgs {
+    /// Whether any DPoP option was given.
+    fn requested(&self) -> bool {
+        self.dpop || self.dpop_alg.is_some() || self.dpop_key.is_some()
+    }
+
+    /// The DPoP configuration asked for, if any: the key read from --dpop-key, or one
+    /// generated for --dpop-alg (ES256 by default).
+    fn configured(&self) -> Result<Option<Dpop>, Error> {
+        if !self.requested() {
+            return Ok(None);
+        }
+        let key = match &self.dpop_key {
+            Some(path) => read_dpop_key(path)?,
+            None => DpopKey::generate(self.dpop_alg.unwrap_or_default())?,
+        };
+        Ok(Some(
+            Dpop::new(key).allow_bearer_downgrade(self.dpop_allow_bearer),
+        ))
+    }
+
+    /// What `authcore login` remembers of these options beside the session (nothing
+    /// secret: the key itself is kept in the session's store record).
+    fn remembered(&self, dpop: &Dpop) -> authcore_cli::login::DpopSetting {
+        authcore_cli::login::DpopSetting {
+            algorithm: dpop.key().algorithm().name().to_owned(),
+            allow_bearer: self.dpop_allow_bearer,
+        }
+    }
+}
+
+/// A `--dpop-alg` value.
+fn parse_dpop_alg(name: &str) -> Result<DpopAlgorithm, String> {
+    DpopAlgorithm::from_name(name).map_err(|_| "expected ES256, EdDSA or RS256".to_owned())
+}
+
+/// Largest DPoP key file read.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// A DPoP key from a file: a private JWK (JSON) or PEM. The file's bytes are wiped once
+/// read; errors name the file, never its contents.
+fn read_dpop_key(path: &std::path::Path) -> Result<DpopKey, Error> {
+    use std::io::Read;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::Config {
+            message: format!("cannot read the DPoP key from {}: {e}", path.display()),
+        })?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(Error::Config {
+            message: format!("{} is too large to be a DPoP key", path.display()),
+        });
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config {
+        message: format!("the DPoP key in {} is not text", path.display()),
+    })?;
+    let text = text.trim_start();
+    let key = if text.starts_with('{') {
+        DpopKey::from_jwk(text)
+    } else {
+        DpopKey::from_pem(text)
+    };
+    key.map_err(|e| Error::Config {
+        message: match e {
+            Error::Config { message } => format!("{}: {message}", path.display()),
+            other => format!("{}: {other}", path.display()),
+        },
+    })
 }
 
 #[derive(clap::Args)]
@@ -239,6 +359,25 @@ struct TokenArgs {
     /// the system's trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR).
     #[arg(long, value_name = "FILE")]
     ca_bundle: Option<PathBuf>,
+    #[command(flatten)]
+    dpop: DpopArgs,
+}
+
+/// `authcore headers`: the request, and where its token comes from.
+#[derive(clap::Args)]
+struct HeadersArgs {
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The request's URL (https, or http on loopback).
+    #[arg(long)]
+    url: String,
+    /// The DPoP nonce the resource server asked for (the `DPoP-Nonce` header of its 401
+    /// `use_dpop_nonce` answer), for the proof to carry.
+    #[arg(long, value_name = "NONCE")]
+    dpop_nonce: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 /// Exit codes of `authcore token` (and `login`, `logout`).
@@ -336,11 +475,29 @@ fn main() -> ExitCode {
             }
             Err(e) => failed(&e),
         },
+        Command::Headers(args) => match headers(&args) {
+            Ok(printed) => {
+                for line in &printed.lines {
+                    println!("{line}");
+                }
+                if printed.refresh_token_lost {
+                    let _ = std::io::stdout().flush();
+                    eprintln!(
+                        "authcore: error: the refresh token rotated and the new one could not be kept \
+                         (see above); the headers printed are valid, but the next call may need a new \
+                         sign-in"
+                    );
+                    return ExitCode::from(exit::REFRESH_TOKEN_LOST);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(&e),
+        },
         Command::Login(args) => match login(&args) {
             Ok(()) => {
                 eprintln!(
                     "Signed in; `authcore token --issuer {}` prints a fresh token.",
-                    args.issuer
+                    args.session.issuer
                 );
                 ExitCode::SUCCESS
             }
@@ -471,8 +628,14 @@ fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
     )
 }
 
-fn login(a: &LoginArgs) -> Result<(), Error> {
-    let session = session(a)?;
+fn login(command: &LoginCommand) -> Result<(), Error> {
+    let a = &command.session;
+    let dpop = command.dpop.configured()?;
+    let remembered = dpop.as_ref().map(|d| command.dpop.remembered(d));
+    let mut session = session(a)?;
+    if let Some(dpop) = dpop {
+        session.options = session.options.dpop(dpop);
+    }
     let wait = Duration::from_secs(a.wait);
     let client = if a.device {
         session.device_login(wait)?
@@ -488,7 +651,7 @@ fn login(a: &LoginArgs) -> Result<(), Error> {
                 .into(),
         });
     }
-    if let Err(e) = session.note_where_kept() {
+    if let Err(e) = session.note_where_kept(remembered) {
         eprintln!(
             "authcore: warning: {e}: `authcore logout` will find this session only while the \
              provider can be reached"
@@ -514,28 +677,58 @@ struct Printed {
     refresh_token_lost: bool,
 }
 
-impl Printed {
-    /// A token from a grant whose refresh token is not its only credential (or that
-    /// has none): nothing to lose.
-    fn own_credential(token: Secret) -> Printed {
-        Printed {
-            token,
-            refresh_token_lost: false,
+/// The client `authcore token` and `authcore headers` take tokens from, and where a
+/// rotated refresh token of it goes.
+struct Built {
+    client: Client,
+    keeping: Keeping,
+}
+
+/// Where a rotated refresh token is kept (for exit 6).
+enum Keeping {
+    /// Nowhere needed: the grant renews with a credential of its own (or cannot renew).
+    Own,
+    /// In the store.
+    Store,
+    /// By the refresh-token hook: in --refresh-token-file, else in the store (`stored`).
+    Hook { kept: Arc<Kept>, stored: bool },
+}
+
+impl Built {
+    fn own(client: Client) -> Built {
+        Built {
+            client,
+            keeping: Keeping::Own,
+        }
+    }
+
+    /// Whether a refresh token rotated and the new one could not be kept.
+    fn refresh_token_lost(&self) -> bool {
+        match &self.keeping {
+            Keeping::Own => false,
+            Keeping::Store => self.client.has_unsaved_refresh_token(),
+            // Kept if the file took it, or (with a store) the store did.
+            Keeping::Hook { kept, stored } => match (kept.rotated(), kept.in_file(), *stored) {
+                (_, true, _) => false,
+                (_, false, true) => self.client.has_unsaved_refresh_token(),
+                (rotated, false, false) => rotated,
+            },
         }
     }
 }
 
 /// `authcore token --issuer`: client credentials at the discovered token endpoint, or
-/// the session `authcore login` keeps in the file store.
-fn issuer_token(
+/// the session `authcore login` keeps in the file store (DPoP-bound as it was signed in,
+/// unless DPoP options say otherwise).
+fn issuer_client(
     a: &TokenArgs,
     issuer: &str,
-    options: Options,
+    mut options: Options,
     scopes: Vec<String>,
     method: AuthMethod,
-) -> Result<Printed, Error> {
+) -> Result<Built, Error> {
     let client_id = required(&a.client_id, "--client-id")?;
-    let client = match a.provider {
+    match a.provider {
         Some(Provider::ClientCredentials) => {
             let secret = read_secret(
                 &a.client_secret_file,
@@ -547,7 +740,7 @@ fn issuer_token(
                 .scopes(scopes)
                 .resources(a.resources.clone())
                 .auth_method(method);
-            Client::new(grant, options)?
+            Ok(Built::own(Client::new(grant, options)?))
         }
         None | Some(Provider::RefreshToken) => {
             let secret = optional_client_secret(&a.client_secret_file)?;
@@ -561,29 +754,32 @@ fn issuer_token(
                 Some(s) => PathBuf::from(s),
                 None => authcore_cli::login::store_dir(None)?,
             };
+            let place = Place::new(dir, a.store_key.as_deref());
+            if options.dpop_config().is_none() {
+                let remembered =
+                    authcore_cli::login::remembered_dpop(&place, issuer, &client_id, &a.resources);
+                if let Some(setting) = remembered {
+                    options = options.dpop(setting.dpop()?);
+                }
+            }
             let session = authcore_cli::login::Session::new(
                 issuer,
                 client_id,
                 secret,
                 scopes,
                 a.resources.clone(),
-                Place::new(dir, a.store_key.as_deref()),
+                place,
                 options,
             )?;
-            session.client()?
-        }
-        Some(_) => {
-            return Err(Error::Config {
-                message: "--issuer works with --provider client-credentials or refresh-token"
-                    .into(),
+            Ok(Built {
+                client: session.client()?,
+                keeping: Keeping::Store,
             })
         }
-    };
-    let token = client.token()?.access_token().clone();
-    Ok(Printed {
-        token,
-        refresh_token_lost: client.has_unsaved_refresh_token(),
-    })
+        Some(_) => Err(Error::Config {
+            message: "--issuer works with --provider client-credentials or refresh-token".into(),
+        }),
+    }
 }
 
 fn split_scopes(scopes: &[String]) -> Vec<String> {
@@ -678,7 +874,48 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, Error> {
     })
 }
 
+/// `authcore token`: the token, and whether a rotated refresh token was lost.
 fn token(a: &TokenArgs) -> Result<Printed, Error> {
+    let built = client(a)?;
+    let token = built.client.token()?.access_token().clone();
+    Ok(Printed {
+        token,
+        refresh_token_lost: built.refresh_token_lost(),
+    })
+}
+
+/// What `authcore headers` printed, and whether a rotated refresh token was lost.
+struct Headers {
+    lines: Vec<String>,
+    refresh_token_lost: bool,
+}
+
+/// `authcore headers`: the `Authorization` header (and the `DPoP` proof of a
+/// DPoP-bound token) for one request, one `Name: value` per line.
+fn headers(h: &HeadersArgs) -> Result<Headers, Error> {
+    let built = client(&h.token)?;
+    if let Some(nonce) = &h.dpop_nonce {
+        // Remembered for the URL's origin, as if its server had just sent it.
+        built
+            .client
+            .dpop_nonce_retry(&h.url, 200, None, Some(nonce));
+    }
+    let headers = built.client.request_headers(&h.method, &h.url)?;
+    let mut lines = vec![format!(
+        "Authorization: {}",
+        headers.authorization.expose_secret()
+    )];
+    if let Some(proof) = &headers.dpop {
+        lines.push(format!("DPoP: {}", proof.expose_secret()));
+    }
+    Ok(Headers {
+        lines,
+        refresh_token_lost: built.refresh_token_lost(),
+    })
+}
+
+/// The client `authcore token`'s options describe.
+fn client(a: &TokenArgs) -> Result<Built, Error> {
     let proxy = match a.proxy.as_deref() {
         None => Proxy::Environment,
         Some("") => Proxy::None,
@@ -704,6 +941,14 @@ fn token(a: &TokenArgs) -> Result<Printed, Error> {
             options.store(std::sync::Arc::new(FileStore::new(store)?))
         };
     }
+    if matches!(a.provider, Some(Provider::PersonalAccessToken)) && a.dpop.requested() {
+        return Err(Error::Config {
+            message: "a personal access token is a bearer token: it cannot be DPoP-bound".into(),
+        });
+    }
+    if let Some(dpop) = a.dpop.configured()? {
+        options = options.dpop(dpop);
+    }
     let scopes = split_scopes(&a.scopes);
     let method = match a.auth_method {
         Method::Basic => AuthMethod::ClientSecretBasic,
@@ -711,7 +956,7 @@ fn token(a: &TokenArgs) -> Result<Printed, Error> {
         Method::Post => AuthMethod::ClientSecretPost,
     };
     if let Some(issuer) = &a.issuer {
-        return issuer_token(a, issuer, options, scopes, method);
+        return issuer_client(a, issuer, options, scopes, method);
     }
     let Some(provider) = a.provider else {
         return Err(Error::Config {
@@ -719,10 +964,11 @@ fn token(a: &TokenArgs) -> Result<Printed, Error> {
         });
     };
     let client = match provider {
-        Provider::PersonalAccessToken => {
-            return read_secret(&a.token_file, "AUTHCORE_TOKEN", "personal access token")
-                .map(Printed::own_credential);
-        }
+        Provider::PersonalAccessToken => Client::personal_access_token(read_secret(
+            &a.token_file,
+            "AUTHCORE_TOKEN",
+            "personal access token",
+        )?),
         Provider::ApiVideo | Provider::ApiVideoSandbox => {
             let key = read_secret(&a.api_key_file, "AUTHCORE_API_KEY", "api.video API key")?;
             let grant = match (&a.base_url, provider) {
@@ -776,23 +1022,13 @@ fn token(a: &TokenArgs) -> Result<Printed, Error> {
             let hook = Arc::clone(&kept);
             let options =
                 options.on_refresh_token(move |new| hook.persist(file.as_ref(), stored, new));
-            let client = Client::new(grant, options)?;
-            let token = client.token()?.access_token().clone();
-            // Kept if the file took it, or (with a store) the store did.
-            let lost = match (kept.rotated(), kept.in_file(), stored) {
-                (_, true, _) => false,
-                (_, false, true) => client.has_unsaved_refresh_token(),
-                (rotated, false, false) => rotated,
-            };
-            return Ok(Printed {
-                token,
-                refresh_token_lost: lost,
+            return Ok(Built {
+                client: Client::new(grant, options)?,
+                keeping: Keeping::Hook { kept, stored },
             });
         }
     };
-    Ok(Printed::own_credential(
-        client.token()?.access_token().clone(),
-    ))
+    Ok(Built::own(client))
 }
 
 /// Where the latest rotated refresh token of `authcore token --provider refresh-token`

@@ -543,3 +543,118 @@ fn devserver_refuses_a_lifetime_it_cannot_honour() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `authcore headers` for a bearer token: one `Authorization: Bearer` line, in the form
+/// `curl -H @-` reads, that the API accepts.
+#[test]
+fn headers_for_a_bearer_token_is_one_authorization_line() {
+    let s = server();
+    let out = client_credentials_headers(&s, "dev-secret")
+        .args(["--url", &format!("{}/api/check", s.url())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let token = stdout
+        .strip_prefix("Authorization: Bearer ")
+        .expect("a bearer header")
+        .trim();
+    assert_eq!(resource_status(&s, token), 200);
+}
+
+fn client_credentials_headers(s: &DevServer, secret: &str) -> Command {
+    let mut c = authcore();
+    c.args([
+        "headers",
+        "--provider",
+        "client-credentials",
+        "--client-id",
+        "dev-client",
+    ])
+    .args(["--token-url", &format!("{}/oauth2/token", s.url())])
+    .env("AUTHCORE_CLIENT_SECRET", secret);
+    c
+}
+
+/// `authcore headers` exits as `authcore token` does, and a DPoP key that cannot be
+/// used is a configuration error that names the file, never its contents.
+#[test]
+fn headers_exit_codes_match_token_and_bad_dpop_keys_are_config_errors() {
+    let s = server();
+    let api = format!("{}/api/check", s.url());
+    let code = |c: &mut Command| {
+        let out = c.output().unwrap();
+        assert!(out.stdout.is_empty(), "nothing printed on failure");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, stderr) =
+        code(client_credentials_headers(&s, "wrong-secret").args(["--url", &api]));
+    assert_eq!(status, Some(3), "{stderr}");
+    // Credentials are never sent in clear text to another machine.
+    let (status, stderr) = code(
+        client_credentials_headers(&s, "dev-secret").args(["--url", "http://example.com/api"]),
+    );
+    assert_eq!(status, Some(2), "{stderr}");
+    let (status, stderr) = code(authcore().args([
+        "headers",
+        "--provider",
+        "personal-access-token",
+        "--dpop",
+        "--url",
+        &api,
+    ]));
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("bearer token"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret_part = "c2VjcmV0LWtleS1tYXRlcmlhbC0wMTIzNDU2Nzg5";
+    let cases = [
+        (
+            "public.jwk",
+            format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{secret_part}"}}"#),
+        ),
+        (
+            "bad.pem",
+            format!("-----BEGIN PRIVATE KEY-----\n{secret_part}\n-----END PRIVATE KEY-----\n"),
+        ),
+        ("empty", String::new()),
+    ];
+    for (name, text) in &cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (status, stderr) = code(
+            client_credentials_headers(&s, "dev-secret")
+                .args(["--url", &api, "--dpop-key"])
+                .arg(&path),
+        );
+        assert_eq!(status, Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(!stderr.contains(secret_part), "{stderr}");
+    }
+    let (status, stderr) = code(
+        client_credentials_headers(&s, "dev-secret")
+            .args(["--url", &api, "--dpop-key"])
+            .arg(dir.path().join("missing")),
+    );
+    assert_eq!(status, Some(2), "{stderr}");
+    // --dpop-allow-bearer alone asks for nothing: a usage error.
+    let (status, stderr) = code(client_credentials_headers(&s, "dev-secret").args([
+        "--url",
+        &api,
+        "--dpop-allow-bearer",
+    ]));
+    assert_eq!(status, Some(2), "{stderr}");
+    assert_eq!(
+        s.counters().token_requests,
+        1,
+        "only the wrong secret's request"
+    );
+}

@@ -27,13 +27,13 @@ fn claims(jwt: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
-/// Whether the server still considers `token` active (RFC 7662, as the `app` client).
-fn active(metadata: &Metadata, token: &str) -> bool {
+/// What the server says of `token` (RFC 7662), asked by the confidential client `by`.
+fn introspect(metadata: &Metadata, by: (&str, &str), token: &str) -> serde_json::Value {
     let url = metadata
         .introspection_endpoint
         .as_deref()
         .expect("introspection");
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", APP.0, APP.1));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", by.0, by.1));
     let body = format!(
         "token={}",
         url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
@@ -43,8 +43,14 @@ fn active(metadata: &Metadata, token: &str) -> bool {
         .header("content-type", "application/x-www-form-urlencoded")
         .send(body.as_bytes())
         .expect("introspection answers");
-    let v: serde_json::Value = response.body_mut().read_json().expect("JSON");
-    v["active"].as_bool().expect("active")
+    response.body_mut().read_json().expect("JSON")
+}
+
+/// Whether the server still considers `token` active (RFC 7662, as the `app` client).
+fn active(metadata: &Metadata, token: &str) -> bool {
+    introspect(metadata, APP, token)["active"]
+        .as_bool()
+        .expect("active")
 }
 
 #[test]
@@ -379,4 +385,502 @@ fn authcore_login_token_logout() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(userinfo(&at), 200);
     std::fs::remove_dir_all(&store).unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// DPoP (RFC 9449). oidc-provider demands a server nonce in every proof, at the token
+// endpoint and at userinfo (a resource server that verifies proofs), so each client
+// runs a nonce dance; both endpoints are one origin, whose nonce a client keeps once
+// it has one: one resend per client and nonce, wherever it was asked for first.
+// ---------------------------------------------------------------------------------
+
+use authcore::{Client, Dpop, DpopAlgorithm, DpopKey, FileStore};
+
+fn dpop_options(alg: DpopAlgorithm) -> (Options, String) {
+    let key = DpopKey::generate(alg).unwrap();
+    let thumbprint = key.thumbprint().to_owned();
+    (options().dpop(Dpop::new(key)), thumbprint)
+}
+
+/// A raw userinfo call, as a caller with its own HTTP stack makes it: its status, its
+/// `WWW-Authenticate` and its `DPoP-Nonce`.
+fn userinfo_call(
+    m: &Metadata,
+    authorization: &str,
+    proof: Option<&str>,
+) -> (u16, Option<String>, Option<String>) {
+    let mut request = ureq::get(m.userinfo_endpoint.as_deref().expect("userinfo"))
+        .header("authorization", authorization)
+        .config()
+        .http_status_as_error(false)
+        .build();
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let response = request.call().expect("userinfo answers");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    (
+        response.status().as_u16(),
+        header("www-authenticate"),
+        header("dpop-nonce"),
+    )
+}
+
+/// Userinfo refuses the DPoP-bound token without a proof (400) and as a Bearer token
+/// (401), and accepts it with the proof of [`Client::request_headers`]: through the
+/// caller's own HTTP stack, with the nonce dance of [`Client::dpop_nonce_retry`] when
+/// the client has no nonce of the server's yet. Returns whether that dance ran.
+fn userinfo_wants_the_proof(m: &Metadata, client: &Client) -> bool {
+    let url = m.userinfo_endpoint.as_deref().unwrap();
+    let token = client.token().unwrap();
+    assert_eq!(token.token_type(), "DPoP");
+    let at = token.access_token().expose_secret();
+    // Without a proof: a malformed DPoP request (400 invalid_request, RFC 9449 §7.1).
+    let (status, challenge, _) = userinfo_call(m, &format!("DPoP {at}"), None);
+    assert_eq!(status, 400, "no proof: {challenge:?}");
+    assert!(
+        challenge
+            .as_deref()
+            .is_some_and(|c| c.starts_with("DPoP ") && c.contains("invalid_request")),
+        "{challenge:?}"
+    );
+    let (status, challenge, _) = userinfo_call(m, &format!("Bearer {at}"), None);
+    assert_eq!(status, 401, "as a bearer token: {challenge:?}");
+    let headers = client.request_headers("GET", url).unwrap();
+    assert_eq!(headers.authorization.expose_secret(), format!("DPoP {at}"));
+    let proof = headers.dpop.expect("a proof for a DPoP token");
+    let (status, challenge, nonce) = userinfo_call(
+        m,
+        headers.authorization.expose_secret(),
+        Some(proof.expose_secret()),
+    );
+    if status == 200 {
+        return false;
+    }
+    assert!(
+        client.dpop_nonce_retry(url, status, challenge.as_deref(), nonce.as_deref()),
+        "{status} {challenge:?}: not a nonce request"
+    );
+    let again = client.request_headers("GET", url).unwrap();
+    let (status, challenge, _) = userinfo_call(
+        m,
+        again.authorization.expose_secret(),
+        again.dpop.as_ref().map(|p| p.expose_secret()),
+    );
+    assert_eq!(status, 200, "with the nonce: {challenge:?}");
+    true
+}
+
+#[test]
+fn dpop_client_credentials_tokens_are_bound_to_the_clients_key() {
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    for (alg, creds, method) in [
+        (
+            DpopAlgorithm::Es256,
+            CC_BASIC,
+            AuthMethod::ClientSecretBasic,
+        ),
+        (DpopAlgorithm::Rs256, CC_POST, AuthMethod::ClientSecretPost),
+    ] {
+        let (opts, thumbprint) = dpop_options(alg);
+        let client = Client::new(
+            ClientCredentials::from_metadata(&m, creds.0, creds.1)
+                .unwrap()
+                .auth_method(method),
+            opts,
+        )
+        .unwrap();
+        let first = client.token().unwrap();
+        assert_eq!(first.token_type(), "DPoP", "{alg:?}");
+        assert_eq!(client.dpop_key().unwrap().thumbprint(), thumbprint);
+        let seen = introspect(&m, creds, first.access_token().expose_secret());
+        assert_eq!(seen["active"], true, "{seen}");
+        assert_eq!(seen["token_type"], "DPoP", "{seen}");
+        assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{alg:?}: {seen}");
+        // The first token request was refused for a nonce and sent once more; the next
+        // one carries the nonce from the start.
+        assert_eq!(client.stats().dpop_nonce_retries, 1, "{alg:?}");
+        assert!(client.invalidate(&first));
+        let second = client.token().unwrap();
+        assert_ne!(second.access_token(), first.access_token());
+        let seen = introspect(&m, creds, second.access_token().expose_secret());
+        assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{seen}");
+        let stats = client.stats();
+        assert_eq!(stats.dpop_nonce_retries, 1, "{alg:?}: {stats:?}");
+        assert_eq!(stats.token_requests_succeeded, 2, "{stats:?}");
+    }
+}
+
+#[test]
+fn dpop_code_flow_with_pkce_then_rotation_for_a_public_client() {
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let (opts, thumbprint) = dpop_options(DpopAlgorithm::EdDsa);
+    let config = AuthorizationCode::from_metadata(&m, "cli", "", REDIRECT)
+        .unwrap()
+        .scopes(["openid", "offline_access"]);
+    let flow = AuthorizationCodeFlow::new(config, opts).unwrap();
+    let request = flow.authorization_url().unwrap();
+    let client = flow
+        .finish(&sign_in(&request.url, REDIRECT), &request.state)
+        .unwrap();
+    let first = client.token().unwrap();
+    assert_eq!(first.token_type(), "DPoP");
+    let first_rt = first.refresh_token().expect("a refresh token").clone();
+    let seen = introspect(&m, APP, first.access_token().expose_secret());
+    assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{seen}");
+    // The code was sent twice: refused for a nonce before it was looked at, then
+    // exchanged once.
+    assert_eq!(client.stats().dpop_nonce_retries, 1);
+
+    // Rotation: the refresh token (bound to the key, for a public client) is sent with
+    // a proof of the same key and the nonce already known.
+    let second = client.refresh().unwrap();
+    let second_rt = second.refresh_token().expect("rotated").clone();
+    assert_ne!(second_rt, first_rt);
+    assert_ne!(second.access_token(), first.access_token());
+    let seen = introspect(&m, APP, second.access_token().expose_secret());
+    assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{seen}");
+    assert!(
+        !active(&m, first_rt.expose_secret()),
+        "the old one is spent"
+    );
+
+    // Userinfo: refused without a proof, accepted with one; the nonce the token
+    // endpoint gave serves userinfo too (one origin), so no second dance.
+    assert!(!userinfo_wants_the_proof(&m, &client));
+    let response = client.get(m.userinfo_endpoint.as_deref().unwrap()).unwrap();
+    assert_eq!(response.status, 200);
+    let stats = client.stats();
+    assert_eq!(stats.dpop_nonce_retries, 1, "{stats:?}");
+    assert_eq!(stats.retries_after_401, 0, "{stats:?}");
+}
+
+#[test]
+fn dpop_device_flow_for_a_public_client() {
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let (opts, thumbprint) = dpop_options(DpopAlgorithm::Rs256);
+    let flow = DeviceFlow::new(
+        DeviceCode::from_metadata(&m, "cli", "")
+            .unwrap()
+            .scopes(["openid", "offline_access"]),
+        opts,
+    )
+    .unwrap();
+    let auth = flow.start().unwrap();
+    let complete = auth.verification_uri_complete.clone().expect("complete");
+    let approver = std::thread::spawn(move || approve_device(&complete));
+    let client = auth.wait(Some(Duration::from_secs(60))).unwrap();
+    approver.join().unwrap();
+    let token = client.token().unwrap();
+    assert_eq!(token.token_type(), "DPoP");
+    let seen = introspect(&m, APP, token.access_token().expose_secret());
+    assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{seen}");
+    // The first poll was refused for a nonce and sent once more; every later poll and
+    // the refresh carry it.
+    assert_eq!(client.stats().dpop_nonce_retries, 1);
+    let renewed = client.refresh().unwrap();
+    assert_eq!(renewed.token_type(), "DPoP");
+    assert_ne!(renewed.access_token(), token.access_token());
+    assert!(!userinfo_wants_the_proof(&m, &client));
+    assert_eq!(client.stats().dpop_nonce_retries, 1);
+}
+
+/// The key is kept with the session in the store: a new client (a restarted process,
+/// with a new key of its own) adopts the session with its key, calls userinfo with it
+/// (a nonce dance of its own at the resource server: it has no nonce yet), and renews
+/// the refresh token, which the provider bound to that key and refuses with another.
+#[test]
+fn dpop_session_key_is_kept_in_the_store_and_used_after_a_restart() {
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stored = |opts: Options| {
+        opts.store(std::sync::Arc::new(FileStore::new(dir.path()).unwrap()))
+            .store_key("test-user")
+    };
+    let (opts, thumbprint) = dpop_options(DpopAlgorithm::EdDsa);
+    let flow = AuthorizationCodeFlow::new(
+        AuthorizationCode::from_metadata(&m, "cli", "", REDIRECT)
+            .unwrap()
+            .scopes(["openid", "offline_access"]),
+        stored(opts),
+    )
+    .unwrap();
+    let request = flow.authorization_url().unwrap();
+    let first = flow
+        .finish(&sign_in(&request.url, REDIRECT), &request.state)
+        .unwrap();
+    let signed_in = first.token().unwrap();
+    let rt = signed_in.refresh_token().expect("a refresh token").clone();
+    drop(first);
+
+    // Another key cannot renew the session's refresh token (refused before it is used).
+    let (other_opts, other) = dpop_options(DpopAlgorithm::Es256);
+    assert_ne!(other, thumbprint);
+    let stranger = Client::new(
+        RefreshToken::new(m.token_endpoint.clone().unwrap(), "cli", "", rt.clone()),
+        other_opts,
+    )
+    .unwrap();
+    let e = stranger.token().unwrap_err();
+    assert_eq!(
+        e.oauth().map(|o| o.error.as_str()),
+        Some("invalid_grant"),
+        "{e}"
+    );
+    assert!(active(&m, rt.expose_secret()), "not spent by the refusal");
+
+    // A restarted process: a new client with a new key, over the same store.
+    let (restart_opts, restart_key) = dpop_options(DpopAlgorithm::Es256);
+    let restarted = Client::new(
+        RefreshToken::from_metadata(&m, "cli", "").unwrap(),
+        stored(restart_opts),
+    )
+    .unwrap();
+    let adopted = restarted.token().unwrap();
+    assert_eq!(adopted.access_token(), signed_in.access_token(), "adopted");
+    let key = restarted.dpop_key().unwrap();
+    assert_eq!(
+        key.thumbprint(),
+        thumbprint,
+        "the session's key, not {restart_key}"
+    );
+    // No token request yet, so no nonce: userinfo asks for one (once).
+    assert!(userinfo_wants_the_proof(&m, &restarted));
+    assert_eq!(restarted.stats().dpop_nonce_retries, 1);
+    let renewed = restarted.refresh().unwrap();
+    assert_ne!(renewed.access_token(), signed_in.access_token());
+    assert_ne!(renewed.refresh_token(), Some(&rt), "rotated");
+    let seen = introspect(&m, APP, renewed.access_token().expose_secret());
+    assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{seen}");
+    // The token endpoint shares the origin's nonce: no second dance.
+    let stats = restarted.stats();
+    assert_eq!(stats.dpop_nonce_retries, 1, "{stats:?}");
+    assert_eq!(
+        restarted
+            .get(m.userinfo_endpoint.as_deref().unwrap())
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+/// `authcore login --dpop-key` (browser) and `authcore login --device --dpop-alg`, then
+/// `authcore token` and `authcore headers` in new processes: the session's key is kept
+/// with the session in the store (the login's note says only that DPoP was used), each
+/// process signs with it, a shell script makes the resource server's nonce dance with
+/// `--dpop-nonce`, and a renewal in a later process is signed with the stored key.
+#[test]
+fn authcore_login_with_dpop_then_token_and_headers() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let userinfo = m.userinfo_endpoint.clone().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = DpopKey::generate(DpopAlgorithm::EdDsa).unwrap();
+    let key_path = keys.path().join("dpop.jwk");
+    std::fs::write(&key_path, key.to_jwk().expose_secret()).unwrap();
+    let key_file = key_path.to_str().unwrap();
+    let authcore = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
+        c.args(args)
+            .args(["--issuer", &server.issuer, "--client-id", "cli", "--store"])
+            .arg(store.path())
+            .env_remove("AUTHCORE_CLIENT_SECRET");
+        c
+    };
+    let run = |args: &[&str]| {
+        let out = authcore(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // `curl -H @- URL` reads one `Name: value` header per line.
+    let send = |lines: &str| {
+        let mut request = ureq::get(&userinfo)
+            .config()
+            .http_status_as_error(false)
+            .build();
+        for line in lines.lines() {
+            let (name, value) = line.split_once(": ").expect("Name: value");
+            request = request.header(name, value);
+        }
+        let response = request.call().unwrap();
+        let nonce = response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (response.status().as_u16(), nonce)
+    };
+
+    // Browser sign-in with the key from the file.
+    let mut login = Reaped(
+        authcore(&[
+            "login",
+            "--no-browser",
+            "--wait",
+            "60",
+            "--dpop-key",
+            key_file,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let mut lines = BufReader::new(login.0.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().starts_with("http").then(|| l.trim().to_owned()))
+        .expect("the sign-in URL");
+    let oidc::Landed::Page(at, _) = oidc::Browser::new().walk(&url, None, "\u{0}") else {
+        unreachable!()
+    };
+    assert!(at.starts_with("http://127.0.0.1:"), "{at}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(login.0.wait().unwrap().success(), "{rest:?}");
+    let signed_in = std::time::Instant::now();
+
+    // The private key is in the session's record only; the note says only "EdDSA".
+    let private = serde_json::from_str::<serde_json::Value>(key.to_jwk().expose_secret()).unwrap()
+        ["d"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut holding = Vec::new();
+    for entry in std::fs::read_dir(store.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "login") {
+            let note: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                note["dpop"],
+                serde_json::json!({"algorithm": "EdDSA", "allow_bearer": false}),
+                "{note}"
+            );
+        }
+        if text.contains(&private) {
+            holding.push(path);
+        }
+    }
+    assert_eq!(holding.len(), 1, "{holding:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&holding[0]).unwrap()).unwrap();
+    assert!(record["dpop_jwk"].is_string(), "the session's record");
+
+    // A new process prints the stored DPoP token, bound to the key.
+    let (code, at, stderr) = run(&["token"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = introspect(&m, APP, &at);
+    assert_eq!(seen["cnf"]["jkt"], key.thumbprint(), "{seen}");
+
+    // `authcore headers`: the resource server wants a nonce this process never had;
+    // the script passes it back, and the next proof carries it.
+    let (code, headers, stderr) = run(&["headers", "--url", &userinfo]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        headers.starts_with(&format!("Authorization: DPoP {at}\nDPoP: ")),
+        "{headers}"
+    );
+    assert_eq!(headers.lines().count(), 2);
+    let (status, nonce) = send(&headers);
+    assert_eq!(status, 401);
+    let nonce = nonce.expect("a DPoP-Nonce");
+    let (code, headers, stderr) = run(&[
+        "headers",
+        "--method",
+        "get",
+        "--url",
+        &userinfo,
+        "--dpop-nonce",
+        &nonce,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(send(&headers).0, 200);
+    // A proof is for one request: sent again, it is refused.
+    assert_eq!(send(&headers).0, 401, "replayed");
+
+    // A renewal in a new process (the stored token is past this process's margin: at
+    // most 90 % of its 120 s lifetime, so 12 s after it was issued) is signed with the
+    // stored key, which the provider bound the refresh token to.
+    std::thread::sleep(Duration::from_secs(13).saturating_sub(signed_in.elapsed()));
+    let (code, renewed, stderr) = run(&["token", "--expiry-margin", "86400"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_ne!(renewed, at, "renewed");
+    let seen = introspect(&m, APP, &renewed);
+    assert_eq!(seen["cnf"]["jkt"], key.thumbprint(), "{seen}");
+
+    // Logout revokes the session and forgets it, key included.
+    let (code, _, stderr) = run(&["logout"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(introspect(&m, APP, &renewed)["active"], false);
+    for entry in std::fs::read_dir(store.path()).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !text.contains(&private),
+            "the key is forgotten with the session"
+        );
+    }
+
+    // Device sign-in with a generated RS256 key.
+    let mut login = Reaped(
+        authcore(&["login", "--device", "--wait", "60", "--dpop-alg", "RS256"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(login.0.stderr.take().unwrap()).lines();
+    let complete = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("(or open ")
+                .map(|u| u.trim_end_matches(')').to_owned())
+        })
+        .expect("the verification URI");
+    approve_device(&complete);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(login.0.wait().unwrap().success(), "{rest:?}");
+    let (code, headers, stderr) = run(&["headers", "--url", &userinfo]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, nonce) = send(&headers);
+    let (_, headers, _) = run(&[
+        "headers",
+        "--url",
+        &userinfo,
+        "--dpop-nonce",
+        &nonce.unwrap(),
+    ]);
+    assert_eq!(send(&headers).0, 200);
+    let at = headers
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("Authorization: DPoP ");
+    let seen = introspect(&m, APP, at);
+    assert!(seen["cnf"]["jkt"].is_string(), "{seen}");
+    assert_ne!(seen["cnf"]["jkt"], key.thumbprint(), "a key of its own");
 }
