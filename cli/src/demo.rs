@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials};
 use authcore::AuthorizationCodeFlow;
-use authcore::{Client, Options, Token};
+use authcore::{Client, Dpop, Options, Token};
 
 use crate::devserver::{Behaviour, Credentials, DevServer, Fault};
 use crate::scenario::follow_authorize;
@@ -48,7 +48,8 @@ impl Timeline {
             format!(
                 "counted: {} cache hits; {} token requests ({} ok, {} refused, {} failed); \
                  renewals {} initial, {} ahead, {} expired, {} after a 401; \
-                 {} retries after a 401; {} calls refused by the backoff",
+                 {} retries after a 401; {} calls refused by the backoff; {} resent with a \
+                 DPoP nonce",
                 s.cache_hits,
                 s.token_requests(),
                 s.token_requests_succeeded,
@@ -60,6 +61,7 @@ impl Timeline {
                 s.renewals_rejected,
                 s.retries_after_401,
                 s.backoff_refusals,
+                s.dpop_nonce_retries,
             ),
         );
         let provider = server.counters().token_requests;
@@ -118,13 +120,14 @@ pub fn run() -> Result<usize, Box<dyn std::error::Error>> {
         "provider",
         format!("development provider on {}", server.url()),
     );
-    let steps: [DemoStep; 6] = [
+    let steps: [DemoStep; 7] = [
         ("api.video", api_video),
         ("viewneo", viewneo_pat),
         ("viewneo", viewneo_code),
         ("Vibe", vibe),
         ("revoked", revoked),
         ("backoff", backoff),
+        ("DPoP", dpop),
     ];
     for (who, step) in steps {
         server.reset();
@@ -322,6 +325,57 @@ fn backoff(server: &DevServer, t: &mut Timeline) -> DemoResult {
         WHO,
         ok,
         "endpoint back: the next call after the backoff got a token",
+    );
+    t.stats(WHO, &client, server);
+    Ok(())
+}
+
+fn dpop(server: &DevServer, t: &mut Timeline) -> DemoResult {
+    const WHO: &str = "DPoP";
+    server.set_behaviour(Behaviour {
+        dpop: true,
+        dpop_required: true,
+        dpop_as_nonce: true,
+        dpop_rs_nonce: true,
+        ..Behaviour::default()
+    })?;
+    let dpop = Dpop::generate()?;
+    t.say(
+        WHO,
+        format!(
+            "a new ES256 key (thumbprint {}); the provider demands proofs and nonces",
+            dpop.key().thumbprint()
+        ),
+    );
+    let client = Client::new(dev_client_credentials(server), options().dpop(dpop))?;
+    let url = format!("{}/api/campaigns", server.url());
+    let resp = client.get(&url)?;
+    let token = client.token()?;
+    let c = server.counters();
+    t.check(
+        WHO,
+        token.token_type() == "DPoP" && c.dpop_as_nonce_challenges == 1,
+        "token endpoint asked for its nonce once; the request sent again with it got a DPoP-bound token",
+    );
+    t.check(
+        WHO,
+        resp.status == 200 && c.dpop_rs_nonce_challenges == 1,
+        format!(
+            "API asked for its own nonce once; sent again with a fresh proof (no renewal) -> {}",
+            resp.status
+        ),
+    );
+    for _ in 0..3 {
+        client.get(&url)?;
+    }
+    let c = server.counters();
+    t.check(
+        WHO,
+        c.dpop_proofs_rejected == 0 && client.stats().dpop_nonce_retries == 2,
+        format!(
+            "3 more requests, each with a fresh proof carrying the API's nonce: {} proofs accepted, none rejected, one resend per server",
+            c.dpop_proofs_accepted
+        ),
     );
     t.stats(WHO, &client, server);
     Ok(())

@@ -8,8 +8,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, DeviceCode};
-use authcore::{AuthMethod, Client, Error, Options};
+use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, RefreshToken};
+use authcore::{AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, Options, Secret, Stats};
 use authcore::{AuthorizationCodeFlow, DeviceFlow, Metadata};
 use serde::Deserialize;
 
@@ -70,7 +70,13 @@ pub struct ClientOverrides {
     pub scopes: Vec<String>,
     /// A token store under the client (none by default).
     pub store: Option<StoreKind>,
+    /// DPoP with a key generated for this algorithm (`ES256`, `EdDSA`, `RS256`); a
+    /// restarted client generates one of its own.
+    pub dpop: Option<String>,
 }
+
+/// The store key of a scenario client's file store: whose tokens they are.
+pub const STORE_KEY: &str = "scenario-user";
 
 /// The token store a scenario's client uses.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -131,6 +137,15 @@ pub enum Step {
     /// The client signs out (`sign_out`: forgotten here and in the store, revoked at the
     /// provider when it can be).
     SignOut {},
+    /// The client is replaced as a restarted process would make it: the same options
+    /// and store, a new DPoP key of its own, and (for the dialects that sign a user in)
+    /// a refresh-token grant from the last refresh token the old client held.
+    Restart {},
+    /// The provider replaces its DPoP nonces (`POST /_control/dpop_rotate`).
+    DpopRotate {},
+    /// The client's request headers for `GET /api/replay` are sent twice, as they are,
+    /// by the runner's own HTTP client; both statuses are recorded.
+    Replay {},
 }
 
 fn default_path() -> String {
@@ -163,6 +178,12 @@ pub struct Expect {
     /// Renewals the client counted, by reason (`initial`, `ahead`, `expired`,
     /// `rejected`, `forced`); reasons not listed are not checked.
     pub renewals: Option<BTreeMap<String, u64>>,
+    /// The type of the client's token at the end (`DPoP`, `Bearer`).
+    pub token_type: Option<String>,
+    /// Requests the client resent with a server's DPoP nonce.
+    pub dpop_nonce_retries: Option<u64>,
+    /// The two statuses of the `replay` step.
+    pub replay_statuses: Option<Vec<u16>>,
 }
 
 /// What a run observed.
@@ -174,8 +195,13 @@ pub struct Observed {
     pub oauth_errors: Vec<String>,
     /// The provider's counters at the end.
     pub counters: Counters,
-    /// What the client counted, if one was built.
+    /// What the client counted (its predecessors before a restart included), if one
+    /// was built.
     pub stats: Option<authcore::Stats>,
+    /// The type of the client's cached token at the end, if it holds one.
+    pub token_type: Option<String>,
+    /// The statuses of the `replay` step's two requests.
+    pub replay_statuses: Vec<u16>,
 }
 
 /// Reads every `*.json` scenario in a directory, sorted by file name.
@@ -195,6 +221,25 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, String> {
         .collect()
 }
 
+/// The options of a scenario's client: a file store in `store_dir` (filed under
+/// [`STORE_KEY`]) when the scenario asks for one, and DPoP with a newly generated key
+/// of the scenario's algorithm.
+fn client_options(s: &Scenario, store_dir: Option<&Path>) -> Result<Options, Error> {
+    let mut options = Options::default()
+        .failure_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .timeout(Duration::from_secs(10));
+    if let Some(dir) = store_dir {
+        options = options
+            .store(Arc::new(authcore::FileStore::new(dir)?))
+            .store_key(STORE_KEY);
+    }
+    if let Some(name) = &s.client.dpop {
+        let key = DpopKey::generate(DpopAlgorithm::from_name(name)?)?;
+        options = options.dpop(Dpop::new(key));
+    }
+    Ok(options)
+}
+
 /// Builds the client a scenario describes, against `server`; `store_dir` is the
 /// directory of its file store when the scenario asks for one.
 pub fn build_client(
@@ -204,17 +249,8 @@ pub fn build_client(
 ) -> Result<Client, Error> {
     let creds = server.credentials();
     let base = server.url();
-    let secret = s
-        .client
-        .secret
-        .clone()
-        .unwrap_or_else(|| creds.client_secret.clone());
-    let mut options = Options::default()
-        .failure_backoff(Duration::from_millis(50), Duration::from_millis(500))
-        .timeout(Duration::from_secs(10));
-    if let Some(dir) = store_dir {
-        options = options.store(Arc::new(authcore::FileStore::new(dir)?));
-    }
+    let secret = secret_of(s, server);
+    let options = client_options(s, store_dir)?;
     match s.dialect {
         Dialect::Apivideo => {
             let key = s
@@ -267,6 +303,115 @@ pub fn build_client(
             flow.start()?.wait(Some(Duration::from_secs(30)))
         }
     }
+}
+
+/// The client secret (or api.video key) the scenario's client presents.
+fn secret_of(s: &Scenario, server: &DevServer) -> String {
+    s.client
+        .secret
+        .clone()
+        .unwrap_or_else(|| server.credentials().client_secret.clone())
+}
+
+/// The client that replaces `old` after a restart: for the dialects that sign a user
+/// in, a refresh-token grant from the last refresh token `old` held (at the endpoint
+/// the sign-in used, in its body format); for the others, the same client made anew.
+/// Either way with the same options and store, and a new DPoP key.
+pub fn restart_client(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+    old: &Client,
+) -> Result<Client, Error> {
+    let base = server.url();
+    let options = client_options(s, store_dir)?;
+    let creds = server.credentials();
+    let last = || -> Result<Secret, Error> {
+        old.cached_token()
+            .and_then(|t| t.refresh_token().cloned())
+            .ok_or_else(|| Error::Config {
+                message: "the client to restart holds no refresh token".into(),
+            })
+    };
+    let grant = match s.dialect {
+        Dialect::Oauth2Code => RefreshToken::new(
+            format!("{base}/oauth2/token"),
+            &creds.client_id,
+            secret_of(s, server),
+            last()?,
+        )
+        .revocation_url(format!("{base}/oauth2/revoke")),
+        Dialect::ViewneoCode => RefreshToken::new(
+            format!("{base}/oauth/token"),
+            &creds.client_id,
+            secret_of(s, server),
+            last()?,
+        )
+        .json_body(),
+        Dialect::Oauth2Device => {
+            let metadata = Metadata::discover(&base, &options)?;
+            let mut grant = RefreshToken::new(
+                metadata.require_token_endpoint()?,
+                &creds.client_id,
+                secret_of(s, server),
+                last()?,
+            );
+            if let Some(url) = &metadata.revocation_endpoint {
+                grant = grant.revocation_url(url);
+            }
+            grant
+        }
+        _ => return build_client(s, server, store_dir),
+    };
+    Client::new(grant, options)
+}
+
+/// `a`'s counts plus `b`'s: what a client and its restarted successor did together.
+fn summed(a: &Stats, b: &Stats) -> Stats {
+    let mut sum = *a;
+    sum.cache_hits += b.cache_hits;
+    sum.token_requests_succeeded += b.token_requests_succeeded;
+    sum.token_requests_refused += b.token_requests_refused;
+    sum.token_requests_failed += b.token_requests_failed;
+    sum.renewals_initial += b.renewals_initial;
+    sum.renewals_ahead += b.renewals_ahead;
+    sum.renewals_expired += b.renewals_expired;
+    sum.renewals_rejected += b.renewals_rejected;
+    sum.renewals_forced += b.renewals_forced;
+    sum.store_adoptions += b.store_adoptions;
+    sum.waits += b.waits;
+    sum.wait_time += b.wait_time;
+    sum.wait_timeouts += b.wait_timeouts;
+    sum.backoff_refusals += b.backoff_refusals;
+    sum.retries_after_401 += b.retries_after_401;
+    sum.signins_evicted += b.signins_evicted;
+    sum.dpop_nonce_retries += b.dpop_nonce_retries;
+    sum
+}
+
+/// Sends the request `headers` describe (`GET url`) twice, exactly as they are, with
+/// an HTTP client of the runner's own; the two statuses.
+fn replay(url: &str, headers: &authcore::RequestHeaders) -> Result<Vec<u16>, Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let mut request = agent
+            .get(url)
+            .header("authorization", headers.authorization.expose_secret());
+        if let Some(proof) = &headers.dpop {
+            request = request.header("dpop", proof.expose_secret());
+        }
+        let response = request.call().map_err(|e| Error::Transport {
+            message: format!("the replayed request failed: {e}"),
+            source: None,
+        })?;
+        statuses.push(response.status().as_u16());
+    }
+    Ok(statuses)
 }
 
 /// Plays the user's browser: fetches the authorization URL and returns the redirect.
@@ -331,55 +476,81 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
     let store_dir = s.client.store.map(|kind| match kind {
         StoreKind::File => tempfile::tempdir().expect("a temporary store directory"),
     });
-    let client = match build_client(s, server, store_dir.as_ref().map(|d| d.path())) {
+    let store_path = store_dir.as_ref().map(|d| d.path());
+    let mut current = match build_client(s, server, store_path) {
         Ok(c) => Some(c),
         Err(e) => {
             record(&observed, Err(e));
             None
         }
     };
-    if let Some(client) = &client {
-        for step in &s.steps {
-            let (client, obs) = (client.clone(), observed.clone());
-            match step {
-                Step::Token { threads } => {
-                    in_threads(*threads, move || record(&obs, client.token().map(|_| ())))
-                }
-                Step::Request {
-                    threads,
-                    count,
-                    path,
-                } => {
-                    let url = format!("{}{path}", server.url());
-                    let count = (*count).min(100_000);
-                    in_threads(*threads, move || {
-                        for _ in 0..count {
-                            record(&obs, client.get(&url).map(|_| ()));
-                        }
-                    })
-                }
-                Step::Churn { threads, seconds } => {
-                    let url = format!("{}/api/resource", server.url());
-                    let until = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 60.0));
-                    in_threads(*threads, move || {
-                        while Instant::now() < until {
-                            record(&obs, client.get(&url).map(|_| ()));
-                        }
-                    })
-                }
-                Step::Revoke { refresh } => server.revoke_all(*refresh),
-                Step::Fail(f) => server.fail_next(f.clone()),
-                Step::Malformed { count, kind } => server.malformed_next(*count, *kind),
-                Step::SleepMs(ms) => thread::sleep(Duration::from_millis((*ms).min(60_000))),
-                Step::RevokeClient {} => record(&obs, client.revoke()),
-                Step::Refresh {} => record(&obs, client.refresh().map(|_| ())),
-                Step::SignOut {} => record(&obs, client.sign_out().map(|_| ())),
+    // What restarted clients counted before they were replaced.
+    let mut retired = Stats::default();
+    for step in &s.steps {
+        let Some(client) = current.clone() else {
+            break;
+        };
+        let obs = observed.clone();
+        match step {
+            Step::Token { threads } => {
+                in_threads(*threads, move || record(&obs, client.token().map(|_| ())))
             }
+            Step::Request {
+                threads,
+                count,
+                path,
+            } => {
+                let url = format!("{}{path}", server.url());
+                let count = (*count).min(100_000);
+                in_threads(*threads, move || {
+                    for _ in 0..count {
+                        record(&obs, client.get(&url).map(|_| ()));
+                    }
+                })
+            }
+            Step::Churn { threads, seconds } => {
+                let url = format!("{}/api/resource", server.url());
+                let until = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 60.0));
+                in_threads(*threads, move || {
+                    while Instant::now() < until {
+                        record(&obs, client.get(&url).map(|_| ()));
+                    }
+                })
+            }
+            Step::Revoke { refresh } => server.revoke_all(*refresh),
+            Step::Fail(f) => server.fail_next(f.clone()),
+            Step::Malformed { count, kind } => server.malformed_next(*count, *kind),
+            Step::SleepMs(ms) => thread::sleep(Duration::from_millis((*ms).min(60_000))),
+            Step::RevokeClient {} => record(&obs, client.revoke()),
+            Step::Refresh {} => record(&obs, client.refresh().map(|_| ())),
+            Step::SignOut {} => record(&obs, client.sign_out().map(|_| ())),
+            Step::DpopRotate {} => server.rotate_dpop_nonces(),
+            Step::Replay {} => {
+                let url = format!("{}/api/replay", server.url());
+                let statuses = client
+                    .request_headers("GET", &url)
+                    .and_then(|headers| replay(&url, &headers));
+                match statuses {
+                    Ok(statuses) => obs.lock().replay_statuses.extend(statuses),
+                    Err(e) => record(&obs, Err(e)),
+                }
+            }
+            Step::Restart {} => match restart_client(s, server, store_path, &client) {
+                Ok(next) => {
+                    retired = summed(&retired, &client.stats());
+                    current = Some(next);
+                }
+                Err(e) => record(&obs, Err(e)),
+            },
         }
     }
     let mut o = observed.lock().clone();
     o.counters = server.counters();
-    o.stats = client.map(|c| c.stats());
+    o.token_type = current
+        .as_ref()
+        .and_then(Client::cached_token)
+        .map(|t| t.token_type().to_owned());
+    o.stats = current.map(|c| summed(&retired, &c.stats()));
     o
 }
 
@@ -459,6 +630,30 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
             }
         }
     }
+    if let Some(want) = e.dpop_nonce_retries {
+        let got = o.stats.as_ref().map(|s| s.dpop_nonce_retries);
+        if got != Some(want) {
+            problems.push(format!(
+                "requests resent with a DPoP nonce: expected {want}, observed {got:?}"
+            ));
+        }
+    }
+    if let Some(want) = &e.token_type {
+        if o.token_type.as_ref() != Some(want) {
+            problems.push(format!(
+                "token type at the end: expected {want}, observed {:?}",
+                o.token_type
+            ));
+        }
+    }
+    if let Some(want) = &e.replay_statuses {
+        if *want != o.replay_statuses {
+            problems.push(format!(
+                "statuses of the replayed request: expected {want:?}, observed {:?}",
+                o.replay_statuses
+            ));
+        }
+    }
     if e.errors != o.errors {
         problems.push(format!(
             "errors by kind: expected {:?}, observed {:?}",
@@ -518,6 +713,40 @@ mod tests {
         stats.renewals_forced = 1;
         o.stats = Some(stats);
         assert!(check(&s, &o).is_ok());
+    }
+
+    #[test]
+    fn dpop_expectations_are_compared() {
+        let s = scenario(
+            r#"{"token_type": "DPoP", "dpop_nonce_retries": 1, "replay_statuses": [200, 401], "errors": {}}"#,
+        );
+        let mut o = Observed::default();
+        let problems = check(&s, &o).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let mut stats = authcore::Stats::default();
+        stats.dpop_nonce_retries = 1;
+        o.stats = Some(stats);
+        o.token_type = Some("DPoP".into());
+        o.replay_statuses = vec![200, 401];
+        assert!(check(&s, &o).is_ok());
+        o.replay_statuses = vec![200, 200];
+        o.token_type = Some("Bearer".into());
+        assert_eq!(check(&s, &o).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn a_restarted_clients_counts_add_up() {
+        let mut a = authcore::Stats::default();
+        a.token_requests_succeeded = 1;
+        a.dpop_nonce_retries = 1;
+        a.renewals_initial = 1;
+        let mut b = authcore::Stats::default();
+        b.token_requests_succeeded = 2;
+        b.renewals_forced = 1;
+        let sum = summed(&a, &b);
+        assert_eq!(sum.token_requests(), 3);
+        assert_eq!(sum.dpop_nonce_retries, 1);
+        assert_eq!(sum.renewals(), 2);
     }
 
     #[test]

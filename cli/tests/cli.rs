@@ -658,3 +658,126 @@ fn headers_exit_codes_match_token_and_bad_dpop_keys_are_config_errors() {
         "only the wrong secret's request"
     );
 }
+
+fn dpop_server(behaviour: authcore_cli::devserver::Behaviour) -> DevServer {
+    let s = server();
+    s.set_behaviour(authcore_cli::devserver::Behaviour {
+        dpop: true,
+        ..behaviour
+    })
+    .unwrap();
+    s
+}
+
+/// `GET /api/check` with the header lines `authcore headers` printed, sent as they are
+/// (as `curl -H @-` sends them).
+fn send_headers(s: &DevServer, lines: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(format!("{}/api/check", s.url()));
+    for line in lines.lines() {
+        let (name, value) = line.split_once(": ").expect("Name: value");
+        request = request.header(name, value);
+    }
+    request.call().unwrap().status().as_u16()
+}
+
+/// `authcore token --dpop` prints a DPoP-bound token (refused as a Bearer token), and
+/// `authcore headers --dpop` prints it with a proof for the one request, which the API
+/// accepts once; every algorithm, and a key from a PEM file.
+#[test]
+fn dpop_token_and_headers_against_a_dpop_provider() {
+    let s = dpop_server(authcore_cli::devserver::Behaviour {
+        dpop_required: true,
+        ..Default::default()
+    });
+    let api = format!("{}/api/check", s.url());
+    let keys = tempfile::tempdir().unwrap();
+    let pem = keys.path().join("dpop.pem");
+    std::fs::write(&pem, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let pem = pem.to_str().unwrap();
+    let out = client_credentials_token(&format!("{}/oauth2/token", s.url()))
+        .arg("--dpop")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        resource_status(&s, &token),
+        401,
+        "a bound token is no bearer token"
+    );
+    for flags in [
+        &["--dpop"][..],
+        &["--dpop-alg", "eddsa"],
+        &["--dpop-alg", "RS256"],
+        &["--dpop-key", pem],
+    ] {
+        let out = client_credentials_headers(&s, "dev-secret")
+            .args(["--url", &api])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = String::from_utf8(out.stdout).unwrap();
+        let mut names = lines.lines().map(|l| l.split_once(' ').unwrap().0);
+        assert_eq!(names.next(), Some("Authorization:"));
+        assert_eq!(names.next(), Some("DPoP:"));
+        assert_eq!(names.next(), None);
+        assert!(lines.starts_with("Authorization: DPoP "), "{lines}");
+        assert_eq!(send_headers(&s, &lines), 200, "{flags:?}");
+        assert_eq!(
+            send_headers(&s, &lines),
+            401,
+            "{flags:?}: a proof is for one request"
+        );
+    }
+    let c = s.counters();
+    assert_eq!(c.dpop_replays_rejected, 4, "{c:?}");
+    assert_eq!(c.dpop_tokens_issued, 5, "{c:?}");
+}
+
+/// A provider that answers Bearer to a DPoP token request: refused (exit 5, as any
+/// unusable answer) unless --dpop-allow-bearer.
+#[test]
+fn dpop_bearer_downgrade_exits_5_unless_allowed() {
+    let s = dpop_server(authcore_cli::devserver::Behaviour {
+        dpop_bearer_only: true,
+        ..Default::default()
+    });
+    let url = format!("{}/oauth2/token", s.url());
+    let out = client_credentials_token(&url)
+        .arg("--dpop")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("Bearer"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let out = client_credentials_token(&url)
+        .args(["--dpop", "--dpop-allow-bearer"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(resource_status(&s, &token), 200, "a Bearer token");
+    assert_eq!(
+        s.counters().token_requests,
+        2,
+        "the refusal was not retried"
+    );
+}

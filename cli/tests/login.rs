@@ -773,3 +773,68 @@ fn logout_without_the_provider_says_what_it_did() {
         "{stderr}"
     );
 }
+
+/// `authcore login --dpop` remembers beside the session that it is DPoP-bound (the key
+/// itself is in the session's record): a later `authcore token` without DPoP options
+/// renews it with DPoP, and refuses a provider's Bearer answer as the sign-in would have
+/// (exit 5; the provider rotated the refresh token into that answer, so the session
+/// then needs a new sign-in).
+#[test]
+fn a_dpop_login_is_renewed_with_dpop_and_a_bearer_downgrade_is_refused() {
+    let s = server();
+    let dpop = |bearer_only: bool| Behaviour {
+        dpop: true,
+        dpop_bearer_only: bearer_only,
+        lifetime_secs: 1,
+        ..Behaviour::default()
+    };
+    s.set_behaviour(dpop(false)).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let mut run = Running::spawn(with_issuer(
+        home.path(),
+        &s,
+        Some(&store),
+        &[
+            "login",
+            "--no-browser",
+            "--scope",
+            "openid",
+            "--wait",
+            "60",
+            "--dpop",
+        ],
+    ));
+    let url = run.find(|l| l.trim().starts_with("http").then(|| l.trim().to_owned()));
+    let (status, page) = get(&follow_authorize(&url).unwrap());
+    assert_eq!(status, 200, "{page}");
+    let (exit, stderr) = run.exit();
+    assert!(exit.success(), "{stderr}");
+    assert_eq!(s.counters().dpop_tokens_issued, 1);
+
+    // Past the 1 s lifetime: a renewal, with DPoP, though no DPoP option is given.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, at, stderr) = token(home.path(), &s, Some(&store), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(s.counters().dpop_tokens_issued, 2);
+    assert_eq!(resource_status(&s, &at), 401, "DPoP-bound: no bearer token");
+
+    // The provider now answers Bearer: the remembered setting refuses the downgrade.
+    s.set_behaviour(dpop(true)).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, out, stderr) = token(home.path(), &s, Some(&store), &[]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("Bearer"), "{stderr}");
+    assert!(out.is_empty());
+    // The provider spent the refresh token on that answer (it rotated it into the
+    // refused response): the session is over, and the next call says to sign in again.
+    let (code, out, stderr) = token(
+        home.path(),
+        &s,
+        Some(&store),
+        &["--dpop", "--dpop-allow-bearer"],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("sign in again"), "{stderr}");
+    assert!(out.is_empty());
+}
