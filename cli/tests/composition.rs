@@ -34,7 +34,12 @@
 //!    while a still-fresh token is cached (a forced `refresh()`, a renewal ahead of
 //!    expiry) — with that token, one the client already held; never the renewal's new
 //!    token, never after a wait; and the renewal goes on (its caller's result is held to
-//!    invariant 5).
+//!    invariant 5);
+//! 9. with DPoP (half the cases: every client holds a key of its own, users' clients
+//!    are public clients whose refresh tokens the provider binds to the key, and in half
+//!    of those the token endpoint and the API demand nonces that rotate), the provider
+//!    refuses no proof — a session adopted from the store is used with the key kept
+//!    with it, a forked copy never replays a `jti` — and binds every token it issues.
 //!
 //! `sign_out()` counts as `revoke()` everywhere else (invariant 4 for the client itself;
 //! a `ReauthenticationRequired` after it is explained), except that the provider is
@@ -63,6 +68,7 @@
 //!     cargo test -p authcore-cli --test composition -- --nocapture --test-threads=3
 //! ```
 //!
+//! `AUTHCORE_COMPOSITION_DPOP=off|bound|nonces` runs every case in one DPoP mode;
 //! `AUTHCORE_COMPOSITION_DEBUG=1` shows the workers' standard error;
 //! `AUTHCORE_COMPOSITION_USERS=1` lets only one user sign in and
 //! `AUTHCORE_COMPOSITION_WITHOUT=RevokeAccess,Refuse` leaves operations out (to look
@@ -193,7 +199,26 @@ pub struct Model {
     pub labels: usize,
     /// Redis is down.
     pub redis_down: bool,
+    /// DPoP: whether the provider binds tokens to the clients' keys, and demands nonces.
+    pub dpop: DpopMode,
 }
+
+/// How a case uses DPoP (RFC 9449).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopMode {
+    /// Bearer tokens.
+    Off,
+    /// Every client holds a key of its own (users' clients are public clients, whose
+    /// refresh tokens the provider binds to the key); the provider requires proofs and
+    /// binds every token: a session's key must travel with it through the store.
+    Bound,
+    /// [`Bound`](Self::Bound), and the token endpoint and the API each demand a nonce of
+    /// their own, replaced every few proofs.
+    Nonces,
+}
+
+/// With [`DpopMode::Nonces`], a nonce is replaced after this many proofs accepted with it.
+const NONCE_ROTATE_EVERY: u32 = 5;
 
 impl Model {
     /// Two workers and the clients given (by worker and kind).
@@ -220,6 +245,7 @@ impl Model {
                 .collect(),
             labels: clients.len(),
             redis_down: false,
+            dpop: DpopMode::Off,
         }
     }
 
@@ -374,6 +400,23 @@ fn op_name(op: &Op) -> String {
         .to_owned()
 }
 
+/// The DPoP mode of a case: half the cases with DPoP, or only the mode
+/// `AUTHCORE_COMPOSITION_DPOP` names (`off`, `bound`, `nonces`). Shrinks towards Bearer:
+/// a failure that needs DPoP keeps it.
+fn dpop_strategy() -> BoxedStrategy<DpopMode> {
+    match std::env::var("AUTHCORE_COMPOSITION_DPOP").as_deref() {
+        Ok("off") => Just(DpopMode::Off).boxed(),
+        Ok("bound") => Just(DpopMode::Bound).boxed(),
+        Ok("nonces") => Just(DpopMode::Nonces).boxed(),
+        _ => prop_oneof![
+            2 => Just(DpopMode::Off),
+            1 => Just(DpopMode::Bound),
+            1 => Just(DpopMode::Nonces)
+        ]
+        .boxed(),
+    }
+}
+
 fn kind_strategy() -> impl Strategy<Value = Kind> {
     prop_oneof![3 => (0u8..users()).prop_map(Kind::User), 1 => Just(Kind::Service)]
 }
@@ -414,13 +457,15 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
             proptest::collection::vec(kind_strategy(), 3),
             0usize..2,
             proptest::collection::vec(proptest::bool::weighted(0.3), 3),
+            dpop_strategy(),
         )
-            .prop_map(|(lifetime, kinds, third, reentrant)| {
+            .prop_map(|(lifetime, kinds, third, reentrant, dpop)| {
                 let clients = [(0, kinds[0]), (1, kinds[1]), (third, kinds[2])];
                 let mut model = Model::new(S::KIND, lifetime, &clients);
                 for (client, reentrant) in model.clients.iter_mut().zip(reentrant) {
                     client.reentrant = reentrant;
                 }
+                model.dpop = dpop;
                 model
             })
             .boxed()
@@ -846,6 +891,8 @@ struct Live {
     /// The last access token each client (model index) was handed, by tag.
     last_tag: HashMap<usize, String>,
     started: Instant,
+    /// The case's DPoP mode.
+    dpop: DpopMode,
 }
 
 /// The system under test for one case (`None` when the time budget is spent).
@@ -858,6 +905,26 @@ fn debug() -> bool {
     std::env::var_os("AUTHCORE_COMPOSITION_DEBUG").is_some()
 }
 
+/// What the provider does in a case: its tokens' lifetime, its DPoP mode, and the
+/// latency added to token requests.
+fn behaviour(lifetime_secs: u64, dpop: DpopMode, latency_ms: u64) -> Behaviour {
+    let (on, nonces) = match dpop {
+        DpopMode::Off => (false, false),
+        DpopMode::Bound => (true, false),
+        DpopMode::Nonces => (true, true),
+    };
+    Behaviour {
+        lifetime_secs,
+        latency_ms,
+        dpop: on,
+        dpop_required: on,
+        dpop_as_nonce: nonces,
+        dpop_rs_nonce: nonces,
+        dpop_nonce_rotate_every: if nonces { NONCE_ROTATE_EVERY } else { 0 },
+        ..Behaviour::default()
+    }
+}
+
 impl Live {
     fn start(model: &Model) -> Live {
         let dir = tempfile::Builder::new()
@@ -867,10 +934,7 @@ impl Live {
         let server = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default())
             .expect("devserver");
         server
-            .set_behaviour(Behaviour {
-                lifetime_secs: model.lifetime_secs,
-                ..Behaviour::default()
-            })
+            .set_behaviour(behaviour(model.lifetime_secs, model.dpop, 0))
             .unwrap();
         let redis = (model.store == StoreKind::Redis).then(|| redis::Redis::start(&[]));
         let listener = UnixListener::bind(dir.path().join("controller.sock")).expect("socket");
@@ -891,6 +955,7 @@ impl Live {
             step: 0,
             last_tag: HashMap::new(),
             started: Instant::now(),
+            dpop: model.dpop,
         };
         for _ in &model.workers {
             live.spawn_worker();
@@ -952,6 +1017,7 @@ impl Live {
             devserver: self.server.url(),
             store: self.store_spec(),
             timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap(),
+            dpop: self.dpop != DpopMode::Off,
         };
         let child = Process::new(std::env::current_exe().unwrap())
             .args([
@@ -1108,11 +1174,7 @@ impl Live {
         }
         self.latency_ms = ms;
         self.server
-            .set_behaviour(Behaviour {
-                lifetime_secs: self.lifetime_secs,
-                latency_ms: ms,
-                ..Behaviour::default()
-            })
+            .set_behaviour(behaviour(self.lifetime_secs, self.dpop, ms))
             .unwrap();
     }
 
@@ -1598,7 +1660,8 @@ impl<'a> Checker<'a> {
             })
             .collect();
         format!(
-            "clients {:?}\ncalls:\n{}\ntimeline {:?}\njournal:\n{}",
+            "DPoP {:?}, clients {:?}\ncalls:\n{}\ntimeline {:?}\njournal:\n{}",
+            self.live.dpop,
             self.live.clients,
             calls.join("\n"),
             self.live.timeline,
@@ -1614,7 +1677,7 @@ impl<'a> Checker<'a> {
     /// All invariants; the first violation, described with the whole case.
     pub fn check(&self) -> Result<(), String> {
         type Check<'c> = fn(&Checker<'c>) -> Result<(), String>;
-        let checks: [(&str, Check<'a>); 8] = [
+        let checks: [(&str, Check<'a>); 9] = [
             (
                 "1. refresh token presented after rotation or refusal",
                 Self::refresh_tokens_once,
@@ -1634,6 +1697,10 @@ impl<'a> Checker<'a> {
             (
                 "8. a reentrant call from a renewal hook waited or got a token",
                 Self::reentry_refused_at_once,
+            ),
+            (
+                "9. a DPoP proof refused, or a token not bound",
+                Self::dpop_proofs_accepted,
             ),
         ];
         for (name, check) in checks {
@@ -1716,6 +1783,28 @@ impl<'a> Checker<'a> {
         let same_holder =
             prev_label == now_label && now_label.is_some_and(|l| !forked.contains(&l));
         if wiped && !same_holder {
+            return true;
+        }
+        // The successor was never saved: a store save was made to fail in a process that
+        // hosted the rotating client (or in the one it was forked from: a fork inherits
+        // the armed fault), so the successor lived only in that process's memory, and a
+        // copy of the client in another process still held its predecessor.
+        let lineage = |w: usize| -> Vec<usize> {
+            std::iter::successors(Some(w), |&w| {
+                self.model.workers.get(w).and_then(|m| m.forked_from)
+            })
+            .collect()
+        };
+        let unsaved =
+            prev.outcome == TokenOutcome::Issued
+                && !same_holder
+                && t.save_failures.iter().any(|&(at, armed)| {
+                    at <= prev.received_us
+                        && self.live.clients.iter().any(|c| {
+                            Some(c.label) == prev_label && lineage(c.worker).contains(&armed)
+                        })
+                });
+        if unsaved {
             return true;
         }
         // A forked child's MemoryStore is a copy: parent and child no longer share.
@@ -2302,6 +2391,69 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// Invariant 9: With DPoP, the provider refuses no proof — none invalid (a key other
+    /// than the token's: a session adopted from the store without its key), none
+    /// replayed (a `jti` sent twice, by a process or its forked copy), none missing, no
+    /// refresh token presented without the key it is bound to — and every token it
+    /// issues is bound. Nonce demands are answered, not refusals.
+    fn dpop_proofs_accepted(&self) -> Result<(), String> {
+        if self.live.dpop == DpopMode::Off {
+            return Ok(());
+        }
+        for e in &self.journal {
+            if let Event::Resource {
+                outcome: outcome @ (ResourceOutcome::ProofRefused | ResourceOutcome::SchemeMismatch),
+                ..
+            } = &e.event
+            {
+                return Err(format!(
+                    "#{} {}: the API answered {outcome:?}",
+                    e.seq,
+                    e.label.as_deref().unwrap_or("-")
+                ));
+            }
+            if let Event::Token {
+                error: Some(error), ..
+            } = &e.event
+            {
+                if error == "invalid_dpop_proof" {
+                    return Err(format!(
+                        "#{} {}: the token endpoint answered invalid_dpop_proof",
+                        e.seq,
+                        e.label.as_deref().unwrap_or("-")
+                    ));
+                }
+            }
+        }
+        let c = self.live.server.counters();
+        let refused = [
+            ("invalid", c.dpop_proofs_rejected),
+            ("replayed", c.dpop_replays_rejected),
+            ("missing", c.dpop_proofs_missing),
+            (
+                "refresh token without its key",
+                c.dpop_refresh_binding_refused,
+            ),
+        ];
+        if let Some((what, n)) = refused.iter().find(|(_, n)| *n > 0) {
+            return Err(format!("{n} DPoP proof(s) refused: {what}; {c:?}"));
+        }
+        // Every token the token endpoint issued (the sign-ins the controller starts are
+        // made by the provider without a client, and are not counted here).
+        let issued = self
+            .token_requests()
+            .iter()
+            .filter(|r| r.outcome == TokenOutcome::Issued)
+            .count() as u64;
+        if c.dpop_tokens_issued != issued {
+            return Err(format!(
+                "the token endpoint issued {issued} tokens, {} of them DPoP-bound",
+                c.dpop_tokens_issued
+            ));
+        }
+        Ok(())
+    }
+
     /// Invariant 6: An API call that met a revoked token renews once, not more (unless injected
     /// failures made it try again).
     fn one_renewal_per_revocation(&self) -> Result<(), String> {
@@ -2383,8 +2535,20 @@ fn replay_reentrant<S: Flavor>(
     reentrant: &[usize],
     ops: Vec<Op>,
 ) {
+    replay_dpop::<S>(DpopMode::Off, lifetime_secs, clients, reentrant, ops);
+}
+
+/// [`replay_reentrant`] in a DPoP mode.
+fn replay_dpop<S: Flavor>(
+    dpop: DpopMode,
+    lifetime_secs: u64,
+    clients: &[(usize, Kind)],
+    reentrant: &[usize],
+    ops: Vec<Op>,
+) {
     REPLAYING.with(|r| r.set(true));
     let mut model = Model::new(S::KIND, lifetime_secs, clients);
+    model.dpop = dpop;
     for &c in reentrant {
         model.clients[c].reentrant = true;
     }
@@ -2663,4 +2827,65 @@ fn regression_a_refusal_of_one_sign_in_ends_the_users_other_sign_in() {
             Op::Refresh { c: 1, bg: false },
         ],
     );
+}
+
+/// Invariant 1 (found by `file_store` in a long run, with and without DPoP): worker 0
+/// has a save failure armed; it is forked while a renewal is in flight, and the child's
+/// copy of a client rotates its refresh token, whose save fails (the fork inherited the
+/// armed fault): the successor lives only in that child. A second fork of worker 0
+/// holds the predecessor and presents it: reuse detected. Not a fault of the client —
+/// a failed save is what makes a rotated refresh token the holder's alone (README,
+/// `has_unsaved_refresh_token`) — so the model excuses a stale copy after a rotation
+/// whose save was made to fail.
+#[test]
+fn regression_a_rotation_whose_save_failed_leaves_a_forked_copy_stale() {
+    for dpop in [DpopMode::Off, DpopMode::Bound] {
+        replay_dpop::<File>(
+            dpop,
+            5,
+            &[(0, User(0)), (1, User(0)), (0, User(2))],
+            &[0],
+            vec![
+                Op::SaveFails { w: 0 },
+                Op::NewClient {
+                    w: 0,
+                    kind: User(2),
+                    reentrant: false,
+                },
+                Op::Fork { w: 0, mid: Some(0) },
+                Op::Get { c: 6, bg: false },
+                Op::Fork { w: 0, mid: Some(2) },
+                Op::Token { c: 9, bg: false },
+            ],
+        );
+    }
+}
+
+/// Invariant 9, by design: two processes hold sign-ins of the same user in one store,
+/// each client with a key of its own (public clients: the provider binds each refresh
+/// token to the key it was refreshed with). The second sign-in supersedes the first in
+/// the store; the first client then takes the session over from the store (adopts its
+/// token, then renews its refresh token) with the key kept with it (its own key would
+/// be refused), and sends its API calls with that key's proofs.
+#[test]
+fn dpop_a_session_taken_over_from_the_store_is_renewed_with_its_key() {
+    for dpop in [DpopMode::Bound, DpopMode::Nonces] {
+        replay_dpop::<File>(
+            dpop,
+            3600,
+            &[(0, User(0)), (1, User(0)), (1, Service)],
+            &[],
+            vec![
+                Op::Refresh { c: 0, bg: false },
+                Op::Refresh { c: 1, bg: false },
+                // Adopted from the store (a fresh token), then renewed from it.
+                Op::Refresh { c: 0, bg: false },
+                Op::Refresh { c: 0, bg: false },
+                Op::Get { c: 0, bg: false },
+                Op::Refresh { c: 1, bg: false },
+                Op::Get { c: 1, bg: false },
+                Op::Get { c: 2, bg: false },
+            ],
+        );
+    }
 }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authcore::grant::{ClientCredentials, RefreshToken};
 use authcore::{
-    Client, Error, FileStore, MemoryStore, Options, RedisStore, SignOut, StoreKey, StoreLock,
-    StoredToken, Token, TokenStore,
+    Client, Dpop, DpopAlgorithm, DpopKey, Error, FileStore, MemoryStore, Options, RedisStore,
+    SignOut, StoreKey, StoreLock, StoredToken, Token, TokenStore,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,10 @@ pub struct WorkerConfig {
     pub store: StoreSpec,
     /// Each client's `Options::timeout`, in milliseconds.
     pub timeout_ms: u64,
+    /// DPoP: each client holds a key of its own, and users' clients are public clients
+    /// (no secret: the provider binds their refresh tokens to the key).
+    #[serde(default)]
+    pub dpop: bool,
 }
 
 /// An operation, sent by the controller.
@@ -280,12 +284,33 @@ fn kind_and_message(e: &Error) -> Outcome {
 
 impl Worker {
     fn options(&self, label: &str) -> Options {
-        Options::default()
+        let options = Options::default()
             .timeout(Duration::from_millis(self.config.timeout_ms))
             .failure_backoff(Duration::from_millis(200), Duration::from_secs(1))
             .expiry_margin(Duration::from_secs(1))
             .token_request_header("x-journal-label", label)
-            .store(self.store.clone())
+            .store(self.store.clone());
+        if !self.config.dpop {
+            return options;
+        }
+        // A key of the client's own, ES256 and EdDSA in turn (RS256 keys take too long
+        // to make for a case's budget).
+        let algorithm = if label.bytes().last().is_some_and(|b| b % 2 == 0) {
+            DpopAlgorithm::Es256
+        } else {
+            DpopAlgorithm::EdDsa
+        };
+        let key = DpopKey::generate(algorithm).expect("a DPoP key");
+        options.dpop(Dpop::new(key))
+    }
+
+    /// The client secret users' clients present: none (public clients) with DPoP.
+    fn user_secret(&self) -> &'static str {
+        if self.config.dpop {
+            ""
+        } else {
+            "dev-secret"
+        }
     }
 
     /// Options for client `label`, with the reentrant hook when asked: it calls the
@@ -385,8 +410,9 @@ impl Worker {
             } => {
                 // Whose tokens these are, in the store: the user (a refresh-token client
                 // with a store must say, unless its first token's ID token does).
-                let grant = RefreshToken::new(token_url, "dev-client", "dev-secret", refresh_token)
-                    .revocation_url(revocation_url);
+                let grant =
+                    RefreshToken::new(token_url, "dev-client", self.user_secret(), refresh_token)
+                        .revocation_url(revocation_url);
                 let options = self.hooked_options(&label, reentrant, &slot, &log);
                 made(label.clone(), Client::new(grant, options.store_key(user)))
             }
