@@ -139,7 +139,7 @@ fn requests() {
     );
     for ((name, _), rate) in clients.iter().zip(&rates).skip(1) {
         line += &format!(
-            ", DPoP {name} {rate:.0} req/s ({:.1} µs, +{:.1} µs)",
+            ", DPoP {name} {rate:.0} req/s ({:.1} µs, {:+.1} µs)",
             1e6 / rate,
             1e6 / rate - 1e6 / bearer
         );
