@@ -202,6 +202,8 @@ mod dpop_proofs {
             "[a-zA-Z][a-zA-Z0-9-]{0,10}(\\.[a-zA-Z]{2,5}){0,2}",
             prop_oneof![
                 Just(String::new()),
+                Just(":443".to_owned()),
+                Just(":80".to_owned()),
                 (1u16..65535).prop_map(|p| format!(":{p}"))
             ],
             proptest::collection::vec("[a-zA-Z0-9._~%-]{0,8}", 0..4),
