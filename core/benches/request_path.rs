@@ -26,8 +26,10 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: dhat::Alloc = dhat::Alloc;
 
-const TOKEN: &str = r#"{"access_token":"at-bench-0123456789abcdef","token_type":"Bearer","expires_in":86400}"#;
-const DPOP_TOKEN: &str = r#"{"access_token":"at-bench-0123456789abcdef","token_type":"DPoP","expires_in":86400}"#;
+const TOKEN: &str =
+    r#"{"access_token":"at-bench-0123456789abcdef","token_type":"Bearer","expires_in":86400}"#;
+const DPOP_TOKEN: &str =
+    r#"{"access_token":"at-bench-0123456789abcdef","token_type":"DPoP","expires_in":86400}"#;
 
 fn server() {
     let server = tiny_http::Server::http("127.0.0.1:0").expect("bind");
@@ -38,10 +40,7 @@ fn server() {
         let mut body = Vec::new();
         let _ = request.as_reader().read_to_end(&mut body);
         let answer = if request.url() == "/token" {
-            let dpop = request
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("dpop"));
+            let dpop = request.headers().iter().any(|h| h.field.equiv("dpop"));
             if dpop {
                 DPOP_TOKEN
             } else {
@@ -67,7 +66,10 @@ fn measure(role: &str, n: u64, allocs: bool, mut f: impl FnMut()) {
         }
         return;
     }
-    let profiler = dhat::Profiler::builder().testing().trim_backtraces(Some(1)).build();
+    let profiler = dhat::Profiler::builder()
+        .testing()
+        .trim_backtraces(Some(1))
+        .build();
     let before = dhat::HeapStats::get();
     for _ in 0..n {
         f();
@@ -83,7 +85,10 @@ fn measure(role: &str, n: u64, allocs: bool, mut f: impl FnMut()) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let role = args.first().map(String::as_str).unwrap_or("");
     if role == "server" {
         return server();
