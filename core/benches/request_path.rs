@@ -18,7 +18,6 @@
 //! that and prints the table kept in `core/BENCHMARKS.md`.
 
 use std::hint::black_box;
-use std::io::Read;
 use std::time::Duration;
 
 // Pass-through unless a profiler runs: the allocation-counting runs start one, the

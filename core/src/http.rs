@@ -652,8 +652,13 @@ impl Http {
         };
         let (parts, body) = result?.into_parts();
         let status = parts.status.as_u16();
-        if let Some(nonce) = dpop_nonce(&parts.headers) {
-            self.nonces.remember(url, &nonce);
+        // A DPoP server's nonce, for the next proofs to this origin (a client that makes
+        // no proofs has no use for one).
+        let proofs = token.dpop_key().is_some() || self.options.dpop.is_some();
+        if proofs {
+            if let Some(nonce) = dpop_nonce(&parts.headers) {
+                self.nonces.remember(url, &nonce);
+            }
         }
         let body = read_body_of(body, status, self.options.max_body_bytes)?;
         Ok(Response {
@@ -673,9 +678,10 @@ impl Http {
         request: http::Request<S>,
         remaining: Duration,
     ) -> std::result::Result<http::Response<ureq::Body>, ureq::Error> {
-        let loopback = request.uri().host().is_some_and(is_loopback_host);
+        // Only with a proxy is the host looked at (a loopback host bypasses it).
+        let bypass_proxy =
+            self.proxy.is_some() && request.uri().host().is_some_and(is_loopback_host);
         let agent = self.agent();
-        let bypass_proxy = loopback && self.proxy.is_some();
         // The agent's own limit (the whole timeout less a sliver) already ends the
         // request within `remaining` whenever `remaining` is at least that, as on every
         // first attempt: no per-request configuration (a copy of the agent's) is made.
