@@ -63,6 +63,17 @@ pub(crate) struct TokenRequest<'a> {
     /// Secret values sent other than as a secret parameter (a Basic client secret):
     /// removed from any error text, as are the values of [`SECRET_PARAMS`].
     pub redact: Vec<Secret>,
+    /// How to sign a new `client_assertion` (`private_key_jwt`) for each attempt after
+    /// the first: an assertion is single use (RFC 7523 §3), and a server that saw one
+    /// refuses it again, as it would after a DPoP nonce or a transient failure.
+    pub assertion: Option<Assertion<'a>>,
+}
+
+/// What signs a fresh client assertion: the key, the client id and the audience.
+pub(crate) struct Assertion<'a> {
+    pub key: &'a crate::grant::PrivateKey,
+    pub client_id: &'a str,
+    pub audience: &'a str,
 }
 
 /// Token request parameters whose values are credentials.
@@ -395,9 +406,22 @@ impl Http {
         // code was not spent, and sending it again with the nonce is not a second use.
         let mut nonce_retried = false;
         let mut attempt = 0;
+        let mut first = true;
         loop {
             let Some(remaining) = deadline.remaining() else {
                 return Err(Deadline::expired("the token request"));
+            };
+            let assertion = match (&req.assertion, first) {
+                (Some(a), false) => Some(a.key.assertion(a.client_id, a.audience)?),
+                _ => None,
+            };
+            first = false;
+            let redacted = |e: Error| {
+                let e = req.redacted(e);
+                match &assertion {
+                    Some(a) => e.redact_values(&[a.expose_secret()]),
+                    None => e,
+                }
             };
             let proof = match &dpop {
                 Some(key) => {
@@ -409,7 +433,7 @@ impl Http {
             event!(debug, "token.requested", grant = req.grant, host = host.as_str(), attempt = attempt + 1;
                 "token request: grant {}, {host}, attempt {}", req.grant, attempt + 1);
             let sent_at = Instant::now();
-            let outcome = self.token_attempt(req, remaining, proof.as_ref());
+            let outcome = self.token_attempt(req, remaining, proof.as_ref(), assertion.as_ref());
             if let Ok(Raw {
                 dpop_nonce: Some(nonce),
                 ..
@@ -459,17 +483,13 @@ impl Http {
                         }
                         Err(e) => {
                             let unusable = e.kind() == ErrorKind::InvalidResponse;
-                            (
-                                req.redacted(e),
-                                unusable && req.replay == Replay::Safe,
-                                None,
-                            )
+                            (redacted(e), unusable && req.replay == Replay::Safe, None)
                         }
                     }
                 }
                 Ok(raw) => {
                     let error =
-                        req.redacted(error::from_response(raw.status, raw.retry_after, &raw.body));
+                        redacted(error::from_response(raw.status, raw.retry_after, &raw.body));
                     let wants_nonce = dpop.is_some()
                         && raw.dpop_nonce.is_some()
                         && error.oauth().is_some_and(|o| o.error == "use_dpop_nonce");
@@ -530,8 +550,9 @@ impl Http {
         req: &TokenRequest<'_>,
         remaining: Duration,
         proof: Option<&Secret>,
+        assertion: Option<&Secret>,
     ) -> std::result::Result<Raw, (Error, bool)> {
-        let (content_type, body) = encode(req);
+        let (content_type, body) = encode(req, assertion);
         let mut builder = http::Request::post(req.url)
             .header("content-type", content_type)
             .header("accept", "application/json");
@@ -576,7 +597,7 @@ impl Http {
             return Err(Deadline::expired("the request"));
         };
         let raw = self
-            .token_attempt(req, remaining, None)
+            .token_attempt(req, remaining, None, None)
             .map_err(|(e, _)| e)?;
         Ok(Response {
             status: raw.status,
@@ -898,19 +919,28 @@ fn build_agent(
     )
 }
 
-fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {
+/// The request's body; `assertion` replaces the `client_assertion` parameter (a fresh
+/// one for a later attempt).
+fn encode(req: &TokenRequest<'_>, assertion: Option<&Secret>) -> (&'static str, Zeroizing<String>) {
+    let params = || {
+        req.params.iter().map(|(k, v)| {
+            let v = match assertion {
+                Some(a) if *k == "client_assertion" => a,
+                _ => v,
+            };
+            (*k, v.expose_secret())
+        })
+    };
     // Sized up front so that no reallocation leaves an unwiped copy behind.
-    let capacity = req
-        .params
-        .iter()
-        .map(|(k, v)| 3 * (k.len() + v.expose_secret().len()) + 8)
+    let capacity = params()
+        .map(|(k, v)| 3 * (k.len() + v.len()) + 8)
         .sum::<usize>()
         + 2;
     match req.format {
         BodyFormat::Form => {
             let mut s = url::form_urlencoded::Serializer::new(String::with_capacity(capacity));
-            for (k, v) in &req.params {
-                s.append_pair(k, v.expose_secret());
+            for (k, v) in params() {
+                s.append_pair(k, v);
             }
             (
                 "application/x-www-form-urlencoded",
@@ -919,11 +949,7 @@ fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {
         }
         BodyFormat::Json => {
             // Borrowed values: the secrets are not copied into a JSON value first.
-            let map: std::collections::BTreeMap<&str, &str> = req
-                .params
-                .iter()
-                .map(|(k, v)| (*k, v.expose_secret()))
-                .collect();
+            let map: std::collections::BTreeMap<&str, &str> = params().collect();
             let mut buf = Zeroizing::new(Vec::with_capacity(2 * capacity));
             serde_json::to_writer(&mut *buf, &map).expect("a map of strings serialises");
             let body =

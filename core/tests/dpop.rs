@@ -529,3 +529,77 @@ fn options_debug_shows_the_thumbprint_not_the_key() {
     let text = format!("{options:?}");
     assert!(text.contains(&thumb) && !text.contains(&d), "{text}");
 }
+
+#[test]
+fn a_resent_token_request_carries_a_new_client_assertion() {
+    // private_key_jwt: an assertion is single use, so the proof-only retry after a DPoP
+    // nonce (and a retry after a transient failure) signs a new one.
+    let mut server = mockito::Server::new();
+    let bodies: Seen = Arc::default();
+    let b = Arc::clone(&bodies);
+    // Sees every request once, matches none: the bodies in order.
+    let _recorder = server
+        .mock("POST", "/token")
+        .match_request(move |r| {
+            b.lock()
+                .unwrap()
+                .push(r.utf8_lossy_body().unwrap().into_owned());
+            false
+        })
+        .create();
+    // Then, of the mocks that match, the first still expecting a request answers:
+    // a DPoP nonce refusal, a 503, then the token.
+    let refuse = server
+        .mock("POST", "/token")
+        .match_request(|r| nonce_of(&proof_of(r).unwrap_or_default()).as_deref() != Some("n1"))
+        .with_status(400)
+        .with_header("dpop-nonce", "n1")
+        .with_body(r#"{"error":"use_dpop_nonce"}"#)
+        .expect(1)
+        .create();
+    let unavailable = server
+        .mock("POST", "/token")
+        .with_status(503)
+        .expect(1)
+        .create();
+    let accept = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-one-1a2b3c4d5e", None))
+        .expect(1)
+        .create();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let private =
+        authcore::grant::PrivateKey::from_pem(key.serialize_pem().as_bytes(), None).unwrap();
+    let grant = ClientCredentials::new(format!("{}/token", server.url()), "jwt-client", "")
+        .private_key(private);
+    let client = Client::new(grant, opts().dpop(Dpop::generate().unwrap())).unwrap();
+    client.token().unwrap();
+    refuse.assert();
+    unavailable.assert();
+    accept.assert();
+    let assertions: Vec<String> = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            url::form_urlencoded::parse(b.as_bytes())
+                .find(|(k, _)| k == "client_assertion")
+                .map(|(_, v)| v.into_owned())
+                .expect("an assertion")
+        })
+        .collect();
+    assert_eq!(assertions.len(), 3);
+    let jti = |a: &str| {
+        let claims = a.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap();
+        serde_json::from_slice::<Value>(&claims).unwrap()["jti"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let distinct: std::collections::HashSet<_> = assertions.iter().map(|a| jti(a)).collect();
+    assert_eq!(distinct.len(), 3, "an assertion was sent twice");
+}
