@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::challenge::Challenge;
 use crate::clock::Deadline;
-use crate::dpop::{DpopKey, Nonces};
+use crate::dpop::{DpopKey, Nonces, Server};
 use crate::error::{self, Error, ErrorKind, Result};
 use crate::events::{self, event};
 use crate::fork::Stamp;
@@ -285,6 +285,21 @@ impl Http {
         self.options.dpop.as_ref().is_none_or(|d| d.allows_bearer())
     }
 
+    /// Runs `fetch` with token requests signed by `key` (a stored session's): kept as
+    /// the session's key if it succeeds, the previous one back if it fails.
+    pub(crate) fn with_dpop_key(
+        &self,
+        key: &Arc<DpopKey>,
+        fetch: impl FnOnce() -> Result<Token>,
+    ) -> Result<Token> {
+        let previous = self.dpop_session.swap(Some(Arc::clone(key)));
+        let outcome = fetch();
+        if outcome.is_err() {
+            self.dpop_session.store(previous);
+        }
+        outcome
+    }
+
     /// The DPoP nonces servers gave.
     pub(crate) fn nonces(&self) -> &Nonces {
         &self.nonces
@@ -301,7 +316,7 @@ impl Http {
     ) -> Result<Option<Secret>> {
         match token.dpop_key() {
             Some(key) => {
-                let nonce = self.nonces.get(url);
+                let nonce = self.nonces.get(Server::Resource, url);
                 key.proof(
                     method,
                     url,
@@ -425,7 +440,7 @@ impl Http {
             };
             let proof = match &dpop {
                 Some(key) => {
-                    let nonce = self.nonces.get(req.url);
+                    let nonce = self.nonces.get(Server::Authorization, req.url);
                     Some(key.proof("POST", req.url, None, nonce.as_deref())?)
                 }
                 None => None,
@@ -439,7 +454,7 @@ impl Http {
                 ..
             }) = &outcome
             {
-                self.nonces.remember(req.url, nonce);
+                self.nonces.remember(Server::Authorization, req.url, nonce);
             }
             let (error, retry, server_delay) = match outcome {
                 Ok(raw) if (200..300).contains(&raw.status) => {
@@ -645,9 +660,14 @@ impl Http {
         let Some(remaining) = deadline.remaining() else {
             return Err(Deadline::expired("the request"));
         };
+        let proof = self.dpop_proof(method, url, token)?;
         let mut builder = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
-            if !k.eq_ignore_ascii_case("authorization") {
+            // The client's own credentials replace the caller's (one proof per request:
+            // RFC 9449 §4.3 refuses two).
+            let replaced = k.eq_ignore_ascii_case("authorization")
+                || (proof.is_some() && k.eq_ignore_ascii_case("dpop"));
+            if !replaced {
                 builder = builder.header(*k, *v);
             }
         }
@@ -655,7 +675,7 @@ impl Http {
             http::header::AUTHORIZATION,
             token.authorization_header().expose_secret(),
         );
-        if let Some(proof) = self.dpop_proof(method, url, token)? {
+        if let Some(proof) = &proof {
             builder = builder.header(DPOP, proof.expose_secret());
         }
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
@@ -678,7 +698,7 @@ impl Http {
         let proofs = token.dpop_key().is_some() || self.options.dpop.is_some();
         if proofs {
             if let Some(nonce) = dpop_nonce(&parts.headers) {
-                self.nonces.remember(url, &nonce);
+                self.nonces.remember(Server::Resource, url, &nonce);
             }
         }
         let body = read_body_of(body, status, self.options.max_body_bytes)?;
