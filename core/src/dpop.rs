@@ -181,7 +181,17 @@ impl DpopKey {
         }
         let material = match (text("kty"), text("crv")) {
             ("EC", "P-256") => {
-                let key = p256::SecretKey::from_jwk_str(&value)
+                // The EC parser knows only these members; a JWK's others (`kid`, `use`,
+                // `alg`, ...) say nothing about the key and are left out, as for the
+                // other key types.
+                let members: Map<String, Value> = ["kty", "crv", "x", "y", "d"]
+                    .into_iter()
+                    .filter_map(|m| map.get(m).map(|v| (m.to_owned(), v.clone())))
+                    .collect();
+                let mut members = Value::Object(members);
+                let text = Zeroizing::new(members.to_string());
+                wipe_value(&mut members);
+                let key = p256::SecretKey::from_jwk_str(&text)
                     .map_err(|_| bad_key("not a valid P-256 JWK"))?;
                 Material::Es256(key.into())
             }
@@ -598,6 +608,23 @@ mod tests {
                 .proof("POST", "https://as.example/token", None, None)
                 .unwrap();
             verify(&key, proof.expose_secret());
+        }
+    }
+
+    #[test]
+    fn a_jwk_with_kid_use_and_alg_members_is_read_for_every_key_type() {
+        for alg in [
+            DpopAlgorithm::Es256,
+            DpopAlgorithm::EdDsa,
+            DpopAlgorithm::Rs256,
+        ] {
+            let key = DpopKey::generate(alg).unwrap();
+            let mut jwk: Value = serde_json::from_str(key.to_jwk().expose_secret()).unwrap();
+            jwk["kid"] = json!("key-1");
+            jwk["use"] = json!("sig");
+            jwk["alg"] = json!(alg.name());
+            let again = DpopKey::from_jwk(&jwk.to_string()).unwrap();
+            assert_eq!(again.thumbprint(), key.thumbprint(), "{alg:?}");
         }
     }
 
