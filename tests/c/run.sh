@@ -4,7 +4,7 @@
 #   2. the header compiles as C11 (-Wall -Wextra -Wpedantic -Werror) and as C++;
 #   3. `ffi-c/install.sh` installs it and the README's C example builds with pkg-config
 #      and runs against the development provider;
-#   4. the C tests (API, 32 threads, the shared scenarios) pass under AddressSanitizer +
+#   4. the C tests (API, 32 threads, DPoP, the shared scenarios) pass under AddressSanitizer +
 #      UBSan and under valgrind with leak checking.
 # Needs: cbindgen (pinned), gcc/g++, pkg-config, valgrind, libcjson-dev.
 # `bash tests/c/run.sh bench` runs the C benchmark instead of the tests.
@@ -153,12 +153,12 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
     ./example-static > /dev/null
 )
 
-TESTS=(test_api test_events test_threads test_fork test_store test_oidc scenarios)
+TESTS=(test_api test_events test_threads test_fork test_store test_dpop test_oidc scenarios)
 # test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
 # allocator locks fork-safe, so a child forked while another thread is inside malloc can
 # hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
 # builds).
-ASAN_TESTS=(test_api test_events test_threads test_store test_oidc scenarios)
+ASAN_TESTS=(test_api test_events test_threads test_store test_dpop test_oidc scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"
