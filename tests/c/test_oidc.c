@@ -190,7 +190,7 @@ static int submit(cookie_jar *jar, char *url, size_t url_len, const char *stop_a
     const char *form_end = strstr(form, "</form>");
     if (form_end == NULL) form_end = form + strlen(form);
     const char *tag_end = strchr(form, '>');
-    char action[2048] = "", target[4096];
+    char action[4096] = "", target[4096];
     if (tag_end == NULL || !attribute(form, tag_end, "action", action, sizeof action)) {
         snprintf(action, sizeof action, "%s", url);
     }
