@@ -286,7 +286,7 @@ impl Client {
             None => self.token_until(deadline)?,
         };
         let response = send(&token)?;
-        if !self.renewal_helps_for(response.status, &response.challenges()) {
+        if response.status != 401 || !self.renewal_helps_for(401, &response.challenges()) {
             return Ok(response);
         }
         let rejection = self.inner.cache.reject(&token);
@@ -299,7 +299,7 @@ impl Client {
         let token = self.token_until(deadline)?;
         self.inner.http.counters().retry_after_401();
         let response = send(&token)?;
-        if self.renewal_helps_for(response.status, &response.challenges()) {
+        if response.status == 401 && self.renewal_helps_for(401, &response.challenges()) {
             // Counted, so that the next call does not renew again before the backoff.
             self.inner.cache.reject(&token);
         }

@@ -207,6 +207,10 @@ pub struct Http {
     dpop_session: arc_swap::ArcSwapOption<DpopKey>,
     /// The DPoP nonces servers gave (shared with the options' clones).
     nonces: Arc<Nonces>,
+    /// `http://authority/` of the last plain-HTTP URL found allowed, as written: a URL
+    /// that starts with it has that very scheme and authority (an authority ends at the
+    /// first `/`), so the same verdict, without parsing it again.
+    allowed_http: arc_swap::ArcSwapOption<String>,
 }
 
 impl Http {
@@ -239,6 +243,7 @@ impl Http {
             counters: Arc::default(),
             dpop_session: arc_swap::ArcSwapOption::empty(),
             nonces,
+            allowed_http: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -347,7 +352,25 @@ impl Http {
         if https {
             return Ok(());
         }
-        check_url(url, self.options.danger_allow_insecure_http).map(|_| ())
+        if let Some(prefix) = &*self.allowed_http.load() {
+            if url.starts_with(prefix.as_str()) {
+                return Ok(());
+            }
+        }
+        check_url(url, self.options.danger_allow_insecure_http)?;
+        // Remembered only when the authority as written is plain (no user information,
+        // no escapes, no backslash that a parser might read as a slash).
+        if let Some(end) = url.get(7..).and_then(|rest| rest.find('/')) {
+            let prefix = &url[..7 + end + 1];
+            let plain = prefix.starts_with("http://")
+                && !prefix[7..prefix.len() - 1].bytes().any(|b| {
+                    matches!(b, b'@' | b'\\' | b'%' | b'?' | b'#') || b.is_ascii_whitespace()
+                });
+            if plain {
+                self.allowed_http.store(Some(Arc::new(prefix.to_owned())));
+            }
+        }
+        Ok(())
     }
 
     /// Sends a token request with bounded, jittered retries within `deadline`, and
@@ -520,7 +543,7 @@ impl Http {
             builder = builder.header(k.as_str(), v.as_str());
         }
         if let Some(proof) = proof {
-            builder = builder.header("dpop", proof.expose_secret());
+            builder = builder.header(DPOP, proof.expose_secret());
         }
         let request = builder.body(body.as_bytes()).map_err(|_| {
             (
@@ -608,11 +631,11 @@ impl Http {
             }
         }
         builder = builder.header(
-            "authorization",
+            http::header::AUTHORIZATION,
             token.authorization_header().expose_secret(),
         );
         if let Some(proof) = self.dpop_proof(method, url, token)? {
-            builder = builder.header("dpop", proof.expose_secret());
+            builder = builder.header(DPOP, proof.expose_secret());
         }
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
         let transport = |e| self.transport_error(e, url);
@@ -627,16 +650,20 @@ impl Http {
                 .map_err(bad)
                 .and_then(|r| self.run(r, remaining).map_err(transport))
         };
-        let response = result?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        if let Some(nonce) = dpop_nonce(&headers) {
-            self.nonces.remember(url, &nonce);
+        let (parts, body) = result?.into_parts();
+        let status = parts.status.as_u16();
+        // A DPoP server's nonce, for the next proofs to this origin (a client that makes
+        // no proofs has no use for one).
+        let proofs = token.dpop_key().is_some() || self.options.dpop.is_some();
+        if proofs {
+            if let Some(nonce) = dpop_nonce(&parts.headers) {
+                self.nonces.remember(url, &nonce);
+            }
         }
-        let body = read_body(response, self.options.max_body_bytes)?;
+        let body = read_body_of(body, status, self.options.max_body_bytes)?;
         Ok(Response {
             status,
-            headers,
+            headers: parts.headers,
             body,
             sent_token: Some(Arc::clone(token)),
         })
@@ -651,9 +678,10 @@ impl Http {
         request: http::Request<S>,
         remaining: Duration,
     ) -> std::result::Result<http::Response<ureq::Body>, ureq::Error> {
-        let loopback = request.uri().host().is_some_and(is_loopback_host);
+        // Only with a proxy is the host looked at (a loopback host bypasses it).
+        let bypass_proxy =
+            self.proxy.is_some() && request.uri().host().is_some_and(is_loopback_host);
         let agent = self.agent();
-        let bypass_proxy = loopback && self.proxy.is_some();
         // The agent's own limit (the whole timeout less a sliver) already ends the
         // request within `remaining` whenever `remaining` is at least that, as on every
         // first attempt: no per-request configuration (a copy of the agent's) is made.
@@ -929,11 +957,14 @@ fn backoff_delay(attempt: u32) -> Duration {
     ceiling.mul_f64(crate::random::unit_f64())
 }
 
-fn read_body(mut response: http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>> {
+fn read_body(response: http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>> {
     let status = response.status().as_u16();
-    response
-        .body_mut()
-        .with_config()
+    read_body_of(response.into_body(), status, limit)
+}
+
+/// The body of a response with `status`, at most `limit` bytes.
+fn read_body_of(mut body: ureq::Body, status: u16, limit: u64) -> Result<Vec<u8>> {
+    body.with_config()
         .limit(limit)
         .read_to_vec()
         .map_err(|e| match e {
@@ -964,10 +995,15 @@ pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     parse("retry-after").or_else(|| parse("x-ratelimit-retry-after"))
 }
 
+/// The `DPoP` request header (RFC 9449 §4.1).
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header (RFC 9449 §8.1).
+const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
 /// The `DPoP-Nonce` header's value, if it is text.
 fn dpop_nonce(headers: &http::HeaderMap) -> Option<String> {
     headers
-        .get("dpop-nonce")
+        .get(DPOP_NONCE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
@@ -1177,6 +1213,33 @@ mod tests {
         assert!(check_url("http://api.vibe.co/oauth2/token", true).is_ok());
         assert!(check_url("ftp://x/", true).is_err());
         assert!(check_url("not a url", false).is_err());
+    }
+
+    #[test]
+    fn a_remembered_plain_http_origin_admits_only_urls_of_that_very_authority() {
+        let http = Http::new(Arc::new(Options::default())).unwrap();
+        let refused = |url: &str| {
+            let e = http.check_url(url).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{url}");
+        };
+        http.check_url("http://127.0.0.1:8080/api").unwrap();
+        assert!(http.allowed_http.load().is_some());
+        http.check_url("http://127.0.0.1:8080/other?x=1").unwrap();
+        for url in [
+            "http://127.0.0.1:8080@evil.example/x",
+            "http://127.0.0.1:8080.evil.example/x",
+            "http://127.0.0.1:8080\\@evil.example/x",
+            "http://evil.example/x",
+        ] {
+            refused(url);
+        }
+        // An authority with user information is checked every time, never remembered.
+        http.check_url("http://u@127.0.0.1:9/x").unwrap();
+        assert_eq!(
+            http.allowed_http.load().as_deref().map(String::as_str),
+            Some("http://127.0.0.1:8080/")
+        );
+        refused("http://u@evil.example:9/x");
     }
 
     #[test]

@@ -479,14 +479,42 @@ fn a_stored_dpop_session_whose_key_is_lost_needs_a_new_sign_in_said_clearly() {
     let first = client(DpopKey::generate(DpopAlgorithm::Es256).unwrap());
     first.token().unwrap();
     let second = client(DpopKey::generate(DpopAlgorithm::Es256).unwrap());
-    // The adopted token cannot be sent without its key.
+    // The stored token cannot be sent without its key, nor renewed with another one.
     let e = err(second.get(&format!("{}/api", server.url())));
     assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
     assert!(e.to_string().contains("key"), "{e}");
-    // Nor can its refresh token be used: no request is sent with another key.
+    assert!(e.to_string().contains("sign in again"), "{e}");
+    // Nor can its refresh token be used: no request is sent with another key (the
+    // unreadable session was ended in the store: it is of no use to anyone).
     let e = err(second.refresh());
     assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
-    assert!(e.to_string().contains("sign in again"), "{e}");
+    m.assert();
+}
+
+#[test]
+fn a_client_credentials_session_whose_stored_key_is_lost_just_gets_a_new_token() {
+    let mut server = mockito::Server::new();
+    let m = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-one-1a2b3c4d5e", None))
+        .expect(2)
+        .create();
+    let url = format!("{}/token", server.url());
+    let store = Arc::new(LosingKeys(MemoryStore::new()));
+    let client = || {
+        Client::new(
+            ClientCredentials::new(&url, "id", "cs+/=:secret-9f8e7d"),
+            opts().store(store.clone()).dpop(Dpop::generate().unwrap()),
+        )
+        .unwrap()
+    };
+    client().token().unwrap();
+    let second = client();
+    let token = second.token().unwrap();
+    assert_eq!(
+        token.dpop_key().unwrap().thumbprint(),
+        second.dpop_key().unwrap().thumbprint()
+    );
     m.assert();
 }
 

@@ -522,7 +522,11 @@ impl Tier {
             && renewal
                 .replacing
                 .is_some_and(|r| r.access_token() == token.access_token());
-        (token.fresh_now() && !replaced).then_some(token)
+        // A DPoP-bound token whose key cannot be read is of no use to anyone: renewed
+        // instead (with the grant's own credential; a refresh token bound to the lost key
+        // ends in a new sign-in).
+        let key_lost = record.dpop_key.is_some() && token.dpop_key().is_none();
+        (token.fresh_now() && !replaced && !key_lost).then_some(token)
     }
 
     fn adopt(&self, store: &dyn TokenStore, record: &StoredToken) {
