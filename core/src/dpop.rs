@@ -191,8 +191,21 @@ impl DpopKey {
         }
         let material = match (text("kty"), text("crv")) {
             ("EC", "P-256") => {
-                let key = p256::SecretKey::from_jwk_str(jwk)
-                    .map_err(|_| bad_key("not a valid P-256 JWK"))?;
+                // From the raw members (a JWK's others — `kid`, `use`, `alg` — say
+                // nothing about the key): the scalar, and the point it must make.
+                let d = b64_field(map, "d")?;
+                let key = p256::SecretKey::from_slice(d.as_slice())
+                    .map_err(|_| bad_key("the P-256 JWK's \"d\" is not a valid scalar"))?;
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let point = key.public_key().to_encoded_point(false);
+                let (x, y) = (b64_field(map, "x")?, b64_field(map, "y")?);
+                if point.x().map(|c| c.as_slice()) != Some(x.as_slice())
+                    || point.y().map(|c| c.as_slice()) != Some(y.as_slice())
+                {
+                    return Err(bad_key(
+                        "the P-256 JWK's \"x\" and \"y\" do not match \"d\"",
+                    ));
+                }
                 Material::Es256(key.into())
             }
             ("OKP", "Ed25519") => {
@@ -667,6 +680,23 @@ mod tests {
         let pem = weak.to_pkcs8_pem(Default::default()).unwrap();
         let e = DpopKey::from_pem(&pem).unwrap_err();
         assert!(e.to_string().contains("1024 bits"), "{e}");
+    }
+
+    #[test]
+    fn a_jwk_with_kid_use_and_alg_members_is_read_for_every_key_type() {
+        for alg in [
+            DpopAlgorithm::Es256,
+            DpopAlgorithm::EdDsa,
+            DpopAlgorithm::Rs256,
+        ] {
+            let key = DpopKey::generate(alg).unwrap();
+            let mut jwk: Value = serde_json::from_str(key.to_jwk().expose_secret()).unwrap();
+            jwk["kid"] = json!("key-1");
+            jwk["use"] = json!("sig");
+            jwk["alg"] = json!(alg.name());
+            let again = DpopKey::from_jwk(&jwk.to_string()).unwrap();
+            assert_eq!(again.thumbprint(), key.thumbprint(), "{alg:?}");
+        }
     }
 
     #[test]
