@@ -17,7 +17,7 @@ for l in sys.stdin:
 fifo=$(mktemp -u); mkfifo "$fifo"
 "$bin" --bench server >"$fifo" &
 server=$!
-trap 'kill $server 2>/dev/null; rm -f "$fifo"' EXIT
+trap 'kill $server 2>/dev/null; rm -f "$fifo"; [ -n "${cdir:-}" ] && rm -rf "$cdir"' EXIT
 read -r port <"$fifo"
 N1=${N1:-2000}; N2=${N2:-12000}
 irefs() { # role count -> instructions of the whole run
@@ -29,7 +29,19 @@ for role in plain authcore dpop; do
   a=$(irefs "$role" "$N1"); b=$(irefs "$role" "$N2")
   per[$role]=$(( (b - a) / (N2 - N1) ))
 done
-echo "instructions per request (cachegrind, ($N2 - $N1) requests): plain ureq ${per[plain]}, authcore ${per[authcore]} (+$(( per[authcore] - per[plain] )), $(python3 -c "print(f'{(${per[authcore]}/${per[plain]}-1)*100:+.1f} %')")), authcore with DPoP ${per[dpop]} (+$(( per[dpop] - per[plain] )))"
+# The C face: the same calls through libauthcore, installed as users get it.
+cdir=$(mktemp -d)
+bash ffi-c/install.sh "$cdir/prefix" >/dev/null
+cbin=$cdir/request_path_c
+gcc -O2 -I "$cdir/prefix/include" core/benches/c/request_path.c -o "$cbin" \
+  -L "$cdir/prefix/lib" -lauthcore -Wl,-rpath,"$cdir/prefix/lib"
+cirefs() {
+  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$cbin" "$port" "$1" 2>&1 \
+    | sed -n 's/.*I *refs: *//p' | tr -d ','
+}
+a=$(cirefs "$N1"); b=$(cirefs "$N2")
+per[c]=$(( (b - a) / (N2 - N1) ))
+echo "instructions per request (cachegrind, ($N2 - $N1) requests): plain ureq ${per[plain]}, authcore ${per[authcore]} (+$(( per[authcore] - per[plain] )), $(python3 -c "print(f'{(${per[authcore]}/${per[plain]}-1)*100:+.1f} %')")), through C ${per[c]} (+$(( per[c] - per[authcore] )) over Client::get), authcore with DPoP ${per[dpop]} (+$(( per[dpop] - per[plain] )))"
 for role in plain authcore dpop; do
   "$bin" --bench "$role" "$port" 20000 allocs
 done
