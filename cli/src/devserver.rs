@@ -39,6 +39,34 @@
 //! §4.14); in Vibe mode (`{"vibe": true}` in the config) client credentials are
 //! accepted only through Basic auth, and the API wants `X-Vibe-Revision` and answers
 //! errors in Vibe's `{"error": {…}}` envelope.
+//!
+//! DPoP (RFC 9449), with `{"dpop": true}` in the config: a token request (any grant, any
+//! dialect) with a valid `DPoP` proof gets `token_type: DPoP` and an access token bound
+//! to the proof key's thumbprint (`cnf.jkt`); a refresh token is bound too when it is
+//! refreshed without a secret (a public client — accepted in DPoP mode only, `client_id`
+//! in the body, for the code grant with PKCE, the device grant and refresh — or
+//! api.video's `/auth/refresh`), and is then taken only with a proof by that key (none:
+//! `invalid_dpop_proof`; another key: `invalid_grant`; neither uses it). Proofs are
+//! verified here, on their own (`dpop` submodule, with `jsonwebtoken`): one `DPoP`
+//! header, `typ` `dpop+jwt`, `alg` ES256, EdDSA or RS256, a public `jwk` (no private
+//! members) that verifies the signature, a string `jti` not seen before, `htm` the
+//! method, `htu` the URL as the provider sees it (scheme, `Host`, path; compared after
+//! RFC 3986 normalisation; a query or fragment in `htu` is refused), `iat` within 60 s;
+//! on `/api/...` (`Authorization: DPoP <token>`) also `ath` and the token's key. A bad
+//! proof: `400 invalid_dpop_proof` at the token endpoints, `401` with
+//! `WWW-Authenticate: DPoP error="invalid_dpop_proof"` at the API; a bound token as
+//! `Bearer`, or an unbound one as `DPoP`: `401 DPoP error="invalid_token"`. Without
+//! `dpop`, a `DPoP` header at a token endpoint is ignored. More switches: `dpop_required`
+//! (token requests without a proof refused), `dpop_bearer_only` (proofs verified,
+//! tokens Bearer: a downgrade), `dpop_as_nonce` / `dpop_rs_nonce` (the token endpoints
+//! / the API demand their own nonce: `use_dpop_nonce` with a `DPoP-Nonce` header, at
+//! the token endpoints before anything else of the request is used; every answer
+//! carries the current nonce), `dpop_nonce_rotate_every` (a nonce is replaced after
+//! that many proofs accepted with it). `POST /_control/dpop_rotate` replaces both nonces
+//! now (answering them); `GET /_control/token?tag=TAG` describes a token as
+//! introspection would (`active`, `token_type`, `cnf.jkt`, `scope`, `sub`, `family`);
+//! the API's answers name the key of a bound token in `cnf.jkt`, and the journal's
+//! token events the key the tokens issued are bound to (`jkt`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -54,6 +82,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+mod dpop;
+
+use dpop::{Dpop, Origin, Proof, Refusal};
 
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Longest token lifetime the provider issues (ten years).
@@ -116,6 +148,35 @@ pub struct Counters {
     pub device_authorizations: u64,
     /// Token requests answered with an injected fault (status or malformed body).
     pub faults_injected: u64,
+    /// DPoP proofs accepted (token and resource requests).
+    #[serde(default)]
+    pub dpop_proofs_accepted: u64,
+    /// DPoP proofs refused as invalid: header, key, signature, claims, `ath`, or a key
+    /// other than the one the access token is bound to (replays and nonce challenges
+    /// are counted apart).
+    #[serde(default)]
+    pub dpop_proofs_rejected: u64,
+    /// DPoP proofs refused because their `jti` was seen before.
+    #[serde(default)]
+    pub dpop_replays_rejected: u64,
+    /// Requests refused for want of a DPoP proof: a token request with `dpop_required`,
+    /// a resource request with the `DPoP` scheme and no proof.
+    #[serde(default)]
+    pub dpop_proofs_missing: u64,
+    /// Token requests answered `use_dpop_nonce` (authorization-server nonce).
+    #[serde(default)]
+    pub dpop_as_nonce_challenges: u64,
+    /// Resource requests answered `use_dpop_nonce` (resource-server nonce).
+    #[serde(default)]
+    pub dpop_rs_nonce_challenges: u64,
+    /// Refresh requests refused because the refresh token is bound to a DPoP key and
+    /// the request had no proof by that key.
+    #[serde(default)]
+    pub dpop_refresh_binding_refused: u64,
+    /// Access tokens issued bound to a DPoP key (`token_type: DPoP`); also counted in
+    /// `tokens_issued`.
+    #[serde(default)]
+    pub dpop_tokens_issued: u64,
 }
 
 /// Switches that change how the provider behaves (`POST /_control/config`).
@@ -138,6 +199,28 @@ pub struct Behaviour {
     /// Whether the metadata advertises the revocation endpoint (false: a provider
     /// without one, as many are).
     pub revocation_endpoint: bool,
+    /// DPoP mode (RFC 9449): a token request with a valid `DPoP` proof gets a
+    /// `token_type: DPoP` access token bound to the proof's key (and, for a client that
+    /// refreshes without a secret, a refresh token bound to it too); one without a proof
+    /// gets a Bearer token. Public clients (`client_id` in the body, no secret) are
+    /// accepted for the code (with PKCE), device and refresh grants.
+    pub dpop: bool,
+    /// With `dpop`: token requests without a proof are refused (`invalid_dpop_proof`).
+    pub dpop_required: bool,
+    /// With `dpop`: proofs are verified but the tokens are Bearer and unbound (a server
+    /// that ignores DPoP, for clients' downgrade checks).
+    pub dpop_bearer_only: bool,
+    /// With `dpop`: token requests need the authorization server's current nonce
+    /// (`400 use_dpop_nonce` with a `DPoP-Nonce` header otherwise, before anything else
+    /// of the request is used); every token answer carries the current nonce.
+    pub dpop_as_nonce: bool,
+    /// With `dpop`: DPoP resource requests need the resource server's current nonce (a
+    /// different one; `401 use_dpop_nonce` otherwise); every resource answer carries it.
+    pub dpop_rs_nonce: bool,
+    /// With `dpop`: each demanded nonce is replaced by a fresh one after this many proofs
+    /// accepted with it (0: never). The answer to the last of them still carries the old
+    /// one; the next request with it is challenged.
+    pub dpop_nonce_rotate_every: u32,
 }
 
 impl Default for Behaviour {
@@ -150,6 +233,12 @@ impl Default for Behaviour {
             device_slow_down_polls: 0,
             device_deny: false,
             revocation_endpoint: true,
+            dpop: false,
+            dpop_required: false,
+            dpop_bearer_only: false,
+            dpop_as_nonce: false,
+            dpop_rs_nonce: false,
+            dpop_nonce_rotate_every: 0,
         }
     }
 }
@@ -172,6 +261,14 @@ impl Behaviour {
                 "device_pending_polls must be at most 100, device_slow_down_polls at most that"
                     .into(),
             );
+        }
+        let dpop_options = self.dpop_required
+            || self.dpop_bearer_only
+            || self.dpop_as_nonce
+            || self.dpop_rs_nonce
+            || self.dpop_nonce_rotate_every > 0;
+        if dpop_options && !self.dpop {
+            return Err("dpop_required, dpop_bearer_only, dpop_as_nonce, dpop_rs_nonce and dpop_nonce_rotate_every need dpop: true".into());
         }
         Ok(())
     }
@@ -228,6 +325,8 @@ struct Issued {
     family: u64,
     /// Whose token it is (a user, or the client itself), if anyone's.
     sub: Option<String>,
+    /// The thumbprint of the DPoP key it is bound to, if it is a DPoP token.
+    jkt: Option<String>,
 }
 
 struct Refresh {
@@ -237,6 +336,9 @@ struct Refresh {
     /// Every token descended from one grant shares its family (RFC 9700 §4.14).
     family: u64,
     sub: Option<String>,
+    /// The thumbprint of the DPoP key it is bound to: only a request with a proof by
+    /// that key may use it (RFC 9449 §5).
+    jkt: Option<String>,
 }
 
 struct Code {
@@ -333,6 +435,14 @@ pub enum ResourceOutcome {
     Forbidden,
     /// 400: something else was wrong with the request (Vibe's revision header).
     BadRequest,
+    /// 401 `invalid_dpop_proof`: no DPoP proof, an invalid or replayed one, or one by a
+    /// key other than the token's.
+    ProofRefused,
+    /// 401 `use_dpop_nonce`: the proof lacked the resource server's current nonce.
+    NonceRequired,
+    /// 401 `invalid_token`: a DPoP-bound token presented as `Bearer`, or an unbound one
+    /// as `DPoP`.
+    SchemeMismatch,
 }
 
 /// The journal's events. Tokens appear as [`tag`]s only.
@@ -374,6 +484,9 @@ pub enum Event {
         sub: Option<String>,
         /// Whether the outcome was injected (a fault, a malformed body, a refusal).
         injected: bool,
+        /// The thumbprint of the DPoP key the access token issued is bound to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jkt: Option<String>,
     },
     /// A request to the protected resource.
     Resource {
@@ -457,6 +570,17 @@ struct TokenNote {
     reuse: bool,
     /// An injected refusal.
     injected: bool,
+    /// The thumbprint of the key of the request's accepted DPoP proof.
+    proof_jkt: Option<String>,
+    /// Whether the tokens issued are bound to that key (DPoP mode, not Bearer-only).
+    bind: bool,
+    /// Whether the client refreshes without a secret (a public client, api.video): its
+    /// refresh tokens are bound too.
+    public_client: bool,
+    /// The refresh token taken was bound: so is its successor.
+    bound_refresh: bool,
+    /// The key the access token issued is bound to.
+    bound_jkt: Option<String>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -481,6 +605,7 @@ struct State {
     journal_dropped: u64,
     requests: u64,
     note: TokenNote,
+    dpop: Dpop,
 }
 
 impl State {
@@ -651,6 +776,14 @@ impl DevServer {
         revoke_tag(&mut self.shared.state.lock(), tag)
     }
 
+    /// Replaces both DPoP nonces (the authorization server's and the resource server's)
+    /// by fresh ones now, as `POST /_control/dpop_rotate` does.
+    pub fn rotate_dpop_nonces(&self) {
+        let mut st = self.shared.state.lock();
+        st.dpop.rotate(Origin::As);
+        st.dpop.rotate(Origin::Rs);
+    }
+
     /// Forgets all tokens, counters, faults, behaviour changes and the journal.
     pub fn reset(&self) {
         *self.shared.state.lock() = State::default();
@@ -753,6 +886,13 @@ async fn serve(
                     .map(str::to_owned)
             };
             let head = Head {
+                host: header("host"),
+                dpop: parts
+                    .headers
+                    .get_all("dpop")
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or_default().to_owned())
+                    .collect(),
                 authorization: header("authorization"),
                 content_type: header("content-type"),
                 vibe_revision: header("x-vibe-revision"),
@@ -796,6 +936,10 @@ async fn serve(
 
 /// What the router needs from a request's head.
 struct Head {
+    /// The `Host` header: with the scheme and path, the URL a DPoP proof must name.
+    host: Option<String>,
+    /// Every `DPoP` header value (one is allowed).
+    dpop: Vec<String>,
     authorization: Option<String>,
     content_type: Option<String>,
     vibe_revision: Option<String>,
@@ -897,6 +1041,39 @@ fn revoke_tag(st: &mut State, wanted: &str) -> Option<(&'static str, u64)> {
     Some((kind, family))
 }
 
+/// What the provider knows of the access or refresh token with this [`tag`], in the
+/// manner of token introspection (RFC 7662, with RFC 9449 §6.2's `cnf.jkt` for a
+/// DPoP-bound token); tokens themselves never appear.
+fn token_info(st: &State, wanted: &str) -> Option<Value> {
+    let (mut info, jkt) = if let Some(t) = st.access.iter().find(|(t, _)| tag(t) == wanted) {
+        let t = t.1;
+        let active = !t.revoked && t.expires > Instant::now();
+        let info = json!({
+            "kind": "access_token",
+            "active": active,
+            "token_type": if t.jkt.is_some() { "DPoP" } else { "Bearer" },
+            "scope": t.scope,
+            "sub": t.sub,
+            "family": t.family,
+        });
+        (info, t.jkt.clone())
+    } else {
+        let r = st.refresh.iter().find(|(t, _)| tag(t) == wanted)?.1;
+        let info = json!({
+            "kind": "refresh_token",
+            "active": !r.revoked && !r.used,
+            "scope": r.scope,
+            "sub": r.sub,
+            "family": r.family,
+        });
+        (info, r.jkt.clone())
+    };
+    if let Some(jkt) = jkt {
+        info["cnf"] = json!({ "jkt": jkt });
+    }
+    Some(info)
+}
+
 /// Starts a new family for `sub`, journals it, and returns the token response.
 fn session(
     shared: &Shared,
@@ -994,6 +1171,15 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
     let label = head.label.as_deref();
     let json = "application/json";
     let form = "application/x-www-form-urlencoded";
+    // Checked on its own here, before the state is locked (a signature costs time).
+    let proof = match path {
+        "/auth/api-key" | "/auth/refresh" | "/oauth/token" | "/oauth2/token" => {
+            proof_of(shared, method, path, head)
+        }
+        p if p == "/api" || p.starts_with("/api/") => proof_of(shared, method, path, head),
+        _ => None,
+    };
+    let proof = proof.as_ref();
     match (method, path) {
         ("POST", "/auth/api-key" | "/auth/refresh") if !head.content_type_is(json) => {
             unsupported_media(Dialect::ApiVideo, json)
@@ -1010,6 +1196,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 dialect: Dialect::ApiVideo,
                 label,
                 presented: None,
+                proof,
             };
             token_endpoint(shared, &call, |st| api_video_key(shared, st, body))
         }
@@ -1020,6 +1207,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 dialect: Dialect::ApiVideo,
                 label,
                 presented: params.get("refreshToken").map(String::as_str),
+                proof,
             };
             token_endpoint(shared, &call, |st| api_video_refresh(shared, st, body))
         }
@@ -1049,6 +1237,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 dialect: Dialect::OAuth,
                 label,
                 presented: presented_refresh_token(&params),
+                proof,
             };
             token_endpoint(shared, &call, |st| oauth_token(shared, st, &params, None))
         }
@@ -1061,6 +1250,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 dialect: Dialect::OAuth,
                 label,
                 presented: presented_refresh_token(&params),
+                proof,
             };
             token_endpoint(shared, &call, |st| {
                 if st.behaviour.vibe && authorization.is_none() {
@@ -1081,8 +1271,172 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 oauth_error(403, "forbidden", "control is for loopback callers only")
             }
         }
-        (_, p) if p == "/api" || p.starts_with("/api/") => resource(shared, p, query, head),
+        (_, p) if p == "/api" || p.starts_with("/api/") => resource(shared, p, query, head, proof),
         _ => Reply::json(404, json!({"title": "Not Found", "status": 404})),
+    }
+}
+
+/// The request's DPoP proof checked on its own (`None`: it has no `DPoP` header), for
+/// the URL as the provider sees it: its scheme, the `Host` header, the path.
+fn proof_of(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    head: &Head,
+) -> Option<Result<Proof, String>> {
+    if head.dpop.is_empty() {
+        return None;
+    }
+    let (scheme, authority) = shared
+        .issuer
+        .split_once("://")
+        .unwrap_or(("http", shared.issuer.as_str()));
+    let host = head.host.as_deref().unwrap_or(authority);
+    let now = i64::try_from(unix_us() / 1_000_000).unwrap_or(i64::MAX);
+    Some(dpop::check(
+        &head.dpop,
+        method,
+        &format!("{scheme}://{host}{path}"),
+        now,
+    ))
+}
+
+/// Why a proof was not accepted.
+enum ProofVerdict {
+    /// Invalid, replayed, or not for this token: `invalid_dpop_proof`, with why.
+    Invalid(String),
+    /// Without the nonce demanded: `use_dpop_nonce`.
+    Nonce,
+}
+
+/// A proof checked against the provider's state, and counted: good on its own; with
+/// `expect` (resource requests), its `ath` that of the token and its key the one the
+/// token is bound to (if it is); the current nonce, if one is demanded; no replay.
+/// Returns the thumbprint of its key.
+fn admit(
+    st: &mut State,
+    proof: &Result<Proof, String>,
+    origin: Origin,
+    expect: Option<(&str, Option<&str>)>,
+) -> Result<String, ProofVerdict> {
+    let invalid = |st: &mut State, why: &str| {
+        st.counters.dpop_proofs_rejected += 1;
+        Err(ProofVerdict::Invalid(why.to_owned()))
+    };
+    let proof = match proof {
+        Ok(proof) => proof,
+        Err(why) => return invalid(st, why),
+    };
+    if let Some((ath, bound)) = expect {
+        match proof.ath.as_deref() {
+            None => return invalid(st, "the proof has no ath"),
+            Some(a) if a != ath => {
+                return invalid(st, "the proof's ath is not the hash of this access token")
+            }
+            Some(_) => {}
+        }
+        if bound.is_some_and(|jkt| jkt != proof.jkt) {
+            return invalid(
+                st,
+                "the proof's key is not the one the access token is bound to",
+            );
+        }
+    }
+    let b = &st.behaviour;
+    let demand = b.dpop
+        && match origin {
+            Origin::As => b.dpop_as_nonce,
+            Origin::Rs => b.dpop_rs_nonce,
+        };
+    let every = b.dpop_nonce_rotate_every;
+    match st.dpop.admit(proof, origin, demand, every, Instant::now()) {
+        Ok(()) => {
+            st.counters.dpop_proofs_accepted += 1;
+            Ok(proof.jkt.clone())
+        }
+        Err(Refusal::Nonce) => {
+            match origin {
+                Origin::As => st.counters.dpop_as_nonce_challenges += 1,
+                Origin::Rs => st.counters.dpop_rs_nonce_challenges += 1,
+            }
+            Err(ProofVerdict::Nonce)
+        }
+        Err(Refusal::Replay) => {
+            st.counters.dpop_replays_rejected += 1;
+            Err(ProofVerdict::Invalid(
+                "the proof was used before (its jti is not new)".into(),
+            ))
+        }
+        Err(Refusal::Full) => invalid(st, "too many recent proofs to remember: try again shortly"),
+    }
+}
+
+/// DPoP at a token endpoint (RFC 9449 §5), before anything else of the request is
+/// used: with `dpop`, a proof is checked (its nonce too, if demanded) and its key noted
+/// for the tokens to be issued; a request without one gets Bearer tokens, or a refusal
+/// with `dpop_required`. Without `dpop`, a `DPoP` header is ignored, as a provider
+/// without DPoP would.
+fn token_dpop(st: &mut State, call: &TokenCall<'_>) -> Result<(), Reply> {
+    let b = &st.behaviour;
+    if !b.dpop {
+        return Ok(());
+    }
+    let (required, bearer_only) = (b.dpop_required, b.dpop_bearer_only);
+    let Some(proof) = call.proof else {
+        if required {
+            st.counters.dpop_proofs_missing += 1;
+            return Err(oauth_error(
+                400,
+                "invalid_dpop_proof",
+                "a DPoP proof is required",
+            ));
+        }
+        return Ok(());
+    };
+    match admit(st, proof, Origin::As, None) {
+        Ok(jkt) => {
+            st.note.proof_jkt = Some(jkt);
+            st.note.bind = !bearer_only;
+            Ok(())
+        }
+        Err(ProofVerdict::Nonce) => Err(oauth_error(
+            400,
+            "use_dpop_nonce",
+            "Authorization server requires nonce in DPoP proof (see the DPoP-Nonce header)",
+        )),
+        Err(ProofVerdict::Invalid(why)) => Err(oauth_error(400, "invalid_dpop_proof", &why)),
+    }
+}
+
+/// DPoP at the resource (RFC 9449 §7), for a request with the `DPoP` scheme: one proof,
+/// for this method and URL, with the token's `ath`, by the key the token is bound to,
+/// with the resource server's current nonce if one is demanded.
+fn resource_dpop(
+    st: &mut State,
+    token: &str,
+    proof: Option<&Result<Proof, String>>,
+    dpop_challenge: &dyn Fn(&str, &str) -> Reply,
+) -> Result<(), (Reply, ResourceOutcome)> {
+    let Some(proof) = proof else {
+        st.counters.dpop_proofs_missing += 1;
+        let reply = dpop_challenge("invalid_dpop_proof", "a DPoP proof is required");
+        return Err((reply, ResourceOutcome::ProofRefused));
+    };
+    let bound = st.access.get(token).and_then(|t| t.jkt.clone());
+    let ath = dpop::ath(token);
+    match admit(st, proof, Origin::Rs, Some((&ath, bound.as_deref()))) {
+        Ok(_) => Ok(()),
+        Err(ProofVerdict::Nonce) => {
+            let reply = dpop_challenge(
+                "use_dpop_nonce",
+                "Resource server requires nonce in DPoP proof (see the DPoP-Nonce header)",
+            );
+            Err((reply, ResourceOutcome::NonceRequired))
+        }
+        Err(ProofVerdict::Invalid(why)) => Err((
+            dpop_challenge("invalid_dpop_proof", &why),
+            ResourceOutcome::ProofRefused,
+        )),
     }
 }
 
@@ -1109,6 +1463,8 @@ struct TokenCall<'a> {
     label: Option<&'a str>,
     /// The refresh token presented, if any.
     presented: Option<&'a str>,
+    /// The request's DPoP proof, checked on its own, if it has one.
+    proof: Option<&'a Result<Proof, String>>,
 }
 
 /// Counting, latency, fault injection and the journal, shared by every token endpoint.
@@ -1144,7 +1500,10 @@ fn token_endpoint(
     }
     let mut st = shared.state.lock();
     st.note = TokenNote::default();
-    let (reply, outcome) = answer(&mut st, call, grant);
+    let (mut reply, outcome) = answer(&mut st, call, grant);
+    if st.behaviour.dpop && st.behaviour.dpop_as_nonce && outcome.is_none() {
+        reply = reply.header("dpop-nonce", st.dpop.nonce(Origin::As).to_owned());
+    }
     let note = std::mem::take(&mut st.note);
     let error = serde_json::from_str::<Value>(&reply.body)
         .ok()
@@ -1174,6 +1533,7 @@ fn token_endpoint(
         family: note.family,
         sub: note.sub,
         injected: note.injected || matches!(outcome, TokenOutcome::Fault | TokenOutcome::Malformed),
+        jkt: note.bound_jkt,
     };
     st.record(call.label, unix_us(), event);
     reply
@@ -1272,6 +1632,9 @@ fn answer(
         };
         return (reply, Some(TokenOutcome::Malformed));
     }
+    if let Err(reply) = token_dpop(st, call) {
+        return (reply, None);
+    }
     (grant(st), None)
 }
 
@@ -1305,6 +1668,12 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
     let lifetime = st.behaviour.lifetime_secs;
     let scope = what.scope;
     let sub = what.sub.map(str::to_owned);
+    // DPoP: the access token bound to the proof's key; the refresh token too when it
+    // will be refreshed without a secret, or its predecessor was bound (RFC 9449 §5).
+    let jkt = st.note.proof_jkt.clone().filter(|_| st.note.bind);
+    let refresh_jkt = jkt
+        .clone()
+        .filter(|_| st.note.public_client || st.note.bound_refresh);
     st.access.insert(
         access.clone(),
         Issued {
@@ -1313,13 +1682,20 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
             scope: scope.to_owned(),
             family,
             sub: sub.clone(),
+            jkt: jkt.clone(),
         },
     );
     st.counters.tokens_issued += 1;
+    if jkt.is_some() {
+        st.counters.dpop_tokens_issued += 1;
+    }
     st.note.access = Some(tag(&access));
     st.note.family = Some(family);
     st.note.sub.clone_from(&sub);
-    let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": access});
+    let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+    st.note.bound_jkt = jkt;
+    let mut body =
+        json!({"token_type": token_type, "expires_in": lifetime, "access_token": access});
     if what.with_refresh {
         let refresh = random_token("dev-rt-", serial);
         st.refresh.insert(
@@ -1330,6 +1706,7 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
                 scope: scope.to_owned(),
                 family,
                 sub: sub.clone(),
+                jkt: refresh_jkt,
             },
         );
         st.note.refresh = Some(tag(&refresh));
@@ -1404,6 +1781,8 @@ fn json_params(body: &[u8]) -> HashMap<String, String> {
 
 fn api_video_key(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
+    // Its refresh endpoint takes no client authentication: a DPoP refresh token is bound.
+    st.note.public_client = true;
     match params.get("apiKey") {
         Some(k) if *k == shared.creds.api_key => Reply::json(
             200,
@@ -1433,23 +1812,55 @@ struct Taken {
     sub: Option<String>,
 }
 
+/// Why a refresh token was not taken.
+enum NotTaken {
+    /// Unknown, revoked or used: the dialect's own refusal.
+    Invalid,
+    /// Bound to a DPoP key, and the request had no proof by it: this answer.
+    Dpop(Reply),
+}
+
 /// Takes a refresh token: valid once, then rotated away. Presenting a used one again
-/// revokes its whole family.
-fn take_refresh(st: &mut State, token: Option<&String>) -> Option<Taken> {
-    let entry = st.refresh.get_mut(token?)?;
+/// revokes its whole family. A DPoP-bound one is taken only with a proof by its key;
+/// without one it is refused and left as it was (neither used nor its family revoked:
+/// whoever presented it may not hold it).
+fn take_refresh(st: &mut State, token: Option<&String>) -> Result<Taken, NotTaken> {
+    let Some(entry) = token.and_then(|t| st.refresh.get_mut(t)) else {
+        return Err(NotTaken::Invalid);
+    };
     st.note.family = Some(entry.family);
     st.note.sub.clone_from(&entry.sub);
     if entry.revoked {
-        return None;
+        return Err(NotTaken::Invalid);
+    }
+    if let Some(bound) = &entry.jkt {
+        let refusal = match st.note.proof_jkt.as_deref() {
+            None => Some(oauth_error(
+                400,
+                "invalid_dpop_proof",
+                "the refresh token is bound to a DPoP key: a proof by that key is required",
+            )),
+            Some(jkt) if jkt != bound => Some(oauth_error(
+                400,
+                "invalid_grant",
+                "the refresh token is bound to another DPoP key",
+            )),
+            Some(_) => None,
+        };
+        if let Some(reply) = refusal {
+            st.counters.dpop_refresh_binding_refused += 1;
+            return Err(NotTaken::Dpop(reply));
+        }
     }
     if entry.used {
         let family = entry.family;
         st.note.reuse = true;
         revoke_family(st, family);
-        return None;
+        return Err(NotTaken::Invalid);
     }
     entry.used = true;
-    Some(Taken {
+    st.note.bound_refresh = entry.jkt.is_some();
+    Ok(Taken {
         scope: entry.scope.clone(),
         family: entry.family,
         sub: entry.sub.clone(),
@@ -1472,9 +1883,11 @@ fn issue_after(shared: &Shared, st: &mut State, taken: &Taken) -> Value {
 
 fn api_video_refresh(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
+    st.note.public_client = true;
     match take_refresh(st, params.get("refreshToken")) {
-        Some(taken) => Reply::json(200, issue_after(shared, st, &taken)),
-        None => problem(
+        Ok(taken) => Reply::json(200, issue_after(shared, st, &taken)),
+        Err(NotTaken::Dpop(reply)) => reply,
+        Err(NotTaken::Invalid) => problem(
             400,
             "authentication-invalid-refresh-token",
             "The refresh token is invalid.",
@@ -1513,7 +1926,10 @@ fn device_authorization(
     params: &HashMap<String, String>,
     authorization: Option<&str>,
 ) -> Reply {
-    if !client_authenticated(shared, params, authorization) {
+    let dpop = shared.state.lock().behaviour.dpop;
+    if !client_authenticated(shared, params, authorization)
+        && !public_client(shared, dpop, params, authorization)
+    {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
     let mut st = shared.state.lock();
@@ -1614,7 +2030,10 @@ fn revocation(
     authorization: Option<&str>,
     label: Option<&str>,
 ) -> Reply {
-    if !client_authenticated(shared, params, authorization) {
+    let dpop = shared.state.lock().behaviour.dpop;
+    if !client_authenticated(shared, params, authorization)
+        && !public_client(shared, dpop, params, authorization)
+    {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
     let Some(token) = params.get("token") else {
@@ -1704,6 +2123,19 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
     }
 }
 
+/// A public client (RFC 6749 §2.1), accepted in DPoP mode only: its id in the body,
+/// and no secret anywhere.
+fn public_client(
+    shared: &Shared,
+    dpop: bool,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> bool {
+    dpop && authorization.is_none()
+        && params.get("client_id") == Some(&shared.creds.client_id)
+        && !params.contains_key("client_secret")
+}
+
 /// Client authentication: Basic (form-encoded per RFC 6749 §2.3.1, or raw) or body.
 fn client_authenticated(
     shared: &Shared,
@@ -1736,11 +2168,20 @@ fn oauth_token(
     params: &HashMap<String, String>,
     authorization: Option<&str>,
 ) -> Reply {
-    if !client_authenticated(shared, params, authorization) {
+    let grant = params.get("grant_type").map(String::as_str);
+    let public = !client_authenticated(shared, params, authorization);
+    let public_allowed = matches!(
+        grant,
+        Some(
+            "authorization_code" | "refresh_token" | "urn:ietf:params:oauth:grant-type:device_code"
+        )
+    ) && public_client(shared, st.behaviour.dpop, params, authorization);
+    if public && !public_allowed {
         return oauth_error(401, "invalid_client", "Client authentication failed.")
             .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
     }
-    match params.get("grant_type").map(String::as_str) {
+    st.note.public_client = public;
+    match grant {
         Some("client_credentials") => {
             let requested = params.get("scope").cloned().unwrap_or_default();
             let unknown = requested
@@ -1786,6 +2227,9 @@ fn oauth_token(
                     "redirect_uri does not match the authorization request.",
                 );
             }
+            if public && code.challenge.is_none() {
+                return oauth_error(400, "invalid_grant", "A public client must use PKCE.");
+            }
             if let Some(challenge) = &code.challenge {
                 let verifier = params.get("code_verifier").cloned().unwrap_or_default();
                 let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -1808,8 +2252,9 @@ fn oauth_token(
         }
         Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(shared, st, params),
         Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
-            Some(taken) => Reply::json(200, issue_after(shared, st, &taken)),
-            None => oauth_error(
+            Ok(taken) => Reply::json(200, issue_after(shared, st, &taken)),
+            Err(NotTaken::Dpop(reply)) => reply,
+            Err(NotTaken::Invalid) => oauth_error(
                 400,
                 "invalid_grant",
                 "The refresh token is invalid, expired or was already used.",
@@ -1823,7 +2268,13 @@ fn oauth_token(
     }
 }
 
-fn resource(shared: &Shared, path: &str, query: &str, head: &Head) -> Reply {
+fn resource(
+    shared: &Shared,
+    path: &str,
+    query: &str,
+    head: &Head,
+    proof: Option<&Result<Proof, String>>,
+) -> Reply {
     let vibe = shared.state.lock().behaviour.vibe;
     // Vibe's API answers errors in its own envelope.
     let error = |status: u16, kind: &str, title: &str| {
@@ -1842,11 +2293,26 @@ fn resource(shared: &Shared, path: &str, query: &str, head: &Head) -> Reply {
             format!(r#"Bearer realm="authcore-devserver", error="{error_code}", error_description="{description}""#),
         )
     };
-    let token = head
-        .authorization
-        .as_deref()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let dpop_challenge = |error_code: &str, description: &str| {
+        let description = description.replace(['"', '\\'], "'");
+        error(401, error_code, &description).header(
+            "www-authenticate",
+            format!(
+                r#"DPoP error="{error_code}", error_description="{description}", algs="{}""#,
+                dpop::ALGS
+            ),
+        )
+    };
+    let authorization = head.authorization.as_deref().unwrap_or("");
+    let (dpop_scheme, token) = match authorization.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("DPoP") => (true, token),
+        _ => (false, authorization.strip_prefix("Bearer ").unwrap_or("")),
+    };
+    let presented = Presented {
+        token,
+        dpop_scheme,
+        proof,
+    };
     let mut st = shared.state.lock();
     let (sub, family) = st
         .access
@@ -1854,11 +2320,26 @@ fn resource(shared: &Shared, path: &str, query: &str, head: &Head) -> Reply {
         .map_or((None, None), |t| (t.sub.clone(), Some(t.family)));
     let (reply, outcome) = match path {
         "/api/redirect" => redirect(query),
-        _ => resource_verdict(shared, &mut st, path, head, token, vibe, &error, &challenge),
+        _ => resource_verdict(
+            shared,
+            &mut st,
+            path,
+            head,
+            &presented,
+            vibe,
+            &error,
+            &challenge,
+            &dpop_challenge,
+        ),
     };
     let reply = match &sub {
         Some(sub) => reply.header("x-sub", sub.clone()),
         None => reply,
+    };
+    let reply = if st.behaviour.dpop && st.behaviour.dpop_rs_nonce {
+        reply.header("dpop-nonce", st.dpop.nonce(Origin::Rs).to_owned())
+    } else {
+        reply
     };
     let event = Event::Resource {
         path: path.to_owned(),
@@ -1899,6 +2380,16 @@ fn redirect(query: &str) -> (Reply, ResourceOutcome) {
     (reply, ResourceOutcome::Redirected)
 }
 
+/// The token of a resource request, as presented.
+struct Presented<'a> {
+    /// The token (empty: none).
+    token: &'a str,
+    /// Presented with the `DPoP` scheme rather than `Bearer`.
+    dpop_scheme: bool,
+    /// The request's DPoP proof, checked on its own, if it has one.
+    proof: Option<&'a Result<Proof, String>>,
+}
+
 /// The answer to a resource request, and its verdict for the journal.
 #[allow(clippy::too_many_arguments)]
 fn resource_verdict(
@@ -1906,11 +2397,13 @@ fn resource_verdict(
     st: &mut State,
     path: &str,
     head: &Head,
-    token: &str,
+    presented: &Presented<'_>,
     vibe: bool,
     error: &dyn Fn(u16, &str, &str) -> Reply,
     challenge: &dyn Fn(&str, &str) -> Reply,
+    dpop_challenge: &dyn Fn(&str, &str) -> Reply,
 ) -> (Reply, ResourceOutcome) {
+    let (token, dpop_scheme) = (presented.token, presented.dpop_scheme);
     if vibe && head.vibe_revision.is_none() {
         let reply = error(
             400,
@@ -1924,7 +2417,25 @@ fn resource_verdict(
         let reply = challenge("invalid_token", "This API refuses every token");
         return (reply, ResourceOutcome::Rejected);
     }
+    if dpop_scheme {
+        if let Err(refused) = resource_dpop(st, token, presented.proof, dpop_challenge) {
+            return refused;
+        }
+    }
+    let invalid_token = |description: &str| {
+        if dpop_scheme {
+            dpop_challenge("invalid_token", description)
+        } else {
+            challenge("invalid_token", description)
+        }
+    };
+    let not_bound = "The access token is not DPoP-bound: present it as Bearer";
     if token == shared.creds.personal_access_token {
+        if dpop_scheme {
+            st.counters.resource_rejected_invalid += 1;
+            let reply = dpop_challenge("invalid_token", not_bound);
+            return (reply, ResourceOutcome::SchemeMismatch);
+        }
         st.counters.resource_accepted += 1;
         let reply = Reply::json(200, json!({"ok": true, "path": path, "scope": "personal"}));
         return (reply, ResourceOutcome::Accepted);
@@ -1935,39 +2446,58 @@ fn resource_verdict(
             t.expires <= Instant::now(),
             t.scope.clone(),
             t.sub.clone(),
+            t.jkt.clone(),
         )
     });
     match verdict {
         None => {
             st.counters.resource_rejected_invalid += 1;
-            let reply = challenge("invalid_token", "The access token is unknown or revoked");
+            let reply = invalid_token("The access token is unknown or revoked");
             (reply, ResourceOutcome::Unknown)
         }
-        Some((true, _, _, _)) => {
+        Some((true, ..)) => {
             st.counters.resource_rejected_invalid += 1;
-            let reply = challenge("invalid_token", "The access token is unknown or revoked");
+            let reply = invalid_token("The access token is unknown or revoked");
             (reply, ResourceOutcome::Revoked)
         }
-        Some((false, true, _, _)) => {
+        Some((false, true, ..)) => {
             st.counters.resource_rejected_expired += 1;
-            let reply = challenge("invalid_token", "The access token expired");
+            let reply = invalid_token("The access token expired");
             (reply, ResourceOutcome::Expired)
         }
-        Some((false, false, scope, sub)) => {
+        Some((false, false, _, _, jkt)) if jkt.is_some() != dpop_scheme => {
+            st.counters.resource_rejected_invalid += 1;
+            let reply = if dpop_scheme {
+                dpop_challenge("invalid_token", not_bound)
+            } else {
+                dpop_challenge(
+                    "invalid_token",
+                    "The access token is DPoP-bound: present it with the DPoP scheme and a proof",
+                )
+            };
+            (reply, ResourceOutcome::SchemeMismatch)
+        }
+        Some((false, false, scope, sub, jkt)) => {
             if path.starts_with("/api/admin") && !scope.split_whitespace().any(|s| s == "admin") {
                 let reply = Reply::json(
                     403,
                     json!({"error": {"type": "insufficient_scope", "title": "Forbidden", "status": 403, "detail": {"required": "admin"}}}),
                 )
-                .header("www-authenticate", r#"Bearer error="insufficient_scope", scope="admin""#);
+                .header(
+                    "www-authenticate",
+                    format!(
+                        r#"{} error="insufficient_scope", scope="admin""#,
+                        if dpop_scheme { "DPoP" } else { "Bearer" }
+                    ),
+                );
                 return (reply, ResourceOutcome::Forbidden);
             }
             st.counters.resource_accepted += 1;
-            let reply = Reply::json(
-                200,
-                json!({"ok": true, "path": path, "scope": scope, "sub": sub}),
-            );
-            (reply, ResourceOutcome::Accepted)
+            let mut body = json!({"ok": true, "path": path, "scope": scope, "sub": sub});
+            if let Some(jkt) = jkt {
+                body["cnf"] = json!({ "jkt": jkt });
+            }
+            (Reply::json(200, body), ResourceOutcome::Accepted)
         }
     }
 }
@@ -2098,6 +2628,23 @@ fn control(
             }
             Err(e) => bad(e),
         },
+        ("POST", "/_control/dpop_rotate") => {
+            st.dpop.rotate(Origin::As);
+            st.dpop.rotate(Origin::Rs);
+            Reply::json(
+                200,
+                json!({"as_nonce": st.dpop.nonce(Origin::As), "rs_nonce": st.dpop.nonce(Origin::Rs)}),
+            )
+        }
+        ("GET", "/_control/token") => {
+            let wanted = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "tag")
+                .map(|(_, v)| v.into_owned());
+            match wanted.and_then(|wanted| token_info(&st, &wanted)) {
+                Some(info) => Reply::json(200, info),
+                None => Reply::json(404, json!({"title": "no such token", "status": 404})),
+            }
+        }
         ("POST", "/_control/reset") => {
             *st = State::default();
             Reply::json(200, json!({"ok": true}))
