@@ -111,7 +111,7 @@ class _Sent:
     with, and which resends it has had: each kind at most once (a nonce once more after
     a renewal, as ``Client.request`` does), so at most four sends in all."""
 
-    __slots__ = ("origin", "header", "dpop", "signed", "nonce_retried", "proof_resent", "renewed")
+    __slots__ = ("origin", "header", "dpop", "signed", "nonce_retried", "proof_resent", "renewed", "read")
 
     def __init__(self, request: Any, headers: Dict[str, str]) -> None:
         # The origin the headers were attached for; a 401 from elsewhere is not ours.
@@ -123,6 +123,22 @@ class _Sent:
         self.nonce_retried = False
         self.proof_resent = False
         self.renewed = False
+        # The answers whose nonce was read (httpx hands over a redirect's answers only
+        # as the history of the last one).
+        self.read: set[int] = set()
+
+    def remember_nonces(self, client: Client, responses: Any) -> None:
+        """Remembers the DPoP nonce of each answer not read yet (the redirects httpx
+        followed on the way to the answer the flow is given), oldest first."""
+        if not self.dpop:
+            return
+        for response in responses:
+            if id(response) in self.read:
+                continue
+            self.read.add(id(response))
+            nonce = response.headers.get("DPoP-Nonce")
+            if nonce is not None:
+                client.dpop_nonce_retry(str(response.request.url), response.status_code, None, nonce)
 
     def signed_again(self, request: Any, headers: Dict[str, str]) -> None:
         """``request`` is sent once more with these new headers."""
@@ -171,8 +187,9 @@ class RequestsAuth(_RequestsBase):
     there (see the module's documentation). One renewal and resend per request at most.
 
     With a DPoP-bound token each request carries a proof for its own method and URL;
-    a server's nonce request is answered with one resend (replayable bodies only); a
-    redirect's next request goes without the proof, which named the first.
+    a server's nonce request is answered with one resend more (replayable bodies only);
+    a redirect's next request goes without the proof, which named the first, and is
+    sent once more with its own if the server refuses it.
     """
 
     def __init__(self, client: Client) -> None:
@@ -268,6 +285,8 @@ class HttpxAuth(_HttpxBase):
         request is the one the response answers, the last of a redirect chain, which a
         new proof must name. httpx hands the flow the last response of a chain; its
         ``request`` is the last hop's."""
+        sent.remember_nonces(self.client, response.history)
+        sent.read.add(id(response))
         target = response.request if sent.dpop else request
         if sent.resend(self.client, response.request, response, isinstance(target.stream, _HttpxBytes)):
             return target
