@@ -382,6 +382,23 @@ impl Client {
         self.request_headers(method, url).map(|h| h.dpop)
     }
 
+    /// [`request_headers`](Self::request_headers) from the cached token if it needs no
+    /// renewal yet ([`fresh_token`](Self::fresh_token)), else `None`. Never does I/O and
+    /// never waits (signing the proof is its only work): event loops call it on the loop
+    /// and call [`request_headers`](Self::request_headers) off the loop only when it
+    /// gives `None`.
+    pub fn fresh_request_headers(&self, method: &str, url: &str) -> Option<Result<RequestHeaders>> {
+        let token = self.inner.cache.fresh()?;
+        Some(self.inner.http.check_url(url).and_then(|()| {
+            let dpop = self.inner.http.dpop_proof(method, url, &token)?;
+            Ok(RequestHeaders {
+                authorization: token.authorization_header().clone(),
+                dpop,
+                token,
+            })
+        }))
+    }
+
     /// The DPoP key this client's tokens are bound to (the session's, else the one
     /// configured); `None` without DPoP.
     pub fn dpop_key(&self) -> Option<Arc<crate::DpopKey>> {

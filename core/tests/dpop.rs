@@ -745,3 +745,41 @@ fn a_refused_proof_is_not_a_reason_to_renew_and_the_callers_dpop_header_is_repla
     assert_ne!(proofs[0], "caller-proof");
     assert_eq!(client.stats().renewals_rejected, 0);
 }
+
+#[test]
+fn fresh_request_headers_come_from_the_cached_token_only() {
+    let mut server = mockito::Server::new();
+    let token = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-fresh-5e6f7a8b", None))
+        .expect(1)
+        .create();
+    let client = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret-1a2b"),
+        opts().dpop(Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    let url = format!("{}/api/thing?x=1", server.url());
+    // No token yet: nothing, and no token request.
+    assert!(client.fresh_request_headers("GET", &url).is_none());
+    client.token().unwrap();
+    let headers = client.fresh_request_headers("get", &url).unwrap().unwrap();
+    assert_eq!(
+        headers.authorization.expose_secret(),
+        "DPoP at-fresh-5e6f7a8b"
+    );
+    let (claims, jwk) = verify(headers.dpop.unwrap().expose_secret());
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], format!("{}/api/thing", server.url()));
+    assert_eq!(
+        Some(thumbprint(&jwk)),
+        client.dpop_key().map(|k| k.thumbprint().to_owned())
+    );
+    // A URL the client would not send a token to is refused, as by request_headers.
+    let e = client
+        .fresh_request_headers("GET", "http://api.example.com/x")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    token.assert();
+}
