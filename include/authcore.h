@@ -432,6 +432,12 @@ typedef struct {
    * `authcore_code_flow_stats`; always 0 for a client.
    */
   uint64_t signins_evicted;
+  /**
+   * Requests sent once more with the DPoP nonce their server asked for
+   * (`use_dpop_nonce`): token requests, `authcore_client_request` resends, and the
+   * resends `authcore_client_dpop_nonce_retry` advised. At most one per request.
+   */
+  uint64_t dpop_nonce_retries;
 } authcore_stats;
 
 /**
@@ -753,13 +759,94 @@ authcore_status authcore_client_token_into(const authcore_client *client,
                                            size_t *needed);
 
 /**
- * The `Authorization` header value for a valid token (e.g. "Bearer abc"), as an owned
- * string (free it with `authcore_string_free`).
+ * The `Authorization` header value for a valid token (e.g. "Bearer abc"; "DPoP abc"
+ * for a DPoP-bound token, which also needs a proof per request: use
+ * `authcore_client_request_headers` then), as an owned string (free it with
+ * `authcore_string_free`).
  *
  * # Safety
  * `client` is a live handle; `out` is writable.
  */
 authcore_status authcore_client_authorization_header(const authcore_client *client, char **out);
+
+/**
+ * The headers one request needs, for callers with their own HTTP stack, both from one
+ * valid token: `*authorization_out` the `Authorization` value ("Bearer abc", or
+ * "DPoP abc" for a DPoP-bound token) and `*dpop_out` the `DPoP` header value, a proof
+ * made now for this `method` and `url` (with the token's hash and the nonce the URL's
+ * origin last gave), or NULL for a bearer token. Send both with the request; a proof
+ * is good for one request only. Pass the response to
+ * `authcore_client_dpop_nonce_retry`, which remembers the server's next nonce and
+ * says whether to send the request once more (with new headers from this function).
+ * Blocks only when the cached token is missing or too close to expiry.
+ *
+ * Both strings are owned by the caller: free each with `authcore_string_free`, which
+ * wipes them. Nothing is written on failure: a token failure as
+ * `authcore_client_token`'s, `AUTHCORE_STATUS_CONFIG` for a URL that is not an
+ * `http`/`https` URL or is plain `http://` to a remote host, NULL arguments
+ * `AUTHCORE_STATUS_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `client` is a live handle; `method` and `url` are NUL-terminated;
+ * `authorization_out` and `dpop_out` are writable.
+ */
+authcore_status authcore_client_request_headers(const authcore_client *client,
+                                                const char *method,
+                                                const char *url,
+                                                char **authorization_out,
+                                                char **dpop_out);
+
+/**
+ * The `DPoP` header value for one request (`method`, `url`) with the client's current
+ * token (see `authcore_client_request_headers`, which also gives the `Authorization`
+ * value made from the same token: prefer it, since a renewal between two calls would
+ * pair a proof with another token). `*out` receives an owned string (free it with
+ * `authcore_string_free`), or NULL when the token is a bearer token (no DPoP). Fails
+ * as `authcore_client_request_headers` does, writing nothing.
+ *
+ * # Safety
+ * `client` is a live handle; `method` and `url` are NUL-terminated; `out` is writable.
+ */
+authcore_status authcore_client_dpop_proof(const authcore_client *client,
+                                           const char *method,
+                                           const char *url,
+                                           char **out);
+
+/**
+ * For callers with their own HTTP stack, after each response to a request that
+ * carried this client's token to `url`: remembers the response's `DPoP-Nonce` header
+ * (`dpop_nonce`, NULL if it had none) for the next proofs to that origin, and returns
+ * whether the server asked for a DPoP nonce (`status` 401 with a `DPoP` challenge
+ * `error="use_dpop_nonce"` in `www_authenticate`, NULL if there was none; several
+ * header lines joined by commas, and a nonce). Then send the request once more, with
+ * new headers from `authcore_client_request_headers`, and once only: a second such
+ * answer is final. Such a resend is counted in `authcore_stats.dpop_nonce_retries`.
+ * `authcore_client_request` follows this rule itself.
+ *
+ * False for a NULL client or URL, or a string argument that is not UTF-8.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `url` is NULL or NUL-terminated;
+ * `www_authenticate` and `dpop_nonce` are NULL or NUL-terminated.
+ */
+bool authcore_client_dpop_nonce_retry(const authcore_client *client,
+                                      const char *url,
+                                      uint16_t status,
+                                      const char *www_authenticate,
+                                      const char *dpop_nonce);
+
+/**
+ * The RFC 7638 thumbprint (base64url SHA-256) of the public key the client's tokens
+ * are bound to: the `jkt` a server puts in the token's `cnf` claim, and the
+ * `dpop_jkt` of an authorization request. That is the key of the client's session
+ * (one adopted from a token store keeps its own), else the key its options named.
+ * `*out` receives an owned string (free it with `authcore_string_free`), or NULL
+ * for a client without DPoP. Never blocks.
+ *
+ * # Safety
+ * `client` is a live handle; `out` is writable.
+ */
+authcore_status authcore_client_dpop_thumbprint(const authcore_client *client, char **out);
 
 /**
  * Revokes the client's refresh token and access token at its revocation endpoint
@@ -848,7 +935,7 @@ authcore_status authcore_client_token_info(const authcore_client *client, authco
 const char *authcore_token_access_token(const authcore_token *token);
 
 /**
- * The token type, e.g. "Bearer", borrowed from `token` (NULL for NULL).
+ * The token type, e.g. "Bearer" (or "DPoP" for a DPoP-bound token), borrowed from `token` (NULL for NULL).
  *
  * # Safety
  * `token` is NULL or a live handle.
@@ -927,6 +1014,11 @@ bool authcore_client_renewal_helps(const authcore_client *client,
 /**
  * Sends `method url` with the client's token. On a 401 (other than an
  * `insufficient_scope` challenge) the token is renewed and the request sent once more.
+ * A DPoP-bound token (`authcore_options_set_dpop`) goes as `Authorization: DPoP` with
+ * a fresh `DPoP` proof; a 401 `use_dpop_nonce` with a `DPoP-Nonce` is sent once more
+ * with a new proof carrying the nonce (no renewal), and every response's `DPoP-Nonce`
+ * is remembered for the next proofs to that origin (it stays readable with
+ * `authcore_response_header`).
  * Any `Authorization` header in `headers` is replaced. `headers` may be NULL when
  * `header_count` is 0; `body` may be NULL when `body_len` is 0. A response of any HTTP
  * status is a success of this call; check `authcore_response_status`.
@@ -1477,6 +1569,79 @@ authcore_status authcore_options_set_private_key(authcore_options *options,
  * NUL-terminated string.
  */
 authcore_status authcore_options_set_revocation_url(authcore_options *options, const char *url);
+
+/**
+ * Turns on sender-constrained tokens (DPoP, RFC 9449) with a new key for `algorithm`:
+ * "ES256" (also for NULL; the default), "EdDSA" or "RS256" (case-insensitive),
+ * generated now from the operating system's random source. Every token request of
+ * every client and flow made from these options then carries a DPoP proof signed by
+ * that key, the tokens come back bound to it (`token_type` "DPoP") and every
+ * `authcore_client_request` sends `Authorization: DPoP <token>` with a fresh proof,
+ * resending once with the nonce a server asks for (`use_dpop_nonce`; counted in
+ * `authcore_stats.dpop_nonce_retries`). All clients made from this handle share the key
+ * (and the nonces servers gave) until a DPoP setter is called again. A provider
+ * that answers a `Bearer` token is refused (`AUTHCORE_STATUS_INVALID_RESPONSE`)
+ * unless `authcore_options_set_dpop_allow_bearer` allows it.
+ *
+ * A session taken from a token store keeps the key it was bound to (the store keeps
+ * the key with the session), whatever key these options name.
+ *
+ * An unknown algorithm is `AUTHCORE_STATUS_CONFIG`, a name that is not UTF-8
+ * `AUTHCORE_STATUS_INVALID_ARGUMENT`; both leave the options as they were. An RSA key
+ * takes a noticeable time to generate (2048 bits); prefer ES256 or EdDSA.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `algorithm`
+ * is NULL or a NUL-terminated string.
+ */
+authcore_status authcore_options_set_dpop(authcore_options *options, const char *algorithm);
+
+/**
+ * Turns on DPoP (see `authcore_options_set_dpop`) with a key of the caller's: `pem` is
+ * a private key in PEM, PKCS#8 ("PRIVATE KEY": P-256, Ed25519 or RSA, unencrypted),
+ * SEC1 ("EC PRIVATE KEY", P-256) or PKCS#1 ("RSA PRIVATE KEY"); the algorithm follows
+ * from the key (ES256, EdDSA, RS256). The text is read during the call and not kept
+ * (the key is: in the options and the clients made from them, wiped when the last of
+ * them is freed); the caller may wipe its copy afterwards.
+ *
+ * A text that is not such a key is `AUTHCORE_STATUS_CONFIG` (the message never quotes
+ * it), NULL `AUTHCORE_STATUS_NULL_ARGUMENT`, a text that is not UTF-8
+ * `AUTHCORE_STATUS_INVALID_ARGUMENT`; each leaves the options as they were.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `pem` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_set_dpop_key_pem(authcore_options *options, const char *pem);
+
+/**
+ * Turns on DPoP (see `authcore_options_set_dpop`) with a key of the caller's as a
+ * private JWK (JSON text): `"kty": "EC"` with `"crv": "P-256"`, `"kty": "OKP"` with
+ * `"crv": "Ed25519"`, or `"kty": "RSA"` with its primes `p` and `q`; the public
+ * members must match the private ones. Other members (`kid`, `use`, ...) are ignored.
+ * The text is read during the call and not kept.
+ *
+ * A text that is not such a key is `AUTHCORE_STATUS_CONFIG` (the message never quotes
+ * it), NULL `AUTHCORE_STATUS_NULL_ARGUMENT`, a text that is not UTF-8
+ * `AUTHCORE_STATUS_INVALID_ARGUMENT`; each leaves the options as they were.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `jwk` is a
+ * NUL-terminated string.
+ */
+authcore_status authcore_options_set_dpop_key_jwk(authcore_options *options, const char *jwk);
+
+/**
+ * Whether a `Bearer` token answered to a DPoP token request is accepted (and then
+ * sent as a bearer token). Off by default: such an answer is
+ * `AUTHCORE_STATUS_INVALID_RESPONSE`, not retried, so that a provider ignoring DPoP
+ * never silently turns sender-constrained tokens into bearer tokens. Holds for the
+ * DPoP key set before or after this call; without DPoP it has no effect.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call.
+ */
+authcore_status authcore_options_set_dpop_allow_bearer(authcore_options *options, bool allow);
 
 /**
  * Sets the time allowed to establish a connection, in milliseconds (> 0).

@@ -136,22 +136,13 @@ impl Client {
     fn renew(&self, renewal: &Renewal<'_>) -> Result<Option<Token>> {
         let inner = &*self.inner;
         let without_store = inner.grant.without_store();
-        inner.tier.renew(renewal, without_store, |rt, from| {
-            // A refresh token from the store is sent with its session's DPoP key.
-            if let Some(jwk) = from.and_then(|r| r.dpop_key.as_ref()) {
-                let key = crate::DpopKey::from_jwk(jwk.expose_secret()).map_err(|_| {
-                    Error::ReauthenticationRequired {
-                        cause: Box::new(Error::config(
-                            "the DPoP key kept with the stored session could not be read, and \
-                             its refresh token works with that key only; sign in again",
-                        )),
-                    }
-                })?;
-                inner
-                    .http
-                    .follow_dpop_key(&Token::never_expiring("").with_dpop_key(Some(Arc::new(key))));
+        inner.tier.renew(renewal, without_store, |rt, key| {
+            let fetch = || inner.grant.fetch(&inner.http, rt, renewal.deadline);
+            match key {
+                // A refresh token from the store is sent with its session's DPoP key.
+                Some(key) => inner.http.with_dpop_key(key, fetch),
+                None => fetch(),
             }
-            inner.grant.fetch(&inner.http, rt, renewal.deadline)
         })
     }
 
@@ -201,6 +192,12 @@ impl Client {
     /// on this.
     pub fn has_unsaved_refresh_token(&self) -> bool {
         self.inner.tier.has_unsaved_refresh_token()
+    }
+
+    /// The key this client's tokens are filed under in its shared store (what the
+    /// credential is and whose it is; never a secret), if it has a store.
+    pub fn store_key(&self) -> Option<crate::StoreKey> {
+        self.inner.tier.store_key().cloned()
     }
 
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.
@@ -286,7 +283,7 @@ impl Client {
             None => self.token_until(deadline)?,
         };
         let response = send(&token)?;
-        if !self.renewal_helps_for(response.status, &response.challenges()) {
+        if response.status != 401 || !self.renewal_helps_for(401, &response.challenges()) {
             return Ok(response);
         }
         let rejection = self.inner.cache.reject(&token);
@@ -299,7 +296,7 @@ impl Client {
         let token = self.token_until(deadline)?;
         self.inner.http.counters().retry_after_401();
         let response = send(&token)?;
-        if self.renewal_helps_for(response.status, &response.challenges()) {
+        if response.status == 401 && self.renewal_helps_for(401, &response.challenges()) {
             // Counted, so that the next call does not renew again before the backoff.
             self.inner.cache.reject(&token);
         }
@@ -323,9 +320,10 @@ impl Client {
         status == 401
             && self.inner.grant.renewable()
             && !challenges.iter().any(|c| {
+                // A new token has the same scopes, and is proven by the same key.
                 matches!(
                     c.oauth_error(),
-                    Some("insufficient_scope" | "use_dpop_nonce")
+                    Some("insufficient_scope" | "use_dpop_nonce" | "invalid_dpop_proof")
                 )
             })
     }
@@ -347,7 +345,10 @@ impl Client {
         let Some(nonce) = dpop_nonce else {
             return false;
         };
-        self.inner.http.nonces().remember(url, nonce);
+        self.inner
+            .http
+            .nonces()
+            .remember(crate::dpop::Server::Resource, url, nonce);
         let asks = status == 401
             && Challenge::parse_all(www_authenticate).iter().any(|c| {
                 c.scheme().eq_ignore_ascii_case("dpop") && c.oauth_error() == Some("use_dpop_nonce")
@@ -381,10 +382,31 @@ impl Client {
         self.request_headers(method, url).map(|h| h.dpop)
     }
 
+    /// [`request_headers`](Self::request_headers) from the cached token if it needs no
+    /// renewal yet ([`fresh_token`](Self::fresh_token)), else `None`. Never does I/O and
+    /// never waits (signing the proof is its only work): event loops call it on the loop
+    /// and call [`request_headers`](Self::request_headers) off the loop only when it
+    /// gives `None`.
+    pub fn fresh_request_headers(&self, method: &str, url: &str) -> Option<Result<RequestHeaders>> {
+        let token = self.inner.cache.fresh()?;
+        Some(self.inner.http.check_url(url).and_then(|()| {
+            let dpop = self.inner.http.dpop_proof(method, url, &token)?;
+            Ok(RequestHeaders {
+                authorization: token.authorization_header().clone(),
+                dpop,
+                token,
+            })
+        }))
+    }
+
     /// The DPoP key this client's tokens are bound to (the session's, else the one
     /// configured); `None` without DPoP.
     pub fn dpop_key(&self) -> Option<Arc<crate::DpopKey>> {
-        self.inner.http.dpop_key()
+        self.inner
+            .cache
+            .peek()
+            .and_then(|t| t.dpop_key().cloned())
+            .or_else(|| self.inner.http.dpop_key())
     }
 
     /// Revokes the refresh token and the access token at the grant's revocation

@@ -26,7 +26,17 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+use crate::secret::{Secret, WipedJson};
+
+/// The error of a DPoP-bound session whose key cannot be read.
+pub(crate) fn lost_key() -> Error {
+    Error::ReauthenticationRequired {
+        cause: Box::new(Error::config(
+            "the DPoP key kept with the stored session could not be read, and its tokens work \
+             with that key only; sign in again",
+        )),
+    }
+}
 
 /// The JWS algorithm a DPoP key signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -122,7 +132,7 @@ impl DpopKey {
                     .map_err(|_| Error::config("an RSA key could not be generated"))?,
             )),
         };
-        Ok(DpopKey::from_material(material))
+        Ok(DpopKey::from_material(DpopKey::checked(material)?))
     }
 
     /// A key from PEM text: PKCS#8 (`PRIVATE KEY`: P-256, Ed25519 or RSA), SEC1
@@ -159,7 +169,7 @@ impl DpopKey {
                 "expected a PEM private key (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)",
             ));
         };
-        Ok(DpopKey::from_material(material))
+        Ok(DpopKey::from_material(DpopKey::checked(material)?))
     }
 
     /// A key from a private JWK (JSON text): `EC` with `crv` `P-256`, `OKP` with `crv`
@@ -169,10 +179,10 @@ impl DpopKey {
         if jwk.len() > MAX_KEY_TEXT {
             return Err(bad_key("the JWK text is too long"));
         }
-        let value: Zeroizing<String> = Zeroizing::new(jwk.to_owned());
-        let parsed: Value =
-            serde_json::from_str(&value).map_err(|_| bad_key("the JWK is not JSON"))?;
-        let Some(map) = parsed.as_object() else {
+        // Wiped when dropped: it holds the private members.
+        let parsed =
+            WipedJson(serde_json::from_str(jwk).map_err(|_| bad_key("the JWK is not JSON"))?);
+        let Some(map) = parsed.0.as_object() else {
             return Err(bad_key("the JWK is not a JSON object"));
         };
         let text = |name: &str| map.get(name).and_then(Value::as_str).unwrap_or("");
@@ -181,8 +191,21 @@ impl DpopKey {
         }
         let material = match (text("kty"), text("crv")) {
             ("EC", "P-256") => {
-                let key = p256::SecretKey::from_jwk_str(&value)
-                    .map_err(|_| bad_key("not a valid P-256 JWK"))?;
+                // From the raw members (a JWK's others — `kid`, `use`, `alg` — say
+                // nothing about the key): the scalar, and the point it must make.
+                let d = b64_field(map, "d")?;
+                let key = p256::SecretKey::from_slice(d.as_slice())
+                    .map_err(|_| bad_key("the P-256 JWK's \"d\" is not a valid scalar"))?;
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let point = key.public_key().to_encoded_point(false);
+                let (x, y) = (b64_field(map, "x")?, b64_field(map, "y")?);
+                if point.x().map(|c| c.as_slice()) != Some(x.as_slice())
+                    || point.y().map(|c| c.as_slice()) != Some(y.as_slice())
+                {
+                    return Err(bad_key(
+                        "the P-256 JWK's \"x\" and \"y\" do not match \"d\"",
+                    ));
+                }
                 Material::Es256(key.into())
             }
             ("OKP", "Ed25519") => {
@@ -201,13 +224,14 @@ impl DpopKey {
                 let big = |name: &str| {
                     b64_field(map, name).map(|b| rsa::BigUint::from_bytes_be(b.as_slice()))
                 };
-                let key = rsa::RsaPrivateKey::from_components(
-                    big("n")?,
-                    big("e")?,
-                    big("d")?,
-                    vec![big("p")?, big("q")?],
-                )
-                .map_err(|_| bad_key("not a valid RSA JWK"))?;
+                // The primes when given; from n, e and d alone they are recovered.
+                let primes = match (map.get("p"), map.get("q")) {
+                    (Some(_), Some(_)) => vec![big("p")?, big("q")?],
+                    _ => Vec::new(),
+                };
+                let key =
+                    rsa::RsaPrivateKey::from_components(big("n")?, big("e")?, big("d")?, primes)
+                        .map_err(|_| bad_key("not a valid RSA JWK"))?;
                 key.validate()
                     .map_err(|_| bad_key("the RSA JWK's members do not agree"))?;
                 Material::Rs256(Box::new(key))
@@ -218,7 +242,21 @@ impl DpopKey {
                 ))
             }
         };
-        Ok(DpopKey::from_material(material))
+        Ok(DpopKey::from_material(DpopKey::checked(material)?))
+    }
+
+    /// Refuses RSA keys outside 2048–4096 bits (weak, or slow to sign with).
+    fn checked(material: Material) -> Result<Material> {
+        use rsa::traits::PublicKeyParts;
+        if let Material::Rs256(k) = &material {
+            let bits = k.n().bits();
+            if !(2048..=4096).contains(&bits) {
+                return Err(bad_key(&format!(
+                    "an RSA key of {bits} bits (2048 to 4096 are accepted)"
+                )));
+            }
+        }
+        Ok(material)
     }
 
     fn from_material(material: Material) -> DpopKey {
@@ -272,17 +310,24 @@ impl DpopKey {
 
     /// The private key as a JWK (JSON text), for keeping it with a session. A secret.
     pub fn to_jwk(&self) -> Secret {
-        use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+        use rsa::traits::PrivateKeyParts;
         let mut jwk = self.public_jwk.clone();
         let private: Vec<(&str, Zeroizing<Vec<u8>>)> = match &self.material {
             Material::Es256(k) => vec![("d", Zeroizing::new(k.to_bytes().to_vec()))],
             Material::EdDsa(k) => vec![("d", Zeroizing::new(k.to_bytes().to_vec()))],
             Material::Rs256(k) => {
                 let mut parts = vec![("d", Zeroizing::new(k.d().to_bytes_be()))];
-                let _ = k.n();
                 if let [p, q] = k.primes() {
                     parts.push(("p", Zeroizing::new(p.to_bytes_be())));
                     parts.push(("q", Zeroizing::new(q.to_bytes_be())));
+                    // RFC 7518 §6.3.2: with the primes, their CRT values too.
+                    if let (Some(dp), Some(dq), Some(qi)) = (k.dp(), k.dq(), k.qinv()) {
+                        parts.push(("dp", Zeroizing::new(dp.to_bytes_be())));
+                        parts.push(("dq", Zeroizing::new(dq.to_bytes_be())));
+                        if let Some(qi) = qi.to_biguint() {
+                            parts.push(("qi", Zeroizing::new(qi.to_bytes_be())));
+                        }
+                    }
                 }
                 parts
             }
@@ -295,9 +340,14 @@ impl DpopKey {
                 );
             }
         }
-        let text = Secret::new(jwk.to_string());
-        wipe_value(&mut jwk);
-        text
+        let jwk = WipedJson(jwk);
+        // Written into a buffer sized up front, so that no reallocation leaves a copy.
+        let size = private.iter().map(|(_, b)| b.len() * 2 + 16).sum::<usize>()
+            + self.public_jwk.to_string().len()
+            + 64;
+        let mut buf = Zeroizing::new(Vec::with_capacity(size));
+        serde_json::to_writer(&mut *buf, &jwk.0).expect("a JSON value serialises");
+        Secret::new(String::from_utf8(std::mem::take(&mut *buf)).unwrap_or_default())
     }
 
     /// A proof for one request: `method` and `url` as sent (the URL's query and
@@ -359,17 +409,6 @@ impl DpopKey {
     }
 }
 
-fn wipe_value(value: &mut Value) {
-    use zeroize::Zeroize;
-    if let Some(map) = value.as_object_mut() {
-        for (_, v) in map.iter_mut() {
-            if let Value::String(s) = v {
-                s.zeroize();
-            }
-        }
-    }
-}
-
 /// The RFC 7638 thumbprint of a public JWK: base64url SHA-256 of its required members
 /// in lexicographic order, without whitespace.
 fn jwk_thumbprint(jwk: &Value) -> String {
@@ -413,10 +452,13 @@ pub(crate) fn origin(url: &str) -> Option<String> {
     Some(parsed.origin().ascii_serialization())
 }
 
+/// Longest nonce kept (RFC 9449 sets no limit; a header this long is no nonce).
+const MAX_NONCE_LEN: usize = 4096;
+
 /// Whether `nonce` is a nonce RFC 9449 §8.1 allows (`1*NQCHAR`), of a sane length.
 fn valid_nonce(nonce: &str) -> bool {
     !nonce.is_empty()
-        && nonce.len() <= 512
+        && nonce.len() <= MAX_NONCE_LEN
         && nonce
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
@@ -426,30 +468,47 @@ fn valid_nonce(nonce: &str) -> bool {
 /// that origin one more round trip).
 const MAX_NONCE_ORIGINS: usize = 256;
 
-/// The nonces servers gave, one per origin (an authorization server and each resource
-/// server apart), each replaced by the next one a response carries.
+/// Which server a nonce comes from: an authorization server's token endpoint and a
+/// resource server keep nonces of their own (RFC 9449 §8, §9), even at one origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Server {
+    /// A token endpoint.
+    Authorization,
+    /// An API.
+    Resource,
+}
+
+/// The nonces servers gave, one per server and origin, each replaced by the next one a
+/// response carries.
 #[derive(Default)]
 pub(crate) struct Nonces {
     by_origin: Mutex<NonceMap>,
 }
 
-/// Each origin's nonce with the serial of its last update, and the next serial.
-type NonceMap = (HashMap<String, (u64, String)>, u64);
+/// Each server's nonce with the serial of its last update, and the next serial.
+type NonceMap = (HashMap<(Server, String), (u64, String)>, u64);
 
 impl Nonces {
-    /// The current nonce for `url`'s origin, if a server gave one.
-    pub(crate) fn get(&self, url: &str) -> Option<String> {
+    /// The current nonce of `server` at `url`'s origin, if it gave one.
+    pub(crate) fn get(&self, server: Server, url: &str) -> Option<String> {
         let origin = origin(url)?;
-        self.by_origin.lock().0.get(&origin).map(|(_, n)| n.clone())
+        self.by_origin
+            .lock()
+            .0
+            .get(&(server, origin))
+            .map(|(_, n)| n.clone())
     }
 
     /// Remembers the nonce a response from `url` carried (ignored if malformed).
-    pub(crate) fn remember(&self, url: &str, nonce: &str) {
+    pub(crate) fn remember(&self, server: Server, url: &str, nonce: &str) {
         let nonce = nonce.trim();
         if !valid_nonce(nonce) {
+            crate::events::event!(warn, "dpop.nonce_ignored", length = nonce.len();
+                "a server's DPoP-Nonce was not kept: empty, longer than {MAX_NONCE_LEN} bytes, or with characters RFC 9449 does not allow");
             return;
         }
         let Some(origin) = origin(url) else { return };
+        let origin = (server, origin);
         let mut guard = self.by_origin.lock();
         let (map, serial) = &mut *guard;
         *serial += 1;
@@ -521,8 +580,9 @@ impl Dpop {
         &self.key
     }
 
-    /// Whether a Bearer answer is accepted.
-    pub(crate) fn allows_bearer(&self) -> bool {
+    /// Whether a Bearer answer to a DPoP token request is accepted
+    /// ([`allow_bearer_downgrade`](Self::allow_bearer_downgrade)).
+    pub fn allows_bearer(&self) -> bool {
         self.allow_bearer
     }
 
@@ -598,6 +658,44 @@ mod tests {
                 .proof("POST", "https://as.example/token", None, None)
                 .unwrap();
             verify(&key, proof.expose_secret());
+        }
+    }
+
+    #[test]
+    fn rsa_keys_carry_their_crt_values_and_read_back_from_n_e_d_alone() {
+        let key = DpopKey::generate(DpopAlgorithm::Rs256).unwrap();
+        let jwk: Value = serde_json::from_str(key.to_jwk().expose_secret()).unwrap();
+        for member in ["n", "e", "d", "p", "q", "dp", "dq", "qi"] {
+            assert!(jwk[member].is_string(), "{member} missing");
+        }
+        let mut bare = jwk.clone();
+        for member in ["p", "q", "dp", "dq", "qi"] {
+            bare.as_object_mut().unwrap().remove(member);
+        }
+        let again = DpopKey::from_jwk(&bare.to_string()).unwrap();
+        assert_eq!(again.thumbprint(), key.thumbprint());
+        // 1024 bits is refused, however it comes.
+        let weak = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).unwrap();
+        use rsa::pkcs8::EncodePrivateKey;
+        let pem = weak.to_pkcs8_pem(Default::default()).unwrap();
+        let e = DpopKey::from_pem(&pem).unwrap_err();
+        assert!(e.to_string().contains("1024 bits"), "{e}");
+    }
+
+    #[test]
+    fn a_jwk_with_kid_use_and_alg_members_is_read_for_every_key_type() {
+        for alg in [
+            DpopAlgorithm::Es256,
+            DpopAlgorithm::EdDsa,
+            DpopAlgorithm::Rs256,
+        ] {
+            let key = DpopKey::generate(alg).unwrap();
+            let mut jwk: Value = serde_json::from_str(key.to_jwk().expose_secret()).unwrap();
+            jwk["kid"] = json!("key-1");
+            jwk["use"] = json!("sig");
+            jwk["alg"] = json!(alg.name());
+            let again = DpopKey::from_jwk(&jwk.to_string()).unwrap();
+            assert_eq!(again.thumbprint(), key.thumbprint(), "{alg:?}");
         }
     }
 
@@ -681,23 +779,47 @@ mod tests {
     #[test]
     fn nonces_are_kept_per_origin_and_malformed_ones_ignored() {
         let nonces = Nonces::default();
-        nonces.remember("https://as.example/token", "n1");
-        nonces.remember("https://rs.example:8443/api", "n2");
+        nonces.remember(Server::Resource, "https://as.example/token", "n1");
+        nonces.remember(Server::Resource, "https://rs.example:8443/api", "n2");
         assert_eq!(
-            nonces.get("https://AS.example:443/other").as_deref(),
+            nonces
+                .get(Server::Resource, "https://AS.example:443/other")
+                .as_deref(),
             Some("n1")
         );
         assert_eq!(
-            nonces.get("https://rs.example:8443/x").as_deref(),
+            nonces
+                .get(Server::Resource, "https://rs.example:8443/x")
+                .as_deref(),
             Some("n2")
         );
-        assert_eq!(nonces.get("https://rs.example/x"), None);
-        nonces.remember("https://as.example/token", "bad\"nonce");
-        nonces.remember("https://as.example/token", "");
-        assert_eq!(nonces.get("https://as.example/").as_deref(), Some("n1"));
+        assert_eq!(nonces.get(Server::Resource, "https://rs.example/x"), None);
+        nonces.remember(Server::Resource, "https://as.example/token", "bad\"nonce");
+        nonces.remember(Server::Resource, "https://as.example/token", "");
+        assert_eq!(
+            nonces
+                .get(Server::Resource, "https://as.example/")
+                .as_deref(),
+            Some("n1")
+        );
         for i in 0..(MAX_NONCE_ORIGINS + 10) {
-            nonces.remember(&format!("https://h{i}.example/"), "n");
+            nonces.remember(Server::Resource, &format!("https://h{i}.example/"), "n");
         }
         assert!(nonces.by_origin.lock().0.len() <= MAX_NONCE_ORIGINS);
+        // A token endpoint at the same origin as an API keeps a nonce of its own.
+        nonces.remember(Server::Authorization, "https://both.example/token", "as");
+        nonces.remember(Server::Resource, "https://both.example/api", "rs");
+        assert_eq!(
+            nonces
+                .get(Server::Authorization, "https://both.example/x")
+                .as_deref(),
+            Some("as")
+        );
+        assert_eq!(
+            nonces
+                .get(Server::Resource, "https://both.example/x")
+                .as_deref(),
+            Some("rs")
+        );
     }
 }

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::challenge::Challenge;
 use crate::clock::Deadline;
-use crate::dpop::{DpopKey, Nonces};
+use crate::dpop::{DpopKey, Nonces, Server};
 use crate::error::{self, Error, ErrorKind, Result};
 use crate::events::{self, event};
 use crate::fork::Stamp;
@@ -63,6 +63,17 @@ pub(crate) struct TokenRequest<'a> {
     /// Secret values sent other than as a secret parameter (a Basic client secret):
     /// removed from any error text, as are the values of [`SECRET_PARAMS`].
     pub redact: Vec<Secret>,
+    /// How to sign a new `client_assertion` (`private_key_jwt`) for each attempt after
+    /// the first: an assertion is single use (RFC 7523 §3), and a server that saw one
+    /// refuses it again, as it would after a DPoP nonce or a transient failure.
+    pub assertion: Option<Assertion<'a>>,
+}
+
+/// What signs a fresh client assertion: the key, the client id and the audience.
+pub(crate) struct Assertion<'a> {
+    pub key: &'a crate::grant::PrivateKey,
+    pub client_id: &'a str,
+    pub audience: &'a str,
 }
 
 /// Token request parameters whose values are credentials.
@@ -207,6 +218,10 @@ pub struct Http {
     dpop_session: arc_swap::ArcSwapOption<DpopKey>,
     /// The DPoP nonces servers gave (shared with the options' clones).
     nonces: Arc<Nonces>,
+    /// `http://authority/` of the last plain-HTTP URL found allowed, as written: a URL
+    /// that starts with it has that very scheme and authority (an authority ends at the
+    /// first `/`), so the same verdict, without parsing it again.
+    allowed_http: arc_swap::ArcSwapOption<String>,
 }
 
 impl Http {
@@ -239,6 +254,7 @@ impl Http {
             counters: Arc::default(),
             dpop_session: arc_swap::ArcSwapOption::empty(),
             nonces,
+            allowed_http: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -269,6 +285,21 @@ impl Http {
         self.options.dpop.as_ref().is_none_or(|d| d.allows_bearer())
     }
 
+    /// Runs `fetch` with token requests signed by `key` (a stored session's): kept as
+    /// the session's key if it succeeds, the previous one back if it fails.
+    pub(crate) fn with_dpop_key(
+        &self,
+        key: &Arc<DpopKey>,
+        fetch: impl FnOnce() -> Result<Token>,
+    ) -> Result<Token> {
+        let previous = self.dpop_session.swap(Some(Arc::clone(key)));
+        let outcome = fetch();
+        if outcome.is_err() {
+            self.dpop_session.store(previous);
+        }
+        outcome
+    }
+
     /// The DPoP nonces servers gave.
     pub(crate) fn nonces(&self) -> &Nonces {
         &self.nonces
@@ -285,7 +316,7 @@ impl Http {
     ) -> Result<Option<Secret>> {
         match token.dpop_key() {
             Some(key) => {
-                let nonce = self.nonces.get(url);
+                let nonce = self.nonces.get(Server::Resource, url);
                 key.proof(
                     method,
                     url,
@@ -347,7 +378,25 @@ impl Http {
         if https {
             return Ok(());
         }
-        check_url(url, self.options.danger_allow_insecure_http).map(|_| ())
+        if let Some(prefix) = &*self.allowed_http.load() {
+            if url.starts_with(prefix.as_str()) {
+                return Ok(());
+            }
+        }
+        check_url(url, self.options.danger_allow_insecure_http)?;
+        // Remembered only when the authority as written is plain (no user information,
+        // no escapes, no backslash that a parser might read as a slash).
+        if let Some(end) = url.get(7..).and_then(|rest| rest.find('/')) {
+            let prefix = &url[..7 + end + 1];
+            let plain = prefix.starts_with("http://")
+                && !prefix[7..prefix.len() - 1].bytes().any(|b| {
+                    matches!(b, b'@' | b'\\' | b'%' | b'?' | b'#') || b.is_ascii_whitespace()
+                });
+            if plain {
+                self.allowed_http.store(Some(Arc::new(prefix.to_owned())));
+            }
+        }
+        Ok(())
     }
 
     /// Sends a token request with bounded, jittered retries within `deadline`, and
@@ -372,13 +421,26 @@ impl Http {
         // code was not spent, and sending it again with the nonce is not a second use.
         let mut nonce_retried = false;
         let mut attempt = 0;
+        let mut first = true;
         loop {
             let Some(remaining) = deadline.remaining() else {
                 return Err(Deadline::expired("the token request"));
             };
+            let assertion = match (&req.assertion, first) {
+                (Some(a), false) => Some(a.key.assertion(a.client_id, a.audience)?),
+                _ => None,
+            };
+            first = false;
+            let redacted = |e: Error| {
+                let e = req.redacted(e);
+                match &assertion {
+                    Some(a) => e.redact_values(&[a.expose_secret()]),
+                    None => e,
+                }
+            };
             let proof = match &dpop {
                 Some(key) => {
-                    let nonce = self.nonces.get(req.url);
+                    let nonce = self.nonces.get(Server::Authorization, req.url);
                     Some(key.proof("POST", req.url, None, nonce.as_deref())?)
                 }
                 None => None,
@@ -386,13 +448,13 @@ impl Http {
             event!(debug, "token.requested", grant = req.grant, host = host.as_str(), attempt = attempt + 1;
                 "token request: grant {}, {host}, attempt {}", req.grant, attempt + 1);
             let sent_at = Instant::now();
-            let outcome = self.token_attempt(req, remaining, proof.as_ref());
+            let outcome = self.token_attempt(req, remaining, proof.as_ref(), assertion.as_ref());
             if let Ok(Raw {
                 dpop_nonce: Some(nonce),
                 ..
             }) = &outcome
             {
-                self.nonces.remember(req.url, nonce);
+                self.nonces.remember(Server::Authorization, req.url, nonce);
             }
             let (error, retry, server_delay) = match outcome {
                 Ok(raw) if (200..300).contains(&raw.status) => {
@@ -436,17 +498,13 @@ impl Http {
                         }
                         Err(e) => {
                             let unusable = e.kind() == ErrorKind::InvalidResponse;
-                            (
-                                req.redacted(e),
-                                unusable && req.replay == Replay::Safe,
-                                None,
-                            )
+                            (redacted(e), unusable && req.replay == Replay::Safe, None)
                         }
                     }
                 }
                 Ok(raw) => {
                     let error =
-                        req.redacted(error::from_response(raw.status, raw.retry_after, &raw.body));
+                        redacted(error::from_response(raw.status, raw.retry_after, &raw.body));
                     let wants_nonce = dpop.is_some()
                         && raw.dpop_nonce.is_some()
                         && error.oauth().is_some_and(|o| o.error == "use_dpop_nonce");
@@ -507,8 +565,9 @@ impl Http {
         req: &TokenRequest<'_>,
         remaining: Duration,
         proof: Option<&Secret>,
+        assertion: Option<&Secret>,
     ) -> std::result::Result<Raw, (Error, bool)> {
-        let (content_type, body) = encode(req);
+        let (content_type, body) = encode(req, assertion);
         let mut builder = http::Request::post(req.url)
             .header("content-type", content_type)
             .header("accept", "application/json");
@@ -520,7 +579,7 @@ impl Http {
             builder = builder.header(k.as_str(), v.as_str());
         }
         if let Some(proof) = proof {
-            builder = builder.header("dpop", proof.expose_secret());
+            builder = builder.header(DPOP, proof.expose_secret());
         }
         let request = builder.body(body.as_bytes()).map_err(|_| {
             (
@@ -553,7 +612,7 @@ impl Http {
             return Err(Deadline::expired("the request"));
         };
         let raw = self
-            .token_attempt(req, remaining, None)
+            .token_attempt(req, remaining, None, None)
             .map_err(|(e, _)| e)?;
         Ok(Response {
             status: raw.status,
@@ -601,18 +660,23 @@ impl Http {
         let Some(remaining) = deadline.remaining() else {
             return Err(Deadline::expired("the request"));
         };
+        let proof = self.dpop_proof(method, url, token)?;
         let mut builder = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
-            if !k.eq_ignore_ascii_case("authorization") {
+            // The client's own credentials replace the caller's (one proof per request:
+            // RFC 9449 §4.3 refuses two).
+            let replaced = k.eq_ignore_ascii_case("authorization")
+                || (proof.is_some() && k.eq_ignore_ascii_case("dpop"));
+            if !replaced {
                 builder = builder.header(*k, *v);
             }
         }
         builder = builder.header(
-            "authorization",
+            http::header::AUTHORIZATION,
             token.authorization_header().expose_secret(),
         );
-        if let Some(proof) = self.dpop_proof(method, url, token)? {
-            builder = builder.header("dpop", proof.expose_secret());
+        if let Some(proof) = &proof {
+            builder = builder.header(DPOP, proof.expose_secret());
         }
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
         let transport = |e| self.transport_error(e, url);
@@ -627,16 +691,20 @@ impl Http {
                 .map_err(bad)
                 .and_then(|r| self.run(r, remaining).map_err(transport))
         };
-        let response = result?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        if let Some(nonce) = dpop_nonce(&headers) {
-            self.nonces.remember(url, &nonce);
+        let (parts, body) = result?.into_parts();
+        let status = parts.status.as_u16();
+        // A DPoP server's nonce, for the next proofs to this origin (a client that makes
+        // no proofs has no use for one).
+        let proofs = token.dpop_key().is_some() || self.options.dpop.is_some();
+        if proofs {
+            if let Some(nonce) = dpop_nonce(&parts.headers) {
+                self.nonces.remember(Server::Resource, url, &nonce);
+            }
         }
-        let body = read_body(response, self.options.max_body_bytes)?;
+        let body = read_body_of(body, status, self.options.max_body_bytes)?;
         Ok(Response {
             status,
-            headers,
+            headers: parts.headers,
             body,
             sent_token: Some(Arc::clone(token)),
         })
@@ -651,9 +719,10 @@ impl Http {
         request: http::Request<S>,
         remaining: Duration,
     ) -> std::result::Result<http::Response<ureq::Body>, ureq::Error> {
-        let loopback = request.uri().host().is_some_and(is_loopback_host);
+        // Only with a proxy is the host looked at (a loopback host bypasses it).
+        let bypass_proxy =
+            self.proxy.is_some() && request.uri().host().is_some_and(is_loopback_host);
         let agent = self.agent();
-        let bypass_proxy = loopback && self.proxy.is_some();
         // The agent's own limit (the whole timeout less a sliver) already ends the
         // request within `remaining` whenever `remaining` is at least that, as on every
         // first attempt: no per-request configuration (a copy of the agent's) is made.
@@ -870,19 +939,28 @@ fn build_agent(
     )
 }
 
-fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {
+/// The request's body; `assertion` replaces the `client_assertion` parameter (a fresh
+/// one for a later attempt).
+fn encode(req: &TokenRequest<'_>, assertion: Option<&Secret>) -> (&'static str, Zeroizing<String>) {
+    let params = || {
+        req.params.iter().map(|(k, v)| {
+            let v = match assertion {
+                Some(a) if *k == "client_assertion" => a,
+                _ => v,
+            };
+            (*k, v.expose_secret())
+        })
+    };
     // Sized up front so that no reallocation leaves an unwiped copy behind.
-    let capacity = req
-        .params
-        .iter()
-        .map(|(k, v)| 3 * (k.len() + v.expose_secret().len()) + 8)
+    let capacity = params()
+        .map(|(k, v)| 3 * (k.len() + v.len()) + 8)
         .sum::<usize>()
         + 2;
     match req.format {
         BodyFormat::Form => {
             let mut s = url::form_urlencoded::Serializer::new(String::with_capacity(capacity));
-            for (k, v) in &req.params {
-                s.append_pair(k, v.expose_secret());
+            for (k, v) in params() {
+                s.append_pair(k, v);
             }
             (
                 "application/x-www-form-urlencoded",
@@ -891,11 +969,7 @@ fn encode(req: &TokenRequest<'_>) -> (&'static str, Zeroizing<String>) {
         }
         BodyFormat::Json => {
             // Borrowed values: the secrets are not copied into a JSON value first.
-            let map: std::collections::BTreeMap<&str, &str> = req
-                .params
-                .iter()
-                .map(|(k, v)| (*k, v.expose_secret()))
-                .collect();
+            let map: std::collections::BTreeMap<&str, &str> = params().collect();
             let mut buf = Zeroizing::new(Vec::with_capacity(2 * capacity));
             serde_json::to_writer(&mut *buf, &map).expect("a map of strings serialises");
             let body =
@@ -929,11 +1003,14 @@ fn backoff_delay(attempt: u32) -> Duration {
     ceiling.mul_f64(crate::random::unit_f64())
 }
 
-fn read_body(mut response: http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>> {
+fn read_body(response: http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>> {
     let status = response.status().as_u16();
-    response
-        .body_mut()
-        .with_config()
+    read_body_of(response.into_body(), status, limit)
+}
+
+/// The body of a response with `status`, at most `limit` bytes.
+fn read_body_of(mut body: ureq::Body, status: u16, limit: u64) -> Result<Vec<u8>> {
+    body.with_config()
         .limit(limit)
         .read_to_vec()
         .map_err(|e| match e {
@@ -964,10 +1041,15 @@ pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     parse("retry-after").or_else(|| parse("x-ratelimit-retry-after"))
 }
 
+/// The `DPoP` request header (RFC 9449 §4.1).
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header (RFC 9449 §8.1).
+const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
 /// The `DPoP-Nonce` header's value, if it is text.
 fn dpop_nonce(headers: &http::HeaderMap) -> Option<String> {
     headers
-        .get("dpop-nonce")
+        .get(DPOP_NONCE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
@@ -1177,6 +1259,33 @@ mod tests {
         assert!(check_url("http://api.vibe.co/oauth2/token", true).is_ok());
         assert!(check_url("ftp://x/", true).is_err());
         assert!(check_url("not a url", false).is_err());
+    }
+
+    #[test]
+    fn a_remembered_plain_http_origin_admits_only_urls_of_that_very_authority() {
+        let http = Http::new(Arc::new(Options::default())).unwrap();
+        let refused = |url: &str| {
+            let e = http.check_url(url).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{url}");
+        };
+        http.check_url("http://127.0.0.1:8080/api").unwrap();
+        assert!(http.allowed_http.load().is_some());
+        http.check_url("http://127.0.0.1:8080/other?x=1").unwrap();
+        for url in [
+            "http://127.0.0.1:8080@evil.example/x",
+            "http://127.0.0.1:8080.evil.example/x",
+            "http://127.0.0.1:8080\\@evil.example/x",
+            "http://evil.example/x",
+        ] {
+            refused(url);
+        }
+        // An authority with user information is checked every time, never remembered.
+        http.check_url("http://u@127.0.0.1:9/x").unwrap();
+        assert_eq!(
+            http.allowed_http.load().as_deref().map(String::as_str),
+            Some("http://127.0.0.1:8080/")
+        );
+        refused("http://u@evil.example:9/x");
     }
 
     #[test]

@@ -479,14 +479,55 @@ fn a_stored_dpop_session_whose_key_is_lost_needs_a_new_sign_in_said_clearly() {
     let first = client(DpopKey::generate(DpopAlgorithm::Es256).unwrap());
     first.token().unwrap();
     let second = client(DpopKey::generate(DpopAlgorithm::Es256).unwrap());
-    // The adopted token cannot be sent without its key.
+    // The stored token cannot be sent without its key, nor renewed with another one.
     let e = err(second.get(&format!("{}/api", server.url())));
     assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
     assert!(e.to_string().contains("key"), "{e}");
+    assert!(e.to_string().contains("sign in again"), "{e}");
     // Nor can its refresh token be used: no request is sent with another key.
     let e = err(second.refresh());
     assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
     assert!(e.to_string().contains("sign in again"), "{e}");
+    // The session is not ended in the store: a process that can read the key (a newer
+    // release, say) goes on with it.
+    use authcore::TokenStore;
+    let key = second.store_key().expect("a store key");
+    let lock = store
+        .0
+        .lock(
+            &key,
+            std::time::Instant::now() + std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+    let record = store.0.load(&lock, &key).unwrap().expect("the record");
+    assert!(!record.revoked, "a tombstone was written");
+    m.assert();
+}
+
+#[test]
+fn a_client_credentials_session_whose_stored_key_is_lost_just_gets_a_new_token() {
+    let mut server = mockito::Server::new();
+    let m = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-one-1a2b3c4d5e", None))
+        .expect(2)
+        .create();
+    let url = format!("{}/token", server.url());
+    let store = Arc::new(LosingKeys(MemoryStore::new()));
+    let client = || {
+        Client::new(
+            ClientCredentials::new(&url, "id", "cs+/=:secret-9f8e7d"),
+            opts().store(store.clone()).dpop(Dpop::generate().unwrap()),
+        )
+        .unwrap()
+    };
+    client().token().unwrap();
+    let second = client();
+    let token = second.token().unwrap();
+    assert_eq!(
+        token.dpop_key().unwrap().thumbprint(),
+        second.dpop_key().unwrap().thumbprint()
+    );
     m.assert();
 }
 
@@ -500,4 +541,245 @@ fn options_debug_shows_the_thumbprint_not_the_key() {
     let options = Options::default().dpop(Dpop::new(key));
     let text = format!("{options:?}");
     assert!(text.contains(&thumb) && !text.contains(&d), "{text}");
+}
+
+#[test]
+fn a_resent_token_request_carries_a_new_client_assertion() {
+    // private_key_jwt: an assertion is single use, so the proof-only retry after a DPoP
+    // nonce (and a retry after a transient failure) signs a new one.
+    let mut server = mockito::Server::new();
+    let bodies: Seen = Arc::default();
+    let b = Arc::clone(&bodies);
+    // Sees every request once, matches none: the bodies in order.
+    let _recorder = server
+        .mock("POST", "/token")
+        .match_request(move |r| {
+            b.lock()
+                .unwrap()
+                .push(r.utf8_lossy_body().unwrap().into_owned());
+            false
+        })
+        .create();
+    // Then, of the mocks that match, the first still expecting a request answers:
+    // a DPoP nonce refusal, a 503, then the token.
+    let refuse = server
+        .mock("POST", "/token")
+        .match_request(|r| nonce_of(&proof_of(r).unwrap_or_default()).as_deref() != Some("n1"))
+        .with_status(400)
+        .with_header("dpop-nonce", "n1")
+        .with_body(r#"{"error":"use_dpop_nonce"}"#)
+        .expect(1)
+        .create();
+    let unavailable = server
+        .mock("POST", "/token")
+        .with_status(503)
+        .expect(1)
+        .create();
+    let accept = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-one-1a2b3c4d5e", None))
+        .expect(1)
+        .create();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let private =
+        authcore::grant::PrivateKey::from_pem(key.serialize_pem().as_bytes(), None).unwrap();
+    let grant = ClientCredentials::new(format!("{}/token", server.url()), "jwt-client", "")
+        .private_key(private);
+    let client = Client::new(grant, opts().dpop(Dpop::generate().unwrap())).unwrap();
+    client.token().unwrap();
+    refuse.assert();
+    unavailable.assert();
+    accept.assert();
+    let assertions: Vec<String> = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            url::form_urlencoded::parse(b.as_bytes())
+                .find(|(k, _)| k == "client_assertion")
+                .map(|(_, v)| v.into_owned())
+                .expect("an assertion")
+        })
+        .collect();
+    assert_eq!(assertions.len(), 3);
+    let jti = |a: &str| {
+        let claims = a.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap();
+        serde_json::from_slice::<Value>(&claims).unwrap()["jti"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let distinct: std::collections::HashSet<_> = assertions.iter().map(|a| jti(a)).collect();
+    assert_eq!(distinct.len(), 3, "an assertion was sent twice");
+}
+
+#[test]
+fn a_client_that_refuses_bearer_tokens_does_not_adopt_one_from_its_store() {
+    let mut server = mockito::Server::new();
+    let bearer = server
+        .mock("POST", "/token")
+        .match_request(|r| proof_of(r).is_none())
+        .with_body(
+            r#"{"access_token":"at-one-1a2b3c4d5e","token_type":"Bearer","expires_in":3600}"#,
+        )
+        .expect(1)
+        .create();
+    let dpop = server
+        .mock("POST", "/token")
+        .match_request(|r| proof_of(r).is_some())
+        .with_body(dpop_token("at-two-6f7a8b9c0d", None))
+        .expect(1)
+        .create();
+    let url = format!("{}/token", server.url());
+    let store = Arc::new(MemoryStore::new());
+    // A process not yet configured for DPoP saves a bearer token...
+    let old = Client::new(
+        ClientCredentials::new(&url, "id", "cs+/=:secret-9f8e7d"),
+        opts().store(store.clone()),
+    )
+    .unwrap();
+    old.token().unwrap();
+    // ...which one that requires DPoP does not take.
+    let new = Client::new(
+        ClientCredentials::new(&url, "id", "cs+/=:secret-9f8e7d"),
+        opts().store(store.clone()).dpop(Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(new.token().unwrap().token_type(), "DPoP");
+    bearer.assert();
+    dpop.assert();
+}
+
+#[test]
+fn a_failed_refresh_from_a_stored_session_leaves_the_clients_key_as_it_was() {
+    let mut server = mockito::Server::new();
+    let first = server
+        .mock("POST", "/token")
+        .match_body(mockito::Matcher::Regex("rt-first".into()))
+        .with_body(dpop_token("at-one-1a2b3c4d5e", Some("rt-second-8d7c6b5a")))
+        .expect(1)
+        .create();
+    let url = format!("{}/token", server.url());
+    let store = Arc::new(MemoryStore::new());
+    let client = |rt: &str| {
+        Client::new(
+            RefreshToken::new(&url, "public-app", "", rt),
+            opts()
+                .store(store.clone())
+                .store_key("alice")
+                .dpop(Dpop::generate().unwrap()),
+        )
+        .unwrap()
+    };
+    // Another sign-in of alice, with its own key, is in the store.
+    let other = client("rt-first-5c4b3a29");
+    other.token().unwrap();
+    first.assert();
+    // This client's forced renewal uses the stored refresh token with the stored key,
+    // and the server fails: its key stays its own.
+    let unavailable = server
+        .mock("POST", "/token")
+        .with_status(503)
+        .expect_at_least(1)
+        .create();
+    let this = client("rt-other");
+    let own = this.dpop_key().unwrap().thumbprint().to_owned();
+    assert_ne!(own, other.dpop_key().unwrap().thumbprint());
+    let e = err(this.refresh());
+    assert_eq!(e.http_status(), Some(503), "{e}");
+    unavailable.assert();
+    assert_eq!(this.dpop_key().unwrap().thumbprint(), own);
+}
+
+#[test]
+fn a_refused_proof_is_not_a_reason_to_renew_and_the_callers_dpop_header_is_replaced() {
+    let mut server = mockito::Server::new();
+    let token = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-one-1a2b3c4d5e", None))
+        .expect(1)
+        .create();
+    let proofs: Seen = Arc::default();
+    let p = Arc::clone(&proofs);
+    let api = server
+        .mock("GET", "/api")
+        .match_request(move |r| {
+            let all: Vec<String> = r
+                .header("dpop")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            p.lock().unwrap().extend(all);
+            true
+        })
+        .with_status(401)
+        .with_header("www-authenticate", r#"DPoP error="invalid_dpop_proof""#)
+        .expect(1)
+        .create();
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "id",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().dpop(Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    let response = client
+        .request(
+            "GET",
+            &format!("{}/api", server.url()),
+            &[("DPoP", "caller-proof")],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(response.status, 401);
+    token.assert();
+    api.assert();
+    let proofs = proofs.lock().unwrap().clone();
+    assert_eq!(proofs.len(), 1, "one DPoP header: {proofs:?}");
+    assert_ne!(proofs[0], "caller-proof");
+    assert_eq!(client.stats().renewals_rejected, 0);
+}
+
+#[test]
+fn fresh_request_headers_come_from_the_cached_token_only() {
+    let mut server = mockito::Server::new();
+    let token = server
+        .mock("POST", "/token")
+        .with_body(dpop_token("at-fresh-5e6f7a8b", None))
+        .expect(1)
+        .create();
+    let client = Client::new(
+        ClientCredentials::new(format!("{}/token", server.url()), "id", "secret-1a2b"),
+        opts().dpop(Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    let url = format!("{}/api/thing?x=1", server.url());
+    // No token yet: nothing, and no token request.
+    assert!(client.fresh_request_headers("GET", &url).is_none());
+    client.token().unwrap();
+    let headers = client.fresh_request_headers("get", &url).unwrap().unwrap();
+    assert_eq!(
+        headers.authorization.expose_secret(),
+        "DPoP at-fresh-5e6f7a8b"
+    );
+    let (claims, jwk) = verify(headers.dpop.unwrap().expose_secret());
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], format!("{}/api/thing", server.url()));
+    assert_eq!(
+        Some(thumbprint(&jwk)),
+        client.dpop_key().map(|k| k.thumbprint().to_owned())
+    );
+    // A URL the client would not send a token to is refused, as by request_headers.
+    let e = client
+        .fresh_request_headers("GET", "http://api.example.com/x")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    token.assert();
 }

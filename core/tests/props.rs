@@ -160,3 +160,128 @@ mod sealed_sign_ins {
         f.token.assert();
     }
 }
+
+/// DPoP proofs (RFC 9449), checked against an independent JOSE implementation.
+mod dpop_proofs {
+    use std::collections::HashSet;
+    use std::sync::OnceLock;
+
+    use authcore::{dpop_htu, DpopAlgorithm, DpopKey};
+    use base64::Engine;
+    use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use sha2::Digest;
+
+    fn keys() -> &'static [DpopKey] {
+        static KEYS: OnceLock<Vec<DpopKey>> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            [
+                DpopAlgorithm::Es256,
+                DpopAlgorithm::EdDsa,
+                DpopAlgorithm::Rs256,
+            ]
+            .into_iter()
+            .map(|a| DpopKey::generate(a).unwrap())
+            .collect()
+        })
+    }
+
+    fn claims_of(proof: &str) -> Value {
+        let header = decode_header(proof).unwrap();
+        let key = DecodingKey::from_jwk(header.jwk.as_ref().unwrap()).unwrap();
+        let mut validation = Validation::new(header.alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        decode::<Value>(proof, &key, &validation).unwrap().claims
+    }
+
+    fn url() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just("http"), Just("https"), Just("HTTPS")],
+            "[a-zA-Z][a-zA-Z0-9-]{0,10}(\\.[a-zA-Z]{2,5}){0,2}",
+            prop_oneof![
+                Just(String::new()),
+                Just(":443".to_owned()),
+                Just(":80".to_owned()),
+                (1u16..65535).prop_map(|p| format!(":{p}"))
+            ],
+            proptest::collection::vec("[a-zA-Z0-9._~%-]{0,8}", 0..4),
+            proptest::option::of("[a-zA-Z0-9=&]{0,12}"),
+            proptest::option::of("[a-zA-Z0-9]{0,8}"),
+        )
+            .prop_map(|(scheme, host, port, segments, query, fragment)| {
+                let mut u = format!("{scheme}://{host}{port}/{}", segments.join("/"));
+                if let Some(q) = query {
+                    u.push('?');
+                    u.push_str(&q);
+                }
+                if let Some(f) = fragment {
+                    u.push('#');
+                    u.push_str(&f);
+                }
+                u
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn every_proof_verifies_with_its_public_key_and_says_what_was_asked(
+            which in 0usize..3,
+            method in "[A-Za-z]{1,8}",
+            url in url(),
+            token in proptest::option::of("[ -~]{1,64}"),
+            nonce in proptest::option::of("[!#-\\[\\]-~]{1,40}"),
+        ) {
+            let key = &keys()[which];
+            let Ok(htu) = dpop_htu(&url) else {
+                // Not a URL a request could go to: no proof either.
+                prop_assert!(key.proof(&method, &url, None, None).is_err());
+                return Ok(());
+            };
+            let proof = key.proof(&method, &url, token.as_deref(), nonce.as_deref()).unwrap();
+            let claims = claims_of(proof.expose_secret());
+            prop_assert_eq!(claims["htm"].as_str().unwrap(), method.to_ascii_uppercase());
+            prop_assert_eq!(claims["htu"].as_str().unwrap(), htu.as_str());
+            prop_assert_eq!(claims["nonce"].as_str(), nonce.as_deref());
+            let ath = token.map(|t| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(t.as_bytes()))
+            });
+            prop_assert_eq!(claims["ath"].as_str(), ath.as_deref());
+        }
+
+        #[test]
+        fn htu_has_no_query_or_fragment_is_lowercase_and_stable(url in url()) {
+            if let Ok(htu) = dpop_htu(&url) {
+                prop_assert!(!htu.contains('?') && !htu.contains('#'));
+                let parsed = url::Url::parse(&htu).unwrap();
+                prop_assert_eq!(parsed.scheme(), parsed.scheme().to_ascii_lowercase());
+                let host = parsed.host_str().unwrap();
+                prop_assert_eq!(host, host.to_ascii_lowercase());
+                let default_port = if parsed.scheme() == "https" { ":443/" } else { ":80/" };
+                prop_assert!(!htu.contains(&format!("{host}{default_port}")), "default port kept: {}", htu);
+                prop_assert_eq!(dpop_htu(&htu).unwrap(), htu.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn no_two_proofs_share_a_jti() {
+        let mut seen = HashSet::new();
+        for key in keys() {
+            for _ in 0..300 {
+                let proof = key
+                    .proof("GET", "https://api.example/x", Some("t"), None)
+                    .unwrap();
+                let jti = claims_of(proof.expose_secret())["jti"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(jti.len() >= 20, "{jti}");
+                assert!(seen.insert(jti), "a jti repeated");
+            }
+        }
+    }
+}

@@ -136,6 +136,17 @@ fn a_renewal_that_lost_its_lock_cannot_overwrite_a_newer_token() {
             None,
         )
     };
+    // Both connected first, so that the short deadlines below time the lock, not the
+    // connection (which a loaded machine may take longer than a millisecond to make).
+    for s in [&store, &other] {
+        drop(
+            s.lock(
+                &StoreKey::custom("warm-up"),
+                Instant::now() + Duration::from_secs(5),
+            )
+            .unwrap(),
+        );
+    }
     // A takes the lock with a deadline that has already passed: its lock lives only
     // for the margin; B is kept out meanwhile.
     let a_lock = store

@@ -430,8 +430,10 @@ pub unsafe extern "C" fn authcore_client_token_into(
     })
 }
 
-/// The `Authorization` header value for a valid token (e.g. "Bearer abc"), as an owned
-/// string (free it with `authcore_string_free`).
+/// The `Authorization` header value for a valid token (e.g. "Bearer abc"; "DPoP abc"
+/// for a DPoP-bound token, which also needs a proof per request: use
+/// `authcore_client_request_headers` then), as an owned string (free it with
+/// `authcore_string_free`).
 ///
 /// # Safety
 /// `client` is a live handle; `out` is writable.
@@ -445,6 +447,171 @@ pub unsafe extern "C" fn authcore_client_authorization_header(
         // SAFETY: checked non-NULL; the caller promises it is live.
         let header = unsafe { client_ref(client) }.authorization_header()?;
         let s = owned_c_string(header.expose_secret())?;
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+/// Wipes a C string that will not be handed out (it may hold a token or a proof).
+fn wipe(s: CString) {
+    s.into_bytes_with_nul().zeroize();
+}
+
+/// The headers one request needs, for callers with their own HTTP stack, both from one
+/// valid token: `*authorization_out` the `Authorization` value ("Bearer abc", or
+/// "DPoP abc" for a DPoP-bound token) and `*dpop_out` the `DPoP` header value, a proof
+/// made now for this `method` and `url` (with the token's hash and the nonce the URL's
+/// origin last gave), or NULL for a bearer token. Send both with the request; a proof
+/// is good for one request only. Pass the response to
+/// `authcore_client_dpop_nonce_retry`, which remembers the server's next nonce and
+/// says whether to send the request once more (with new headers from this function).
+/// Blocks only when the cached token is missing or too close to expiry.
+///
+/// Both strings are owned by the caller: free each with `authcore_string_free`, which
+/// wipes them. Nothing is written on failure: a token failure as
+/// `authcore_client_token`'s, `AUTHCORE_STATUS_CONFIG` for a URL that is not an
+/// `http`/`https` URL or is plain `http://` to a remote host, NULL arguments
+/// `AUTHCORE_STATUS_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `client` is a live handle; `method` and `url` are NUL-terminated;
+/// `authorization_out` and `dpop_out` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_request_headers(
+    client: *const authcore_client,
+    method: *const c_char,
+    url: *const c_char,
+    authorization_out: *mut *mut c_char,
+    dpop_out: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, authorization_out, dpop_out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (method, url) = unsafe { (arg_str(method, "method")?, arg_str(url, "url")?) };
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let headers = unsafe { client_ref(client) }.request_headers(method, url)?;
+        let authorization = c_string(headers.authorization.expose_secret());
+        let dpop = headers
+            .dpop
+            .as_ref()
+            .map(|p| c_string(p.expose_secret()))
+            .transpose();
+        match (authorization, dpop) {
+            (Ok(authorization), Ok(dpop)) => {
+                // SAFETY: checked non-NULL; the caller promises they are writable.
+                unsafe {
+                    authorization_out.write(authorization.into_raw());
+                    dpop_out.write(dpop.map_or(std::ptr::null_mut(), CString::into_raw));
+                }
+                Ok(())
+            }
+            (authorization, dpop) => {
+                authorization.into_iter().for_each(wipe);
+                dpop.into_iter().flatten().for_each(wipe);
+                Err(Failure::nul_byte())
+            }
+        }
+    })
+}
+
+/// The `DPoP` header value for one request (`method`, `url`) with the client's current
+/// token (see `authcore_client_request_headers`, which also gives the `Authorization`
+/// value made from the same token: prefer it, since a renewal between two calls would
+/// pair a proof with another token). `*out` receives an owned string (free it with
+/// `authcore_string_free`), or NULL when the token is a bearer token (no DPoP). Fails
+/// as `authcore_client_request_headers` does, writing nothing.
+///
+/// # Safety
+/// `client` is a live handle; `method` and `url` are NUL-terminated; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_dpop_proof(
+    client: *const authcore_client,
+    method: *const c_char,
+    url: *const c_char,
+    out: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let (method, url) = unsafe { (arg_str(method, "method")?, arg_str(url, "url")?) };
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let proof = unsafe { client_ref(client) }.dpop_proof(method, url)?;
+        let s = match proof {
+            Some(p) => owned_c_string(p.expose_secret())?,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+/// For callers with their own HTTP stack, after each response to a request that
+/// carried this client's token to `url`: remembers the response's `DPoP-Nonce` header
+/// (`dpop_nonce`, NULL if it had none) for the next proofs to that origin, and returns
+/// whether the server asked for a DPoP nonce (`status` 401 with a `DPoP` challenge
+/// `error="use_dpop_nonce"` in `www_authenticate`, NULL if there was none; several
+/// header lines joined by commas, and a nonce). Then send the request once more, with
+/// new headers from `authcore_client_request_headers`, and once only: a second such
+/// answer is final. Such a resend is counted in `authcore_stats.dpop_nonce_retries`.
+/// `authcore_client_request` follows this rule itself.
+///
+/// False for a NULL client or URL, or a string argument that is not UTF-8.
+///
+/// # Safety
+/// `client` is NULL or a live handle; `url` is NULL or NUL-terminated;
+/// `www_authenticate` and `dpop_nonce` are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_dpop_nonce_retry(
+    client: *const authcore_client,
+    url: *const c_char,
+    status: u16,
+    www_authenticate: *const c_char,
+    dpop_nonce: *const c_char,
+) -> bool {
+    boundary_or(false, || {
+        // SAFETY: NULL or live, as promised.
+        let Some(c) = (unsafe { client.as_ref() }) else {
+            return false;
+        };
+        // SAFETY: NULL or NUL-terminated, as promised.
+        let args = unsafe {
+            (
+                opt_str(url, "url"),
+                opt_str(www_authenticate, "www_authenticate"),
+                opt_str(dpop_nonce, "dpop_nonce"),
+            )
+        };
+        let (Ok(Some(url)), Ok(challenge), Ok(nonce)) = args else {
+            return false;
+        };
+        c.inner.dpop_nonce_retry(url, status, challenge, nonce)
+    })
+}
+
+/// The RFC 7638 thumbprint (base64url SHA-256) of the public key the client's tokens
+/// are bound to: the `jkt` a server puts in the token's `cnf` claim, and the
+/// `dpop_jkt` of an authorization request. That is the key of the client's session
+/// (one adopted from a token store keeps its own), else the key its options named.
+/// `*out` receives an owned string (free it with `authcore_string_free`), or NULL
+/// for a client without DPoP. Never blocks.
+///
+/// # Safety
+/// `client` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_client_dpop_thumbprint(
+    client: *const authcore_client,
+    out: *mut *mut c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: checked non-NULL; the caller promises it is live.
+        let key = unsafe { client_ref(client) }.dpop_key();
+        let s = match key {
+            Some(k) => owned_c_string(k.thumbprint())?,
+            None => std::ptr::null_mut(),
+        };
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(s) };
         Ok(())
@@ -687,7 +854,7 @@ pub unsafe extern "C" fn authcore_token_access_token(
     })
 }
 
-/// The token type, e.g. "Bearer", borrowed from `token` (NULL for NULL).
+/// The token type, e.g. "Bearer" (or "DPoP" for a DPoP-bound token), borrowed from `token` (NULL for NULL).
 ///
 /// # Safety
 /// `token` is NULL or a live handle.
@@ -842,6 +1009,11 @@ pub struct authcore_response {
 
 /// Sends `method url` with the client's token. On a 401 (other than an
 /// `insufficient_scope` challenge) the token is renewed and the request sent once more.
+/// A DPoP-bound token (`authcore_options_set_dpop`) goes as `Authorization: DPoP` with
+/// a fresh `DPoP` proof; a 401 `use_dpop_nonce` with a `DPoP-Nonce` is sent once more
+/// with a new proof carrying the nonce (no renewal), and every response's `DPoP-Nonce`
+/// is remembered for the next proofs to that origin (it stays readable with
+/// `authcore_response_header`).
 /// Any `Authorization` header in `headers` is replaced. `headers` may be NULL when
 /// `header_count` is 0; `body` may be NULL when `body_len` is 0. A response of any HTTP
 /// status is a success of this call; check `authcore_response_status`.
@@ -1101,6 +1273,10 @@ pub struct authcore_stats {
     /// (each also raised the `signin.evicted` warning). Counted by
     /// `authcore_code_flow_stats`; always 0 for a client.
     pub signins_evicted: u64,
+    /// Requests sent once more with the DPoP nonce their server asked for
+    /// (`use_dpop_nonce`): token requests, `authcore_client_request` resends, and the
+    /// resends `authcore_client_dpop_nonce_retry` advised. At most one per request.
+    pub dpop_nonce_retries: u64,
 }
 
 impl From<authcore::Stats> for authcore_stats {
@@ -1122,6 +1298,7 @@ impl From<authcore::Stats> for authcore_stats {
             backoff_refusals: s.backoff_refusals,
             retries_after_401: s.retries_after_401,
             signins_evicted: s.signins_evicted,
+            dpop_nonce_retries: s.dpop_nonce_retries,
         }
     }
 }

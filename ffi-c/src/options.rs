@@ -15,6 +15,9 @@ pub struct authcore_options {
     /// What OAuth grants take besides client options (resources, private key,
     /// revocation endpoint); ignored by the other constructors.
     pub(crate) oauth: authcore::grant::OAuthSettings,
+    /// Whether DPoP accepts a `Bearer` answer (`authcore_options_set_dpop_allow_bearer`),
+    /// kept apart so that it holds for a DPoP key set before or after it.
+    dpop_allow_bearer: bool,
 }
 
 /// Called with the new refresh token each time the provider rotates it, before the
@@ -61,6 +64,7 @@ pub unsafe extern "C" fn authcore_options_new(out: *mut *mut authcore_options) -
         let handle = Box::new(authcore_options {
             inner: authcore::Options::default(),
             oauth: authcore::grant::OAuthSettings::default(),
+            dpop_allow_bearer: false,
         });
         // SAFETY: `out` is non-NULL and the caller promises it is writable.
         unsafe { out.write(Box::into_raw(handle)) };
@@ -199,6 +203,144 @@ pub unsafe extern "C" fn authcore_options_set_revocation_url(
     };
     // SAFETY: forwarded from the caller.
     unsafe { update_oauth(options, step) }
+}
+
+/// Turns DPoP on (RFC 9449) with `key`, keeping the handle's Bearer-downgrade choice.
+///
+/// # Safety
+/// `options` is NULL or a live handle not used by another thread during the call.
+unsafe fn set_dpop_key(
+    options: *mut authcore_options,
+    key: impl FnOnce() -> Result<authcore::DpopKey, Failure>,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(options);
+        let key = key()?;
+        // SAFETY: non-NULL live handle, exclusively ours for the call.
+        let o = unsafe { &mut *options };
+        let dpop = authcore::Dpop::new(key).allow_bearer_downgrade(o.dpop_allow_bearer);
+        o.inner = o.inner.clone().dpop(dpop);
+        Ok(())
+    })
+}
+
+/// Turns on sender-constrained tokens (DPoP, RFC 9449) with a new key for `algorithm`:
+/// "ES256" (also for NULL; the default), "EdDSA" or "RS256" (case-insensitive),
+/// generated now from the operating system's random source. Every token request of
+/// every client and flow made from these options then carries a DPoP proof signed by
+/// that key, the tokens come back bound to it (`token_type` "DPoP") and every
+/// `authcore_client_request` sends `Authorization: DPoP <token>` with a fresh proof,
+/// resending once with the nonce a server asks for (`use_dpop_nonce`; counted in
+/// `authcore_stats.dpop_nonce_retries`). All clients made from this handle share the key
+/// (and the nonces servers gave) until a DPoP setter is called again. A provider
+/// that answers a `Bearer` token is refused (`AUTHCORE_STATUS_INVALID_RESPONSE`)
+/// unless `authcore_options_set_dpop_allow_bearer` allows it.
+///
+/// A session taken from a token store keeps the key it was bound to (the store keeps
+/// the key with the session), whatever key these options name.
+///
+/// An unknown algorithm is `AUTHCORE_STATUS_CONFIG`, a name that is not UTF-8
+/// `AUTHCORE_STATUS_INVALID_ARGUMENT`; both leave the options as they were. An RSA key
+/// takes a noticeable time to generate (2048 bits); prefer ES256 or EdDSA.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `algorithm`
+/// is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_dpop(
+    options: *mut authcore_options,
+    algorithm: *const c_char,
+) -> authcore_status {
+    let key = || {
+        // SAFETY: the caller promises NULL or a NUL-terminated string.
+        let algorithm = match unsafe { opt_str(algorithm, "algorithm")? } {
+            Some(name) => authcore::DpopAlgorithm::from_name(name)?,
+            None => authcore::DpopAlgorithm::default(),
+        };
+        Ok(authcore::DpopKey::generate(algorithm)?)
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { set_dpop_key(options, key) }
+}
+
+/// Turns on DPoP (see `authcore_options_set_dpop`) with a key of the caller's: `pem` is
+/// a private key in PEM, PKCS#8 ("PRIVATE KEY": P-256, Ed25519 or RSA, unencrypted),
+/// SEC1 ("EC PRIVATE KEY", P-256) or PKCS#1 ("RSA PRIVATE KEY"); the algorithm follows
+/// from the key (ES256, EdDSA, RS256). The text is read during the call and not kept
+/// (the key is: in the options and the clients made from them, wiped when the last of
+/// them is freed); the caller may wipe its copy afterwards.
+///
+/// A text that is not such a key is `AUTHCORE_STATUS_CONFIG` (the message never quotes
+/// it), NULL `AUTHCORE_STATUS_NULL_ARGUMENT`, a text that is not UTF-8
+/// `AUTHCORE_STATUS_INVALID_ARGUMENT`; each leaves the options as they were.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `pem` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_dpop_key_pem(
+    options: *mut authcore_options,
+    pem: *const c_char,
+) -> authcore_status {
+    let key = || {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let pem = unsafe { arg_str(pem, "pem")? };
+        Ok(authcore::DpopKey::from_pem(pem)?)
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { set_dpop_key(options, key) }
+}
+
+/// Turns on DPoP (see `authcore_options_set_dpop`) with a key of the caller's as a
+/// private JWK (JSON text): `"kty": "EC"` with `"crv": "P-256"`, `"kty": "OKP"` with
+/// `"crv": "Ed25519"`, or `"kty": "RSA"` with its primes `p` and `q`; the public
+/// members must match the private ones. Other members (`kid`, `use`, ...) are ignored.
+/// The text is read during the call and not kept.
+///
+/// A text that is not such a key is `AUTHCORE_STATUS_CONFIG` (the message never quotes
+/// it), NULL `AUTHCORE_STATUS_NULL_ARGUMENT`, a text that is not UTF-8
+/// `AUTHCORE_STATUS_INVALID_ARGUMENT`; each leaves the options as they were.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call; `jwk` is a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_dpop_key_jwk(
+    options: *mut authcore_options,
+    jwk: *const c_char,
+) -> authcore_status {
+    let key = || {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let jwk = unsafe { arg_str(jwk, "jwk")? };
+        Ok(authcore::DpopKey::from_jwk(jwk)?)
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { set_dpop_key(options, key) }
+}
+
+/// Whether a `Bearer` token answered to a DPoP token request is accepted (and then
+/// sent as a bearer token). Off by default: such an answer is
+/// `AUTHCORE_STATUS_INVALID_RESPONSE`, not retried, so that a provider ignoring DPoP
+/// never silently turns sender-constrained tokens into bearer tokens. Holds for the
+/// DPoP key set before or after this call; without DPoP it has no effect.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_dpop_allow_bearer(
+    options: *mut authcore_options,
+    allow: bool,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(options);
+        // SAFETY: non-NULL live handle, exclusively ours for the call.
+        let o = unsafe { &mut *options };
+        if let Some(dpop) = o.inner.dpop_config().cloned() {
+            o.inner = o.inner.clone().dpop(dpop.allow_bearer_downgrade(allow));
+        }
+        o.dpop_allow_bearer = allow;
+        Ok(())
+    })
 }
 
 /// A duration in milliseconds: at least 1 ms, and at most `authcore::MAX_DURATION`.
@@ -540,6 +682,9 @@ pub unsafe extern "C" fn authcore_options_set_ca_bundle(
 mod tests {
     use super::*;
 
+    /// The Ed25519 key of RFC 8037 Appendix A.1 (thumbprint in A.3).
+    const ED25519_JWK: &std::ffi::CStr = c"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"d\":\"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}";
+
     unsafe extern "C" fn keep(_: *mut c_void, _: *const c_char, _: usize) -> i32 {
         0
     }
@@ -569,6 +714,8 @@ mod tests {
                 authcore_options_set_refresh_token_callback(o, Some(keep), std::ptr::null_mut()),
                 authcore_options_set_proxy(o, c"http://127.0.0.1:3128".as_ptr()),
                 authcore_options_set_store_key(o, c"alice".as_ptr()),
+                authcore_options_set_dpop_key_jwk(o, ED25519_JWK.as_ptr()),
+                authcore_options_set_dpop_allow_bearer(o, true),
             ];
             assert!(ok.iter().all(|s| *s == authcore_status::Ok), "{ok:?}");
             let before = format!("{:?}", (*o).inner);
@@ -591,6 +738,14 @@ mod tests {
                 authcore_options_set_proxy(o, bad.as_ptr().cast()),
                 authcore_options_set_store_key(o, std::ptr::null()),
                 authcore_options_set_store_key(o, bad.as_ptr().cast()),
+                authcore_options_set_dpop(o, c"HS256".as_ptr()),
+                authcore_options_set_dpop(o, bad.as_ptr().cast()),
+                authcore_options_set_dpop_key_pem(o, c"not a key".as_ptr()),
+                authcore_options_set_dpop_key_pem(o, std::ptr::null()),
+                authcore_options_set_dpop_key_jwk(o, c"{}".as_ptr()),
+                authcore_options_set_dpop_key_jwk(o, c"{\"kty\":\"EC\"".as_ptr()),
+                authcore_options_set_dpop_key_jwk(o, bad.as_ptr().cast()),
+                authcore_options_set_dpop_allow_bearer(std::ptr::null_mut(), false),
             ];
             for (i, s) in rejected.iter().enumerate() {
                 assert_ne!(*s, authcore_status::Ok, "rejected call {i} succeeded");
@@ -598,6 +753,38 @@ mod tests {
             assert_eq!(format!("{:?}", (*o).inner), before);
             assert!(before.contains("on_refresh_token: true"), "{before}");
             assert!(before.contains(r#"store_key: Some("alice")"#), "{before}");
+            assert!(
+                before.contains("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+                    && before.contains("allow_bearer: true"),
+                "{before}"
+            );
+            authcore_options_free(o);
+        }
+    }
+
+    /// The Bearer-downgrade choice holds for a DPoP key set before or after it.
+    #[test]
+    fn allowing_bearer_holds_for_keys_set_before_and_after() {
+        let mut o: *mut authcore_options = std::ptr::null_mut();
+        // SAFETY: valid out-pointer; the handle is used by this thread only and freed.
+        unsafe {
+            assert_eq!(authcore_options_new(&mut o), authcore_status::Ok);
+            let allows = |o: *mut authcore_options| format!("{:?}", (*o).inner.dpop_config());
+            assert_eq!(
+                authcore_options_set_dpop(o, std::ptr::null()),
+                authcore_status::Ok
+            );
+            assert!(allows(o).contains("allow_bearer: false"));
+            assert_eq!(
+                authcore_options_set_dpop_allow_bearer(o, true),
+                authcore_status::Ok
+            );
+            assert!(allows(o).contains("allow_bearer: true"));
+            assert_eq!(
+                authcore_options_set_dpop(o, c"eddsa".as_ptr()),
+                authcore_status::Ok
+            );
+            assert!(allows(o).contains("allow_bearer: true") && allows(o).contains("EdDsa"));
             authcore_options_free(o);
         }
     }

@@ -25,6 +25,7 @@ __all__ = [
     "discover",
     "DeviceFlow",
     "DeviceAuthorization",
+    "DpopKey",
     "_after_fork_in_child",
 ]
 
@@ -106,13 +107,56 @@ class _ClientOptions(TypedDict, total=False):
     store_key: Optional[str]
 
 class _GrantOptions(_ClientOptions, total=False):
-    """Keyword options of OAuth grants (client credentials, refresh token, code, device)."""
+    """Keyword options of OAuth grants (client credentials, refresh token, code, device).
+
+    - ``dpop``: sender-constrained tokens (DPoP, RFC 9449): ``True`` for a new ES256
+      key from the OS random source, or the algorithm of the new key (``"ES256"``,
+      ``"EdDSA"``, ``"RS256"``; another name is a ``ConfigError``). Every token request
+      carries a proof; a ``DPoP`` token is sent as ``DPoP <token>`` with a fresh proof per
+      request; a server nonce is answered with one resend [False].
+    - ``dpop_key``: the key to use instead: a ``DpopKey``, or PEM or a private JWK as
+      ``str`` (unreadable: ``ConfigError``, which never quotes it); turns DPoP on. With a
+      ``dpop`` algorithm too, they must agree [none].
+    - ``dpop_allow_bearer``: accept a ``Bearer`` token answered to a DPoP token request;
+      otherwise that answer is an ``InvalidResponseError``, so that a server ignoring
+      DPoP never silently hands out bearer tokens [False].
+    """
 
     resource: Union[str, Iterable[str], None]
     private_key: Union[str, bytes, None]
     key_id: Optional[str]
     algorithm: Optional[str]
     revocation_url: Optional[str]
+    dpop: Union[bool, str, None]
+    dpop_key: Union[str, DpopKey, None]
+    dpop_allow_bearer: bool
+
+@final
+class DpopKey:
+    """A DPoP key pair (RFC 9449): ES256 (P-256), EdDSA (Ed25519) or RS256 (RSA 2048).
+    Its ``repr`` shows the algorithm and the thumbprint, never the private key, which is
+    wiped from memory when the key is dropped."""
+
+    @staticmethod
+    def generate(algorithm: str = "ES256") -> DpopKey:
+        """A new key from the OS random source: "ES256", "EdDSA" or "RS256" (case-insensitive; another name is a ConfigError)."""
+    @staticmethod
+    def from_pem(pem: str) -> DpopKey:
+        """A key from PEM: PKCS#8 (P-256, Ed25519 or RSA), SEC1 or PKCS#1; anything else is a ConfigError that never quotes the text."""
+    @staticmethod
+    def from_jwk(jwk: str) -> DpopKey:
+        """A key from a private JWK (JSON text: EC P-256, OKP Ed25519 or RSA with its primes), as ``private_jwk()`` gives it; anything else is a ConfigError that never quotes the text."""
+    @property
+    def algorithm(self) -> Literal["ES256", "EdDSA", "RS256"]:
+        """The JWS algorithm it signs proofs with."""
+    @property
+    def thumbprint(self) -> str:
+        """The RFC 7638 thumbprint of the public key: the ``jkt`` a server binds tokens to."""
+    @property
+    def public_jwk(self) -> str:
+        """The public key as a JWK (JSON text), as every proof's header carries it."""
+    def private_jwk(self) -> str:
+        """The private key as a JWK (JSON text) — a secret: whoever holds it can use the tokens bound to this key. For keeping a key you generated; ``from_jwk`` reads it back. A client with a ``store`` needs none of this: the store keeps the session's key."""
 
 
 @final
@@ -254,6 +298,9 @@ class Stats:
     @property
     def signins_evicted(self) -> int:
         """Pending sign-ins a flow dropped beyond its bound (each logged as ``signin.evicted``); 0 for a client."""
+    @property
+    def dpop_nonce_retries(self) -> int:
+        """Requests sent once more with a server's DPoP nonce: token requests refused ``use_dpop_nonce``, and API requests answered 401 ``use_dpop_nonce`` (by ``request``, or as ``dpop_nonce_retry`` advised)."""
     def as_dict(self) -> dict[str, Union[int, float]]:
         """Every counter by name (``wait_time`` in seconds), for metrics."""
 
@@ -360,6 +407,23 @@ class Client:
         """The ``Authorization`` value for a valid token, e.g. "Bearer abc"."""
     def cached_authorization_header(self) -> Optional[str]:
         """The header if a token needing no renewal is cached, else None; never blocks."""
+    def request_headers(self, method: str, url: str) -> dict[str, str]:
+        """The headers a request needs, from one valid token (renewed first if needed): ``Authorization`` (``Bearer …`` or ``DPoP …``) and, for a DPoP-bound token, ``DPoP``: a fresh proof for this method and URL, with the token's hash and the nonce the URL's origin last gave. A proof is good for one request."""
+    def cached_request_headers(self, method: str, url: str) -> Optional[dict[str, str]]:
+        """``request_headers`` if a token needing no renewal is cached, else None; never blocks (signing the proof is its only work)."""
+    def dpop_proof(self, method: str, url: str) -> Optional[str]:
+        """The ``DPoP`` header value for one request with a valid token (``request_headers`` gives the matching ``Authorization`` too), or None for a bearer token."""
+    def dpop_nonce_retry(
+        self,
+        url: str,
+        status: int,
+        www_authenticate: Optional[str] = None,
+        dpop_nonce: Optional[str] = None,
+    ) -> bool:
+        """On every response to a request that carried this client's headers to ``url``: remembers its ``DPoP-Nonce`` for the next proofs to that origin, and says whether the server asked for one (401, a DPoP ``use_dpop_nonce`` challenge and a nonce). True: send the request once more with new ``request_headers``; a second such answer is final."""
+    @property
+    def dpop_thumbprint(self) -> Optional[str]:
+        """The RFC 7638 thumbprint of the DPoP key the tokens are bound to (a stored session's once adopted, else the configured one); None without DPoP."""
     def renewal_helps(self, status: int, www_authenticate: Optional[str] = None) -> bool:
         """Whether a response is worth ``invalidate`` and one resend: a 401 for a renewable token, unless a Bearer or DPoP challenge in ``www_authenticate`` (parsed per RFC 9110) says ``error="insufficient_scope"``."""
     def invalidate(self, token: str) -> bool:

@@ -487,6 +487,79 @@ impl Client {
         self.inner.renewal_helps(status, www_authenticate)
     }
 
+    /// The headers a request to `url` with `method` needs, from one valid token (renewed
+    /// first if needed; blocks without the GIL then): `Authorization` (`Bearer …` or
+    /// `DPoP …`) and, for a DPoP-bound token, `DPoP`: a fresh proof for this method and
+    /// URL, with the token's hash and the nonce `url`'s origin last gave. For callers
+    /// with their own HTTP stack; a proof is good for one request.
+    fn request_headers<'py>(
+        &self,
+        py: Python<'py>,
+        method: &str,
+        url: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &self.inner;
+        let headers = py
+            .detach(|| inner.request_headers(method, url))
+            .map_err(|e| to_py_err(py, e))?;
+        crate::dpop::headers_dict(py, &headers)
+    }
+
+    /// `request_headers(method, url)` if a token that needs no renewal is cached, else
+    /// None. Never blocks and does no I/O (signing the proof is its only work): event
+    /// loops call it on the loop and move to a worker thread (`request_headers`) only
+    /// when it gives None.
+    fn cached_request_headers<'py>(
+        &self,
+        py: Python<'py>,
+        method: &str,
+        url: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match self.inner.fresh_request_headers(method, url) {
+            None => Ok(None),
+            Some(headers) => {
+                let headers = headers.map_err(|e| to_py_err(py, e))?;
+                crate::dpop::headers_dict(py, &headers).map(Some)
+            }
+        }
+    }
+
+    /// The `DPoP` header value for one request with a valid token (see
+    /// `request_headers`, which also gives the matching `Authorization`), or None when
+    /// the token is a bearer token.
+    fn dpop_proof(&self, py: Python<'_>, method: &str, url: &str) -> PyResult<Option<String>> {
+        let inner = &self.inner;
+        py.detach(|| inner.dpop_proof(method, url))
+            .map(|proof| proof.map(|p| p.expose_secret().to_owned()))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// For callers with their own HTTP stack, on every response to a request that
+    /// carried this client's headers to `url`: remembers the response's `DPoP-Nonce`
+    /// (pass the header's value) for the next proofs to that origin, and says whether
+    /// the server asked for a nonce (a 401 with a `DPoP` challenge
+    /// `error="use_dpop_nonce"` in `www_authenticate`, and a nonce). True: send the
+    /// request once more, with new `request_headers`; a second such answer is final.
+    #[pyo3(signature = (url, status, www_authenticate = None, dpop_nonce = None))]
+    fn dpop_nonce_retry(
+        &self,
+        url: &str,
+        status: u16,
+        www_authenticate: Option<&str>,
+        dpop_nonce: Option<&str>,
+    ) -> bool {
+        self.inner
+            .dpop_nonce_retry(url, status, www_authenticate, dpop_nonce)
+    }
+
+    /// The RFC 7638 thumbprint of the DPoP key this client's tokens are bound to (the
+    /// stored session's key once one is adopted, else the configured one), or None
+    /// without DPoP.
+    #[getter]
+    fn dpop_thumbprint(&self) -> Option<String> {
+        self.inner.dpop_key().map(|k| k.thumbprint().to_owned())
+    }
+
     /// Revokes the refresh token and the access token at the revocation endpoint
     /// (RFC 7009) and forgets both, here and in the store. `ConfigError` when the client
     /// has no revocation endpoint (nothing is forgotten then).

@@ -8,6 +8,7 @@
 
 mod client;
 mod discovery;
+mod dpop;
 mod errors;
 mod events;
 mod flows;
@@ -45,6 +46,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<discovery::Metadata>()?;
     m.add_function(wrap_pyfunction!(discovery::discover, m)?)?;
     m.add_class::<stats::Stats>()?;
+    m.add_class::<dpop::DpopKey>()?;
     m.add_class::<token::Rotation>()?;
     events::install(m.py())?;
     Ok(())

@@ -9,6 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use crate::dpop::DpopArgs;
 use crate::store;
 
 /// Scopes from a space-separated string or a sequence of strings.
@@ -56,13 +57,17 @@ pub(crate) fn auth_method_arg(method: &str) -> PyResult<AuthMethod> {
     })
 }
 
-/// The keyword names [`split_options`] takes out for the grant.
-const GRANT_OPTION_NAMES: [&str; 5] = [
+/// The keyword names [`split_options`] takes out for the grant (and DPoP, which only
+/// OAuth grants speak).
+const GRANT_OPTION_NAMES: [&str; 8] = [
     "resource",
     "private_key",
     "key_id",
     "algorithm",
     "revocation_url",
+    "dpop",
+    "dpop_key",
+    "dpop_allow_bearer",
 ];
 
 /// Grant arguments and client options from one set of keyword arguments.
@@ -86,6 +91,11 @@ pub(crate) fn split_options(
         take(GRANT_OPTION_NAMES[3])?,
         take(GRANT_OPTION_NAMES[4])?,
     );
+    let dpop = DpopArgs::parse(
+        take(GRANT_OPTION_NAMES[5])?,
+        take(GRANT_OPTION_NAMES[6])?,
+        take(GRANT_OPTION_NAMES[7])?,
+    )?;
     let text = |name: &str, v: &Bound<'_, PyAny>| -> PyResult<String> {
         v.extract().map_err(|_| {
             PyTypeError::new_err(format!("'{name}' must be a str, not {}", type_name(v)))
@@ -125,7 +135,12 @@ pub(crate) fn split_options(
             "'key_id' and 'algorithm' need 'private_key'",
         ));
     }
-    Ok((args, options_arg(Some(&rest))?))
+    let mut options = options_arg(Some(&rest))?;
+    // Last: a key is made or read only once every other argument is known to be good.
+    if let Some(dpop) = dpop.build(py)? {
+        options = options.dpop(dpop);
+    }
+    Ok((args, options))
 }
 
 /// Seconds as a positive duration; `bool` is refused although Python counts it as int.
@@ -168,7 +183,7 @@ pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, on_rotation, \
     token_request_headers, proxy, ca_bundle, store, store_key (and for OAuth grants: resource, private_key, key_id, \
-    algorithm, revocation_url)";
+    algorithm, revocation_url, dpop, dpop_key, dpop_allow_bearer)";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
 pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {

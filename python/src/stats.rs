@@ -16,7 +16,7 @@ impl From<authcore::Stats> for Stats {
 }
 
 /// The counters' names in `Stats.as_dict()` and `repr`, in order.
-const STATS_FIELDS: [&str; 16] = [
+const STATS_FIELDS: [&str; 17] = [
     "cache_hits",
     "token_requests_succeeded",
     "token_requests_refused",
@@ -33,11 +33,12 @@ const STATS_FIELDS: [&str; 16] = [
     "backoff_refusals",
     "retries_after_401",
     "signins_evicted",
+    "dpop_nonce_retries",
 ];
 
 impl Stats {
     /// The counters in the order of `STATS_FIELDS` (`wait_time` in seconds).
-    fn values(&self) -> [f64; 16] {
+    fn values(&self) -> [f64; 17] {
         let s = &self.0;
         [
             s.cache_hits as f64,
@@ -56,6 +57,7 @@ impl Stats {
             s.backoff_refusals as f64,
             s.retries_after_401 as f64,
             s.signins_evicted as f64,
+            s.dpop_nonce_retries as f64,
         ]
     }
 }
@@ -155,6 +157,14 @@ impl Stats {
     #[getter]
     fn signins_evicted(&self) -> u64 {
         self.0.signins_evicted
+    }
+
+    /// Requests sent once more with a server's DPoP nonce (RFC 9449 §8, §9): token
+    /// requests refused `use_dpop_nonce`, and API requests answered 401
+    /// `use_dpop_nonce` (by `request`, or as `dpop_nonce_retry` advised).
+    #[getter]
+    fn dpop_nonce_retries(&self) -> u64 {
+        self.0.dpop_nonce_retries
     }
 
     /// Every counter by name (`wait_time` in seconds, the others counts), for metrics.

@@ -58,7 +58,8 @@ def test_renewals_are_logged_with_their_facts_and_counted(
     assert stats.token_requests_succeeded == 2 == stats.token_requests == dev.token_requests()
     assert stats.renewals == 2
     d = stats.as_dict()
-    assert d["cache_hits"] == 10 and d["wait_time"] == 0.0 and len(d) == 16
+    assert d["cache_hits"] == 10 and d["wait_time"] == 0.0 and len(d) == 17
+    assert d["dpop_nonce_retries"] == 0 and "dpop" not in repr(stats), "counters at 0 are left out"
     assert "cache_hits=10" in repr(stats) and stats == client.stats()
 
     # Never a secret, in any record of any logger: the first token included.

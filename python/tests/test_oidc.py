@@ -1,6 +1,8 @@
 """Interoperability with a real, certified authorization server (panva's oidc-provider
 from the npm registry, installed by tests/provision.sh): discovery, client credentials,
-the code flow with PKCE and ``iss``, the device flow, and revocation."""
+the code flow with PKCE and ``iss``, the device flow, and revocation; and each grant
+with DPoP (nonces demanded at the token endpoint and at userinfo), the tokens' binding
+checked by introspection (``cnf.jkt``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -191,3 +193,139 @@ def test_grant_keywords_are_checked(issuer: str) -> None:
     no_revocation = authcore.Client.client_credentials(m.token_endpoint or "", "cc-basic", "cc-basic-secret-0123456789")
     with pytest.raises(authcore.ConfigError, match="revocation endpoint"):
         no_revocation.revoke()
+
+
+# --- DPoP (RFC 9449): oidc-provider demands a nonce at the token endpoint and at userinfo.
+
+
+def _introspect(metadata: authcore.Metadata, token: str) -> dict[str, Any]:
+    """The provider's word on ``token`` (RFC 7662, as the confidential ``app`` client)."""
+    assert metadata.introspection_endpoint
+    basic = base64.b64encode(b"app:app-secret-0123456789").decode()
+    req = urllib.request.Request(
+        metadata.introspection_endpoint,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
+
+
+def _call(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """GET ``url`` with ``headers``: the status and the response's headers (names in
+    lower case)."""
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+            return int(resp.status), {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as e:
+        e.close()
+        return int(e.code), {k.lower(): v for k, v in e.headers.items()}
+
+
+def _assert_bound(metadata: authcore.Metadata, client: authcore.Client) -> None:
+    """The client's token is a DPoP token bound to the client's key, by the provider's word."""
+    info = client.token_info()
+    assert info.token_type == "DPoP"
+    answer = _introspect(metadata, info.access_token)
+    assert answer["active"] is True and answer["token_type"] == "DPoP", answer
+    assert client.dpop_thumbprint is not None
+    assert answer["cnf"] == {"jkt": client.dpop_thumbprint}, answer
+
+
+def _assert_userinfo_wants_the_proof(metadata: authcore.Metadata, client: authcore.Client) -> None:
+    """Userinfo, a resource server: the token alone is refused; with the client's headers
+    it is accepted, after the nonce dance (the URL names another origin of the same
+    server, for which the client holds no nonce yet)."""
+    assert metadata.userinfo_endpoint
+    url = metadata.userinfo_endpoint.replace("127.0.0.1", "localhost")
+    token = client.token()
+    status, headers = _call(url, {"Authorization": "DPoP " + token})
+    assert status == 400 and "`DPoP` header not provided" in headers["www-authenticate"], "no proof"
+    status, headers = _call(url, {"Authorization": "Bearer " + token})
+    assert status == 401 and 'error="invalid_token"' in headers["www-authenticate"], "a bound token as Bearer"
+    before = client.stats().dpop_nonce_retries
+    status, headers = _call(url, client.request_headers("GET", url))
+    assert status == 401 and "use_dpop_nonce" in headers["www-authenticate"], headers
+    assert client.dpop_nonce_retry(url, status, headers["www-authenticate"], headers["dpop-nonce"])
+    status, headers = _call(url, client.request_headers("GET", url))
+    assert status == 200
+    client.dpop_nonce_retry(url, status, headers.get("www-authenticate"), headers.get("dpop-nonce"))
+    assert client.stats().dpop_nonce_retries == before + 1
+    # Then Client.get, and the adapter, with the nonce now known: one request each.
+    assert client.get(url).json()["sub"] == "test-user"
+    import requests
+
+    r = requests.get(url, auth=authcore.RequestsAuth(client), timeout=10)
+    assert r.status_code == 200 and r.history == []
+    assert client.stats().dpop_nonce_retries == before + 1
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+def test_dpop_client_credentials(issuer: str, alg: str) -> None:
+    m = authcore.discover(issuer)
+    client = authcore.Client.client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", scopes="api:read", dpop=alg,
+    )
+    _assert_bound(m, client)
+    stats = client.stats()
+    assert stats.dpop_nonce_retries == 1, "the token endpoint's nonce, once"
+    assert stats.token_requests == 2 and stats.token_requests_succeeded == 1
+    # The next token asks with the nonce already.
+    client.refresh()
+    _assert_bound(m, client)
+    assert client.stats().dpop_nonce_retries == 1 and client.stats().token_requests == 3
+
+
+def test_dpop_code_flow_with_pkce_and_refresh(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    key = authcore.DpopKey.generate("EdDSA")
+    flow = authcore.AuthorizationCodeFlow.from_metadata(
+        m, "app", "app-secret-0123456789", REDIRECT, scopes="openid", dpop_key=key,
+    )
+    request = flow.authorization_url()
+    client = flow.finish(_sign_in(request.url), request.state)
+    assert client.dpop_thumbprint == key.thumbprint
+    _assert_bound(m, client)
+    first = client.token()
+    assert client.refresh() != first
+    _assert_bound(m, client)
+    stats = client.stats()
+    assert stats.dpop_nonce_retries == 1 and stats.token_requests == 3, "exchange (twice), refresh"
+    _assert_userinfo_wants_the_proof(m, client)
+
+
+def test_dpop_device_flow(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    assert m.token_endpoint
+    key = authcore.DpopKey.generate()
+    refresh_tokens: list[str] = []
+    flow = authcore.DeviceFlow.from_metadata(
+        m, "cli", scopes="openid", dpop_key=key, on_refresh_token=refresh_tokens.append
+    )
+    auth = flow.start()
+    assert auth.verification_uri_complete
+    approver = threading.Thread(target=_approve_device, args=(auth.verification_uri_complete,))
+    approver.start()
+    client = auth.wait(timeout=60)
+    approver.join()
+    _assert_bound(m, client)
+    client.refresh()
+    _assert_bound(m, client)
+    _assert_userinfo_wants_the_proof(m, client)
+    # A public client's refresh token is bound to the key: another key cannot use it…
+    stranger = authcore.Client.refresh_token(
+        m.token_endpoint, "cli", "", refresh_tokens[-1], auth_method="none", dpop=True
+    )
+    with pytest.raises(authcore.ReauthenticationRequired) as refused:
+        stranger.token()
+    assert refused.value.error == "invalid_grant"
+    # …while the key, kept as its private JWK, resumes the session after a "restart".
+    resumed = authcore.Client.refresh_token(
+        m.token_endpoint, "cli", "", refresh_tokens[-1], auth_method="none",
+        dpop_key=authcore.DpopKey.from_jwk(key.private_jwk()), revocation_url=m.revocation_endpoint,
+    )
+    _assert_bound(m, resumed)
+    assert resumed.dpop_thumbprint == key.thumbprint
+    resumed.revoke()

@@ -7,6 +7,8 @@ import json
 import pathlib
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from typing import Any, Callable
 
@@ -18,41 +20,57 @@ from conftest import CLIENT_ID, CLIENT_SECRET, SCENARIOS, DevServer
 FILES = sorted(SCENARIOS.glob("*.json"))
 
 
-def build_client(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> authcore.Client:
-    dialect = s["dialect"]
+def client_options(s: dict[str, Any], store_dir: pathlib.Path) -> dict[str, Any]:
+    """The options every client of a scenario is made with (its store included)."""
     override = s.get("client", {})
-    secret = override.get("secret")
-    scopes = override.get("scopes") or None
     options: dict[str, Any] = {"failure_backoff": (0.05, 0.5), "timeout": 10.0}
     store = override.get("store")
     if store is not None:
         assert store == "file", f"unknown store {store}"
         options["store"] = authcore.FileStore(store_dir)
+        options["store_key"] = "scenario-user"
+    return options
+
+
+def grant_options(s: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The options of an OAuth grant: the client's, and DPoP with a key of its own."""
+    dpop = s.get("client", {}).get("dpop")
+    return options if dpop is None else {**options, "dpop": dpop}
+
+
+def build_client(
+    s: dict[str, Any], dev: DevServer, options: dict[str, Any]
+) -> authcore.Client:
+    dialect = s["dialect"]
+    override = s.get("client", {})
+    secret = override.get("secret")
+    scopes = override.get("scopes") or None
+    grant = grant_options(s, options)
     if dialect == "apivideo":
         return authcore.Client.api_video(secret or "dev-api-key", base_url=dev.url, **options)
     if dialect in ("vibe", "oauth2_post"):
         return authcore.Client.client_credentials(
             dev.url + "/oauth2/token", CLIENT_ID, secret or CLIENT_SECRET, scopes=scopes,
-            auth_method="basic" if dialect == "vibe" else "post", **options,
+            auth_method="basic" if dialect == "vibe" else "post", **grant,
         )
     if dialect == "viewneo_pat":
         return authcore.Client.personal_access_token("dev-personal-access-token")
     if dialect == "oauth2_device":
         metadata = authcore.discover(dev.url, **options)
         device = authcore.DeviceFlow.from_metadata(
-            metadata, CLIENT_ID, secret or CLIENT_SECRET, scopes=scopes, **options
+            metadata, CLIENT_ID, secret or CLIENT_SECRET, scopes=scopes, **grant
         )
         return device.start().wait(timeout=30)
     redirect = "http://127.0.0.1/callback"
     if dialect == "viewneo_code":
         flow = authcore.AuthorizationCodeFlow.viewneo(
-            CLIENT_ID, secret or CLIENT_SECRET, redirect, base_url=dev.url, scopes=scopes, **options
+            CLIENT_ID, secret or CLIENT_SECRET, redirect, base_url=dev.url, scopes=scopes, **grant
         )
     elif dialect == "oauth2_code":
         flow = authcore.AuthorizationCodeFlow(
             dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", CLIENT_ID,
             secret or CLIENT_SECRET, redirect, scopes=scopes,
-            revocation_url=dev.url + "/oauth2/revoke", **options,
+            revocation_url=dev.url + "/oauth2/revoke", **grant,
         )
     else:
         raise AssertionError(f"unknown dialect {dialect}")
@@ -60,11 +78,53 @@ def build_client(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> 
     return flow.finish(dev.follow_authorize(request.url), request.state)
 
 
-def run(
-    s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path
-) -> tuple[Counter[str], list[str], authcore.Stats | None]:
-    errors: Counter[str] = Counter()
-    oauth: list[str] = []
+def restarted_client(
+    s: dict[str, Any], dev: DevServer, options: dict[str, Any], refresh_token: str | None
+) -> authcore.Client:
+    """The client a restarted process makes: the same options and store, a new DPoP key
+    of its own, and a refresh-token grant from the last refresh token the old one held."""
+    dialect = s["dialect"]
+    assert dialect in ("oauth2_code", "oauth2_device"), f"no restart for {dialect}"
+    assert refresh_token is not None, "the client to restart held no refresh token"
+    secret = s.get("client", {}).get("secret")
+    return authcore.Client.refresh_token(
+        dev.url + "/oauth2/token", CLIENT_ID, secret or CLIENT_SECRET, refresh_token,
+        revocation_url=dev.url + "/oauth2/revoke", **grant_options(s, options),
+    )
+
+
+def replay(client: authcore.Client, url: str) -> list[int]:
+    """Sends one request with the client's headers twice, with urllib: the statuses."""
+    headers = client.request_headers("GET", url)
+    statuses = []
+    for _ in range(2):
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback only)
+                statuses.append(int(response.status))
+        except urllib.error.HTTPError as e:
+            statuses.append(int(e.code))
+            e.close()
+    return statuses
+
+
+class Outcome:
+    """What a run observed on the client's side."""
+
+    def __init__(self) -> None:
+        self.errors: Counter[str] = Counter()
+        self.oauth: list[str] = []
+        # The stats of every client of the run (a restart adds one), added up.
+        self.stats: list[authcore.Stats] = []
+        self.token_type: str | None = None
+        self.replay_statuses: list[int] | None = None
+
+    def total(self, counter: str) -> int:
+        return sum(int(getattr(s, counter)) for s in self.stats)
+
+
+def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> Outcome:
+    out = Outcome()
     lock = threading.Lock()
 
     def record(call: Callable[[], object]) -> None:
@@ -72,9 +132,9 @@ def run(
             call()
         except authcore.AuthcoreError as e:
             with lock:
-                errors[e.kind] += 1
+                out.errors[e.kind] += 1
                 if e.error is not None:
-                    oauth.append(e.error)
+                    out.oauth.append(e.error)
 
     def in_threads(n: int, work: Callable[[], None]) -> None:
         n = max(1, min(n, 64))
@@ -94,10 +154,14 @@ def run(
     if s.get("provider"):
         dev.config(**s["provider"])
     client: authcore.Client | None = None
+    # The last refresh token a client of the run was given, for a restart.
+    last_refresh_token: list[str] = []
+    options = client_options(s, store_dir)
+    options["on_refresh_token"] = last_refresh_token.append
 
     def build() -> None:
         nonlocal client
-        client = build_client(s, dev, store_dir)
+        client = build_client(s, dev, options)
 
     record(build)
     for step in s["steps"] if client is not None else []:
@@ -136,28 +200,44 @@ def run(
             record(c.sign_out)
         elif kind == "sleep_ms":
             time.sleep(min(arg, 60_000) / 1000)
+        elif kind == "restart":
+            out.stats.append(c.stats())
+            rt = last_refresh_token[-1] if last_refresh_token else None
+            client = restarted_client(s, dev, options, rt)
+        elif kind == "dpop_rotate":
+            dev.control("POST", "dpop_rotate", {})
+        elif kind == "replay":
+            def replay_() -> None:
+                out.replay_statuses = replay(c, dev.url + "/api/replay")
+
+            record(replay_)
         else:
             raise AssertionError(f"unknown step {kind}")
-    return errors, oauth, client.stats() if client is not None else None
+    if client is not None:
+        out.stats.append(client.stats())
+        # The type of the token the client holds, read without a token request.
+        header = client.cached_authorization_header()
+        out.token_type = header.split(" ", 1)[0] if header else None
+    return out
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
     s = json.loads(path.read_text())
-    errors, oauth, stats = run(s, dev, tmp_path / "store")
+    out = run(s, dev, tmp_path / "store")
     c = dev.counters()
     e = s["expect"]
     problems = []
     # What the client counted matches what the provider counted.
-    if stats is not None and stats.token_requests != c["token_requests"]:
-        problems.append(f"the client counted {stats.token_requests} token requests, the provider {c['token_requests']}")
+    if out.stats and out.total("token_requests") != c["token_requests"]:
+        problems.append(f"the client counted {out.total('token_requests')} token requests, the provider {c['token_requests']}")
     for key, counter in [("token_requests", "token_requests"), ("expired_sent", "resource_rejected_expired"),
                          ("resource_rejected_invalid", "resource_rejected_invalid"),
                          ("revocations", "revocations")]:
         if key in e and e[key] != c[counter]:
             problems.append(f"{key}: expected {e[key]}, observed {c[counter]}")
     for reason, want in e.get("renewals", {}).items():
-        got = getattr(stats, f"renewals_{reason}", None) if stats is not None else None
+        got = out.total(f"renewals_{reason}") if out.stats else None
         if got != want:
             problems.append(f"renewals {reason}: expected {want}, observed {got}")
     if "token_requests_max" in e and c["token_requests"] > e["token_requests_max"]:
@@ -168,10 +248,16 @@ def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
         got = c["token_requests_by_grant"].get(grant, 0)
         if got != want:
             problems.append(f"token requests for {grant}: expected {want}, observed {got}")
-    if dict(errors) != e.get("errors", {}):
-        problems.append(f"errors by kind: expected {e.get('errors', {})}, observed {dict(errors)}")
-    if "oauth_error" in e and (not oauth or any(x != e["oauth_error"] for x in oauth)):
-        problems.append(f"OAuth errors: expected all {e['oauth_error']}, observed {oauth}")
+    if dict(out.errors) != e.get("errors", {}):
+        problems.append(f"errors by kind: expected {e.get('errors', {})}, observed {dict(out.errors)}")
+    if "oauth_error" in e and (not out.oauth or any(x != e["oauth_error"] for x in out.oauth)):
+        problems.append(f"OAuth errors: expected all {e['oauth_error']}, observed {out.oauth}")
+    if "token_type" in e and out.token_type != e["token_type"]:
+        problems.append(f"token type: expected {e['token_type']}, observed {out.token_type}")
+    if "dpop_nonce_retries" in e and out.total("dpop_nonce_retries") != e["dpop_nonce_retries"]:
+        problems.append(f"DPoP nonce retries: expected {e['dpop_nonce_retries']}, observed {out.total('dpop_nonce_retries')}")
+    if "replay_statuses" in e and out.replay_statuses != e["replay_statuses"]:
+        problems.append(f"replay statuses: expected {e['replay_statuses']}, observed {out.replay_statuses}")
     assert not problems, "\n".join(problems)
 
 

@@ -7,12 +7,19 @@
 #ifndef AUTHCORE_TEST_HARNESS_H
 #define AUTHCORE_TEST_HARNESS_H
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "authcore.h"
 
@@ -182,6 +189,137 @@ static inline int get_status(const authcore_client *client, const char *path) {
     }
     int status = authcore_response_status(resp);
     authcore_response_free(resp);
+    return status;
+}
+
+/* An HTTP client of the tests' own, for requests libauthcore must not shape (a request
+ * with exactly the headers a test chose, a replayed proof): one HTTP/1.0 exchange with
+ * a loopback server, `url` being "http://127.0.0.1:PORT/path". `headers` is NULL or
+ * "Name: value\r\n" lines. The answer (status line, headers, a blank line, the body)
+ * is written NUL-terminated into `reply`; returns the HTTP status, or 0 when there was
+ * no answer. Reads for at most 10 s (times the slowdown). */
+static inline int http_exchange(const char *method, const char *url, const char *headers,
+                                const char *body, char *reply, size_t reply_len) {
+    unsigned port = 0;
+    int consumed = 0;
+    reply[0] = '\0';
+    if (sscanf(url, "http://127.0.0.1:%u%n", &port, &consumed) != 1 || port == 0 ||
+        port > 65535) {
+        return 0;
+    }
+    const char *path = url[consumed] == '/' ? url + consumed : "/";
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    double limit = 10.0 * slowdown();
+    struct timeval tv = {(time_t)limit, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return 0;
+    }
+    size_t body_len = body ? strlen(body) : 0;
+    size_t cap = strlen(path) + (headers ? strlen(headers) : 0) + body_len + 256;
+    char *request = malloc(cap);
+    int n = request ? snprintf(request, cap,
+                               "%s %s HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n%sContent-Length: %zu\r\n\r\n%s",
+                               method, path, port, headers ? headers : "", body_len,
+                               body ? body : "")
+                    : -1;
+    int status = 0;
+    if (n > 0 && (size_t)n < cap && write(fd, request, (size_t)n) == n) {
+        size_t got = 0;
+        ssize_t r;
+        double until = now_seconds() + limit;
+        while (got < reply_len - 1 && now_seconds() < until &&
+               (r = read(fd, reply + got, reply_len - 1 - got)) > 0) {
+            got += (size_t)r;
+        }
+        reply[got] = '\0';
+        if (sscanf(reply, "HTTP/1.%*c %d", &status) != 1) status = 0;
+    }
+    free(request);
+    close(fd);
+    return status;
+}
+
+/* The value of header `name` (case-insensitive) in an answer of `http_exchange`, copied
+ * into `out` (trimmed; at most `out_len` - 1 bytes); the `which`-th one when it repeats
+ * (0: the first). False if there is none. */
+static inline bool http_header(const char *reply, const char *name, int which, char *out,
+                               size_t out_len) {
+    size_t name_len = strlen(name);
+    const char *end = strstr(reply, "\r\n\r\n");
+    const char *line = strstr(reply, "\r\n");
+    while (line != NULL && (end == NULL || line < end)) {
+        line += 2;
+        if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+            if (which-- == 0) {
+                const char *v = line + name_len + 1;
+                while (*v == ' ' || *v == '\t') v++;
+                const char *stop = strstr(v, "\r\n");
+                size_t len = stop ? (size_t)(stop - v) : strlen(v);
+                if (len >= out_len) len = out_len - 1;
+                memcpy(out, v, len);
+                out[len] = '\0';
+                return true;
+            }
+        }
+        line = strstr(line, "\r\n");
+    }
+    return false;
+}
+
+/* The body of an answer of `http_exchange` ("" if none). */
+static inline const char *http_body(const char *reply) {
+    const char *end = strstr(reply, "\r\n\r\n");
+    return end ? end + 4 : "";
+}
+
+/* Sends `method url` with the headers `client` gives for it (`authcore_client_request_headers`)
+ * through `http_exchange`, following the DPoP nonce rule (`authcore_client_dpop_nonce_retry`:
+ * once more with new headers when the server asks for a nonce). `proof_out` (if not NULL,
+ * `proof_len` bytes) receives the last DPoP proof sent ("" for none). Returns the last
+ * status, or -status for a library failure. */
+static inline int call_with_headers(const authcore_client *client, const char *method,
+                                    const char *url, char *reply, size_t reply_len,
+                                    char *proof_out, size_t proof_len) {
+    int status = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *authorization = NULL, *proof = NULL;
+        authcore_status s =
+            authcore_client_request_headers(client, method, url, &authorization, &proof);
+        if (s != AUTHCORE_STATUS_OK) return -(int)s;
+        size_t cap = strlen(authorization) + (proof ? strlen(proof) : 0) + 64;
+        char *headers = malloc(cap);
+        if (headers == NULL) exit(2);
+        if (proof != NULL) {
+            snprintf(headers, cap, "Authorization: %s\r\nDPoP: %s\r\n", authorization, proof);
+        } else {
+            snprintf(headers, cap, "Authorization: %s\r\n", authorization);
+        }
+        if (proof_out != NULL) snprintf(proof_out, proof_len, "%s", proof ? proof : "");
+        status = http_exchange(method, url, headers, NULL, reply, reply_len);
+        memset(headers, 0, cap);
+        free(headers);
+        authcore_string_free(authorization);
+        authcore_string_free(proof);
+        char challenge[1024] = "", nonce[1024] = "";
+        bool has_challenge = http_header(reply, "WWW-Authenticate", 0, challenge, sizeof challenge);
+        bool has_nonce = http_header(reply, "DPoP-Nonce", 0, nonce, sizeof nonce);
+        /* A second nonce request is final (and is not a resend to count). */
+        if (attempt == 1 ||
+            !authcore_client_dpop_nonce_retry(client, url, (uint16_t)status,
+                                              has_challenge ? challenge : NULL,
+                                              has_nonce ? nonce : NULL)) {
+            break;
+        }
+    }
     return status;
 }
 

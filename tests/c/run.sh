@@ -3,8 +3,8 @@
 #   1. the committed header matches what cbindgen generates from ffi-c/src;
 #   2. the header compiles as C11 (-Wall -Wextra -Wpedantic -Werror) and as C++;
 #   3. `ffi-c/install.sh` installs it and the README's C example builds with pkg-config
-#      and runs against the development provider;
-#   4. the C tests (API, 32 threads, the shared scenarios) pass under AddressSanitizer +
+#      and runs against the development provider (its DPoP example compiles);
+#   4. the C tests (API, 32 threads, DPoP, the shared scenarios) pass under AddressSanitizer +
 #      UBSan and under valgrind with leak checking.
 # Needs: cbindgen (pinned), gcc/g++, pkg-config, valgrind, libcjson-dev.
 # `bash tests/c/run.sh bench` runs the C benchmark instead of the tests.
@@ -131,8 +131,14 @@ g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I"$prefix/include" -x c++ -c "$
 step "installed under a prefix; the README example builds with pkg-config and runs"
 readelf -d "$prefix/lib/libauthcore.so.0" | grep 'SONAME.*libauthcore.so.0' > /dev/null || {
     echo "libauthcore.so has no soname libauthcore.so.0" >&2; exit 1; }
-awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$work/example.c"
+# The README's C blocks: the first is the example that runs; the next (DPoP) must compile.
+readme_c_block() { awk -v want="$1" '/^```c$/{n++; on=(n==want); next} /^```$/{on=0} on' README.md; }
+readme_c_block 1 > "$work/example.c"
 test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
+readme_c_block 2 > "$work/dpop_example.c"
+grep -q authcore_client_request_headers "$work/dpop_example.c" || {
+    echo "README has no C DPoP example" >&2; exit 1; }
+gcc "${CFLAGS_COMMON[@]}" -c "$work/dpop_example.c" -o "$work/dpop_example.o"
 (
     cd "$work"
     export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
@@ -153,12 +159,12 @@ test -s "$work/example.c" || { echo "README has no C example" >&2; exit 1; }
     ./example-static > /dev/null
 )
 
-TESTS=(test_api test_events test_threads test_fork test_store test_oidc scenarios)
+TESTS=(test_api test_events test_threads test_fork test_store test_dpop test_oidc scenarios)
 # test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
 # allocator locks fork-safe, so a child forked while another thread is inside malloc can
 # hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
 # builds).
-ASAN_TESTS=(test_api test_events test_threads test_store test_oidc scenarios)
+ASAN_TESTS=(test_api test_events test_threads test_store test_dpop test_oidc scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"

@@ -131,41 +131,178 @@ static char *scopes_of(const cJSON *client) {
     return out;
 }
 
-/* Builds the scenario's client. `store_dir` (64 bytes) receives the directory of its
- * file store when the scenario asks for one (the caller removes it), else "". */
-static authcore_status build_client(const cJSON *scenario, authcore_client **out,
-                                    char *store_dir) {
-    const char *dialect = str_field(scenario, "dialect", "");
-    const cJSON *client = cJSON_GetObjectItemCaseSensitive(scenario, "client");
-    const char *secret = str_field(client, "secret", NULL);
+/* One scenario's run: the client's options, kept for a restart, its store, the last
+ * refresh token the client was given (for a restart), and what a replay saw. */
+typedef struct {
+    const cJSON *scenario;
+    authcore_options *options;
+    char store_dir[64];
+    pthread_mutex_t lock;
+    char *refresh_token;
+    int replay_statuses[2];
+} run;
+
+static void wipe_free(char *s) {
+    if (s != NULL) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+/* The refresh-token callback of a scenario that restarts: keeps the latest one. */
+static int keep_refresh_token(void *userdata, const char *token, size_t len) {
+    run *r = (run *)userdata;
+    char *copy = malloc(len + 1);
+    if (copy == NULL) return 1;
+    memcpy(copy, token, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&r->lock);
+    wipe_free(r->refresh_token);
+    r->refresh_token = copy;
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+static bool has_step(const cJSON *scenario, const char *kind) {
+    const cJSON *step;
+    cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(scenario, "steps")) {
+        if (step->child != NULL && strcmp(step->child->string, kind) == 0) return true;
+    }
+    return false;
+}
+
+/* The options of the scenario's client, kept in `r` (a file store in a directory of the
+ * run's own, which the caller removes; DPoP with a key generated for the named
+ * algorithm). */
+static authcore_status make_options(run *r) {
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(r->scenario, "client");
     const char *store = str_field(client, "store", NULL);
-    char *scopes = scopes_of(client);
-    const char *base = devserver_url();
-    char token_url[512], authorize_url[512];
+    const char *dpop = str_field(client, "dpop", NULL);
     authcore_options *o = NULL;
-    store_dir[0] = '\0';
     authcore_status s = authcore_options_new(&o);
+    r->options = o;
     if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_failure_backoff_ms(o, 50, 500);
     if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_timeout_ms(o, 10000);
+    if (s == AUTHCORE_STATUS_OK && dpop != NULL) s = authcore_options_set_dpop(o, dpop);
+    if (s == AUTHCORE_STATUS_OK && has_step(r->scenario, "restart"))
+        s = authcore_options_set_refresh_token_callback(o, keep_refresh_token, r);
     if (s == AUTHCORE_STATUS_OK && store != NULL) {
         if (strcmp(store, "file") != 0) {
             fprintf(stderr, "unknown store %s\n", store);
             s = AUTHCORE_STATUS_CONFIG;
         } else {
-            snprintf(store_dir, 64, "/tmp/authcore-c-scenario-XXXXXX");
-            if (mkdtemp(store_dir) == NULL) {
-                store_dir[0] = '\0';
+            snprintf(r->store_dir, sizeof r->store_dir, "/tmp/authcore-c-scenario-XXXXXX");
+            if (mkdtemp(r->store_dir) == NULL) {
+                r->store_dir[0] = '\0';
                 s = AUTHCORE_STATUS_CONFIG;
             } else {
-                s = authcore_options_set_file_store(o, store_dir);
+                s = authcore_options_set_file_store(o, r->store_dir);
             }
         }
+        if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_store_key(o, "scenario-user");
     }
-    if (s != AUTHCORE_STATUS_OK) {
-        free(scopes);
-        authcore_options_free(o);
-        return s;
+    return s;
+}
+
+/* The token endpoint, body format and client authentication of a dialect that renews
+ * with a refresh token; false for the others. */
+static bool refresh_endpoint(const char *dialect, char *token_url, size_t len, bool *json,
+                             uint32_t *method) {
+    const char *base = devserver_url();
+    if (strcmp(dialect, "oauth2_code") == 0 || strcmp(dialect, "oauth2_device") == 0) {
+        snprintf(token_url, len, "%s/oauth2/token", base);
+        *json = false;
+        *method = AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC;
+        return true;
     }
+    if (strcmp(dialect, "viewneo_code") == 0) {
+        snprintf(token_url, len, "%s/oauth/token", base);
+        *json = true;
+        *method = AUTHCORE_AUTH_METHOD_CLIENT_SECRET_POST;
+        return true;
+    }
+    return false;
+}
+
+/* Adds every counter of `s` to `sum` (every field is a uint64_t). */
+static void add_stats(authcore_stats *sum, const authcore_stats *s) {
+    uint64_t *to = (uint64_t *)sum;
+    const uint64_t *from = (const uint64_t *)s;
+    for (size_t i = 0; i < sizeof *sum / sizeof(uint64_t); i++) to[i] += from[i];
+}
+
+/* The `restart` step: the client is replaced by one a restarted process would make
+ * (same options, a new store over the same directory, a newly generated DPoP key, a
+ * refresh-token grant from the last refresh token the old one held). Its counters are
+ * added to `carried`. */
+static authcore_status restart(run *r, authcore_client **client, authcore_stats *carried) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(r->scenario, "client");
+    const char *dpop = str_field(c, "dpop", NULL);
+    const char *secret = str_field(c, "secret", "dev-secret");
+    char token_url[512];
+    bool json = false;
+    uint32_t method = 0;
+    if (!refresh_endpoint(str_field(r->scenario, "dialect", ""), token_url, sizeof token_url, &json,
+                          &method)) {
+        fprintf(stderr, "    restart: the dialect does not renew with a refresh token\n");
+        return AUTHCORE_STATUS_CONFIG;
+    }
+    authcore_stats s;
+    if (authcore_client_stats(*client, &s, sizeof s) == AUTHCORE_STATUS_OK) add_stats(carried, &s);
+    authcore_client_free(*client);
+    *client = NULL;
+    authcore_status st = AUTHCORE_STATUS_OK;
+    if (dpop != NULL) st = authcore_options_set_dpop(r->options, dpop);
+    if (st == AUTHCORE_STATUS_OK && r->store_dir[0] != '\0')
+        st = authcore_options_set_file_store(r->options, r->store_dir);
+    if (st != AUTHCORE_STATUS_OK) return st;
+    pthread_mutex_lock(&r->lock);
+    char *refresh = r->refresh_token ? strdup(r->refresh_token) : NULL;
+    pthread_mutex_unlock(&r->lock);
+    if (refresh == NULL) {
+        fprintf(stderr, "    restart: the client was given no refresh token\n");
+        return AUTHCORE_STATUS_CONFIG;
+    }
+    st = authcore_client_new_refresh_token(token_url, "dev-client", secret, refresh, json, method,
+                                           r->options, client);
+    wipe_free(refresh);
+    return st;
+}
+
+/* The `replay` step: the client's headers for `GET /api/replay`, sent twice as they are
+ * with the runner's own HTTP client. */
+static authcore_status replay(run *r, const authcore_client *client) {
+    char url[512], reply[8192];
+    snprintf(url, sizeof url, "%s/api/replay", devserver_url());
+    char *authorization = NULL, *proof = NULL;
+    authcore_status s = authcore_client_request_headers(client, "GET", url, &authorization, &proof);
+    if (s != AUTHCORE_STATUS_OK) return s;
+    size_t cap = strlen(authorization) + (proof ? strlen(proof) : 0) + 64;
+    char *headers = malloc(cap);
+    if (headers == NULL) exit(2);
+    snprintf(headers, cap, "Authorization: %s\r\n%s%s%s", authorization, proof ? "DPoP: " : "",
+             proof ? proof : "", proof ? "\r\n" : "");
+    for (int i = 0; i < 2; i++) {
+        r->replay_statuses[i] = http_exchange("GET", url, headers, NULL, reply, sizeof reply);
+    }
+    memset(headers, 0, cap);
+    free(headers);
+    authcore_string_free(authorization);
+    authcore_string_free(proof);
+    return AUTHCORE_STATUS_OK;
+}
+
+/* Builds the scenario's client with the options `make_options` put in `r`. */
+static authcore_status build_client(run *r, authcore_client **out) {
+    const cJSON *scenario = r->scenario;
+    const char *dialect = str_field(scenario, "dialect", "");
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(scenario, "client");
+    const char *secret = str_field(client, "secret", NULL);
+    char *scopes = scopes_of(client);
+    const char *base = devserver_url();
+    char token_url[512], authorize_url[512];
+    authcore_options *o = r->options;
+    authcore_status s = AUTHCORE_STATUS_OK;
     if (strcmp(dialect, "apivideo") == 0) {
         s = authcore_client_new_api_video_at(base, secret ? secret : "dev-api-key", o, out);
     } else if (strcmp(dialect, "vibe") == 0 || strcmp(dialect, "oauth2_post") == 0) {
@@ -224,7 +361,6 @@ static authcore_status build_client(const cJSON *scenario, authcore_client **out
         s = AUTHCORE_STATUS_CONFIG;
     }
     free(scopes);
-    authcore_options_free(o);
     return s;
 }
 
@@ -245,9 +381,16 @@ static int run_scenario(const cJSON *sc) {
         free(body);
     }
     authcore_client *client = NULL;
-    char store_dir[64];
+    run r;
+    memset(&r, 0, sizeof r);
+    r.scenario = sc;
+    r.replay_statuses[0] = r.replay_statuses[1] = -1;
+    pthread_mutex_init(&r.lock, NULL);
+    authcore_stats carried; /* the counters of clients a restart replaced */
+    memset(&carried, 0, sizeof carried);
     double started = now_seconds();
-    record(&obs, build_client(sc, &client, store_dir));
+    authcore_status made = make_options(&r);
+    record(&obs, made == AUTHCORE_STATUS_OK ? build_client(&r, &client) : made);
     const cJSON *step;
     const cJSON *steps = client != NULL ? cJSON_GetObjectItemCaseSensitive(sc, "steps") : NULL;
     cJSON_ArrayForEach(step, steps) {
@@ -278,6 +421,13 @@ static int run_scenario(const cJSON *sc) {
             record(&obs, authcore_client_sign_out(client, &outcome));
         } else if (strcmp(kind, "refresh") == 0) {
             record(&obs, authcore_client_refresh(client, NULL));
+        } else if (strcmp(kind, "restart") == 0) {
+            record(&obs, restart(&r, &client, &carried));
+            if (client == NULL) break;
+        } else if (strcmp(kind, "dpop_rotate") == 0) {
+            control_post("/_control/dpop_rotate", "{}");
+        } else if (strcmp(kind, "replay") == 0) {
+            record(&obs, replay(&r, client));
         } else if (strcmp(kind, "sleep_ms") == 0) {
             double ms = cJSON_IsNumber(arg) ? arg->valuedouble : 0;
             sleep_ms((long)(ms > 60000 ? 60000 : ms));
@@ -286,15 +436,30 @@ static int run_scenario(const cJSON *sc) {
             obs.errors[MAX_KINDS - 1]++;
         }
     }
-    /* What the client counted, compared below with what the provider counted. */
+    /* The type of the client's token at the end, when the scenario names one. */
+    const char *want_type = str_field(expect, "token_type", NULL);
+    char got_type[32] = "";
+    if (want_type != NULL && client != NULL) {
+        authcore_token *t = NULL;
+        if (authcore_client_token_info(client, &t) == AUTHCORE_STATUS_OK) {
+            snprintf(got_type, sizeof got_type, "%s", authcore_token_type(t));
+        }
+        authcore_token_free(t);
+    }
+    /* What the client counted (with the clients a restart replaced), compared below with
+     * what the provider counted. */
     authcore_stats stats = {0};
     int have_stats = client != NULL &&
                      authcore_client_stats(client, &stats, sizeof stats) == AUTHCORE_STATUS_OK;
+    if (have_stats) add_stats(&stats, &carried);
     authcore_client_free(client);
-    if (store_dir[0] != '\0') {
+    authcore_options_free(r.options);
+    wipe_free(r.refresh_token);
+    pthread_mutex_destroy(&r.lock);
+    if (r.store_dir[0] != '\0') {
         char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", store_dir);
-        if (system(cmd) != 0) fprintf(stderr, "  %s: could not remove %s\n", name, store_dir);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r.store_dir);
+        if (system(cmd) != 0) fprintf(stderr, "  %s: could not remove %s\n", name, r.store_dir);
     }
 
     /* Compare with the expectations. */
@@ -368,6 +533,30 @@ static int run_scenario(const cJSON *sc) {
         if (got != g->valuedouble) {
             fprintf(stderr, "  %s: token requests for %s expected %g, observed %g\n", name,
                     g->string, g->valuedouble, got);
+            problems++;
+        }
+    }
+    if (want_type != NULL && strcmp(want_type, got_type) != 0) {
+        fprintf(stderr, "  %s: token type expected %s, observed %s\n", name, want_type,
+                got_type[0] ? got_type : "(no token)");
+        problems++;
+    }
+    const cJSON *retries = cJSON_GetObjectItemCaseSensitive(expect, "dpop_nonce_retries");
+    if (cJSON_IsNumber(retries) &&
+        (!have_stats || (double)stats.dpop_nonce_retries != retries->valuedouble)) {
+        fprintf(stderr, "  %s: DPoP nonce retries expected %g, observed %g\n", name,
+                retries->valuedouble, have_stats ? (double)stats.dpop_nonce_retries : -1.0);
+        problems++;
+    }
+    const cJSON *replayed = cJSON_GetObjectItemCaseSensitive(expect, "replay_statuses");
+    if (replayed != NULL) {
+        const cJSON *a = cJSON_GetArrayItem(replayed, 0), *b = cJSON_GetArrayItem(replayed, 1);
+        if (cJSON_GetArraySize(replayed) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
+            a->valuedouble != r.replay_statuses[0] || b->valuedouble != r.replay_statuses[1]) {
+            char *want = cJSON_PrintUnformatted(replayed);
+            fprintf(stderr, "  %s: replay statuses expected %s, observed [%d, %d]\n", name,
+                    want ? want : "?", r.replay_statuses[0], r.replay_statuses[1]);
+            free(want);
             problems++;
         }
     }

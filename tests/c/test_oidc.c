@@ -3,7 +3,10 @@
  * started by tests/c/run.sh; its issuer in AUTHCORE_OIDC_ISSUER): discovery, client
  * credentials with a resource indicator, revocation (checked with the server's own
  * introspection), the device flow up to the user's approval (cancel, timeout), and the
- * argument checks of the new functions.
+ * argument checks of the new functions. With DPoP (the server demands nonces at the
+ * token endpoint and at userinfo): client credentials, code + PKCE + refresh and the
+ * device flow each get tokens bound to the client's key (introspection's `cnf.jkt`),
+ * and userinfo refuses such a token without a proof and accepts it with one.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,42 +20,220 @@ static const char *API = "https://api.example.test/";
 /* base64("cc-basic:cc-basic-secret-0123456789") */
 static const char *CC_BASIC_AUTH = "Y2MtYmFzaWM6Y2MtYmFzaWMtc2VjcmV0LTAxMjM0NTY3ODk=";
 
-/* POSTs `token` to the introspection endpoint as cc-basic; 1 if active, 0 if not, -1
- * on failure. A plain HTTP/1.0 exchange over a loopback socket. */
-static int introspect_active(const char *issuer, const char *token) {
-    unsigned port = 0;
-    if (sscanf(issuer, "http://127.0.0.1:%u", &port) != 1) return -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        close(fd);
-        return -1;
-    }
-    char body[4096], request[6144], reply[8192];
+/* base64("app:app-secret-0123456789") */
+static const char *APP_AUTH = "YXBwOmFwcC1zZWNyZXQtMDEyMzQ1Njc4OQ==";
+static const char *REDIRECT = "http://127.0.0.1/callback";
+
+/* POSTs `token` to the introspection endpoint as the client whose Basic credentials are
+ * `basic`; the answer parsed (caller frees), or NULL on failure. */
+static cJSON *introspect(const char *issuer, const char *basic, const char *token) {
+    char url[512], headers[512], body[4096], reply[16384];
+    snprintf(url, sizeof url, "%s/token/introspection", issuer);
+    snprintf(headers, sizeof headers,
+             "Authorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\n", basic);
     snprintf(body, sizeof body, "token=%s", token); /* opaque tokens are URL-safe */
-    int n = snprintf(request, sizeof request,
-                     "POST /token/introspection HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n"
-                     "Authorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     port, CC_BASIC_AUTH, strlen(body), body);
-    int active = -1;
-    if (n > 0 && write(fd, request, (size_t)n) == n) {
-        size_t got = 0;
-        ssize_t r;
-        while (got < sizeof reply - 1 && (r = read(fd, reply + got, sizeof reply - 1 - got)) > 0) {
-            got += (size_t)r;
+    if (http_exchange("POST", url, headers, body, reply, sizeof reply) != 200) return NULL;
+    return cJSON_Parse(http_body(reply));
+}
+
+/* 1 if the server considers `token` active (asked as cc-basic), 0 if not, -1 on failure. */
+static int introspect_active(const char *issuer, const char *token) {
+    cJSON *answer = introspect(issuer, CC_BASIC_AUTH, token);
+    const cJSON *active = cJSON_GetObjectItemCaseSensitive(answer, "active");
+    int result = cJSON_IsBool(active) ? cJSON_IsTrue(active) : -1;
+    cJSON_Delete(answer);
+    return result;
+}
+
+/* ---- a browser without a screen: keeps cookies, follows redirects, submits forms ---- */
+
+#define MAX_COOKIES 16
+
+typedef struct {
+    char name[MAX_COOKIES][128];
+    char value[MAX_COOKIES][1024];
+    int n;
+} cookie_jar;
+
+static void keep_cookies(cookie_jar *jar, const char *reply) {
+    char line[2048];
+    for (int i = 0; i < 64 && http_header(reply, "Set-Cookie", i, line, sizeof line); i++) {
+        char *semi = strchr(line, ';');
+        if (semi) *semi = '\0';
+        char *eq = strchr(line, '=');
+        if (eq == NULL) continue;
+        *eq = '\0';
+        const char *name = line, *value = eq + 1;
+        int at = -1;
+        for (int k = 0; k < jar->n; k++) {
+            if (strcmp(jar->name[k], name) == 0) at = k;
         }
-        reply[got] = '\0';
-        if (strstr(reply, "\"active\":true")) active = 1;
-        else if (strstr(reply, "\"active\":false")) active = 0;
+        if (value[0] == '\0') { /* expired: forget it */
+            if (at >= 0) {
+                jar->n--;
+                memmove(jar->name[at], jar->name[jar->n], sizeof jar->name[0]);
+                memmove(jar->value[at], jar->value[jar->n], sizeof jar->value[0]);
+            }
+            continue;
+        }
+        if (at < 0) {
+            if (jar->n == MAX_COOKIES) continue;
+            at = jar->n++;
+        }
+        snprintf(jar->name[at], sizeof jar->name[0], "%.127s", name);
+        snprintf(jar->value[at], sizeof jar->value[0], "%.1023s", value);
     }
-    close(fd);
-    return active;
+}
+
+static void cookie_header(const cookie_jar *jar, char *out, size_t len) {
+    out[0] = '\0';
+    if (jar->n == 0) return;
+    size_t used = (size_t)snprintf(out, len, "Cookie: ");
+    for (int k = 0; k < jar->n && used < len; k++) {
+        used += (size_t)snprintf(out + used, len - used, "%s%s=%s", k ? "; " : "", jar->name[k],
+                                 jar->value[k]);
+    }
+    if (used < len) snprintf(out + used, len - used, "\r\n");
+}
+
+/* `location` made absolute against `base` (an absolute URL or a path on its origin). */
+static void resolve(const char *base, const char *location, char *out, size_t len) {
+    if (strncmp(location, "http://", 7) == 0 || strncmp(location, "https://", 8) == 0) {
+        snprintf(out, len, "%s", location);
+        return;
+    }
+    const char *origin_end = strchr(base + 8, '/');
+    int origin_len = origin_end ? (int)(origin_end - base) : (int)strlen(base);
+    snprintf(out, len, "%.*s%s", origin_len, base, location);
+}
+
+/* Requests `url` (GET, or POST of the urlencoded `form`) and follows redirects: returns 1
+ * when a redirect goes to a URL starting with `stop_at` (not fetched; in `url`), 0 on a
+ * page (its URL in `url`, the answer in `reply`), -1 on failure. At most 20 hops. */
+static int walk(cookie_jar *jar, char *url, size_t url_len, const char *form, const char *stop_at,
+                char *reply, size_t reply_len) {
+    for (int hop = 0; hop < 20; hop++) {
+        if (stop_at != NULL && strncmp(url, stop_at, strlen(stop_at)) == 0) return 1;
+        char headers[8192];
+        cookie_header(jar, headers, sizeof headers - 64);
+        if (form != NULL) strcat(headers, "Content-Type: application/x-www-form-urlencoded\r\n");
+        int status = http_exchange(form ? "POST" : "GET", url, headers, form, reply, reply_len);
+        form = NULL;
+        if (status == 0) return -1;
+        keep_cookies(jar, reply);
+        if (status >= 300 && status < 400) {
+            char location[4096], next[4096];
+            if (!http_header(reply, "Location", 0, location, sizeof location)) return -1;
+            resolve(url, location, next, sizeof next);
+            snprintf(url, url_len, "%s", next);
+            continue;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static void html_unescape(char *s) {
+    static const struct {
+        const char *from, to;
+    } entities[] = {{"&amp;", '&'}, {"&quot;", '"'}, {"&#x2F;", '/'}, {"&lt;", '<'},
+                    {"&gt;", '>'},  {"&#39;", '\''}, {"&#x27;", '\''}};
+    char *w = s;
+    for (const char *r = s; *r;) {
+        size_t k = 0;
+        for (; k < sizeof entities / sizeof entities[0]; k++) {
+            size_t n = strlen(entities[k].from);
+            if (strncmp(r, entities[k].from, n) == 0) {
+                *w++ = entities[k].to;
+                r += n;
+                break;
+            }
+        }
+        if (k == sizeof entities / sizeof entities[0]) *w++ = *r++;
+    }
+    *w = '\0';
+}
+
+/* The value of attribute `name` within [tag, end), unescaped, into `out`; false if absent. */
+static bool attribute(const char *tag, const char *end, const char *name, char *out, size_t len) {
+    char needle[64];
+    snprintf(needle, sizeof needle, " %s=\"", name);
+    const char *at = strstr(tag, needle);
+    if (at == NULL || at >= end) return false;
+    at += strlen(needle);
+    const char *close = strchr(at, '"');
+    if (close == NULL || close > end) return false;
+    snprintf(out, len, "%.*s", (int)(close - at), at);
+    html_unescape(out);
+    return true;
+}
+
+static void form_encode(const char *in, char *out, size_t len) {
+    size_t used = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && used + 4 < len; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            out[used++] = (char)*p;
+        } else {
+            used += (size_t)snprintf(out + used, len - used, "%%%02X", *p);
+        }
+    }
+    out[used] = '\0';
+}
+
+/* Submits the first form of the page in `reply` (at `url`) with its inputs, and walks on
+ * as `walk` does. */
+static int submit(cookie_jar *jar, char *url, size_t url_len, const char *stop_at, char *reply,
+                  size_t reply_len) {
+    const char *body = http_body(reply);
+    const char *form = strstr(body, "<form");
+    if (form == NULL) return -1;
+    const char *form_end = strstr(form, "</form>");
+    if (form_end == NULL) form_end = form + strlen(form);
+    const char *tag_end = strchr(form, '>');
+    char action[4096] = "", target[4096];
+    if (tag_end == NULL || !attribute(form, tag_end, "action", action, sizeof action)) {
+        snprintf(action, sizeof action, "%s", url);
+    }
+    resolve(url, action, target, sizeof target);
+    char fields[8192] = "";
+    for (const char *in = strstr(form, "<input"); in && in < form_end; in = strstr(in + 1, "<input")) {
+        const char *end = strchr(in, '>');
+        char name[256], value[2048] = "", name_enc[768], value_enc[6144];
+        if (end == NULL || !attribute(in, end, "name", name, sizeof name)) continue;
+        attribute(in, end, "value", value, sizeof value);
+        form_encode(name, name_enc, sizeof name_enc);
+        form_encode(value, value_enc, sizeof value_enc);
+        size_t used = strlen(fields);
+        snprintf(fields + used, sizeof fields - used, "%s%s=%s", used ? "&" : "", name_enc, value_enc);
+    }
+    snprintf(url, url_len, "%s", target);
+    return walk(jar, url, url_len, fields, stop_at, reply, reply_len);
+}
+
+/* Signs in at `authorization_url`, approving everything; the callback URL as a malloc'd
+ * string, or NULL. */
+static char *sign_in(const char *authorization_url) {
+    cookie_jar jar = {.n = 0};
+    char url[4096];
+    static char reply[65536];
+    snprintf(url, sizeof url, "%s", authorization_url);
+    return walk(&jar, url, sizeof url, NULL, REDIRECT, reply, sizeof reply) == 1 ? strdup(url) : NULL;
+}
+
+/* Approves a device authorization at `verification_uri_complete`: submits the code form
+ * and the confirmation form (at most four forms). Runs on a thread of its own. */
+static void *approve_device(void *uri) {
+    cookie_jar jar = {.n = 0};
+    char url[4096];
+    static char reply[65536];
+    snprintf(url, sizeof url, "%s", (const char *)uri);
+    int step = walk(&jar, url, sizeof url, NULL, NULL, reply, sizeof reply);
+    for (int form = 0; step == 0 && form < 4; form++) {
+        if (strstr(http_body(reply), "<title>Sign-in Success</title>") != NULL) return (void *)1;
+        step = submit(&jar, url, sizeof url, NULL, reply, sizeof reply);
+    }
+    return step == 0 && strstr(http_body(reply), "<title>Sign-in Success</title>") != NULL ? (void *)1
+                                                                                           : NULL;
 }
 
 static void test_discovery(const char *issuer) {
@@ -175,6 +356,184 @@ static void test_device_flow(const char *issuer) {
     authcore_device_flow_free(NULL);
 }
 
+/* ---- DPoP ---- */
+
+static authcore_options *dpop_options(const char *algorithm) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_dpop(o, algorithm));
+    return o;
+}
+
+static uint64_t nonce_retries(const authcore_client *c) {
+    authcore_stats stats;
+    memset(&stats, 0, sizeof stats);
+    CHECK_OK(authcore_client_stats(c, &stats, sizeof stats));
+    return stats.dpop_nonce_retries;
+}
+
+/* The client's token is a DPoP token that the server bound to the client's key: its type,
+ * and `cnf.jkt` in the server's introspection (asked as the client `basic` names). */
+static void check_bound(const char *what, const char *issuer, const char *basic,
+                        const authcore_client *c) {
+    authcore_token *t = NULL;
+    CHECK_OK(authcore_client_token_info(c, &t));
+    const char *type = t ? authcore_token_type(t) : NULL;
+    CHECK(type && strcmp(type, "DPoP") == 0, "%s: token type %s", what, type ? type : "(null)");
+    char *jkt = NULL;
+    CHECK_OK(authcore_client_dpop_thumbprint(c, &jkt));
+    cJSON *answer = t ? introspect(issuer, basic, authcore_token_access_token(t)) : NULL;
+    const cJSON *cnf = cJSON_GetObjectItemCaseSensitive(answer, "cnf");
+    const cJSON *bound = cJSON_GetObjectItemCaseSensitive(cnf, "jkt");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "active")), "%s: active", what);
+    CHECK(jkt && cJSON_IsString(bound) && strcmp(bound->valuestring, jkt) == 0,
+          "%s: cnf.jkt %s is the client's thumbprint %s", what,
+          cJSON_IsString(bound) ? bound->valuestring : "(none)", jkt ? jkt : "(null)");
+    cJSON_Delete(answer);
+    authcore_string_free(jkt);
+    authcore_token_free(t);
+}
+
+/* Userinfo, a resource server that verifies proofs and demands nonces: the token alone
+ * is refused; with request_headers' proof (by hand, following the nonce rule) and through
+ * the library's own request it is accepted; a stale nonce costs one resend. */
+static void check_userinfo(const char *what, const authcore_metadata *m, const authcore_client *c) {
+    const char *userinfo = authcore_metadata_get(m, AUTHCORE_METADATA_FIELD_USERINFO_ENDPOINT);
+    CHECK(userinfo != NULL, "%s: a userinfo endpoint", what);
+    if (userinfo == NULL) return;
+    char url[512], reply[16384], headers[4096];
+    snprintf(url, sizeof url, "%s", userinfo);
+    char *authorization = NULL;
+    CHECK_OK(authcore_client_authorization_header(c, &authorization));
+    CHECK(authorization && strncmp(authorization, "DPoP ", 5) == 0, "%s: the DPoP scheme", what);
+    snprintf(headers, sizeof headers, "Authorization: %s\r\n", authorization ? authorization : "");
+    /* oidc-provider refuses a DPoP token without its proof as a bad request (400
+     * invalid_request, "`DPoP` header not provided") with a DPoP challenge. */
+    int st = http_exchange("GET", url, headers, NULL, reply, sizeof reply);
+    char challenge[1024] = "";
+    http_header(reply, "WWW-Authenticate", 0, challenge, sizeof challenge);
+    CHECK((st == 400 || st == 401) && strncmp(challenge, "DPoP ", 5) == 0,
+          "%s: no proof, refused (HTTP %d, %s)", what, st, challenge);
+    if (authorization) {
+        /* Nor as a bearer token. */
+        snprintf(headers, sizeof headers, "Authorization: Bearer %s\r\n", authorization + 5);
+        CHECK(http_exchange("GET", url, headers, NULL, reply, sizeof reply) == 401,
+              "%s: as a bearer token, refused", what);
+    }
+    authcore_string_free(authorization);
+
+    CHECK(call_with_headers(c, "GET", url, reply, sizeof reply, NULL, 0) == 200,
+          "%s: accepted with request_headers' proof: %.200s", what, http_body(reply));
+    cJSON *claims = cJSON_Parse(http_body(reply));
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+    CHECK(cJSON_IsString(sub) && strcmp(sub->valuestring, "test-user") == 0, "%s: the user's claims", what);
+    cJSON_Delete(claims);
+
+    authcore_response *r = NULL;
+    CHECK_OK(authcore_client_get(c, url, &r));
+    CHECK(authcore_response_status(r) == 200, "%s: accepted through the library (HTTP %u)", what,
+          (unsigned)authcore_response_status(r));
+    authcore_response_free(r);
+
+    /* A nonce the server no longer accepts: it asks for its own, once. */
+    uint64_t before = nonce_retries(c);
+    CHECK(!authcore_client_dpop_nonce_retry(c, url, 200, NULL, "stale-nonce"), "a success: nothing to resend");
+    CHECK_OK(authcore_client_get(c, url, &r));
+    CHECK(authcore_response_status(r) == 200, "%s: accepted after the nonce dance (HTTP %u)", what,
+          (unsigned)authcore_response_status(r));
+    authcore_response_free(r);
+    CHECK(nonce_retries(c) == before + 1, "%s: one resend with the server's nonce (%llu, %llu)", what,
+          (unsigned long long)before, (unsigned long long)nonce_retries(c));
+}
+
+static void test_dpop_client_credentials(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    authcore_options *o = dpop_options("ES256");
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", NULL, AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o, &c));
+    authcore_options_free(o);
+    check_bound("client credentials", issuer, CC_BASIC_AUTH, c);
+    CHECK(nonce_retries(c) == 1, "the token endpoint's nonce dance, once (%llu)",
+          (unsigned long long)nonce_retries(c));
+    /* A forced renewal already knows the nonce. */
+    CHECK_OK(authcore_client_refresh(c, NULL));
+    check_bound("client credentials, renewed", issuer, CC_BASIC_AUTH, c);
+    CHECK(nonce_retries(c) == 1, "no second dance (%llu)", (unsigned long long)nonce_retries(c));
+    authcore_client_free(c);
+    authcore_metadata_free(m);
+}
+
+static void test_dpop_code_pkce_refresh(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    authcore_options *o = dpop_options("EdDSA");
+    authcore_code_flow *flow = NULL;
+    CHECK_OK(authcore_code_flow_new_from_metadata(m, "app", "app-secret-0123456789", REDIRECT, "openid",
+                                                  AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o, &flow));
+    authcore_options_free(o);
+    char *url = NULL, *state = NULL;
+    CHECK_OK(authcore_code_flow_authorization_url(flow, &url, &state));
+    char *callback = url ? sign_in(url) : NULL;
+    CHECK(callback != NULL, "signed in");
+    authcore_client *c = NULL;
+    if (callback) CHECK_OK(authcore_code_flow_finish_with_state(flow, callback, state, &c));
+    free(callback);
+    authcore_string_free(url);
+    authcore_string_free(state);
+    authcore_code_flow_free(flow);
+    if (c == NULL) {
+        authcore_metadata_free(m);
+        return;
+    }
+    check_bound("code + PKCE", issuer, APP_AUTH, c);
+    char *first = NULL, *second = NULL;
+    CHECK_OK(authcore_client_token(c, &first));
+    CHECK_OK(authcore_client_refresh(c, &second));
+    CHECK(first && second && strcmp(first, second) != 0, "a new token by the (rotated) refresh token");
+    check_bound("code + PKCE, refreshed", issuer, APP_AUTH, c);
+    authcore_string_free(first);
+    authcore_string_free(second);
+    check_userinfo("code + PKCE", m, c);
+    authcore_client_free(c);
+    authcore_metadata_free(m);
+}
+
+static void test_dpop_device_flow(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    authcore_options *o = dpop_options(NULL);
+    authcore_device_flow *flow = NULL;
+    CHECK_OK(authcore_device_flow_new_from_metadata(m, "cli", NULL, "openid", o, &flow));
+    authcore_options_free(o);
+    authcore_device_authorization *auth = NULL;
+    CHECK_OK(authcore_device_flow_start(flow, &auth));
+    const char *complete = auth ? authcore_device_authorization_verification_uri_complete(auth) : NULL;
+    CHECK(complete != NULL, "a complete verification URI");
+    authcore_client *c = NULL;
+    if (complete) {
+        pthread_t t;
+        void *approved = NULL;
+        pthread_create(&t, NULL, approve_device, (void *)complete);
+        CHECK_OK(authcore_device_authorization_poll(auth, (uint64_t)(60000 * slowdown()), &c));
+        pthread_join(t, &approved);
+        CHECK(approved != NULL, "the user approved the device");
+    }
+    authcore_device_authorization_free(auth);
+    authcore_device_flow_free(flow);
+    if (c != NULL) {
+        check_bound("device flow", issuer, CC_BASIC_AUTH, c);
+        /* The public client's refresh token is bound to the key: the renewal signs with it. */
+        CHECK_OK(authcore_client_refresh(c, NULL));
+        check_bound("device flow, refreshed", issuer, CC_BASIC_AUTH, c);
+        check_userinfo("device flow", m, c);
+        authcore_client_free(c);
+    }
+    authcore_metadata_free(m);
+}
+
 static void test_private_key_arguments(void) {
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
@@ -198,6 +557,9 @@ int main(void) {
         test_discovery(issuer);
         test_client_credentials_resource_and_revocation(issuer);
         test_device_flow(issuer);
+        test_dpop_client_credentials(issuer);
+        test_dpop_code_pkce_refresh(issuer);
+        test_dpop_device_flow(issuer);
     }
     test_private_key_arguments();
     return harness_finish("test_oidc");

@@ -44,6 +44,7 @@ fn planted_request() -> TokenRequest<'static> {
         headers: Vec::new(),
         replay: Replay::Safe,
         redact: vec![Secret::new(*client_secret)],
+        assertion: None,
     }
 }
 
@@ -463,6 +464,64 @@ fn stored_record() {
             .ok_or_else(|| "a record it wrote does not read back".to_owned())?;
         if again.to_json() != written {
             return Err("a record changes when read back".into());
+        }
+        Ok(())
+    });
+}
+
+/// DPoP keys as a caller or a stored session hands them over (PEM or private JWK):
+/// read or refused with a configuration error that shows no key material; a key that
+/// is read signs a proof that names its own public key, and survives its JWK.
+#[test]
+fn dpop_key() {
+    run("dpop_key", |bytes| {
+        let text = String::from_utf8_lossy(bytes);
+        let private = |text: &str| -> Vec<String> {
+            serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("d").and_then(Value::as_str).map(str::to_owned))
+                .into_iter()
+                .filter(|d| d.len() >= 8)
+                .collect()
+        };
+        let read = if text.trim_start().starts_with('{') {
+            crate::DpopKey::from_jwk(&text)
+        } else {
+            crate::DpopKey::from_pem(&text)
+        };
+        match read {
+            Err(e) => {
+                if e.kind() != crate::ErrorKind::Config {
+                    return Err(format!("a bad key is a {:?} error", e.kind()));
+                }
+                let shown = format!("{e} {e:?}");
+                marker_not_shown(shown.clone(), "")?;
+                if private(&text).iter().any(|d| shown.contains(d.as_str())) {
+                    return Err("an error shows the private key".into());
+                }
+            }
+            Ok(key) => {
+                let shown = format!("{key:?}");
+                marker_not_shown(shown.clone(), "")?;
+                let jwk = key.to_jwk();
+                if private(jwk.expose_secret())
+                    .iter()
+                    .any(|d| shown.contains(d.as_str()))
+                {
+                    return Err("Debug shows the private key".into());
+                }
+                let again = crate::DpopKey::from_jwk(jwk.expose_secret())
+                    .map_err(|e| format!("a key's own JWK is refused: {e}"))?;
+                if again.thumbprint() != key.thumbprint() {
+                    return Err("a key's JWK reads back as another key".into());
+                }
+                let proof = key
+                    .proof("GET", "https://api.example/x", Some("t"), None)
+                    .map_err(|e| format!("a key that was read cannot sign: {e}"))?;
+                if proof.expose_secret().split('.').count() != 3 {
+                    return Err("a proof is not a compact JWS".into());
+                }
+            }
         }
         Ok(())
     });

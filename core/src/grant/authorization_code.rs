@@ -272,6 +272,7 @@ impl AuthorizationCode {
             headers: extra_headers(http),
             replay: Replay::Never,
             redact: Vec::new(),
+            assertion: None,
         };
         if let Some(p) = pkce {
             req.params.push(("code_verifier", p.verifier().clone()));

@@ -86,6 +86,7 @@ impl Fetch for ClientCredentials {
             headers: extra_headers(http),
             replay: Replay::Safe,
             redact: Vec::new(),
+            assertion: None,
         };
         if !self.scopes.is_empty() {
             req.params

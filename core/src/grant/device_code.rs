@@ -109,6 +109,7 @@ impl DeviceCode {
             headers: extra_headers(http),
             replay: Replay::Safe,
             redact: Vec::new(),
+            assertion: None,
         };
         if !self.scopes.is_empty() {
             req.params
@@ -139,6 +140,7 @@ impl DeviceCode {
             headers: extra_headers(http),
             replay: Replay::Never,
             redact: Vec::new(),
+            assertion: None,
         };
         self.client.apply(&mut req)?;
         http.token(&req, deadline)

@@ -161,7 +161,7 @@ impl ClientAuth {
     }
 
     /// Adds the client's credentials to a token request.
-    pub(crate) fn apply(&self, req: &mut TokenRequest<'_>) -> Result<()> {
+    pub(crate) fn apply<'a>(&'a self, req: &mut TokenRequest<'a>) -> Result<()> {
         let basic = |id: &str, secret: &str| {
             let joined = Secret::new(format!("{id}:{secret}"));
             Secret::new(base64::engine::general_purpose::STANDARD.encode(joined.expose_secret()))
@@ -211,6 +211,12 @@ impl ClientAuth {
                 ));
                 req.params
                     .push(("client_assertion", key.assertion(&self.id, audience)?));
+                // A later attempt (a DPoP nonce, a transient failure) signs a new one.
+                req.assertion = Some(crate::http::Assertion {
+                    key,
+                    client_id: &self.id,
+                    audience,
+                });
             }
         }
         Ok(())
@@ -256,6 +262,7 @@ pub(crate) fn revoke_at(
             headers: extra_headers(http),
             replay: crate::http::Replay::Safe,
             redact: Vec::new(),
+            assertion: None,
         };
         client.apply(&mut req)?;
         let response = http.post(&req, deadline)?;

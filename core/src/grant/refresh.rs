@@ -175,6 +175,7 @@ impl Fetch for RefreshToken {
             headers: extra_headers(http),
             replay: self.rotation.replay(),
             redact: Vec::new(),
+            assertion: None,
         };
         add_resources(&mut req, &self.resources);
         self.client.apply(&mut req)?;

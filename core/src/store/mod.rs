@@ -12,6 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -250,9 +252,23 @@ impl StoredToken {
             record: self.version,
             lineage: self.lineage.clone(),
             revoked: self.revoked,
-            dpop_jwk: self.dpop_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            // Base64url, so that the JSON text carries it without escapes (an escaped
+            // string is read through a growing scratch buffer, which would leave copies).
+            dpop_key: self
+                .dpop_key
+                .as_ref()
+                .map(|k| URL_SAFE_NO_PAD.encode(k.expose_secret())),
         };
-        serde_json::to_vec(&file).unwrap_or_default()
+        // Written into a buffer sized up front, so that no reallocation leaves a copy of
+        // a secret behind; the caller wipes what it gets.
+        let secrets = [
+            file.access_token.len(),
+            file.refresh_token.as_ref().map_or(0, String::len),
+            file.dpop_key.as_ref().map_or(0, String::len),
+        ];
+        let size = 2 * secrets.iter().sum::<usize>() + 512 + 40 * file.lineage.len();
+        let mut buf = Vec::with_capacity(size);
+        serde_json::to_writer(&mut buf, &file).map_or_else(|_| Vec::new(), |()| buf)
     }
 
     /// Reads what [`to_json`](Self::to_json) wrote (and the format 1 of earlier
@@ -273,7 +289,12 @@ impl StoredToken {
             version: file.record,
             lineage: file.lineage.iter().take(LINEAGE).cloned().collect(),
             revoked: file.revoked,
-            dpop_key: file.dpop_jwk.clone().map(Secret::new),
+            dpop_key: file
+                .dpop_key
+                .as_deref()
+                .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok())
+                .and_then(|k| String::from_utf8(k).ok())
+                .map(Secret::new),
         })
     }
 }
@@ -295,9 +316,9 @@ struct FileToken {
     lineage: Vec<String>,
     #[serde(default)]
     revoked: bool,
-    /// The session's DPoP private key (a JWK), if its tokens are DPoP-bound.
+    /// The session's DPoP private key (a JWK, base64url), if its tokens are DPoP-bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    dpop_jwk: Option<String>,
+    dpop_key: Option<String>,
 }
 
 impl Drop for FileToken {
@@ -306,7 +327,7 @@ impl Drop for FileToken {
         if let Some(rt) = &mut self.refresh_token {
             rt.zeroize();
         }
-        if let Some(key) = &mut self.dpop_jwk {
+        if let Some(key) = &mut self.dpop_key {
             key.zeroize();
         }
     }

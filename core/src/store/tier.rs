@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use super::{refresh_token_tag, StoreKey, StoreLock, StoredToken, TokenStore, LINEAGE};
 use crate::clock::Deadline;
+use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::event;
 use crate::options::Options;
@@ -28,9 +29,9 @@ pub enum WithoutStore {
     SameRefreshToken,
 }
 
-/// What renews: given the refresh token to send, and the stored record it comes from
-/// (whose DPoP key it must be sent with), if it comes from the store.
-type Fetcher<'f> = dyn FnMut(Option<&Secret>, Option<&StoredToken>) -> Result<Token> + 'f;
+/// What renews: given the refresh token to send and, when it comes from the store with a
+/// DPoP key, that key (a public client's refresh token works with its own key only).
+type Fetcher<'f> = dyn FnMut(Option<&Secret>, Option<&Arc<DpopKey>>) -> Result<Token> + 'f;
 
 /// One renewal as the cache asks for it: why, which token it replaces, the newest
 /// refresh token in memory, and by when.
@@ -261,7 +262,7 @@ impl Tier {
         &self,
         renewal: &Renewal<'_>,
         without_store: WithoutStore,
-        mut fetch: impl FnMut(Option<&Secret>, Option<&StoredToken>) -> Result<Token>,
+        mut fetch: impl FnMut(Option<&Secret>, Option<&Arc<DpopKey>>) -> Result<Token>,
     ) -> Result<Option<Token>> {
         let Some((store, key)) = &self.shared else {
             return fetch(renewal.refresh_token, None).map(Some);
@@ -378,12 +379,23 @@ impl Tier {
             self.adopt(locked.store, &record);
             return Ok(token);
         }
-        // The stored refresh token is used with the stored session's DPoP key.
-        let (sent, from) = match &record.refresh_token {
-            Some(rt) => (Some(rt.clone()), Some(&record)),
+        // The stored refresh token is used with the stored session's DPoP key. A key this
+        // process cannot read ends here, before any request and without a tombstone: a
+        // process that can read it (a newer release) may go on with the session.
+        let (sent, key) = match &record.refresh_token {
+            Some(rt) => {
+                let key = match &record.dpop_key {
+                    Some(jwk) => Some(Arc::new(
+                        DpopKey::from_jwk(jwk.expose_secret())
+                            .map_err(|_| crate::dpop::lost_key())?,
+                    )),
+                    None => None,
+                };
+                (Some(rt.clone()), key)
+            }
             None => (renewal.refresh_token.cloned(), None),
         };
-        let outcome = fetch(sent.as_ref(), from);
+        let outcome = fetch(sent.as_ref(), key.as_ref());
         self.finish(locked, base, sent, true, renewal, outcome)
     }
 
@@ -522,7 +534,18 @@ impl Tier {
             && renewal
                 .replacing
                 .is_some_and(|r| r.access_token() == token.access_token());
-        (token.fresh_now() && !replaced).then_some(token)
+        // A DPoP-bound token whose key cannot be read is of no use to anyone: renewed
+        // instead (with the grant's own credential; a refresh token bound to the lost key
+        // ends in a new sign-in).
+        let key_lost = record.dpop_key.is_some() && token.dpop_key().is_none();
+        // Nor is a bearer token adopted by a client that refuses them (a process not yet
+        // configured for DPoP saved it).
+        let bearer_refused = token.dpop_key().is_none()
+            && self
+                .options
+                .dpop_config()
+                .is_some_and(|d| !d.allows_bearer());
+        (token.fresh_now() && !replaced && !key_lost && !bearer_refused).then_some(token)
     }
 
     fn adopt(&self, store: &dyn TokenStore, record: &StoredToken) {
@@ -612,6 +635,11 @@ impl Tier {
 
     /// Whether this client holds a refresh token the provider issued to it that its
     /// store could not save (see [`Client::has_unsaved_refresh_token`](crate::Client::has_unsaved_refresh_token)).
+    /// The key this client's tokens are filed under in its store, if it has one.
+    pub(crate) fn store_key(&self) -> Option<&StoreKey> {
+        self.shared.as_ref().map(|(_, key)| key)
+    }
+
     pub(crate) fn has_unsaved_refresh_token(&self) -> bool {
         self.memory.lock().lost.is_some()
     }
