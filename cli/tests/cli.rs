@@ -425,14 +425,14 @@ fn demo_runs_every_seed_scenario_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("MISBEHAVED"), "{stdout}");
-    for who in ["api.video", "viewneo", "Vibe", "revoked", "backoff"] {
+    for who in ["api.video", "viewneo", "Vibe", "revoked", "backoff", "DPoP"] {
         assert!(stdout.contains(who), "{who} missing from:\n{stdout}");
     }
     // Each scenario ends with what its client counted, checked against the provider.
-    assert_eq!(stdout.matches("counted: ").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("counted: ").count(), 7, "{stdout}");
     assert_eq!(
         stdout.matches("the provider saw the same").count(),
-        6,
+        7,
         "{stdout}"
     );
 }

@@ -2454,34 +2454,42 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    /// Invariant 6: An API call that met a revoked token renews once, not more (unless injected
-    /// failures made it try again).
+    /// Invariant 6: An API call that met a revoked token renews once after that, not more
+    /// (unless injected failures made it try again).
     fn one_renewal_per_revocation(&self) -> Result<(), String> {
         let requests = self.token_requests();
         for call in self.live.calls.iter().filter(|c| c.what == "get") {
             let Some(reply) = &call.reply else { continue };
             let (from, to) = (reply.started_us, reply.ended_us);
-            let met_revoked = self.journal.iter().any(|e| {
-                e.at_us >= from
-                    && e.at_us <= to
-                    && Self::label_of(e) == Some(call.label)
-                    && Self::pid_of(e) == Some(call.pid)
-                    && matches!(
-                        e.event,
-                        Event::Resource {
-                            outcome: ResourceOutcome::Revoked,
-                            ..
-                        }
-                    )
-            });
-            if !met_revoked {
+            // When the API first refused a revoked token to this client in this call's
+            // window: renewals before it (the call's first token, or a concurrent
+            // call's) are not the revocation's cost.
+            let met_revoked = self
+                .journal
+                .iter()
+                .filter(|e| {
+                    e.at_us >= from
+                        && e.at_us <= to
+                        && Self::label_of(e) == Some(call.label)
+                        && Self::pid_of(e) == Some(call.pid)
+                        && matches!(
+                            e.event,
+                            Event::Resource {
+                                outcome: ResourceOutcome::Revoked,
+                                ..
+                            }
+                        )
+                })
+                .map(|e| e.at_us)
+                .min();
+            let Some(revoked_at) = met_revoked else {
                 continue;
-            }
+            };
             let mine: Vec<&TokenRequest<'_>> = requests
                 .iter()
                 .filter(|r| {
                     Self::label_of(r.event) == Some(call.label)
-                        && r.received_us >= from
+                        && r.received_us >= revoked_at
                         && r.event.at_us <= to
                 })
                 .collect();
@@ -2888,4 +2896,23 @@ fn dpop_a_session_taken_over_from_the_store_is_renewed_with_its_key() {
             ],
         );
     }
+}
+
+/// Invariant 6 (found by `memory_store`, a Bearer case): a background `get` of c2 got the
+/// client's first token (a renewal), then met the token revoked by the provider while a
+/// second `get` of c2 was in flight, and the one renewal after the 401 served both. The
+/// first token's renewal fell in the call's window too and was counted as a second
+/// renewal for the revocation: only renewals after the 401 are its cost.
+#[test]
+fn regression_a_renewal_before_the_401_is_not_the_revocations_cost() {
+    replay::<Memory>(
+        5,
+        &[(0, User(2)), (1, Service), (1, User(2))],
+        vec![
+            Op::Get { c: 2, bg: true },
+            Op::Get { c: 0, bg: true },
+            Op::Get { c: 2, bg: false },
+            Op::RevokeAccess { c: 2 },
+        ],
+    );
 }

@@ -390,8 +390,9 @@ fn authcore_login_token_logout() {
 // ---------------------------------------------------------------------------------
 // DPoP (RFC 9449). oidc-provider demands a server nonce in every proof, at the token
 // endpoint and at userinfo (a resource server that verifies proofs), so each client
-// runs a nonce dance; both endpoints are one origin, whose nonce a client keeps once
-// it has one: one resend per client and nonce, wherever it was asked for first.
+// runs both nonce dances: a token endpoint and an API keep nonces of their own even at
+// one origin, so one resend per client and server, each kept up to date from every
+// answer after that.
 // ---------------------------------------------------------------------------------
 
 use authcore::{Client, Dpop, DpopAlgorithm, DpopKey, FileStore};
@@ -435,7 +436,8 @@ fn userinfo_call(
 /// Userinfo refuses the DPoP-bound token without a proof (400) and as a Bearer token
 /// (401), and accepts it with the proof of [`Client::request_headers`]: through the
 /// caller's own HTTP stack, with the nonce dance of [`Client::dpop_nonce_retry`] when
-/// the client has no nonce of the server's yet. Returns whether that dance ran.
+/// the client has no nonce of the resource server's yet. Returns whether that dance
+/// ran.
 fn userinfo_wants_the_proof(m: &Metadata, client: &Client) -> bool {
     let url = m.userinfo_endpoint.as_deref().unwrap();
     let token = client.token().unwrap();
@@ -553,13 +555,14 @@ fn dpop_code_flow_with_pkce_then_rotation_for_a_public_client() {
         "the old one is spent"
     );
 
-    // Userinfo: refused without a proof, accepted with one; the nonce the token
-    // endpoint gave serves userinfo too (one origin), so no second dance.
-    assert!(!userinfo_wants_the_proof(&m, &client));
+    // Userinfo: refused without a proof, accepted with one, after the resource
+    // server's own nonce dance (its nonce is not the token endpoint's); then known.
+    assert!(userinfo_wants_the_proof(&m, &client));
+    assert_eq!(client.stats().dpop_nonce_retries, 2);
     let response = client.get(m.userinfo_endpoint.as_deref().unwrap()).unwrap();
     assert_eq!(response.status, 200);
     let stats = client.stats();
-    assert_eq!(stats.dpop_nonce_retries, 1, "{stats:?}");
+    assert_eq!(stats.dpop_nonce_retries, 2, "{stats:?}");
     assert_eq!(stats.retries_after_401, 0, "{stats:?}");
 }
 
@@ -590,14 +593,16 @@ fn dpop_device_flow_for_a_public_client() {
     let renewed = client.refresh().unwrap();
     assert_eq!(renewed.token_type(), "DPoP");
     assert_ne!(renewed.access_token(), token.access_token());
-    assert!(!userinfo_wants_the_proof(&m, &client));
     assert_eq!(client.stats().dpop_nonce_retries, 1);
+    assert!(userinfo_wants_the_proof(&m, &client));
+    assert_eq!(client.stats().dpop_nonce_retries, 2);
 }
 
 /// The key is kept with the session in the store: a new client (a restarted process,
 /// with a new key of its own) adopts the session with its key, calls userinfo with it
-/// (a nonce dance of its own at the resource server: it has no nonce yet), and renews
-/// the refresh token, which the provider bound to that key and refuses with another.
+/// (a nonce dance of its own: it has no nonce yet), and renews the refresh token (the
+/// token endpoint's dance), which the provider bound to that key and refuses with
+/// another.
 #[test]
 fn dpop_session_key_is_kept_in_the_store_and_used_after_a_restart() {
     let server = Oidc::start(None);
@@ -654,7 +659,7 @@ fn dpop_session_key_is_kept_in_the_store_and_used_after_a_restart() {
         thumbprint,
         "the session's key, not {restart_key}"
     );
-    // No token request yet, so no nonce: userinfo asks for one (once).
+    // A new process has no nonce: userinfo asks for one (once).
     assert!(userinfo_wants_the_proof(&m, &restarted));
     assert_eq!(restarted.stats().dpop_nonce_retries, 1);
     let renewed = restarted.refresh().unwrap();
@@ -662,9 +667,9 @@ fn dpop_session_key_is_kept_in_the_store_and_used_after_a_restart() {
     assert_ne!(renewed.refresh_token(), Some(&rt), "rotated");
     let seen = introspect(&m, APP, renewed.access_token().expose_secret());
     assert_eq!(seen["cnf"]["jkt"], thumbprint.as_str(), "{seen}");
-    // The token endpoint shares the origin's nonce: no second dance.
+    // The token endpoint asked for its own nonce, once.
     let stats = restarted.stats();
-    assert_eq!(stats.dpop_nonce_retries, 1, "{stats:?}");
+    assert_eq!(stats.dpop_nonce_retries, 2, "{stats:?}");
     assert_eq!(
         restarted
             .get(m.userinfo_endpoint.as_deref().unwrap())
@@ -764,32 +769,45 @@ fn authcore_login_with_dpop_then_token_and_headers() {
     assert!(login.0.wait().unwrap().success(), "{rest:?}");
     let signed_in = std::time::Instant::now();
 
-    // The private key is in the session's record only; the note says only "EdDSA".
+    // The private key is in the session's record only (its `dpop_key`, a base64url
+    // JWK); the note says only "EdDSA".
     let private = serde_json::from_str::<serde_json::Value>(key.to_jwk().expose_secret()).unwrap()
         ["d"]
         .as_str()
         .unwrap()
         .to_owned();
+    let stored_key = |record: &serde_json::Value| {
+        let text = record["dpop_key"].as_str()?;
+        let jwk = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let jwk: serde_json::Value = serde_json::from_slice(&jwk).ok()?;
+        jwk["d"].as_str().map(str::to_owned)
+    };
     let mut holding = Vec::new();
     for entry in std::fs::read_dir(store.path()).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains(&private),
+            "{}: the key in clear",
+            path.display()
+        );
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
         if path.extension().is_some_and(|e| e == "login") {
-            let note: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(
-                note["dpop"],
+                json["dpop"],
                 serde_json::json!({"algorithm": "EdDSA", "allow_bearer": false}),
-                "{note}"
+                "{json}"
             );
         }
-        if text.contains(&private) {
+        if stored_key(&json).as_deref() == Some(&*private) {
             holding.push(path);
         }
     }
-    assert_eq!(holding.len(), 1, "{holding:?}");
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&holding[0]).unwrap()).unwrap();
-    assert!(record["dpop_jwk"].is_string(), "the session's record");
+    assert_eq!(holding.len(), 1, "the session's record: {holding:?}");
 
     // A new process prints the stored DPoP token, bound to the key.
     let (code, at, stderr) = run(&["token"]);
@@ -839,8 +857,10 @@ fn authcore_login_with_dpop_then_token_and_headers() {
     assert_eq!(introspect(&m, APP, &renewed)["active"], false);
     for entry in std::fs::read_dir(store.path()).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        assert!(
-            !text.contains(&private),
+        let json = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+        assert_ne!(
+            stored_key(&json).as_deref(),
+            Some(&*private),
             "the key is forgotten with the session"
         );
     }
