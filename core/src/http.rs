@@ -479,6 +479,18 @@ impl Http {
                                 ),
                                 b"",
                             );
+                            // The server took the refresh token it was sent (it answered
+                            // with another): sending it again would be a second use. The
+                            // session ends here, as if the refresh token were refused.
+                            let spent = req
+                                .params
+                                .iter()
+                                .any(|(k, _)| matches!(*k, "refresh_token" | "refreshToken"));
+                            let e = if spent {
+                                Error::ReauthenticationRequired { cause: Box::new(e) }
+                            } else {
+                                e
+                            };
                             (e, false, None)
                         }
                         Ok(token) => {

@@ -783,3 +783,31 @@ fn fresh_request_headers_come_from_the_cached_token_only() {
     assert_eq!(e.kind(), ErrorKind::Config);
     token.assert();
 }
+
+#[test]
+fn a_refused_bearer_answer_to_a_refresh_ends_the_session_without_resending_the_spent_refresh_token()
+{
+    let mut server = mockito::Server::new();
+    let m = server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-one-1a2b3c4d5e","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-second-8d7c6b5a"}"#)
+        .expect(1)
+        .create();
+    let client = Client::new(
+        RefreshToken::new(
+            format!("{}/token", server.url()),
+            "public-app",
+            "",
+            "rt-first-5c4b3a29",
+        ),
+        opts().dpop(Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    let e = err(client.token());
+    assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
+    assert!(e.to_string().contains("Bearer"), "{e}");
+    // The refresh token the server took is not sent again.
+    let e = err(client.token());
+    assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
+    m.assert();
+}
