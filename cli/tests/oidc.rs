@@ -257,6 +257,20 @@ fn private_key_jwt_client_credentials() {
         Some("invalid_client"),
         "{e}"
     );
+    // With DPoP, against a server that demands nonces: the resend after
+    // `use_dpop_nonce` carries a newly signed assertion (the server checks the client
+    // before the proof, and refuses an assertion it has seen).
+    let dpop = authcore::Client::new(
+        ClientCredentials::from_metadata(&m, "jwt-client", "")
+            .unwrap()
+            .private_key(PrivateKey::from_pem(key.serialize_pem().as_bytes(), None).unwrap()),
+        options().dpop(authcore::Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    let token = dpop.token().unwrap();
+    assert_eq!(token.token_type(), "DPoP");
+    assert_eq!(dpop.stats().dpop_nonce_retries, 1);
+    assert_eq!(dpop.stats().token_requests_succeeded, 1);
     // private_key_jwt without a key is a configuration error when the client is built.
     let e = authcore::Client::new(
         RefreshToken::new(m.token_endpoint.clone().unwrap(), "jwt-client", "", "rt")
