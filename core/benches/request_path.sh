@@ -41,7 +41,20 @@ cirefs() {
 }
 a=$(cirefs "$N1"); b=$(cirefs "$N2")
 per[c]=$(( (b - a) / (N2 - N1) ))
-echo "instructions per request (cachegrind, ($N2 - $N1) requests): plain ureq ${per[plain]}, authcore ${per[authcore]} (+$(( per[authcore] - per[plain] )), $(python3 -c "print(f'{(${per[authcore]}/${per[plain]}-1)*100:+.1f} %')")), through C ${per[c]} (+$(( per[c] - per[authcore] )) over Client::get), authcore with DPoP ${per[dpop]} (+$(( per[dpop] - per[plain] )))"
+# The Python face, when a Python with the authcore wheel installed is named
+# (`bash tests/python/run.sh bench` does that).
+python_part=""
+if [ -n "${PYTHON:-}" ]; then
+  pirefs() {
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+      "$PYTHON" "$root/python/bench/request_path.py" "$port" "$1" 2>&1 \
+      | sed -n 's/.*I *refs: *//p' | tr -d ','
+  }
+  a=$(pirefs "$N1"); b=$(pirefs "$N2")
+  per[python]=$(( (b - a) / (N2 - N1) ))
+  python_part=", through Python ${per[python]} (+$(( per[python] - per[authcore] )) over Client::get)"
+fi
+echo "instructions per request (cachegrind, ($N2 - $N1) requests): plain ureq ${per[plain]}, authcore ${per[authcore]} (+$(( per[authcore] - per[plain] )), $(python3 -c "print(f'{(${per[authcore]}/${per[plain]}-1)*100:+.1f} %')")), through C ${per[c]} (+$(( per[c] - per[authcore] )) over Client::get)${python_part}, authcore with DPoP ${per[dpop]} (+$(( per[dpop] - per[plain] )))"
 for role in plain authcore dpop; do
   "$bin" --bench "$role" "$port" 20000 allocs
 done

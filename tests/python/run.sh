@@ -52,6 +52,8 @@ export AUTHCORE_BIN="$root/target/release/authcore"
 if [ "${1:-}" = "bench" ]; then
     "$work/venv/bin/python" "$root/python/bench/compare.py"
     "$work/venv/bin/python" "$root/python/bench/upload.py"
+    # The request path in instructions, the Python face next to Rust and C.
+    (cd "$root" && PYTHON="$work/venv/bin/python" bash core/benches/request_path.sh)
     exit 0
 fi
 
