@@ -202,7 +202,9 @@ impl Client {
 
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.
     pub fn authorization_header(&self) -> Result<Secret> {
-        Ok(self.token()?.authorization_header().clone())
+        let token = self.token()?;
+        header_safe(token.authorization_header())?;
+        Ok(token.authorization_header().clone())
     }
 
     /// Reports that a server rejected `token`. The cache drops it only if it still
@@ -367,6 +369,7 @@ impl Client {
     pub fn request_headers(&self, method: &str, url: &str) -> Result<RequestHeaders> {
         self.inner.http.check_url(url)?;
         let token = self.token()?;
+        header_safe(token.authorization_header())?;
         let dpop = self.inner.http.dpop_proof(method, url, &token)?;
         Ok(RequestHeaders {
             authorization: token.authorization_header().clone(),
@@ -523,6 +526,18 @@ impl Client {
     /// `GET url` with the token attached (see [`request`](Self::request)).
     pub fn get(&self, url: &str) -> Result<Response> {
         self.request("GET", url, &[], &[])
+    }
+}
+
+/// Refuses a header value a caller would send as is (a static token or a stored one
+/// with a line break would add headers of its own to a request or a `curl -H @-` line).
+fn header_safe(value: &Secret) -> Result<()> {
+    if crate::options::is_valid_header("authorization", value.expose_secret()) {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "the token has characters an HTTP header may not carry (a line break or a control character)",
+        ))
     }
 }
 

@@ -360,6 +360,14 @@ impl DpopKey {
         access_token: Option<&str>,
         nonce: Option<&str>,
     ) -> Result<Secret> {
+        // RFC 9110 §9.1: a method is a token.
+        let method_ok = !method.is_empty()
+            && method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !method_ok {
+            return Err(Error::config("the HTTP method is not a valid method name"));
+        }
         let htu = htu(url)?;
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)

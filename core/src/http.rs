@@ -282,7 +282,12 @@ impl Http {
     /// options allow the downgrade (or do not ask for DPoP: a session adopted from a
     /// store).
     fn allows_bearer(&self) -> bool {
-        self.options.dpop.as_ref().is_none_or(|d| d.allows_bearer())
+        match &self.options.dpop {
+            Some(d) => d.allows_bearer(),
+            // Not configured, but holding a DPoP session adopted from a store: that
+            // session stays DPoP (its key would be dropped with a Bearer answer).
+            None => self.dpop_session.load().is_none(),
+        }
     }
 
     /// Runs `fetch` with token requests signed by `key` (a stored session's): kept as

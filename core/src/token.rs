@@ -428,7 +428,7 @@ fn jwt_lifetime(token: &str) -> Option<Duration> {
 }
 
 /// RFC 6750 `b64token` characters: what may follow `Bearer ` in a header.
-fn is_b64token(s: &str) -> bool {
+pub(crate) fn is_b64token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
         && body

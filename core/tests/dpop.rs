@@ -811,3 +811,110 @@ fn a_refused_bearer_answer_to_a_refresh_ends_the_session_without_resending_the_s
     assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
     m.assert();
 }
+
+#[test]
+fn headers_for_own_http_stacks_never_carry_a_line_break_and_methods_are_tokens() {
+    let client = Client::personal_access_token("pat-0f1e2d3c4b5a\r\nX-Evil: 1");
+    let e = err(client.request_headers("GET", "https://api.example/x"));
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let e = err(client.authorization_header());
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let key = DpopKey::generate(DpopAlgorithm::EdDsa).unwrap();
+    for bad in ["", "GET X", "GET\r\n", "G(E)T"] {
+        let e = key
+            .proof(bad, "https://api.example/x", None, None)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}");
+    }
+    assert!(key
+        .proof("PATCH", "https://api.example/x", None, None)
+        .is_ok());
+}
+
+#[test]
+fn a_stored_token_no_provider_could_have_issued_is_renewed_over_not_sent() {
+    let mut server = mockito::Server::new();
+    let m = server
+        .mock("POST", "/token")
+        .with_body(
+            r#"{"access_token":"at-one-1a2b3c4d5e","token_type":"Bearer","expires_in":3600}"#,
+        )
+        .expect(1)
+        .create();
+    let store = Arc::new(MemoryStore::new());
+    let client = Client::new(
+        ClientCredentials::new(
+            format!("{}/token", server.url()),
+            "id",
+            "cs+/=:secret-9f8e7d",
+        ),
+        opts().store(store.clone()),
+    )
+    .unwrap();
+    let key = client.store_key().unwrap();
+    use authcore::TokenStore;
+    let forged = authcore::Token::new(
+        "at\r\nX-Evil: from-the-store",
+        None,
+        Some(std::time::Duration::from_secs(3600)),
+        std::time::Instant::now(),
+    );
+    let lock = store
+        .lock(
+            &key,
+            std::time::Instant::now() + std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+    store
+        .save(&lock, &key, &StoredToken::from_token(&forged, None))
+        .unwrap();
+    drop(lock);
+    let headers = client
+        .request_headers("GET", "https://api.example/x")
+        .unwrap();
+    assert_eq!(
+        headers.authorization.expose_secret(),
+        "Bearer at-one-1a2b3c4d5e"
+    );
+    m.assert();
+}
+
+#[test]
+fn a_client_without_dpop_options_keeps_an_adopted_dpop_session_dpop() {
+    let mut server = mockito::Server::new();
+    let first = server
+        .mock("POST", "/token")
+        .match_body(mockito::Matcher::Regex("rt-first".into()))
+        .with_body(dpop_token("at-one-1a2b3c4d5e", Some("rt-second-8d7c6b5a")))
+        .expect(1)
+        .create();
+    let url = format!("{}/token", server.url());
+    let store = Arc::new(MemoryStore::new());
+    let dpop = Client::new(
+        RefreshToken::new(&url, "public-app", "", "rt-first-5c4b3a29"),
+        opts()
+            .store(store.clone())
+            .store_key("alice")
+            .dpop(Dpop::generate().unwrap()),
+    )
+    .unwrap();
+    dpop.token().unwrap();
+    first.assert();
+    // A process without DPoP options adopts the session; the provider then answers
+    // Bearer to its refresh: refused, the session stays bound to its key.
+    let bearer = server
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-two-6f7a8b9c0d","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-third"}"#)
+        .expect(1)
+        .create();
+    let plain = Client::new(
+        RefreshToken::new(&url, "public-app", "", "rt-first-5c4b3a29"),
+        opts().store(store.clone()).store_key("alice"),
+    )
+    .unwrap();
+    assert_eq!(plain.token().unwrap().token_type(), "DPoP");
+    let e = err(plain.refresh());
+    assert_eq!(e.kind(), ErrorKind::ReauthenticationRequired, "{e}");
+    assert!(e.to_string().contains("Bearer"), "{e}");
+    bearer.assert();
+}

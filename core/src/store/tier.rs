@@ -523,7 +523,9 @@ impl Tier {
     /// provider: not a tombstone, fresh by the renew-ahead rule, and not a copy of a
     /// token an API rejected or the caller forced out.
     fn adoptable(&self, record: &StoredToken, renewal: &Renewal<'_>) -> Option<Token> {
-        if record.revoked || record.access_token.expose_secret().is_empty() {
+        // A token a provider could have issued (RFC 6750 b64token): anything else in a
+        // store was not written by a client, and is renewed over, never sent.
+        if record.revoked || !crate::token::is_b64token(record.access_token.expose_secret()) {
             return None;
         }
         let token = record
