@@ -895,6 +895,13 @@ struct Headers {
 fn headers(h: &HeadersArgs) -> Result<Headers, Error> {
     let built = client(&h.token)?;
     if let Some(nonce) = &h.dpop_nonce {
+        if !authcore::is_valid_dpop_nonce(nonce) {
+            return Err(Error::Config {
+                message: "--dpop-nonce is not a nonce a server could send (RFC 9449: visible \
+                          ASCII except '\"' and '\\', at most 4096 bytes)"
+                    .into(),
+            });
+        }
         // Remembered for the URL's origin, as if its server had just sent it.
         built
             .client

@@ -613,6 +613,16 @@ fn headers_exit_codes_match_token_and_bad_dpop_keys_are_config_errors() {
     ]));
     assert_eq!(status, Some(2), "{stderr}");
     assert!(stderr.contains("bearer token"), "{stderr}");
+    // A nonce no server could send is a usage error, not a proof without it.
+    let (status, stderr) = code(client_credentials_headers(&s, "dev-secret").args([
+        "--dpop",
+        "--url",
+        &api,
+        "--dpop-nonce",
+        "bad\"nonce",
+    ]));
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("--dpop-nonce"), "{stderr}");
 
     let dir = tempfile::tempdir().unwrap();
     let secret_part = "c2VjcmV0LWtleS1tYXRlcmlhbC0wMTIzNDU2Nzg5";

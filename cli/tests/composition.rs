@@ -1919,6 +1919,35 @@ impl<'a> Checker<'a> {
                         .iter()
                         .any(|(forked, _, labels)| *forked < at && labels.contains(&label))
             };
+            // A token a call of this client returned: the family it belongs to (a token
+            // adopted from the store, of a session that superseded the client's own,
+            // shows in no journal event of the client's).
+            let family_of_tag = |tag: &str| {
+                self.journal.iter().find_map(|e| match &e.event {
+                    Event::Token {
+                        access: Some(a),
+                        family,
+                        ..
+                    } if a == tag => *family,
+                    Event::Session { access, family, .. } if access == tag => Some(*family),
+                    _ => None,
+                })
+            };
+            let returned = self
+                .live
+                .calls
+                .iter()
+                .filter(|c| c.label == label && c.pid == pid)
+                .filter_map(|c| {
+                    let r = c.reply.as_ref()?;
+                    match &r.outcome {
+                        Outcome::Token(tag) if r.ended_us < reply.started_us => {
+                            Some((r.ended_us, family_of_tag(tag)?))
+                        }
+                        _ => None,
+                    }
+                })
+                .max_by_key(|(at, _)| *at);
             let last = self
                 .journal
                 .iter()
@@ -1933,17 +1962,25 @@ impl<'a> Checker<'a> {
                     }
                     _ => false,
                 })
-                .filter_map(|e| match &e.event {
-                    Event::Session { family, .. } => Some(*family),
-                    Event::Token {
-                        family,
-                        outcome: TokenOutcome::Issued,
-                        ..
+                .filter_map(|e| {
+                    match &e.event {
+                        Event::Session { family, .. } => Some(*family),
+                        Event::Token {
+                            family,
+                            outcome: TokenOutcome::Issued,
+                            ..
+                        }
+                        | Event::Resource { family, .. } => *family,
+                        _ => None,
                     }
-                    | Event::Resource { family, .. } => *family,
-                    _ => None,
+                    .map(|f| (e.at_us, f))
                 })
                 .next_back();
+            // Whichever came last: what the journal names, or a token a call returned.
+            let last = match (last, returned) {
+                (Some(j), Some(r)) => Some(if r.0 > j.0 { r.1 } else { j.1 }),
+                (j, r) => j.or(r).map(|(_, f)| f),
+            };
             let Some(family) = last else { continue };
             let already_dead = dead.get(&family).is_some_and(|&at| at < reply.started_us);
             if already_dead {

@@ -463,6 +463,12 @@ pub(crate) fn origin(url: &str) -> Option<String> {
 /// Longest nonce kept (RFC 9449 sets no limit; a header this long is no nonce).
 const MAX_NONCE_LEN: usize = 4096;
 
+/// Whether `nonce` is one a server may send in `DPoP-Nonce` (RFC 9449 §8.1: visible
+/// ASCII but `"` and `\`; at most 4096 bytes here): what authcore keeps.
+pub fn is_valid_nonce(nonce: &str) -> bool {
+    valid_nonce(nonce.trim())
+}
+
 /// Whether `nonce` is a nonce RFC 9449 §8.1 allows (`1*NQCHAR`), of a sane length.
 fn valid_nonce(nonce: &str) -> bool {
     !nonce.is_empty()

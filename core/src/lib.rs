@@ -45,7 +45,9 @@ pub use challenge::Challenge;
 pub use client::{Client, RequestHeaders, SignOut};
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};
 pub use discovery::Metadata;
-pub use dpop::{htu as dpop_htu, Dpop, DpopAlgorithm, DpopKey};
+pub use dpop::{
+    htu as dpop_htu, is_valid_nonce as is_valid_dpop_nonce, Dpop, DpopAlgorithm, DpopKey,
+};
 pub use error::{Error, ErrorKind, OAuthError, Problem, Result};
 pub use flow::{
     AuthorizationCodeFlow, AuthorizationRequest, MAX_PENDING, PENDING_CLOCK_SKEW, PENDING_KEY_LEN,

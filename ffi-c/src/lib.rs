@@ -318,7 +318,11 @@ pub(crate) fn owned_c_string(s: &str) -> Result<*mut c_char, Failure> {
 
 /// A value as a C string; a value with a NUL byte inside cannot be one.
 pub(crate) fn c_string(s: &str) -> Result<CString, Failure> {
-    CString::new(s).map_err(|_| Failure::nul_byte())
+    CString::new(s).map_err(|e| {
+        // The refused copy may hold a secret: wiped, not just freed.
+        zeroize::Zeroize::zeroize(&mut e.into_vec());
+        Failure::nul_byte()
+    })
 }
 
 /// Writes `value` to `out` when `out` is not NULL.

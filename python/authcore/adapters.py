@@ -28,6 +28,8 @@ unchanged: a client without DPoP never makes a proof or reads a nonce.
 
 from __future__ import annotations
 
+import base64
+import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Dict, Generator, Optional, Tuple
 
@@ -218,10 +220,9 @@ class RequestsAuth(_RequestsBase):
 
     def _on_response(self, response: Any, sent: _Sent, **kwargs: Any) -> Any:
         request = response.request
-        if sent.dpop and response.is_redirect:
-            # requests makes the next request of a redirect from a copy of this one: the
-            # proof, which names this request's method and URL, stays behind.
-            request.headers.pop("DPoP", None)
+        # The request requests sent for this hop: it makes a redirect's next request
+        # from a copy of this very object, whatever was resent meanwhile.
+        hop = request
         resends = 0
         while resends < 4 and sent.resend(self.client, request, response, _replayable_body(request)):
             resends += 1
@@ -237,6 +238,13 @@ class RequestsAuth(_RequestsBase):
             new.history = [*response.history, response]
             new.request = retry
             response, request = new, retry
+        if response.is_redirect:
+            # The redirect's next request goes with the header last sent (not a token
+            # the server refused; requests drops it at another origin), and without a
+            # proof, which names one request (and goes nowhere else).
+            if request is not hop and "Authorization" in request.headers:
+                hop.headers["Authorization"] = request.headers["Authorization"]
+            hop.headers.pop("DPoP", None)
         return response
 
     def __repr__(self) -> str:
@@ -259,8 +267,11 @@ class HttpxAuth(_HttpxBase):
     and a server's nonce request is answered with one resend (same rule for bodies).
     httpx copies a request's headers, the proof included, to the requests of a
     redirect; within the origin, a 401 to such a request is answered by sending that
-    request once more with a proof of its own. (A proof carries no token and names
-    one request: a server it reaches by a redirect to another origin cannot use it.)
+    request once more with a proof of its own. A proof carries no token and names one
+    request, so a server it reaches by a redirect to another origin cannot use it, but
+    it does learn the client's public key and the URL it came from: with redirects on,
+    add :func:`drop_foreign_dpop_proof` (:func:`adrop_foreign_dpop_proof` for
+    ``AsyncClient``) to the client's request event hooks, and it goes nowhere else.
 
     In async code a cached token is read (and a proof signed) on the event loop, with
     no thread hop; only a renewal runs on a worker thread, so it never blocks the loop.
@@ -344,3 +355,29 @@ class HttpxAuth(_HttpxBase):
 
     def __repr__(self) -> str:
         return f"HttpxAuth({self.client!r})"
+
+
+def _proof_origin(proof: str) -> Optional[_Origin]:
+    """The origin of the URL a DPoP proof names (its ``htu``), or None if unreadable."""
+    try:
+        payload = proof.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return _origin(str(claims["htu"]))
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def drop_foreign_dpop_proof(request: Any) -> None:
+    """An httpx request event hook: removes a DPoP proof that names another origin than
+    the request's (httpx copies a request's headers, the proof included, to the
+    requests of a redirect, and drops only ``Authorization`` at another origin).
+    ``httpx.Client(auth=HttpxAuth(client), event_hooks={"request": [drop_foreign_dpop_proof]})``.
+    """
+    proof = request.headers.get("DPoP")
+    if proof is not None and _proof_origin(proof) != _origin(str(request.url)):
+        del request.headers["DPoP"]
+
+
+async def adrop_foreign_dpop_proof(request: Any) -> None:
+    """:func:`drop_foreign_dpop_proof` for ``httpx.AsyncClient``'s event hooks."""
+    drop_foreign_dpop_proof(request)

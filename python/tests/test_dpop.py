@@ -567,3 +567,86 @@ def test_adapters_send_no_dpop_token_to_another_origin(dev: DevServer, other: De
     seen = other.resources()
     assert len(seen) == 1 and seen[0]["token"] is None, seen
     assert client.stats().token_requests == 1 and other.token_requests() == 0
+
+
+class _Recorder:
+    """Another origin: a plain HTTP server on loopback that records the headers of
+    every request it gets and answers 200."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[dict[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = b"{}"
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.seen = seen
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_no_proof_goes_to_another_origin_after_a_redirect(dev: DevServer, kind: str) -> None:
+    dev.config(dpop=True)
+    client = _dpop_client(dev)
+    client.token()
+    other = _Recorder()
+    try:
+        url = _redirect(dev.url, other.url + "/landing")
+        if kind == "requests":
+            r = requests.get(url, auth=authcore.RequestsAuth(client), timeout=10)
+            assert r.status_code == 200
+        elif kind == "httpx":
+            hooks = {"request": [authcore.adapters.drop_foreign_dpop_proof]}
+            with httpx.Client(
+                auth=authcore.HttpxAuth(client), timeout=10, follow_redirects=True, event_hooks=hooks
+            ) as h:
+                assert h.get(url).status_code == 200
+        else:
+
+            async def main() -> int:
+                hooks = {"request": [authcore.adapters.adrop_foreign_dpop_proof]}
+                async with httpx.AsyncClient(
+                    auth=authcore.HttpxAuth(client), timeout=10, follow_redirects=True, event_hooks=hooks
+                ) as h:
+                    return (await h.get(url)).status_code
+
+            assert asyncio.run(main()) == 200
+        assert len(other.seen) == 1, other.seen
+        assert "dpop" not in other.seen[0] and "authorization" not in other.seen[0], other.seen
+    finally:
+        other.close()
+
+
+def test_the_httpx_hook_keeps_a_proof_for_its_own_origin() -> None:
+    # The hook reads the proof's htu only.
+    payload = base64.urlsafe_b64encode(json.dumps({"htu": "http://127.0.0.1:9/a"}).encode()).rstrip(b"=")
+    proof = "e30." + payload.decode() + ".sig"
+    same = httpx.Request("GET", "http://127.0.0.1:9/b", headers={"DPoP": proof})
+    authcore.adapters.drop_foreign_dpop_proof(same)
+    assert same.headers.get("DPoP") == proof
+    other = httpx.Request("GET", "http://127.0.0.1:10/a", headers={"DPoP": proof})
+    authcore.adapters.drop_foreign_dpop_proof(other)
+    assert "DPoP" not in other.headers
+    garbage = httpx.Request("GET", "http://127.0.0.1:9/a", headers={"DPoP": "not-a-jws"})
+    authcore.adapters.drop_foreign_dpop_proof(garbage)
+    assert "DPoP" not in garbage.headers
