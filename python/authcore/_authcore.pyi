@@ -129,7 +129,7 @@ class _GrantOptions(_ClientOptions, total=False):
     revocation_url: Optional[str]
     dpop: Union[bool, str, None]
     dpop_key: Union[str, DpopKey, None]
-    dpop_allow_bearer: bool
+    dpop_allow_bearer: Optional[bool]
 
 @final
 class DpopKey:
