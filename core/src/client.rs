@@ -115,7 +115,7 @@ impl Client {
         self.token_until(Deadline::after(self.inner.http.options().timeout))
     }
 
-    fn token_until(&self, deadline: Deadline) -> Result<Arc<Token>> {
+    pub(crate) fn token_until(&self, deadline: Deadline) -> Result<Arc<Token>> {
         let inner = &*self.inner;
         inner.cache.get(
             deadline,

@@ -63,23 +63,44 @@ pub(crate) struct TokenRequest<'a> {
     /// Secret values sent other than as a secret parameter (a Basic client secret):
     /// removed from any error text, as are the values of [`SECRET_PARAMS`].
     pub redact: Vec<Secret>,
-    /// How to sign a new `client_assertion` (`private_key_jwt`) for each attempt after
-    /// the first: an assertion is single use (RFC 7523 §3), and a server that saw one
-    /// refuses it again, as it would after a DPoP nonce or a transient failure.
-    pub assertion: Option<Assertion<'a>>,
+    /// Assertions the request carries (a client assertion, a JWT bearer grant's
+    /// assertion, a token exchange's subject or actor token), each already in `params`
+    /// under its name: how a later attempt gets its own (see [`Assertion`]).
+    pub assertions: Vec<Assertion<'a>>,
 }
 
-/// What signs a fresh client assertion: the key, the client id and the audience.
+/// An assertion a token request carries, and how a later attempt of the same call gets
+/// one: a signed one is signed afresh (an assertion is single use, RFC 7523 §3, and a
+/// server that saw one refuses it again, as it would after a DPoP nonce or a transient
+/// failure); one from a source is sent again as it is, except after the server refused
+/// a credential, when the source is read once more and a different value is sent once.
 pub(crate) struct Assertion<'a> {
-    pub key: &'a crate::grant::PrivateKey,
-    pub client_id: &'a str,
-    pub audience: &'a str,
+    /// The parameter it is sent as.
+    pub param: &'static str,
+    /// Where it comes from.
+    pub from: AssertionFrom<'a>,
+}
+
+/// Where an [`Assertion`] comes from.
+pub(crate) enum AssertionFrom<'a> {
+    /// Signed by the client's key: `iss`, `sub`, `aud`.
+    Signed {
+        key: &'a crate::grant::PrivateKey,
+        issuer: &'a str,
+        subject: &'a str,
+        audience: &'a str,
+    },
+    /// Read from a source.
+    Source(&'a crate::assertion::AssertionSource),
 }
 
 /// Token request parameters whose values are credentials.
 const SECRET_PARAMS: &[&str] = &[
     "client_secret",
     "client_assertion",
+    "assertion",
+    "subject_token",
+    "actor_token",
     "refresh_token",
     "refreshToken",
     "apiKey",
@@ -425,23 +446,38 @@ impl Http {
         // the proof, before the grant), so even a rotating refresh token or a single-use
         // code was not spent, and sending it again with the nonce is not a second use.
         let mut nonce_retried = false;
+        let mut reread = false;
+        let mut overrides: Vec<(&'static str, Secret)> = Vec::new();
         let mut attempt = 0;
         let mut first = true;
         loop {
             let Some(remaining) = deadline.remaining() else {
                 return Err(Deadline::expired("the token request"));
             };
-            let assertion = match (&req.assertion, first) {
-                (Some(a), false) => Some(a.key.assertion(a.client_id, a.audience)?),
-                _ => None,
-            };
+            // A later attempt signs its own assertions; one re-read after a refusal
+            // replaces the value read before.
+            if !first {
+                for a in &req.assertions {
+                    if let AssertionFrom::Signed {
+                        key,
+                        issuer,
+                        subject,
+                        audience,
+                    } = a.from
+                    {
+                        set_override(
+                            &mut overrides,
+                            a.param,
+                            key.sign(issuer, subject, audience)?,
+                        );
+                    }
+                }
+            }
             first = false;
             let redacted = |e: Error| {
                 let e = req.redacted(e);
-                match &assertion {
-                    Some(a) => e.redact_values(&[a.expose_secret()]),
-                    None => e,
-                }
+                let fresh: Vec<&str> = overrides.iter().map(|(_, v)| v.expose_secret()).collect();
+                e.redact_values(&fresh)
             };
             let proof = match &dpop {
                 Some(key) => {
@@ -453,7 +489,7 @@ impl Http {
             event!(debug, "token.requested", grant = req.grant, host = host.as_str(), attempt = attempt + 1;
                 "token request: grant {}, {host}, attempt {}", req.grant, attempt + 1);
             let sent_at = Instant::now();
-            let outcome = self.token_attempt(req, remaining, proof.as_ref(), assertion.as_ref());
+            let outcome = self.token_attempt(req, remaining, proof.as_ref(), &overrides);
             if let Ok(Raw {
                 dpop_nonce: Some(nonce),
                 ..
@@ -533,6 +569,39 @@ impl Http {
                             "the token endpoint at {host} asked for a DPoP nonce; sending the request once more with it");
                         continue;
                     }
+                    // A credential from a source was refused: it may have been rewritten
+                    // since it was read (a projected token, another client's token). Read
+                    // once more, and send once more only if something changed.
+                    if !reread && crate::assertion::refused_credential(&error) {
+                        reread = true;
+                        let mut changed = false;
+                        for a in &req.assertions {
+                            let AssertionFrom::Source(source) = a.from else {
+                                continue;
+                            };
+                            let sent = overrides
+                                .iter()
+                                .find(|(k, _)| *k == a.param)
+                                .map(|(_, v)| v)
+                                .or_else(|| {
+                                    req.params
+                                        .iter()
+                                        .find(|(k, _)| *k == a.param)
+                                        .map(|(_, v)| v)
+                                });
+                            let Some(sent) = sent else { continue };
+                            if let Some(fresh) = source.reread_after_refusal(sent, deadline) {
+                                set_override(&mut overrides, a.param, fresh);
+                                changed = true;
+                            }
+                        }
+                        if changed {
+                            self.counters.request(Outcome::Refused);
+                            event!(debug, "token.assertion_reread", host = host.as_str(), grant = req.grant;
+                                "the token endpoint at {host} refused an assertion; sending the request once more with the one its source gives now");
+                            continue;
+                        }
+                    }
                     (error, retryable_status(&raw, req.replay), raw.retry_after)
                 }
                 Err((e, sent)) => {
@@ -582,9 +651,9 @@ impl Http {
         req: &TokenRequest<'_>,
         remaining: Duration,
         proof: Option<&Secret>,
-        assertion: Option<&Secret>,
+        overrides: &[(&'static str, Secret)],
     ) -> std::result::Result<Raw, (Error, bool)> {
-        let (content_type, body) = encode(req, assertion);
+        let (content_type, body) = encode(req, overrides);
         let mut builder = http::Request::post(req.url)
             .header("content-type", content_type)
             .header("accept", "application/json");
@@ -629,7 +698,7 @@ impl Http {
             return Err(Deadline::expired("the request"));
         };
         let raw = self
-            .token_attempt(req, remaining, None, None)
+            .token_attempt(req, remaining, None, &[])
             .map_err(|(e, _)| e)?;
         Ok(Response {
             status: raw.status,
@@ -956,15 +1025,24 @@ fn build_agent(
     )
 }
 
-/// The request's body; `assertion` replaces the `client_assertion` parameter (a fresh
-/// one for a later attempt).
-fn encode(req: &TokenRequest<'_>, assertion: Option<&Secret>) -> (&'static str, Zeroizing<String>) {
+/// Replaces (or adds) the value a later attempt sends for `param`.
+fn set_override(overrides: &mut Vec<(&'static str, Secret)>, param: &'static str, value: Secret) {
+    overrides.retain(|(k, _)| *k != param);
+    overrides.push((param, value));
+}
+
+/// The request's body; `overrides` replace the parameters they name (a fresh assertion
+/// for a later attempt).
+fn encode(
+    req: &TokenRequest<'_>,
+    overrides: &[(&'static str, Secret)],
+) -> (&'static str, Zeroizing<String>) {
     let params = || {
         req.params.iter().map(|(k, v)| {
-            let v = match assertion {
-                Some(a) if *k == "client_assertion" => a,
-                _ => v,
-            };
+            let v = overrides
+                .iter()
+                .find(|(name, _)| name == k)
+                .map_or(v, |(_, fresh)| fresh);
             (*k, v.expose_secret())
         })
     };

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod assertion;
 mod cache;
 mod challenge;
 mod client;
@@ -41,6 +42,7 @@ mod stats;
 mod store;
 mod token;
 
+pub use assertion::{AssertionCallback, AssertionSource};
 pub use challenge::Challenge;
 pub use client::{Client, RequestHeaders, SignOut};
 pub use device::{CancelHandle, DeviceAuthorization, DeviceFlow};

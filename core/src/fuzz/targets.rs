@@ -44,7 +44,7 @@ fn planted_request() -> TokenRequest<'static> {
         headers: Vec::new(),
         replay: Replay::Safe,
         redact: vec![Secret::new(*client_secret)],
-        assertion: None,
+        assertions: Vec::new(),
     }
 }
 

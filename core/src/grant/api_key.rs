@@ -84,7 +84,7 @@ impl ApiKey {
             headers,
             replay,
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         }
     }
 }

@@ -272,13 +272,13 @@ impl AuthorizationCode {
             headers: extra_headers(http),
             replay: Replay::Never,
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         };
         if let Some(p) = pkce {
             req.params.push(("code_verifier", p.verifier().clone()));
         }
         add_resources(&mut req, &self.resources);
-        self.client.apply(&mut req)?;
+        self.client.apply(&mut req, deadline)?;
         http.token(&req, deadline)
     }
 

@@ -86,14 +86,14 @@ impl Fetch for ClientCredentials {
             headers: extra_headers(http),
             replay: Replay::Safe,
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         };
         if !self.scopes.is_empty() {
             req.params
                 .push(("scope", Secret::new(self.scopes.join(" "))));
         }
         add_resources(&mut req, &self.resources);
-        self.client.apply(&mut req)?;
+        self.client.apply(&mut req, deadline)?;
         http.token(&req, deadline)
     }
 
@@ -130,7 +130,7 @@ impl Fetch for ClientCredentials {
         Some(StoreKey::new(
             "client_credentials",
             &self.token_url,
-            &self.client.id,
+            &self.client.key_id(),
             user,
             &key_scopes(&self.scopes, &self.resources),
         ))

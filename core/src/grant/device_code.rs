@@ -109,14 +109,14 @@ impl DeviceCode {
             headers: extra_headers(http),
             replay: Replay::Safe,
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         };
         if !self.scopes.is_empty() {
             req.params
                 .push(("scope", Secret::new(self.scopes.join(" "))));
         }
         add_resources(&mut req, &self.resources);
-        self.client.apply(&mut req)?;
+        self.client.apply(&mut req, deadline)?;
         let response = http.post(&req, deadline)?;
         started(http, &req, response.status, &response.body)
     }
@@ -140,9 +140,9 @@ impl DeviceCode {
             headers: extra_headers(http),
             replay: Replay::Never,
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         };
-        self.client.apply(&mut req)?;
+        self.client.apply(&mut req, deadline)?;
         http.token(&req, deadline)
     }
 

@@ -20,7 +20,7 @@ use base64::Engine;
 
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
-use crate::http::{BodyFormat, Http, TokenRequest};
+use crate::http::{Assertion, AssertionFrom, BodyFormat, Http, TokenRequest};
 use crate::secret::Secret;
 use crate::store::{StoreKey, WithoutStore};
 use crate::token::Token;
@@ -107,6 +107,11 @@ pub enum AuthMethod {
     /// A JWT signed by the client's private key (RFC 7523 §2.2); set the key with the
     /// grant's `private_key`.
     PrivateKeyJwt,
+    /// A JWT issued by someone else (a federated identity: a Kubernetes projected
+    /// token, a CI system's OIDC token) sent as the client assertion (RFC 7523 §2.2),
+    /// read afresh for every request; set its source with the grant's
+    /// `client_assertion`.
+    ClientAssertion,
 }
 
 impl AuthMethod {
@@ -119,6 +124,7 @@ impl AuthMethod {
             "client_secret_post" | "post" => Self::ClientSecretPost,
             "none" => Self::None,
             "private_key_jwt" => Self::PrivateKeyJwt,
+            "client_assertion" => Self::ClientAssertion,
             _ => return None,
         })
     }
@@ -135,6 +141,8 @@ pub(crate) struct ClientAuth {
     /// The assertion's audience when not the endpoint it is sent to (some servers want
     /// the issuer).
     pub audience: Option<String>,
+    /// Where the client assertion comes from, for [`AuthMethod::ClientAssertion`].
+    pub assertion: Option<crate::assertion::AssertionSource>,
 }
 
 impl ClientAuth {
@@ -147,21 +155,43 @@ impl ClientAuth {
             method,
             key: None,
             audience: None,
+            assertion: None,
         }
     }
 
-    /// Checked when a client or flow is built: `private_key_jwt` needs a key.
+    /// Checked when a client or flow is built: `private_key_jwt` needs a key, a client
+    /// assertion its source.
     pub(crate) fn check(&self) -> Result<()> {
         if self.method == AuthMethod::PrivateKeyJwt && self.key.is_none() {
             return Err(Error::config(
                 "private_key_jwt needs a private key (the grant's private_key)",
             ));
         }
+        if self.method == AuthMethod::ClientAssertion && self.assertion.is_none() {
+            return Err(Error::config(
+                "client assertion authentication needs a source (the grant's client_assertion)",
+            ));
+        }
         Ok(())
     }
 
+    /// What identifies the client's credential in a store key beyond its id: where its
+    /// assertion comes from (never the assertion).
+    pub(crate) fn key_id(&self) -> String {
+        match self.assertion.as_ref().and_then(|s| s.identity()) {
+            Some(source) if self.method == AuthMethod::ClientAssertion => {
+                format!("{} ({source})", self.id)
+            }
+            _ => self.id.clone(),
+        }
+    }
+
     /// Adds the client's credentials to a token request.
-    pub(crate) fn apply<'a>(&'a self, req: &mut TokenRequest<'a>) -> Result<()> {
+    pub(crate) fn apply<'a>(
+        &'a self,
+        req: &mut TokenRequest<'a>,
+        deadline: Deadline,
+    ) -> Result<()> {
         let basic = |id: &str, secret: &str| {
             let joined = Secret::new(format!("{id}:{secret}"));
             Secret::new(base64::engine::general_purpose::STANDARD.encode(joined.expose_secret()))
@@ -212,10 +242,32 @@ impl ClientAuth {
                 req.params
                     .push(("client_assertion", key.assertion(&self.id, audience)?));
                 // A later attempt (a DPoP nonce, a transient failure) signs a new one.
-                req.assertion = Some(crate::http::Assertion {
-                    key,
-                    client_id: &self.id,
-                    audience,
+                req.assertions.push(Assertion {
+                    param: "client_assertion",
+                    from: AssertionFrom::Signed {
+                        key,
+                        issuer: &self.id,
+                        subject: &self.id,
+                        audience,
+                    },
+                });
+            }
+            AuthMethod::ClientAssertion => {
+                let source = self.assertion.as_ref().ok_or_else(|| {
+                    Error::config(
+                        "client assertion authentication needs a source (the grant's client_assertion)",
+                    )
+                })?;
+                req.params.push(("client_id", Secret::new(self.id.clone())));
+                req.params.push((
+                    "client_assertion_type",
+                    Secret::new("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ));
+                req.params
+                    .push(("client_assertion", source.read(deadline)?));
+                req.assertions.push(Assertion {
+                    param: "client_assertion",
+                    from: AssertionFrom::Source(source),
                 });
             }
         }
@@ -262,9 +314,9 @@ pub(crate) fn revoke_at(
             headers: extra_headers(http),
             replay: crate::http::Replay::Safe,
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         };
-        client.apply(&mut req)?;
+        client.apply(&mut req, deadline)?;
         let response = http.post(&req, deadline)?;
         revocation_answer(&req, response.status, &response.body)?;
     }
@@ -356,6 +408,15 @@ macro_rules! oauth_builders {
         pub fn private_key(mut self, key: $crate::grant::PrivateKey) -> Self {
             self.client.key = Some(std::sync::Arc::new(key));
             self.client.method = $crate::grant::AuthMethod::PrivateKeyJwt;
+            self
+        }
+
+        /// Authenticates with a client assertion someone else issues (RFC 7523 §2.2, a
+        /// federated identity): read from `source` for every request, and once more when
+        /// the server refuses the one it was sent.
+        pub fn client_assertion(mut self, source: $crate::AssertionSource) -> Self {
+            self.client.assertion = Some(source);
+            self.client.method = $crate::grant::AuthMethod::ClientAssertion;
             self
         }
 

@@ -143,13 +143,19 @@ impl PrivateKey {
     /// A fresh client assertion for `client_id` at `audience`: `iss` = `sub` = the
     /// client id, a random `jti` (OS random source), `exp` 60 s after `iat`.
     pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> Result<Secret> {
+        self.sign(client_id, client_id, audience)
+    }
+
+    /// A fresh assertion (RFC 7523 §3) from `issuer` about `subject` for `audience`, with
+    /// a random `jti` (OS random source) and `exp` 60 s after `iat`.
+    pub(crate) fn sign(&self, issuer: &str, subject: &str, audience: &str) -> Result<Secret> {
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let claims = Claims {
-            iss: client_id,
-            sub: client_id,
+            iss: issuer,
+            sub: subject,
             aud: audience,
             jti: random::url_safe_string(16),
             iat,
@@ -159,6 +165,6 @@ impl PrivateKey {
         header.kid = self.key_id.clone();
         jsonwebtoken::encode(&header, &claims, &self.key)
             .map(Secret::new)
-            .map_err(|_| Error::config("the client assertion could not be signed"))
+            .map_err(|_| Error::config("the assertion could not be signed"))
     }
 }

@@ -175,10 +175,10 @@ impl Fetch for RefreshToken {
             headers: extra_headers(http),
             replay: self.rotation.replay(),
             redact: Vec::new(),
-            assertion: None,
+            assertions: Vec::new(),
         };
         add_resources(&mut req, &self.resources);
-        self.client.apply(&mut req)?;
+        self.client.apply(&mut req, deadline)?;
         match http.token(&req, deadline) {
             Ok(token) => {
                 self.rotation.learn(rt, &token);

@@ -1,0 +1,477 @@
+//! [`AssertionSource`]: where a short-lived credential issued by someone else comes
+//! from — a Kubernetes projected service-account token, a CI system's OIDC token, a
+//! cloud metadata service's identity document, another authcore [`Client`]'s token.
+//!
+//! Such credentials live minutes to an hour and are rewritten by whoever issues them,
+//! so a source is read again for every token request that needs one (never cached), and
+//! once more when the server refuses the one that was sent (it may have been rewritten in
+//! between). A JWT whose `exp` has passed is never sent: the error says so, naming the
+//! source. Nothing read from a source is ever printed.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+
+use crate::clock::Deadline;
+use crate::error::{Error, Result};
+use crate::options::HookError;
+use crate::secret::Secret;
+use crate::Client;
+
+/// Largest assertion read from a file or a command's output (a JWT is a few KiB).
+const MAX_ASSERTION_BYTES: u64 = 64 * 1024;
+
+/// How long a command source may run by default.
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A function that returns a fresh assertion (see [`AssertionSource::callback`]).
+pub type AssertionCallback = Arc<dyn Fn() -> std::result::Result<Secret, HookError> + Send + Sync>;
+
+/// Where an assertion (a client assertion, a JWT bearer grant's assertion, a token
+/// exchange's subject or actor token) comes from. Cheap to clone; its `Debug` names
+/// the source (a path, a program), never what it yields.
+#[derive(Clone)]
+pub struct AssertionSource {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Literal(Secret),
+    File(PathBuf),
+    Command {
+        program: String,
+        args: Vec<String>,
+        timeout: Duration,
+    },
+    Callback(AssertionCallback),
+    Client(Client),
+}
+
+impl fmt::Debug for AssertionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AssertionSource({})", self.describe())
+    }
+}
+
+impl AssertionSource {
+    /// A fixed value, sent as it is (read once: when it expires, every request fails).
+    /// For values that are renewed elsewhere prefer [`file`](Self::file),
+    /// [`command`](Self::command) or [`callback`](Self::callback).
+    pub fn literal(value: impl Into<Secret>) -> Self {
+        AssertionSource {
+            kind: Kind::Literal(value.into()),
+        }
+    }
+
+    /// A file read again for every token request: a Kubernetes projected token
+    /// (`/var/run/secrets/…/token`), `AZURE_FEDERATED_TOKEN_FILE`, a file a sidecar
+    /// rewrites. Surrounding whitespace is trimmed; a missing or empty file is a
+    /// [`Config`](ErrorKind::Config) error naming it.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        AssertionSource {
+            kind: Kind::File(path.into()),
+        }
+    }
+
+    /// A program run for every token request, its standard output (trimmed) the
+    /// assertion: for CI systems and credential helpers. It runs without a shell, with
+    /// the process's environment, for at most 10 s (see
+    /// [`timeout`](Self::timeout)) and never past the call's deadline; a non-zero exit, an
+    /// empty output or a timeout is an error naming the program (its output is never
+    /// shown).
+    pub fn command<I, S>(program: impl Into<String>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        AssertionSource {
+            kind: Kind::Command {
+                program: program.into(),
+                args: args.into_iter().map(Into::into).collect(),
+                timeout: DEFAULT_COMMAND_TIMEOUT,
+            },
+        }
+    }
+
+    /// A function called for every token request. An `Err` (or a panic) fails the
+    /// request with a [`Config`](ErrorKind::Config) error carrying the function's
+    /// message.
+    pub fn callback<F>(f: F) -> Self
+    where
+        F: Fn() -> std::result::Result<Secret, HookError> + Send + Sync + 'static,
+    {
+        AssertionSource {
+            kind: Kind::Callback(Arc::new(f)),
+        }
+    }
+
+    /// Another client's access token (chained token exchange): that client renews its
+    /// token as it always does; when the server refuses the token it was given, it is
+    /// invalidated at that client and its next one is tried once.
+    pub fn client(client: Client) -> Self {
+        AssertionSource {
+            kind: Kind::Client(client),
+        }
+    }
+
+    /// How long a [`command`](Self::command) may run (other sources ignore it).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        if let Kind::Command { timeout, .. } = &mut self.kind {
+            *timeout = limit.min(crate::options::MAX_DURATION);
+        }
+        self
+    }
+
+    /// What the source is, for messages: `file /path`, `command prog`, `callback`,
+    /// `client`, `literal`. Never its value.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Literal(_) => "literal".to_owned(),
+            Kind::File(p) => format!("file {}", p.display()),
+            Kind::Command { program, .. } => format!("command {program}"),
+            Kind::Callback(_) => "callback".to_owned(),
+            Kind::Client(_) => "client".to_owned(),
+        }
+    }
+
+    /// What identifies the source in a store key (never the assertion itself): the
+    /// file's path, the command line, or nothing for the others.
+    pub(crate) fn identity(&self) -> Option<String> {
+        match &self.kind {
+            Kind::File(p) => Some(format!("file:{}", p.display())),
+            Kind::Command { program, args, .. } => {
+                Some(format!("command:{program} {}", args.join(" ")))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether reading again can give another value.
+    pub(crate) fn rereadable(&self) -> bool {
+        !matches!(self.kind, Kind::Literal(_))
+    }
+
+    /// A fresh value within `deadline`. A JWT that has expired is refused here, before
+    /// it is sent.
+    pub(crate) fn read(&self, deadline: Deadline) -> Result<Secret> {
+        let value = match &self.kind {
+            Kind::Literal(s) => s.clone(),
+            Kind::File(path) => read_file(path)?,
+            Kind::Command {
+                program,
+                args,
+                timeout,
+            } => run_command(program, args, *timeout, deadline)?,
+            Kind::Callback(f) => {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f()));
+                match outcome {
+                    Ok(Ok(s)) => Secret::new(s.expose_secret().trim()),
+                    Ok(Err(e)) => {
+                        return Err(Error::config(format!("the assertion callback failed: {e}")))
+                    }
+                    Err(_) => return Err(Error::config("the assertion callback panicked")),
+                }
+            }
+            Kind::Client(client) => {
+                let token = client.token_until(deadline)?;
+                token.access_token().clone()
+            }
+        };
+        if value.is_empty() {
+            return Err(Error::config(format!(
+                "the assertion from {} is empty",
+                self.describe()
+            )));
+        }
+        if let Some(exp) = jwt_expiry(value.expose_secret()) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            if exp <= now {
+                return Err(Error::config(format!(
+                    "the assertion from {} expired {} s ago (at {}); whatever renews it has \
+                     not rewritten it",
+                    self.describe(),
+                    now - exp,
+                    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(exp)),
+                )));
+            }
+        }
+        Ok(value)
+    }
+
+    /// After the server refused `sent`: a value worth one more request, if the source
+    /// now gives another (a rewritten file; a client's next token, the refused one
+    /// invalidated there). `None` when nothing changed: sending the same one again
+    /// would be refused again.
+    pub(crate) fn reread_after_refusal(&self, sent: &Secret, deadline: Deadline) -> Option<Secret> {
+        if !self.rereadable() {
+            return None;
+        }
+        if let Kind::Client(client) = &self.kind {
+            client.invalidate_access_token(sent.expose_secret());
+        }
+        match self.read(deadline) {
+            Ok(fresh) if fresh != *sent => Some(fresh),
+            _ => None,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Secret> {
+    let named = |what: &str| format!("the assertion file {} {what}", path.display());
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::config(named(&format!("could not be read: {}", io_reason(&e)))))?;
+    let mut raw = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_ASSERTION_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::config(named(&format!("could not be read: {}", io_reason(&e)))))?;
+    if raw.len() as u64 > MAX_ASSERTION_BYTES {
+        return Err(Error::config(named("is larger than 64 KiB")));
+    }
+    let text = std::str::from_utf8(&raw).map_err(|_| Error::config(named("is not text")))?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(Error::config(named("is empty")));
+    }
+    Ok(Secret::new(value))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+fn run_command(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+    deadline: Deadline,
+) -> Result<Secret> {
+    use wait_timeout::ChildExt;
+    let named = |what: String| format!("the assertion command {program} {what}");
+    let limit = match deadline.remaining() {
+        Some(left) => left.min(timeout),
+        None => return Err(Deadline::expired("the assertion command")),
+    };
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::config(named(format!("could not be started: {}", io_reason(&e)))))?;
+    // Read stdout on another thread, so that a child that fills the pipe cannot block
+    // its own exit.
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = zeroize::Zeroizing::new(Vec::new());
+        let read = (&mut stdout)
+            .take(MAX_ASSERTION_BYTES + 1)
+            .read_to_end(&mut out);
+        // Drain (and drop) anything past the cap so that the child can exit.
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        read.map(|_| out)
+    });
+    let status = match child.wait_timeout(limit) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            return Err(Error::Timeout {
+                message: named(format!("did not finish within {} s", limit.as_secs_f64())),
+            });
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            return Err(Error::config(named(format!(
+                "could not be waited for: {e}"
+            ))));
+        }
+    };
+    let out = match reader.join() {
+        Ok(Ok(out)) => out,
+        _ => return Err(Error::config(named("output could not be read".to_owned()))),
+    };
+    if !status.success() {
+        return Err(Error::config(named(format!("failed ({status})"))));
+    }
+    if out.len() as u64 > MAX_ASSERTION_BYTES {
+        return Err(Error::config(named("printed more than 64 KiB".to_owned())));
+    }
+    let text = std::str::from_utf8(&out)
+        .map_err(|_| Error::config(named("printed something that is not text".to_owned())))?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(Error::config(named("printed nothing".to_owned())));
+    }
+    Ok(Secret::new(value))
+}
+
+/// The `exp` of a value that looks like a JWT (three base64url parts, a JSON payload
+/// with a numeric `exp`); `None` for anything else. The signature is not checked: this
+/// only keeps a known-dead credential from being sent.
+pub(crate) fn jwt_expiry(value: &str) -> Option<u64> {
+    let mut parts = value.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?,
+    );
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: Option<serde_json::Number>,
+    }
+    let claims: Exp = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.exp?;
+    exp.as_u64()
+        .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
+/// Whether a token endpoint's answer refused a credential the request carried, so that
+/// a source read again may be worth one more request.
+pub(crate) fn refused_credential(e: &Error) -> bool {
+    e.oauth().is_some_and(|o| {
+        matches!(o.error.as_str(), "invalid_client" | "invalid_grant")
+            && matches!(o.status, Some(400 | 401))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn jwt(exp: u64) -> String {
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.sig",
+            enc(r#"{"alg":"none"}"#),
+            enc(&format!(r#"{{"exp":{exp}}}"#))
+        )
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn soon() -> Deadline {
+        Deadline::after(Duration::from_secs(5))
+    }
+
+    #[test]
+    fn a_file_is_read_every_time_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let source = AssertionSource::file(&path);
+        assert_eq!(source.read(soon()).unwrap().expose_secret(), "first");
+        std::fs::write(&path, "  second  \n").unwrap();
+        assert_eq!(source.read(soon()).unwrap().expose_secret(), "second");
+        let again = source
+            .reread_after_refusal(&Secret::new("first"), soon())
+            .unwrap();
+        assert_eq!(again.expose_secret(), "second");
+        assert!(source
+            .reread_after_refusal(&Secret::new("second"), soon())
+            .is_none());
+    }
+
+    #[test]
+    fn a_missing_or_empty_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent");
+        let e = AssertionSource::file(&path).read(soon()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("absent") && e.to_string().contains("does not exist"));
+        std::fs::write(&path, " \n").unwrap();
+        let e = AssertionSource::file(&path).read(soon()).unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn an_expired_jwt_is_never_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let old = jwt(now() - 100);
+        std::fs::write(&path, &old).unwrap();
+        let e = AssertionSource::file(&path).read(soon()).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+        assert!(!e.to_string().contains(&old));
+        let live = jwt(now() + 600);
+        std::fs::write(&path, &live).unwrap();
+        assert_eq!(
+            AssertionSource::file(&path)
+                .read(soon())
+                .unwrap()
+                .expose_secret(),
+            live
+        );
+        assert_eq!(jwt_expiry("not.a-jwt"), None);
+        assert_eq!(jwt_expiry("opaque"), None);
+    }
+
+    #[test]
+    fn a_command_gives_its_output_within_its_timeout() {
+        let source = AssertionSource::command("sh", ["-c", "echo ' from-command '"]);
+        assert_eq!(source.read(soon()).unwrap().expose_secret(), "from-command");
+        let e = AssertionSource::command("sh", ["-c", "echo secret-output; exit 3"])
+            .read(soon())
+            .unwrap_err();
+        assert!(e.to_string().contains("failed"), "{e}");
+        assert!(!e.to_string().contains("secret-output"));
+        let started = std::time::Instant::now();
+        let e = AssertionSource::command("sleep", ["5"])
+            .timeout(Duration::from_millis(200))
+            .read(soon())
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let e = AssertionSource::command("/nonexistent/program", Vec::<String>::new())
+            .read(soon())
+            .unwrap_err();
+        assert!(e.to_string().contains("could not be started"), "{e}");
+    }
+
+    #[test]
+    fn a_callback_failure_or_panic_is_an_error() {
+        let ok = AssertionSource::callback(|| Ok(Secret::new("cb")));
+        assert_eq!(ok.read(soon()).unwrap().expose_secret(), "cb");
+        let failing = AssertionSource::callback(|| Err("no token yet".into()));
+        assert!(failing
+            .read(soon())
+            .unwrap_err()
+            .to_string()
+            .contains("no token yet"));
+        let panicking = AssertionSource::callback(|| panic!("boom"));
+        assert_eq!(
+            panicking.read(soon()).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        let literal = AssertionSource::literal("fixed");
+        assert!(!literal.rereadable());
+        assert!(literal
+            .reread_after_refusal(&Secret::new("fixed"), soon())
+            .is_none());
+        assert_eq!(format!("{literal:?}"), "AssertionSource(literal)");
+    }
+}
