@@ -433,6 +433,21 @@ fn verbosity(verbose: u8) -> log::LevelFilter {
     }
 }
 
+/// The exit of a command that printed credentials: success, or (when a rotated refresh
+/// token could not be kept) the error saying that what was printed (`what`) is still
+/// valid but the next call may need a new sign-in.
+fn after_printing(refresh_token_lost: bool, what: &str) -> ExitCode {
+    if !refresh_token_lost {
+        return ExitCode::SUCCESS;
+    }
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "authcore: error: the refresh token rotated and the new one could not be kept \
+         (see above); the {what} valid, but the next call may need a new sign-in"
+    );
+    ExitCode::from(exit::REFRESH_TOKEN_LOST)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if log::set_logger(&STDERR_LOG).is_ok() {
@@ -462,16 +477,7 @@ fn main() -> ExitCode {
         Command::Token(args) => match token(&args) {
             Ok(printed) => {
                 println!("{}", printed.token.expose_secret());
-                if printed.refresh_token_lost {
-                    let _ = std::io::stdout().flush();
-                    eprintln!(
-                        "authcore: error: the refresh token rotated and the new one could not be kept \
-                         (see above); the token printed is valid, but the next call may need a new \
-                         sign-in"
-                    );
-                    return ExitCode::from(exit::REFRESH_TOKEN_LOST);
-                }
-                ExitCode::SUCCESS
+                after_printing(printed.refresh_token_lost, "token printed is")
             }
             Err(e) => failed(&e),
         },
@@ -480,16 +486,7 @@ fn main() -> ExitCode {
                 for line in &printed.lines {
                     println!("{line}");
                 }
-                if printed.refresh_token_lost {
-                    let _ = std::io::stdout().flush();
-                    eprintln!(
-                        "authcore: error: the refresh token rotated and the new one could not be kept \
-                         (see above); the headers printed are valid, but the next call may need a new \
-                         sign-in"
-                    );
-                    return ExitCode::from(exit::REFRESH_TOKEN_LOST);
-                }
-                ExitCode::SUCCESS
+                after_printing(printed.refresh_token_lost, "headers printed are")
             }
             Err(e) => failed(&e),
         },
@@ -877,7 +874,18 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, Error> {
 /// `authcore token`: the token, and whether a rotated refresh token was lost.
 fn token(a: &TokenArgs) -> Result<Printed, Error> {
     let built = client(a)?;
-    let token = built.client.token()?.access_token().clone();
+    let token = built.client.token()?;
+    // A bound token is worth something only with proofs by its key: say so when that
+    // key ends with this process (generated here, kept in no store).
+    if token.dpop_key().is_some() && a.dpop.dpop_key.is_none() && built.client.store_key().is_none()
+    {
+        eprintln!(
+            "authcore: warning: this token is DPoP-bound to a key generated for this run and \
+             kept nowhere; every request with it needs a proof by that key. Use `authcore \
+             headers`, keep the key with --store, or give one with --dpop-key"
+        );
+    }
+    let token = token.access_token().clone();
     Ok(Printed {
         token,
         refresh_token_lost: built.refresh_token_lost(),

@@ -717,11 +717,27 @@ fn dpop_token_and_headers_against_a_dpop_provider() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kept nowhere") && stderr.contains("authcore headers"),
+        "a token bound to a key that dies with the process is flagged: {stderr}"
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(
         resource_status(&s, &token),
         401,
         "a bound token is no bearer token"
+    );
+    // The caller holds the key: nothing to warn about.
+    let out = client_credentials_token(&format!("{}/oauth2/token", s.url()))
+        .args(["--dpop-key", pem])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     for flags in [
         &["--dpop"][..],
@@ -754,7 +770,7 @@ fn dpop_token_and_headers_against_a_dpop_provider() {
     }
     let c = s.counters();
     assert_eq!(c.dpop_replays_rejected, 4, "{c:?}");
-    assert_eq!(c.dpop_tokens_issued, 5, "{c:?}");
+    assert_eq!(c.dpop_tokens_issued, 6, "{c:?}");
 }
 
 /// A provider that answers Bearer to a DPoP token request: refused (exit 5, as any

@@ -918,3 +918,111 @@ fn authcore_login_with_dpop_then_token_and_headers() {
     assert!(seen["cnf"]["jkt"].is_string(), "{seen}");
     assert_ne!(seen["cnf"]["jkt"], key.thumbprint(), "a key of its own");
 }
+
+/// A workload identity issuer for the `federated` client: signs assertions
+/// (`iss` = `sub` = `federated`, `aud` the token endpoint) with its ES256 key, whose
+/// public half oidc-provider fetches from the `jwks_uri` the client registered.
+struct WorkloadIssuer {
+    key: jsonwebtoken::EncodingKey,
+    audience: String,
+}
+
+impl WorkloadIssuer {
+    fn mint(&self, lifetime_s: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let jti = format!("{now}-{}", rand_suffix());
+        let claims = serde_json::json!({
+            "iss": "federated", "sub": "federated", "aud": self.audience,
+            "iat": now - 1, "exp": now + lifetime_s, "jti": jti,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &self.key,
+        )
+        .unwrap()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 32
+}
+
+/// Federated client assertions (RFC 7523 §2.2) against oidc-provider: the assertion is
+/// read from a file for every token request (a rewritten file is used, a used one is
+/// refused by the server and not sent twice, an expired one is never sent), and a
+/// source whose first value the server refuses is read once more.
+#[test]
+fn federated_client_assertion_from_a_rewritten_file() {
+    use authcore::{AssertionSource, Secret};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("issuer.pub.pem");
+    std::fs::write(&public, key.public_key_pem()).unwrap();
+    let server = Oidc::start_with(&[("AUTHCORE_OIDC_FEDERATED_KEY", &public)]);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let issuer = WorkloadIssuer {
+        key: jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap(),
+        audience: m.token_endpoint.clone().unwrap(),
+    };
+    // Renewals after a rejection or a failure are not held back for long in this test.
+    let pause = Duration::from_millis(30);
+    let quick = options().failure_backoff(pause, pause);
+    let file = dir.path().join("projected-token");
+    std::fs::write(&file, issuer.mint(300)).unwrap();
+    let client = authcore::Client::new(
+        ClientCredentials::from_metadata(&m, "federated", "")
+            .unwrap()
+            .client_assertion(AssertionSource::file(&file))
+            .scopes(["api:read"]),
+        quick,
+    )
+    .unwrap();
+    let first = client.token().unwrap();
+    // The file is rewritten (as the kubelet does): the next token request uses it.
+    std::fs::write(&file, issuer.mint(300)).unwrap();
+    assert!(client.invalidate(&first));
+    let second = client.token().unwrap();
+    assert_ne!(second.access_token(), first.access_token());
+    // Not rewritten: the server refuses the used assertion (its jti), and the same one
+    // is not sent again; the error names no assertion.
+    std::thread::sleep(3 * pause);
+    assert!(client.invalidate(&second));
+    let before = client.stats().token_requests();
+    let e = client.token().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OAuth, "{e}");
+    assert_eq!(e.oauth().unwrap().error, "invalid_client");
+    assert_eq!(client.stats().token_requests() - before, 1, "sent once");
+    let used = std::fs::read_to_string(&file).unwrap();
+    assert!(!e.to_string().contains(&used));
+    // Expired: refused here, never sent.
+    std::fs::write(&file, issuer.mint(-30)).unwrap();
+    std::thread::sleep(3 * pause);
+    let before = client.stats().token_requests();
+    let e = client.token().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
+    assert_eq!(client.stats().token_requests(), before, "nothing sent");
+    // A source that first gives the used assertion and then a new one: refused, read
+    // again, and the call succeeds with one more request.
+    let fresh = std::sync::Mutex::new(vec![issuer.mint(300), used]);
+    let source = AssertionSource::callback(move || {
+        Ok(Secret::new(fresh.lock().unwrap().pop().expect("two reads")))
+    });
+    let rereading = authcore::Client::new(
+        ClientCredentials::from_metadata(&m, "federated", "")
+            .unwrap()
+            .client_assertion(source)
+            .scopes(["api:read"]),
+        options(),
+    )
+    .unwrap();
+    rereading.token().unwrap();
+    let stats = rereading.stats();
+    assert_eq!(stats.token_requests(), 2, "{stats:?}");
+}

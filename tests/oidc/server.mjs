@@ -8,7 +8,11 @@
 // "browser" only follows redirects and submits the device-flow forms.
 //
 // Environment: AUTHCORE_OIDC_CLIENT_KEY — a PEM public key registered for the
-// `jwt-client` client (private_key_jwt).
+// `jwt-client` client (private_key_jwt). AUTHCORE_OIDC_FEDERATED_KEY — the PEM public
+// key of a workload identity issuer (what a Kubernetes cluster or a CI system is to a
+// cloud provider): served as a JWKS at /test-issuer/jwks and registered as the
+// `jwks_uri` of the `federated` client, which authenticates with the assertions that
+// issuer signs (RFC 7523 §2.2; oidc-provider wants `iss` = `sub` = the client id).
 
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -78,12 +82,39 @@ if (process.env.AUTHCORE_OIDC_CLIENT_KEY) {
   });
 }
 
+let federatedJwks;
+if (process.env.AUTHCORE_OIDC_FEDERATED_KEY) {
+  const jwk = createPublicKey(readFileSync(process.env.AUTHCORE_OIDC_FEDERATED_KEY)).export({
+    format: 'jwk',
+  });
+  federatedJwks = JSON.stringify({ keys: [{ ...jwk, use: 'sig' }] });
+}
+
 const server = createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+if (federatedJwks) {
+  clients.push({
+    client_id: 'federated',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks_uri: `${issuer}/test-issuer/jwks`,
+    scope: 'api:read',
+  });
+}
+
 const provider = new Provider(issuer, {
   clients,
+  // The test issuer's JWKS is on this loopback server: oidc-provider's guard against
+  // requests to special-use addresses is lifted for that one URL only.
+  fetch: (url, options) => {
+    if (String(url) === `${issuer}/test-issuer/jwks`) delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   scopes: ['openid', 'offline_access', 'api:read'],
   findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   features: {
@@ -139,6 +170,11 @@ async function approve(req, res) {
 
 const callback = provider.callback();
 server.on('request', (req, res) => {
+  if (req.url === '/test-issuer/jwks' && federatedJwks) {
+    res.setHeader('content-type', 'application/json');
+    res.end(federatedJwks);
+    return;
+  }
   if (req.url.startsWith('/interaction/')) {
     approve(req, res).catch((e) => {
       res.statusCode = 500;

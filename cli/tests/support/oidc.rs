@@ -35,6 +35,15 @@ impl Oidc {
     /// Starts the provider; `client_key` is a PEM public key registered for
     /// `jwt-client` (private_key_jwt).
     pub fn start(client_key: Option<&Path>) -> Oidc {
+        match client_key {
+            Some(key) => Self::start_with(&[("AUTHCORE_OIDC_CLIENT_KEY", key)]),
+            None => Self::start_with(&[]),
+        }
+    }
+
+    /// Starts the provider with these environment variables (see tests/oidc/server.mjs:
+    /// `AUTHCORE_OIDC_CLIENT_KEY`, `AUTHCORE_OIDC_FEDERATED_KEY`).
+    pub fn start_with(env: &[(&str, &Path)]) -> Oidc {
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -47,8 +56,8 @@ impl Oidc {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if let Some(key) = client_key {
-            command.env("AUTHCORE_OIDC_CLIENT_KEY", key);
+        for (name, value) in env {
+            command.env(name, value);
         }
         let mut child = command.spawn().expect("node must be installed");
         let stdout = child.stdout.take().expect("piped");
