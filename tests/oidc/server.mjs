@@ -17,9 +17,11 @@
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createPublicKey, randomBytes } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const API = 'https://api.example.test/';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const REDIRECT = 'http://127.0.0.1/callback';
 
 const clients = [
@@ -39,6 +41,16 @@ const clients = [
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_post',
+    scope: 'api:read',
+  },
+  {
+    // A service that exchanges another client's access token (RFC 8693) for its own.
+    client_id: 'exchanger',
+    client_secret: 'exchanger-secret-0123456789',
+    grant_types: [TOKEN_EXCHANGE],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
     scope: 'api:read',
   },
   {
@@ -145,6 +157,47 @@ const provider = new Provider(issuer, {
   ttl: { AccessToken: 120, ClientCredentials: 120, DeviceCode: 120, RefreshToken: 3600 },
 });
 provider.proxy = false;
+
+// Token exchange (RFC 8693), which oidc-provider leaves to the deployment: a live opaque
+// access token of this provider (client credentials or a user's) is exchanged for one
+// issued to the calling client, for the audience asked; anything else is invalid_grant.
+provider.registerGrantType(
+  TOKEN_EXCHANGE,
+  async (ctx) => {
+    const { client, params } = ctx.oidc;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('subject_token_type must be an access token type');
+    }
+    if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('only access tokens are issued');
+    }
+    const subject =
+      (await provider.ClientCredentials.find(params.subject_token)) ||
+      (await provider.AccessToken.find(params.subject_token));
+    if (!subject || subject.isExpired) {
+      throw new errors.InvalidGrant('the subject token is not active');
+    }
+    const scope = params.scope || 'api:read';
+    if (!scope.split(' ').every((s) => client.scope.split(' ').includes(s))) {
+      throw new errors.InvalidScope('scope not allowed', scope);
+    }
+    const token = new provider.ClientCredentials({
+      client,
+      scope,
+      extra: { act: { sub: subject.accountId || subject.clientId } },
+    });
+    if (params.audience) token.aud = params.audience;
+    ctx.body = {
+      access_token: await token.save(),
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope,
+    };
+  },
+  ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'audience',
+    'requested_token_type', 'scope'],
+);
 
 // Every interaction is approved at once: login as test-user, then consent to all asked.
 async function approve(req, res) {
