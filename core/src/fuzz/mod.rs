@@ -48,6 +48,9 @@ pub(crate) const REQUEST_SECRETS: &[&str] = &[
     "dc-planted",
     "cv-planted~x",
     "code-planted",
+    "ca-planted.jwt",
+    "st-planted",
+    "at-planted",
 ];
 
 /// Words mutations insert: JSON and HTTP syntax, numbers at the edges, the secrets.

@@ -26,8 +26,10 @@ use crate::Client;
 /// A token request carrying every kind of credential a request can carry, each one a
 /// planted secret, as the grants build them.
 fn planted_request() -> TokenRequest<'static> {
-    let [client_secret, refresh_token, device_code, code_verifier, code] = REQUEST_SECRETS else {
-        unreachable!("five planted request secrets")
+    let [client_secret, refresh_token, device_code, code_verifier, code, client_assertion, subject_token, actor_token] =
+        REQUEST_SECRETS
+    else {
+        unreachable!("eight planted request secrets")
     };
     TokenRequest {
         grant: "fuzz",
@@ -39,6 +41,9 @@ fn planted_request() -> TokenRequest<'static> {
             ("device_code", Secret::new(*device_code)),
             ("code_verifier", Secret::new(*code_verifier)),
             ("code", Secret::new(*code)),
+            ("client_assertion", Secret::new(*client_assertion)),
+            ("subject_token", Secret::new(*subject_token)),
+            ("actor_token", Secret::new(*actor_token)),
         ],
         basic: None,
         headers: Vec::new(),
@@ -198,6 +203,33 @@ fn jwt_claims() {
 }
 
 /// `WWW-Authenticate` values, one field line per input line.
+/// An assertion read from a file or a command (a projected service-account token, a CI
+/// system's OIDC token) whose `exp` decides whether it is sent: any claims, as a JWT's
+/// payload and as the whole value, give an expiry or none, and never a panic; an expiry
+/// is given only for a numeric, non-negative `exp`.
+#[test]
+fn assertion_jwt() {
+    run("assertion_jwt", |claims| {
+        let jwt = format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        // (Claims another member of which serde_json's `Value` cannot hold, such as a
+        // number out of range, are not checked further: only `exp` is read.)
+        if let (Some(exp), Ok(parsed)) = (
+            crate::assertion::jwt_expiry(&jwt),
+            serde_json::from_slice::<Value>(claims),
+        ) {
+            if !parsed["exp"].as_f64().is_some_and(|n| n >= 0.0) {
+                return Err(format!("an expiry {exp} from exp {:?}", parsed["exp"]));
+            }
+        }
+
+        let _ = crate::assertion::jwt_expiry(&String::from_utf8_lossy(claims));
+        Ok(())
+    });
+}
+
 #[test]
 fn www_authenticate() {
     let client = Client::new(
