@@ -26,6 +26,21 @@ def _assert_in_no_record(records: list[logging.LogRecord], secrets: list[str]) -
             assert len(secret) >= 8 and secret not in text, f"a secret in {record.name}: {text}"
 
 
+def test_only_authcore_events_reach_python_logging(
+    dev: DevServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every logger at DEBUG: the libraries below authcore (ureq logs each request at
+    # debug level) reach none of them; authcore's own events do.
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="authcore")
+    client = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET)
+    for _ in range(3):
+        assert client.get(dev.url + "/api/campaigns").status == 200
+    names = {r.name for r in caplog.records}
+    assert "authcore" in names
+    assert not any(n.split(".")[0] in ("ureq", "ureq_proto", "rustls") for n in names), names
+
+
 def test_renewals_are_logged_with_their_facts_and_counted(
     dev: DevServer, caplog: pytest.LogCaptureFixture
 ) -> None:
