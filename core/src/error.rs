@@ -361,9 +361,12 @@ impl fmt::Display for Error {
             Error::StateMismatch => {
                 write!(f, "authorization callback state does not match the request")
             }
-            Error::ReauthenticationRequired { cause } => {
-                write!(f, "reauthentication required: {cause}")
-            }
+            // A reason (the session ended, its key is lost) is said as it is, not as a
+            // configuration error.
+            Error::ReauthenticationRequired { cause } => match &**cause {
+                Error::Config { message } => write!(f, "reauthentication required: {message}"),
+                cause => write!(f, "reauthentication required: {cause}"),
+            },
             Error::Store { message } => write!(f, "token store: {message}"),
             Error::IssuerMismatch { message } => write!(f, "issuer mismatch: {message}"),
             Error::Cancelled => write!(f, "cancelled"),

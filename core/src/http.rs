@@ -605,8 +605,10 @@ impl Http {
                     (error, retryable_status(&raw, req.replay), raw.retry_after)
                 }
                 Err((e, sent)) => {
-                    let retry =
-                        req.replay == Replay::Safe || (!sent && req.replay != Replay::Never);
+                    // A name that does not resolve will not resolve a second later: the
+                    // next call asks again.
+                    let retry = !host_not_found(&e)
+                        && (req.replay == Replay::Safe || (!sent && req.replay != Replay::Never));
                     (e, retry, None)
                 }
             };
@@ -681,7 +683,7 @@ impl Http {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let dpop_nonce = dpop_nonce(response.headers());
-        let body = read_body(response, self.options.max_body_bytes).map_err(|e| (e, true))?;
+        let body = self.read_body(response, req.url).map_err(|e| (e, true))?;
         Ok(Raw {
             status,
             retry_after,
@@ -723,7 +725,7 @@ impl Http {
             .map_err(|e| self.transport_error(e, url))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_body(response, self.options.max_body_bytes)?;
+        let body = self.read_body(response, url)?;
         Ok(Response {
             status,
             headers,
@@ -787,7 +789,7 @@ impl Http {
                 self.nonces.remember(Server::Resource, url, &nonce);
             }
         }
-        let body = read_body_of(body, status, self.options.max_body_bytes)?;
+        let body = self.read_body_of(body, status, url)?;
         Ok(Response {
             status,
             headers: parts.headers,
@@ -1098,24 +1100,28 @@ fn backoff_delay(attempt: u32) -> Duration {
     ceiling.mul_f64(crate::random::unit_f64())
 }
 
-fn read_body(response: http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>> {
-    let status = response.status().as_u16();
-    read_body_of(response.into_body(), status, limit)
-}
+impl Http {
+    /// The body of `response` from `url`, at most the configured bytes.
+    fn read_body(&self, response: http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>> {
+        let status = response.status().as_u16();
+        self.read_body_of(response.into_body(), status, url)
+    }
 
-/// The body of a response with `status`, at most `limit` bytes.
-fn read_body_of(mut body: ureq::Body, status: u16, limit: u64) -> Result<Vec<u8>> {
-    body.with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(_) => Error::InvalidResponse {
-                status,
-                message: format!("response body exceeds the {limit}-byte limit"),
-                snippet: String::new(),
-            },
-            other => transport_error(other, String::new(), None),
-        })
+    /// The body of a response with `status` from `url`, at most the configured bytes.
+    fn read_body_of(&self, mut body: ureq::Body, status: u16, url: &str) -> Result<Vec<u8>> {
+        let limit = self.options.max_body_bytes;
+        body.with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Error::InvalidResponse {
+                    status,
+                    message: format!("response body exceeds the {limit}-byte limit"),
+                    snippet: String::new(),
+                },
+                other => self.transport_error(other, url),
+            })
+    }
 }
 
 /// `Retry-After` (seconds or HTTP date) or api.video's `X-RateLimit-Retry-After`.
@@ -1175,8 +1181,40 @@ impl Http {
             .as_ref()
             .filter(|_| !is_loopback_host(&host_name(&host)))
             .map(|p| format!("{}:{}", p.host(), p.port()));
+        // A timeout says which setting ran out, in seconds, as the caller set it.
+        if let ureq::Error::Timeout(which) = &e {
+            let secs = |d: Duration| {
+                let s = d.as_secs_f64();
+                if s.fract() == 0.0 {
+                    format!("{s:.0} s")
+                } else {
+                    format!("{s} s")
+                }
+            };
+            let via = proxy
+                .as_deref()
+                .map(|p| format!(" through the proxy {p}"))
+                .unwrap_or_default();
+            let message = match which {
+                ureq::Timeout::Connect | ureq::Timeout::Resolve => format!(
+                    "connecting to {host}{via} took longer than the connect timeout ({})",
+                    secs(self.options.connect_timeout)
+                ),
+                _ => format!(
+                    "no complete answer from {host}{via} within the call's timeout ({})",
+                    secs(self.options.timeout)
+                ),
+            };
+            return Error::Timeout { message };
+        }
         transport_error(e, host, proxy)
     }
+}
+
+/// Whether a transport error is a host name that did not resolve.
+fn host_not_found(e: &Error) -> bool {
+    matches!(e, Error::Transport { source: Some(s), .. }
+        if matches!(s.downcast_ref::<ureq::Error>(), Some(ureq::Error::HostNotFound)))
 }
 
 /// The host part of `host:port` (brackets kept off IPv6 literals).

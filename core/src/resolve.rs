@@ -81,7 +81,12 @@ impl Resolver for CachingResolver {
                 return Ok(addrs.clone());
             }
         }
-        let addrs = self.fallback.resolve(uri, config, timeout)?;
+        let addrs = match self.fallback.resolve(uri, config, timeout) {
+            // The system resolver's failures (no such name, no answer from the name
+            // server) come back as I/O errors of no particular kind: say what they are.
+            Err(ureq::Error::Io(_)) => return Err(ureq::Error::HostNotFound),
+            other => other?,
+        };
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_NAMES {
             let oldest = cache

@@ -129,6 +129,10 @@ fn a_dripping_token_endpoint_times_out_at_the_deadline_and_is_dropped() {
     let e = err(client.token());
     let took = start.elapsed();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        e.to_string().contains("timeout (2 s)"),
+        "the message names the setting as it was set: {e}"
+    );
     assert!(took < Duration::from_millis(2600), "took {took:?}");
     drop(server);
     let closed = closed_after
@@ -619,4 +623,25 @@ fn a_revocation_long_after_a_recovery_renews_at_once() {
     assert_eq!(count.load(SeqCst), 2);
     client.token().unwrap();
     assert_eq!(count.load(SeqCst), 3);
+}
+
+/// A token endpoint whose name does not resolve: the error says so and names the host,
+/// and the request is not retried within the call (the next call asks again).
+#[test]
+fn a_name_that_does_not_resolve_is_said_and_not_retried() {
+    let client = cc(
+        "https://no-such-host.invalid/token",
+        Options::default()
+            .max_retries(3)
+            .timeout(Duration::from_secs(10)),
+    );
+    let e = client.token().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert!(
+        e.to_string()
+            .contains("could not resolve host no-such-host.invalid"),
+        "{e}"
+    );
+    let stats = client.stats();
+    assert_eq!(stats.token_requests_failed, 1, "{stats:?}");
 }

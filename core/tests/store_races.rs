@@ -360,6 +360,19 @@ fn an_unsaved_rotation_never_overwrites_a_revocation() {
         "a renewed a revoked session (and wrote it back to the store): {}",
         at(&a)
     );
+    // The signed-out client says why, not as a configuration error.
+    let e = b.token().unwrap_err();
+    assert_eq!(
+        e.kind(),
+        authcore::ErrorKind::ReauthenticationRequired,
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.starts_with("reauthentication required: the session")
+            && !text.contains("configuration"),
+        "{text}"
+    );
 }
 
 /// Regression (found by the composition test): `revoke()` whose tombstone the store

@@ -160,7 +160,10 @@ impl Fetch for RefreshToken {
     ) -> Result<Token> {
         let Some(rt) = refresh_token else {
             return Err(Error::ReauthenticationRequired {
-                cause: Box::new(Error::config("no refresh token is available")),
+                cause: Box::new(Error::config(
+                    "the session has no refresh token: it was signed out or revoked (or never \
+                     had one); sign in again",
+                )),
             });
         };
         let mut req = TokenRequest {
