@@ -62,8 +62,11 @@ class _ClientOptions(TypedDict, total=False):
     - ``default_lifetime``: seconds assumed when a token response has no ``expires_in``
       and the token is not a JWT with ``exp`` [none: the token never expires].
       ``expires_in`` is the lifetime in seconds counted from when the request was sent.
-    - ``expiry_margin``: seconds before expiry from which a token is no longer sent [L/20,
-      at most 30 s]; renewal starts earlier still (L/5, at most 5 min).
+    - ``expiry_margin``: the least margin, in seconds, before expiry from which a token is
+      no longer sent, for APIs whose clocks run ahead. It only widens the default margin
+      (L/20 of a lifetime L, at most 30 s): a token is not sent from ``max(default,
+      expiry_margin)`` before expiry (at most 90 % of L), so a value below the default
+      changes nothing. Renewal starts earlier still (L/5, at most 5 min).
     - ``failure_backoff``: (first, max) seconds of the pause between renewals after
       consecutive failures, from the second failure, doubling [(1, 30)].
     - ``danger_allow_insecure_http``: plain HTTP to non-loopback hosts [False].
