@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub const CC_BASIC: (&str, &str) = ("cc-basic", "cc-basic-secret-0123456789");
 /// A client-credentials client authenticating with `client_secret_post`.
 pub const CC_POST: (&str, &str) = ("cc-post", "cc-post-secret-0123456789");
+/// A service that exchanges other clients' access tokens for its own (RFC 8693).
+pub const EXCHANGER: (&str, &str) = ("exchanger", "exchanger-secret-0123456789");
 /// A confidential code-flow client.
 pub const APP: (&str, &str) = ("app", "app-secret-0123456789");
 /// The registered redirect URI (any port on 127.0.0.1 for these native clients).
