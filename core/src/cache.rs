@@ -355,6 +355,7 @@ impl Cache {
     /// cache's generation says it is current.
     #[inline]
     pub(crate) fn fresh(&self) -> Option<Arc<Token>> {
+        self.counters.follow_fork();
         let generation = self.generation.load(Ordering::Acquire);
         COPIES
             .try_with(|copies| {

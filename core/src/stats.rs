@@ -72,11 +72,38 @@ pub(crate) struct Counters {
     retries_after_401: AtomicU64,
     signins_evicted: AtomicU64,
     dpop_nonce_retries: AtomicU64,
+    /// The fork generation (see [`crate::fork`]) the counts below `baseline` belong to…
+    generation: AtomicU64,
+    /// …and what had been counted when this process began: a forked child's counters
+    /// start at zero.
+    baseline: Mutex<Stats>,
 }
 
 impl Counters {
+    /// Starts this process's counts at zero if it is a child forked since they were
+    /// last written (the at-fork hooks of the Python package and `libauthcore`, or
+    /// [`after_fork_in_child`](crate::after_fork_in_child), say so). Called before
+    /// every count and every snapshot: two relaxed loads when nothing forked.
+    #[inline]
+    pub(crate) fn follow_fork(&self) {
+        let generation = crate::fork::generation();
+        if generation != self.generation.load(Relaxed) {
+            self.rebase(generation);
+        }
+    }
+
+    #[cold]
+    fn rebase(&self, generation: u64) {
+        let mut baseline = self.baseline.lock();
+        if self.generation.load(Relaxed) != generation {
+            *baseline = self.totals();
+            self.generation.store(generation, Relaxed);
+        }
+    }
+
     /// A cache hit on the locked or shared path.
     pub(crate) fn hit(&self) {
+        self.follow_fork();
         self.hits.fetch_add(1, Relaxed);
     }
 
@@ -85,6 +112,7 @@ impl Counters {
     /// the number of reading threads.
     #[cold]
     pub(crate) fn new_hit_counter(&self) -> HitCounter {
+        self.follow_fork();
         let counter = HitCounter::default();
         let mut all = self.hit_counters.lock();
         all.retain(|c| {
@@ -101,6 +129,7 @@ impl Counters {
 
     /// One token endpoint request and how it ended.
     pub(crate) fn request(&self, outcome: Outcome) {
+        self.follow_fork();
         match outcome {
             Outcome::Succeeded => &self.requests_succeeded,
             Outcome::Refused => &self.requests_refused,
@@ -111,16 +140,19 @@ impl Counters {
 
     /// A renewal started, for `reason`.
     pub(crate) fn renewal(&self, reason: Reason) {
+        self.follow_fork();
         self.renewals[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// A renewal ended by adopting the token another process put in the store.
     pub(crate) fn store_adoption(&self) {
+        self.follow_fork();
         self.store_adoptions.fetch_add(1, Relaxed);
     }
 
     /// A caller waited `waited` for another caller's renewal, and whether it gave up.
     pub(crate) fn wait(&self, waited: Duration, timed_out: bool) {
+        self.follow_fork();
         self.waits.fetch_add(1, Relaxed);
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.wait_nanos.fetch_add(nanos, Relaxed);
@@ -131,27 +163,32 @@ impl Counters {
 
     /// A caller got the last failure back because the failure backoff holds.
     pub(crate) fn backoff_refusal(&self) {
+        self.follow_fork();
         self.backoff_refusals.fetch_add(1, Relaxed);
     }
 
     /// A request was sent again after a 401 and a renewal.
     pub(crate) fn retry_after_401(&self) {
+        self.follow_fork();
         self.retries_after_401.fetch_add(1, Relaxed);
     }
 
     /// A pending sign-in was dropped to make room for a new one.
     pub(crate) fn signin_evicted(&self) {
+        self.follow_fork();
         self.signins_evicted.fetch_add(1, Relaxed);
     }
 
     /// A request was sent once more with the DPoP nonce its server asked for.
     pub(crate) fn dpop_nonce_retry(&self) {
+        self.follow_fork();
         self.dpop_nonce_retries.fetch_add(1, Relaxed);
     }
 
     /// Adds what another set of counters saw (a flow's exchange, handed to the client
     /// it makes).
     pub(crate) fn absorb(&self, delta: &Stats) {
+        self.follow_fork();
         self.hits.fetch_add(delta.cache_hits, Relaxed);
         self.requests_succeeded
             .fetch_add(delta.token_requests_succeeded, Relaxed);
@@ -163,9 +200,17 @@ impl Counters {
             .fetch_add(delta.dpop_nonce_retries, Relaxed);
     }
 
-    /// What was counted so far. Each number is exact; they are read one after the
-    /// other, so a snapshot taken while other threads work is not one instant.
+    /// What was counted so far in this process. Each number is exact; they are read
+    /// one after the other, so a snapshot taken while other threads work is not one
+    /// instant.
     pub(crate) fn snapshot(&self) -> Stats {
+        self.follow_fork();
+        let baseline = *self.baseline.lock();
+        self.totals().minus(&baseline)
+    }
+
+    /// Everything counted, the parent's counts before a fork included.
+    fn totals(&self) -> Stats {
         let own_hits: u64 = self
             .hit_counters
             .lock()
@@ -195,6 +240,43 @@ impl Counters {
     }
 }
 
+impl Stats {
+    /// These counts less `base` (each at least zero).
+    fn minus(&self, base: &Stats) -> Stats {
+        Stats {
+            cache_hits: self.cache_hits.saturating_sub(base.cache_hits),
+            token_requests_succeeded: self
+                .token_requests_succeeded
+                .saturating_sub(base.token_requests_succeeded),
+            token_requests_refused: self
+                .token_requests_refused
+                .saturating_sub(base.token_requests_refused),
+            token_requests_failed: self
+                .token_requests_failed
+                .saturating_sub(base.token_requests_failed),
+            renewals_initial: self.renewals_initial.saturating_sub(base.renewals_initial),
+            renewals_ahead: self.renewals_ahead.saturating_sub(base.renewals_ahead),
+            renewals_expired: self.renewals_expired.saturating_sub(base.renewals_expired),
+            renewals_rejected: self
+                .renewals_rejected
+                .saturating_sub(base.renewals_rejected),
+            renewals_forced: self.renewals_forced.saturating_sub(base.renewals_forced),
+            store_adoptions: self.store_adoptions.saturating_sub(base.store_adoptions),
+            waits: self.waits.saturating_sub(base.waits),
+            wait_time: self.wait_time.saturating_sub(base.wait_time),
+            wait_timeouts: self.wait_timeouts.saturating_sub(base.wait_timeouts),
+            backoff_refusals: self.backoff_refusals.saturating_sub(base.backoff_refusals),
+            retries_after_401: self
+                .retries_after_401
+                .saturating_sub(base.retries_after_401),
+            signins_evicted: self.signins_evicted.saturating_sub(base.signins_evicted),
+            dpop_nonce_retries: self
+                .dpop_nonce_retries
+                .saturating_sub(base.dpop_nonce_retries),
+        }
+    }
+}
+
 /// Adds one to a counter only the calling thread writes: a plain load and store, no
 /// locked instruction (others only read it).
 #[inline]
@@ -202,7 +284,10 @@ pub(crate) fn count_own(counter: &AtomicU64) {
     counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
-/// What a client has done since it was made ([`Client::stats`](crate::Client::stats)).
+/// What a client has done since it was made ([`Client::stats`](crate::Client::stats)),
+/// in this process: in a child forked after the client was made, the counts start at
+/// zero (the at-fork hooks of the Python package and `libauthcore` tell authcore of the
+/// fork; a Rust program that forks calls [`after_fork_in_child`](crate::after_fork_in_child)).
 /// Counters are always on and cost a few nanoseconds at most; clones of a client share
 /// them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

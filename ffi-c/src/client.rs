@@ -1329,7 +1329,8 @@ pub(crate) unsafe fn write_stats(stats: authcore::Stats, out: *mut authcore_stat
 /// Fills `out` with the client's counters. Pass `sizeof(authcore_stats)` as `size`: a
 /// program built against an older header (a smaller struct) gets the fields it knows,
 /// one built against a newer header gets zeros in the fields this library lacks.
-/// Counting is always on and costs a few nanoseconds per call at most.
+/// Counting is always on and costs a few nanoseconds per call at most. The counts are
+/// this process's: in a child forked after the client was made they start at zero.
 ///
 /// # Safety
 /// `client` is a live handle; `out` is valid for writes of `size` bytes.

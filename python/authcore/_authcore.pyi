@@ -397,7 +397,8 @@ class Client:
     def refresh(self) -> str:
         """A new token now (one renewal, or the one in flight); returns the access token."""
     def stats(self) -> Stats:
-        """What this client and its copies did so far."""
+        """What this client and its copies did so far in this process: in a child forked
+        after the client was made (a preloaded worker) the counts start at zero."""
     def token_info(self) -> Token:
         """A valid token with its details (``authcore.Token``)."""
     def revoke(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from typing import Optional
+from typing import Optional, Union
 
 import pytest
 
@@ -71,3 +71,29 @@ def test_forked_children_renew_on_their_own_while_the_parent_renews_and_contends
     assert max(took for _, took in results) < 6.0, results
     assert client.get(_URL).status == 200, "the parent still works"
     dev.config(lifetime_secs=3600, latency_ms=0)
+
+
+def _child_stats(_: int) -> tuple[dict[str, Union[int, float]], dict[str, Union[int, float]]]:
+    """Runs in a forked child: the inherited client's counters, then after one call."""
+    assert _CLIENT is not None
+    before = _CLIENT.stats().as_dict()
+    _CLIENT.token()
+    return before, _CLIENT.stats().as_dict()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_counts_only_what_it_did(dev: DevServer) -> None:
+    # A preloaded worker: the parent's token request and cache hits are the parent's.
+    global _CLIENT
+    _CLIENT = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET)
+    for _ in range(3):
+        _CLIENT.token()
+    parent = _CLIENT.stats().as_dict()
+    assert parent["token_requests_succeeded"] == 1 and parent["cache_hits"] == 2
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2) as pool:
+        results = pool.map_async(_child_stats, range(2)).get(timeout=60)
+    for before, after in results:
+        assert all(v == 0 for v in before.values()), before
+        assert after["cache_hits"] == 1 and after["token_requests_succeeded"] == 0, after
+    assert _CLIENT.stats().as_dict() == parent, "the parent's counts are its own"

@@ -159,6 +159,37 @@ static void test_forks_while_another_thread_holds_the_cache(void) {
     CHECK(get_status(client, "/api/resource") == 200, "the parent still works");
 }
 
+/* A child counts only what it did: its counters start at zero at the fork. */
+static int child_counts_from_zero(void) {
+    authcore_stats st;
+    if (authcore_client_stats(client, &st, sizeof st) != AUTHCORE_STATUS_OK) return 10;
+    if (st.cache_hits != 0 || st.token_requests_succeeded != 0 || st.renewals_initial != 0)
+        return 11;
+    char *token = NULL;
+    if (authcore_client_token(client, &token) != AUTHCORE_STATUS_OK) return 12;
+    authcore_string_free(token);
+    if (authcore_client_stats(client, &st, sizeof st) != AUTHCORE_STATUS_OK) return 13;
+    return st.cache_hits == 1 && st.token_requests_succeeded == 0 ? 0 : 14;
+}
+
+static void test_a_child_counts_from_zero(void) {
+    char *token = NULL;
+    CHECK_OK(authcore_client_token(client, &token));
+    authcore_string_free(token);
+    authcore_stats before;
+    CHECK_OK(authcore_client_stats(client, &before, sizeof before));
+    CHECK(before.cache_hits + before.token_requests_succeeded > 0, "the parent counted");
+    pid_t pid = fork();
+    if (pid == 0) _exit(child_counts_from_zero());
+    int code = wait_child(pid);
+    CHECK(code == 0, "the child's counters started at zero (exit %d)", code);
+    authcore_stats after;
+    CHECK_OK(authcore_client_stats(client, &after, sizeof after));
+    CHECK(after.cache_hits == before.cache_hits &&
+              after.token_requests_succeeded == before.token_requests_succeeded,
+          "the parent's counts are its own");
+}
+
 int main(void) {
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
@@ -173,6 +204,7 @@ int main(void) {
     test_fork_during_renewal();
     test_fork_during_a_stored_renewal();
     test_forks_while_another_thread_holds_the_cache();
+    test_a_child_counts_from_zero();
     authcore_client_free(client);
     return harness_finish("test_fork");
 }
