@@ -10,7 +10,6 @@ use std::time::Duration;
 use authcore::grant::{ClientCredentials, JwtBearer, PrivateKey};
 use authcore::{AssertionSource, Client, ErrorKind, Options};
 use authcore_cli::devserver::{tag, Behaviour, Credentials, DevServer, Event};
-use base64::Engine;
 use serde_json::{json, Value};
 
 fn server() -> DevServer {
@@ -43,16 +42,6 @@ fn client_jwt(s: &DevServer, ttl_s: i64) -> String {
         s,
         json!({"sub": "dev-client", "aud": s.url(), "ttl_s": ttl_s}),
     )
-}
-
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// A form POST to the token endpoint: status and body.
@@ -369,5 +358,212 @@ fn a_jwt_bearer_grant_signed_by_a_key_the_provider_trusts() {
     let mut bad = Behaviour::default();
     bad.jwt_bearer_keys.insert("x".into(), "not a key".into());
     assert!(s.set_behaviour(bad).is_err());
-    let _ = claims; // used by the CLI tests below
+}
+
+// `authcore token` with assertions.
+
+fn authcore() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_authcore"));
+    for var in [
+        "AUTHCORE_API_KEY",
+        "AUTHCORE_CLIENT_SECRET",
+        "AUTHCORE_REFRESH_TOKEN",
+        "AUTHCORE_TOKEN",
+        "AUTHCORE_CLIENT_ID",
+        "AUTHCORE_ISSUER",
+        "AUTHCORE_STORE_KEY",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// The token printed, or the exit code and stderr.
+fn run(command: &mut std::process::Command) -> Result<String, (i32, String)> {
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    } else {
+        assert!(out.stdout.is_empty(), "nothing printed on failure");
+        Err((out.status.code().unwrap_or(-1), stderr))
+    }
+}
+
+fn token_url(s: &DevServer) -> String {
+    format!("{}/oauth2/token", s.url())
+}
+
+#[test]
+fn token_with_a_client_assertion_file_or_command() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projected");
+    std::fs::write(&path, client_jwt(&s, 300)).unwrap();
+    let by_file = run(authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &token_url(&s)])
+        .arg("--client-assertion-file")
+        .arg(&path))
+    .unwrap();
+    assert_eq!(sub_at_api(&s, &by_file), "dev-client");
+    // A command prints it (here `cat` of a fresh one).
+    std::fs::write(&path, client_jwt(&s, 300)).unwrap();
+    let by_command = run(authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &token_url(&s)])
+        .args([
+            "--client-assertion-command",
+            "cat",
+            "--client-assertion-arg",
+        ])
+        .arg(&path))
+    .unwrap();
+    assert_eq!(sub_at_api(&s, &by_command), "dev-client");
+    assert_ne!(by_file, by_command);
+}
+
+#[test]
+fn token_with_a_missing_or_expired_assertion_file_exits_2_and_sends_nothing() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projected");
+    let attempt = || {
+        run(authcore()
+            .args([
+                "token",
+                "--provider",
+                "client-credentials",
+                "--client-id",
+                "dev-client",
+            ])
+            .args(["--token-url", &token_url(&s)])
+            .arg("--client-assertion-file")
+            .arg(&path))
+    };
+    let (code, stderr) = attempt().unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("projected") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    let expired = client_jwt(&s, -60);
+    std::fs::write(&path, &expired).unwrap();
+    let (code, stderr) = attempt().unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("expired"), "{stderr}");
+    assert!(!stderr.contains(&expired), "the assertion is never printed");
+    assert_eq!(s.counters().token_requests, 0);
+}
+
+#[test]
+fn token_by_the_jwt_bearer_grant_from_a_file_or_a_command() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grant");
+    std::fs::write(&path, mint(&s, json!({"sub": "alice", "aud": s.url()}))).unwrap();
+    let token = run(authcore()
+        .args([
+            "token",
+            "--provider",
+            "jwt-bearer",
+            "--scope",
+            "campaigns:read",
+        ])
+        .args(["--token-url", &token_url(&s)])
+        .arg("--assertion-file")
+        .arg(&path))
+    .unwrap();
+    assert_eq!(sub_at_api(&s, &token), "alice");
+    std::fs::write(&path, mint(&s, json!({"sub": "bob", "aud": s.url()}))).unwrap();
+    let client_file = dir.path().join("client");
+    std::fs::write(&client_file, client_jwt(&s, 300)).unwrap();
+    // With the client's own federated assertion too.
+    let token = run(authcore()
+        .args([
+            "token",
+            "--provider",
+            "jwt-bearer",
+            "--client-id",
+            "dev-client",
+        ])
+        .args(["--token-url", &token_url(&s)])
+        .args(["--assertion-command", "cat", "--assertion-arg"])
+        .arg(&path)
+        .arg("--client-assertion-file")
+        .arg(&client_file))
+    .unwrap();
+    assert_eq!(sub_at_api(&s, &token), "bob");
+    let bodies: Vec<_> = s
+        .journal(0)
+        .events
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Token { grant, outcome, .. } => Some((grant, outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies
+        .iter()
+        .all(|(g, _)| g == &format!("oauth2/{JWT_BEARER}")));
+}
+
+#[test]
+fn token_by_the_jwt_bearer_grant_signed_with_a_key() {
+    let s = server();
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let mut behaviour = Behaviour::default();
+    behaviour
+        .jwt_bearer_keys
+        .insert("svc@project".into(), pair.public_key_pem());
+    s.set_behaviour(behaviour).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    let signed = |subject: &str| {
+        let mut c = authcore();
+        c.args(["token", "--provider", "jwt-bearer"])
+            .args(["--token-url", &token_url(&s)])
+            .arg("--signing-key")
+            .arg(&key)
+            .args(["--jwt-issuer", "svc@project", "--jwt-subject", subject]);
+        c
+    };
+    let token = run(&mut signed("carol")).unwrap();
+    assert_eq!(sub_at_api(&s, &token), "carol");
+    // Another audience than the provider's is refused there: exit 3.
+    let (code, stderr) =
+        run(signed("carol").args(["--jwt-audience", "https://elsewhere.example"])).unwrap_err();
+    assert_eq!(code, 3, "{stderr}");
+    // No way to get an assertion: a configuration error.
+    let (code, stderr) = run(authcore()
+        .args(["token", "--provider", "jwt-bearer"])
+        .args(["--token-url", &token_url(&s)]))
+    .unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--assertion-file"), "{stderr}");
+    // A file that is no key: named, exit 2.
+    std::fs::write(dir.path().join("bad.pem"), "not a key").unwrap();
+    let (code, stderr) = run(authcore()
+        .args(["token", "--provider", "jwt-bearer"])
+        .args(["--token-url", &token_url(&s)])
+        .arg("--signing-key")
+        .arg(dir.path().join("bad.pem"))
+        .args(["--jwt-issuer", "svc@project", "--jwt-subject", "carol"]))
+    .unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bad.pem"), "{stderr}");
 }
