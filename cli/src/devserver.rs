@@ -87,7 +87,8 @@
 //! token) belongs to the assertion's `sub`, client authentication is optional (but
 //! checked when presented). The journal's token events name the assertion presented by
 //! its tag (`assertion`: the grant's, else the client assertion), so that a test can
-//! tell whether one was sent twice.
+//! tell whether one was sent twice; the counters count assertions presented again
+//! (`assertions_resent`) and after their `exp` (`assertions_expired`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -153,6 +154,13 @@ impl Default for Credentials {
 /// What the provider has seen, as served by `GET /_control/counters`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
+    /// Assertions (client assertions, JWT bearer grants) presented that had been
+    /// presented before (the same JWT, accepted or not).
+    #[serde(default)]
+    pub assertions_resent: u64,
+    /// Assertions presented after their `exp`.
+    #[serde(default)]
+    pub assertions_expired: u64,
     /// Token requests received, all endpoints.
     pub token_requests: u64,
     /// Token requests by `dialect/grant`, e.g. `apivideo/refresh`.
@@ -652,6 +660,26 @@ struct State {
     dpop: Dpop,
     /// The `jti`s of the assertions accepted (client assertions and JWT bearer grants).
     assertions_seen: test_issuer::Seen,
+    /// The tags of every assertion presented, to count those presented again.
+    assertions_presented: std::collections::HashSet<String>,
+}
+
+impl State {
+    /// Notes an assertion presented (for the journal and the counters); its tag.
+    fn assertion_presented(&mut self, assertion: &str) -> String {
+        let tag = tag(assertion);
+        if !self.assertions_presented.insert(tag.clone()) {
+            self.counters.assertions_resent += 1;
+        }
+        tag
+    }
+
+    /// Counts an assertion refused for having expired.
+    fn assertion_verdict<T>(&mut self, verdict: &Result<T, String>) {
+        if verdict.as_ref().is_err_and(|why| why.contains("expired")) {
+            self.counters.assertions_expired += 1;
+        }
+    }
 }
 
 impl State {
@@ -758,6 +786,16 @@ impl DevServer {
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
+    }
+
+    /// A JWT from the test issuer about `sub` for the provider itself (`aud` its
+    /// issuer), expiring `ttl_s` seconds from now (negative: already expired), as
+    /// `POST /_control/test_issuer/mint` makes it.
+    pub fn mint(&self, sub: &str, ttl_s: i64) -> Result<String, String> {
+        let mint =
+            serde_json::from_value(json!({"sub": sub, "aud": self.shared.issuer, "ttl_s": ttl_s}))
+                .map_err(|e| e.to_string())?;
+        self.shared.test_issuer.mint(mint)
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234` (`https://` when serving TLS).
@@ -2222,7 +2260,8 @@ fn client_assertion(
     params: &HashMap<String, String>,
 ) -> Option<Result<(), String>> {
     let assertion = params.get("client_assertion")?;
-    st.note.assertion.get_or_insert_with(|| tag(assertion));
+    let tag = st.assertion_presented(assertion);
+    st.note.assertion.get_or_insert(tag);
     let checked = (|| {
         if params.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
@@ -2242,6 +2281,7 @@ fn client_assertion(
         )?;
         st.assertions_seen.take(&verified)
     })();
+    st.assertion_verdict(&checked);
     Some(checked)
 }
 
@@ -2406,7 +2446,7 @@ fn jwt_bearer(shared: &Shared, st: &mut State, params: &HashMap<String, String>)
         return oauth_error(400, "invalid_request", "assertion is required");
     };
     // The grant's assertion is the one the journal names.
-    st.note.assertion = Some(tag(assertion));
+    st.note.assertion = Some(st.assertion_presented(assertion));
     let verified = test_issuer::verify_grant(
         &shared.test_issuer,
         &st.behaviour.jwt_bearer_keys,
@@ -2414,6 +2454,7 @@ fn jwt_bearer(shared: &Shared, st: &mut State, params: &HashMap<String, String>)
         &audiences(shared),
     )
     .and_then(|v| st.assertions_seen.take(&v).map(|()| v));
+    st.assertion_verdict(&verified);
     let verified = match verified {
         Ok(v) => v,
         Err(why) => return oauth_error(400, "invalid_grant", &format!("{why}.")),
