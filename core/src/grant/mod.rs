@@ -361,6 +361,9 @@ pub struct OAuthSettings {
     pub private_key: Option<PrivateKey>,
     /// The revocation endpoint (RFC 7009).
     pub revocation_url: Option<String>,
+    /// Where a federated client assertion (RFC 7523 §2.2) comes from: the client
+    /// authenticates with it instead of a secret.
+    pub client_assertion: Option<crate::AssertionSource>,
 }
 
 /// OAuth grants that take [`OAuthSettings`]: client credentials, refresh token,
@@ -383,6 +386,9 @@ macro_rules! with_oauth_settings {
                 }
                 if let Some(url) = settings.revocation_url {
                     grant = grant.revocation_url(url);
+                }
+                if let Some(source) = settings.client_assertion {
+                    grant = grant.client_assertion(source);
                 }
                 grant
             }
