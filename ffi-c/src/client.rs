@@ -325,6 +325,7 @@ unsafe fn bearer_client(
 /// NULL or NUL-terminated; `source` is a live handle; `options` is NULL or a live
 /// handle; `out` is writable.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn authcore_client_new_jwt_bearer(
     token_url: *const c_char,
     source: *const crate::authcore_assertion_source,
@@ -371,6 +372,7 @@ pub unsafe extern "C" fn authcore_client_new_jwt_bearer(
 /// `audience`, `client_id`, `client_secret` and `scopes` NULL or NUL-terminated;
 /// `options` is NULL or a live handle; `out` is writable.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn authcore_client_new_jwt_bearer_signed(
     token_url: *const c_char,
     pem: *const c_char,

@@ -125,7 +125,7 @@ def test_another_clients_refused_token_is_renewed_there_once(dev: DevServer) -> 
 def test_client_assertion_must_be_a_source(dev: DevServer) -> None:
     with pytest.raises(TypeError, match="AssertionSource"):
         authcore.Client.client_credentials(
-            dev.url + "/oauth2/token", CLIENT_ID, "", client_assertion="/var/run/token"  # type: ignore[typeddict-item]
+            dev.url + "/oauth2/token", CLIENT_ID, "", client_assertion="/var/run/token"  # type: ignore[arg-type]
         )
 
 
