@@ -36,6 +36,11 @@
 #endif
 
 /**
+ * Largest assertion a callback may write (a JWT is a few KiB).
+ */
+#define AUTHCORE_ASSERTION_MAX_BYTES (64 * 1024)
+
+/**
  * The result of every fallible authcore function.
  *
  * Values 1 to 12 are the core error kinds (the same numbers as the Rust and Python
@@ -239,6 +244,11 @@ enum authcore_auth_method
    * A JWT signed by the client's private key (`authcore_options_set_private_key`).
    */
   AUTHCORE_AUTH_METHOD_PRIVATE_KEY_JWT = 4,
+  /**
+   * A JWT someone else issues (a federated identity), read for every request
+   * (`authcore_options_set_client_assertion`).
+   */
+  AUTHCORE_AUTH_METHOD_CLIENT_ASSERTION = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -288,6 +298,13 @@ typedef enum authcore_metadata_field authcore_metadata_field;
 typedef uint32_t authcore_metadata_field;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * Where an assertion comes from. Made by one of the `authcore_assertion_source_*`
+ * constructors, passed to setters and constructors (which copy it), released by
+ * `authcore_assertion_source_free`. Nothing it yields is ever printed.
+ */
+typedef struct authcore_assertion_source authcore_assertion_source;
 
 /**
  * A token client: caches its token, renews it ahead of expiry with one request however
@@ -341,6 +358,21 @@ typedef struct authcore_response authcore_response;
  * the access token.
  */
 typedef struct authcore_token authcore_token;
+
+/**
+ * Called for every token request that needs an assertion: writes the assertion into
+ * `buffer` (`capacity` bytes, `AUTHCORE_ASSERTION_MAX_BYTES`), its length into `*len`,
+ * and returns 0; anything else fails the request with `AUTHCORE_STATUS_CONFIG`.
+ *
+ * - The buffer is wiped after the call; nothing needs freeing.
+ * - It may run on any thread, concurrently for different clients made with the same
+ *   source, and must not call back into the client it serves.
+ * - It must not unwind: a C++ exception or `longjmp` out of it is undefined behaviour.
+ */
+typedef int32_t (*authcore_assertion_callback)(void *userdata,
+                                               char *buffer,
+                                               size_t capacity,
+                                               size_t *len);
 
 /**
  * One request header: two NUL-terminated strings. Handed over as an array, so its
@@ -627,6 +659,87 @@ void authcore_string_free(char *s);
 const char *authcore_version(void);
 
 /**
+ * A fixed assertion, sent as it is (when it expires, every request fails: prefer a
+ * file, a command or a callback for values renewed elsewhere).
+ *
+ * # Safety
+ * `value` is a NUL-terminated string; `out` is writable.
+ */
+authcore_status authcore_assertion_source_literal(const char *value,
+                                                  authcore_assertion_source **out);
+
+/**
+ * A file read again for every token request (a Kubernetes projected token,
+ * `AZURE_FEDERATED_TOKEN_FILE`); surrounding whitespace is trimmed. A missing or empty
+ * file is `AUTHCORE_STATUS_CONFIG` naming it, when a token is requested.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` is writable.
+ */
+authcore_status authcore_assertion_source_file(const char *path, authcore_assertion_source **out);
+
+/**
+ * A program run for every token request, without a shell; its standard output
+ * (trimmed) is the assertion. `args` holds `nargs` NUL-terminated strings (NULL when
+ * `nargs` is 0); `timeout_ms` bounds each run (0: 10 s). A non-zero exit, an empty
+ * output or a timeout fails the request, naming the program (never its output).
+ *
+ * # Safety
+ * `program` is a NUL-terminated string; `args` is NULL (with `nargs` 0) or points to
+ * `nargs` NUL-terminated strings; `out` is writable.
+ */
+authcore_status authcore_assertion_source_command(const char *program,
+                                                  const char *const *args,
+                                                  size_t nargs,
+                                                  uint64_t timeout_ms,
+                                                  authcore_assertion_source **out);
+
+/**
+ * A callback called for every token request (see `authcore_assertion_callback`).
+ * `userdata` is passed back unchanged and must stay valid, and usable from any thread,
+ * for as long as the source or any client made with it lives.
+ *
+ * # Safety
+ * `callback` follows the callback contract; `out` is writable.
+ */
+authcore_status authcore_assertion_source_callback(authcore_assertion_callback callback,
+                                                   void *userdata,
+                                                   authcore_assertion_source **out);
+
+/**
+ * Another client's access token (chained token exchange): that client renews it as
+ * usual; when a server refuses the token it was given, it is invalidated there and the
+ * next one tried once. The source holds its own reference: `client` may be freed.
+ *
+ * # Safety
+ * `client` is a live handle; `out` is writable.
+ */
+authcore_status authcore_assertion_source_client(const authcore_client *client,
+                                                 authcore_assertion_source **out);
+
+/**
+ * Releases a source. NULL does nothing. Clients and options made with it keep their
+ * own copy.
+ *
+ * # Safety
+ * `source` is NULL or a handle from a constructor here not yet freed.
+ */
+void authcore_assertion_source_free(authcore_assertion_source *source);
+
+/**
+ * OAuth grants made with these options authenticate the client with a federated
+ * client assertion (RFC 7523 §2.2) from `source` instead of a secret (the method
+ * becomes `AUTHCORE_AUTH_METHOD_CLIENT_ASSERTION`); NULL removes it. The source is
+ * copied: it may be freed afterwards.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call; `source` is
+ * NULL or a live handle.
+ */
+authcore_status authcore_options_set_client_assertion(authcore_options *options,
+                                                      const authcore_assertion_source *source);
+
+/**
  * A client that always sends one fixed token (a personal access token, e.g.
  * viewneo's). It never renews.
  *
@@ -691,6 +804,52 @@ authcore_status authcore_client_new_client_credentials_from_metadata(const authc
                                                                      uint32_t auth_method,
                                                                      const authcore_options *options,
                                                                      authcore_client **out);
+
+/**
+ * A JWT bearer grant client (RFC 7523 §2.1): the assertion from `source` is the grant
+ * (read for every token request, once more after a refusal, never sent expired).
+ * `client_id` NULL: the client does not authenticate itself; else with `client_secret`
+ * (NULL: none) by `auth_method`, or with the options' private key or client
+ * assertion. `scopes` is space-separated or NULL. The source is copied.
+ *
+ * # Safety
+ * `token_url` is a NUL-terminated string, `client_id`, `client_secret` and `scopes`
+ * NULL or NUL-terminated; `source` is a live handle; `options` is NULL or a live
+ * handle; `out` is writable.
+ */
+authcore_status authcore_client_new_jwt_bearer(const char *token_url,
+                                               const authcore_assertion_source *source,
+                                               const char *client_id,
+                                               const char *client_secret,
+                                               const char *scopes,
+                                               uint32_t auth_method,
+                                               const authcore_options *options,
+                                               authcore_client **out);
+
+/**
+ * A JWT bearer grant client whose assertions are signed for every request by the
+ * private key `pem` (PKCS#8, or PKCS#1 for RSA; its type decides the algorithm;
+ * `key_id` NULL: no `kid`): `iss` = `issuer`, `sub` = `subject`, `aud` = `audience`
+ * (NULL: the token endpoint), `exp` 60 s on, a random `jti` — the service-account key
+ * pattern. Client authentication as for `authcore_client_new_jwt_bearer`.
+ *
+ * # Safety
+ * `token_url`, `pem`, `issuer` and `subject` are NUL-terminated strings; `key_id`,
+ * `audience`, `client_id`, `client_secret` and `scopes` NULL or NUL-terminated;
+ * `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_client_new_jwt_bearer_signed(const char *token_url,
+                                                      const char *pem,
+                                                      const char *key_id,
+                                                      const char *issuer,
+                                                      const char *subject,
+                                                      const char *audience,
+                                                      const char *client_id,
+                                                      const char *client_secret,
+                                                      const char *scopes,
+                                                      uint32_t auth_method,
+                                                      const authcore_options *options,
+                                                      authcore_client **out);
 
 /**
  * A Vibe client: client credentials at Vibe's token endpoint with HTTP Basic.

@@ -67,6 +67,28 @@
 //! introspection would (`active`, `token_type`, `cnf.jkt`, `scope`, `sub`, `family`);
 //! the API's answers name the key of a bound token in `cnf.jkt`, and the journal's
 //! token events the key the tokens issued are bound to (`jkt`).
+//!
+//! Workload identities: a **test issuer** (a P-256 key pair made when the provider
+//! starts, `iss` = `<base>/test-issuer`) stands in for a Kubernetes cluster or a CI
+//! system. `GET /_control/test_issuer/jwks` serves its public key (a JWK set);
+//! `POST /_control/test_issuer/mint {"sub", "aud", "ttl_s"}` answers `{"jwt", "iss"}`, an
+//! ES256 JWT it signs now (`ttl_s` default 300, negative for one already expired; `iss`,
+//! `jti` and more `claims` may be given), for tests to write to a file or print from a
+//! command. Its JWTs are accepted at the OAuth token endpoints (and revocation, device
+//! authorization) as **client assertions** (RFC 7523 §2.2) of the registered client:
+//! `client_assertion_type` jwt-bearer, signature, `iss` the test issuer, `sub` the client
+//! id, `aud` the provider's issuer or one of its OAuth endpoints, `exp` in the future (no
+//! leeway) and a `jti` not seen before are checked; anything else is `401
+//! invalid_client` with the reason ("the assertion has expired"). The **JWT bearer grant**
+//! (RFC 7523 §2.1, `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`) takes an
+//! `assertion` from the test issuer, or one signed by a key the config trusts for its
+//! issuer (`{"jwt_bearer_keys": {"<iss>": "<public key PEM>"}}`, P-256, Ed25519 or
+//! RSA), with the same checks (`400 invalid_grant` otherwise); the token (no refresh
+//! token) belongs to the assertion's `sub`, client authentication is optional (but
+//! checked when presented). The journal's token events name the assertion presented by
+//! its tag (`assertion`: the grant's, else the client assertion), so that a test can
+//! tell whether one was sent twice; the counters count assertions presented again
+//! (`assertions_resent`) and after their `exp` (`assertions_expired`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -84,8 +106,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 mod dpop;
+mod test_issuer;
 
 use dpop::{Dpop, Origin, Proof, Refusal};
+use test_issuer::TestIssuer;
 
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Longest token lifetime the provider issues (ten years).
@@ -130,6 +154,13 @@ impl Default for Credentials {
 /// What the provider has seen, as served by `GET /_control/counters`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
+    /// Assertions (client assertions, JWT bearer grants) presented that had been
+    /// presented before (the same JWT, accepted or not).
+    #[serde(default)]
+    pub assertions_resent: u64,
+    /// Assertions presented after their `exp`.
+    #[serde(default)]
+    pub assertions_expired: u64,
     /// Token requests received, all endpoints.
     pub token_requests: u64,
     /// Token requests by `dialect/grant`, e.g. `apivideo/refresh`.
@@ -221,6 +252,9 @@ pub struct Behaviour {
     /// accepted with it (0: never). The answer to the last of them still carries the old
     /// one; the next request with it is challenged.
     pub dpop_nonce_rotate_every: u32,
+    /// Keys trusted for JWT bearer grants (RFC 7523 §2.1) besides the test issuer's: the
+    /// assertion's `iss` → its public key in PEM (P-256, Ed25519 or RSA).
+    pub jwt_bearer_keys: BTreeMap<String, String>,
 }
 
 impl Default for Behaviour {
@@ -239,6 +273,7 @@ impl Default for Behaviour {
             dpop_as_nonce: false,
             dpop_rs_nonce: false,
             dpop_nonce_rotate_every: 0,
+            jwt_bearer_keys: BTreeMap::new(),
         }
     }
 }
@@ -269,6 +304,16 @@ impl Behaviour {
             || self.dpop_nonce_rotate_every > 0;
         if dpop_options && !self.dpop {
             return Err("dpop_required, dpop_bearer_only, dpop_as_nonce, dpop_rs_nonce and dpop_nonce_rotate_every need dpop: true".into());
+        }
+        for (iss, pem) in &self.jwt_bearer_keys {
+            let readable = jsonwebtoken::DecodingKey::from_ec_pem(pem.as_bytes()).is_ok()
+                || jsonwebtoken::DecodingKey::from_ed_pem(pem.as_bytes()).is_ok()
+                || jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).is_ok();
+            if iss.is_empty() || !readable {
+                return Err(format!(
+                    "jwt_bearer_keys: {iss:?} needs a public key in PEM (P-256, Ed25519 or RSA)"
+                ));
+            }
         }
         Ok(())
     }
@@ -487,6 +532,10 @@ pub enum Event {
         /// The thumbprint of the DPoP key the access token issued is bound to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         jkt: Option<String>,
+        /// The assertion presented (a JWT bearer grant's, else a client assertion), as
+        /// a tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assertion: Option<String>,
     },
     /// A request to the protected resource.
     Resource {
@@ -581,6 +630,9 @@ struct TokenNote {
     bound_refresh: bool,
     /// The key the access token issued is bound to.
     bound_jkt: Option<String>,
+    /// The tag of the assertion presented (a JWT bearer grant's, else a client
+    /// assertion).
+    assertion: Option<String>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -606,6 +658,28 @@ struct State {
     requests: u64,
     note: TokenNote,
     dpop: Dpop,
+    /// The `jti`s of the assertions accepted (client assertions and JWT bearer grants).
+    assertions_seen: test_issuer::Seen,
+    /// The tags of every assertion presented, to count those presented again.
+    assertions_presented: std::collections::HashSet<String>,
+}
+
+impl State {
+    /// Notes an assertion presented (for the journal and the counters); its tag.
+    fn assertion_presented(&mut self, assertion: &str) -> String {
+        let tag = tag(assertion);
+        if !self.assertions_presented.insert(tag.clone()) {
+            self.counters.assertions_resent += 1;
+        }
+        tag
+    }
+
+    /// Counts an assertion refused for having expired.
+    fn assertion_verdict<T>(&mut self, verdict: &Result<T, String>) {
+        if verdict.as_ref().is_err_and(|why| why.contains("expired")) {
+            self.counters.assertions_expired += 1;
+        }
+    }
 }
 
 impl State {
@@ -641,6 +715,8 @@ struct Shared {
     creds: Credentials,
     /// The base URL, which is also the issuer of the standard OAuth dialect.
     issuer: String,
+    /// The issuer of workload identities the provider trusts (made at start).
+    test_issuer: TestIssuer,
     state: Mutex<State>,
 }
 
@@ -688,9 +764,13 @@ impl DevServer {
             .enable_all()
             .build()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer = format!("{scheme}://{addr}");
+        let test_issuer =
+            TestIssuer::new(format!("{issuer}/test-issuer")).map_err(io::Error::other)?;
         let shared = Arc::new(Shared {
             creds,
-            issuer: format!("{scheme}://{addr}"),
+            issuer,
+            test_issuer,
             state: Mutex::new(State::default()),
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel();
@@ -706,6 +786,16 @@ impl DevServer {
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
+    }
+
+    /// A JWT from the test issuer about `sub` for the provider itself (`aud` its
+    /// issuer), expiring `ttl_s` seconds from now (negative: already expired), as
+    /// `POST /_control/test_issuer/mint` makes it.
+    pub fn mint(&self, sub: &str, ttl_s: i64) -> Result<String, String> {
+        let mint =
+            serde_json::from_value(json!({"sub": sub, "aud": self.shared.issuer, "ttl_s": ttl_s}))
+                .map_err(|e| e.to_string())?;
+        self.shared.test_issuer.mint(mint)
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234` (`https://` when serving TLS).
@@ -1534,6 +1624,7 @@ fn token_endpoint(
         sub: note.sub,
         injected: note.injected || matches!(outcome, TokenOutcome::Fault | TokenOutcome::Malformed),
         jkt: note.bound_jkt,
+        assertion: note.assertion,
     };
     st.record(call.label, unix_us(), event);
     reply
@@ -1907,7 +1998,7 @@ fn metadata(shared: &Shared) -> Reply {
             "revocation_endpoint": format!("{base}/oauth2/revoke"),
             "scopes_supported": shared.creds.scopes,
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
-                                      "urn:ietf:params:oauth:grant-type:device_code"],
+                                      "urn:ietf:params:oauth:grant-type:device_code", JWT_BEARER],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
@@ -1926,13 +2017,13 @@ fn device_authorization(
     params: &HashMap<String, String>,
     authorization: Option<&str>,
 ) -> Reply {
-    let dpop = shared.state.lock().behaviour.dpop;
-    if !client_authenticated(shared, params, authorization)
+    let mut st = shared.state.lock();
+    let dpop = st.behaviour.dpop;
+    if !client_authenticated(shared, &mut st, params, authorization)
         && !public_client(shared, dpop, params, authorization)
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
-    let mut st = shared.state.lock();
     st.serial += 1;
     let serial = st.serial;
     let device_code = random_token("dev-device-", serial);
@@ -2030,8 +2121,9 @@ fn revocation(
     authorization: Option<&str>,
     label: Option<&str>,
 ) -> Reply {
-    let dpop = shared.state.lock().behaviour.dpop;
-    if !client_authenticated(shared, params, authorization)
+    let mut st = shared.state.lock();
+    let dpop = st.behaviour.dpop;
+    if !client_authenticated(shared, &mut st, params, authorization)
         && !public_client(shared, dpop, params, authorization)
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
@@ -2039,7 +2131,6 @@ fn revocation(
     let Some(token) = params.get("token") else {
         return oauth_error(400, "invalid_request", "token is required");
     };
-    let mut st = shared.state.lock();
     st.counters.revocations += 1;
     let (kind, family, sub) =
         if let Some((family, sub)) = st.refresh.get(token).map(|r| (r.family, r.sub.clone())) {
@@ -2136,12 +2227,75 @@ fn public_client(
         && !params.contains_key("client_secret")
 }
 
-/// Client authentication: Basic (form-encoded per RFC 6749 §2.3.1, or raw) or body.
-fn client_authenticated(
-    shared: &Shared,
+/// The audiences the provider accepts in assertions: its issuer and its endpoints.
+fn audiences(shared: &Shared) -> Vec<String> {
+    [
+        "",
+        "/oauth2/token",
+        "/oauth/token",
+        "/oauth2/revoke",
+        "/oauth2/device",
+    ]
+    .iter()
+    .map(|path| format!("{}{path}", shared.issuer))
+    .collect()
+}
+
+/// The client's credentials in a request, if it presents any: Basic, a secret or an
+/// assertion in the body.
+fn presents_client_credentials(
     params: &HashMap<String, String>,
     authorization: Option<&str>,
 ) -> bool {
+    authorization.is_some_and(|h| h.starts_with("Basic "))
+        || params.contains_key("client_secret")
+        || params.contains_key("client_assertion")
+}
+
+/// Client authentication by an assertion (RFC 7523 §2.2) from the test issuer, about the
+/// registered client: `None` when the request carries none, else why it is refused.
+fn client_assertion(
+    shared: &Shared,
+    st: &mut State,
+    params: &HashMap<String, String>,
+) -> Option<Result<(), String>> {
+    let assertion = params.get("client_assertion")?;
+    let tag = st.assertion_presented(assertion);
+    st.note.assertion.get_or_insert(tag);
+    let checked = (|| {
+        if params.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return Err("client_assertion_type must be jwt-bearer".to_owned());
+        }
+        if params
+            .get("client_id")
+            .is_some_and(|id| *id != shared.creds.client_id)
+        {
+            return Err("unknown client".to_owned());
+        }
+        let verified = shared.test_issuer.verify(
+            assertion,
+            &audiences(shared),
+            Some(&shared.creds.client_id),
+        )?;
+        st.assertions_seen.take(&verified)
+    })();
+    st.assertion_verdict(&checked);
+    Some(checked)
+}
+
+/// Client authentication: Basic (form-encoded per RFC 6749 §2.3.1, or raw), body, or
+/// an assertion from the test issuer.
+fn client_authenticated(
+    shared: &Shared,
+    st: &mut State,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> bool {
+    if let Some(verdict) = client_assertion(shared, st, params) {
+        return verdict.is_ok();
+    }
     let (id, secret) = (&shared.creds.client_id, &shared.creds.client_secret);
     if let Some(b64) = authorization.and_then(|h| h.strip_prefix("Basic ")) {
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
@@ -2169,14 +2323,26 @@ fn oauth_token(
     authorization: Option<&str>,
 ) -> Reply {
     let grant = params.get("grant_type").map(String::as_str);
-    let public = !client_authenticated(shared, params, authorization);
+    let by_assertion = client_assertion(shared, st, params);
+    if let Some(Err(why)) = &by_assertion {
+        return oauth_error(
+            401,
+            "invalid_client",
+            &format!("Client authentication failed: {why}."),
+        );
+    }
+    let public = by_assertion.is_none() && !client_authenticated(shared, st, params, authorization);
     let public_allowed = matches!(
         grant,
         Some(
             "authorization_code" | "refresh_token" | "urn:ietf:params:oauth:grant-type:device_code"
         )
     ) && public_client(shared, st.behaviour.dpop, params, authorization);
-    if public && !public_allowed {
+    // A JWT bearer grant may come without client authentication (RFC 7523 §3.1), but
+    // credentials that are presented must be right.
+    let unauthenticated_bearer =
+        grant == Some(JWT_BEARER) && !presents_client_credentials(params, authorization);
+    if public && !public_allowed && !unauthenticated_bearer {
         return oauth_error(401, "invalid_client", "Client authentication failed.")
             .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
     }
@@ -2251,6 +2417,7 @@ fn oauth_token(
             Reply::json(200, body)
         }
         Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(shared, st, params),
+        Some(JWT_BEARER) => jwt_bearer(shared, st, params),
         Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
             Ok(taken) => Reply::json(200, issue_after(shared, st, &taken)),
             Err(NotTaken::Dpop(reply)) => reply,
@@ -2266,6 +2433,55 @@ fn oauth_token(
             "The grant type is not supported.",
         ),
     }
+}
+
+/// The `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The JWT bearer grant: an assertion from the test issuer or signed by a key in
+/// `jwt_bearer_keys`, for this provider, not expired, its `jti` not seen before. The
+/// token belongs to the assertion's `sub`; no refresh token.
+fn jwt_bearer(shared: &Shared, st: &mut State, params: &HashMap<String, String>) -> Reply {
+    let Some(assertion) = params.get("assertion") else {
+        return oauth_error(400, "invalid_request", "assertion is required");
+    };
+    // The grant's assertion is the one the journal names.
+    st.note.assertion = Some(st.assertion_presented(assertion));
+    let verified = test_issuer::verify_grant(
+        &shared.test_issuer,
+        &st.behaviour.jwt_bearer_keys,
+        assertion,
+        &audiences(shared),
+    )
+    .and_then(|v| st.assertions_seen.take(&v).map(|()| v));
+    st.assertion_verdict(&verified);
+    let verified = match verified {
+        Ok(v) => v,
+        Err(why) => return oauth_error(400, "invalid_grant", &format!("{why}.")),
+    };
+    let requested = params.get("scope").cloned().unwrap_or_default();
+    if let Some(s) = requested
+        .split_whitespace()
+        .find(|s| !shared.creds.scopes.iter().any(|a| a == s))
+    {
+        return oauth_error(400, "invalid_scope", &format!("scope {s} is not permitted"));
+    }
+    let scope = if requested.is_empty() {
+        shared.creds.scopes.join(" ")
+    } else {
+        requested
+    };
+    let body = issue(
+        st,
+        &IssueFor {
+            scope: &scope,
+            with_refresh: false,
+            family: None,
+            sub: Some(&verified.sub),
+            shared,
+        },
+    );
+    Reply::json(200, body)
 }
 
 fn resource(
@@ -2643,6 +2859,18 @@ fn control(
             match wanted.and_then(|wanted| token_info(&st, &wanted)) {
                 Some(info) => Reply::json(200, info),
                 None => Reply::json(404, json!({"title": "no such token", "status": 404})),
+            }
+        }
+        ("GET", "/_control/test_issuer/jwks") => Reply::json(200, shared.test_issuer.jwks()),
+        ("POST", "/_control/test_issuer/mint") => {
+            match parsed().and_then(serde_json::from_value::<test_issuer::Mint>) {
+                Ok(mint) => match shared.test_issuer.mint(mint) {
+                    Ok(jwt) => {
+                        Reply::json(200, json!({"jwt": jwt, "iss": shared.test_issuer.id()}))
+                    }
+                    Err(message) => Reply::json(400, json!({"title": message, "status": 400})),
+                },
+                Err(e) => bad(e),
             }
         }
         ("POST", "/_control/reset") => {

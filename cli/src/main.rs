@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authcore::grant::{ApiKey, ClientCredentials, RefreshToken};
+use authcore::grant::{ApiKey, ClientCredentials, JwtBearer, PrivateKey, RefreshToken};
 use authcore::{
-    AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, ErrorKind, FileStore, Options, Proxy,
-    RedisStore, Secret, SignOut,
+    AssertionSource, AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, ErrorKind, FileStore,
+    Options, Proxy, RedisStore, Secret, SignOut,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -267,6 +267,11 @@ enum Provider {
     RefreshToken,
     /// A personal access token (printed as given).
     PersonalAccessToken,
+    /// Any OAuth 2.0 token endpoint, JWT bearer grant (RFC 7523 §2.1, --token-url): an
+    /// assertion from --assertion-file or --assertion-command, or signed for every
+    /// request with --signing-key, --jwt-issuer and --jwt-subject. The client
+    /// authenticates too when --client-id is given.
+    JwtBearer,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -361,6 +366,148 @@ struct TokenArgs {
     ca_bundle: Option<PathBuf>,
     #[command(flatten)]
     dpop: DpopArgs,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+/// Workloads without secrets: a client assertion someone else issues (RFC 7523 §2.2),
+/// and the JWT bearer grant's assertion (§2.1). Files and commands are read again for
+/// every token request (and once more after a refusal), never cached; what they hold
+/// is never printed.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("client_assertion_from").args(["client_assertion_file", "client_assertion_command"]))]
+#[command(group = clap::ArgGroup::new("assertion_from").args(["assertion_file", "assertion_command", "signing_key"]))]
+struct WorkloadArgs {
+    /// The client authenticates with the JWT in FILE as its client assertion (a
+    /// Kubernetes projected token, AZURE_FEDERATED_TOKEN_FILE), read for every request;
+    /// no client secret.
+    #[arg(long, value_name = "FILE")]
+    client_assertion_file: Option<PathBuf>,
+    /// The client authenticates with what PROGRAM prints as its client assertion (a CI
+    /// system's token helper), run without a shell for every request; arguments with
+    /// --client-assertion-arg.
+    #[arg(long, value_name = "PROGRAM")]
+    client_assertion_command: Option<String>,
+    /// An argument of --client-assertion-command (repeat).
+    #[arg(
+        long,
+        value_name = "ARG",
+        requires = "client_assertion_command",
+        allow_hyphen_values = true
+    )]
+    client_assertion_arg: Vec<String>,
+    /// The JWT bearer grant's assertion: the JWT in FILE, read for every request.
+    #[arg(long, value_name = "FILE")]
+    assertion_file: Option<PathBuf>,
+    /// The JWT bearer grant's assertion: what PROGRAM prints, run for every request;
+    /// arguments with --assertion-arg.
+    #[arg(long, value_name = "PROGRAM")]
+    assertion_command: Option<String>,
+    /// An argument of --assertion-command (repeat).
+    #[arg(
+        long,
+        value_name = "ARG",
+        requires = "assertion_command",
+        allow_hyphen_values = true
+    )]
+    assertion_arg: Vec<String>,
+    /// Seconds an assertion command may run, at most 600.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    assertion_timeout: u64,
+    /// The JWT bearer grant's assertions are signed for every request by the private
+    /// key in FILE (PEM: RSA, P-256 or Ed25519; a service-account key), with
+    /// --jwt-issuer, --jwt-subject and --jwt-audience.
+    #[arg(long, value_name = "FILE", requires_all = ["jwt_issuer", "jwt_subject"])]
+    signing_key: Option<PathBuf>,
+    /// The key id (`kid`) of --signing-key, as registered with the server.
+    #[arg(long, value_name = "KID", requires = "signing_key")]
+    signing_key_id: Option<String>,
+    /// `iss` of signed assertions.
+    #[arg(long, value_name = "ISS", requires = "signing_key")]
+    jwt_issuer: Option<String>,
+    /// `sub` of signed assertions: whose token it is.
+    #[arg(long, value_name = "SUB", requires = "signing_key")]
+    jwt_subject: Option<String>,
+    /// `aud` of signed assertions [default: the token endpoint].
+    #[arg(long, value_name = "AUD", requires = "signing_key")]
+    jwt_audience: Option<String>,
+}
+
+impl WorkloadArgs {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.assertion_timeout)
+    }
+
+    /// The client assertion's source, if one is given.
+    fn client_assertion(&self) -> Option<AssertionSource> {
+        match (&self.client_assertion_file, &self.client_assertion_command) {
+            (Some(path), _) => Some(AssertionSource::file(path)),
+            (None, Some(program)) => Some(
+                AssertionSource::command(program, self.client_assertion_arg.clone())
+                    .timeout(self.timeout()),
+            ),
+            (None, None) => None,
+        }
+    }
+
+    /// The JWT bearer grant at `token_url`.
+    fn jwt_bearer(&self, token_url: String) -> Result<JwtBearer, Error> {
+        if let Some(path) = &self.assertion_file {
+            return Ok(JwtBearer::new(token_url, AssertionSource::file(path)));
+        }
+        if let Some(program) = &self.assertion_command {
+            let source = AssertionSource::command(program, self.assertion_arg.clone())
+                .timeout(self.timeout());
+            return Ok(JwtBearer::new(token_url, source));
+        }
+        let (Some(path), Some(issuer), Some(subject)) =
+            (&self.signing_key, &self.jwt_issuer, &self.jwt_subject)
+        else {
+            return Err(Error::Config {
+                message: "the JWT bearer grant needs --assertion-file, --assertion-command, or                           --signing-key with --jwt-issuer and --jwt-subject"
+                    .into(),
+            });
+        };
+        let mut key = read_signing_key(path)?;
+        if let Some(kid) = &self.signing_key_id {
+            key = key.key_id(kid);
+        }
+        let grant = JwtBearer::signed(token_url, key, issuer, subject);
+        Ok(match &self.jwt_audience {
+            Some(aud) => grant.audience(aud),
+            None => grant,
+        })
+    }
+
+    /// Whether a JWT bearer grant's assertion was asked for.
+    fn grant_requested(&self) -> bool {
+        self.assertion_file.is_some()
+            || self.assertion_command.is_some()
+            || self.signing_key.is_some()
+    }
+}
+
+/// A signing key from a PEM file, its bytes wiped once read; errors name the file,
+/// never its contents.
+fn read_signing_key(path: &std::path::Path) -> Result<PrivateKey, Error> {
+    use std::io::Read;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::Config {
+            message: format!("cannot read the signing key from {}: {e}", path.display()),
+        })?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(Error::Config {
+            message: format!("{} is too large to be a signing key", path.display()),
+        });
+    }
+    PrivateKey::from_pem(&bytes, None).map_err(|e| Error::Config {
+        message: match e {
+            Error::Config { message } => format!("{}: {message}", path.display()),
+            other => format!("{}: {other}", path.display()),
+        },
+    })
 }
 
 /// `authcore headers`: the request, and where its token comes from.
@@ -727,16 +874,33 @@ fn issuer_client(
     let client_id = required(&a.client_id, "--client-id")?;
     match a.provider {
         Some(Provider::ClientCredentials) => {
-            let secret = read_secret(
-                &a.client_secret_file,
-                "AUTHCORE_CLIENT_SECRET",
-                "client secret",
-            )?;
+            let assertion = a.workload.client_assertion();
+            let secret = match assertion {
+                Some(_) => Secret::new(""),
+                None => read_secret(
+                    &a.client_secret_file,
+                    "AUTHCORE_CLIENT_SECRET",
+                    "client secret",
+                )?,
+            };
             let metadata = authcore::Metadata::discover(issuer, &options)?;
-            let grant = ClientCredentials::from_metadata(&metadata, client_id, secret)?
+            let mut grant = ClientCredentials::from_metadata(&metadata, client_id, secret)?
                 .scopes(scopes)
                 .resources(a.resources.clone())
                 .auth_method(method);
+            if let Some(source) = assertion {
+                grant = grant.client_assertion(source);
+            }
+            Ok(Built::own(Client::new(grant, options)?))
+        }
+        Some(Provider::JwtBearer) => {
+            let metadata = authcore::Metadata::discover(issuer, &options)?;
+            let grant = a
+                .workload
+                .jwt_bearer(metadata.require_token_endpoint()?.to_owned())?;
+            let grant = authenticated_bearer(a, grant, Some(client_id), method)?
+                .scopes(scopes)
+                .resources(a.resources.clone());
             Ok(Built::own(Client::new(grant, options)?))
         }
         None | Some(Provider::RefreshToken) => {
@@ -774,7 +938,9 @@ fn issuer_client(
             })
         }
         Some(_) => Err(Error::Config {
-            message: "--issuer works with --provider client-credentials or refresh-token".into(),
+            message:
+                "--issuer works with --provider client-credentials, refresh-token or jwt-bearer"
+                    .into(),
         }),
     }
 }
@@ -868,6 +1034,32 @@ fn optional_client_secret(file: &Option<PathBuf>) -> Result<Secret, Error> {
 fn required(value: &Option<String>, flag: &str) -> Result<String, Error> {
     value.clone().ok_or_else(|| Error::Config {
         message: format!("{flag} is required for this provider"),
+    })
+}
+
+/// A JWT bearer grant with the client's own authentication when `client_id` is given:
+/// a client assertion, a client secret (file or AUTHCORE_CLIENT_SECRET), or none (a
+/// public client, its id in the body).
+fn authenticated_bearer(
+    a: &TokenArgs,
+    grant: JwtBearer,
+    client_id: Option<String>,
+    method: AuthMethod,
+) -> Result<JwtBearer, Error> {
+    let assertion = a.workload.client_assertion();
+    let Some(client_id) = client_id else {
+        if assertion.is_some() || a.client_secret_file.is_some() {
+            return Err(Error::Config {
+                message: "client authentication needs --client-id".into(),
+            });
+        }
+        return Ok(grant);
+    };
+    Ok(match assertion {
+        Some(source) => grant.client(client_id, "").client_assertion(source),
+        None => grant
+            .client(client_id, optional_client_secret(&a.client_secret_file)?)
+            .auth_method(method),
     })
 }
 
@@ -970,6 +1162,13 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
         Method::BasicRaw => AuthMethod::ClientSecretBasicRaw,
         Method::Post => AuthMethod::ClientSecretPost,
     };
+    if a.workload.grant_requested() && !matches!(a.provider, Some(Provider::JwtBearer)) {
+        return Err(Error::Config {
+            message: "--assertion-file, --assertion-command and --signing-key are for \
+                      --provider jwt-bearer"
+                .into(),
+        });
+    }
     if let Some(issuer) = &a.issuer {
         return issuer_client(a, issuer, options, scopes, method);
     }
@@ -978,6 +1177,18 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
             message: "--provider or --issuer is required".into(),
         });
     };
+    if a.workload.client_assertion().is_some()
+        && matches!(
+            provider,
+            Provider::PersonalAccessToken | Provider::ApiVideo | Provider::ApiVideoSandbox
+        )
+    {
+        return Err(Error::Config {
+            message: "a client assertion is for OAuth 2.0 clients (client-credentials, \
+                      refresh-token, jwt-bearer, vibe)"
+                .into(),
+        });
+    }
     let client = match provider {
         Provider::PersonalAccessToken => Client::personal_access_token(read_secret(
             &a.token_file,
@@ -999,23 +1210,44 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
                 (Provider::Vibe, None) => authcore::provider::VIBE_TOKEN_URL.to_owned(),
                 _ => required(&a.token_url, "--token-url")?,
             };
-            let secret = read_secret(
-                &a.client_secret_file,
-                "AUTHCORE_CLIENT_SECRET",
-                "client secret",
-            )?;
-            let grant = ClientCredentials::new(url, required(&a.client_id, "--client-id")?, secret)
+            let assertion = a.workload.client_assertion();
+            let secret = match assertion {
+                Some(_) => Secret::new(""),
+                None => read_secret(
+                    &a.client_secret_file,
+                    "AUTHCORE_CLIENT_SECRET",
+                    "client secret",
+                )?,
+            };
+            let mut grant =
+                ClientCredentials::new(url, required(&a.client_id, "--client-id")?, secret)
+                    .scopes(scopes)
+                    .resources(a.resources.clone())
+                    .auth_method(method);
+            if let Some(source) = assertion {
+                grant = grant.client_assertion(source);
+            }
+            Client::new(grant, options)?
+        }
+        Provider::JwtBearer => {
+            let grant = a
+                .workload
+                .jwt_bearer(required(&a.token_url, "--token-url")?)?;
+            let grant = authenticated_bearer(a, grant, a.client_id.clone(), method)?
                 .scopes(scopes)
-                .resources(a.resources.clone())
-                .auth_method(method);
+                .resources(a.resources.clone());
             Client::new(grant, options)?
         }
         Provider::RefreshToken => {
-            let secret = read_secret(
-                &a.client_secret_file,
-                "AUTHCORE_CLIENT_SECRET",
-                "client secret",
-            )?;
+            let assertion = a.workload.client_assertion();
+            let secret = match assertion {
+                Some(_) => Secret::new(""),
+                None => read_secret(
+                    &a.client_secret_file,
+                    "AUTHCORE_CLIENT_SECRET",
+                    "client secret",
+                )?,
+            };
             let rt = read_secret(
                 &a.refresh_token_file,
                 "AUTHCORE_REFRESH_TOKEN",
@@ -1028,6 +1260,9 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
                 rt,
             )
             .auth_method(method);
+            if let Some(source) = assertion {
+                grant = grant.client_assertion(source);
+            }
             if a.json_body {
                 grant = grant.json_body();
             }

@@ -8,8 +8,13 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, RefreshToken};
-use authcore::{AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, Options, Secret, Stats};
+use authcore::grant::{
+    ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, JwtBearer, RefreshToken,
+};
+use authcore::{
+    AssertionSource, AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, Options, Secret,
+    Stats,
+};
 use authcore::{AuthorizationCodeFlow, DeviceFlow, Metadata};
 use serde::Deserialize;
 
@@ -57,6 +62,12 @@ pub enum Dialect {
     /// Endpoints discovered from the issuer (RFC 8414), then the device flow
     /// (RFC 8628), then refresh tokens.
     Oauth2Device,
+    /// Client credentials, the client authenticated by a client assertion (RFC 7523
+    /// §2.2) from the scenario's assertion file (or a command that prints it).
+    Oauth2Assertion,
+    /// The JWT bearer grant (RFC 7523 §2.1), its assertion from the scenario's
+    /// assertion file (or a command that prints it); no client authentication.
+    Oauth2JwtBearer,
 }
 
 /// Credentials the client uses instead of the provider's.
@@ -73,6 +84,19 @@ pub struct ClientOverrides {
     /// DPoP with a key generated for this algorithm (`ES256`, `EdDSA`, `RS256`); a
     /// restarted client generates one of its own.
     pub dpop: Option<String>,
+    /// How the assertion of the `oauth2_assertion` and `oauth2_jwt_bearer` dialects is
+    /// read: the file itself (the default), or a command that prints it.
+    pub assertion: Option<AssertionKind>,
+}
+
+/// How a scenario's client reads its assertion.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssertionKind {
+    /// The assertion file, read for every token request.
+    File,
+    /// `cat` of the assertion file, run for every token request.
+    Command,
 }
 
 /// The store key of a scenario client's file store: whose tokens they are.
@@ -146,6 +170,18 @@ pub enum Step {
     /// The client's request headers for `GET /api/replay` are sent twice, as they are,
     /// by the runner's own HTTP client; both statuses are recorded.
     Replay {},
+    /// The provider's test issuer mints a JWT about `sub` (default the client id) for
+    /// the provider, expiring in `ttl_s` seconds (negative: already expired), and the
+    /// runner writes it to the assertion file (replacing what it held).
+    WriteAssertion {
+        /// Whose assertion it is.
+        #[serde(default)]
+        sub: Option<String>,
+        /// Seconds until it expires.
+        ttl_s: i64,
+    },
+    /// The runner removes the assertion file.
+    RemoveAssertion {},
 }
 
 fn default_path() -> String {
@@ -184,6 +220,10 @@ pub struct Expect {
     pub dpop_nonce_retries: Option<u64>,
     /// The two statuses of the `replay` step.
     pub replay_statuses: Option<Vec<u16>>,
+    /// Assertions the provider received that it had received before.
+    pub assertions_resent: Option<u64>,
+    /// Assertions the provider received after their `exp`.
+    pub assertions_expired: Option<u64>,
 }
 
 /// What a run observed.
@@ -246,6 +286,7 @@ pub fn build_client(
     s: &Scenario,
     server: &DevServer,
     store_dir: Option<&Path>,
+    assertion_file: &Path,
 ) -> Result<Client, Error> {
     let creds = server.credentials();
     let base = server.url();
@@ -270,6 +311,21 @@ pub fn build_client(
                 ClientCredentials::new(format!("{base}/oauth2/token"), &creds.client_id, secret)
                     .scopes(s.client.scopes.clone())
                     .auth_method(method);
+            Client::new(grant, options)
+        }
+        Dialect::Oauth2Assertion => {
+            let grant =
+                ClientCredentials::new(format!("{base}/oauth2/token"), &creds.client_id, "")
+                    .scopes(s.client.scopes.clone())
+                    .client_assertion(assertion_source(s, assertion_file));
+            Client::new(grant, options)
+        }
+        Dialect::Oauth2JwtBearer => {
+            let grant = JwtBearer::new(
+                format!("{base}/oauth2/token"),
+                assertion_source(s, assertion_file),
+            )
+            .scopes(s.client.scopes.clone());
             Client::new(grant, options)
         }
         Dialect::ViewneoPat => Ok(Client::personal_access_token(
@@ -305,6 +361,16 @@ pub fn build_client(
     }
 }
 
+/// Where the scenario's client reads its assertion: the file, or `cat` of it.
+fn assertion_source(s: &Scenario, file: &Path) -> AssertionSource {
+    match s.client.assertion {
+        Some(AssertionKind::Command) => {
+            AssertionSource::command("cat", [file.to_string_lossy().into_owned()])
+        }
+        _ => AssertionSource::file(file),
+    }
+}
+
 /// The client secret (or api.video key) the scenario's client presents.
 fn secret_of(s: &Scenario, server: &DevServer) -> String {
     s.client
@@ -321,6 +387,7 @@ pub fn restart_client(
     s: &Scenario,
     server: &DevServer,
     store_dir: Option<&Path>,
+    assertion_file: &Path,
     old: &Client,
 ) -> Result<Client, Error> {
     let base = server.url();
@@ -361,7 +428,7 @@ pub fn restart_client(
             }
             grant
         }
-        _ => return build_client(s, server, store_dir),
+        _ => return build_client(s, server, store_dir, assertion_file),
     };
     Client::new(grant, options)
 }
@@ -477,7 +544,10 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
         StoreKind::File => tempfile::tempdir().expect("a temporary store directory"),
     });
     let store_path = store_dir.as_ref().map(|d| d.path());
-    let mut current = match build_client(s, server, store_path) {
+    // Where the assertion dialects read their assertion (written by the steps).
+    let assertion_dir = tempfile::tempdir().expect("a temporary assertion directory");
+    let assertion_file = assertion_dir.path().join("assertion");
+    let mut current = match build_client(s, server, store_path, &assertion_file) {
         Ok(c) => Some(c),
         Err(e) => {
             record(&observed, Err(e));
@@ -535,13 +605,29 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                     Err(e) => record(&obs, Err(e)),
                 }
             }
-            Step::Restart {} => match restart_client(s, server, store_path, &client) {
-                Ok(next) => {
-                    retired = summed(&retired, &client.stats());
-                    current = Some(next);
+            Step::WriteAssertion { sub, ttl_s } => {
+                let sub = sub.as_deref().unwrap_or(&server.credentials().client_id);
+                match server.mint(sub, *ttl_s) {
+                    Ok(jwt) => {
+                        if let Err(e) = std::fs::write(&assertion_file, jwt) {
+                            panic!("scenario {}: writing the assertion: {e}", s.name);
+                        }
+                    }
+                    Err(e) => panic!("scenario {}: minting the assertion: {e}", s.name),
                 }
-                Err(e) => record(&obs, Err(e)),
-            },
+            }
+            Step::RemoveAssertion {} => {
+                let _ = std::fs::remove_file(&assertion_file);
+            }
+            Step::Restart {} => {
+                match restart_client(s, server, store_path, &assertion_file, &client) {
+                    Ok(next) => {
+                        retired = summed(&retired, &client.stats());
+                        current = Some(next);
+                    }
+                    Err(e) => record(&obs, Err(e)),
+                }
+            }
         }
     }
     let mut o = observed.lock().clone();
@@ -578,6 +664,16 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
         c.resource_rejected_invalid,
     );
     eq("tokens revoked", e.revocations, c.revocations);
+    eq(
+        "assertions received again",
+        e.assertions_resent,
+        c.assertions_resent,
+    );
+    eq(
+        "assertions received expired",
+        e.assertions_expired,
+        c.assertions_expired,
+    );
     if let Some(stats) = &o.stats {
         if stats.token_requests() != c.token_requests {
             problems.push(format!(

@@ -4,7 +4,8 @@
 use std::ffi::{c_char, CString};
 
 use authcore::grant::{
-    ApiKey, ClientCredentials, Grant, OAuthSettings, RefreshToken, WithOAuthSettings,
+    ApiKey, ClientCredentials, Grant, JwtBearer, OAuthSettings, PrivateKey, RefreshToken,
+    WithOAuthSettings,
 };
 use authcore::{AuthMethod, Client, Options, SignOut};
 use zeroize::Zeroize;
@@ -34,6 +35,9 @@ pub enum authcore_auth_method {
     None = 3,
     /// A JWT signed by the client's private key (`authcore_options_set_private_key`).
     PrivateKeyJwt = 4,
+    /// A JWT someone else issues (a federated identity), read for every request
+    /// (`authcore_options_set_client_assertion`).
+    ClientAssertion = 5,
 }
 
 pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
@@ -43,6 +47,7 @@ pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
         2 => Ok(AuthMethod::ClientSecretPost),
         3 => Ok(AuthMethod::None),
         4 => Ok(AuthMethod::PrivateKeyJwt),
+        5 => Ok(AuthMethod::ClientAssertion),
         other => Err(Failure::invalid(format!(
             "auth_method {other} is not an authcore_auth_method"
         ))),
@@ -271,6 +276,149 @@ pub unsafe extern "C" fn authcore_client_new_client_credentials_from_metadata(
             .auth_method(self::auth_method(auth_method)?)
             // SAFETY: the caller promises a live handle or NULL.
             .with_settings(unsafe { oauth_or_default(options) });
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
+    })
+}
+
+/// The client's own authentication of a JWT bearer grant: none when `client_id` is
+/// NULL, else with `client_secret` (NULL: none) by `auth_method`, or by what the options
+/// set (a private key, a client assertion).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `options` is NULL or a live handle.
+unsafe fn bearer_client(
+    grant: JwtBearer,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    auth_method: u32,
+    options: *const authcore_options,
+) -> Result<JwtBearer, Failure> {
+    // SAFETY: the caller promises NUL-terminated strings or NULL.
+    let (id, secret, scopes) = unsafe {
+        (
+            opt_str(client_id, "client_id")?,
+            opt_str(client_secret, "client_secret")?,
+            opt_str(scopes, "scopes")?,
+        )
+    };
+    let method = self::auth_method(auth_method)?;
+    let mut grant = grant.scopes(split_scopes(scopes));
+    if let Some(id) = id {
+        grant = grant.client(id, secret.unwrap_or("")).auth_method(method);
+    } else if secret.is_some() {
+        return Err(Failure::invalid("a client secret needs a client_id"));
+    }
+    // SAFETY: the caller promises a live handle or NULL.
+    Ok(grant.with_settings(unsafe { oauth_or_default(options) }))
+}
+
+/// A JWT bearer grant client (RFC 7523 §2.1): the assertion from `source` is the grant
+/// (read for every token request, once more after a refusal, never sent expired).
+/// `client_id` NULL: the client does not authenticate itself; else with `client_secret`
+/// (NULL: none) by `auth_method`, or with the options' private key or client
+/// assertion. `scopes` is space-separated or NULL. The source is copied.
+///
+/// # Safety
+/// `token_url` is a NUL-terminated string, `client_id`, `client_secret` and `scopes`
+/// NULL or NUL-terminated; `source` is a live handle; `options` is NULL or a live
+/// handle; `out` is writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn authcore_client_new_jwt_bearer(
+    token_url: *const c_char,
+    source: *const crate::authcore_assertion_source,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    auth_method: u32,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(source, out);
+        // SAFETY: the caller promises a NUL-terminated string and a live source.
+        let (url, source) = unsafe {
+            (
+                arg_str(token_url, "token_url")?,
+                crate::assertion::source_ref(source).clone(),
+            )
+        };
+        // SAFETY: forwarded from the caller.
+        let grant = unsafe {
+            bearer_client(
+                JwtBearer::new(url, source),
+                client_id,
+                client_secret,
+                scopes,
+                auth_method,
+                options,
+            )?
+        };
+        // SAFETY: `out` checked above; the caller promises a live handle or NULL.
+        unsafe { new_client_into(grant, options, out) }
+    })
+}
+
+/// A JWT bearer grant client whose assertions are signed for every request by the
+/// private key `pem` (PKCS#8, or PKCS#1 for RSA; its type decides the algorithm;
+/// `key_id` NULL: no `kid`): `iss` = `issuer`, `sub` = `subject`, `aud` = `audience`
+/// (NULL: the token endpoint), `exp` 60 s on, a random `jti` — the service-account key
+/// pattern. Client authentication as for `authcore_client_new_jwt_bearer`.
+///
+/// # Safety
+/// `token_url`, `pem`, `issuer` and `subject` are NUL-terminated strings; `key_id`,
+/// `audience`, `client_id`, `client_secret` and `scopes` NULL or NUL-terminated;
+/// `options` is NULL or a live handle; `out` is writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn authcore_client_new_jwt_bearer_signed(
+    token_url: *const c_char,
+    pem: *const c_char,
+    key_id: *const c_char,
+    issuer: *const c_char,
+    subject: *const c_char,
+    audience: *const c_char,
+    client_id: *const c_char,
+    client_secret: *const c_char,
+    scopes: *const c_char,
+    auth_method: u32,
+    options: *const authcore_options,
+    out: *mut *mut authcore_client,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(out);
+        // SAFETY: the caller promises NUL-terminated strings (or NULL where allowed).
+        let (url, pem, key_id, issuer, subject, audience) = unsafe {
+            (
+                arg_str(token_url, "token_url")?,
+                arg_str(pem, "pem")?,
+                opt_str(key_id, "key_id")?,
+                arg_str(issuer, "issuer")?,
+                arg_str(subject, "subject")?,
+                opt_str(audience, "audience")?,
+            )
+        };
+        let mut key = PrivateKey::from_pem(pem.as_bytes(), None)?;
+        if let Some(kid) = key_id {
+            key = key.key_id(kid);
+        }
+        let mut grant = JwtBearer::signed(url, key, issuer, subject);
+        if let Some(aud) = audience {
+            grant = grant.audience(aud);
+        }
+        // SAFETY: forwarded from the caller.
+        let grant = unsafe {
+            bearer_client(
+                grant,
+                client_id,
+                client_secret,
+                scopes,
+                auth_method,
+                options,
+            )?
+        };
         // SAFETY: `out` checked above; the caller promises a live handle or NULL.
         unsafe { new_client_into(grant, options, out) }
     })

@@ -25,6 +25,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use zeroize::Zeroize;
 
+mod assertion;
 mod client;
 mod discovery;
 mod events;
@@ -32,6 +33,7 @@ mod flow;
 mod options;
 mod store;
 
+pub use assertion::*;
 pub use client::*;
 pub use discovery::*;
 pub use events::*;

@@ -12,6 +12,7 @@ its Python face.
 import os as _os
 
 from ._authcore import (
+    AssertionSource,
     AuthorizationCodeFlow,
     AuthorizationRequest,
     Client,
@@ -55,6 +56,7 @@ if hasattr(_os, "register_at_fork"):
 
 __all__ = [
     "ApiProblemError",
+    "AssertionSource",
     "AuthcoreError",
     "AuthorizationCodeFlow",
     "AuthorizationRequest",

@@ -12,6 +12,7 @@ __version__: str
 __all__ = [
     "__version__",
     "Client",
+    "AssertionSource",
     "Response",
     "SignOut",
     "Token",
@@ -33,13 +34,14 @@ _Scopes = Union[str, Iterable[str], None]
 #: How the client authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523): HTTP
 #: Basic with form-encoded credentials (the standard), Basic with raw credentials, the
 #: credentials in the body, none (a public client: PKCE, `client_id` in the body), or a
-#: signed JWT (`private_key=`). The RFC 8414 names (`client_secret_basic`, ...) work too.
+#: signed JWT (`private_key=`), or a JWT someone else issues (`client_assertion=`). The RFC 8414 names (`client_secret_basic`, ...) work too.
 _AuthMethod = Literal[
     "basic",
     "basic_raw",
     "post",
     "none",
     "private_key_jwt",
+    "client_assertion",
     "client_secret_basic",
     "client_secret_basic_raw",
     "client_secret_post",
@@ -123,6 +125,11 @@ class _GrantOptions(_ClientOptions, total=False):
     - ``dpop_allow_bearer``: accept a ``Bearer`` token answered to a DPoP token request;
       otherwise that answer is an ``InvalidResponseError``, so that a server ignoring
       DPoP never silently hands out bearer tokens [False].
+    - ``client_assertion``: the client authenticates with a JWT someone else issues (a
+      federated identity, RFC 7523 §2.2: a Kubernetes projected token, a CI system's
+      OIDC token) from an ``AssertionSource``, read for every token request, once more
+      when the server refuses it, never sent once expired (``ConfigError``); no client
+      secret [none].
     """
 
     resource: Union[str, Iterable[str], None]
@@ -133,6 +140,33 @@ class _GrantOptions(_ClientOptions, total=False):
     dpop: Union[bool, str, None]
     dpop_key: Union[str, DpopKey, None]
     dpop_allow_bearer: Optional[bool]
+    client_assertion: Optional[AssertionSource]
+
+@final
+class AssertionSource:
+    """Where an assertion comes from (a federated client assertion, a JWT bearer
+    grant's assertion): read again for every token request, once more when the server
+    refuses the one it was sent; a JWT whose ``exp`` has passed is never sent
+    (``ConfigError``). Its ``repr`` names the source, never what it yields."""
+
+    @staticmethod
+    def literal(value: str) -> AssertionSource:
+        """A fixed value (when it expires, every request fails)."""
+    @staticmethod
+    def file(path: Union[str, "os.PathLike[str]"]) -> AssertionSource:
+        """A file read for every token request (a Kubernetes projected token,
+        ``AZURE_FEDERATED_TOKEN_FILE``); missing or empty: ``ConfigError`` naming it."""
+    @staticmethod
+    def command(program: str, args: Sequence[str] = ..., *, timeout: Optional[float] = None) -> AssertionSource:
+        """A program run without a shell for every token request, its output the
+        assertion; ``timeout`` seconds per run [10]."""
+    @staticmethod
+    def callback(function: Callable[[], str]) -> AssertionSource:
+        """A callable returning the assertion, called for every token request on the
+        renewing thread; an exception fails the request with ``ConfigError``."""
+    @staticmethod
+    def client(client: Client) -> AssertionSource:
+        """Another client's access token, renewed there as usual (chained exchange)."""
 
 @final
 class DpopKey:
@@ -381,6 +415,34 @@ class Client:
         **options: Unpack[_GrantOptions],
     ) -> Client:
         """A client that renews with ``refresh_token`` at ``token_url`` (a rotated one is announced to ``on_refresh_token``); ``json_body=True`` sends JSON with the credentials in the body."""
+    @staticmethod
+    def jwt_bearer(
+        token_url: str,
+        assertion: AssertionSource,
+        *,
+        scopes: _Scopes = None,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        auth_method: _AuthMethod = "basic",
+        **options: Unpack[_GrantOptions],
+    ) -> Client:
+        """The JWT bearer grant (RFC 7523 §2.1): the assertion from ``assertion`` is the grant; with ``client_id`` the client authenticates too (``client_secret``, ``private_key=`` or ``client_assertion=``)."""
+    @staticmethod
+    def jwt_bearer_signed(
+        token_url: str,
+        signing_key: Union[str, bytes],
+        issuer: str,
+        subject: str,
+        *,
+        audience: Optional[str] = None,
+        signing_key_id: Optional[str] = None,
+        scopes: _Scopes = None,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        auth_method: _AuthMethod = "basic",
+        **options: Unpack[_GrantOptions],
+    ) -> Client:
+        """The JWT bearer grant with assertions signed for every request by ``signing_key`` (PEM): ``iss``, ``sub``, ``aud`` [the token endpoint], ``exp`` 60 s on, a random ``jti``."""
     @staticmethod
     def client_credentials_from_metadata(
         metadata: Metadata,

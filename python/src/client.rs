@@ -433,6 +433,72 @@ impl Client {
         )
     }
 
+    /// The JWT bearer grant (RFC 7523 §2.1): the assertion from `assertion` (an
+    /// `AssertionSource`) is the grant, read for every token request, once more after a
+    /// refusal, never sent expired. With `client_id` the client authenticates too
+    /// (`client_secret`, `private_key=` or `client_assertion=`).
+    #[staticmethod]
+    #[pyo3(signature = (token_url, assertion, *, scopes = None, client_id = None, client_secret = None, auth_method = "basic", **options))]
+    #[allow(clippy::too_many_arguments)]
+    fn jwt_bearer(
+        py: Python<'_>,
+        token_url: &str,
+        assertion: &crate::assertion::AssertionSource,
+        scopes: Option<&Bound<'_, PyAny>>,
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+        auth_method: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        crate::assertion::jwt_bearer(
+            py,
+            token_url,
+            assertion,
+            scopes,
+            client_id,
+            client_secret,
+            auth_method,
+            options,
+        )
+    }
+
+    /// The JWT bearer grant with assertions signed for every request by `signing_key`
+    /// (PEM, `str` or `bytes`; RSA, P-256 or Ed25519): `iss` = `issuer`, `sub` =
+    /// `subject`, `aud` = `audience` [the token endpoint], `exp` 60 s on, a random
+    /// `jti` — the service-account key pattern. `signing_key_id` names the key (`kid`).
+    #[staticmethod]
+    #[pyo3(signature = (token_url, signing_key, issuer, subject, *, audience = None, signing_key_id = None, scopes = None, client_id = None, client_secret = None, auth_method = "basic", **options))]
+    #[allow(clippy::too_many_arguments)]
+    fn jwt_bearer_signed(
+        py: Python<'_>,
+        token_url: &str,
+        signing_key: &Bound<'_, PyAny>,
+        issuer: &str,
+        subject: &str,
+        audience: Option<&str>,
+        signing_key_id: Option<&str>,
+        scopes: Option<&Bound<'_, PyAny>>,
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+        auth_method: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        crate::assertion::jwt_bearer_signed(
+            py,
+            token_url,
+            signing_key,
+            issuer,
+            subject,
+            audience,
+            signing_key_id,
+            scopes,
+            client_id,
+            client_secret,
+            auth_method,
+            options,
+        )
+    }
+
     /// A valid access token. Blocks (without holding the GIL) only when the cached
     /// token is missing or too close to expiry.
     fn token<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod assertion;
 mod client;
 mod discovery;
 mod dpop;
@@ -34,6 +35,7 @@ fn _authcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<client::Client>()?;
+    m.add_class::<assertion::AssertionSource>()?;
     m.add_class::<store::FileStore>()?;
     m.add_class::<store::RedisStore>()?;
     m.add_class::<client::Response>()?;

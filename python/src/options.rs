@@ -52,14 +52,14 @@ pub(crate) fn type_name(v: &Bound<'_, PyAny>) -> String {
 pub(crate) fn auth_method_arg(method: &str) -> PyResult<AuthMethod> {
     AuthMethod::from_name(method).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "auth_method must be 'basic', 'basic_raw', 'post', 'none' or 'private_key_jwt', not '{method}'"
+            "auth_method must be 'basic', 'basic_raw', 'post', 'none', 'private_key_jwt' or 'client_assertion', not '{method}'"
         ))
     })
 }
 
 /// The keyword names [`split_options`] takes out for the grant (and DPoP, which only
 /// OAuth grants speak).
-const GRANT_OPTION_NAMES: [&str; 8] = [
+const GRANT_OPTION_NAMES: [&str; 9] = [
     "resource",
     "private_key",
     "key_id",
@@ -68,6 +68,7 @@ const GRANT_OPTION_NAMES: [&str; 8] = [
     "dpop",
     "dpop_key",
     "dpop_allow_bearer",
+    "client_assertion",
 ];
 
 /// Grant arguments and client options from one set of keyword arguments.
@@ -101,7 +102,11 @@ pub(crate) fn split_options(
             PyTypeError::new_err(format!("'{name}' must be a str, not {}", type_name(v)))
         })
     };
+    let client_assertion = take(GRANT_OPTION_NAMES[8])?;
     let mut args = OAuthSettings::default();
+    args.client_assertion = client_assertion
+        .map(|v| crate::assertion::client_assertion_arg(&v))
+        .transpose()?;
     args.resources = scopes_arg(resource.as_ref())
         .map_err(|_| PyTypeError::new_err("'resource' must be a URI or a sequence of URIs"))?;
     args.revocation_url = revocation_url
@@ -183,7 +188,7 @@ pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, on_rotation, \
     token_request_headers, proxy, ca_bundle, store, store_key (and for OAuth grants: resource, private_key, key_id, \
-    algorithm, revocation_url, dpop, dpop_key, dpop_allow_bearer)";
+    algorithm, revocation_url, dpop, dpop_key, dpop_allow_bearer, client_assertion)";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
 pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {

@@ -38,14 +38,32 @@ def grant_options(s: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     return options if dpop is None else {**options, "dpop": dpop}
 
 
+def assertion_source(s: dict[str, Any], path: pathlib.Path) -> authcore.AssertionSource:
+    """Where the assertion dialects read their assertion: the file, or `cat` of it."""
+    kind = s.get("client", {}).get("assertion", "file")
+    if kind == "command":
+        return authcore.AssertionSource.command("cat", [str(path)])
+    assert kind == "file", f"unknown assertion source {kind}"
+    return authcore.AssertionSource.file(path)
+
+
 def build_client(
-    s: dict[str, Any], dev: DevServer, options: dict[str, Any]
+    s: dict[str, Any], dev: DevServer, options: dict[str, Any], assertion_file: pathlib.Path
 ) -> authcore.Client:
     dialect = s["dialect"]
     override = s.get("client", {})
     secret = override.get("secret")
     scopes = override.get("scopes") or None
     grant = grant_options(s, options)
+    if dialect == "oauth2_assertion":
+        return authcore.Client.client_credentials(
+            dev.url + "/oauth2/token", CLIENT_ID, "", scopes=scopes,
+            client_assertion=assertion_source(s, assertion_file), **grant,
+        )
+    if dialect == "oauth2_jwt_bearer":
+        return authcore.Client.jwt_bearer(
+            dev.url + "/oauth2/token", assertion_source(s, assertion_file), scopes=scopes, **grant
+        )
     if dialect == "apivideo":
         return authcore.Client.api_video(secret or "dev-api-key", base_url=dev.url, **options)
     if dialect in ("vibe", "oauth2_post"):
@@ -123,7 +141,7 @@ class Outcome:
         return sum(int(getattr(s, counter)) for s in self.stats)
 
 
-def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> Outcome:
+def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_file: pathlib.Path) -> Outcome:
     out = Outcome()
     lock = threading.Lock()
 
@@ -161,7 +179,7 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> Outcome:
 
     def build() -> None:
         nonlocal client
-        client = build_client(s, dev, options)
+        client = build_client(s, dev, options, assertion_file)
 
     record(build)
     for step in s["steps"] if client is not None else []:
@@ -204,6 +222,12 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> Outcome:
             out.stats.append(c.stats())
             rt = last_refresh_token[-1] if last_refresh_token else None
             client = restarted_client(s, dev, options, rt)
+        elif kind == "write_assertion":
+            sub = arg.get("sub", CLIENT_ID)
+            minted = dev.control("POST", "test_issuer/mint", {"sub": sub, "aud": dev.url, "ttl_s": arg["ttl_s"]})
+            assertion_file.write_text(minted["jwt"])
+        elif kind == "remove_assertion":
+            assertion_file.unlink(missing_ok=True)
         elif kind == "dpop_rotate":
             dev.control("POST", "dpop_rotate", {})
         elif kind == "replay":
@@ -224,7 +248,7 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> Outcome:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
     s = json.loads(path.read_text())
-    out = run(s, dev, tmp_path / "store")
+    out = run(s, dev, tmp_path / "store", tmp_path / "assertion")
     c = dev.counters()
     e = s["expect"]
     problems = []
@@ -233,7 +257,8 @@ def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
         problems.append(f"the client counted {out.total('token_requests')} token requests, the provider {c['token_requests']}")
     for key, counter in [("token_requests", "token_requests"), ("expired_sent", "resource_rejected_expired"),
                          ("resource_rejected_invalid", "resource_rejected_invalid"),
-                         ("revocations", "revocations")]:
+                         ("revocations", "revocations"), ("assertions_resent", "assertions_resent"),
+                         ("assertions_expired", "assertions_expired")]:
         if key in e and e[key] != c[counter]:
             problems.append(f"{key}: expected {e[key]}, observed {c[counter]}")
     for reason, want in e.get("renewals", {}).items():

@@ -140,7 +140,42 @@ typedef struct {
     pthread_mutex_t lock;
     char *refresh_token;
     int replay_statuses[2];
+    /* The assertion file of the assertion dialects, in a directory of the run's own. */
+    char assertion_dir[64];
+    char assertion_path[128];
 } run;
+
+/* Whether the dialect reads an assertion (a client assertion, a JWT bearer grant). */
+static bool reads_assertion(const char *dialect) {
+    return strcmp(dialect, "oauth2_assertion") == 0 || strcmp(dialect, "oauth2_jwt_bearer") == 0;
+}
+
+/* Where the scenario's client reads its assertion: the file, or `cat` of it. */
+static authcore_status assertion_source(run *r, authcore_assertion_source **out) {
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(r->scenario, "client");
+    const char *kind = str_field(client, "assertion", "file");
+    if (strcmp(kind, "command") == 0) {
+        const char *args[] = {r->assertion_path};
+        return authcore_assertion_source_command("cat", args, 1, 0, out);
+    }
+    return authcore_assertion_source_file(r->assertion_path, out);
+}
+
+/* The `write_assertion` step: the provider's test issuer mints a JWT about `sub` (default
+ * the client id) for itself, valid for `ttl_s` seconds, written to the assertion file. */
+static void write_assertion(run *r, const cJSON *arg) {
+    char body[512];
+    snprintf(body, sizeof body, "{\"sub\":\"%s\",\"aud\":\"%s\",\"ttl_s\":%ld}",
+             str_field(arg, "sub", "dev-client"), devserver_url(), (long)num_field(arg, "ttl_s", 300));
+    cJSON *answer = control("POST", "/_control/test_issuer/mint", body);
+    const cJSON *jwt = cJSON_GetObjectItemCaseSensitive(answer, "jwt");
+    FILE *f = cJSON_IsString(jwt) ? fopen(r->assertion_path, "w") : NULL;
+    if (f == NULL || fputs(jwt->valuestring, f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "cannot write the assertion to %s\n", r->assertion_path);
+        exit(2);
+    }
+    cJSON_Delete(answer);
+}
 
 static void wipe_free(char *s) {
     if (s != NULL) {
@@ -184,6 +219,15 @@ static authcore_status make_options(run *r) {
     if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_failure_backoff_ms(o, 50, 500);
     if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_timeout_ms(o, 10000);
     if (s == AUTHCORE_STATUS_OK && dpop != NULL) s = authcore_options_set_dpop(o, dpop);
+    if (s == AUTHCORE_STATUS_OK && reads_assertion(str_field(r->scenario, "dialect", ""))) {
+        snprintf(r->assertion_dir, sizeof r->assertion_dir, "/tmp/authcore-c-assertion-XXXXXX");
+        if (mkdtemp(r->assertion_dir) == NULL) {
+            r->assertion_dir[0] = '\0';
+            s = AUTHCORE_STATUS_CONFIG;
+        } else {
+            snprintf(r->assertion_path, sizeof r->assertion_path, "%s/assertion", r->assertion_dir);
+        }
+    }
     if (s == AUTHCORE_STATUS_OK && has_step(r->scenario, "restart"))
         s = authcore_options_set_refresh_token_callback(o, keep_refresh_token, r);
     if (s == AUTHCORE_STATUS_OK && store != NULL) {
@@ -312,6 +356,20 @@ static authcore_status build_client(run *r, authcore_client **out) {
         s = authcore_client_new_client_credentials(token_url, "dev-client",
                                                    secret ? secret : "dev-secret", scopes, method,
                                                    o, out);
+    } else if (reads_assertion(dialect)) {
+        snprintf(token_url, sizeof token_url, "%s/oauth2/token", base);
+        authcore_assertion_source *source = NULL;
+        s = assertion_source(r, &source);
+        if (s == AUTHCORE_STATUS_OK && strcmp(dialect, "oauth2_assertion") == 0) {
+            s = authcore_options_set_client_assertion(o, source);
+            if (s == AUTHCORE_STATUS_OK)
+                s = authcore_client_new_client_credentials(token_url, "dev-client", "", scopes,
+                                                           AUTHCORE_AUTH_METHOD_CLIENT_ASSERTION, o,
+                                                           out);
+        } else if (s == AUTHCORE_STATUS_OK) {
+            s = authcore_client_new_jwt_bearer(token_url, source, NULL, NULL, scopes, 0, o, out);
+        }
+        authcore_assertion_source_free(source);
     } else if (strcmp(dialect, "viewneo_pat") == 0) {
         s = authcore_client_new_personal_access_token("dev-personal-access-token", out);
     } else if (strcmp(dialect, "oauth2_code") == 0 || strcmp(dialect, "viewneo_code") == 0) {
@@ -424,6 +482,10 @@ static int run_scenario(const cJSON *sc) {
         } else if (strcmp(kind, "restart") == 0) {
             record(&obs, restart(&r, &client, &carried));
             if (client == NULL) break;
+        } else if (strcmp(kind, "write_assertion") == 0) {
+            write_assertion(&r, arg);
+        } else if (strcmp(kind, "remove_assertion") == 0) {
+            unlink(r.assertion_path);
         } else if (strcmp(kind, "dpop_rotate") == 0) {
             control_post("/_control/dpop_rotate", "{}");
         } else if (strcmp(kind, "replay") == 0) {
@@ -460,6 +522,11 @@ static int run_scenario(const cJSON *sc) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", r.store_dir);
         if (system(cmd) != 0) fprintf(stderr, "  %s: could not remove %s\n", name, r.store_dir);
+    }
+    if (r.assertion_dir[0] != '\0') {
+        unlink(r.assertion_path);
+        if (rmdir(r.assertion_dir) != 0)
+            fprintf(stderr, "  %s: could not remove %s\n", name, r.assertion_dir);
     }
 
     /* Compare with the expectations. */
@@ -501,7 +568,9 @@ static int run_scenario(const cJSON *sc) {
     } exact[] = {{"token_requests", "token_requests"},
                  {"expired_sent", "resource_rejected_expired"},
                  {"resource_rejected_invalid", "resource_rejected_invalid"},
-                 {"revocations", "revocations"}};
+                 {"revocations", "revocations"},
+                 {"assertions_resent", "assertions_resent"},
+                 {"assertions_expired", "assertions_expired"}};
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
         const cJSON *want = cJSON_GetObjectItemCaseSensitive(expect, exact[i].expect_key);
         if (cJSON_IsNumber(want)) {

@@ -4,6 +4,7 @@ mod api_key;
 mod authorization_code;
 mod client_credentials;
 pub(crate) mod device_code;
+mod jwt_bearer;
 mod private_key;
 mod refresh;
 mod static_token;
@@ -12,6 +13,7 @@ pub use api_key::ApiKey;
 pub use authorization_code::{AuthorizationCode, Pkce};
 pub use client_credentials::ClientCredentials;
 pub use device_code::DeviceCode;
+pub use jwt_bearer::JwtBearer;
 pub use private_key::{PrivateKey, SigningAlgorithm};
 pub use refresh::RefreshToken;
 pub use static_token::StaticToken;
@@ -301,6 +303,19 @@ pub(crate) fn revoke_at(
     tokens: &[(&Secret, &'static str)],
     deadline: Deadline,
 ) -> Result<()> {
+    revoke_as(http, url, Some(client), tokens, deadline)
+}
+
+/// [`revoke_at`] by a client that may not authenticate itself (`None`: a grant whose
+/// credential is not a client's, such as a JWT bearer grant without client
+/// authentication).
+pub(crate) fn revoke_as(
+    http: &Http,
+    url: &str,
+    client: Option<&ClientAuth>,
+    tokens: &[(&Secret, &'static str)],
+    deadline: Deadline,
+) -> Result<()> {
     for (token, hint) in tokens {
         let mut req = TokenRequest {
             grant: "revocation",
@@ -316,7 +331,9 @@ pub(crate) fn revoke_at(
             redact: Vec::new(),
             assertions: Vec::new(),
         };
-        client.apply(&mut req, deadline)?;
+        if let Some(client) = client {
+            client.apply(&mut req, deadline)?;
+        }
         let response = http.post(&req, deadline)?;
         revocation_answer(&req, response.status, &response.body)?;
     }
@@ -344,6 +361,9 @@ pub struct OAuthSettings {
     pub private_key: Option<PrivateKey>,
     /// The revocation endpoint (RFC 7009).
     pub revocation_url: Option<String>,
+    /// Where a federated client assertion (RFC 7523 §2.2) comes from: the client
+    /// authenticates with it instead of a secret.
+    pub client_assertion: Option<crate::AssertionSource>,
 }
 
 /// OAuth grants that take [`OAuthSettings`]: client credentials, refresh token,
@@ -367,6 +387,9 @@ macro_rules! with_oauth_settings {
                 if let Some(url) = settings.revocation_url {
                     grant = grant.revocation_url(url);
                 }
+                if let Some(source) = settings.client_assertion {
+                    grant = grant.client_assertion(source);
+                }
                 grant
             }
         }
@@ -377,7 +400,8 @@ with_oauth_settings!(
     ClientCredentials,
     RefreshToken,
     AuthorizationCode,
-    DeviceCode
+    DeviceCode,
+    JwtBearer
 );
 
 /// Builder methods every OAuth grant shares: resources, client authentication by
