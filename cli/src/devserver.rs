@@ -67,6 +67,25 @@
 //! introspection would (`active`, `token_type`, `cnf.jkt`, `scope`, `sub`, `family`);
 //! the API's answers name the key of a bound token in `cnf.jkt`, and the journal's
 //! token events the key the tokens issued are bound to (`jkt`).
+//!
+//! Mutual TLS (RFC 8705), in TLS mode (`--tls-dir`): every connection is asked for a
+//! client certificate and may leave it out (clients without one are served as before).
+//! Clients registered in the config's `mtls_clients` authenticate with `client_id` in
+//! the body and no secret: `{"client_id": "billing", "tls_client_auth_subject_dn":
+//! "CN=billing, O=authcore devserver"}` (`tls_client_auth`: a certificate issued by the
+//! provider's CA with that subject) or `{"client_id": "edge", "x5t#S256": "…"}`
+//! (`self_signed_tls_client_auth`: the certificate with that SHA-256 thumbprint,
+//! whoever issued it); a wrong or missing certificate is `401 invalid_client`.
+//! `POST /_control/client_certificate {"cn": "billing", "self_signed": false}` makes
+//! one (answering `certificate`, `key`, `subject` and `x5t#S256`). Every access token
+//! issued over a connection that presented a certificate is bound to it: `cnf.x5t#S256`
+//! in `/_control/token` and in the API's answers, `x5t#S256` in the journal's token
+//! events; at `/api/...` it is refused (`401 invalid_token`, verdict
+//! `certificate_mismatch`) on a connection without that certificate. The metadata
+//! adds `tls_client_auth` and `self_signed_tls_client_auth` to the methods,
+//! `tls_client_certificate_bound_access_tokens: true`, and `mtls_endpoint_aliases`:
+//! the token, device and revocation endpoints under `/mtls/oauth2/…`, which answer
+//! `401 invalid_client` to a connection without a certificate.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -221,6 +240,25 @@ pub struct Behaviour {
     /// accepted with it (0: never). The answer to the last of them still carries the old
     /// one; the next request with it is challenged.
     pub dpop_nonce_rotate_every: u32,
+    /// Clients that authenticate with their TLS certificate (RFC 8705), in TLS mode.
+    pub mtls_clients: Vec<MtlsClient>,
+}
+
+/// A client registered for mutual-TLS authentication (RFC 8705 §2): `client_id` in
+/// the body, no secret, and a certificate on the connection that matches one of these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MtlsClient {
+    /// The client id.
+    pub client_id: String,
+    /// `tls_client_auth`: the subject distinguished name a certificate issued by the
+    /// provider's CA must have (as `CN=billing, O=Example`, the form
+    /// `/_control/client_certificate` answers).
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `self_signed_tls_client_auth`: the SHA-256 thumbprint (`x5t#S256`, base64url) of
+    /// the certificate registered, whoever issued it.
+    #[serde(rename = "x5t#S256")]
+    pub thumbprint: Option<String>,
 }
 
 impl Default for Behaviour {
@@ -239,6 +277,7 @@ impl Default for Behaviour {
             dpop_as_nonce: false,
             dpop_rs_nonce: false,
             dpop_nonce_rotate_every: 0,
+            mtls_clients: Vec::new(),
         }
     }
 }
@@ -269,6 +308,14 @@ impl Behaviour {
             || self.dpop_nonce_rotate_every > 0;
         if dpop_options && !self.dpop {
             return Err("dpop_required, dpop_bearer_only, dpop_as_nonce, dpop_rs_nonce and dpop_nonce_rotate_every need dpop: true".into());
+        }
+        for c in &self.mtls_clients {
+            let ways = c.tls_client_auth_subject_dn.is_some() as u8 + c.thumbprint.is_some() as u8;
+            if c.client_id.is_empty() || ways != 1 {
+                return Err("each of mtls_clients needs a client_id and exactly one of \
+                            tls_client_auth_subject_dn and x5t#S256"
+                    .into());
+            }
         }
         Ok(())
     }
@@ -327,6 +374,8 @@ struct Issued {
     sub: Option<String>,
     /// The thumbprint of the DPoP key it is bound to, if it is a DPoP token.
     jkt: Option<String>,
+    /// The `x5t#S256` of the client certificate it is bound to (RFC 8705 §3).
+    x5t: Option<String>,
 }
 
 struct Refresh {
@@ -443,6 +492,9 @@ pub enum ResourceOutcome {
     /// 401 `invalid_token`: a DPoP-bound token presented as `Bearer`, or an unbound one
     /// as `DPoP`.
     SchemeMismatch,
+    /// 401 `invalid_token`: a certificate-bound token on a connection that did not
+    /// present that certificate.
+    CertificateMismatch,
 }
 
 /// The journal's events. Tokens appear as [`tag`]s only.
@@ -487,6 +539,10 @@ pub enum Event {
         /// The thumbprint of the DPoP key the access token issued is bound to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         jkt: Option<String>,
+        /// The `x5t#S256` of the client certificate the access token issued is bound
+        /// to.
+        #[serde(default, rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+        x5t: Option<String>,
     },
     /// A request to the protected resource.
     Resource {
@@ -581,6 +637,10 @@ struct TokenNote {
     bound_refresh: bool,
     /// The key the access token issued is bound to.
     bound_jkt: Option<String>,
+    /// The `x5t#S256` of the certificate the request's connection presented.
+    cert_x5t: Option<String>,
+    /// The certificate the access token issued is bound to.
+    bound_x5t: Option<String>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -642,6 +702,49 @@ struct Shared {
     /// The base URL, which is also the issuer of the standard OAuth dialect.
     issuer: String,
     state: Mutex<State>,
+    /// In TLS mode: the throwaway CA, which issues client certificates too.
+    ca: Option<TlsCa>,
+}
+
+/// The throwaway CA of TLS mode.
+struct TlsCa {
+    params: rcgen::CertificateParams,
+    /// Its key, as PEM (rcgen's key pairs are not `Sync`).
+    key_pem: String,
+    /// Checks that a client certificate was issued by it (for `tls_client_auth`).
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// The client certificate a TLS connection presented.
+#[derive(Debug, Clone)]
+struct PeerCert {
+    /// `x5t#S256`: base64url SHA-256 of the certificate.
+    x5t: String,
+    /// Its subject, as `CN=billing, O=Example`.
+    subject: String,
+    /// Issued by the provider's CA (with the chain the connection sent).
+    ca_issued: bool,
+}
+
+impl PeerCert {
+    /// The certificate a finished handshake presented, if any.
+    fn of(conn: &rustls::ServerConnection, ca: Option<&TlsCa>) -> Option<PeerCert> {
+        let chain = conn.peer_certificates()?;
+        let (leaf, intermediates) = chain.split_first()?;
+        let subject = x509_parser::parse_x509_certificate(leaf)
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        let ca_issued = ca.is_some_and(|ca| {
+            ca.verifier
+                .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                .is_ok()
+        });
+        Some(PeerCert {
+            x5t: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(leaf)),
+            subject,
+            ca_issued,
+        })
+    }
 }
 
 /// A running provider. Dropping it stops the server.
@@ -663,15 +766,19 @@ impl DevServer {
     /// Starts serving HTTPS on `addr`, with a certificate for 127.0.0.1, ::1 and
     /// `localhost` signed by a throwaway CA made now, whose certificate is written to
     /// `dir/ca.pem` (for clients' CA bundle option). Only loopback addresses are accepted.
+    ///
+    /// Connections are asked for a client certificate, which they may leave out: one
+    /// presented authenticates the `mtls_clients` of the config, and binds the access
+    /// tokens issued over it (`cnf.x5t#S256`).
     pub fn start_tls(addr: SocketAddr, creds: Credentials, dir: &Path) -> io::Result<DevServer> {
-        let config = throwaway_tls(dir)?;
-        Self::start_with(addr, creds, Some(config))
+        let (config, ca) = throwaway_tls(dir)?;
+        Self::start_with(addr, creds, Some((config, ca)))
     }
 
     fn start_with(
         addr: SocketAddr,
         creds: Credentials,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<(Arc<rustls::ServerConfig>, TlsCa)>,
     ) -> io::Result<DevServer> {
         if !addr.ip().is_loopback() {
             return Err(io::Error::new(
@@ -688,10 +795,15 @@ impl DevServer {
             .enable_all()
             .build()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let (tls, ca) = match tls {
+            Some((config, ca)) => (Some(config), Some(ca)),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             creds,
             issuer: format!("{scheme}://{addr}"),
             state: Mutex::new(State::default()),
+            ca,
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel();
         let serving = shared.clone();
@@ -836,10 +948,12 @@ async fn accept_loop(
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| serve(shared.clone(), peer, req));
             let http = hyper::server::conn::http1::Builder::new();
             match acceptor {
                 None => {
+                    let service = hyper::service::service_fn(move |req| {
+                        serve(shared.clone(), peer, None, req)
+                    });
                     let _ = http
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -849,6 +963,10 @@ async fn accept_loop(
                     let handshake =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     if let Ok(Ok(tls)) = handshake.await {
+                        let cert = PeerCert::of(tls.get_ref().1, shared.ca.as_ref()).map(Arc::new);
+                        let service = hyper::service::service_fn(move |req| {
+                            serve(shared.clone(), peer, cert.clone(), req)
+                        });
                         let _ = http
                             .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                             .await;
@@ -863,6 +981,7 @@ async fn accept_loop(
 async fn serve(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    cert: Option<Arc<PeerCert>>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, Infallible> {
     use http_body_util::BodyExt;
@@ -897,6 +1016,7 @@ async fn serve(
                 content_type: header("content-type"),
                 vibe_revision: header("x-vibe-revision"),
                 label: header("x-journal-label").map(|l| l.chars().take(64).collect()),
+                cert,
                 loopback: peer.ip().is_loopback()
                     && header("host").is_some_and(|h| is_loopback_authority(&h))
                     && header("origin").is_none_or(|o| {
@@ -945,6 +1065,8 @@ struct Head {
     vibe_revision: Option<String>,
     /// `X-Journal-Label`: recorded with the request's events.
     label: Option<String>,
+    /// The client certificate the connection presented (TLS mode).
+    cert: Option<Arc<PeerCert>>,
     /// Loopback peer, loopback `Host`, and no `Origin` or a loopback one.
     loopback: bool,
 }
@@ -1045,6 +1167,7 @@ fn revoke_tag(st: &mut State, wanted: &str) -> Option<(&'static str, u64)> {
 /// manner of token introspection (RFC 7662, with RFC 9449 §6.2's `cnf.jkt` for a
 /// DPoP-bound token); tokens themselves never appear.
 fn token_info(st: &State, wanted: &str) -> Option<Value> {
+    let mut x5t = None;
     let (mut info, jkt) = if let Some(t) = st.access.iter().find(|(t, _)| tag(t) == wanted) {
         let t = t.1;
         let active = !t.revoked && t.expires > Instant::now();
@@ -1056,6 +1179,7 @@ fn token_info(st: &State, wanted: &str) -> Option<Value> {
             "sub": t.sub,
             "family": t.family,
         });
+        x5t.clone_from(&t.x5t);
         (info, t.jkt.clone())
     } else {
         let r = st.refresh.iter().find(|(t, _)| tag(t) == wanted)?.1;
@@ -1070,6 +1194,9 @@ fn token_info(st: &State, wanted: &str) -> Option<Value> {
     };
     if let Some(jkt) = jkt {
         info["cnf"] = json!({ "jkt": jkt });
+    }
+    if let Some(x5t) = x5t {
+        info["cnf"]["x5t#S256"] = json!(x5t);
     }
     Some(info)
 }
@@ -1166,7 +1293,23 @@ fn unsupported_media(dialect: Dialect, wanted: &str) -> Reply {
 
 /// Routes one request to its dialect's handler.
 fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> Reply {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let (full_path, query) = url.split_once('?').unwrap_or((url, ""));
+    // The mTLS aliases (RFC 8705 §5) of the OAuth endpoints: the same endpoints, for
+    // connections that present a client certificate.
+    let path = match full_path.strip_prefix("/mtls") {
+        Some(rest) if rest.starts_with("/oauth2/") && shared.ca.is_some() => {
+            if head.cert.is_none() {
+                return oauth_error(
+                    401,
+                    "invalid_client",
+                    "The mTLS endpoints need a client certificate.",
+                );
+            }
+            rest
+        }
+        _ => full_path,
+    };
+    let cert = head.cert.as_deref();
     let authorization = head.authorization.as_deref();
     let label = head.label.as_deref();
     let json = "application/json";
@@ -1174,7 +1317,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
     // Checked on its own here, before the state is locked (a signature costs time).
     let proof = match path {
         "/auth/api-key" | "/auth/refresh" | "/oauth/token" | "/oauth2/token" => {
-            proof_of(shared, method, path, head)
+            proof_of(shared, method, full_path, head)
         }
         p if p == "/api" || p.starts_with("/api/") => proof_of(shared, method, path, head),
         _ => None,
@@ -1197,6 +1340,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: None,
                 proof,
+                cert,
             };
             token_endpoint(shared, &call, |st| api_video_key(shared, st, body))
         }
@@ -1208,6 +1352,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: params.get("refreshToken").map(String::as_str),
                 proof,
+                cert,
             };
             token_endpoint(shared, &call, |st| api_video_refresh(shared, st, body))
         }
@@ -1222,12 +1367,12 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
         ("POST", "/oauth2/device") => {
             let params: HashMap<String, String> =
                 url::form_urlencoded::parse(body).into_owned().collect();
-            device_authorization(shared, &params, authorization)
+            device_authorization(shared, &params, authorization, cert)
         }
         ("POST", "/oauth2/revoke") => {
             let params: HashMap<String, String> =
                 url::form_urlencoded::parse(body).into_owned().collect();
-            revocation(shared, &params, authorization, label)
+            revocation(shared, &params, authorization, label, cert)
         }
         ("POST", "/oauth/token") => {
             let params = json_params(body);
@@ -1238,8 +1383,11 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: presented_refresh_token(&params),
                 proof,
+                cert,
             };
-            token_endpoint(shared, &call, |st| oauth_token(shared, st, &params, None))
+            token_endpoint(shared, &call, |st| {
+                oauth_token(shared, st, &params, None, cert)
+            })
         }
         ("POST", "/oauth2/token") => {
             let params: HashMap<String, String> =
@@ -1251,6 +1399,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: presented_refresh_token(&params),
                 proof,
+                cert,
             };
             token_endpoint(shared, &call, |st| {
                 if st.behaviour.vibe && authorization.is_none() {
@@ -1261,7 +1410,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                     )
                     .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
                 }
-                oauth_token(shared, st, &params, authorization)
+                oauth_token(shared, st, &params, authorization, cert)
             })
         }
         (_, p) if p.starts_with("/_control/") => {
@@ -1465,6 +1614,8 @@ struct TokenCall<'a> {
     presented: Option<&'a str>,
     /// The request's DPoP proof, checked on its own, if it has one.
     proof: Option<&'a Result<Proof, String>>,
+    /// The client certificate the connection presented.
+    cert: Option<&'a PeerCert>,
 }
 
 /// Counting, latency, fault injection and the journal, shared by every token endpoint.
@@ -1500,6 +1651,7 @@ fn token_endpoint(
     }
     let mut st = shared.state.lock();
     st.note = TokenNote::default();
+    st.note.cert_x5t = call.cert.map(|c| c.x5t.clone());
     let (mut reply, outcome) = answer(&mut st, call, grant);
     if st.behaviour.dpop && st.behaviour.dpop_as_nonce && outcome.is_none() {
         reply = reply.header("dpop-nonce", st.dpop.nonce(Origin::As).to_owned());
@@ -1534,6 +1686,7 @@ fn token_endpoint(
         sub: note.sub,
         injected: note.injected || matches!(outcome, TokenOutcome::Fault | TokenOutcome::Malformed),
         jkt: note.bound_jkt,
+        x5t: note.bound_x5t,
     };
     st.record(call.label, unix_us(), event);
     reply
@@ -1674,6 +1827,9 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
     let refresh_jkt = jkt
         .clone()
         .filter(|_| st.note.public_client || st.note.bound_refresh);
+    // Mutual TLS: the access token bound to the certificate the connection presented
+    // (RFC 8705 §3).
+    let x5t = st.note.cert_x5t.clone();
     st.access.insert(
         access.clone(),
         Issued {
@@ -1683,9 +1839,11 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
             family,
             sub: sub.clone(),
             jkt: jkt.clone(),
+            x5t: x5t.clone(),
         },
     );
     st.counters.tokens_issued += 1;
+    st.note.bound_x5t = x5t;
     if jkt.is_some() {
         st.counters.dpop_tokens_issued += 1;
     }
@@ -1912,7 +2070,27 @@ fn metadata(shared: &Shared) -> Reply {
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
     });
-    if !shared.state.lock().behaviour.revocation_endpoint {
+    let revocation = shared.state.lock().behaviour.revocation_endpoint;
+    if shared.ca.is_some() {
+        // Mutual TLS (RFC 8705): every connection is asked for a certificate, and the
+        // aliases are the same endpoints under /mtls (which insist on one).
+        metadata["token_endpoint_auth_methods_supported"] = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
+        ]);
+        metadata["tls_client_certificate_bound_access_tokens"] = json!(true);
+        let mut aliases = json!({
+            "token_endpoint": format!("{base}/mtls/oauth2/token"),
+            "device_authorization_endpoint": format!("{base}/mtls/oauth2/device"),
+        });
+        if revocation {
+            aliases["revocation_endpoint"] = json!(format!("{base}/mtls/oauth2/revoke"));
+        }
+        metadata["mtls_endpoint_aliases"] = aliases;
+    }
+    if !revocation {
         if let Some(m) = metadata.as_object_mut() {
             m.remove("revocation_endpoint");
         }
@@ -1925,10 +2103,16 @@ fn device_authorization(
     shared: &Shared,
     params: &HashMap<String, String>,
     authorization: Option<&str>,
+    cert: Option<&PeerCert>,
 ) -> Reply {
-    let dpop = shared.state.lock().behaviour.dpop;
+    let (dpop, mtls) = {
+        let st = shared.state.lock();
+        let mtls = mtls_client(&st, params, authorization, cert);
+        (st.behaviour.dpop, mtls)
+    };
     if !client_authenticated(shared, params, authorization)
         && !public_client(shared, dpop, params, authorization)
+        && mtls.is_none()
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
@@ -2029,10 +2213,16 @@ fn revocation(
     params: &HashMap<String, String>,
     authorization: Option<&str>,
     label: Option<&str>,
+    cert: Option<&PeerCert>,
 ) -> Reply {
-    let dpop = shared.state.lock().behaviour.dpop;
+    let (dpop, mtls) = {
+        let st = shared.state.lock();
+        let mtls = mtls_client(&st, params, authorization, cert);
+        (st.behaviour.dpop, mtls)
+    };
     if !client_authenticated(shared, params, authorization)
         && !public_client(shared, dpop, params, authorization)
+        && mtls.is_none()
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
@@ -2136,6 +2326,33 @@ fn public_client(
         && !params.contains_key("client_secret")
 }
 
+/// The mTLS client (RFC 8705 §2) a request authenticates as: its `client_id` (in the
+/// body, with no secret and no Basic credentials) is one of `mtls_clients`, and the
+/// connection presented a certificate that matches its registration — for
+/// `tls_client_auth` issued by the provider's CA with that subject, for
+/// `self_signed_tls_client_auth` with that thumbprint.
+fn mtls_client(
+    st: &State,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+    cert: Option<&PeerCert>,
+) -> Option<String> {
+    if authorization.is_some() || params.contains_key("client_secret") {
+        return None;
+    }
+    let (id, cert) = (params.get("client_id")?, cert?);
+    st.behaviour
+        .mtls_clients
+        .iter()
+        .filter(|c| c.client_id == *id)
+        .find(|c| match (&c.tls_client_auth_subject_dn, &c.thumbprint) {
+            (Some(dn), _) => cert.ca_issued && cert.subject == *dn,
+            (None, Some(x5t)) => cert.x5t == *x5t,
+            (None, None) => false,
+        })
+        .map(|c| c.client_id.clone())
+}
+
 /// Client authentication: Basic (form-encoded per RFC 6749 §2.3.1, or raw) or body.
 fn client_authenticated(
     shared: &Shared,
@@ -2167,9 +2384,11 @@ fn oauth_token(
     st: &mut State,
     params: &HashMap<String, String>,
     authorization: Option<&str>,
+    cert: Option<&PeerCert>,
 ) -> Reply {
     let grant = params.get("grant_type").map(String::as_str);
-    let public = !client_authenticated(shared, params, authorization);
+    let mtls = mtls_client(st, params, authorization, cert);
+    let public = !client_authenticated(shared, params, authorization) && mtls.is_none();
     let public_allowed = matches!(
         grant,
         Some(
@@ -2199,7 +2418,7 @@ fn oauth_token(
             } else {
                 requested
             };
-            let client = shared.creds.client_id.clone();
+            let client = mtls.unwrap_or_else(|| shared.creds.client_id.clone());
             let body = issue(
                 st,
                 &IssueFor {
@@ -2447,6 +2666,7 @@ fn resource_verdict(
             t.scope.clone(),
             t.sub.clone(),
             t.jkt.clone(),
+            t.x5t.clone(),
         )
     });
     match verdict {
@@ -2465,7 +2685,7 @@ fn resource_verdict(
             let reply = invalid_token("The access token expired");
             (reply, ResourceOutcome::Expired)
         }
-        Some((false, false, _, _, jkt)) if jkt.is_some() != dpop_scheme => {
+        Some((false, false, _, _, jkt, _)) if jkt.is_some() != dpop_scheme => {
             st.counters.resource_rejected_invalid += 1;
             let reply = if dpop_scheme {
                 dpop_challenge("invalid_token", not_bound)
@@ -2477,7 +2697,16 @@ fn resource_verdict(
             };
             (reply, ResourceOutcome::SchemeMismatch)
         }
-        Some((false, false, scope, sub, jkt)) => {
+        Some((false, false, _, _, _, Some(x5t)))
+            if head.cert.as_ref().map(|c| c.x5t.as_str()) != Some(x5t.as_str()) =>
+        {
+            st.counters.resource_rejected_invalid += 1;
+            let reply = invalid_token(
+                "The access token is bound to a client certificate this connection did not present",
+            );
+            (reply, ResourceOutcome::CertificateMismatch)
+        }
+        Some((false, false, scope, sub, jkt, x5t)) => {
             if path.starts_with("/api/admin") && !scope.split_whitespace().any(|s| s == "admin") {
                 let reply = Reply::json(
                     403,
@@ -2496,6 +2725,9 @@ fn resource_verdict(
             let mut body = json!({"ok": true, "path": path, "scope": scope, "sub": sub});
             if let Some(jkt) = jkt {
                 body["cnf"] = json!({ "jkt": jkt });
+            }
+            if let Some(x5t) = x5t {
+                body["cnf"]["x5t#S256"] = json!(x5t);
             }
             (Reply::json(200, body), ResourceOutcome::Accepted)
         }
@@ -2645,6 +2877,27 @@ fn control(
                 None => Reply::json(404, json!({"title": "no such token", "status": 404})),
             }
         }
+        ("POST", "/_control/client_certificate") => match (parsed(), &shared.ca) {
+            (Ok(v), Some(ca)) => {
+                let cn = v
+                    .get("cn")
+                    .and_then(Value::as_str)
+                    .unwrap_or("authcore-client");
+                let self_signed = v
+                    .get("self_signed")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                match client_certificate(ca, cn, self_signed) {
+                    Ok(answer) => Reply::json(200, answer),
+                    Err(title) => Reply::json(500, json!({"title": title, "status": 500})),
+                }
+            }
+            (Ok(_), None) => Reply::json(
+                404,
+                json!({"title": "client certificates need TLS mode (--tls-dir)", "status": 404}),
+            ),
+            (Err(e), _) => bad(e),
+        },
         ("POST", "/_control/reset") => {
             *st = State::default();
             Reply::json(200, json!({"ok": true}))
@@ -2654,8 +2907,9 @@ fn control(
 }
 
 /// A throwaway CA (its certificate written to `dir/ca.pem`) and a server certificate
-/// for the loopback names signed by it, as a TLS server configuration.
-fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
+/// for the loopback names signed by it, as a TLS server configuration that asks for a
+/// client certificate (any: it is judged per client, see [`mtls_client`]).
+fn throwaway_tls(dir: &Path) -> io::Result<(Arc<rustls::ServerConfig>, TlsCa)> {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("TLS set-up: {e}"));
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
@@ -2665,7 +2919,8 @@ fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
         .push(rcgen::DnType::CommonName, "authcore devserver throwaway CA");
     let ca_key = KeyPair::generate().map_err(|e| fail(&e))?;
     let ca = ca_params.self_signed(&ca_key).map_err(|e| fail(&e))?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params.clone(), ca_key);
     let server_key = KeyPair::generate().map_err(|e| fail(&e))?;
     let names = vec![
         "127.0.0.1".to_owned(),
@@ -2680,13 +2935,117 @@ fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
     std::fs::write(dir.join("ca.pem"), ca.pem())?;
     let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
         .map_err(|e| fail(&e))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fail(&e))?
-    .with_no_client_auth()
-    .with_single_cert(vec![server.der().clone()], key)
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(|e| fail(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
     .map_err(|e| fail(&e))?;
-    Ok(Arc::new(config))
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_client_cert_verifier(Arc::new(AnyClientCert(provider)))
+        .with_single_cert(vec![server.der().clone()], key)
+        .map_err(|e| fail(&e))?;
+    let ca = TlsCa {
+        params: ca_params,
+        key_pem,
+        verifier,
+    };
+    Ok((Arc::new(config), ca))
+}
+
+/// Asks every connection for a client certificate and takes any (or none) whose key
+/// the connection proves to hold: which client a certificate authenticates, if any, is
+/// decided per request ([`mtls_client`]), as servers with self-signed registrations do.
+#[derive(Debug)]
+struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client certificate and key for `cn` (`O=authcore devserver` too), issued by the
+/// provider's CA, or self-signed: its PEMs, subject and thumbprint, as JSON.
+fn client_certificate(ca: &TlsCa, cn: &str, self_signed: bool) -> Result<Value, String> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+    let fail = |e: rcgen::Error| format!("cannot make the certificate: {e}");
+    let key = KeyPair::generate().map_err(fail)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "authcore devserver");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = if self_signed {
+        params.self_signed(&key).map_err(fail)?
+    } else {
+        let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(fail)?;
+        params
+            .signed_by(&key, &Issuer::new(ca.params.clone(), ca_key))
+            .map_err(fail)?
+    };
+    let subject = x509_parser::parse_x509_certificate(cert.der())
+        .map(|(_, c)| c.subject().to_string())
+        .map_err(|e| format!("cannot read the certificate: {e}"))?;
+    Ok(json!({
+        "certificate": cert.pem(),
+        "key": key.serialize_pem(),
+        "subject": subject,
+        "x5t#S256": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(cert.der())),
+    }))
 }
