@@ -288,3 +288,144 @@ fn clients_without_a_certificate_are_served_as_before_but_not_at_the_mtls_aliase
     let (status, _) = s.control("config", json!({"mtls_clients": [{"client_id": "x"}]}));
     assert_eq!(status, 400);
 }
+
+/// `authcore` with no credentials from the environment.
+fn authcore() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authcore"));
+    for var in [
+        "AUTHCORE_API_KEY",
+        "AUTHCORE_CLIENT_SECRET",
+        "AUTHCORE_REFRESH_TOKEN",
+        "AUTHCORE_TOKEN",
+        "AUTHCORE_CLIENT_ID",
+        "AUTHCORE_ISSUER",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+#[test]
+fn the_cli_presents_the_client_certificate_for_the_token_and_the_headers() {
+    let s = TlsDevserver::start();
+    let (cert, answer) = s.client_certificate("billing", false);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+    std::fs::write(&cert_file, answer["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(&key_file, answer["key"].as_str().unwrap()).unwrap();
+    let (status, _) = s.control(
+        "config",
+        json!({"mtls_clients": [{"client_id": "billing", "tls_client_auth_subject_dn": answer["subject"]}]}),
+    );
+    assert_eq!(status, 200);
+    let run = |extra: &[&str], key: &std::path::Path| {
+        authcore()
+            .args(extra)
+            .args(["--client-id", "billing", "--auth-method", "tls-client-auth"])
+            .arg("--ca-bundle")
+            .arg(&s.ca)
+            .arg("--client-cert")
+            .arg(&cert_file)
+            .arg("--client-key")
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    // At the token endpoint, and through discovery (the mTLS alias).
+    let token_url = format!("{}/oauth2/token", s.url);
+    for how in [
+        vec![
+            "token",
+            "--provider",
+            "client-credentials",
+            "--token-url",
+            &token_url,
+        ],
+        vec![
+            "token",
+            "--provider",
+            "client-credentials",
+            "--issuer",
+            &s.url,
+        ],
+    ] {
+        let out = run(&how, &key_file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let info = s.get(&format!("/_control/token?tag={}", tag(&token)));
+        assert_eq!(info["cnf"]["x5t#S256"], cert.thumbprint(), "{info}");
+    }
+    let api = format!("{}/api/x", s.url);
+    let out = run(
+        &[
+            "headers",
+            "--provider",
+            "client-credentials",
+            "--token-url",
+            &token_url,
+            "--url",
+            &api,
+        ],
+        &key_file,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let headers = String::from_utf8(out.stdout).unwrap();
+    assert!(headers.starts_with("Authorization: Bearer "), "{headers}");
+    // A key that is not the certificate's: a configuration error, the key not shown.
+    let (_, other) = s.client_certificate("other", false);
+    let other_key = dir.path().join("other.key");
+    let other_pem = other["key"].as_str().unwrap();
+    std::fs::write(&other_key, other_pem).unwrap();
+    let out = run(
+        &[
+            "token",
+            "--provider",
+            "client-credentials",
+            "--token-url",
+            &token_url,
+        ],
+        &other_key,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not the key of the client certificate"),
+        "{stderr}"
+    );
+    let body: String = other_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for chunk in body.as_bytes().chunks(16) {
+        assert!(
+            !stderr.contains(std::str::from_utf8(chunk).unwrap()),
+            "{stderr}"
+        );
+    }
+    // tls-client-auth without a certificate: a configuration error.
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--token-url",
+            &token_url,
+        ])
+        .args(["--client-id", "billing", "--auth-method", "tls-client-auth"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
