@@ -713,6 +713,8 @@ struct TlsCa {
     key_pem: String,
     /// Checks that a client certificate was issued by it (for `tls_client_auth`).
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// Where its certificate was written.
+    file: std::path::PathBuf,
 }
 
 /// The client certificate a TLS connection presented.
@@ -828,6 +830,28 @@ impl DevServer {
     /// The credentials it accepts.
     pub fn credentials(&self) -> &Credentials {
         &self.shared.creds
+    }
+
+    /// In TLS mode, the file of its CA's certificate (for clients' CA bundle).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.shared.ca.as_ref().map(|ca| ca.file.as_path())
+    }
+
+    /// In TLS mode, a client certificate for `cn` issued by its CA (or self-signed), as
+    /// `POST /_control/client_certificate` answers it: `certificate`, `key` (PEM),
+    /// `subject`, `x5t#S256`.
+    pub fn client_certificate(&self, cn: &str, self_signed: bool) -> Result<Value, String> {
+        let ca = self
+            .shared
+            .ca
+            .as_ref()
+            .ok_or("client certificates need TLS mode")?;
+        client_certificate(ca, cn, self_signed)
+    }
+
+    /// What `GET /_control/token?tag=TAG` answers about a token, if it issued it.
+    pub fn token_info(&self, tag: &str) -> Option<Value> {
+        token_info(&self.shared.state.lock(), tag)
     }
 
     /// A snapshot of the counters.
@@ -2954,6 +2978,7 @@ fn throwaway_tls(dir: &Path) -> io::Result<(Arc<rustls::ServerConfig>, TlsCa)> {
         params: ca_params,
         key_pem,
         verifier,
+        file: dir.join("ca.pem"),
     };
     Ok((Arc::new(config), ca))
 }

@@ -106,6 +106,11 @@ impl Client {
         })
     }
 
+    /// The client certificate its connections present (mutual TLS, RFC 8705), if any.
+    pub fn client_certificate(&self) -> Option<&crate::ClientCertificate> {
+        self.inner.http.options().client_certificate.as_ref()
+    }
+
     /// A client for a personal access token (viewneo) or any static bearer token.
     pub fn personal_access_token(token: impl Into<Secret>) -> Client {
         Client::new(StaticToken::new(token), Options::default())
