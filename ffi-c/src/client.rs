@@ -34,6 +34,12 @@ pub enum authcore_auth_method {
     None = 3,
     /// A JWT signed by the client's private key (`authcore_options_set_private_key`).
     PrivateKeyJwt = 4,
+    /// Mutual TLS with a CA-issued certificate (RFC 8705 §2.1): `client_id` in the body,
+    /// no secret; needs `authcore_options_set_client_certificate_pem` (or `_files`).
+    TlsClientAuth = 6,
+    /// Mutual TLS with a self-signed certificate registered at the provider (RFC 8705
+    /// §2.2): `client_id` in the body, no secret; needs a client certificate as above.
+    SelfSignedTlsClientAuth = 7,
 }
 
 pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
@@ -43,6 +49,8 @@ pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
         2 => Ok(AuthMethod::ClientSecretPost),
         3 => Ok(AuthMethod::None),
         4 => Ok(AuthMethod::PrivateKeyJwt),
+        6 => Ok(AuthMethod::TlsClientAuth),
+        7 => Ok(AuthMethod::SelfSignedTlsClientAuth),
         other => Err(Failure::invalid(format!(
             "auth_method {other} is not an authcore_auth_method"
         ))),
