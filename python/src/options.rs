@@ -380,11 +380,10 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                 o.client_certificate(client_certificate_arg(&v, key.as_ref())?)
             }
             "client_key" => {
-                if options
-                    .get_item("client_cert")?
-                    .is_none_or(|c| c.is_none())
-                {
-                    return Err(PyTypeError::new_err("option 'client_key' needs 'client_cert'"));
+                if options.get_item("client_cert")?.is_none_or(|c| c.is_none()) {
+                    return Err(PyTypeError::new_err(
+                        "option 'client_key' needs 'client_cert'",
+                    ));
                 }
                 o
             }
