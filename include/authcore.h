@@ -249,6 +249,16 @@ enum authcore_auth_method
    * (`authcore_options_set_client_assertion`).
    */
   AUTHCORE_AUTH_METHOD_CLIENT_ASSERTION = 5,
+  /**
+   * Mutual TLS with a CA-issued certificate (RFC 8705 §2.1): `client_id` in the body,
+   * no secret; needs `authcore_options_set_client_certificate_pem` (or `_files`).
+   */
+  AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH = 6,
+  /**
+   * Mutual TLS with a self-signed certificate registered at the provider (RFC 8705
+   * §2.2): `client_id` in the body, no secret; needs a client certificate as above.
+   */
+  AUTHCORE_AUTH_METHOD_SELF_SIGNED_TLS_CLIENT_AUTH = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1955,6 +1965,47 @@ authcore_status authcore_options_set_proxy(authcore_options *options, const char
  * NULL or a NUL-terminated string.
  */
 authcore_status authcore_options_set_ca_bundle(authcore_options *options, const char *path);
+
+/**
+ * Mutual TLS (RFC 8705): every HTTPS connection of the clients made with these
+ * options presents this client certificate — to the token endpoint
+ * (`AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH`, `_SELF_SIGNED_TLS_CLIENT_AUTH`) and to the
+ * APIs alike, so that tokens the provider binds to it (`cnf.x5t#S256`) are accepted
+ * there; the `mtls_endpoint_aliases` of discovered metadata are then used.
+ *
+ * `certificate_pem` is PEM text holding the certificate, then any intermediate
+ * certificates; `key_pem` its private key (PKCS#8, PKCS#1 or SEC1, unencrypted), or
+ * NULL when `certificate_pem` holds the key too. Both are read and checked during the
+ * call; the options keep their own copy of the key (wiped when the last options handle
+ * and client using it are freed), so the caller may wipe its copy afterwards.
+ *
+ * Text that holds no certificate or no key, a key that is not the certificate's, or
+ * one that cannot be used is `AUTHCORE_STATUS_CONFIG` (the message never quotes the
+ * key); NULL `certificate_pem` `AUTHCORE_STATUS_NULL_ARGUMENT`, text that is not UTF-8
+ * `AUTHCORE_STATUS_INVALID_ARGUMENT`; each leaves the options as they were.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call;
+ * `certificate_pem` is a NUL-terminated string, `key_pem` NULL or one.
+ */
+authcore_status authcore_options_set_client_certificate_pem(authcore_options *options,
+                                                            const char *certificate_pem,
+                                                            const char *key_pem);
+
+/**
+ * Like `authcore_options_set_client_certificate_pem`, from files: `certificate_path`
+ * (PEM: the certificate, then any intermediates) and `key_path` (its private key; NULL:
+ * in the certificate file too), read and checked during the call. A file that cannot
+ * be read is `AUTHCORE_STATUS_CONFIG` naming it. `certificate_path` NULL: no client
+ * certificate (the default) again.
+ *
+ * # Safety
+ * `options` is a live handle not used by another thread during the call;
+ * `certificate_path` and `key_path` are NULL or NUL-terminated strings.
+ */
+authcore_status authcore_options_set_client_certificate_files(authcore_options *options,
+                                                              const char *certificate_path,
+                                                              const char *key_path);
 
 /**
  * Shares tokens with every other process on this machine that uses the same

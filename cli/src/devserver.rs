@@ -89,6 +89,24 @@
 //! its tag (`assertion`: the grant's, else the client assertion), so that a test can
 //! tell whether one was sent twice; the counters count assertions presented again
 //! (`assertions_resent`) and after their `exp` (`assertions_expired`).
+//! Mutual TLS (RFC 8705), in TLS mode (`--tls-dir`): every connection is asked for a
+//! client certificate and may leave it out (clients without one are served as before).
+//! Clients registered in the config's `mtls_clients` authenticate with `client_id` in
+//! the body and no secret: `{"client_id": "billing", "tls_client_auth_subject_dn":
+//! "CN=billing, O=authcore devserver"}` (`tls_client_auth`: a certificate issued by the
+//! provider's CA with that subject) or `{"client_id": "edge", "x5t#S256": "…"}`
+//! (`self_signed_tls_client_auth`: the certificate with that SHA-256 thumbprint,
+//! whoever issued it); a wrong or missing certificate is `401 invalid_client`.
+//! `POST /_control/client_certificate {"cn": "billing", "self_signed": false}` makes
+//! one (answering `certificate`, `key`, `subject` and `x5t#S256`). Every access token
+//! issued over a connection that presented a certificate is bound to it: `cnf.x5t#S256`
+//! in `/_control/token` and in the API's answers, `x5t#S256` in the journal's token
+//! events; at `/api/...` it is refused (`401 invalid_token`, verdict
+//! `certificate_mismatch`) on a connection without that certificate. The metadata
+//! adds `tls_client_auth` and `self_signed_tls_client_auth` to the methods,
+//! `tls_client_certificate_bound_access_tokens: true`, and `mtls_endpoint_aliases`:
+//! the token, device and revocation endpoints under `/mtls/oauth2/…`, which answer
+//! `401 invalid_client` to a connection without a certificate.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -255,6 +273,25 @@ pub struct Behaviour {
     /// Keys trusted for JWT bearer grants (RFC 7523 §2.1) besides the test issuer's: the
     /// assertion's `iss` → its public key in PEM (P-256, Ed25519 or RSA).
     pub jwt_bearer_keys: BTreeMap<String, String>,
+    /// Clients that authenticate with their TLS certificate (RFC 8705), in TLS mode.
+    pub mtls_clients: Vec<MtlsClient>,
+}
+
+/// A client registered for mutual-TLS authentication (RFC 8705 §2): `client_id` in
+/// the body, no secret, and a certificate on the connection that matches one of these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MtlsClient {
+    /// The client id.
+    pub client_id: String,
+    /// `tls_client_auth`: the subject distinguished name a certificate issued by the
+    /// provider's CA must have (as `CN=billing, O=Example`, the form
+    /// `/_control/client_certificate` answers).
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `self_signed_tls_client_auth`: the SHA-256 thumbprint (`x5t#S256`, base64url) of
+    /// the certificate registered, whoever issued it.
+    #[serde(rename = "x5t#S256")]
+    pub thumbprint: Option<String>,
 }
 
 impl Default for Behaviour {
@@ -274,6 +311,7 @@ impl Default for Behaviour {
             dpop_rs_nonce: false,
             dpop_nonce_rotate_every: 0,
             jwt_bearer_keys: BTreeMap::new(),
+            mtls_clients: Vec::new(),
         }
     }
 }
@@ -313,6 +351,14 @@ impl Behaviour {
                 return Err(format!(
                     "jwt_bearer_keys: {iss:?} needs a public key in PEM (P-256, Ed25519 or RSA)"
                 ));
+            }
+        }
+        for c in &self.mtls_clients {
+            let ways = c.tls_client_auth_subject_dn.is_some() as u8 + c.thumbprint.is_some() as u8;
+            if c.client_id.is_empty() || ways != 1 {
+                return Err("each of mtls_clients needs a client_id and exactly one of \
+                            tls_client_auth_subject_dn and x5t#S256"
+                    .into());
             }
         }
         Ok(())
@@ -372,6 +418,8 @@ struct Issued {
     sub: Option<String>,
     /// The thumbprint of the DPoP key it is bound to, if it is a DPoP token.
     jkt: Option<String>,
+    /// The `x5t#S256` of the client certificate it is bound to (RFC 8705 §3).
+    x5t: Option<String>,
 }
 
 struct Refresh {
@@ -488,6 +536,9 @@ pub enum ResourceOutcome {
     /// 401 `invalid_token`: a DPoP-bound token presented as `Bearer`, or an unbound one
     /// as `DPoP`.
     SchemeMismatch,
+    /// 401 `invalid_token`: a certificate-bound token on a connection that did not
+    /// present that certificate.
+    CertificateMismatch,
 }
 
 /// The journal's events. Tokens appear as [`tag`]s only.
@@ -536,6 +587,10 @@ pub enum Event {
         /// a tag.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         assertion: Option<String>,
+        /// The `x5t#S256` of the client certificate the access token issued is bound
+        /// to.
+        #[serde(default, rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+        x5t: Option<String>,
     },
     /// A request to the protected resource.
     Resource {
@@ -633,6 +688,10 @@ struct TokenNote {
     /// The tag of the assertion presented (a JWT bearer grant's, else a client
     /// assertion).
     assertion: Option<String>,
+    /// The `x5t#S256` of the certificate the request's connection presented.
+    cert_x5t: Option<String>,
+    /// The certificate the access token issued is bound to.
+    bound_x5t: Option<String>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -718,6 +777,51 @@ struct Shared {
     /// The issuer of workload identities the provider trusts (made at start).
     test_issuer: TestIssuer,
     state: Mutex<State>,
+    /// In TLS mode: the throwaway CA, which issues client certificates too.
+    ca: Option<TlsCa>,
+}
+
+/// The throwaway CA of TLS mode.
+struct TlsCa {
+    params: rcgen::CertificateParams,
+    /// Its key, as PEM (rcgen's key pairs are not `Sync`).
+    key_pem: String,
+    /// Checks that a client certificate was issued by it (for `tls_client_auth`).
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// Where its certificate was written.
+    file: std::path::PathBuf,
+}
+
+/// The client certificate a TLS connection presented.
+#[derive(Debug, Clone)]
+struct PeerCert {
+    /// `x5t#S256`: base64url SHA-256 of the certificate.
+    x5t: String,
+    /// Its subject, as `CN=billing, O=Example`.
+    subject: String,
+    /// Issued by the provider's CA (with the chain the connection sent).
+    ca_issued: bool,
+}
+
+impl PeerCert {
+    /// The certificate a finished handshake presented, if any.
+    fn of(conn: &rustls::ServerConnection, ca: Option<&TlsCa>) -> Option<PeerCert> {
+        let chain = conn.peer_certificates()?;
+        let (leaf, intermediates) = chain.split_first()?;
+        let subject = x509_parser::parse_x509_certificate(leaf)
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        let ca_issued = ca.is_some_and(|ca| {
+            ca.verifier
+                .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                .is_ok()
+        });
+        Some(PeerCert {
+            x5t: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(leaf)),
+            subject,
+            ca_issued,
+        })
+    }
 }
 
 /// A running provider. Dropping it stops the server.
@@ -739,15 +843,19 @@ impl DevServer {
     /// Starts serving HTTPS on `addr`, with a certificate for 127.0.0.1, ::1 and
     /// `localhost` signed by a throwaway CA made now, whose certificate is written to
     /// `dir/ca.pem` (for clients' CA bundle option). Only loopback addresses are accepted.
+    ///
+    /// Connections are asked for a client certificate, which they may leave out: one
+    /// presented authenticates the `mtls_clients` of the config, and binds the access
+    /// tokens issued over it (`cnf.x5t#S256`).
     pub fn start_tls(addr: SocketAddr, creds: Credentials, dir: &Path) -> io::Result<DevServer> {
-        let config = throwaway_tls(dir)?;
-        Self::start_with(addr, creds, Some(config))
+        let (config, ca) = throwaway_tls(dir)?;
+        Self::start_with(addr, creds, Some((config, ca)))
     }
 
     fn start_with(
         addr: SocketAddr,
         creds: Credentials,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<(Arc<rustls::ServerConfig>, TlsCa)>,
     ) -> io::Result<DevServer> {
         if !addr.ip().is_loopback() {
             return Err(io::Error::new(
@@ -767,11 +875,16 @@ impl DevServer {
         let issuer = format!("{scheme}://{addr}");
         let test_issuer =
             TestIssuer::new(format!("{issuer}/test-issuer")).map_err(io::Error::other)?;
+        let (tls, ca) = match tls {
+            Some((config, ca)) => (Some(config), Some(ca)),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             creds,
             issuer,
             test_issuer,
             state: Mutex::new(State::default()),
+            ca,
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel();
         let serving = shared.clone();
@@ -806,6 +919,28 @@ impl DevServer {
     /// The credentials it accepts.
     pub fn credentials(&self) -> &Credentials {
         &self.shared.creds
+    }
+
+    /// In TLS mode, the file of its CA's certificate (for clients' CA bundle).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.shared.ca.as_ref().map(|ca| ca.file.as_path())
+    }
+
+    /// In TLS mode, a client certificate for `cn` issued by its CA (or self-signed), as
+    /// `POST /_control/client_certificate` answers it: `certificate`, `key` (PEM),
+    /// `subject`, `x5t#S256`.
+    pub fn client_certificate(&self, cn: &str, self_signed: bool) -> Result<Value, String> {
+        let ca = self
+            .shared
+            .ca
+            .as_ref()
+            .ok_or("client certificates need TLS mode")?;
+        client_certificate(ca, cn, self_signed)
+    }
+
+    /// What `GET /_control/token?tag=TAG` answers about a token, if it issued it.
+    pub fn token_info(&self, tag: &str) -> Option<Value> {
+        token_info(&self.shared.state.lock(), tag)
     }
 
     /// A snapshot of the counters.
@@ -926,10 +1061,12 @@ async fn accept_loop(
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| serve(shared.clone(), peer, req));
             let http = hyper::server::conn::http1::Builder::new();
             match acceptor {
                 None => {
+                    let service = hyper::service::service_fn(move |req| {
+                        serve(shared.clone(), peer, None, req)
+                    });
                     let _ = http
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -939,6 +1076,10 @@ async fn accept_loop(
                     let handshake =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     if let Ok(Ok(tls)) = handshake.await {
+                        let cert = PeerCert::of(tls.get_ref().1, shared.ca.as_ref()).map(Arc::new);
+                        let service = hyper::service::service_fn(move |req| {
+                            serve(shared.clone(), peer, cert.clone(), req)
+                        });
                         let _ = http
                             .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                             .await;
@@ -953,6 +1094,7 @@ async fn accept_loop(
 async fn serve(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    cert: Option<Arc<PeerCert>>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, Infallible> {
     use http_body_util::BodyExt;
@@ -987,6 +1129,7 @@ async fn serve(
                 content_type: header("content-type"),
                 vibe_revision: header("x-vibe-revision"),
                 label: header("x-journal-label").map(|l| l.chars().take(64).collect()),
+                cert,
                 loopback: peer.ip().is_loopback()
                     && header("host").is_some_and(|h| is_loopback_authority(&h))
                     && header("origin").is_none_or(|o| {
@@ -1035,6 +1178,8 @@ struct Head {
     vibe_revision: Option<String>,
     /// `X-Journal-Label`: recorded with the request's events.
     label: Option<String>,
+    /// The client certificate the connection presented (TLS mode).
+    cert: Option<Arc<PeerCert>>,
     /// Loopback peer, loopback `Host`, and no `Origin` or a loopback one.
     loopback: bool,
 }
@@ -1135,6 +1280,7 @@ fn revoke_tag(st: &mut State, wanted: &str) -> Option<(&'static str, u64)> {
 /// manner of token introspection (RFC 7662, with RFC 9449 §6.2's `cnf.jkt` for a
 /// DPoP-bound token); tokens themselves never appear.
 fn token_info(st: &State, wanted: &str) -> Option<Value> {
+    let mut x5t = None;
     let (mut info, jkt) = if let Some(t) = st.access.iter().find(|(t, _)| tag(t) == wanted) {
         let t = t.1;
         let active = !t.revoked && t.expires > Instant::now();
@@ -1146,6 +1292,7 @@ fn token_info(st: &State, wanted: &str) -> Option<Value> {
             "sub": t.sub,
             "family": t.family,
         });
+        x5t.clone_from(&t.x5t);
         (info, t.jkt.clone())
     } else {
         let r = st.refresh.iter().find(|(t, _)| tag(t) == wanted)?.1;
@@ -1160,6 +1307,9 @@ fn token_info(st: &State, wanted: &str) -> Option<Value> {
     };
     if let Some(jkt) = jkt {
         info["cnf"] = json!({ "jkt": jkt });
+    }
+    if let Some(x5t) = x5t {
+        info["cnf"]["x5t#S256"] = json!(x5t);
     }
     Some(info)
 }
@@ -1256,7 +1406,23 @@ fn unsupported_media(dialect: Dialect, wanted: &str) -> Reply {
 
 /// Routes one request to its dialect's handler.
 fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> Reply {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let (full_path, query) = url.split_once('?').unwrap_or((url, ""));
+    // The mTLS aliases (RFC 8705 §5) of the OAuth endpoints: the same endpoints, for
+    // connections that present a client certificate.
+    let path = match full_path.strip_prefix("/mtls") {
+        Some(rest) if rest.starts_with("/oauth2/") && shared.ca.is_some() => {
+            if head.cert.is_none() {
+                return oauth_error(
+                    401,
+                    "invalid_client",
+                    "The mTLS endpoints need a client certificate.",
+                );
+            }
+            rest
+        }
+        _ => full_path,
+    };
+    let cert = head.cert.as_deref();
     let authorization = head.authorization.as_deref();
     let label = head.label.as_deref();
     let json = "application/json";
@@ -1264,7 +1430,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
     // Checked on its own here, before the state is locked (a signature costs time).
     let proof = match path {
         "/auth/api-key" | "/auth/refresh" | "/oauth/token" | "/oauth2/token" => {
-            proof_of(shared, method, path, head)
+            proof_of(shared, method, full_path, head)
         }
         p if p == "/api" || p.starts_with("/api/") => proof_of(shared, method, path, head),
         _ => None,
@@ -1287,6 +1453,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: None,
                 proof,
+                cert,
             };
             token_endpoint(shared, &call, |st| api_video_key(shared, st, body))
         }
@@ -1298,6 +1465,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: params.get("refreshToken").map(String::as_str),
                 proof,
+                cert,
             };
             token_endpoint(shared, &call, |st| api_video_refresh(shared, st, body))
         }
@@ -1312,12 +1480,12 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
         ("POST", "/oauth2/device") => {
             let params: HashMap<String, String> =
                 url::form_urlencoded::parse(body).into_owned().collect();
-            device_authorization(shared, &params, authorization)
+            device_authorization(shared, &params, authorization, cert)
         }
         ("POST", "/oauth2/revoke") => {
             let params: HashMap<String, String> =
                 url::form_urlencoded::parse(body).into_owned().collect();
-            revocation(shared, &params, authorization, label)
+            revocation(shared, &params, authorization, label, cert)
         }
         ("POST", "/oauth/token") => {
             let params = json_params(body);
@@ -1328,8 +1496,11 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: presented_refresh_token(&params),
                 proof,
+                cert,
             };
-            token_endpoint(shared, &call, |st| oauth_token(shared, st, &params, None))
+            token_endpoint(shared, &call, |st| {
+                oauth_token(shared, st, &params, None, cert)
+            })
         }
         ("POST", "/oauth2/token") => {
             let params: HashMap<String, String> =
@@ -1341,6 +1512,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 label,
                 presented: presented_refresh_token(&params),
                 proof,
+                cert,
             };
             token_endpoint(shared, &call, |st| {
                 if st.behaviour.vibe && authorization.is_none() {
@@ -1351,7 +1523,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                     )
                     .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
                 }
-                oauth_token(shared, st, &params, authorization)
+                oauth_token(shared, st, &params, authorization, cert)
             })
         }
         (_, p) if p.starts_with("/_control/") => {
@@ -1555,6 +1727,8 @@ struct TokenCall<'a> {
     presented: Option<&'a str>,
     /// The request's DPoP proof, checked on its own, if it has one.
     proof: Option<&'a Result<Proof, String>>,
+    /// The client certificate the connection presented.
+    cert: Option<&'a PeerCert>,
 }
 
 /// Counting, latency, fault injection and the journal, shared by every token endpoint.
@@ -1590,6 +1764,7 @@ fn token_endpoint(
     }
     let mut st = shared.state.lock();
     st.note = TokenNote::default();
+    st.note.cert_x5t = call.cert.map(|c| c.x5t.clone());
     let (mut reply, outcome) = answer(&mut st, call, grant);
     if st.behaviour.dpop && st.behaviour.dpop_as_nonce && outcome.is_none() {
         reply = reply.header("dpop-nonce", st.dpop.nonce(Origin::As).to_owned());
@@ -1625,6 +1800,7 @@ fn token_endpoint(
         injected: note.injected || matches!(outcome, TokenOutcome::Fault | TokenOutcome::Malformed),
         jkt: note.bound_jkt,
         assertion: note.assertion,
+        x5t: note.bound_x5t,
     };
     st.record(call.label, unix_us(), event);
     reply
@@ -1765,6 +1941,9 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
     let refresh_jkt = jkt
         .clone()
         .filter(|_| st.note.public_client || st.note.bound_refresh);
+    // Mutual TLS: the access token bound to the certificate the connection presented
+    // (RFC 8705 §3).
+    let x5t = st.note.cert_x5t.clone();
     st.access.insert(
         access.clone(),
         Issued {
@@ -1774,9 +1953,11 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
             family,
             sub: sub.clone(),
             jkt: jkt.clone(),
+            x5t: x5t.clone(),
         },
     );
     st.counters.tokens_issued += 1;
+    st.note.bound_x5t = x5t;
     if jkt.is_some() {
         st.counters.dpop_tokens_issued += 1;
     }
@@ -2003,7 +2184,27 @@ fn metadata(shared: &Shared) -> Reply {
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
     });
-    if !shared.state.lock().behaviour.revocation_endpoint {
+    let revocation = shared.state.lock().behaviour.revocation_endpoint;
+    if shared.ca.is_some() {
+        // Mutual TLS (RFC 8705): every connection is asked for a certificate, and the
+        // aliases are the same endpoints under /mtls (which insist on one).
+        metadata["token_endpoint_auth_methods_supported"] = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
+        ]);
+        metadata["tls_client_certificate_bound_access_tokens"] = json!(true);
+        let mut aliases = json!({
+            "token_endpoint": format!("{base}/mtls/oauth2/token"),
+            "device_authorization_endpoint": format!("{base}/mtls/oauth2/device"),
+        });
+        if revocation {
+            aliases["revocation_endpoint"] = json!(format!("{base}/mtls/oauth2/revoke"));
+        }
+        metadata["mtls_endpoint_aliases"] = aliases;
+    }
+    if !revocation {
         if let Some(m) = metadata.as_object_mut() {
             m.remove("revocation_endpoint");
         }
@@ -2016,11 +2217,14 @@ fn device_authorization(
     shared: &Shared,
     params: &HashMap<String, String>,
     authorization: Option<&str>,
+    cert: Option<&PeerCert>,
 ) -> Reply {
     let mut st = shared.state.lock();
     let dpop = st.behaviour.dpop;
+    let mtls = mtls_client(&st, params, authorization, cert);
     if !client_authenticated(shared, &mut st, params, authorization)
         && !public_client(shared, dpop, params, authorization)
+        && mtls.is_none()
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
@@ -2120,11 +2324,14 @@ fn revocation(
     params: &HashMap<String, String>,
     authorization: Option<&str>,
     label: Option<&str>,
+    cert: Option<&PeerCert>,
 ) -> Reply {
     let mut st = shared.state.lock();
     let dpop = st.behaviour.dpop;
+    let mtls = mtls_client(&st, params, authorization, cert);
     if !client_authenticated(shared, &mut st, params, authorization)
         && !public_client(shared, dpop, params, authorization)
+        && mtls.is_none()
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
@@ -2227,6 +2434,33 @@ fn public_client(
         && !params.contains_key("client_secret")
 }
 
+/// The mTLS client (RFC 8705 §2) a request authenticates as: its `client_id` (in the
+/// body, with no secret and no Basic credentials) is one of `mtls_clients`, and the
+/// connection presented a certificate that matches its registration — for
+/// `tls_client_auth` issued by the provider's CA with that subject, for
+/// `self_signed_tls_client_auth` with that thumbprint.
+fn mtls_client(
+    st: &State,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+    cert: Option<&PeerCert>,
+) -> Option<String> {
+    if authorization.is_some() || params.contains_key("client_secret") {
+        return None;
+    }
+    let (id, cert) = (params.get("client_id")?, cert?);
+    st.behaviour
+        .mtls_clients
+        .iter()
+        .filter(|c| c.client_id == *id)
+        .find(|c| match (&c.tls_client_auth_subject_dn, &c.thumbprint) {
+            (Some(dn), _) => cert.ca_issued && cert.subject == *dn,
+            (None, Some(x5t)) => cert.x5t == *x5t,
+            (None, None) => false,
+        })
+        .map(|c| c.client_id.clone())
+}
+
 /// The audiences the provider accepts in assertions: its issuer and its endpoints.
 fn audiences(shared: &Shared) -> Vec<String> {
     [
@@ -2321,6 +2555,7 @@ fn oauth_token(
     st: &mut State,
     params: &HashMap<String, String>,
     authorization: Option<&str>,
+    cert: Option<&PeerCert>,
 ) -> Reply {
     let grant = params.get("grant_type").map(String::as_str);
     let by_assertion = client_assertion(shared, st, params);
@@ -2331,7 +2566,10 @@ fn oauth_token(
             &format!("Client authentication failed: {why}."),
         );
     }
-    let public = by_assertion.is_none() && !client_authenticated(shared, st, params, authorization);
+    let mtls = mtls_client(st, params, authorization, cert);
+    let public = by_assertion.is_none()
+        && !client_authenticated(shared, st, params, authorization)
+        && mtls.is_none();
     let public_allowed = matches!(
         grant,
         Some(
@@ -2365,7 +2603,7 @@ fn oauth_token(
             } else {
                 requested
             };
-            let client = shared.creds.client_id.clone();
+            let client = mtls.unwrap_or_else(|| shared.creds.client_id.clone());
             let body = issue(
                 st,
                 &IssueFor {
@@ -2663,6 +2901,7 @@ fn resource_verdict(
             t.scope.clone(),
             t.sub.clone(),
             t.jkt.clone(),
+            t.x5t.clone(),
         )
     });
     match verdict {
@@ -2681,7 +2920,7 @@ fn resource_verdict(
             let reply = invalid_token("The access token expired");
             (reply, ResourceOutcome::Expired)
         }
-        Some((false, false, _, _, jkt)) if jkt.is_some() != dpop_scheme => {
+        Some((false, false, _, _, jkt, _)) if jkt.is_some() != dpop_scheme => {
             st.counters.resource_rejected_invalid += 1;
             let reply = if dpop_scheme {
                 dpop_challenge("invalid_token", not_bound)
@@ -2693,7 +2932,16 @@ fn resource_verdict(
             };
             (reply, ResourceOutcome::SchemeMismatch)
         }
-        Some((false, false, scope, sub, jkt)) => {
+        Some((false, false, _, _, _, Some(x5t)))
+            if head.cert.as_ref().map(|c| c.x5t.as_str()) != Some(x5t.as_str()) =>
+        {
+            st.counters.resource_rejected_invalid += 1;
+            let reply = invalid_token(
+                "The access token is bound to a client certificate this connection did not present",
+            );
+            (reply, ResourceOutcome::CertificateMismatch)
+        }
+        Some((false, false, scope, sub, jkt, x5t)) => {
             if path.starts_with("/api/admin") && !scope.split_whitespace().any(|s| s == "admin") {
                 let reply = Reply::json(
                     403,
@@ -2712,6 +2960,9 @@ fn resource_verdict(
             let mut body = json!({"ok": true, "path": path, "scope": scope, "sub": sub});
             if let Some(jkt) = jkt {
                 body["cnf"] = json!({ "jkt": jkt });
+            }
+            if let Some(x5t) = x5t {
+                body["cnf"]["x5t#S256"] = json!(x5t);
             }
             (Reply::json(200, body), ResourceOutcome::Accepted)
         }
@@ -2873,6 +3124,27 @@ fn control(
                 Err(e) => bad(e),
             }
         }
+        ("POST", "/_control/client_certificate") => match (parsed(), &shared.ca) {
+            (Ok(v), Some(ca)) => {
+                let cn = v
+                    .get("cn")
+                    .and_then(Value::as_str)
+                    .unwrap_or("authcore-client");
+                let self_signed = v
+                    .get("self_signed")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                match client_certificate(ca, cn, self_signed) {
+                    Ok(answer) => Reply::json(200, answer),
+                    Err(title) => Reply::json(500, json!({"title": title, "status": 500})),
+                }
+            }
+            (Ok(_), None) => Reply::json(
+                404,
+                json!({"title": "client certificates need TLS mode (--tls-dir)", "status": 404}),
+            ),
+            (Err(e), _) => bad(e),
+        },
         ("POST", "/_control/reset") => {
             *st = State::default();
             Reply::json(200, json!({"ok": true}))
@@ -2882,8 +3154,9 @@ fn control(
 }
 
 /// A throwaway CA (its certificate written to `dir/ca.pem`) and a server certificate
-/// for the loopback names signed by it, as a TLS server configuration.
-fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
+/// for the loopback names signed by it, as a TLS server configuration that asks for a
+/// client certificate (any: it is judged per client, see [`mtls_client`]).
+fn throwaway_tls(dir: &Path) -> io::Result<(Arc<rustls::ServerConfig>, TlsCa)> {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("TLS set-up: {e}"));
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
@@ -2893,7 +3166,8 @@ fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
         .push(rcgen::DnType::CommonName, "authcore devserver throwaway CA");
     let ca_key = KeyPair::generate().map_err(|e| fail(&e))?;
     let ca = ca_params.self_signed(&ca_key).map_err(|e| fail(&e))?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params.clone(), ca_key);
     let server_key = KeyPair::generate().map_err(|e| fail(&e))?;
     let names = vec![
         "127.0.0.1".to_owned(),
@@ -2908,13 +3182,118 @@ fn throwaway_tls(dir: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
     std::fs::write(dir.join("ca.pem"), ca.pem())?;
     let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
         .map_err(|e| fail(&e))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fail(&e))?
-    .with_no_client_auth()
-    .with_single_cert(vec![server.der().clone()], key)
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(|e| fail(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
     .map_err(|e| fail(&e))?;
-    Ok(Arc::new(config))
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_client_cert_verifier(Arc::new(AnyClientCert(provider)))
+        .with_single_cert(vec![server.der().clone()], key)
+        .map_err(|e| fail(&e))?;
+    let ca = TlsCa {
+        params: ca_params,
+        key_pem,
+        verifier,
+        file: dir.join("ca.pem"),
+    };
+    Ok((Arc::new(config), ca))
+}
+
+/// Asks every connection for a client certificate and takes any (or none) whose key
+/// the connection proves to hold: which client a certificate authenticates, if any, is
+/// decided per request ([`mtls_client`]), as servers with self-signed registrations do.
+#[derive(Debug)]
+struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client certificate and key for `cn` (`O=authcore devserver` too), issued by the
+/// provider's CA, or self-signed: its PEMs, subject and thumbprint, as JSON.
+fn client_certificate(ca: &TlsCa, cn: &str, self_signed: bool) -> Result<Value, String> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+    let fail = |e: rcgen::Error| format!("cannot make the certificate: {e}");
+    let key = KeyPair::generate().map_err(fail)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "authcore devserver");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = if self_signed {
+        params.self_signed(&key).map_err(fail)?
+    } else {
+        let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(fail)?;
+        params
+            .signed_by(&key, &Issuer::new(ca.params.clone(), ca_key))
+            .map_err(fail)?
+    };
+    let subject = x509_parser::parse_x509_certificate(cert.der())
+        .map(|(_, c)| c.subject().to_string())
+        .map_err(|e| format!("cannot read the certificate: {e}"))?;
+    Ok(json!({
+        "certificate": cert.pem(),
+        "key": key.serialize_pem(),
+        "subject": subject,
+        "x5t#S256": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(cert.der())),
+    }))
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use authcore::grant::{ApiKey, ClientCredentials, JwtBearer, PrivateKey, RefreshToken};
 use authcore::{
-    AssertionSource, AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, ErrorKind, FileStore,
-    Options, Proxy, RedisStore, Secret, SignOut,
+    AssertionSource, AuthMethod, Client, ClientCertificate, Dpop, DpopAlgorithm, DpopKey, Error,
+    ErrorKind, FileStore, Options, Proxy, RedisStore, Secret, SignOut,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -207,6 +207,33 @@ fn read_dpop_key(path: &std::path::Path) -> Result<DpopKey, Error> {
     })
 }
 
+/// Mutual TLS (RFC 8705): a client certificate for every HTTPS connection.
+#[derive(clap::Args)]
+struct CertArgs {
+    /// A client certificate (PEM; intermediate certificates after it) presented on
+    /// every HTTPS connection, to the provider and to APIs alike: for
+    /// --auth-method tls-client-auth or self-signed-tls-client-auth, and for tokens the
+    /// provider binds to it. Discovered mtls_endpoint_aliases are then used.
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted) [default: the
+    /// --client-cert file, when it holds both].
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl CertArgs {
+    /// `options` with the certificate, if one was given (read and checked now: a file
+    /// that cannot be used is a configuration error that never shows the key).
+    fn apply(&self, options: Options) -> Result<Options, Error> {
+        let Some(cert) = &self.client_cert else {
+            return Ok(options);
+        };
+        let key = self.client_key.as_ref().unwrap_or(cert);
+        Ok(options.client_certificate(ClientCertificate::from_pem_files(cert, key)?))
+    }
+}
+
 #[derive(clap::Args)]
 struct LoginArgs {
     /// The provider's issuer URL (its endpoints are discovered from it).
@@ -251,6 +278,8 @@ struct LoginArgs {
     /// the system's trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR).
     #[arg(long, value_name = "FILE")]
     ca_bundle: Option<PathBuf>,
+    #[command(flatten)]
+    cert: CertArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -282,6 +311,12 @@ enum Method {
     BasicRaw,
     /// Credentials in the body.
     Post,
+    /// Mutual TLS with a CA-issued certificate (RFC 8705 §2.1; needs --client-cert): the
+    /// client id in the body, no secret.
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate registered at the provider (RFC 8705
+    /// §2.2; needs --client-cert): the client id in the body, no secret.
+    SelfSignedTlsClientAuth,
 }
 
 #[derive(clap::Args)]
@@ -364,6 +399,8 @@ struct TokenArgs {
     /// the system's trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR).
     #[arg(long, value_name = "FILE")]
     ca_bundle: Option<PathBuf>,
+    #[command(flatten)]
+    cert: CertArgs,
     #[command(flatten)]
     dpop: DpopArgs,
     #[command(flatten)]
@@ -746,12 +783,13 @@ fn failed(e: &Error) -> ExitCode {
 }
 
 /// The options `login` and `logout` talk to the provider with.
-fn login_options(a: &LoginArgs) -> Options {
+fn login_options(a: &LoginArgs) -> Result<Options, Error> {
     let options = Options::default().timeout(Duration::from_secs(a.timeout));
-    match &a.ca_bundle {
+    let options = match &a.ca_bundle {
         Some(ca) => options.ca_bundle(ca),
         None => options,
-    }
+    };
+    a.cert.apply(options)
 }
 
 /// Where `login` and `logout` keep the session.
@@ -768,7 +806,7 @@ fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
         split_scopes(&a.scopes),
         a.resources.clone(),
         place(a)?,
-        login_options(a),
+        login_options(a)?,
     )
 }
 
@@ -811,7 +849,7 @@ fn logout(a: &LoginArgs) -> Result<Logout, Error> {
         optional_client_secret(&a.client_secret_file)?,
         a.resources.clone(),
         place(a)?,
-        login_options(a),
+        login_options(a)?,
     )
 }
 
@@ -877,11 +915,7 @@ fn issuer_client(
             let assertion = a.workload.client_assertion();
             let secret = match assertion {
                 Some(_) => Secret::new(""),
-                None => read_secret(
-                    &a.client_secret_file,
-                    "AUTHCORE_CLIENT_SECRET",
-                    "client secret",
-                )?,
+                None => client_secret(a, method)?,
             };
             let metadata = authcore::Metadata::discover(issuer, &options)?;
             let mut grant = ClientCredentials::from_metadata(&metadata, client_id, secret)?
@@ -1021,6 +1055,19 @@ fn read_secret(file: &Option<PathBuf>, var: &str, what: &str) -> Result<Secret, 
     }
 }
 
+/// The client secret `method` needs: none for the mutual-TLS methods (the certificate
+/// authenticates), else from the file or AUTHCORE_CLIENT_SECRET.
+fn client_secret(a: &TokenArgs, method: AuthMethod) -> Result<Secret, Error> {
+    if method.is_mutual_tls() {
+        return Ok(Secret::new(""));
+    }
+    read_secret(
+        &a.client_secret_file,
+        "AUTHCORE_CLIENT_SECRET",
+        "client secret",
+    )
+}
+
 /// The client secret if one is given (file or AUTHCORE_CLIENT_SECRET), else none: a
 /// public client.
 fn optional_client_secret(file: &Option<PathBuf>) -> Result<Secret, Error> {
@@ -1136,6 +1183,7 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
     if let Some(ca) = &a.ca_bundle {
         options = options.ca_bundle(ca);
     }
+    options = a.cert.apply(options)?;
     if let (Some(name), Some(_), None) = (&a.store_key, &a.store, &a.issuer) {
         options = options.store_key(name);
     }
@@ -1161,6 +1209,8 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
         Method::Basic => AuthMethod::ClientSecretBasic,
         Method::BasicRaw => AuthMethod::ClientSecretBasicRaw,
         Method::Post => AuthMethod::ClientSecretPost,
+        Method::TlsClientAuth => AuthMethod::TlsClientAuth,
+        Method::SelfSignedTlsClientAuth => AuthMethod::SelfSignedTlsClientAuth,
     };
     if a.workload.grant_requested() && !matches!(a.provider, Some(Provider::JwtBearer)) {
         return Err(Error::Config {
@@ -1213,11 +1263,7 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
             let assertion = a.workload.client_assertion();
             let secret = match assertion {
                 Some(_) => Secret::new(""),
-                None => read_secret(
-                    &a.client_secret_file,
-                    "AUTHCORE_CLIENT_SECRET",
-                    "client secret",
-                )?,
+                None => client_secret(a, method)?,
             };
             let mut grant =
                 ClientCredentials::new(url, required(&a.client_id, "--client-id")?, secret)
@@ -1242,11 +1288,7 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
             let assertion = a.workload.client_assertion();
             let secret = match assertion {
                 Some(_) => Secret::new(""),
-                None => read_secret(
-                    &a.client_secret_file,
-                    "AUTHCORE_CLIENT_SECRET",
-                    "client secret",
-                )?,
+                None => client_secret(a, method)?,
             };
             let rt = read_secret(
                 &a.refresh_token_file,

@@ -12,13 +12,13 @@ use authcore::grant::{
     ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, JwtBearer, RefreshToken,
 };
 use authcore::{
-    AssertionSource, AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, Options, Secret,
-    Stats,
+    AssertionSource, AuthMethod, Client, ClientCertificate, Dpop, DpopAlgorithm, DpopKey, Error,
+    Options, Secret, Stats,
 };
 use authcore::{AuthorizationCodeFlow, DeviceFlow, Metadata};
 use serde::Deserialize;
 
-use crate::devserver::{Behaviour, Counters, DevServer, Fault, Malformed};
+use crate::devserver::{Behaviour, Counters, DevServer, Fault, Malformed, MtlsClient};
 
 /// One scenario file.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +68,21 @@ pub enum Dialect {
     /// The JWT bearer grant (RFC 7523 §2.1), its assertion from the scenario's
     /// assertion file (or a command that prints it); no client authentication.
     Oauth2JwtBearer,
+    /// Mutual TLS (RFC 8705), against the provider in TLS mode: a client certificate
+    /// the provider issues for [`MTLS_CLIENT_ID`] (registered for `tls_client_auth`
+    /// with its subject), client credentials at the token endpoint's mTLS alias found
+    /// by discovery, tokens bound to the certificate.
+    Oauth2Mtls,
+}
+
+/// The client id of the `oauth2_mtls` dialect's client (also its certificate's CN).
+pub const MTLS_CLIENT_ID: &str = "scenario-mtls";
+
+impl Scenario {
+    /// Whether the scenario runs against the provider in TLS mode.
+    pub fn needs_tls(&self) -> bool {
+        self.dialect == Dialect::Oauth2Mtls
+    }
 }
 
 /// Credentials the client uses instead of the provider's.
@@ -224,6 +239,9 @@ pub struct Expect {
     pub assertions_resent: Option<u64>,
     /// Assertions the provider received after their `exp`.
     pub assertions_expired: Option<u64>,
+    /// Whether the client's token at the end is bound to its client certificate
+    /// (`cnf.x5t#S256` at the provider is the certificate's thumbprint).
+    pub certificate_bound: Option<bool>,
 }
 
 /// What a run observed.
@@ -242,6 +260,8 @@ pub struct Observed {
     pub token_type: Option<String>,
     /// The statuses of the `replay` step's two requests.
     pub replay_statuses: Vec<u16>,
+    /// Whether the client's token at the end is bound to its client certificate.
+    pub certificate_bound: bool,
 }
 
 /// Reads every `*.json` scenario in a directory, sorted by file name.
@@ -264,10 +284,17 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, String> {
 /// The options of a scenario's client: a file store in `store_dir` (filed under
 /// [`STORE_KEY`]) when the scenario asks for one, and DPoP with a newly generated key
 /// of the scenario's algorithm.
-fn client_options(s: &Scenario, store_dir: Option<&Path>) -> Result<Options, Error> {
+fn client_options(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+) -> Result<Options, Error> {
     let mut options = Options::default()
         .failure_backoff(Duration::from_millis(50), Duration::from_millis(500))
         .timeout(Duration::from_secs(10));
+    if let Some(ca) = server.ca_file() {
+        options = options.ca_bundle(ca);
+    }
     if let Some(dir) = store_dir {
         options = options
             .store(Arc::new(authcore::FileStore::new(dir)?))
@@ -291,7 +318,7 @@ pub fn build_client(
     let creds = server.credentials();
     let base = server.url();
     let secret = secret_of(s, server);
-    let options = client_options(s, store_dir)?;
+    let options = client_options(s, server, store_dir)?;
     match s.dialect {
         Dialect::Apivideo => {
             let key = s
@@ -358,6 +385,15 @@ pub fn build_client(
             let flow = DeviceFlow::new(config, options)?;
             flow.start()?.wait(Some(Duration::from_secs(30)))
         }
+        Dialect::Oauth2Mtls => {
+            let certificate = mtls_certificate(s, server)?;
+            let options = options.client_certificate(certificate);
+            let metadata = Metadata::discover(&base, &options)?;
+            let grant = ClientCredentials::from_metadata(&metadata, MTLS_CLIENT_ID, "")?
+                .scopes(s.client.scopes.clone())
+                .auth_method(AuthMethod::TlsClientAuth);
+            Client::new(grant, options)
+        }
     }
 }
 
@@ -369,6 +405,25 @@ fn assertion_source(s: &Scenario, file: &Path) -> AssertionSource {
         }
         _ => AssertionSource::file(file),
     }
+}
+
+/// The `oauth2_mtls` client's certificate: issued by the provider for
+/// [`MTLS_CLIENT_ID`], whose registration (`tls_client_auth` with its subject) is added
+/// to the scenario's provider settings.
+fn mtls_certificate(s: &Scenario, server: &DevServer) -> Result<ClientCertificate, Error> {
+    let config = |message: String| Error::Config { message };
+    let made = server
+        .client_certificate(MTLS_CLIENT_ID, false)
+        .map_err(config)?;
+    let text = |name: &str| made[name].as_str().unwrap_or_default().to_owned();
+    let mut behaviour = s.provider.clone();
+    behaviour.mtls_clients.push(MtlsClient {
+        client_id: MTLS_CLIENT_ID.to_owned(),
+        tls_client_auth_subject_dn: Some(text("subject")),
+        thumbprint: None,
+    });
+    server.set_behaviour(behaviour).map_err(config)?;
+    ClientCertificate::from_pem(text("certificate").as_bytes(), text("key").as_bytes())
 }
 
 /// The client secret (or api.video key) the scenario's client presents.
@@ -391,7 +446,7 @@ pub fn restart_client(
     old: &Client,
 ) -> Result<Client, Error> {
     let base = server.url();
-    let options = client_options(s, store_dir)?;
+    let options = client_options(s, server, store_dir)?;
     let creds = server.credentials();
     let last = || -> Result<Secret, Error> {
         old.cached_token()
@@ -458,12 +513,33 @@ fn summed(a: &Stats, b: &Stats) -> Stats {
 
 /// Sends the request `headers` describe (`GET url`) twice, exactly as they are, with
 /// an HTTP client of the runner's own; the two statuses.
-fn replay(url: &str, headers: &authcore::RequestHeaders) -> Result<Vec<u16>, Error> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+///
+/// In TLS mode it trusts the provider's CA, and presents no client certificate.
+fn replay(
+    url: &str,
+    headers: &authcore::RequestHeaders,
+    ca: Option<&Path>,
+) -> Result<Vec<u16>, Error> {
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+        .timeout_global(Some(Duration::from_secs(10)));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| Error::Config {
+            message: format!("cannot read {}: {e}", ca.display()),
+        })?;
+        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                .build(),
+        );
+    }
+    let agent: ureq::Agent = config.build().into();
     let mut statuses = Vec::new();
     for _ in 0..2 {
         let mut request = agent
@@ -599,7 +675,7 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                 let url = format!("{}/api/replay", server.url());
                 let statuses = client
                     .request_headers("GET", &url)
-                    .and_then(|headers| replay(&url, &headers));
+                    .and_then(|headers| replay(&url, &headers, server.ca_file()));
                 match statuses {
                     Ok(statuses) => obs.lock().replay_statuses.extend(statuses),
                     Err(e) => record(&obs, Err(e)),
@@ -636,6 +712,15 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
         .as_ref()
         .and_then(Client::cached_token)
         .map(|t| t.token_type().to_owned());
+    o.certificate_bound = current.as_ref().is_some_and(|c| {
+        let (Some(cert), Some(token)) = (c.client_certificate(), c.cached_token()) else {
+            return false;
+        };
+        let tag = crate::devserver::tag(token.access_token().expose_secret());
+        server
+            .token_info(&tag)
+            .is_some_and(|info| info["cnf"]["x5t#S256"].as_str() == Some(cert.thumbprint()))
+    });
     o.stats = current.map(|c| summed(&retired, &c.stats()));
     o
 }
@@ -724,6 +809,14 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
                     "token requests for {grant}: expected {want}, observed {got}"
                 ));
             }
+        }
+    }
+    if let Some(want) = e.certificate_bound {
+        if want != o.certificate_bound {
+            problems.push(format!(
+                "token bound to the client certificate: expected {want}, observed {}",
+                o.certificate_bound
+            ));
         }
     }
     if let Some(want) = e.dpop_nonce_retries {

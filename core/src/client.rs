@@ -59,6 +59,9 @@ impl Client {
     pub fn new(grant: impl Grant, options: Options) -> Result<Client> {
         let http = Http::new(Arc::new(options))?;
         grant.check()?;
+        if let Some(method) = grant.auth_method() {
+            crate::grant::check_certificate(method, http.options())?;
+        }
         for url in grant.endpoints() {
             http.check_url(url)?;
         }
@@ -75,6 +78,11 @@ impl Client {
             .clone()
             .or_else(|| grant.initial_token().and_then(|t| t.subject()));
         let store_key = grant.store_key(user.as_deref());
+        // Tokens may be bound to the certificate: another one could not use them.
+        let store_key = match &options.client_certificate {
+            Some(cert) => store_key.map(|k| k.with_certificate(cert.thumbprint())),
+            None => store_key,
+        };
         if options.store.is_some() && grant.per_user() && user.is_none() {
             return Err(crate::error::Error::config(
                 "a refresh-token client with a shared store needs to know whose tokens they are: \
@@ -96,6 +104,11 @@ impl Client {
                 tier,
             }),
         })
+    }
+
+    /// The client certificate its connections present (mutual TLS, RFC 8705), if any.
+    pub fn client_certificate(&self) -> Option<&crate::ClientCertificate> {
+        self.inner.http.options().client_certificate.as_ref()
     }
 
     /// A client for a personal access token (viewneo) or any static bearer token.

@@ -38,6 +38,7 @@ impl DeviceFlow {
     /// A flow with these client options (used for every request and the client).
     pub fn new(config: DeviceCode, options: Options) -> Result<Self> {
         let http = Http::new(Arc::new(options))?;
+        config.check_certificate(http.options())?;
         for url in config.endpoints()? {
             http.check_url(url)?;
         }

@@ -1,6 +1,7 @@
 //! Authorization server metadata (RFC 8414) and OpenID Connect Discovery: the endpoints
 //! of an issuer, found from its URL.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -53,6 +54,32 @@ pub struct Metadata {
     /// Whether authorization responses carry `iss` (RFC 9207).
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// Endpoints to use instead of the ones above when the client presents a
+    /// certificate (RFC 8705 §5), by the name of the endpoint they stand for
+    /// (`token_endpoint`, `revocation_endpoint`, …). Entries that are not strings are
+    /// left out.
+    #[serde(default, deserialize_with = "string_map")]
+    pub mtls_endpoint_aliases: BTreeMap<String, String>,
+    /// Whether the server binds access tokens to the client certificate (RFC 8705 §3).
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: bool,
+}
+
+/// A JSON object's string members (others left out); anything but an object is none.
+fn string_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    })
 }
 
 impl fmt::Debug for Metadata {
@@ -66,6 +93,7 @@ impl fmt::Debug for Metadata {
                 &self.device_authorization_endpoint,
             )
             .field("revocation_endpoint", &self.revocation_endpoint)
+            .field("mtls_endpoint_aliases", &self.mtls_endpoint_aliases)
             .finish_non_exhaustive()
     }
 }
@@ -154,10 +182,18 @@ impl Metadata {
         ]
         .into_iter()
         .flatten()
+        .chain(self.mtls_endpoint_aliases.values())
         {
             http.check_url(url)?;
         }
         Ok(())
+    }
+
+    /// The mTLS alias (RFC 8705 §5) of the endpoint named `name` (`token_endpoint`,
+    /// `revocation_endpoint`, `device_authorization_endpoint`, …), if the server gives
+    /// one.
+    pub fn mtls_alias(&self, name: &str) -> Option<&str> {
+        self.mtls_endpoint_aliases.get(name).map(String::as_str)
     }
 
     /// The token endpoint, or a [`Config`](crate::ErrorKind::Config) error naming what

@@ -327,6 +327,7 @@ impl AuthorizationCodeFlow {
     /// [`pending_key`](Self::pending_key) gives one to share.
     pub fn new(config: AuthorizationCode, options: Options) -> Result<Self> {
         let http = Http::new(Arc::new(options))?;
+        config.check_certificate(http.options())?;
         for url in config.endpoints()? {
             http.check_url(url)?;
         }

@@ -1010,8 +1010,12 @@ fn build_agent(
     proxy: Option<ureq::Proxy>,
     roots: ureq::tls::RootCerts,
 ) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(roots)
+        .client_cert(options.client_certificate.as_ref().map(|c| c.tls().clone()))
+        .build();
     let config = ureq::Agent::config_builder()
-        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+        .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(proxy)

@@ -33,6 +33,7 @@ mod fork;
 mod fuzz;
 pub mod grant;
 mod http;
+mod mtls;
 mod options;
 pub mod provider;
 mod random;
@@ -58,6 +59,7 @@ pub use flow::{
 pub use fork::after_fork_in_child;
 pub use grant::AuthMethod;
 pub use http::{BodyFormat, Response, USER_AGENT};
+pub use mtls::ClientCertificate;
 pub use options::{
     is_valid_header, is_valid_proxy_url, HookError, HookOutcome, Options, Proxy, RefreshTokenHook,
     Rotation, MAX_DURATION,

@@ -120,6 +120,7 @@ pub struct Options {
     pub(crate) proxy: Proxy,
     pub(crate) ca_bundle: Option<std::path::PathBuf>,
     pub(crate) dpop: Option<crate::dpop::Dpop>,
+    pub(crate) client_certificate: Option<crate::mtls::ClientCertificate>,
 }
 
 impl Default for Options {
@@ -142,6 +143,7 @@ impl Default for Options {
             proxy: Proxy::Environment,
             ca_bundle: None,
             dpop: None,
+            client_certificate: None,
         }
     }
 }
@@ -326,6 +328,28 @@ impl Options {
         self.dpop.as_ref()
     }
 
+    /// Mutual TLS (RFC 8705): present this certificate on every HTTPS connection, to
+    /// the token endpoint and to the APIs alike — so that `tls_client_auth` and
+    /// `self_signed_tls_client_auth` work ([`AuthMethod`](crate::AuthMethod)), tokens
+    /// the server binds to the certificate (`cnf.x5t#S256`) are accepted by the APIs,
+    /// and the `mtls_endpoint_aliases` of discovered metadata are used. Tokens kept in a
+    /// shared store are filed under the certificate's thumbprint too.
+    pub fn client_certificate(mut self, certificate: crate::ClientCertificate) -> Self {
+        self.client_certificate = Some(certificate);
+        self
+    }
+
+    /// No client certificate (undoes [`client_certificate`](Self::client_certificate)).
+    pub fn clear_client_certificate(mut self) -> Self {
+        self.client_certificate = None;
+        self
+    }
+
+    /// The client certificate, if configured.
+    pub fn client_certificate_config(&self) -> Option<&crate::ClientCertificate> {
+        self.client_certificate.as_ref()
+    }
+
     /// Checks the settings a client cannot work with.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::config(format!("{what} must be greater than zero")));
@@ -405,6 +429,7 @@ impl fmt::Debug for Options {
             .field("proxy", &self.proxy)
             .field("ca_bundle", &self.ca_bundle)
             .field("dpop", &self.dpop)
+            .field("client_certificate", &self.client_certificate)
             .finish()
     }
 }

@@ -38,6 +38,12 @@ pub enum authcore_auth_method {
     /// A JWT someone else issues (a federated identity), read for every request
     /// (`authcore_options_set_client_assertion`).
     ClientAssertion = 5,
+    /// Mutual TLS with a CA-issued certificate (RFC 8705 §2.1): `client_id` in the body,
+    /// no secret; needs `authcore_options_set_client_certificate_pem` (or `_files`).
+    TlsClientAuth = 6,
+    /// Mutual TLS with a self-signed certificate registered at the provider (RFC 8705
+    /// §2.2): `client_id` in the body, no secret; needs a client certificate as above.
+    SelfSignedTlsClientAuth = 7,
 }
 
 pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
@@ -48,6 +54,8 @@ pub(crate) fn auth_method(value: u32) -> Result<AuthMethod, Failure> {
         3 => Ok(AuthMethod::None),
         4 => Ok(AuthMethod::PrivateKeyJwt),
         5 => Ok(AuthMethod::ClientAssertion),
+        6 => Ok(AuthMethod::TlsClientAuth),
+        7 => Ok(AuthMethod::SelfSignedTlsClientAuth),
         other => Err(Failure::invalid(format!(
             "auth_method {other} is not an authcore_auth_method"
         ))),

@@ -678,6 +678,78 @@ pub unsafe extern "C" fn authcore_options_set_ca_bundle(
     unsafe { update(options, step) }
 }
 
+/// Mutual TLS (RFC 8705): every HTTPS connection of the clients made with these
+/// options presents this client certificate — to the token endpoint
+/// (`AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH`, `_SELF_SIGNED_TLS_CLIENT_AUTH`) and to the
+/// APIs alike, so that tokens the provider binds to it (`cnf.x5t#S256`) are accepted
+/// there; the `mtls_endpoint_aliases` of discovered metadata are then used.
+///
+/// `certificate_pem` is PEM text holding the certificate, then any intermediate
+/// certificates; `key_pem` its private key (PKCS#8, PKCS#1 or SEC1, unencrypted), or
+/// NULL when `certificate_pem` holds the key too. Both are read and checked during the
+/// call; the options keep their own copy of the key (wiped when the last options handle
+/// and client using it are freed), so the caller may wipe its copy afterwards.
+///
+/// Text that holds no certificate or no key, a key that is not the certificate's, or
+/// one that cannot be used is `AUTHCORE_STATUS_CONFIG` (the message never quotes the
+/// key); NULL `certificate_pem` `AUTHCORE_STATUS_NULL_ARGUMENT`, text that is not UTF-8
+/// `AUTHCORE_STATUS_INVALID_ARGUMENT`; each leaves the options as they were.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call;
+/// `certificate_pem` is a NUL-terminated string, `key_pem` NULL or one.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_client_certificate_pem(
+    options: *mut authcore_options,
+    certificate_pem: *const c_char,
+    key_pem: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises NUL-terminated strings (the key may be NULL).
+        let certificate = unsafe { arg_str(certificate_pem, "certificate_pem")? };
+        // SAFETY: as above.
+        let key = unsafe { opt_str(key_pem, "key_pem")? }.unwrap_or(certificate);
+        let cert = authcore::ClientCertificate::from_pem(certificate.as_bytes(), key.as_bytes())?;
+        Ok(o.client_certificate(cert))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
+/// Like `authcore_options_set_client_certificate_pem`, from files: `certificate_path`
+/// (PEM: the certificate, then any intermediates) and `key_path` (its private key; NULL:
+/// in the certificate file too), read and checked during the call. A file that cannot
+/// be read is `AUTHCORE_STATUS_CONFIG` naming it. `certificate_path` NULL: no client
+/// certificate (the default) again.
+///
+/// # Safety
+/// `options` is a live handle not used by another thread during the call;
+/// `certificate_path` and `key_path` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_options_set_client_certificate_files(
+    options: *mut authcore_options,
+    certificate_path: *const c_char,
+    key_path: *const c_char,
+) -> authcore_status {
+    let step = |o: authcore::Options| {
+        // SAFETY: the caller promises NULL or NUL-terminated strings.
+        let Some(certificate) = (unsafe { opt_str(certificate_path, "certificate_path")? }) else {
+            return Ok(o.clear_client_certificate());
+        };
+        // SAFETY: as above.
+        let key = unsafe { opt_str(key_path, "key_path")? }.unwrap_or(certificate);
+        if certificate.is_empty() || key.is_empty() {
+            return Err(Failure::invalid(
+                "the client certificate or key path is empty",
+            ));
+        }
+        let cert = authcore::ClientCertificate::from_pem_files(certificate, key)?;
+        Ok(o.client_certificate(cert))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { update(options, step) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

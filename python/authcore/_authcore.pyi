@@ -34,7 +34,9 @@ _Scopes = Union[str, Iterable[str], None]
 #: How the client authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523): HTTP
 #: Basic with form-encoded credentials (the standard), Basic with raw credentials, the
 #: credentials in the body, none (a public client: PKCE, `client_id` in the body), or a
-#: signed JWT (`private_key=`), or a JWT someone else issues (`client_assertion=`). The RFC 8414 names (`client_secret_basic`, ...) work too.
+#: signed JWT (`private_key=`), a JWT someone else issues (`client_assertion=`), or the
+#: client certificate (`tls_client_auth`, `self_signed_tls_client_auth`, RFC 8705:
+#: `client_cert=`). The RFC 8414 names (`client_secret_basic`, ...) work too.
 _AuthMethod = Literal[
     "basic",
     "basic_raw",
@@ -42,6 +44,8 @@ _AuthMethod = Literal[
     "none",
     "private_key_jwt",
     "client_assertion",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
     "client_secret_basic",
     "client_secret_basic_raw",
     "client_secret_post",
@@ -81,6 +85,16 @@ class _ClientOptions(TypedDict, total=False):
       ``rediss://`` ``RedisStore`` made without ``ca_file`` [the system's trust store, or
       what ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name; set to something unusable they are a
       ``ConfigError``].
+    - ``client_cert``: mutual TLS (RFC 8705): a client certificate presented on every
+      HTTPS connection, to the token endpoint (``auth_method="tls_client_auth"`` or
+      ``"self_signed_tls_client_auth"``: the client id in the body, no secret) and to the
+      APIs alike, so that tokens bound to it (``cnf.x5t#S256``) are accepted; discovered
+      ``mtls_endpoint_aliases`` are then used. A path (``str`` or ``os.PathLike``) or PEM
+      ``bytes``: the certificate, then any intermediates [none].
+    - ``client_key``: its private key (PKCS#8, PKCS#1 or SEC1, unencrypted), of the same
+      kind as ``client_cert`` [in ``client_cert`` too]. A certificate or key that cannot
+      be read or used, or a key that is not the certificate's, is a ``ConfigError`` that
+      never quotes the key.
     - ``store``: share tokens with other processes (``FileStore``, ``RedisStore``, or
       an object following ``authcore.TokenStore``; it saves versioned records, to be
       kept byte for byte).
@@ -108,6 +122,8 @@ class _ClientOptions(TypedDict, total=False):
     token_request_headers: Mapping[str, str]
     proxy: Optional[str]
     ca_bundle: Union[str, "os.PathLike[str]", None]
+    client_cert: Union[str, "os.PathLike[str]", bytes, None]
+    client_key: Union[str, "os.PathLike[str]", bytes, None]
     store: Optional[Union[FileStore, RedisStore, TokenStore]]
     store_key: Optional[str]
 
@@ -565,6 +581,12 @@ class Metadata:
     @property
     def authorization_response_iss_parameter_supported(self) -> bool:
         """Whether authorization responses carry ``iss`` (RFC 9207)."""
+    @property
+    def mtls_endpoint_aliases(self) -> dict[str, str]:
+        """Endpoints used instead when a client certificate is presented (RFC 8705 §5), by the name of the endpoint they stand for (``token_endpoint``, ...)."""
+    @property
+    def tls_client_certificate_bound_access_tokens(self) -> bool:
+        """Whether the server binds access tokens to client certificates (RFC 8705 §3)."""
 
 def discover(issuer: str, **options: Unpack[_ClientOptions]) -> Metadata:
     """The server's metadata from ``issuer`` (RFC 8414, then OpenID Connect discovery); IssuerMismatchError if it names another issuer."""

@@ -81,6 +81,19 @@ impl Metadata {
         self.inner.authorization_response_iss_parameter_supported
     }
 
+    /// Endpoints to use instead when presenting a client certificate (RFC 8705 §5),
+    /// by the name of the endpoint they stand for.
+    #[getter]
+    fn mtls_endpoint_aliases(&self) -> std::collections::BTreeMap<String, String> {
+        self.inner.mtls_endpoint_aliases.clone()
+    }
+
+    /// Whether the server binds access tokens to client certificates (RFC 8705 §3).
+    #[getter]
+    fn tls_client_certificate_bound_access_tokens(&self) -> bool {
+        self.inner.tls_client_certificate_bound_access_tokens
+    }
+
     fn __repr__(&self) -> String {
         format!("<authcore.Metadata issuer={:?}>", self.inner.issuer)
     }

@@ -12,6 +12,47 @@ use pyo3::types::{PyDict, PyString};
 use crate::dpop::DpopArgs;
 use crate::store;
 
+/// A client certificate (mutual TLS) from `client_cert` and `client_key`: each a path
+/// (`str` or `os.PathLike`) or PEM as `bytes`, both of one kind; no key: in the
+/// certificate's PEM too. Unusable ones are a `ConfigError` that never quotes the key.
+fn client_certificate_arg(
+    cert: &Bound<'_, PyAny>,
+    key: Option<&Bound<'_, PyAny>>,
+) -> PyResult<authcore::ClientCertificate> {
+    let py = cert.py();
+    if let Ok(pem) = cert.cast::<pyo3::types::PyBytes>() {
+        let key_pem = match key {
+            None => pem.as_bytes(),
+            Some(k) => k
+                .cast::<pyo3::types::PyBytes>()
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "option 'client_key' must be PEM bytes like 'client_cert', not {}",
+                        type_name(k)
+                    ))
+                })?
+                .as_bytes(),
+        };
+        return authcore::ClientCertificate::from_pem(pem.as_bytes(), key_pem)
+            .map_err(|e| crate::to_py_err(py, e));
+    }
+    let path = |name: &str, v: &Bound<'_, PyAny>| -> PyResult<std::path::PathBuf> {
+        v.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "option '{name}' must be a path (str or os.PathLike) or PEM bytes, not {}",
+                type_name(v)
+            ))
+        })
+    };
+    let cert_path = path("client_cert", cert)?;
+    let key_path = key
+        .map(|k| path("client_key", k))
+        .transpose()?
+        .unwrap_or_else(|| cert_path.clone());
+    authcore::ClientCertificate::from_pem_files(&cert_path, &key_path)
+        .map_err(|e| crate::to_py_err(py, e))
+}
+
 /// Scopes from a space-separated string or a sequence of strings.
 pub(crate) fn scopes_arg(scopes: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let Some(scopes) = scopes else {
@@ -52,7 +93,8 @@ pub(crate) fn type_name(v: &Bound<'_, PyAny>) -> String {
 pub(crate) fn auth_method_arg(method: &str) -> PyResult<AuthMethod> {
     AuthMethod::from_name(method).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "auth_method must be 'basic', 'basic_raw', 'post', 'none', 'private_key_jwt' or 'client_assertion', not '{method}'"
+            "auth_method must be 'basic', 'basic_raw', 'post', 'none', 'private_key_jwt', \
+             'client_assertion', 'tls_client_auth' or 'self_signed_tls_client_auth', not '{method}'"
         ))
     })
 }
@@ -187,7 +229,7 @@ pub(crate) fn non_negative_int(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64
 pub(crate) const OPTION_NAMES: &str =
     "connect_timeout, timeout, wait_timeout, max_retries, max_body_bytes, \
     default_lifetime, expiry_margin, failure_backoff, danger_allow_insecure_http, on_refresh_token, on_rotation, \
-    token_request_headers, proxy, ca_bundle, store, store_key (and for OAuth grants: resource, private_key, key_id, \
+    token_request_headers, proxy, ca_bundle, client_cert, client_key, store, store_key (and for OAuth grants: resource, private_key, key_id, \
     algorithm, revocation_url, dpop, dpop_key, dpop_allow_bearer, client_assertion)";
 
 /// Client options from keyword arguments; unknown names and wrong types are errors.
@@ -214,6 +256,8 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                     | "proxy"
                     | "store"
                     | "store_key"
+                    | "client_cert"
+                    | "client_key"
             )
         {
             continue;
@@ -335,6 +379,18 @@ pub(crate) fn options_arg(options: Option<&Bound<'_, PyDict>>) -> PyResult<Optio
                     })?;
                     o.ca_bundle(path)
                 }
+            }
+            "client_cert" => {
+                let key = options.get_item("client_key")?.filter(|k| !k.is_none());
+                o.client_certificate(client_certificate_arg(&v, key.as_ref())?)
+            }
+            "client_key" => {
+                if options.get_item("client_cert")?.is_none_or(|c| c.is_none()) {
+                    return Err(PyTypeError::new_err(
+                        "option 'client_key' needs 'client_cert'",
+                    ));
+                }
+                o
             }
             "token_request_headers" => {
                 let headers = v.cast::<PyDict>().map_err(|_| {

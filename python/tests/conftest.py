@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pathlib
+import ssl
 import subprocess
 import threading
 import time
@@ -35,10 +36,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 class DevServer:
-    """A running provider and its control endpoints."""
+    """A running provider and its control endpoints (in TLS mode, ``ca`` is the file of
+    its CA, trusted for them)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ca: str | None = None) -> None:
         self.url = url
+        self.ca = ca
+        self.context = ssl.create_default_context(cafile=ca) if ca else None
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -48,7 +52,7 @@ class DevServer:
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(req, timeout=10, context=self.context) as resp:  # noqa: S310 (loopback only)
             return json.loads(resp.read())
 
     def reset(self) -> None:
@@ -180,4 +184,4 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevSe
     with _devserver("--tls-dir", str(tls_dir)) as told:
         if "CA" not in told:
             raise RuntimeError("the TLS devserver did not name its CA")
-        yield DevServer(told["URL"]), told["CA"]
+        yield DevServer(told["URL"], told["CA"]), told["CA"]

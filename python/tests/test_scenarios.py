@@ -3,6 +3,7 @@ provider set-up, client, steps and expectations as the Rust and C runners."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import threading
@@ -20,10 +21,17 @@ from conftest import CLIENT_ID, CLIENT_SECRET, SCENARIOS, DevServer
 FILES = sorted(SCENARIOS.glob("*.json"))
 
 
-def client_options(s: dict[str, Any], store_dir: pathlib.Path) -> dict[str, Any]:
-    """The options every client of a scenario is made with (its store included)."""
+#: The client id of the `oauth2_mtls` dialect's client (also its certificate's CN).
+MTLS_CLIENT_ID = "scenario-mtls"
+
+
+def client_options(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path) -> dict[str, Any]:
+    """The options every client of a scenario is made with (its store included; in TLS
+    mode, the provider's CA trusted)."""
     override = s.get("client", {})
     options: dict[str, Any] = {"failure_backoff": (0.05, 0.5), "timeout": 10.0}
+    if dev.ca is not None:
+        options["ca_bundle"] = dev.ca
     store = override.get("store")
     if store is not None:
         assert store == "file", f"unknown store {store}"
@@ -73,6 +81,12 @@ def build_client(
         )
     if dialect == "viewneo_pat":
         return authcore.Client.personal_access_token("dev-personal-access-token")
+    if dialect == "oauth2_mtls":
+        # `options` carry the certificate `mtls_certificate` registered.
+        metadata = authcore.discover(dev.url, **options)
+        return authcore.Client.client_credentials_from_metadata(
+            metadata, MTLS_CLIENT_ID, scopes=scopes, auth_method="tls_client_auth", **grant
+        )
     if dialect == "oauth2_device":
         metadata = authcore.discover(dev.url, **options)
         device = authcore.DeviceFlow.from_metadata(
@@ -111,14 +125,25 @@ def restarted_client(
     )
 
 
-def replay(client: authcore.Client, url: str) -> list[int]:
-    """Sends one request with the client's headers twice, with urllib: the statuses."""
+def mtls_certificate(s: dict[str, Any], dev: DevServer) -> dict[str, Any]:
+    """The `oauth2_mtls` client's certificate, issued by the provider for
+    ``MTLS_CLIENT_ID`` and registered for ``tls_client_auth`` with its subject (beside the
+    scenario's provider settings)."""
+    made: dict[str, Any] = dev.control("POST", "client_certificate", {"cn": MTLS_CLIENT_ID})
+    registration = {"client_id": MTLS_CLIENT_ID, "tls_client_auth_subject_dn": made["subject"]}
+    dev.config(**{**s.get("provider", {}), "mtls_clients": [registration]})
+    return made
+
+
+def replay(client: authcore.Client, dev: DevServer, url: str) -> list[int]:
+    """Sends one request with the client's headers twice, with urllib (trusting the
+    provider's CA in TLS mode, presenting no client certificate): the statuses."""
     headers = client.request_headers("GET", url)
     statuses = []
     for _ in range(2):
         request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback only)
+            with urllib.request.urlopen(request, timeout=10, context=dev.context) as response:  # noqa: S310 (loopback only)
                 statuses.append(int(response.status))
         except urllib.error.HTTPError as e:
             statuses.append(int(e.code))
@@ -136,6 +161,8 @@ class Outcome:
         self.stats: list[authcore.Stats] = []
         self.token_type: str | None = None
         self.replay_statuses: list[int] | None = None
+        # Whether the client's token at the end is bound to its client certificate.
+        self.certificate_bound = False
 
     def total(self, counter: str) -> int:
         return sum(int(getattr(s, counter)) for s in self.stats)
@@ -174,8 +201,13 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
     client: authcore.Client | None = None
     # The last refresh token a client of the run was given, for a restart.
     last_refresh_token: list[str] = []
-    options = client_options(s, store_dir)
+    options = client_options(s, dev, store_dir)
     options["on_refresh_token"] = last_refresh_token.append
+    certificate: dict[str, Any] | None = None
+    if s["dialect"] == "oauth2_mtls":
+        certificate = mtls_certificate(s, dev)
+        options["client_cert"] = certificate["certificate"].encode()
+        options["client_key"] = certificate["key"].encode()
 
     def build() -> None:
         nonlocal client
@@ -232,7 +264,7 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
             dev.control("POST", "dpop_rotate", {})
         elif kind == "replay":
             def replay_() -> None:
-                out.replay_statuses = replay(c, dev.url + "/api/replay")
+                out.replay_statuses = replay(c, dev, dev.url + "/api/replay")
 
             record(replay_)
         else:
@@ -242,12 +274,19 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
         # The type of the token the client holds, read without a token request.
         header = client.cached_authorization_header()
         out.token_type = header.split(" ", 1)[0] if header else None
+        if certificate is not None and header:
+            tag = hashlib.sha256(header.split(" ", 1)[1].encode()).hexdigest()[:24]
+            info = dev.control("GET", "token?tag=" + tag)
+            out.certificate_bound = info.get("cnf", {}).get("x5t#S256") == certificate["x5t#S256"]
     return out
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
+def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> None:
     s = json.loads(path.read_text())
+    if s["dialect"] == "oauth2_mtls":
+        # Mutual TLS: against the provider in TLS mode.
+        dev, _ = request.getfixturevalue("tls_server")
     out = run(s, dev, tmp_path / "store", tmp_path / "assertion")
     c = dev.counters()
     e = s["expect"]
@@ -283,6 +322,8 @@ def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path) -> None:
         problems.append(f"DPoP nonce retries: expected {e['dpop_nonce_retries']}, observed {out.total('dpop_nonce_retries')}")
     if "replay_statuses" in e and out.replay_statuses != e["replay_statuses"]:
         problems.append(f"replay statuses: expected {e['replay_statuses']}, observed {out.replay_statuses}")
+    if "certificate_bound" in e and out.certificate_bound != e["certificate_bound"]:
+        problems.append(f"certificate bound: expected {e['certificate_bound']}, observed {out.certificate_bound}")
     assert not problems, "\n".join(problems)
 
 

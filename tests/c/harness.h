@@ -64,10 +64,12 @@ static inline void sleep_ms(long ms) {
     }
 }
 
-/* The provider's base URL, e.g. "http://127.0.0.1:40123". Exits if unset. */
+/* The provider's base URL, e.g. "http://127.0.0.1:40123" ("https://" for the one in TLS
+ * mode). Exits if unset. */
 static inline const char *devserver_url(void) {
     const char *url = getenv("AUTHCORE_DEVSERVER_URL");
-    if (url == NULL || strncmp(url, "http://127.0.0.1:", 17) != 0) {
+    if (url == NULL || (strncmp(url, "http://127.0.0.1:", 17) != 0 &&
+                        strncmp(url, "https://127.0.0.1:", 18) != 0)) {
         fprintf(stderr, "AUTHCORE_DEVSERVER_URL must be set to the loopback devserver\n");
         exit(2);
     }

@@ -143,6 +143,8 @@ typedef struct {
     /* The assertion file of the assertion dialects, in a directory of the run's own. */
     char assertion_dir[64];
     char assertion_path[128];
+    /* `oauth2_mtls`: the thumbprint (x5t#S256) of the client's certificate. */
+    char x5t[64];
 } run;
 
 /* Whether the dialect reads an assertion (a client assertion, a JWT bearer grant). */
@@ -313,6 +315,23 @@ static authcore_status restart(run *r, authcore_client **client, authcore_stats 
     return st;
 }
 
+/* The `replay` step in TLS mode (`oauth2_mtls`): the token of `authorization` sent twice
+ * by a client of the runner's own that presents no client certificate (a personal
+ * access token client: it only sends the token). */
+static authcore_status replay_without_certificate(run *r, const char *url, const char *authorization) {
+    const char *token = strchr(authorization, ' ');
+    authcore_client *bare = NULL;
+    authcore_status s = authcore_client_new_personal_access_token(token ? token + 1 : "", &bare);
+    for (int i = 0; i < 2 && s == AUTHCORE_STATUS_OK; i++) {
+        authcore_response *resp = NULL;
+        s = authcore_client_get(bare, url, &resp);
+        if (s == AUTHCORE_STATUS_OK) r->replay_statuses[i] = authcore_response_status(resp);
+        authcore_response_free(resp);
+    }
+    authcore_client_free(bare);
+    return s;
+}
+
 /* The `replay` step: the client's headers for `GET /api/replay`, sent twice as they are
  * with the runner's own HTTP client. */
 static authcore_status replay(run *r, const authcore_client *client) {
@@ -321,6 +340,12 @@ static authcore_status replay(run *r, const authcore_client *client) {
     char *authorization = NULL, *proof = NULL;
     authcore_status s = authcore_client_request_headers(client, "GET", url, &authorization, &proof);
     if (s != AUTHCORE_STATUS_OK) return s;
+    if (r->x5t[0] != '\0') {
+        s = replay_without_certificate(r, url, authorization);
+        authcore_string_free(authorization);
+        authcore_string_free(proof);
+        return s;
+    }
     size_t cap = strlen(authorization) + (proof ? strlen(proof) : 0) + 64;
     char *headers = malloc(cap);
     if (headers == NULL) exit(2);
@@ -334,6 +359,50 @@ static authcore_status replay(run *r, const authcore_client *client) {
     authcore_string_free(authorization);
     authcore_string_free(proof);
     return AUTHCORE_STATUS_OK;
+}
+
+/* The `oauth2_mtls` client's certificate: issued by the provider for "scenario-mtls",
+ * registered for tls_client_auth with its subject beside the scenario's provider
+ * settings, and set in the options; its thumbprint kept in `r`. */
+static authcore_status mtls_certificate(run *r) {
+    cJSON *made = control("POST", "/_control/client_certificate", "{\"cn\": \"scenario-mtls\"}");
+    const cJSON *provider = cJSON_GetObjectItemCaseSensitive(r->scenario, "provider");
+    cJSON *config = provider ? cJSON_Duplicate(provider, true) : cJSON_CreateObject();
+    cJSON *clients = cJSON_AddArrayToObject(config, "mtls_clients");
+    cJSON *client = cJSON_CreateObject();
+    cJSON_AddStringToObject(client, "client_id", "scenario-mtls");
+    cJSON_AddStringToObject(client, "tls_client_auth_subject_dn", str_field(made, "subject", ""));
+    cJSON_AddItemToArray(clients, client);
+    char *body = cJSON_PrintUnformatted(config);
+    control_post("/_control/config", body);
+    free(body);
+    cJSON_Delete(config);
+    snprintf(r->x5t, sizeof r->x5t, "%s", str_field(made, "x5t#S256", ""));
+    authcore_status s = authcore_options_set_client_certificate_pem(
+        r->options, str_field(made, "certificate", ""), str_field(made, "key", ""));
+    cJSON_Delete(made);
+    return s;
+}
+
+/* Whether the provider says the client's token is bound to its certificate: the
+ * `cnf.x5t#S256` of its answer to the client at `/api/certificate`. */
+static bool certificate_bound(const run *r, const authcore_client *client) {
+    char url[512];
+    snprintf(url, sizeof url, "%s/api/certificate", devserver_url());
+    authcore_response *resp = NULL;
+    bool bound = false;
+    if (r->x5t[0] != '\0' && authcore_client_get(client, url, &resp) == AUTHCORE_STATUS_OK) {
+        const uint8_t *data = NULL;
+        size_t n = 0;
+        if (authcore_response_body(resp, &data, &n) == AUTHCORE_STATUS_OK) {
+            cJSON *answer = cJSON_ParseWithLength((const char *)data, n);
+            const cJSON *cnf = cJSON_GetObjectItemCaseSensitive(answer, "cnf");
+            bound = strcmp(str_field(cnf, "x5t#S256", ""), r->x5t) == 0;
+            cJSON_Delete(answer);
+        }
+    }
+    authcore_response_free(resp);
+    return bound;
 }
 
 /* Builds the scenario's client with the options `make_options` put in `r`. */
@@ -414,6 +483,14 @@ static authcore_status build_client(run *r, authcore_client **out) {
         authcore_device_authorization_free(auth);
         authcore_device_flow_free(flow);
         authcore_metadata_free(m);
+    } else if (strcmp(dialect, "oauth2_mtls") == 0) {
+        authcore_metadata *m = NULL;
+        s = mtls_certificate(r);
+        if (s == AUTHCORE_STATUS_OK) s = authcore_discover(base, o, &m);
+        if (s == AUTHCORE_STATUS_OK)
+            s = authcore_client_new_client_credentials_from_metadata(
+                m, "scenario-mtls", NULL, scopes, AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, o, out);
+        authcore_metadata_free(m);
     } else {
         fprintf(stderr, "unknown dialect %s\n", dialect);
         s = AUTHCORE_STATUS_CONFIG;
@@ -431,6 +508,18 @@ static int run_scenario(const cJSON *sc) {
     pthread_mutex_init(&obs.lock, NULL);
     obs.oauth_expected = str_field(expect, "oauth_error", NULL);
 
+    /* Mutual TLS runs against the provider in TLS mode (whose CA main() made trusted). */
+    bool tls = strcmp(str_field(sc, "dialect", ""), "oauth2_mtls") == 0;
+    char *plain_url = strdup(devserver_url());
+    if (tls) {
+        const char *tls_url = getenv("AUTHCORE_DEVSERVER_TLS_URL");
+        if (tls_url == NULL) {
+            fprintf(stderr, "%s: AUTHCORE_DEVSERVER_TLS_URL is not set\n", name);
+            free(plain_url);
+            return 1;
+        }
+        setenv("AUTHCORE_DEVSERVER_URL", tls_url, 1);
+    }
     devserver_reset();
     const cJSON *provider = cJSON_GetObjectItemCaseSensitive(sc, "provider");
     if (provider != NULL) {
@@ -510,6 +599,8 @@ static int run_scenario(const cJSON *sc) {
     }
     /* What the client counted (with the clients a restart replaced), compared below with
      * what the provider counted. */
+    const cJSON *want_bound = cJSON_GetObjectItemCaseSensitive(expect, "certificate_bound");
+    bool bound = want_bound != NULL && client != NULL && certificate_bound(&r, client);
     authcore_stats stats = {0};
     int have_stats = client != NULL &&
                      authcore_client_stats(client, &stats, sizeof stats) == AUTHCORE_STATUS_OK;
@@ -646,6 +737,13 @@ static int run_scenario(const cJSON *sc) {
     }
     cJSON_Delete(counters);
     pthread_mutex_destroy(&obs.lock);
+    if (want_bound != NULL && cJSON_IsTrue(want_bound) != bound) {
+        fprintf(stderr, "  %s: certificate bound expected %s, observed %s\n", name,
+                cJSON_IsTrue(want_bound) ? "true" : "false", bound ? "true" : "false");
+        problems++;
+    }
+    setenv("AUTHCORE_DEVSERVER_URL", plain_url, 1);
+    free(plain_url);
     printf("%-32s %s (%.2f s)\n", name, problems == 0 ? "ok" : "FAILED", now_seconds() - started);
     return problems;
 }
@@ -656,6 +754,10 @@ static int by_name(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* keep results and error lines in order */
+    /* The provider in TLS mode (mutual TLS scenarios) is trusted as a C program's users
+     * would make it: through the platform's trust store, read once, before any client. */
+    const char *tls_ca = getenv("AUTHCORE_DEVSERVER_TLS_CA");
+    if (tls_ca != NULL) setenv("SSL_CERT_FILE", tls_ca, 1);
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCENARIO_DIR\n", argv[0]);
         return 2;

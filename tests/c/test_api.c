@@ -545,6 +545,132 @@ static void test_tls_trust(void) {
     authcore_options_free(o);
 }
 
+/* A control request to the TLS provider through `c` (which trusts its CA); the parsed
+ * JSON answer (caller frees), NULL on failure. */
+static cJSON *tls_control(const authcore_client *c, const char *base, const char *method,
+                          const char *path, const char *body) {
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    authcore_header ct = {"Content-Type", "application/json"};
+    authcore_response *resp = NULL;
+    if (authcore_client_request(c, method, url, &ct, 1, (const uint8_t *)body,
+                                body ? strlen(body) : 0, &resp) != AUTHCORE_STATUS_OK) {
+        return NULL;
+    }
+    const uint8_t *data = NULL;
+    size_t n = 0;
+    cJSON *parsed = NULL;
+    if (authcore_response_status(resp) == 200 &&
+        authcore_response_body(resp, &data, &n) == AUTHCORE_STATUS_OK) {
+        parsed = cJSON_ParseWithLength((const char *)data, n);
+    }
+    authcore_response_free(resp);
+    return parsed;
+}
+
+/* Mutual TLS (RFC 8705) at the TLS provider: a certificate it issues, registered for
+ * tls_client_auth; the key checked against the certificate when set; the token bound
+ * to the certificate, which the API sees. */
+static void test_mtls(void) {
+    const char *base = getenv("AUTHCORE_DEVSERVER_TLS_URL");
+    const char *ca = getenv("AUTHCORE_DEVSERVER_TLS_CA");
+    CHECK(base != NULL && ca != NULL, "the TLS provider is running");
+    if (base == NULL || ca == NULL) {
+        return;
+    }
+    char token_url[512], api_url[512];
+    snprintf(token_url, sizeof token_url, "%s/oauth2/token", base);
+    snprintf(api_url, sizeof api_url, "%s/api/mtls", base);
+    authcore_options *trust = NULL;
+    CHECK_OK(authcore_options_new(&trust));
+    CHECK_OK(authcore_options_set_ca_bundle(trust, ca));
+    authcore_client *ctl = NULL;
+    CHECK_OK(authcore_client_new_client_credentials(token_url, CLIENT_ID, SECRET, NULL, 0, trust, &ctl));
+    cJSON *made = tls_control(ctl, base, "POST", "/_control/client_certificate", "{\"cn\":\"c-mtls\"}");
+    cJSON *other = tls_control(ctl, base, "POST", "/_control/client_certificate", "{\"cn\":\"c-other\"}");
+    CHECK(made != NULL && other != NULL, "the provider made client certificates");
+    if (made == NULL || other == NULL) {
+        cJSON_Delete(made);
+        cJSON_Delete(other);
+        authcore_client_free(ctl);
+        authcore_options_free(trust);
+        return;
+    }
+    const char *cert = cJSON_GetObjectItem(made, "certificate")->valuestring;
+    const char *key = cJSON_GetObjectItem(made, "key")->valuestring;
+    const char *x5t = cJSON_GetObjectItem(made, "x5t#S256")->valuestring;
+    const char *other_key = cJSON_GetObjectItem(other, "key")->valuestring;
+    cJSON *config = cJSON_CreateObject();
+    cJSON *clients = cJSON_AddArrayToObject(config, "mtls_clients");
+    cJSON *client = cJSON_CreateObject();
+    cJSON_AddStringToObject(client, "client_id", "c-mtls");
+    cJSON_AddStringToObject(client, "tls_client_auth_subject_dn",
+                            cJSON_GetObjectItem(made, "subject")->valuestring);
+    cJSON_AddItemToArray(clients, client);
+    char *config_text = cJSON_PrintUnformatted(config);
+    cJSON_Delete(tls_control(ctl, base, "POST", "/_control/config", config_text));
+    free(config_text);
+    cJSON_Delete(config);
+
+    /* Another certificate's key, or no key at all: refused by the setter, the key never
+     * quoted, the options as they were. */
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_ca_bundle(o, ca));
+    CHECK_STATUS(authcore_options_set_client_certificate_pem(o, cert, other_key), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "not the key of the client certificate") != NULL,
+          "says why: %s", authcore_last_error_message());
+    char chunk[17];
+    snprintf(chunk, sizeof chunk, "%.16s", other_key + strlen("-----BEGIN PRIVATE KEY-----\n") + 16);
+    CHECK(strstr(authcore_last_error_message(), chunk) == NULL, "the key is not quoted");
+    CHECK_STATUS(authcore_options_set_client_certificate_pem(o, cert, NULL), AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_options_set_client_certificate_pem(o, NULL, key), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(authcore_options_set_client_certificate_files(o, "/nonexistent/c.pem", NULL),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "/nonexistent/c.pem") != NULL, "names the file");
+    /* tls_client_auth without a certificate: the constructor refuses. */
+    authcore_client *c = NULL;
+    CHECK_STATUS(authcore_client_new_client_credentials(token_url, "c-mtls", "", NULL,
+                                                        AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, o, &c),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK(c == NULL, "no client");
+
+    /* The certificate: a token for c-mtls, bound to it, accepted by the API. */
+    CHECK_OK(authcore_options_set_client_certificate_pem(o, cert, key));
+    CHECK_OK(authcore_client_new_client_credentials(token_url, "c-mtls", "", NULL,
+                                                    AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, o, &c));
+    authcore_response *resp = NULL;
+    CHECK_OK(authcore_client_get(c, api_url, &resp));
+    if (resp != NULL) {
+        CHECK(authcore_response_status(resp) == 200, "accepted (%u)", (unsigned)authcore_response_status(resp));
+        const uint8_t *data = NULL;
+        size_t n = 0;
+        CHECK_OK(authcore_response_body(resp, &data, &n));
+        cJSON *answer = cJSON_ParseWithLength((const char *)data, n);
+        cJSON *cnf = answer ? cJSON_GetObjectItem(answer, "cnf") : NULL;
+        cJSON *bound = cnf ? cJSON_GetObjectItem(cnf, "x5t#S256") : NULL;
+        CHECK(bound != NULL && cJSON_IsString(bound) && strcmp(bound->valuestring, x5t) == 0,
+              "the token is bound to the certificate");
+        cJSON *sub = answer ? cJSON_GetObjectItem(answer, "sub") : NULL;
+        CHECK(sub != NULL && cJSON_IsString(sub) && strcmp(sub->valuestring, "c-mtls") == 0, "its client");
+        cJSON_Delete(answer);
+        authcore_response_free(resp);
+    }
+    authcore_client_free(c);
+    /* NULL path: no certificate again. */
+    CHECK_OK(authcore_options_set_client_certificate_files(o, NULL, NULL));
+    c = NULL;
+    CHECK_STATUS(authcore_client_new_client_credentials(token_url, "c-mtls", "", NULL,
+                                                        AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, o, &c),
+                 AUTHCORE_STATUS_CONFIG);
+    CHECK_STATUS(authcore_options_set_client_certificate_pem(NULL, cert, key), AUTHCORE_STATUS_NULL_ARGUMENT);
+    authcore_options_free(o);
+    cJSON_Delete(made);
+    cJSON_Delete(other);
+    authcore_client_free(ctl);
+    authcore_options_free(trust);
+}
+
 static void test_errors(void) {
     devserver_reset();
     authcore_options *o = quick_options();
@@ -849,6 +975,7 @@ int main(void) {
     test_login_csrf();
     test_sealed_pending_refused();
     test_tls_trust();
+    test_mtls();
     test_errors();
     test_response_handle();
     test_null_arguments();

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::refresh::RefreshToken;
-use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
+use super::{add_resources, extra_headers, AuthMethod, ClientAuth, MtlsAliases};
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Http, Replay, TokenRequest};
@@ -61,6 +61,7 @@ pub struct AuthorizationCode {
     pkce: bool,
     resources: Vec<String>,
     revocation_url: Option<String>,
+    mtls: MtlsAliases,
     /// The issuer whose `iss` an authorization response must carry (RFC 9207).
     issuer: Option<String>,
     /// Whether the server always sends `iss` (then a response without it is refused).
@@ -90,6 +91,7 @@ impl AuthorizationCode {
             pkce: true,
             resources: Vec::new(),
             revocation_url: None,
+            mtls: MtlsAliases::default(),
             issuer: None,
             iss_required: false,
         }
@@ -112,6 +114,7 @@ impl AuthorizationCode {
             redirect_uri,
         );
         config.revocation_url = metadata.revocation_endpoint.clone();
+        config.mtls = MtlsAliases::from_metadata(metadata);
         config.issuer = Some(metadata.issuer.clone());
         config.iss_required = metadata.authorization_response_iss_parameter_supported;
         Ok(config)
@@ -174,12 +177,19 @@ impl AuthorizationCode {
 }
 
 impl AuthorizationCode {
+    /// Checks the client against the flow's options: the mutual-TLS methods need a
+    /// client certificate.
+    pub(crate) fn check_certificate(&self, options: &crate::Options) -> Result<()> {
+        self.client.check_certificate(options)
+    }
+
     /// The endpoints (checked when a flow is made) after checking the client.
     pub(crate) fn endpoints(&self) -> Result<Vec<&str>> {
         self.client.check()?;
         Ok([self.authorize_url.as_str(), self.token_url.as_str()]
             .into_iter()
             .chain(self.revocation_url.as_deref())
+            .chain(self.mtls.urls())
             .collect())
     }
 
@@ -261,7 +271,7 @@ impl AuthorizationCode {
     ) -> Result<Token> {
         let mut req = TokenRequest {
             grant: "authorization_code",
-            url: &self.token_url,
+            url: self.mtls.route(&self.token_url, http),
             format: self.format,
             params: vec![
                 ("grant_type", Secret::new("authorization_code")),
@@ -290,6 +300,7 @@ impl AuthorizationCode {
             self.format,
             &self.resources,
             self.revocation_url.as_ref(),
+            &self.mtls,
             token,
         )
     }

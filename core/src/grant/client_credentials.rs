@@ -3,7 +3,7 @@
 use super::sealed::Fetch;
 use super::{
     add_resources, extra_headers, key_scopes, require_revocation_url, revoke_at, AuthMethod,
-    ClientAuth,
+    ClientAuth, MtlsAliases,
 };
 use crate::clock::Deadline;
 use crate::error::Result;
@@ -22,6 +22,7 @@ pub struct ClientCredentials {
     scopes: Vec<String>,
     resources: Vec<String>,
     revocation_url: Option<String>,
+    mtls: MtlsAliases,
 }
 
 impl ClientCredentials {
@@ -41,11 +42,13 @@ impl ClientCredentials {
             scopes: Vec::new(),
             resources: Vec::new(),
             revocation_url: None,
+            mtls: MtlsAliases::default(),
         }
     }
 
     /// Client credentials at the token endpoint an issuer's metadata names (and its
-    /// revocation endpoint, if any).
+    /// revocation endpoint, if any; their mTLS aliases when the client presents a
+    /// certificate).
     pub fn from_metadata(
         metadata: &crate::discovery::Metadata,
         client_id: impl Into<String>,
@@ -53,6 +56,7 @@ impl ClientCredentials {
     ) -> Result<Self> {
         let mut grant = Self::new(metadata.require_token_endpoint()?, client_id, client_secret);
         grant.revocation_url = metadata.revocation_endpoint.clone();
+        grant.mtls = MtlsAliases::from_metadata(metadata);
         Ok(grant)
     }
 
@@ -79,7 +83,7 @@ impl Fetch for ClientCredentials {
     fn fetch(&self, http: &Http, _rt: Option<&Secret>, deadline: Deadline) -> Result<Token> {
         let mut req = TokenRequest {
             grant: "client_credentials",
-            url: &self.token_url,
+            url: self.mtls.route(&self.token_url, http),
             format: BodyFormat::Form,
             params: vec![("grant_type", Secret::new("client_credentials"))],
             basic: None,
@@ -113,6 +117,7 @@ impl Fetch for ClientCredentials {
             .map(|t| (t.access_token(), "access_token"))
             .into_iter()
             .collect();
+        let url = self.mtls.route(url, http);
         revoke_at(http, url, &self.client, &tokens, deadline)
     }
 
@@ -120,9 +125,14 @@ impl Fetch for ClientCredentials {
         self.client.check()
     }
 
+    fn auth_method(&self) -> Option<AuthMethod> {
+        Some(self.client.method)
+    }
+
     fn endpoints(&self) -> Vec<&str> {
         std::iter::once(self.token_url.as_str())
             .chain(self.revocation_url.as_deref())
+            .chain(self.mtls.urls())
             .collect()
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::refresh::RefreshToken;
-use super::{add_resources, extra_headers, AuthMethod, ClientAuth};
+use super::{add_resources, extra_headers, AuthMethod, ClientAuth, MtlsAliases};
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
 use crate::http::{BodyFormat, Http, Replay, TokenRequest};
@@ -26,6 +26,7 @@ pub struct DeviceCode {
     scopes: Vec<String>,
     resources: Vec<String>,
     revocation_url: Option<String>,
+    mtls: MtlsAliases,
 }
 
 /// The device authorization response (RFC 8628 §3.2).
@@ -67,6 +68,7 @@ impl DeviceCode {
             scopes: Vec::new(),
             resources: Vec::new(),
             revocation_url: None,
+            mtls: MtlsAliases::default(),
         }
     }
 
@@ -83,11 +85,18 @@ impl DeviceCode {
             client_secret,
         );
         config.revocation_url = metadata.revocation_endpoint.clone();
+        config.mtls = MtlsAliases::from_metadata(metadata);
         Ok(config)
     }
 
     super::oauth_builders!();
     super::scopes_builder!();
+
+    /// Checks the client against the flow's options: the mutual-TLS methods need a
+    /// client certificate.
+    pub(crate) fn check_certificate(&self, options: &crate::Options) -> Result<()> {
+        self.client.check_certificate(options)
+    }
 
     /// The endpoints (checked when a flow is made) after checking the client.
     pub(crate) fn endpoints(&self) -> Result<Vec<&str>> {
@@ -95,6 +104,7 @@ impl DeviceCode {
         Ok([self.device_url.as_str(), self.token_url.as_str()]
             .into_iter()
             .chain(self.revocation_url.as_deref())
+            .chain(self.mtls.urls())
             .collect())
     }
 
@@ -102,7 +112,7 @@ impl DeviceCode {
     pub(crate) fn start(&self, http: &Http, deadline: Deadline) -> Result<Started> {
         let mut req = TokenRequest {
             grant: "device_authorization",
-            url: &self.device_url,
+            url: self.mtls.route(&self.device_url, http),
             format: BodyFormat::Form,
             params: Vec::new(),
             basic: None,
@@ -130,7 +140,7 @@ impl DeviceCode {
     ) -> Result<Token> {
         let mut req = TokenRequest {
             grant: "device_code",
-            url: &self.token_url,
+            url: self.mtls.route(&self.token_url, http),
             format: BodyFormat::Form,
             params: vec![
                 ("grant_type", Secret::new(GRANT_TYPE)),
@@ -154,6 +164,7 @@ impl DeviceCode {
             BodyFormat::Form,
             &self.resources,
             self.revocation_url.as_ref(),
+            &self.mtls,
             token,
         )
     }

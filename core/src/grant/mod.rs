@@ -58,6 +58,11 @@ pub(crate) mod sealed {
         fn check(&self) -> Result<()> {
             Ok(())
         }
+        /// How the client authenticates at the token endpoint, for grants that have
+        /// one (checked against the options when the client is built).
+        fn auth_method(&self) -> Option<AuthMethod> {
+            None
+        }
         /// What identifies this credential in a shared store (`None`: not shared);
         /// `user` names whose token it is, when known.
         fn store_key(&self, _user: Option<&str>) -> Option<StoreKey> {
@@ -114,11 +119,19 @@ pub enum AuthMethod {
     /// read afresh for every request; set its source with the grant's
     /// `client_assertion`.
     ClientAssertion,
+    /// Mutual TLS with a certificate from a CA the server trusts (RFC 8705 §2.1):
+    /// `client_id` in the body, no secret; the server matches the certificate's
+    /// subject. Needs [`Options::client_certificate`](crate::Options::client_certificate).
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate registered with the server (RFC 8705
+    /// §2.2): `client_id` in the body, no secret. Needs
+    /// [`Options::client_certificate`](crate::Options::client_certificate).
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
     /// From the names RFC 8414 uses (`client_secret_basic`, `client_secret_post`,
-    /// `none`, `private_key_jwt`).
+    /// `none`, `private_key_jwt`, `tls_client_auth`, `self_signed_tls_client_auth`).
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "client_secret_basic" | "basic" => Self::ClientSecretBasic,
@@ -127,8 +140,15 @@ impl AuthMethod {
             "none" => Self::None,
             "private_key_jwt" => Self::PrivateKeyJwt,
             "client_assertion" => Self::ClientAssertion,
+            "tls_client_auth" => Self::TlsClientAuth,
+            "self_signed_tls_client_auth" => Self::SelfSignedTlsClientAuth,
             _ => return None,
         })
+    }
+
+    /// Whether the client authenticates with its TLS certificate (RFC 8705 §2).
+    pub fn is_mutual_tls(self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
     }
 }
 
@@ -177,6 +197,12 @@ impl ClientAuth {
         Ok(())
     }
 
+    /// Checked when a client or flow is built with `options`: the mutual-TLS methods
+    /// need a client certificate.
+    pub(crate) fn check_certificate(&self, options: &crate::Options) -> Result<()> {
+        check_certificate(self.method, options)
+    }
+
     /// What identifies the client's credential in a store key beyond its id: where its
     /// assertion comes from (never the assertion).
     pub(crate) fn key_id(&self) -> String {
@@ -201,6 +227,7 @@ impl ClientAuth {
         // Percent-encoded copies are secrets too: wiped when dropped.
         // A JSON body has no Basic convention among the providers that use it.
         let method = match (req.format, self.method) {
+            (BodyFormat::Json, m) if m.is_mutual_tls() => m,
             (BodyFormat::Json, _) => AuthMethod::ClientSecretPost,
             // No secret to send: a public client (RFC 6749 §2.1), identified in the body.
             (BodyFormat::Form, AuthMethod::ClientSecretBasic)
@@ -228,7 +255,8 @@ impl ClientAuth {
                 req.params.push(("client_id", Secret::new(self.id.clone())));
                 req.params.push(("client_secret", self.secret.clone()));
             }
-            AuthMethod::None => {
+            // The certificate authenticates, on the connection (RFC 8705 §2).
+            AuthMethod::None | AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => {
                 req.params.push(("client_id", Secret::new(self.id.clone())));
             }
             AuthMethod::PrivateKeyJwt => {
@@ -274,6 +302,63 @@ impl ClientAuth {
             }
         }
         Ok(())
+    }
+}
+
+/// The mutual-TLS methods need a client certificate in the options.
+pub(crate) fn check_certificate(method: AuthMethod, options: &crate::Options) -> Result<()> {
+    if method.is_mutual_tls() && options.client_certificate.is_none() {
+        return Err(Error::config(
+            "tls_client_auth and self_signed_tls_client_auth need a client certificate \
+             (the client_certificate option)",
+        ));
+    }
+    Ok(())
+}
+
+/// The mTLS endpoint aliases (RFC 8705 §5) a grant was given by discovered metadata,
+/// as (endpoint, alias) pairs: a client that presents a certificate sends to the alias
+/// instead of the endpoint.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MtlsAliases(Vec<(String, String)>);
+
+impl MtlsAliases {
+    /// The aliases of the metadata's token, revocation and device authorization
+    /// endpoints.
+    pub(crate) fn from_metadata(metadata: &crate::discovery::Metadata) -> Self {
+        let pairs = [
+            ("token_endpoint", &metadata.token_endpoint),
+            ("revocation_endpoint", &metadata.revocation_endpoint),
+            (
+                "device_authorization_endpoint",
+                &metadata.device_authorization_endpoint,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, endpoint)| {
+            let endpoint = endpoint.as_ref()?;
+            let alias = metadata.mtls_alias(name)?;
+            Some((endpoint.clone(), alias.to_owned()))
+        })
+        .collect();
+        MtlsAliases(pairs)
+    }
+
+    /// Where a request meant for `url` goes: its alias when the client presents a
+    /// certificate and there is one, else `url`.
+    pub(crate) fn route<'a>(&'a self, url: &'a str, http: &Http) -> &'a str {
+        if http.options().client_certificate.is_none() {
+            return url;
+        }
+        self.0
+            .iter()
+            .find(|(endpoint, _)| endpoint == url)
+            .map_or(url, |(_, alias)| alias.as_str())
+    }
+
+    /// Every alias (checked when a client is built, as the endpoints are).
+    pub(crate) fn urls(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(_, alias)| alias.as_str())
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use super::sealed::Fetch;
 use super::{
     add_resources, extra_headers, is_refusal, key_scopes, require_revocation_url, revoke_at,
-    AuthMethod, ClientAuth,
+    AuthMethod, ClientAuth, MtlsAliases,
 };
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
@@ -76,6 +76,7 @@ pub struct RefreshToken {
     pub(crate) rotation: Rotation,
     pub(crate) resources: Vec<String>,
     pub(crate) revocation_url: Option<String>,
+    pub(crate) mtls: MtlsAliases,
 }
 
 impl RefreshToken {
@@ -99,6 +100,7 @@ impl RefreshToken {
             rotation: Rotation::default(),
             resources: Vec::new(),
             revocation_url: None,
+            mtls: MtlsAliases::default(),
         }
     }
 
@@ -109,6 +111,7 @@ impl RefreshToken {
         format: BodyFormat,
         resources: &[String],
         revocation_url: Option<&String>,
+        mtls: &MtlsAliases,
         token: Token,
     ) -> Self {
         RefreshToken {
@@ -120,6 +123,7 @@ impl RefreshToken {
             rotation: Rotation::default(),
             resources: resources.to_vec(),
             revocation_url: revocation_url.cloned(),
+            mtls: mtls.clone(),
         }
     }
 
@@ -139,6 +143,7 @@ impl RefreshToken {
         );
         grant.refresh_token = None;
         grant.revocation_url = metadata.revocation_endpoint.clone();
+        grant.mtls = MtlsAliases::from_metadata(metadata);
         Ok(grant)
     }
 
@@ -168,7 +173,7 @@ impl Fetch for RefreshToken {
         };
         let mut req = TokenRequest {
             grant: "refresh_token",
-            url: &self.token_url,
+            url: self.mtls.route(&self.token_url, http),
             format: self.format,
             params: vec![
                 ("grant_type", Secret::new("refresh_token")),
@@ -203,11 +208,16 @@ impl Fetch for RefreshToken {
     fn endpoints(&self) -> Vec<&str> {
         std::iter::once(self.token_url.as_str())
             .chain(self.revocation_url.as_deref())
+            .chain(self.mtls.urls())
             .collect()
     }
 
     fn check(&self) -> Result<()> {
         self.client.check()
+    }
+
+    fn auth_method(&self) -> Option<AuthMethod> {
+        Some(self.client.method)
     }
 
     fn revocable(&self) -> bool {
@@ -228,6 +238,7 @@ impl Fetch for RefreshToken {
             .into_iter()
             .chain(token.map(|t| (t.access_token(), "access_token")))
             .collect();
+        let url = self.mtls.route(url, http);
         revoke_at(http, url, &self.client, &tokens, deadline)
     }
 

@@ -61,6 +61,12 @@ impl StoreKey {
         ))
     }
 
+    /// The key of tokens obtained over connections that present the client
+    /// certificate with this `x5t#S256` (they may be bound to it, RFC 8705 §3).
+    pub(crate) fn with_certificate(self, thumbprint: &str) -> Self {
+        StoreKey(format!("{} x5t#S256={thumbprint}", self.0))
+    }
+
     /// A key of your own, for credentials authcore does not describe (never put a
     /// secret in it).
     pub fn custom(name: impl Into<String>) -> Self {
