@@ -151,6 +151,23 @@ impl AssertionSource {
         }
     }
 
+    /// What identifies the credential the source gives, for a token exchange's store
+    /// key (never the value): a file's path or a command line as [`identity`]
+    /// says, a literal's [`StoreKey::secret_tag`](crate::StoreKey), another client's
+    /// own credential key; `None` for a callback (nothing tells two apart).
+    ///
+    /// [`identity`]: Self::identity
+    pub(crate) fn credential_identity(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Literal(value) => Some(format!(
+                "literal:{}",
+                crate::store::StoreKey::secret_tag(value)
+            )),
+            Kind::Client(client) => client.credential_key().map(|k| format!("client:{k}")),
+            _ => self.identity(),
+        }
+    }
+
     /// Whether reading again can give another value.
     pub(crate) fn rereadable(&self) -> bool {
         !matches!(self.kind, Kind::Literal(_))

@@ -7,6 +7,7 @@ pub(crate) mod device_code;
 mod private_key;
 mod refresh;
 mod static_token;
+mod token_exchange;
 
 pub use api_key::ApiKey;
 pub use authorization_code::{AuthorizationCode, Pkce};
@@ -15,6 +16,7 @@ pub use device_code::DeviceCode;
 pub use private_key::{PrivateKey, SigningAlgorithm};
 pub use refresh::RefreshToken;
 pub use static_token::StaticToken;
+pub use token_exchange::{token_type, TokenExchange, GRANT_TYPE as TOKEN_EXCHANGE_GRANT_TYPE};
 
 use base64::Engine;
 
@@ -347,7 +349,7 @@ pub struct OAuthSettings {
 }
 
 /// OAuth grants that take [`OAuthSettings`]: client credentials, refresh token,
-/// authorization code and device code.
+/// authorization code, device code and token exchange.
 pub trait WithOAuthSettings: Sized {
     /// The grant with `settings` applied (an empty setting changes nothing).
     fn with_settings(self, settings: OAuthSettings) -> Self;
@@ -377,7 +379,8 @@ with_oauth_settings!(
     ClientCredentials,
     RefreshToken,
     AuthorizationCode,
-    DeviceCode
+    DeviceCode,
+    TokenExchange
 );
 
 /// Builder methods every OAuth grant shares: resources, client authentication by
