@@ -393,3 +393,180 @@ fn a_chained_subject_client_whose_token_is_revoked_gives_its_next() {
     assert_eq!(p.api_status(&x2), 200);
     assert_eq!(p.token_info(&x2)["sub"], "dev-client");
 }
+
+/// `authcore token --provider token-exchange` at the provider, as `dev-client`.
+fn exchange_command(p: &Provider) -> Command {
+    let mut c = authcore();
+    c.args([
+        "token",
+        "--provider",
+        "token-exchange",
+        "--token-url",
+        &p.token_url(),
+        "--client-id",
+        "dev-client",
+    ])
+    .env("AUTHCORE_CLIENT_SECRET", "dev-secret");
+    c
+}
+
+fn printed(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_cli_exchanges_a_subject_token_from_a_file_or_a_command() {
+    let p = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("subject-token");
+    let subject = p.client_token("campaigns:read reporting:read");
+    std::fs::write(&file, format!("{subject}\n")).unwrap();
+
+    let out = exchange_command(&p)
+        .arg("--subject-token-file")
+        .arg(&file)
+        .args(["--audience", "orders", "--scope", "campaigns:read"])
+        .output()
+        .unwrap();
+    let exchanged = printed(&out);
+    assert_ne!(exchanged, subject);
+    let info = p.token_info(&exchanged);
+    assert_eq!(
+        (info["aud"].clone(), info["scope"].clone()),
+        (json!(["orders"]), json!("campaigns:read"))
+    );
+    assert_eq!(p.api_status(&exchanged), 200);
+
+    let out = exchange_command(&p)
+        .args(["--subject-token-command", "cat", "--subject-token-arg"])
+        .arg(&file)
+        .args(["--requested-token-type", "access_token"])
+        .output()
+        .unwrap();
+    let by_command = printed(&out);
+    assert_eq!(
+        p.token_info(&by_command)["scope"],
+        "campaigns:read reporting:read"
+    );
+
+    // The subject token revoked: refused (exit 3), and never printed.
+    p.post_json("/_control/revoke_token", json!({"tag": tag(&subject)}));
+    let out = exchange_command(&p)
+        .arg("--subject-token-file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid_grant"), "{stderr}");
+    assert!(!stderr.contains(&subject), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    // A missing file: a configuration error naming it (exit 2).
+    let out = exchange_command(&p)
+        .arg("--subject-token-file")
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
+#[test]
+fn the_cli_chains_a_subject_client_and_shares_the_exchanged_token_through_a_store() {
+    let p = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        exchange_command(&p)
+            .args([
+                "--subject-client-credentials",
+                "--subject-scope",
+                "campaigns:read reporting:read",
+                "--scope",
+                "reporting:read",
+                "--audience",
+                "reports",
+                "--store",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let since = p.last_seq();
+    let first = printed(&run());
+    let info = p.token_info(&first);
+    assert_eq!(
+        (info["aud"].clone(), info["scope"].clone()),
+        (json!(["reports"]), json!("reporting:read"))
+    );
+    let subjects: Vec<_> = p
+        .journal(since)
+        .into_iter()
+        .filter(|e| e["event"] == "token" && e["grant"] == "oauth2/client_credentials")
+        .map(|e| e["access"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(
+        p.exchanges(since),
+        [("issued".to_owned(), subjects[0].clone(), Some(tag(&first)))]
+    );
+    // The next run finds the exchanged token in the store: nothing is requested.
+    let second = printed(&run());
+    assert_eq!(second, first);
+    assert_eq!(p.exchanges(since).len(), 1);
+}
+
+#[test]
+fn the_cli_refuses_exchange_options_it_cannot_use() {
+    let p = Provider::start();
+    // Exchange options without the exchange.
+    let out = authcore()
+        .args([
+            "token",
+            "--provider",
+            "client-credentials",
+            "--token-url",
+            &p.token_url(),
+            "--client-id",
+            "dev-client",
+            "--audience",
+            "orders",
+        ])
+        .env("AUTHCORE_CLIENT_SECRET", "dev-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token-exchange"));
+    // No subject, or two.
+    let out = exchange_command(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--subject-token-file"));
+    let out = exchange_command(&p)
+        .args(["--subject-token-file", "a", "--subject-client-credentials"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(p.exchanges(0).len(), 0, "nothing was sent");
+    // The help says how.
+    let out = authcore().args(["token", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--subject-token-file",
+        "--subject-token-command",
+        "--subject-client-credentials",
+        "--audience",
+        "--requested-token-type",
+        "token-exchange",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
