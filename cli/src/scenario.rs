@@ -8,8 +8,14 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use authcore::grant::{ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, RefreshToken};
-use authcore::{AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, Options, Secret, Stats};
+use authcore::grant::{
+    token_type, ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, RefreshToken,
+    TokenExchange,
+};
+use authcore::{
+    AssertionSource, AuthMethod, Client, Dpop, DpopAlgorithm, DpopKey, Error, Options, Secret,
+    Stats,
+};
 use authcore::{AuthorizationCodeFlow, DeviceFlow, Metadata};
 use serde::Deserialize;
 
@@ -57,6 +63,11 @@ pub enum Dialect {
     /// Endpoints discovered from the issuer (RFC 8414), then the device flow
     /// (RFC 8628), then refresh tokens.
     Oauth2Device,
+    /// Chained token exchange (RFC 8693): a subject client (client credentials,
+    /// `client_secret_post`, for `client.subject_scopes`) whose access token the
+    /// client exchanges at the same token endpoint (`client_secret_post`, for
+    /// `client.scopes` and `client.audience`), subject token type access token.
+    Oauth2TokenExchange,
 }
 
 /// Credentials the client uses instead of the provider's.
@@ -73,6 +84,12 @@ pub struct ClientOverrides {
     /// DPoP with a key generated for this algorithm (`ES256`, `EdDSA`, `RS256`); a
     /// restarted client generates one of its own.
     pub dpop: Option<String>,
+    /// Token exchange: the audiences asked for.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Token exchange: the scopes of the subject client's token.
+    #[serde(default)]
+    pub subject_scopes: Vec<String>,
 }
 
 /// The store key of a scenario client's file store: whose tokens they are.
@@ -146,6 +163,9 @@ pub enum Step {
     /// The client's request headers for `GET /api/replay` are sent twice, as they are,
     /// by the runner's own HTTP client; both statuses are recorded.
     Replay {},
+    /// Token exchange: the provider revokes the subject client's current access token
+    /// (`POST /_control/revoke_token` with its tag), which that client still caches.
+    RevokeSubject {},
 }
 
 fn default_path() -> String {
@@ -184,6 +204,8 @@ pub struct Expect {
     pub dpop_nonce_retries: Option<u64>,
     /// The two statuses of the `replay` step.
     pub replay_statuses: Option<Vec<u16>>,
+    /// The `issued_token_type` of the client's token at the end (token exchange).
+    pub issued_token_type: Option<String>,
 }
 
 /// What a run observed.
@@ -202,6 +224,8 @@ pub struct Observed {
     pub token_type: Option<String>,
     /// The statuses of the `replay` step's two requests.
     pub replay_statuses: Vec<u16>,
+    /// The `issued_token_type` of the client's cached token at the end, if it says.
+    pub issued_token_type: Option<String>,
 }
 
 /// Reads every `*.json` scenario in a directory, sorted by file name.
@@ -243,6 +267,52 @@ fn client_options(s: &Scenario, store_dir: Option<&Path>) -> Result<Options, Err
 /// Builds the client a scenario describes, against `server`; `store_dir` is the
 /// directory of its file store when the scenario asks for one.
 pub fn build_client(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+) -> Result<Client, Error> {
+    build_clients(s, server, store_dir).map(|(client, _)| client)
+}
+
+/// Like [`build_client`], with the subject client of a token exchange (whose token
+/// requests count with the client's).
+pub fn build_clients(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+) -> Result<(Client, Option<Client>), Error> {
+    if s.dialect == Dialect::Oauth2TokenExchange {
+        let creds = server.credentials();
+        let token_url = format!("{}/oauth2/token", server.url());
+        let secret = secret_of(s, server);
+        // The subject client's tokens are its own: no store, no DPoP.
+        let subject_options = Options::default()
+            .failure_backoff(Duration::from_millis(50), Duration::from_millis(500))
+            .timeout(Duration::from_secs(10));
+        let subject = Client::new(
+            ClientCredentials::new(&token_url, &creds.client_id, secret.clone())
+                .scopes(s.client.subject_scopes.clone())
+                .auth_method(AuthMethod::ClientSecretPost),
+            subject_options,
+        )?;
+        let grant = TokenExchange::new(
+            token_url,
+            &creds.client_id,
+            secret,
+            AssertionSource::client(subject.clone()),
+            token_type::ACCESS_TOKEN,
+        )
+        .audiences(s.client.audience.clone())
+        .scopes(s.client.scopes.clone())
+        .auth_method(AuthMethod::ClientSecretPost);
+        let client = Client::new(grant, client_options(s, store_dir)?)?;
+        return Ok((client, Some(subject)));
+    }
+    single_client(s, server, store_dir).map(|client| (client, None))
+}
+
+/// The client of every dialect that has no subject client.
+fn single_client(
     s: &Scenario,
     server: &DevServer,
     store_dir: Option<&Path>,
@@ -302,6 +372,7 @@ pub fn build_client(
             let flow = DeviceFlow::new(config, options)?;
             flow.start()?.wait(Some(Duration::from_secs(30)))
         }
+        Dialect::Oauth2TokenExchange => build_client(s, server, store_dir),
     }
 }
 
@@ -477,11 +548,11 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
         StoreKind::File => tempfile::tempdir().expect("a temporary store directory"),
     });
     let store_path = store_dir.as_ref().map(|d| d.path());
-    let mut current = match build_client(s, server, store_path) {
-        Ok(c) => Some(c),
+    let (mut current, mut subject) = match build_clients(s, server, store_path) {
+        Ok((c, subject)) => (Some(c), subject),
         Err(e) => {
             record(&observed, Err(e));
-            None
+            (None, None)
         }
     };
     // What restarted clients counted before they were replaced.
@@ -535,6 +606,16 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                     Err(e) => record(&obs, Err(e)),
                 }
             }
+            Step::Restart {} if subject.is_some() => match build_clients(s, server, store_path) {
+                Ok((next, next_subject)) => {
+                    retired = summed(&retired, &client.stats());
+                    if let Some(old) = std::mem::replace(&mut subject, next_subject) {
+                        retired = summed(&retired, &old.stats());
+                    }
+                    current = Some(next);
+                }
+                Err(e) => record(&obs, Err(e)),
+            },
             Step::Restart {} => match restart_client(s, server, store_path, &client) {
                 Ok(next) => {
                     retired = summed(&retired, &client.stats());
@@ -542,6 +623,21 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                 }
                 Err(e) => record(&obs, Err(e)),
             },
+            Step::RevokeSubject {} => {
+                let cached = subject.as_ref().and_then(Client::cached_token);
+                let revoked = cached.and_then(|t| {
+                    server
+                        .revoke_token_tag(&crate::devserver::tag(t.access_token().expose_secret()))
+                });
+                if revoked.is_none() {
+                    record(
+                        &obs,
+                        Err(Error::Config {
+                            message: "revoke_subject: no subject token to revoke".into(),
+                        }),
+                    );
+                }
+            }
         }
     }
     let mut o = observed.lock().clone();
@@ -550,6 +646,15 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
         .as_ref()
         .and_then(Client::cached_token)
         .map(|t| t.token_type().to_owned());
+    o.issued_token_type = current
+        .as_ref()
+        .and_then(Client::cached_token)
+        .and_then(|t| t.issued_token_type().map(str::to_owned));
+    // A subject client's token requests count with the client's.
+    let retired = match &subject {
+        Some(subject) => summed(&retired, &subject.stats()),
+        None => retired,
+    };
     o.stats = current.map(|c| summed(&retired, &c.stats()));
     o
 }
@@ -646,6 +751,14 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
             ));
         }
     }
+    if let Some(want) = &e.issued_token_type {
+        if o.issued_token_type.as_ref() != Some(want) {
+            problems.push(format!(
+                "issued token type at the end: expected {want}, observed {:?}",
+                o.issued_token_type
+            ));
+        }
+    }
     if let Some(want) = &e.replay_statuses {
         if *want != o.replay_statuses {
             problems.push(format!(
@@ -732,6 +845,25 @@ mod tests {
         o.replay_statuses = vec![200, 200];
         o.token_type = Some("Bearer".into());
         assert_eq!(check(&s, &o).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn the_issued_token_type_is_compared() {
+        let s = scenario(
+            r#"{"issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "errors": {}}"#,
+        );
+        let mut o = Observed::default();
+        assert_eq!(check(&s, &o).unwrap_err().len(), 1);
+        o.issued_token_type = Some("urn:ietf:params:oauth:token-type:jwt".into());
+        assert_eq!(check(&s, &o).unwrap_err().len(), 1);
+        o.issued_token_type = Some("urn:ietf:params:oauth:token-type:access_token".into());
+        assert!(check(&s, &o).is_ok());
+        let exchange = r#"{"name":"t","dialect":"oauth2_token_exchange",
+            "client":{"audience":["a"],"subject_scopes":["s"]},
+            "steps":[{"revoke_subject":{}}],"expect":{}}"#;
+        let parsed: Scenario = serde_json::from_str(exchange).unwrap();
+        assert_eq!(parsed.dialect, Dialect::Oauth2TokenExchange);
+        assert_eq!(parsed.client.audience, ["a"]);
     }
 
     #[test]
