@@ -23,7 +23,8 @@
 //! with `iss`, `sub`, `aud`, `iat`, `exp`) with every token response, as OpenID Connect
 //! providers do. `POST /_control/revoke_grant {"sub": "alice"}` ends every family of a
 //! user (the user pressed "revoke access" at the provider); `POST /_control/revoke_token
-//! {"tag": "…"}` revokes one access or refresh token by its tag.
+//! {"tag": "…"}` revokes one access or refresh token by its tag (or by its value:
+//! `{"token": "…"}`, for test programs that cannot compute a tag).
 //!
 //! Journal: every token request (grant, the refresh token presented, outcome, the
 //! tokens issued, family, subject, times), resource request (token, subject, verdict),
@@ -2744,14 +2745,22 @@ fn control(
             Err(e) => bad(e),
         },
         ("POST", "/_control/revoke_token") => match parsed() {
-            Ok(v) => match v.get("tag").and_then(Value::as_str) {
-                Some(wanted) => match revoke_tag(&mut st, wanted) {
+            Ok(v) => match v
+                .get("tag")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| v.get("token").and_then(Value::as_str).map(tag))
+            {
+                Some(wanted) => match revoke_tag(&mut st, &wanted) {
                     Some((kind, family)) => {
                         Reply::json(200, json!({"kind": kind, "family": family}))
                     }
                     None => Reply::json(404, json!({"title": "no such token", "status": 404})),
                 },
-                None => Reply::json(400, json!({"title": "tag is required", "status": 400})),
+                None => Reply::json(
+                    400,
+                    json!({"title": "tag (or token) is required", "status": 400}),
+                ),
             },
             Err(e) => bad(e),
         },
