@@ -182,9 +182,11 @@ impl Token {
 
     /// Attaches the type of token the server says it issued (a token exchange's
     /// `issued_token_type`, RFC 8693 §2.2.1), e.g.
-    /// `urn:ietf:params:oauth:token-type:access_token`.
+    /// `urn:ietf:params:oauth:token-type:access_token`. A value that is empty, longer
+    /// than 1 KiB or holds a control character is dropped.
     pub fn with_issued_token_type(mut self, issued_token_type: Option<String>) -> Self {
-        self.issued_token_type = issued_token_type;
+        self.issued_token_type = issued_token_type
+            .filter(|t| !t.is_empty() && t.len() <= 1024 && !t.chars().any(char::is_control));
         self
     }
 
@@ -523,8 +525,8 @@ pub fn parse_token_response(
     token.refresh_token = string_field(map, &["refresh_token", "refreshToken"]).map(Secret::new);
     token.scope = string_field(map, &["scope"]);
     token.id_token = string_field(map, &["id_token"]).map(Secret::new);
-    token.issued_token_type = string_field(map, &["issued_token_type", "issuedTokenType"])
-        .filter(|t| t.len() <= 1024 && !t.chars().any(char::is_control));
+    let mut token =
+        token.with_issued_token_type(string_field(map, &["issued_token_type", "issuedTokenType"]));
     let fields = match without_credentials(&parsed.0) {
         Value::Object(fields) => fields,
         _ => Map::new(),

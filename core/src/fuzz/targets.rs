@@ -154,6 +154,11 @@ fn token_holds(t: &Token) -> Result<(), String> {
             return Err(format!("an unprintable subject: {sub:?}"));
         }
     }
+    if let Some(issued) = t.issued_token_type() {
+        if issued.is_empty() || issued.chars().any(char::is_control) {
+            return Err(format!("an unprintable issued token type: {issued:?}"));
+        }
+    }
     let _ = (
         t.freshness(Instant::now()),
         t.expires_at_system(),
