@@ -351,6 +351,10 @@ pub(crate) fn jwt_expiry(value: &str) -> Option<u64> {
             .decode(payload.trim_end_matches('='))
             .ok()?,
     );
+    // Claims are a JSON object: serde would also read a struct from an array (`[0]`).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     #[derive(serde::Deserialize)]
     struct Exp {
         exp: Option<serde_json::Number>,
