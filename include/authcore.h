@@ -370,6 +370,14 @@ typedef struct authcore_response authcore_response;
 typedef struct authcore_token authcore_token;
 
 /**
+ * A token exchange being described (not yet a client). Set a subject with one of the
+ * `authcore_token_exchange_set_subject_*` functions (the last one set counts), then
+ * make clients with `authcore_client_new_token_exchange`; free it with
+ * `authcore_token_exchange_free`. Not to be changed by two threads at once.
+ */
+typedef struct authcore_token_exchange authcore_token_exchange;
+
+/**
  * Called for every token request that needs an assertion: writes the assertion into
  * `buffer` (`capacity` bytes, `AUTHCORE_ASSERTION_MAX_BYTES`), its length into `*len`,
  * and returns 0; anything else fails the request with `AUTHCORE_STATUS_CONFIG`.
@@ -1130,6 +1138,16 @@ const char *authcore_token_scope(const authcore_token *token);
 const char *authcore_token_id_token(const authcore_token *token);
 
 /**
+ * What the server says it issued (a token exchange's `issued_token_type`, RFC 8693,
+ * e.g. `urn:ietf:params:oauth:token-type:access_token`), borrowed from `token`; NULL
+ * if it did not say (or for NULL).
+ *
+ * # Safety
+ * `token` is NULL or a live handle.
+ */
+const char *authcore_token_issued_token_type(const authcore_token *token);
+
+/**
  * The token response's other fields (e.g. `user_id`, `instance_url`) as a JSON object,
  * borrowed from `token`: never a token, a secret or a password; "{}" when there are
  * none. NULL for NULL.
@@ -1373,6 +1391,134 @@ authcore_status authcore_set_log_callback(uint32_t level, authcore_log_fn callba
  * "trace"); unknown values get "unknown". Never NULL.
  */
 const char *authcore_log_level_name(uint32_t level);
+
+/**
+ * Starts describing a token exchange at `token_url` by the client `client_id`:
+ * `client_secret` NULL (or "") is a public client (its id in the body) unless
+ * `auth_method` (an `authcore_auth_method`) says otherwise.
+ *
+ * # Safety
+ * String arguments are NUL-terminated (`client_secret` may be NULL); `out` is writable.
+ */
+authcore_status authcore_token_exchange_new(const char *token_url,
+                                            const char *client_id,
+                                            const char *client_secret,
+                                            uint32_t auth_method,
+                                            authcore_token_exchange **out);
+
+/**
+ * The subject token is `token` itself, of type `token_type` (NULL: access token),
+ * sent as it is at every exchange (copied; the copy is wiped when the description and
+ * its clients are freed).
+ *
+ * # Safety
+ * `exchange` is a live handle; `token` is NUL-terminated, `token_type` NULL or
+ * NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_subject_token(authcore_token_exchange *exchange,
+                                                          const char *token,
+                                                          const char *token_type);
+
+/**
+ * The subject token is the contents of the file at `path` (surrounding whitespace
+ * trimmed), read again for every exchange (a Kubernetes projected token, a CI
+ * system's OIDC token); a missing or empty file fails the exchange with
+ * `AUTHCORE_STATUS_CONFIG` naming it. `token_type` NULL: access token.
+ *
+ * # Safety
+ * `exchange` is a live handle; `path` is NUL-terminated, `token_type` NULL or
+ * NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_subject_token_file(authcore_token_exchange *exchange,
+                                                               const char *path,
+                                                               const char *token_type);
+
+/**
+ * Chained exchange: the subject token is `subject`'s access token (type
+ * `token_type`, NULL: access token). That client renews its token as it always does;
+ * when the exchange refuses the token it was given, the token is dropped at that
+ * client and its next one sent once. The description (and every client made from it)
+ * shares `subject`'s token cache; `subject`'s handle may be freed at any time after.
+ *
+ * # Safety
+ * `exchange` and `subject` are live handles; `token_type` is NULL or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_subject_client(authcore_token_exchange *exchange,
+                                                           const authcore_client *subject,
+                                                           const char *token_type);
+
+/**
+ * Delegation: an actor token, `token` itself, of type `token_type` (NULL: access
+ * token); NULL `token` removes it.
+ *
+ * # Safety
+ * `exchange` is a live handle; `token` and `token_type` are NULL or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_actor_token(authcore_token_exchange *exchange,
+                                                        const char *token,
+                                                        const char *token_type);
+
+/**
+ * Delegation: an actor token read from the file at `path` for every exchange, of
+ * type `token_type` (NULL: access token); NULL `path` removes it.
+ *
+ * # Safety
+ * `exchange` is a live handle; `path` and `token_type` are NULL or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_actor_token_file(authcore_token_exchange *exchange,
+                                                             const char *path,
+                                                             const char *token_type);
+
+/**
+ * Adds a service the exchanged token is for (`audience`, by the server's name for
+ * it); call once per audience.
+ *
+ * # Safety
+ * `exchange` is a live handle; `audience` is NUL-terminated.
+ */
+authcore_status authcore_token_exchange_add_audience(authcore_token_exchange *exchange,
+                                                     const char *audience);
+
+/**
+ * The scopes asked for, space-separated (NULL: none, the server's default).
+ *
+ * # Safety
+ * `exchange` is a live handle; `scopes` is NULL or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_scopes(authcore_token_exchange *exchange,
+                                                   const char *scopes);
+
+/**
+ * The type of token wanted (`requested_token_type`: a short name or a URI; NULL: the
+ * server's choice).
+ *
+ * # Safety
+ * `exchange` is a live handle; `token_type` is NULL or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_requested_token_type(authcore_token_exchange *exchange,
+                                                                 const char *token_type);
+
+/**
+ * A client for the exchange `exchange` describes, with `options` (NULL: defaults; its
+ * resources, private key and revocation endpoint apply). The exchanged token is cached
+ * and renewed by exchanging again; `authcore_token_issued_token_type` says what the
+ * server issued. `AUTHCORE_STATUS_CONFIG` when no subject is set. `exchange` stays
+ * usable (and must still be freed).
+ *
+ * # Safety
+ * `exchange` is a live handle; `options` is NULL or a live handle; `out` is writable.
+ */
+authcore_status authcore_client_new_token_exchange(const authcore_token_exchange *exchange,
+                                                   const authcore_options *options,
+                                                   authcore_client **out);
+
+/**
+ * Releases a description (clients made from it keep working). NULL does nothing.
+ *
+ * # Safety
+ * `exchange` is NULL or a handle from `authcore_token_exchange_new` not yet freed.
+ */
+void authcore_token_exchange_free(authcore_token_exchange *exchange);
 
 /**
  * An authorization code flow at any OAuth 2.0 server. `scopes` is space-separated or

@@ -23,7 +23,8 @@
 //! with `iss`, `sub`, `aud`, `iat`, `exp`) with every token response, as OpenID Connect
 //! providers do. `POST /_control/revoke_grant {"sub": "alice"}` ends every family of a
 //! user (the user pressed "revoke access" at the provider); `POST /_control/revoke_token
-//! {"tag": "…"}` revokes one access or refresh token by its tag.
+//! {"tag": "…"}` revokes one access or refresh token by its tag (or by its value:
+//! `{"token": "…"}`, for test programs that cannot compute a tag).
 //!
 //! Journal: every token request (grant, the refresh token presented, outcome, the
 //! tokens issued, family, subject, times), resource request (token, subject, verdict),
@@ -107,6 +108,22 @@
 //! `tls_client_certificate_bound_access_tokens: true`, and `mtls_endpoint_aliases`:
 //! the token, device and revocation endpoints under `/mtls/oauth2/…`, which answer
 //! `401 invalid_client` to a connection without a certificate.
+//! Token exchange (RFC 8693) at `/oauth2/token` (`grant_type=urn:ietf:params:oauth:
+//! grant-type:token-exchange`, the client authenticated as for client credentials): the
+//! subject token is one of the provider's own live access tokens (`subject_token_type`
+//! `urn:ietf:params:oauth:token-type:access_token`; another type is `invalid_request`), and
+//! so is the optional actor token (`actor_token` with `actor_token_type`, both or
+//! neither). A subject or actor token that is unknown, revoked (`POST
+//! /_control/revoke_token`) or expired: `400 invalid_grant`. The token issued belongs to
+//! the subject token's `sub`, in a new family, without a refresh token, with the scope
+//! asked for (at most the subject token's: `invalid_scope` otherwise; by default all of
+//! it); `audience` and `resource` (each may repeat; a resource must be an absolute URI
+//! without a fragment, else `invalid_target`) are kept as its `aud`, and the actor's
+//! `sub` as `act.sub`, both shown by `GET /_control/token?tag=TAG`;
+//! `requested_token_type`, if any, must be the access-token type. The answer says
+//! `issued_token_type: urn:ietf:params:oauth:token-type:access_token`. The journal's
+//! token events name the subject and actor tokens presented (`subject`, `actor`, as
+//! tags), accepted or not.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -420,6 +437,11 @@ struct Issued {
     jkt: Option<String>,
     /// The `x5t#S256` of the client certificate it is bound to (RFC 8705 §3).
     x5t: Option<String>,
+    /// The audiences and resources it is for (a token exchange's `audience` and
+    /// `resource`), if it was asked for any.
+    aud: Vec<String>,
+    /// Who acts for the subject (the actor token's `sub`), for a delegated exchange.
+    act: Option<String>,
 }
 
 struct Refresh {
@@ -542,6 +564,9 @@ pub enum ResourceOutcome {
 }
 
 /// The journal's events. Tokens appear as [`tag`]s only.
+// A token event names everything a request presented; events are made once per request
+// and read by tests, so their size is no concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -591,6 +616,12 @@ pub enum Event {
         /// to.
         #[serde(default, rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
         x5t: Option<String>,
+        /// A token exchange's subject token (RFC 8693), whether or not it was accepted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// A token exchange's actor token, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor: Option<String>,
     },
     /// A request to the protected resource.
     Resource {
@@ -692,6 +723,12 @@ struct TokenNote {
     cert_x5t: Option<String>,
     /// The certificate the access token issued is bound to.
     bound_x5t: Option<String>,
+    /// A token exchange's subject and actor tokens, as tags.
+    subject: Option<String>,
+    actor: Option<String>,
+    /// What the exchanged token is for, and who acts (set before it is issued).
+    aud: Vec<String>,
+    act: Option<String>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -1293,6 +1330,13 @@ fn token_info(st: &State, wanted: &str) -> Option<Value> {
             "family": t.family,
         });
         x5t.clone_from(&t.x5t);
+        let mut info = info;
+        if !t.aud.is_empty() {
+            info["aud"] = json!(t.aud);
+        }
+        if let Some(act) = &t.act {
+            info["act"] = json!({ "sub": act });
+        }
         (info, t.jkt.clone())
     } else {
         let r = st.refresh.iter().find(|(t, _)| tag(t) == wanted)?.1;
@@ -1499,12 +1543,13 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                 cert,
             };
             token_endpoint(shared, &call, |st| {
-                oauth_token(shared, st, &params, None, cert)
+                oauth_token(shared, st, &params, &[], None, cert)
             })
         }
         ("POST", "/oauth2/token") => {
-            let params: HashMap<String, String> =
+            let repeated: Vec<(String, String)> =
                 url::form_urlencoded::parse(body).into_owned().collect();
+            let params: HashMap<String, String> = repeated.iter().cloned().collect();
             let grant = params.get("grant_type").cloned().unwrap_or_default();
             let call = TokenCall {
                 key: &format!("oauth2/{grant}"),
@@ -1523,7 +1568,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
                     )
                     .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
                 }
-                oauth_token(shared, st, &params, authorization, cert)
+                oauth_token(shared, st, &params, &repeated, authorization, cert)
             })
         }
         (_, p) if p.starts_with("/_control/") => {
@@ -1801,6 +1846,8 @@ fn token_endpoint(
         jkt: note.bound_jkt,
         assertion: note.assertion,
         x5t: note.bound_x5t,
+        subject: note.subject,
+        actor: note.actor,
     };
     st.record(call.label, unix_us(), event);
     reply
@@ -1954,6 +2001,8 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
             sub: sub.clone(),
             jkt: jkt.clone(),
             x5t: x5t.clone(),
+            aud: std::mem::take(&mut st.note.aud),
+            act: st.note.act.take(),
         },
     );
     st.counters.tokens_issued += 1;
@@ -2179,7 +2228,8 @@ fn metadata(shared: &Shared) -> Reply {
             "revocation_endpoint": format!("{base}/oauth2/revoke"),
             "scopes_supported": shared.creds.scopes,
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
-                                      "urn:ietf:params:oauth:grant-type:device_code", JWT_BEARER],
+                                      "urn:ietf:params:oauth:grant-type:device_code", JWT_BEARER,
+                                      TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
@@ -2554,6 +2604,7 @@ fn oauth_token(
     shared: &Shared,
     st: &mut State,
     params: &HashMap<String, String>,
+    repeated: &[(String, String)],
     authorization: Option<&str>,
     cert: Option<&PeerCert>,
 ) -> Reply {
@@ -2656,6 +2707,7 @@ fn oauth_token(
         }
         Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(shared, st, params),
         Some(JWT_BEARER) => jwt_bearer(shared, st, params),
+        Some(TOKEN_EXCHANGE) => token_exchange(shared, st, params, repeated),
         Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
             Ok(taken) => Reply::json(200, issue_after(shared, st, &taken)),
             Err(NotTaken::Dpop(reply)) => reply,
@@ -2719,6 +2771,146 @@ fn jwt_bearer(shared: &Shared, st: &mut State, params: &HashMap<String, String>)
             shared,
         },
     );
+    Reply::json(200, body)
+}
+
+/// The token-exchange grant type (RFC 8693 §2.1).
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The one token type the provider takes and issues in an exchange: its own access tokens.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// Token exchange (RFC 8693): a live access token of this provider (the subject,
+/// optionally with an actor token) exchanged for a new one of the subject's, for the
+/// audiences and resources asked for, with at most the subject token's scope.
+fn token_exchange(
+    shared: &Shared,
+    st: &mut State,
+    params: &HashMap<String, String>,
+    repeated: &[(String, String)],
+) -> Reply {
+    let all = |name: &str| -> Vec<String> {
+        let many: Vec<String> = repeated
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect();
+        if many.is_empty() {
+            params.get(name).cloned().into_iter().collect()
+        } else {
+            many
+        }
+    };
+    let Some(subject) = params.get("subject_token").filter(|t| !t.is_empty()) else {
+        return oauth_error(400, "invalid_request", "subject_token is required.");
+    };
+    st.note.subject = Some(tag(subject));
+    let actor = params.get("actor_token").filter(|t| !t.is_empty());
+    st.note.actor = actor.map(|a| tag(a));
+    match params.get("subject_token_type").map(String::as_str) {
+        None => return oauth_error(400, "invalid_request", "subject_token_type is required."),
+        Some(ACCESS_TOKEN_TYPE) => {}
+        Some(_) => {
+            return oauth_error(
+                400,
+                "invalid_request",
+                "This provider exchanges its own access tokens only (subject_token_type urn:ietf:params:oauth:token-type:access_token).",
+            )
+        }
+    }
+    if actor.is_some() != params.contains_key("actor_token_type") {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "actor_token and actor_token_type go together.",
+        );
+    }
+    if actor.is_some()
+        && params.get("actor_token_type").map(String::as_str) != Some(ACCESS_TOKEN_TYPE)
+    {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "This provider takes its own access tokens only as actor tokens.",
+        );
+    }
+    if params
+        .get("requested_token_type")
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+    {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "This provider issues access tokens only (requested_token_type).",
+        );
+    }
+    let live = |st: &State, token: &str| {
+        st.access
+            .get(token)
+            .filter(|t| !t.revoked && t.expires > Instant::now())
+            .map(|t| (t.scope.clone(), t.sub.clone()))
+    };
+    let Some((subject_scope, sub)) = live(st, subject) else {
+        return oauth_error(400, "invalid_grant", "The subject token is not active.");
+    };
+    let act = match actor {
+        Some(actor) => match live(st, actor) {
+            Some((_, actor_sub)) => actor_sub,
+            None => return oauth_error(400, "invalid_grant", "The actor token is not active."),
+        },
+        None => None,
+    };
+    let mut targets = all("audience");
+    let resources = all("resource");
+    if let Some(bad) = resources
+        .iter()
+        .find(|r| url::Url::parse(r).map_or(true, |u| u.fragment().is_some()))
+    {
+        return oauth_error(
+            400,
+            "invalid_target",
+            &format!("resource {bad:?} is not an absolute URI without a fragment"),
+        );
+    }
+    targets.extend(resources);
+    if targets
+        .iter()
+        .any(|t| t.is_empty() || t.len() > 512 || t.chars().any(char::is_control))
+    {
+        return oauth_error(
+            400,
+            "invalid_target",
+            "An audience is empty or not printable.",
+        );
+    }
+    let requested = params.get("scope").cloned().unwrap_or_default();
+    if let Some(s) = requested
+        .split_whitespace()
+        .find(|s| !subject_scope.split_whitespace().any(|have| have == *s))
+    {
+        return oauth_error(
+            400,
+            "invalid_scope",
+            &format!("scope {s} is not in the subject token's scope"),
+        );
+    }
+    let scope = if requested.is_empty() {
+        subject_scope
+    } else {
+        requested.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    st.note.aud = targets;
+    st.note.act = act;
+    let mut body = issue(
+        st,
+        &IssueFor {
+            scope: &scope,
+            with_refresh: false,
+            family: None,
+            sub: sub.as_deref(),
+            shared,
+        },
+    );
+    body["issued_token_type"] = Value::String(ACCESS_TOKEN_TYPE.to_owned());
     Reply::json(200, body)
 }
 
@@ -3020,14 +3212,22 @@ fn control(
             Err(e) => bad(e),
         },
         ("POST", "/_control/revoke_token") => match parsed() {
-            Ok(v) => match v.get("tag").and_then(Value::as_str) {
-                Some(wanted) => match revoke_tag(&mut st, wanted) {
+            Ok(v) => match v
+                .get("tag")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| v.get("token").and_then(Value::as_str).map(tag))
+            {
+                Some(wanted) => match revoke_tag(&mut st, &wanted) {
                     Some((kind, family)) => {
                         Reply::json(200, json!({"kind": kind, "family": family}))
                     }
                     None => Reply::json(404, json!({"title": "no such token", "status": 404})),
                 },
-                None => Reply::json(400, json!({"title": "tag is required", "status": 400})),
+                None => Reply::json(
+                    400,
+                    json!({"title": "tag (or token) is required", "status": 400}),
+                ),
             },
             Err(e) => bad(e),
         },

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authcore::grant::{ApiKey, ClientCredentials, JwtBearer, PrivateKey, RefreshToken};
+use authcore::grant::{
+    token_type, ApiKey, ClientCredentials, JwtBearer, PrivateKey, RefreshToken, TokenExchange,
+};
 use authcore::{
     AssertionSource, AuthMethod, Client, ClientCertificate, Dpop, DpopAlgorithm, DpopKey, Error,
     ErrorKind, FileStore, Options, Proxy, RedisStore, Secret, SignOut,
@@ -56,6 +58,11 @@ enum Command {
     /// Secrets come from environment variables or files, never the command line:
     /// AUTHCORE_API_KEY, AUTHCORE_CLIENT_SECRET, AUTHCORE_REFRESH_TOKEN, AUTHCORE_TOKEN,
     /// or the matching --*-file options.
+    ///
+    /// Token exchange (RFC 8693): `--provider token-exchange --token-url URL --client-id
+    /// ID` with a subject token from --subject-token-file FILE, --subject-token-command
+    /// PROGRAM (its stdout), or --subject-client-credentials (a chained client's token),
+    /// and --audience, --scope, --resource, --requested-token-type as wanted.
     ///
     /// Exit codes: 0 token printed; 2 bad configuration; 3 credentials rejected (OAuth
     /// error, API problem, reauthentication required); 4 endpoint or token store
@@ -301,6 +308,10 @@ enum Provider {
     /// request with --signing-key, --jwt-issuer and --jwt-subject. The client
     /// authenticates too when --client-id is given.
     JwtBearer,
+    /// Token exchange (RFC 8693) at any token endpoint (--token-url, or --issuer's): a
+    /// subject token (--subject-token-file, --subject-token-command, or a chained
+    /// client's with --subject-client-credentials) exchanged for an access token.
+    TokenExchange,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -334,7 +345,8 @@ struct TokenArgs {
     /// api.video base URL (overrides the preset).
     #[arg(long)]
     base_url: Option<String>,
-    /// OAuth 2.0 token endpoint (client-credentials, refresh-token; overrides Vibe's).
+    /// OAuth 2.0 token endpoint (client-credentials, refresh-token, token-exchange;
+    /// overrides Vibe's).
     #[arg(long)]
     token_url: Option<String>,
     /// OAuth 2.0 client id.
@@ -405,6 +417,8 @@ struct TokenArgs {
     dpop: DpopArgs,
     #[command(flatten)]
     workload: WorkloadArgs,
+    #[command(flatten)]
+    exchange: ExchangeArgs,
 }
 
 /// Workloads without secrets: a client assertion someone else issues (RFC 7523 §2.2),
@@ -545,6 +559,159 @@ fn read_signing_key(path: &std::path::Path) -> Result<PrivateKey, Error> {
             other => format!("{}: {other}", path.display()),
         },
     })
+}
+
+/// Token exchange (RFC 8693), for `--provider token-exchange`: the client that exchanges
+/// is the one --token-url (or --issuer), --client-id and the client secret (else a
+/// public client) describe; the subject token comes from exactly one of
+/// --subject-token-file, --subject-token-command or --subject-client-credentials, read
+/// again for every exchange (and once more if the server refuses the one it was sent).
+/// --scope and --resource ask for the exchanged token's scope and resources.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("subject").multiple(false)
+    .args(["subject_token_file", "subject_token_command", "subject_client_credentials"]))]
+struct ExchangeArgs {
+    /// The subject token is this file's contents, read for every exchange (a
+    /// Kubernetes projected token, a CI system's OIDC token a runner rewrites).
+    #[arg(long, value_name = "FILE")]
+    subject_token_file: Option<PathBuf>,
+    /// The subject token is what this program prints (run without a shell, for at most
+    /// 10 s, for every exchange); its arguments are given with --subject-token-arg.
+    #[arg(long, value_name = "PROGRAM")]
+    subject_token_command: Option<String>,
+    /// An argument of --subject-token-command (repeat, in order).
+    #[arg(
+        long = "subject-token-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "subject_token_command"
+    )]
+    subject_token_args: Vec<String>,
+    /// Chained exchange: the subject token is the access token of another client, by
+    /// client credentials at --subject-token-url (default: --token-url) as
+    /// --subject-client-id (default: --client-id) with the secret in
+    /// --subject-client-secret-file (default: the exchanging client's), for
+    /// --subject-scope. That client renews its token as needed; if the exchange refuses
+    /// it, it renews once and its next token is sent.
+    #[arg(long)]
+    subject_client_credentials: bool,
+    /// The subject client's token endpoint (with --subject-client-credentials).
+    #[arg(long, value_name = "URL", requires = "subject_client_credentials")]
+    subject_token_url: Option<String>,
+    /// The subject client's id (with --subject-client-credentials).
+    #[arg(long, value_name = "ID", requires = "subject_client_credentials")]
+    subject_client_id: Option<String>,
+    /// File holding the subject client's secret (with --subject-client-credentials).
+    #[arg(long, value_name = "FILE", requires = "subject_client_credentials")]
+    subject_client_secret_file: Option<PathBuf>,
+    /// Scopes of the subject client's token (repeat, or space-separated).
+    #[arg(
+        long = "subject-scope",
+        value_name = "SCOPE",
+        requires = "subject_client_credentials"
+    )]
+    subject_scopes: Vec<String>,
+    /// The subject token's type: access_token, refresh_token, id_token, jwt, saml1,
+    /// saml2 or a URI [default: access_token].
+    #[arg(long, value_name = "TYPE")]
+    subject_token_type: Option<String>,
+    /// An actor token (delegation) read from this file for every exchange.
+    #[arg(long, value_name = "FILE")]
+    actor_token_file: Option<PathBuf>,
+    /// The actor token's type, as for --subject-token-type [default: access_token].
+    #[arg(long, value_name = "TYPE", requires = "actor_token_file")]
+    actor_token_type: Option<String>,
+    /// The service the exchanged token is for, by the server's name for it (repeat).
+    #[arg(long = "audience", value_name = "NAME")]
+    audiences: Vec<String>,
+    /// The type of token wanted, as for --subject-token-type (default: the server's
+    /// choice).
+    #[arg(long, value_name = "TYPE")]
+    requested_token_type: Option<String>,
+}
+
+impl ExchangeArgs {
+    /// Whether any token-exchange option was given.
+    fn given(&self) -> bool {
+        self.subject_token_file.is_some()
+            || self.subject_token_command.is_some()
+            || self.subject_client_credentials
+            || self.subject_token_type.is_some()
+            || self.actor_token_file.is_some()
+            || !self.audiences.is_empty()
+            || self.requested_token_type.is_some()
+    }
+}
+
+/// `authcore token --provider token-exchange`: the grant at `token_url` (and
+/// `revocation_url`), its subject from the options. `options` are the subject client's
+/// (no store, no DPoP: its tokens are this process's own).
+fn token_exchange_grant(
+    a: &TokenArgs,
+    token_url: String,
+    revocation_url: Option<String>,
+    subject_options: Options,
+    scopes: Vec<String>,
+    method: AuthMethod,
+) -> Result<TokenExchange, Error> {
+    let x = &a.exchange;
+    let client_id = required(&a.client_id, "--client-id")?;
+    let secret = optional_client_secret(&a.client_secret_file)?;
+    let subject = if let Some(path) = &x.subject_token_file {
+        AssertionSource::file(path)
+    } else if let Some(program) = &x.subject_token_command {
+        AssertionSource::command(program.clone(), x.subject_token_args.clone())
+    } else if x.subject_client_credentials {
+        let subject_secret = match &x.subject_client_secret_file {
+            Some(_) => read_secret(
+                &x.subject_client_secret_file,
+                "AUTHCORE_CLIENT_SECRET",
+                "subject client secret",
+            )?,
+            None => secret.clone(),
+        };
+        let grant = ClientCredentials::new(
+            x.subject_token_url
+                .clone()
+                .unwrap_or_else(|| token_url.clone()),
+            x.subject_client_id
+                .clone()
+                .unwrap_or_else(|| client_id.clone()),
+            subject_secret,
+        )
+        .scopes(split_scopes(&x.subject_scopes))
+        .auth_method(method);
+        AssertionSource::client(Client::new(grant, subject_options)?)
+    } else {
+        return Err(Error::Config {
+            message: "--provider token-exchange needs a subject token: --subject-token-file,                       --subject-token-command or --subject-client-credentials"
+                .into(),
+        });
+    };
+    let type_of = |t: &Option<String>| {
+        token_type::from_name(t.as_deref().unwrap_or("access_token")).to_owned()
+    };
+    let mut grant = TokenExchange::new(
+        token_url,
+        client_id,
+        secret,
+        subject,
+        type_of(&x.subject_token_type),
+    )
+    .scopes(scopes)
+    .resources(a.resources.clone())
+    .audiences(x.audiences.clone())
+    .auth_method(method);
+    if let Some(path) = &x.actor_token_file {
+        grant = grant.actor(AssertionSource::file(path), type_of(&x.actor_token_type));
+    }
+    if let Some(wanted) = &x.requested_token_type {
+        grant = grant.requested_token_type(token_type::from_name(wanted));
+    }
+    if let Some(url) = revocation_url {
+        grant = grant.revocation_url(url);
+    }
+    Ok(grant)
 }
 
 /// `authcore headers`: the request, and where its token comes from.
@@ -911,6 +1078,18 @@ fn issuer_client(
 ) -> Result<Built, Error> {
     let client_id = required(&a.client_id, "--client-id")?;
     match a.provider {
+        Some(Provider::TokenExchange) => {
+            let metadata = authcore::Metadata::discover(issuer, &options)?;
+            let grant = token_exchange_grant(
+                a,
+                metadata.require_token_endpoint()?.to_owned(),
+                metadata.revocation_endpoint.clone(),
+                subject_options(a),
+                scopes,
+                method,
+            )?;
+            Ok(Built::own(Client::new(grant, options)?))
+        }
         Some(Provider::ClientCredentials) => {
             let assertion = a.workload.client_assertion();
             let secret = match assertion {
@@ -972,9 +1151,9 @@ fn issuer_client(
             })
         }
         Some(_) => Err(Error::Config {
-            message:
-                "--issuer works with --provider client-credentials, refresh-token or jwt-bearer"
-                    .into(),
+            message: "--issuer works with --provider client-credentials, refresh-token, \
+                      jwt-bearer or token-exchange"
+                .into(),
         }),
     }
 }
@@ -1168,21 +1347,41 @@ fn headers(h: &HeadersArgs) -> Result<Headers, Error> {
     })
 }
 
-/// The client `authcore token`'s options describe.
-fn client(a: &TokenArgs) -> Result<Built, Error> {
+/// The options every client of `authcore token` shares: timeout, retries, proxy,
+/// expiry margin, trusted CAs (no store, no DPoP).
+fn base_options(a: &TokenArgs) -> Options {
     let proxy = match a.proxy.as_deref() {
         None => Proxy::Environment,
         Some("") => Proxy::None,
         Some(url) => Proxy::Url(url.to_owned()),
     };
-    let mut options = Options::default()
+    let options = Options::default()
         .timeout(Duration::from_secs(a.timeout))
         .max_retries(2)
         .proxy(proxy)
         .expiry_margin(Duration::from_secs(a.expiry_margin.unwrap_or(0)));
-    if let Some(ca) = &a.ca_bundle {
-        options = options.ca_bundle(ca);
+    match &a.ca_bundle {
+        Some(ca) => options.ca_bundle(ca),
+        None => options,
     }
+}
+
+/// The options of a token exchange's chained subject client: its tokens are this
+/// process's own (not in the store, not DPoP-bound).
+fn subject_options(a: &TokenArgs) -> Options {
+    base_options(a)
+}
+
+/// The client `authcore token`'s options describe.
+fn client(a: &TokenArgs) -> Result<Built, Error> {
+    if a.exchange.given() && !matches!(a.provider, Some(Provider::TokenExchange)) {
+        return Err(Error::Config {
+            message: "the --subject-*, --actor-*, --audience and --requested-token-type options \
+                      are for --provider token-exchange"
+                .into(),
+        });
+    }
+    let mut options = base_options(a);
     options = a.cert.apply(options)?;
     if let (Some(name), Some(_), None) = (&a.store_key, &a.store, &a.issuer) {
         options = options.store_key(name);
@@ -1240,6 +1439,17 @@ fn client(a: &TokenArgs) -> Result<Built, Error> {
         });
     }
     let client = match provider {
+        Provider::TokenExchange => {
+            let grant = token_exchange_grant(
+                a,
+                required(&a.token_url, "--token-url")?,
+                None,
+                subject_options(a),
+                scopes,
+                method,
+            )?;
+            Client::new(grant, options)?
+        }
         Provider::PersonalAccessToken => Client::personal_access_token(read_secret(
             &a.token_file,
             "AUTHCORE_TOKEN",

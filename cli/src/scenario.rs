@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use authcore::grant::{
-    ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, JwtBearer, RefreshToken,
+    token_type, ApiKey, AuthorizationCode, ClientCredentials, DeviceCode, JwtBearer, RefreshToken,
+    TokenExchange,
 };
 use authcore::{
     AssertionSource, AuthMethod, Client, ClientCertificate, Dpop, DpopAlgorithm, DpopKey, Error,
@@ -73,6 +74,11 @@ pub enum Dialect {
     /// with its subject), client credentials at the token endpoint's mTLS alias found
     /// by discovery, tokens bound to the certificate.
     Oauth2Mtls,
+    /// Chained token exchange (RFC 8693): a subject client (client credentials,
+    /// `client_secret_post`, for `client.subject_scopes`) whose access token the
+    /// client exchanges at the same token endpoint (`client_secret_post`, for
+    /// `client.scopes` and `client.audience`), subject token type access token.
+    Oauth2TokenExchange,
 }
 
 /// The client id of the `oauth2_mtls` dialect's client (also its certificate's CN).
@@ -99,6 +105,12 @@ pub struct ClientOverrides {
     /// DPoP with a key generated for this algorithm (`ES256`, `EdDSA`, `RS256`); a
     /// restarted client generates one of its own.
     pub dpop: Option<String>,
+    /// Token exchange: the audiences asked for.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Token exchange: the scopes of the subject client's token.
+    #[serde(default)]
+    pub subject_scopes: Vec<String>,
     /// How the assertion of the `oauth2_assertion` and `oauth2_jwt_bearer` dialects is
     /// read: the file itself (the default), or a command that prints it.
     pub assertion: Option<AssertionKind>,
@@ -197,6 +209,9 @@ pub enum Step {
     },
     /// The runner removes the assertion file.
     RemoveAssertion {},
+    /// Token exchange: the provider revokes the subject client's current access token
+    /// (`POST /_control/revoke_token` with its tag), which that client still caches.
+    RevokeSubject {},
 }
 
 fn default_path() -> String {
@@ -242,6 +257,8 @@ pub struct Expect {
     /// Whether the client's token at the end is bound to its client certificate
     /// (`cnf.x5t#S256` at the provider is the certificate's thumbprint).
     pub certificate_bound: Option<bool>,
+    /// The `issued_token_type` of the client's token at the end (token exchange).
+    pub issued_token_type: Option<String>,
 }
 
 /// What a run observed.
@@ -262,6 +279,8 @@ pub struct Observed {
     pub replay_statuses: Vec<u16>,
     /// Whether the client's token at the end is bound to its client certificate.
     pub certificate_bound: bool,
+    /// The `issued_token_type` of the client's cached token at the end, if it says.
+    pub issued_token_type: Option<String>,
 }
 
 /// Reads every `*.json` scenario in a directory, sorted by file name.
@@ -310,6 +329,54 @@ fn client_options(
 /// Builds the client a scenario describes, against `server`; `store_dir` is the
 /// directory of its file store when the scenario asks for one.
 pub fn build_client(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+    assertion_file: &Path,
+) -> Result<Client, Error> {
+    build_clients(s, server, store_dir, assertion_file).map(|(client, _)| client)
+}
+
+/// Like [`build_client`], with the subject client of a token exchange (whose token
+/// requests count with the client's).
+pub fn build_clients(
+    s: &Scenario,
+    server: &DevServer,
+    store_dir: Option<&Path>,
+    assertion_file: &Path,
+) -> Result<(Client, Option<Client>), Error> {
+    if s.dialect == Dialect::Oauth2TokenExchange {
+        let creds = server.credentials();
+        let token_url = format!("{}/oauth2/token", server.url());
+        let secret = secret_of(s, server);
+        // The subject client's tokens are its own: no store, no DPoP.
+        let subject_options = Options::default()
+            .failure_backoff(Duration::from_millis(50), Duration::from_millis(500))
+            .timeout(Duration::from_secs(10));
+        let subject = Client::new(
+            ClientCredentials::new(&token_url, &creds.client_id, secret.clone())
+                .scopes(s.client.subject_scopes.clone())
+                .auth_method(AuthMethod::ClientSecretPost),
+            subject_options,
+        )?;
+        let grant = TokenExchange::new(
+            token_url,
+            &creds.client_id,
+            secret,
+            AssertionSource::client(subject.clone()),
+            token_type::ACCESS_TOKEN,
+        )
+        .audiences(s.client.audience.clone())
+        .scopes(s.client.scopes.clone())
+        .auth_method(AuthMethod::ClientSecretPost);
+        let client = Client::new(grant, client_options(s, server, store_dir)?)?;
+        return Ok((client, Some(subject)));
+    }
+    single_client(s, server, store_dir, assertion_file).map(|client| (client, None))
+}
+
+/// The client of every dialect that has no subject client.
+fn single_client(
     s: &Scenario,
     server: &DevServer,
     store_dir: Option<&Path>,
@@ -394,6 +461,7 @@ pub fn build_client(
                 .auth_method(AuthMethod::TlsClientAuth);
             Client::new(grant, options)
         }
+        Dialect::Oauth2TokenExchange => build_client(s, server, store_dir, assertion_file),
     }
 }
 
@@ -623,11 +691,11 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
     // Where the assertion dialects read their assertion (written by the steps).
     let assertion_dir = tempfile::tempdir().expect("a temporary assertion directory");
     let assertion_file = assertion_dir.path().join("assertion");
-    let mut current = match build_client(s, server, store_path, &assertion_file) {
-        Ok(c) => Some(c),
+    let (mut current, mut subject) = match build_clients(s, server, store_path, &assertion_file) {
+        Ok((c, subject)) => (Some(c), subject),
         Err(e) => {
             record(&observed, Err(e));
-            None
+            (None, None)
         }
     };
     // What restarted clients counted before they were replaced.
@@ -695,6 +763,18 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
             Step::RemoveAssertion {} => {
                 let _ = std::fs::remove_file(&assertion_file);
             }
+            Step::Restart {} if subject.is_some() => {
+                match build_clients(s, server, store_path, &assertion_file) {
+                    Ok((next, next_subject)) => {
+                        retired = summed(&retired, &client.stats());
+                        if let Some(old) = std::mem::replace(&mut subject, next_subject) {
+                            retired = summed(&retired, &old.stats());
+                        }
+                        current = Some(next);
+                    }
+                    Err(e) => record(&obs, Err(e)),
+                }
+            }
             Step::Restart {} => {
                 match restart_client(s, server, store_path, &assertion_file, &client) {
                     Ok(next) => {
@@ -702,6 +782,21 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
                         current = Some(next);
                     }
                     Err(e) => record(&obs, Err(e)),
+                }
+            }
+            Step::RevokeSubject {} => {
+                let cached = subject.as_ref().and_then(Client::cached_token);
+                let revoked = cached.and_then(|t| {
+                    server
+                        .revoke_token_tag(&crate::devserver::tag(t.access_token().expose_secret()))
+                });
+                if revoked.is_none() {
+                    record(
+                        &obs,
+                        Err(Error::Config {
+                            message: "revoke_subject: no subject token to revoke".into(),
+                        }),
+                    );
                 }
             }
         }
@@ -721,6 +816,15 @@ pub fn run(s: &Scenario, server: &DevServer) -> Observed {
             .token_info(&tag)
             .is_some_and(|info| info["cnf"]["x5t#S256"].as_str() == Some(cert.thumbprint()))
     });
+    o.issued_token_type = current
+        .as_ref()
+        .and_then(Client::cached_token)
+        .and_then(|t| t.issued_token_type().map(str::to_owned));
+    // A subject client's token requests count with the client's.
+    let retired = match &subject {
+        Some(subject) => summed(&retired, &subject.stats()),
+        None => retired,
+    };
     o.stats = current.map(|c| summed(&retired, &c.stats()));
     o
 }
@@ -835,6 +939,14 @@ pub fn check(s: &Scenario, o: &Observed) -> Result<(), Vec<String>> {
             ));
         }
     }
+    if let Some(want) = &e.issued_token_type {
+        if o.issued_token_type.as_ref() != Some(want) {
+            problems.push(format!(
+                "issued token type at the end: expected {want}, observed {:?}",
+                o.issued_token_type
+            ));
+        }
+    }
     if let Some(want) = &e.replay_statuses {
         if *want != o.replay_statuses {
             problems.push(format!(
@@ -921,6 +1033,25 @@ mod tests {
         o.replay_statuses = vec![200, 200];
         o.token_type = Some("Bearer".into());
         assert_eq!(check(&s, &o).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn the_issued_token_type_is_compared() {
+        let s = scenario(
+            r#"{"issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "errors": {}}"#,
+        );
+        let mut o = Observed::default();
+        assert_eq!(check(&s, &o).unwrap_err().len(), 1);
+        o.issued_token_type = Some("urn:ietf:params:oauth:token-type:jwt".into());
+        assert_eq!(check(&s, &o).unwrap_err().len(), 1);
+        o.issued_token_type = Some("urn:ietf:params:oauth:token-type:access_token".into());
+        assert!(check(&s, &o).is_ok());
+        let exchange = r#"{"name":"t","dialect":"oauth2_token_exchange",
+            "client":{"audience":["a"],"subject_scopes":["s"]},
+            "steps":[{"revoke_subject":{}}],"expect":{}}"#;
+        let parsed: Scenario = serde_json::from_str(exchange).unwrap();
+        assert_eq!(parsed.dialect, Dialect::Oauth2TokenExchange);
+        assert_eq!(parsed.client.audience, ["a"]);
     }
 
     #[test]

@@ -151,6 +151,23 @@ impl AssertionSource {
         }
     }
 
+    /// What identifies the credential the source gives, for a token exchange's store
+    /// key (never the value): a file's path or a command line as [`identity`]
+    /// says, a literal's [`StoreKey::secret_tag`](crate::StoreKey), another client's
+    /// own credential key; `None` for a callback (nothing tells two apart).
+    ///
+    /// [`identity`]: Self::identity
+    pub(crate) fn credential_identity(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Literal(value) => Some(format!(
+                "literal:{}",
+                crate::store::StoreKey::secret_tag(value)
+            )),
+            Kind::Client(client) => client.credential_key().map(|k| format!("client:{k}")),
+            _ => self.identity(),
+        }
+    }
+
     /// Whether reading again can give another value.
     pub(crate) fn rereadable(&self) -> bool {
         !matches!(self.kind, Kind::Literal(_))
@@ -334,6 +351,10 @@ pub(crate) fn jwt_expiry(value: &str) -> Option<u64> {
             .decode(payload.trim_end_matches('='))
             .ok()?,
     );
+    // Claims are a JSON object: serde would also read a struct from an array (`[0]`).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     #[derive(serde::Deserialize)]
     struct Exp {
         exp: Option<serde_json::Number>,

@@ -213,6 +213,12 @@ impl Client {
         self.inner.tier.store_key().cloned()
     }
 
+    /// What identifies this client's credential (its grant's store key), whether or not
+    /// it has a store: for another grant's store key that depends on this client.
+    pub(crate) fn credential_key(&self) -> Option<crate::StoreKey> {
+        self.inner.tier.credential_key().cloned()
+    }
+
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.
     pub fn authorization_header(&self) -> Result<Secret> {
         let token = self.token()?;

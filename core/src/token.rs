@@ -67,6 +67,8 @@ pub struct Token {
     fields: Option<Arc<Map<String, Value>>>,
     /// The DPoP key the token is bound to (a `DPoP` token), if any.
     dpop_key: Option<Arc<crate::DpopKey>>,
+    /// What the server says it issued (RFC 8693 §2.2.1 `issued_token_type`), if it said.
+    issued_token_type: Option<String>,
 }
 
 impl Token {
@@ -108,6 +110,7 @@ impl Token {
             id_token: None,
             fields: None,
             dpop_key: None,
+            issued_token_type: None,
         };
         token.set_windows(issued_wall);
         token
@@ -175,6 +178,25 @@ impl Token {
     pub fn with_scope(mut self, scope: Option<String>) -> Self {
         self.scope = scope;
         self
+    }
+
+    /// Attaches the type of token the server says it issued (a token exchange's
+    /// `issued_token_type`, RFC 8693 §2.2.1), e.g.
+    /// `urn:ietf:params:oauth:token-type:access_token`. A value that is empty, longer
+    /// than 1 KiB or holds a control character is dropped.
+    pub fn with_issued_token_type(mut self, issued_token_type: Option<String>) -> Self {
+        self.issued_token_type = issued_token_type
+            .filter(|t| !t.is_empty() && t.len() <= 1024 && !t.chars().any(char::is_control));
+        self
+    }
+
+    /// The type of token the server says it issued: a token exchange's
+    /// `issued_token_type` (RFC 8693 §2.2.1, e.g.
+    /// `urn:ietf:params:oauth:token-type:access_token`, see
+    /// [`grant::token_type`](crate::grant::token_type)). `None` when the answer did not
+    /// say (every grant but token exchange).
+    pub fn issued_token_type(&self) -> Option<&str> {
+        self.issued_token_type.as_deref()
     }
 
     /// The token bound to a DPoP key (RFC 9449): sent as `DPoP <token>` with a proof
@@ -313,6 +335,7 @@ impl fmt::Debug for Token {
             .field("lifetime", &self.lifetime)
             .field("id_token", &self.id_token)
             .field("dpop_key", &self.dpop_key)
+            .field("issued_token_type", &self.issued_token_type)
             .finish()
     }
 }
@@ -502,6 +525,8 @@ pub fn parse_token_response(
     token.refresh_token = string_field(map, &["refresh_token", "refreshToken"]).map(Secret::new);
     token.scope = string_field(map, &["scope"]);
     token.id_token = string_field(map, &["id_token"]).map(Secret::new);
+    let mut token =
+        token.with_issued_token_type(string_field(map, &["issued_token_type", "issuedTokenType"]));
     let fields = match without_credentials(&parsed.0) {
         Value::Object(fields) => fields,
         _ => Map::new(),

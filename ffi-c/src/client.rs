@@ -946,6 +946,7 @@ pub struct authcore_token {
     scope: Option<CString>,
     id_token: Option<CString>,
     fields_json: CString,
+    issued_token_type: Option<CString>,
 }
 
 impl Drop for authcore_token {
@@ -988,6 +989,7 @@ pub unsafe extern "C" fn authcore_client_token_info(
                     "the token's fields could not be encoded",
                 )
             })?)?,
+            issued_token_type: token.issued_token_type().map(c_string).transpose()?,
             token,
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
@@ -1048,6 +1050,24 @@ pub unsafe extern "C" fn authcore_token_id_token(token: *const authcore_token) -
         // SAFETY: NULL or live, as promised.
         unsafe { token.as_ref() }
             .and_then(|t| t.id_token.as_ref())
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// What the server says it issued (a token exchange's `issued_token_type`, RFC 8693,
+/// e.g. `urn:ietf:params:oauth:token-type:access_token`), borrowed from `token`; NULL
+/// if it did not say (or for NULL).
+///
+/// # Safety
+/// `token` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_issued_token_type(
+    token: *const authcore_token,
+) -> *const c_char {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: NULL or live, as promised.
+        unsafe { token.as_ref() }
+            .and_then(|t| t.issued_token_type.as_ref())
             .map_or(std::ptr::null(), |s| s.as_ptr())
     })
 }

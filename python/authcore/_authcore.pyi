@@ -274,6 +274,9 @@ class Token:
     def expires_at(self) -> Optional[float]:
         """Expiry by the server's word as Unix time (seconds), or None if it never expires."""
     @property
+    def issued_token_type(self) -> Optional[str]:
+        """What the server says it issued (a token exchange's ``issued_token_type``, RFC 8693), e.g. ``urn:ietf:params:oauth:token-type:access_token``; None if it did not say."""
+    @property
     def id_token(self) -> Optional[str]:
         """The OpenID Connect ID token that came with the token, if any."""
     @property
@@ -470,6 +473,26 @@ class Client:
         **options: Unpack[_GrantOptions],
     ) -> Client:
         """Client credentials at the token endpoint a discovered ``Metadata`` names."""
+    @staticmethod
+    def token_exchange(
+        token_url: str,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        *,
+        subject_token: Optional[str] = None,
+        subject_token_file: Union[str, os.PathLike[str], None] = None,
+        subject_client: Optional[Client] = None,
+        subject_token_type: str = "access_token",
+        actor_token: Optional[str] = None,
+        actor_token_file: Union[str, os.PathLike[str], None] = None,
+        actor_token_type: str = "access_token",
+        audience: _Scopes = None,
+        scopes: _Scopes = None,
+        requested_token_type: Optional[str] = None,
+        auth_method: _AuthMethod = "basic",
+        **options: Unpack[_GrantOptions],
+    ) -> Client:
+        """Token exchange (RFC 8693) at ``token_url``: exactly one subject — ``subject_token`` (the token), ``subject_token_file`` (read again for every exchange) or ``subject_client`` (another client's access token: chained; when the exchange refuses it, that client renews once and its next token is sent) — of ``subject_token_type`` (``access_token``, ``refresh_token``, ``id_token``, ``jwt``, ``saml1``, ``saml2`` or a URI); an optional actor token likewise; ``audience``, ``scopes``, ``requested_token_type``. ``client_secret`` None: a public client. TypeError for none or two subjects."""
     def token(self) -> str:
         """A valid access token: the cached one, or one renewal shared by every thread that needs it. Blocks (without the GIL) only to renew."""
     def refresh(self) -> str:

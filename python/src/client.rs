@@ -499,6 +499,73 @@ impl Client {
         )
     }
 
+    /// Token exchange (RFC 8693) at `token_url`: exactly one subject — `subject_token`
+    /// (the token itself), `subject_token_file` (read again for every exchange) or
+    /// `subject_client` (another `Client`, whose access token is exchanged: chained; it
+    /// renews as needed, and when the exchange refuses its token, that token is dropped
+    /// there and its next one sent once) — of type `subject_token_type` (a short name,
+    /// `access_token`, `jwt`, `id_token`…, or a URI); an optional actor token the same
+    /// way; `audience` and `scopes` (a str or a sequence), `requested_token_type`.
+    /// `client_secret` None: a public client. The token's `issued_token_type` says what
+    /// the server issued.
+    #[staticmethod]
+    #[pyo3(signature = (
+        token_url, client_id, client_secret = None, *,
+        subject_token = None, subject_token_file = None, subject_client = None,
+        subject_token_type = "access_token",
+        actor_token = None, actor_token_file = None, actor_token_type = "access_token",
+        audience = None, scopes = None, requested_token_type = None, auth_method = "basic",
+        **options
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn token_exchange(
+        py: Python<'_>,
+        token_url: &str,
+        client_id: &str,
+        client_secret: Option<&str>,
+        subject_token: Option<&str>,
+        subject_token_file: Option<&Bound<'_, PyAny>>,
+        subject_client: Option<PyRef<'_, Client>>,
+        subject_token_type: &str,
+        actor_token: Option<&str>,
+        actor_token_file: Option<&Bound<'_, PyAny>>,
+        actor_token_type: &str,
+        audience: Option<&Bound<'_, PyAny>>,
+        scopes: Option<&Bound<'_, PyAny>>,
+        requested_token_type: Option<&str>,
+        auth_method: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Client> {
+        let (args, options) = split_options(py, options)?;
+        let asked = crate::exchange::Asked {
+            token_url,
+            client_id,
+            client_secret,
+            audience,
+            scopes,
+            requested_token_type,
+            auth_method,
+        };
+        let subject = crate::exchange::Party {
+            token: subject_token,
+            file: subject_token_file,
+            client: subject_client.as_deref(),
+            token_type: subject_token_type,
+        };
+        let actor = crate::exchange::Party {
+            token: actor_token,
+            file: actor_token_file,
+            client: None,
+            token_type: actor_token_type,
+        };
+        let grant = crate::exchange::grant(&asked, &subject, &actor, args)?;
+        new_client(
+            authcore::Client::new(grant, options),
+            py,
+            format!("grant='token_exchange' token_url={token_url:?} client_id={client_id:?}"),
+        )
+    }
+
     /// A valid access token. Blocks (without holding the GIL) only when the cached
     /// token is missing or too close to expiry.
     fn token<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {

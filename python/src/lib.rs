@@ -12,6 +12,7 @@ mod discovery;
 mod dpop;
 mod errors;
 mod events;
+mod exchange;
 mod flows;
 mod options;
 mod stats;

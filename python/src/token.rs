@@ -93,6 +93,13 @@ impl Token {
             .map(|d| d.as_secs_f64())
     }
 
+    /// What the server says it issued (a token exchange's `issued_token_type`, RFC
+    /// 8693), if it said.
+    #[getter]
+    fn issued_token_type(&self) -> Option<&str> {
+        self.inner.issued_token_type()
+    }
+
     /// The OpenID Connect ID token that came with the token, if any.
     #[getter]
     fn id_token(&self) -> Option<&str> {

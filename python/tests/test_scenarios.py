@@ -110,6 +110,26 @@ def build_client(
     return flow.finish(dev.follow_authorize(request.url), request.state)
 
 
+def exchange_clients(
+    s: dict[str, Any], dev: DevServer, options: dict[str, Any]
+) -> tuple[authcore.Client, authcore.Client]:
+    """Chained token exchange: the client, and its subject client (client credentials,
+    body authentication, no store, no DPoP) whose token it exchanges."""
+    override = s.get("client", {})
+    secret = override.get("secret") or CLIENT_SECRET
+    subject = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, secret,
+        scopes=override.get("subject_scopes") or None, auth_method="post",
+        failure_backoff=(0.05, 0.5), timeout=10.0,
+    )
+    client = authcore.Client.token_exchange(
+        dev.url + "/oauth2/token", CLIENT_ID, secret, subject_client=subject,
+        subject_token_type="access_token", audience=override.get("audience") or None,
+        scopes=override.get("scopes") or None, auth_method="post", **grant_options(s, options),
+    )
+    return client, subject
+
+
 def restarted_client(
     s: dict[str, Any], dev: DevServer, options: dict[str, Any], refresh_token: str | None
 ) -> authcore.Client:
@@ -163,6 +183,7 @@ class Outcome:
         self.replay_statuses: list[int] | None = None
         # Whether the client's token at the end is bound to its client certificate.
         self.certificate_bound = False
+        self.issued_token_type: str | None = None
 
     def total(self, counter: str) -> int:
         return sum(int(getattr(s, counter)) for s in self.stats)
@@ -209,9 +230,15 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
         options["client_cert"] = certificate["certificate"].encode()
         options["client_key"] = certificate["key"].encode()
 
+    # A token exchange's subject client, whose token requests count with the client's.
+    subject: authcore.Client | None = None
+
     def build() -> None:
-        nonlocal client
-        client = build_client(s, dev, options, assertion_file)
+        nonlocal client, subject
+        if s["dialect"] == "oauth2_token_exchange":
+            client, subject = exchange_clients(s, dev, options)
+        else:
+            client = build_client(s, dev, options, assertion_file)
 
     record(build)
     for step in s["steps"] if client is not None else []:
@@ -250,6 +277,9 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
             record(c.sign_out)
         elif kind == "sleep_ms":
             time.sleep(min(arg, 60_000) / 1000)
+        elif kind == "restart" and subject is not None:
+            out.stats.extend([c.stats(), subject.stats()])
+            client, subject = exchange_clients(s, dev, options)
         elif kind == "restart":
             out.stats.append(c.stats())
             rt = last_refresh_token[-1] if last_refresh_token else None
@@ -260,6 +290,16 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
             assertion_file.write_text(minted["jwt"])
         elif kind == "remove_assertion":
             assertion_file.unlink(missing_ok=True)
+        elif kind == "revoke_subject":
+            def revoke_subject() -> None:
+                header = subject.cached_authorization_header() if subject is not None else None
+                if header is None:
+                    raise authcore.ConfigError("revoke_subject: no subject token to revoke")
+                token = header.split(" ", 1)[1]
+                tag = hashlib.sha256(token.encode()).hexdigest()[:24]
+                dev.control("POST", "revoke_token", {"tag": tag})
+
+            record(revoke_subject)
         elif kind == "dpop_rotate":
             dev.control("POST", "dpop_rotate", {})
         elif kind == "replay":
@@ -269,8 +309,12 @@ def run(s: dict[str, Any], dev: DevServer, store_dir: pathlib.Path, assertion_fi
             record(replay_)
         else:
             raise AssertionError(f"unknown step {kind}")
+    if subject is not None:
+        out.stats.append(subject.stats())
     if client is not None:
         out.stats.append(client.stats())
+        if "issued_token_type" in s["expect"]:
+            out.issued_token_type = client.token_info().issued_token_type
         # The type of the token the client holds, read without a token request.
         header = client.cached_authorization_header()
         out.token_type = header.split(" ", 1)[0] if header else None
@@ -320,6 +364,8 @@ def test_scenario(path: Any, dev: DevServer, tmp_path: pathlib.Path, request: py
         problems.append(f"token type: expected {e['token_type']}, observed {out.token_type}")
     if "dpop_nonce_retries" in e and out.total("dpop_nonce_retries") != e["dpop_nonce_retries"]:
         problems.append(f"DPoP nonce retries: expected {e['dpop_nonce_retries']}, observed {out.total('dpop_nonce_retries')}")
+    if "issued_token_type" in e and out.issued_token_type != e["issued_token_type"]:
+        problems.append(f"issued token type: expected {e['issued_token_type']}, observed {out.issued_token_type}")
     if "replay_statuses" in e and out.replay_statuses != e["replay_statuses"]:
         problems.append(f"replay statuses: expected {e['replay_statuses']}, observed {out.replay_statuses}")
     if "certificate_bound" in e and out.certificate_bound != e["certificate_bound"]:

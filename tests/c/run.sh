@@ -159,12 +159,12 @@ gcc "${CFLAGS_COMMON[@]}" -c "$work/dpop_example.c" -o "$work/dpop_example.o"
     ./example-static > /dev/null
 )
 
-TESTS=(test_api test_events test_threads test_fork test_store test_dpop test_workload test_oidc scenarios)
+TESTS=(test_api test_events test_threads test_fork test_store test_dpop test_workload test_exchange test_oidc scenarios)
 # test_fork runs under valgrind and not under ASan: gcc 12's libasan does not make its own
 # allocator locks fork-safe, so a child forked while another thread is inside malloc can
 # hang in ASan's allocator (seen: 2 of 20 children; 0 of 60 in the plain and valgrind
 # builds).
-ASAN_TESTS=(test_api test_events test_threads test_store test_dpop test_workload test_oidc scenarios)
+ASAN_TESTS=(test_api test_events test_threads test_store test_dpop test_workload test_exchange test_oidc scenarios)
 args_for() { if [ "$1" = scenarios ]; then echo "$root/tests/scenarios"; fi; }
 
 step "C tests under AddressSanitizer + UBSan"

@@ -114,9 +114,9 @@ static double num_field(const cJSON *obj, const char *name, double fallback) {
     return cJSON_IsNumber(v) ? v->valuedouble : fallback;
 }
 
-/* Space-joined scopes from the scenario's client.scopes, or NULL. */
-static char *scopes_of(const cJSON *client) {
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(client, "scopes");
+/* Space-joined strings from the scenario's client.KEY (client.scopes by default), or NULL. */
+static char *joined(const cJSON *client, const char *key) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(client, key);
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
         return NULL;
     }
@@ -130,6 +130,8 @@ static char *scopes_of(const cJSON *client) {
     }
     return out;
 }
+
+static char *scopes_of(const cJSON *client) { return joined(client, "scopes"); }
 
 /* One scenario's run: the client's options, kept for a restart, its store, the last
  * refresh token the client was given (for a restart), and what a replay saw. */
@@ -145,6 +147,8 @@ typedef struct {
     char assertion_path[128];
     /* `oauth2_mtls`: the thumbprint (x5t#S256) of the client's certificate. */
     char x5t[64];
+    /* A token exchange's subject client, whose token requests count with the client's. */
+    authcore_client *subject;
 } run;
 
 /* Whether the dialect reads an assertion (a client assertion, a JWT bearer grant). */
@@ -405,6 +409,66 @@ static bool certificate_bound(const run *r, const authcore_client *client) {
     return bound;
 }
 
+/* A scenario's list of strings (client.audience), one `add` call each. */
+static authcore_status add_each(const cJSON *list, authcore_token_exchange *x,
+                                authcore_status (*add)(authcore_token_exchange *, const char *)) {
+    const cJSON *item;
+    cJSON_ArrayForEach(item, list) {
+        if (!cJSON_IsString(item)) return AUTHCORE_STATUS_CONFIG;
+        authcore_status s = add(x, item->valuestring);
+        if (s != AUTHCORE_STATUS_OK) return s;
+    }
+    return AUTHCORE_STATUS_OK;
+}
+
+/* Chained token exchange: a subject client (client credentials, body authentication, for
+ * client.subject_scopes, no store, no DPoP), kept in `r`, whose token the client
+ * exchanges at the same endpoint (body authentication, client.scopes, client.audience). */
+static authcore_status build_exchange(run *r, const char *secret, const char *scopes,
+                                      authcore_client **out) {
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(r->scenario, "client");
+    char token_url[512];
+    snprintf(token_url, sizeof token_url, "%s/oauth2/token", devserver_url());
+    char *subject_scopes = joined(client, "subject_scopes");
+    authcore_options *so = NULL;
+    authcore_token_exchange *x = NULL;
+    authcore_status s = authcore_options_new(&so);
+    if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_failure_backoff_ms(so, 50, 500);
+    if (s == AUTHCORE_STATUS_OK) s = authcore_options_set_timeout_ms(so, 10000);
+    if (s == AUTHCORE_STATUS_OK)
+        s = authcore_client_new_client_credentials(token_url, "dev-client", secret, subject_scopes,
+                                                   AUTHCORE_AUTH_METHOD_CLIENT_SECRET_POST, so,
+                                                   &r->subject);
+    if (s == AUTHCORE_STATUS_OK)
+        s = authcore_token_exchange_new(token_url, "dev-client", secret,
+                                        AUTHCORE_AUTH_METHOD_CLIENT_SECRET_POST, &x);
+    if (s == AUTHCORE_STATUS_OK)
+        s = authcore_token_exchange_set_subject_client(x, r->subject, "access_token");
+    if (s == AUTHCORE_STATUS_OK)
+        s = add_each(cJSON_GetObjectItemCaseSensitive(client, "audience"), x,
+                     authcore_token_exchange_add_audience);
+    if (s == AUTHCORE_STATUS_OK) s = authcore_token_exchange_set_scopes(x, scopes);
+    if (s == AUTHCORE_STATUS_OK) s = authcore_client_new_token_exchange(x, r->options, out);
+    authcore_token_exchange_free(x);
+    authcore_options_free(so);
+    free(subject_scopes);
+    return s;
+}
+
+/* The `revoke_subject` step: the provider revokes the subject client's current token. */
+static authcore_status revoke_subject(run *r) {
+    authcore_token *t = NULL;
+    if (r->subject == NULL) return AUTHCORE_STATUS_CONFIG;
+    authcore_status s = authcore_client_token_info(r->subject, &t);
+    if (s != AUTHCORE_STATUS_OK) return s;
+    char body[1024];
+    snprintf(body, sizeof body, "{\"token\":\"%s\"}", authcore_token_access_token(t));
+    control_post("/_control/revoke_token", body);
+    memset(body, 0, sizeof body);
+    authcore_token_free(t);
+    return AUTHCORE_STATUS_OK;
+}
+
 /* Builds the scenario's client with the options `make_options` put in `r`. */
 static authcore_status build_client(run *r, authcore_client **out) {
     const cJSON *scenario = r->scenario;
@@ -491,6 +555,8 @@ static authcore_status build_client(run *r, authcore_client **out) {
             s = authcore_client_new_client_credentials_from_metadata(
                 m, "scenario-mtls", NULL, scopes, AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, o, out);
         authcore_metadata_free(m);
+    } else if (strcmp(dialect, "oauth2_token_exchange") == 0) {
+        s = build_exchange(r, secret ? secret : "dev-secret", scopes, out);
     } else {
         fprintf(stderr, "unknown dialect %s\n", dialect);
         s = AUTHCORE_STATUS_CONFIG;
@@ -568,6 +634,19 @@ static int run_scenario(const cJSON *sc) {
             record(&obs, authcore_client_sign_out(client, &outcome));
         } else if (strcmp(kind, "refresh") == 0) {
             record(&obs, authcore_client_refresh(client, NULL));
+        } else if (strcmp(kind, "restart") == 0 && r.subject != NULL) {
+            /* A token exchange is made anew, subject client and all. */
+            authcore_stats s1, s2;
+            if (authcore_client_stats(client, &s1, sizeof s1) == AUTHCORE_STATUS_OK)
+                add_stats(&carried, &s1);
+            if (authcore_client_stats(r.subject, &s2, sizeof s2) == AUTHCORE_STATUS_OK)
+                add_stats(&carried, &s2);
+            authcore_client_free(client);
+            authcore_client_free(r.subject);
+            client = NULL;
+            r.subject = NULL;
+            record(&obs, build_client(&r, &client));
+            if (client == NULL) break;
         } else if (strcmp(kind, "restart") == 0) {
             record(&obs, restart(&r, &client, &carried));
             if (client == NULL) break;
@@ -575,6 +654,8 @@ static int run_scenario(const cJSON *sc) {
             write_assertion(&r, arg);
         } else if (strcmp(kind, "remove_assertion") == 0) {
             unlink(r.assertion_path);
+        } else if (strcmp(kind, "revoke_subject") == 0) {
+            record(&obs, revoke_subject(&r));
         } else if (strcmp(kind, "dpop_rotate") == 0) {
             control_post("/_control/dpop_rotate", "{}");
         } else if (strcmp(kind, "replay") == 0) {
@@ -597,14 +678,30 @@ static int run_scenario(const cJSON *sc) {
         }
         authcore_token_free(t);
     }
-    /* What the client counted (with the clients a restart replaced), compared below with
-     * what the provider counted. */
+    /* What the server said it issued, when the scenario names it. */
+    const char *want_issued = str_field(expect, "issued_token_type", NULL);
+    char got_issued[128] = "";
+    if (want_issued != NULL && client != NULL) {
+        authcore_token *t = NULL;
+        if (authcore_client_token_info(client, &t) == AUTHCORE_STATUS_OK &&
+            authcore_token_issued_token_type(t) != NULL) {
+            snprintf(got_issued, sizeof got_issued, "%s", authcore_token_issued_token_type(t));
+        }
+        authcore_token_free(t);
+    }
     const cJSON *want_bound = cJSON_GetObjectItemCaseSensitive(expect, "certificate_bound");
     bool bound = want_bound != NULL && client != NULL && certificate_bound(&r, client);
+    /* What the client counted (with the clients a restart replaced, and a token
+     * exchange's subject client), compared below with what the provider counted. */
     authcore_stats stats = {0};
     int have_stats = client != NULL &&
                      authcore_client_stats(client, &stats, sizeof stats) == AUTHCORE_STATUS_OK;
     if (have_stats) add_stats(&stats, &carried);
+    authcore_stats subject_stats = {0};
+    if (have_stats && r.subject != NULL &&
+        authcore_client_stats(r.subject, &subject_stats, sizeof subject_stats) == AUTHCORE_STATUS_OK)
+        add_stats(&stats, &subject_stats);
+    authcore_client_free(r.subject);
     authcore_client_free(client);
     authcore_options_free(r.options);
     wipe_free(r.refresh_token);
@@ -699,6 +796,11 @@ static int run_scenario(const cJSON *sc) {
     if (want_type != NULL && strcmp(want_type, got_type) != 0) {
         fprintf(stderr, "  %s: token type expected %s, observed %s\n", name, want_type,
                 got_type[0] ? got_type : "(no token)");
+        problems++;
+    }
+    if (want_issued != NULL && strcmp(want_issued, got_issued) != 0) {
+        fprintf(stderr, "  %s: issued token type expected %s, observed %s\n", name, want_issued,
+                got_issued[0] ? got_issued : "(none)");
         problems++;
     }
     const cJSON *retries = cJSON_GetObjectItemCaseSensitive(expect, "dpop_nonce_retries");

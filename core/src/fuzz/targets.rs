@@ -127,7 +127,13 @@ fn the_credential_oracle_agrees_with_the_filter_on_known_names() {
 
 /// What must hold of any token a parser hands out.
 fn token_holds(t: &Token) -> Result<(), String> {
-    let public = format!("{} {}", t.token_type(), t.scope().unwrap_or(""));
+    // What a token's Debug may show: its type, scope and issued type (none a credential).
+    let public = format!(
+        "{} {} {}",
+        t.token_type(),
+        t.scope().unwrap_or(""),
+        t.issued_token_type().unwrap_or("")
+    );
     marker_not_shown(format!("{t:?}"), &public)?;
     if t.lifetime().is_some_and(|l| l > MAX_LIFETIME) {
         return Err(format!("a lifetime past the cap: {:?}", t.lifetime()));
@@ -152,6 +158,11 @@ fn token_holds(t: &Token) -> Result<(), String> {
     if let Some(sub) = t.subject() {
         if sub.is_empty() || sub.chars().any(char::is_control) {
             return Err(format!("an unprintable subject: {sub:?}"));
+        }
+    }
+    if let Some(issued) = t.issued_token_type() {
+        if issued.is_empty() || issued.chars().any(char::is_control) {
+            return Err(format!("an unprintable issued token type: {issued:?}"));
         }
     }
     let _ = (

@@ -8,6 +8,7 @@ mod jwt_bearer;
 mod private_key;
 mod refresh;
 mod static_token;
+mod token_exchange;
 
 pub use api_key::ApiKey;
 pub use authorization_code::{AuthorizationCode, Pkce};
@@ -17,6 +18,7 @@ pub use jwt_bearer::JwtBearer;
 pub use private_key::{PrivateKey, SigningAlgorithm};
 pub use refresh::RefreshToken;
 pub use static_token::StaticToken;
+pub use token_exchange::{token_type, TokenExchange, GRANT_TYPE as TOKEN_EXCHANGE_GRANT_TYPE};
 
 use base64::Engine;
 
@@ -452,7 +454,7 @@ pub struct OAuthSettings {
 }
 
 /// OAuth grants that take [`OAuthSettings`]: client credentials, refresh token,
-/// authorization code and device code.
+/// authorization code, device code and token exchange.
 pub trait WithOAuthSettings: Sized {
     /// The grant with `settings` applied (an empty setting changes nothing).
     fn with_settings(self, settings: OAuthSettings) -> Self;
@@ -486,7 +488,8 @@ with_oauth_settings!(
     RefreshToken,
     AuthorizationCode,
     DeviceCode,
-    JwtBearer
+    JwtBearer,
+    TokenExchange
 );
 
 /// Builder methods every OAuth grant shares: resources, client authentication by

@@ -141,6 +141,9 @@ pub struct StoredToken {
     /// The DPoP key the tokens are bound to, as a private JWK (RFC 9449): kept with the
     /// session, since a public client's refresh token works with that key only.
     pub dpop_key: Option<Secret>,
+    /// What the server said it issued (a token exchange's `issued_token_type`), if it
+    /// said.
+    pub issued_token_type: Option<String>,
 }
 
 /// How many ancestors a stored record remembers.
@@ -187,6 +190,7 @@ impl StoredToken {
             lineage: Vec::new(),
             revoked: false,
             dpop_key: token.dpop_key().map(|k| k.to_jwk()),
+            issued_token_type: token.issued_token_type().map(str::to_owned),
         }
     }
 
@@ -204,6 +208,7 @@ impl StoredToken {
             lineage,
             revoked: true,
             dpop_key: None,
+            issued_token_type: None,
         }
     }
 
@@ -224,6 +229,7 @@ impl StoredToken {
         )
         .with_refresh_token(self.refresh_token.clone())
         .with_scope(self.scope.clone())
+        .with_issued_token_type(self.issued_token_type.clone())
         .with_dpop_key(
             self.dpop_key
                 .as_ref()
@@ -264,6 +270,7 @@ impl StoredToken {
                 .dpop_key
                 .as_ref()
                 .map(|k| URL_SAFE_NO_PAD.encode(k.expose_secret())),
+            issued_token_type: self.issued_token_type.clone(),
         };
         // Written into a buffer sized up front, so that no reallocation leaves a copy of
         // a secret behind; the caller wipes what it gets.
@@ -301,6 +308,7 @@ impl StoredToken {
                 .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok())
                 .and_then(|k| String::from_utf8(k).ok())
                 .map(Secret::new),
+            issued_token_type: file.issued_token_type.clone(),
         })
     }
 }
@@ -325,6 +333,9 @@ struct FileToken {
     /// The session's DPoP private key (a JWK, base64url), if its tokens are DPoP-bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dpop_key: Option<String>,
+    /// What the server said it issued (a token exchange's `issued_token_type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<String>,
 }
 
 impl Drop for FileToken {

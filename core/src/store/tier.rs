@@ -642,6 +642,11 @@ impl Tier {
         self.shared.as_ref().map(|(_, key)| key)
     }
 
+    /// The key of this tier's credential, with or without a store.
+    pub(crate) fn credential_key(&self) -> Option<&StoreKey> {
+        self.credential.as_ref()
+    }
+
     pub(crate) fn has_unsaved_refresh_token(&self) -> bool {
         self.memory.lock().lost.is_some()
     }
