@@ -12,7 +12,7 @@ use std::time::Duration;
 use authcore::grant::{AuthorizationCode, ClientCredentials, DeviceCode, PrivateKey, RefreshToken};
 use authcore::{AuthMethod, AuthorizationCodeFlow, DeviceFlow, ErrorKind, Metadata, Options};
 use base64::Engine;
-use oidc::{approve_device, sign_in, Oidc, API, APP, CC_BASIC, CC_POST, REDIRECT};
+use oidc::{approve_device, sign_in, Oidc, API, APP, CC_BASIC, CC_POST, EXCHANGER, REDIRECT};
 
 fn options() -> Options {
     Options::default().timeout(Duration::from_secs(10))
@@ -1025,4 +1025,75 @@ fn federated_client_assertion_from_a_rewritten_file() {
     rereading.token().unwrap();
     let stats = rereading.stats();
     assert_eq!(stats.token_requests(), 2, "{stats:?}");
+}
+
+/// Token exchange (RFC 8693) against oidc-provider, with a chained subject client: the
+/// `exchanger` service exchanges `cc-basic`'s access token for its own. When the
+/// subject token is revoked at the provider, the exchange is refused once, the subject
+/// client's token is invalidated there and renewed, and the exchange succeeds with the
+/// new one, in the same call.
+#[test]
+fn token_exchange_with_a_chained_subject_client() {
+    use authcore::grant::{token_type, TokenExchange};
+    use authcore::AssertionSource;
+    let server = Oidc::start(None);
+    let m = Metadata::discover(&server.issuer, &options()).unwrap();
+    let pause = Duration::from_millis(30);
+    let subject = authcore::Client::new(
+        ClientCredentials::from_metadata(&m, CC_BASIC.0, CC_BASIC.1)
+            .unwrap()
+            .scopes(["api:read"]),
+        options().failure_backoff(pause, pause),
+    )
+    .unwrap();
+    let exchanger = authcore::Client::new(
+        TokenExchange::from_metadata(
+            &m,
+            EXCHANGER.0,
+            EXCHANGER.1,
+            AssertionSource::client(subject.clone()),
+            token_type::ACCESS_TOKEN,
+        )
+        .unwrap()
+        .audience(API)
+        .scopes(["api:read"]),
+        options().failure_backoff(pause, pause),
+    )
+    .unwrap();
+    let first = exchanger.token().unwrap();
+    assert_eq!(first.issued_token_type(), Some(token_type::ACCESS_TOKEN));
+    let subject_token = subject.cached_token().expect("the subject client's token");
+    assert_ne!(first.access_token(), subject_token.access_token());
+    assert!(active(&m, first.access_token().expose_secret()));
+    // The subject token is revoked at the provider (by its own client).
+    let revocation = m.revocation_endpoint.as_deref().unwrap();
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", CC_BASIC.0, CC_BASIC.1));
+    ureq::post(revocation)
+        .header("authorization", &format!("Basic {basic}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(
+            format!(
+                "token={}",
+                url::form_urlencoded::byte_serialize(
+                    subject_token.access_token().expose_secret().as_bytes()
+                )
+                .collect::<String>()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert!(!active(&m, subject_token.access_token().expose_secret()));
+    std::thread::sleep(3 * pause);
+    assert!(exchanger.invalidate(&first));
+    let before = exchanger.stats().token_requests();
+    let second = exchanger.token().unwrap();
+    assert_ne!(second.access_token(), first.access_token());
+    assert_eq!(
+        exchanger.stats().token_requests() - before,
+        2,
+        "refused once with the revoked subject token, then sent with the renewed one"
+    );
+    let renewed = subject.cached_token().unwrap();
+    assert_ne!(renewed.access_token(), subject_token.access_token());
 }
