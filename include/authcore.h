@@ -1448,6 +1448,33 @@ authcore_status authcore_token_exchange_set_subject_client(authcore_token_exchan
                                                            const char *token_type);
 
 /**
+ * The subject token comes from `source` (any `authcore_assertion_source`: a command
+ * such as a CI system's token helper, a callback, a file, another client), of type
+ * `token_type` (NULL: access token), read for every exchange and once more if the
+ * server refuses it. The description copies the source: `source` may be freed at any
+ * time after.
+ *
+ * # Safety
+ * `exchange` and `source` are live handles; `token_type` is NULL or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_subject_source(authcore_token_exchange *exchange,
+                                                           const authcore_assertion_source *source,
+                                                           const char *token_type);
+
+/**
+ * Delegation: the actor token comes from `source` (copied, as for
+ * `authcore_token_exchange_set_subject_source`), of type `token_type` (NULL: access
+ * token); NULL `source` removes it.
+ *
+ * # Safety
+ * `exchange` is a live handle; `source` is NULL or a live handle; `token_type` is NULL
+ * or NUL-terminated.
+ */
+authcore_status authcore_token_exchange_set_actor_source(authcore_token_exchange *exchange,
+                                                         const authcore_assertion_source *source,
+                                                         const char *token_type);
+
+/**
  * Delegation: an actor token, `token` itself, of type `token_type` (NULL: access
  * token); NULL `token` removes it.
  *

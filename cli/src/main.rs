@@ -515,7 +515,7 @@ impl WorkloadArgs {
             (&self.signing_key, &self.jwt_issuer, &self.jwt_subject)
         else {
             return Err(Error::Config {
-                message: "the JWT bearer grant needs --assertion-file, --assertion-command, or                           --signing-key with --jwt-issuer and --jwt-subject"
+                message: "the JWT bearer grant needs --assertion-file, --assertion-command, or --signing-key with --jwt-issuer and --jwt-subject"
                     .into(),
             });
         };
@@ -684,7 +684,7 @@ fn token_exchange_grant(
         AssertionSource::client(Client::new(grant, subject_options)?)
     } else {
         return Err(Error::Config {
-            message: "--provider token-exchange needs a subject token: --subject-token-file,                       --subject-token-command or --subject-client-credentials"
+            message: "--provider token-exchange needs a subject token: --subject-token-file, --subject-token-command or --subject-client-credentials"
                 .into(),
         });
     };

@@ -132,7 +132,7 @@ impl AssertionSource {
     pub fn describe(&self) -> String {
         match &self.kind {
             Kind::Literal(_) => "literal".to_owned(),
-            Kind::File(p) => format!("file {}", p.display()),
+            Kind::File(p) => format!("file {}", shown_path(p)),
             Kind::Command { program, .. } => format!("command {program}"),
             Kind::Callback(_) => "callback".to_owned(),
             Kind::Client(_) => "client".to_owned(),
@@ -144,9 +144,11 @@ impl AssertionSource {
     pub(crate) fn identity(&self) -> Option<String> {
         match &self.kind {
             Kind::File(p) => Some(format!("file:{}", p.display())),
-            Kind::Command { program, args, .. } => {
-                Some(format!("command:{program} {}", args.join(" ")))
-            }
+            // The arguments by a digest: one may be a secret, and keys are shown to hooks.
+            Kind::Command { program, args, .. } => Some(format!(
+                "command:{program} args#{}",
+                crate::store::StoreKey::secret_tag(&Secret::new(args.join("\0")))
+            )),
             _ => None,
         }
     }
@@ -196,7 +198,16 @@ impl AssertionSource {
             }
             Kind::Client(client) => {
                 let token = client.token_until(deadline)?;
-                token.access_token().clone()
+                // A JWT past its `exp` that the client still holds (its lifetime came
+                // from `expires_in`, or the clocks disagree): dropped there, and the
+                // client's next token taken once.
+                let value = token.access_token();
+                if jwt_expiry(value.expose_secret()).is_some_and(|exp| exp <= unix_now()) {
+                    client.invalidate(&token);
+                    client.token_until(deadline)?.access_token().clone()
+                } else {
+                    value.clone()
+                }
             }
         };
         if value.is_empty() {
@@ -206,14 +217,14 @@ impl AssertionSource {
             )));
         }
         if let Some(exp) = jwt_expiry(value.expose_secret()) {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = unix_now();
             if exp <= now {
+                let why = match self.kind {
+                    Kind::Client(_) => "its client's renewal gave an expired one too",
+                    _ => "whatever renews it has not rewritten it",
+                };
                 return Err(Error::config(format!(
-                    "the assertion from {} expired {} s ago (at {}); whatever renews it has \
-                     not rewritten it",
+                    "the assertion from {} expired {} s ago (at {}); {why}",
                     self.describe(),
                     now - exp,
                     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(exp)),
@@ -221,6 +232,11 @@ impl AssertionSource {
             }
         }
         Ok(value)
+    }
+
+    /// Whether `value` (read from this source) is a JWT whose `exp` has passed.
+    pub(crate) fn expired(value: &Secret) -> bool {
+        jwt_expiry(value.expose_secret()).is_some_and(|exp| exp <= unix_now())
     }
 
     /// After the server refused `sent`: a value worth one more request, if the source
@@ -241,8 +257,39 @@ impl AssertionSource {
     }
 }
 
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A path as messages show it. A value that looks like a credential given where a path
+/// was expected (PEM text, a JWT, anything with a line break, very long) is not shown.
+pub(crate) fn shown_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let jwt_like = text.len() > 40 && !text.contains('/') && text.split('.').count() == 3;
+    if text.contains(['\n', '\r']) || text.contains("-----") || jwt_like || text.len() > 1024 {
+        "[not shown: it looks like a key or a token, not a file name]".to_owned()
+    } else {
+        text.into_owned()
+    }
+}
+
 fn read_file(path: &Path) -> Result<Secret> {
-    let named = |what: &str| format!("the assertion file {} {what}", path.display());
+    let named = |what: &str| format!("the assertion file {} {what}", shown_path(path));
+    // Only a regular file: opening a FIFO (or a device) could block past any deadline.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(Error::config(named("is not a regular file"))),
+        Err(e) => {
+            return Err(Error::config(named(&format!(
+                "could not be read: {}",
+                io_reason(&e)
+            ))))
+        }
+        Ok(_) => {}
+    }
     let file = std::fs::File::open(path)
         .map_err(|e| Error::config(named(&format!("could not be read: {}", io_reason(&e)))))?;
     let mut raw = zeroize::Zeroizing::new(Vec::new());
@@ -276,52 +323,74 @@ fn run_command(
 ) -> Result<Secret> {
     use wait_timeout::ChildExt;
     let named = |what: String| format!("the assertion command {program} {what}");
+    let started = std::time::Instant::now();
     let limit = match deadline.remaining() {
         Some(left) => left.min(timeout),
         None => return Err(Deadline::expired("the assertion command")),
     };
-    let mut child = std::process::Command::new(program)
+    let mut command = std::process::Command::new(program);
+    command
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // A group of its own, so that what it leaves running (a helper's background
+    // process holding the pipe) can be stopped with it.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .spawn()
         .map_err(|e| Error::config(named(format!("could not be started: {}", io_reason(&e)))))?;
     // Read stdout on another thread, so that a child that fills the pipe cannot block
-    // its own exit.
+    // its own exit; its result comes back through a channel waited on with a bound.
     let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
+    let (sent, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut out = zeroize::Zeroizing::new(Vec::new());
         let read = (&mut stdout)
             .take(MAX_ASSERTION_BYTES + 1)
             .read_to_end(&mut out);
         // Drain (and drop) anything past the cap so that the child can exit.
         let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-        read.map(|_| out)
+        let _ = sent.send(read.map(|_| out));
     });
+    let stop_all = |child: &mut std::process::Child| {
+        stop_group(child);
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     let status = match child.wait_timeout(limit) {
         Ok(Some(status)) => status,
         Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = reader.join();
+            stop_all(&mut child);
             return Err(Error::Timeout {
                 message: named(format!("did not finish within {} s", limit.as_secs_f64())),
             });
         }
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = reader.join();
+            stop_all(&mut child);
             return Err(Error::config(named(format!(
                 "could not be waited for: {e}"
             ))));
         }
     };
-    let out = match reader.join() {
-        Ok(Ok(out)) => out,
-        _ => return Err(Error::config(named("output could not be read".to_owned()))),
+    // Everything it printed is in the pipe; a process it left behind may hold the pipe
+    // open: it gets a moment (within the limit), then its group is stopped.
+    let left = limit.saturating_sub(started.elapsed());
+    let out = match output.recv_timeout(left.min(Duration::from_millis(500))) {
+        Ok(out) => out,
+        Err(_) => {
+            stop_group(&child);
+            output
+                .recv_timeout(Duration::from_millis(500))
+                .map_err(|_| {
+                    Error::config(named(
+                        "left a process behind that keeps its output open".to_owned(),
+                    ))
+                })?
+        }
     };
+    let out = out.map_err(|_| Error::config(named("output could not be read".to_owned())))?;
     if !status.success() {
         return Err(Error::config(named(format!("failed ({status})"))));
     }
@@ -335,6 +404,19 @@ fn run_command(
         return Err(Error::config(named("printed nothing".to_owned())));
     }
     Ok(Secret::new(value))
+}
+
+/// Stops every process of the command's group (the child and what it started).
+fn stop_group(child: &std::process::Child) {
+    #[cfg(unix)]
+    if let Some(group) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = child;
 }
 
 /// The `exp` of a value that looks like a JWT (three base64url parts, a JSON payload
@@ -361,8 +443,9 @@ pub(crate) fn jwt_expiry(value: &str) -> Option<u64> {
     }
     let claims: Exp = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.exp?;
+    // A negative NumericDate is long past.
     exp.as_u64()
-        .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        .or_else(|| exp.as_f64().map(|f| if f > 0.0 { f as u64 } else { 0 }))
 }
 
 /// Whether a token endpoint's answer refused a credential the request carried, so that

@@ -216,7 +216,13 @@ impl Client {
     /// What identifies this client's credential (its grant's store key), whether or not
     /// it has a store: for another grant's store key that depends on this client.
     pub(crate) fn credential_key(&self) -> Option<crate::StoreKey> {
-        self.inner.tier.credential_key().cloned()
+        let key = self.inner.tier.credential_key()?;
+        // A user's session whose key names no user cannot stand for whose it is: two
+        // users' clients would look alike.
+        if self.inner.grant.per_user() && key.user().is_none() {
+            return None;
+        }
+        Some(key.clone())
     }
 
     /// The `Authorization` header value for a valid token, e.g. `Bearer abc…`.

@@ -182,7 +182,6 @@ impl Metadata {
         ]
         .into_iter()
         .flatten()
-        .chain(self.mtls_endpoint_aliases.values())
         {
             http.check_url(url)?;
         }

@@ -458,18 +458,26 @@ impl Http {
             // replaces the value read before.
             if !first {
                 for a in &req.assertions {
-                    if let AssertionFrom::Signed {
-                        key,
-                        issuer,
-                        subject,
-                        audience,
-                    } = a.from
-                    {
-                        set_override(
+                    match a.from {
+                        AssertionFrom::Signed {
+                            key,
+                            issuer,
+                            subject,
+                            audience,
+                        } => set_override(
                             &mut overrides,
                             a.param,
                             key.sign(issuer, subject, audience)?,
-                        );
+                        ),
+                        // One that expired meanwhile (a pause before a retry) is read
+                        // again, never sent expired.
+                        AssertionFrom::Source(source) => {
+                            let current = sent_value(req, &overrides, a.param);
+                            if current.is_some_and(crate::AssertionSource::expired) {
+                                let fresh = source.read(deadline).map_err(|e| req.redacted(e))?;
+                                set_override(&mut overrides, a.param, fresh);
+                            }
+                        }
                     }
                 }
             }
@@ -575,21 +583,21 @@ impl Http {
                     if !reread && crate::assertion::refused_credential(&error) {
                         reread = true;
                         let mut changed = false;
+                        // `invalid_client` is about the client's own assertion,
+                        // `invalid_grant` about the grant's (a JWT bearer assertion, a
+                        // token exchange's subject or actor): only those are read again.
+                        let about_client =
+                            error.oauth().is_some_and(|o| o.error == "invalid_client");
                         for a in &req.assertions {
                             let AssertionFrom::Source(source) = a.from else {
                                 continue;
                             };
-                            let sent = overrides
-                                .iter()
-                                .find(|(k, _)| *k == a.param)
-                                .map(|(_, v)| v)
-                                .or_else(|| {
-                                    req.params
-                                        .iter()
-                                        .find(|(k, _)| *k == a.param)
-                                        .map(|(_, v)| v)
-                                });
-                            let Some(sent) = sent else { continue };
+                            if (a.param == "client_assertion") != about_client {
+                                continue;
+                            }
+                            let Some(sent) = sent_value(req, &overrides, a.param) else {
+                                continue;
+                            };
                             if let Some(fresh) = source.reread_after_refusal(sent, deadline) {
                                 set_override(&mut overrides, a.param, fresh);
                                 changed = true;
@@ -678,12 +686,14 @@ impl Http {
         let response = self.run(request, remaining).map_err(|e| {
             let sent = !matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
                 && !is_refused(&e);
-            (self.transport_error(e, req.url), sent)
+            (self.transport_error(e, req.url, remaining), sent)
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let dpop_nonce = dpop_nonce(response.headers());
-        let body = self.read_body(response, req.url).map_err(|e| (e, true))?;
+        let body = self
+            .read_body(response, req.url, remaining)
+            .map_err(|e| (e, true))?;
         Ok(Raw {
             status,
             retry_after,
@@ -722,10 +732,10 @@ impl Http {
             .map_err(|_| Error::config("request could not be built (bad URL)"))?;
         let response = self
             .run(request, remaining)
-            .map_err(|e| self.transport_error(e, url))?;
+            .map_err(|e| self.transport_error(e, url, remaining))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = self.read_body(response, url)?;
+        let body = self.read_body(response, url, remaining)?;
         Ok(Response {
             status,
             headers,
@@ -767,7 +777,7 @@ impl Http {
             builder = builder.header(DPOP, proof.expose_secret());
         }
         let bad = |_| Error::config("request could not be built (bad method, URL or header)");
-        let transport = |e| self.transport_error(e, url);
+        let transport = |e| self.transport_error(e, url, remaining);
         let result = if body.is_empty() {
             builder
                 .body(())
@@ -789,7 +799,7 @@ impl Http {
                 self.nonces.remember(Server::Resource, url, &nonce);
             }
         }
-        let body = self.read_body_of(body, status, url)?;
+        let body = self.read_body_of(body, status, url, remaining)?;
         Ok(Response {
             status,
             headers: parts.headers,
@@ -1031,6 +1041,19 @@ fn build_agent(
     )
 }
 
+/// The value of `param` the last attempt sent: its override, else the request's own.
+fn sent_value<'r>(
+    req: &'r TokenRequest<'_>,
+    overrides: &'r [(&'static str, Secret)],
+    param: &str,
+) -> Option<&'r Secret> {
+    overrides
+        .iter()
+        .chain(req.params.iter())
+        .find(|(k, _)| *k == param)
+        .map(|(_, v)| v)
+}
+
 /// Replaces (or adds) the value a later attempt sends for `param`.
 fn set_override(overrides: &mut Vec<(&'static str, Secret)>, param: &'static str, value: Secret) {
     overrides.retain(|(k, _)| *k != param);
@@ -1106,13 +1129,24 @@ fn backoff_delay(attempt: u32) -> Duration {
 
 impl Http {
     /// The body of `response` from `url`, at most the configured bytes.
-    fn read_body(&self, response: http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>> {
+    fn read_body(
+        &self,
+        response: http::Response<ureq::Body>,
+        url: &str,
+        budget: Duration,
+    ) -> Result<Vec<u8>> {
         let status = response.status().as_u16();
-        self.read_body_of(response.into_body(), status, url)
+        self.read_body_of(response.into_body(), status, url, budget)
     }
 
     /// The body of a response with `status` from `url`, at most the configured bytes.
-    fn read_body_of(&self, mut body: ureq::Body, status: u16, url: &str) -> Result<Vec<u8>> {
+    fn read_body_of(
+        &self,
+        mut body: ureq::Body,
+        status: u16,
+        url: &str,
+        budget: Duration,
+    ) -> Result<Vec<u8>> {
         let limit = self.options.max_body_bytes;
         body.with_config()
             .limit(limit)
@@ -1123,7 +1157,7 @@ impl Http {
                     message: format!("response body exceeds the {limit}-byte limit"),
                     snippet: String::new(),
                 },
-                other => self.transport_error(other, url),
+                other => self.transport_error(other, url, budget),
             })
     }
 }
@@ -1177,8 +1211,9 @@ fn host_of(url: &str) -> String {
 
 impl Http {
     /// A transport failure of a request to `url`, saying what went wrong and where: the
-    /// host, and the proxy when the request went through one.
-    fn transport_error(&self, e: ureq::Error, url: &str) -> Error {
+    /// host, and the proxy when the request went through one. `budget` is the time the
+    /// call had left when the request was sent.
+    fn transport_error(&self, e: ureq::Error, url: &str, budget: Duration) -> Error {
         let host = host_of(url);
         let proxy = self
             .proxy
@@ -1192,22 +1227,34 @@ impl Http {
                 if s.fract() == 0.0 {
                     format!("{s:.0} s")
                 } else {
-                    format!("{s} s")
+                    format!("{s:.1} s")
                 }
             };
             let via = proxy
                 .as_deref()
                 .map(|p| format!(" through the proxy {p}"))
                 .unwrap_or_default();
-            let message = match which {
-                ureq::Timeout::Connect | ureq::Timeout::Resolve => format!(
+            // The limit that ran out: the setting when it was whole, else what the
+            // call had left of its deadline (a per-call timeout, an earlier attempt).
+            let near = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(500);
+            let connect = matches!(which, ureq::Timeout::Connect | ureq::Timeout::Resolve);
+            let message = if connect && budget > self.options.connect_timeout {
+                format!(
                     "connecting to {host}{via} took longer than the connect timeout ({})",
                     secs(self.options.connect_timeout)
-                ),
-                _ => format!(
+                )
+            } else if near(budget, self.options.timeout) {
+                format!(
                     "no complete answer from {host}{via} within the call's timeout ({})",
                     secs(self.options.timeout)
-                ),
+                )
+            } else {
+                format!(
+                    "no complete answer from {host}{via} within the {} the call had left",
+                    secs(Duration::from_millis(
+                        budget.as_millis().min(u64::MAX as u128) as u64
+                    ))
+                )
             };
             return Error::Timeout { message };
         }

@@ -106,7 +106,7 @@ impl ClientCertificate {
             std::fs::read(path).map(Zeroizing::new).map_err(|e| {
                 Error::config(format!(
                     "the client {what} {} cannot be read: {}",
-                    path.display(),
+                    crate::assertion::shown_path(path),
                     e.kind()
                 ))
             })

@@ -168,6 +168,57 @@ pub unsafe extern "C" fn authcore_token_exchange_set_subject_client(
     })
 }
 
+/// The subject token comes from `source` (any `authcore_assertion_source`: a command
+/// such as a CI system's token helper, a callback, a file, another client), of type
+/// `token_type` (NULL: access token), read for every exchange and once more if the
+/// server refuses it. The description copies the source: `source` may be freed at any
+/// time after.
+///
+/// # Safety
+/// `exchange` and `source` are live handles; `token_type` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_exchange_set_subject_source(
+    exchange: *mut authcore_token_exchange,
+    source: *const crate::assertion::authcore_assertion_source,
+    token_type: *const c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(exchange, source);
+        // SAFETY: the caller promises NULL or a NUL-terminated string.
+        let kind = unsafe { type_arg(token_type, "token_type") }?;
+        // SAFETY: checked non-NULL; the caller promises a live handle, only read.
+        let source = unsafe { (*source).inner.clone() };
+        // SAFETY: checked non-NULL; the caller promises it is live and not shared.
+        unsafe { described(exchange) }.subject = Some((source, kind));
+        Ok(())
+    })
+}
+
+/// Delegation: the actor token comes from `source` (copied, as for
+/// `authcore_token_exchange_set_subject_source`), of type `token_type` (NULL: access
+/// token); NULL `source` removes it.
+///
+/// # Safety
+/// `exchange` is a live handle; `source` is NULL or a live handle; `token_type` is NULL
+/// or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn authcore_token_exchange_set_actor_source(
+    exchange: *mut authcore_token_exchange,
+    source: *const crate::assertion::authcore_assertion_source,
+    token_type: *const c_char,
+) -> authcore_status {
+    boundary(|| {
+        check_null!(exchange);
+        // SAFETY: the caller promises NULL or a NUL-terminated string.
+        let kind = unsafe { type_arg(token_type, "token_type") }?;
+        // SAFETY: NULL or a live handle, only read.
+        let source = unsafe { source.as_ref() }.map(|s| s.inner.clone());
+        // SAFETY: checked non-NULL; the caller promises it is live and not shared.
+        unsafe { described(exchange) }.actor = source.map(|s| (s, kind));
+        Ok(())
+    })
+}
+
 /// Delegation: an actor token, `token` itself, of type `token_type` (NULL: access
 /// token); NULL `token` removes it.
 ///

@@ -479,10 +479,12 @@ class Client:
         client_id: str,
         client_secret: Optional[str] = None,
         *,
+        subject: Optional[AssertionSource] = None,
         subject_token: Optional[str] = None,
         subject_token_file: Union[str, os.PathLike[str], None] = None,
         subject_client: Optional[Client] = None,
         subject_token_type: str = "access_token",
+        actor: Optional[AssertionSource] = None,
         actor_token: Optional[str] = None,
         actor_token_file: Union[str, os.PathLike[str], None] = None,
         actor_token_type: str = "access_token",
@@ -492,7 +494,7 @@ class Client:
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> Client:
-        """Token exchange (RFC 8693) at ``token_url``: exactly one subject — ``subject_token`` (the token), ``subject_token_file`` (read again for every exchange) or ``subject_client`` (another client's access token: chained; when the exchange refuses it, that client renews once and its next token is sent) — of ``subject_token_type`` (``access_token``, ``refresh_token``, ``id_token``, ``jwt``, ``saml1``, ``saml2`` or a URI); an optional actor token likewise; ``audience``, ``scopes``, ``requested_token_type``. ``client_secret`` None: a public client. TypeError for none or two subjects."""
+        """Token exchange (RFC 8693) at ``token_url``: exactly one subject — ``subject`` (any ``AssertionSource``: a command such as a CI system's token helper, a callback, a file, another client), ``subject_token`` (the token), ``subject_token_file`` (read again for every exchange) or ``subject_client`` (another client's access token: chained; when the exchange refuses it, that client renews once and its next token is sent) — of ``subject_token_type`` (``access_token``, ``refresh_token``, ``id_token``, ``jwt``, ``saml1``, ``saml2`` or a URI); an optional actor token likewise (``actor=`` or ``actor_token``/``actor_token_file``); ``audience``, ``scopes``, ``requested_token_type``. ``client_secret`` None: a public client. TypeError for none or two subjects."""
     def token(self) -> str:
         """A valid access token: the cached one, or one renewal shared by every thread that needs it. Blocks (without the GIL) only to renew."""
     def refresh(self) -> str:

@@ -499,7 +499,8 @@ impl Client {
         )
     }
 
-    /// Token exchange (RFC 8693) at `token_url`: exactly one subject — `subject_token`
+    /// Token exchange (RFC 8693) at `token_url`: exactly one subject — `subject` (any
+    /// `AssertionSource`: a command, a callback, a file, another client), `subject_token`
     /// (the token itself), `subject_token_file` (read again for every exchange) or
     /// `subject_client` (another `Client`, whose access token is exchanged: chained; it
     /// renews as needed, and when the exchange refuses its token, that token is dropped
@@ -511,9 +512,9 @@ impl Client {
     #[staticmethod]
     #[pyo3(signature = (
         token_url, client_id, client_secret = None, *,
-        subject_token = None, subject_token_file = None, subject_client = None,
+        subject = None, subject_token = None, subject_token_file = None, subject_client = None,
         subject_token_type = "access_token",
-        actor_token = None, actor_token_file = None, actor_token_type = "access_token",
+        actor = None, actor_token = None, actor_token_file = None, actor_token_type = "access_token",
         audience = None, scopes = None, requested_token_type = None, auth_method = "basic",
         **options
     ))]
@@ -523,10 +524,12 @@ impl Client {
         token_url: &str,
         client_id: &str,
         client_secret: Option<&str>,
+        subject: Option<PyRef<'_, crate::assertion::AssertionSource>>,
         subject_token: Option<&str>,
         subject_token_file: Option<&Bound<'_, PyAny>>,
         subject_client: Option<PyRef<'_, Client>>,
         subject_token_type: &str,
+        actor: Option<PyRef<'_, crate::assertion::AssertionSource>>,
         actor_token: Option<&str>,
         actor_token_file: Option<&Bound<'_, PyAny>>,
         actor_token_type: &str,
@@ -550,12 +553,14 @@ impl Client {
             token: subject_token,
             file: subject_token_file,
             client: subject_client.as_deref(),
+            source: subject.as_deref(),
             token_type: subject_token_type,
         };
         let actor = crate::exchange::Party {
             token: actor_token,
             file: actor_token_file,
             client: None,
+            source: actor.as_deref(),
             token_type: actor_token_type,
         };
         let grant = crate::exchange::grant(&asked, &subject, &actor, args)?;

@@ -1,5 +1,6 @@
 //! Token exchange (RFC 8693): the grant a `Client.token_exchange` call describes, its
-//! subject (and actor) token from a string, a file or another `Client`.
+//! subject (and actor) token from a string, a file, another `Client` or any
+//! `AssertionSource` (a command, a callback).
 
 use authcore::grant::{token_type, OAuthSettings, TokenExchange, WithOAuthSettings};
 use authcore::AssertionSource;
@@ -17,6 +18,8 @@ pub(crate) struct Party<'a, 'py> {
     pub file: Option<&'a Bound<'py, PyAny>>,
     /// Another client, whose access token is the token (chained exchange).
     pub client: Option<&'a Client>,
+    /// Any source (`authcore.AssertionSource`: a command, a callback, …).
+    pub source: Option<&'a crate::assertion::AssertionSource>,
     /// The token's type: a short name or a URI.
     pub token_type: &'a str,
 }
@@ -29,13 +32,14 @@ impl Party<'_, '_> {
             self.token.is_some(),
             self.file.is_some(),
             self.client.is_some(),
+            self.source.is_some(),
         ];
         match given.iter().filter(|g| **g).count() {
             0 if !required => return Ok(None),
             1 => {}
             _ => {
                 return Err(PyTypeError::new_err(format!(
-                    "token_exchange takes exactly one of {what}_token, {what}_token_file{}",
+                    "token_exchange takes exactly one of {what}, {what}_token, {what}_token_file{}",
                     if what == "subject" {
                         " and subject_client"
                     } else {
@@ -43,6 +47,9 @@ impl Party<'_, '_> {
                     }
                 )))
             }
+        }
+        if let Some(source) = self.source {
+            return Ok(Some(source.inner.clone()));
         }
         if let Some(token) = self.token {
             return Ok(Some(AssertionSource::literal(token)));

@@ -128,3 +128,37 @@ def test_exactly_one_subject_is_taken(dev: DevServer) -> None:
     with pytest.raises(authcore.ConfigError):
         authcore.Client.token_exchange(url, CLIENT_ID, subject_token="a", subject_token_type="")
     assert dev.token_requests() == 0
+
+
+def test_any_assertion_source_can_be_the_subject_and_the_actor(
+    dev: DevServer, tmp_path: pathlib.Path
+) -> None:
+    # A command (a CI system's token helper) prints the subject token for every exchange;
+    # a callback gives the actor token.
+    holder = tmp_path / "subject"
+    holder.write_text(subject_client(dev).token())
+    actor = subject_client(dev).token()
+    client = authcore.Client.token_exchange(
+        dev.url + "/oauth2/token",
+        CLIENT_ID,
+        CLIENT_SECRET,
+        subject=authcore.AssertionSource.command("cat", [str(holder)]),
+        actor=authcore.AssertionSource.callback(lambda: actor),
+        auth_method="post",
+    )
+    first = client.token()
+    assert info(dev, first)["act"]["sub"] == CLIENT_ID
+    # The command is run again at the next exchange: a new subject token is used.
+    holder.write_text(subject_client(dev).token())
+    assert client.refresh() != first
+    subjects = [subject for outcome, subject in exchanges(dev)]
+    assert len(set(subjects)) == 2, subjects
+    # Exactly one subject.
+    with pytest.raises(TypeError):
+        authcore.Client.token_exchange(
+            dev.url + "/oauth2/token",
+            CLIENT_ID,
+            CLIENT_SECRET,
+            subject=authcore.AssertionSource.literal("x"),
+            subject_token="y",
+        )

@@ -201,10 +201,45 @@ static void test_a_chained_subject_client_gives_its_next_token(void) {
     authcore_options_free(o);
 }
 
+/* Any assertion source as the subject: a command (a CI system's token helper) that
+ * prints the subject token, run for every exchange; the source is copied and may be
+ * freed at once. NULL arguments are refused. */
+static void test_a_command_source_is_the_subject(void) {
+    devserver_reset();
+    authcore_options *o = quick_options();
+    char path[] = "/tmp/authcore-subject-cmd-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "a temporary file");
+    char *subject = fresh_subject_token(o);
+    CHECK(write(fd, subject, strlen(subject)) == (ssize_t)strlen(subject), "written");
+    close(fd);
+    const char *args[] = {path};
+    authcore_assertion_source *source = NULL;
+    CHECK_OK(authcore_assertion_source_command("cat", args, 1, 0, &source));
+    authcore_token_exchange *x = exchange_at_provider();
+    CHECK_STATUS(authcore_token_exchange_set_subject_source(x, NULL, NULL), AUTHCORE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(authcore_token_exchange_set_subject_source(x, source, "access_token"));
+    CHECK_OK(authcore_token_exchange_set_actor_source(x, NULL, NULL));
+    authcore_assertion_source_free(source);
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_token_exchange(x, o, &c));
+    authcore_token_exchange_free(x);
+    char *token = NULL;
+    CHECK_OK(authcore_client_token(c, &token));
+    CHECK(token != NULL && strcmp(token, subject) != 0, "an exchanged token");
+    authcore_string_free(token);
+    CHECK(counter("token_requests_by_grant", EXCHANGE_GRANT) == 1, "one exchange");
+    authcore_client_free(c);
+    authcore_options_free(o);
+    unlink(path);
+    free(subject);
+}
+
 int main(void) {
     test_the_description_checks_its_arguments();
     test_a_subject_token_is_exchanged();
     test_a_subject_file_is_read_for_every_exchange();
     test_a_chained_subject_client_gives_its_next_token();
+    test_a_command_source_is_the_subject();
     return harness_finish("test_exchange");
 }

@@ -217,7 +217,7 @@ fn jwt_claims() {
 /// An assertion read from a file or a command (a projected service-account token, a CI
 /// system's OIDC token) whose `exp` decides whether it is sent: any claims, as a JWT's
 /// payload and as the whole value, give an expiry or none, and never a panic; an expiry
-/// is given only for a numeric, non-negative `exp`.
+/// is given only for a numeric `exp` (a negative one is long past: 0).
 #[test]
 fn assertion_jwt() {
     run("assertion_jwt", |claims| {
@@ -231,7 +231,9 @@ fn assertion_jwt() {
             crate::assertion::jwt_expiry(&jwt),
             serde_json::from_slice::<Value>(claims),
         ) {
-            if !parsed["exp"].as_f64().is_some_and(|n| n >= 0.0) {
+            if !parsed["exp"].is_number()
+                || (parsed["exp"].as_f64().is_some_and(|n| n <= 0.0) && exp != 0)
+            {
                 return Err(format!("an expiry {exp} from exp {:?}", parsed["exp"]));
             }
         }
