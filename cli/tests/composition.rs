@@ -1,7 +1,9 @@
 //! The model-based composition test: every feature next to every other.
 //!
 //! Random sequences of operations run over several clients (refresh-token clients of
-//! named users, client-credentials clients) in several worker processes that share
+//! named users, client-credentials clients, workload clients authenticated by a
+//! federated client assertion read from a file, token-exchange clients whose subject is
+//! a user's client in the same process) in several worker processes that share
 //! tokens through a store — a `MemoryStore` per process, a `FileStore`, a `RedisStore`
 //! against a real `redis-server` — while the development provider injects faults:
 //! `token`, `get`, `invalidate`, `refresh`, `revoke`, `sign_out`, a new client or user
@@ -9,7 +11,28 @@
 //! new worker, `fork` of a worker (also in the middle of a renewal), `kill -9` of a worker
 //! (also the one holding the store lock mid-renewal), 5xx, slow and HTML answers,
 //! refusals, revocation of a token or of a user's whole grant at the provider, a store
-//! save that fails once, Redis going down and coming back empty.
+//! save that fails once, Redis going down and coming back empty, a new token-exchange
+//! client chained to a user's client, the assertion file rewritten with a fresh JWT of
+//! the provider's test issuer, or with one that has expired (the issuer fell behind).
+//!
+//! Workload clients (`Kind::Workload`: client credentials with
+//! `client_assertion(AssertionSource::file(..))`, no secret) all read one assertion file
+//! of the case. The provider takes each assertion once (its `jti`), as a careful one
+//! does, so the controller plays a diligent issuer: before every call of a workload
+//! client it writes a fresh JWT, unless `ExpireAssertion` left an expired one there
+//! (then nothing is written until `RewriteAssertion`), and workload clients' calls run
+//! in the foreground (one at a time, each with its own assertion); a renewal started in
+//! the background for a fork or kill "mid-renewal" has read its assertion before the
+//! next call writes another. `revoke()`/`sign_out()` of a workload client are not
+//! drawn: when the store holds a token other than the client's own, `revoke()` sends
+//! two revocation requests with the one assertion the file holds, and the provider
+//! refuses the second (`invalid_client`; its own token is left unrevoked, invariant
+//! 4) — a file source cannot give one call two assertions. Exchange clients
+//! (`Kind::Exchange`: `TokenExchange` with `AssertionSource::client(subject)`) are made
+//! by `NewExchange` on a live user's client of the same worker, and are copied with it
+//! by a fork. Two fixed cases run on every run whatever the draw:
+//! `workload_clients_through_an_expired_assertion` and
+//! `an_exchange_client_through_a_revoked_subject_and_a_revoked_grant`.
 //!
 //! After every operation the provider's journal (`GET /_control/journal`: every token
 //! request, API call and revocation, tokens by tag) and the clients' results are held
@@ -24,7 +47,12 @@
 //! 5. every error a caller gets lines up with a fault injected in its window (or is
 //!    `ReauthenticationRequired` after a refusal, a grant revocation or a `revoke()`,
 //!    of its own session or — a user's key holding one session — of another session of
-//!    the same user sharing its store);
+//!    the same user sharing its store). An exchange client's error is also explained by
+//!    its subject's: a fault injected in a request of the subject, and — as
+//!    `ReauthenticationRequired` or an `OAuth` refusal of the exchange — the end of the
+//!    subject's grant (refused, revoked at the provider with the user's whole grant, or
+//!    `revoke()`/`sign_out()`). A workload client's `Config` error is explained while
+//!    (or within its backoff after) the assertion file held an expired assertion;
 //! 6. a revoked access token costs at most one renewal;
 //! 7. once `sign_out()` returned `Ok` (whatever the provider did), no client of that
 //!    session sharing the store (any worker) is served a token of it it did not already
@@ -39,7 +67,16 @@
 //!    are public clients whose refresh tokens the provider binds to the key, and in half
 //!    of those the token endpoint and the API demand nonces that rotate), the provider
 //!    refuses no proof — a session adopted from the store is used with the key kept
-//!    with it, a forked copy never replays a `jti` — and binds every token it issues.
+//!    with it, a forked copy never replays a `jti` — and binds every token it issues;
+//! 10. no client assertion is presented twice, and none after its `exp`: the provider's
+//!     counters `assertions_resent` and `assertions_expired` stay 0 (the file is read
+//!     for every request; an expired JWT is refused before it is sent);
+//! 11. a call through an exchange client sends at most one exchange that is refused (a
+//!     revoked or dead subject token) and its subject renews at most once after it
+//!     (unless faults were injected, or another call of the subject was in flight).
+//!
+//! Invariant 2 holds exchange clients to their subject's user: every call through one
+//! reaches the API as that user, every token it is handed is that user's.
 //!
 //! `sign_out()` counts as `revoke()` everywhere else (invariant 4 for the client itself;
 //! a `ReauthenticationRequired` after it is explained), except that the provider is
@@ -149,13 +186,21 @@ pub enum Kind {
     User(u8),
     /// A client-credentials client.
     Service,
+    /// A client-credentials client without a secret, authenticated by a federated
+    /// client assertion (a JWT of the provider's test issuer) read from the case's
+    /// assertion file (`AssertionSource::file`) for every request.
+    Workload,
+    /// A token-exchange client (RFC 8693) of `USERS[n]`, whose subject token is the
+    /// access token of a refresh-token client of that user in the same worker
+    /// (`AssertionSource::client`: a chained subject).
+    Exchange(u8),
 }
 
 impl Kind {
     fn sub(self) -> &'static str {
         match self {
-            Kind::User(u) => USERS[usize::from(u)],
-            Kind::Service => SERVICE_SUB,
+            Kind::User(u) | Kind::Exchange(u) => USERS[usize::from(u)],
+            Kind::Service | Kind::Workload => SERVICE_SUB,
         }
     }
 }
@@ -172,6 +217,8 @@ pub struct ClientM {
     pub kind: Kind,
     /// With a rotation hook that calls the client's own `token()` (only users rotate).
     pub reentrant: bool,
+    /// An exchange client's subject: the label of a user's client in the same worker.
+    pub subject: Option<usize>,
 }
 
 /// A worker in the model.
@@ -201,6 +248,8 @@ pub struct Model {
     pub redis_down: bool,
     /// DPoP: whether the provider binds tokens to the clients' keys, and demands nonces.
     pub dpop: DpopMode,
+    /// The assertion file holds an expired assertion.
+    pub assertion_expired: bool,
 }
 
 /// How a case uses DPoP (RFC 9449).
@@ -241,11 +290,13 @@ impl Model {
                     label,
                     kind,
                     reentrant: false,
+                    subject: None,
                 })
                 .collect(),
             labels: clients.len(),
             redis_down: false,
             dpop: DpopMode::Off,
+            assertion_expired: false,
         }
     }
 
@@ -312,6 +363,18 @@ pub enum Op {
         /// With a rotation hook that calls the client's own `token()`.
         reentrant: bool,
     },
+    /// A new token-exchange client in worker `w` whose subject is client `subject` (a
+    /// user's client in `w`).
+    NewExchange {
+        /// The worker.
+        w: usize,
+        /// The subject client (model index).
+        subject: usize,
+    },
+    /// The assertion file is rewritten with a fresh JWT of the test issuer.
+    RewriteAssertion,
+    /// The assertion file is rewritten with a JWT of the test issuer that has expired.
+    ExpireAssertion,
     /// A new worker process.
     SpawnWorker,
     /// fork(2) of worker `w`, optionally while client `mid` renews (slowly).
@@ -418,7 +481,11 @@ fn dpop_strategy() -> BoxedStrategy<DpopMode> {
 }
 
 fn kind_strategy() -> impl Strategy<Value = Kind> {
-    prop_oneof![3 => (0u8..users()).prop_map(Kind::User), 1 => Just(Kind::Service)]
+    prop_oneof![
+        3 => (0u8..users()).prop_map(Kind::User),
+        1 => Just(Kind::Service),
+        1 => Just(Kind::Workload)
+    ]
 }
 
 /// The reference state machine, per store.
@@ -597,6 +664,22 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
                     .boxed(),
             ));
         }
+        // A user's live client, as an exchange client's subject in its worker.
+        let subjects: Vec<(usize, usize)> = clients
+            .iter()
+            .filter(|&&c| matches!(state.clients[c].kind, Kind::User(_)))
+            .map(|&c| (state.clients[c].worker, c))
+            .collect();
+        if state.clients.len() < MAX_CLIENTS && !subjects.is_empty() {
+            ops.push((
+                2,
+                proptest::sample::select(subjects)
+                    .prop_map(|(w, subject)| Op::NewExchange { w, subject })
+                    .boxed(),
+            ));
+        }
+        ops.push((1, Just(Op::RewriteAssertion).boxed()));
+        ops.push((1, Just(Op::ExpireAssertion).boxed()));
         if state.workers.len() < MAX_WORKERS {
             ops.push((1, Just(Op::SpawnWorker).boxed()));
             if !workers.is_empty() {
@@ -640,9 +723,26 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
                     label: state.labels,
                     kind,
                     reentrant,
+                    subject: None,
                 });
                 state.labels += 1;
             }
+            Op::NewExchange { w, subject } => {
+                let of = state.clients[subject];
+                let Kind::User(u) = of.kind else {
+                    return state;
+                };
+                state.clients.push(ClientM {
+                    worker: w,
+                    label: state.labels,
+                    kind: Kind::Exchange(u),
+                    reentrant: false,
+                    subject: Some(of.label),
+                });
+                state.labels += 1;
+            }
+            Op::RewriteAssertion => state.assertion_expired = false,
+            Op::ExpireAssertion => state.assertion_expired = true,
             Op::SpawnWorker => state.workers.push(WorkerM {
                 alive: true,
                 forked_from: None,
@@ -680,9 +780,20 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
             Op::Token { c, .. }
             | Op::Get { c, .. }
             | Op::Invalidate { c }
-            | Op::Refresh { c, .. }
-            | Op::Revoke { c }
-            | Op::SignOut { c } => state.live_client(c),
+            | Op::Refresh { c, .. } => state.live_client(c),
+            // Not a workload client: `revoke()` may send two revocation requests (the
+            // token in the store, and the client's own when it is another), both
+            // authenticated with the one assertion the file holds, and a provider that
+            // takes each assertion once refuses the second (see the module doc).
+            Op::Revoke { c } | Op::SignOut { c } => {
+                state.live_client(c) && state.clients[c].kind != Kind::Workload
+            }
+            Op::NewExchange { w, subject } => {
+                state.live_client(subject)
+                    && state.clients[subject].worker == w
+                    && matches!(state.clients[subject].kind, Kind::User(_))
+                    && state.clients.len() < MAX_CLIENTS
+            }
             Op::RevokeAccess { c } => c < state.clients.len(),
             Op::NewClient { w, .. } => state.live_worker(w) && state.clients.len() < MAX_CLIENTS,
             Op::SpawnWorker => state.workers.len() < MAX_WORKERS,
@@ -715,6 +826,10 @@ static OPS_RUN: AtomicUsize = AtomicUsize::new(0);
 static SIGN_OUTS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 /// Calls reentrant hooks made from inside a renewal, all checked.
 static REENTRIES: AtomicUsize = AtomicUsize::new(0);
+/// What the workload features saw, summed over the cases: calls through workload and
+/// exchange clients, the workload calls refused for an expired assertion, the
+/// exchanges the provider refused, the assertions it took.
+static WORKLOADS: Mutex<BTreeMap<&'static str, usize>> = Mutex::new(BTreeMap::new());
 
 thread_local! {
     /// A regression test replays its sequence whatever the budget says.
@@ -872,6 +987,8 @@ pub struct Timeline {
     pub forks: Vec<(u64, usize, Vec<usize>)>,
     /// Save failures armed: when, which worker.
     pub save_failures: Vec<(u64, usize)>,
+    /// Intervals when the assertion file held an expired assertion.
+    pub assertion_expired: Vec<(u64, Option<u64>)>,
 }
 
 struct Live {
@@ -893,6 +1010,8 @@ struct Live {
     started: Instant,
     /// The case's DPoP mode.
     dpop: DpopMode,
+    /// The assertion file holds an expired assertion.
+    assertion_expired: bool,
 }
 
 /// The system under test for one case (`None` when the time budget is spent).
@@ -956,7 +1075,9 @@ impl Live {
             last_tag: HashMap::new(),
             started: Instant::now(),
             dpop: model.dpop,
+            assertion_expired: false,
         };
+        live.write_assertion(true);
         for _ in &model.workers {
             live.spawn_worker();
         }
@@ -964,6 +1085,34 @@ impl Live {
             live.new_client(client);
         }
         live
+    }
+
+    /// The file workload clients read their client assertion from.
+    fn assertion_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("assertion.jwt")
+    }
+
+    /// Writes the assertion file (replaced at once: no reader sees it half written)
+    /// with a JWT of the test issuer for the client, fresh or expired a minute ago.
+    fn write_assertion(&mut self, fresh: bool) {
+        let jwt = self
+            .server
+            .mint(SERVICE_SUB, if fresh { 300 } else { -60 })
+            .expect("a JWT of the test issuer");
+        let file = self.assertion_file();
+        let next = file.with_extension("next");
+        std::fs::write(&next, jwt).expect("write the assertion");
+        std::fs::rename(&next, &file).expect("replace the assertion");
+        let now = unix_us();
+        if !fresh && !self.assertion_expired {
+            self.timeline.assertion_expired.push((now, None));
+        }
+        if fresh && self.assertion_expired {
+            if let Some(last) = self.timeline.assertion_expired.last_mut() {
+                last.1 = Some(now);
+            }
+        }
+        self.assertion_expired = !fresh;
     }
 
     fn store_spec(&self) -> StoreSpec {
@@ -1087,6 +1236,14 @@ impl Live {
                 label,
                 reentrant: client.reentrant,
             },
+            Kind::Workload => Command::NewWorkloadClient {
+                label,
+                assertion_file: self.assertion_file(),
+            },
+            Kind::Exchange(_) => Command::NewExchangeClient {
+                label,
+                subject: format!("c{}", client.subject.expect("an exchange client's subject")),
+            },
         };
         let reply = self.run(client.worker, command);
         assert_eq!(
@@ -1110,6 +1267,12 @@ impl Live {
             "sign_out" => Command::SignOut(label),
             _ => unreachable!(),
         };
+        // The issuer keeps the assertion fresh: a new one before every call of a
+        // workload client (the provider takes each once), unless it is made to fall
+        // behind (`ExpireAssertion`).
+        if client.kind == Kind::Workload && !self.assertion_expired {
+            self.write_assertion(true);
+        }
         let sent_us = unix_us();
         let id = self.send(client.worker, command);
         let index = self.calls.len();
@@ -1209,17 +1372,22 @@ impl Live {
     }
 
     fn apply(&mut self, op: &Op) {
+        // A workload client's calls run one at a time: each has its own assertion.
+        let fg = |c: usize| self.clients[c].kind == Kind::Workload;
         match *op {
             Op::Token { c, bg } => {
+                let bg = bg && !fg(c);
                 self.call("token", c, bg);
             }
             Op::Get { c, bg } => {
+                let bg = bg && !fg(c);
                 self.call("get", c, bg);
             }
             Op::Invalidate { c } => {
                 self.call("invalidate", c, false);
             }
             Op::Refresh { c, bg } => {
+                let bg = bg && !fg(c);
                 self.call("refresh", c, bg);
             }
             Op::Revoke { c } => {
@@ -1235,8 +1403,25 @@ impl Live {
                     label,
                     kind,
                     reentrant,
+                    subject: None,
                 });
             }
+            Op::NewExchange { w, subject } => {
+                let label = self.clients.iter().map(|c| c.label + 1).max().unwrap_or(0);
+                let of = self.clients[subject];
+                let Kind::User(u) = of.kind else {
+                    unreachable!("an exchange's subject is a user's client")
+                };
+                self.new_client(ClientM {
+                    worker: w,
+                    label,
+                    kind: Kind::Exchange(u),
+                    reentrant: false,
+                    subject: Some(of.label),
+                });
+            }
+            Op::RewriteAssertion => self.write_assertion(true),
+            Op::ExpireAssertion => self.write_assertion(false),
             Op::SpawnWorker => self.spawn_worker(),
             Op::Fork { w, mid } => {
                 if let Some(c) = mid {
@@ -1416,6 +1601,40 @@ impl<S: Flavor> StateMachineTest for Composition<S> {
                 .map(|r| r.reentries.len())
                 .sum();
             let reentries = REENTRIES.fetch_add(reentries, Ordering::Relaxed) + reentries;
+            let mut workloads = WORKLOADS.lock();
+            for call in &live.calls {
+                let kind = live.clients[call.client].kind;
+                let config = matches!(
+                    call.reply.as_ref().map(|r| &r.outcome),
+                    Some(Outcome::Error { kind, .. }) if kind == "config"
+                );
+                match kind {
+                    Kind::Workload => {
+                        *workloads.entry("workload calls").or_default() += 1;
+                        if config {
+                            *workloads.entry("expired refused").or_default() += 1;
+                        }
+                    }
+                    Kind::Exchange(_) => *workloads.entry("exchange calls").or_default() += 1,
+                    _ => {}
+                }
+            }
+            for e in &live.server.journal(0).events {
+                if let Event::Token {
+                    grant,
+                    outcome,
+                    assertion,
+                    ..
+                } = &e.event
+                {
+                    if grant.ends_with("token-exchange") && *outcome == TokenOutcome::Refused {
+                        *workloads.entry("exchanges refused").or_default() += 1;
+                    }
+                    if assertion.is_some() && *outcome == TokenOutcome::Issued {
+                        *workloads.entry("assertions taken").or_default() += 1;
+                    }
+                }
+            }
             eprintln!(
                 "composition: case {n} ({:?}, {} steps, {} calls) in {:.1} s; {} operations so far, {} cases skipped (budget); sign-outs so far {:?}, reentrant calls {reentries}",
                 live.store,
@@ -1426,6 +1645,8 @@ impl<S: Flavor> StateMachineTest for Composition<S> {
                 CASES_SKIPPED.load(Ordering::Relaxed),
                 *sign_outs,
             );
+            eprintln!("composition: workloads so far {:?}", *workloads);
+            drop(workloads);
             drop(sign_outs);
             if let Err(violation) = outcome {
                 panic!("{violation}");
@@ -1585,6 +1806,17 @@ impl<'a> Checker<'a> {
         issued
     }
 
+    /// An exchange client's subject (model index): the client of its worker with the
+    /// subject's label.
+    fn subject_of(&self, c: usize) -> Option<usize> {
+        let me = self.live.clients[c];
+        let label = me.subject?;
+        self.live
+            .clients
+            .iter()
+            .position(|o| o.label == label && o.worker == me.worker)
+    }
+
     /// Whether clients in workers `a` and `b` share one store: always for a file or
     /// Redis store; for `MemoryStore`s, within one process and its forks (a forked
     /// child starts with a copy).
@@ -1677,7 +1909,7 @@ impl<'a> Checker<'a> {
     /// All invariants; the first violation, described with the whole case.
     pub fn check(&self) -> Result<(), String> {
         type Check<'c> = fn(&Checker<'c>) -> Result<(), String>;
-        let checks: [(&str, Check<'a>); 9] = [
+        let checks: [(&str, Check<'a>); 11] = [
             (
                 "1. refresh token presented after rotation or refusal",
                 Self::refresh_tokens_once,
@@ -1701,6 +1933,14 @@ impl<'a> Checker<'a> {
             (
                 "9. a DPoP proof refused, or a token not bound",
                 Self::dpop_proofs_accepted,
+            ),
+            (
+                "10. an assertion presented twice or after its exp",
+                Self::assertions_once_and_alive,
+            ),
+            (
+                "11. a revoked subject token cost more than one refused exchange and one subject renewal",
+                Self::one_refused_exchange_per_revoked_subject,
             ),
         ];
         for (name, check) in checks {
@@ -2059,9 +2299,15 @@ impl<'a> Checker<'a> {
             let from = reply.started_us.saturating_sub(BACKOFF_WINDOW_US);
             let to = reply.ended_us;
             let label = call.label;
+            let me = self.live.clients[call.client];
+            // An exchange client's subject: a user's client in the same worker, whose
+            // faults and ended grant are the exchange client's too.
+            let subject = self.subject_of(call.client);
+            let subject_label = subject.map(|s| self.live.clients[s].label);
             let own_fault = requests.iter().any(|r| {
                 r.injected
-                    && Self::label_of(r.event) == Some(label)
+                    && (Self::label_of(r.event) == Some(label)
+                        || (subject_label.is_some() && Self::label_of(r.event) == subject_label))
                     && r.event.at_us >= from
                     && r.received_us <= to
             });
@@ -2073,15 +2319,16 @@ impl<'a> Checker<'a> {
                     .keys()
                     .any(|f| dead.get(f).is_some_and(|&at| at <= to))
             };
-            let grant_ended = family_ended(label)
+            let ended_for = |m: ClientM| {
+                family_ended(m.label)
                 // A user's key in a shared store holds one session: a second sign-in
                 // supersedes the first for every client of that user sharing the store,
                 // and when the session in the store ends (its refresh token refused),
                 // each of them signs in again (README, "Many processes and many hosts").
                 || self.live.clients.iter().any(|other| {
-                    other.kind == self.live.clients[call.client].kind
+                    other.kind == m.kind
                         && matches!(other.kind, Kind::User(_))
-                        && self.shares_store(other.worker, call.worker)
+                        && self.shares_store(other.worker, m.worker)
                         && family_ended(other.label)
                 })
                 || self.live.calls.iter().any(|c| {
@@ -2089,12 +2336,22 @@ impl<'a> Checker<'a> {
                     // by this client or by any client of the same user sharing its store
                     // (the store keeps the sign-out for all of them).
                     (c.what == "revoke" || c.what == "sign_out")
-                        && self.live.clients[c.client].kind == self.live.clients[call.client].kind
-                        && self.shares_store(c.worker, call.worker)
+                        && self.live.clients[c.client].kind == m.kind
+                        && self.shares_store(c.worker, m.worker)
                         && c.reply
                             .as_ref()
                             .is_some_and(|r| r.started_us <= reply.ended_us)
-                });
+                })
+            };
+            // An exchange client's grant ends with its subject's: the subject's renewal
+            // is refused (`ReauthenticationRequired`), or the exchange of its last token
+            // is (`OAuth` `invalid_grant`, nothing new to send).
+            let subject_ended = subject.is_some_and(|s| ended_for(self.live.clients[s]));
+            let grant_ended = ended_for(me) || subject_ended;
+            // A workload client's assertion file held an expired assertion: refused
+            // before it is sent, with a `Config` error naming the file.
+            let assertion_expired =
+                me.kind == Kind::Workload && overlaps(&t.assertion_expired, from, to);
             let redis_down = overlaps(&t.redis_down, from, to);
             let killed_holder = t
                 .kills
@@ -2124,6 +2381,8 @@ impl<'a> Checker<'a> {
             let save_failed = armed > spent;
             let explained = match kind {
                 "reauthentication_required" => grant_ended,
+                "config" if assertion_expired => true,
+                "oauth" if subject_ended => true,
                 "store" => redis_down || save_failed,
                 "timeout" => any_fault || slow || redis_down || killed_holder,
                 "http" => {
@@ -2491,6 +2750,85 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// Invariant 10: No client assertion is presented twice (the issuer writes a fresh
+    /// one before every call of a workload client, and the file is read for every
+    /// request: a value kept from an earlier read would be a second presentation), and
+    /// none after its `exp` (an expired one is refused before it is sent).
+    fn assertions_once_and_alive(&self) -> Result<(), String> {
+        let c = self.live.server.counters();
+        if c.assertions_resent > 0 || c.assertions_expired > 0 {
+            return Err(format!(
+                "{} assertion(s) presented again, {} after their exp",
+                c.assertions_resent, c.assertions_expired
+            ));
+        }
+        Ok(())
+    }
+
+    /// Invariant 11: A call through an exchange client sends at most one exchange that
+    /// is refused (a revoked or dead subject token: the subject client is told, renews,
+    /// and the exchange is sent once more), and its subject renews at most once after
+    /// that refusal — unless faults were injected, or another call of the subject (or
+    /// of a copy of either, after a fork) was in flight and may have renewed it.
+    fn one_refused_exchange_per_revoked_subject(&self) -> Result<(), String> {
+        let requests = self.token_requests();
+        for call in &self.live.calls {
+            let Some(subject) = self.subject_of(call.client) else {
+                continue;
+            };
+            let Some(reply) = &call.reply else { continue };
+            let (from, to) = (reply.started_us, reply.ended_us);
+            let subject_label = self.live.clients[subject].label;
+            let in_window = |r: &&TokenRequest<'_>| r.received_us >= from && r.event.at_us <= to;
+            let refused: Vec<&TokenRequest<'_>> = requests
+                .iter()
+                .filter(in_window)
+                .filter(|r| {
+                    Self::label_of(r.event) == Some(call.label)
+                        && r.outcome == TokenOutcome::Refused
+                })
+                .collect();
+            let Some(first) = refused.first() else {
+                continue;
+            };
+            let injected = requests.iter().filter(in_window).any(|r| r.injected);
+            let busy = self.live.calls.iter().any(|other| {
+                !std::ptr::eq(other, call)
+                    && (other.label == subject_label || other.label == call.label)
+                    && other.sent_us <= to
+                    && other.reply.as_ref().is_none_or(|r| r.ended_us >= from)
+            });
+            if injected || busy {
+                continue;
+            }
+            if refused.len() > 1 {
+                return Err(format!(
+                    "step {}: {} on c{} sent {} exchanges that were refused",
+                    call.step,
+                    call.what,
+                    call.label,
+                    refused.len()
+                ));
+            }
+            let renewals = requests
+                .iter()
+                .filter(in_window)
+                .filter(|r| {
+                    Self::label_of(r.event) == Some(subject_label)
+                        && r.received_us >= first.event.at_us
+                        && r.outcome == TokenOutcome::Issued
+                })
+                .count();
+            if renewals > 1 {
+                return Err(format!(
+                    "step {}: {} on c{} met a refused exchange; its subject c{subject_label} renewed {renewals} times",
+                    call.step, call.what, call.label
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Invariant 6: An API call that met a revoked token renews once after that, not more
     /// (unless injected failures made it try again).
     fn one_renewal_per_revocation(&self) -> Result<(), String> {
@@ -2608,7 +2946,7 @@ fn replay_dpop<S: Flavor>(
     Composition::<S>::test_sequential(Config::default(), model, ops, None);
 }
 
-use Kind::{Service, User};
+use Kind::{Service, User, Workload};
 
 /// Invariant 2 (found by `memory_store`): two users' refresh-token clients in one
 /// process share one store entry (the store key names the client, not the user), so
@@ -2950,6 +3288,57 @@ fn regression_a_renewal_before_the_401_is_not_the_revocations_cost() {
             Op::Get { c: 0, bg: true },
             Op::Get { c: 2, bg: false },
             Op::RevokeAccess { c: 2 },
+        ],
+    );
+}
+
+/// Invariants 5 and 10, a fixed case (so that every run asks it): two workload clients
+/// in two processes share a `FileStore`; the issuer falls behind (the file holds an
+/// expired assertion): a forced renewal fails with a `Config` error and sends nothing,
+/// a call served from the store still works; once the file is rewritten, renewals work
+/// again, and no assertion reaches the provider twice or expired.
+#[test]
+fn workload_clients_through_an_expired_assertion() {
+    replay::<File>(
+        5,
+        &[(0, Workload), (1, Workload), (0, User(0))],
+        vec![
+            Op::Get { c: 0, bg: false },
+            Op::Get { c: 1, bg: false },
+            Op::ExpireAssertion,
+            Op::Refresh { c: 0, bg: false },
+            Op::Get { c: 1, bg: false },
+            Op::RewriteAssertion,
+            Op::Wait { ms: 1500 },
+            Op::Refresh { c: 1, bg: false },
+            Op::Get { c: 0, bg: false },
+            Op::Invalidate { c: 0 },
+            Op::Get { c: 0, bg: false },
+        ],
+    );
+}
+
+/// Invariants 2, 5 and 11, a fixed case: an exchange client chained to alice's client.
+/// The provider revokes the subject's access token: the next exchange is refused once,
+/// the subject renews once, the exchange is sent again in the same call. Then alice
+/// revokes the application's access: the exchange client's next renewal fails because
+/// its subject's grant ended, and nothing reaches the API as anyone else.
+#[test]
+fn an_exchange_client_through_a_revoked_subject_and_a_revoked_grant() {
+    replay::<Memory>(
+        3600,
+        &[(0, User(0)), (1, Service), (0, User(1))],
+        vec![
+            Op::Token { c: 0, bg: false },
+            Op::NewExchange { w: 0, subject: 0 },
+            Op::Get { c: 3, bg: false },
+            Op::RevokeAccess { c: 0 },
+            Op::Refresh { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
+            Op::RevokeGrant { user: 0 },
+            Op::Refresh { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
+            Op::Get { c: 2, bg: false },
         ],
     );
 }

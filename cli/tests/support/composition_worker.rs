@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use authcore::grant::{ClientCredentials, RefreshToken};
+use authcore::grant::{token_type, ClientCredentials, RefreshToken, TokenExchange};
 use authcore::{
-    Client, Dpop, DpopAlgorithm, DpopKey, Error, FileStore, MemoryStore, Options, RedisStore,
-    SignOut, StoreKey, StoreLock, StoredToken, Token, TokenStore,
+    AssertionSource, Client, Dpop, DpopAlgorithm, DpopKey, Error, FileStore, MemoryStore, Options,
+    RedisStore, SignOut, StoreKey, StoreLock, StoredToken, Token, TokenStore,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -86,6 +86,22 @@ pub enum Command {
         /// With a rotation hook that calls the client's own `token()` (never called:
         /// client credentials do not rotate).
         reentrant: bool,
+    },
+    /// A client-credentials client without a secret, authenticated by the client
+    /// assertion in `assertion_file` (`AssertionSource::file`: read for every request).
+    NewWorkloadClient {
+        /// The client's label.
+        label: String,
+        /// The file the controller rewrites.
+        assertion_file: PathBuf,
+    },
+    /// A token-exchange client whose subject token is client `subject`'s access token
+    /// (`AssertionSource::client`, a chained subject).
+    NewExchangeClient {
+        /// The client's label.
+        label: String,
+        /// The subject client's label (a user's client in this worker).
+        subject: String,
     },
     /// `client.token()`.
     Token(String),
@@ -422,6 +438,34 @@ impl Worker {
                 let options = self.hooked_options(&label, reentrant, &slot, &log);
                 made(label.clone(), Client::new(grant, options))
             }
+            Command::NewWorkloadClient {
+                label,
+                assertion_file,
+            } => {
+                let grant = ClientCredentials::new(token_url, "dev-client", "")
+                    .client_assertion(AssertionSource::file(assertion_file))
+                    .revocation_url(revocation_url);
+                let options = self.hooked_options(&label, false, &slot, &log);
+                made(label.clone(), Client::new(grant, options))
+            }
+            Command::NewExchangeClient { label, subject } => match self.client(&subject) {
+                Some(subject) => {
+                    let grant = TokenExchange::new(
+                        token_url,
+                        "dev-client",
+                        "dev-secret",
+                        AssertionSource::client(subject),
+                        token_type::ACCESS_TOKEN,
+                    )
+                    .revocation_url(revocation_url);
+                    let options = self.hooked_options(&label, false, &slot, &log);
+                    made(label.clone(), Client::new(grant, options))
+                }
+                None => Outcome::Error {
+                    kind: "no_such_client".into(),
+                    message: format!("no client {subject} in this worker"),
+                },
+            },
             Command::Token(label) => with(&label, &|c| keep(&label, c.token())),
             Command::Refresh(label) => with(&label, &|c| keep(&label, c.refresh())),
             Command::Get(label) => with(&label, &|c| {
