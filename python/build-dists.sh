@@ -85,7 +85,8 @@ ls "$out" | grep -q 'musllinux_1_2_x86_64' || { echo "no musllinux x86_64 wheel"
 unzip -p "$out"/*manylinux_2_17_aarch64*.whl 'authcore/_authcore.abi3.so' > "$work/aarch64.so"
 readelf -h "$work/aarch64.so" | grep -q 'AArch64' || { echo "the aarch64 wheel is not aarch64" >&2; exit 1; }
 unzip -p "$out"/*musllinux_1_2_x86_64*.whl 'authcore/_authcore.abi3.so' > "$work/musl.so"
-readelf -d "$work/musl.so" | grep -q 'libc.musl\|ld-musl' \
+# musl's C library is libc.so (glibc's is libc.so.6).
+readelf -d "$work/musl.so" | grep -q 'Shared library: \[libc.so\]' \
     || { readelf -d "$work/musl.so" | grep NEEDED >&2; echo "the musllinux wheel does not link musl" >&2; exit 1; }
 
 step "the sdist installs with pip (built from source) into a fresh environment"
