@@ -51,7 +51,6 @@ cat > "$prefix/lib/cmake/authcore/authcoreConfig.cmake" <<CMAKE
 # find_package(authcore) for libauthcore $version, installed by ffi-c/install.sh.
 #   authcore::authcore         the shared library (libauthcore.so.0)
 #   authcore::authcore_static  the static library (libauthcore.a) and what it links
-cmake_minimum_required(VERSION 3.16)
 get_filename_component(_authcore_prefix "\${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 include(CMakeFindDependencyMacro)
 find_dependency(Threads)

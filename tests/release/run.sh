@@ -43,7 +43,7 @@ step "cargo package (authcore, authcore-cli)"
 # The file lists and manifests as crates.io would get them. Building the packaged crates
 # (`cargo publish --dry-run -p authcore`) compiles them again from scratch: by hand, see
 # the README's Releasing section.
-cargo package --quiet --locked --no-verify -p authcore -p authcore-cli
+cargo package --quiet --locked --no-verify --allow-dirty -p authcore -p authcore-cli
 for crate in authcore authcore-cli; do
     crate_file="$target/package/$crate-$version.crate"
     for f in Cargo.toml README.md LICENSE-MIT LICENSE-APACHE src/lib.rs; do
