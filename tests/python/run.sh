@@ -73,8 +73,8 @@ fi
 for item in 'Client.authorization_header' 'Client.personal_access_token' 'OAuthError' '__version__'; do
     grep -q "$item" "$work/pydoc/authcore.html" || { echo "pdoc: $item is not in the reference" >&2; exit 1; }
 done
-tr -s ' \n' ' ' < "$work/pydoc/authcore/_authcore.html" | sed 's/<[^>]*>//g' \
-    | grep -qF -e 'authorization_header(self) -> str' \
+tr -s ' \n' ' ' < "$work/pydoc/authcore/_authcore.html" | sed 's/<[^>]*>//g' > "$work/pydoc.txt"
+grep -qF -e 'authorization_header(self) -> str' "$work/pydoc.txt" \
     || { echo "pdoc: the reference lacks the stubs' signatures" >&2; exit 1; }
 echo "API reference: $(find "$work/pydoc" -name '*.html' | wc -l) pages"
 if [ -n "${AUTHCORE_DOCS_OUT:-}" ]; then
