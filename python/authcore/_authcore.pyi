@@ -1,5 +1,8 @@
 """Type stubs for the compiled module ``authcore._authcore``."""
 
+# Lets tools that execute stubs (pdoc) read names defined further down.
+from __future__ import annotations
+
 import os
 from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Union, final, overload
 

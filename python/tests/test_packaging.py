@@ -3,6 +3,7 @@ the adapters import without requests or httpx installed."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import pathlib
 import subprocess
 import sys
@@ -16,7 +17,8 @@ def test_the_package_is_typed_and_re_exports_the_module() -> None:
     assert (package / "_authcore.pyi").exists()
     assert authcore.Client.__module__ == "authcore._authcore"
     assert set(authcore.__all__) >= {"Client", "AuthorizationCodeFlow", "RequestsAuth", "HttpxAuth"}
-    assert authcore.__version__ == "0.1.0"
+    # One version: the compiled module's (the Cargo workspace's) is the distribution's.
+    assert authcore.__version__ == importlib.metadata.version("authcore")
 
 
 def test_exception_hierarchy() -> None:

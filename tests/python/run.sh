@@ -27,7 +27,7 @@ mkvenv() {
 step "build the devserver and the wheel"
 cargo build --release --locked -p authcore-cli
 mkvenv "$work/build"
-"$work/build/bin/pip" install --quiet "maturin==1.16.0" "ziglang==0.17.0"
+"$work/build/bin/pip" install --quiet -c python/constraints.txt "maturin==1.16.0" "ziglang==0.17.0"
 # Linked by zig against an old glibc, so that the wheel is manylinux2014 (glibc 2.17+),
 # the one a user would install, rather than tied to this machine's glibc.
 (
@@ -55,6 +55,30 @@ if [ "${1:-}" = "bench" ]; then
     # The request path in instructions, the Python face next to Rust and C.
     (cd "$root" && PYTHON="$work/venv/bin/python" bash core/benches/request_path.sh)
     exit 0
+fi
+
+step "the wheel's metadata (twine check) and the API reference (pdoc, from the installed package)"
+"$work/venv/bin/pip" install --quiet -r "$root/python/requirements-release.txt"
+"$work/venv/bin/twine" check --strict "$wheel"
+# pdoc's warnings are about where it finds things, not what it writes: the exception
+# classes are made in authcore.errors and presented as authcore's (their annotations are
+# read in the wrong namespace), and the httpx adapter's types need httpx. Kept, not shown.
+# authcore's page is the package as imported; authcore._authcore's documents the compiled
+# classes with the signatures of their stubs.
+"$work/venv/bin/pdoc" authcore authcore._authcore -o "$work/pydoc" 2> "$work/pdoc.err" \
+    || { cat "$work/pdoc.err" >&2; exit 1; }
+if grep -q "Error parsing type stubs" "$work/pdoc.err"; then
+    cat "$work/pdoc.err" >&2; echo "pdoc could not read the stubs" >&2; exit 1
+fi
+for item in 'Client.authorization_header' 'Client.personal_access_token' 'OAuthError' '__version__'; do
+    grep -q "$item" "$work/pydoc/authcore.html" || { echo "pdoc: $item is not in the reference" >&2; exit 1; }
+done
+tr -s ' \n' ' ' < "$work/pydoc/authcore/_authcore.html" | sed 's/<[^>]*>//g' > "$work/pydoc.txt"
+grep -qF -e 'authorization_header(self) -> str' "$work/pydoc.txt" \
+    || { echo "pdoc: the reference lacks the stubs' signatures" >&2; exit 1; }
+echo "API reference: $(find "$work/pydoc" -name '*.html' | wc -l) pages"
+if [ -n "${AUTHCORE_DOCS_OUT:-}" ]; then
+    mkdir -p "$AUTHCORE_DOCS_OUT" && rm -rf "$AUTHCORE_DOCS_OUT/python" && cp -r "$work/pydoc" "$AUTHCORE_DOCS_OUT/python"
 fi
 
 step "stubs match the compiled module (mypy stubtest)"
