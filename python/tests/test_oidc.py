@@ -2,13 +2,16 @@
 from the npm registry, installed by tests/provision.sh): discovery, client credentials,
 the code flow with PKCE and ``iss``, the device flow, and revocation; and each grant
 with DPoP (nonces demanded at the token endpoint and at userinfo), the tokens' binding
-checked by introspection (``cnf.jkt``)."""
+checked by introspection (``cnf.jkt``). Workloads without secrets: the ``federated``
+client authenticated with assertions of the server's test issuer read from a file, and
+token exchange (the grant the server registers) with a chained subject client."""
 
 from __future__ import annotations
 
 import base64
 import http.cookiejar
 import json
+import pathlib
 import time
 import re
 import subprocess
@@ -329,3 +332,98 @@ def test_dpop_device_flow(issuer: str) -> None:
     _assert_bound(m, resumed)
     assert resumed.dpop_thumbprint == key.thumbprint
     resumed.revoke()
+
+
+# --- Workloads without secrets: federated client assertions (RFC 7523 §2.2) and token
+# exchange (RFC 8693) through the grant the server registers.
+
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+
+
+def _mint(issuer: str, ttl_s: int = 300) -> str:
+    """An assertion of the server's test issuer about the ``federated`` client."""
+    req = urllib.request.Request(
+        issuer + "/test-issuer/mint", data=json.dumps({"ttl_s": ttl_s}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+        return str(json.loads(resp.read())["jwt"])
+
+
+def test_federated_client_assertion_from_a_rewritten_file(issuer: str, tmp_path: pathlib.Path) -> None:
+    m = authcore.discover(issuer)
+    path = tmp_path / "projected-token"
+    path.write_text(_mint(issuer))
+    client = authcore.Client.client_credentials_from_metadata(
+        m, "federated", scopes="api:read", client_assertion=authcore.AssertionSource.file(path),
+        max_retries=0, failure_backoff=(0.01, 0.05),
+    )
+    first = client.token()
+    assert _introspect(m, first)["client_id"] == "federated"
+    # Rewritten (as the kubelet does): the next token request uses the new one.
+    path.write_text(_mint(issuer))
+    assert client.refresh() != first
+    # Not rewritten: the provider refuses the used assertion (its jti), sent once, and
+    # the error names no assertion.
+    used = path.read_text()
+    time.sleep(0.1)
+    before = client.stats().token_requests
+    with pytest.raises(authcore.OAuthError) as refused:
+        client.refresh()
+    assert refused.value.error == "invalid_client"
+    assert used not in str(refused.value) and used not in repr(client)
+    assert client.stats().token_requests - before == 1
+    # Expired: refused here, never sent.
+    path.write_text(_mint(issuer, ttl_s=-30))
+    time.sleep(0.1)
+    before = client.stats().token_requests
+    with pytest.raises(authcore.ConfigError, match="expired"):
+        client.refresh()
+    assert client.stats().token_requests == before
+    # A callable that first gives the used assertion and then a fresh one: refused, read
+    # again, and the call succeeds with one more request.
+    values = [_mint(issuer), used]
+    rereading = authcore.Client.client_credentials_from_metadata(
+        m, "federated", scopes="api:read", client_assertion=authcore.AssertionSource.callback(values.pop),
+    )
+    rereading.token()
+    assert rereading.stats().token_requests == 2 and values == []
+
+
+def _revoke(metadata: authcore.Metadata, basic: bytes, token: str) -> None:
+    assert metadata.revocation_endpoint
+    req = urllib.request.Request(
+        metadata.revocation_endpoint,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(basic).decode(),
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+        assert resp.status == 200
+
+
+def test_token_exchange_with_a_chained_subject_client(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    assert m.token_endpoint
+    subject = authcore.Client.client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", scopes="api:read", failure_backoff=(0.01, 0.05),
+    )
+    exchanger = authcore.Client.token_exchange(
+        m.token_endpoint, "exchanger", "exchanger-secret-0123456789",
+        subject_client=subject, audience=API, scopes="api:read", failure_backoff=(0.01, 0.05),
+    )
+    first = exchanger.token_info()
+    assert first.issued_token_type == ACCESS_TOKEN
+    subject_token = subject.token()
+    assert first.access_token != subject_token
+    seen = _introspect(m, first.access_token)
+    assert seen["active"] is True and seen["client_id"] == "exchanger", seen
+    # The subject token revoked at the provider by its client: the exchange is refused
+    # once, the subject renewed, and the exchange sent again in the same call.
+    _revoke(m, b"cc-basic:cc-basic-secret-0123456789", subject_token)
+    assert _introspect(m, subject_token)["active"] is False
+    time.sleep(0.1)
+    before = exchanger.stats().token_requests
+    assert exchanger.refresh() != first.access_token
+    assert exchanger.stats().token_requests - before == 2
+    assert subject.token() != subject_token

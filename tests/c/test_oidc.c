@@ -7,6 +7,10 @@
  * token endpoint and at userinfo): client credentials, code + PKCE + refresh and the
  * device flow each get tokens bound to the client's key (introspection's `cnf.jkt`),
  * and userinfo refuses such a token without a proof and accepts it with one.
+ * Workloads without secrets: the `federated` client authenticated with assertions of
+ * the server's test issuer read from a file (rewritten, used, expired), and token
+ * exchange (the server's registered grant) with a chained subject client whose token
+ * the provider revokes.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,6 +27,7 @@ static const char *CC_BASIC_AUTH = "Y2MtYmFzaWM6Y2MtYmFzaWMtc2VjcmV0LTAxMjM0NTY3
 /* base64("app:app-secret-0123456789") */
 static const char *APP_AUTH = "YXBwOmFwcC1zZWNyZXQtMDEyMzQ1Njc4OQ==";
 static const char *REDIRECT = "http://127.0.0.1/callback";
+static const char *ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
 
 /* POSTs `token` to the introspection endpoint as the client whose Basic credentials are
  * `basic`; the answer parsed (caller frees), or NULL on failure. */
@@ -534,6 +539,175 @@ static void test_dpop_device_flow(const char *issuer) {
     authcore_metadata_free(m);
 }
 
+/* ---- workloads without secrets ---- */
+
+static uint64_t token_requests_of(const authcore_client *c) {
+    authcore_stats stats;
+    memset(&stats, 0, sizeof stats);
+    CHECK_OK(authcore_client_stats(c, &stats, sizeof stats));
+    return stats.token_requests_succeeded + stats.token_requests_refused + stats.token_requests_failed;
+}
+
+/* An assertion of the server's test issuer about the `federated` client, valid for
+ * `ttl_s` seconds (negative: already expired), written to `path`; the JWT returned
+ * (malloc'd), or NULL. */
+static char *mint_to(const char *issuer, long ttl_s, const char *path) {
+    char url[512], body[64], reply[8192];
+    snprintf(url, sizeof url, "%s/test-issuer/mint", issuer);
+    snprintf(body, sizeof body, "{\"ttl_s\":%ld}", ttl_s);
+    if (http_exchange("POST", url, "Content-Type: application/json\r\n", body, reply, sizeof reply) != 200) {
+        return NULL;
+    }
+    cJSON *answer = cJSON_Parse(http_body(reply));
+    const cJSON *jwt = cJSON_GetObjectItemCaseSensitive(answer, "jwt");
+    char *copy = cJSON_IsString(jwt) ? strdup(jwt->valuestring) : NULL;
+    cJSON_Delete(answer);
+    FILE *f = copy ? fopen(path, "w") : NULL;
+    if (f == NULL || fputs(copy, f) < 0 || fclose(f) != 0) {
+        free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+/* Federated client assertions (RFC 7523 §2.2): the file is read for every token request
+ * (a rewritten one is used); a used one is refused by the server and not sent twice,
+ * the error naming no assertion; an expired one is never sent. */
+static void test_federated_client_assertion(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    char path[] = "/tmp/authcore-projected-token-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "a temporary file");
+    if (fd < 0) {
+        authcore_metadata_free(m);
+        return;
+    }
+    close(fd);
+    char *jwt = mint_to(issuer, 300, path);
+    CHECK(jwt != NULL, "minted");
+    authcore_assertion_source *source = NULL;
+    CHECK_OK(authcore_assertion_source_file(path, &source));
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_failure_backoff_ms(o, 10, 50));
+    CHECK_OK(authcore_options_set_client_assertion(o, source));
+    authcore_assertion_source_free(source); /* the options keep a copy */
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(
+        m, "federated", NULL, "api:read", AUTHCORE_AUTH_METHOD_CLIENT_ASSERTION, o, &c));
+    authcore_options_free(o);
+    char *first = NULL, *second = NULL, *third = NULL;
+    CHECK_OK(authcore_client_token(c, &first));
+    CHECK(first && introspect_active(issuer, first) == 1, "the provider accepted the assertion");
+
+    /* Rewritten (as the kubelet does): the next token request uses the new one. */
+    free(jwt);
+    jwt = mint_to(issuer, 300, path);
+    CHECK(jwt != NULL, "minted again");
+    CHECK_OK(authcore_client_refresh(c, &second));
+    CHECK(first && second && strcmp(first, second) != 0, "a new token");
+
+    /* Not rewritten: the provider refuses the used assertion (its jti); sent once. */
+    sleep_ms(60);
+    uint64_t before = token_requests_of(c);
+    CHECK_STATUS(authcore_client_refresh(c, &third), AUTHCORE_STATUS_OAUTH);
+    CHECK(strcmp(authcore_last_error_oauth_error(), "invalid_client") == 0, "%s",
+          authcore_last_error_oauth_error());
+    CHECK(jwt && strstr(authcore_last_error_message(), jwt) == NULL, "no assertion in the message");
+    CHECK(token_requests_of(c) - before == 1, "sent once (%llu)",
+          (unsigned long long)(token_requests_of(c) - before));
+
+    /* Expired: refused here, never sent. */
+    free(jwt);
+    jwt = mint_to(issuer, -30, path);
+    CHECK(jwt != NULL, "minted expired");
+    sleep_ms(60);
+    before = token_requests_of(c);
+    CHECK_STATUS(authcore_client_refresh(c, &third), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "expired") != NULL, "%s", authcore_last_error_message());
+    CHECK(token_requests_of(c) == before, "nothing sent");
+    CHECK(third == NULL, "nothing written on failure");
+
+    free(jwt);
+    authcore_string_free(first);
+    authcore_string_free(second);
+    authcore_client_free(c);
+    authcore_metadata_free(m);
+    unlink(path);
+}
+
+/* Revokes `token` at the provider as the client `basic` names. */
+static void revoke_as(const char *issuer, const char *basic, const char *token) {
+    char url[512], headers[512], body[4096], reply[4096];
+    snprintf(url, sizeof url, "%s/token/revocation", issuer);
+    snprintf(headers, sizeof headers,
+             "Authorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\n", basic);
+    snprintf(body, sizeof body, "token=%s", token);
+    CHECK(http_exchange("POST", url, headers, body, reply, sizeof reply) == 200, "revoked: %.200s", reply);
+}
+
+/* Token exchange (RFC 8693) through the grant the server registers: `exchanger`
+ * exchanges `cc-basic`'s token (a chained subject client); when the provider revokes that token, the exchange is refused once, the subject
+ * renewed, and the exchange sent again within the same call. */
+static void test_token_exchange_with_a_chained_subject(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_failure_backoff_ms(o, 10, 50));
+    authcore_client *subject = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", "api:read", AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o,
+        &subject));
+    authcore_token_exchange *x = NULL;
+    CHECK_OK(authcore_token_exchange_new(authcore_metadata_get(m, AUTHCORE_METADATA_FIELD_TOKEN_ENDPOINT),
+                                         "exchanger", "exchanger-secret-0123456789",
+                                         AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, &x));
+    CHECK_OK(authcore_token_exchange_set_subject_client(x, subject, NULL));
+    CHECK_OK(authcore_token_exchange_add_audience(x, API));
+    CHECK_OK(authcore_token_exchange_set_scopes(x, "api:read"));
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_token_exchange(x, o, &c));
+    authcore_token_exchange_free(x);
+    authcore_options_free(o);
+
+    authcore_token *t = NULL;
+    CHECK_OK(authcore_client_token_info(c, &t));
+    const char *issued = t ? authcore_token_issued_token_type(t) : NULL;
+    CHECK(issued && strcmp(issued, ACCESS_TOKEN_TYPE) == 0, "issued type %s", issued ? issued : "(null)");
+    char *first = t ? strdup(authcore_token_access_token(t)) : NULL;
+    authcore_token_free(t);
+    char *subject_token = NULL;
+    CHECK_OK(authcore_client_token(subject, &subject_token));
+    CHECK(first && subject_token && strcmp(first, subject_token) != 0, "a token of the exchanger's own");
+    CHECK(first && introspect_active(issuer, first) == 1, "the exchanged token is active");
+
+    /* The subject token revoked at the provider by its client. */
+    if (subject_token) revoke_as(issuer, CC_BASIC_AUTH, subject_token);
+    CHECK(subject_token && introspect_active(issuer, subject_token) == 0, "the subject token is revoked");
+    sleep_ms(60);
+    uint64_t before = token_requests_of(c);
+    char *second = NULL;
+    CHECK_OK(authcore_client_refresh(c, &second));
+    CHECK(first && second && strcmp(first, second) != 0, "a new exchanged token");
+    CHECK(token_requests_of(c) - before == 2, "refused once, then sent with the renewed subject (%llu)",
+          (unsigned long long)(token_requests_of(c) - before));
+    char *renewed = NULL;
+    CHECK_OK(authcore_client_token(subject, &renewed));
+    CHECK(renewed && subject_token && strcmp(renewed, subject_token) != 0, "the subject renewed");
+
+    free(first);
+    authcore_string_free(second);
+    authcore_string_free(subject_token);
+    authcore_string_free(renewed);
+    authcore_client_free(subject);
+    authcore_client_free(c);
+    authcore_metadata_free(m);
+}
+
 static void test_private_key_arguments(void) {
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
@@ -560,6 +734,8 @@ int main(void) {
         test_dpop_client_credentials(issuer);
         test_dpop_code_pkce_refresh(issuer);
         test_dpop_device_flow(issuer);
+        test_federated_client_assertion(issuer);
+        test_token_exchange_with_a_chained_subject(issuer);
     }
     test_private_key_arguments();
     return harness_finish("test_oidc");

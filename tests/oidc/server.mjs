@@ -13,10 +13,14 @@
 // cloud provider): served as a JWKS at /test-issuer/jwks and registered as the
 // `jwks_uri` of the `federated` client, which authenticates with the assertions that
 // issuer signs (RFC 7523 §2.2; oidc-provider wants `iss` = `sub` = the client id).
+// Without it the server makes that issuer's ES256 key pair itself and signs such
+// assertions on request: `POST /test-issuer/mint` with `{"ttl_s": N}` (negative: already
+// expired) answers `{"jwt": "..."}` (`iss` = `sub` = `federated`, `aud` the token
+// endpoint, a fresh `jti`), for tests that cannot sign a JWT themselves.
 
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
 
 const API = 'https://api.example.test/';
@@ -94,19 +98,25 @@ if (process.env.AUTHCORE_OIDC_CLIENT_KEY) {
   });
 }
 
-let federatedJwks;
+// The workload identity issuer's public key, and its private key when made here.
+let federatedPublic;
+let federatedSigner;
 if (process.env.AUTHCORE_OIDC_FEDERATED_KEY) {
-  const jwk = createPublicKey(readFileSync(process.env.AUTHCORE_OIDC_FEDERATED_KEY)).export({
-    format: 'jwk',
-  });
-  federatedJwks = JSON.stringify({ keys: [{ ...jwk, use: 'sig' }] });
+  federatedPublic = createPublicKey(readFileSync(process.env.AUTHCORE_OIDC_FEDERATED_KEY));
+} else {
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  federatedPublic = pair.publicKey;
+  federatedSigner = pair.privateKey;
 }
+const federatedJwks = JSON.stringify({
+  keys: [{ ...federatedPublic.export({ format: 'jwk' }), use: 'sig' }],
+});
 
 const server = createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
-if (federatedJwks) {
+{
   clients.push({
     client_id: 'federated',
     grant_types: ['client_credentials'],
@@ -221,9 +231,47 @@ async function approve(req, res) {
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 
+// An assertion of the test issuer about the `federated` client, valid for `ttlS` seconds.
+function mint(ttlS) {
+  const now = Math.floor(Date.now() / 1000);
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${part({ alg: 'ES256', typ: 'JWT' })}.${part({
+    iss: 'federated',
+    sub: 'federated',
+    aud: `${issuer}/token`,
+    iat: now - 1,
+    exp: now + ttlS,
+    jti: randomUUID(),
+  })}`;
+  const signature = sign('sha256', Buffer.from(input), {
+    key: federatedSigner,
+    dsaEncoding: 'ieee-p1363',
+  });
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+async function mintRequest(req, res) {
+  let body = '';
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 4096) throw new Error('too large');
+  }
+  const ttlS = JSON.parse(body || '{}').ttl_s ?? 300;
+  if (!Number.isInteger(ttlS)) throw new Error('ttl_s must be an integer');
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ jwt: mint(ttlS) }));
+}
+
 const callback = provider.callback();
 server.on('request', (req, res) => {
-  if (req.url === '/test-issuer/jwks' && federatedJwks) {
+  if (req.url === '/test-issuer/mint' && req.method === 'POST' && federatedSigner) {
+    mintRequest(req, res).catch((e) => {
+      res.statusCode = 400;
+      res.end(String(e));
+    });
+    return;
+  }
+  if (req.url === '/test-issuer/jwks') {
     res.setHeader('content-type', 'application/json');
     res.end(federatedJwks);
     return;
