@@ -10,7 +10,12 @@
  * Workloads without secrets: the `federated` client authenticated with assertions of
  * the server's test issuer read from a file (rewritten, used, expired), and token
  * exchange (the server's registered grant) with a chained subject client whose token
- * the provider revokes.
+ * the provider revokes. Mutual TLS (a second provider, in TLS mode, whose issuer is in
+ * AUTHCORE_OIDC_TLS_ISSUER, its files in AUTHCORE_OIDC_TLS_DIR, its mTLS listener in
+ * AUTHCORE_OIDC_MTLS_BASE): tls_client_auth and self_signed_tls_client_auth client
+ * credentials through the discovered mtls_endpoint_aliases, the tokens bound to the
+ * certificate (the resource server's word, from the provider's record), a certificate
+ * the CA did not issue refused.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -708,6 +713,109 @@ static void test_token_exchange_with_a_chained_subject(const char *issuer) {
     authcore_metadata_free(m);
 }
 
+/* ---- mutual TLS (RFC 8705) ---- */
+
+/* `dir`/`name` into `out`. */
+static void tls_file(const char *dir, const char *name, char *out, size_t len) {
+    snprintf(out, len, "%s/%s", dir, name);
+}
+
+/* The first line of the file `dir`/`name` (a thumbprint), into `out`. */
+static bool read_line(const char *dir, const char *name, char *out, size_t len) {
+    char path[512];
+    tls_file(dir, name, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    bool ok = f != NULL && fgets(out, (int)len, f) != NULL;
+    if (f) fclose(f);
+    out[strcspn(out, "\r\n")] = '\0';
+    return ok;
+}
+
+/* A client of `client_id` by `method` presenting the certificate `cert` (a file stem in
+ * `dir`, or NULL for none), trusting the provider's CA. */
+static authcore_client *mtls_client(const authcore_metadata *m, const char *dir, const char *client_id,
+                                    uint32_t method, const char *cert) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_max_retries(o, 0));
+    char ca[512], pem[512], key[512];
+    tls_file(dir, "ca.pem", ca, sizeof ca);
+    CHECK_OK(authcore_options_set_ca_bundle(o, ca));
+    if (cert != NULL) {
+        snprintf(pem, sizeof pem, "%s/%s.pem", dir, cert);
+        snprintf(key, sizeof key, "%s/%s.key", dir, cert);
+        CHECK_OK(authcore_options_set_client_certificate_files(o, pem, key));
+    }
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(m, client_id, NULL, "api:read", method, o, &c));
+    authcore_options_free(o);
+    return c;
+}
+
+static void test_mtls(const char *issuer, const char *dir, const char *mtls_base) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    char ca[512];
+    tls_file(dir, "ca.pem", ca, sizeof ca);
+    CHECK_OK(authcore_options_set_ca_bundle(o, ca));
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, o, &m));
+    authcore_options_free(o);
+    if (m == NULL) return;
+    const char *token_endpoint = authcore_metadata_get(m, AUTHCORE_METADATA_FIELD_TOKEN_ENDPOINT);
+    CHECK(token_endpoint && strncmp(token_endpoint, mtls_base, strlen(mtls_base)) != 0,
+          "the token endpoint is not the mTLS listener");
+    char resource[512];
+    snprintf(resource, sizeof resource, "%s/test-api", mtls_base);
+    static const struct {
+        const char *client_id, *cert, *x5t;
+        uint32_t method;
+    } cases[] = {
+        {"mtls", "client", "client.x5t", AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH},
+        {"mtls-self", "self-signed", "self-signed.x5t", AUTHCORE_AUTH_METHOD_SELF_SIGNED_TLS_CLIENT_AUTH},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char x5t[128] = "";
+        CHECK(read_line(dir, cases[i].x5t, x5t, sizeof x5t), "%s", cases[i].x5t);
+        authcore_client *c = mtls_client(m, dir, cases[i].client_id, cases[i].method, cases[i].cert);
+        if (c == NULL) continue;
+        char *token = NULL;
+        CHECK_OK(authcore_client_token(c, &token));
+        authcore_string_free(token);
+        /* The resource server (on the mTLS listener) takes it over this client's
+         * connections, and says what the provider bound it to. */
+        authcore_response *r = NULL;
+        CHECK_OK(authcore_client_get(c, resource, &r));
+        CHECK(r && authcore_response_status(r) == 200, "%s: accepted at the resource (HTTP %u)",
+              cases[i].client_id, r ? (unsigned)authcore_response_status(r) : 0u);
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if (r) CHECK_OK(authcore_response_body(r, &data, &len));
+        cJSON *answer = data ? cJSON_ParseWithLength((const char *)data, len) : NULL;
+        const cJSON *client_id = cJSON_GetObjectItemCaseSensitive(answer, "client_id");
+        const cJSON *bound =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(answer, "cnf"), "x5t#S256");
+        CHECK(cJSON_IsString(client_id) && strcmp(client_id->valuestring, cases[i].client_id) == 0,
+              "%s: the token is the client's", cases[i].client_id);
+        CHECK(cJSON_IsString(bound) && strcmp(bound->valuestring, x5t) == 0,
+              "%s: bound to the certificate (cnf.x5t#S256 %s, want %s)", cases[i].client_id,
+              cJSON_IsString(bound) ? bound->valuestring : "(none)", x5t);
+        cJSON_Delete(answer);
+        authcore_response_free(r);
+        authcore_client_free(c);
+    }
+    /* A certificate the CA did not issue does not authenticate `mtls`. */
+    authcore_client *stranger = mtls_client(m, dir, "mtls", AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, "self-signed");
+    char *token = NULL;
+    CHECK_STATUS(authcore_client_token(stranger, &token), AUTHCORE_STATUS_OAUTH);
+    CHECK(strcmp(authcore_last_error_oauth_error(), "invalid_client") == 0, "%s",
+          authcore_last_error_oauth_error());
+    CHECK(token == NULL, "nothing written on failure");
+    authcore_client_free(stranger);
+    authcore_metadata_free(m);
+}
+
 static void test_private_key_arguments(void) {
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
@@ -737,6 +845,11 @@ int main(void) {
         test_federated_client_assertion(issuer);
         test_token_exchange_with_a_chained_subject(issuer);
     }
+    const char *tls_issuer = getenv("AUTHCORE_OIDC_TLS_ISSUER");
+    const char *tls_dir = getenv("AUTHCORE_OIDC_TLS_DIR");
+    const char *mtls_base = getenv("AUTHCORE_OIDC_MTLS_BASE");
+    CHECK(tls_issuer && tls_dir && mtls_base, "the TLS provider is started by tests/c/run.sh");
+    if (tls_issuer && tls_dir && mtls_base) test_mtls(tls_issuer, tls_dir, mtls_base);
     test_private_key_arguments();
     return harness_finish("test_oidc");
 }
