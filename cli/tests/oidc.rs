@@ -1,7 +1,8 @@
 //! Interoperability with a real, certified authorization server (`oidc-provider`):
 //! discovery, client credentials (basic and post), code + PKCE + `iss`, refresh with
 //! rotation, the device flow approved headlessly, revocation, resource indicators and
-//! private_key_jwt — each through authcore's public API only.
+//! private_key_jwt; DPoP; federated client assertions, token exchange and mutual TLS
+//! with certificate-bound tokens — each through authcore's public API only.
 
 #[path = "support/oidc.rs"]
 #[allow(dead_code)]
@@ -1096,4 +1097,184 @@ fn token_exchange_with_a_chained_subject_client() {
     );
     let renewed = subject.cached_token().unwrap();
     assert_ne!(renewed.access_token(), subject_token.access_token());
+}
+
+/// Throwaway certificates for the provider's TLS mode, in the files server.mjs reads
+/// (tests/oidc/make-certs.sh makes the same with openssl): a CA, the server's
+/// certificate for 127.0.0.1, and two client certificates — one the CA issues with
+/// subject `CN=mtls-client`, one self-signed (`CN=mtls-self`, also written as
+/// `self-signed.pem` for the provider to register).
+struct TlsFiles {
+    dir: tempfile::TempDir,
+    client: authcore::ClientCertificate,
+    self_signed: authcore::ClientCertificate,
+}
+
+impl TlsFiles {
+    fn make() -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "authcore oidc interop CA");
+        let ca_key = KeyPair::generate().unwrap();
+        write("ca.pem", ca_params.self_signed(&ca_key).unwrap().pem());
+        let ca = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        write("server.pem", server.pem());
+        write("server.key", server_key.serialize_pem());
+        let client_params = |cn: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params
+        };
+        let client_key = KeyPair::generate().unwrap();
+        let client = client_params("mtls-client")
+            .signed_by(&client_key, &ca)
+            .unwrap();
+        let self_key = KeyPair::generate().unwrap();
+        let self_signed = client_params("mtls-self").self_signed(&self_key).unwrap();
+        write("self-signed.pem", self_signed.pem());
+        let certificate = |cert: &rcgen::Certificate, key: &KeyPair| {
+            authcore::ClientCertificate::from_pem(
+                cert.pem().as_bytes(),
+                key.serialize_pem().as_bytes(),
+            )
+            .unwrap()
+        };
+        TlsFiles {
+            client: certificate(&client, &client_key),
+            self_signed: certificate(&self_signed, &self_key),
+            dir,
+        }
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// An HTTP agent of the test's own that trusts the CA (and presents no certificate).
+    fn agent(&self) -> ureq::Agent {
+        let pem = std::fs::read(self.ca()).unwrap();
+        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            )
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into()
+    }
+}
+
+/// Mutual TLS (RFC 8705) against oidc-provider terminating TLS itself, its mTLS
+/// endpoints on a listener that asks for client certificates (`mtls_endpoint_aliases`):
+/// `tls_client_auth` and `self_signed_tls_client_auth` client credentials through the
+/// aliases, the tokens bound to the certificate (introspection's `cnf.x5t#S256`), taken
+/// by a resource server on a connection with that certificate and refused on one
+/// without it or with another; a certificate the CA did not issue does not authenticate
+/// the `tls_client_auth` client.
+#[test]
+fn mtls_client_credentials_with_certificate_bound_tokens() {
+    use authcore::grant::StaticToken;
+    let tls = TlsFiles::make();
+    let server = Oidc::start_with(&[("AUTHCORE_OIDC_TLS_DIR", tls.dir.path())]);
+    assert!(
+        server.issuer.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.issuer
+    );
+    let trusting = || options().ca_bundle(tls.ca());
+    let m = Metadata::discover(&server.issuer, &trusting()).unwrap();
+    assert!(m.tls_client_certificate_bound_access_tokens);
+    let alias = m
+        .mtls_alias("token_endpoint")
+        .expect("an mTLS alias")
+        .to_owned();
+    assert_ne!(Some(alias.as_str()), m.token_endpoint.as_deref());
+    let resource = alias.replace("/token", "/test-api");
+    let agent = tls.agent();
+    let introspect = |token: &str| -> serde_json::Value {
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", APP.0, APP.1));
+        agent
+            .post(m.introspection_endpoint.as_deref().unwrap())
+            .header("authorization", &format!("Basic {basic}"))
+            .send_form([("token", token)])
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    for (client_id, method, cert) in [
+        ("mtls", AuthMethod::TlsClientAuth, &tls.client),
+        (
+            "mtls-self",
+            AuthMethod::SelfSignedTlsClientAuth,
+            &tls.self_signed,
+        ),
+    ] {
+        let client = authcore::Client::new(
+            ClientCredentials::from_metadata(&m, client_id, "")
+                .unwrap()
+                .auth_method(method)
+                .scopes(["api:read"]),
+            trusting().client_certificate(cert.clone()),
+        )
+        .unwrap();
+        let token = client.token().unwrap();
+        let access = token.access_token().expose_secret().to_owned();
+        let seen = introspect(&access);
+        assert_eq!(seen["active"], true, "{seen}");
+        assert_eq!(seen["client_id"], client_id, "{seen}");
+        assert_eq!(seen["cnf"]["x5t#S256"], cert.thumbprint(), "{seen}");
+        // The resource server takes it on a connection with the certificate...
+        let response = client.get(&resource).unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(body["cnf"]["x5t#S256"], cert.thumbprint(), "{body}");
+        // ...and not on one without it, nor with another.
+        let other = if client_id == "mtls" {
+            &tls.self_signed
+        } else {
+            &tls.client
+        };
+        for options in [trusting(), trusting().client_certificate(other.clone())] {
+            let thief = authcore::Client::new(StaticToken::new(access.clone()), options).unwrap();
+            let response = thief.get(&resource).unwrap();
+            assert_eq!(response.status, 401, "{}", response.text());
+        }
+    }
+    // A certificate the CA did not issue does not authenticate `mtls`.
+    let stranger = authcore::Client::new(
+        ClientCredentials::from_metadata(&m, "mtls", "")
+            .unwrap()
+            .auth_method(AuthMethod::TlsClientAuth),
+        trusting().client_certificate(tls.self_signed.clone()),
+    )
+    .unwrap();
+    let e = stranger.token().unwrap_err();
+    assert_eq!(
+        e.oauth().map(|o| o.error.as_str()),
+        Some("invalid_client"),
+        "{e}"
+    );
 }

@@ -2,21 +2,30 @@
 from the npm registry, installed by tests/provision.sh): discovery, client credentials,
 the code flow with PKCE and ``iss``, the device flow, and revocation; and each grant
 with DPoP (nonces demanded at the token endpoint and at userinfo), the tokens' binding
-checked by introspection (``cnf.jkt``)."""
+checked by introspection (``cnf.jkt``). Workloads without secrets: the ``federated``
+client authenticated with assertions of the server's test issuer read from a file, and
+token exchange (the grant the server registers) with a chained subject client; mutual
+TLS (RFC 8705) against the server in TLS mode: ``tls_client_auth`` and
+``self_signed_tls_client_auth`` through its ``mtls_endpoint_aliases``, the tokens bound
+to the certificate."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.cookiejar
 import json
+import os
+import pathlib
 import time
 import re
+import ssl
 import subprocess
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import pytest
 
@@ -28,26 +37,40 @@ REDIRECT = "http://127.0.0.1/callback"
 API = "https://api.example.test/"
 
 
+def _start(env: Optional[dict[str, str]] = None) -> subprocess.Popen[str]:
+    if not (OIDC / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("oidc-provider is not installed: run `npm ci --prefix tests/oidc` (tests/provision.sh does)")
+    return subprocess.Popen(
+        ["node", "server.mjs"], cwd=OIDC, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
+def _line(proc: subprocess.Popen[str], name: str) -> str:
+    """The value of the next line the server prints, which must be ``name=...``."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith(name + "="), line
+    return line.strip().split("=", 1)[1]
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[str]:
     """oidc-provider on a free loopback port, stopped at the end."""
-    if not (OIDC / "node_modules" / "oidc-provider").is_dir():
-        pytest.fail("oidc-provider is not installed: run `npm ci --prefix tests/oidc` (tests/provision.sh does)")
-    proc = subprocess.Popen(
-        ["node", "server.mjs"], cwd=OIDC, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    proc = _start()
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("OIDC_ISSUER="), line
-        yield line.strip().split("=", 1)[1]
+        yield _line(proc, "OIDC_ISSUER")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        _stop(proc)
 
 
 class _Stop(urllib.request.HTTPRedirectHandler):
@@ -329,3 +352,190 @@ def test_dpop_device_flow(issuer: str) -> None:
     _assert_bound(m, resumed)
     assert resumed.dpop_thumbprint == key.thumbprint
     resumed.revoke()
+
+
+# --- Workloads without secrets: federated client assertions (RFC 7523 §2.2) and token
+# exchange (RFC 8693) through the grant the server registers.
+
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+
+
+def _mint(issuer: str, ttl_s: int = 300) -> str:
+    """An assertion of the server's test issuer about the ``federated`` client."""
+    req = urllib.request.Request(
+        issuer + "/test-issuer/mint", data=json.dumps({"ttl_s": ttl_s}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+        return str(json.loads(resp.read())["jwt"])
+
+
+def test_federated_client_assertion_from_a_rewritten_file(issuer: str, tmp_path: pathlib.Path) -> None:
+    m = authcore.discover(issuer)
+    path = tmp_path / "projected-token"
+    path.write_text(_mint(issuer))
+    client = authcore.Client.client_credentials_from_metadata(
+        m, "federated", scopes="api:read", client_assertion=authcore.AssertionSource.file(path),
+        max_retries=0, failure_backoff=(0.01, 0.05),
+    )
+    first = client.token()
+    assert _introspect(m, first)["client_id"] == "federated"
+    # Rewritten (as the kubelet does): the next token request uses the new one.
+    path.write_text(_mint(issuer))
+    assert client.refresh() != first
+    # Not rewritten: the provider refuses the used assertion (its jti), sent once, and
+    # the error names no assertion.
+    used = path.read_text()
+    time.sleep(0.1)
+    before = client.stats().token_requests
+    with pytest.raises(authcore.OAuthError) as refused:
+        client.refresh()
+    assert refused.value.error == "invalid_client"
+    assert used not in str(refused.value) and used not in repr(client)
+    assert client.stats().token_requests - before == 1
+    # Expired: refused here, never sent.
+    path.write_text(_mint(issuer, ttl_s=-30))
+    time.sleep(0.1)
+    before = client.stats().token_requests
+    with pytest.raises(authcore.ConfigError, match="expired"):
+        client.refresh()
+    assert client.stats().token_requests == before
+    # A callable that first gives the used assertion and then a fresh one: refused, read
+    # again, and the call succeeds with one more request.
+    values = [_mint(issuer), used]
+    rereading = authcore.Client.client_credentials_from_metadata(
+        m, "federated", scopes="api:read", client_assertion=authcore.AssertionSource.callback(values.pop),
+    )
+    rereading.token()
+    assert rereading.stats().token_requests == 2 and values == []
+
+
+def _revoke(metadata: authcore.Metadata, basic: bytes, token: str) -> None:
+    assert metadata.revocation_endpoint
+    req = urllib.request.Request(
+        metadata.revocation_endpoint,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(basic).decode(),
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
+        assert resp.status == 200
+
+
+def test_token_exchange_with_a_chained_subject_client(issuer: str) -> None:
+    m = authcore.discover(issuer)
+    assert m.token_endpoint
+    subject = authcore.Client.client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", scopes="api:read", failure_backoff=(0.01, 0.05),
+    )
+    exchanger = authcore.Client.token_exchange(
+        m.token_endpoint, "exchanger", "exchanger-secret-0123456789",
+        subject_client=subject, audience=API, scopes="api:read", failure_backoff=(0.01, 0.05),
+    )
+    first = exchanger.token_info()
+    assert first.issued_token_type == ACCESS_TOKEN
+    subject_token = subject.token()
+    assert first.access_token != subject_token
+    seen = _introspect(m, first.access_token)
+    assert seen["active"] is True and seen["client_id"] == "exchanger", seen
+    # The subject token revoked at the provider by its client: the exchange is refused
+    # once, the subject renewed, and the exchange sent again in the same call.
+    _revoke(m, b"cc-basic:cc-basic-secret-0123456789", subject_token)
+    assert _introspect(m, subject_token)["active"] is False
+    time.sleep(0.1)
+    before = exchanger.stats().token_requests
+    assert exchanger.refresh() != first.access_token
+    assert exchanger.stats().token_requests - before == 2
+    assert subject.token() != subject_token
+
+
+# --- Mutual TLS (RFC 8705): the server in TLS mode, its mTLS endpoints on a listener that
+# asks for client certificates (named in mtls_endpoint_aliases).
+
+
+class TlsProvider:
+    def __init__(self, issuer: str, mtls_base: str, files: pathlib.Path) -> None:
+        self.issuer, self.mtls_base, self.files = issuer, mtls_base, files
+        self.ca = str(files / "ca.pem")
+
+
+@pytest.fixture(scope="module")
+def tls_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsProvider]:
+    """oidc-provider in TLS mode with certificates from tests/oidc/make-certs.sh."""
+    files = tmp_path_factory.mktemp("oidc-tls")
+    subprocess.run(["bash", str(OIDC / "make-certs.sh"), str(files)], check=True, timeout=60)
+    proc = _start({"AUTHCORE_OIDC_TLS_DIR": str(files)})
+    try:
+        issuer = _line(proc, "OIDC_ISSUER")
+        yield TlsProvider(issuer, _line(proc, "OIDC_MTLS_BASE"), files)
+    finally:
+        _stop(proc)
+
+
+def _thumbprint(pem_path: pathlib.Path) -> str:
+    """RFC 8705's ``x5t#S256`` of a PEM certificate."""
+    der = ssl.PEM_cert_to_DER_cert(pem_path.read_text())
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("client_id", "auth_method", "cert", "other"),
+    [
+        ("mtls", "tls_client_auth", "client", "self-signed"),
+        ("mtls-self", "self_signed_tls_client_auth", "self-signed", "client"),
+    ],
+)
+def test_mtls_client_credentials_with_a_bound_token(
+    tls_provider: TlsProvider, client_id: str, auth_method: Literal["tls_client_auth", "self_signed_tls_client_auth"],
+    cert: str, other: str,
+) -> None:
+    p = tls_provider
+    m = authcore.discover(p.issuer, ca_bundle=p.ca)
+    assert m.tls_client_certificate_bound_access_tokens
+    assert m.mtls_endpoint_aliases["token_endpoint"] == p.mtls_base + "/token" != m.token_endpoint
+    client = authcore.Client.client_credentials_from_metadata(
+        m, client_id, scopes="api:read", auth_method=auth_method, ca_bundle=p.ca,
+        client_cert=p.files / f"{cert}.pem", client_key=p.files / f"{cert}.key",
+    )
+    token = client.token()
+    x5t = _thumbprint(p.files / f"{cert}.pem")
+    assert x5t == (p.files / f"{cert}.x5t").read_text().strip()
+    # The provider's introspection: the token is bound to the certificate.
+    assert m.introspection_endpoint
+    req = urllib.request.Request(
+        m.introspection_endpoint,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(b"app:app-secret-0123456789").decode()},
+    )
+    context = ssl.create_default_context(cafile=p.ca)
+    with urllib.request.urlopen(req, timeout=10, context=context) as resp:  # noqa: S310 (loopback only)
+        seen = json.loads(resp.read())
+    assert seen["active"] is True and seen["client_id"] == client_id, seen
+    assert seen["cnf"] == {"x5t#S256": x5t}, seen
+    # A resource server on the mTLS listener takes it with the certificate...
+    resource = p.mtls_base + "/test-api"
+    answer = client.get(resource)
+    assert answer.status == 200
+    assert answer.json() == {"client_id": client_id, "cnf": {"x5t#S256": x5t}}
+    # ...and not on a connection without it, nor with another one.
+    thieves = [
+        authcore.Client.personal_access_token(token, ca_bundle=p.ca),
+        authcore.Client.personal_access_token(
+            token, ca_bundle=p.ca, client_cert=p.files / f"{other}.pem", client_key=p.files / f"{other}.key",
+        ),
+    ]
+    for thief in thieves:
+        refused = thief.get(resource)
+        assert refused.status == 401, refused.text
+
+
+def test_mtls_a_certificate_the_ca_did_not_issue_is_refused(tls_provider: TlsProvider) -> None:
+    p = tls_provider
+    m = authcore.discover(p.issuer, ca_bundle=p.ca)
+    stranger = authcore.Client.client_credentials_from_metadata(
+        m, "mtls", auth_method="tls_client_auth", ca_bundle=p.ca, max_retries=0,
+        client_cert=p.files / "self-signed.pem", client_key=p.files / "self-signed.key",
+    )
+    with pytest.raises(authcore.OAuthError) as refused:
+        stranger.token()
+    assert refused.value.error == "invalid_client"

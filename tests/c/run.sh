@@ -6,7 +6,7 @@
 #      and runs against the development provider (its DPoP example compiles);
 #   4. the C tests (API, 32 threads, DPoP, the shared scenarios) pass under AddressSanitizer +
 #      UBSan and under valgrind with leak checking.
-# Needs: cbindgen (pinned), gcc/g++, pkg-config, valgrind, libcjson-dev.
+# Needs: cbindgen (pinned), gcc/g++, pkg-config, valgrind, libcjson-dev, node, openssl.
 # `bash tests/c/run.sh bench` runs the C benchmark instead of the tests.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -16,8 +16,10 @@ devserver_pid=""
 tls_devserver_pid=""
 redis_pid=""
 oidc_pid=""
+oidc_tls_pid=""
 cleanup() {
     if [ -n "$oidc_pid" ]; then kill "$oidc_pid" 2>/dev/null || true; wait "$oidc_pid" 2>/dev/null || true; fi
+    if [ -n "$oidc_tls_pid" ]; then kill "$oidc_tls_pid" 2>/dev/null || true; wait "$oidc_tls_pid" 2>/dev/null || true; fi
     if [ -n "$devserver_pid" ]; then kill "$devserver_pid" 2>/dev/null || true; fi
     if [ -n "$tls_devserver_pid" ]; then kill "$tls_devserver_pid" 2>/dev/null || true; wait "$tls_devserver_pid" 2>/dev/null || true; fi
     if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
@@ -112,7 +114,29 @@ start_oidc() {
     echo "oidc-provider did not start" >&2
     exit 1
 }
-if [ "${1:-}" != "bench" ]; then start_oidc; fi
+# The same in TLS mode (mutual TLS, RFC 8705), with throwaway certificates made by
+# tests/oidc/make-certs.sh; its mTLS listener's address in AUTHCORE_OIDC_MTLS_BASE.
+start_oidc_tls() {
+    bash tests/oidc/make-certs.sh "$work/oidc-tls"
+    mkfifo "$work/oidc-tls.in"
+    (cd tests/oidc && AUTHCORE_OIDC_TLS_DIR="$work/oidc-tls" exec node server.mjs \
+        < "$work/oidc-tls.in" > "$work/oidc-tls.out" 2>/dev/null) &
+    oidc_tls_pid=$!
+    exec 8> "$work/oidc-tls.in"
+    for _ in $(seq 1 200); do
+        base=$(sed -n 's/^OIDC_MTLS_BASE=//p' "$work/oidc-tls.out")
+        if [ -n "$base" ]; then
+            export AUTHCORE_OIDC_TLS_ISSUER="$(sed -n 's/^OIDC_ISSUER=//p' "$work/oidc-tls.out")"
+            export AUTHCORE_OIDC_MTLS_BASE="$base"
+            export AUTHCORE_OIDC_TLS_DIR="$work/oidc-tls"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "oidc-provider (TLS) did not start" >&2
+    exit 1
+}
+if [ "${1:-}" != "bench" ]; then start_oidc; start_oidc_tls; fi
 
 if [ "${1:-}" = "bench" ]; then
     gcc "${CFLAGS_COMMON[@]}" -O2 tests/c/bench.c -o "$work/bench" "${LINK[@]}" -lcjson

@@ -7,6 +7,15 @@
  * token endpoint and at userinfo): client credentials, code + PKCE + refresh and the
  * device flow each get tokens bound to the client's key (introspection's `cnf.jkt`),
  * and userinfo refuses such a token without a proof and accepts it with one.
+ * Workloads without secrets: the `federated` client authenticated with assertions of
+ * the server's test issuer read from a file (rewritten, used, expired), and token
+ * exchange (the server's registered grant) with a chained subject client whose token
+ * the provider revokes. Mutual TLS (a second provider, in TLS mode, whose issuer is in
+ * AUTHCORE_OIDC_TLS_ISSUER, its files in AUTHCORE_OIDC_TLS_DIR, its mTLS listener in
+ * AUTHCORE_OIDC_MTLS_BASE): tls_client_auth and self_signed_tls_client_auth client
+ * credentials through the discovered mtls_endpoint_aliases, the tokens bound to the
+ * certificate (the resource server's word, from the provider's record), a certificate
+ * the CA did not issue refused.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,6 +32,7 @@ static const char *CC_BASIC_AUTH = "Y2MtYmFzaWM6Y2MtYmFzaWMtc2VjcmV0LTAxMjM0NTY3
 /* base64("app:app-secret-0123456789") */
 static const char *APP_AUTH = "YXBwOmFwcC1zZWNyZXQtMDEyMzQ1Njc4OQ==";
 static const char *REDIRECT = "http://127.0.0.1/callback";
+static const char *ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
 
 /* POSTs `token` to the introspection endpoint as the client whose Basic credentials are
  * `basic`; the answer parsed (caller frees), or NULL on failure. */
@@ -534,6 +544,278 @@ static void test_dpop_device_flow(const char *issuer) {
     authcore_metadata_free(m);
 }
 
+/* ---- workloads without secrets ---- */
+
+static uint64_t token_requests_of(const authcore_client *c) {
+    authcore_stats stats;
+    memset(&stats, 0, sizeof stats);
+    CHECK_OK(authcore_client_stats(c, &stats, sizeof stats));
+    return stats.token_requests_succeeded + stats.token_requests_refused + stats.token_requests_failed;
+}
+
+/* An assertion of the server's test issuer about the `federated` client, valid for
+ * `ttl_s` seconds (negative: already expired), written to `path`; the JWT returned
+ * (malloc'd), or NULL. */
+static char *mint_to(const char *issuer, long ttl_s, const char *path) {
+    char url[512], body[64], reply[8192];
+    snprintf(url, sizeof url, "%s/test-issuer/mint", issuer);
+    snprintf(body, sizeof body, "{\"ttl_s\":%ld}", ttl_s);
+    if (http_exchange("POST", url, "Content-Type: application/json\r\n", body, reply, sizeof reply) != 200) {
+        return NULL;
+    }
+    cJSON *answer = cJSON_Parse(http_body(reply));
+    const cJSON *jwt = cJSON_GetObjectItemCaseSensitive(answer, "jwt");
+    char *copy = cJSON_IsString(jwt) ? strdup(jwt->valuestring) : NULL;
+    cJSON_Delete(answer);
+    FILE *f = copy ? fopen(path, "w") : NULL;
+    if (f == NULL || fputs(copy, f) < 0 || fclose(f) != 0) {
+        free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+/* Federated client assertions (RFC 7523 §2.2): the file is read for every token request
+ * (a rewritten one is used); a used one is refused by the server and not sent twice,
+ * the error naming no assertion; an expired one is never sent. */
+static void test_federated_client_assertion(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    char path[] = "/tmp/authcore-projected-token-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "a temporary file");
+    if (fd < 0) {
+        authcore_metadata_free(m);
+        return;
+    }
+    close(fd);
+    char *jwt = mint_to(issuer, 300, path);
+    CHECK(jwt != NULL, "minted");
+    authcore_assertion_source *source = NULL;
+    CHECK_OK(authcore_assertion_source_file(path, &source));
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_failure_backoff_ms(o, 10, 50));
+    CHECK_OK(authcore_options_set_client_assertion(o, source));
+    authcore_assertion_source_free(source); /* the options keep a copy */
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(
+        m, "federated", NULL, "api:read", AUTHCORE_AUTH_METHOD_CLIENT_ASSERTION, o, &c));
+    authcore_options_free(o);
+    char *first = NULL, *second = NULL, *third = NULL;
+    CHECK_OK(authcore_client_token(c, &first));
+    CHECK(first && introspect_active(issuer, first) == 1, "the provider accepted the assertion");
+
+    /* Rewritten (as the kubelet does): the next token request uses the new one. */
+    free(jwt);
+    jwt = mint_to(issuer, 300, path);
+    CHECK(jwt != NULL, "minted again");
+    CHECK_OK(authcore_client_refresh(c, &second));
+    CHECK(first && second && strcmp(first, second) != 0, "a new token");
+
+    /* Not rewritten: the provider refuses the used assertion (its jti); sent once. */
+    sleep_ms(60);
+    uint64_t before = token_requests_of(c);
+    CHECK_STATUS(authcore_client_refresh(c, &third), AUTHCORE_STATUS_OAUTH);
+    CHECK(strcmp(authcore_last_error_oauth_error(), "invalid_client") == 0, "%s",
+          authcore_last_error_oauth_error());
+    CHECK(jwt && strstr(authcore_last_error_message(), jwt) == NULL, "no assertion in the message");
+    CHECK(token_requests_of(c) - before == 1, "sent once (%llu)",
+          (unsigned long long)(token_requests_of(c) - before));
+
+    /* Expired: refused here, never sent. */
+    free(jwt);
+    jwt = mint_to(issuer, -30, path);
+    CHECK(jwt != NULL, "minted expired");
+    sleep_ms(60);
+    before = token_requests_of(c);
+    CHECK_STATUS(authcore_client_refresh(c, &third), AUTHCORE_STATUS_CONFIG);
+    CHECK(strstr(authcore_last_error_message(), "expired") != NULL, "%s", authcore_last_error_message());
+    CHECK(token_requests_of(c) == before, "nothing sent");
+    CHECK(third == NULL, "nothing written on failure");
+
+    free(jwt);
+    authcore_string_free(first);
+    authcore_string_free(second);
+    authcore_client_free(c);
+    authcore_metadata_free(m);
+    unlink(path);
+}
+
+/* Revokes `token` at the provider as the client `basic` names. */
+static void revoke_as(const char *issuer, const char *basic, const char *token) {
+    char url[512], headers[512], body[4096], reply[4096];
+    snprintf(url, sizeof url, "%s/token/revocation", issuer);
+    snprintf(headers, sizeof headers,
+             "Authorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\n", basic);
+    snprintf(body, sizeof body, "token=%s", token);
+    CHECK(http_exchange("POST", url, headers, body, reply, sizeof reply) == 200, "revoked: %.200s", reply);
+}
+
+/* Token exchange (RFC 8693) through the grant the server registers: `exchanger`
+ * exchanges `cc-basic`'s token (a chained subject client); when the provider revokes that token, the exchange is refused once, the subject
+ * renewed, and the exchange sent again within the same call. */
+static void test_token_exchange_with_a_chained_subject(const char *issuer) {
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, NULL, &m));
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_failure_backoff_ms(o, 10, 50));
+    authcore_client *subject = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(
+        m, "cc-basic", "cc-basic-secret-0123456789", "api:read", AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, o,
+        &subject));
+    authcore_token_exchange *x = NULL;
+    CHECK_OK(authcore_token_exchange_new(authcore_metadata_get(m, AUTHCORE_METADATA_FIELD_TOKEN_ENDPOINT),
+                                         "exchanger", "exchanger-secret-0123456789",
+                                         AUTHCORE_AUTH_METHOD_CLIENT_SECRET_BASIC, &x));
+    CHECK_OK(authcore_token_exchange_set_subject_client(x, subject, NULL));
+    CHECK_OK(authcore_token_exchange_add_audience(x, API));
+    CHECK_OK(authcore_token_exchange_set_scopes(x, "api:read"));
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_token_exchange(x, o, &c));
+    authcore_token_exchange_free(x);
+    authcore_options_free(o);
+
+    authcore_token *t = NULL;
+    CHECK_OK(authcore_client_token_info(c, &t));
+    const char *issued = t ? authcore_token_issued_token_type(t) : NULL;
+    CHECK(issued && strcmp(issued, ACCESS_TOKEN_TYPE) == 0, "issued type %s", issued ? issued : "(null)");
+    char *first = t ? strdup(authcore_token_access_token(t)) : NULL;
+    authcore_token_free(t);
+    char *subject_token = NULL;
+    CHECK_OK(authcore_client_token(subject, &subject_token));
+    CHECK(first && subject_token && strcmp(first, subject_token) != 0, "a token of the exchanger's own");
+    CHECK(first && introspect_active(issuer, first) == 1, "the exchanged token is active");
+
+    /* The subject token revoked at the provider by its client. */
+    if (subject_token) revoke_as(issuer, CC_BASIC_AUTH, subject_token);
+    CHECK(subject_token && introspect_active(issuer, subject_token) == 0, "the subject token is revoked");
+    sleep_ms(60);
+    uint64_t before = token_requests_of(c);
+    char *second = NULL;
+    CHECK_OK(authcore_client_refresh(c, &second));
+    CHECK(first && second && strcmp(first, second) != 0, "a new exchanged token");
+    CHECK(token_requests_of(c) - before == 2, "refused once, then sent with the renewed subject (%llu)",
+          (unsigned long long)(token_requests_of(c) - before));
+    char *renewed = NULL;
+    CHECK_OK(authcore_client_token(subject, &renewed));
+    CHECK(renewed && subject_token && strcmp(renewed, subject_token) != 0, "the subject renewed");
+
+    free(first);
+    authcore_string_free(second);
+    authcore_string_free(subject_token);
+    authcore_string_free(renewed);
+    authcore_client_free(subject);
+    authcore_client_free(c);
+    authcore_metadata_free(m);
+}
+
+/* ---- mutual TLS (RFC 8705) ---- */
+
+/* `dir`/`name` into `out`. */
+static void tls_file(const char *dir, const char *name, char *out, size_t len) {
+    snprintf(out, len, "%s/%s", dir, name);
+}
+
+/* The first line of the file `dir`/`name` (a thumbprint), into `out`. */
+static bool read_line(const char *dir, const char *name, char *out, size_t len) {
+    char path[512];
+    tls_file(dir, name, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    bool ok = f != NULL && fgets(out, (int)len, f) != NULL;
+    if (f) fclose(f);
+    out[strcspn(out, "\r\n")] = '\0';
+    return ok;
+}
+
+/* A client of `client_id` by `method` presenting the certificate `cert` (a file stem in
+ * `dir`, or NULL for none), trusting the provider's CA. */
+static authcore_client *mtls_client(const authcore_metadata *m, const char *dir, const char *client_id,
+                                    uint32_t method, const char *cert) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    CHECK_OK(authcore_options_set_timeout_ms(o, 10000));
+    CHECK_OK(authcore_options_set_max_retries(o, 0));
+    char ca[512], pem[512], key[512];
+    tls_file(dir, "ca.pem", ca, sizeof ca);
+    CHECK_OK(authcore_options_set_ca_bundle(o, ca));
+    if (cert != NULL) {
+        snprintf(pem, sizeof pem, "%s/%s.pem", dir, cert);
+        snprintf(key, sizeof key, "%s/%s.key", dir, cert);
+        CHECK_OK(authcore_options_set_client_certificate_files(o, pem, key));
+    }
+    authcore_client *c = NULL;
+    CHECK_OK(authcore_client_new_client_credentials_from_metadata(m, client_id, NULL, "api:read", method, o, &c));
+    authcore_options_free(o);
+    return c;
+}
+
+static void test_mtls(const char *issuer, const char *dir, const char *mtls_base) {
+    authcore_options *o = NULL;
+    CHECK_OK(authcore_options_new(&o));
+    char ca[512];
+    tls_file(dir, "ca.pem", ca, sizeof ca);
+    CHECK_OK(authcore_options_set_ca_bundle(o, ca));
+    authcore_metadata *m = NULL;
+    CHECK_OK(authcore_discover(issuer, o, &m));
+    authcore_options_free(o);
+    if (m == NULL) return;
+    const char *token_endpoint = authcore_metadata_get(m, AUTHCORE_METADATA_FIELD_TOKEN_ENDPOINT);
+    CHECK(token_endpoint && strncmp(token_endpoint, mtls_base, strlen(mtls_base)) != 0,
+          "the token endpoint is not the mTLS listener");
+    char resource[512];
+    snprintf(resource, sizeof resource, "%s/test-api", mtls_base);
+    static const struct {
+        const char *client_id, *cert, *x5t;
+        uint32_t method;
+    } cases[] = {
+        {"mtls", "client", "client.x5t", AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH},
+        {"mtls-self", "self-signed", "self-signed.x5t", AUTHCORE_AUTH_METHOD_SELF_SIGNED_TLS_CLIENT_AUTH},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char x5t[128] = "";
+        CHECK(read_line(dir, cases[i].x5t, x5t, sizeof x5t), "%s", cases[i].x5t);
+        authcore_client *c = mtls_client(m, dir, cases[i].client_id, cases[i].method, cases[i].cert);
+        if (c == NULL) continue;
+        char *token = NULL;
+        CHECK_OK(authcore_client_token(c, &token));
+        authcore_string_free(token);
+        /* The resource server (on the mTLS listener) takes it over this client's
+         * connections, and says what the provider bound it to. */
+        authcore_response *r = NULL;
+        CHECK_OK(authcore_client_get(c, resource, &r));
+        CHECK(r && authcore_response_status(r) == 200, "%s: accepted at the resource (HTTP %u)",
+              cases[i].client_id, r ? (unsigned)authcore_response_status(r) : 0u);
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if (r) CHECK_OK(authcore_response_body(r, &data, &len));
+        cJSON *answer = data ? cJSON_ParseWithLength((const char *)data, len) : NULL;
+        const cJSON *client_id = cJSON_GetObjectItemCaseSensitive(answer, "client_id");
+        const cJSON *bound =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(answer, "cnf"), "x5t#S256");
+        CHECK(cJSON_IsString(client_id) && strcmp(client_id->valuestring, cases[i].client_id) == 0,
+              "%s: the token is the client's", cases[i].client_id);
+        CHECK(cJSON_IsString(bound) && strcmp(bound->valuestring, x5t) == 0,
+              "%s: bound to the certificate (cnf.x5t#S256 %s, want %s)", cases[i].client_id,
+              cJSON_IsString(bound) ? bound->valuestring : "(none)", x5t);
+        cJSON_Delete(answer);
+        authcore_response_free(r);
+        authcore_client_free(c);
+    }
+    /* A certificate the CA did not issue does not authenticate `mtls`. */
+    authcore_client *stranger = mtls_client(m, dir, "mtls", AUTHCORE_AUTH_METHOD_TLS_CLIENT_AUTH, "self-signed");
+    char *token = NULL;
+    CHECK_STATUS(authcore_client_token(stranger, &token), AUTHCORE_STATUS_OAUTH);
+    CHECK(strcmp(authcore_last_error_oauth_error(), "invalid_client") == 0, "%s",
+          authcore_last_error_oauth_error());
+    CHECK(token == NULL, "nothing written on failure");
+    authcore_client_free(stranger);
+    authcore_metadata_free(m);
+}
+
 static void test_private_key_arguments(void) {
     authcore_options *o = NULL;
     CHECK_OK(authcore_options_new(&o));
@@ -560,7 +842,14 @@ int main(void) {
         test_dpop_client_credentials(issuer);
         test_dpop_code_pkce_refresh(issuer);
         test_dpop_device_flow(issuer);
+        test_federated_client_assertion(issuer);
+        test_token_exchange_with_a_chained_subject(issuer);
     }
+    const char *tls_issuer = getenv("AUTHCORE_OIDC_TLS_ISSUER");
+    const char *tls_dir = getenv("AUTHCORE_OIDC_TLS_DIR");
+    const char *mtls_base = getenv("AUTHCORE_OIDC_MTLS_BASE");
+    CHECK(tls_issuer && tls_dir && mtls_base, "the TLS provider is started by tests/c/run.sh");
+    if (tls_issuer && tls_dir && mtls_base) test_mtls(tls_issuer, tls_dir, mtls_base);
     test_private_key_arguments();
     return harness_finish("test_oidc");
 }

@@ -25,7 +25,7 @@ pub const API: &str = "https://api.example.test/";
 /// A running `oidc-provider`.
 pub struct Oidc {
     child: Child,
-    /// Its issuer, `http://127.0.0.1:PORT`.
+    /// Its issuer, `http://127.0.0.1:PORT` (`https://` in TLS mode).
     pub issuer: String,
 }
 
@@ -44,7 +44,7 @@ impl Oidc {
     }
 
     /// Starts the provider with these environment variables (see tests/oidc/server.mjs:
-    /// `AUTHCORE_OIDC_CLIENT_KEY`, `AUTHCORE_OIDC_FEDERATED_KEY`).
+    /// `AUTHCORE_OIDC_CLIENT_KEY`, `AUTHCORE_OIDC_FEDERATED_KEY`, `AUTHCORE_OIDC_TLS_DIR`).
     pub fn start_with(env: &[(&str, &Path)]) -> Oidc {
         let dir = oidc_dir();
         assert!(
