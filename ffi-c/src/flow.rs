@@ -741,7 +741,7 @@ mod tests {
                 c"http://127.0.0.1/cb".as_ptr(),
                 std::ptr::null(),
                 false,
-                7,
+                99,
                 true,
                 std::ptr::null(),
                 &mut out,
