@@ -17,11 +17,12 @@ import http.cookiejar
 import json
 import os
 import pathlib
-import time
 import re
+import select
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,9 +38,7 @@ REDIRECT = "http://127.0.0.1/callback"
 API = "https://api.example.test/"
 
 
-def _start(env: Optional[dict[str, str]] = None) -> subprocess.Popen[str]:
-    if not (OIDC / "node_modules" / "oidc-provider").is_dir():
-        pytest.fail("oidc-provider is not installed: run `npm ci --prefix tests/oidc` (tests/provision.sh does)")
+def _spawn(env: Optional[dict[str, str]]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["node", "server.mjs"], cwd=OIDC, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -47,8 +46,25 @@ def _start(env: Optional[dict[str, str]] = None) -> subprocess.Popen[str]:
     )
 
 
+def _start(env: Optional[dict[str, str]] = None) -> subprocess.Popen[str]:
+    """The server, once it has said where it listens (within 20 s). A start that says
+    nothing in time is stopped and tried once more: Node has been seen to stall at
+    start-up on a loaded machine."""
+    if not (OIDC / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("oidc-provider is not installed: run `npm ci --prefix tests/oidc` (tests/provision.sh does)")
+    for _ in range(2):
+        proc = _spawn(env)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+        if ready:
+            return proc
+        _stop(proc)
+    pytest.fail("oidc-provider did not start within 20 s, twice")
+
+
 def _line(proc: subprocess.Popen[str], name: str) -> str:
-    """The value of the next line the server prints, which must be ``name=...``."""
+    """The value of the next line the server prints, which must be ``name=...`` (it
+    prints its lines together, once it listens: see ``_start``)."""
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith(name + "="), line
@@ -57,7 +73,11 @@ def _line(proc: subprocess.Popen[str], name: str) -> str:
 
 def _stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
             pipe.close()
