@@ -115,19 +115,24 @@ if (process.env.AUTHCORE_OIDC_CLIENT_KEY) {
   });
 }
 
-// The workload identity issuer's public key, and its private key when made here.
+// The workload identity issuer's public key, and its private key when made here. The key
+// pair is made when first needed, not at start-up: a start that generated one has been
+// seen to stall on a loaded machine, and most runs never use it.
 let federatedPublic;
 let federatedSigner;
 if (process.env.AUTHCORE_OIDC_FEDERATED_KEY) {
   federatedPublic = createPublicKey(readFileSync(process.env.AUTHCORE_OIDC_FEDERATED_KEY));
-} else {
-  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  federatedPublic = pair.publicKey;
-  federatedSigner = pair.privateKey;
 }
-const federatedJwks = JSON.stringify({
-  keys: [{ ...federatedPublic.export({ format: 'jwk' }), use: 'sig' }],
-});
+function federatedKeys() {
+  if (!federatedPublic) {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    federatedPublic = pair.publicKey;
+    federatedSigner = pair.privateKey;
+  }
+  return { signer: federatedSigner, jwks: JSON.stringify({
+    keys: [{ ...federatedPublic.export({ format: 'jwk' }), use: 'sig' }],
+  }) };
+}
 
 const tlsDir = process.env.AUTHCORE_OIDC_TLS_DIR;
 const tls = tlsDir && {
@@ -330,7 +335,7 @@ function mint(ttlS) {
     jti: randomUUID(),
   })}`;
   const signature = sign('sha256', Buffer.from(input), {
-    key: federatedSigner,
+    key: federatedKeys().signer,
     dsaEncoding: 'ieee-p1363',
   });
   return `${input}.${signature.toString('base64url')}`;
@@ -380,7 +385,7 @@ mtlsServer?.on('request', (req, res) => {
   callback(req, res);
 });
 server.on('request', (req, res) => {
-  if (req.url === '/test-issuer/mint' && req.method === 'POST' && federatedSigner) {
+  if (req.url === '/test-issuer/mint' && req.method === 'POST' && !process.env.AUTHCORE_OIDC_FEDERATED_KEY) {
     mintRequest(req, res).catch((e) => {
       res.statusCode = 400;
       res.end(String(e));
@@ -389,7 +394,7 @@ server.on('request', (req, res) => {
   }
   if (req.url === '/test-issuer/jwks') {
     res.setHeader('content-type', 'application/json');
-    res.end(federatedJwks);
+    res.end(federatedKeys().jwks);
     return;
   }
   if (req.url.startsWith('/interaction/')) {

@@ -46,6 +46,14 @@ impl Oidc {
     /// Starts the provider with these environment variables (see tests/oidc/server.mjs:
     /// `AUTHCORE_OIDC_CLIENT_KEY`, `AUTHCORE_OIDC_FEDERATED_KEY`, `AUTHCORE_OIDC_TLS_DIR`).
     pub fn start_with(env: &[(&str, &Path)]) -> Oidc {
+        // A start that says nothing in time is stopped and tried once more: Node has
+        // been seen to stall at start-up on a loaded machine.
+        Self::try_start(env)
+            .or_else(|| Self::try_start(env))
+            .expect("oidc-provider did not start within 20 s, twice")
+    }
+
+    fn try_start(env: &[(&str, &Path)]) -> Option<Oidc> {
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -72,11 +80,11 @@ impl Oidc {
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(issuer) => Oidc { child, issuer },
+            Ok(issuer) => Some(Oidc { child, issuer }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("oidc-provider did not start within 20 s");
+                None
             }
         }
     }
