@@ -69,9 +69,20 @@ cmake -S tests/c/cmake-consumer -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/m
 cmake --build "$work/consumer" > "$work/build.out" 2>&1 || { cat "$work/build.out" >&2; exit 1; }
 "$work/consumer/consumer"
 "$work/consumer/consumer_static"
-ldd "$work/consumer/consumer" | grep -q "libauthcore.so.0 => $work/moved/lib/" \
-    || fail "the shared consumer does not load the installed libauthcore.so.0"
-if ldd "$work/consumer/consumer_static" | grep -q libauthcore; then
+# Which libauthcore each consumer loads, asked of the dynamic loader itself (glibc's
+# LD_TRACE_LOADED_OBJECTS, what `ldd` runs; a machine may lack the `ldd` script).
+LD_TRACE_LOADED_OBJECTS=1 "$work/consumer/consumer" > "$work/shared.libs" 2>&1 || true
+# Compared as real paths: CMake may record the rpath through a symbolic link's target
+# (a TMPDIR under a link, say).
+loaded="$(sed -n 's/^[[:space:]]*libauthcore\.so\.0 => \(.*\) (0x[0-9a-f]*)$/\1/p' "$work/shared.libs")"
+if [ -z "$loaded" ] || [ "$(realpath "$loaded")" != "$(realpath "$work/moved/lib/libauthcore.so.0")" ]; then
+    cat "$work/shared.libs" >&2
+    readelf -d "$work/consumer/consumer" >&2 || true
+    fail "the shared consumer does not load the installed libauthcore.so.0"
+fi
+LD_TRACE_LOADED_OBJECTS=1 "$work/consumer/consumer_static" > "$work/static.libs" 2>&1 || true
+if grep -q libauthcore "$work/static.libs"; then
+    cat "$work/static.libs" >&2
     fail "the static consumer loads libauthcore.so"
 fi
 # A version no installed library satisfies is refused.
