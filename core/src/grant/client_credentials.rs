@@ -2,8 +2,8 @@
 
 use super::sealed::Fetch;
 use super::{
-    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_at, AuthMethod,
-    ClientAuth, MtlsAliases,
+    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_access_token,
+    AuthMethod, ClientAuth, MtlsAliases,
 };
 use crate::clock::Deadline;
 use crate::error::Result;
@@ -113,12 +113,8 @@ impl Fetch for ClientCredentials {
         deadline: Deadline,
     ) -> Result<()> {
         let url = require_revocation_url(&self.revocation_url)?;
-        let tokens: Vec<_> = token
-            .map(|t| (t.access_token(), "access_token"))
-            .into_iter()
-            .collect();
         let url = self.mtls.route(url, http);
-        revoke_at(http, url, &self.client, &tokens, deadline)
+        revoke_access_token(http, url, Some(&self.client), token, deadline)
     }
 
     fn check(&self) -> Result<()> {

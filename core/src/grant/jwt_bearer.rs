@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::sealed::Fetch;
 use super::{
-    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_as, AuthMethod,
-    ClientAuth, PrivateKey,
+    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_access_token,
+    AuthMethod, ClientAuth, PrivateKey,
 };
 use crate::assertion::AssertionSource;
 use crate::clock::Deadline;
@@ -246,16 +246,7 @@ impl Fetch for JwtBearer {
         deadline: Deadline,
     ) -> Result<()> {
         let url = require_revocation_url(&self.revocation_url)?;
-        let tokens: Vec<_> = token
-            .map(|t| (t.access_token(), "access_token"))
-            .into_iter()
-            .collect();
-        revoke_as(
-            http,
-            url,
-            self.authenticates().then_some(&self.client),
-            &tokens,
-            deadline,
-        )
+        let client = self.authenticates().then_some(&self.client);
+        revoke_access_token(http, url, client, token, deadline)
     }
 }

@@ -393,6 +393,22 @@ pub(crate) fn revoke_at(
     revoke_as(http, url, Some(client), tokens, deadline)
 }
 
+/// Revokes the access token alone, at `url`: what grants that issue no refresh token
+/// revoke (client credentials, JWT bearer, token exchange). Nothing held: nothing sent.
+pub(crate) fn revoke_access_token(
+    http: &Http,
+    url: &str,
+    client: Option<&ClientAuth>,
+    token: Option<&Token>,
+    deadline: Deadline,
+) -> Result<()> {
+    let tokens: Vec<_> = token
+        .map(|t| (t.access_token(), "access_token"))
+        .into_iter()
+        .collect();
+    revoke_as(http, url, client, &tokens, deadline)
+}
+
 /// [`revoke_at`] by a client that may not authenticate itself (`None`: a grant whose
 /// credential is not a client's, such as a JWT bearer grant without client
 /// authentication).

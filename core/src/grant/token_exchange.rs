@@ -4,8 +4,8 @@
 
 use super::sealed::Fetch;
 use super::{
-    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_at, AuthMethod,
-    ClientAuth,
+    add_resources, extra_headers, key_scopes, require_revocation_url, revoke_access_token,
+    AuthMethod, ClientAuth,
 };
 use crate::assertion::AssertionSource;
 use crate::clock::Deadline;
@@ -274,11 +274,7 @@ impl Fetch for TokenExchange {
         deadline: Deadline,
     ) -> Result<()> {
         let url = require_revocation_url(&self.revocation_url)?;
-        let tokens: Vec<_> = token
-            .map(|t| (t.access_token(), "access_token"))
-            .into_iter()
-            .collect();
-        revoke_at(http, url, &self.client, &tokens, deadline)
+        revoke_access_token(http, url, Some(&self.client), token, deadline)
     }
 
     fn check(&self) -> Result<()> {
