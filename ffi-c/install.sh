@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds libauthcore and installs it under a prefix:
-#   PREFIX/lib/libauthcore.so.VERSION (+ .so.0 and .so links), PREFIX/lib/libauthcore.a,
+#   PREFIX/lib/libauthcore.so.VERSION (+ the soname link, libauthcore.so.0, and the .so
+#     link), PREFIX/lib/libauthcore.a,
 #   PREFIX/include/authcore.h,
 #   PREFIX/lib/pkgconfig/authcore.pc,
 #   PREFIX/lib/cmake/authcore/authcoreConfig.cmake + authcoreConfigVersion.cmake
 #     (find_package(authcore): imported targets authcore::authcore, the shared library,
 #     and authcore::authcore_static)
+#   PREFIX/share/doc/authcore/: LICENSE-MIT, LICENSE-APACHE and THIRD-PARTY-LICENSES (the
+#     licences of the crates compiled into the library)
 # Usage: bash ffi-c/install.sh [PREFIX]   (default /usr/local)
+#   DESTDIR=STAGE bash ffi-c/install.sh /usr   stages the files under STAGE/usr for a
+#   package while the pkg-config file names /usr (PREFIX must then be absolute).
 #
 # The build goes to $CARGO_TARGET_DIR when it is set (as cargo does), else to target/
 # in the checkout; the library is taken from there.
@@ -19,21 +24,38 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 prefix="${1:-/usr/local}"
-mkdir -p "$prefix"
-prefix="$(cd "$prefix" && pwd)"
+destdir="${DESTDIR:-}"
+if [ -n "$destdir" ]; then
+    case "$prefix" in
+        /*) ;;
+        *) echo "install.sh: with DESTDIR, PREFIX must be an absolute path (got $prefix)" >&2; exit 2 ;;
+    esac
+    prefix="${prefix%/}"
+    mkdir -p "$destdir$prefix"
+else
+    mkdir -p "$prefix"
+    prefix="$(cd "$prefix" && pwd)"
+fi
+dest="$destdir$prefix"
 echo "building libauthcore (release)..."
 cargo build --quiet --release --locked -p authcore-ffi --manifest-path "$root/Cargo.toml"
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
+# The soname is the one ffi-c/build.rs gives the library (bumped there, and only there,
+# when the ABI breaks).
+soname=$(readelf -d "$target/libauthcore.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ -n "$soname" ] || { echo "install.sh: $target/libauthcore.so has no soname" >&2; exit 1; }
 
-install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/authcore" "$prefix/include"
+install -d "$dest/lib/pkgconfig" "$dest/lib/cmake/authcore" "$dest/include" "$dest/share/doc/authcore"
 # Versioned shared library: the real file, the soname link, the link-time name.
-install -m 0755 "$target/libauthcore.so" "$prefix/lib/libauthcore.so.$version"
-ln -sf "libauthcore.so.$version" "$prefix/lib/libauthcore.so.0"
-ln -sf "libauthcore.so.0" "$prefix/lib/libauthcore.so"
-install -m 0644 "$target/libauthcore.a" "$prefix/lib/libauthcore.a"
-install -m 0644 "$root/include/authcore.h" "$prefix/include/authcore.h"
-cat > "$prefix/lib/pkgconfig/authcore.pc" <<PC
+install -m 0755 "$target/libauthcore.so" "$dest/lib/libauthcore.so.$version"
+ln -sf "libauthcore.so.$version" "$dest/lib/$soname"
+ln -sf "$soname" "$dest/lib/libauthcore.so"
+install -m 0644 "$target/libauthcore.a" "$dest/lib/libauthcore.a"
+install -m 0644 "$root/include/authcore.h" "$dest/include/authcore.h"
+install -m 0644 "$root/LICENSE-MIT" "$root/LICENSE-APACHE" "$root/THIRD-PARTY-LICENSES" \
+    "$dest/share/doc/authcore/"
+cat > "$dest/lib/pkgconfig/authcore.pc" <<PC
 prefix=$prefix
 libdir=\${prefix}/lib
 includedir=\${prefix}/include
@@ -47,9 +69,9 @@ Cflags: -I\${includedir}
 PC
 # The CMake package. It finds the prefix from its own location, so a prefix moved
 # elsewhere still works. Written by hand: installing needs no CMake.
-cat > "$prefix/lib/cmake/authcore/authcoreConfig.cmake" <<CMAKE
+cat > "$dest/lib/cmake/authcore/authcoreConfig.cmake" <<CMAKE
 # find_package(authcore) for libauthcore $version, installed by ffi-c/install.sh.
-#   authcore::authcore         the shared library (libauthcore.so.0)
+#   authcore::authcore         the shared library ($soname)
 #   authcore::authcore_static  the static library (libauthcore.a) and what it links
 get_filename_component(_authcore_prefix "\${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 include(CMakeFindDependencyMacro)
@@ -58,7 +80,7 @@ if(NOT TARGET authcore::authcore)
   add_library(authcore::authcore SHARED IMPORTED)
   set_target_properties(authcore::authcore PROPERTIES
     IMPORTED_LOCATION "\${_authcore_prefix}/lib/libauthcore.so.$version"
-    IMPORTED_SONAME "libauthcore.so.0"
+    IMPORTED_SONAME "$soname"
     INTERFACE_INCLUDE_DIRECTORIES "\${_authcore_prefix}/include")
 endif()
 if(NOT TARGET authcore::authcore_static)
@@ -75,7 +97,7 @@ CMAKE
 # Which requests this version satisfies, by the README's version policy: the same major
 # version and at least the minor asked for; while the major is 0, the same minor (0.x
 # minors may break). A version range (find_package(authcore 0.1...0.3)) is honoured.
-cat > "$prefix/lib/cmake/authcore/authcoreConfigVersion.cmake" <<'CMAKE'
+cat > "$dest/lib/cmake/authcore/authcoreConfigVersion.cmake" <<'CMAKE'
 set(PACKAGE_VERSION "@VERSION@")
 set(PACKAGE_VERSION_COMPATIBLE FALSE)
 set(PACKAGE_VERSION_EXACT FALSE)
@@ -123,5 +145,5 @@ unset(_authcore_low)
 unset(_authcore_want_major)
 unset(_authcore_want_minor)
 CMAKE
-sed -i "s/@VERSION@/$version/" "$prefix/lib/cmake/authcore/authcoreConfigVersion.cmake"
-echo "installed libauthcore $version under $prefix"
+sed -i "s/@VERSION@/$version/" "$dest/lib/cmake/authcore/authcoreConfigVersion.cmake"
+echo "installed libauthcore $version ($soname) under $dest"

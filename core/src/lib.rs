@@ -69,7 +69,8 @@ pub use stats::Stats;
 pub use store::{FileStore, MemoryStore, RedisStore, StoreKey, StoreLock, StoredToken, TokenStore};
 pub use token::{parse_token_response, Freshness, Token};
 
-/// The README's examples, compiled as doc tests so that they stay true.
+/// The README's examples, compiled as doc tests so that they stay true (`core/README.md`
+/// links to the repository's README, and the packaged crate carries it at its root).
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -48,15 +48,39 @@ def squash(text: str) -> str:
     return text.replace(",", ", ")
 
 
+# Words that end a parameter's type rather than name the parameter (`unsigned int`).
+TYPE_WORDS = {"void", "char", "short", "int", "long", "float", "double", "signed", "unsigned", "_Bool", "bool"}
+
+
+def unnamed(decl: str) -> str:
+    """A prototype without its parameter names: renaming a parameter breaks neither the
+    ABI nor a caller's source."""
+    m = re.fullmatch(r"(.*?\()(.*)\)", decl)
+    if m is None or "(" in m.group(2):
+        return decl
+    params = []
+    for param in (p.strip() for p in m.group(2).split(",")):
+        n = re.fullmatch(r"(.*?[\s*])(\w+)", param)
+        if n is not None and n.group(2) not in TYPE_WORDS and n.group(1).strip():
+            param = n.group(1).rstrip()
+        params.append(param)
+    return m.group(1) + ", ".join(params) + ")"
+
+
 def header_facts(header: str) -> tuple[list[str], list[tuple[str, list[str]]], set[str]]:
     """Lines for prototypes, function-pointer types and enums; the structs with their
     member names; the names of the declared functions."""
     text = strip_comments(header)
-    # Preprocessor lines (include guard, C++ guards, the deprecation macro) carry no ABI.
+    lines: list[str] = []
+    # Object-like macros with a value are part of the API (a limit, a version); the
+    # include guard (no value) and function-like macros (the deprecation attribute) not.
+    for m in re.finditer(r"^\s*#\s*define\s+(\w+)[ \t]+(\S[^\n]*)$", text, flags=re.M):
+        lines.append(f"define {m.group(1)} {' '.join(m.group(2).split())}")
+    # The other preprocessor lines (include guard, C++ guards, the deprecation macro)
+    # carry no ABI.
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     text = re.sub(r"extern \"C\" \{|\}\s*$", " ", text)
     text = re.sub(r"AUTHCORE_DEPRECATED\s*\((?:[^()]|\"[^\"]*\")*\)", " ", text)
-    lines: list[str] = []
     structs: list[tuple[str, list[str]]] = []
     functions: set[str] = set()
 
@@ -95,7 +119,7 @@ def header_facts(header: str) -> tuple[list[str], list[tuple[str, list[str]]], s
             if name is None:
                 raise SystemExit(f"abi.py: cannot read this declaration: {decl}")
             functions.add(name.group(1))
-            lines.append(f"function {decl}")
+            lines.append(f"function {unnamed(decl)}")
     return lines, structs, functions
 
 
@@ -197,7 +221,8 @@ def main() -> int:
         print(
             f"abi.py: BREAKING: {len(removed)} line(s) of the committed ABI changed or went away "
             f"while the soname stayed {new_soname.split()[1]}. Keep the old ABI, or bump the soname "
-            "(ffi-c/build.rs, ffi-c/install.sh) and the major version, then run with --update.",
+            "in ffi-c/build.rs (install.sh and the checks read it from the library) and the major "
+            "version (the minor while it is 0), add the change to CHANGELOG.md, then run with --update.",
             file=sys.stderr,
         )
     elif not removed:

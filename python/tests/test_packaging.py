@@ -18,7 +18,18 @@ def test_the_package_is_typed_and_re_exports_the_module() -> None:
     assert authcore.Client.__module__ == "authcore._authcore"
     assert set(authcore.__all__) >= {"Client", "AuthorizationCodeFlow", "RequestsAuth", "HttpxAuth"}
     # One version: the compiled module's (the Cargo workspace's) is the distribution's.
-    assert authcore.__version__ == importlib.metadata.version("authcore")
+    assert authcore.__version__ == importlib.metadata.version("authcore-client")
+
+
+def test_the_distribution_is_named_and_carries_its_licences() -> None:
+    # `authcore` on PyPI is another project's; this distribution installs the module.
+    dist = importlib.metadata.distribution("authcore-client")
+    assert dist.metadata["Name"] == "authcore-client"
+    names = {pathlib.PurePath(str(f)).name for f in dist.files or []}
+    assert {"LICENSE-MIT", "LICENSE-APACHE", "THIRD-PARTY-LICENSES"} <= names
+    notices = next(f for f in dist.files or [] if pathlib.PurePath(str(f)).name == "THIRD-PARTY-LICENSES")
+    text = pathlib.Path(str(dist.locate_file(notices))).read_text(encoding="utf-8")
+    assert "\n    ureq " in text and "\n    pyo3 " in text
 
 
 def test_exception_hierarchy() -> None:

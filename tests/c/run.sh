@@ -153,8 +153,8 @@ gcc "${CFLAGS_COMMON[@]}" -c "$work/h.c" -o "$work/h.o"
 g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I"$prefix/include" -x c++ -c "$work/h.c" -o "$work/hpp.o"
 
 step "installed under a prefix; the README example builds with pkg-config and runs"
-readelf -d "$prefix/lib/libauthcore.so.0" | grep 'SONAME.*libauthcore.so.0' > /dev/null || {
-    echo "libauthcore.so has no soname libauthcore.so.0" >&2; exit 1; }
+readelf -d "$prefix/lib/libauthcore.so" | grep -E 'SONAME.*\[libauthcore\.so\.[0-9]+\]' > /dev/null || {
+    echo "libauthcore.so has no soname libauthcore.so.N" >&2; exit 1; }
 # The README's C blocks: the first is the example that runs; the next (DPoP) must compile.
 readme_c_block() { awk -v want="$1" '/^```c$/{n++; on=(n==want); next} /^```$/{on=0} on' README.md; }
 readme_c_block 1 > "$work/example.c"

@@ -35,7 +35,7 @@ mkvenv "$work/build"
     PATH="$work/build/bin:$PATH" "$work/build/bin/maturin" build --release --locked \
         --zig --compatibility manylinux2014 --out "$work/wheels" --interpreter "$python"
 )
-wheel=$(ls "$work"/wheels/authcore-*.whl)
+wheel=$(ls "$work"/wheels/authcore_client-*.whl)
 echo "built $(basename "$wheel")"
 
 step "install the wheel into a fresh virtual environment"
