@@ -24,8 +24,10 @@ use authcore_cli::login::{Logout, Place};
 #[derive(Parser)]
 #[command(name = "authcore", version)]
 struct Cli {
-    /// Tell more of what authcore does on stderr: -v renewals, rotations and rejected
-    /// tokens; -vv every token request and store use. Never a secret.
+    /// Tell more of what authcore does on stderr: -v renewals, tokens adopted from the
+    /// store, rotations, rejected tokens, and the failed requests and renewals behind an
+    /// error (without -v a failure is one line, the error); -vv every token request and
+    /// store use. Never a secret.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -66,7 +68,8 @@ enum Command {
     ///
     /// Exit codes: 0 token printed; 2 bad configuration; 3 credentials rejected (OAuth
     /// error, API problem, reauthentication required); 4 endpoint or token store
-    /// unreachable, or timed out; 5 unusable response or rate limited; 6 token printed,
+    /// unreachable, or timed out; 5 unusable response (an HTML page, no access token, no
+    /// token endpoint at the URL: HTTP 404) or rate limited; 6 token printed,
     /// but the refresh token rotated and the new one could not be kept (the store or
     /// --refresh-token-file could not be written, or it came from
     /// AUTHCORE_REFRESH_TOKEN without a store): the next call may need a new sign-in.
@@ -108,14 +111,14 @@ enum Command {
     /// bad configuration; 4 also: the store could not be updated, or the provider could
     /// not be reached and no note names the session (one signed in by an earlier
     /// version): nothing was removed.
-    Logout(Box<LoginArgs>),
+    Logout(Box<SessionArgs>),
 }
 
 /// `authcore login`: where and how to sign in, and whether the tokens are DPoP-bound.
 #[derive(clap::Args)]
 struct LoginCommand {
     #[command(flatten)]
-    session: LoginArgs,
+    login: LoginArgs,
     #[command(flatten)]
     dpop: DpopArgs,
 }
@@ -241,8 +244,10 @@ impl CertArgs {
     }
 }
 
+/// Where a signed-in session is kept and how its provider is reached: what `login` and
+/// `logout` share.
 #[derive(clap::Args)]
-struct LoginArgs {
+struct SessionArgs {
     /// The provider's issuer URL (its endpoints are discovered from it).
     #[arg(long, env = "AUTHCORE_ISSUER")]
     issuer: String,
@@ -253,31 +258,19 @@ struct LoginArgs {
     /// client).
     #[arg(long)]
     client_secret_file: Option<PathBuf>,
-    /// Scopes to request (repeat, or space-separated).
-    #[arg(long = "scope", default_value = "openid offline_access")]
-    scopes: Vec<String>,
     /// Resource indicators: the APIs the token is for (repeat).
     #[arg(long = "resource")]
     resources: Vec<String>,
-    /// Use the device flow: print a code to enter on another device.
-    #[arg(long)]
-    device: bool,
-    /// Print the sign-in URL without opening a browser.
-    #[arg(long)]
-    no_browser: bool,
     /// Token store directory: private to this user (one that is group- or
     /// world-writable, or owned by another user, is refused) [default:
     /// $XDG_STATE_HOME/authcore or ~/.local/state/authcore; sessions kept by older
     /// versions in $XDG_CACHE_HOME/authcore or ~/.cache/authcore are moved there once].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// The profile to sign in (one user each; `authcore token --store-key NAME` uses
-    /// it) [default: default].
+    /// The profile (one user each; `authcore token --store-key NAME` uses it)
+    /// [default: default].
     #[arg(long, value_name = "NAME", env = "AUTHCORE_STORE_KEY")]
     store_key: Option<String>,
-    /// Seconds to wait for the sign-in, at most a day.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    wait: u64,
     /// Seconds allowed for each request to the provider.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
@@ -287,6 +280,25 @@ struct LoginArgs {
     ca_bundle: Option<PathBuf>,
     #[command(flatten)]
     cert: CertArgs,
+}
+
+/// `authcore login`'s own options: what to ask for, and how the user signs in.
+#[derive(clap::Args)]
+struct LoginArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Scopes to request (repeat, or space-separated).
+    #[arg(long = "scope", default_value = "openid offline_access")]
+    scopes: Vec<String>,
+    /// Use the device flow: print a code to enter on another device.
+    #[arg(long)]
+    device: bool,
+    /// Print the sign-in URL without opening a browser.
+    #[arg(long)]
+    no_browser: bool,
+    /// Seconds to wait for the sign-in, at most a day.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    wait: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -755,13 +767,23 @@ impl log::Log for StderrLog {
         if !self.enabled(r.metadata()) {
             return;
         }
+        let event = r.key_values().get(log::kv::Key::from("event"));
+        // One failure, one line: the command's own error says what failed; the steps
+        // that led to it are told only when asked for (-v).
+        if log::max_level() < log::LevelFilter::Info
+            && event
+                .as_ref()
+                .is_some_and(|e| TOLD_BY_THE_ERROR.contains(&e.to_string().as_str()))
+        {
+            return;
+        }
         let level = match r.level() {
             log::Level::Error => "error",
             log::Level::Warn => "warning",
             log::Level::Info => "info",
             log::Level::Debug | log::Level::Trace => "debug",
         };
-        match r.key_values().get(log::kv::Key::from("event")) {
+        match event {
             // The event's name first, for grep: `authcore: info [token.renewed]: …`.
             Some(event) if r.level() > log::Level::Warn => {
                 eprintln!("authcore: {level} [{event}]: {}", r.args())
@@ -772,6 +794,15 @@ impl log::Log for StderrLog {
 
     fn flush(&self) {}
 }
+
+/// Warnings about a failure that the command then reports as its error (with the same
+/// words), shown only with -v: at the default verbosity a failure is one line.
+const TOLD_BY_THE_ERROR: [&str; 4] = [
+    "token.request_failed",
+    "token.renewal_failed",
+    "backoff.entered",
+    "wait.timed_out",
+];
 
 static STDERR_LOG: StderrLog = StderrLog;
 
@@ -843,9 +874,18 @@ fn main() -> ExitCode {
         },
         Command::Login(args) => match login(&args) {
             Ok(()) => {
+                let session = &args.login.session;
+                // With the secret in the environment, the command works while it is there.
+                let secret_from_env = session.client_secret_file.is_none()
+                    && std::env::var_os("AUTHCORE_CLIENT_SECRET").is_some();
                 eprintln!(
-                    "Signed in; `authcore token --issuer {}` prints a fresh token.",
-                    args.session.issuer
+                    "Signed in; `{}` prints a fresh token{}.",
+                    token_command(session),
+                    if secret_from_env {
+                        " (with AUTHCORE_CLIENT_SECRET set, as now)"
+                    } else {
+                        ""
+                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -950,7 +990,7 @@ fn failed(e: &Error) -> ExitCode {
 }
 
 /// The options `login` and `logout` talk to the provider with.
-fn login_options(a: &LoginArgs) -> Result<Options, Error> {
+fn login_options(a: &SessionArgs) -> Result<Options, Error> {
     let options = Options::default().timeout(Duration::from_secs(a.timeout));
     let options = match &a.ca_bundle {
         Some(ca) => options.ca_bundle(ca),
@@ -960,25 +1000,72 @@ fn login_options(a: &LoginArgs) -> Result<Options, Error> {
 }
 
 /// Where `login` and `logout` keep the session.
-fn place(a: &LoginArgs) -> Result<Place, Error> {
+fn place(a: &SessionArgs) -> Result<Place, Error> {
     let dir = authcore_cli::login::store_dir(a.store.clone())?;
     Ok(Place::new(dir, a.store_key.as_deref()))
 }
 
-fn session(a: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
+fn session(login: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
+    let a = &login.session;
     authcore_cli::login::Session::new(
         &a.issuer,
         a.client_id.clone(),
         optional_client_secret(&a.client_secret_file)?,
-        split_scopes(&a.scopes),
+        split_scopes(&login.scopes),
         a.resources.clone(),
         place(a)?,
         login_options(a)?,
     )
 }
 
+/// The `authcore token` command that prints a fresh token of the session `a` describes,
+/// as one line a POSIX shell reads back into the same words: this program as it was
+/// invoked, and every option that finds the session (issuer, client id, resources,
+/// store, profile) and reaches its provider (client secret file, CA bundle, client
+/// certificate). Nothing secret: a secret is named by its file, or left in
+/// AUTHCORE_CLIENT_SECRET.
+fn token_command(a: &SessionArgs) -> String {
+    let program = std::env::args()
+        .next()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "authcore".to_owned());
+    let mut words = vec![
+        program,
+        "token".to_owned(),
+        "--issuer".to_owned(),
+        a.issuer.clone(),
+        "--client-id".to_owned(),
+        a.client_id.clone(),
+    ];
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    for resource in &a.resources {
+        words.extend(["--resource".to_owned(), resource.clone()]);
+    }
+    let options: [(&str, Option<String>); 6] = [
+        ("--store", a.store.as_ref().map(path)),
+        ("--store-key", a.store_key.clone()),
+        (
+            "--client-secret-file",
+            a.client_secret_file.as_ref().map(path),
+        ),
+        ("--ca-bundle", a.ca_bundle.as_ref().map(path)),
+        ("--client-cert", a.cert.client_cert.as_ref().map(path)),
+        ("--client-key", a.cert.client_key.as_ref().map(path)),
+    ];
+    for (flag, value) in options {
+        if let Some(value) = value {
+            words.extend([flag.to_owned(), value]);
+        }
+    }
+    words
+        .iter()
+        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn login(command: &LoginCommand) -> Result<(), Error> {
-    let a = &command.session;
+    let a = &command.login;
     let dpop = command.dpop.configured()?;
     let remembered = dpop.as_ref().map(|d| command.dpop.remembered(d));
     let mut session = session(a)?;
@@ -1009,7 +1096,7 @@ fn login(command: &LoginCommand) -> Result<(), Error> {
     Ok(())
 }
 
-fn logout(a: &LoginArgs) -> Result<Logout, Error> {
+fn logout(a: &SessionArgs) -> Result<Logout, Error> {
     authcore_cli::login::logout(
         &a.issuer,
         a.client_id.clone(),

@@ -347,7 +347,7 @@ fn verbose_flags_tell_renewals_then_every_request_never_a_secret() {
     );
     assert!(vv.contains("[token.obtained]"), "{vv}");
     assert!(vv.contains("[token.renewed]"), "{vv}");
-    // A failure is a warning at any verbosity, without the secret.
+    // With -v a failure's steps are warnings too, without the secret.
     let out = authcore()
         .args([
             "token",
@@ -806,4 +806,182 @@ fn dpop_bearer_downgrade_exits_5_unless_allowed() {
         2,
         "the refusal was not retried"
     );
+}
+
+/// The lines of stderr that say something.
+fn said(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One failure, one line: the command's error, once. `-v` adds the failed request and
+/// renewal behind it.
+#[test]
+fn a_failure_is_one_line_unless_verbose() {
+    let s = server();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{closed}/token");
+    let rejecting = format!("{}/oauth2/token", s.url());
+    for (url, secret, code, error) in [
+        (
+            &refused,
+            "dev-secret",
+            4,
+            "authcore: transport error: connection to 127.0.0.1",
+        ),
+        (
+            &rejecting,
+            "not-the-dev-secret",
+            3,
+            "authcore: OAuth error invalid_client (HTTP 401)",
+        ),
+    ] {
+        let run = |flags: &[&str]| {
+            let out = client_credentials_token(url)
+                .args(flags)
+                .env("AUTHCORE_CLIENT_SECRET", secret)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.stdout.is_empty());
+            said(&out.stderr)
+        };
+        let quiet = run(&[]);
+        assert_eq!(quiet.len(), 1, "{quiet:?}");
+        assert!(quiet[0].starts_with(error), "{quiet:?}");
+        let verbose = run(&["-v"]);
+        assert!(verbose.len() > 1, "{verbose:?}");
+        assert!(
+            verbose.iter().any(|l| l.contains("token request failed")),
+            "{verbose:?}"
+        );
+        assert!(
+            verbose
+                .iter()
+                .any(|l| l.contains("token renewal (initial) failed")),
+            "{verbose:?}"
+        );
+        assert!(verbose.last().unwrap().starts_with(error), "{verbose:?}");
+        for line in quiet.iter().chain(&verbose) {
+            assert!(!line.contains("not-the-dev-secret"), "{line}");
+        }
+    }
+}
+
+/// Two runs sharing a file store: the second takes the first's token from the store,
+/// and `-v` says so — not "renewed (initial)", which would read as a token request.
+#[test]
+fn verbose_tells_a_token_adopted_from_the_store() {
+    let s = server();
+    let url = format!("{}/oauth2/token", s.url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = |flags: &[&str]| {
+        let out = client_credentials_token(&url)
+            .arg("--store")
+            .arg(&store)
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{stderr}");
+        (
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+            stderr,
+        )
+    };
+    let (first, stderr) = run(&[]);
+    assert_eq!(stderr, "");
+    let (second, stderr) = run(&["-v"]);
+    assert_eq!(second, first, "the same token, from the store");
+    assert!(
+        stderr.contains("authcore: info [store.adopted]: token adopted from the token store (file; reason: initial)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("renewed (initial)"), "{stderr}");
+    assert!(!stderr.contains(&first), "{stderr}");
+    assert_eq!(s.counters().token_requests, 1, "one token request in all");
+}
+
+/// `logout` offers what it uses; `login` keeps its own options.
+#[test]
+fn logout_help_lists_only_what_logout_uses() {
+    let help = |command: &str| {
+        let out = authcore().args([command, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let logout = help("logout");
+    for flag in ["--device", "--no-browser", "--wait", "--scope", "--dpop"] {
+        assert!(!logout.contains(flag), "{flag} in {logout}");
+    }
+    for flag in [
+        "--issuer",
+        "--client-id",
+        "--store",
+        "--store-key",
+        "--client-cert",
+    ] {
+        assert!(logout.contains(flag), "{flag} not in {logout}");
+    }
+    let login = help("login");
+    for flag in [
+        "--device",
+        "--no-browser",
+        "--wait",
+        "--scope",
+        "--dpop",
+        "--store",
+    ] {
+        assert!(login.contains(flag), "{flag} not in {login}");
+    }
+}
+
+/// Messages name what a CLI user can do: HTTPS (no library option the CLI lacks); a
+/// token URL where no token endpoint answers is said as such, exit 5, not as rejected
+/// credentials (exit 3).
+#[test]
+fn plain_http_and_a_wrong_token_url_say_what_happened() {
+    let out = client_credentials_token("http://example.com/token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let lines = said(&out.stderr);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("refusing plain HTTP to non-loopback host example.com: use https"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines[0].contains("danger_allow_insecure_http"),
+        "{lines:?}"
+    );
+
+    let s = server();
+    let host = s.url().trim_start_matches("http://").to_owned();
+    let out = client_credentials_token(&format!("{}/oauth2/no-such-endpoint", s.url()))
+        .output()
+        .unwrap();
+    let lines = said(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!(
+            "the token endpoint at {host} answered 404 Not Found"
+        )),
+        "{lines:?}"
+    );
+    assert!(!lines[0].contains("dev-secret"), "{lines:?}");
 }

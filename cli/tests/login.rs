@@ -841,3 +841,92 @@ fn a_dpop_login_is_renewed_with_dpop_and_a_bearer_downgrade_is_refused() {
     assert!(out.is_empty());
     assert_eq!(s.counters().token_requests, refreshes, "nothing sent again");
 }
+
+/// The command in "Signed in; `…` prints a fresh token." as the words a shell would
+/// make of it (no shell is run).
+fn printed_token_command(stderr: &str) -> Vec<String> {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("Signed in; `"))
+        .unwrap_or_else(|| panic!("no sign-in line: {stderr}"));
+    let command = line
+        .trim_start_matches("Signed in; `")
+        .split('`')
+        .next()
+        .unwrap();
+    shlex::split(command).unwrap_or_else(|| panic!("not shell words: {command}"))
+}
+
+/// Runs `words` as typed (the program, then its arguments, with nothing inherited but
+/// `home` and `env`): exit code, stdout, stderr.
+fn run_typed(words: &[String], home: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = authcore(home);
+    c.env_remove("AUTHCORE_CLIENT_SECRET");
+    c.envs(env.iter().copied());
+    // `authcore(home)` names the binary; the printed command must name it itself.
+    let mut typed = Command::new(&words[0]);
+    typed.args(&words[1..]);
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => typed.env(k, v),
+            None => typed.env_remove(k),
+        };
+    }
+    let out = typed.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `authcore login` ends with the `authcore token` command that prints a fresh token of
+/// the session: typed exactly as printed, it does — with every option that finds the
+/// session (client id, a store directory with a space in its name, a profile) and the
+/// secret's file; with the secret in the environment, it says the command needs it there.
+#[test]
+fn the_token_command_login_prints_works_when_typed() {
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("my store");
+    let secret = home.path().join("client secret");
+    std::fs::write(&secret, "dev-secret\n").unwrap();
+
+    // Device login (the development provider approves the device by itself).
+    let mut c = authcore(home.path());
+    c.env_remove("AUTHCORE_CLIENT_SECRET")
+        .args(["login", "--device", "--wait", "60", "--issuer", &s.url()])
+        .args(["--client-id", "dev-client", "--store-key", "work"])
+        .arg("--store")
+        .arg(&store)
+        .arg("--client-secret-file")
+        .arg(&secret);
+    let mut login = Running::spawn(c);
+    let (exit, stderr) = login.exit();
+    assert!(exit.success(), "{stderr}");
+    let words = printed_token_command(&stderr);
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_authcore"), "{words:?}");
+    assert!(!stderr.contains("dev-secret"), "{stderr}");
+    let (code, at, err) = run_typed(&words, home.path(), &[]);
+    assert_eq!(code, 0, "{words:?}: {err}");
+    assert_eq!(resource_status(&s, &at), 200);
+
+    // Browser login with the secret in the environment.
+    let mut login = start_login(home.path(), &s, None, "60");
+    let (status, page) = get(&follow_authorize(&login.url).unwrap());
+    assert_eq!(status, 200, "{page}");
+    let (exit, stderr) = login.run.exit();
+    assert!(exit.success(), "{stderr}");
+    assert!(
+        stderr.contains("prints a fresh token (with AUTHCORE_CLIENT_SECRET set, as now)"),
+        "{stderr}"
+    );
+    let words = printed_token_command(&stderr);
+    let (code, at, err) = run_typed(
+        &words,
+        home.path(),
+        &[("AUTHCORE_CLIENT_SECRET", "dev-secret")],
+    );
+    assert_eq!(code, 0, "{words:?}: {err}");
+    assert_eq!(resource_status(&s, &at), 200);
+}

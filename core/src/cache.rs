@@ -12,6 +12,7 @@
 //! call into the same cache from there that would wait for that very renewal is refused
 //! at once ([`reentered`]): the renewal cannot finish before that call returns.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -625,6 +626,7 @@ impl Cache {
             armed: true,
         };
         let revoked = || self.revocations.load(Ordering::Acquire) != epoch;
+        let adopted = Cell::new(false);
         let mut kept = false;
         let renewed = match renew(&Renewal {
             reason,
@@ -632,6 +634,7 @@ impl Cache {
             refresh_token: refresh_token.as_ref(),
             deadline,
             revoked: &revoked,
+            adopted: &adopted,
         }) {
             // The store is busy with another process's renewal ahead of expiry: the
             // still-valid token is kept — unless it was rejected or expired meanwhile;
@@ -661,6 +664,7 @@ impl Cache {
                         refresh_token: refresh_token.as_ref(),
                         deadline,
                         revoked: &revoked,
+                        adopted: &adopted,
                     })
                 }
             }
@@ -699,7 +703,9 @@ impl Cache {
         if kept {
             return outcome;
         }
-        if let Ok(token) = &outcome {
+        // A token adopted from the store was told as such (`store.adopted`): nothing was
+        // requested, and nothing rotated here.
+        if let (Ok(token), false) = (&outcome, adopted.get()) {
             let lifetime = token.lifetime().map_or(-1.0, events::secs);
             event!(info, "token.renewed", reason = reason.name(), lifetime_s = lifetime;
                 "token renewed ({}), lifetime {lifetime} s", reason.name());

@@ -32,7 +32,8 @@ pub enum ErrorKind {
     ApiProblem = 5,
     /// The endpoint refused because of rate limiting (HTTP 429).
     RateLimited = 6,
-    /// The response could not be understood (HTML page, missing `access_token`, …).
+    /// The response could not be understood (HTML page, missing `access_token`, no such
+    /// endpoint at the URL, …).
     InvalidResponse = 7,
     /// The `state` in an authorization callback did not match the one sent.
     StateMismatch = 8,
@@ -567,9 +568,78 @@ pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[
     Error::invalid(status, format!("unexpected HTTP status {status}"), body)
 }
 
+/// An unsuccessful answer of an OAuth endpoint (`endpoint`, such as "token endpoint",
+/// at `host`, `host:port`): as [`from_response`], except that a status saying no such
+/// endpoint is at the URL (404 Not Found, 405 Method Not Allowed, 410 Gone) with no
+/// OAuth error in the body is an [`Error::InvalidResponse`] that says so — a wrong URL,
+/// never a refusal of the credentials, whatever problem body the server sends with it.
+pub(crate) fn from_endpoint_response(
+    endpoint: &str,
+    host: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Error {
+    let error = from_response(status, retry_after, body);
+    if !matches!(status, 404 | 405 | 410) || error.oauth().is_some() {
+        return error;
+    }
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    Error::invalid(
+        status,
+        format!(
+            "the {endpoint} at {host} answered {status} {reason}: there is no {endpoint} at \
+             that URL (is it the right one?)"
+        ),
+        body,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_endpoint_is_an_unusable_answer_not_a_refusal() {
+        for (status, body) in [
+            (404, &br#"{"status":404,"title":"Not Found"}"#[..]),
+            (404, b"<html>Not Found</html>"),
+            (405, b""),
+            (410, br#"{"message":"gone"}"#),
+        ] {
+            let e = from_endpoint_response("token endpoint", "id.example:8443", status, None, body);
+            assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{status}: {e}");
+            assert_eq!(e.http_status(), Some(status));
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!(
+                    "the token endpoint at id.example:8443 answered {status}"
+                )),
+                "{text}"
+            );
+        }
+        // An OAuth error is the endpoint's own answer, whatever its status; and other
+        // statuses keep their meaning.
+        let e = from_endpoint_response(
+            "token endpoint",
+            "h",
+            404,
+            None,
+            br#"{"error":"invalid_client"}"#,
+        );
+        assert_eq!(e.kind(), ErrorKind::OAuth);
+        let e = from_endpoint_response(
+            "token endpoint",
+            "h",
+            400,
+            None,
+            br#"{"title":"The API key is invalid."}"#,
+        );
+        assert_eq!(e.kind(), ErrorKind::ApiProblem);
+    }
 
     #[test]
     fn json_errors_never_repeat_the_document() {

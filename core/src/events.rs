@@ -17,7 +17,8 @@
 //! | `backoff.entered` | warn | `failures`, `pause_s` |
 //! | `backoff.refused` | debug | a call answered with the last failure |
 //! | `wait.timed_out` | warn | `waited_s` |
-//! | `store.adopted`, `store.saved` | debug | `store` |
+//! | `store.adopted` | info | a token another client saved in the store is used, no request made (instead of `token.renewed`): `store`, `reason`, `expires_in_s` |
+//! | `store.saved` | debug | `store` |
 //! | `store.unusable`, `store.usable`, `store.save_failed`, `store.corrupt` | warn / info / error / warn | `store` |
 //! | `hook.failed` | error | — |
 //! | `signin.evicted` | warn | a flow dropped its oldest pending sign-in to make room: `max_pending`, `age_s` |

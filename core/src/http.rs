@@ -564,8 +564,13 @@ impl Http {
                     }
                 }
                 Ok(raw) => {
-                    let error =
-                        redacted(error::from_response(raw.status, raw.retry_after, &raw.body));
+                    let error = redacted(error::from_endpoint_response(
+                        "token endpoint",
+                        &host,
+                        raw.status,
+                        raw.retry_after,
+                        &raw.body,
+                    ));
                     let wants_nonce = dpop.is_some()
                         && raw.dpop_nonce.is_some()
                         && error.oauth().is_some_and(|o| o.error == "use_dpop_nonce");
@@ -1197,7 +1202,7 @@ fn is_refused(e: &ureq::Error) -> bool {
     matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
 }
 
-fn host_of(url: &str) -> String {
+pub(crate) fn host_of(url: &str) -> String {
     Url::parse(url)
         .ok()
         .and_then(|u| {
@@ -1392,7 +1397,8 @@ pub(crate) fn check_url(url: &str, allow_insecure: bool) -> Result<Url> {
                 Ok(parsed)
             } else {
                 Err(Error::config(format!(
-                    "refusing plain HTTP to non-loopback host {}; use https, or danger_allow_insecure_http",
+                    "refusing plain HTTP to non-loopback host {}: use https (plain http:// is for \
+                     loopback only: 127.0.0.1, [::1], localhost)",
                     parsed.host_str().unwrap_or("")
                 )))
             }

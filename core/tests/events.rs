@@ -507,3 +507,61 @@ fn a_burst_of_sign_ins_evicts_the_oldest_with_a_warning_and_counts_it() {
     assert_eq!(flow.stats().signins_evicted, 3);
     assert_eq!(flow.stats().token_requests(), 0);
 }
+
+/// A token another client saved in a shared store is adopted: told as `store.adopted`
+/// (info: `-v` shows it) with its reason and the store, never as `token.renewed`, and
+/// nothing is requested.
+#[test]
+fn a_token_adopted_from_the_store_is_told_as_adopted_not_renewed() {
+    let mut server = mockito::Server::new();
+    let count = counting_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-one-1a2b3c4d5e","expires_in":3600,"scope":"read"}"#,
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "authcore-events-adopted-{}-{}",
+        std::process::id(),
+        server.host_with_port().replace(':', "-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = std::sync::Arc::new(authcore::FileStore::new(&dir).unwrap());
+    // Under the capture lock too: its events are no other test's.
+    let (first, _) = capture(|| {
+        let first = cc(&server, opts().store(store.clone()));
+        first.token().unwrap();
+        first
+    });
+    let (second, events) = capture(|| {
+        let second = cc(&server, opts().store(store));
+        let token = second.token().unwrap();
+        assert_eq!(token.access_token().expose_secret(), "at-one-1a2b3c4d5e");
+        second
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(count.load(SeqCst), 1, "the second client requested nothing");
+    let adopted: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.level <= log::Level::Info)
+        .collect();
+    assert_eq!(
+        adopted.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["store.adopted"],
+        "{events:?}"
+    );
+    let e = adopted[0];
+    assert_eq!(e.fields["store"], "file");
+    assert_eq!(e.fields["reason"], "initial");
+    let left: f64 = e.fields["expires_in_s"].parse().unwrap();
+    assert!(left > 3000.0 && left <= 3600.0, "{left}");
+    assert!(
+        e.message
+            .contains("adopted from the token store (file; reason: initial)"),
+        "{}",
+        e.message
+    );
+    assert!(!names(&events).contains(&"token.renewed"), "{events:?}");
+    assert_eq!(second.stats().store_adoptions, 1);
+    assert_eq!(second.stats().token_requests(), 0);
+    assert_eq!(first.stats().token_requests(), 1);
+}

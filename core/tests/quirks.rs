@@ -493,3 +493,35 @@ fn an_expiry_margin_applies_to_every_token_obtained() {
         "expires in {left:?} with a 600 s margin"
     );
 }
+
+/// A token endpoint URL where nothing answers token requests (404 with a problem body,
+/// an HTML page, 405): an unusable answer that says which endpoint answered what, never
+/// an API problem (a refusal of the credentials); a real OAuth error at 404 stays one.
+#[test]
+fn a_wrong_token_endpoint_url_is_said_as_such_not_as_a_refusal() {
+    for (status, content_type, body) in [
+        (
+            404,
+            "application/json",
+            r#"{"status":404,"title":"Not Found"}"#,
+        ),
+        (404, "text/html", "<html><body>Not Found</body></html>"),
+        (405, "text/plain", "Method Not Allowed"),
+    ] {
+        let (server, m) = serve(status, content_type, body);
+        let e = err(cc(&server).token());
+        assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{status}: {e}");
+        assert_eq!(e.http_status(), Some(status as u16));
+        let host = server.host_with_port();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("the token endpoint at {host} answered {status}"))
+                && text.contains("there is no token endpoint at that URL"),
+            "{text}"
+        );
+        assert!(!text.contains("secret-9f8e7d"), "{text}");
+        m.assert();
+    }
+    let (server, _m) = serve(404, "application/json", r#"{"error":"invalid_client"}"#);
+    assert_eq!(err(cc(&server).token()).kind(), ErrorKind::OAuth);
+}

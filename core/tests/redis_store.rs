@@ -421,3 +421,60 @@ fn rediss_with_a_ca_of_our_own() {
         ErrorKind::Config
     );
 }
+
+/// A closed port says so, with the address: "connection refused", not a bare I/O error.
+#[test]
+fn a_closed_redis_port_says_connection_refused_and_where() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let e = store
+        .lock(
+            &StoreKey::custom("closed"),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap_err();
+    check_error(&e);
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("Redis at 127.0.0.1:{port}")) && text.contains("connection refused"),
+        "{text}"
+    );
+    assert!(!text.contains("I/O error"), "{text}");
+}
+
+/// `rediss://` at a port where Redis speaks plain RESP: the failure asks whether the
+/// server speaks TLS (as HTTPS at a plain HTTP port does), and a plain `redis://` at
+/// the same port works.
+#[test]
+fn rediss_at_a_plain_redis_port_asks_whether_it_speaks_tls() {
+    let redis = Redis::start(&[]);
+    let url = redis.url().replacen("redis://", "rediss://", 1);
+    let store = RedisStore::new(&url).unwrap();
+    let e = store
+        .lock(
+            &StoreKey::custom("not-tls"),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap_err();
+    check_error(&e);
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("Redis at 127.0.0.1:{}", redis.port))
+            && text.contains("is the server speaking TLS?"),
+        "{text}"
+    );
+    let plain = RedisStore::new(&redis.url()).unwrap();
+    drop(
+        plain
+            .lock(
+                &StoreKey::custom("not-tls"),
+                Instant::now() + Duration::from_secs(10),
+            )
+            .unwrap(),
+    );
+}

@@ -352,6 +352,14 @@ fn plain_http_to_remote_hosts_is_refused_unless_opted_out() {
         opts(),
     ));
     assert_eq!(e.kind(), ErrorKind::Config);
+    // Said in words every host's user can act on: no option named that a host lacks.
+    let text = e.to_string();
+    assert!(
+        text.contains("refusing plain HTTP to non-loopback host example.com: use https")
+            && text.contains("loopback only"),
+        "{text}"
+    );
+    assert!(!text.contains("danger_allow_insecure_http"), "{text}");
     assert!(Client::new(
         ClientCredentials::new("http://example.com/token", "i", "s"),
         opts().danger_allow_insecure_http(true)

@@ -181,7 +181,13 @@ pub(crate) fn started(
 ) -> Result<Started> {
     let read = || {
         if status != 200 {
-            return Err(crate::error::from_response(status, None, body));
+            return Err(crate::error::from_endpoint_response(
+                "device authorization endpoint",
+                &crate::http::host_of(req.url),
+                status,
+                None,
+                body,
+            ));
         }
         let started: Started = serde_json::from_slice(body).map_err(|e| {
             Error::invalid(

@@ -450,7 +450,13 @@ pub(crate) fn revocation_answer(req: &TokenRequest<'_>, status: u16, body: &[u8]
     if status == 200 {
         return Ok(());
     }
-    Err(req.redacted(crate::error::from_response(status, None, body)))
+    Err(req.redacted(crate::error::from_endpoint_response(
+        "revocation endpoint",
+        &crate::http::host_of(req.url),
+        status,
+        None,
+        body,
+    )))
 }
 
 /// What every OAuth grant accepts besides its own parameters, as one value: for hosts

@@ -558,18 +558,43 @@ impl Target {
     }
 }
 
-/// Why a Redis command failed, in secret-free words.
-fn why(e: &redis::RedisError) -> String {
+/// What to check when a server reached over TLS (`rediss://`) does not answer with it.
+const NOT_TLS: &str =
+    "is the server speaking TLS? rediss:// needs a port where Redis serves TLS; a plain one takes redis://";
+
+/// Why a Redis command failed, in secret-free words; `tls`: the server was reached
+/// over TLS (a silence or a garbled answer then says what to check).
+fn why(e: &redis::RedisError, tls: bool) -> String {
     if e.kind() == redis::ErrorKind::AuthenticationFailed
         || e.code()
             .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH" || c == "NOPERM")
     {
         "the credentials were refused".to_owned()
+    } else if e.is_connection_refusal() {
+        "connection refused (is Redis listening at that address?)".to_owned()
     } else if e.is_timeout() {
-        "no answer in time".to_owned()
+        if tls {
+            format!("no answer in time ({NOT_TLS})")
+        } else {
+            "no answer in time".to_owned()
+        }
+    } else if let Some(failure) = tls_failure(e) {
+        match failure {
+            rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+                format!("the server did not answer with TLS ({NOT_TLS})")
+            }
+            other => format!("TLS failed: {other}"),
+        }
     } else {
         crate::error::scrub(e.category())
     }
+}
+
+/// The TLS failure behind a Redis error, if that is what it is.
+fn tls_failure(e: &redis::RedisError) -> Option<&rustls::Error> {
+    use std::error::Error as _;
+    let io = e.source()?.downcast_ref::<std::io::Error>()?;
+    io.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// Whether a failure says this server is gone or no longer the master: worth asking
@@ -591,6 +616,15 @@ impl Shared {
             Target::Server(client) => client.get_connection_info().addr().to_string(),
             Target::Sentinel(s) => s.addrs(),
             Target::Cluster { addrs, .. } => addrs.clone(),
+        }
+    }
+
+    /// Whether the store's servers are reached over TLS.
+    fn tls(&self) -> bool {
+        match &self.target {
+            Target::Server(client) => is_tls(client.get_connection_info().addr()),
+            Target::Sentinel(s) => s.tls(),
+            Target::Cluster { nodes, .. } => nodes.iter().any(|n| is_tls(n.addr())),
         }
     }
 
@@ -619,7 +653,7 @@ impl Shared {
     }
 
     fn redis_failure(&self, what: &str, e: &redis::RedisError, by_deadline: bool) -> Failure {
-        let error = self.failure(what, &why(e), e.is_timeout(), by_deadline);
+        let error = self.failure(what, &why(e, self.tls()), e.is_timeout(), by_deadline);
         if is_gone(e) && !(e.is_timeout() && by_deadline) {
             Failure::Unreachable(error)
         } else {

@@ -2,6 +2,7 @@
 //! one is configured) under its lock, then to the refresh-token hook — below both the
 //! client (renewals) and the code flow (the first exchange).
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use super::{refresh_token_tag, StoreKey, StoreLock, StoredToken, TokenStore, LIN
 use crate::clock::Deadline;
 use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::event;
+use crate::events::{self, event};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::stats::{Counters, Reason};
@@ -48,6 +49,9 @@ pub(crate) struct Renewal<'a> {
     /// Whether the session was revoked since the renewal began: then nothing it obtains
     /// may be saved as live.
     pub revoked: &'a dyn Fn() -> bool,
+    /// Set when the renewal's token is one another client saved in the store (adopted,
+    /// told as `store.adopted`), not one this renewal requested.
+    pub adopted: &'a Cell<bool>,
 }
 
 /// What this client last knew of the stored record: its version, refresh token and
@@ -376,7 +380,7 @@ impl Tier {
             return self.finish(locked, base, None, true, renewal, outcome);
         }
         if let Some(token) = self.adoptable(&record, renewal) {
-            self.adopt(locked.store, &record);
+            self.adopt(locked.store, &record, &token, renewal);
             return Ok(token);
         }
         // The stored refresh token is used with the stored session's DPoP key. A key this
@@ -550,7 +554,15 @@ impl Tier {
         (token.fresh_now() && !replaced && !key_lost && !bearer_refused).then_some(token)
     }
 
-    fn adopt(&self, store: &dyn TokenStore, record: &StoredToken) {
+    /// Takes `token`, which `record` in `store` holds, for `renewal`: no token request
+    /// is made, and the renewal says so (`store.adopted`, not `token.renewed`).
+    fn adopt(
+        &self,
+        store: &dyn TokenStore,
+        record: &StoredToken,
+        token: &Token,
+        renewal: &Renewal<'_>,
+    ) {
         {
             // The store is newer than memory: nothing of memory's is needed any more.
             let mut memory = self.memory.lock();
@@ -558,8 +570,14 @@ impl Tier {
             memory.lost = None;
         }
         self.counters.store_adoption();
-        event!(debug, "store.adopted", store = store.name();
-            "adopted the token another process renewed ({})", store.name());
+        renewal.adopted.set(true);
+        let left = token.expires_at().map_or(-1.0, |at| {
+            events::secs(at.saturating_duration_since(std::time::Instant::now()))
+        });
+        event!(info, "store.adopted", store = store.name(), reason = renewal.reason.name(), expires_in_s = left;
+            "token adopted from the token store ({}; reason: {}): another client sharing the \
+             store obtained it, so no token request was made; it expires in {left} s",
+            store.name(), renewal.reason.name());
     }
 
     /// Takes the lock for a renewal; while another holder has it, reads the store
@@ -584,7 +602,7 @@ impl Tier {
             if let Some(record) = peeked?.map(as_tombstone_if_empty) {
                 let newer = stored_is_newer(&self.memory.lock(), &record, renewal.refresh_token);
                 if let (true, Some(token)) = (newer, self.adoptable(&record, renewal)) {
-                    self.adopt(store, &record);
+                    self.adopt(store, &record, &token, renewal);
                     return Ok(Waited::Adopted(Box::new(token)));
                 }
             }

@@ -42,8 +42,9 @@ pub(super) struct Unreached {
 }
 
 impl Unreached {
-    fn of(prefix: &str, e: &redis::RedisError) -> Unreached {
-        let why = super::why(e);
+    /// `e` from a server reached over TLS if `tls`, told after `prefix`.
+    fn of(prefix: &str, e: &redis::RedisError, tls: bool) -> Unreached {
+        let why = super::why(e, tls);
         Unreached {
             refused: why.contains("credentials were refused"),
             why: format!("{prefix}{why}"),
@@ -99,6 +100,14 @@ impl Sentinels {
             return Ok(None);
         }
         Sentinels::new(nodes, self.name.clone(), self.master.clone(), Some(certs)).map(Some)
+    }
+
+    /// Whether the sentinels or the master are reached over TLS.
+    pub(super) fn tls(&self) -> bool {
+        self.clients
+            .iter()
+            .any(|c| super::is_tls(c.get_connection_info().addr()))
+            || super::is_tls(self.master.addr())
     }
 
     /// The master set's name.
@@ -177,7 +186,8 @@ impl Sentinels {
                 .arg(&self.name)
                 .query::<Option<(String, u16)>>(&mut conn)
         })();
-        answer.map_err(|e| Unreached::of("no sentinel answered: ", &e))
+        let tls = super::is_tls(self.clients[index].get_connection_info().addr());
+        answer.map_err(|e| Unreached::of("no sentinel answered: ", &e, tls))
     }
 
     /// A connection to the server at `addr`, if it is a master, before `until`.
@@ -219,7 +229,11 @@ impl Sentinels {
             Ok(_) => Err(Unreached::said(format!(
                 "{at} is not a master (a failover is under way)"
             ))),
-            Err(e) => Err(Unreached::of(&format!("{at} could not be reached: "), &e)),
+            Err(e) => Err(Unreached::of(
+                &format!("{at} could not be reached: "),
+                &e,
+                super::is_tls(self.master.addr()),
+            )),
         }
     }
 }
