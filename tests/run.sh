@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it started (seconds since the suite began), so a slow step shows.
+step() { printf '\n==> [%ds] %s\n' "$SECONDS" "$*"; }
 
 step "provision (cbindgen into .tools/, system packages for the C suite)"
 # shellcheck source=tests/provision.sh
@@ -31,3 +32,5 @@ bash tests/python/run.sh
 
 step "Release: one version, rustdoc, cargo package, cargo deny, CMake consumer, C ABI list, C reference"
 bash tests/release/run.sh
+
+step "all passed in ${SECONDS}s"

@@ -468,6 +468,21 @@ fn rediss_at_a_plain_redis_port_asks_whether_it_speaks_tls() {
             && text.contains("is the server speaking TLS?"),
         "{text}"
     );
+    // A grant that can renew without the store gets its token: the silent store is a
+    // store error (told as an event), not the call's timeout.
+    let mut server = mockito::Server::new();
+    let count = counting_endpoint(
+        &mut server,
+        "/token",
+        r#"{"access_token":"at-past-a-silent-store-7f6e","expires_in":3600}"#,
+    );
+    let client = cc_client(&server, Arc::new(RedisStore::new(&url).unwrap()));
+    let token = client.token().unwrap();
+    assert_eq!(
+        token.access_token().expose_secret(),
+        "at-past-a-silent-store-7f6e"
+    );
+    assert_eq!(count.load(SeqCst), 1);
     let plain = RedisStore::new(&redis.url()).unwrap();
     drop(
         plain

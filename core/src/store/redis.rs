@@ -26,6 +26,9 @@ const RELEASE_AT_LEAST: Duration = Duration::from_millis(100);
 const SAVE_AT_LEAST: Duration = Duration::from_millis(500);
 /// How long a lock outlives the deadline of the renewal that took it.
 const LOCK_MARGIN: Duration = Duration::from_secs(2);
+/// Added to a limit of the store's own ([`COMMAND_TIMEOUT`] from now) so that the time
+/// taken before the command starts does not make it look like the caller's deadline.
+const OWN_LIMIT_SLACK: Duration = Duration::from_millis(50);
 /// Pause between two attempts to save a new token while the sentinels fail over.
 const FAILOVER_POLL: Duration = Duration::from_millis(100);
 
@@ -1041,7 +1044,10 @@ impl TokenStore for RedisStore {
     }
 
     fn try_lock(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoreLock>> {
-        let wait_until = Instant::now() + COMMAND_TIMEOUT;
+        // The store's own limit, not the caller's deadline: `run` must see at least
+        // COMMAND_TIMEOUT left, so that a silent server is a store error (which a grant
+        // that can renew without the store gets past) rather than the call's timeout.
+        let wait_until = Instant::now() + COMMAND_TIMEOUT + OWN_LIMIT_SLACK;
         self.attempt(
             key,
             deadline,
