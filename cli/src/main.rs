@@ -68,7 +68,7 @@ enum Command {
     ///
     /// Exit codes: 0 token printed; 2 bad configuration; 3 credentials rejected (OAuth
     /// error, API problem, reauthentication required); 4 endpoint or token store
-    /// unreachable, or timed out; 5 unusable response (an HTML page, no access token, no
+    /// unreachable, failing with a server error (5xx), or timed out; 5 unusable response (an HTML page, no access token, no
     /// token endpoint at the URL: HTTP 404) or rate limited; 6 token printed,
     /// but the refresh token rotated and the new one could not be kept (the store or
     /// --refresh-token-file could not be written, or it came from
@@ -1695,6 +1695,11 @@ fn replace_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> 
 fn exit_code(e: &Error) -> u8 {
     match e.kind() {
         ErrorKind::Config => exit::CONFIG,
+        // A server error (5xx), even with an OAuth error or problem body, says the
+        // endpoint is unwell, not that the credentials were refused.
+        ErrorKind::OAuth | ErrorKind::ApiProblem if e.http_status().is_some_and(|s| s >= 500) => {
+            exit::UNREACHABLE
+        }
         ErrorKind::OAuth
         | ErrorKind::ApiProblem
         | ErrorKind::ReauthenticationRequired

@@ -984,4 +984,14 @@ fn plain_http_and_a_wrong_token_url_say_what_happened() {
         "{lines:?}"
     );
     assert!(!lines[0].contains("dev-secret"), "{lines:?}");
+
+    // A token endpoint failing with server errors is unwell, not refusing: exit 4, even
+    // when its body carries an OAuth error.
+    s.fail_next(authcore_cli::devserver::Fault::status(10, 503));
+    let out = client_credentials_token(&format!("{}/oauth2/token", s.url()))
+        .output()
+        .unwrap();
+    let lines = said(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
 }

@@ -1300,7 +1300,7 @@ fn tls_failure(e: &rustls::Error, host: &str) -> String {
                 other => format!("{other:?}"),
             };
             format!(
-                "the TLS certificate of {host} is not trusted: {why} (a CA of your own: the ca_bundle option)"
+                "the TLS certificate of {host} is not trusted: {why} (a CA of your own: give its certificate as the CA bundle, ca_bundle or --ca-bundle)"
             )
         }
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
