@@ -982,9 +982,11 @@ fn provider_failed(e: &Error) -> &'static str {
 }
 
 fn failed(e: &Error) -> ExitCode {
-    eprintln!("authcore: {e}");
+    // One failure, one line: the way out rides on the error's own line.
     if e.kind() == ErrorKind::ReauthenticationRequired {
-        eprintln!("authcore: sign in again (authcore login)");
+        eprintln!("authcore: {e}; sign in again (authcore login)");
+    } else {
+        eprintln!("authcore: {e}");
     }
     ExitCode::from(exit_code(e))
 }
