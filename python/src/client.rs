@@ -321,20 +321,21 @@ impl Client {
 
     /// OAuth 2.0 client credentials at any token endpoint. `scopes` is a
     /// space-separated string or a sequence; `auth_method` is "basic" (default),
-    /// "basic_raw" or "post".
+    /// "basic_raw" or "post". `client_secret` None: none (a client that authenticates
+    /// otherwise: `private_key=`, `client_assertion=`, a client certificate).
     #[staticmethod]
     #[pyo3(signature = (token_url, client_id, client_secret, *, scopes = None, auth_method = "basic", **options))]
     fn client_credentials(
         py: Python<'_>,
         token_url: &str,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
         auth_method: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
-        let grant = ClientCredentials::new(token_url, client_id, client_secret)
+        let grant = ClientCredentials::new(token_url, client_id, client_secret.unwrap_or(""))
             .scopes(scopes_arg(scopes)?)
             .auth_method(auth_method_arg(auth_method)?)
             .with_settings(args);
@@ -384,12 +385,13 @@ impl Client {
     fn vibe(
         py: Python<'_>,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
         token_url: Option<&str>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
+        let client_secret = client_secret.unwrap_or("");
         let grant = match token_url {
             Some(url) => ClientCredentials::vibe_at(url, client_id, client_secret),
             None => ClientCredentials::vibe(client_id, client_secret),
@@ -405,7 +407,7 @@ impl Client {
 
     /// A client that starts from a refresh token (for example one saved by
     /// `on_refresh_token`). `json_body=True` sends JSON with the client credentials in
-    /// the body (viewneo).
+    /// the body (viewneo). `client_secret` None: a public client.
     #[staticmethod]
     #[pyo3(signature = (token_url, client_id, client_secret, refresh_token, *, json_body = false, auth_method = "basic", **options))]
     #[allow(clippy::too_many_arguments)]
@@ -413,16 +415,21 @@ impl Client {
         py: Python<'_>,
         token_url: &str,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         refresh_token: &str,
         json_body: bool,
         auth_method: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
-        let mut grant = RefreshToken::new(token_url, client_id, client_secret, refresh_token)
-            .auth_method(auth_method_arg(auth_method)?)
-            .with_settings(args);
+        let mut grant = RefreshToken::new(
+            token_url,
+            client_id,
+            client_secret.unwrap_or(""),
+            refresh_token,
+        )
+        .auth_method(auth_method_arg(auth_method)?)
+        .with_settings(args);
         if json_body {
             grant = grant.json_body();
         }

@@ -94,7 +94,8 @@ pub(crate) fn new_flow(
 
 #[pymethods]
 impl AuthorizationCodeFlow {
-    /// A flow at any OAuth 2.0 server (form bodies, Basic auth and PKCE by default).
+    /// A flow at any OAuth 2.0 server (form bodies, Basic auth and PKCE by default);
+    /// `client_secret` `None`: a public client.
     #[new]
     #[pyo3(signature = (authorize_url, token_url, client_id, client_secret, redirect_uri, *, scopes = None, json_body = false, auth_method = "basic", pkce = true, pending_key = None, pending_lifetime = None, **options))]
     #[allow(clippy::too_many_arguments)]
@@ -103,7 +104,7 @@ impl AuthorizationCodeFlow {
         authorize_url: &str,
         token_url: &str,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         redirect_uri: &str,
         scopes: Option<&Bound<'_, PyAny>>,
         json_body: bool,
@@ -118,7 +119,7 @@ impl AuthorizationCodeFlow {
             authorize_url,
             token_url,
             client_id,
-            client_secret,
+            client_secret.unwrap_or(""),
             redirect_uri,
         )
         .scopes(scopes_arg(scopes)?)
@@ -188,7 +189,7 @@ impl AuthorizationCodeFlow {
     fn viewneo(
         py: Python<'_>,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         redirect_uri: &str,
         base_url: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
@@ -197,6 +198,7 @@ impl AuthorizationCodeFlow {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let (args, options) = split_options(py, options)?;
+        let client_secret = client_secret.unwrap_or("");
         let config = match base_url {
             Some(base) => {
                 AuthorizationCode::viewneo_at(base, client_id, client_secret, redirect_uri)
