@@ -11,6 +11,7 @@ use crate::errors::to_py_err;
 use crate::options::{
     auth_method_arg, header_pair, options_arg, scopes_arg, seconds, split_options, type_name,
 };
+use crate::repr::fields;
 use crate::stats::Stats;
 use crate::token::Token;
 use authcore::grant::WithOAuthSettings;
@@ -123,6 +124,7 @@ impl SignOut {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
+        let outcome = crate::repr::quoted(py, self.outcome);
         match &self.error {
             Some(e) => {
                 let kind = e
@@ -130,9 +132,9 @@ impl SignOut {
                     .get_type()
                     .name()
                     .map_or_else(|_| "AuthcoreError".to_owned(), |n| n.to_string());
-                format!("<authcore.SignOut outcome={:?} error={kind}>", self.outcome)
+                format!("<authcore.SignOut outcome={outcome} error={kind}>")
             }
-            None => format!("<authcore.SignOut outcome={:?}>", self.outcome),
+            None => format!("<authcore.SignOut outcome={outcome}>"),
         }
     }
 }
@@ -280,7 +282,7 @@ impl Client {
                 options_arg(options)?,
             ),
             py,
-            "grant='personal_access_token'".into(),
+            fields(py, &[("grant", Some("personal_access_token"))]),
         )
     }
 
@@ -311,7 +313,13 @@ impl Client {
             Some(rt) => grant.with_refresh_token(rt),
             None => grant,
         };
-        let description = format!("grant='api_video' base_url={:?}", grant.base_url());
+        let description = fields(
+            py,
+            &[
+                ("grant", Some("api_video")),
+                ("base_url", Some(grant.base_url())),
+            ],
+        );
         new_client(
             authcore::Client::new(grant, options_arg(options)?),
             py,
@@ -342,7 +350,14 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='client_credentials' token_url={token_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("grant", Some("client_credentials")),
+                    ("token_url", Some(token_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -372,9 +387,13 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!(
-                "grant='client_credentials' issuer={:?} client_id={client_id:?}",
-                metadata.inner.issuer
+            fields(
+                py,
+                &[
+                    ("grant", Some("client_credentials")),
+                    ("issuer", Some(&metadata.inner.issuer)),
+                    ("client_id", Some(client_id)),
+                ],
             ),
         )
     }
@@ -401,7 +420,10 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='vibe' client_id={client_id:?}"),
+            fields(
+                py,
+                &[("grant", Some("vibe")), ("client_id", Some(client_id))],
+            ),
         )
     }
 
@@ -436,7 +458,14 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='refresh_token' token_url={token_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("grant", Some("refresh_token")),
+                    ("token_url", Some(token_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -574,7 +603,14 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='token_exchange' token_url={token_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("grant", Some("token_exchange")),
+                    ("token_url", Some(token_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 

@@ -13,6 +13,7 @@ use crate::client::Client;
 use crate::discovery::Metadata;
 use crate::errors::to_py_err;
 use crate::options::{auth_method_arg, scopes_arg, seconds, split_options};
+use crate::repr::fields;
 use crate::stats::Stats;
 use authcore::grant::WithOAuthSettings;
 
@@ -40,8 +41,11 @@ impl AuthorizationRequest {
         self.pending.expose_secret()
     }
 
-    fn __repr__(&self) -> String {
-        format!("<authcore.AuthorizationRequest url={:?}>", self.url)
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<authcore.AuthorizationRequest {}>",
+            fields(py, &[("url", Some(&self.url))])
+        )
     }
 }
 
@@ -137,7 +141,13 @@ impl AuthorizationCodeFlow {
                 key: pending_key,
                 lifetime: pending_lifetime,
             },
-            format!("authorize_url={authorize_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("authorize_url", Some(authorize_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -178,7 +188,13 @@ impl AuthorizationCodeFlow {
                 key: pending_key,
                 lifetime: pending_lifetime,
             },
-            format!("issuer={:?} client_id={client_id:?}", metadata.inner.issuer),
+            fields(
+                py,
+                &[
+                    ("issuer", Some(&metadata.inner.issuer)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -215,7 +231,13 @@ impl AuthorizationCodeFlow {
                 key: pending_key,
                 lifetime: pending_lifetime,
             },
-            format!("viewneo client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("provider", Some("viewneo")),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -265,7 +287,11 @@ impl AuthorizationCodeFlow {
             .map_err(|e| to_py_err(py, e))?;
         Ok(Client::wrap(
             client,
-            format!("grant='authorization_code' {}", self.description),
+            format!(
+                "{} {}",
+                fields(py, &[("grant", Some("authorization_code"))]),
+                self.description
+            ),
         ))
     }
 
@@ -329,8 +355,12 @@ impl DeviceFlow {
             py,
             config,
             options,
-            format!(
-                "device_authorization_url={device_authorization_url:?} client_id={client_id:?}"
+            fields(
+                py,
+                &[
+                    ("device_authorization_url", Some(device_authorization_url)),
+                    ("client_id", Some(client_id)),
+                ],
             ),
         )
     }
@@ -358,7 +388,13 @@ impl DeviceFlow {
             py,
             config,
             options,
-            format!("issuer={:?} client_id={client_id:?}", metadata.inner.issuer),
+            fields(
+                py,
+                &[
+                    ("issuer", Some(&metadata.inner.issuer)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -451,7 +487,11 @@ impl DeviceAuthorization {
                     let client = result.map_err(|e| to_py_err(py, e))?;
                     return Ok(Client::wrap(
                         client,
-                        format!("grant='device_code' {}", self.description),
+                        format!(
+                            "{} {}",
+                            fields(py, &[("grant", Some("device_code"))]),
+                            self.description
+                        ),
                     ));
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -475,10 +515,16 @@ impl DeviceAuthorization {
         self.cancel.cancel();
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "<authcore.DeviceAuthorization user_code={:?} verification_uri={:?}>",
-            self.inner.user_code, self.inner.verification_uri
+            "<authcore.DeviceAuthorization {}>",
+            fields(
+                py,
+                &[
+                    ("user_code", Some(&self.inner.user_code)),
+                    ("verification_uri", Some(&self.inner.verification_uri)),
+                ],
+            )
         )
     }
 }
