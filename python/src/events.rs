@@ -168,7 +168,9 @@ impl Log for Bridge {
         if !ours(record.metadata()) {
             return;
         }
-        Python::attach(|py| {
+        // While the interpreter shuts down (a renewal on a thread of its own outliving
+        // the program), the record is dropped rather than the thread stopped.
+        let _ = Python::try_attach(|py| {
             // An exception already set on this thread is kept for its owner.
             let pending = PyErr::take(py);
             if let Err(e) = emit(py, record) {
