@@ -6,8 +6,13 @@
 //! `/oauth2/token` with form bodies; metadata at `/.well-known/oauth-authorization-server`
 //! and `/.well-known/openid-configuration`, `iss` in authorization responses, device
 //! authorization at `/oauth2/device` with `authorization_pending`/`slow_down`/
-//! `access_denied` on demand, revocation at `/oauth2/revoke`, left out of the metadata with
-//! `{"revocation_endpoint": false}` in the config). Protected resource: `/api/...`
+//! `access_denied` on demand — no one approves: the provider decides each device code by
+//! itself, and its `verification_uri` (`/device`) is a page that says so —, revocation at
+//! `/oauth2/revoke`, left out of the metadata with `{"revocation_endpoint": false}` in the
+//! config). Clients: the confidential `dev-client` (secret `dev-secret`; also public in
+//! DPoP mode, below) and the public `dev-cli` (no secret, its id in the body: the code
+//! grant with PKCE, the device grant, refresh and revocation; a code is redeemed only by
+//! the client it was issued to). Protected resource: `/api/...`
 //! (`/api/admin` needs the `admin` scope; `/api/reject` refuses every token;
 //! `/api/redirect?to=URL` answers `302 Found` (or `?status=` 301, 303, 307, 308) to `URL`,
 //! a loopback `http` or `https` URL, whatever the token; every answer to a known token
@@ -161,6 +166,10 @@ pub struct Credentials {
     pub client_id: String,
     /// OAuth client secret.
     pub client_secret: String,
+    /// A public client's id (RFC 6749 §2.1: a command-line or native app, no secret):
+    /// accepted with its id in the body for the authorization code grant (with PKCE
+    /// only), the device grant, refresh and revocation.
+    pub public_client_id: String,
     /// Scopes a client may be granted.
     pub scopes: Vec<String>,
     /// A personal access token (viewneo style) that never expires.
@@ -173,6 +182,7 @@ impl Default for Credentials {
             api_key: "dev-api-key".into(),
             client_id: "dev-client".into(),
             client_secret: "dev-secret".into(),
+            public_client_id: "dev-cli".into(),
             scopes: [
                 "campaigns:read",
                 "reporting:read",
@@ -457,6 +467,8 @@ struct Refresh {
 }
 
 struct Code {
+    /// The client the code was issued to.
+    client_id: String,
     redirect_uri: String,
     challenge: Option<String>,
     scope: String,
@@ -714,6 +726,8 @@ struct TokenNote {
     public_client: bool,
     /// The refresh token taken was bound: so is its successor.
     bound_refresh: bool,
+    /// The public client the request came from, if it did (an ID token's audience).
+    client: Option<String>,
     /// The key the access token issued is bound to.
     bound_jkt: Option<String>,
     /// The tag of the assertion presented (a JWT bearer grant's, else a client
@@ -1514,6 +1528,7 @@ fn route(shared: &Shared, method: &str, url: &str, head: &Head, body: &[u8]) -> 
             token_endpoint(shared, &call, |st| api_video_refresh(shared, st, body))
         }
         ("GET", "/oauth/authorize") | ("GET", "/oauth2/authorize") => authorize(shared, query),
+        ("GET", "/device") => device_page(&shared.state.lock().behaviour),
         (
             "GET",
             "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
@@ -2038,22 +2053,25 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
     }
     if let Some(sub) = &sub {
         if scope.split_whitespace().any(|s| s == "openid") {
-            body["id_token"] = Value::String(id_token(what.shared, sub, lifetime));
+            let aud = st.note.client.as_deref();
+            let aud = aud.unwrap_or(&what.shared.creds.client_id);
+            body["id_token"] = Value::String(id_token(what.shared, sub, aud, lifetime));
         }
     }
     body
 }
 
 /// An OpenID Connect ID token for `sub`: a JWT signed with HS256 keyed by the client
-/// secret (OIDC Core §10.1), audience the client id.
-fn id_token(shared: &Shared, sub: &str, lifetime: u64) -> String {
+/// secret (OIDC Core §10.1; the confidential client's also for the public client, which
+/// has none: nothing checks it), audience the client id `aud`.
+fn id_token(shared: &Shared, sub: &str, aud: &str, lifetime: u64) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let now = unix_us() / 1_000_000;
     let header = json!({"alg": "HS256", "typ": "JWT"});
     let claims = json!({
         "iss": shared.issuer,
         "sub": sub,
-        "aud": shared.creds.client_id,
+        "aud": aud,
         "iat": now,
         "exp": now.saturating_add(lifetime),
     });
@@ -2230,7 +2248,7 @@ fn metadata(shared: &Shared) -> Reply {
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
                                       "urn:ietf:params:oauth:grant-type:device_code", JWT_BEARER,
                                       TOKEN_EXCHANGE],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
     });
@@ -2241,6 +2259,7 @@ fn metadata(shared: &Shared) -> Reply {
         metadata["token_endpoint_auth_methods_supported"] = json!([
             "client_secret_basic",
             "client_secret_post",
+            "none",
             "tls_client_auth",
             "self_signed_tls_client_auth"
         ]);
@@ -2307,6 +2326,36 @@ fn device_authorization(
             "interval": 1,
         }),
     )
+}
+
+/// The page at the device authorizations' `verification_uri`: there is nothing to enter,
+/// since the provider decides by itself (its behaviour's device switches); it says so.
+/// The query (`user_code`) is not echoed.
+fn device_page(behaviour: &Behaviour) -> Reply {
+    let polls = behaviour.device_pending_polls;
+    let outcome = if behaviour.device_deny {
+        "denies it (<code>access_denied</code>), as <code>device_deny</code> asks"
+    } else {
+        "approves it"
+    };
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>authcore devserver: device sign-in</title></head><body>\n\
+         <h1>Nothing to do here</h1>\n\
+         <p>The authcore development provider needs no one at this page: it decides every \
+         device code by itself. It answers the device's first {polls} poll(s) with \
+         <code>authorization_pending</code>, then {outcome}, for the user named by the \
+         request's <code>login_hint</code> (default <code>{DEFAULT_SUBJECT}</code>). \
+         The waiting program gets its answer within seconds; you can close this page.</p>\n\
+         <p><code>POST /_control/config</code> changes this: <code>device_pending_polls</code>, \
+         <code>device_slow_down_polls</code>, <code>device_deny</code>.</p>\n</body></html>\n"
+    );
+    Reply {
+        status: 200,
+        body,
+        content_type: "text/html; charset=utf-8",
+        headers: Vec::new(),
+    }
 }
 
 /// A device access token request (RFC 8628 §3.4–3.5): pending (or `slow_down`) for as
@@ -2422,9 +2471,13 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    if q.get("client_id") != Some(&shared.creds.client_id)
-        || q.get("response_type").map(String::as_str) != Some("code")
-    {
+    let client_id = match q.get("client_id") {
+        Some(id) if *id == shared.creds.client_id || *id == shared.creds.public_client_id => {
+            id.clone()
+        }
+        _ => return oauth_error(400, "invalid_request", "unknown client_id or response_type"),
+    };
+    if q.get("response_type").map(String::as_str) != Some("code") {
         return oauth_error(400, "invalid_request", "unknown client_id or response_type");
     }
     let Some(redirect) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else {
@@ -2445,6 +2498,7 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
     st.codes.insert(
         code.clone(),
         Code {
+            client_id,
             redirect_uri: redirect.to_string(),
             challenge: q.get("code_challenge").cloned(),
             scope: q.get("scope").cloned().unwrap_or_default(),
@@ -2471,17 +2525,20 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
     }
 }
 
-/// A public client (RFC 6749 §2.1), accepted in DPoP mode only: its id in the body,
-/// and no secret anywhere.
+/// A public client (RFC 6749 §2.1): its id in the body, and no secret anywhere. The
+/// registered public client always; the confidential client's id too in DPoP mode.
 fn public_client(
     shared: &Shared,
     dpop: bool,
     params: &HashMap<String, String>,
     authorization: Option<&str>,
 ) -> bool {
-    dpop && authorization.is_none()
-        && params.get("client_id") == Some(&shared.creds.client_id)
-        && !params.contains_key("client_secret")
+    let known = match params.get("client_id") {
+        Some(id) if *id == shared.creds.public_client_id => true,
+        Some(id) if *id == shared.creds.client_id => dpop,
+        _ => false,
+    };
+    known && authorization.is_none() && !params.contains_key("client_secret")
 }
 
 /// The mTLS client (RFC 8705 §2) a request authenticates as: its `client_id` (in the
@@ -2636,6 +2693,10 @@ fn oauth_token(
             .header("www-authenticate", r#"Basic realm="authcore-devserver""#);
     }
     st.note.public_client = public;
+    st.note.client = params
+        .get("client_id")
+        .filter(|id| public && **id == shared.creds.public_client_id)
+        .cloned();
     match grant {
         Some("client_credentials") => {
             let requested = params.get("scope").cloned().unwrap_or_default();
@@ -2680,6 +2741,15 @@ fn oauth_token(
                     400,
                     "invalid_grant",
                     "redirect_uri does not match the authorization request.",
+                );
+            }
+            // A code is redeemed by the client it was issued to.
+            let by_public = st.note.client.is_some();
+            if by_public != (code.client_id == shared.creds.public_client_id) {
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    "The authorization code was issued to another client.",
                 );
             }
             if public && code.challenge.is_none() {

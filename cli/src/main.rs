@@ -1293,6 +1293,10 @@ fn devserver(host: IpAddr, port: u16, lifetime: u64, tls_dir: Option<PathBuf>) -
         "             client id: {}  client secret: {}",
         creds.client_id, creds.client_secret
     );
+    println!(
+        "             public client id: {} (no secret: code with PKCE, device, refresh)",
+        creds.public_client_id
+    );
     println!("             scopes: {}", creds.scopes.join(" "));
     println!("  personal access token: {}", creds.personal_access_token);
     println!(

@@ -603,3 +603,223 @@ fn the_redirect_endpoint_leads_to_loopback_urls_only() {
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+/// The code in the redirect the authorize endpoint answers `query` with.
+fn authorize_code(base: &str, query: &str) -> String {
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = no_redirects
+        .get(format!("{base}/oauth2/authorize?{query}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302, "{query}");
+    let location = r.headers().get("location").unwrap().to_str().unwrap();
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+fn form(base: &str, body: &str) -> (u16, Value) {
+    post_raw(
+        &format!("{base}/oauth2/token"),
+        "application/x-www-form-urlencoded",
+        body,
+        &[],
+    )
+}
+
+#[test]
+fn the_public_client_signs_in_with_pkce_or_a_device_code_and_no_secret() {
+    use base64::Engine;
+    use sha2::Digest;
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let public = &s.credentials().public_client_id;
+    assert_eq!(public, "dev-cli");
+    let redirect = "http://127.0.0.1:9/cb";
+    let verifier = "a-code-verifier-of-enough-length-0123456789abcdef";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let pkce = format!("code_challenge={challenge}&code_challenge_method=S256");
+
+    // The code grant with PKCE, the client id in the body, no secret anywhere.
+    let code = authorize_code(
+        &base,
+        &format!(
+            "client_id={public}&response_type=code&redirect_uri={redirect}&scope=openid&{pkce}"
+        ),
+    );
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id={public}&code_verifier={verifier}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let claims = jwt_claims(body["id_token"].as_str().unwrap());
+    assert_eq!(
+        (&claims["aud"], &claims["sub"]),
+        (&json!(public), &json!("dev-user"))
+    );
+    let rt = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, refreshed) = form(
+        &base,
+        &format!("grant_type=refresh_token&refresh_token={rt}&client_id={public}"),
+    );
+    assert_eq!(status, 200, "{refreshed}");
+    let access = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(get_api(&base, access, "/api/x").0, 200);
+
+    // Without PKCE, with a secret, for client credentials, or with another client's
+    // code: refused.
+    let code = authorize_code(
+        &base,
+        &format!("client_id={public}&response_type=code&redirect_uri={redirect}"),
+    );
+    let (status, body) = form(
+        &base,
+        &format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id={public}"
+        ),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=client_credentials&client_id={public}"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (status, body) = form(
+        &base,
+        &format!(
+            "grant_type=refresh_token&refresh_token=x&client_id={public}&client_secret=dev-secret"
+        ),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let code = authorize_code(
+        &base,
+        &format!("client_id={public}&response_type=code&redirect_uri={redirect}&{pkce}"),
+    );
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id=dev-client&client_secret=dev-secret&code_verifier={verifier}"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let code = authorize_code(
+        &base,
+        &format!("client_id=dev-client&response_type=code&redirect_uri={redirect}&{pkce}"),
+    );
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id={public}&code_verifier={verifier}"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+
+    // The device grant: the provider approves by itself after one pending poll.
+    let (status, device) = post_raw(
+        &format!("{base}/oauth2/device"),
+        "application/x-www-form-urlencoded",
+        &format!("client_id={public}&scope=openid"),
+        &[],
+    );
+    assert_eq!(status, 200, "{device}");
+    let device_code = device["device_code"].as_str().unwrap();
+    let poll = || {
+        form(
+            &base,
+            &format!("grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code={device_code}&client_id={public}"),
+        )
+    };
+    assert_eq!(poll().1["error"], "authorization_pending");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let (status, body) = poll();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        jwt_claims(body["id_token"].as_str().unwrap())["aud"],
+        json!(public)
+    );
+
+    let metadata: Value = agent()
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert!(metadata["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("none")));
+}
+
+#[test]
+fn the_verification_uri_is_a_page_saying_the_provider_decides_by_itself() {
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let (status, device) = post_raw(
+        &format!("{base}/oauth2/device"),
+        "application/x-www-form-urlencoded",
+        "client_id=dev-cli",
+        &[],
+    );
+    assert_eq!(status, 200, "{device}");
+    let page = |url: &str| {
+        let mut r = agent().get(url).call().unwrap();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            r.status().as_u16(),
+            kind,
+            r.body_mut().read_to_string().unwrap(),
+        )
+    };
+    for url in ["verification_uri", "verification_uri_complete"] {
+        let (status, kind, text) = page(device[url].as_str().unwrap());
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(kind.as_deref(), Some("text/html; charset=utf-8"));
+        assert!(
+            text.contains("decides every device code by itself"),
+            "{text}"
+        );
+        assert!(text.contains("then approves it"), "{text}");
+    }
+    // What the page says follows the behaviour, and it never echoes the query.
+    post(
+        &format!("{base}/_control/config"),
+        json!({"device_deny": true, "device_pending_polls": 3}),
+    );
+    let (_, _, text) = page(&format!(
+        "{base}/device?user_code=%3Cscript%3Ex%3C%2Fscript%3E"
+    ));
+    assert!(
+        text.contains("first 3 poll(s)") && text.contains("denies it"),
+        "{text}"
+    );
+    assert!(!text.contains("<script>"), "{text}");
+}

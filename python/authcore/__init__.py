@@ -9,6 +9,7 @@ its Python face.
 >>> response = client.get("https://api.vibe.co/rest/advertisers")  # doctest: +SKIP
 """
 
+import logging as _logging
 import os as _os
 
 from ._authcore import (
@@ -48,6 +49,13 @@ from .errors import (
 )
 from .adapters import HttpxAuth, RequestsAuth
 from .stores import TokenStore
+
+# A library's logger with a handler of its own that drops everything (the logging HOWTO,
+# "Configuring Logging for a Library"): without one, a program that configured no
+# logging would get every warning printed by ``logging.lastResort`` besides the
+# exception it catches. A program that configures logging (``basicConfig``, a handler
+# on "authcore" or the root) gets the records as before: they still propagate.
+_logging.getLogger("authcore").addHandler(_logging.NullHandler())
 
 # The core notices a child's new process id by itself; this also covers a grandchild
 # that happens to get its grandparent's old process id.

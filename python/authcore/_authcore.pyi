@@ -407,17 +407,17 @@ class Client:
     def client_credentials(
         token_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: Optional[str],
         *,
         scopes: _Scopes = None,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> Client:
-        """OAuth 2.0 client credentials at ``token_url`` (RFC 6749 §4.4); ``auth_method`` says how the client authenticates."""
+        """OAuth 2.0 client credentials at ``token_url`` (RFC 6749 §4.4); ``auth_method`` says how the client authenticates. ``client_secret`` None: none (a client that authenticates with ``private_key=``, ``client_assertion=`` or a client certificate)."""
     @staticmethod
     def vibe(
         client_id: str,
-        client_secret: str,
+        client_secret: Optional[str],
         *,
         scopes: _Scopes = None,
         token_url: Optional[str] = None,
@@ -429,14 +429,14 @@ class Client:
     def refresh_token(
         token_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: Optional[str],
         refresh_token: str,
         *,
         json_body: bool = False,
         auth_method: _AuthMethod = "basic",
         **options: Unpack[_GrantOptions],
     ) -> Client:
-        """A client that renews with ``refresh_token`` at ``token_url`` (a rotated one is announced to ``on_refresh_token``); ``json_body=True`` sends JSON with the credentials in the body."""
+        """A client that renews with ``refresh_token`` at ``token_url`` (a rotated one is announced to ``on_refresh_token``); ``json_body=True`` sends JSON with the credentials in the body. ``client_secret`` None: a public client (``client_id`` in the body)."""
     @staticmethod
     def jwt_bearer(
         token_url: str,
@@ -689,7 +689,7 @@ class AuthorizationCodeFlow:
         authorize_url: str,
         token_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: Optional[str],
         redirect_uri: str,
         *,
         scopes: _Scopes = None,
@@ -701,6 +701,7 @@ class AuthorizationCodeFlow:
         **options: Unpack[_GrantOptions],
     ) -> AuthorizationCodeFlow:
         """The authorization code flow (with PKCE) at these endpoints; serves any number of sign-ins at once.
+        ``client_secret`` None: a public client (PKCE authenticates the exchange, ``client_id`` in the body).
 
         ``pending_key`` (32 random bytes, shared by every worker) seals ``AuthorizationRequest.pending``
         so that a sign-in finishes in any worker; without it, only in this flow object.
@@ -709,7 +710,7 @@ class AuthorizationCodeFlow:
     @staticmethod
     def viewneo(
         client_id: str,
-        client_secret: str,
+        client_secret: Optional[str],
         redirect_uri: str,
         *,
         base_url: Optional[str] = None,

@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use crate::client::{new_client, Client};
 use crate::errors::to_py_err;
 use crate::options::{auth_method_arg, scopes_arg, seconds, split_options, type_name};
+use crate::repr::fields;
 
 /// Where an assertion comes from: a literal, a file read for every token request (a
 /// Kubernetes projected token), a command whose output it is (a CI system's helper), a
@@ -99,8 +100,18 @@ impl AssertionSource {
         }
     }
 
-    fn __repr__(&self) -> String {
-        format!("AssertionSource({})", self.inner.describe())
+    /// `<authcore.AssertionSource file='/path'>`, `… command='program'>`, `… literal>`,
+    /// `… callback>`, `… client>`: the core's description of the source, never what it
+    /// yields (nor a command's arguments).
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let described = self.inner.describe();
+        match described.split_once(' ') {
+            Some((kind, detail)) => format!(
+                "<authcore.AssertionSource {}>",
+                fields(py, &[(kind, Some(detail))])
+            ),
+            None => format!("<authcore.AssertionSource {described}>"),
+        }
     }
 }
 
@@ -170,9 +181,13 @@ pub(crate) fn jwt_bearer(
     new_client(
         authcore::Client::new(grant, options),
         py,
-        format!(
-            "grant='jwt_bearer' token_url={token_url:?} assertion={:?}",
-            assertion.inner.describe()
+        fields(
+            py,
+            &[
+                ("grant", Some("jwt_bearer")),
+                ("token_url", Some(token_url)),
+                ("assertion", Some(&assertion.inner.describe())),
+            ],
         ),
     )
 }
@@ -216,6 +231,14 @@ pub(crate) fn jwt_bearer_signed(
     new_client(
         authcore::Client::new(grant, options),
         py,
-        format!("grant='jwt_bearer' token_url={token_url:?} issuer={issuer:?} subject={subject:?}"),
+        fields(
+            py,
+            &[
+                ("grant", Some("jwt_bearer")),
+                ("token_url", Some(token_url)),
+                ("issuer", Some(issuer)),
+                ("subject", Some(subject)),
+            ],
+        ),
     )
 }

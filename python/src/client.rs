@@ -11,6 +11,7 @@ use crate::errors::to_py_err;
 use crate::options::{
     auth_method_arg, header_pair, options_arg, scopes_arg, seconds, split_options, type_name,
 };
+use crate::repr::fields;
 use crate::stats::Stats;
 use crate::token::Token;
 use authcore::grant::WithOAuthSettings;
@@ -123,6 +124,7 @@ impl SignOut {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
+        let outcome = crate::repr::quoted(py, self.outcome);
         match &self.error {
             Some(e) => {
                 let kind = e
@@ -130,9 +132,9 @@ impl SignOut {
                     .get_type()
                     .name()
                     .map_or_else(|_| "AuthcoreError".to_owned(), |n| n.to_string());
-                format!("<authcore.SignOut outcome={:?} error={kind}>", self.outcome)
+                format!("<authcore.SignOut outcome={outcome} error={kind}>")
             }
-            None => format!("<authcore.SignOut outcome={:?}>", self.outcome),
+            None => format!("<authcore.SignOut outcome={outcome}>"),
         }
     }
 }
@@ -280,7 +282,7 @@ impl Client {
                 options_arg(options)?,
             ),
             py,
-            "grant='personal_access_token'".into(),
+            fields(py, &[("grant", Some("personal_access_token"))]),
         )
     }
 
@@ -311,7 +313,13 @@ impl Client {
             Some(rt) => grant.with_refresh_token(rt),
             None => grant,
         };
-        let description = format!("grant='api_video' base_url={:?}", grant.base_url());
+        let description = fields(
+            py,
+            &[
+                ("grant", Some("api_video")),
+                ("base_url", Some(grant.base_url())),
+            ],
+        );
         new_client(
             authcore::Client::new(grant, options_arg(options)?),
             py,
@@ -321,27 +329,35 @@ impl Client {
 
     /// OAuth 2.0 client credentials at any token endpoint. `scopes` is a
     /// space-separated string or a sequence; `auth_method` is "basic" (default),
-    /// "basic_raw" or "post".
+    /// "basic_raw" or "post". `client_secret` None: none (a client that authenticates
+    /// otherwise: `private_key=`, `client_assertion=`, a client certificate).
     #[staticmethod]
     #[pyo3(signature = (token_url, client_id, client_secret, *, scopes = None, auth_method = "basic", **options))]
     fn client_credentials(
         py: Python<'_>,
         token_url: &str,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
         auth_method: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
-        let grant = ClientCredentials::new(token_url, client_id, client_secret)
+        let grant = ClientCredentials::new(token_url, client_id, client_secret.unwrap_or(""))
             .scopes(scopes_arg(scopes)?)
             .auth_method(auth_method_arg(auth_method)?)
             .with_settings(args);
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='client_credentials' token_url={token_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("grant", Some("client_credentials")),
+                    ("token_url", Some(token_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -371,9 +387,13 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!(
-                "grant='client_credentials' issuer={:?} client_id={client_id:?}",
-                metadata.inner.issuer
+            fields(
+                py,
+                &[
+                    ("grant", Some("client_credentials")),
+                    ("issuer", Some(&metadata.inner.issuer)),
+                    ("client_id", Some(client_id)),
+                ],
             ),
         )
     }
@@ -384,12 +404,13 @@ impl Client {
     fn vibe(
         py: Python<'_>,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
         token_url: Option<&str>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
+        let client_secret = client_secret.unwrap_or("");
         let grant = match token_url {
             Some(url) => ClientCredentials::vibe_at(url, client_id, client_secret),
             None => ClientCredentials::vibe(client_id, client_secret),
@@ -399,13 +420,16 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='vibe' client_id={client_id:?}"),
+            fields(
+                py,
+                &[("grant", Some("vibe")), ("client_id", Some(client_id))],
+            ),
         )
     }
 
     /// A client that starts from a refresh token (for example one saved by
     /// `on_refresh_token`). `json_body=True` sends JSON with the client credentials in
-    /// the body (viewneo).
+    /// the body (viewneo). `client_secret` None: a public client.
     #[staticmethod]
     #[pyo3(signature = (token_url, client_id, client_secret, refresh_token, *, json_body = false, auth_method = "basic", **options))]
     #[allow(clippy::too_many_arguments)]
@@ -413,23 +437,35 @@ impl Client {
         py: Python<'_>,
         token_url: &str,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         refresh_token: &str,
         json_body: bool,
         auth_method: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
         let (args, options) = split_options(py, options)?;
-        let mut grant = RefreshToken::new(token_url, client_id, client_secret, refresh_token)
-            .auth_method(auth_method_arg(auth_method)?)
-            .with_settings(args);
+        let mut grant = RefreshToken::new(
+            token_url,
+            client_id,
+            client_secret.unwrap_or(""),
+            refresh_token,
+        )
+        .auth_method(auth_method_arg(auth_method)?)
+        .with_settings(args);
         if json_body {
             grant = grant.json_body();
         }
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='refresh_token' token_url={token_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("grant", Some("refresh_token")),
+                    ("token_url", Some(token_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -567,7 +603,14 @@ impl Client {
         new_client(
             authcore::Client::new(grant, options),
             py,
-            format!("grant='token_exchange' token_url={token_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("grant", Some("token_exchange")),
+                    ("token_url", Some(token_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 

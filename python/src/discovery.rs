@@ -94,8 +94,11 @@ impl Metadata {
         self.inner.tls_client_certificate_bound_access_tokens
     }
 
-    fn __repr__(&self) -> String {
-        format!("<authcore.Metadata issuer={:?}>", self.inner.issuer)
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<authcore.Metadata {}>",
+            crate::repr::fields(py, &[("issuer", Some(&self.inner.issuer))])
+        )
     }
 }
 

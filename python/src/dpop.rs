@@ -91,11 +91,16 @@ impl DpopKey {
         self.inner.to_jwk().expose_secret().to_owned()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "<authcore.DpopKey algorithm={:?} thumbprint={:?}>",
-            self.inner.algorithm().name(),
-            self.inner.thumbprint()
+            "<authcore.DpopKey {}>",
+            crate::repr::fields(
+                py,
+                &[
+                    ("algorithm", Some(self.inner.algorithm().name())),
+                    ("thumbprint", Some(self.inner.thumbprint())),
+                ],
+            )
         )
     }
 }

@@ -13,6 +13,7 @@ use crate::client::Client;
 use crate::discovery::Metadata;
 use crate::errors::to_py_err;
 use crate::options::{auth_method_arg, scopes_arg, seconds, split_options};
+use crate::repr::fields;
 use crate::stats::Stats;
 use authcore::grant::WithOAuthSettings;
 
@@ -40,8 +41,11 @@ impl AuthorizationRequest {
         self.pending.expose_secret()
     }
 
-    fn __repr__(&self) -> String {
-        format!("<authcore.AuthorizationRequest url={:?}>", self.url)
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<authcore.AuthorizationRequest {}>",
+            fields(py, &[("url", Some(&self.url))])
+        )
     }
 }
 
@@ -94,7 +98,8 @@ pub(crate) fn new_flow(
 
 #[pymethods]
 impl AuthorizationCodeFlow {
-    /// A flow at any OAuth 2.0 server (form bodies, Basic auth and PKCE by default).
+    /// A flow at any OAuth 2.0 server (form bodies, Basic auth and PKCE by default);
+    /// `client_secret` `None`: a public client.
     #[new]
     #[pyo3(signature = (authorize_url, token_url, client_id, client_secret, redirect_uri, *, scopes = None, json_body = false, auth_method = "basic", pkce = true, pending_key = None, pending_lifetime = None, **options))]
     #[allow(clippy::too_many_arguments)]
@@ -103,7 +108,7 @@ impl AuthorizationCodeFlow {
         authorize_url: &str,
         token_url: &str,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         redirect_uri: &str,
         scopes: Option<&Bound<'_, PyAny>>,
         json_body: bool,
@@ -118,7 +123,7 @@ impl AuthorizationCodeFlow {
             authorize_url,
             token_url,
             client_id,
-            client_secret,
+            client_secret.unwrap_or(""),
             redirect_uri,
         )
         .scopes(scopes_arg(scopes)?)
@@ -136,7 +141,13 @@ impl AuthorizationCodeFlow {
                 key: pending_key,
                 lifetime: pending_lifetime,
             },
-            format!("authorize_url={authorize_url:?} client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("authorize_url", Some(authorize_url)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -177,7 +188,13 @@ impl AuthorizationCodeFlow {
                 key: pending_key,
                 lifetime: pending_lifetime,
             },
-            format!("issuer={:?} client_id={client_id:?}", metadata.inner.issuer),
+            fields(
+                py,
+                &[
+                    ("issuer", Some(&metadata.inner.issuer)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -188,7 +205,7 @@ impl AuthorizationCodeFlow {
     fn viewneo(
         py: Python<'_>,
         client_id: &str,
-        client_secret: &str,
+        client_secret: Option<&str>,
         redirect_uri: &str,
         base_url: Option<&str>,
         scopes: Option<&Bound<'_, PyAny>>,
@@ -197,6 +214,7 @@ impl AuthorizationCodeFlow {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let (args, options) = split_options(py, options)?;
+        let client_secret = client_secret.unwrap_or("");
         let config = match base_url {
             Some(base) => {
                 AuthorizationCode::viewneo_at(base, client_id, client_secret, redirect_uri)
@@ -213,7 +231,13 @@ impl AuthorizationCodeFlow {
                 key: pending_key,
                 lifetime: pending_lifetime,
             },
-            format!("viewneo client_id={client_id:?}"),
+            fields(
+                py,
+                &[
+                    ("provider", Some("viewneo")),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -263,7 +287,11 @@ impl AuthorizationCodeFlow {
             .map_err(|e| to_py_err(py, e))?;
         Ok(Client::wrap(
             client,
-            format!("grant='authorization_code' {}", self.description),
+            format!(
+                "{} {}",
+                fields(py, &[("grant", Some("authorization_code"))]),
+                self.description
+            ),
         ))
     }
 
@@ -327,8 +355,12 @@ impl DeviceFlow {
             py,
             config,
             options,
-            format!(
-                "device_authorization_url={device_authorization_url:?} client_id={client_id:?}"
+            fields(
+                py,
+                &[
+                    ("device_authorization_url", Some(device_authorization_url)),
+                    ("client_id", Some(client_id)),
+                ],
             ),
         )
     }
@@ -356,7 +388,13 @@ impl DeviceFlow {
             py,
             config,
             options,
-            format!("issuer={:?} client_id={client_id:?}", metadata.inner.issuer),
+            fields(
+                py,
+                &[
+                    ("issuer", Some(&metadata.inner.issuer)),
+                    ("client_id", Some(client_id)),
+                ],
+            ),
         )
     }
 
@@ -449,7 +487,11 @@ impl DeviceAuthorization {
                     let client = result.map_err(|e| to_py_err(py, e))?;
                     return Ok(Client::wrap(
                         client,
-                        format!("grant='device_code' {}", self.description),
+                        format!(
+                            "{} {}",
+                            fields(py, &[("grant", Some("device_code"))]),
+                            self.description
+                        ),
                     ));
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -473,10 +515,16 @@ impl DeviceAuthorization {
         self.cancel.cancel();
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "<authcore.DeviceAuthorization user_code={:?} verification_uri={:?}>",
-            self.inner.user_code, self.inner.verification_uri
+            "<authcore.DeviceAuthorization {}>",
+            fields(
+                py,
+                &[
+                    ("user_code", Some(&self.inner.user_code)),
+                    ("verification_uri", Some(&self.inner.verification_uri)),
+                ],
+            )
         )
     }
 }

@@ -15,6 +15,7 @@ mod events;
 mod exchange;
 mod flows;
 mod options;
+mod repr;
 mod stats;
 mod store;
 mod token;

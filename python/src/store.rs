@@ -35,8 +35,9 @@ impl FileStore {
         self.inner.dir().display().to_string()
     }
 
-    fn __repr__(&self) -> String {
-        format!("FileStore({:?})", self.inner.dir())
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let directory = self.inner.dir().display().to_string();
+        format!("FileStore({})", crate::repr::quoted(py, &directory))
     }
 }
 
@@ -45,6 +46,8 @@ impl FileStore {
 #[pyclass(frozen, module = "authcore._authcore", name = "RedisStore")]
 pub(crate) struct RedisStore {
     inner: Arc<authcore::RedisStore>,
+    /// The CA file it was given, for its `repr`.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[pymethods]
@@ -58,13 +61,14 @@ impl RedisStore {
     #[new]
     #[pyo3(signature = (url, *, ca_file = None))]
     fn new(py: Python<'_>, url: &str, ca_file: Option<std::path::PathBuf>) -> PyResult<Self> {
-        let inner = match ca_file {
+        let inner = match &ca_file {
             Some(ca) => authcore::RedisStore::with_ca_file(url, ca),
             None => authcore::RedisStore::new(url),
         }
         .map_err(|e| to_py_err(py, e))?;
         Ok(RedisStore {
             inner: Arc::new(inner),
+            ca_file,
         })
     }
 
@@ -80,6 +84,7 @@ impl RedisStore {
             authcore::RedisStore::sentinel(&sentinels, master).map_err(|e| to_py_err(py, e))?;
         Ok(RedisStore {
             inner: Arc::new(inner),
+            ca_file: None,
         })
     }
 
@@ -92,11 +97,21 @@ impl RedisStore {
         let inner = authcore::RedisStore::cluster(&nodes).map_err(|e| to_py_err(py, e))?;
         Ok(RedisStore {
             inner: Arc::new(inner),
+            ca_file: None,
         })
     }
 
-    fn __repr__(&self) -> String {
-        format!("{:?}", self.inner)
+    /// `RedisStore('redis://host:port/db')` (or the Sentinel or Cluster URL that
+    /// names the same store), never with a user name or password.
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let url = crate::repr::quoted(py, &self.inner.url());
+        match &self.ca_file {
+            Some(ca) => format!(
+                "RedisStore({url}, ca_file={})",
+                crate::repr::quoted(py, &ca.display().to_string())
+            ),
+            None => format!("RedisStore({url})"),
+        }
     }
 }
 

@@ -57,8 +57,11 @@ impl Rotation {
         self.credential.as_deref()
     }
 
-    fn __repr__(&self) -> String {
-        format!("<authcore.Rotation credential={:?}>", self.credential)
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<authcore.Rotation {}>",
+            crate::repr::fields(py, &[("credential", self.credential.as_deref())])
+        )
     }
 }
 
@@ -124,14 +127,19 @@ impl Token {
         })
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let expires = self
             .expires_in()
             .map_or_else(|| "None".to_owned(), |s| format!("{s:.1}"));
         format!(
-            "<authcore.Token type={:?} scope={:?} expires_in={expires}>",
-            self.inner.token_type(),
-            self.inner.scope().unwrap_or("")
+            "<authcore.Token {} expires_in={expires}>",
+            crate::repr::fields(
+                py,
+                &[
+                    ("type", Some(self.inner.token_type())),
+                    ("scope", self.inner.scope()),
+                ],
+            )
         )
     }
 }

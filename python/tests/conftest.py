@@ -27,6 +27,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "scenarios"
 CLIENT_ID = "dev-client"
 CLIENT_SECRET = "dev-secret"
+#: The provider's public client: no secret, its id in the body (code with PKCE, device, refresh).
+PUBLIC_CLIENT_ID = "dev-cli"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -125,7 +125,7 @@ def test_a_generated_key_shows_its_public_half_only(keys: dict[str, authcore.Dpo
     private = json.loads(key.private_jwk())
     assert {k: v for k, v in private.items() if k in public} == public
     text = repr(key)
-    assert text == f'<authcore.DpopKey algorithm="{alg}" thumbprint="{key.thumbprint}">'
+    assert text == f"<authcore.DpopKey algorithm='{alg}' thumbprint='{key.thumbprint}'>"
     for member in ("d", "p", "q"):
         if member in private:
             assert private[member] not in text and private[member] not in key.public_jwk

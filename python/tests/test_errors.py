@@ -3,6 +3,8 @@ TypeError/ValueError with a clear message."""
 
 from __future__ import annotations
 
+import pathlib
+import re
 import time
 from typing import Any
 
@@ -124,6 +126,65 @@ def test_wrong_positional_types() -> None:
         client.request("GET", "https://a.example/", headers=[1, 2])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive"):
         client.get("https://a.example/", timeout=0)
+
+
+def _pythonic(text: str) -> str:
+    """``text`` if it is a repr in Python's manner: no Rust ``Debug`` (``Some(…)``,
+    ``Name { field: … }``, strings in double quotes where Python uses single ones)."""
+    assert not re.search(r"Some\(|\w \{ |\w: \"|=\"[^']*\"", text), text
+    return text
+
+
+def test_every_repr_is_pythonic(dev: DevServer, tmp_path: pathlib.Path) -> None:
+    token_url = dev.url + "/oauth2/token"
+    client = authcore.Client.client_credentials(token_url, "it's-me", CLIENT_SECRET)
+    assert _pythonic(repr(client)) == (
+        f"<authcore.Client grant='client_credentials' token_url={token_url!r} client_id=\"it's-me\">"
+    )
+    assert repr(authcore.Client.vibe("v", "s")) == "<authcore.Client grant='vibe' client_id='v'>"
+    assert repr(authcore.FileStore(tmp_path)) == f"FileStore({str(tmp_path)!r})"
+    store = authcore.RedisStore("rediss://:hunter2-password@[::1]:6380/1")
+    assert repr(store) == "RedisStore('rediss://[::1]:6380/1')"
+    info = authcore.Client.client_credentials(token_url, CLIENT_ID, CLIENT_SECRET, scopes="admin").token_info()
+    assert _pythonic(repr(info)).startswith("<authcore.Token type='Bearer' scope='admin' expires_in=")
+    key = authcore.DpopKey.generate("EdDSA")
+    assert repr(key) == f"<authcore.DpopKey algorithm='EdDSA' thumbprint={key.thumbprint!r}>"
+    assert repr(authcore.AssertionSource.command("gh", ["--token", "secret-arg"])) == (
+        "<authcore.AssertionSource command='gh'>"
+    )
+    assert repr(authcore.AssertionSource.literal("secret-value")) == "<authcore.AssertionSource literal>"
+    metadata = authcore.discover(dev.url)
+    assert repr(metadata) == f"<authcore.Metadata issuer={dev.url!r}>"
+    flow = authcore.AuthorizationCodeFlow.from_metadata(metadata, CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1/cb")
+    assert repr(flow) == f"<authcore.AuthorizationCodeFlow issuer={dev.url!r} client_id={CLIENT_ID!r}>"
+    request = flow.authorization_url()
+    assert repr(request) == f"<authcore.AuthorizationRequest url={request.url!r}>"
+    signed_in = flow.finish(dev.follow_authorize(request.url), request.state)
+    assert repr(signed_in) == (
+        f"<authcore.Client grant='authorization_code' issuer={dev.url!r} client_id={CLIENT_ID!r}>"
+    )
+    device = authcore.DeviceFlow.from_metadata(metadata, CLIENT_ID, CLIENT_SECRET)
+    assert _pythonic(repr(device)).startswith("<authcore.DeviceFlow issuer=")
+    started = device.start()
+    assert repr(started) == (
+        f"<authcore.DeviceAuthorization user_code={started.user_code!r}"
+        f" verification_uri={started.verification_uri!r}>"
+    )
+    rotations: list[authcore.Rotation] = []
+    session = dev.control("POST", "session", {"sub": "rhea"})
+    rotating = authcore.Client.refresh_token(
+        token_url, CLIENT_ID, CLIENT_SECRET, session["refresh_token"], on_rotation=rotations.append
+    )
+    assert _pythonic(repr(rotating)) == (
+        f"<authcore.Client grant='refresh_token' token_url={token_url!r} client_id={CLIENT_ID!r}>"
+    )
+    rotating.token()
+    (rotation,) = rotations
+    assert rotation.credential is not None
+    assert repr(rotation) == f"<authcore.Rotation credential={rotation.credential!r}>"
+    assert repr(signed_in.sign_out()) == "<authcore.SignOut outcome='revoked'>"
+    auth = authcore.Client.api_video("k", sandbox=True)
+    assert repr(auth) == "<authcore.Client grant='api_video' base_url='https://sandbox.api.video'>"
 
 
 def test_no_repr_shows_a_secret(dev: DevServer) -> None:

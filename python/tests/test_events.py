@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -109,6 +113,117 @@ def test_failures_warn_and_the_backoff_is_counted(
     assert stats.token_requests_refused == 2 and stats.backoff_refusals == 2
     assert stats.token_requests == dev.token_requests()
     _assert_in_no_record(caplog.records, ["wrong-secret-value"])
+
+
+def test_record_attributes_have_their_types(dev: DevServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Integers, floats and booleans reach Python as such, not as their text."""
+    caplog.set_level(logging.DEBUG, logger="authcore")
+    client = authcore.Client.client_credentials(
+        dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET, max_retries=1, failure_backoff=(0.001, 0.001)
+    )
+    client.token()
+    dev.control("POST", "revoke", {})
+    assert client.get(dev.url + "/api/resource").status == 200, "renewed after the 401"
+    dev.control("POST", "fail", {"count": 2, "status": 503, "retry_after": 1})
+    with pytest.raises(authcore.AuthcoreError):
+        client.refresh()
+
+    def the(event: str) -> logging.LogRecord:
+        return next(r for r in caplog.records if getattr(r, "event", "") == event)
+
+    def types(record: logging.LogRecord, *names: str) -> dict[str, object]:
+        return {name: type(getattr(record, name)) for name in names}
+
+    assert types(the("token.requested"), "event", "grant", "host", "attempt") == {
+        "event": str, "grant": str, "host": str, "attempt": int,
+    }
+    assert getattr(the("token.requested"), "attempt") == 1
+    assert types(the("token.obtained"), "attempt", "lifetime_s", "scope") == {
+        "attempt": int, "lifetime_s": float, "scope": str,
+    }
+    assert 3500 < getattr(the("token.obtained"), "lifetime_s") <= 3600
+    rejected = the("token.rejected")
+    assert (getattr(rejected, "status"), getattr(rejected, "dropped")) == (401, True)
+    assert types(rejected, "status", "dropped") == {"status": int, "dropped": bool}
+    failed = [r for r in caplog.records if getattr(r, "event", "") == "token.request_failed"]
+    assert [(getattr(r, "attempt"), getattr(r, "status"), getattr(r, "retrying")) for r in failed] == [
+        (1, 503, True),
+        (2, 503, False),
+    ]
+    assert types(failed[0], "attempt", "status", "retry_after_s", "retrying", "kind") == {
+        "attempt": int, "status": int, "retry_after_s": float, "retrying": bool, "kind": str,
+    }
+    assert getattr(failed[0], "retry_after_s") == 1.0
+    renewal_failed = the("token.renewal_failed")
+    assert (getattr(renewal_failed, "reason"), getattr(renewal_failed, "status")) == ("forced", 503)
+
+
+def test_a_raising_filter_is_reported_and_the_call_goes_on(
+    dev: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: reported.append(u.exc_value))
+
+    def boom(record: logging.LogRecord) -> bool:
+        raise RuntimeError("a broken filter")
+
+    logger = logging.getLogger("authcore")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addFilter(boom)
+    try:
+        client = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, CLIENT_SECRET)
+        assert client.token()
+    finally:
+        logger.removeFilter(boom)
+        logger.setLevel(level)
+    assert len(reported) == 1 and isinstance(reported[0], RuntimeError), "token.renewed, reported once"
+
+
+# A program that configures no logging, and makes one call that fails: a connection
+# refused at a port nothing listens on (found free, then closed).
+_FAILING_PROGRAM = """
+import sys
+{configure}
+import authcore
+client = authcore.Client.client_credentials("http://127.0.0.1:{port}/token", "id", "secret")
+try:
+    client.token()
+except authcore.TransportError as e:
+    print("caught", type(e).__name__)
+"""
+
+
+def _run_failing_program(tmp_path: Path, configure: str) -> subprocess.CompletedProcess[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return subprocess.run(
+        [sys.executable, "-c", _FAILING_PROGRAM.format(configure=configure, port=port)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_program_without_logging_configured_prints_only_what_it_prints(tmp_path: Path) -> None:
+    """The library's logger has a NullHandler: nothing reaches ``logging.lastResort``
+    (which printed two warnings per failure besides the exception)."""
+    run = _run_failing_program(tmp_path, configure="")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "caught TransportError\n"
+    assert run.stderr == ""
+
+
+def test_a_program_that_configures_logging_gets_the_records(tmp_path: Path) -> None:
+    run = _run_failing_program(tmp_path, configure="import logging; logging.basicConfig(level=logging.DEBUG)")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "caught TransportError\n"
+    ours = [line for line in run.stderr.splitlines() if line.split(":")[1:2] == ["authcore"]]
+    assert any(line.startswith("WARNING:authcore:") for line in ours), run.stderr
+    assert any(line.startswith("DEBUG:authcore:token request") for line in ours), run.stderr
 
 
 def test_a_level_set_later_is_honoured(dev: DevServer, caplog: pytest.LogCaptureFixture) -> None:

@@ -91,7 +91,8 @@ def test_a_forked_child_counts_only_what_it_did(dev: DevServer) -> None:
     parent = _CLIENT.stats().as_dict()
     assert parent["token_requests_succeeded"] == 1 and parent["cache_hits"] == 2
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(2) as pool:
+    # One task per child (a worker that took both would see its own first call counted).
+    with ctx.Pool(2, maxtasksperchild=1) as pool:
         results = pool.map_async(_child_stats, range(2)).get(timeout=60)
     for before, after in results:
         assert all(v == 0 for v in before.values()), before

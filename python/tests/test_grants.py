@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 
 import authcore
-from conftest import CLIENT_ID, CLIENT_SECRET, DevServer
+from conftest import CLIENT_ID, CLIENT_SECRET, PUBLIC_CLIENT_ID, DevServer
 
 
 def test_personal_access_token(dev: DevServer) -> None:
@@ -108,6 +108,32 @@ def test_authorization_code_then_refresh_token(dev: DevServer, viewneo: bool) ->
     assert restarted.get(dev.url + "/api/resource").status == 200
     grant = "viewneo/refresh_token" if viewneo else "oauth2/refresh_token"
     assert dev.token_requests(grant) == 1
+
+
+def test_a_public_client_passes_none_as_its_secret(dev: DevServer) -> None:
+    """The README's "pass no client secret": None, in every constructor that takes one."""
+    seen: list[str] = []
+    flow = authcore.AuthorizationCodeFlow(
+        dev.url + "/oauth2/authorize", dev.url + "/oauth2/token", PUBLIC_CLIENT_ID, None,
+        "http://127.0.0.1/callback", scopes="openid", on_refresh_token=seen.append,
+    )
+    request = flow.authorization_url()
+    client = flow.finish(dev.follow_authorize(request.url), request.state)
+    assert client.get(dev.url + "/api/resource").status == 200
+    restarted = authcore.Client.refresh_token(dev.url + "/oauth2/token", PUBLIC_CLIENT_ID, None, seen[0])
+    assert restarted.get(dev.url + "/api/resource").status == 200
+    device = authcore.DeviceFlow(dev.url + "/oauth2/device", dev.url + "/oauth2/token", PUBLIC_CLIENT_ID, None)
+    assert device.start().wait(timeout=30).get(dev.url + "/api/resource").status == 200
+    assert dev.token_requests() == 4, "one code exchange, one refresh, two device polls"
+
+    # Client credentials without a secret is a client that authenticates otherwise (a
+    # key, an assertion, a certificate); the provider refuses one that does not.
+    nothing = authcore.Client.client_credentials(dev.url + "/oauth2/token", CLIENT_ID, None)
+    with pytest.raises(authcore.OAuthError) as refused:
+        nothing.token()
+    assert refused.value.error == "invalid_client"
+    authcore.Client.vibe(CLIENT_ID, None)
+    authcore.AuthorizationCodeFlow.viewneo(CLIENT_ID, None, "http://127.0.0.1/callback", base_url=dev.url)
 
 
 def test_authorization_callback_errors(dev: DevServer) -> None:

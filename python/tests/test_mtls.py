@@ -80,7 +80,7 @@ def test_tls_client_auth_gets_a_token_bound_to_the_certificate(
     both = tmp_path / "both.pem"
     both.write_text(made["certificate"] + made["key"])
     client = authcore.Client.client_credentials(
-        server.url + "/oauth2/token", "py-mtls", "", auth_method="tls_client_auth", ca_bundle=ca, client_cert=both
+        server.url + "/oauth2/token", "py-mtls", None, auth_method="tls_client_auth", ca_bundle=ca, client_cert=both
     )
     assert client.get(api).status == 200
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -42,6 +43,21 @@ def test_exception_hierarchy() -> None:
     assert len(set(kinds)) == 12
     for k in kinds:
         assert issubclass(k, authcore.AuthcoreError) and issubclass(k, Exception)
+
+
+def test_the_readme_lists_every_exception_class() -> None:
+    """python/README.md's "Errors:" paragraph names exactly the exception classes the
+    package exports."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    paragraph = readme[readme.index("\nErrors: ") :]
+    paragraph = paragraph[: paragraph.index("\n\n")]
+    named = {n for n in re.findall(r"`(\w+)`", paragraph) if isinstance(getattr(authcore, n, None), type)}
+    exported = {
+        n for n in authcore.__all__
+        if isinstance(getattr(authcore, n), type) and issubclass(getattr(authcore, n), BaseException)
+    }
+    assert named == exported, f"documented only: {named - exported}; undocumented: {exported - named}"
+    assert len(exported) == 13
 
 
 def test_adapters_import_without_requests_or_httpx() -> None:

@@ -54,7 +54,7 @@ def test_a_rewritten_file_is_read_for_each_renewal(dev: DevServer, tmp_path: pat
     path = tmp_path / "token"
     path.write_text(mint(dev))
     source = authcore.AssertionSource.file(path)
-    assert repr(source) == f"AssertionSource(file {path})"
+    assert repr(source) == f"<authcore.AssertionSource file={str(path)!r}>"
     client = assertion_client(dev, source)
     assert sub_at_api(client, dev) == CLIENT_ID
     path.write_text(mint(dev))

@@ -231,6 +231,43 @@ impl RedisStore {
         }
     }
 
+    /// Where the store is, as a URL [`new`](Self::new) takes, without credentials:
+    /// `redis://host:port/db` (`rediss://` for TLS, `redis+unix:///path?db=N` for a
+    /// socket), `redis+sentinel://host:port,…/master_name[/db]` or
+    /// `redis+cluster://host:port,…` (`rediss+…` for TLS). For messages and
+    /// descriptions: it never holds a user name or password.
+    pub fn url(&self) -> String {
+        match &self.shared.target {
+            Target::Server(client) => {
+                let info = client.get_connection_info();
+                let db = info.redis_settings().db();
+                match info.addr() {
+                    redis::ConnectionAddr::Unix(path) => {
+                        format!("redis+unix://{}?db={db}", path.display())
+                    }
+                    addr => format!("{}://{}/{db}", scheme(addr), authority(addr)),
+                }
+            }
+            Target::Sentinel(s) => {
+                let nodes: Vec<&redis::ConnectionInfo> = s.nodes().collect();
+                let tls = nodes.first().map_or("redis", |n| scheme(n.addr()));
+                let hosts: Vec<String> = nodes.iter().map(|n| authority(n.addr())).collect();
+                let db = s.master().redis_settings().db();
+                let db = if db == 0 {
+                    String::new()
+                } else {
+                    format!("/{db}")
+                };
+                format!("{tls}+sentinel://{}/{}{db}", hosts.join(","), s.name())
+            }
+            Target::Cluster { nodes, .. } => {
+                let tls = nodes.first().map_or("redis", |n| scheme(n.addr()));
+                let hosts: Vec<String> = nodes.iter().map(|n| authority(n.addr())).collect();
+                format!("{tls}+cluster://{}", hosts.join(","))
+            }
+        }
+    }
+
     /// Whether `text` is a URL [`new`](Self::new) takes (by its scheme), rather than, say,
     /// a directory for a [`FileStore`](crate::FileStore).
     pub fn is_url(text: &str) -> bool {
@@ -443,6 +480,27 @@ impl RedisStore {
                 Self::cluster_parts(nodes.clone(), Some(certs())).map(Some)
             }
         }
+    }
+}
+
+/// The scheme of a URL to `addr`: `rediss` over TLS, else `redis`.
+fn scheme(addr: &redis::ConnectionAddr) -> &'static str {
+    match addr {
+        redis::ConnectionAddr::TcpTls { .. } => "rediss",
+        _ => "redis",
+    }
+}
+
+/// `host:port` of a network address as a URL writes it (an IPv6 address in brackets).
+fn authority(addr: &redis::ConnectionAddr) -> String {
+    match addr {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. }
+            if host.contains(':') =>
+        {
+            format!("[{host}]:{port}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -1131,6 +1189,44 @@ impl TokenStore for RedisStore {
             Err(Error::store(
                 "the Redis lock expired before the token was saved; a newer renewal wins",
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisStore;
+
+    #[test]
+    fn the_url_names_where_the_store_is_without_credentials() {
+        let url = |u: &str| RedisStore::new(u).unwrap().url();
+        assert_eq!(
+            url("redis://user:hunter2@127.0.0.1:6379/2"),
+            "redis://127.0.0.1:6379/2"
+        );
+        assert_eq!(url("rediss://:hunter2@[::1]:6380"), "rediss://[::1]:6380/0");
+        assert_eq!(
+            url("redis+sentinel://u:hunter2@h1:26379,h2/mymaster/3"),
+            "redis+sentinel://h1:26379,h2:26379/mymaster/3"
+        );
+        assert_eq!(
+            url("rediss+cluster://u:hunter2@a:7000,b:7001"),
+            "rediss+cluster://a:7000,b:7001"
+        );
+        let sentinel = RedisStore::sentinel(&["h1:26379"], "redis://:hunter2@mymaster/1");
+        assert_eq!(
+            sentinel.unwrap().url(),
+            "redis+sentinel://h1:26379/mymaster/1"
+        );
+        let cluster = RedisStore::cluster(&["redis://:hunter2@a:7000"]).unwrap();
+        assert_eq!(cluster.url(), "redis+cluster://a:7000");
+        // Every URL it gives is one `new` takes, and gives back.
+        for u in [
+            "redis://127.0.0.1:6379/2",
+            "redis+sentinel://h1:26379,h2:26379/mymaster/3",
+            "rediss+cluster://a:7000,b:7001",
+        ] {
+            assert_eq!(url(u), u);
         }
     }
 }

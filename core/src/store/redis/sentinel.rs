@@ -115,6 +115,16 @@ impl Sentinels {
         &self.name
     }
 
+    /// How each sentinel is reached.
+    pub(super) fn nodes(&self) -> impl Iterator<Item = &redis::ConnectionInfo> {
+        self.clients.iter().map(|c| c.get_connection_info())
+    }
+
+    /// How the master is reached (its database, TLS and credentials).
+    pub(super) fn master(&self) -> &redis::ConnectionInfo {
+        &self.master
+    }
+
     /// The sentinels' addresses (`host:port, …`, no credentials).
     pub(super) fn addrs(&self) -> String {
         self.clients
