@@ -118,6 +118,20 @@ fn the_event_table_names_every_event_the_core_raises() {
         undocumented.is_empty() && unknown.is_empty(),
         "README event table: missing {undocumented:?}; no such event {unknown:?}"
     );
+    // The crate's own documentation (core/src/events.rs, on docs.rs) has the same rows.
+    let rows = |text: &str, prefix: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter(|l| l.starts_with("| `"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let rustdoc = std::fs::read_to_string(root().join("core/src/events.rs")).unwrap();
+    assert_eq!(
+        rows(&rustdoc, "//! "),
+        rows(&section(&readme(), "## Events and counters"), ""),
+        "core/src/events.rs's event table differs from the README's"
+    );
 }
 
 /// The control routes the provider serves: `("METHOD", "/_control/…")` in its source.

@@ -9,19 +9,27 @@
 //! |---|---|---|
 //! | `token.requested` | debug | `grant`, `host`, `attempt` |
 //! | `token.obtained` | debug | `grant`, `host`, `attempt`, `lifetime_s`, `scope` |
-//! | `token.request_failed` | debug (retried) / warn | `grant`, `host`, `attempt`, `kind`, `status`, `retry_after_s`, `retrying` |
-//! | `token.renewed` | info | `reason` (`initial`, `ahead`, `expired`, `rejected`, `forced`), `lifetime_s` |
+//! | `token.request_failed` | warn (debug when retried, or a device flow's "not yet") | `grant`, `host`, `attempt`, `kind`, `status`, `retry_after_s`, `retrying` |
+//! | `token.renewed` | info | `reason`: `initial`, `ahead`, `expired`, `rejected` (after a 401), `forced`; `lifetime_s` |
 //! | `token.renewal_failed` | warn | `reason`, `kind`, `status` |
 //! | `token.rejected` | info | an API answered 401: `status`, `dropped` |
 //! | `refresh_token.rotated` | info | — |
 //! | `backoff.entered` | warn | `failures`, `pause_s` |
-//! | `backoff.refused` | debug | a call answered with the last failure |
+//! | `backoff.refused` | debug | `kind` (a call answered with the last failure) |
 //! | `wait.timed_out` | warn | `waited_s` |
-//! | `store.adopted` | info | a token another client saved in the store is used, no request made (instead of `token.renewed`): `store`, `reason`, `expires_in_s` |
-//! | `store.saved` | debug | `store` |
-//! | `store.unusable`, `store.usable`, `store.save_failed`, `store.corrupt` | warn / info / error / warn | `store` |
+//! | `token.assertion_reread` | debug | the token endpoint refused an assertion and is sent the one its source gives now: `grant`, `host` |
+//! | `dpop.nonce` | debug | a server asked for a DPoP nonce and the request is sent once more with it: `status` (an API), or `grant`, `host` (a token endpoint) |
+//! | `dpop.nonce_ignored` | warn | a server's `DPoP-Nonce` was not kept (empty, too long, or characters RFC 9449 does not allow): `length` |
+//! | `store.adopted` | info | a token another client saved in the store is used and none is requested (said instead of `token.renewed`): `store`, `reason`, `expires_in_s` |
+//! | `store.saved` | debug | `store` (`file`, `redis`, …) |
+//! | `store.busy` | debug | another process holds the store's lock and renews; the still-valid token is kept: `store` |
+//! | `store.unusable` / `store.usable` / `store.save_failed` | warn / info / error | — (the message says what failed) |
+//! | `store.corrupt` | warn | a stored record that cannot be read is treated as empty: `store` |
+//! | `store.unlock_failed` | warn | a Redis lock could not be released; it expires by itself: `store` |
+//! | `store.no_user` | warn | a sign-in without an ID token (no `openid` scope) and without a store key is kept in its client only, not in the store |
 //! | `hook.failed` | error | — |
-//! | `signin.evicted` | warn | a flow dropped its oldest pending sign-in to make room: `max_pending`, `age_s` |
+//! | `signin.evicted` | warn | a flow dropped its oldest pending sign-in beyond its bound: `max_pending`, `age_s` |
+//! | `tls.no_platform_roots` | warn | the platform's trust store holds no certificate; the built-in Web PKI roots are used |
 //!
 //! With no logger installed an event costs one relaxed load of `log`'s maximum level;
 //! no event is emitted on the cached path.
