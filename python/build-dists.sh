@@ -12,7 +12,8 @@
 # Writes OUT/SUMMARY.txt: each artefact's size and build time.
 #
 # Usage: bash python/build-dists.sh [OUT]    (default: dist/ in the checkout)
-# Needs: Rust with rustup (it adds the aarch64 and musl targets), Python 3.9+ with pip.
+# Needs: Rust with rustup (it adds the aarch64 and musl targets), Python 3.11+ with pip (the
+# pinned tools of python/constraints.txt need it; the wheels serve CPython 3.9+).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/dist}"
