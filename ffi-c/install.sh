@@ -43,8 +43,8 @@ target="${CARGO_TARGET_DIR:-$root/target}/release"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 # The soname is the one ffi-c/build.rs gives the library (bumped there, and only there,
 # when the ABI breaks).
-soname=$(readelf -d "$target/libauthcore.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
-[ -n "$soname" ] || { echo "install.sh: $target/libauthcore.so has no soname" >&2; exit 1; }
+soname=$(sed -n 's/.*-soname,\(libauthcore\.so\.[0-9][0-9]*\).*/\1/p' "$root/ffi-c/build.rs" | head -1)
+[ -n "$soname" ] || { echo "install.sh: ffi-c/build.rs names no soname" >&2; exit 1; }
 
 install -d "$dest/lib/pkgconfig" "$dest/lib/cmake/authcore" "$dest/include" "$dest/share/doc/authcore"
 # Versioned shared library: the real file, the soname link, the link-time name.

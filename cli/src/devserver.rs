@@ -421,6 +421,10 @@ pub struct Fault {
     /// Only token requests of this grant type fail (e.g. `refresh_token`); others pass.
     #[serde(default)]
     pub grant: Option<String>,
+    /// The body is an HTML page, as a load balancer or proxy in front of the provider
+    /// answers, instead of the dialect's error body.
+    #[serde(default)]
+    pub html: bool,
 }
 
 impl Fault {
@@ -432,6 +436,7 @@ impl Fault {
             retry_after: None,
             error: None,
             grant: None,
+            html: false,
         }
     }
 }
@@ -464,6 +469,9 @@ struct Refresh {
     /// The thumbprint of the DPoP key it is bound to: only a request with a proof by
     /// that key may use it (RFC 9449 §5).
     jkt: Option<String>,
+    /// Issued to the public client `dev-cli`: only it may use or revoke it, and it only
+    /// its own (RFC 6749 §6, RFC 7009 §2.1).
+    by_public_client: bool,
 }
 
 struct Code {
@@ -477,6 +485,9 @@ struct Code {
 
 /// A device authorization in progress: polls so far, and the last poll's time.
 struct Device {
+    /// Started by the public client `dev-cli`: redeemed only by it, and it redeems only
+    /// its own (RFC 8628 §3.4).
+    by_public_client: bool,
     scope: String,
     polls: u32,
     last_poll: Option<Instant>,
@@ -1895,7 +1906,7 @@ fn answer(
         let applies = fault.grant.as_deref().is_none_or(|g| g == grant_type);
         if fault.count > 0 && applies {
             fault.count -= 1;
-            let (status, retry_after) = (fault.status, fault.retry_after);
+            let (status, retry_after, html) = (fault.status, fault.retry_after, fault.html);
             let error = fault.error.clone();
             st.counters.faults_injected += 1;
             if error.as_deref() == Some("invalid_grant") {
@@ -1921,6 +1932,14 @@ fn answer(
                 return (reply, Some(TokenOutcome::Refused));
             }
             let mut reply = match call.dialect {
+                _ if html => Reply {
+                    status,
+                    body: format!(
+                        "<html><body><h1>{status}</h1>The service is unavailable.</body></html>"
+                    ),
+                    content_type: "text/html; charset=utf-8",
+                    headers: Vec::new(),
+                },
                 Dialect::ApiVideo if status == 429 => {
                     problem(429, "too-many-requests", "Too many requests.")
                 }
@@ -2043,6 +2062,7 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
                 family,
                 sub: sub.clone(),
                 jkt: refresh_jkt,
+                by_public_client: st.note.client.is_some(),
             },
         );
         st.note.refresh = Some(tag(&refresh));
@@ -2172,6 +2192,10 @@ fn take_refresh(st: &mut State, token: Option<&String>) -> Result<Taken, NotTake
     if entry.revoked {
         return Err(NotTaken::Invalid);
     }
+    // Another client's refresh token: refused and left as it was.
+    if entry.by_public_client != st.note.client.is_some() {
+        return Err(NotTaken::Invalid);
+    }
     if let Some(bound) = &entry.jkt {
         let refusal = match st.note.proof_jkt.as_deref() {
             None => Some(oauth_error(
@@ -2297,6 +2321,7 @@ fn device_authorization(
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
+    let by_public_client = mtls.is_none() && is_public_client_id(shared, params, authorization);
     st.serial += 1;
     let serial = st.serial;
     let device_code = random_token("dev-device-", serial);
@@ -2304,6 +2329,7 @@ fn device_authorization(
     st.devices.insert(
         device_code.clone(),
         Device {
+            by_public_client,
             scope: params.get("scope").cloned().unwrap_or_default(),
             polls: 0,
             last_poll: None,
@@ -2367,6 +2393,7 @@ fn device_poll(shared: &Shared, st: &mut State, params: &HashMap<String, String>
         st.behaviour.device_slow_down_polls,
         st.behaviour.device_deny,
     );
+    let by_public_client = st.note.client.is_some();
     let Some(device) = params
         .get("device_code")
         .and_then(|c| st.devices.get_mut(c))
@@ -2377,6 +2404,13 @@ fn device_poll(shared: &Shared, st: &mut State, params: &HashMap<String, String>
             "The device code is unknown or was used.",
         );
     };
+    if device.by_public_client != by_public_client {
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "The device code was issued to another client.",
+        );
+    }
     let now = Instant::now();
     let too_soon = device
         .last_poll
@@ -2437,6 +2471,19 @@ fn revocation(
     let Some(token) = params.get("token") else {
         return oauth_error(400, "invalid_request", "token is required");
     };
+    // A refresh token is revoked only by the client it was issued to (RFC 7009 §2.1).
+    let by_public_client = mtls.is_none() && is_public_client_id(shared, params, authorization);
+    if st
+        .refresh
+        .get(token)
+        .is_some_and(|r| r.by_public_client != by_public_client)
+    {
+        return oauth_error(
+            400,
+            "unauthorized_client",
+            "The token was issued to another client.",
+        );
+    }
     st.counters.revocations += 1;
     let (kind, family, sub) =
         if let Some((family, sub)) = st.refresh.get(token).map(|r| (r.family, r.sub.clone())) {
@@ -2523,6 +2570,18 @@ fn authorize(shared: &Shared, query: &str) -> Reply {
         content_type: "text/plain",
         headers: vec![("location", location.to_string())],
     }
+}
+
+/// The request is the public client `dev-cli`'s: its id, and no credential of any kind.
+fn is_public_client_id(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> bool {
+    params.get("client_id") == Some(&shared.creds.public_client_id)
+        && authorization.is_none()
+        && !params.contains_key("client_secret")
+        && !params.contains_key("client_assertion")
 }
 
 /// A public client (RFC 6749 §2.1): its id in the body, and no secret anywhere. The

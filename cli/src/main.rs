@@ -861,7 +861,7 @@ fn main() -> ExitCode {
                 println!("{}", printed.token.expose_secret());
                 after_printing(printed.refresh_token_lost, "token printed is")
             }
-            Err(e) => failed(&e),
+            Err(e) => failed_for(&e, &args),
         },
         Command::Headers(args) => match headers(&args) {
             Ok(printed) => {
@@ -870,7 +870,7 @@ fn main() -> ExitCode {
                 }
                 after_printing(printed.refresh_token_lost, "headers printed are")
             }
-            Err(e) => failed(&e),
+            Err(e) => failed_for(&e, &args.token),
         },
         Command::Login(args) => match login(&args) {
             Ok(()) => {
@@ -982,13 +982,79 @@ fn provider_failed(e: &Error) -> &'static str {
 }
 
 fn failed(e: &Error) -> ExitCode {
-    // One failure, one line: the way out rides on the error's own line.
-    if e.kind() == ErrorKind::ReauthenticationRequired {
-        eprintln!("authcore: {e}; sign in again (authcore login)");
-    } else {
-        eprintln!("authcore: {e}");
-    }
+    eprintln!("authcore: {e}");
     ExitCode::from(exit_code(e))
+}
+
+/// [`failed`] for `authcore token` and `headers`: a session `authcore login` made that
+/// needs a new sign-in says, on the error's own line, the command that signs in again.
+fn failed_for(e: &Error, args: &TokenArgs) -> ExitCode {
+    match (&args.issuer, &args.client_id) {
+        (Some(issuer), Some(client_id)) if e.kind() == ErrorKind::ReauthenticationRequired => {
+            let mut words = vec![
+                program_name(),
+                "login".to_owned(),
+                "--issuer".to_owned(),
+                issuer.clone(),
+                "--client-id".to_owned(),
+                client_id.clone(),
+            ];
+            for resource in &args.resources {
+                words.extend(["--resource".to_owned(), resource.clone()]);
+            }
+            let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+            push_options(
+                &mut words,
+                [
+                    ("--store", args.store.clone()),
+                    ("--store-key", args.store_key.clone()),
+                    (
+                        "--client-secret-file",
+                        args.client_secret_file.as_ref().map(path),
+                    ),
+                    ("--ca-bundle", args.ca_bundle.as_ref().map(path)),
+                    ("--client-cert", args.cert.client_cert.as_ref().map(path)),
+                    ("--client-key", args.cert.client_key.as_ref().map(path)),
+                ],
+            );
+            eprintln!(
+                "authcore: {}; sign in again: {}",
+                e.to_string().trim_end_matches('.'),
+                shell_line(&words)
+            );
+            ExitCode::from(exit_code(e))
+        }
+        _ => failed(e),
+    }
+}
+
+/// This program as it was invoked (argv[0]; "authcore" when there is none).
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || "authcore".to_owned(),
+            |p| p.to_string_lossy().into_owned(),
+        )
+}
+
+/// `flag value` for each option given.
+fn push_options<const N: usize>(words: &mut Vec<String>, options: [(&str, Option<String>); N]) {
+    for (flag, value) in options {
+        if let Some(value) = value {
+            words.extend([flag.to_owned(), value]);
+        }
+    }
+}
+
+/// `words` as one line a POSIX shell reads back into the same words.
+fn shell_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The options `login` and `logout` talk to the provider with.
@@ -1027,12 +1093,8 @@ fn session(login: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
 /// certificate). Nothing secret: a secret is named by its file, or left in
 /// AUTHCORE_CLIENT_SECRET.
 fn token_command(a: &SessionArgs) -> String {
-    let program = std::env::args()
-        .next()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "authcore".to_owned());
     let mut words = vec![
-        program,
+        program_name(),
         "token".to_owned(),
         "--issuer".to_owned(),
         a.issuer.clone(),
@@ -1043,27 +1105,21 @@ fn token_command(a: &SessionArgs) -> String {
     for resource in &a.resources {
         words.extend(["--resource".to_owned(), resource.clone()]);
     }
-    let options: [(&str, Option<String>); 6] = [
-        ("--store", a.store.as_ref().map(path)),
-        ("--store-key", a.store_key.clone()),
-        (
-            "--client-secret-file",
-            a.client_secret_file.as_ref().map(path),
-        ),
-        ("--ca-bundle", a.ca_bundle.as_ref().map(path)),
-        ("--client-cert", a.cert.client_cert.as_ref().map(path)),
-        ("--client-key", a.cert.client_key.as_ref().map(path)),
-    ];
-    for (flag, value) in options {
-        if let Some(value) = value {
-            words.extend([flag.to_owned(), value]);
-        }
-    }
-    words
-        .iter()
-        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    push_options(
+        &mut words,
+        [
+            ("--store", a.store.as_ref().map(path)),
+            ("--store-key", a.store_key.clone()),
+            (
+                "--client-secret-file",
+                a.client_secret_file.as_ref().map(path),
+            ),
+            ("--ca-bundle", a.ca_bundle.as_ref().map(path)),
+            ("--client-cert", a.cert.client_cert.as_ref().map(path)),
+            ("--client-key", a.cert.client_key.as_ref().map(path)),
+        ],
+    );
+    shell_line(&words)
 }
 
 fn login(command: &LoginCommand) -> Result<(), Error> {
@@ -1701,9 +1757,12 @@ fn replace_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> 
 fn exit_code(e: &Error) -> u8 {
     match e.kind() {
         ErrorKind::Config => exit::CONFIG,
-        // A server error (5xx), even with an OAuth error or problem body, says the
-        // endpoint is unwell, not that the credentials were refused.
-        ErrorKind::OAuth | ErrorKind::ApiProblem if e.http_status().is_some_and(|s| s >= 500) => {
+        // A server error (5xx), whatever its body (an OAuth error, a problem, a load
+        // balancer's HTML page), says the endpoint is unwell, not that the credentials
+        // were refused or that it answers nonsense.
+        ErrorKind::OAuth | ErrorKind::ApiProblem | ErrorKind::InvalidResponse
+            if e.http_status().is_some_and(|s| s >= 500) =>
+        {
             exit::UNREACHABLE
         }
         ErrorKind::OAuth

@@ -994,4 +994,16 @@ fn plain_http_and_a_wrong_token_url_say_what_happened() {
     let lines = said(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
+    // So is a load balancer's HTML page with a 503.
+    s.fail_next(authcore_cli::devserver::Fault {
+        html: true,
+        ..authcore_cli::devserver::Fault::status(10, 503)
+    });
+    let out = client_credentials_token(&format!("{}/oauth2/token", s.url()))
+        .output()
+        .unwrap();
+    let lines = said(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("503"), "{lines:?}");
 }

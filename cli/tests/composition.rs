@@ -1477,6 +1477,7 @@ impl Live {
                 retry_after: None,
                 error: Some("invalid_grant".into()),
                 grant: Some("refresh_token".into()),
+                html: false,
             }),
             Op::RevokeAccess { c } => {
                 let seen = self.last_tag.get(&c).cloned().or_else(|| {

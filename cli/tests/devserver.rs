@@ -762,6 +762,76 @@ fn the_public_client_signs_in_with_pkce_or_a_device_code_and_no_secret() {
         jwt_claims(body["id_token"].as_str().unwrap())["aud"],
         json!(public)
     );
+    let public_rt = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // Each client redeems and revokes only what was issued to it (RFC 6749 §6, RFC 8628
+    // §3.4, RFC 7009 §2.1): the confidential client's device code and refresh token are
+    // refused to the public client, and the public client's refresh token to the
+    // confidential one; a refused refresh token stays usable by its own client.
+    let (_, device) = post_raw(
+        &format!("{base}/oauth2/device"),
+        "application/x-www-form-urlencoded",
+        "client_id=dev-client&client_secret=dev-secret&scope=openid",
+        &[],
+    );
+    let confidential_device = device["device_code"].as_str().unwrap().to_owned();
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code={confidential_device}&client_id={public}"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let code = authorize_code(
+        &base,
+        &format!("client_id=dev-client&response_type=code&redirect_uri={redirect}&scope=openid"),
+    );
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id=dev-client&client_secret=dev-secret"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let confidential_rt = body["refresh_token"].as_str().unwrap().to_owned();
+    for (rt, who) in [
+        (&confidential_rt, format!("client_id={public}")),
+        (
+            &public_rt,
+            "client_id=dev-client&client_secret=dev-secret".to_owned(),
+        ),
+    ] {
+        let (status, body) = form(
+            &base,
+            &format!("grant_type=refresh_token&refresh_token={rt}&{who}"),
+        );
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        let (status, body) = post_raw(
+            &format!("{base}/oauth2/revoke"),
+            "application/x-www-form-urlencoded",
+            &format!("token={rt}&{who}"),
+            &[],
+        );
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unauthorized_client")),
+            "{body}"
+        );
+    }
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=refresh_token&refresh_token={public_rt}&client_id={public}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=refresh_token&refresh_token={confidential_rt}&client_id=dev-client&client_secret=dev-secret"),
+    );
+    assert_eq!(status, 200, "{body}");
 
     let metadata: Value = agent()
         .get(format!("{base}/.well-known/oauth-authorization-server"))

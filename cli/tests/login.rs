@@ -930,3 +930,60 @@ fn the_token_command_login_prints_works_when_typed() {
     assert_eq!(code, 0, "{words:?}: {err}");
     assert_eq!(resource_status(&s, &at), 200);
 }
+
+/// A session the provider ended (its refresh token revoked) makes `authcore token` say,
+/// on the error's one line, the `authcore login` command that signs in again: with the
+/// session's issuer, client id, store, profile and secret file, it signs in when typed
+/// (with `--device`, the way this test's user signs in) and the token command works again.
+#[test]
+fn the_sign_in_again_hint_is_a_command_that_signs_in() {
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("a store");
+    let secret = home.path().join("secret");
+    std::fs::write(&secret, "dev-secret\n").unwrap();
+    s.set_behaviour(Behaviour {
+        lifetime_secs: 1,
+        ..Behaviour::default()
+    })
+    .unwrap();
+
+    let mut c = authcore(home.path());
+    c.env_remove("AUTHCORE_CLIENT_SECRET")
+        .args(["login", "--device", "--wait", "60", "--issuer", &s.url()])
+        .args(["--client-id", "dev-client", "--store-key", "work"])
+        .arg("--store")
+        .arg(&store)
+        .arg("--client-secret-file")
+        .arg(&secret);
+    let (exit, stderr) = Running::spawn(c).exit();
+    assert!(exit.success(), "{stderr}");
+    let token_words = printed_token_command(&stderr);
+
+    // The provider ends the session; the access token runs out.
+    s.revoke_all(true);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, _, err) = run_typed(&token_words, home.path(), &[]);
+    assert_eq!(code, 3, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one failure, one line: {lines:?}");
+    let hint = lines[0]
+        .split_once("; sign in again: ")
+        .unwrap_or_else(|| panic!("no sign-in command: {lines:?}"))
+        .1;
+    assert!(!hint.contains("dev-secret"), "{hint}");
+    let mut words = shlex::split(hint).unwrap_or_else(|| panic!("not shell words: {hint}"));
+    assert_eq!(
+        words[..2],
+        [
+            env!("CARGO_BIN_EXE_authcore").to_owned(),
+            "login".to_owned()
+        ]
+    );
+    words.extend(["--device".to_owned(), "--wait".to_owned(), "60".to_owned()]);
+    let (code, _, err) = run_typed(&words, home.path(), &[]);
+    assert_eq!(code, 0, "{words:?}: {err}");
+    let (code, at, err) = run_typed(&token_words, home.path(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(resource_status(&s, &at), 200);
+}

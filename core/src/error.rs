@@ -570,9 +570,11 @@ pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[
 
 /// An unsuccessful answer of an OAuth endpoint (`endpoint`, such as "token endpoint",
 /// at `host`, `host:port`): as [`from_response`], except that a status saying no such
-/// endpoint is at the URL (404 Not Found, 405 Method Not Allowed, 410 Gone) with no
-/// OAuth error in the body is an [`Error::InvalidResponse`] that says so — a wrong URL,
-/// never a refusal of the credentials, whatever problem body the server sends with it.
+/// endpoint is at the URL (404 Not Found, 405 Method Not Allowed, 410 Gone) is an
+/// [`Error::InvalidResponse`] that says so — a wrong URL, never a refusal of the
+/// credentials, whatever body the server sends with it. OAuth errors come with 400 or
+/// 401 (RFC 6749 §5.2); frameworks answer an unknown path with `{"error": "Not Found"}`
+/// (Spring) or `{"error": "Realm does not exist"}` (Keycloak), quoted in the message.
 pub(crate) fn from_endpoint_response(
     endpoint: &str,
     host: &str,
@@ -581,18 +583,28 @@ pub(crate) fn from_endpoint_response(
     body: &[u8],
 ) -> Error {
     let error = from_response(status, retry_after, body);
-    if !matches!(status, 404 | 405 | 410) || error.oauth().is_some() {
+    if !matches!(status, 404 | 405 | 410) {
         return error;
     }
     let reason = ureq::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
+    // What the server said, if it put it as an OAuth error (already scrubbed, bounded).
+    let said = error
+        .oauth()
+        .map(|o| {
+            format!(
+                " (it said \"{}\")",
+                o.error.chars().take(80).collect::<String>()
+            )
+        })
+        .unwrap_or_default();
     Error::invalid(
         status,
         format!(
-            "the {endpoint} at {host} answered {status} {reason}: there is no {endpoint} at \
-             that URL (is it the right one?)"
+            "the {endpoint} at {host} answered {status} {reason}{said}: there is no {endpoint} \
+             at that URL (is it the right one?)"
         ),
         body,
     )
@@ -621,16 +633,18 @@ mod tests {
                 "{text}"
             );
         }
-        // An OAuth error is the endpoint's own answer, whatever its status; and other
-        // statuses keep their meaning.
-        let e = from_endpoint_response(
-            "token endpoint",
-            "h",
-            404,
-            None,
+        // A framework's or a provider's "error" with a 404 is still no such endpoint
+        // (OAuth errors come with 400 or 401), and is quoted; other statuses keep their
+        // meaning.
+        for body in [
+            &br#"{"timestamp":"2026-12-06T12:00:00Z","status":404,"error":"Not Found","path":"/oauth/tokn"}"#[..],
+            br#"{"error":"Realm does not exist"}"#,
             br#"{"error":"invalid_client"}"#,
-        );
-        assert_eq!(e.kind(), ErrorKind::OAuth);
+        ] {
+            let e = from_endpoint_response("token endpoint", "h", 404, None, body);
+            assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{e}");
+            assert!(e.to_string().contains("answered 404 Not Found (it said \""), "{e}");
+        }
         let e = from_endpoint_response(
             "token endpoint",
             "h",

@@ -1397,8 +1397,9 @@ pub(crate) fn check_url(url: &str, allow_insecure: bool) -> Result<Url> {
                 Ok(parsed)
             } else {
                 Err(Error::config(format!(
-                    "refusing plain HTTP to non-loopback host {}: use https (plain http:// is for \
-                     loopback only: 127.0.0.1, [::1], localhost)",
+                    "refusing plain HTTP to non-loopback host {}: use https (plain http:// goes to \
+                     loopback only: 127.0.0.1, [::1], localhost, unless a program's client \
+                     options allow it for tests)",
                     parsed.host_str().unwrap_or("")
                 )))
             }

@@ -522,6 +522,17 @@ fn a_wrong_token_endpoint_url_is_said_as_such_not_as_a_refusal() {
         assert!(!text.contains("secret-9f8e7d"), "{text}");
         m.assert();
     }
-    let (server, _m) = serve(404, "application/json", r#"{"error":"invalid_client"}"#);
+    // Spring's and Keycloak's answers to an unknown path carry an "error" too: still no
+    // such endpoint, not a refusal.
+    for body in [
+        r#"{"timestamp":"2026-12-06T12:00:00Z","status":404,"error":"Not Found","path":"/oauth/tokn"}"#,
+        r#"{"error":"Unable to find matching target resource method"}"#,
+        r#"{"error":"invalid_client"}"#,
+    ] {
+        let (server, _m) = serve(404, "application/json", body);
+        let e = err(cc(&server).token());
+        assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{body}: {e}");
+    }
+    let (server, _m) = serve(401, "application/json", r#"{"error":"invalid_client"}"#);
     assert_eq!(err(cc(&server).token()).kind(), ErrorKind::OAuth);
 }

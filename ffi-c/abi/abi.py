@@ -53,9 +53,10 @@ TYPE_WORDS = {"void", "char", "short", "int", "long", "float", "double", "signed
 
 
 def unnamed(decl: str) -> str:
-    """A prototype without its parameter names: renaming a parameter breaks neither the
+    """A prototype, or a function pointer's type (`RET (*name)(params)`, a typedef or a
+    struct member), without its parameter names: renaming a parameter breaks neither the
     ABI nor a caller's source."""
-    m = re.fullmatch(r"(.*?\()(.*)\)", decl)
+    m = re.fullmatch(r"(.*?\(\s*\*\s*\w+\s*\)\s*\()(.*)\)", decl) or re.fullmatch(r"(.*?\()(.*)\)", decl)
     if m is None or "(" in m.group(2):
         return decl
     params = []
@@ -105,7 +106,7 @@ def header_facts(header: str) -> tuple[list[str], list[tuple[str, list[str]]], s
         for decl in filter(None, (d.strip() for d in body.split(";"))):
             fn = re.match(r".*\(\s*\*\s*(\w+)\s*\)", decl, flags=re.S)
             members.append(fn.group(1) if fn else re.findall(r"(\w+)\s*(?:\[[^\]]*\])?$", decl)[0])
-            lines.append(f"member {name} {squash(decl)}")
+            lines.append(f"member {name} {unnamed(squash(decl))}")
         structs.append((name, members))
     text = re.sub(r"typedef struct\s*\{.*?\}\s*\w+\s*;", " ", text, flags=re.S)
 
@@ -113,7 +114,7 @@ def header_facts(header: str) -> tuple[list[str], list[tuple[str, list[str]]], s
         if decl.startswith("typedef struct ") or decl.startswith("typedef enum "):
             lines.append(f"type {decl[len('typedef '):]}")
         elif decl.startswith("typedef "):
-            lines.append(f"typedef {decl[len('typedef '):]}")
+            lines.append(f"typedef {unnamed(decl[len('typedef '):])}")
         else:
             name = re.search(r"(\w+)\s*\(", decl)
             if name is None:

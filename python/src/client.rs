@@ -230,7 +230,7 @@ impl Client {
             return Ok(token);
         }
         let inner = &self.inner;
-        py.detach(|| inner.token()).map_err(|e| to_py_err(py, e))
+        crate::events::detach(py, || inner.token())?.map_err(|e| to_py_err(py, e))
     }
 
     // The arguments mirror the Python keyword arguments of `request`.
@@ -249,13 +249,13 @@ impl Client {
         let body = body_arg(py, body, json, &mut headers)?;
         let timeout = timeout_arg(timeout)?;
         let inner = &self.inner;
-        let result = py.detach(|| {
+        let result = crate::events::detach(py, || {
             let pairs: Vec<(&str, &str)> = headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             inner.request_with_timeout(method, url, &pairs, &body, timeout)
-        });
+        })?;
         let response = result.map_err(|e| to_py_err(py, e))?;
         Ok(Response {
             status: response.status,
@@ -647,9 +647,7 @@ impl Client {
     /// personal access token client returns its token.
     fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let inner = &self.inner;
-        let token = py
-            .detach(|| inner.refresh())
-            .map_err(|e| to_py_err(py, e))?;
+        let token = crate::events::detach(py, || inner.refresh())?.map_err(|e| to_py_err(py, e))?;
         Ok(PyString::new(py, token.access_token().expose_secret()))
     }
 
@@ -680,8 +678,7 @@ impl Client {
         url: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
         let inner = &self.inner;
-        let headers = py
-            .detach(|| inner.request_headers(method, url))
+        let headers = crate::events::detach(py, || inner.request_headers(method, url))?
             .map_err(|e| to_py_err(py, e))?;
         crate::dpop::headers_dict(py, &headers)
     }
@@ -746,7 +743,7 @@ impl Client {
     /// has no revocation endpoint (nothing is forgotten then).
     fn revoke(&self, py: Python<'_>) -> PyResult<()> {
         let inner = &self.inner;
-        py.detach(|| inner.revoke()).map_err(|e| to_py_err(py, e))
+        crate::events::detach(py, || inner.revoke())?.map_err(|e| to_py_err(py, e))
     }
 
     /// Signs the session out: forgets its tokens here and in the store (a revoked record
@@ -758,9 +755,8 @@ impl Client {
     /// provider was still asked; call it again once the store works).
     fn sign_out(&self, py: Python<'_>) -> PyResult<SignOut> {
         let inner = &self.inner;
-        let outcome = py
-            .detach(|| inner.sign_out())
-            .map_err(|e| to_py_err(py, e))?;
+        let outcome =
+            crate::events::detach(py, || inner.sign_out())?.map_err(|e| to_py_err(py, e))?;
         let (outcome, error) = match outcome {
             authcore::SignOut::NotSignedIn => ("not_signed_in", None),
             authcore::SignOut::Revoked => ("revoked", None),

@@ -113,7 +113,7 @@ pub(crate) fn discover(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Metadata> {
     let options = options_arg(options)?;
-    py.detach(|| authcore::Metadata::discover(issuer, &options))
+    crate::events::detach(py, || authcore::Metadata::discover(issuer, &options))?
         .map(|inner| Metadata { inner })
         .map_err(|e| to_py_err(py, e))
 }

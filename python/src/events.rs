@@ -14,13 +14,46 @@
 //!
 //! The bridge is written here rather than taken from `pyo3-log`, which hands every
 //! value to Python as a string.
+//!
+//! Ctrl-C during a call: Python runs a signal's handler in the main thread at the next
+//! Python code it executes, and the logging code an event runs may be that code. A
+//! `KeyboardInterrupt` (or any exception that is not an `Exception`, such as the
+//! `SystemExit` of a handler) met there is kept for the call the event belongs to, which
+//! raises it when it returns ([`detach`]); nothing more is logged on that thread until
+//! then. Other exceptions of a filter or handler go to `sys.unraisablehook`.
+
+use std::cell::RefCell;
 
 use log::kv::{self, VisitSource, VisitValue};
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use pyo3::exceptions::PyException;
+use pyo3::marker::Ungil;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::IntoPyObjectExt;
+
+thread_local! {
+    /// An interruption an event's logging code met on this thread, for the call it
+    /// belongs to.
+    static INTERRUPTED: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the interpreter released, as `py.detach` does, then raises an
+/// interruption (Ctrl-C's `KeyboardInterrupt`) that an event's logging code met
+/// meanwhile on this thread: the call's outcome is dropped (a token obtained stays
+/// cached) and the interruption reaches the caller rather than being lost.
+pub(crate) fn detach<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Ungil,
+    F: Ungil + FnOnce() -> T,
+{
+    let out = py.detach(f);
+    match INTERRUPTED.with(|i| i.borrow_mut().take()) {
+        Some(interrupt) => Err(interrupt),
+        None => Ok(out),
+    }
+}
 
 /// The target of every authcore event, and the name of its Python logger.
 const EVENTS: &str = "authcore";
@@ -171,13 +204,23 @@ impl Log for Bridge {
         // While the interpreter shuts down (a renewal on a thread of its own outliving
         // the program), the record is dropped rather than the thread stopped.
         let _ = Python::try_attach(|py| {
+            // This thread's call is being interrupted: no more Python code until it
+            // returns and raises the interruption.
+            if INTERRUPTED.with(|i| i.borrow().is_some()) {
+                return;
+            }
             // An exception already set on this thread is kept for its owner.
             let pending = PyErr::take(py);
             if let Err(e) = emit(py, record) {
-                // A filter or handler that raised: reported where Python reports what
-                // cannot be raised to a caller, never into the caller's call.
-                let context = logger(py).ok().cloned();
-                e.write_unraisable(py, context.as_ref());
+                if e.is_instance_of::<PyException>(py) {
+                    // A filter or handler that raised: reported where Python reports
+                    // what cannot be raised to a caller, never into the caller's call.
+                    let context = logger(py).ok().cloned();
+                    e.write_unraisable(py, context.as_ref());
+                } else {
+                    // Ctrl-C (or a signal handler's SystemExit): the caller's to see.
+                    INTERRUPTED.with(|i| *i.borrow_mut() = Some(e));
+                }
             }
             if let Some(e) = pending {
                 e.restore(py);

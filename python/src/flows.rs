@@ -274,17 +274,15 @@ impl AuthorizationCodeFlow {
         pending: Option<&str>,
     ) -> PyResult<Client> {
         let inner = &self.inner;
-        let client = py
-            .detach(|| match (state, pending) {
-                (Some(_), Some(_)) => Err(authcore::Error::Config {
-                    message: "finish takes the sign-in's state or its pending form, not both"
-                        .into(),
-                }),
-                (None, Some(pending)) => inner.finish_pending(callback_url, pending),
-                // No state: the core refuses, saying what it needs.
-                (state, None) => inner.finish(callback_url, state.unwrap_or("")),
-            })
-            .map_err(|e| to_py_err(py, e))?;
+        let client = crate::events::detach(py, || match (state, pending) {
+            (Some(_), Some(_)) => Err(authcore::Error::Config {
+                message: "finish takes the sign-in's state or its pending form, not both".into(),
+            }),
+            (None, Some(pending)) => inner.finish_pending(callback_url, pending),
+            // No state: the core refuses, saying what it needs.
+            (state, None) => inner.finish(callback_url, state.unwrap_or("")),
+        })?
+        .map_err(|e| to_py_err(py, e))?;
         Ok(Client::wrap(
             client,
             format!(
@@ -402,7 +400,7 @@ impl DeviceFlow {
     /// `verification_uri` to the user, then call its `wait()`.
     fn start(&self, py: Python<'_>) -> PyResult<DeviceAuthorization> {
         let inner = &self.inner;
-        let auth = py.detach(|| inner.start()).map_err(|e| to_py_err(py, e))?;
+        let auth = crate::events::detach(py, || inner.start())?.map_err(|e| to_py_err(py, e))?;
         Ok(DeviceAuthorization {
             cancel: auth.cancel_handle(),
             inner: std::sync::Arc::new(auth),

@@ -308,3 +308,33 @@ def test_a_handler_calling_the_client_during_its_renewal_gets_an_error_at_once(
         assert isinstance(error, authcore.ConfigError), (name, error)
         assert "own token renewal" in str(error), (name, error)
     assert client.token() == outcome[0], "outside the renewal the client serves its token"
+
+
+_INTERRUPTED_PROGRAM = """
+import os, signal, sys, threading, time
+import authcore
+
+client = authcore.Client.client_credentials({url!r} + "/oauth2/token", {client_id!r}, {secret!r})
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+started = time.monotonic()
+try:
+    client.token()
+except KeyboardInterrupt:
+    print("interrupted", round(time.monotonic() - started, 1))
+else:
+    print("returned normally")
+"""
+
+
+def test_ctrl_c_during_a_renewal_reaches_the_caller(dev: DevServer, tmp_path: Path) -> None:
+    """Ctrl-C arrives while the token request waits (the interpreter released); Python
+    runs its handler in the logging code of the next event, and the KeyboardInterrupt
+    raised there is the call's, not swallowed as unraisable."""
+    dev.config(latency_ms=2000)
+    program = _INTERRUPTED_PROGRAM.format(url=dev.url, client_id=CLIENT_ID, secret=CLIENT_SECRET)
+    run = subprocess.run(
+        [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("interrupted"), (run.stdout, run.stderr)
+    assert "Exception ignored" not in run.stderr, run.stderr

@@ -26,9 +26,6 @@ const RELEASE_AT_LEAST: Duration = Duration::from_millis(100);
 const SAVE_AT_LEAST: Duration = Duration::from_millis(500);
 /// How long a lock outlives the deadline of the renewal that took it.
 const LOCK_MARGIN: Duration = Duration::from_secs(2);
-/// Added to a limit of the store's own ([`COMMAND_TIMEOUT`] from now) so that the time
-/// taken before the command starts does not make it look like the caller's deadline.
-const OWN_LIMIT_SLACK: Duration = Duration::from_millis(50);
 /// Pause between two attempts to save a new token while the sentinels fail over.
 const FAILOVER_POLL: Duration = Duration::from_millis(100);
 
@@ -234,8 +231,9 @@ impl RedisStore {
     /// Where the store is, as a URL [`new`](Self::new) takes, without credentials:
     /// `redis://host:port/db` (`rediss://` for TLS, `redis+unix:///path?db=N` for a
     /// socket), `redis+sentinel://host:port,…/master_name[/db]` or
-    /// `redis+cluster://host:port,…` (`rediss+…` for TLS). For messages and
-    /// descriptions: it never holds a user name or password.
+    /// `redis+cluster://host:port,…` (`rediss+…` for TLS; for Sentinel, when the
+    /// sentinels or the master are reached over TLS). For messages and descriptions: it
+    /// never holds a user name or password.
     pub fn url(&self) -> String {
         match &self.shared.target {
             Target::Server(client) => {
@@ -250,7 +248,9 @@ impl RedisStore {
             }
             Target::Sentinel(s) => {
                 let nodes: Vec<&redis::ConnectionInfo> = s.nodes().collect();
-                let tls = nodes.first().map_or("redis", |n| scheme(n.addr()));
+                // TLS to the sentinels or to the master (which no URL of one scheme
+                // separates) is shown as TLS: never less secure than it is.
+                let tls = if s.tls() { "rediss" } else { "redis" };
                 let hosts: Vec<String> = nodes.iter().map(|n| authority(n.addr())).collect();
                 let db = s.master().redis_settings().db();
                 let db = if db == 0 {
@@ -674,7 +674,7 @@ impl Shared {
     /// The addresses this store was given (without credentials).
     fn describe_addrs(&self) -> String {
         match &self.target {
-            Target::Server(client) => client.get_connection_info().addr().to_string(),
+            Target::Server(client) => authority(client.get_connection_info().addr()),
             Target::Sentinel(s) => s.addrs(),
             Target::Cluster { addrs, .. } => addrs.clone(),
         }
@@ -733,6 +733,20 @@ impl Shared {
         reach: Reach,
         f: impl Fn(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T> + Send + 'static,
     ) -> std::result::Result<T, Failure> {
+        self.run_until(what, deadline, deadline, reach, f)
+    }
+
+    /// [`run`](Self::run) bounded by `deadline`, a limit of the store's own that may come
+    /// before `caller`, the caller's deadline: a command cut short is a timeout of the
+    /// call only when `caller` is what cut it short.
+    fn run_until<T: Send + 'static>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        caller: Instant,
+        reach: Reach,
+        f: impl Fn(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T> + Send + 'static,
+    ) -> std::result::Result<T, Failure> {
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
@@ -744,7 +758,7 @@ impl Shared {
             }));
         }
         let limit = left.min(COMMAND_TIMEOUT);
-        let by_deadline = left < COMMAND_TIMEOUT;
+        let by_deadline = caller <= now + limit;
         let until = now + limit;
         let here = self.here();
         // Another thread of this process may be using the connection: waited for only
@@ -977,9 +991,12 @@ impl RedisStore {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let lock_key = self.shared.target.lock_key(key);
         let (k, o) = (lock_key.clone(), owner.clone());
-        let taken = self
-            .shared
-            .run("take the lock", wait_until, Reach::Replica, move |c| {
+        let taken = self.shared.run_until(
+            "take the lock",
+            wait_until,
+            deadline,
+            Reach::Replica,
+            move |c| {
                 redis::cmd("SET")
                     .arg(&k)
                     .arg(&o)
@@ -987,7 +1004,8 @@ impl RedisStore {
                     .arg("PX")
                     .arg(ttl_ms)
                     .query::<Option<String>>(c)
-            });
+            },
+        );
         let lock = |owner: String| RedisLock {
             shared: Arc::clone(&self.shared),
             release: self.release.clone(),
@@ -1102,10 +1120,9 @@ impl TokenStore for RedisStore {
     }
 
     fn try_lock(&self, key: &StoreKey, deadline: Instant) -> Result<Option<StoreLock>> {
-        // The store's own limit, not the caller's deadline: `run` must see at least
-        // COMMAND_TIMEOUT left, so that a silent server is a store error (which a grant
-        // that can renew without the store gets past) rather than the call's timeout.
-        let wait_until = Instant::now() + COMMAND_TIMEOUT + OWN_LIMIT_SLACK;
+        // The store's own limit: a silent server is a store error then (which a grant
+        // that can renew without the store gets past), not the call's timeout.
+        let wait_until = Instant::now() + COMMAND_TIMEOUT;
         self.attempt(
             key,
             deadline,
