@@ -991,36 +991,20 @@ fn failed(e: &Error) -> ExitCode {
 fn failed_for(e: &Error, args: &TokenArgs) -> ExitCode {
     match (&args.issuer, &args.client_id) {
         (Some(issuer), Some(client_id)) if e.kind() == ErrorKind::ReauthenticationRequired => {
-            let mut words = vec![
-                program_name(),
-                "login".to_owned(),
-                "--issuer".to_owned(),
-                issuer.clone(),
-                "--client-id".to_owned(),
-                client_id.clone(),
-            ];
-            for resource in &args.resources {
-                words.extend(["--resource".to_owned(), resource.clone()]);
-            }
-            let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-            push_options(
-                &mut words,
-                [
-                    ("--store", args.store.clone()),
-                    ("--store-key", args.store_key.clone()),
-                    (
-                        "--client-secret-file",
-                        args.client_secret_file.as_ref().map(path),
-                    ),
-                    ("--ca-bundle", args.ca_bundle.as_ref().map(path)),
-                    ("--client-cert", args.cert.client_cert.as_ref().map(path)),
-                    ("--client-key", args.cert.client_key.as_ref().map(path)),
-                ],
-            );
+            let login = SessionCommand {
+                issuer,
+                client_id,
+                resources: &args.resources,
+                store: args.store.clone(),
+                store_key: args.store_key.as_ref(),
+                client_secret_file: args.client_secret_file.as_ref(),
+                ca_bundle: args.ca_bundle.as_ref(),
+                cert: &args.cert,
+            };
             eprintln!(
                 "authcore: {}; sign in again: {}",
                 e.to_string().trim_end_matches('.'),
-                shell_line(&words)
+                login.line("login")
             );
             ExitCode::from(exit_code(e))
         }
@@ -1037,24 +1021,6 @@ fn program_name() -> String {
             || "authcore".to_owned(),
             |p| p.to_string_lossy().into_owned(),
         )
-}
-
-/// `flag value` for each option given.
-fn push_options<const N: usize>(words: &mut Vec<String>, options: [(&str, Option<String>); N]) {
-    for (flag, value) in options {
-        if let Some(value) = value {
-            words.extend([flag.to_owned(), value]);
-        }
-    }
-}
-
-/// `words` as one line a POSIX shell reads back into the same words.
-fn shell_line(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The options `login` and `logout` talk to the provider with.
@@ -1093,33 +1059,67 @@ fn session(login: &LoginArgs) -> Result<authcore_cli::login::Session, Error> {
 /// certificate). Nothing secret: a secret is named by its file, or left in
 /// AUTHCORE_CLIENT_SECRET.
 fn token_command(a: &SessionArgs) -> String {
-    let mut words = vec![
-        program_name(),
-        "token".to_owned(),
-        "--issuer".to_owned(),
-        a.issuer.clone(),
-        "--client-id".to_owned(),
-        a.client_id.clone(),
-    ];
-    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-    for resource in &a.resources {
-        words.extend(["--resource".to_owned(), resource.clone()]);
+    SessionCommand {
+        issuer: &a.issuer,
+        client_id: &a.client_id,
+        resources: &a.resources,
+        store: a.store.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        store_key: a.store_key.as_ref(),
+        client_secret_file: a.client_secret_file.as_ref(),
+        ca_bundle: a.ca_bundle.as_ref(),
+        cert: &a.cert,
     }
-    push_options(
-        &mut words,
-        [
-            ("--store", a.store.as_ref().map(path)),
-            ("--store-key", a.store_key.clone()),
-            (
-                "--client-secret-file",
-                a.client_secret_file.as_ref().map(path),
-            ),
-            ("--ca-bundle", a.ca_bundle.as_ref().map(path)),
-            ("--client-cert", a.cert.client_cert.as_ref().map(path)),
-            ("--client-key", a.cert.client_key.as_ref().map(path)),
-        ],
-    );
-    shell_line(&words)
+    .line("token")
+}
+
+/// The options that find a session `authcore login` keeps and reach its provider, for
+/// a command line that names them.
+struct SessionCommand<'a> {
+    issuer: &'a str,
+    client_id: &'a str,
+    resources: &'a [String],
+    store: Option<String>,
+    store_key: Option<&'a String>,
+    client_secret_file: Option<&'a PathBuf>,
+    ca_bundle: Option<&'a PathBuf>,
+    cert: &'a CertArgs,
+}
+
+impl SessionCommand<'_> {
+    /// `authcore SUBCOMMAND` with these options, as one line a POSIX shell reads back
+    /// into the same words (this program named as it was invoked).
+    fn line(&self, subcommand: &str) -> String {
+        let mut words = vec![
+            program_name(),
+            subcommand.to_owned(),
+            "--issuer".to_owned(),
+            self.issuer.to_owned(),
+            "--client-id".to_owned(),
+            self.client_id.to_owned(),
+        ];
+        for resource in self.resources {
+            words.extend(["--resource".to_owned(), resource.clone()]);
+        }
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let options = [
+            ("--store", self.store.clone()),
+            ("--store-key", self.store_key.cloned()),
+            ("--client-secret-file", self.client_secret_file.map(path)),
+            ("--ca-bundle", self.ca_bundle.map(path)),
+            ("--client-cert", self.cert.client_cert.as_ref().map(path)),
+            ("--client-key", self.cert.client_key.as_ref().map(path)),
+        ];
+        for (flag, value) in options {
+            if let Some(value) = value {
+                words.extend([flag.to_owned(), value]);
+            }
+        }
+        words
+            .iter()
+            .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 fn login(command: &LoginCommand) -> Result<(), Error> {
