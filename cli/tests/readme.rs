@@ -26,13 +26,14 @@ fn readme() -> String {
 }
 
 /// The README's text from the heading `heading` to the next heading of its level or
-/// above.
+/// above (a `#` line inside a code block, a shell comment, is no heading).
 fn section(readme: &str, heading: &str) -> String {
     let start = readme
         .find(&format!("\n{heading}\n"))
         .unwrap_or_else(|| panic!("the README has no {heading:?}"));
     let level = heading.split(' ').next().unwrap();
     let rest = &readme[start + heading.len() + 2..];
+    let mut in_code = false;
     let end = rest
         .lines()
         .scan(0, |at, line| {
@@ -41,11 +42,16 @@ fn section(readme: &str, heading: &str) -> String {
             Some((here, line))
         })
         .find(|(_, line)| {
-            line.split(' ').next().is_some_and(|hashes| {
-                !hashes.is_empty()
-                    && hashes.chars().all(|c| c == '#')
-                    && hashes.len() <= level.len()
-            })
+            if line.starts_with("```") {
+                in_code = !in_code;
+                return false;
+            }
+            !in_code
+                && line.split(' ').next().is_some_and(|hashes| {
+                    !hashes.is_empty()
+                        && hashes.chars().all(|c| c == '#')
+                        && hashes.len() <= level.len()
+                })
         })
         .map_or(rest.len(), |(at, _)| at);
     rest[..end].to_owned()
@@ -294,4 +300,108 @@ fn the_development_provider_block_runs_as_written() {
     let counters = s.counters();
     assert_eq!(counters.device_authorizations, 1);
     assert!(counters.revocations >= 1, "logout revoked the session");
+}
+
+/// A `sh` block of the README: the marker on the line before it, if any, and its
+/// commands (continuation lines joined).
+struct ShBlock {
+    marker: Option<String>,
+    commands: Vec<String>,
+}
+
+/// The `sh` blocks of `text`. A marker is an HTML comment, invisible when rendered:
+/// `<!-- readme-test: skip: WHY -->` (a block that needs what a test cannot have, said
+/// why) or `<!-- readme-test: run by tests/c/run.sh -->`.
+fn sh_blocks(text: &str) -> Vec<ShBlock> {
+    let mut blocks = Vec::new();
+    let mut previous = "";
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == "```sh" {
+            let marker = previous
+                .strip_prefix("<!-- readme-test: ")
+                .and_then(|m| m.strip_suffix(" -->"))
+                .map(str::to_owned);
+            let mut commands = Vec::new();
+            let mut pending = String::new();
+            for line in lines.by_ref().take_while(|l| *l != "```") {
+                match line.strip_suffix('\\') {
+                    Some(part) => pending.push_str(part),
+                    None => {
+                        pending.push_str(line);
+                        commands.push(std::mem::take(&mut pending));
+                    }
+                }
+            }
+            blocks.push(ShBlock { marker, commands });
+        }
+        if !line.trim().is_empty() {
+            previous = line;
+        }
+    }
+    blocks
+}
+
+/// A block's commands as one script a user would type: the development provider the
+/// block starts in the background (on port 8765) is this test's, on a free port, and
+/// `cargo run --release -p authcore-cli --` is the `authcore` built for this test.
+fn as_typed(commands: &[String], url: &str) -> String {
+    let mut script = String::from("set -e\n");
+    for command in commands {
+        let starts_provider =
+            command.contains(" devserver --port ") && command.trim_end().contains(" &");
+        if starts_provider {
+            continue;
+        }
+        let command = command
+            .replace("cargo run --release -p authcore-cli -- ", "authcore ")
+            .replace("http://127.0.0.1:8765", url);
+        script.push_str(&command);
+        script.push('\n');
+    }
+    script
+}
+
+/// Every `sh` block of the Quick start, Command line and C sections runs as written
+/// against a development provider, except those marked: a doc line that is no longer
+/// true fails here.
+#[test]
+fn every_shell_block_of_quick_start_the_command_line_and_c_runs() {
+    let readme = readme();
+    let (mut ran, mut skipped) = (Vec::new(), Vec::new());
+    for heading in ["## Quick start", "## Command line", "## C"] {
+        for block in sh_blocks(&section(&readme, heading)) {
+            match block.marker.as_deref() {
+                None => {}
+                Some(m) if m.strip_prefix("skip: ").is_some_and(|why| why.len() > 10) => {
+                    skipped.push(format!("{heading}: {m}"));
+                    continue;
+                }
+                Some("run by tests/c/run.sh") => {
+                    let c_suite = std::fs::read_to_string(root().join("tests/c/run.sh")).unwrap();
+                    assert!(
+                        c_suite.contains("readme_sh_block"),
+                        "tests/c/run.sh runs it"
+                    );
+                    continue;
+                }
+                Some(other) => panic!("{heading}: an unknown marker {other:?}"),
+            }
+            let s =
+                DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+            let home = tempfile::tempdir().unwrap();
+            let script = as_typed(&block.commands, &s.url());
+            let (ok, stdout, stderr) = run(&script, home.path(), &s.url());
+            assert!(
+                ok,
+                "{heading}: the block failed:\n{script}\n{stdout}\n{stderr}"
+            );
+            ran.push(format!("{heading}: {}", block.commands[0]));
+        }
+    }
+    assert!(
+        ran.len() >= 2 && ran.iter().any(|b| b.contains("demo")),
+        "ran {ran:?}, skipped {skipped:?}"
+    );
+    assert!(skipped.len() <= 2, "skipped {skipped:?}");
 }

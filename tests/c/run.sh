@@ -173,6 +173,18 @@ gcc "${CFLAGS_COMMON[@]}" -c "$work/dpop_example.c" -o "$work/dpop_example.o"
     ./example | tee example.out
     grep -q "HTTP 200" example.out
 )
+# The README's C shell block, run as written (README test): a HOME of its own, install.sh
+# from the checkout, and the provider this suite started in place of the block's own on
+# port 8765.
+readme_sh_block() { awk '/^## C$/{c=1} c && /^```sh$/{on=1; next} on && /^```$/{exit} on' README.md; }
+readme_sh_block | grep -v ' devserver --port ' \
+    | sed -e "s#bash ffi-c/install.sh#bash '$root/ffi-c/install.sh'#" \
+          -e "s#http://127.0.0.1:8765#$AUTHCORE_DEVSERVER_URL#" > "$work/readme-c.sh"
+grep -q 'pkg-config' "$work/readme-c.sh" || { echo "README: no C shell block" >&2; exit 1; }
+mkdir -p "$work/readme-home"
+(cd "$work" && HOME="$work/readme-home" bash -e readme-c.sh > readme-c.out 2>&1) \
+    || { cat "$work/readme-c.out" >&2; echo "README: the C shell block failed" >&2; exit 1; }
+grep -q "HTTP 200" "$work/readme-c.out" || { cat "$work/readme-c.out" >&2; exit 1; }
 # The static library links too.
 (
     cd "$work"
