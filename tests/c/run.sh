@@ -182,7 +182,9 @@ readme_sh_block | grep -v ' devserver --port ' \
           -e "s#http://127.0.0.1:8765#$AUTHCORE_DEVSERVER_URL#" > "$work/readme-c.sh"
 grep -q 'pkg-config' "$work/readme-c.sh" || { echo "README: no C shell block" >&2; exit 1; }
 mkdir -p "$work/readme-home"
-(cd "$work" && HOME="$work/readme-home" bash -e readme-c.sh > readme-c.out 2>&1) \
+# The toolchain stays where it is installed (rustup and cargo find it through HOME).
+(cd "$work" && export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
+    && HOME="$work/readme-home" bash -e readme-c.sh > readme-c.out 2>&1) \
     || { cat "$work/readme-c.out" >&2; echo "README: the C shell block failed" >&2; exit 1; }
 grep -q "HTTP 200" "$work/readme-c.out" || { cat "$work/readme-c.out" >&2; exit 1; }
 # The static library links too.
