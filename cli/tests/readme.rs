@@ -233,8 +233,10 @@ fn devserver_block() -> Vec<String> {
     commands
 }
 
-/// Runs `line` with `sh`, as a user who typed it would, and waits for it (bounded).
-fn run(line: &str, home: &Path, url: &str) -> (bool, String, String) {
+/// Runs `line` with `sh`, as a user who typed it would, and waits for it (bounded), in
+/// `home` (also its working directory), with `AUTHCORE_DEVSERVER_URL` set to `url` when
+/// given.
+fn run(line: &str, home: &Path, url: Option<&str>) -> (bool, String, String) {
     let bin = Path::new(env!("CARGO_BIN_EXE_authcore")).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -247,13 +249,16 @@ fn run(line: &str, home: &Path, url: &str) -> (bool, String, String) {
             command.env_remove(&var);
         }
     }
+    if let Some(url) = url {
+        command.env("AUTHCORE_DEVSERVER_URL", url);
+    }
     let mut child = command
         .args(["-c", line])
+        .current_dir(home)
         .env("PATH", path)
         .env("HOME", home)
         .env_remove("XDG_STATE_HOME")
         .env_remove("XDG_CACHE_HOME")
-        .env("AUTHCORE_DEVSERVER_URL", url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -291,7 +296,7 @@ fn the_development_provider_block_runs_as_written() {
         "{rest:?}"
     );
     for line in rest {
-        let (ok, stdout, stderr) = run(line, home.path(), &s.url());
+        let (ok, stdout, stderr) = run(line, home.path(), Some(&s.url()));
         assert!(ok, "`{line}` failed:\n{stdout}\n{stderr}");
         if line.contains("authcore token") {
             assert!(stdout.starts_with("dev-at-"), "`{line}` printed {stdout:?}");
@@ -343,19 +348,31 @@ fn sh_blocks(text: &str) -> Vec<ShBlock> {
 }
 
 /// A block's commands as one script a user would type: the development provider the
-/// block starts in the background (on port 8765) is this test's, on a free port, and
-/// `cargo run --release -p authcore-cli --` is the `authcore` built for this test.
+/// block starts in the background (`… devserver --port PORT &`) is this test's, on a
+/// free port, so `http://127.0.0.1:PORT` is its URL (a block that uses another loopback
+/// port fails), and `cargo run --release -p authcore-cli --` is the `authcore` built for
+/// this test.
 fn as_typed(commands: &[String], url: &str) -> String {
     let mut script = String::from("set -e\n");
+    let mut port = None;
     for command in commands {
-        let starts_provider =
-            command.contains(" devserver --port ") && command.trim_end().contains(" &");
-        if starts_provider {
+        if command.contains(" devserver --port ") && command.contains(" &") {
+            let p = command
+                .split(" devserver --port ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .expect("a port");
+            port = Some(p.to_owned());
             continue;
         }
-        let command = command
-            .replace("cargo run --release -p authcore-cli -- ", "authcore ")
-            .replace("http://127.0.0.1:8765", url);
+        let mut command = command.replace("cargo run --release -p authcore-cli -- ", "authcore ");
+        if let Some(p) = &port {
+            command = command.replace(&format!("http://127.0.0.1:{p}"), url);
+        }
+        assert!(
+            !command.contains("http://127.0.0.1:") || command.contains(url),
+            "a loopback URL no provider of the block serves: {command}"
+        );
         script.push_str(&command);
         script.push('\n');
     }
@@ -369,6 +386,14 @@ fn as_typed(commands: &[String], url: &str) -> String {
 fn every_shell_block_of_quick_start_the_command_line_and_c_runs() {
     let readme = readme();
     let (mut ran, mut skipped) = (Vec::new(), Vec::new());
+    let by_c_suite = sh_blocks(&readme)
+        .iter()
+        .filter(|b| b.marker.as_deref() == Some("run by tests/c/run.sh"))
+        .count();
+    assert_eq!(
+        by_c_suite, 1,
+        "one block is run by tests/c/run.sh: the C section's"
+    );
     for heading in ["## Quick start", "## Command line", "## C"] {
         for block in sh_blocks(&section(&readme, heading)) {
             match block.marker.as_deref() {
@@ -377,7 +402,7 @@ fn every_shell_block_of_quick_start_the_command_line_and_c_runs() {
                     skipped.push(format!("{heading}: {m}"));
                     continue;
                 }
-                Some("run by tests/c/run.sh") => {
+                Some("run by tests/c/run.sh") if heading == "## C" => {
                     let c_suite = std::fs::read_to_string(root().join("tests/c/run.sh")).unwrap();
                     assert!(
                         c_suite.contains("readme_sh_block"),
@@ -391,7 +416,7 @@ fn every_shell_block_of_quick_start_the_command_line_and_c_runs() {
                 DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
             let home = tempfile::tempdir().unwrap();
             let script = as_typed(&block.commands, &s.url());
-            let (ok, stdout, stderr) = run(&script, home.path(), &s.url());
+            let (ok, stdout, stderr) = run(&script, home.path(), None);
             assert!(
                 ok,
                 "{heading}: the block failed:\n{script}\n{stdout}\n{stderr}"

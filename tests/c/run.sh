@@ -177,14 +177,16 @@ gcc "${CFLAGS_COMMON[@]}" -c "$work/dpop_example.c" -o "$work/dpop_example.o"
 # from the checkout, and the provider this suite started in place of the block's own on
 # port 8765.
 readme_sh_block() { awk '/^## C$/{c=1} c && /^```sh$/{on=1; next} on && /^```$/{exit} on' README.md; }
+readme_port=$(readme_sh_block | sed -n 's/.* devserver --port \([0-9][0-9]*\) &.*/\1/p')
+[ -n "$readme_port" ] || { echo "README: the C shell block starts no provider" >&2; exit 1; }
 readme_sh_block | grep -v ' devserver --port ' \
     | sed -e "s#bash ffi-c/install.sh#bash '$root/ffi-c/install.sh'#" \
-          -e "s#http://127.0.0.1:8765#$AUTHCORE_DEVSERVER_URL#" > "$work/readme-c.sh"
+          -e "s#http://127.0.0.1:$readme_port#$AUTHCORE_DEVSERVER_URL#" > "$work/readme-c.sh"
 grep -q 'pkg-config' "$work/readme-c.sh" || { echo "README: no C shell block" >&2; exit 1; }
 mkdir -p "$work/readme-home"
 # The toolchain stays where it is installed (rustup and cargo find it through HOME).
 (cd "$work" && export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
-    && HOME="$work/readme-home" bash -e readme-c.sh > readme-c.out 2>&1) \
+    && HOME="$work/readme-home" env -u AUTHCORE_DEVSERVER_URL bash -e readme-c.sh > readme-c.out 2>&1) \
     || { cat "$work/readme-c.out" >&2; echo "README: the C shell block failed" >&2; exit 1; }
 grep -q "HTTP 200" "$work/readme-c.out" || { cat "$work/readme-c.out" >&2; exit 1; }
 # The static library links too.
