@@ -15,8 +15,13 @@ step "provision (cbindgen into .tools/, system packages for the C suite)"
 # shellcheck source=tests/provision.sh
 . tests/provision.sh
 
-step "format check"
+step "format check (and no merge conflict left in a tracked file)"
 cargo fmt --all -- --check
+if git rev-parse --git-dir >/dev/null 2>&1 &&
+    git grep -n -I -E '^(<{7}|>{7})( |$)' -- . >&2; then
+    echo "merge conflict markers above: resolve them" >&2
+    exit 1
+fi
 
 step "clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
