@@ -5,7 +5,8 @@
 #   3. mypy's stubtest checks _authcore.pyi against the compiled module, and mypy --strict
 #      checks the package and the tests against those stubs;
 #   4. pytest (warnings are errors) runs python/tests against a real devserver process.
-# `bash tests/python/run.sh bench` runs the comparison benchmark instead.
+# `bash tests/python/run.sh bench` runs the comparison benchmark instead; other arguments
+# go to pytest (`bash tests/python/run.sh -k test_readme`).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -90,6 +91,6 @@ step "the package and the tests type-check against the stubs (mypy --strict)"
 
 step "pytest against the installed wheel and a devserver process"
 "$work/venv/bin/python" -m pytest -q -W error -p no:cacheprovider \
-    --rootdir "$root/python/tests" "$root/python/tests"
+    --rootdir "$root/python/tests" "$root/python/tests" "$@"
 
 step "Python face: all passed"
