@@ -377,11 +377,15 @@ impl Http {
 
     /// This process's agent: a fresh one after a fork. The parent's agent is kept aside
     /// in the child rather than dropped: its pooled connections belong to the parent.
-    fn agent(&self) -> ureq::Agent {
+    ///
+    /// Borrowed, not cloned: a clone of a `ureq::Agent` adds to (and takes from) the
+    /// reference counts of its four shared parts, cache lines that every thread sending
+    /// through this client would then write on every request.
+    fn agent(&self) -> arc_swap::Guard<Arc<Agents>> {
         let current = self.agents.load();
         let stamp = Stamp::current();
         if current.stamp == stamp {
-            return current.agent.clone();
+            return current;
         }
         let fresh = Arc::new(Agents {
             stamp,
@@ -390,11 +394,9 @@ impl Http {
         let previous = self.agents.compare_and_swap(&*current, Arc::clone(&fresh));
         if Arc::ptr_eq(&previous, &current) {
             self.inherited.lock().push(Arc::clone(&previous));
-            fresh.agent.clone()
-        } else {
-            // Another thread of the child replaced it first.
-            self.agents.load().agent.clone()
         }
+        // Ours, or the one another thread of the child put there first.
+        self.agents.load()
     }
 
     /// Refuses URLs that would send credentials in clear text to another machine.
@@ -825,7 +827,8 @@ impl Http {
         // Only with a proxy is the host looked at (a loopback host bypasses it).
         let bypass_proxy =
             self.proxy.is_some() && request.uri().host().is_some_and(is_loopback_host);
-        let agent = self.agent();
+        let agents = self.agent();
+        let agent = &agents.agent;
         // The agent's own limit (the whole timeout less a sliver) already ends the
         // request within `remaining` whenever `remaining` is at least that, as on every
         // first attempt: no per-request configuration (a copy of the agent's) is made.
@@ -1042,7 +1045,7 @@ fn build_agent(
     ureq::Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::new(),
-        crate::resolve::CachingResolver::default(),
+        <crate::resolve::CachingResolver>::default(),
     )
 }
 
