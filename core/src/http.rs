@@ -851,7 +851,7 @@ impl Http {
 /// thousandth less (at most 5 ms), so that a request started within that sliver of its
 /// deadline's start still ends by the deadline without a configuration of its own.
 fn agent_timeout(timeout: Duration) -> Duration {
-    timeout - (timeout / 1000).min(Duration::from_millis(5))
+    timeout - crate::steady::sliver(timeout)
 }
 
 /// The certificate authorities to trust: the configured CA bundle, else the platform's
@@ -1041,10 +1041,14 @@ fn build_agent(
         .timeout_connect(Some(options.connect_timeout))
         .timeout_global(Some(agent_timeout(options.timeout)))
         .build();
-    // No thread per request: see `resolve`.
+    // No thread per request: see `resolve`; no system call per read or write to set a
+    // socket's timeout: see `steady`.
+    use ureq::unversioned::transport::Connector;
     ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::new(),
+        ureq::unversioned::transport::DefaultConnector::new().chain(
+            crate::steady::SteadyTimeouts::new(crate::steady::sliver(options.timeout)),
+        ),
         <crate::resolve::CachingResolver>::default(),
     )
 }
