@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo bench -p authcore --bench cache` (results are kept in `core/BENCHMARKS.md`).
 //! One section: `AUTHCORE_BENCH=cached|store|herd|churn|throughput|events` (`store` needs
-//! `redis-server`, which `tests/provision.sh` installs).
+//! `redis-server`, which `tests/provision.sh` installs). `throughput` interleaves
+//! `AUTHCORE_BENCH_RUNS` runs (default 5) and prints each run's ratio and their median.
 
 #[path = "../tests/common/redis.rs"]
 #[allow(dead_code)]
@@ -91,9 +92,15 @@ fn provider(lifetime_secs: u64, latency: Duration) -> Provider {
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    let n = v.len();
+    if n.is_multiple_of(2) {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 fn cached_fetch() {
@@ -360,28 +367,45 @@ fn throughput() {
     let authed = || {
         black_box(client.get(&url).expect("authcore"));
     };
+    // Interleaved runs, so that each sees the machine as the others do: how many from
+    // AUTHCORE_BENCH_RUNS (at least 1, default 5).
+    let runs: usize = std::env::var("AUTHCORE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     for threads in [1, 4] {
         run(threads, &plain);
         run(threads, &authed);
         let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         let (mut ta, mut tb, mut tc) = (0.0, 0.0, 0.0);
-        for _ in 0..5 {
-            let (r, t) = run(threads, &plain);
-            a.push(r);
-            ta += t / 5.0;
-            let (r, t) = run(threads, &plain_timed);
-            c.push(r);
-            tc += t / 5.0;
-            let (r, t) = run(threads, &authed);
-            b.push(r);
-            tb += t / 5.0;
+        let mut ratios = Vec::new();
+        for i in 0..runs {
+            let (pa, t) = run(threads, &plain);
+            a.push(pa);
+            ta += t / runs as f64;
+            let (pc, t) = run(threads, &plain_timed);
+            c.push(pc);
+            tc += t / runs as f64;
+            let (pb, t) = run(threads, &authed);
+            b.push(pb);
+            tb += t / runs as f64;
+            ratios.push(pb / pa);
+            println!(
+                "  run {}/{runs}, {threads} thread(s): plain ureq {pa:.0} req/s, plain ureq with \
+                 authcore's timeouts {pc:.0} req/s, authcore {pb:.0} req/s; ratio to plain {:.3}",
+                i + 1,
+                pb / pa
+            );
         }
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
         let (pa, pb, pc) = (median(a), median(b), median(c));
         println!(
-            "throughput, {threads} thread(s) (median of 5 interleaved 1.5 s runs): plain ureq {pa:.0} req/s \
+            "throughput, {threads} thread(s) (median of {runs} interleaved 1.5 s runs): plain ureq {pa:.0} req/s \
              ({ta:.3} threads created/request), plain ureq with authcore's timeouts {pc:.0} req/s ({tc:.3}), \
-             authcore {pb:.0} req/s ({tb:.3}); ratio to plain {:.3}, to timed plain {:.3}",
-            pb / pa,
+             authcore {pb:.0} req/s ({tb:.3}); ratio to plain per run {}, median {:.3}; to timed plain {:.3}",
+            each.join(" "),
+            median(ratios),
             pb / pc
         );
     }

@@ -1,5 +1,6 @@
-//! What an authenticated request costs on top of its HTTP stack, in instructions and
-//! heap allocations (deterministic, unlike requests per second on shared cores).
+//! What an authenticated request costs on top of its HTTP stack, in instructions,
+//! heap allocations and system calls (deterministic, unlike requests per second on
+//! shared cores).
 //!
 //! One binary, three roles, chosen by the first argument after `--bench`:
 //! - `server`: a keep-alive HTTP server on 127.0.0.1 (its own process, so that its work
@@ -10,20 +11,15 @@
 //! - `authcore PORT N` / `dpop PORT N`: N `Client::get` (a client-credentials client;
 //!   with DPoP for `dpop`).
 //!
-//! With a fourth argument `allocs`, a client role prints its heap allocations and bytes
-//! per request (dhat's counting allocator, over the N requests after a warm-up). Instructions come from
-//! running a role under `valgrind --tool=cachegrind` twice, with two values of N: the
-//! difference divided by the difference of N is the cost of one request, without the
-//! process's start-up and the first token. `core/benches/request_path.sh` does all of
-//! that and prints the table kept in `core/BENCHMARKS.md`.
+//! Each client role sends 200 warm-up requests first. Nothing is measured inside: the
+//! process runs under valgrind's cachegrind (instructions) or dhat (allocations), or
+//! under strace (system calls), twice with two values of N; the difference divided by
+//! the difference of N is the cost of one request, without the process's start-up and
+//! the first token. `core/benches/request_path.sh` does all of that, for the C and
+//! Python faces too, and prints the table kept in `core/BENCHMARKS.md`.
 
 use std::hint::black_box;
 use std::time::Duration;
-
-// Pass-through unless a profiler runs: the allocation-counting runs start one, the
-// instruction-counting runs (under cachegrind) do not.
-#[global_allocator]
-static GLOBAL: dhat::Alloc = dhat::Alloc;
 
 const TOKEN: &str =
     r#"{"access_token":"at-bench-0123456789abcdef","token_type":"Bearer","expires_in":86400}"#;
@@ -53,34 +49,11 @@ fn server() {
     }
 }
 
-/// Runs `f` `n` times after a warm-up; with `allocs`, counts heap allocations over
-/// the `n` calls and prints them per call.
-fn measure(role: &str, n: u64, allocs: bool, mut f: impl FnMut()) {
-    for _ in 0..200 {
+/// Runs `f` 200 times (the warm-up), then `n` times.
+fn measure(n: u64, mut f: impl FnMut()) {
+    for _ in 0..200 + n {
         f();
     }
-    if !allocs {
-        for _ in 0..n {
-            f();
-        }
-        return;
-    }
-    let profiler = dhat::Profiler::builder()
-        .testing()
-        .trim_backtraces(Some(1))
-        .build();
-    let before = dhat::HeapStats::get();
-    for _ in 0..n {
-        f();
-    }
-    let after = dhat::HeapStats::get();
-    println!(
-        "{role}: {:.2} allocations and {:.0} bytes per request ({n} requests)",
-        (after.total_blocks - before.total_blocks) as f64 / n as f64,
-        (after.total_bytes - before.total_bytes) as f64 / n as f64
-    );
-    // The profiler would write a report file when dropped: not wanted here.
-    std::mem::forget(profiler);
 }
 
 fn main() {
@@ -98,7 +71,6 @@ fn main() {
     }
     let port: u16 = args[1].parse().expect("port");
     let n: u64 = args[2].parse().expect("count");
-    let allocs = args.get(3).is_some_and(|a| a == "allocs");
     let url = format!("http://127.0.0.1:{port}/api");
     match role {
         "plain" => {
@@ -107,7 +79,7 @@ fn main() {
                 .build()
                 .into();
             let header = "Bearer at-bench-0123456789abcdef";
-            measure(role, n, allocs, || {
+            measure(n, || {
                 let mut r = agent
                     .get(&url)
                     .header("authorization", header)
@@ -127,7 +99,7 @@ fn main() {
                 options = options.dpop(authcore::Dpop::generate().expect("key"));
             }
             let client = authcore::Client::new(grant, options).expect("client");
-            measure(role, n, allocs, || {
+            measure(n, || {
                 black_box(client.get(&url).expect("authcore"));
             });
         }

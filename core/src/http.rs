@@ -377,11 +377,15 @@ impl Http {
 
     /// This process's agent: a fresh one after a fork. The parent's agent is kept aside
     /// in the child rather than dropped: its pooled connections belong to the parent.
-    fn agent(&self) -> ureq::Agent {
+    ///
+    /// Borrowed, not cloned: a clone of a `ureq::Agent` adds to (and takes from) the
+    /// reference counts of its four shared parts, cache lines that every thread sending
+    /// through this client would then write on every request.
+    fn agent(&self) -> arc_swap::Guard<Arc<Agents>> {
         let current = self.agents.load();
         let stamp = Stamp::current();
         if current.stamp == stamp {
-            return current.agent.clone();
+            return current;
         }
         let fresh = Arc::new(Agents {
             stamp,
@@ -390,11 +394,9 @@ impl Http {
         let previous = self.agents.compare_and_swap(&*current, Arc::clone(&fresh));
         if Arc::ptr_eq(&previous, &current) {
             self.inherited.lock().push(Arc::clone(&previous));
-            fresh.agent.clone()
-        } else {
-            // Another thread of the child replaced it first.
-            self.agents.load().agent.clone()
         }
+        // Ours, or the one another thread of the child put there first.
+        self.agents.load()
     }
 
     /// Refuses URLs that would send credentials in clear text to another machine.
@@ -825,7 +827,8 @@ impl Http {
         // Only with a proxy is the host looked at (a loopback host bypasses it).
         let bypass_proxy =
             self.proxy.is_some() && request.uri().host().is_some_and(is_loopback_host);
-        let agent = self.agent();
+        let agents = self.agent();
+        let agent = &agents.agent;
         // The agent's own limit (the whole timeout less a sliver) already ends the
         // request within `remaining` whenever `remaining` is at least that, as on every
         // first attempt: no per-request configuration (a copy of the agent's) is made.
@@ -848,7 +851,7 @@ impl Http {
 /// thousandth less (at most 5 ms), so that a request started within that sliver of its
 /// deadline's start still ends by the deadline without a configuration of its own.
 fn agent_timeout(timeout: Duration) -> Duration {
-    timeout - (timeout / 1000).min(Duration::from_millis(5))
+    timeout - crate::steady::sliver(timeout)
 }
 
 /// The certificate authorities to trust: the configured CA bundle, else the platform's
@@ -1038,11 +1041,15 @@ fn build_agent(
         .timeout_connect(Some(options.connect_timeout))
         .timeout_global(Some(agent_timeout(options.timeout)))
         .build();
-    // No thread per request: see `resolve`.
+    // No thread per request: see `resolve`; no system call per read or write to set a
+    // socket's timeout: see `steady`.
+    use ureq::unversioned::transport::Connector;
     ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::new(),
-        crate::resolve::CachingResolver::default(),
+        ureq::unversioned::transport::DefaultConnector::new().chain(
+            crate::steady::SteadyTimeouts::new(crate::steady::sliver(options.timeout)),
+        ),
+        <crate::resolve::CachingResolver>::default(),
     )
 }
 

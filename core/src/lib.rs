@@ -40,6 +40,7 @@ mod random;
 mod resolve;
 mod secret;
 mod stats;
+mod steady;
 mod store;
 mod token;
 

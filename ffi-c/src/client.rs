@@ -2,6 +2,7 @@
 //! invalidation and authenticated requests.
 
 use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
 
 use authcore::grant::{
     ApiKey, ClientCredentials, Grant, JwtBearer, OAuthSettings, PrivateKey, RefreshToken,
@@ -1178,9 +1179,22 @@ pub struct authcore_header {
 /// The response to an authenticated request. Read it with the `authcore_response_*`
 /// accessors; release it with `authcore_response_free`.
 pub struct authcore_response {
-    status: u16,
-    headers: Vec<(CString, CString)>,
-    body: Vec<u8>,
+    inner: authcore::Response,
+    /// The headers as C strings, made by the first call that reads a header: a caller
+    /// that reads none pays for none.
+    headers: OnceLock<Vec<(CString, CString)>>,
+}
+
+impl authcore_response {
+    /// The headers as C strings (values that are not text are left out).
+    fn headers(&self) -> &[(CString, CString)] {
+        self.headers.get_or_init(|| {
+            self.inner
+                .headers()
+                .filter_map(|(n, v)| Some((CString::new(n).ok()?, CString::new(v).ok()?)))
+                .collect()
+        })
+    }
 }
 
 /// Sends `method url` with the client's token. On a 401 (other than an
@@ -1212,51 +1226,78 @@ pub unsafe extern "C" fn authcore_client_request(
 ) -> authcore_status {
     boundary(|| {
         check_null!(client, out);
-        // SAFETY: the caller promises NUL-terminated strings.
-        let (method, url) = unsafe { (arg_str(method, "method")?, arg_str(url, "url")?) };
-        if headers.is_null() && header_count > 0 {
-            return Err(Failure::null("headers"));
+        // SAFETY: the caller promises a NUL-terminated string; the rest is forwarded.
+        unsafe {
+            let method = arg_str(method, "method")?;
+            send_request(
+                client,
+                method,
+                url,
+                headers,
+                header_count,
+                body,
+                body_len,
+                out,
+            )
         }
-        if body.is_null() && body_len > 0 {
-            return Err(Failure::null("body"));
-        }
-        let raw_headers: &[authcore_header] = if header_count == 0 {
-            &[]
-        } else {
-            // SAFETY: non-NULL and valid for `header_count` items, as promised.
-            unsafe { std::slice::from_raw_parts(headers, header_count) }
-        };
-        let mut pairs = Vec::with_capacity(raw_headers.len());
-        for h in raw_headers {
-            // SAFETY: the caller promises NUL-terminated strings.
-            pairs.push(unsafe {
-                (
-                    arg_str(h.name, "header name")?,
-                    arg_str(h.value, "header value")?,
-                )
-            });
-        }
-        let body: &[u8] = if body_len == 0 {
-            &[]
-        } else {
-            // SAFETY: non-NULL and valid for `body_len` bytes, as promised.
-            unsafe { std::slice::from_raw_parts(body, body_len) }
-        };
-        // SAFETY: checked non-NULL; the caller promises it is live.
-        let response = unsafe { client_ref(client) }.request(method, url, &pairs, body)?;
-        let headers = response
-            .headers()
-            .filter_map(|(n, v)| Some((CString::new(n).ok()?, CString::new(v).ok()?)))
-            .collect();
-        let handle = Box::new(authcore_response {
-            status: response.status,
-            headers,
-            body: response.body,
-        });
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
     })
+}
+
+/// The body of `authcore_client_request` once `client` and `out` are known not to be
+/// NULL and the method is read (`authcore_client_get` reads none).
+///
+/// # Safety
+/// As `authcore_client_request`; `client` and `out` are not NULL.
+#[allow(clippy::too_many_arguments)]
+unsafe fn send_request(
+    client: *const authcore_client,
+    method: &str,
+    url: *const c_char,
+    headers: *const authcore_header,
+    header_count: usize,
+    body: *const u8,
+    body_len: usize,
+    out: *mut *mut authcore_response,
+) -> Result<(), Failure> {
+    // SAFETY: the caller promises a NUL-terminated string.
+    let url = unsafe { arg_str(url, "url")? };
+    if headers.is_null() && header_count > 0 {
+        return Err(Failure::null("headers"));
+    }
+    if body.is_null() && body_len > 0 {
+        return Err(Failure::null("body"));
+    }
+    let raw_headers: &[authcore_header] = if header_count == 0 {
+        &[]
+    } else {
+        // SAFETY: non-NULL and valid for `header_count` items, as promised.
+        unsafe { std::slice::from_raw_parts(headers, header_count) }
+    };
+    let mut pairs = Vec::with_capacity(raw_headers.len());
+    for h in raw_headers {
+        // SAFETY: the caller promises NUL-terminated strings.
+        pairs.push(unsafe {
+            (
+                arg_str(h.name, "header name")?,
+                arg_str(h.value, "header value")?,
+            )
+        });
+    }
+    let body: &[u8] = if body_len == 0 {
+        &[]
+    } else {
+        // SAFETY: non-NULL and valid for `body_len` bytes, as promised.
+        unsafe { std::slice::from_raw_parts(body, body_len) }
+    };
+    // SAFETY: not NULL (checked by the caller); the caller promises it is live.
+    let response = unsafe { client_ref(client) }.request(method, url, &pairs, body)?;
+    let handle = Box::new(authcore_response {
+        inner: response,
+        headers: OnceLock::new(),
+    });
+    // SAFETY: not NULL (checked by the caller); the caller promises it is writable.
+    unsafe { out.write(Box::into_raw(handle)) };
+    Ok(())
 }
 
 /// `GET url` with the token attached: `authcore_client_request(client, "GET", url, NULL,
@@ -1271,19 +1312,22 @@ pub unsafe extern "C" fn authcore_client_get(
     url: *const c_char,
     out: *mut *mut authcore_response,
 ) -> authcore_status {
-    // SAFETY: forwarded from the caller; "GET" is a static NUL-terminated string.
-    unsafe {
-        authcore_client_request(
-            client,
-            c"GET".as_ptr(),
-            url,
-            std::ptr::null(),
-            0,
-            std::ptr::null(),
-            0,
-            out,
-        )
-    }
+    boundary(|| {
+        check_null!(client, out);
+        // SAFETY: forwarded from the caller; no headers and no body.
+        unsafe {
+            send_request(
+                client,
+                "GET",
+                url,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                out,
+            )
+        }
+    })
 }
 
 /// The HTTP status code, or 0 for NULL.
@@ -1294,7 +1338,7 @@ pub unsafe extern "C" fn authcore_client_get(
 pub unsafe extern "C" fn authcore_response_status(response: *const authcore_response) -> u16 {
     boundary_or(0, || {
         // SAFETY: NULL or live, as promised.
-        unsafe { response.as_ref() }.map_or(0, |r| r.status)
+        unsafe { response.as_ref() }.map_or(0, |r| r.inner.status)
     })
 }
 
@@ -1314,8 +1358,8 @@ pub unsafe extern "C" fn authcore_response_body(
         // SAFETY: checked non-NULL; live and writable as promised.
         unsafe {
             let r = &*response;
-            data.write(r.body.as_ptr());
-            len.write(r.body.len());
+            data.write(r.inner.body.as_ptr());
+            len.write(r.inner.body.len());
         }
         Ok(())
     })
@@ -1340,7 +1384,7 @@ pub unsafe extern "C" fn authcore_response_header(
         let Ok(Some(name)) = (unsafe { opt_str(name, "name") }) else {
             return std::ptr::null();
         };
-        r.headers
+        r.headers()
             .iter()
             .find(|(n, _)| n.to_bytes().eq_ignore_ascii_case(name.as_bytes()))
             .map_or(std::ptr::null(), |(_, v)| v.as_ptr())
@@ -1357,7 +1401,7 @@ pub unsafe extern "C" fn authcore_response_header_count(
 ) -> usize {
     boundary_or(0, || {
         // SAFETY: NULL or live, as promised.
-        unsafe { response.as_ref() }.map_or(0, |r| r.headers.len())
+        unsafe { response.as_ref() }.map_or(0, |r| r.headers().len())
     })
 }
 
@@ -1377,10 +1421,11 @@ pub unsafe extern "C" fn authcore_response_header_at(
         check_null!(response, name, value);
         // SAFETY: checked non-NULL; live as promised.
         let r = unsafe { &*response };
-        let (n, v) = r.headers.get(index).ok_or_else(|| {
+        let headers = r.headers();
+        let (n, v) = headers.get(index).ok_or_else(|| {
             Failure::invalid(format!(
                 "header index {index} is out of range ({} headers)",
-                r.headers.len()
+                headers.len()
             ))
         })?;
         // SAFETY: checked non-NULL; writable as promised.
@@ -1402,7 +1447,7 @@ pub unsafe extern "C" fn authcore_response_free(response: *mut authcore_response
         if !response.is_null() {
             // SAFETY: the handle came from `Box::into_raw` and is freed once.
             let mut r = unsafe { Box::from_raw(response) };
-            r.body.zeroize();
+            r.inner.body.zeroize();
         }
     })
 }
