@@ -11,14 +11,17 @@
 //! `/oauth2/revoke`, left out of the metadata with `{"revocation_endpoint": false}` in the
 //! config). Clients: the confidential `dev-client` (secret `dev-secret`; also public in
 //! DPoP mode, below) and the public `dev-cli` (no secret, its id in the body: the code
-//! grant with PKCE, the device grant, refresh and revocation; a code is redeemed only by
-//! the client it was issued to). Protected resource: `/api/...`
+//! grant with PKCE, the device grant, refresh and revocation; a code, device code or
+//! refresh token is redeemed only by the client it was issued to, and an access or
+//! refresh token revoked only by it: `400 unauthorized_client` for another client's, RFC
+//! 7009 §2.1). Protected resource: `/api/...`
 //! (`/api/admin` needs the `admin` scope; `/api/reject` refuses every token;
 //! `/api/redirect?to=URL` answers `302 Found` (or `?status=` 301, 303, 307, 308) to `URL`,
 //! a loopback `http` or `https` URL, whatever the token; every answer to a known token
 //! names its subject in `X-Sub` and in the body's `sub`). Control: `/_control/...`
 //! (loopback peers only, and only with a loopback `Host` and `Origin`, so that a web
-//! page in a browser cannot drive it).
+//! page in a browser cannot drive it). `POST /_control/config` takes the whole
+//! [`Behaviour`] and refuses a field it does not know (`400`, naming it).
 //!
 //! Users: every refresh-token family belongs to a subject (`sub`). A sign-in by code or
 //! device belongs to `login_hint` of the authorization request (default `dev-user`);
@@ -255,9 +258,11 @@ pub struct Counters {
     pub dpop_tokens_issued: u64,
 }
 
-/// Switches that change how the provider behaves (`POST /_control/config`).
+/// Switches that change how the provider behaves (`POST /_control/config`). A field
+/// it does not know is refused (a misspelt switch would otherwise leave its default in
+/// place without a word).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Behaviour {
     /// Lifetime of issued access tokens, in seconds.
     pub lifetime_secs: u64,
@@ -307,7 +312,7 @@ pub struct Behaviour {
 /// A client registered for mutual-TLS authentication (RFC 8705 §2): `client_id` in
 /// the body, no secret, and a certificate on the connection that matches one of these.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MtlsClient {
     /// The client id.
     pub client_id: String,
@@ -457,6 +462,8 @@ struct Issued {
     aud: Vec<String>,
     /// Who acts for the subject (the actor token's `sub`), for a delegated exchange.
     act: Option<String>,
+    /// The client it was issued to: only that client may revoke it (RFC 7009 §2.1).
+    client: String,
 }
 
 struct Refresh {
@@ -469,9 +476,9 @@ struct Refresh {
     /// The thumbprint of the DPoP key it is bound to: only a request with a proof by
     /// that key may use it (RFC 9449 §5).
     jkt: Option<String>,
-    /// Issued to the public client `dev-cli`: only it may use or revoke it, and it only
-    /// its own (RFC 6749 §6, RFC 7009 §2.1).
-    by_public_client: bool,
+    /// The client it was issued to: only that client may use or revoke it (RFC 6749 §6,
+    /// RFC 7009 §2.1).
+    client: String,
 }
 
 struct Code {
@@ -485,9 +492,8 @@ struct Code {
 
 /// A device authorization in progress: polls so far, and the last poll's time.
 struct Device {
-    /// Started by the public client `dev-cli`: redeemed only by it, and it redeems only
-    /// its own (RFC 8628 §3.4).
-    by_public_client: bool,
+    /// The client that started it: only that client redeems it (RFC 8628 §3.4).
+    client: String,
     scope: String,
     polls: u32,
     last_poll: Option<Instant>,
@@ -739,6 +745,9 @@ struct TokenNote {
     bound_refresh: bool,
     /// The public client the request came from, if it did (an ID token's audience).
     client: Option<String>,
+    /// The client the request authenticated as, when not the confidential client (a
+    /// mutual-TLS client, or the public client): what is issued is bound to it.
+    requester: Option<String>,
     /// The key the access token issued is bound to.
     bound_jkt: Option<String>,
     /// The tag of the assertion presented (a JWT bearer grant's, else a client
@@ -2025,6 +2034,7 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
     // Mutual TLS: the access token bound to the certificate the connection presented
     // (RFC 8705 §3).
     let x5t = st.note.cert_x5t.clone();
+    let client = client_of(what.shared, st.note.requester.as_deref());
     st.access.insert(
         access.clone(),
         Issued {
@@ -2037,6 +2047,7 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
             x5t: x5t.clone(),
             aud: std::mem::take(&mut st.note.aud),
             act: st.note.act.take(),
+            client: client.clone(),
         },
     );
     st.counters.tokens_issued += 1;
@@ -2062,7 +2073,7 @@ fn issue(st: &mut State, what: &IssueFor<'_>) -> Value {
                 family,
                 sub: sub.clone(),
                 jkt: refresh_jkt,
-                by_public_client: st.note.client.is_some(),
+                client,
             },
         );
         st.note.refresh = Some(tag(&refresh));
@@ -2183,7 +2194,11 @@ enum NotTaken {
 /// revokes its whole family. A DPoP-bound one is taken only with a proof by its key;
 /// without one it is refused and left as it was (neither used nor its family revoked:
 /// whoever presented it may not hold it).
-fn take_refresh(st: &mut State, token: Option<&String>) -> Result<Taken, NotTaken> {
+fn take_refresh(
+    shared: &Shared,
+    st: &mut State,
+    token: Option<&String>,
+) -> Result<Taken, NotTaken> {
     let Some(entry) = token.and_then(|t| st.refresh.get_mut(t)) else {
         return Err(NotTaken::Invalid);
     };
@@ -2193,7 +2208,7 @@ fn take_refresh(st: &mut State, token: Option<&String>) -> Result<Taken, NotTake
         return Err(NotTaken::Invalid);
     }
     // Another client's refresh token: refused and left as it was.
-    if entry.by_public_client != st.note.client.is_some() {
+    if entry.client != client_of(shared, st.note.requester.as_deref()) {
         return Err(NotTaken::Invalid);
     }
     if let Some(bound) = &entry.jkt {
@@ -2247,7 +2262,7 @@ fn issue_after(shared: &Shared, st: &mut State, taken: &Taken) -> Value {
 fn api_video_refresh(shared: &Shared, st: &mut State, body: &[u8]) -> Reply {
     let params = json_params(body);
     st.note.public_client = true;
-    match take_refresh(st, params.get("refreshToken")) {
+    match take_refresh(shared, st, params.get("refreshToken")) {
         Ok(taken) => Reply::json(200, issue_after(shared, st, &taken)),
         Err(NotTaken::Dpop(reply)) => reply,
         Err(NotTaken::Invalid) => problem(
@@ -2321,7 +2336,7 @@ fn device_authorization(
     {
         return oauth_error(401, "invalid_client", "Client authentication failed.");
     }
-    let by_public_client = mtls.is_none() && is_public_client_id(shared, params, authorization);
+    let client = caller(shared, mtls, params, authorization);
     st.serial += 1;
     let serial = st.serial;
     let device_code = random_token("dev-device-", serial);
@@ -2329,7 +2344,7 @@ fn device_authorization(
     st.devices.insert(
         device_code.clone(),
         Device {
-            by_public_client,
+            client,
             scope: params.get("scope").cloned().unwrap_or_default(),
             polls: 0,
             last_poll: None,
@@ -2393,7 +2408,7 @@ fn device_poll(shared: &Shared, st: &mut State, params: &HashMap<String, String>
         st.behaviour.device_slow_down_polls,
         st.behaviour.device_deny,
     );
-    let by_public_client = st.note.client.is_some();
+    let client = client_of(shared, st.note.requester.as_deref());
     let Some(device) = params
         .get("device_code")
         .and_then(|c| st.devices.get_mut(c))
@@ -2404,7 +2419,7 @@ fn device_poll(shared: &Shared, st: &mut State, params: &HashMap<String, String>
             "The device code is unknown or was used.",
         );
     };
-    if device.by_public_client != by_public_client {
+    if device.client != client {
         return oauth_error(
             400,
             "invalid_grant",
@@ -2471,13 +2486,14 @@ fn revocation(
     let Some(token) = params.get("token") else {
         return oauth_error(400, "invalid_request", "token is required");
     };
-    // A refresh token is revoked only by the client it was issued to (RFC 7009 §2.1).
-    let by_public_client = mtls.is_none() && is_public_client_id(shared, params, authorization);
-    if st
+    // A token is revoked only by the client it was issued to (RFC 7009 §2.1).
+    let client = caller(shared, mtls, params, authorization);
+    let issued_to = st
         .refresh
         .get(token)
-        .is_some_and(|r| r.by_public_client != by_public_client)
-    {
+        .map(|r| &r.client)
+        .or_else(|| st.access.get(token).map(|t| &t.client));
+    if issued_to.is_some_and(|c| *c != client) {
         return oauth_error(
             400,
             "unauthorized_client",
@@ -2582,6 +2598,33 @@ fn is_public_client_id(
         && authorization.is_none()
         && !params.contains_key("client_secret")
         && !params.contains_key("client_assertion")
+}
+
+/// The client of a token request whose `requester` (see [`TokenNote`]) is a mutual-TLS
+/// client or the public client (`None`: the confidential client): what it is issued
+/// belongs to that client.
+fn client_of(shared: &Shared, requester: Option<&str>) -> String {
+    requester.map_or_else(|| shared.creds.client_id.clone(), str::to_owned)
+}
+
+/// The client a revocation or device authorization request comes from (authenticated
+/// by the caller): the mutual-TLS client `mtls`, the public client by its id, else the
+/// confidential client.
+fn caller(
+    shared: &Shared,
+    mtls: Option<String>,
+    params: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> String {
+    mtls.unwrap_or_else(|| {
+        let public = is_public_client_id(shared, params, authorization);
+        let id = if public {
+            &shared.creds.public_client_id
+        } else {
+            &shared.creds.client_id
+        };
+        id.clone()
+    })
 }
 
 /// A public client (RFC 6749 §2.1): its id in the body, and no secret anywhere. The
@@ -2756,6 +2799,7 @@ fn oauth_token(
         .get("client_id")
         .filter(|id| public && **id == shared.creds.public_client_id)
         .cloned();
+    st.note.requester = mtls.clone().or_else(|| st.note.client.clone());
     match grant {
         Some("client_credentials") => {
             let requested = params.get("scope").cloned().unwrap_or_default();
@@ -2837,7 +2881,7 @@ fn oauth_token(
         Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(shared, st, params),
         Some(JWT_BEARER) => jwt_bearer(shared, st, params),
         Some(TOKEN_EXCHANGE) => token_exchange(shared, st, params, repeated),
-        Some("refresh_token") => match take_refresh(st, params.get("refresh_token")) {
+        Some("refresh_token") => match take_refresh(shared, st, params.get("refresh_token")) {
             Ok(taken) => Reply::json(200, issue_after(shared, st, &taken)),
             Err(NotTaken::Dpop(reply)) => reply,
             Err(NotTaken::Invalid) => oauth_error(

@@ -3,7 +3,8 @@
 //! Random sequences of operations run over several clients (refresh-token clients of
 //! named users, client-credentials clients, workload clients authenticated by a
 //! federated client assertion read from a file, token-exchange clients whose subject is
-//! a user's client in the same process) in several worker processes that share
+//! a user's client in the same process, mutual-TLS clients authenticated by a client
+//! certificate with tokens bound to it) in several worker processes that share
 //! tokens through a store — a `MemoryStore` per process, a `FileStore`, a `RedisStore`
 //! against a real `redis-server` — while the development provider injects faults:
 //! `token`, `get`, `invalidate`, `refresh`, `revoke`, `sign_out`, a new client or user
@@ -13,7 +14,8 @@
 //! refusals, revocation of a token or of a user's whole grant at the provider, a store
 //! save that fails once, Redis going down and coming back empty, a new token-exchange
 //! client chained to a user's client, the assertion file rewritten with a fresh JWT of
-//! the provider's test issuer, or with one that has expired (the issuer fell behind).
+//! the provider's test issuer, or with one that has expired (the issuer fell behind), a
+//! mutual-TLS client's token presented by a stranger holding another certificate or none.
 //!
 //! Workload clients (`Kind::Workload`: client credentials with
 //! `client_assertion(AssertionSource::file(..))`, no secret) all read one assertion file
@@ -30,9 +32,30 @@
 //! 4) — a file source cannot give one call two assertions. Exchange clients
 //! (`Kind::Exchange`: `TokenExchange` with `AssertionSource::client(subject)`) are made
 //! by `NewExchange` on a live user's client of the same worker, and are copied with it
-//! by a fork. Two fixed cases run on every run whatever the draw:
-//! `workload_clients_through_an_expired_assertion` and
-//! `an_exchange_client_through_a_revoked_subject_and_a_revoked_grant`.
+//! by a fork.
+//!
+//! Mutual-TLS clients (`Kind::Mtls(n)`: client credentials of the client id
+//! [`MTLS_CLIENT_ID`], no secret, authenticated by certificate `n` of the case) need the
+//! provider in TLS mode, so the case's one provider serves HTTPS to every client (its
+//! throwaway CA in each client's CA bundle): one journal, one set of tokens and
+//! counters, the mTLS clients in the same stores, forks and faults as all the others.
+//! Each case has three certificates for that one client id: two issued by the
+//! provider's CA with the same subject (`tls_client_auth`, registered by subject: both
+//! authenticate, each with a key of its own) and one self-signed
+//! (`self_signed_tls_client_auth`, registered by thumbprint). Every token the provider
+//! issues over a connection that presented a certificate is bound to it
+//! (`cnf.x5t#S256`), and the API refuses it on a connection without that certificate
+//! (`certificate_mismatch`). `Present` (Bearer cases only: in DPoP cases the DPoP
+//! binding refuses such a token before its certificate is looked at) hands the token a
+//! mutual-TLS client holds to a stranger with another certificate of the case, the same
+//! one, or none, who presents it at the API (journal label `x…`). The workers report every
+//! record their stores save (key and access token), so that what shares a record is
+//! seen, not guessed.
+//!
+//! Three fixed cases run on every run whatever the draw:
+//! `workload_clients_through_an_expired_assertion`,
+//! `an_exchange_client_through_a_revoked_subject_and_a_revoked_grant` and
+//! `mtls_clients_with_three_certificates_of_one_client_id_in_one_store`.
 //!
 //! After every operation the provider's journal (`GET /_control/journal`: every token
 //! request, API call and revocation, tokens by tag) and the clients' results are held
@@ -73,7 +96,16 @@
 //!     for every request; an expired JWT is refused before it is sent);
 //! 11. a call through an exchange client sends at most one exchange that is refused (a
 //!     revoked or dead subject token) and its subject renews at most once after it
-//!     (unless faults were injected, or another call of the subject was in flight).
+//!     (unless faults were injected, or another call of the subject was in flight);
+//! 12. a token bound to a certificate reaches the API only on a connection with that
+//!     certificate: the API refuses no client's call for a certificate mismatch (the
+//!     only such refusals are those of a `Present` by a stranger without the token's
+//!     certificate, and each of those is refused), and every token a mutual-TLS client
+//!     is handed is bound to its own certificate (any other client's: to none);
+//! 13. clients with different certificates never share a store record: every record a
+//!     store saves with a certificate-bound token is filed under a key that names that
+//!     certificate's thumbprint (and never a byte of its private key), and no key ever
+//!     holds tokens bound to two certificates, or one bound and one not.
 //!
 //! Invariant 2 holds exchange clients to their subject's user: every call through one
 //! reaches the API as that user, every token it is handed is that user's.
@@ -138,14 +170,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use authcore_cli::devserver::{
-    Behaviour, Credentials, DevServer, Event, Fault, JournalEvent, Malformed, ResourceOutcome,
-    TokenOutcome,
+    Behaviour, Credentials, DevServer, Event, Fault, JournalEvent, Malformed, MtlsClient,
+    ResourceOutcome, TokenOutcome,
 };
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
-use worker::{unix_us, Command, Outcome, Reply, Request, StoreSpec, WorkerConfig};
+use worker::{
+    unix_us, CertificateFiles, Command, Outcome, Reply, Request, Saved, StoreSpec, WorkerConfig,
+};
 
 // ---------------------------------------------------------------------------------
 // The model
@@ -155,6 +189,12 @@ use worker::{unix_us, Command, Outcome, Reply, Request, StoreSpec, WorkerConfig}
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 /// Whom the provider says a client-credentials token belongs to.
 const SERVICE_SUB: &str = "dev-client";
+/// The client id mutual-TLS clients authenticate as (registered at the provider for the
+/// case's certificates); their tokens belong to it.
+const MTLS_CLIENT_ID: &str = "dev-mtls";
+/// How many client certificates a case has for [`MTLS_CLIENT_ID`]: two issued by the
+/// provider's CA with one subject, then one self-signed.
+const CERTIFICATES: u8 = 3;
 /// Each client's deadline for one call.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long an injected failure can keep answering a client's calls (its failure
@@ -194,6 +234,10 @@ pub enum Kind {
     /// access token of a refresh-token client of that user in the same worker
     /// (`AssertionSource::client`: a chained subject).
     Exchange(u8),
+    /// A client-credentials client of [`MTLS_CLIENT_ID`] without a secret, authenticated
+    /// by the case's client certificate `n` (mutual TLS: `tls_client_auth` for 0 and 1,
+    /// `self_signed_tls_client_auth` for 2), with tokens bound to it.
+    Mtls(u8),
 }
 
 impl Kind {
@@ -201,6 +245,15 @@ impl Kind {
         match self {
             Kind::User(u) | Kind::Exchange(u) => USERS[usize::from(u)],
             Kind::Service | Kind::Workload => SERVICE_SUB,
+            Kind::Mtls(_) => MTLS_CLIENT_ID,
+        }
+    }
+
+    /// The certificate the client's connections present, if any.
+    fn certificate(self) -> Option<u8> {
+        match self {
+            Kind::Mtls(n) => Some(n),
+            _ => None,
         }
     }
 }
@@ -354,6 +407,14 @@ pub enum Op {
         /// The client.
         c: usize,
     },
+    /// The token mutual-TLS client `c` holds presented at the API by a stranger whose
+    /// connections present certificate `holder` of the case (or none).
+    Present {
+        /// The client whose token it is.
+        c: usize,
+        /// The stranger's certificate.
+        holder: Option<u8>,
+    },
     /// A new client in worker `w`: a new sign-in of a user, or a service.
     NewClient {
         /// The worker.
@@ -484,7 +545,8 @@ fn kind_strategy() -> impl Strategy<Value = Kind> {
     prop_oneof![
         3 => (0u8..users()).prop_map(Kind::User),
         1 => Just(Kind::Service),
-        1 => Just(Kind::Workload)
+        1 => Just(Kind::Workload),
+        1 => (0u8..CERTIFICATES).prop_map(Kind::Mtls)
     ]
 }
 
@@ -610,6 +672,23 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
                         .boxed(),
                 ),
             ]);
+            // A stranger presents a live mutual-TLS client's token.
+            let bound: Vec<usize> = clients
+                .iter()
+                .copied()
+                .filter(|&c| matches!(state.clients[c].kind, Kind::Mtls(_)))
+                .collect();
+            if state.dpop == DpopMode::Off && !bound.is_empty() {
+                ops.push((
+                    2,
+                    (
+                        proptest::sample::select(bound),
+                        proptest::option::of(0u8..CERTIFICATES),
+                    )
+                        .prop_map(|(c, holder)| Op::Present { c, holder })
+                        .boxed(),
+                ));
+            }
         }
         ops.extend([
             (
@@ -788,6 +867,14 @@ impl<S: Flavor> ReferenceStateMachine for Reference<S> {
             Op::Revoke { c } | Op::SignOut { c } => {
                 state.live_client(c) && state.clients[c].kind != Kind::Workload
             }
+            // A stranger presents a mutual-TLS client's Bearer token (a DPoP-bound one is
+            // refused for want of its key before its certificate is looked at).
+            Op::Present { c, holder } => {
+                state.live_client(c)
+                    && matches!(state.clients[c].kind, Kind::Mtls(_))
+                    && state.dpop == DpopMode::Off
+                    && holder.is_none_or(|h| h < CERTIFICATES)
+            }
             Op::NewExchange { w, subject } => {
                 state.live_client(subject)
                     && state.clients[subject].worker == w
@@ -826,9 +913,11 @@ static OPS_RUN: AtomicUsize = AtomicUsize::new(0);
 static SIGN_OUTS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 /// Calls reentrant hooks made from inside a renewal, all checked.
 static REENTRIES: AtomicUsize = AtomicUsize::new(0);
-/// What the workload features saw, summed over the cases: calls through workload and
-/// exchange clients, the workload calls refused for an expired assertion, the
-/// exchanges the provider refused, the assertions it took.
+/// What the workload features saw, summed over the cases: calls through workload,
+/// exchange and mutual-TLS clients, the workload calls refused for an expired assertion,
+/// the exchanges the provider refused, the assertions it took, the certificate-bound
+/// tokens it issued, the presentations by a stranger and how many it refused, the
+/// records saved with a certificate-bound token.
 static WORKLOADS: Mutex<BTreeMap<&'static str, usize>> = Mutex::new(BTreeMap::new());
 
 thread_local! {
@@ -860,7 +949,8 @@ fn config() -> Config {
     }
 }
 
-/// A connection to a worker: requests out, replies in (read by a thread of its own).
+/// A connection to a worker: requests out, replies in (read by a thread of its own,
+/// which also gathers the store saves every reply reports into the case's list).
 struct Conn {
     writer: Mutex<UnixStream>,
     replies: Arc<(Mutex<Inbox>, Condvar)>,
@@ -873,7 +963,7 @@ struct Inbox {
 }
 
 impl Conn {
-    fn new(stream: UnixStream) -> Conn {
+    fn new(stream: UnixStream, saves: Arc<Mutex<Vec<Saved>>>) -> Conn {
         let replies: Arc<(Mutex<Inbox>, Condvar)> = Arc::default();
         let reading = stream.try_clone().expect("socket clone");
         let inbox = replies.clone();
@@ -881,9 +971,10 @@ impl Conn {
             let reader = BufReader::new(reading);
             for line in reader.lines() {
                 let Ok(line) = line else { break };
-                let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
+                let Ok(mut reply) = serde_json::from_str::<Reply>(&line) else {
                     break;
                 };
+                saves.lock().append(&mut reply.saves);
                 inbox.0.lock().replies.insert(reply.id, reply);
                 inbox.1.notify_all();
             }
@@ -972,6 +1063,8 @@ pub struct Call {
     pub reply: Option<Reply>,
     /// The worker went away before answering (killed).
     pub lost: bool,
+    /// A `present`: the certificate the stranger held.
+    pub holder: Option<u8>,
 }
 
 /// What the controller did to the world, with times (µs since the epoch).
@@ -1012,6 +1105,22 @@ struct Live {
     dpop: DpopMode,
     /// The assertion file holds an expired assertion.
     assertion_expired: bool,
+    /// The case's client certificates for [`MTLS_CLIENT_ID`], by number.
+    certificates: Vec<CaseCertificate>,
+    /// Their registrations at the provider.
+    mtls_clients: Vec<MtlsClient>,
+    /// Every record the workers' stores saved, as their replies reported them.
+    saves: Arc<Mutex<Vec<Saved>>>,
+}
+
+/// A client certificate of the case.
+struct CaseCertificate {
+    /// Its files, for the workers.
+    files: CertificateFiles,
+    /// Its `x5t#S256`.
+    x5t: String,
+    /// Its private key, in PEM (to check that no store key holds any of it).
+    key_pem: String,
 }
 
 /// The system under test for one case (`None` when the time budget is spent).
@@ -1024,9 +1133,14 @@ fn debug() -> bool {
     std::env::var_os("AUTHCORE_COMPOSITION_DEBUG").is_some()
 }
 
-/// What the provider does in a case: its tokens' lifetime, its DPoP mode, and the
-/// latency added to token requests.
-fn behaviour(lifetime_secs: u64, dpop: DpopMode, latency_ms: u64) -> Behaviour {
+/// What the provider does in a case: its tokens' lifetime, its DPoP mode, the latency
+/// added to token requests, and the mutual-TLS clients it knows.
+fn behaviour(
+    lifetime_secs: u64,
+    dpop: DpopMode,
+    latency_ms: u64,
+    mtls_clients: &[MtlsClient],
+) -> Behaviour {
     let (on, nonces) = match dpop {
         DpopMode::Off => (false, false),
         DpopMode::Bound => (true, false),
@@ -1040,8 +1154,59 @@ fn behaviour(lifetime_secs: u64, dpop: DpopMode, latency_ms: u64) -> Behaviour {
         dpop_as_nonce: nonces,
         dpop_rs_nonce: nonces,
         dpop_nonce_rotate_every: if nonces { NONCE_ROTATE_EVERY } else { 0 },
+        mtls_clients: mtls_clients.to_vec(),
         ..Behaviour::default()
     }
+}
+
+/// The case's client certificates for [`MTLS_CLIENT_ID`], made by the provider's CA
+/// (or self-signed) and written to `dir`, and their registrations: the CA-issued ones
+/// by their subject (`tls_client_auth`: one subject, two keys), the self-signed one by
+/// its thumbprint.
+fn certificates(
+    server: &DevServer,
+    dir: &std::path::Path,
+) -> (Vec<CaseCertificate>, Vec<MtlsClient>) {
+    let mut certificates = Vec::new();
+    let mut registrations = Vec::new();
+    for n in 0..CERTIFICATES {
+        let self_signed = n == CERTIFICATES - 1;
+        let made = server
+            .client_certificate(MTLS_CLIENT_ID, self_signed)
+            .expect("a client certificate");
+        let field = |name: &str| made[name].as_str().expect(name).to_owned();
+        let (certificate, key) = (
+            dir.join(format!("client{n}.pem")),
+            dir.join(format!("client{n}.key")),
+        );
+        std::fs::write(&certificate, field("certificate")).expect("write the certificate");
+        std::fs::write(&key, field("key")).expect("write the key");
+        let registration = if self_signed {
+            Some(MtlsClient {
+                client_id: MTLS_CLIENT_ID.into(),
+                thumbprint: Some(field("x5t#S256")),
+                ..MtlsClient::default()
+            })
+        } else {
+            // One registration covers every CA-issued certificate with the subject.
+            (n == 0).then(|| MtlsClient {
+                client_id: MTLS_CLIENT_ID.into(),
+                tls_client_auth_subject_dn: Some(field("subject")),
+                ..MtlsClient::default()
+            })
+        };
+        registrations.extend(registration);
+        certificates.push(CaseCertificate {
+            files: CertificateFiles {
+                certificate,
+                key,
+                self_signed,
+            },
+            x5t: field("x5t#S256"),
+            key_pem: field("key"),
+        });
+    }
+    (certificates, registrations)
 }
 
 impl Live {
@@ -1050,10 +1215,16 @@ impl Live {
             .prefix("authcore-composition-")
             .tempdir()
             .expect("temporary directory");
-        let server = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default())
-            .expect("devserver");
+        // TLS for every client: mutual-TLS clients need it, and share everything else.
+        let server = DevServer::start_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            Credentials::default(),
+            dir.path(),
+        )
+        .expect("devserver");
+        let (certificates, mtls_clients) = certificates(&server, dir.path());
         server
-            .set_behaviour(behaviour(model.lifetime_secs, model.dpop, 0))
+            .set_behaviour(behaviour(model.lifetime_secs, model.dpop, 0, &mtls_clients))
             .unwrap();
         let redis = (model.store == StoreKind::Redis).then(|| redis::Redis::start(&[]));
         let listener = UnixListener::bind(dir.path().join("controller.sock")).expect("socket");
@@ -1076,6 +1247,9 @@ impl Live {
             started: Instant::now(),
             dpop: model.dpop,
             assertion_expired: false,
+            certificates,
+            mtls_clients,
+            saves: Arc::default(),
         };
         live.write_assertion(true);
         for _ in &model.workers {
@@ -1141,7 +1315,7 @@ impl Live {
                     let hello: Reply = serde_json::from_str(&line).expect("hello line");
                     match hello.outcome {
                         Outcome::Hello { worker: w, pid } if w == worker => {
-                            return (Conn::new(stream), pid);
+                            return (Conn::new(stream, self.saves.clone()), pid);
                         }
                         other => panic!("expected worker {worker} to connect, got {other:?}"),
                     }
@@ -1167,6 +1341,9 @@ impl Live {
             store: self.store_spec(),
             timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap(),
             dpop: self.dpop != DpopMode::Off,
+            ca_bundle: self.server.ca_file().map(std::path::Path::to_path_buf),
+            certificates: self.certificates.iter().map(|c| c.files.clone()).collect(),
+            mtls_client_id: MTLS_CLIENT_ID.into(),
         };
         let child = Process::new(std::env::current_exe().unwrap())
             .args([
@@ -1244,6 +1421,10 @@ impl Live {
                 label,
                 subject: format!("c{}", client.subject.expect("an exchange client's subject")),
             },
+            Kind::Mtls(n) => Command::NewMtlsClient {
+                label,
+                certificate: usize::from(n),
+            },
         };
         let reply = self.run(client.worker, command);
         assert_eq!(
@@ -1256,8 +1437,7 @@ impl Live {
 
     /// A client operation: sent, and waited for unless in the background.
     fn call(&mut self, what: &'static str, c: usize, bg: bool) -> usize {
-        let client = self.clients[c];
-        let label = format!("c{}", client.label);
+        let label = format!("c{}", self.clients[c].label);
         let command = match what {
             "token" => Command::Token(label),
             "get" => Command::Get(label),
@@ -1267,10 +1447,16 @@ impl Live {
             "sign_out" => Command::SignOut(label),
             _ => unreachable!(),
         };
+        self.call_command(what, c, bg, command)
+    }
+
+    /// [`call`](Self::call) with the command given.
+    fn call_command(&mut self, what: &'static str, c: usize, bg: bool, command: Command) -> usize {
+        let client = self.clients[c];
         // The issuer keeps the assertion fresh: a new one before every call of a
         // workload client (the provider takes each once), unless it is made to fall
         // behind (`ExpireAssertion`).
-        if client.kind == Kind::Workload && !self.assertion_expired {
+        if client.kind == Kind::Workload && !self.assertion_expired && what != "present" {
             self.write_assertion(true);
         }
         let sent_us = unix_us();
@@ -1287,6 +1473,7 @@ impl Live {
             sent_us,
             reply: None,
             lost: false,
+            holder: None,
         });
         if !bg {
             self.collect(index);
@@ -1337,7 +1524,12 @@ impl Live {
         }
         self.latency_ms = ms;
         self.server
-            .set_behaviour(behaviour(self.lifetime_secs, self.dpop, ms))
+            .set_behaviour(behaviour(
+                self.lifetime_secs,
+                self.dpop,
+                ms,
+                &self.mtls_clients,
+            ))
             .unwrap();
     }
 
@@ -1395,6 +1587,14 @@ impl Live {
             }
             Op::SignOut { c } => {
                 self.call("sign_out", c, false);
+            }
+            Op::Present { c, holder } => {
+                let command = Command::Present {
+                    label: format!("c{}", self.clients[c].label),
+                    certificate: holder.map(usize::from),
+                };
+                let index = self.call_command("present", c, false, command);
+                self.calls[index].holder = holder;
             }
             Op::NewClient { w, kind, reentrant } => {
                 let label = self.clients.iter().map(|c| c.label + 1).max().unwrap_or(0);
@@ -1617,7 +1817,22 @@ impl<S: Flavor> StateMachineTest for Composition<S> {
                         }
                     }
                     Kind::Exchange(_) => *workloads.entry("exchange calls").or_default() += 1,
+                    Kind::Mtls(_) if call.what != "present" => {
+                        *workloads.entry("mtls calls").or_default() += 1;
+                    }
                     _ => {}
+                }
+                if call.what == "present" {
+                    *workloads.entry("presentations").or_default() += 1;
+                    match call.reply.as_ref().map(|r| &r.outcome) {
+                        Some(Outcome::Response { status: 401, .. }) => {
+                            *workloads.entry("presentations refused").or_default() += 1;
+                        }
+                        Some(Outcome::Dropped(false)) => {
+                            *workloads.entry("presentations of no token").or_default() += 1;
+                        }
+                        _ => {}
+                    }
                 }
             }
             for e in &live.server.journal(0).events {
@@ -1635,7 +1850,17 @@ impl<S: Flavor> StateMachineTest for Composition<S> {
                         *workloads.entry("assertions taken").or_default() += 1;
                     }
                 }
+                if let Event::Token { x5t: Some(_), .. } = &e.event {
+                    *workloads.entry("certificate-bound tokens").or_default() += 1;
+                }
             }
+            let keyed = live
+                .saves
+                .lock()
+                .iter()
+                .filter(|s| s.key.contains("x5t#S256="))
+                .count();
+            *workloads.entry("records keyed by certificate").or_default() += keyed;
             eprintln!(
                 "composition: case {n} ({:?}, {} steps, {} calls) in {:.1} s; {} operations so far, {} cases skipped (budget); sign-outs so far {:?}, reentrant calls {reentries}",
                 live.store,
@@ -1708,6 +1933,28 @@ impl<'a> Checker<'a> {
                     outcome: *outcome,
                     injected: *injected,
                 }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A presentation by a stranger (`Present`): its label is `x…`.
+    fn by_stranger(event: &JournalEvent) -> bool {
+        event.label.as_deref().is_some_and(|l| l.starts_with('x'))
+    }
+
+    /// The certificate (`x5t#S256`) each access token the provider issued is bound to
+    /// (`None`: to none), by tag.
+    fn bound_to(&self) -> HashMap<&str, Option<&str>> {
+        self.journal
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Token {
+                    access: Some(a),
+                    x5t,
+                    ..
+                } => Some((a.as_str(), x5t.as_deref())),
+                Event::Session { access, .. } => Some((access.as_str(), None)),
                 _ => None,
             })
             .collect()
@@ -1910,7 +2157,7 @@ impl<'a> Checker<'a> {
     /// All invariants; the first violation, described with the whole case.
     pub fn check(&self) -> Result<(), String> {
         type Check<'c> = fn(&Checker<'c>) -> Result<(), String>;
-        let checks: [(&str, Check<'a>); 11] = [
+        let checks: [(&str, Check<'a>); 13] = [
             (
                 "1. refresh token presented after rotation or refusal",
                 Self::refresh_tokens_once,
@@ -1942,6 +2189,14 @@ impl<'a> Checker<'a> {
             (
                 "11. a revoked subject token cost more than one refused exchange and one subject renewal",
                 Self::one_refused_exchange_per_revoked_subject,
+            ),
+            (
+                "12. a certificate-bound token presented or handed out without its certificate",
+                Self::bound_tokens_stay_with_their_certificate,
+            ),
+            (
+                "13. a store record shared by two certificates, or keyed without its certificate",
+                Self::records_keyed_by_certificate,
             ),
         ];
         for (name, check) in checks {
@@ -2109,16 +2364,18 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    /// Invariant 3: No expired token reaches the API.
+    /// Invariant 3: No expired token reaches the API (through a client: a stranger's
+    /// `Present` may send one it was handed long before).
     fn no_expired(&self) -> Result<(), String> {
         match self.journal.iter().find(|e| {
-            matches!(
-                e.event,
-                Event::Resource {
-                    outcome: ResourceOutcome::Expired,
-                    ..
-                }
-            )
+            !Self::by_stranger(e)
+                && matches!(
+                    e.event,
+                    Event::Resource {
+                        outcome: ResourceOutcome::Expired,
+                        ..
+                    }
+                )
         }) {
             Some(e) => Err(format!(
                 "#{}: {} sent an expired token",
@@ -2278,7 +2535,8 @@ impl<'a> Checker<'a> {
         let requests = self.token_requests();
         let dead = self.dead_families();
         let t = &self.live.timeline;
-        for call in &self.live.calls {
+        // A stranger's presentation is judged by invariant 12.
+        for call in self.live.calls.iter().filter(|c| c.what != "present") {
             let Some(reply) = &call.reply else { continue };
             let error = match &reply.outcome {
                 Outcome::Error { kind, message }
@@ -2697,7 +2955,7 @@ impl<'a> Checker<'a> {
         if self.live.dpop == DpopMode::Off {
             return Ok(());
         }
-        for e in &self.journal {
+        for e in self.journal.iter().filter(|e| !Self::by_stranger(e)) {
             if let Event::Resource {
                 outcome: outcome @ (ResourceOutcome::ProofRefused | ResourceOutcome::SchemeMismatch),
                 ..
@@ -2736,16 +2994,24 @@ impl<'a> Checker<'a> {
             return Err(format!("{n} DPoP proof(s) refused: {what}; {c:?}"));
         }
         // Every token the token endpoint issued (the sign-ins the controller starts are
-        // made by the provider without a client, and are not counted here).
-        let issued = self
-            .token_requests()
-            .iter()
-            .filter(|r| r.outcome == TokenOutcome::Issued)
-            .count() as u64;
-        if c.dpop_tokens_issued != issued {
+        // made by the provider without a client, and are not counted here), as the
+        // journal read with the rest tells it: the counters are read later, and a
+        // renewal in the background may have been answered in between.
+        let (mut issued, mut bound) = (0, 0);
+        for e in &self.journal {
+            if let Event::Token {
+                outcome: TokenOutcome::Issued,
+                jkt,
+                ..
+            } = &e.event
+            {
+                issued += 1;
+                bound += usize::from(jkt.is_some());
+            }
+        }
+        if bound != issued {
             return Err(format!(
-                "the token endpoint issued {issued} tokens, {} of them DPoP-bound",
-                c.dpop_tokens_issued
+                "the token endpoint issued {issued} tokens, {bound} of them DPoP-bound"
             ));
         }
         Ok(())
@@ -2825,6 +3091,140 @@ impl<'a> Checker<'a> {
                     "step {}: {} on c{} met a refused exchange; its subject c{subject_label} renewed {renewals} times",
                     call.step, call.what, call.label
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 12: A certificate-bound token reaches the API only with its certificate.
+    /// The API refuses no client's request for a certificate mismatch: the only such
+    /// refusals are those of strangers (`Present`), and each presentation of a token
+    /// bound to a certificate the stranger does not hold is refused (one with the token's
+    /// certificate, or of an unbound token, is not refused for a mismatch). Every token a
+    /// mutual-TLS client is handed is bound to its own certificate; every token another
+    /// client is handed, to none.
+    fn bound_tokens_stay_with_their_certificate(&self) -> Result<(), String> {
+        if let Some(e) = self.journal.iter().find(|e| {
+            !Self::by_stranger(e)
+                && matches!(
+                    e.event,
+                    Event::Resource {
+                        outcome: ResourceOutcome::CertificateMismatch,
+                        ..
+                    }
+                )
+        }) {
+            return Err(format!(
+                "#{}: the API refused a call of {} for a certificate mismatch",
+                e.seq,
+                e.label.as_deref().unwrap_or("-")
+            ));
+        }
+        let bound = self.bound_to();
+        let x5t_of = |n: u8| self.live.certificates[usize::from(n)].x5t.as_str();
+        for call in self.live.calls.iter().filter(|c| c.what == "present") {
+            let Some(reply) = &call.reply else { continue };
+            let stranger = format!("x{}@{}", call.label, call.pid);
+            let Some((token, outcome)) = self
+                .journal
+                .iter()
+                .filter(|e| e.at_us >= reply.started_us && e.at_us <= reply.ended_us)
+                .filter(|e| e.label.as_deref() == Some(stranger.as_str()))
+                .find_map(|e| match &e.event {
+                    Event::Resource { token, outcome, .. } => Some((token.as_deref(), *outcome)),
+                    _ => None,
+                })
+            else {
+                continue;
+            };
+            let token_x5t = token.and_then(|t| bound.get(t).copied().flatten());
+            let holder_x5t = call.holder.map(x5t_of);
+            let mismatch = outcome == ResourceOutcome::CertificateMismatch;
+            let wrong = match token_x5t {
+                Some(x5t) if holder_x5t != Some(x5t) => outcome == ResourceOutcome::Accepted,
+                _ => mismatch,
+            };
+            if wrong {
+                return Err(format!(
+                    "step {}: a stranger holding certificate {:?} presented c{}'s token {token:?} (bound to {token_x5t:?}) and the API answered {outcome:?}",
+                    call.step, call.holder, call.label
+                ));
+            }
+        }
+        for call in &self.live.calls {
+            let Some(Outcome::Token(tag)) = call.reply.as_ref().map(|r| &r.outcome) else {
+                continue;
+            };
+            let Some(&token_x5t) = bound.get(tag.as_str()) else {
+                continue;
+            };
+            let own = self.live.clients[call.client]
+                .kind
+                .certificate()
+                .map(x5t_of);
+            if token_x5t != own {
+                return Err(format!(
+                    "step {}: {} on c{} (certificate {own:?}) was handed {tag}, bound to certificate {token_x5t:?}",
+                    call.step, call.what, call.label
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 13: Clients with different certificates never share a store record.
+    /// Every record saved with a certificate-bound token is filed under a key that names
+    /// the certificate's thumbprint; no key holds tokens bound to two certificates (or
+    /// one bound and one not); no key holds a byte of a certificate's private key (as a
+    /// run of 16 characters of its PEM body).
+    fn records_keyed_by_certificate(&self) -> Result<(), String> {
+        let bound = self.bound_to();
+        let saves = self.live.saves.lock().clone();
+        let mut held: HashMap<&str, (Option<&str>, &str)> = HashMap::new();
+        for save in &saves {
+            // A tombstone or a token the journal does not name says nothing here.
+            let Some(&x5t) = bound.get(save.access.as_str()) else {
+                continue;
+            };
+            if let Some(x5t) = x5t {
+                if !save.key.contains(&format!("x5t#S256={x5t}")) {
+                    return Err(format!(
+                        "a token bound to certificate {x5t} ({}) was saved under the key {:?}, which does not name it",
+                        save.access, save.key
+                    ));
+                }
+            }
+            match held.get(save.key.as_str()) {
+                Some(&(other, tag)) if other != x5t => {
+                    return Err(format!(
+                        "the store key {:?} held {tag} (bound to {other:?}), then {} (bound to {x5t:?})",
+                        save.key, save.access
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    held.insert(&save.key, (x5t, &save.access));
+                }
+            }
+        }
+        for cert in &self.live.certificates {
+            let body: String = cert
+                .key_pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect();
+            for key in held.keys() {
+                let leaked = key.contains("PRIVATE KEY")
+                    || body
+                        .as_bytes()
+                        .windows(16)
+                        .step_by(8)
+                        .any(|w| key.contains(std::str::from_utf8(w).unwrap_or("\0")));
+                if leaked {
+                    return Err(format!(
+                        "the store key {key:?} holds part of a client certificate's private key"
+                    ));
+                }
             }
         }
         Ok(())
@@ -2947,7 +3347,7 @@ fn replay_dpop<S: Flavor>(
     Composition::<S>::test_sequential(Config::default(), model, ops, None);
 }
 
-use Kind::{Service, User, Workload};
+use Kind::{Mtls, Service, User, Workload};
 
 /// Invariant 2 (found by `memory_store`): two users' refresh-token clients in one
 /// process share one store entry (the store key names the client, not the user), so
@@ -3339,6 +3739,64 @@ fn an_exchange_client_through_a_revoked_subject_and_a_revoked_grant() {
             Op::RevokeGrant { user: 0 },
             Op::Refresh { c: 3, bg: false },
             Op::Get { c: 3, bg: false },
+            Op::Get { c: 2, bg: false },
+        ],
+    );
+}
+
+/// Invariants 12 and 13, a fixed case: three mutual-TLS clients of one client id, each
+/// with a certificate of its own (two issued by the provider's CA with one subject, one
+/// self-signed), in two processes sharing a `FileStore`, next to a client-credentials
+/// client with a secret. Each is handed only tokens bound to its own certificate, each
+/// certificate's tokens have a record of their own, and a client with the same
+/// certificate in another process shares that one. Strangers holding another
+/// certificate, or none, are refused the token at the API; one holding the same
+/// certificate is not. The provider revokes a token (401 at the API, one renewal), a
+/// save fails, a worker forks mid-renewal, a client revokes its own grant.
+#[test]
+fn mtls_clients_with_three_certificates_of_one_client_id_in_one_store() {
+    replay::<File>(
+        3600,
+        &[(0, Mtls(0)), (1, Mtls(1)), (0, Mtls(2))],
+        vec![
+            Op::Get { c: 0, bg: false },
+            Op::Get { c: 1, bg: false },
+            Op::Get { c: 2, bg: false },
+            Op::Present {
+                c: 0,
+                holder: Some(1),
+            },
+            Op::Present { c: 0, holder: None },
+            Op::Present {
+                c: 0,
+                holder: Some(0),
+            },
+            Op::Present {
+                c: 2,
+                holder: Some(0),
+            },
+            Op::RevokeAccess { c: 1 },
+            Op::Get { c: 1, bg: false },
+            Op::NewClient {
+                w: 1,
+                kind: Mtls(0),
+                reentrant: false,
+            },
+            Op::Token { c: 3, bg: false },
+            Op::Get { c: 3, bg: false },
+            Op::NewClient {
+                w: 0,
+                kind: Service,
+                reentrant: false,
+            },
+            Op::Get { c: 4, bg: false },
+            Op::Fork { w: 0, mid: Some(0) },
+            Op::Get { c: 5, bg: false },
+            Op::Get { c: 7, bg: false },
+            Op::SaveFails { w: 1 },
+            Op::Refresh { c: 1, bg: false },
+            Op::Get { c: 1, bg: false },
+            Op::Revoke { c: 2 },
             Op::Get { c: 2, bg: false },
         ],
     );

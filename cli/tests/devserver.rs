@@ -893,3 +893,119 @@ fn the_verification_uri_is_a_page_saying_the_provider_decides_by_itself() {
     );
     assert!(!text.contains("<script>"), "{text}");
 }
+
+/// A revocation request (RFC 7009) for `token` with the caller's credentials `who`.
+fn revoke_as(base: &str, token: &str, who: &str) -> (u16, Value) {
+    post_raw(
+        &format!("{base}/oauth2/revoke"),
+        "application/x-www-form-urlencoded",
+        &format!("token={}&{who}", urlencode(token)),
+        &[],
+    )
+}
+
+#[test]
+fn a_client_revokes_only_the_access_tokens_issued_to_it() {
+    use base64::Engine;
+    use sha2::Digest;
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let confidential = "client_id=dev-client&client_secret=dev-secret";
+    let public = "client_id=dev-cli";
+    // The confidential client's tokens: client credentials, and a user's session.
+    let (_, t) = token(&base);
+    let service = t["access_token"].as_str().unwrap().to_owned();
+    let session = s.session("alice", None, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The public client's: a code sign-in with PKCE.
+    let (redirect, verifier) = (
+        "http://127.0.0.1:9/cb",
+        "a-verifier-of-enough-length-0123456789abc",
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let code = authorize_code(
+        &base,
+        &format!("client_id=dev-cli&response_type=code&redirect_uri={redirect}&code_challenge={challenge}&code_challenge_method=S256"),
+    );
+    let (status, body) = form(
+        &base,
+        &format!("grant_type=authorization_code&code={code}&redirect_uri={redirect}&{public}&code_verifier={verifier}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let signed_in = body["access_token"].as_str().unwrap().to_owned();
+
+    // Another client's access token: refused, and it stays valid.
+    for (access, who) in [
+        (&service, public),
+        (&session, public),
+        (&signed_in, confidential),
+    ] {
+        let (status, body) = revoke_as(&base, access, who);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unauthorized_client")),
+            "{who}: {body}"
+        );
+        assert_eq!(get_api(&base, access, "/api/x").0, 200, "{who}");
+    }
+    assert_eq!(s.counters().revocations, 0);
+    assert!(!s
+        .journal(0)
+        .events
+        .iter()
+        .any(|e| matches!(e.event, authcore_cli::devserver::Event::Revocation { .. })));
+
+    // Its own: revoked. An unknown token: success, as RFC 7009 §2.2 has it.
+    for (access, who) in [(&service, confidential), (&signed_in, public)] {
+        assert_eq!(revoke_as(&base, access, who).0, 200, "{who}");
+        assert_eq!(get_api(&base, access, "/api/x").0, 401, "{who}");
+    }
+    assert_eq!(revoke_as(&base, "dev-at-unknown", public).0, 200);
+
+    // In DPoP mode the confidential client may come without its secret (a public
+    // client): still itself, so the session's token is its own.
+    assert_eq!(
+        post(&format!("{base}/_control/config"), json!({"dpop": true})).0,
+        200
+    );
+    assert_eq!(revoke_as(&base, &session, "client_id=dev-client").0, 200);
+    assert_eq!(get_api(&base, &session, "/api/x").0, 401);
+}
+
+#[test]
+fn config_refuses_a_field_it_does_not_know_and_names_it() {
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let config = format!("{base}/_control/config");
+    let (status, body) = post(&config, json!({"lifetime_secs": 7}));
+    assert_eq!((status, body["lifetime_secs"].as_u64()), (200, Some(7)));
+    for (sent, field) in [
+        (
+            json!({"lifetime_secs": 60, "dpop_requird": true}),
+            "dpop_requird",
+        ),
+        (json!({"lifetime": 60}), "lifetime"),
+        (
+            json!({"mtls_clients": [{"client_id": "x", "x5t#S256": "abc", "subject": "CN=x"}]}),
+            "subject",
+        ),
+    ] {
+        let (status, body) = post(&config, sent.clone());
+        let title = body["title"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{sent}: {body}");
+        assert!(
+            title.contains(&format!("unknown field `{field}`")),
+            "{sent}: {title}"
+        );
+    }
+    // Nothing of a refused body was taken.
+    let (status, t) = token(&base);
+    assert_eq!((status, t["expires_in"].as_u64()), (200, Some(7)));
+    // Known fields only, for every one of them: the whole configuration as answered is
+    // taken back as it is.
+    let (_, whole) = post(&config, json!({}));
+    assert_eq!(post(&config, whole.clone()), (200, whole));
+}

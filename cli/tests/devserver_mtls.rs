@@ -121,6 +121,34 @@ impl TlsDevserver {
         (cert, answer)
     }
 
+    /// An HTTP agent that trusts the provider and presents the certificate of `answer`
+    /// (as `client_certificate` gives it).
+    fn agent_with(&self, answer: &Value) -> ureq::Agent {
+        let pem = std::fs::read(&self.ca).unwrap();
+        let certs = |pem: &[u8]| -> Vec<_> {
+            ureq::tls::parse_pem(pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect()
+        };
+        let key =
+            ureq::tls::PrivateKey::from_pem(answer["key"].as_str().unwrap().as_bytes()).unwrap();
+        let chain = certs(answer["certificate"].as_str().unwrap().as_bytes());
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs(&pem)))
+                    .client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)))
+                    .build(),
+            )
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into()
+    }
+
     fn options(&self) -> Options {
         Options::default()
             .ca_bundle(&self.ca)
@@ -287,6 +315,59 @@ fn clients_without_a_certificate_are_served_as_before_but_not_at_the_mtls_aliase
     // A registration without a subject or thumbprint is refused.
     let (status, _) = s.control("config", json!({"mtls_clients": [{"client_id": "x"}]}));
     assert_eq!(status, 400);
+}
+
+#[test]
+fn an_mtls_clients_access_token_is_revoked_by_that_client_only() {
+    let s = TlsDevserver::start();
+    let (cert, billing) = s.client_certificate("billing", false);
+    let (_, other) = s.client_certificate("other", false);
+    let (status, _) = s.control(
+        "config",
+        json!({"mtls_clients": [
+            {"client_id": "billing", "tls_client_auth_subject_dn": billing["subject"]},
+            {"client_id": "other", "tls_client_auth_subject_dn": other["subject"]},
+        ]}),
+    );
+    assert_eq!(status, 200);
+    let client = Client::new(
+        ClientCredentials::new(format!("{}/oauth2/token", s.url), "billing", "")
+            .auth_method(AuthMethod::TlsClientAuth)
+            .revocation_url(format!("{}/oauth2/revoke", s.url)),
+        s.options().client_certificate(cert),
+    )
+    .unwrap();
+    let access = client
+        .token()
+        .unwrap()
+        .access_token()
+        .expose_secret()
+        .to_owned();
+    let active = || s.get(&format!("/_control/token?tag={}", tag(&access)))["active"].clone();
+    // The confidential client with its secret, another mTLS client with its
+    // certificate: refused (RFC 7009 §2.1), and the token stays valid.
+    let revoke = format!("{}/oauth2/revoke", s.url);
+    for (agent, who) in [
+        (&s.agent, "client_id=dev-client&client_secret=dev-secret"),
+        (&s.agent_with(&other), "client_id=other"),
+    ] {
+        let mut answer = agent
+            .post(&revoke)
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("token={access}&{who}"))
+            .unwrap();
+        let status = answer.status().as_u16();
+        let body: Value = answer.body_mut().read_json().unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unauthorized_client")),
+            "{who}: {body}"
+        );
+        assert_eq!(active(), json!(true), "{who}");
+    }
+    // Its own client, authenticated by its certificate: revoked.
+    client.revoke().unwrap();
+    assert_eq!(active(), json!(false));
 }
 
 /// `authcore` with no credentials from the environment.

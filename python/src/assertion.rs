@@ -142,21 +142,43 @@ fn pem_arg(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
-/// The client's own authentication of a JWT bearer grant: none without `client_id`,
-/// else with `client_secret` (none: a public client, or the `private_key` /
-/// `client_assertion` keyword) by `auth_method`.
-fn with_client(
-    grant: JwtBearer,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
-    auth_method: &str,
-) -> PyResult<JwtBearer> {
-    match (client_id, client_secret) {
-        (Some(id), secret) => Ok(grant
-            .client(id, secret.unwrap_or(""))
-            .auth_method(auth_method_arg(auth_method)?)),
-        (None, Some(_)) => Err(PyTypeError::new_err("'client_secret' needs 'client_id'")),
-        (None, None) => Ok(grant),
+/// The keywords both JWT bearer constructors take besides their assertion's own: the
+/// scopes, the client's own authentication (none without `client_id`, else with
+/// `client_secret` — none: a public client, or the `private_key` / `client_assertion`
+/// keyword — by `auth_method`) and the options.
+pub(crate) struct JwtBearerArgs<'a, 'py> {
+    pub scopes: Option<&'a Bound<'py, PyAny>>,
+    pub client_id: Option<&'a str>,
+    pub client_secret: Option<&'a str>,
+    pub auth_method: &'a str,
+    pub options: Option<&'a Bound<'py, PyDict>>,
+}
+
+impl JwtBearerArgs<'_, '_> {
+    /// The client of `grant` with these keywords; `described` is what its `repr` shows.
+    fn client(
+        &self,
+        py: Python<'_>,
+        grant: JwtBearer,
+        described: &[(&str, Option<&str>)],
+    ) -> PyResult<Client> {
+        let (settings, options) = split_options(py, self.options)?;
+        let grant = grant.scopes(scopes_arg(self.scopes)?);
+        let grant = match (self.client_id, self.client_secret) {
+            (Some(id), secret) => grant
+                .client(id, secret.unwrap_or(""))
+                .auth_method(auth_method_arg(self.auth_method)?),
+            (None, Some(_)) => {
+                return Err(PyTypeError::new_err("'client_secret' needs 'client_id'"))
+            }
+            (None, None) => grant,
+        }
+        .with_settings(settings);
+        new_client(
+            authcore::Client::new(grant, options),
+            py,
+            fields(py, described),
+        )
     }
 }
 
@@ -164,31 +186,20 @@ fn with_client(
 /// `AssertionSource`) is the grant, read for every token request, once more after a
 /// refusal, never sent expired. With `client_id` the client authenticates too
 /// (`client_secret`, `private_key=` or `client_assertion=`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn jwt_bearer(
     py: Python<'_>,
     token_url: &str,
     assertion: &AssertionSource,
-    scopes: Option<&Bound<'_, PyAny>>,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
-    auth_method: &str,
-    options: Option<&Bound<'_, PyDict>>,
+    args: &JwtBearerArgs<'_, '_>,
 ) -> PyResult<Client> {
-    let (args, options) = split_options(py, options)?;
-    let grant = JwtBearer::new(token_url, assertion.inner.clone()).scopes(scopes_arg(scopes)?);
-    let grant = with_client(grant, client_id, client_secret, auth_method)?.with_settings(args);
-    new_client(
-        authcore::Client::new(grant, options),
+    args.client(
         py,
-        fields(
-            py,
-            &[
-                ("grant", Some("jwt_bearer")),
-                ("token_url", Some(token_url)),
-                ("assertion", Some(&assertion.inner.describe())),
-            ],
-        ),
+        JwtBearer::new(token_url, assertion.inner.clone()),
+        &[
+            ("grant", Some("jwt_bearer")),
+            ("token_url", Some(token_url)),
+            ("assertion", Some(&assertion.inner.describe())),
+        ],
     )
 }
 
@@ -205,40 +216,25 @@ pub(crate) fn jwt_bearer_signed(
     subject: &str,
     audience: Option<&str>,
     signing_key_id: Option<&str>,
-    scopes: Option<&Bound<'_, PyAny>>,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
-    auth_method: &str,
-    options: Option<&Bound<'_, PyDict>>,
+    args: &JwtBearerArgs<'_, '_>,
 ) -> PyResult<Client> {
     let pem = zeroize::Zeroizing::new(pem_arg("signing_key", signing_key)?);
     let mut key = PrivateKey::from_pem(&pem, None).map_err(|e| to_py_err(py, e))?;
     if let Some(kid) = signing_key_id {
         key = key.key_id(kid);
     }
-    let (args, options) = split_options(py, options)?;
     let mut grant = JwtBearer::signed(token_url, key, issuer, subject);
     if let Some(aud) = audience {
         grant = grant.audience(aud);
     }
-    let grant = with_client(
-        grant.scopes(scopes_arg(scopes)?),
-        client_id,
-        client_secret,
-        auth_method,
-    )?
-    .with_settings(args);
-    new_client(
-        authcore::Client::new(grant, options),
+    args.client(
         py,
-        fields(
-            py,
-            &[
-                ("grant", Some("jwt_bearer")),
-                ("token_url", Some(token_url)),
-                ("issuer", Some(issuer)),
-                ("subject", Some(subject)),
-            ],
-        ),
+        grant,
+        &[
+            ("grant", Some("jwt_bearer")),
+            ("token_url", Some(token_url)),
+            ("issuer", Some(issuer)),
+            ("subject", Some(subject)),
+        ],
     )
 }

@@ -486,16 +486,14 @@ impl Client {
         auth_method: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
-        crate::assertion::jwt_bearer(
-            py,
-            token_url,
-            assertion,
+        let args = crate::assertion::JwtBearerArgs {
             scopes,
             client_id,
             client_secret,
             auth_method,
             options,
-        )
+        };
+        crate::assertion::jwt_bearer(py, token_url, assertion, &args)
     }
 
     /// The JWT bearer grant with assertions signed for every request by `signing_key`
@@ -519,6 +517,13 @@ impl Client {
         auth_method: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Client> {
+        let args = crate::assertion::JwtBearerArgs {
+            scopes,
+            client_id,
+            client_secret,
+            auth_method,
+            options,
+        };
         crate::assertion::jwt_bearer_signed(
             py,
             token_url,
@@ -527,11 +532,7 @@ impl Client {
             subject,
             audience,
             signing_key_id,
-            scopes,
-            client_id,
-            client_secret,
-            auth_method,
-            options,
+            &args,
         )
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from typing import Any
 
 import pytest
 
@@ -151,6 +152,39 @@ def test_jwt_bearer_from_a_source(dev: DevServer, tmp_path: pathlib.Path) -> Non
             dev.url + "/oauth2/token", authcore.AssertionSource.literal("x"),
             client_assertion=authcore.AssertionSource.literal("y"),
         )
+
+
+def test_both_jwt_bearer_constructors_take_their_shared_keywords_alike(dev: DevServer) -> None:
+    dev.config(jwt_bearer_keys={"svc@py-test": PUBLIC_PEM})
+    url = dev.url + "/oauth2/token"
+
+    def from_source(**keywords: Any) -> authcore.Client:
+        source = authcore.AssertionSource.literal(mint(dev, sub="carol"))
+        return authcore.Client.jwt_bearer(url, source, **keywords)
+
+    def signed(**keywords: Any) -> authcore.Client:
+        return authcore.Client.jwt_bearer_signed(url, KEY_PEM, "svc@py-test", "carol", **keywords)
+
+    for make, described in ((from_source, "assertion='literal'"), (signed, "issuer='svc@py-test'")):
+        with pytest.raises(TypeError, match="'client_secret' needs 'client_id'"):
+            make(client_secret=CLIENT_SECRET)
+        with pytest.raises(ValueError, match="auth_method"):
+            make(client_id=CLIENT_ID, auth_method="no-such-method")
+        with pytest.raises(TypeError, match="scopes"):
+            make(scopes=42)
+        # The client's own authentication is sent: a wrong secret is refused.
+        with pytest.raises(authcore.OAuthError) as caught:
+            make(client_id=CLIENT_ID, client_secret="wrong", max_retries=0).token()
+        assert caught.value.error == "invalid_client"
+        client = make(
+            client_id=CLIENT_ID, client_secret=CLIENT_SECRET, auth_method="post",
+            scopes=["campaigns:read"], timeout=5,
+        )
+        assert sub_at_api(client, dev) == "carol"
+        assert client.token_info().scope == "campaigns:read"
+        assert repr(client).startswith(
+            f"<authcore.Client grant='jwt_bearer' token_url={url!r} {described}"
+        ), repr(client)
 
 
 def test_jwt_bearer_signed_by_a_key(dev: DevServer) -> None:

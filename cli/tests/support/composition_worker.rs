@@ -4,6 +4,13 @@
 //! operation may be in flight while the next one — a fork — arrives), answering with
 //! one JSON line per operation.
 //!
+//! Mutual-TLS clients (`NewMtlsClient`) authenticate with one of the case's client
+//! certificates (`tls_client_auth` or `self_signed_tls_client_auth`) and are handed
+//! tokens bound to it; `Present` hands a client's token to a stranger who holds another
+//! certificate (or none) and presents it at the API, as a thief would. Every record the
+//! worker's store saves is reported (its key and the access token's tag) with the next
+//! reply, so that the controller can tell which tokens share a record.
+//!
 //! A client made `reentrant` has a rotation hook that calls the same client's `token()`
 //! from inside the renewal that runs it; each such call is recorded (how long it took,
 //! what it returned) and handed back with the reply of the operation on that client.
@@ -21,10 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use authcore::grant::{token_type, ClientCredentials, RefreshToken, TokenExchange};
+use authcore::grant::{token_type, ClientCredentials, RefreshToken, StaticToken, TokenExchange};
 use authcore::{
-    AssertionSource, Client, Dpop, DpopAlgorithm, DpopKey, Error, FileStore, MemoryStore, Options,
-    RedisStore, SignOut, StoreKey, StoreLock, StoredToken, Token, TokenStore,
+    AssertionSource, AuthMethod, Client, ClientCertificate, Dpop, DpopAlgorithm, DpopKey, Error,
+    FileStore, MemoryStore, Options, RedisStore, SignOut, StoreKey, StoreLock, StoredToken, Token,
+    TokenStore,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -62,6 +70,36 @@ pub struct WorkerConfig {
     /// (no secret: the provider binds their refresh tokens to the key).
     #[serde(default)]
     pub dpop: bool,
+    /// The CA bundle that vouches for the devserver's TLS certificate.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+    /// The client certificates of the case, by number.
+    #[serde(default)]
+    pub certificates: Vec<CertificateFiles>,
+    /// The client id mutual-TLS clients authenticate as.
+    #[serde(default)]
+    pub mtls_client_id: String,
+}
+
+/// A client certificate of the case, in PEM files the controller wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateFiles {
+    /// The certificate.
+    pub certificate: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Self-signed (`self_signed_tls_client_auth`) rather than issued by the
+    /// devserver's CA (`tls_client_auth`).
+    pub self_signed: bool,
+}
+
+/// A record a worker's store saved: its key, and the access token's tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Saved {
+    /// The store key, as text.
+    pub key: String,
+    /// The access token saved, by tag.
+    pub access: String,
 }
 
 /// An operation, sent by the controller.
@@ -95,6 +133,14 @@ pub enum Command {
         /// The file the controller rewrites.
         assertion_file: PathBuf,
     },
+    /// A client-credentials client authenticated by client certificate `certificate`
+    /// (mutual TLS, RFC 8705), without a secret.
+    NewMtlsClient {
+        /// The client's label.
+        label: String,
+        /// The certificate (a number into the configuration's `certificates`).
+        certificate: usize,
+    },
     /// A token-exchange client whose subject token is client `subject`'s access token
     /// (`AssertionSource::client`, a chained subject).
     NewExchangeClient {
@@ -115,6 +161,15 @@ pub enum Command {
     Revoke(String),
     /// `client.sign_out()`.
     SignOut(String),
+    /// The token client `label` holds (the last one it was handed, else the cached one)
+    /// presented at the API by a stranger holding certificate `certificate` (or none),
+    /// labelled `x{label}@{pid}` in the journal.
+    Present {
+        /// The client whose token it is.
+        label: String,
+        /// The certificate the stranger's connections present.
+        certificate: Option<usize>,
+    },
     /// The store's next save fails (once).
     FailNextSave,
     /// fork(2): the child connects back as worker `child`, with every client inherited.
@@ -134,6 +189,7 @@ impl Command {
             | Command::Refresh(l)
             | Command::Revoke(l)
             | Command::SignOut(l) => Some(l),
+            Command::Present { label, .. } => Some(label),
             _ => None,
         }
     }
@@ -204,6 +260,9 @@ pub struct Reply {
     /// The calls a reentrant client's rotation hook made to it during the operation.
     #[serde(default)]
     pub reentries: Vec<Reentry>,
+    /// The records the worker's store saved since its previous reply (any client's).
+    #[serde(default)]
+    pub saves: Vec<Saved>,
 }
 
 /// A call a rotation hook made to its own client's `token()` from inside the renewal.
@@ -236,6 +295,8 @@ struct FaultyStore {
     /// A store that fails every call (a `FileStore` whose directory is gone), the
     /// source of a real `Store` error (authcore's errors are made by authcore only).
     broken: FileStore,
+    /// The records saved, not yet reported.
+    saved: Mutex<Vec<Saved>>,
 }
 
 impl FaultyStore {
@@ -263,7 +324,12 @@ impl TokenStore for FaultyStore {
         if self.fail_next_save.swap(false, Ordering::SeqCst) {
             return Err(self.injected_error());
         }
-        self.inner.save(lock, key, token)
+        self.inner.save(lock, key, token)?;
+        self.saved.lock().push(Saved {
+            key: key.as_str().to_owned(),
+            access: authcore_cli::devserver::tag(token.access_token.expose_secret()),
+        });
+        Ok(())
     }
 
     fn remove(&self, lock: &StoreLock, key: &StoreKey) -> authcore::Result<()> {
@@ -299,9 +365,25 @@ fn kind_and_message(e: &Error) -> Outcome {
 }
 
 impl Worker {
+    /// Options every connection to the devserver needs: the deadline, and the CA that
+    /// vouches for its certificate.
+    fn connection_options(&self) -> Options {
+        let options = Options::default().timeout(Duration::from_millis(self.config.timeout_ms));
+        match &self.config.ca_bundle {
+            Some(ca) => options.ca_bundle(ca),
+            None => options,
+        }
+    }
+
+    /// Client certificate `n` of the case.
+    fn certificate(&self, n: usize) -> authcore::Result<ClientCertificate> {
+        let files = &self.config.certificates[n];
+        ClientCertificate::from_pem_files(&files.certificate, &files.key)
+    }
+
     fn options(&self, label: &str) -> Options {
-        let options = Options::default()
-            .timeout(Duration::from_millis(self.config.timeout_ms))
+        let options = self
+            .connection_options()
             .failure_backoff(Duration::from_millis(200), Duration::from_secs(1))
             .expiry_margin(Duration::from_secs(1))
             .token_request_header("x-journal-label", label)
@@ -448,6 +530,29 @@ impl Worker {
                 let options = self.hooked_options(&label, false, &slot, &log);
                 made(label.clone(), Client::new(grant, options))
             }
+            Command::NewMtlsClient { label, certificate } => {
+                let self_signed = self
+                    .config
+                    .certificates
+                    .get(certificate)
+                    .is_some_and(|c| c.self_signed);
+                let method = if self_signed {
+                    AuthMethod::SelfSignedTlsClientAuth
+                } else {
+                    AuthMethod::TlsClientAuth
+                };
+                let made_client = self.certificate(certificate).and_then(|cert| {
+                    let grant =
+                        ClientCredentials::new(token_url, self.config.mtls_client_id.as_str(), "")
+                            .auth_method(method)
+                            .revocation_url(revocation_url);
+                    let options = self
+                        .hooked_options(&label, false, &slot, &log)
+                        .client_certificate(cert);
+                    Client::new(grant, options)
+                });
+                made(label.clone(), made_client)
+            }
             Command::NewExchangeClient { label, subject } => match self.client(&subject) {
                 Some(subject) => {
                     let grant = TokenExchange::new(
@@ -513,6 +618,41 @@ impl Worker {
                 }
                 Err(e) => kind_and_message(&e),
             }),
+            Command::Present { label, certificate } => with(&label, &|c| {
+                let last = self.clients.lock().get(&label).and_then(|h| h.last.clone());
+                let Some(token) = last.or_else(|| c.cached_token()) else {
+                    return Outcome::Dropped(false);
+                };
+                let mut options = self.connection_options();
+                if let Some(n) = certificate {
+                    match self.certificate(n) {
+                        Ok(cert) => options = options.client_certificate(cert),
+                        Err(e) => return kind_and_message(&e),
+                    }
+                }
+                let access = token.access_token().expose_secret().to_owned();
+                let stranger = match Client::new(StaticToken::new(access), options) {
+                    Ok(stranger) => stranger,
+                    Err(e) => return kind_and_message(&e),
+                };
+                let journal_label = format!(
+                    "x{}@{}",
+                    label.strip_prefix('c').unwrap_or(&label),
+                    *self.pid.lock()
+                );
+                match stranger.request(
+                    "GET",
+                    &format!("{url}/api/me"),
+                    &[("x-journal-label", &journal_label)],
+                    &[],
+                ) {
+                    Ok(r) => Outcome::Response {
+                        status: r.status,
+                        sub: r.header("x-sub").map(str::to_owned),
+                    },
+                    Err(e) => kind_and_message(&e),
+                }
+            }),
             Command::FailNextSave => {
                 self.store.fail_next_save.store(true, Ordering::SeqCst);
                 Outcome::Done
@@ -534,6 +674,7 @@ fn serve(worker: Arc<Worker>, stream: UnixStream) -> ! {
             pid: std::process::id(),
         },
         reentries: Vec::new(),
+        saves: Vec::new(),
     };
     send(&writer, &hello);
     let reader = BufReader::new(stream);
@@ -553,12 +694,14 @@ fn serve(worker: Arc<Worker>, stream: UnixStream) -> ! {
             let outcome = worker.run(request.command);
             let ended_us = unix_us();
             let reentries = label.map_or_else(Vec::new, |l| worker.drain_reentries(&l));
+            let saves = std::mem::take(&mut *worker.store.saved.lock());
             let reply = Reply {
                 id: request.id,
                 started_us,
                 ended_us,
                 outcome,
                 reentries,
+                saves,
             };
             send(&writer, &reply);
         });
@@ -619,6 +762,7 @@ fn fork(worker: &Arc<Worker>, writer: &Arc<Mutex<UnixStream>>, id: u64, child: u
                 ended_us: unix_us(),
                 outcome: Outcome::Forked(pid as u32),
                 reentries: Vec::new(),
+                saves: Vec::new(),
             },
         ),
         _ => send(
@@ -632,6 +776,7 @@ fn fork(worker: &Arc<Worker>, writer: &Arc<Mutex<UnixStream>>, id: u64, child: u
                     message: std::io::Error::last_os_error().to_string(),
                 },
                 reentries: Vec::new(),
+                saves: Vec::new(),
             },
         ),
     }
@@ -662,6 +807,7 @@ pub fn main(config_json: &str) -> ! {
             inner,
             fail_next_save: AtomicBool::new(false),
             broken,
+            saved: Mutex::new(Vec::new()),
         }),
         pid: Mutex::new(std::process::id()),
     });
