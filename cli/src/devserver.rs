@@ -2640,7 +2640,12 @@ fn public_client(
         Some(id) if *id == shared.creds.client_id => dpop,
         _ => false,
     };
-    known && authorization.is_none() && !params.contains_key("client_secret")
+    // No credential of any kind: a request with an assertion that failed is not the
+    // public client (else `caller` would take it for the confidential one).
+    known
+        && authorization.is_none()
+        && !params.contains_key("client_secret")
+        && !params.contains_key("client_assertion")
 }
 
 /// The mTLS client (RFC 8705 §2) a request authenticates as: its `client_id` (in the
@@ -2846,9 +2851,9 @@ fn oauth_token(
                     "redirect_uri does not match the authorization request.",
                 );
             }
-            // A code is redeemed by the client it was issued to.
-            let by_public = st.note.client.is_some();
-            if by_public != (code.client_id == shared.creds.public_client_id) {
+            // A code is redeemed by the client it was issued to (a mutual-TLS client
+            // redeems no code: none is issued to one).
+            if code.client_id != client_of(shared, st.note.requester.as_deref()) {
                 return oauth_error(
                     400,
                     "invalid_grant",

@@ -1009,3 +1009,14 @@ fn config_refuses_a_field_it_does_not_know_and_names_it() {
     let (_, whole) = post(&config, json!({}));
     assert_eq!(post(&config, whole.clone()), (200, whole));
 }
+
+#[test]
+fn a_public_client_id_with_a_failed_assertion_is_refused_not_taken_for_the_confidential_client() {
+    let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
+    let base = s.url();
+    let (_, t) = token(&base);
+    let service = t["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = revoke_as(&base, &service, "client_id=dev-cli&client_assertion=x");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(get_api(&base, &service, "/api/x").0, 200);
+}

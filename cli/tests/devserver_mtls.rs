@@ -510,3 +510,64 @@ fn the_cli_presents_the_client_certificate_for_the_token_and_the_headers() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_mtls_client_does_not_redeem_the_confidential_clients_code() {
+    let s = TlsDevserver::start();
+    let (_, billing) = s.client_certificate("billing", false);
+    let (status, _) = s.control(
+        "config",
+        json!({"mtls_clients": [
+            {"client_id": "billing", "tls_client_auth_subject_dn": billing["subject"]},
+        ]}),
+    );
+    assert_eq!(status, 200);
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(
+                    &ureq::tls::parse_pem(&std::fs::read(&s.ca).unwrap())
+                        .filter_map(|i| match i {
+                            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+                .build(),
+        )
+        .build()
+        .into();
+    let redirect = "http://127.0.0.1:9/cb";
+    let r = no_redirects
+        .get(format!(
+            "{}/oauth2/authorize?client_id=dev-client&response_type=code&redirect_uri={redirect}",
+            s.url
+        ))
+        .call()
+        .unwrap();
+    let location = r.headers().get("location").unwrap().to_str().unwrap();
+    let code = url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut answer = s
+        .agent_with(&billing)
+        .post(format!("{}/oauth2/token", s.url))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id=billing"
+        ))
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body: Value = answer.body_mut().read_json().unwrap_or(Value::Null);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+}
