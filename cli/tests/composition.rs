@@ -3135,6 +3135,14 @@ impl<'a> Checker<'a> {
                     _ => None,
                 })
             else {
+                // The API journals every request it accepts: an accepted presentation
+                // it did not journal cannot be judged, and is not let pass.
+                if let Outcome::Response { status: 200, .. } = reply.outcome {
+                    return Err(format!(
+                        "step {}: a stranger's presentation of c{}'s token was accepted and the API journaled no request of {stranger}",
+                        call.step, call.label
+                    ));
+                }
                 continue;
             };
             let token_x5t = token.and_then(|t| bound.get(t).copied().flatten());

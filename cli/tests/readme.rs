@@ -561,6 +561,19 @@ fn kill_group(group: u32) {
 struct Running {
     child: Child,
     output: mpsc::Receiver<(bool, Vec<u8>)>,
+    /// Whether `stop` reaped it (after which its group id may belong to another).
+    stopped: bool,
+}
+
+/// A block left running by a panic (a failed assertion of the test) is killed with its
+/// whole group, and its shell reaped.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.stopped {
+            kill_group(self.child.id());
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// How a block ended.
@@ -648,7 +661,11 @@ fn start(script: &str, setting: &Setting) -> Running {
     let (to, output) = mpsc::channel();
     drain(child.stdout.take().unwrap(), false, to.clone());
     drain(child.stderr.take().unwrap(), true, to);
-    Running { child, output }
+    Running {
+        child,
+        output,
+        stopped: false,
+    }
 }
 
 impl Running {
@@ -677,6 +694,7 @@ impl Running {
         let deadline = Instant::now() + END_BOUND;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.stopped = true;
                 break status;
             }
             assert!(Instant::now() < deadline, "the block's shell did not die");

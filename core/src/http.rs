@@ -850,8 +850,20 @@ impl Http {
 /// The agent's own overall limit for a call whose deadline is `timeout` away: a
 /// thousandth less (at most 5 ms), so that a request started within that sliver of its
 /// deadline's start still ends by the deadline without a configuration of its own.
+/// Rounded down to a whole number of slivers, so that the socket timeouts `steady`
+/// makes of it are the same from one request to the next whatever the timeout.
 fn agent_timeout(timeout: Duration) -> Duration {
-    timeout - crate::steady::sliver(timeout)
+    let sliver = crate::steady::sliver(timeout);
+    let (Ok(step), Ok(whole)) = (
+        u64::try_from(sliver.as_nanos()),
+        u64::try_from(timeout.as_nanos()),
+    ) else {
+        return timeout - sliver;
+    };
+    if step == 0 {
+        return timeout;
+    }
+    Duration::from_nanos(whole - whole % step - step)
 }
 
 /// The certificate authorities to trust: the configured CA bundle, else the platform's
@@ -1588,6 +1600,15 @@ mod tests {
             agent_timeout(MAX_DURATION),
             MAX_DURATION - Duration::from_millis(5)
         );
+        // A timeout that is not a whole number of slivers: the limit is one.
+        let odd = Duration::from_micros(5_000_100);
+        assert_eq!(agent_timeout(odd), Duration::from_millis(4_995));
+        for micros in [1, 999, 1_001, 7_777_777, 123_456_789] {
+            let t = Duration::from_micros(micros);
+            let (limit, step) = (agent_timeout(t), crate::steady::sliver(t));
+            assert!(limit < t && t - limit < 2 * step, "{t:?} -> {limit:?}");
+            assert_eq!(limit.as_nanos() % step.as_nanos(), 0, "{t:?} -> {limit:?}");
+        }
     }
 
     #[test]
