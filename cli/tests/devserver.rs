@@ -512,23 +512,10 @@ fn users_own_their_families_and_the_journal_records_everything_by_tag() {
 fn a_code_sign_in_belongs_to_its_login_hint() {
     let s = DevServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default()).unwrap();
     let base = s.url();
-    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let r = no_redirects
-        .get(format!("{base}/oauth2/authorize?client_id=dev-client&response_type=code&redirect_uri=http://127.0.0.1:9/cb&scope=openid&login_hint=erin"))
-        .call()
-        .unwrap();
-    let location = r.headers().get("location").unwrap().to_str().unwrap();
-    let code = url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = authorize_code(
+        &base,
+        "client_id=dev-client&response_type=code&redirect_uri=http://127.0.0.1:9/cb&scope=openid&login_hint=erin",
+    );
     let (status, body) = post_raw(
         &format!("{base}/oauth2/token"),
         "application/x-www-form-urlencoded",
