@@ -133,8 +133,11 @@ pub struct Response {
     headers: http::HeaderMap,
     /// The body (capped at the configured maximum).
     pub body: Vec<u8>,
-    /// The token the request carried: its access token is removed from any error made
-    /// from this response (an API may echo it).
+    /// The token the request carried, kept by a failed response (status 400 or more)
+    /// only: its access token is removed from any error made from it (an API may echo
+    /// it). A successful response, which no error is made from, keeps no token alive
+    /// (a response a program keeps would otherwise keep the token's refresh token and
+    /// DPoP key in memory after the client has let them go).
     sent_token: Option<Arc<Token>>,
 }
 
@@ -811,7 +814,7 @@ impl Http {
             status,
             headers: parts.headers,
             body,
-            sent_token: Some(Arc::clone(token)),
+            sent_token: (status >= 400).then(|| Arc::clone(token)),
         })
     }
 }
@@ -1579,6 +1582,32 @@ mod tests {
         );
         echoed.sent_token = Some(Arc::new(Token::never_expiring("tok9")));
         let text = echoed.error_for_status().unwrap_err().to_string();
+        assert!(!text.contains("tok9"), "{text}");
+    }
+
+    #[test]
+    fn only_a_failed_response_keeps_the_token_it_was_sent_with() {
+        let mut server = mockito::Server::new();
+        server.mock("GET", "/ok").with_body("fine").create();
+        server
+            .mock("GET", "/bad")
+            .with_status(403)
+            .with_body("token tok9 may not")
+            .create();
+        let http = Http::new(Arc::new(Options::default())).unwrap();
+        let token = Arc::new(Token::never_expiring("tok9"));
+        let send = |path: &str| {
+            let url = format!("{}{path}", server.url());
+            let deadline = crate::clock::Deadline::after(Duration::from_secs(10));
+            http.send("GET", &url, &[], &token, &[], deadline).unwrap()
+        };
+        let ok = send("/ok");
+        assert_eq!((ok.status, ok.sent_token.is_none()), (200, true));
+        assert_eq!(Arc::strong_count(&token), 1);
+        let bad = send("/bad");
+        assert_eq!(bad.status, 403);
+        assert_eq!(Arc::strong_count(&token), 2);
+        let text = bad.error_for_status().unwrap_err().to_string();
         assert!(!text.contains("tok9"), "{text}");
     }
 
