@@ -357,6 +357,23 @@ struct Worker {
     pid: Mutex<u32>,
 }
 
+/// `GET {url}/api/me` with `client`, journaled by the API under `journal_label`: the
+/// status and the subject the API named, or the error.
+fn get_me(client: &Client, url: &str, journal_label: &str) -> Outcome {
+    match client.request(
+        "GET",
+        &format!("{url}/api/me"),
+        &[("x-journal-label", journal_label)],
+        &[],
+    ) {
+        Ok(r) => Outcome::Response {
+            status: r.status,
+            sub: r.header("x-sub").map(str::to_owned),
+        },
+        Err(e) => kind_and_message(&e),
+    }
+}
+
 fn kind_and_message(e: &Error) -> Outcome {
     Outcome::Error {
         kind: e.kind().name().to_owned(),
@@ -574,19 +591,7 @@ impl Worker {
             Command::Token(label) => with(&label, &|c| keep(&label, c.token())),
             Command::Refresh(label) => with(&label, &|c| keep(&label, c.refresh())),
             Command::Get(label) => with(&label, &|c| {
-                let journal_label = format!("{label}@{}", *self.pid.lock());
-                match c.request(
-                    "GET",
-                    &format!("{url}/api/me"),
-                    &[("x-journal-label", &journal_label)],
-                    &[],
-                ) {
-                    Ok(r) => Outcome::Response {
-                        status: r.status,
-                        sub: r.header("x-sub").map(str::to_owned),
-                    },
-                    Err(e) => kind_and_message(&e),
-                }
+                get_me(c, url, &format!("{label}@{}", *self.pid.lock()))
             }),
             Command::Invalidate(label) => with(&label, &|c| {
                 let last = self.clients.lock().get(&label).and_then(|h| h.last.clone());
@@ -640,18 +645,7 @@ impl Worker {
                     label.strip_prefix('c').unwrap_or(&label),
                     *self.pid.lock()
                 );
-                match stranger.request(
-                    "GET",
-                    &format!("{url}/api/me"),
-                    &[("x-journal-label", &journal_label)],
-                    &[],
-                ) {
-                    Ok(r) => Outcome::Response {
-                        status: r.status,
-                        sub: r.header("x-sub").map(str::to_owned),
-                    },
-                    Err(e) => kind_and_message(&e),
-                }
+                get_me(&stranger, url, &journal_label)
             }),
             Command::FailNextSave => {
                 self.store.fail_next_save.store(true, Ordering::SeqCst);
